@@ -1,0 +1,111 @@
+//! Wire framing of a report: protobuf, then snappy *block* format (as remote-write does).
+//!
+//! Decoding is bounded: the snappy header announces the decompressed length, and a body that
+//! would expand past the caller's limit is refused before anything is allocated.
+
+use prost::Message;
+
+use crate::proto::Report;
+
+/// Why a report body could not be decoded.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    #[error("body is not valid snappy block data: {0}")]
+    Snappy(String),
+    #[error("body expands to {len} bytes, over the limit of {max}")]
+    TooLarge { len: usize, max: usize },
+    #[error("body is not a valid report protobuf: {0}")]
+    Protobuf(#[from] prost::DecodeError),
+    #[error("report protocol version {0} is not supported (expected {expected})", expected = crate::PROTOCOL_VERSION)]
+    Version(u32),
+}
+
+/// Encodes and compresses a report.
+pub fn encode(report: &Report) -> Vec<u8> {
+    let raw = report.encode_to_vec();
+    snap::raw::Encoder::new()
+        .compress_vec(&raw)
+        .expect("snappy block compression of an in-memory buffer cannot fail")
+}
+
+/// Decompresses and decodes a report, refusing bodies that expand past `max_decoded` bytes and
+/// reports of another protocol version.
+pub fn decode(body: &[u8], max_decoded: usize) -> Result<Report, DecodeError> {
+    let len = snap::raw::decompress_len(body).map_err(|e| DecodeError::Snappy(e.to_string()))?;
+    if len > max_decoded {
+        return Err(DecodeError::TooLarge {
+            len,
+            max: max_decoded,
+        });
+    }
+    let raw = snap::raw::Decoder::new()
+        .decompress_vec(body)
+        .map_err(|e| DecodeError::Snappy(e.to_string()))?;
+    let report = Report::decode(raw.as_slice())?;
+    if report.protocol_version != crate::PROTOCOL_VERSION {
+        return Err(DecodeError::Version(report.protocol_version));
+    }
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::{MetricFamily, MetricKind, Series};
+
+    fn sample() -> Report {
+        Report {
+            protocol_version: crate::PROTOCOL_VERSION,
+            timestamp_ms: 1_700_000_000_000,
+            families: vec![MetricFamily {
+                name: "istio_requests_total".into(),
+                kind: MetricKind::Counter as i32,
+                label_names: vec!["reporter".into()],
+                series: vec![Series {
+                    label_values: vec!["source".into()],
+                    value: 3.0,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }
+    }
+
+    #[cfg_attr(not(target_arch = "wasm32"), test)]
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+    fn round_trip() {
+        let r = sample();
+        assert_eq!(decode(&encode(&r), 1 << 20).unwrap(), r);
+    }
+
+    #[cfg_attr(not(target_arch = "wasm32"), test)]
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+    fn refuses_oversized_and_garbage() {
+        let body = encode(&sample());
+        assert!(matches!(
+            decode(&body, 4),
+            Err(DecodeError::TooLarge { .. })
+        ));
+        assert!(matches!(
+            decode(b"\xff\xff\xff\xff\xff\x0f", 1 << 20),
+            Err(DecodeError::Snappy(_))
+        ));
+        let not_proto = snap::raw::Encoder::new().compress_vec(&[0xff; 8]).unwrap();
+        assert!(matches!(
+            decode(&not_proto, 1 << 20),
+            Err(DecodeError::Protobuf(_))
+        ));
+    }
+
+    #[cfg_attr(not(target_arch = "wasm32"), test)]
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+    fn refuses_other_versions() {
+        let mut r = sample();
+        r.protocol_version = 9;
+        assert!(matches!(
+            decode(&encode(&r), 1 << 20),
+            Err(DecodeError::Version(9))
+        ));
+    }
+}

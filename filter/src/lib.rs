@@ -1,0 +1,1 @@
+//! meshtap's proxy-wasm filter (being written).

@@ -1,0 +1,2 @@
+//! meshtap-sink (being written).
+fn main() {}

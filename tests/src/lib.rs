@@ -1,0 +1,1 @@
+//! Envoy stand-in (being written).
