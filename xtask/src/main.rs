@@ -1,1 +1,54 @@
-fn main() {}
+//! `cargo xtask …`: the project's build, test, demo and benchmark entry points.
+//!
+//! xtask only orchestrates: it installs what the tests need on a fresh Debian machine, runs cargo,
+//! and starts the binaries the workspace builds. It holds no product logic.
+
+mod bench;
+mod demo;
+mod install;
+mod process;
+mod test;
+
+use anyhow::{bail, Result};
+
+const USAGE: &str = "\
+usage: cargo xtask <command> [options]
+
+commands:
+  build-filter          build the filter .wasm (release, wasm32-wasip1) and print its path and size
+  test                  install what the tests need, then lint and run every test (the CI command)
+  demo [options]        run the sink and meshtap-sim on a scenario and show a live summary
+      --seconds N             stop after N seconds (default: until Ctrl-C)
+      --scenario FILE         scenario to run (default tests/scenarios/demo.yaml)
+      --remote-write-url URL  also write to this Prometheus remote-write endpoint
+      --sink-config FILE      use this sink config instead of the generated one
+  bench [filter|ingest|all]   run the benchmarks (criterion, plus the .wasm in the test host)
+";
+
+fn main() -> Result<()> {
+    let mut args = std::env::args().skip(1);
+    let Some(cmd) = args.next() else {
+        eprint!("{USAGE}");
+        bail!("no command given");
+    };
+    let rest: Vec<String> = args.collect();
+    match cmd.as_str() {
+        "build-filter" => {
+            let wasm = process::build_filter()?;
+            let size = std::fs::metadata(&wasm)?.len();
+            println!("{} ({} bytes)", wasm.display(), size);
+            Ok(())
+        }
+        "test" => test::command(&rest),
+        "demo" => demo::command(&rest),
+        "bench" => bench::command(&rest),
+        "help" | "--help" | "-h" => {
+            print!("{USAGE}");
+            Ok(())
+        }
+        other => {
+            eprint!("{USAGE}");
+            bail!("unknown command {other:?}")
+        }
+    }
+}

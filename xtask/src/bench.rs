@@ -1,0 +1,33 @@
+//! `cargo xtask bench [filter|ingest|all]`: runs the criterion benchmarks and the `.wasm`
+//! measurements in the test host. Figures are printed by the benches themselves; compare
+//! them as ratios within one run, never across machines.
+
+use anyhow::{bail, Result};
+
+use crate::process::{build_filter, cargo, run};
+
+fn filter() -> Result<()> {
+    let wasm = build_filter()?;
+    // The per-request path natively (criterion).
+    run(cargo().args(["bench", "-p", "meshtap-filter", "--bench", "request_path"]))?;
+    // The compiled .wasm in the Envoy stand-in: instructions (fuel), ns, host calls, memory.
+    run(cargo()
+        .args(["bench", "-p", "meshtap-tests", "--bench", "filter_wasm"])
+        .env("MESHTAP_FILTER_WASM", &wasm))
+}
+
+fn ingest() -> Result<()> {
+    run(cargo().args(["bench", "-p", "meshtap-sink", "--bench", "ingest"]))
+}
+
+pub fn command(args: &[String]) -> Result<()> {
+    match args.first().map(String::as_str).unwrap_or("all") {
+        "filter" => filter(),
+        "ingest" => ingest(),
+        "all" => {
+            filter()?;
+            ingest()
+        }
+        other => bail!("unknown bench {other:?} (known: filter, ingest, all)"),
+    }
+}

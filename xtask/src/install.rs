@@ -1,0 +1,110 @@
+//! Installs what the tests need on a fresh Debian machine: the wasm targets, Debian's
+//! `prometheus` (the real receiver of the end-to-end tests) and the `wasm-bindgen-test-runner`
+//! whose version must equal the `wasm-bindgen` in Cargo.lock.
+//!
+//! Each step checks first and does nothing when the tool is already there.
+
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+
+use crate::process::{cargo, has_program, root, run};
+
+/// Rust targets the filter and the V8 tests are built for.
+const TARGETS: [&str; 2] = ["wasm32-wasip1", "wasm32-unknown-unknown"];
+
+pub fn everything() -> Result<()> {
+    rust_targets()?;
+    prometheus()?;
+    wasm_bindgen_runner()?;
+    if !has_program("node") {
+        bail!("node is required for the V8 tests (wasm-bindgen-test); install Debian's nodejs");
+    }
+    Ok(())
+}
+
+fn rust_targets() -> Result<()> {
+    let out = Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .current_dir(root())
+        .output()
+        .context("rustup is required to add the wasm targets")?;
+    let installed = String::from_utf8_lossy(&out.stdout);
+    let missing: Vec<&str> = TARGETS
+        .iter()
+        .copied()
+        .filter(|t| !installed.lines().any(|l| l.trim() == *t))
+        .collect();
+    if !missing.is_empty() {
+        let mut cmd = Command::new("rustup");
+        cmd.current_dir(root())
+            .args(["target", "add"])
+            .args(&missing);
+        run(&mut cmd)?;
+    }
+    Ok(())
+}
+
+fn prometheus() -> Result<()> {
+    if std::path::Path::new("/usr/bin/prometheus").exists() {
+        return Ok(());
+    }
+    let root_user = Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false);
+    let apt = |args: &[&str]| {
+        let mut cmd = if root_user {
+            Command::new("apt-get")
+        } else {
+            let mut c = Command::new("sudo");
+            c.arg("apt-get");
+            c
+        };
+        cmd.env("DEBIAN_FRONTEND", "noninteractive").args(args);
+        cmd
+    };
+    if run(&mut apt(&["install", "-y", "-q", "prometheus"])).is_err() {
+        run(&mut apt(&["update", "-q"]))?;
+        run(&mut apt(&["install", "-y", "-q", "prometheus"]))?;
+    }
+    // Debian's package may start a system Prometheus on :9090; the tests start their own on a
+    // free loopback port, so it is left alone.
+    Ok(())
+}
+
+/// The `wasm-bindgen` version Cargo.lock resolved, which the runner must match exactly.
+fn locked_wasm_bindgen_version() -> Result<String> {
+    let lock = std::fs::read_to_string(root().join("Cargo.lock")).context("reading Cargo.lock")?;
+    let mut lines = lock.lines();
+    while let Some(line) = lines.next() {
+        if line == "name = \"wasm-bindgen\"" {
+            if let Some(v) = lines.next().and_then(|l| l.strip_prefix("version = \"")) {
+                return Ok(v.trim_end_matches('"').to_string());
+            }
+        }
+    }
+    bail!("Cargo.lock has no wasm-bindgen package")
+}
+
+fn wasm_bindgen_runner() -> Result<()> {
+    let want = locked_wasm_bindgen_version()?;
+    let have = Command::new("wasm-bindgen-test-runner")
+        .arg("--version")
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    if have.split_whitespace().nth(1) == Some(want.as_str()) {
+        return Ok(());
+    }
+    eprintln!("installing wasm-bindgen-cli {want} (takes a few minutes once)");
+    run(cargo().args([
+        "install",
+        "wasm-bindgen-cli",
+        "--locked",
+        "--version",
+        &want,
+    ]))
+}

@@ -1,0 +1,87 @@
+//! Running cargo and child processes from xtask, with the workspace root as working directory.
+//!
+//! Every command is echoed before it runs so a CI log shows exactly what happened.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use anyhow::{bail, Context, Result};
+
+/// The workspace root (the parent of `xtask/`).
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives inside the workspace")
+        .to_path_buf()
+}
+
+/// The cargo target directory the workspace builds into.
+pub fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target"))
+}
+
+/// The cargo the user invoked xtask with.
+pub fn cargo() -> Command {
+    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cmd.current_dir(root());
+    cmd
+}
+
+/// Runs a command to completion, failing with its name if it fails.
+pub fn run(cmd: &mut Command) -> Result<()> {
+    eprintln!("\x1b[1m$ {}\x1b[0m", describe(cmd));
+    let status = cmd
+        .status()
+        .with_context(|| format!("could not start {}", describe(cmd)))?;
+    if !status.success() {
+        bail!("{} failed ({status})", describe(cmd));
+    }
+    Ok(())
+}
+
+/// Starts a command in the background.
+pub fn spawn(cmd: &mut Command) -> Result<Child> {
+    eprintln!("\x1b[1m$ {} &\x1b[0m", describe(cmd));
+    cmd.stdin(Stdio::null())
+        .spawn()
+        .with_context(|| format!("could not start {}", describe(cmd)))
+}
+
+/// Whether a program answers `--version`.
+pub fn has_program(name: &str) -> bool {
+    Command::new(name)
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
+}
+
+fn describe(cmd: &Command) -> String {
+    let mut s = cmd.get_program().to_string_lossy().into_owned();
+    for a in cmd.get_args() {
+        s.push(' ');
+        s.push_str(&a.to_string_lossy());
+    }
+    s
+}
+
+/// Builds the filter for Envoy (release profile, wasm32-wasip1) and returns the `.wasm` path.
+pub fn build_filter() -> Result<PathBuf> {
+    run(cargo().args([
+        "build",
+        "--release",
+        "--target",
+        "wasm32-wasip1",
+        "-p",
+        "meshtap-filter",
+    ]))?;
+    let wasm = target_dir().join("wasm32-wasip1/release/meshtap_filter.wasm");
+    if !wasm.exists() {
+        bail!("the build finished but {} does not exist", wasm.display());
+    }
+    Ok(wasm)
+}
