@@ -1,1 +1,6 @@
-//! Envoy stand-in (being written).
+//! meshtap's test support: an Envoy-faithful proxy-wasm [`host`] for the compiled filter, the
+//! [`sim`] that drives a simulated mesh through it, and [`bench`] helpers for `cargo xtask bench`.
+//!
+//! Library code only; the `meshtap-sim` binary is a thin CLI over [`sim`].
+
+pub mod host;
