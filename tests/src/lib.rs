@@ -4,3 +4,4 @@
 //! Library code only; the `meshtap-sim` binary is a thin CLI over [`sim`].
 
 pub mod host;
+pub mod sim;

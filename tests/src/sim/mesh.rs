@@ -1,0 +1,448 @@
+//! How a scenario looks to Envoy: each workload's node metadata and peer identity, and for one
+//! call the stream the client sidecar (outbound) and the server sidecar (inbound) each observe —
+//! headers, xds properties, certificates, filter state — the way Istio sets them up.
+//!
+//! Pure construction of host inputs; no VM is run here.
+
+use crate::host::envoy_messages::{
+    cluster_metadata, peer_filter_state, peer_metadata_header, response_flag_bits,
+    upstream_host_metadata, PeerWorkload, ServiceRef,
+};
+use crate::host::{HttpExchange, NodeInfo, Phase, Properties, PropertyValue, ResponseSpec};
+
+use super::scenario::{Call, Exchange, MeshSettings, Outcome, Protocol, Workload};
+
+/// A workload with every default applied.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ResolvedWorkload {
+    pub name: String,
+    pub namespace: String,
+    pub app: Option<String>,
+    pub version: Option<String>,
+    pub canonical_service: String,
+    pub canonical_revision: String,
+    pub cluster: String,
+    /// Service FQDN, if a service fronts the workload.
+    pub service_host: Option<String>,
+    pub port: u16,
+    pub workers: usize,
+    pub identity: String,
+    pub sidecar: bool,
+    pub pod: String,
+    pub ip: String,
+}
+
+impl ResolvedWorkload {
+    pub fn resolve(mesh: &MeshSettings, index: usize, w: &Workload) -> ResolvedWorkload {
+        let service_host = w.service.clone().or_else(|| {
+            w.app
+                .as_ref()
+                .map(|app| format!("{app}.{}.svc.cluster.local", w.namespace))
+        });
+        let account = w.app.clone().unwrap_or_else(|| w.name.clone());
+        ResolvedWorkload {
+            name: w.name.clone(),
+            namespace: w.namespace.clone(),
+            app: w.app.clone(),
+            version: w.version.clone(),
+            canonical_service: w
+                .canonical_service
+                .clone()
+                .or_else(|| w.app.clone())
+                .unwrap_or_else(|| w.name.clone()),
+            canonical_revision: w
+                .canonical_revision
+                .clone()
+                .or_else(|| w.version.clone())
+                .unwrap_or_else(|| "latest".into()),
+            cluster: w.cluster.clone().unwrap_or_else(|| mesh.cluster.clone()),
+            service_host,
+            port: w.port,
+            workers: w.workers,
+            identity: w.identity.clone().unwrap_or_else(|| {
+                format!(
+                    "spiffe://{}/ns/{}/sa/{account}",
+                    mesh.trust_domain, w.namespace
+                )
+            }),
+            sidecar: w.sidecar,
+            pod: w.pod.clone().unwrap_or_else(|| {
+                format!(
+                    "{}-{:x}-{:05x}",
+                    w.name,
+                    0x5f00 + index,
+                    index * 7919 + 4242
+                )
+            }),
+            ip: w
+                .ip
+                .clone()
+                .unwrap_or_else(|| format!("10.1.0.{}", index + 10)),
+        }
+    }
+
+    /// `<name>` of the service host (up to its first dot).
+    pub fn service_name(&self) -> Option<&str> {
+        self.service_host
+            .as_deref()
+            .map(|h| h.split('.').next().unwrap_or(h))
+    }
+
+    /// Namespace of the service host (`name.ns.svc...`), else the workload's namespace.
+    pub fn service_namespace(&self) -> &str {
+        self.service_host
+            .as_deref()
+            .and_then(|h| h.split('.').nth(1))
+            .unwrap_or(&self.namespace)
+    }
+
+    /// Envoy's node identity for this workload's sidecar.
+    pub fn node(&self, mesh: &MeshSettings) -> NodeInfo {
+        let mut node = NodeInfo {
+            id: format!(
+                "sidecar~{}~{}.{}~{}.svc.cluster.local",
+                self.ip, self.pod, self.namespace, self.namespace
+            ),
+            ..NodeInfo::default()
+        };
+        for (key, value) in [
+            ("WORKLOAD_NAME", self.name.as_str()),
+            ("NAMESPACE", &self.namespace),
+            ("NAME", &self.pod),
+            ("CLUSTER_ID", &self.cluster),
+            ("ISTIO_VERSION", &mesh.istio_version),
+            ("MESH_ID", &mesh.mesh_id),
+            ("INSTANCE_IPS", &self.ip),
+        ] {
+            node.metadata.insert(key.into(), value.into());
+        }
+        if let Some(app) = &self.app {
+            node.labels.insert("app".into(), app.clone());
+        }
+        if let Some(version) = &self.version {
+            node.labels.insert("version".into(), version.clone());
+        }
+        node.labels.insert(
+            "service.istio.io/canonical-name".into(),
+            self.canonical_service.clone(),
+        );
+        node.labels.insert(
+            "service.istio.io/canonical-revision".into(),
+            self.canonical_revision.clone(),
+        );
+        node
+    }
+
+    /// This workload as a peer, for metadata exchange.
+    pub fn peer(&self) -> PeerWorkload {
+        PeerWorkload {
+            name: self.pod.clone(),
+            namespace: self.namespace.clone(),
+            workload: self.name.clone(),
+            workload_type: "deployment".into(),
+            cluster: self.cluster.clone(),
+            service: self.canonical_service.clone(),
+            revision: self.canonical_revision.clone(),
+            app: self.app.clone().unwrap_or_default(),
+            version: self.version.clone().unwrap_or_default(),
+            identity: self.identity.clone(),
+        }
+    }
+
+    fn service_ref(&self) -> Option<ServiceRef> {
+        Some(ServiceRef {
+            host: self.service_host.clone()?,
+            name: self.service_name()?.to_string(),
+            namespace: self.service_namespace().to_string(),
+        })
+    }
+}
+
+/// Where a call goes.
+#[derive(Clone, Copy, Debug)]
+pub enum Target<'a> {
+    Workload(&'a ResolvedWorkload),
+    /// An external host through the PassthroughCluster.
+    External(&'a str),
+}
+
+/// One concrete call: its outcome and sampled values.
+#[derive(Clone, Debug)]
+pub struct CallInstance<'a> {
+    pub call: &'a Call,
+    pub outcome: &'a Outcome,
+    pub latency_ms: u64,
+    pub request_bytes: u64,
+    pub response_bytes: u64,
+    pub mesh: &'a MeshSettings,
+}
+
+impl CallInstance<'_> {
+    fn exchange(&self) -> Exchange {
+        self.call.exchange.unwrap_or(self.mesh.exchange)
+    }
+
+    fn mtls(&self, from: &ResolvedWorkload, target: Target<'_>) -> bool {
+        match target {
+            Target::Workload(to) => {
+                from.sidecar && to.sidecar && self.call.mtls.unwrap_or(self.mesh.mtls)
+            }
+            Target::External(_) => false,
+        }
+    }
+
+    fn request_headers(&self, target: Target<'_>) -> Vec<(String, String)> {
+        let authority = match target {
+            Target::Workload(to) => {
+                format!("{}:{}", to.service_name().unwrap_or(&to.name), to.port)
+            }
+            Target::External(host) => host.to_string(),
+        };
+        let grpc = self.call.protocol == Protocol::Grpc;
+        let path = self.call.path.clone().unwrap_or_else(|| {
+            if grpc {
+                "/meshtap.sim.Echo/Call".into()
+            } else {
+                "/".into()
+            }
+        });
+        let method = if grpc {
+            "POST".to_string()
+        } else {
+            self.call.method.clone()
+        };
+        let mut headers = vec![
+            (":authority".to_string(), authority),
+            (":path".to_string(), path),
+            (":method".to_string(), method),
+            (":scheme".to_string(), "http".to_string()),
+            ("user-agent".to_string(), "meshtap-sim".to_string()),
+        ];
+        if grpc {
+            headers.push(("content-type".into(), "application/grpc".into()));
+        }
+        headers
+    }
+
+    fn response(&self, code: u16, peer_header: Option<String>) -> Option<ResponseSpec> {
+        if code == 0 {
+            return None;
+        }
+        let grpc = self.call.protocol == Protocol::Grpc;
+        let mut headers = vec![(":status".to_string(), code.to_string())];
+        if grpc {
+            headers.push(("content-type".into(), "application/grpc".into()));
+        }
+        if let Some(value) = peer_header {
+            headers.push(("x-envoy-peer-metadata".into(), value));
+        }
+        let trailers = self
+            .outcome
+            .grpc_status
+            .filter(|_| grpc)
+            .map(|status| vec![("grpc-status".to_string(), status.to_string())]);
+        Some(ResponseSpec {
+            headers,
+            body_len: self.response_bytes as usize,
+            trailers,
+        })
+    }
+
+    fn end_of_stream_properties(&self, props: &mut Properties, code: u16, flags: u64) {
+        if code != 0 {
+            props.set_int(&["response", "code"], i64::from(code), Phase::Response);
+        }
+        props.set(
+            &["response", "flags"],
+            PropertyValue::Uint(flags),
+            Phase::Log,
+        );
+        if let (Protocol::Grpc, Some(status)) = (self.call.protocol, self.outcome.grpc_status) {
+            props.set_int(&["response", "grpc_status"], i64::from(status), Phase::Log);
+        }
+        props.set_int(
+            &["request", "duration"],
+            (self.latency_ms * 1_000_000) as i64,
+            Phase::Log,
+        );
+        props.set_int(
+            &["request", "total_size"],
+            self.request_bytes as i64,
+            Phase::Log,
+        );
+        props.set_int(
+            &["response", "total_size"],
+            self.response_bytes as i64,
+            Phase::Log,
+        );
+    }
+
+    /// The stream the client sidecar (outbound listener) observes.
+    pub fn client_view(&self, from: &ResolvedWorkload, target: Target<'_>) -> HttpExchange {
+        let flags_text = self.outcome.flags.as_deref().unwrap_or("-");
+        let flags = response_flag_bits(flags_text).expect("flags were validated with the scenario");
+        let has_flag = |f: &str| flags_text.split(',').any(|x| x.trim() == f);
+        let reached = self.outcome.server_sees_it();
+        let exchange = self.exchange();
+        let mut request_headers = self.request_headers(target);
+        let mut props = Properties::new();
+        props.set_int(&["xds", "listener_direction"], 2, Phase::Request);
+        let mut peer_header = None;
+        match target {
+            Target::Workload(to) => {
+                if exchange == Exchange::Headers {
+                    request_headers.push((
+                        "x-envoy-peer-metadata".into(),
+                        peer_metadata_header(&from.peer()),
+                    ));
+                    request_headers
+                        .push(("x-envoy-peer-metadata-id".into(), from.node(self.mesh).id));
+                }
+                if !has_flag("NR") && !has_flag("NC") {
+                    let host = to.service_host.clone().unwrap_or_default();
+                    props.set_string(
+                        &["xds", "cluster_name"],
+                        &format!("outbound|{}||{host}", to.port),
+                        Phase::Request,
+                    );
+                    props.set_string(
+                        &["xds", "route_name"],
+                        &format!("{host}:{}", to.port),
+                        Phase::Request,
+                    );
+                    let services: Vec<ServiceRef> = to.service_ref().into_iter().collect();
+                    props.set(
+                        &["xds", "cluster_metadata"],
+                        PropertyValue::Bytes(cluster_metadata(&services)),
+                        Phase::Request,
+                    );
+                }
+                if !has_flag("NR") && !has_flag("NC") && !has_flag("UH") {
+                    let field = format!(
+                        "{};{};{};{};{}",
+                        to.name,
+                        to.namespace,
+                        to.canonical_service,
+                        to.canonical_revision,
+                        to.cluster
+                    );
+                    props.set(
+                        &["xds", "upstream_host_metadata"],
+                        PropertyValue::Bytes(upstream_host_metadata(&field)),
+                        Phase::Request,
+                    );
+                }
+                if to.sidecar && reached && self.outcome.code != 0 {
+                    match exchange {
+                        Exchange::FilterState => {
+                            props.set(
+                                &["filter_state", "upstream_peer"],
+                                PropertyValue::Bytes(peer_filter_state(&to.peer())),
+                                Phase::Response,
+                            );
+                        }
+                        Exchange::Headers => peer_header = Some(peer_metadata_header(&to.peer())),
+                        Exchange::None => {}
+                    }
+                }
+                if reached && self.mtls(from, target) {
+                    props.set_string(
+                        &["upstream", "uri_san_peer_certificate"],
+                        &to.identity,
+                        Phase::Request,
+                    );
+                    props.set_string(
+                        &["upstream", "uri_san_local_certificate"],
+                        &from.identity,
+                        Phase::Request,
+                    );
+                }
+            }
+            Target::External(_) => {
+                props.set_string(
+                    &["xds", "cluster_name"],
+                    "PassthroughCluster",
+                    Phase::Request,
+                );
+                props.set_string(&["xds", "route_name"], "allow_any", Phase::Request);
+            }
+        }
+        self.end_of_stream_properties(&mut props, self.outcome.code, flags);
+        HttpExchange {
+            request_headers,
+            request_body_len: self.request_bytes as usize,
+            request_trailers: None,
+            response: self.response(self.outcome.code, peer_header),
+            properties: props,
+        }
+    }
+
+    /// The stream the server sidecar (inbound listener) observes, if it sees the call at all.
+    pub fn server_view(
+        &self,
+        from: &ResolvedWorkload,
+        to: &ResolvedWorkload,
+    ) -> Option<HttpExchange> {
+        if !to.sidecar || !self.outcome.server_sees_it() {
+            return None;
+        }
+        let exchange = self.exchange();
+        let mut request_headers = self.request_headers(Target::Workload(to));
+        let mut props = Properties::new();
+        props.set_int(&["xds", "listener_direction"], 1, Phase::Request);
+        props.set_string(
+            &["xds", "cluster_name"],
+            &format!("inbound|{}||", to.port),
+            Phase::Request,
+        );
+        props.set_string(&["xds", "route_name"], "default", Phase::Request);
+        let services: Vec<ServiceRef> = to.service_ref().into_iter().collect();
+        props.set(
+            &["xds", "cluster_metadata"],
+            PropertyValue::Bytes(cluster_metadata(&services)),
+            Phase::Request,
+        );
+        let mut peer_header = None;
+        if from.sidecar {
+            match exchange {
+                Exchange::FilterState => {
+                    props.set(
+                        &["filter_state", "downstream_peer"],
+                        PropertyValue::Bytes(peer_filter_state(&from.peer())),
+                        Phase::Request,
+                    );
+                }
+                Exchange::Headers => {
+                    request_headers.push((
+                        "x-envoy-peer-metadata".into(),
+                        peer_metadata_header(&from.peer()),
+                    ));
+                    request_headers
+                        .push(("x-envoy-peer-metadata-id".into(), from.node(self.mesh).id));
+                    peer_header = Some(peer_metadata_header(&to.peer()));
+                }
+                Exchange::None => {}
+            }
+        }
+        if self.mtls(from, Target::Workload(to)) {
+            props.set_string(
+                &["connection", "uri_san_peer_certificate"],
+                &from.identity,
+                Phase::Request,
+            );
+            props.set_string(
+                &["connection", "uri_san_local_certificate"],
+                &to.identity,
+                Phase::Request,
+            );
+        }
+        self.end_of_stream_properties(&mut props, self.outcome.code, 0);
+        Some(HttpExchange {
+            request_headers,
+            request_body_len: self.request_bytes as usize,
+            request_trailers: None,
+            response: self.response(self.outcome.code, peer_header),
+            properties: props,
+        })
+    }
+}

@@ -1,0 +1,425 @@
+//! Runs a scenario: one proxy per sidecar workload (all sharing one compiled module and one
+//! clock), every call observed by the client and the server sidecar, ticks and report posts
+//! driven to a sink or to a loopback [`ReportReceiver`].
+//!
+//! Scheduling and bookkeeping only: what each side observes comes from `mesh.rs`.
+
+use std::collections::BTreeMap;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use meshtap_report::Report;
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+
+use crate::host::{Clock, FilterModule, HostError, Proxy, ProxyConfig};
+
+use super::mesh::{CallInstance, ResolvedWorkload, Target};
+use super::receiver::ReportReceiver;
+use super::scenario::{Scenario, ScenarioError};
+
+/// The cluster reports go to unless the plugin config names another.
+pub const DEFAULT_SINK_CLUSTER: &str = "outbound|9091||meshtap-sink.meshtap.svc.cluster.local";
+const DEFAULT_REPORT_INTERVAL: Duration = Duration::from_secs(10);
+
+/// How to run a scenario.
+#[derive(Clone, Debug, Default)]
+pub struct SimOptions {
+    /// Post reports to this sink (`http://host:port`); without it a loopback receiver collects them.
+    pub sink_url: Option<String>,
+    /// Inline ingest token put into the plugin config (and required by the loopback receiver).
+    pub token: Option<String>,
+    /// Print every report the loopback receiver decodes as one JSON line on stdout.
+    pub print_reports: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SimError {
+    #[error(transparent)]
+    Host(#[from] HostError),
+    #[error(transparent)]
+    Scenario(#[from] ScenarioError),
+    #[error("sink URL {0:?} is not http://host:port")]
+    SinkUrl(String),
+    #[error("starting the loopback report receiver: {0}")]
+    Receiver(std::io::Error),
+    #[error("plugin_config in the scenario must be a JSON object")]
+    PluginConfig,
+}
+
+/// Streams each side observed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SimTotals {
+    pub client_streams: u64,
+    pub server_streams: u64,
+}
+
+/// A scenario being run, step by step.
+pub struct Simulation {
+    scenario: Scenario,
+    clock: Clock,
+    workloads: Vec<ResolvedWorkload>,
+    proxies: BTreeMap<String, Proxy>,
+    next_worker: BTreeMap<String, usize>,
+    receiver: Option<ReportReceiver>,
+    rng: StdRng,
+    report_interval: Duration,
+    totals: SimTotals,
+}
+
+impl Simulation {
+    /// Starts a proxy per sidecar workload and the loopback receiver if no sink URL is given.
+    pub fn start(
+        module: Arc<FilterModule>,
+        scenario: Scenario,
+        options: &SimOptions,
+        clock: Clock,
+    ) -> Result<Simulation, SimError> {
+        let plugin_config = plugin_config(&scenario, options)?;
+        let sink_cluster = plugin_config
+            .get("sink_cluster")
+            .and_then(|v| v.as_str())
+            .unwrap_or(DEFAULT_SINK_CLUSTER)
+            .to_string();
+        let report_interval = plugin_config
+            .get("report_interval")
+            .and_then(|v| v.as_str())
+            .and_then(parse_duration)
+            .unwrap_or(DEFAULT_REPORT_INTERVAL);
+        let (receiver, sink_addr) = match &options.sink_url {
+            Some(url) => (None, sink_addr(url)?),
+            None => {
+                let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
+                let receiver =
+                    ReportReceiver::start(loopback, options.token.clone(), options.print_reports)
+                        .map_err(SimError::Receiver)?;
+                let addr = receiver.addr();
+                (Some(receiver), addr)
+            }
+        };
+        let workloads: Vec<ResolvedWorkload> = scenario
+            .workloads
+            .iter()
+            .enumerate()
+            .map(|(i, w)| ResolvedWorkload::resolve(&scenario.mesh, i, w))
+            .collect();
+        let config_text = serde_json::Value::Object(plugin_config).to_string();
+        let mut proxies = BTreeMap::new();
+        for (i, workload) in workloads.iter().enumerate().filter(|(_, w)| w.sidecar) {
+            let config = ProxyConfig {
+                plugin_config: config_text.clone(),
+                env: scenario
+                    .env
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+                node: workload.node(&scenario.mesh),
+                workers: workload.workers,
+                clock: clock.clone(),
+                seed: scenario.seed.wrapping_mul(1000).wrapping_add(i as u64),
+                clusters: vec![(sink_cluster.clone(), sink_addr)],
+                ..ProxyConfig::default()
+            };
+            proxies.insert(workload.name.clone(), Proxy::start(module.clone(), config)?);
+        }
+        Ok(Simulation {
+            rng: StdRng::seed_from_u64(scenario.seed),
+            scenario,
+            clock,
+            workloads,
+            proxies,
+            next_worker: BTreeMap::new(),
+            receiver,
+            report_interval,
+            totals: SimTotals::default(),
+        })
+    }
+
+    pub fn scenario(&self) -> &Scenario {
+        &self.scenario
+    }
+
+    pub fn proxies(&self) -> &BTreeMap<String, Proxy> {
+        &self.proxies
+    }
+
+    pub fn proxy_mut(&mut self, workload: &str) -> Option<&mut Proxy> {
+        self.proxies.get_mut(workload)
+    }
+
+    pub fn receiver(&self) -> Option<&ReportReceiver> {
+        self.receiver.as_ref()
+    }
+
+    pub fn totals(&self) -> SimTotals {
+        self.totals
+    }
+
+    pub fn report_interval(&self) -> Duration {
+        self.report_interval
+    }
+
+    /// Reports collected by the loopback receiver (empty when posting to a real sink).
+    pub fn reports(&self) -> Vec<Report> {
+        self.receiver
+            .as_ref()
+            .map(ReportReceiver::reports)
+            .unwrap_or_default()
+    }
+
+    fn resolved(&self, name: &str) -> &ResolvedWorkload {
+        self.workloads
+            .iter()
+            .find(|w| w.name == name)
+            .expect("scenario validation checked workload names")
+    }
+
+    /// Runs one call of `scenario.calls[call]` with outcome `outcome` through both sidecars.
+    pub fn run_call(&mut self, call: usize, outcome: usize) {
+        let spec = &self.scenario.calls[call];
+        let sample = |rng: &mut StdRng, range: super::scenario::Range| {
+            let (lo, hi) = range.bounds();
+            rng.random_range(lo..=hi)
+        };
+        let latency_ms = sample(&mut self.rng, spec.latency_ms);
+        let request_bytes = sample(&mut self.rng, spec.request_bytes);
+        let response_bytes = sample(&mut self.rng, spec.response_bytes);
+        let instance = CallInstance {
+            call: spec,
+            outcome: &spec.outcomes[outcome],
+            latency_ms,
+            request_bytes,
+            response_bytes,
+            mesh: &self.scenario.mesh,
+        };
+        let from = self.resolved(&spec.from);
+        let to = spec.to.as_deref().map(|name| self.resolved(name));
+        let target = match (to, spec.external.as_deref()) {
+            (Some(to), _) => Target::Workload(to),
+            (None, Some(host)) => Target::External(host),
+            (None, None) => unreachable!("scenario validation requires `to` or `external`"),
+        };
+        let client = from
+            .sidecar
+            .then(|| (from.name.clone(), instance.client_view(from, target)));
+        let server = to.and_then(|to| {
+            instance
+                .server_view(from, to)
+                .map(|view| (to.name.clone(), view))
+        });
+        for (side, observed) in [(0, client), (1, server)] {
+            let Some((workload, exchange)) = observed else {
+                continue;
+            };
+            let proxy = self
+                .proxies
+                .get_mut(&workload)
+                .expect("sidecar workloads have proxies");
+            let slot = self.next_worker.entry(workload).or_default();
+            let worker = *slot % proxy.workers();
+            *slot += 1;
+            proxy.run_http_stream(worker, &exchange);
+            if side == 0 {
+                self.totals.client_streams += 1;
+            } else {
+                self.totals.server_streams += 1;
+            }
+        }
+    }
+
+    /// Every call of a count-mode scenario, each call's count split exactly by outcome weight,
+    /// in a seeded random order, `spacing` of (manual) time apart.
+    pub fn run_counts(&mut self, spacing: Duration) {
+        let mut plan = Vec::new();
+        for (i, call) in self.scenario.calls.iter().enumerate() {
+            let weights: Vec<u64> = call.outcomes.iter().map(|o| u64::from(o.weight)).collect();
+            for (outcome, n) in split_by_weight(call.count.unwrap_or(0), &weights)
+                .into_iter()
+                .enumerate()
+            {
+                plan.extend(std::iter::repeat_n((i, outcome), n as usize));
+            }
+        }
+        plan.shuffle(&mut self.rng);
+        for (call, outcome) in plan {
+            self.run_call(call, outcome);
+            if !spacing.is_zero() {
+                self.advance(spacing);
+            }
+        }
+    }
+
+    /// Moves the manual clock, firing ticks of every proxy in time order and letting their
+    /// report posts complete before time moves on.
+    pub fn advance(&mut self, by: Duration) {
+        let target = self.clock.now_nanos() + by.as_nanos() as u64;
+        loop {
+            let due = self.proxies.values().filter_map(Proxy::next_tick).min();
+            let Some(due) = due.filter(|d| *d <= target) else {
+                break;
+            };
+            let now = self.clock.now_nanos();
+            if due > now {
+                self.clock.advance(Duration::from_nanos(due - now));
+            }
+            self.fire_and_settle();
+        }
+        let now = self.clock.now_nanos();
+        if target > now {
+            self.clock.advance(Duration::from_nanos(target - now));
+        }
+        self.fire_and_settle();
+    }
+
+    fn fire_and_settle(&mut self) {
+        for proxy in self.proxies.values_mut() {
+            proxy.fire_due_ticks();
+        }
+        for proxy in self.proxies.values_mut() {
+            proxy.settle(Duration::from_secs(15));
+        }
+    }
+
+    /// Lets every proxy report its final totals: two report intervals of manual time.
+    pub fn flush(&mut self) {
+        self.advance(self.report_interval * 2 + Duration::from_secs(1));
+    }
+
+    /// Rate mode on a real clock: calls at their rates for `duration`, ticks as they fall due.
+    pub fn run_rates(&mut self, duration: Duration) {
+        let start = Instant::now();
+        let mut next_due: Vec<Instant> = vec![start; self.scenario.calls.len()];
+        while start.elapsed() < duration {
+            let now = Instant::now();
+            for call in 0..next_due.len() {
+                let rate = self.scenario.calls[call].rate.unwrap_or(0.0);
+                while next_due[call] <= now && rate > 0.0 {
+                    let outcome = self.pick_outcome(call);
+                    self.run_call(call, outcome);
+                    next_due[call] += Duration::from_secs_f64(1.0 / rate);
+                }
+            }
+            for proxy in self.proxies.values_mut() {
+                proxy.fire_due_ticks();
+                proxy.pump();
+            }
+            let wake = next_due
+                .iter()
+                .min()
+                .copied()
+                .unwrap_or(now)
+                .min(Instant::now() + Duration::from_millis(20));
+            std::thread::sleep(wake.saturating_duration_since(Instant::now()));
+        }
+    }
+
+    fn pick_outcome(&mut self, call: usize) -> usize {
+        let outcomes = &self.scenario.calls[call].outcomes;
+        let total: u64 = outcomes.iter().map(|o| u64::from(o.weight)).sum();
+        let mut pick = self.rng.random_range(0..total);
+        for (i, outcome) in outcomes.iter().enumerate() {
+            if pick < u64::from(outcome.weight) {
+                return i;
+            }
+            pick -= u64::from(outcome.weight);
+        }
+        unreachable!("pick is below the total weight")
+    }
+}
+
+/// Splits `count` by `weights` exactly (largest remainder; ties to the earlier entry).
+pub fn split_by_weight(count: u64, weights: &[u64]) -> Vec<u64> {
+    let total: u64 = weights.iter().sum();
+    if total == 0 {
+        return vec![0; weights.len()];
+    }
+    let mut shares: Vec<u64> = weights.iter().map(|w| count * w / total).collect();
+    let mut remainders: Vec<(u64, usize)> = weights
+        .iter()
+        .enumerate()
+        .map(|(i, w)| ((count * w) % total, i))
+        .collect();
+    remainders.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+    let missing = count - shares.iter().sum::<u64>();
+    for (_, i) in remainders.into_iter().take(missing as usize) {
+        shares[i] += 1;
+    }
+    shares
+}
+
+/// Parses Istio-style durations: `500ms`, `10s`, `1m`, `1h`.
+pub fn parse_duration(text: &str) -> Option<Duration> {
+    let split = text.find(|c: char| !c.is_ascii_digit())?;
+    let (number, unit) = text.split_at(split);
+    let n: u64 = number.parse().ok()?;
+    Some(match unit {
+        "ms" => Duration::from_millis(n),
+        "s" => Duration::from_secs(n),
+        "m" => Duration::from_secs(n * 60),
+        "h" => Duration::from_secs(n * 3600),
+        _ => return None,
+    })
+}
+
+fn plugin_config(
+    scenario: &Scenario,
+    options: &SimOptions,
+) -> Result<serde_json::Map<String, serde_json::Value>, SimError> {
+    let mut config = match &scenario.plugin_config {
+        None => serde_json::Map::new(),
+        Some(serde_json::Value::Object(map)) => map.clone(),
+        Some(_) => return Err(SimError::PluginConfig),
+    };
+    if let Some(token) = &options.token {
+        config.insert(
+            "ingest_token".into(),
+            serde_json::Value::String(token.clone()),
+        );
+    }
+    Ok(config)
+}
+
+fn sink_addr(url: &str) -> Result<SocketAddr, SimError> {
+    let rest = url
+        .strip_prefix("http://")
+        .ok_or_else(|| SimError::SinkUrl(url.to_string()))?;
+    let host_port = rest.split('/').next().unwrap_or_default();
+    host_port
+        .to_socket_addrs()
+        .ok()
+        .and_then(|mut addrs| addrs.next())
+        .ok_or_else(|| SimError::SinkUrl(url.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn weights_split_exactly() {
+        assert_eq!(split_by_weight(10, &[9, 1]), vec![9, 1]);
+        assert_eq!(split_by_weight(10, &[1, 1, 1]), vec![4, 3, 3]);
+        assert_eq!(split_by_weight(7, &[0, 5]), vec![0, 7]);
+        assert_eq!(split_by_weight(3, &[2, 1]).iter().sum::<u64>(), 3);
+    }
+
+    #[test]
+    fn durations_parse_like_istio() {
+        assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
+        assert_eq!(parse_duration("10s"), Some(Duration::from_secs(10)));
+        assert_eq!(parse_duration("1m"), Some(Duration::from_secs(60)));
+        assert_eq!(parse_duration("10"), None);
+        assert_eq!(parse_duration("s"), None);
+    }
+
+    #[test]
+    fn sink_urls_resolve() {
+        assert_eq!(
+            sink_addr("http://127.0.0.1:9091").unwrap(),
+            "127.0.0.1:9091".parse::<SocketAddr>().unwrap()
+        );
+        assert!(sink_addr("https://x:1").is_err());
+    }
+}
