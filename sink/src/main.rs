@@ -1,2 +1,94 @@
-//! meshtap-sink (being written).
-fn main() {}
+//! The `meshtap-sink` binary: CLI, logging, signals. `meshtap-sink --config FILE` runs the sink;
+//! `meshtap-sink check-config FILE` validates a config and prints it with secrets redacted.
+//!
+//! Owns the process edge only (argument parsing, exit codes, SIGTERM/SIGINT); the sink itself is
+//! the `meshtap_sink` library.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use meshtap_sink::config::redacted;
+use meshtap_sink::{RunningSink, SinkConfig};
+use tracing_subscriber::EnvFilter;
+
+#[derive(Parser)]
+#[command(
+    name = "meshtap-sink",
+    version,
+    about = "Receives meshtap filter reports and writes Prometheus remote-write"
+)]
+struct Cli {
+    /// Config file (YAML) to run with.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Log as JSON lines instead of text.
+    #[arg(long)]
+    log_json: bool,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Validate a config file and print the effective config with secrets redacted.
+    CheckConfig {
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+    },
+}
+
+fn init_logging(json: bool) {
+    let filter = EnvFilter::try_from_env("MESHTAP_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+fn load(path: &PathBuf) -> Result<SinkConfig> {
+    SinkConfig::load(path).with_context(|| format!("invalid config {}", path.display()))
+}
+
+async fn wait_for_signal() -> Result<&'static str> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    Ok(tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    })
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    if let Some(Command::CheckConfig { file }) = &cli.command {
+        let config = load(file)?;
+        print!("{}", serde_yaml::to_string(&redacted(&config))?);
+        eprintln!("{}: config is valid", file.display());
+        return Ok(());
+    }
+    let path = cli
+        .config
+        .context("missing --config FILE (or use `check-config FILE`)")?;
+    init_logging(cli.log_json);
+    let config = load(&path)?;
+    tracing::info!(config = %serde_json::to_string(&redacted(&config))?, "effective config");
+    let runtime = tokio::runtime::Runtime::new().context("starting the tokio runtime")?;
+    runtime.block_on(async {
+        let sink = RunningSink::start(&config).await?;
+        let signal = wait_for_signal().await?;
+        tracing::info!(
+            signal,
+            "shutting down: no longer accepting reports, flushing queues"
+        );
+        let summary = sink.shutdown().await;
+        let dropped: u64 = summary.dropped.iter().map(|(_, n)| n).sum();
+        tracing::info!(dropped, "meshtap-sink stopped");
+        Ok(())
+    })
+}

@@ -1,0 +1,134 @@
+//! Ingest throughput: samples per second from a compressed report to the compressed
+//! remote-write body (`meshtap_sink::bench`), beside the floor of prost-encoding and
+//! compressing the same series alone. Prints both rates and their ratio.
+
+use std::time::{Duration, Instant};
+
+use criterion::{black_box, Criterion, Throughput};
+use meshtap_report::schema::{
+    DEFAULT_BUCKETS, HTTP_LABELS, REQUESTS_TOTAL, REQUEST_BYTES, REQUEST_DURATION, RESPONSE_BYTES,
+};
+use meshtap_report::{encode, MetricFamily, MetricKind, Proxy, Report, Series};
+use meshtap_sink::bench::{floor_encode, IngestBench};
+
+/// A busy pod: `n` label sets, each with a counter and three histograms (Istio's HTTP metrics).
+fn busy_report(n: usize) -> Report {
+    let label_values = |i: usize| -> Vec<String> {
+        HTTP_LABELS
+            .iter()
+            .enumerate()
+            .map(|(j, name)| match *name {
+                "reporter" => "destination".to_owned(),
+                "response_code" => ["200", "404", "503"][i % 3].to_owned(),
+                "source_version" => String::new(),
+                "destination_service" => format!("svc-{}.default.svc.cluster.local", i % 17),
+                "source_workload" => format!("client-{}", i / 3),
+                _ => format!("value-{j}"),
+            })
+            .collect()
+    };
+    let histogram = |name: &str| MetricFamily {
+        name: name.to_owned(),
+        kind: MetricKind::Histogram as i32,
+        help: String::new(),
+        label_names: HTTP_LABELS.iter().map(|s| s.to_string()).collect(),
+        bounds: DEFAULT_BUCKETS.to_vec(),
+        series: (0..n)
+            .map(|i| Series {
+                label_values: label_values(i),
+                bucket_counts: (0..=DEFAULT_BUCKETS.len() as u64)
+                    .map(|b| (b * 7 + i as u64) % 13)
+                    .collect(),
+                sum: 1234.5 + i as f64,
+                ..Default::default()
+            })
+            .collect(),
+    };
+    Report {
+        protocol_version: meshtap_report::PROTOCOL_VERSION,
+        proxy: Some(Proxy {
+            namespace: "default".into(),
+            pod: "reviews-v1-5d8f7b9c4-abcde".into(),
+            instance_ips: vec!["10.1.2.3".into()],
+            ..Default::default()
+        }),
+        proxy_start_ms: 1_700_000_000_000,
+        timestamp_ms: 1_700_000_100_000,
+        sequence: 10,
+        interval_ms: 10_000,
+        families: vec![
+            MetricFamily {
+                name: REQUESTS_TOTAL.to_owned(),
+                kind: MetricKind::Counter as i32,
+                help: String::new(),
+                label_names: HTTP_LABELS.iter().map(|s| s.to_string()).collect(),
+                bounds: vec![],
+                series: (0..n)
+                    .map(|i| Series {
+                        label_values: label_values(i),
+                        value: 100.0 + i as f64,
+                        ..Default::default()
+                    })
+                    .collect(),
+            },
+            histogram(REQUEST_DURATION),
+            histogram(REQUEST_BYTES),
+            histogram(RESPONSE_BYTES),
+        ],
+        stats: None,
+    }
+}
+
+/// Samples per second of `f` over about `budget`, for the printed summary.
+fn rate(samples: usize, budget: Duration, mut f: impl FnMut()) -> f64 {
+    f();
+    let start = Instant::now();
+    let mut runs = 0u64;
+    while start.elapsed() < budget {
+        f();
+        runs += 1;
+    }
+    samples as f64 * runs as f64 / start.elapsed().as_secs_f64()
+}
+
+fn main() {
+    let report = busy_report(200);
+    let body = encode(&report);
+    let mut pipeline = IngestBench::default();
+    let (samples, _) = pipeline.ingest_to_remote_write(&body);
+    let request = pipeline.as_write_request(&report);
+    let mut compressor = snap::raw::Encoder::new();
+    let mut out = Vec::new();
+
+    let mut c = Criterion::default()
+        .configure_from_args()
+        .sample_size(20)
+        .measurement_time(Duration::from_secs(3))
+        .warm_up_time(Duration::from_secs(1));
+    {
+        let mut group = c.benchmark_group("ingest");
+        group.throughput(Throughput::Elements(samples as u64));
+        group.bench_function("report_to_remote_write", |b| {
+            b.iter(|| black_box(pipeline.ingest_to_remote_write(black_box(&body))))
+        });
+        group.bench_function("floor_prost_encode_snappy", |b| {
+            b.iter(|| black_box(floor_encode(black_box(&request), &mut compressor, &mut out)))
+        });
+        group.finish();
+    }
+    c.final_summary();
+
+    let budget = Duration::from_secs(2);
+    let ours = rate(samples, budget, || {
+        black_box(pipeline.ingest_to_remote_write(&body));
+    });
+    let floor = rate(samples, budget, || {
+        black_box(floor_encode(&request, &mut compressor, &mut out));
+    });
+    println!(
+        "ingest: {samples} samples/report; pipeline {:.2} M samples/s, floor {:.2} M samples/s, ratio {:.2}x (target >= 2 M/s and <= 2x)",
+        ours / 1e6,
+        floor / 1e6,
+        floor / ours
+    );
+}

@@ -1,0 +1,173 @@
+//! The sink's YAML config: the top-level document, loading with `${VAR}` expansion, and checks.
+//!
+//! Owns the document shape and error reporting (every error names the key's path, such as
+//! `remote_write[0].queue.max_backoff`). Each section's keys live beside the code that uses
+//! them (`ingest::config`, `export::remote_write::config`, `view::config`); this module must not
+//! interpret them beyond calling their checks.
+
+mod duration;
+mod expand;
+mod redact;
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+pub use duration::{parse_duration, HumanDuration};
+pub use expand::ExpandError;
+pub use redact::{redacted, REDACTED};
+
+use crate::export::remote_write::RemoteWriteConfig;
+use crate::ingest::IngestConfig;
+use crate::view::ViewConfig;
+
+/// Sections a later release will add; present in a config they are refused, not ignored.
+const NOT_IMPLEMENTED_SECTIONS: [&str; 4] = ["scrape", "log_files", "logs", "spool"];
+
+/// The whole config file.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SinkConfig {
+    /// Address for reports, `/metrics`, `/healthz`, `/readyz` and `/v1/summary`.
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// On SIGTERM/SIGINT, how long queued samples may take to flush.
+    #[serde(default = "default_shutdown_timeout")]
+    pub shutdown_timeout: HumanDuration,
+    #[serde(default)]
+    pub ingest: IngestConfig,
+    #[serde(default)]
+    pub remote_write: Vec<RemoteWriteConfig>,
+    #[serde(default)]
+    pub view: ViewConfig,
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([0, 0, 0, 0], 9091))
+}
+
+fn default_shutdown_timeout() -> HumanDuration {
+    HumanDuration::from_secs(10)
+}
+
+impl Default for SinkConfig {
+    fn default() -> Self {
+        SinkConfig {
+            listen: default_listen(),
+            shutdown_timeout: default_shutdown_timeout(),
+            ingest: IngestConfig::default(),
+            remote_write: Vec::new(),
+            view: ViewConfig::default(),
+        }
+    }
+}
+
+/// Why a config was refused. The message always starts with the offending key's path.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("not valid YAML: {0}")]
+    Yaml(serde_yaml::Error),
+    #[error("{0}")]
+    Expand(#[from] ExpandError),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}: not implemented yet in this release of meshtap-sink")]
+    NotImplemented(String),
+}
+
+impl SinkConfig {
+    /// Reads, expands (from the process environment) and checks a config file.
+    pub fn load(path: &Path) -> Result<SinkConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        SinkConfig::from_yaml(&text, &|var| std::env::var(var).ok())
+    }
+
+    /// Parses, expands with `lookup` and checks a config document.
+    pub fn from_yaml(
+        text: &str,
+        lookup: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<SinkConfig, ConfigError> {
+        let mut tree: serde_yaml::Value = serde_yaml::from_str(text).map_err(ConfigError::Yaml)?;
+        if tree.is_null() {
+            tree = serde_yaml::Value::Mapping(Default::default());
+        }
+        if let Some(map) = tree.as_mapping() {
+            for section in NOT_IMPLEMENTED_SECTIONS {
+                if map.contains_key(section) {
+                    return Err(ConfigError::NotImplemented(section.to_owned()));
+                }
+            }
+        }
+        expand::expand_tree(&mut tree, "", lookup)?;
+        let config: SinkConfig = serde_path_to_error::deserialize(tree).map_err(|e| {
+            let path = e.path().to_string();
+            let inner = e.into_inner().to_string();
+            if path == "." {
+                ConfigError::Invalid(inner)
+            } else {
+                ConfigError::Invalid(format!("{path}: {inner}"))
+            }
+        })?;
+        config.check().map_err(ConfigError::Invalid)?;
+        Ok(config)
+    }
+
+    fn check(&self) -> Result<(), String> {
+        if self.shutdown_timeout.is_zero() {
+            return Err("shutdown_timeout: must be greater than 0".into());
+        }
+        self.ingest.check()?;
+        self.view.check()?;
+        for (i, rw) in self.remote_write.iter().enumerate() {
+            rw.check(&format!("remote_write[{i}]"))?;
+        }
+        let mut names: Vec<&str> = self
+            .remote_write
+            .iter()
+            .map(|rw| rw.display_name())
+            .collect();
+        names.sort_unstable();
+        if let Some(w) = names.windows(2).find(|w| w[0] == w[1]) {
+            return Err(format!(
+                "remote_write: two endpoints are named {:?} (set `name`)",
+                w[0]
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    #[test]
+    fn empty_document_is_all_defaults() {
+        assert_eq!(
+            SinkConfig::from_yaml("", &no_env).unwrap(),
+            SinkConfig::default()
+        );
+    }
+
+    #[test]
+    fn refuses_later_sections() {
+        let err = SinkConfig::from_yaml("spool: {dir: /x}", &no_env).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "spool: not implemented yet in this release of meshtap-sink"
+        );
+    }
+}

@@ -1,0 +1,93 @@
+//! Export stage: fans samples out to every configured remote-write endpoint.
+//!
+//! Owns the set of endpoints, the family registry behind metadata, and the shutdown flush. It
+//! must not convert reports (ingest does) nor decide staleness.
+
+pub mod families;
+pub mod remote_write;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use meshtap_report::Report;
+use tokio::sync::watch;
+
+use self::families::FamilyRegistry;
+use self::remote_write::{ClientError, Endpoint, RemoteWriteConfig};
+use crate::ops::metrics::SinkMetrics;
+use crate::series::Sample;
+
+/// Samples each endpoint still held when the shutdown deadline passed.
+#[derive(Debug, Default)]
+pub struct ShutdownSummary {
+    pub dropped: Vec<(String, u64)>,
+}
+
+/// All endpoints.
+pub struct Exporter {
+    endpoints: Vec<Arc<Endpoint>>,
+    registry: Arc<FamilyRegistry>,
+    flush: watch::Sender<bool>,
+}
+
+impl Exporter {
+    /// Starts every endpoint (none is fine: samples are then only counted).
+    pub fn start(
+        configs: &[RemoteWriteConfig],
+        metrics: &SinkMetrics,
+    ) -> Result<Exporter, ClientError> {
+        let registry = Arc::new(FamilyRegistry::default());
+        let (flush, flush_rx) = watch::channel(false);
+        let mut endpoints = Vec::with_capacity(configs.len());
+        for (i, config) in configs.iter().enumerate() {
+            let endpoint = Endpoint::start(
+                config,
+                &format!("remote_write[{i}]"),
+                registry.clone(),
+                flush_rx.clone(),
+            )?;
+            metrics.add_endpoint(endpoint.metrics().clone());
+            endpoints.push(endpoint);
+        }
+        Ok(Exporter {
+            endpoints,
+            registry,
+            flush,
+        })
+    }
+
+    /// Notes a validated report's families (for metadata).
+    pub fn observe_families(&self, report: &Report) {
+        if !self.endpoints.is_empty() {
+            self.registry.observe(report);
+        }
+    }
+
+    /// Queues samples on every endpoint.
+    pub fn enqueue(&self, samples: &[Sample]) {
+        for endpoint in &self.endpoints {
+            endpoint.enqueue(samples);
+        }
+    }
+
+    /// Seals pending batches, lets every endpoint send for at most `timeout` (in parallel),
+    /// then drops and reports what is left.
+    pub async fn shutdown(&self, timeout: Duration) -> ShutdownSummary {
+        self.flush.send_replace(true);
+        let mut tasks = Vec::new();
+        for endpoint in &self.endpoints {
+            let endpoint = endpoint.clone();
+            tasks.push(tokio::spawn(async move {
+                let dropped = endpoint.drain(timeout).await;
+                (endpoint.metrics().name.clone(), dropped)
+            }));
+        }
+        let mut summary = ShutdownSummary::default();
+        for task in tasks {
+            if let Ok(result) = task.await {
+                summary.dropped.push(result);
+            }
+        }
+        summary
+    }
+}

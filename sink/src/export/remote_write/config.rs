@@ -1,0 +1,214 @@
+//! One `remote_write[]` entry: endpoint, authentication, TLS, labels and queue tuning.
+//!
+//! Owns the keys, defaults and cross-key checks; the client, queue and retry code read them.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::HumanDuration;
+
+/// Headers every remote-write request carries; config cannot override them.
+pub const FIXED_HEADERS: [&str; 4] = [
+    "content-encoding",
+    "content-type",
+    "user-agent",
+    "x-prometheus-remote-write-version",
+];
+
+/// `remote_write[i]:` — one Prometheus remote-write 1.0 endpoint.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RemoteWriteConfig {
+    /// Name in logs and self-metrics (`endpoint` label); defaults to the URL.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// For example `http://mimir:9009/api/v1/push`.
+    pub url: String,
+    /// Extra request headers (for example `X-Scope-OrgID`).
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// Shorthand for the `X-Scope-OrgID` header (Mimir, Cortex, Loki tenants).
+    #[serde(default)]
+    pub tenant_id: Option<String>,
+    #[serde(default)]
+    pub basic_auth: Option<BasicAuth>,
+    #[serde(default)]
+    pub bearer_token: Option<String>,
+    #[serde(default)]
+    pub tls: TlsConfig,
+    /// Labels added to every series sent here (a series' own label of the same name wins).
+    #[serde(default)]
+    pub external_labels: BTreeMap<String, String>,
+    /// Send TYPE/HELP metadata (once per `metadata_interval` and when a family appears).
+    #[serde(default = "default_true")]
+    pub send_metadata: bool,
+    #[serde(default = "default_metadata_interval")]
+    pub metadata_interval: HumanDuration,
+    /// Timeout of one HTTP request.
+    #[serde(default = "default_remote_timeout")]
+    pub remote_timeout: HumanDuration,
+    #[serde(default)]
+    pub queue: QueueConfig,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn default_metadata_interval() -> HumanDuration {
+    HumanDuration::from_secs(60)
+}
+
+fn default_remote_timeout() -> HumanDuration {
+    HumanDuration::from_secs(30)
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BasicAuth {
+    pub username: String,
+    pub password: String,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    /// PEM bundle of CAs to trust (in addition to the system roots).
+    pub ca_file: Option<String>,
+    /// PEM client certificate (with `key_file`) for mutual TLS.
+    pub cert_file: Option<String>,
+    pub key_file: Option<String>,
+    pub insecure_skip_verify: bool,
+}
+
+/// `remote_write[i].queue:` — batching, lanes, retries and memory bound.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QueueConfig {
+    /// Most samples in one request.
+    pub max_samples_per_send: usize,
+    /// A partial batch is sent after waiting this long.
+    pub batch_send_deadline: HumanDuration,
+    /// Parallel senders; series are sharded onto lanes by label hash (order kept per series).
+    pub lanes: usize,
+    pub min_backoff: HumanDuration,
+    pub max_backoff: HumanDuration,
+    /// Retry 429 and 529 answers (otherwise they are dropped like other 4xx).
+    pub retry_on_429: bool,
+    /// While retrying, drop samples older than this; `0s` keeps them however old.
+    pub max_sample_age: HumanDuration,
+    /// Most samples held for this endpoint; above it the oldest batches are dropped.
+    pub capacity: usize,
+}
+
+impl Default for QueueConfig {
+    fn default() -> Self {
+        QueueConfig {
+            max_samples_per_send: 2000,
+            batch_send_deadline: HumanDuration::from_secs(5),
+            lanes: 4,
+            min_backoff: HumanDuration::from_millis(30),
+            max_backoff: HumanDuration::from_secs(5),
+            retry_on_429: true,
+            max_sample_age: HumanDuration::from_secs(0),
+            capacity: 200_000,
+        }
+    }
+}
+
+impl RemoteWriteConfig {
+    /// The `endpoint` label and log name.
+    pub fn display_name(&self) -> &str {
+        self.name.as_deref().unwrap_or(&self.url)
+    }
+
+    /// Headers to send besides the fixed ones: configured headers, then the tenant shorthand.
+    pub fn extra_headers(&self) -> BTreeMap<String, String> {
+        let mut headers = self.headers.clone();
+        if let Some(tenant) = &self.tenant_id {
+            headers.insert("X-Scope-OrgID".into(), tenant.clone());
+        }
+        headers
+    }
+
+    /// Rules serde cannot express; `at` is this entry's path, like `remote_write[0]`.
+    pub fn check(&self, at: &str) -> Result<(), String> {
+        if !(self.url.starts_with("http://") || self.url.starts_with("https://")) {
+            return Err(format!(
+                "{at}.url: must be an http:// or https:// URL, got {:?}",
+                self.url
+            ));
+        }
+        for name in self.headers.keys() {
+            let lower = name.to_ascii_lowercase();
+            if FIXED_HEADERS.contains(&lower.as_str()) {
+                return Err(format!(
+                    "{at}.headers.{name}: this header is fixed by the remote-write protocol"
+                ));
+            }
+            if lower == "authorization"
+                && (self.basic_auth.is_some() || self.bearer_token.is_some())
+            {
+                return Err(format!(
+                    "{at}.headers.{name}: conflicts with basic_auth/bearer_token"
+                ));
+            }
+            if self.tenant_id.is_some() && lower == "x-scope-orgid" {
+                return Err(format!("{at}.tenant_id: conflicts with headers.{name}"));
+            }
+        }
+        if self.basic_auth.is_some() && self.bearer_token.is_some() {
+            return Err(format!(
+                "{at}.bearer_token: set either basic_auth or bearer_token, not both"
+            ));
+        }
+        if self.tls.cert_file.is_some() != self.tls.key_file.is_some() {
+            return Err(format!("{at}.tls: cert_file and key_file go together"));
+        }
+        for name in self.external_labels.keys() {
+            let valid = name
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                && !name.starts_with("__");
+            if !valid {
+                return Err(format!(
+                    "{at}.external_labels.{name}: not a valid label name"
+                ));
+            }
+        }
+        if self.metadata_interval.is_zero() {
+            return Err(format!("{at}.metadata_interval: must be greater than 0"));
+        }
+        if self.remote_timeout.is_zero() {
+            return Err(format!("{at}.remote_timeout: must be greater than 0"));
+        }
+        let q = &self.queue;
+        if q.max_samples_per_send == 0 {
+            return Err(format!(
+                "{at}.queue.max_samples_per_send: must be greater than 0"
+            ));
+        }
+        if q.lanes == 0 || q.lanes > 256 {
+            return Err(format!("{at}.queue.lanes: must be between 1 and 256"));
+        }
+        if q.batch_send_deadline.is_zero() {
+            return Err(format!(
+                "{at}.queue.batch_send_deadline: must be greater than 0"
+            ));
+        }
+        if q.min_backoff.is_zero() || q.min_backoff > q.max_backoff {
+            return Err(format!(
+                "{at}.queue.min_backoff: must be greater than 0 and at most max_backoff"
+            ));
+        }
+        if q.capacity < q.max_samples_per_send {
+            return Err(format!(
+                "{at}.queue.capacity: must be at least max_samples_per_send"
+            ));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,189 @@
+//! One ordered sending lane of an endpoint: a pending batch being filled, sealed batches in a
+//! [`BatchQueue`], and at most one batch in flight.
+//!
+//! Owns batching by size (`max_samples_per_send`) and by age (`batch_send_deadline`), the
+//! queue-full accounting and the lane's gauges. Delivery itself (HTTP, retries) belongs to
+//! `super::retry`; a lane only hands batches out in order, which keeps each series' samples in
+//! timestamp order because a series always maps to the same lane.
+
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{watch, Notify};
+
+use super::queue::{Batch, BatchQueue};
+use crate::ops::metrics::{DropReason, EndpointMetrics};
+use crate::series::Sample;
+
+struct LaneState {
+    pending: Vec<Sample>,
+    pending_since: Option<Instant>,
+    pending_oldest_ms: i64,
+    queue: Box<dyn BatchQueue>,
+    in_flight: Option<(usize, i64)>,
+}
+
+/// A lane; shared by the ingest path (which fills it) and one sender task.
+pub struct Lane {
+    index: usize,
+    state: Mutex<LaneState>,
+    wake: Notify,
+    max_samples_per_send: usize,
+    batch_send_deadline: Duration,
+    metrics: Arc<EndpointMetrics>,
+}
+
+impl Lane {
+    pub fn new(
+        index: usize,
+        queue: Box<dyn BatchQueue>,
+        max_samples_per_send: usize,
+        batch_send_deadline: Duration,
+        metrics: Arc<EndpointMetrics>,
+    ) -> Lane {
+        Lane {
+            index,
+            state: Mutex::new(LaneState {
+                pending: Vec::new(),
+                pending_since: None,
+                pending_oldest_ms: i64::MAX,
+                queue,
+                in_flight: None,
+            }),
+            wake: Notify::new(),
+            max_samples_per_send,
+            batch_send_deadline,
+            metrics,
+        }
+    }
+
+    /// Appends samples (in order); full batches are sealed and the sender is woken.
+    pub fn push(&self, samples: impl IntoIterator<Item = Sample>) {
+        let mut sealed = false;
+        {
+            let mut state = self.state.lock().expect("lane lock");
+            for sample in samples {
+                if state.pending.is_empty() {
+                    state.pending_since = Some(Instant::now());
+                    state.pending.reserve(self.max_samples_per_send);
+                }
+                state.pending_oldest_ms = state.pending_oldest_ms.min(sample.timestamp_ms);
+                state.pending.push(sample);
+                if state.pending.len() >= self.max_samples_per_send {
+                    self.seal(&mut state);
+                    sealed = true;
+                }
+            }
+            self.update_gauges(&state);
+        }
+        if sealed {
+            self.wake.notify_one();
+        }
+    }
+
+    fn seal(&self, state: &mut LaneState) {
+        if state.pending.is_empty() {
+            return;
+        }
+        let batch = Batch::new(std::mem::take(&mut state.pending));
+        state.pending_since = None;
+        state.pending_oldest_ms = i64::MAX;
+        for evicted in state.queue.push(batch) {
+            self.metrics
+                .add_dropped(DropReason::QueueFull, evicted.len() as u64);
+            tracing::warn!(
+                endpoint = %self.metrics.name,
+                lane = self.index,
+                samples = evicted.len(),
+                "remote-write queue full: dropped the oldest batch"
+            );
+        }
+    }
+
+    fn update_gauges(&self, state: &LaneState) {
+        let in_flight = state.in_flight.map_or(0, |(n, _)| n);
+        let queued = state.pending.len() + state.queue.queued_samples() + in_flight;
+        let oldest = [
+            state.pending_oldest_ms,
+            state.queue.oldest_ms().unwrap_or(i64::MAX),
+            state.in_flight.map_or(i64::MAX, |(_, ms)| ms),
+        ]
+        .into_iter()
+        .min()
+        .unwrap_or(i64::MAX);
+        let gauges = &self.metrics.lanes[self.index];
+        gauges
+            .queued_samples
+            .store(queued as u64, Ordering::Relaxed);
+        gauges.oldest_unsent_ms.store(oldest, Ordering::Relaxed);
+    }
+
+    /// Waits for the next batch to send. When `flush` turns true the pending batch is sealed at
+    /// once and `None` is returned when nothing is left.
+    pub async fn next_batch(&self, flush: &mut watch::Receiver<bool>) -> Option<Batch> {
+        loop {
+            let wait = {
+                let mut state = self.state.lock().expect("lane lock");
+                let flushing = *flush.borrow();
+                let due = state
+                    .pending_since
+                    .is_some_and(|since| since.elapsed() >= self.batch_send_deadline);
+                if flushing || due {
+                    self.seal(&mut state);
+                }
+                if let Some(batch) = state.queue.take() {
+                    state.in_flight = Some((batch.len(), batch.oldest_ms().unwrap_or(i64::MAX)));
+                    self.update_gauges(&state);
+                    return Some(batch);
+                }
+                if flushing {
+                    return None;
+                }
+                state
+                    .pending_since
+                    .map(|since| self.batch_send_deadline.saturating_sub(since.elapsed()))
+            };
+            let sleep = tokio::time::sleep(wait.unwrap_or(Duration::from_secs(3600)));
+            tokio::select! {
+                _ = self.wake.notified() => {}
+                _ = sleep => {}
+                _ = flush.changed() => {}
+            }
+        }
+    }
+
+    /// The batch handed out last is done with; `remaining` samples of it are still in flight
+    /// (fewer after age-based drops).
+    pub fn set_in_flight(&self, remaining: usize, oldest_ms: Option<i64>) {
+        let mut state = self.state.lock().expect("lane lock");
+        state.in_flight = Some((remaining, oldest_ms.unwrap_or(i64::MAX)));
+        self.update_gauges(&state);
+    }
+
+    /// The batch handed out last is finished (delivered, refused or dropped).
+    pub fn finish_batch(&self) {
+        let mut state = self.state.lock().expect("lane lock");
+        state.in_flight = None;
+        state.queue.finish();
+        self.update_gauges(&state);
+    }
+
+    /// Counts everything still held as dropped at shutdown; returns how many samples that was.
+    pub fn drop_remaining(&self) -> u64 {
+        let mut state = self.state.lock().expect("lane lock");
+        let mut dropped = state.pending.len() + state.in_flight.map_or(0, |(n, _)| n);
+        state.pending.clear();
+        state.pending_since = None;
+        state.pending_oldest_ms = i64::MAX;
+        state.in_flight = None;
+        while let Some(batch) = state.queue.take() {
+            dropped += batch.len();
+            state.queue.finish();
+        }
+        self.update_gauges(&state);
+        self.metrics
+            .add_dropped(DropReason::Shutdown, dropped as u64);
+        dropped as u64
+    }
+}

@@ -1,0 +1,151 @@
+//! A Prometheus remote-write 1.0 endpoint: its lanes, sender tasks and metadata task.
+//!
+//! Owns the wiring of one endpoint: samples are sharded onto lanes by series hash (order kept
+//! per series), each lane has one sender task, and the endpoint never waits on another
+//! endpoint. Durable spooling would replace `queue::MemoryQueue` in [`Endpoint::start`] with
+//! another `queue::BatchQueue`; nothing else changes.
+
+pub mod client;
+pub mod config;
+pub mod encoder;
+pub mod lane;
+pub mod metadata;
+pub mod proto;
+pub mod queue;
+pub mod retry;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+pub use client::{ClientError, RemoteWriteClient, SendOutcome, USER_AGENT};
+pub use config::{BasicAuth, QueueConfig, RemoteWriteConfig, TlsConfig};
+
+use self::encoder::RequestEncoder;
+use self::lane::Lane;
+use self::queue::MemoryQueue;
+use self::retry::Delivery;
+use crate::export::families::FamilyRegistry;
+use crate::ops::metrics::EndpointMetrics;
+use crate::series::Sample;
+
+/// One running endpoint.
+pub struct Endpoint {
+    lanes: Vec<Arc<Lane>>,
+    metrics: Arc<EndpointMetrics>,
+    senders: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl Endpoint {
+    /// Builds the client and starts the sender and metadata tasks. `at` is the config path.
+    pub fn start(
+        config: &RemoteWriteConfig,
+        at: &str,
+        registry: Arc<FamilyRegistry>,
+        flush: watch::Receiver<bool>,
+    ) -> Result<Arc<Endpoint>, ClientError> {
+        let client = Arc::new(RemoteWriteClient::new(config, at)?);
+        let q = &config.queue;
+        let metrics = Arc::new(EndpointMetrics::new(config.display_name(), q.lanes));
+        let lane_capacity = (q.capacity / q.lanes).max(q.max_samples_per_send);
+        let lanes: Vec<Arc<Lane>> = (0..q.lanes)
+            .map(|i| {
+                Arc::new(Lane::new(
+                    i,
+                    Box::new(MemoryQueue::new(lane_capacity)),
+                    q.max_samples_per_send,
+                    q.batch_send_deadline.get(),
+                    metrics.clone(),
+                ))
+            })
+            .collect();
+        let external_labels: Vec<(String, String)> = config
+            .external_labels
+            .iter()
+            .filter(|(_, v)| !v.is_empty())
+            .map(|(n, v)| (n.clone(), v.clone()))
+            .collect();
+        let mut senders = Vec::with_capacity(lanes.len());
+        for lane in &lanes {
+            let lane = lane.clone();
+            let mut flush = flush.clone();
+            let mut delivery = Delivery {
+                client: client.clone(),
+                metrics: metrics.clone(),
+                external_labels: external_labels.clone(),
+                min_backoff: q.min_backoff.get(),
+                max_backoff: q.max_backoff.get(),
+                max_sample_age: q.max_sample_age.get(),
+                encoder: RequestEncoder::new(),
+            };
+            senders.push(tokio::spawn(async move {
+                while let Some(batch) = lane.next_batch(&mut flush).await {
+                    delivery.deliver(&lane, batch).await;
+                    lane.finish_batch();
+                }
+            }));
+        }
+        if config.send_metadata {
+            // The metadata task ends by itself on flush; it holds nothing worth waiting for.
+            tokio::spawn(metadata::run(
+                client,
+                registry,
+                metrics.clone(),
+                config.metadata_interval.get(),
+                flush,
+            ));
+        }
+        tracing::info!(endpoint = %metrics.name, url = %config.url, lanes = q.lanes, "remote-write endpoint started");
+        Ok(Arc::new(Endpoint {
+            lanes,
+            metrics,
+            senders: Mutex::new(senders),
+        }))
+    }
+
+    pub fn metrics(&self) -> &Arc<EndpointMetrics> {
+        &self.metrics
+    }
+
+    /// Queues samples, each on the lane of its series.
+    pub fn enqueue(&self, samples: &[Sample]) {
+        let n = self.lanes.len();
+        if n == 1 {
+            self.lanes[0].push(samples.iter().cloned());
+            return;
+        }
+        let mut per_lane: Vec<Vec<Sample>> = vec![Vec::new(); n];
+        for sample in samples {
+            per_lane[(sample.series.shard_hash() % n as u64) as usize].push(sample.clone());
+        }
+        for (lane, samples) in self.lanes.iter().zip(per_lane) {
+            if !samples.is_empty() {
+                lane.push(samples);
+            }
+        }
+    }
+
+    /// After flush was signalled: waits up to `timeout` for the lanes to drain, then drops what
+    /// is left. Returns the number of samples dropped.
+    pub async fn drain(&self, timeout: Duration) -> u64 {
+        let senders: Vec<JoinHandle<()>> =
+            std::mem::take(&mut *self.senders.lock().expect("senders lock"));
+        let aborts: Vec<_> = senders.iter().map(|h| h.abort_handle()).collect();
+        let all = futures_join_all(senders);
+        if tokio::time::timeout(timeout, all).await.is_err() {
+            for abort in aborts {
+                abort.abort();
+            }
+        }
+        self.lanes.iter().map(|lane| lane.drop_remaining()).sum()
+    }
+}
+
+/// Awaits every handle (a panicked or aborted sender counts as finished).
+async fn futures_join_all(handles: Vec<JoinHandle<()>>) {
+    for handle in handles {
+        let _ = handle.await;
+    }
+}

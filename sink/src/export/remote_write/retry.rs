@@ -1,0 +1,142 @@
+//! Delivery of one batch with retries: exponential backoff with jitter between `min_backoff`
+//! and `max_backoff`, `Retry-After` honoured, and `max_sample_age` applied before each attempt.
+//!
+//! Owns the retry loop and its accounting (sent, failed, retried, dropped too old). The wire
+//! format belongs to `super::encoder` and the meaning of an answer to `super::client`.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rand::Rng;
+
+use super::client::{RemoteWriteClient, SendOutcome};
+use super::encoder::RequestEncoder;
+use super::lane::Lane;
+use super::queue::Batch;
+use crate::ops::metrics::{DropReason, EndpointMetrics};
+
+/// Exponential backoff: each delay doubles up to the maximum, with ±25% jitter, and never
+/// leaves `[min, max]`.
+pub struct Backoff {
+    min: Duration,
+    max: Duration,
+    next: Duration,
+}
+
+impl Backoff {
+    pub fn new(min: Duration, max: Duration) -> Backoff {
+        Backoff {
+            min,
+            max,
+            next: min,
+        }
+    }
+
+    pub fn next_delay(&mut self) -> Duration {
+        let base = self.next;
+        self.next = (base * 2).min(self.max);
+        let jitter = rand::rng().random_range(0.75..=1.25);
+        base.mul_f64(jitter).clamp(self.min, self.max)
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Everything one lane's sender needs to deliver batches.
+pub struct Delivery {
+    pub client: Arc<RemoteWriteClient>,
+    pub metrics: Arc<EndpointMetrics>,
+    pub external_labels: Vec<(String, String)>,
+    pub min_backoff: Duration,
+    pub max_backoff: Duration,
+    /// Zero: no age limit.
+    pub max_sample_age: Duration,
+    pub encoder: RequestEncoder,
+}
+
+impl Delivery {
+    /// Sends `batch` until it is delivered, refused, or emptied by the age limit.
+    pub async fn deliver(&mut self, lane: &Lane, mut batch: Batch) {
+        let mut backoff = Backoff::new(self.min_backoff, self.max_backoff);
+        let mut attempt: u32 = 0;
+        loop {
+            if !self.max_sample_age.is_zero() {
+                let cutoff = now_ms() - self.max_sample_age.as_millis() as i64;
+                let before = batch.len();
+                batch.samples.retain(|s| s.timestamp_ms >= cutoff);
+                let dropped = before - batch.len();
+                if dropped > 0 {
+                    self.metrics.add_dropped(DropReason::TooOld, dropped as u64);
+                    tracing::warn!(endpoint = %self.metrics.name, dropped, "dropped samples older than max_sample_age");
+                    lane.set_in_flight(batch.len(), batch.oldest_ms());
+                }
+                if batch.is_empty() {
+                    return;
+                }
+            }
+            let body = self
+                .encoder
+                .encode(&batch.samples, &self.external_labels)
+                .to_vec();
+            let n = batch.len() as u64;
+            match self.client.post(body, attempt).await {
+                SendOutcome::Delivered => {
+                    self.metrics.samples_sent.fetch_add(n, Ordering::Relaxed);
+                    return;
+                }
+                SendOutcome::Refused { status, body } => {
+                    self.metrics.samples_failed.fetch_add(n, Ordering::Relaxed);
+                    tracing::error!(
+                        endpoint = %self.metrics.name,
+                        status,
+                        samples = n,
+                        body = %body,
+                        "remote-write refused a batch; not retrying"
+                    );
+                    return;
+                }
+                SendOutcome::Retry {
+                    reason,
+                    retry_after,
+                } => {
+                    self.metrics.samples_retried.fetch_add(n, Ordering::Relaxed);
+                    let mut delay = backoff.next_delay();
+                    if let Some(after) = retry_after {
+                        delay = delay.max(after);
+                    }
+                    tracing::warn!(
+                        endpoint = %self.metrics.name,
+                        attempt,
+                        delay_ms = delay.as_millis() as u64,
+                        %reason,
+                        "remote-write attempt failed; retrying"
+                    );
+                    tokio::time::sleep(delay).await;
+                    attempt = attempt.saturating_add(1);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_to_the_maximum_and_stays_in_bounds() {
+        let min = Duration::from_millis(30);
+        let max = Duration::from_secs(5);
+        let mut b = Backoff::new(min, max);
+        let delays: Vec<Duration> = (0..20).map(|_| b.next_delay()).collect();
+        assert!(delays.iter().all(|d| *d >= min && *d <= max));
+        assert!(delays[0] <= Duration::from_millis(38));
+        assert!(delays[19] >= Duration::from_millis(3750));
+    }
+}

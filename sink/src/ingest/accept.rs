@@ -1,0 +1,118 @@
+//! What happens to a decoded, validated report: conversion, ordering and staleness, the view,
+//! per-pod filter stats and hand-off to export. Also the sweep of silent pods.
+//!
+//! Owns the ordering of those steps (a pod's samples are queued under the tracker lock, so two
+//! posts of one pod can never interleave out of order). It knows nothing about HTTP.
+
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use meshtap_report::Report;
+
+use super::convert::report_to_samples;
+use crate::export::Exporter;
+use crate::ops::metrics::{ReportResult, SinkMetrics};
+use crate::series::Text;
+use crate::staleness::{Admission, PodKey, ReportClock, StalenessTracker};
+use crate::view::SummaryView;
+
+/// The ingest stage behind the HTTP handler.
+pub struct Ingestor {
+    job: Text,
+    tracker: Mutex<StalenessTracker>,
+    exporter: Arc<Exporter>,
+    view: Option<Arc<SummaryView>>,
+    metrics: Arc<SinkMetrics>,
+}
+
+impl Ingestor {
+    pub fn new(
+        job: &str,
+        stale_after_intervals: u32,
+        exporter: Arc<Exporter>,
+        view: Option<Arc<SummaryView>>,
+        metrics: Arc<SinkMetrics>,
+    ) -> Ingestor {
+        Ingestor {
+            job: Arc::from(job),
+            tracker: Mutex::new(StalenessTracker::new(stale_after_intervals)),
+            exporter,
+            view,
+            metrics,
+        }
+    }
+
+    /// Accepts a validated report, or refuses it as out of order.
+    pub fn accept(&self, report: &Report) -> ReportResult {
+        let proxy = report.proxy.as_ref().expect("validated report has a proxy");
+        let pod: PodKey = (proxy.namespace.clone(), proxy.pod.clone());
+        let samples = report_to_samples(report, &self.job);
+        let clock = ReportClock {
+            proxy_start_ms: report.proxy_start_ms,
+            timestamp_ms: report.timestamp_ms,
+            interval_ms: report.interval_ms,
+        };
+        {
+            let mut tracker = self.tracker.lock().expect("tracker lock");
+            match tracker.admit(pod.clone(), clock, &samples, Instant::now()) {
+                Admission::OutOfOrder { last_timestamp_ms } => {
+                    tracing::debug!(
+                        namespace = %pod.0,
+                        pod = %pod.1,
+                        timestamp_ms = report.timestamp_ms,
+                        last_timestamp_ms,
+                        "dropped a report not newer than the last accepted one"
+                    );
+                    return ReportResult::OutOfOrder;
+                }
+                Admission::Accepted { stale_markers } => {
+                    self.exporter.observe_families(report);
+                    self.exporter.enqueue(&stale_markers);
+                    self.exporter.enqueue(&samples);
+                    self.metrics
+                        .stale_markers
+                        .fetch_add(stale_markers.len() as u64, Ordering::Relaxed);
+                    self.metrics
+                        .active_pods
+                        .store(tracker.active_pods() as u64, Ordering::Relaxed);
+                }
+            }
+        }
+        self.metrics
+            .samples_ingested
+            .fetch_add(samples.len() as u64, Ordering::Relaxed);
+        if let Some(stats) = &report.stats {
+            self.metrics.set_pod_stats(&pod, stats.clone());
+        }
+        if let Some(view) = &self.view {
+            view.record(&pod, report);
+        }
+        ReportResult::Accepted
+    }
+
+    /// Sends stale markers for pods silent too long and forgets them. `now_ms` is the wall clock.
+    pub fn sweep(&self, now: Instant, now_ms: i64) {
+        let mut tracker = self.tracker.lock().expect("tracker lock");
+        let silent = tracker.sweep(now, now_ms);
+        for pod in &silent {
+            tracing::info!(
+                namespace = %pod.pod.0,
+                pod = %pod.pod.1,
+                series = pod.stale_markers.len(),
+                "pod stopped reporting: series marked stale"
+            );
+            self.exporter.enqueue(&pod.stale_markers);
+            self.metrics
+                .stale_markers
+                .fetch_add(pod.stale_markers.len() as u64, Ordering::Relaxed);
+            self.metrics.remove_pod(&pod.pod);
+            if let Some(view) = &self.view {
+                view.remove_pod(&pod.pod);
+            }
+        }
+        self.metrics
+            .active_pods
+            .store(tracker.active_pods() as u64, Ordering::Relaxed);
+    }
+}

@@ -1,0 +1,15 @@
+//! Ingest stage: the `POST /v1/reports` handler, its authentication, report decoding and the
+//! conversion of reports into samples.
+//!
+//! Owns everything between the HTTP request and the exporter queue. It must not talk to
+//! remote-write endpoints itself.
+
+pub mod accept;
+pub mod auth;
+mod config;
+pub mod convert;
+pub mod handler;
+
+pub use accept::Ingestor;
+pub use config::IngestConfig;
+pub use convert::{format_le, report_to_samples};

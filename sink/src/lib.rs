@@ -1,0 +1,20 @@
+//! meshtap-sink: receives meshtap filter reports and writes Prometheus remote-write.
+//!
+//! The module tree follows the data path: [`ingest`] (HTTP handler, auth, decode, conversion to
+//! [`series`]) → [`staleness`] (ordering, stale markers) → [`export`] (remote-write queues,
+//! encoder, retries), with [`view`] (in-memory summary) and [`ops`] (self-metrics, health) on
+//! the side. [`config`] loads the YAML and [`server`] wires the stages into a running process.
+//! [`bench`] exposes the hot path for benchmarks.
+
+pub mod bench;
+pub mod config;
+pub mod export;
+pub mod ingest;
+pub mod ops;
+pub mod series;
+pub mod server;
+pub mod staleness;
+pub mod view;
+
+pub use config::SinkConfig;
+pub use server::{RunningSink, StartError};

@@ -1,0 +1,416 @@
+//! Self-monitoring counters and gauges, rendered in the Prometheus text format on `/metrics`.
+//!
+//! Owns the metric names and their text rendering. Other stages only bump the atomics defined
+//! here; this module must not reach into queues or trackers itself.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use meshtap_report::FilterStats;
+
+use crate::staleness::PodKey;
+
+/// Outcome of one `POST /v1/reports`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReportResult {
+    Accepted,
+    Unauthorized,
+    TooLarge,
+    BadBody,
+    Invalid,
+    OutOfOrder,
+}
+
+impl ReportResult {
+    const ALL: [ReportResult; 6] = [
+        ReportResult::Accepted,
+        ReportResult::Unauthorized,
+        ReportResult::TooLarge,
+        ReportResult::BadBody,
+        ReportResult::Invalid,
+        ReportResult::OutOfOrder,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReportResult::Accepted => "accepted",
+            ReportResult::Unauthorized => "unauthorized",
+            ReportResult::TooLarge => "too_large",
+            ReportResult::BadBody => "bad_body",
+            ReportResult::Invalid => "invalid",
+            ReportResult::OutOfOrder => "out_of_order",
+        }
+    }
+}
+
+/// Why samples were dropped before delivery.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DropReason {
+    /// The endpoint's queue was at capacity; the oldest batch made room.
+    QueueFull,
+    /// Older than `max_sample_age` while retrying.
+    TooOld,
+    /// Still queued when the shutdown deadline passed.
+    Shutdown,
+}
+
+impl DropReason {
+    const ALL: [DropReason; 3] = [
+        DropReason::QueueFull,
+        DropReason::TooOld,
+        DropReason::Shutdown,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DropReason::QueueFull => "queue_full",
+            DropReason::TooOld => "too_old",
+            DropReason::Shutdown => "shutdown",
+        }
+    }
+}
+
+/// Queue gauges of one lane, kept current by the lane.
+#[derive(Debug)]
+pub struct LaneGauges {
+    /// Samples pending, queued or in flight.
+    pub queued_samples: AtomicU64,
+    /// Timestamp (ms) of the oldest unsent sample, `i64::MAX` when none.
+    pub oldest_unsent_ms: AtomicI64,
+}
+
+impl Default for LaneGauges {
+    fn default() -> Self {
+        LaneGauges {
+            queued_samples: AtomicU64::new(0),
+            oldest_unsent_ms: AtomicI64::new(i64::MAX),
+        }
+    }
+}
+
+/// Delivery accounting of one remote-write endpoint.
+#[derive(Debug)]
+pub struct EndpointMetrics {
+    pub name: String,
+    pub samples_sent: AtomicU64,
+    /// Samples refused with a non-retryable answer (4xx other than retried 429/529).
+    pub samples_failed: AtomicU64,
+    /// Samples in attempts that failed and were retried.
+    pub samples_retried: AtomicU64,
+    dropped: [AtomicU64; 3],
+    pub metadata_sent: AtomicU64,
+    pub metadata_failed: AtomicU64,
+    pub lanes: Vec<LaneGauges>,
+}
+
+impl EndpointMetrics {
+    pub fn new(name: &str, lanes: usize) -> EndpointMetrics {
+        EndpointMetrics {
+            name: name.to_owned(),
+            samples_sent: AtomicU64::new(0),
+            samples_failed: AtomicU64::new(0),
+            samples_retried: AtomicU64::new(0),
+            dropped: Default::default(),
+            metadata_sent: AtomicU64::new(0),
+            metadata_failed: AtomicU64::new(0),
+            lanes: (0..lanes).map(|_| LaneGauges::default()).collect(),
+        }
+    }
+
+    pub fn add_dropped(&self, reason: DropReason, samples: u64) {
+        self.dropped[reason as usize].fetch_add(samples, Ordering::Relaxed);
+    }
+
+    pub fn dropped(&self, reason: DropReason) -> u64 {
+        self.dropped[reason as usize].load(Ordering::Relaxed)
+    }
+
+    /// Samples pending, queued or in flight over all lanes.
+    pub fn queued_samples(&self) -> u64 {
+        self.lanes
+            .iter()
+            .map(|l| l.queued_samples.load(Ordering::Relaxed))
+            .sum()
+    }
+
+    fn oldest_unsent_ms(&self) -> Option<i64> {
+        self.lanes
+            .iter()
+            .map(|l| l.oldest_unsent_ms.load(Ordering::Relaxed))
+            .min()
+            .filter(|ms| *ms != i64::MAX)
+    }
+}
+
+/// All of the sink's self-metrics.
+#[derive(Debug, Default)]
+pub struct SinkMetrics {
+    reports: [AtomicU64; 6],
+    pub samples_ingested: AtomicU64,
+    pub stale_markers: AtomicU64,
+    pub active_pods: AtomicU64,
+    pods: Mutex<BTreeMap<PodKey, FilterStats>>,
+    endpoints: Mutex<Vec<Arc<EndpointMetrics>>>,
+}
+
+fn escape(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+fn header(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
+impl SinkMetrics {
+    pub fn count_report(&self, result: ReportResult) {
+        self.reports[result as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn reports(&self, result: ReportResult) -> u64 {
+        self.reports[result as usize].load(Ordering::Relaxed)
+    }
+
+    /// Records the filter's own accounting from a pod's latest report.
+    pub fn set_pod_stats(&self, pod: &PodKey, stats: FilterStats) {
+        let mut pods = self.pods.lock().expect("metrics lock");
+        match pods.get_mut(pod) {
+            Some(slot) => *slot = stats,
+            None => {
+                pods.insert(pod.clone(), stats);
+            }
+        }
+    }
+
+    /// Forgets a pod that went silent.
+    pub fn remove_pod(&self, pod: &PodKey) {
+        self.pods.lock().expect("metrics lock").remove(pod);
+    }
+
+    /// Registers an endpoint whose accounting `/metrics` shows.
+    pub fn add_endpoint(&self, endpoint: Arc<EndpointMetrics>) {
+        self.endpoints.lock().expect("metrics lock").push(endpoint);
+    }
+
+    /// The Prometheus text exposition of everything, `now_ms` being the wall clock (for lag).
+    pub fn render(&self, now_ms: i64) -> String {
+        let mut out = String::with_capacity(4096);
+        header(
+            &mut out,
+            "meshtap_sink_reports_total",
+            "counter",
+            "Reports received, by result.",
+        );
+        for result in ReportResult::ALL {
+            let _ = writeln!(
+                out,
+                "meshtap_sink_reports_total{{result=\"{}\"}} {}",
+                result.as_str(),
+                self.reports(result)
+            );
+        }
+        let scalars = [
+            (
+                "meshtap_sink_samples_ingested_total",
+                "counter",
+                "Samples converted from accepted reports.",
+                &self.samples_ingested,
+            ),
+            (
+                "meshtap_sink_stale_markers_total",
+                "counter",
+                "Stale markers generated for series that went away.",
+                &self.stale_markers,
+            ),
+            (
+                "meshtap_sink_active_pods",
+                "gauge",
+                "Pods whose reports are being tracked.",
+                &self.active_pods,
+            ),
+        ];
+        for (name, kind, help, value) in scalars {
+            header(&mut out, name, kind, help);
+            let _ = writeln!(out, "{name} {}", value.load(Ordering::Relaxed));
+        }
+        self.render_pods(&mut out);
+        self.render_endpoints(&mut out, now_ms);
+        out
+    }
+
+    fn render_pods(&self, out: &mut String) {
+        let pods = self.pods.lock().expect("metrics lock");
+        type Field = fn(&FilterStats) -> u64;
+        let fields: [(&str, &str, &str, Field); 4] = [
+            (
+                "meshtap_filter_series_active",
+                "gauge",
+                "Label sets the pod's filter holds.",
+                |s| s.series_active,
+            ),
+            (
+                "meshtap_filter_series_limit",
+                "gauge",
+                "The pod's filter max_series.",
+                |s| s.series_limit,
+            ),
+            (
+                "meshtap_filter_overflow_observations_total",
+                "counter",
+                "Observations folded into the overflow series.",
+                |s| s.overflow_observations,
+            ),
+            (
+                "meshtap_filter_reports_failed_total",
+                "counter",
+                "Report posts the pod's filter saw fail.",
+                |s| s.reports_failed,
+            ),
+        ];
+        for (name, kind, help, field) in fields {
+            header(out, name, kind, help);
+            for ((namespace, pod), stats) in pods.iter() {
+                let _ = writeln!(
+                    out,
+                    "{name}{{namespace=\"{}\",pod=\"{}\"}} {}",
+                    escape(namespace),
+                    escape(pod),
+                    field(stats)
+                );
+            }
+        }
+    }
+
+    fn render_endpoints(&self, out: &mut String, now_ms: i64) {
+        let endpoints = self.endpoints.lock().expect("metrics lock");
+        type Counter = fn(&EndpointMetrics) -> u64;
+        let counters: [(&str, &str, &str, Counter); 7] = [
+            (
+                "meshtap_sink_samples_sent_total",
+                "counter",
+                "Samples the endpoint accepted.",
+                |e| e.samples_sent.load(Ordering::Relaxed),
+            ),
+            (
+                "meshtap_sink_samples_failed_total",
+                "counter",
+                "Samples the endpoint refused with a non-retryable status.",
+                |e| e.samples_failed.load(Ordering::Relaxed),
+            ),
+            (
+                "meshtap_sink_samples_retried_total",
+                "counter",
+                "Samples in attempts that failed and were retried.",
+                |e| e.samples_retried.load(Ordering::Relaxed),
+            ),
+            (
+                "meshtap_sink_metadata_sent_total",
+                "counter",
+                "Metadata requests the endpoint accepted.",
+                |e| e.metadata_sent.load(Ordering::Relaxed),
+            ),
+            (
+                "meshtap_sink_metadata_failed_total",
+                "counter",
+                "Metadata requests that failed.",
+                |e| e.metadata_failed.load(Ordering::Relaxed),
+            ),
+            (
+                "meshtap_sink_queue_samples",
+                "gauge",
+                "Samples waiting to be sent (pending, queued, in flight).",
+                |e| e.queued_samples(),
+            ),
+            (
+                "meshtap_sink_queue_lanes",
+                "gauge",
+                "Parallel sending lanes.",
+                |e| e.lanes.len() as u64,
+            ),
+        ];
+        for (name, kind, help, value) in counters {
+            header(out, name, kind, help);
+            for e in endpoints.iter() {
+                let _ = writeln!(
+                    out,
+                    "{name}{{endpoint=\"{}\"}} {}",
+                    escape(&e.name),
+                    value(e)
+                );
+            }
+        }
+        header(
+            out,
+            "meshtap_sink_samples_dropped_total",
+            "counter",
+            "Samples dropped before delivery, by reason.",
+        );
+        for e in endpoints.iter() {
+            for reason in DropReason::ALL {
+                let _ = writeln!(
+                    out,
+                    "meshtap_sink_samples_dropped_total{{endpoint=\"{}\",reason=\"{}\"}} {}",
+                    escape(&e.name),
+                    reason.as_str(),
+                    e.dropped(reason)
+                );
+            }
+        }
+        header(
+            out,
+            "meshtap_sink_queue_lag_seconds",
+            "gauge",
+            "Age of the oldest unsent sample (0 when nothing waits).",
+        );
+        for e in endpoints.iter() {
+            let lag = e
+                .oldest_unsent_ms()
+                .map_or(0.0, |ms| (now_ms - ms).max(0) as f64 / 1000.0);
+            let _ = writeln!(
+                out,
+                "meshtap_sink_queue_lag_seconds{{endpoint=\"{}\"}} {lag}",
+                escape(&e.name)
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_counters_pods_and_endpoint_lag() {
+        let m = SinkMetrics::default();
+        m.count_report(ReportResult::Accepted);
+        m.count_report(ReportResult::Unauthorized);
+        m.count_report(ReportResult::Unauthorized);
+        m.set_pod_stats(
+            &("ns".into(), "p\"1".into()),
+            FilterStats {
+                series_active: 7,
+                ..Default::default()
+            },
+        );
+        let e = Arc::new(EndpointMetrics::new("mimir", 2));
+        e.add_dropped(DropReason::QueueFull, 5);
+        e.lanes[1].queued_samples.store(3, Ordering::Relaxed);
+        e.lanes[1].oldest_unsent_ms.store(1_000, Ordering::Relaxed);
+        m.add_endpoint(e);
+        let text = m.render(3_500);
+        for line in [
+            "meshtap_sink_reports_total{result=\"accepted\"} 1",
+            "meshtap_sink_reports_total{result=\"unauthorized\"} 2",
+            "meshtap_filter_series_active{namespace=\"ns\",pod=\"p\\\"1\"} 7",
+            "meshtap_sink_samples_dropped_total{endpoint=\"mimir\",reason=\"queue_full\"} 5",
+            "meshtap_sink_queue_samples{endpoint=\"mimir\"} 3",
+            "meshtap_sink_queue_lag_seconds{endpoint=\"mimir\"} 2.5",
+        ] {
+            assert!(text.contains(line), "missing {line} in\n{text}");
+        }
+    }
+}

@@ -1,0 +1,6 @@
+//! Operations: self-metrics and health endpoints.
+//!
+//! Owns how the sink reports on itself; it must not hold pipeline logic.
+
+pub mod health;
+pub mod metrics;

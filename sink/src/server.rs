@@ -1,0 +1,174 @@
+//! Assembles and runs the sink: the HTTP listener and its routes, the staleness sweeper, the
+//! exporter, and the orderly shutdown (stop accepting, flush queues within the deadline).
+//!
+//! Owns process-level wiring and lifecycle only; every behaviour lives in its stage module.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::routing::{get, post};
+use axum::Router;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::config::SinkConfig;
+use crate::export::remote_write::retry::now_ms;
+use crate::export::remote_write::ClientError;
+use crate::export::{Exporter, ShutdownSummary};
+use crate::ingest::auth::TokenCheck;
+use crate::ingest::handler::{post_report, ReportEndpoint};
+use crate::ingest::Ingestor;
+use crate::ops::health::{self, OpsState};
+use crate::ops::metrics::SinkMetrics;
+use crate::view::{http::get_summary, SummaryView};
+
+/// How often silent pods are looked for.
+const SWEEP_EVERY: Duration = Duration::from_millis(250);
+
+/// Why the sink could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Endpoint(#[from] ClientError),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// A started sink.
+pub struct RunningSink {
+    local_addr: SocketAddr,
+    ops: Arc<OpsState>,
+    exporter: Arc<Exporter>,
+    stop: watch::Sender<bool>,
+    server: JoinHandle<()>,
+    sweeper: JoinHandle<()>,
+    shutdown_timeout: Duration,
+}
+
+impl RunningSink {
+    /// Starts every stage and binds the listener.
+    pub async fn start(config: &SinkConfig) -> Result<RunningSink, StartError> {
+        let metrics = Arc::new(SinkMetrics::default());
+        let exporter = Arc::new(Exporter::start(&config.remote_write, &metrics)?);
+        if config.remote_write.is_empty() {
+            tracing::warn!("no remote_write endpoint configured: samples are not exported, the /v1/summary view is the only output");
+        }
+        let tokens = TokenCheck::new(&config.ingest.tokens);
+        if tokens.is_open() {
+            tracing::warn!("ingest.tokens is empty: reports are accepted without authentication");
+        }
+        let view = config
+            .view
+            .enabled
+            .then(|| Arc::new(SummaryView::new(&config.view)));
+        let ingestor = Arc::new(Ingestor::new(
+            &config.ingest.job,
+            config.ingest.stale_after_intervals,
+            exporter.clone(),
+            view.clone(),
+            metrics.clone(),
+        ));
+        let reports = Arc::new(ReportEndpoint {
+            tokens,
+            max_body_bytes: config.ingest.max_body_bytes,
+            max_decoded_bytes: config.ingest.max_decoded_bytes,
+            ingestor: ingestor.clone(),
+            metrics: metrics.clone(),
+        });
+        let ops = Arc::new(OpsState {
+            metrics,
+            ready: Default::default(),
+        });
+        let mut app = Router::new()
+            .route(
+                meshtap_report::REPORT_PATH,
+                post(post_report).with_state(reports),
+            )
+            .route("/metrics", get(health::metrics).with_state(ops.clone()))
+            .route("/readyz", get(health::readyz).with_state(ops.clone()))
+            .route("/healthz", get(health::healthz));
+        if let Some(view) = view {
+            app = app.route("/v1/summary", get(get_summary).with_state(view));
+        }
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .map_err(|source| StartError::Listen {
+                addr: config.listen,
+                source,
+            })?;
+        let local_addr = listener.local_addr().map_err(|source| StartError::Listen {
+            addr: config.listen,
+            source,
+        })?;
+        let (stop, stop_rx) = watch::channel(false);
+        let mut server_stop = stop_rx.clone();
+        let server = tokio::spawn(async move {
+            let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
+                let _ = server_stop.wait_for(|stop| *stop).await;
+            });
+            if let Err(e) = serve.await {
+                tracing::error!(error = %e, "HTTP server failed");
+            }
+        });
+        let mut sweeper_stop = stop_rx;
+        let sweeper = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(SWEEP_EVERY);
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => ingestor.sweep(Instant::now(), now_ms()),
+                    _ = sweeper_stop.wait_for(|stop| *stop) => return,
+                }
+            }
+        });
+        ops.ready.store(true, Ordering::Relaxed);
+        tracing::info!(listen = %local_addr, endpoints = config.remote_write.len(), "meshtap-sink ready");
+        Ok(RunningSink {
+            local_addr,
+            ops,
+            exporter,
+            stop,
+            server,
+            sweeper,
+            shutdown_timeout: config.shutdown_timeout.get(),
+        })
+    }
+
+    /// The bound listener address (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    pub fn metrics(&self) -> &Arc<SinkMetrics> {
+        &self.ops.metrics
+    }
+
+    /// Stops accepting reports, then flushes every endpoint for at most `shutdown_timeout`;
+    /// logs and returns what had to be dropped.
+    pub async fn shutdown(self) -> ShutdownSummary {
+        let deadline = Instant::now() + self.shutdown_timeout;
+        self.ops.ready.store(false, Ordering::Relaxed);
+        self.stop.send_replace(true);
+        if tokio::time::timeout(self.shutdown_timeout, self.server)
+            .await
+            .is_err()
+        {
+            tracing::warn!("open connections did not finish before the shutdown deadline");
+        }
+        let _ = self.sweeper.await;
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        let summary = self.exporter.shutdown(remaining).await;
+        for (endpoint, dropped) in &summary.dropped {
+            if *dropped > 0 {
+                tracing::warn!(%endpoint, dropped, "samples dropped at shutdown (flush deadline passed)");
+            } else {
+                tracing::info!(%endpoint, "queue flushed");
+            }
+        }
+        summary
+    }
+}
