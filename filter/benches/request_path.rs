@@ -1,0 +1,106 @@
+//! Criterion benchmark of the filter's per-request path without a host: Istio label computation
+//! from plain [`RequestFacts`] plus aggregation into the VM's totals. Prints ns/request.
+
+use std::time::Instant;
+
+use criterion::{black_box, criterion_group, criterion_main, Criterion};
+use meshtap_filter::aggregate::Aggregator;
+use meshtap_filter::config::EnabledMetrics;
+use meshtap_filter::facts::RequestFacts;
+use meshtap_filter::labels::{compute, LabelRules, LabelValues};
+use meshtap_filter::node::LocalNode;
+use meshtap_filter::peer::{ClusterServices, PeerInfo};
+use meshtap_filter::series::Observation;
+use meshtap_report::schema::Reporter;
+
+fn local() -> LocalNode {
+    LocalNode::read(|p| {
+        let v = match p {
+            ["node", "metadata", "WORKLOAD_NAME"] => "productpage-v1",
+            ["node", "metadata", "NAMESPACE"] => "default",
+            ["node", "metadata", "NAME"] => "productpage-v1-84975bc778-pxz2w",
+            ["node", "metadata", "CLUSTER_ID"] => "Kubernetes",
+            ["node", "metadata", "LABELS", "app"] => "productpage",
+            ["node", "metadata", "LABELS", "version"] => "v1",
+            ["node", "metadata", "LABELS", "service.istio.io/canonical-name"] => "productpage",
+            ["node", "metadata", "LABELS", "service.istio.io/canonical-revision"] => "v1",
+            _ => return None,
+        };
+        Some(v.to_string())
+    })
+}
+
+fn peers(n: usize) -> Vec<(PeerInfo, ClusterServices)> {
+    (0..n)
+        .map(|i| {
+            let peer = PeerInfo {
+                workload: format!("reviews-v{i}"),
+                namespace: "default".into(),
+                cluster: "Kubernetes".into(),
+                canonical_service: "reviews".into(),
+                canonical_revision: format!("v{i}"),
+                app: "reviews".into(),
+                version: format!("v{i}"),
+                identity: String::new(),
+            };
+            let services = ClusterServices {
+                host: "reviews.default.svc.cluster.local".into(),
+                name: "reviews".into(),
+                namespace: "default".into(),
+            };
+            (peer, services)
+        })
+        .collect()
+}
+
+fn request_path(c: &mut Criterion) {
+    let local = local();
+    let destinations = peers(8);
+    let codes = [200i64, 200, 200, 404, 503];
+    let rules = LabelRules {
+        reporter: Reporter::Source,
+        host_header_fallback: true,
+    };
+    let mut agg = Aggregator::new(10_000, EnabledMetrics::all());
+    let mut scratch = LabelValues::default();
+    let mut i = 0usize;
+    let mut one = |agg: &mut Aggregator, scratch: &mut LabelValues| {
+        let (peer, services) = &destinations[i % destinations.len()];
+        let facts = RequestFacts {
+            cluster_name: Some("outbound|9080||reviews.default.svc.cluster.local"),
+            services: Some(services),
+            upstream_peer: Some(peer),
+            upstream_peer_san: "spiffe://cluster.local/ns/default/sa/bookinfo-reviews",
+            upstream_local_san: "spiffe://cluster.local/ns/default/sa/bookinfo-productpage",
+            response_code: Some(codes[i % codes.len()]),
+            duration_ns: 3_400_000 + (i as i64 % 1000) * 10_000,
+            request_bytes: 700,
+            response_bytes: 2_400,
+            ..Default::default()
+        };
+        compute(&local, rules, &facts, scratch);
+        let obs =
+            Observation::from_raw(facts.duration_ns, facts.request_bytes, facts.response_bytes);
+        black_box(agg.record(scratch, obs));
+        i += 1;
+    };
+
+    // A plain measurement for the report, then criterion's.
+    let n = 200_000;
+    let start = Instant::now();
+    for _ in 0..n {
+        one(&mut agg, &mut scratch);
+    }
+    let ns = start.elapsed().as_nanos() as f64 / n as f64;
+    println!(
+        "request path (labels + aggregation): {ns:.0} ns/request over {n} requests, {} series",
+        agg.series_count()
+    );
+
+    c.bench_function("labels+aggregate", |b| {
+        b.iter(|| one(&mut agg, &mut scratch))
+    });
+}
+
+criterion_group!(benches, request_path);
+criterion_main!(benches);

@@ -1,0 +1,376 @@
+//! The filter's `pluginConfig`: JSON parsing, defaults and validation.
+//!
+//! Owns the mapping from the WasmPlugin's `pluginConfig` to a checked [`FilterConfig`]. It must
+//! not touch the host: the ingest token's environment variable is read through a caller-supplied
+//! lookup so the parsing stays testable. Unknown keys and bad values are errors; features that are
+//! reserved but not built (`access_log`, `tcp`) are refused loudly rather than ignored.
+
+use std::time::Duration;
+
+use meshtap_report::schema::Reporter;
+use serde::Deserialize;
+
+/// Default upstream cluster of the sink in an Istio mesh.
+pub const DEFAULT_SINK_CLUSTER: &str = "outbound|9091||meshtap-sink.meshtap.svc.cluster.local";
+/// Default `:authority` of report requests.
+pub const DEFAULT_SINK_AUTHORITY: &str = "meshtap-sink.meshtap.svc.cluster.local:9091";
+/// Default label sets held per worker VM before observations go to the overflow series.
+pub const DEFAULT_MAX_SERIES: usize = 10_000;
+
+/// Why a `pluginConfig` was refused.
+#[derive(Debug, PartialEq, thiserror::Error)]
+pub enum ConfigError {
+    #[error("pluginConfig is not valid: {0}")]
+    Json(String),
+    #[error("pluginConfig.{key}: {value:?} is not a duration like \"500ms\", \"10s\" or \"1m\"")]
+    Duration { key: &'static str, value: String },
+    #[error("pluginConfig.{key} must be {requirement}")]
+    Value {
+        key: &'static str,
+        requirement: &'static str,
+    },
+    #[error("pluginConfig: set only one of ingest_token and ingest_token_env")]
+    TwoTokens,
+    #[error("pluginConfig.ingest_token_env: environment variable {0:?} is not set in the VM")]
+    TokenEnvMissing(String),
+    #[error("pluginConfig.{0}.enabled=true is not implemented yet")]
+    NotImplemented(&'static str),
+}
+
+/// Which request metric families are recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EnabledMetrics {
+    pub requests_total: bool,
+    pub request_duration: bool,
+    pub request_bytes: bool,
+    pub response_bytes: bool,
+}
+
+/// A checked filter configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FilterConfig {
+    pub sink_cluster: String,
+    pub sink_authority: String,
+    pub sink_path: String,
+    pub report_interval: Duration,
+    pub report_timeout: Duration,
+    /// Bearer token for the sink; `None` sends no `authorization` header.
+    pub ingest_token: Option<String>,
+    /// Reporter override; `None` derives it from the listener direction.
+    pub reporter: Option<Reporter>,
+    pub disable_host_header_fallback: bool,
+    pub max_series: usize,
+    pub metrics: EnabledMetrics,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    sink_cluster: Option<String>,
+    sink_authority: Option<String>,
+    sink_path: Option<String>,
+    report_interval: Option<String>,
+    report_timeout: Option<String>,
+    ingest_token: Option<String>,
+    ingest_token_env: Option<String>,
+    reporter: Option<String>,
+    disable_host_header_fallback: Option<bool>,
+    max_series: Option<u64>,
+    metrics: Option<RawMetrics>,
+    access_log: Option<RawToggle>,
+    tcp: Option<RawToggle>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMetrics {
+    requests_total: Option<bool>,
+    request_duration: Option<bool>,
+    request_bytes: Option<bool>,
+    response_bytes: Option<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawToggle {
+    enabled: Option<bool>,
+}
+
+impl FilterConfig {
+    /// Parses a `pluginConfig` JSON document. An empty document means all defaults.
+    /// `env` looks up a VM environment variable (for `ingest_token_env`).
+    pub fn parse(json: &[u8], env: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let raw: RawConfig = if json.iter().all(u8::is_ascii_whitespace) {
+            RawConfig::default()
+        } else {
+            serde_json::from_slice(json).map_err(|e| ConfigError::Json(e.to_string()))?
+        };
+        let report_interval = duration_or("report_interval", raw.report_interval, 10_000)?;
+        let report_timeout = duration_or("report_timeout", raw.report_timeout, 5_000)?;
+        if report_interval < Duration::from_secs(1) {
+            return Err(ConfigError::Value {
+                key: "report_interval",
+                requirement: "at least 1s",
+            });
+        }
+        if report_timeout.is_zero() || report_timeout > report_interval {
+            return Err(ConfigError::Value {
+                key: "report_timeout",
+                requirement: "above 0 and not longer than report_interval",
+            });
+        }
+        let sink_cluster = non_empty("sink_cluster", raw.sink_cluster, DEFAULT_SINK_CLUSTER)?;
+        let sink_authority =
+            non_empty("sink_authority", raw.sink_authority, DEFAULT_SINK_AUTHORITY)?;
+        let sink_path = non_empty("sink_path", raw.sink_path, meshtap_report::REPORT_PATH)?;
+        if !sink_path.starts_with('/') {
+            return Err(ConfigError::Value {
+                key: "sink_path",
+                requirement: "an absolute path starting with '/'",
+            });
+        }
+        let ingest_token = match (raw.ingest_token, raw.ingest_token_env) {
+            (Some(_), Some(_)) => return Err(ConfigError::TwoTokens),
+            (Some(token), None) if token.is_empty() => {
+                return Err(ConfigError::Value {
+                    key: "ingest_token",
+                    requirement: "non-empty",
+                })
+            }
+            (Some(token), None) => Some(token),
+            (None, Some(var)) => match env(&var) {
+                Some(token) if !token.is_empty() => Some(token),
+                _ => return Err(ConfigError::TokenEnvMissing(var)),
+            },
+            (None, None) => None,
+        };
+        let reporter = match raw.reporter.as_deref() {
+            None => None,
+            Some("source") => Some(Reporter::Source),
+            Some("destination") => Some(Reporter::Destination),
+            Some("waypoint") => Some(Reporter::Waypoint),
+            Some(_) => {
+                return Err(ConfigError::Value {
+                    key: "reporter",
+                    requirement: "one of \"source\", \"destination\", \"waypoint\"",
+                })
+            }
+        };
+        let max_series = match raw.max_series {
+            None => DEFAULT_MAX_SERIES,
+            Some(n) if (1..=1_000_000).contains(&n) => n as usize,
+            Some(_) => {
+                return Err(ConfigError::Value {
+                    key: "max_series",
+                    requirement: "between 1 and 1000000",
+                })
+            }
+        };
+        let metrics = match raw.metrics {
+            None => EnabledMetrics::all(),
+            Some(m) => EnabledMetrics {
+                requests_total: m.requests_total.unwrap_or(true),
+                request_duration: m.request_duration.unwrap_or(true),
+                request_bytes: m.request_bytes.unwrap_or(true),
+                response_bytes: m.response_bytes.unwrap_or(true),
+            },
+        };
+        if raw.access_log.and_then(|t| t.enabled).unwrap_or(false) {
+            return Err(ConfigError::NotImplemented("access_log"));
+        }
+        if raw.tcp.and_then(|t| t.enabled).unwrap_or(false) {
+            return Err(ConfigError::NotImplemented("tcp"));
+        }
+        Ok(FilterConfig {
+            sink_cluster,
+            sink_authority,
+            sink_path,
+            report_interval,
+            report_timeout,
+            ingest_token,
+            reporter,
+            disable_host_header_fallback: raw.disable_host_header_fallback.unwrap_or(false),
+            max_series,
+            metrics,
+        })
+    }
+}
+
+impl EnabledMetrics {
+    pub fn all() -> Self {
+        EnabledMetrics {
+            requests_total: true,
+            request_duration: true,
+            request_bytes: true,
+            response_bytes: true,
+        }
+    }
+}
+
+fn non_empty(key: &'static str, v: Option<String>, default: &str) -> Result<String, ConfigError> {
+    match v {
+        None => Ok(default.to_string()),
+        Some(s) if s.is_empty() => Err(ConfigError::Value {
+            key,
+            requirement: "non-empty",
+        }),
+        Some(s) => Ok(s),
+    }
+}
+
+fn duration_or(
+    key: &'static str,
+    v: Option<String>,
+    default_ms: u64,
+) -> Result<Duration, ConfigError> {
+    match v {
+        None => Ok(Duration::from_millis(default_ms)),
+        Some(s) => parse_duration(&s).ok_or(ConfigError::Duration { key, value: s }),
+    }
+}
+
+/// Parses Istio-style durations: an unsigned integer or decimal followed by `ms`, `s`, `m` or `h`.
+pub fn parse_duration(s: &str) -> Option<Duration> {
+    let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
+    let (number, unit) = s.split_at(split);
+    if number.is_empty() || number.starts_with('.') || number.ends_with('.') {
+        return None;
+    }
+    let value: f64 = number.parse().ok()?;
+    let ms_per_unit = match unit {
+        "ms" => 1.0,
+        "s" => 1_000.0,
+        "m" => 60_000.0,
+        "h" => 3_600_000.0,
+        _ => return None,
+    };
+    let ms = value * ms_per_unit;
+    if !ms.is_finite() || ms > u32::MAX as f64 || ms.fract() != 0.0 {
+        return None;
+    }
+    Some(Duration::from_millis(ms as u64))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    #[cfg_attr(not(target_arch = "wasm32"), test)]
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+    fn empty_config_gives_defaults() {
+        let c = FilterConfig::parse(b"", no_env).unwrap();
+        assert_eq!(c.sink_cluster, DEFAULT_SINK_CLUSTER);
+        assert_eq!(c.sink_authority, DEFAULT_SINK_AUTHORITY);
+        assert_eq!(c.sink_path, "/v1/reports");
+        assert_eq!(c.report_interval, Duration::from_secs(10));
+        assert_eq!(c.report_timeout, Duration::from_secs(5));
+        assert_eq!(c.ingest_token, None);
+        assert_eq!(c.reporter, None);
+        assert_eq!(c.max_series, 10_000);
+        assert_eq!(c.metrics, EnabledMetrics::all());
+        assert_eq!(FilterConfig::parse(b"{}", no_env).unwrap(), c);
+    }
+
+    #[cfg_attr(not(target_arch = "wasm32"), test)]
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+    fn full_config_is_read() {
+        let json = br#"{"sink_cluster":"sink","sink_authority":"sink:9091","sink_path":"/in",
+            "report_interval":"1m","report_timeout":"1500ms","ingest_token":"t0k",
+            "reporter":"waypoint","disable_host_header_fallback":true,"max_series":50,
+            "metrics":{"request_bytes":false},"access_log":{"enabled":false},"tcp":{"enabled":false}}"#;
+        let c = FilterConfig::parse(json, no_env).unwrap();
+        assert_eq!(c.sink_cluster, "sink");
+        assert_eq!(c.sink_path, "/in");
+        assert_eq!(c.report_interval, Duration::from_secs(60));
+        assert_eq!(c.report_timeout, Duration::from_millis(1500));
+        assert_eq!(c.ingest_token.as_deref(), Some("t0k"));
+        assert_eq!(c.reporter, Some(Reporter::Waypoint));
+        assert!(c.disable_host_header_fallback);
+        assert_eq!(c.max_series, 50);
+        assert!(!c.metrics.request_bytes && c.metrics.requests_total && c.metrics.response_bytes);
+    }
+
+    #[cfg_attr(not(target_arch = "wasm32"), test)]
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+    fn unknown_keys_are_refused() {
+        let e = FilterConfig::parse(br#"{"sink_clustr":"x"}"#, no_env).unwrap_err();
+        assert!(
+            matches!(&e, ConfigError::Json(m) if m.contains("sink_clustr")),
+            "{e}"
+        );
+        let e = FilterConfig::parse(br#"{"metrics":{"requests":true}}"#, no_env).unwrap_err();
+        assert!(matches!(e, ConfigError::Json(_)));
+    }
+
+    #[cfg_attr(not(target_arch = "wasm32"), test)]
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+    fn bad_values_are_refused() {
+        let cases: [&[u8]; 9] = [
+            br#"{"report_interval":"10"}"#,
+            br#"{"report_interval":"ten seconds"}"#,
+            br#"{"report_interval":"500ms"}"#,
+            br#"{"report_timeout":"20s"}"#,
+            br#"{"reporter":"client"}"#,
+            br#"{"max_series":0}"#,
+            br#"{"sink_path":"v1"}"#,
+            br#"{"sink_cluster":""}"#,
+            br#"{"report_interval":10}"#,
+        ];
+        for json in cases {
+            assert!(
+                FilterConfig::parse(json, no_env).is_err(),
+                "{}",
+                String::from_utf8_lossy(json)
+            );
+        }
+    }
+
+    #[cfg_attr(not(target_arch = "wasm32"), test)]
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+    fn reserved_features_error_loudly() {
+        assert_eq!(
+            FilterConfig::parse(br#"{"access_log":{"enabled":true}}"#, no_env).unwrap_err(),
+            ConfigError::NotImplemented("access_log")
+        );
+        assert_eq!(
+            FilterConfig::parse(br#"{"tcp":{"enabled":true}}"#, no_env).unwrap_err(),
+            ConfigError::NotImplemented("tcp")
+        );
+    }
+
+    #[cfg_attr(not(target_arch = "wasm32"), test)]
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+    fn token_comes_from_the_vm_env() {
+        let env = |k: &str| (k == "MESHTAP_INGEST_TOKEN").then(|| "from-env".to_string());
+        let c =
+            FilterConfig::parse(br#"{"ingest_token_env":"MESHTAP_INGEST_TOKEN"}"#, env).unwrap();
+        assert_eq!(c.ingest_token.as_deref(), Some("from-env"));
+        assert_eq!(
+            FilterConfig::parse(br#"{"ingest_token_env":"OTHER"}"#, env).unwrap_err(),
+            ConfigError::TokenEnvMissing("OTHER".into())
+        );
+        assert_eq!(
+            FilterConfig::parse(br#"{"ingest_token":"a","ingest_token_env":"B"}"#, env)
+                .unwrap_err(),
+            ConfigError::TwoTokens
+        );
+    }
+
+    #[cfg_attr(not(target_arch = "wasm32"), test)]
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+    fn durations_follow_istio_units() {
+        assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
+        assert_eq!(parse_duration("1.5s"), Some(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("2m"), Some(Duration::from_secs(120)));
+        assert_eq!(parse_duration("1h"), Some(Duration::from_secs(3600)));
+        assert_eq!(parse_duration("5"), None);
+        assert_eq!(parse_duration("s"), None);
+        assert_eq!(parse_duration("-1s"), None);
+        assert_eq!(parse_duration("1.s"), None);
+        assert_eq!(parse_duration("0.1ms"), None);
+    }
+}

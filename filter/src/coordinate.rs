@@ -1,0 +1,468 @@
+//! Cross-worker coordination through Envoy's shared data (one key-value store per vm_id, shared
+//! by all worker VMs of the proxy, compare-and-swap on every key).
+//!
+//! Envoy runs one VM per worker thread without shared memory, yet the sink must get ONE
+//! cumulative value per series per pod, monotonic even when a worker VM is replaced. The design:
+//!
+//! - Every VM keeps its own cumulative totals in memory and, on each tick, writes them to its own
+//!   key `meshtap/vm/<uid>` (a [`VmSnapshotPb`] with a heartbeat time). Only that VM writes it.
+//! - `meshtap/proxy` (small, CAS) is the proxy-wide record ([`ProxyStatePb`]): the proxy start
+//!   time (created once, so it survives VM replacement and changes only when Envoy restarts),
+//!   the next VM uid, the live VM uids, the count of retired VMs, the report sequence, the
+//!   report-failure count and the leader lease.
+//! - `meshtap/base` (CAS) holds the folded totals of retired VMs.
+//! - Each tick every VM tries to take or renew the lease (expires after [`LEASE_INTERVALS`]
+//!   intervals). The leader sums base + live snapshots and reports; a live VM whose heartbeat is
+//!   older than [`STALE_INTERVALS`] intervals is retired: ONE CAS on `meshtap/proxy` removes it
+//!   from the live list (the commit point, so two leaders can never both fold it), then its last
+//!   snapshot is added to the base.
+//! - A VM that finds itself no longer live (it stalled and was retired) drops its in-memory totals
+//!   and registers again under a new uid: counters never double count; at worst the
+//!   observations since its folded snapshot are lost.
+//!
+//! Shared data has no create-if-absent: the first write of a missing key is unconditional. Two
+//! VMs creating `meshtap/proxy` in the same microseconds could therefore both register; this only
+//! affects the very first registration of a proxy's lifetime and is accepted.
+//!
+//! This module owns the protocol only, over the [`SharedStore`] trait (the plugin glue maps it to
+//! host calls); it must not build reports nor talk to the network.
+
+use prost::Message;
+
+use crate::merge::MergedTotals;
+use crate::wire::{LiveVmPb, ProxyStatePb, TotalsPb, VmSnapshotPb};
+
+/// Key of the proxy-wide state record.
+pub const PROXY_KEY: &str = "meshtap/proxy";
+/// Key of the retired VMs' folded totals.
+pub const BASE_KEY: &str = "meshtap/base";
+/// A leader lease lasts this many report intervals.
+pub const LEASE_INTERVALS: i64 = 3;
+/// A VM whose snapshot is older than this many intervals is retired.
+pub const STALE_INTERVALS: i64 = 3;
+/// CAS attempts before giving up for this tick.
+pub const MAX_CAS_ATTEMPTS: u32 = 16;
+
+/// The key of a VM's snapshot.
+pub fn vm_key(uid: u64) -> String {
+    format!("meshtap/vm/{uid}")
+}
+
+/// A compare-and-swap write lost the race.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CasMismatch;
+
+/// Envoy's shared data as the protocol needs it.
+pub trait SharedStore {
+    /// The value and its CAS token, `None` if the key does not exist.
+    fn get(&self, key: &str) -> Option<(Vec<u8>, u32)>;
+    /// Writes `value` if `cas` is 0 or still the key's token.
+    fn set(&self, key: &str, value: &[u8], cas: u32) -> Result<(), CasMismatch>;
+}
+
+/// Why a coordination step gave up (it is retried next tick).
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum CoordError {
+    #[error("shared data key {0} stayed contended for {MAX_CAS_ATTEMPTS} attempts")]
+    Contended(&'static str),
+    #[error("shared data key {PROXY_KEY} is missing")]
+    NoProxyState,
+}
+
+/// What a VM is this tick.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Role {
+    /// The VM was retired by a leader: drop its totals and register again.
+    Retired,
+    /// Another VM holds the lease.
+    Follower,
+    /// This VM holds the lease and should report with this sequence number.
+    Leader { sequence: u64 },
+}
+
+/// Everything a leader needs to build one report.
+#[derive(Debug, Clone)]
+pub struct Collected {
+    pub totals: MergedTotals,
+    pub start_ms: i64,
+    pub live_vms: u32,
+    pub retired_vms: u32,
+    pub reports_failed: u64,
+    /// VMs retired during this collection.
+    pub newly_retired: u32,
+}
+
+fn read_state(store: &dyn SharedStore) -> Option<(ProxyStatePb, u32)> {
+    let (bytes, cas) = store.get(PROXY_KEY)?;
+    // An undecodable record (another filter build) is treated as absent and replaced.
+    ProxyStatePb::decode(bytes.as_slice())
+        .ok()
+        .map(|state| (state, cas))
+}
+
+/// Read-modify-write of the state record; `change` returns whether to write. A missing record
+/// starts from a fresh one whose start time is `now_ms`.
+fn update_state(
+    store: &dyn SharedStore,
+    now_ms: i64,
+    mut change: impl FnMut(&mut ProxyStatePb) -> bool,
+) -> Result<ProxyStatePb, CoordError> {
+    for _ in 0..MAX_CAS_ATTEMPTS {
+        let (mut state, cas) = read_state(store).unwrap_or_else(|| {
+            (
+                ProxyStatePb {
+                    start_ms: now_ms,
+                    next_vm_uid: 1,
+                    ..Default::default()
+                },
+                0,
+            )
+        });
+        if !change(&mut state) {
+            return Ok(state);
+        }
+        if store.set(PROXY_KEY, &state.encode_to_vec(), cas).is_ok() {
+            return Ok(state);
+        }
+    }
+    Err(CoordError::Contended(PROXY_KEY))
+}
+
+/// Registers a VM as live and returns its uid.
+pub fn register(store: &dyn SharedStore, now_ms: i64) -> Result<u64, CoordError> {
+    let mut uid = 0;
+    update_state(store, now_ms, |state| {
+        uid = state.next_vm_uid.max(1);
+        state.next_vm_uid = uid + 1;
+        state.live.push(LiveVmPb {
+            uid,
+            since_ms: now_ms,
+        });
+        true
+    })?;
+    Ok(uid)
+}
+
+/// Writes a VM's cumulative totals to its own key (only that VM writes it).
+pub fn publish(store: &dyn SharedStore, uid: u64, now_ms: i64, totals: TotalsPb) {
+    let snapshot = VmSnapshotPb {
+        uid,
+        heartbeat_ms: now_ms,
+        totals: Some(totals),
+    };
+    // A CAS of 0 always succeeds.
+    let _ = store.set(&vm_key(uid), &snapshot.encode_to_vec(), 0);
+}
+
+/// Takes or renews the report lease if it is free; on success consumes one sequence number.
+pub fn take_turn(
+    store: &dyn SharedStore,
+    uid: u64,
+    now_ms: i64,
+    lease_ms: i64,
+) -> Result<Role, CoordError> {
+    let mut role = Role::Follower;
+    update_state(store, now_ms, |state| {
+        if !state.live.iter().any(|v| v.uid == uid) {
+            role = Role::Retired;
+            return false;
+        }
+        let leader_live = state.live.iter().any(|v| v.uid == state.leader_uid);
+        if state.leader_uid != uid && leader_live && now_ms < state.lease_expiry_ms {
+            role = Role::Follower;
+            return false;
+        }
+        state.leader_uid = uid;
+        state.lease_expiry_ms = now_ms + lease_ms;
+        state.sequence += 1;
+        role = Role::Leader {
+            sequence: state.sequence,
+        };
+        true
+    })?;
+    Ok(role)
+}
+
+/// Counts one failed report in the proxy-wide record.
+pub fn record_failure(store: &dyn SharedStore, now_ms: i64) -> Result<(), CoordError> {
+    update_state(store, now_ms, |state| {
+        state.reports_failed += 1;
+        true
+    })
+    .map(|_| ())
+}
+
+/// The leader's collection: retires stale VMs (folding them into the base), then sums the base
+/// and the live snapshots. `leader_uid` is never retired by its own collection.
+pub fn collect(
+    store: &dyn SharedStore,
+    leader_uid: u64,
+    now_ms: i64,
+    stale_ms: i64,
+    max_series: usize,
+) -> Result<Collected, CoordError> {
+    let (state, _) = read_state(store).ok_or(CoordError::NoProxyState)?;
+    let mut live = Vec::new();
+    let mut stale: Vec<(u64, Option<TotalsPb>)> = Vec::new();
+    for vm in &state.live {
+        let snapshot = store
+            .get(&vm_key(vm.uid))
+            .and_then(|(bytes, _)| VmSnapshotPb::decode(bytes.as_slice()).ok());
+        match snapshot {
+            Some(s) if vm.uid == leader_uid || now_ms - s.heartbeat_ms <= stale_ms => live.push(s),
+            Some(s) => stale.push((vm.uid, s.totals)),
+            None if vm.uid != leader_uid && now_ms - vm.since_ms > stale_ms => {
+                stale.push((vm.uid, None))
+            }
+            None => {}
+        }
+    }
+
+    let mut newly_retired = 0;
+    let mut state = state;
+    if !stale.is_empty() {
+        let mut removed: Vec<u64> = Vec::new();
+        state = update_state(store, now_ms, |st| {
+            removed.clear();
+            st.live.retain(|v| {
+                let is_stale = stale.iter().any(|(uid, _)| *uid == v.uid);
+                if is_stale {
+                    removed.push(v.uid);
+                }
+                !is_stale
+            });
+            st.retired_vms += removed.len() as u32;
+            !removed.is_empty()
+        })?;
+        newly_retired = removed.len() as u32;
+        let folded: Vec<&TotalsPb> = stale
+            .iter()
+            .filter(|(uid, _)| removed.contains(uid))
+            .filter_map(|(_, t)| t.as_ref())
+            .collect();
+        if !folded.is_empty() {
+            fold_into_base(store, &folded, max_series)?;
+        }
+    }
+
+    let mut totals = MergedTotals::new(max_series);
+    if let Some(base) = read_base(store) {
+        totals.absorb(&base.0);
+    }
+    for snapshot in &live {
+        if let Some(t) = &snapshot.totals {
+            totals.absorb(t);
+        }
+    }
+    Ok(Collected {
+        totals,
+        start_ms: state.start_ms,
+        live_vms: live.len() as u32,
+        retired_vms: state.retired_vms,
+        reports_failed: state.reports_failed,
+        newly_retired,
+    })
+}
+
+fn read_base(store: &dyn SharedStore) -> Option<(TotalsPb, u32)> {
+    let (bytes, cas) = store.get(BASE_KEY)?;
+    TotalsPb::decode(bytes.as_slice()).ok().map(|t| (t, cas))
+}
+
+fn fold_into_base(
+    store: &dyn SharedStore,
+    folded: &[&TotalsPb],
+    max_series: usize,
+) -> Result<(), CoordError> {
+    for _ in 0..MAX_CAS_ATTEMPTS {
+        let (base, cas) = read_base(store).unwrap_or_default();
+        let mut merged = MergedTotals::new(max_series);
+        merged.absorb(&base);
+        for t in folded {
+            merged.absorb(t);
+        }
+        if store
+            .set(BASE_KEY, &merged.to_totals().encode_to_vec(), cas)
+            .is_ok()
+        {
+            return Ok(());
+        }
+    }
+    Err(CoordError::Contended(BASE_KEY))
+}
+
+#[cfg(test)]
+pub(crate) mod memory {
+    //! An in-memory [`SharedStore`] with Envoy's CAS semantics, for tests and benches.
+    use super::*;
+    use std::cell::RefCell;
+    use std::collections::HashMap;
+
+    #[derive(Default)]
+    pub struct MemoryStore {
+        data: RefCell<HashMap<String, (Vec<u8>, u32)>>,
+        next_cas: RefCell<u32>,
+    }
+
+    impl SharedStore for MemoryStore {
+        fn get(&self, key: &str) -> Option<(Vec<u8>, u32)> {
+            self.data.borrow().get(key).cloned()
+        }
+
+        fn set(&self, key: &str, value: &[u8], cas: u32) -> Result<(), CasMismatch> {
+            let mut data = self.data.borrow_mut();
+            if let Some((_, current)) = data.get(key) {
+                if cas != 0 && cas != *current {
+                    return Err(CasMismatch);
+                }
+            }
+            let mut next = self.next_cas.borrow_mut();
+            *next += 1;
+            data.insert(key.to_string(), (value.to_vec(), *next));
+            Ok(())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::memory::MemoryStore;
+    use super::*;
+    use crate::aggregate::Aggregator;
+    use crate::config::EnabledMetrics;
+    use crate::labels::LabelValues;
+    use crate::series::Observation;
+
+    const INTERVAL: i64 = 10_000;
+
+    fn totals(tag: &str, n: u64) -> TotalsPb {
+        let mut agg = Aggregator::new(100, EnabledMetrics::all());
+        let mut l = LabelValues::default();
+        l.0[0] = tag.to_string();
+        for _ in 0..n {
+            agg.record(&l, Observation::default());
+        }
+        TotalsPb::from_aggregator(&agg)
+    }
+
+    fn requests(c: &Collected, tag: &str) -> u64 {
+        c.totals
+            .series
+            .iter()
+            .filter(|(k, _)| k[0] == tag)
+            .map(|(_, v)| v.requests)
+            .sum()
+    }
+
+    #[cfg_attr(not(target_arch = "wasm32"), test)]
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+    fn vms_get_distinct_uids_and_one_leader() {
+        let store = MemoryStore::default();
+        let a = register(&store, 1_000).unwrap();
+        let b = register(&store, 1_001).unwrap();
+        assert_ne!(a, b);
+        let lease = LEASE_INTERVALS * INTERVAL;
+        assert_eq!(
+            take_turn(&store, a, 2_000, lease),
+            Ok(Role::Leader { sequence: 1 })
+        );
+        assert_eq!(take_turn(&store, b, 2_001, lease), Ok(Role::Follower));
+        assert_eq!(
+            take_turn(&store, a, 12_000, lease),
+            Ok(Role::Leader { sequence: 2 })
+        );
+        // The leader goes silent: after the lease, b takes over with the next sequence.
+        assert_eq!(
+            take_turn(&store, b, 12_000 + lease, lease),
+            Ok(Role::Leader { sequence: 3 })
+        );
+        assert_eq!(
+            take_turn(&store, a, 12_001 + lease, lease),
+            Ok(Role::Follower)
+        );
+    }
+
+    #[cfg_attr(not(target_arch = "wasm32"), test)]
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+    fn proxy_start_survives_vm_replacement() {
+        let store = MemoryStore::default();
+        register(&store, 5_000).unwrap();
+        register(&store, 9_000).unwrap();
+        let c = collect(&store, 1, 9_000, STALE_INTERVALS * INTERVAL, 100).unwrap();
+        assert_eq!(c.start_ms, 5_000);
+    }
+
+    #[cfg_attr(not(target_arch = "wasm32"), test)]
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+    fn stale_vm_is_folded_once_and_totals_stay_monotonic() {
+        let store = MemoryStore::default();
+        let stale_ms = STALE_INTERVALS * INTERVAL;
+        let a = register(&store, 0).unwrap();
+        let b = register(&store, 0).unwrap();
+        publish(&store, a, 10_000, totals("x", 5));
+        publish(&store, b, 10_000, totals("x", 7));
+        let c1 = collect(&store, a, 10_000, stale_ms, 100).unwrap();
+        assert_eq!(requests(&c1, "x"), 12);
+        assert_eq!(c1.live_vms, 2);
+
+        // b stops publishing; a keeps going.
+        publish(&store, a, 50_000, totals("x", 6));
+        let c2 = collect(&store, a, 50_000, stale_ms, 100).unwrap();
+        assert_eq!(c2.newly_retired, 1);
+        assert_eq!(c2.retired_vms, 1);
+        assert_eq!(c2.live_vms, 1);
+        assert_eq!(requests(&c2, "x"), 13, "b's 7 now come from the base");
+
+        // Collecting again does not fold b twice.
+        let c3 = collect(&store, a, 50_001, stale_ms, 100).unwrap();
+        assert_eq!(requests(&c3, "x"), 13);
+        assert_eq!(c3.newly_retired, 0);
+
+        // b wakes up: it learns it was retired, and its old key no longer counts.
+        publish(&store, b, 50_002, totals("x", 9));
+        assert_eq!(take_turn(&store, b, 50_002, 30_000), Ok(Role::Retired));
+        let c4 = collect(&store, a, 50_003, stale_ms, 100).unwrap();
+        assert_eq!(requests(&c4, "x"), 13);
+        // It comes back under a new uid with fresh totals.
+        let b2 = register(&store, 50_004).unwrap();
+        assert!(b2 > b);
+        publish(&store, b2, 50_004, totals("x", 1));
+        let c5 = collect(&store, a, 50_005, stale_ms, 100).unwrap();
+        assert_eq!(requests(&c5, "x"), 14);
+    }
+
+    #[cfg_attr(not(target_arch = "wasm32"), test)]
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+    fn vm_that_never_published_is_retired_after_the_stale_time() {
+        let store = MemoryStore::default();
+        let a = register(&store, 0).unwrap();
+        let _ghost = register(&store, 0).unwrap();
+        publish(&store, a, 40_000, totals("x", 1));
+        let c = collect(&store, a, 40_000, 30_000, 100).unwrap();
+        assert_eq!(c.newly_retired, 1);
+        assert_eq!(c.live_vms, 1);
+        assert!(store.get(BASE_KEY).is_none(), "nothing to fold");
+    }
+
+    #[cfg_attr(not(target_arch = "wasm32"), test)]
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+    fn failures_are_counted_proxy_wide() {
+        let store = MemoryStore::default();
+        let a = register(&store, 0).unwrap();
+        record_failure(&store, 1).unwrap();
+        record_failure(&store, 2).unwrap();
+        let c = collect(&store, a, 3, 30_000, 100).unwrap();
+        assert_eq!(c.reports_failed, 2);
+    }
+
+    #[cfg_attr(not(target_arch = "wasm32"), test)]
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+    fn corrupt_state_is_replaced() {
+        let store = MemoryStore::default();
+        store.set(PROXY_KEY, b"\xff\xff\xff", 0).unwrap();
+        let uid = register(&store, 77).unwrap();
+        assert_eq!(uid, 1);
+        let c = collect(&store, uid, 78, 30_000, 100).unwrap();
+        assert_eq!(c.start_ms, 77);
+    }
+}

@@ -1,0 +1,69 @@
+//! Thin, never-panicking wrappers over the proxy-wasm host calls the filter uses.
+//!
+//! Owns the typing of Envoy's property values (strings as raw bytes, ints as 8-byte
+//! little-endian) and the mapping of Envoy's shared data onto [`SharedStore`]. Every host result
+//! is matched, never unwrapped: an unexpected status means "absent". Statuses the SDK itself
+//! treats as fatal are avoided by calling only functions whose documented statuses it handles.
+
+use proxy_wasm::hostcalls;
+use proxy_wasm::types::{LogLevel, MapType};
+
+use crate::coordinate::{CasMismatch, SharedStore};
+
+/// A property's raw bytes; `None` when absent (NotFound) or unreadable.
+pub fn property(path: &[&str]) -> Option<Vec<u8>> {
+    hostcalls::get_property(path.to_vec()).ok().flatten()
+}
+
+/// A string property (lossy UTF-8); `None` when absent.
+pub fn string_property(path: &[&str]) -> Option<String> {
+    property(path).map(|b| match String::from_utf8(b) {
+        Ok(s) => s,
+        Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+    })
+}
+
+/// An int64/uint64 property (8-byte little-endian); `None` when absent or mistyped.
+pub fn int_property(path: &[&str]) -> Option<i64> {
+    let bytes = property(path)?;
+    let array: [u8; 8] = bytes.as_slice().try_into().ok()?;
+    Some(i64::from_le_bytes(array))
+}
+
+/// A header value from one of the stream's maps; `None` when absent.
+pub fn header(map: MapType, name: &str) -> Option<Vec<u8>> {
+    hostcalls::get_map_value_bytes(map, name).ok().flatten()
+}
+
+/// Milliseconds since the epoch from the host clock (`proxy_get_current_time_nanoseconds`).
+pub fn now_ms() -> i64 {
+    hostcalls::get_current_time()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Logs through `proxy_log`.
+pub fn log(level: LogLevel, message: &str) {
+    let _ = hostcalls::log(level, message);
+}
+
+/// Envoy's shared data for this vm_id.
+pub struct HostStore;
+
+impl SharedStore for HostStore {
+    fn get(&self, key: &str) -> Option<(Vec<u8>, u32)> {
+        match hostcalls::get_shared_data(key) {
+            Ok((Some(bytes), cas)) => Some((bytes, cas.unwrap_or(0))),
+            // An existing key with an empty value (Envoy hands back no buffer).
+            Ok((None, Some(cas))) => Some((Vec::new(), cas)),
+            _ => None,
+        }
+    }
+
+    fn set(&self, key: &str, value: &[u8], cas: u32) -> Result<(), CasMismatch> {
+        let cas = (cas != 0).then_some(cas);
+        hostcalls::set_shared_data(key, Some(value), cas).map_err(|_| CasMismatch)
+    }
+}

@@ -1,0 +1,19 @@
+//! The proxy-wasm glue: the only code that talks to the host through the proxy-wasm SDK.
+//!
+//! [`root`] handles configuration, the report tick and the report call; [`http`] records each
+//! finished stream; [`host`] wraps host calls so none can trap; [`vm`] is the state one worker VM
+//! shares between them. Logic lives in the crate's pure modules; this layer only moves data
+//! between the host and them.
+
+pub mod host;
+pub mod http;
+pub mod root;
+pub mod vm;
+
+proxy_wasm::main! {{
+    // Also installs the SDK's panic hook, which logs a panic before the VM traps.
+    proxy_wasm::set_log_level(proxy_wasm::types::LogLevel::Info);
+    proxy_wasm::set_root_context(|_| -> Box<dyn proxy_wasm::traits::RootContext> {
+        Box::new(root::MeshtapRoot::default())
+    });
+}}

@@ -1,0 +1,275 @@
+//! The root context of one VM: configuration, the report tick, the report call and shutdown.
+//!
+//! `on_configure` parses the pluginConfig (a bad one is logged once and the filter then passes
+//! traffic untouched), reads the node metadata and sets a first tick 1 s later; nothing
+//! network-related happens there. Each tick the VM publishes its totals to shared data and, if
+//! it holds the lease ([`crate::coordinate`]), builds and dispatches the proxy's report (at most
+//! one in flight per VM). `on_done` publishes a last snapshot. It must not record requests
+//! (that is [`super::http`]).
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::time::Duration;
+
+use proxy_wasm::hostcalls;
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::{BufferType, ContextType, LogLevel, MapType};
+
+use super::host::{log, now_ms, string_property, HostStore};
+use super::http::RequestRecorder;
+use super::vm::ActiveVm;
+use crate::config::FilterConfig;
+use crate::coordinate::{self, Role, LEASE_INTERVALS, STALE_INTERVALS};
+use crate::node::LocalNode;
+use crate::report::{self, ReportContext};
+use crate::wire::TotalsPb;
+
+/// Delay of the first tick after configuration.
+const FIRST_TICK: Duration = Duration::from_secs(1);
+/// At most one report-failure log line per this many milliseconds.
+const FAILURE_LOG_EVERY_MS: i64 = 60_000;
+
+/// One VM's root context.
+#[derive(Default)]
+pub struct MeshtapRoot {
+    vm: Option<Rc<RefCell<ActiveVm>>>,
+    uid: Option<u64>,
+    interval_set: bool,
+    in_flight: Option<u32>,
+    last_failure_log_ms: Option<i64>,
+    failures_not_logged: u64,
+}
+
+impl Context for MeshtapRoot {
+    fn on_http_call_response(
+        &mut self,
+        token: u32,
+        num_headers: usize,
+        body_size: usize,
+        _: usize,
+    ) {
+        if self.in_flight != Some(token) {
+            return;
+        }
+        self.in_flight = None;
+        if num_headers == 0 {
+            self.report_failed("no response from the sink (timeout, refused or reset)".into());
+            return;
+        }
+        let status = hostcalls::get_map_value(MapType::HttpCallResponseHeaders, ":status")
+            .ok()
+            .flatten()
+            .and_then(|s| s.parse::<u16>().ok());
+        match status {
+            Some(s) if (200..300).contains(&s) => {}
+            other => {
+                let body =
+                    hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size.min(256))
+                        .ok()
+                        .flatten()
+                        .map(|b| String::from_utf8_lossy(&b).into_owned())
+                        .unwrap_or_default();
+                let status = other.map_or("no :status".to_string(), |s| s.to_string());
+                self.report_failed(format!("sink answered {status}: {body}"));
+            }
+        }
+    }
+
+    fn on_done(&mut self) -> bool {
+        if let (Some(vm), Some(uid)) = (&self.vm, self.uid) {
+            let totals = TotalsPb::from_aggregator(&vm.borrow().totals);
+            coordinate::publish(&HostStore, uid, now_ms(), totals);
+        }
+        true
+    }
+}
+
+impl RootContext for MeshtapRoot {
+    fn on_configure(&mut self, _size: usize) -> bool {
+        let json = hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX)
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        let config = match FilterConfig::parse(&json, |var| std::env::var(var).ok()) {
+            Ok(c) => c,
+            Err(e) => {
+                log(
+                    LogLevel::Error,
+                    &format!("meshtap: {e}; the filter is disabled and passes traffic untouched"),
+                );
+                self.vm = None;
+                return true;
+            }
+        };
+        let local = LocalNode::read(|path| string_property(path));
+        self.vm = Some(Rc::new(RefCell::new(ActiveVm::new(config, local))));
+        self.interval_set = false;
+        let _ = hostcalls::set_tick_period(FIRST_TICK);
+        true
+    }
+
+    fn on_tick(&mut self) {
+        let Some(vm) = self.vm.clone() else {
+            return;
+        };
+        let vm = vm.borrow();
+        let interval = vm.config.report_interval;
+        if !self.interval_set {
+            let _ = hostcalls::set_tick_period(interval);
+            self.interval_set = true;
+        }
+        let interval_ms = interval.as_millis() as i64;
+        let now = now_ms();
+        let store = HostStore;
+        let uid = match self.uid {
+            Some(uid) => uid,
+            None => match coordinate::register(&store, now) {
+                Ok(uid) => *self.uid.insert(uid),
+                Err(e) => {
+                    log(
+                        LogLevel::Warn,
+                        &format!("meshtap: cannot register this VM yet: {e}"),
+                    );
+                    return;
+                }
+            },
+        };
+        coordinate::publish(&store, uid, now, TotalsPb::from_aggregator(&vm.totals));
+        if self.in_flight.is_some() {
+            return;
+        }
+        let sequence = match coordinate::take_turn(&store, uid, now, LEASE_INTERVALS * interval_ms)
+        {
+            Ok(Role::Leader { sequence }) => sequence,
+            Ok(Role::Follower) => return,
+            Ok(Role::Retired) => {
+                log(
+                    LogLevel::Warn,
+                    "meshtap: this VM was retired while stalled; its totals were folded, it starts over",
+                );
+                drop(vm);
+                if let Some(vm) = &self.vm {
+                    vm.borrow_mut().totals.clear();
+                }
+                self.uid = None;
+                return;
+            }
+            Err(e) => {
+                log(LogLevel::Warn, &format!("meshtap: {e}"));
+                return;
+            }
+        };
+        let collected = match coordinate::collect(
+            &store,
+            uid,
+            now,
+            STALE_INTERVALS * interval_ms,
+            vm.config.max_series,
+        ) {
+            Ok(c) => c,
+            Err(e) => {
+                log(
+                    LogLevel::Warn,
+                    &format!("meshtap: cannot collect totals: {e}"),
+                );
+                return;
+            }
+        };
+        if collected.newly_retired > 0 {
+            log(
+                LogLevel::Info,
+                &format!(
+                    "meshtap: folded {} silent worker VM(s) into the proxy's base",
+                    collected.newly_retired
+                ),
+            );
+        }
+        let ctx = ReportContext {
+            proxy: vm.local.proxy(),
+            timestamp_ms: now,
+            sequence,
+            interval_ms: interval_ms as u32,
+            enabled: vm.config.metrics,
+            series_limit: vm.config.max_series as u64,
+        };
+        let body = meshtap_report::encode(&report::build(ctx, &collected));
+        let pod = vm.local.pod_header();
+        let authorization = vm
+            .config
+            .ingest_token
+            .as_ref()
+            .map(|t| format!("Bearer {t}"));
+        let mut headers = vec![
+            (":method", "POST"),
+            (":path", vm.config.sink_path.as_str()),
+            (":authority", vm.config.sink_authority.as_str()),
+            ("content-type", meshtap_report::CONTENT_TYPE),
+            ("content-encoding", meshtap_report::CONTENT_ENCODING),
+            (meshtap_report::POD_HEADER, pod.as_str()),
+        ];
+        if let Some(a) = &authorization {
+            headers.push(("authorization", a.as_str()));
+        }
+        let sent = hostcalls::dispatch_http_call(
+            &vm.config.sink_cluster,
+            headers,
+            Some(&body),
+            Vec::new(),
+            vm.config.report_timeout,
+        );
+        let cluster = vm.config.sink_cluster.clone();
+        drop(vm);
+        match sent {
+            Ok(token) => self.in_flight = Some(token),
+            Err(status) => self.report_failed(format!(
+                "cannot dispatch to cluster {cluster:?} ({status:?}; is the cluster known to this proxy?)"
+            )),
+        }
+    }
+
+    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+        Some(match &self.vm {
+            Some(vm) => Box::new(RequestRecorder { vm: vm.clone() }),
+            None => Box::new(Passthrough),
+        })
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+}
+
+impl MeshtapRoot {
+    /// Counts a failed report proxy-wide and logs at most once per minute.
+    fn report_failed(&mut self, reason: String) {
+        let now = now_ms();
+        if let Err(e) = coordinate::record_failure(&HostStore, now) {
+            log(
+                LogLevel::Debug,
+                &format!("meshtap: failure not counted: {e}"),
+            );
+        }
+        let due = self
+            .last_failure_log_ms
+            .is_none_or(|last| now - last >= FAILURE_LOG_EVERY_MS);
+        if !due {
+            self.failures_not_logged += 1;
+            return;
+        }
+        let suppressed = std::mem::take(&mut self.failures_not_logged);
+        self.last_failure_log_ms = Some(now);
+        log(
+            LogLevel::Warn,
+            &format!(
+                "meshtap: report failed: {reason} (totals are kept and sent with the next report; {suppressed} more failure(s) since the last log)"
+            ),
+        );
+    }
+}
+
+/// The HTTP context of a VM whose configuration was refused: does nothing.
+struct Passthrough;
+
+impl Context for Passthrough {}
+
+impl HttpContext for Passthrough {}

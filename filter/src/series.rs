@@ -1,0 +1,123 @@
+//! The cumulative values of one label set: a request count and three histograms on Envoy's
+//! default buckets, with exact integer sums.
+//!
+//! Owns the histogram arithmetic shared by the per-request aggregator, the cross-VM merge and
+//! the report builder. It must not know about label values or storage.
+
+use meshtap_report::schema::{bucket_index, DEFAULT_BUCKETS};
+
+/// Number of buckets including `+Inf`.
+pub const BUCKETS: usize = DEFAULT_BUCKETS.len() + 1;
+
+/// A histogram on [`DEFAULT_BUCKETS`]: per-bucket (not cumulative) counts and the exact sum.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Histogram {
+    pub buckets: [u64; BUCKETS],
+    pub sum: u64,
+}
+
+impl Default for Histogram {
+    fn default() -> Self {
+        Histogram {
+            buckets: [0; BUCKETS],
+            sum: 0,
+        }
+    }
+}
+
+impl Histogram {
+    pub fn observe(&mut self, value: u64) {
+        self.buckets[bucket_index(&DEFAULT_BUCKETS, value as f64)] += 1;
+        self.sum = self.sum.saturating_add(value);
+    }
+
+    pub fn count(&self) -> u64 {
+        self.buckets.iter().sum()
+    }
+
+    pub fn add(&mut self, other: &Histogram) {
+        for (a, b) in self.buckets.iter_mut().zip(other.buckets.iter()) {
+            *a = a.saturating_add(*b);
+        }
+        self.sum = self.sum.saturating_add(other.sum);
+    }
+}
+
+/// The observations of one request, in the units Istio records.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Observation {
+    /// Whole milliseconds (truncated), as Istio's duration histogram.
+    pub duration_ms: u64,
+    pub request_bytes: u64,
+    pub response_bytes: u64,
+}
+
+impl Observation {
+    /// Converts the host's raw values (negative means unknown and counts as 0).
+    pub fn from_raw(duration_ns: i64, request_bytes: i64, response_bytes: i64) -> Self {
+        Observation {
+            duration_ms: duration_ns.max(0) as u64 / 1_000_000,
+            request_bytes: request_bytes.max(0) as u64,
+            response_bytes: response_bytes.max(0) as u64,
+        }
+    }
+}
+
+/// Cumulative values of one label set.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SeriesValues {
+    pub requests: u64,
+    pub duration: Histogram,
+    pub request_bytes: Histogram,
+    pub response_bytes: Histogram,
+}
+
+impl SeriesValues {
+    pub fn observe(&mut self, o: Observation) {
+        self.requests += 1;
+        self.duration.observe(o.duration_ms);
+        self.request_bytes.observe(o.request_bytes);
+        self.response_bytes.observe(o.response_bytes);
+    }
+
+    pub fn add(&mut self, other: &SeriesValues) {
+        self.requests = self.requests.saturating_add(other.requests);
+        self.duration.add(&other.duration);
+        self.request_bytes.add(&other.request_bytes);
+        self.response_bytes.add(&other.response_bytes);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[cfg_attr(not(target_arch = "wasm32"), test)]
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+    fn observes_into_inclusive_buckets_with_exact_sums() {
+        let mut s = SeriesValues::default();
+        s.observe(Observation::from_raw(1_999_999, 1000, 0));
+        s.observe(Observation::from_raw(5_000_000, 1001, 4_000_000));
+        assert_eq!(s.requests, 2);
+        assert_eq!(s.duration.sum, 6, "1ms (truncated) + 5ms");
+        assert_eq!(s.duration.buckets[1], 1, "1ms is in le=1");
+        assert_eq!(s.duration.buckets[2], 1, "5ms is in le=5");
+        assert_eq!(s.request_bytes.buckets[9], 1, "1000 in le=1000");
+        assert_eq!(s.request_bytes.buckets[10], 1, "1001 in le=2500");
+        assert_eq!(s.response_bytes.buckets[0], 1, "0 in le=0.5");
+        assert_eq!(s.response_bytes.buckets[BUCKETS - 1], 1, "+Inf");
+        assert_eq!(s.response_bytes.count(), 2);
+        let mut twice = s;
+        twice.add(&s);
+        assert_eq!(twice.requests, 4);
+        assert_eq!(twice.request_bytes.sum, 4002);
+        assert_eq!(
+            Observation::from_raw(-1, -5, 3),
+            Observation {
+                duration_ms: 0,
+                request_bytes: 0,
+                response_bytes: 3
+            }
+        );
+    }
+}

@@ -1,0 +1,230 @@
+//! Compact protobuf encodings of what worker VMs share through Envoy's shared data:
+//! a VM's totals snapshot, the retired VMs' base totals and the small proxy-wide state record.
+//!
+//! Owns these message layouts and the conversion from an [`Aggregator`] (label values are
+//! deduplicated into a string table). It must not decide who writes what when: that is
+//! [`crate::coordinate`]. These messages never leave the proxy; only the VMs of one filter build
+//! read them, so they may change between filter versions (a new version gets a new vm_id).
+
+use std::collections::HashMap;
+
+use crate::aggregate::Aggregator;
+use crate::labels::LABEL_COUNT;
+use crate::series::{Histogram, SeriesValues, BUCKETS};
+
+/// Totals of many label sets: a string table and series pointing into it.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct TotalsPb {
+    #[prost(string, repeated, tag = "1")]
+    pub strings: Vec<String>,
+    #[prost(message, repeated, tag = "2")]
+    pub series: Vec<SeriesPb>,
+    /// Observations that went to the overflow series.
+    #[prost(uint64, tag = "3")]
+    pub overflow_observations: u64,
+}
+
+/// One label set: indexes into [`TotalsPb::strings`] and its totals.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct SeriesPb {
+    #[prost(uint32, repeated, tag = "1")]
+    pub labels: Vec<u32>,
+    #[prost(uint64, tag = "2")]
+    pub requests: u64,
+    #[prost(message, optional, tag = "3")]
+    pub duration: Option<HistogramPb>,
+    #[prost(message, optional, tag = "4")]
+    pub request_bytes: Option<HistogramPb>,
+    #[prost(message, optional, tag = "5")]
+    pub response_bytes: Option<HistogramPb>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct HistogramPb {
+    #[prost(uint64, repeated, tag = "1")]
+    pub buckets: Vec<u64>,
+    #[prost(uint64, tag = "2")]
+    pub sum: u64,
+}
+
+/// A worker VM's cumulative totals, under `meshtap/vm/<uid>`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct VmSnapshotPb {
+    #[prost(uint64, tag = "1")]
+    pub uid: u64,
+    /// When the VM wrote this snapshot (ms since the epoch).
+    #[prost(int64, tag = "2")]
+    pub heartbeat_ms: i64,
+    #[prost(message, optional, tag = "3")]
+    pub totals: Option<TotalsPb>,
+}
+
+/// A VM that is counted as live.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct LiveVmPb {
+    #[prost(uint64, tag = "1")]
+    pub uid: u64,
+    /// When it registered (ms), so a VM that never published can be retired too.
+    #[prost(int64, tag = "2")]
+    pub since_ms: i64,
+}
+
+/// The proxy-wide state record, under `meshtap/proxy` (small; every VM reads it each tick).
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct ProxyStatePb {
+    /// When this proxy's counters started (ms); created once, survives VM replacement.
+    #[prost(int64, tag = "1")]
+    pub start_ms: i64,
+    #[prost(uint64, tag = "2")]
+    pub next_vm_uid: u64,
+    #[prost(message, repeated, tag = "3")]
+    pub live: Vec<LiveVmPb>,
+    #[prost(uint32, tag = "4")]
+    pub retired_vms: u32,
+    /// Sequence number of the last report built.
+    #[prost(uint64, tag = "5")]
+    pub sequence: u64,
+    /// The VM holding the report lease, and until when (ms).
+    #[prost(uint64, tag = "6")]
+    pub leader_uid: u64,
+    #[prost(int64, tag = "7")]
+    pub lease_expiry_ms: i64,
+    #[prost(uint64, tag = "8")]
+    pub reports_failed: u64,
+}
+
+impl HistogramPb {
+    fn from_histogram(h: &Histogram) -> Option<HistogramPb> {
+        (h.count() > 0).then(|| HistogramPb {
+            buckets: h.buckets.to_vec(),
+            sum: h.sum,
+        })
+    }
+
+    fn to_histogram(this: &Option<HistogramPb>) -> Histogram {
+        let mut h = Histogram::default();
+        if let Some(pb) = this {
+            for (slot, v) in h.buckets.iter_mut().zip(pb.buckets.iter().take(BUCKETS)) {
+                *slot = *v;
+            }
+            h.sum = pb.sum;
+        }
+        h
+    }
+}
+
+impl SeriesPb {
+    pub fn values(&self) -> SeriesValues {
+        SeriesValues {
+            requests: self.requests,
+            duration: HistogramPb::to_histogram(&self.duration),
+            request_bytes: HistogramPb::to_histogram(&self.request_bytes),
+            response_bytes: HistogramPb::to_histogram(&self.response_bytes),
+        }
+    }
+
+    fn from_values(labels: Vec<u32>, v: &SeriesValues) -> SeriesPb {
+        SeriesPb {
+            labels,
+            requests: v.requests,
+            duration: HistogramPb::from_histogram(&v.duration),
+            request_bytes: HistogramPb::from_histogram(&v.request_bytes),
+            response_bytes: HistogramPb::from_histogram(&v.response_bytes),
+        }
+    }
+}
+
+/// Builds a [`TotalsPb`] from label sets given as value slices.
+#[derive(Default)]
+pub struct TotalsBuilder {
+    totals: TotalsPb,
+    index: HashMap<String, u32>,
+}
+
+impl TotalsBuilder {
+    pub fn push<'a>(&mut self, labels: impl Iterator<Item = &'a str>, values: &SeriesValues) {
+        let refs = labels
+            .map(|v| match self.index.get(v) {
+                Some(i) => *i,
+                None => {
+                    let i = self.totals.strings.len() as u32;
+                    self.totals.strings.push(v.to_string());
+                    self.index.insert(v.to_string(), i);
+                    i
+                }
+            })
+            .collect();
+        self.totals.series.push(SeriesPb::from_values(refs, values));
+    }
+
+    pub fn finish(mut self, overflow_observations: u64) -> TotalsPb {
+        self.totals.overflow_observations = overflow_observations;
+        self.totals
+    }
+}
+
+impl TotalsPb {
+    /// The VM's current totals.
+    pub fn from_aggregator(agg: &Aggregator) -> TotalsPb {
+        let mut b = TotalsBuilder::default();
+        for (labels, values) in agg.series() {
+            b.push((0..LABEL_COUNT).map(|i| labels.value(i)), values);
+        }
+        b.finish(agg.overflow_observations())
+    }
+
+    /// The label values of a series; `None` if it points outside the string table or has the
+    /// wrong arity (a corrupt record is skipped, never trusted).
+    pub fn labels_of<'a>(&'a self, s: &SeriesPb) -> Option<Vec<&'a str>> {
+        if s.labels.len() != LABEL_COUNT {
+            return None;
+        }
+        s.labels
+            .iter()
+            .map(|i| self.strings.get(*i as usize).map(String::as_str))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::EnabledMetrics;
+    use crate::labels::LabelValues;
+    use crate::series::Observation;
+    use prost::Message;
+
+    #[cfg_attr(not(target_arch = "wasm32"), test)]
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+    fn totals_round_trip_with_a_shared_string_table() {
+        let mut agg = Aggregator::new(1, EnabledMetrics::all());
+        let mut l = LabelValues::default();
+        for v in l.0.iter_mut() {
+            *v = "same".into();
+        }
+        let o = Observation {
+            duration_ms: 12,
+            request_bytes: 100,
+            response_bytes: 0,
+        };
+        agg.record(&l, o);
+        l.0[3] = "other".into();
+        agg.record(&l, o); // overflow
+        let totals = TotalsPb::from_aggregator(&agg);
+        assert_eq!(totals.strings, vec!["same", "overflow"]);
+        assert_eq!(totals.overflow_observations, 1);
+        let back = TotalsPb::decode(totals.encode_to_vec().as_slice()).unwrap();
+        assert_eq!(back, totals);
+        let s = &back.series[0];
+        assert_eq!(back.labels_of(s).unwrap(), vec!["same"; LABEL_COUNT]);
+        let v = s.values();
+        assert_eq!(v.requests, 1);
+        assert_eq!(v.duration.sum, 12);
+        assert_eq!(v.response_bytes.buckets[0], 1);
+        let bad = SeriesPb {
+            labels: vec![7; LABEL_COUNT],
+            ..Default::default()
+        };
+        assert_eq!(back.labels_of(&bad), None);
+    }
+}
