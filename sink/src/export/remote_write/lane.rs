@@ -58,26 +58,28 @@ impl Lane {
         }
     }
 
-    /// Appends samples (in order); full batches are sealed and the sender is woken.
+    /// Appends samples (in order). The sender is woken when a batch is sealed or a new pending
+    /// batch starts (so it can time the send deadline).
     pub fn push(&self, samples: impl IntoIterator<Item = Sample>) {
-        let mut sealed = false;
+        let mut wake = false;
         {
             let mut state = self.state.lock().expect("lane lock");
             for sample in samples {
                 if state.pending.is_empty() {
                     state.pending_since = Some(Instant::now());
                     state.pending.reserve(self.max_samples_per_send);
+                    wake = true;
                 }
                 state.pending_oldest_ms = state.pending_oldest_ms.min(sample.timestamp_ms);
                 state.pending.push(sample);
                 if state.pending.len() >= self.max_samples_per_send {
                     self.seal(&mut state);
-                    sealed = true;
+                    wake = true;
                 }
             }
             self.update_gauges(&state);
         }
-        if sealed {
+        if wake {
             self.wake.notify_one();
         }
     }

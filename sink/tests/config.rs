@@ -1,0 +1,160 @@
+//! Config loading: env expansion, defaults, key paths in errors, and `check-config` redaction
+//! through the real binary.
+
+use std::process::Command;
+use std::time::Duration;
+
+use meshtap_sink::config::ConfigError;
+use meshtap_sink::SinkConfig;
+
+fn env(name: &str) -> Option<String> {
+    match name {
+        "MIMIR_HOST" => Some("mimir.example".into()),
+        "TENANT" => Some("team-a".into()),
+        "BATCH" => Some("500".into()),
+        _ => None,
+    }
+}
+
+fn error_of(yaml: &str) -> String {
+    match SinkConfig::from_yaml(yaml, &env) {
+        Ok(c) => panic!("config accepted: {c:?}"),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+fn defaults_are_documented_values() {
+    let c = SinkConfig::from_yaml("remote_write: [{url: 'http://m/api/v1/push'}]", &env).unwrap();
+    assert_eq!(c.listen.to_string(), "0.0.0.0:9091");
+    assert_eq!(c.shutdown_timeout.get(), Duration::from_secs(10));
+    assert_eq!(c.ingest.job, "integrations/istio");
+    assert_eq!(c.ingest.stale_after_intervals, 3);
+    assert!(c.ingest.tokens.is_empty());
+    let q = &c.remote_write[0].queue;
+    assert_eq!(q.max_samples_per_send, 2000);
+    assert_eq!(q.batch_send_deadline.get(), Duration::from_secs(5));
+    assert_eq!(q.min_backoff.get(), Duration::from_millis(30));
+    assert_eq!(q.max_backoff.get(), Duration::from_secs(5));
+    assert!(q.retry_on_429);
+    assert!(c.remote_write[0].send_metadata);
+    assert!(c.view.enabled);
+}
+
+#[test]
+fn env_vars_expand_in_values_with_defaults() {
+    let yaml = r#"
+listen: "127.0.0.1:${PORT:-19091}"
+remote_write:
+  - url: "https://${MIMIR_HOST}/api/v1/push"
+    headers: {X-Scope-OrgID: "${TENANT}"}
+    queue: {max_samples_per_send: "${BATCH}"}
+"#;
+    let c = SinkConfig::from_yaml(yaml, &env).unwrap();
+    assert_eq!(c.listen.to_string(), "127.0.0.1:19091");
+    assert_eq!(c.remote_write[0].url, "https://mimir.example/api/v1/push");
+    assert_eq!(c.remote_write[0].headers["X-Scope-OrgID"], "team-a");
+    assert_eq!(c.remote_write[0].queue.max_samples_per_send, 500);
+    let e = error_of("remote_write: [{url: 'http://${NOT_SET}/'}]");
+    assert!(
+        e.starts_with("remote_write[0].url: environment variable NOT_SET is not set"),
+        "{e}"
+    );
+}
+
+#[test]
+fn unknown_keys_and_bad_values_name_their_path() {
+    let e = error_of("remote_write: [{url: 'http://m/', queue: {max_backoff: 5x}}]");
+    assert_eq!(
+        e,
+        "remote_write[0].queue.max_backoff: invalid duration \"5x\""
+    );
+    let e = error_of("remote_write: [{url: 'http://m/', queue: {max_bakoff: 5s}}]");
+    assert!(
+        e.starts_with("remote_write[0].queue.max_bakoff: unknown field `max_bakoff`"),
+        "{e}"
+    );
+    let e = error_of("ingest: {max_body_bytes: lots}");
+    assert!(e.starts_with("ingest.max_body_bytes: invalid type"), "{e}");
+    let e = error_of("listen: nowhere");
+    assert!(e.starts_with("listen: "), "{e}");
+    let e = error_of("remote_write: [{url: 'ftp://m/'}]");
+    assert!(e.starts_with("remote_write[0].url: must be an http"), "{e}");
+    let e = error_of("remote_write: [{url: 'http://m/', headers: {Content-Type: x}}]");
+    assert!(
+        e.starts_with("remote_write[0].headers.Content-Type: this header is fixed"),
+        "{e}"
+    );
+    let e = error_of("colour: blue");
+    assert!(e.contains("unknown field `colour`"), "{e}");
+}
+
+#[test]
+fn later_sections_are_refused_as_not_implemented() {
+    for section in ["scrape", "log_files", "logs", "spool"] {
+        let err = SinkConfig::from_yaml(&format!("{section}: {{}}"), &env).unwrap_err();
+        assert!(matches!(err, ConfigError::NotImplemented(_)));
+        assert!(err.to_string().contains("not implemented yet"), "{err}");
+    }
+}
+
+#[test]
+fn check_config_prints_the_effective_config_without_secrets() {
+    let dir = std::env::temp_dir().join(format!("meshtap-sink-config-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("sink.yaml");
+    std::fs::write(
+        &path,
+        r#"
+ingest: {tokens: ["${INGEST_TOKEN}"]}
+remote_write:
+  - url: http://mimir:9009/api/v1/push
+    basic_auth: {username: alice, password: pa55word}
+    headers: {X-Scope-OrgID: team-a, Authorization-Extra: hush}
+  - url: http://other/api/v1/push
+    bearer_token: "t0ken-bearer"
+"#,
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_meshtap-sink"))
+        .arg("check-config")
+        .arg(&path)
+        .env("INGEST_TOKEN", "ingest-s3cret")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for secret in ["ingest-s3cret", "pa55word", "t0ken-bearer", "hush"] {
+        assert!(!stdout.contains(secret), "{secret} printed:\n{stdout}");
+    }
+    for shown in [
+        "username: alice",
+        "X-Scope-OrgID: team-a",
+        "max_samples_per_send: 2000",
+        "<redacted>",
+    ] {
+        assert!(stdout.contains(shown), "{shown} missing:\n{stdout}");
+    }
+
+    std::fs::write(
+        &path,
+        "remote_write: [{url: 'http://m/', queue: {min_backoff: soon}}]",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_meshtap-sink"))
+        .arg("check-config")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("remote_write[0].queue.min_backoff: invalid duration \"soon\""),
+        "{stderr}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
