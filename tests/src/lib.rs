@@ -3,5 +3,7 @@
 //!
 //! Library code only; the `meshtap-sim` binary is a thin CLI over [`sim`].
 
+pub mod bench;
+pub mod filter_wasm;
 pub mod host;
 pub mod sim;

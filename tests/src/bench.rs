@@ -1,0 +1,104 @@
+//! Measurement helpers for `cargo xtask bench filter`: push N requests through one VM of the
+//! real filter and read back wasm fuel, host calls per request and linear memory size.
+//!
+//! Measures, never asserts: thresholds belong to whoever reads the numbers.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::host::{Clock, FilterModule, HostError, HttpExchange, Proxy, ProxyConfig};
+use crate::sim::mesh::{CallInstance, ResolvedWorkload, Target};
+use crate::sim::scenario::{Call, MeshSettings, Scenario};
+
+/// What one measured batch cost.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BenchResult {
+    pub requests: u64,
+    /// Wasm fuel (roughly instructions) per request.
+    pub fuel_per_request: f64,
+    /// Host functions the filter called per request.
+    pub host_calls_per_request: f64,
+    /// The VM's linear memory after the batch.
+    pub memory_bytes: usize,
+}
+
+/// One proxy with one fuel-metered VM of the filter, fed a fixed outbound request.
+pub struct FilterBench {
+    proxy: Proxy,
+    exchange: HttpExchange,
+}
+
+const BENCH_SCENARIO: &str = "
+workloads:
+  - {name: productpage-v1, app: productpage, version: v1, workers: 1}
+  - {name: reviews-v2, app: reviews, version: v2, port: 9080}
+calls:
+  - {from: productpage-v1, to: reviews-v2, count: 1, latency_ms: 12, request_bytes: 700, response_bytes: 2300}
+";
+
+impl FilterBench {
+    /// Loads the filter with fuel metering and starts one VM with `plugin_config` (JSON).
+    pub fn new(wasm: &Path, plugin_config: &str) -> Result<FilterBench, HostError> {
+        let module = FilterModule::load(wasm, true)?;
+        FilterBench::with_module(module, plugin_config)
+    }
+
+    /// Like [`FilterBench::new`] with an already loaded module (must meter fuel to get fuel).
+    pub fn with_module(
+        module: Arc<FilterModule>,
+        plugin_config: &str,
+    ) -> Result<FilterBench, HostError> {
+        let scenario =
+            Scenario::from_yaml(BENCH_SCENARIO).expect("the built-in bench scenario is valid");
+        let mesh = MeshSettings::default();
+        let from = ResolvedWorkload::resolve(&mesh, 0, &scenario.workloads[0]);
+        let to = ResolvedWorkload::resolve(&mesh, 1, &scenario.workloads[1]);
+        let call: &Call = &scenario.calls[0];
+        let instance = CallInstance {
+            call,
+            outcome: &call.outcomes[0],
+            latency_ms: 12,
+            request_bytes: 700,
+            response_bytes: 2300,
+            mesh: &mesh,
+        };
+        let exchange = instance.client_view(&from, Target::Workload(&to));
+        let config = ProxyConfig {
+            plugin_config: plugin_config.to_string(),
+            node: from.node(&mesh),
+            workers: 1,
+            clock: Clock::manual_now(),
+            ..ProxyConfig::default()
+        };
+        Ok(FilterBench {
+            proxy: Proxy::start(module, config)?,
+            exchange,
+        })
+    }
+
+    /// Runs `n` requests on the VM and reports their cost.
+    pub fn run(&mut self, n: u64) -> BenchResult {
+        let (fuel_before, calls_before) = {
+            let vm = self.proxy.vm(0);
+            (vm.fuel_consumed(), vm.state().host_calls)
+        };
+        for _ in 0..n {
+            self.proxy.run_http_stream(0, &self.exchange);
+        }
+        let vm = self.proxy.vm(0);
+        let per = |total: u64| total as f64 / n.max(1) as f64;
+        let fuel = per(vm.fuel_consumed() - fuel_before);
+        let calls = per(vm.state().host_calls - calls_before);
+        BenchResult {
+            requests: n,
+            fuel_per_request: fuel,
+            host_calls_per_request: calls,
+            memory_bytes: self.proxy.vm_mut(0).memory_bytes(),
+        }
+    }
+
+    /// The proxy under measurement (to tick it, read logs, check its VM status).
+    pub fn proxy_mut(&mut self) -> &mut Proxy {
+        &mut self.proxy
+    }
+}

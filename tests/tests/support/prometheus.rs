@@ -1,0 +1,111 @@
+//! A real Prometheus (Debian's 2.42 package) started on a free loopback port with the
+//! remote-write receiver on and a temporary TSDB, for the end-to-end tests; killed on drop.
+//!
+//! It only launches and queries: assertions live in the tests.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const PROMETHEUS_BIN: &str = "/usr/bin/prometheus";
+
+pub struct Prometheus {
+    child: Child,
+    dir: PathBuf,
+    pub addr: String,
+}
+
+impl Prometheus {
+    /// Starts Prometheus and waits (bounded) until `/-/ready` answers 200.
+    pub fn start() -> Prometheus {
+        assert!(
+            std::path::Path::new(PROMETHEUS_BIN).exists(),
+            "{PROMETHEUS_BIN} is missing: `cargo xtask test` installs Debian's prometheus package"
+        );
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let addr = format!("127.0.0.1:{port}");
+        let dir = std::env::temp_dir().join(format!("meshtap-prom-{}-{port}", std::process::id()));
+        std::fs::create_dir_all(dir.join("data")).unwrap();
+        // No scrape jobs: everything arrives by remote-write.
+        std::fs::write(dir.join("prometheus.yml"), "global:\n  scrape_interval: 1m\n").unwrap();
+        let child = Command::new(PROMETHEUS_BIN)
+            .arg(format!("--config.file={}", dir.join("prometheus.yml").display()))
+            .arg(format!("--storage.tsdb.path={}", dir.join("data").display()))
+            .arg(format!("--web.listen-address={addr}"))
+            .arg("--web.enable-remote-write-receiver")
+            .arg("--log.level=warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starting prometheus");
+        let prom = Prometheus { child, dir, addr };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(resp) = ureq::get(&format!("http://{}/-/ready", prom.addr)).call() {
+                if resp.status() == 200 {
+                    break;
+                }
+            }
+            assert!(Instant::now() < deadline, "prometheus did not become ready in 60 s");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        prom
+    }
+
+    /// The remote-write receiver URL.
+    pub fn write_url(&self) -> String {
+        format!("http://{}/api/v1/write", self.addr)
+    }
+
+    /// Runs an instant query and returns `data.result` (a JSON array).
+    pub fn query(&self, promql: &str) -> serde_json::Value {
+        let mut resp = ureq::get(&format!("http://{}/api/v1/query", self.addr))
+            .query("query", promql)
+            .call()
+            .unwrap_or_else(|e| panic!("query {promql:?} failed: {e}"));
+        let body: serde_json::Value = resp.body_mut().read_json().expect("query answer is JSON");
+        assert_eq!(body["status"], "success", "query {promql:?}: {body}");
+        body["data"]["result"].clone()
+    }
+
+    /// The single value of a query that must return exactly one sample (NaN if none).
+    pub fn scalar(&self, promql: &str) -> f64 {
+        let r = self.query(promql);
+        let arr = r.as_array().expect("vector result");
+        if arr.is_empty() {
+            return f64::NAN;
+        }
+        assert_eq!(arr.len(), 1, "{promql:?} returned {} series: {r}", arr.len());
+        arr[0]["value"][1].as_str().unwrap().parse().unwrap()
+    }
+
+    /// Polls `promql` until `done` accepts its result or `timeout` passes; returns the last result.
+    pub fn wait_for(
+        &self,
+        promql: &str,
+        timeout: Duration,
+        done: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let r = self.query(promql);
+            if done(&r) || Instant::now() > deadline {
+                return r;
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
