@@ -7,9 +7,9 @@
 //! [`crate::wire`]) nor compute labels.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
 
 use crate::config::EnabledMetrics;
+use crate::hashing::{hash_strings, PassThroughBuild};
 use crate::labels::{LabelValues, LABEL_COUNT};
 use crate::series::{Observation, SeriesValues};
 
@@ -42,7 +42,7 @@ pub struct Entry {
 #[derive(Debug)]
 pub struct Aggregator {
     entries: Vec<Entry>,
-    heads: HashMap<u64, u32, BuildHasherDefault<PassThrough>>,
+    heads: HashMap<u64, u32, PassThroughBuild>,
     max_series: usize,
     enabled: EnabledMetrics,
     overflow: SeriesValues,
@@ -176,36 +176,9 @@ fn observe(values: &mut SeriesValues, o: Observation, enabled: EnabledMetrics) {
     }
 }
 
-/// FNV-1a over the values, each followed by a 0xff separator (never inside UTF-8).
+/// Hash of a label set.
 pub fn hash_labels(labels: &LabelValues) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for value in labels.0.iter() {
-        for &b in value.as_bytes().iter().chain(std::iter::once(&0xffu8)) {
-            h ^= u64::from(b);
-            h = h.wrapping_mul(0x0000_0100_0000_01b3);
-        }
-    }
-    h
-}
-
-/// Hasher for keys that already are hashes.
-#[derive(Default)]
-struct PassThrough(u64);
-
-impl Hasher for PassThrough {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0 << 8) | u64::from(b);
-        }
-    }
-
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n;
-    }
+    hash_strings(labels.0.iter().map(String::as_str))
 }
 
 #[cfg(test)]

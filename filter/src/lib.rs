@@ -14,6 +14,7 @@ pub mod config;
 pub mod coordinate;
 pub mod facts;
 pub mod flags;
+pub mod hashing;
 pub mod labels;
 pub mod merge;
 pub mod node;

@@ -13,6 +13,9 @@ use crate::config::EnabledMetrics;
 use crate::coordinate::Collected;
 use crate::series::{Histogram, SeriesValues};
 
+/// Picks one of a series' histograms.
+type HistogramOf = fn(&SeriesValues) -> &Histogram;
+
 /// The report's fields that do not come from the totals.
 #[derive(Debug, Clone)]
 pub struct ReportContext {
@@ -53,7 +56,7 @@ pub fn build(ctx: ReportContext, collected: &Collected) -> Report {
         }
         families.push(f);
     }
-    let histograms: [(bool, &str, &str, fn(&SeriesValues) -> &Histogram); 3] = [
+    let histograms: [(bool, &str, &str, HistogramOf); 3] = [
         (
             ctx.enabled.request_duration,
             REQUEST_DURATION,

@@ -9,6 +9,7 @@
 use std::collections::HashMap;
 
 use crate::aggregate::Aggregator;
+use crate::hashing::FnvBuild;
 use crate::labels::LABEL_COUNT;
 use crate::series::{Histogram, SeriesValues, BUCKETS};
 
@@ -138,7 +139,7 @@ impl SeriesPb {
 #[derive(Default)]
 pub struct TotalsBuilder {
     totals: TotalsPb,
-    index: HashMap<String, u32>,
+    index: HashMap<String, u32, FnvBuild>,
 }
 
 impl TotalsBuilder {

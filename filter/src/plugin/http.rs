@@ -202,9 +202,12 @@ enum PeerSource {
     Endpoint(Vec<u8>),
 }
 
+/// Decodes one encoding of a peer.
+type DecodePeer = fn(&[u8]) -> Option<PeerInfo>;
+
 /// Decodes a peer, remembering decodings by their raw bytes (peers repeat).
 fn decode_peer(vm: &mut ActiveVm, raw: Option<PeerSource>) -> Option<Rc<PeerInfo>> {
-    let (cache, bytes, decode): (_, _, fn(&[u8]) -> Option<PeerInfo>) = match raw? {
+    let (cache, bytes, decode): (_, _, DecodePeer) = match raw? {
         PeerSource::Struct(b) => (&mut vm.peers_by_struct, b, PeerInfo::from_struct_bytes),
         PeerSource::Header(b) => (&mut vm.peers_by_header, b, PeerInfo::from_header),
         PeerSource::Endpoint(b) => (

@@ -101,7 +101,7 @@ impl RootContext for MeshtapRoot {
                 return true;
             }
         };
-        let local = LocalNode::read(|path| string_property(path));
+        let local = LocalNode::read(string_property);
         self.vm = Some(Rc::new(RefCell::new(ActiveVm::new(config, local))));
         self.interval_set = false;
         let _ = hostcalls::set_tick_period(FIRST_TICK);

@@ -10,6 +10,7 @@ use std::rc::Rc;
 
 use crate::aggregate::Aggregator;
 use crate::config::FilterConfig;
+use crate::hashing::FnvBuild;
 use crate::labels::LabelValues;
 use crate::node::LocalNode;
 use crate::peer::{ClusterServices, PeerInfo};
@@ -51,13 +52,13 @@ impl ActiveVm {
 
 /// A map that forgets everything when it reaches [`CACHE_CAPACITY`].
 pub struct BoundedCache<K, V> {
-    map: HashMap<K, V>,
+    map: HashMap<K, V, FnvBuild>,
 }
 
 impl<K, V> Default for BoundedCache<K, V> {
     fn default() -> Self {
         BoundedCache {
-            map: HashMap::new(),
+            map: HashMap::default(),
         }
     }
 }
