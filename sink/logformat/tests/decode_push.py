@@ -1,0 +1,165 @@
+#!/usr/bin/env python3
+"""Decodes a meshtap Loki push body independently of meshtap's Rust code.
+
+Usage: decode_push.py <body-file>
+
+Compiles tests/proto/push.proto (declared from Loki's published schema) with grpcio-tools'
+protoc, snappy-block-decompresses the body (cramjam, or python-snappy), decodes it with the
+protobuf package and prints JSON: the streams with their label strings parsed back into pairs,
+the entries and any unknown fields found. Exit status 3 means Python packages are missing.
+"""
+
+import importlib
+import json
+import os
+import sys
+import tempfile
+
+MISSING_EXIT = 3
+
+
+def require_packages():
+    missing = []
+    for module in ("grpc_tools.protoc", "google.protobuf"):
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            missing.append(module)
+    try:
+        import cramjam  # noqa: F401
+    except ImportError:
+        try:
+            import snappy  # noqa: F401
+        except ImportError:
+            missing.append("cramjam (or python-snappy)")
+    if missing:
+        print("missing Python modules: " + ", ".join(missing), file=sys.stderr)
+        sys.exit(MISSING_EXIT)
+
+
+def snappy_block_decompress(data):
+    try:
+        import cramjam
+        return bytes(cramjam.snappy.decompress_raw(data))
+    except ImportError:
+        import snappy
+        return snappy.uncompress(data)
+
+
+def compile_proto(out_dir):
+    from grpc_tools import protoc
+    import grpc_tools
+
+    proto_dir = os.path.join(os.path.dirname(os.path.abspath(__file__)), "proto")
+    well_known = os.path.join(os.path.dirname(grpc_tools.__file__), "_proto")
+    status = protoc.main([
+        "protoc",
+        "-I" + proto_dir,
+        "-I" + well_known,
+        "--python_out=" + out_dir,
+        os.path.join(proto_dir, "push.proto"),
+    ])
+    if status != 0:
+        raise SystemExit("protoc failed on push.proto with status %d" % status)
+    sys.path.insert(0, out_dir)
+    return importlib.import_module("push_pb2")
+
+
+def parse_label_string(text):
+    """Parses {a="b", c="d"} with Go-style escapes in values, as Loki's label parser does."""
+    if not (text.startswith("{") and text.endswith("}")):
+        raise ValueError("label set not in braces: %r" % text)
+    body, pairs, i = text[1:-1], [], 0
+    simple = {"n": "\n", "r": "\r", "t": "\t", "a": "\a", "b": "\b", "f": "\f", "v": "\v",
+              "\\": "\\", "\"": "\""}
+    while i < len(body):
+        eq = body.index("=", i)
+        name = body[i:eq]
+        if body[eq + 1] != "\"":
+            raise ValueError("value not quoted at %d" % eq)
+        j, value = eq + 2, []
+        while body[j] != "\"":
+            if body[j] == "\\":
+                kind = body[j + 1]
+                if kind in simple:
+                    value.append(simple[kind])
+                    j += 2
+                elif kind == "x":
+                    value.append(chr(int(body[j + 2:j + 4], 16)))
+                    j += 4
+                elif kind == "u":
+                    value.append(chr(int(body[j + 2:j + 6], 16)))
+                    j += 6
+                else:
+                    raise ValueError("unknown escape \\%s" % kind)
+            else:
+                value.append(body[j])
+                j += 1
+        pairs.append([name, "".join(value)])
+        i = j + 1
+        if i < len(body):
+            if body[i:i + 2] != ", ":
+                raise ValueError("pairs not separated by ', ' at %d" % i)
+            i += 2
+    return pairs
+
+
+def is_repeated(descriptor):
+    # protobuf >= 6 has `is_repeated`; older releases only `label`.
+    if hasattr(descriptor, "is_repeated"):
+        return descriptor.is_repeated
+    return descriptor.label == descriptor.LABEL_REPEATED
+
+
+def count_unknown_fields(message):
+    from google.protobuf import unknown_fields
+
+    count = len(unknown_fields.UnknownFieldSet(message))
+    for descriptor, value in message.ListFields():
+        if descriptor.message_type is None:
+            continue
+        children = value if is_repeated(descriptor) else [value]
+        for child in children:
+            count += count_unknown_fields(child)
+    return count
+
+
+def main():
+    if len(sys.argv) != 2:
+        raise SystemExit(__doc__)
+    require_packages()
+    with open(sys.argv[1], "rb") as body_file:
+        body = body_file.read()
+    raw = snappy_block_decompress(body)
+    with tempfile.TemporaryDirectory() as out_dir:
+        push_pb2 = compile_proto(out_dir)
+        request = push_pb2.PushRequest()
+        request.ParseFromString(raw)
+        result = {
+            "format": request.format,
+            "unknown_fields": count_unknown_fields(request),
+            "streams": [],
+        }
+        for stream in request.streams:
+            result["streams"].append({
+                "labels": stream.labels,
+                "label_pairs": parse_label_string(stream.labels),
+                "hash": stream.hash,
+                "entries": [
+                    {
+                        "has_timestamp": entry.HasField("timestamp"),
+                        "seconds": entry.timestamp.seconds,
+                        "nanos": entry.timestamp.nanos,
+                        "line": entry.line,
+                        "structured_metadata": [[p.name, p.value] for p in entry.structuredMetadata],
+                        "parsed": len(entry.parsed),
+                    }
+                    for entry in stream.entries
+                ],
+            })
+    json.dump(result, sys.stdout, ensure_ascii=False, sort_keys=True)
+    sys.stdout.write("\n")
+
+
+if __name__ == "__main__":
+    main()
