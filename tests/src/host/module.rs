@@ -2,12 +2,12 @@
 //! shared by every VM of every proxy (as Envoy clones one loaded module onto its workers).
 //!
 //! Owns compilation and the import check (fail fast when the module needs an import this host
-//! does not provide); instantiating and driving VMs is `vm.rs`'s job.
+//! does not provide, by name and signature); instantiating and driving VMs is `vm.rs`'s job.
 
 use std::path::Path;
 use std::sync::Arc;
 
-use wasmtime::{Config, Engine, Linker, Module};
+use wasmtime::{Config, Engine, Extern, ExternType, Linker, Module};
 
 use super::vm_state::VmState;
 use super::{imports_calls, imports_core, imports_shared, wasi, HostError};
@@ -38,15 +38,20 @@ impl FilterModule {
         let module =
             Module::new(&engine, bytes).map_err(HostError::wasm("compiling the module"))?;
         let linker = host_linker(&engine).map_err(HostError::wasm("defining host imports"))?;
-        let missing: Vec<String> = module
-            .imports()
-            .filter(|import| {
-                linker
-                    .get_by_import(&mut dummy_store(&engine), import)
-                    .is_none()
-            })
-            .map(|import| format!("{}.{}", import.module(), import.name()))
-            .collect();
+        let mut store = dummy_store(&engine);
+        let mut missing = Vec::new();
+        for import in module.imports() {
+            let label = format!("{}.{}", import.module(), import.name());
+            match (linker.get_by_import(&mut store, &import), import.ty()) {
+                (None, _) => missing.push(label),
+                (Some(Extern::Func(provided)), ExternType::Func(wanted)) => {
+                    if !provided.ty(&store).matches(&wanted) {
+                        missing.push(format!("{label} (with a different signature)"));
+                    }
+                }
+                (Some(_), _) => missing.push(format!("{label} (not a function)")),
+            }
+        }
         if !missing.is_empty() {
             return Err(HostError::UnsupportedImports(missing));
         }

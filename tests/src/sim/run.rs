@@ -293,12 +293,12 @@ impl Simulation {
         let mut next_due: Vec<Instant> = vec![start; self.scenario.calls.len()];
         while start.elapsed() < duration {
             let now = Instant::now();
-            for call in 0..next_due.len() {
+            for (call, due) in next_due.iter_mut().enumerate() {
                 let rate = self.scenario.calls[call].rate.unwrap_or(0.0);
-                while next_due[call] <= now && rate > 0.0 {
+                while *due <= now && rate > 0.0 {
                     let outcome = self.pick_outcome(call);
                     self.run_call(call, outcome);
-                    next_due[call] += Duration::from_secs_f64(1.0 / rate);
+                    *due += Duration::from_secs_f64(1.0 / rate);
                 }
             }
             for proxy in self.proxies.values_mut() {
