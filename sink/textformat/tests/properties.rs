@@ -100,7 +100,7 @@ fn write_float(out: &mut String, value: f64, style: u8) {
         let sign = if value > 0.0 { "+" } else { "-" };
         let word = ["Inf", "inf", "Infinity"][usize::from(style % 3)];
         write!(out, "{sign}{word}").unwrap();
-    } else if style % 2 == 0 {
+    } else if style.is_multiple_of(2) {
         write!(out, "{value}").unwrap();
     } else {
         write!(out, "{value:e}").unwrap();
