@@ -26,7 +26,8 @@ struct Args {
     /// Print every received report as one JSON line (loopback receiver only).
     #[arg(long)]
     print_reports: bool,
-    /// Rate-mode run time in seconds (default: until interrupted).
+    /// Rate-mode run time in seconds (default: until interrupted); two report intervals
+    /// without traffic follow, so the final totals are reported.
     #[arg(long)]
     seconds: Option<u64>,
     /// Ingest token put into the filter config (and checked by the loopback receiver).
@@ -66,11 +67,9 @@ fn main() -> anyhow::Result<()> {
     } else {
         let seconds = args.seconds.map_or(Duration::MAX, Duration::from_secs);
         sim.run_rates(seconds);
-        for proxy in sim.proxies().keys().cloned().collect::<Vec<_>>() {
-            if let Some(proxy) = sim.proxy_mut(&proxy) {
-                proxy.settle(Duration::from_secs(10));
-            }
-        }
+        // Let every proxy report its final totals.
+        let drain = sim.report_interval() * 2 + Duration::from_secs(1);
+        sim.idle(drain);
     }
     let totals = sim.totals();
     eprintln!(

@@ -289,11 +289,22 @@ impl Simulation {
 
     /// Rate mode on a real clock: calls at their rates for `duration`, ticks as they fall due.
     pub fn run_rates(&mut self, duration: Duration) {
+        self.drive_real_time(duration, true);
+    }
+
+    /// Real-clock time without traffic (ticks and report posts only), e.g. to let a rate-mode
+    /// run report its final totals.
+    pub fn idle(&mut self, duration: Duration) {
+        self.drive_real_time(duration, false);
+    }
+
+    fn drive_real_time(&mut self, duration: Duration, traffic: bool) {
         let start = Instant::now();
         let mut next_due: Vec<Instant> = vec![start; self.scenario.calls.len()];
+        let poll = Duration::from_millis(20);
         while start.elapsed() < duration {
             let now = Instant::now();
-            for (call, due) in next_due.iter_mut().enumerate() {
+            for (call, due) in next_due.iter_mut().enumerate().filter(|_| traffic) {
                 let rate = self.scenario.calls[call].rate.unwrap_or(0.0);
                 while *due <= now && rate > 0.0 {
                     let outcome = self.pick_outcome(call);
@@ -305,12 +316,8 @@ impl Simulation {
                 proxy.fire_due_ticks();
                 proxy.pump();
             }
-            let wake = next_due
-                .iter()
-                .min()
-                .copied()
-                .unwrap_or(now)
-                .min(Instant::now() + Duration::from_millis(20));
+            let next_call = next_due.iter().min().copied().filter(|_| traffic);
+            let wake = next_call.unwrap_or(now + poll).min(Instant::now() + poll);
             std::thread::sleep(wake.saturating_duration_since(Instant::now()));
         }
     }
