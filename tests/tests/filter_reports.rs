@@ -1,7 +1,8 @@
 //! The compiled filter under the host, driven by `tests/scenarios/known-counts.yaml`: the final
 //! report of every pod holds exactly the expected series — all 25 labels of both reporters
-//! (unknown/latest peers, gRPC, 4xx/5xx, response flags, passthrough, plain text, no-sidecar
-//! destination) — with exact counts, bucket positions and sums, summed over two workers.
+//! (unknown/latest peers, peers known only from certificates, gRPC, 4xx/5xx, response flags,
+//! a downstream disconnect, passthrough, plain text, no-sidecar destination) — with exact
+//! counts, bucket positions and sums, summed over two workers.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -272,7 +273,7 @@ fn known_counts_give_exactly_the_expected_series_for_both_reporters() {
             (with(&to_httpbin, &[("response_code", "503")]), 1),
             (with(&to_echo, &[("grpc_response_status", "0")]), 3),
             (with(&to_echo, &[("grpc_response_status", "14")]), 1),
-            (endpoint_fallback_httpbin, 2),
+            (endpoint_fallback_httpbin.clone(), 2),
             (passthrough, 1),
             (
                 with(
@@ -282,6 +283,30 @@ fn known_counts_give_exactly_the_expected_series_for_both_reporters() {
                 2,
             ),
             (to_legacy, 3),
+            (
+                with(
+                    &endpoint_fallback_httpbin,
+                    &[
+                        ("source_principal", SLEEP_SA),
+                        ("destination_principal", HTTPBIN_SA),
+                        ("response_code", "200"),
+                        ("response_flags", "-"),
+                    ],
+                ),
+                2,
+            ),
+            (
+                with(
+                    &endpoint_fallback_httpbin,
+                    &[
+                        ("source_principal", SLEEP_SA),
+                        ("destination_principal", HTTPBIN_SA),
+                        ("response_code", "0"),
+                        ("response_flags", "DC"),
+                    ],
+                ),
+                1,
+            ),
         ],
     );
 
@@ -323,6 +348,22 @@ fn known_counts_give_exactly_the_expected_series_for_both_reporters() {
                 ),
                 2,
             ),
+            (
+                with(
+                    &at_httpbin,
+                    &[
+                        ("response_code", "200"),
+                        ("source_workload", "unknown"),
+                        ("source_canonical_service", "unknown"),
+                        ("source_canonical_revision", "latest"),
+                        ("source_app", "unknown"),
+                        ("source_version", "unknown"),
+                        ("source_cluster", "unknown"),
+                    ],
+                ),
+                2,
+            ),
+            (with(&at_httpbin, &[("response_code", "0")]), 1),
         ],
     );
     let at_echo = with(
