@@ -4,7 +4,7 @@
 //! Owns the process edge only (argument parsing, exit codes, SIGTERM/SIGINT); the sink itself is
 //! the `meshtap_sink` library.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
@@ -50,7 +50,7 @@ fn init_logging(json: bool) {
     }
 }
 
-fn load(path: &PathBuf) -> Result<SinkConfig> {
+fn load(path: &Path) -> Result<SinkConfig> {
     SinkConfig::load(path).with_context(|| format!("invalid config {}", path.display()))
 }
 

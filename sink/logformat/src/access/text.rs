@@ -243,10 +243,14 @@ impl<'a> Cursor<'a> {
 
     /// A non-empty, space-free word followed by a space.
     fn token(&mut self, field: &'static str) -> Result<&'a str, AccessLogError> {
-        let value = self.until(" ", field, "is missing")?;
+        let (value, rest) = self
+            .rest
+            .split_once(' ')
+            .ok_or_else(|| error(field, "is missing"))?;
         if value.is_empty() {
             return Err(error(field, "is empty"));
         }
+        self.rest = rest;
         Ok(value)
     }
 
@@ -263,7 +267,18 @@ impl<'a> Cursor<'a> {
     /// `" ` sequence.
     fn quoted(&mut self, field: &'static str) -> Result<&'a str, AccessLogError> {
         self.expect("\"", field, "must be quoted")?;
-        self.until("\" ", field, "has no closing quote")
+        let bytes = self.rest.as_bytes();
+        let mut from = 0;
+        while let Some(offset) = self.rest[from..].find('"') {
+            let quote = from + offset;
+            if bytes.get(quote + 1) == Some(&b' ') {
+                let value = &self.rest[..quote];
+                self.rest = &self.rest[quote + 2..];
+                return Ok(value);
+            }
+            from = quote + 1;
+        }
+        Err(error(field, "has no closing quote"))
     }
 }
 

@@ -133,7 +133,7 @@ impl Endpoint {
         let senders: Vec<JoinHandle<()>> =
             std::mem::take(&mut *self.senders.lock().expect("senders lock"));
         let aborts: Vec<_> = senders.iter().map(|h| h.abort_handle()).collect();
-        let all = futures_join_all(senders);
+        let all = join_senders(senders);
         if tokio::time::timeout(timeout, all).await.is_err() {
             for abort in aborts {
                 abort.abort();
@@ -144,7 +144,7 @@ impl Endpoint {
 }
 
 /// Awaits every handle (a panicked or aborted sender counts as finished).
-async fn futures_join_all(handles: Vec<JoinHandle<()>>) {
+async fn join_senders(handles: Vec<JoinHandle<()>>) {
     for handle in handles {
         let _ = handle.await;
     }
