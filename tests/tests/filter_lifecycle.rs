@@ -1,7 +1,7 @@
 //! The compiled filter's behaviour over a proxy's life, driven through the host API: several
 //! workers (no double counting), a VM replaced mid-run (counters stay monotonic), a bad config
 //! (traffic passes, one error, no trap), a sink that is down (memory stays bounded, totals
-//! arrive once it is back), and the import list.
+//! arrive once it is back), a sink that never answers (timeouts), and the import list.
 
 use std::net::{SocketAddr, TcpListener};
 use std::time::Duration;
@@ -183,13 +183,14 @@ fn a_down_sink_keeps_memory_bounded_and_totals_arrive_when_it_returns() {
     };
     let sink = SocketAddr::from(([127, 0, 0, 1], port));
     let (mut proxy, exchange) = sleep_proxy(1, "{}", sink);
-    let mut memory = Vec::new();
+    let (mut memory, mut shared_data) = (Vec::new(), Vec::new());
     for _ in 0..30 {
         for _ in 0..50 {
             proxy.run_http_stream(0, &exchange);
         }
         proxy.advance(Duration::from_secs(10));
         memory.push(proxy.memory_bytes()[0]);
+        shared_data.push(proxy.shared().shared_data_bytes());
     }
     assert_all_running(&proxy);
     assert!(
@@ -200,6 +201,10 @@ fn a_down_sink_keeps_memory_bounded_and_totals_arrive_when_it_returns() {
     assert_eq!(
         memory[9], memory[29],
         "linear memory kept growing while the sink was down: {memory:?}"
+    );
+    assert!(
+        shared_data[29] <= shared_data[9],
+        "shared data kept growing while the sink was down: {shared_data:?}"
     );
 
     let receiver = ReportReceiver::start(sink, None, false).unwrap();
@@ -213,6 +218,45 @@ fn a_down_sink_keeps_memory_bounded_and_totals_arrive_when_it_returns() {
     assert!(
         last.stats.unwrap().reports_failed > 0,
         "failed posts are accounted"
+    );
+}
+
+#[test]
+fn a_sink_that_never_answers_times_out_and_is_counted() {
+    // Accepts connections (kernel backlog) but never reads or answers.
+    let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+    let (mut proxy, exchange) = sleep_proxy(
+        1,
+        r#"{"report_interval": "2s", "report_timeout": "300ms"}"#,
+        silent.local_addr().unwrap(),
+    );
+    proxy.run_http_stream(0, &exchange);
+    proxy.advance(Duration::from_secs(7));
+    assert_all_running(&proxy);
+    assert!(
+        proxy.calls().len() >= 2,
+        "reports were attempted: {:?}",
+        proxy.calls()
+    );
+    assert!(proxy.calls().iter().all(|c| c.timeout_ms == 300));
+    assert_eq!(
+        proxy.pending_calls(),
+        0,
+        "timed-out calls were delivered as failures"
+    );
+
+    let receiver = loopback_receiver();
+    proxy.set_cluster(SINK_CLUSTER, receiver.addr());
+    proxy.advance(Duration::from_secs(5));
+    let last = receiver
+        .reports()
+        .into_iter()
+        .max_by_key(|r| r.sequence)
+        .expect("reports arrive");
+    assert_eq!(requests(&last), 1.0);
+    assert!(
+        last.stats.unwrap().reports_failed >= 2,
+        "timeouts are counted as failed reports"
     );
 }
 

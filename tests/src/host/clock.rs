@@ -44,10 +44,6 @@ impl Clock {
             }
         }
     }
-
-    pub fn is_manual(&self) -> bool {
-        matches!(self, Clock::Manual(_))
-    }
 }
 
 fn real_now() -> Duration {

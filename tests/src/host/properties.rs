@@ -72,10 +72,6 @@ impl Properties {
         self.set(parts, PropertyValue::Int(value), phase)
     }
 
-    pub fn remove(&mut self, parts: &[&str]) {
-        self.entries.remove(&path_key(parts));
-    }
-
     /// Sets a property from a raw wire path (what `proxy_set_property` receives).
     pub fn set_raw(&mut self, key: &str, value: Vec<u8>, phase: Phase) {
         self.entries
@@ -88,10 +84,6 @@ impl Properties {
             .get(key)
             .filter(|(_, visible_from)| *visible_from <= phase)
             .map(|(value, _)| value.to_bytes())
-    }
-
-    pub fn get(&self, parts: &[&str]) -> Option<&PropertyValue> {
-        self.entries.get(&path_key(parts)).map(|(value, _)| value)
     }
 }
 
