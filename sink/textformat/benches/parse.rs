@@ -60,7 +60,9 @@ fn label_value(name: &str, set: usize) -> String {
         "request_protocol" => "http".into(),
         "connection_security_policy" => "mutual_tls".into(),
         "source_cluster" | "destination_cluster" => "Kubernetes".into(),
-        "source_version" | "destination_version" | "source_canonical_revision"
+        "source_version"
+        | "destination_version"
+        | "source_canonical_revision"
         | "destination_canonical_revision" => "v1".into(),
         _ => "shop".into(),
     }
@@ -71,18 +73,35 @@ fn merged_body() -> (String, u64) {
     let mut body = String::new();
     let mut samples = 0u64;
     for i in 0..40 {
-        writeln!(body, "# HELP istio_agent_go_metric_{i} A Go runtime metric of the agent.").unwrap();
+        writeln!(
+            body,
+            "# HELP istio_agent_go_metric_{i} A Go runtime metric of the agent."
+        )
+        .unwrap();
         writeln!(body, "# TYPE istio_agent_go_metric_{i} gauge").unwrap();
         writeln!(body, "istio_agent_go_metric_{i} {}", 1.5e6 + f64::from(i)).unwrap();
         samples += 1;
     }
     for i in 0..100 {
         writeln!(body, "# TYPE envoy_cluster_stat_{i} counter").unwrap();
-        for cluster in ["xds-grpc", "outbound|9080||cart.shop.svc.cluster.local", "inbound|8080||"] {
-            writeln!(body, "envoy_cluster_stat_{i}{{cluster_name=\"{cluster}\"}} {}", i * 7).unwrap();
+        for cluster in [
+            "xds-grpc",
+            "outbound|9080||cart.shop.svc.cluster.local",
+            "inbound|8080||",
+        ] {
+            writeln!(
+                body,
+                "envoy_cluster_stat_{i}{{cluster_name=\"{cluster}\"}} {}",
+                i * 7
+            )
+            .unwrap();
             samples += 1;
         }
-        writeln!(body, "# TYPE envoy_server_stat_{i} gauge\nenvoy_server_stat_{i}{{}} {i}").unwrap();
+        writeln!(
+            body,
+            "# TYPE envoy_server_stat_{i} gauge\nenvoy_server_stat_{i}{{}} {i}"
+        )
+        .unwrap();
         samples += 1;
     }
     let label_sets: Vec<String> = (0..LABEL_SETS)
@@ -110,7 +129,11 @@ fn merged_body() -> (String, u64) {
                 writeln!(body, "{family}_bucket{{{labels},le=\"{le}\"}} {}", i * 3).unwrap();
             }
             writeln!(body, "{family}_bucket{{{labels},le=\"+Inf\"}} 60").unwrap();
-            writeln!(body, "{family}_sum{{{labels}}} 12345.5\n{family}_count{{{labels}}} 60").unwrap();
+            writeln!(
+                body,
+                "{family}_sum{{{labels}}} 12345.5\n{family}_count{{{labels}}} 60"
+            )
+            .unwrap();
             samples += ISTIO_BUCKETS.len() as u64 + 3;
         }
     }
@@ -147,7 +170,10 @@ fn print_rates(what: &str, body: &[u8], samples: u64, parse: impl Fn(&[u8])) {
     let seconds = start.elapsed().as_secs_f64();
     let mb_per_s = (body.len() * runs) as f64 / seconds / 1e6;
     let samples_per_s = (samples * runs as u64) as f64 / seconds;
-    println!("{what}: {mb_per_s:.0} MB/s, {:.2} M samples/s", samples_per_s / 1e6);
+    println!(
+        "{what}: {mb_per_s:.0} MB/s, {:.2} M samples/s",
+        samples_per_s / 1e6
+    );
 }
 
 fn main() {
