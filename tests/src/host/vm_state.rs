@@ -132,3 +132,25 @@ impl VmState {
         self.pending_calls.retain(|_, owner| *owner != context);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deleting_a_context_cancels_only_its_calls() {
+        let (tx, _rx) = std::sync::mpsc::channel();
+        let mut state = VmState::detached(tx);
+        state.root_context = 1;
+        state.streams.insert(2, StreamState::default());
+        state.pending_calls.insert(10, 1);
+        state.pending_calls.insert(11, 2);
+        state.pending_calls.insert(12, 2);
+        state.cancel_calls_of(2);
+        assert_eq!(
+            state.pending_calls.keys().copied().collect::<Vec<_>>(),
+            vec![10]
+        );
+        assert!(state.has_context(1) && state.has_context(2) && !state.has_context(3));
+    }
+}
