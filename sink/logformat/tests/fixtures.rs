@@ -164,3 +164,48 @@ fn joiner_cap_truncates_long_fixture_line() {
     assert_eq!(truncated.len(), 4);
     assert_eq!(joiner.truncated_lines(), 4);
 }
+
+#[test]
+fn every_proper_prefix_of_an_access_line_is_rejected_without_panicking() {
+    let text = fixture("access_text.log");
+    let json = fixture("access_json.log");
+    for line in text.lines().chain(json.lines()) {
+        for (cut, _) in line.char_indices().skip(1) {
+            let prefix = &line[..cut];
+            // A TEXT line cut inside its final word is still a whole line with a shorter route
+            // name; anything cut earlier must be rejected.
+            if line.starts_with('[') && !line[cut..].contains(' ') {
+                continue;
+            }
+            assert!(
+                parse_access_log(prefix).is_err(),
+                "accepted prefix {prefix:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn cri_prefixes_fail_until_the_tag_is_complete() {
+    let text = fixture("cri_containerd.log") + &fixture("cri_crio.log");
+    for line in text.lines() {
+        let bytes = line.as_bytes();
+        // `<timestamp> <stream> <tag>` ends at the third space.
+        let header_end = bytes
+            .iter()
+            .enumerate()
+            .filter(|(_, byte)| **byte == b' ')
+            .nth(2)
+            .map(|(index, _)| index)
+            .unwrap();
+        for cut in 0..=bytes.len() {
+            let parsed = parse_cri_line(&bytes[..cut]);
+            if cut < header_end {
+                assert!(parsed.is_err(), "accepted {:?}", &line[..cut]);
+            } else {
+                let message = parsed.unwrap().message;
+                assert_eq!(message, &bytes[(header_end + 1).min(cut)..cut]);
+            }
+        }
+    }
+}
