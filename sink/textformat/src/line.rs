@@ -27,7 +27,7 @@ pub(crate) fn parse_line(line: &str, format: Format) -> Result<Line<'_>, SkipRea
     let start = skip_blanks(bytes, 0);
     match bytes.get(start) {
         None => Ok(Line::Blank),
-        Some(b'#') => parse_hash_line(line, start + 1),
+        Some(b'#') => parse_hash_line(line, start + 1, format),
         Some(_) => match parse_sample(line, start, format, LabelStyle::Escaped) {
             Ok(sample) => Ok(Line::Event(Event::Sample(sample))),
             Err(reason) if line.as_bytes()[start..].contains(&b'{') => {
@@ -41,13 +41,13 @@ pub(crate) fn parse_line(line: &str, format: Format) -> Result<Line<'_>, SkipRea
 }
 
 /// A `#` line; `pos` is just after the `#`.
-fn parse_hash_line(line: &str, pos: usize) -> Result<Line<'_>, SkipReason> {
+fn parse_hash_line(line: &str, pos: usize, format: Format) -> Result<Line<'_>, SkipReason> {
     let bytes = line.as_bytes();
     let keyword_start = skip_blanks(bytes, pos);
     let keyword_end = token_end(bytes, keyword_start);
     let rest = skip_blanks(bytes, keyword_end);
     match &line[keyword_start..keyword_end] {
-        "HELP" => parse_help(line, rest),
+        "HELP" => parse_help(line, rest, format),
         "TYPE" => parse_type(line, rest),
         "UNIT" => parse_unit(line, rest),
         "EOF" if rest == bytes.len() => Ok(Line::Event(Event::Eof)),
@@ -66,9 +66,14 @@ fn family_name(line: &str, pos: usize) -> Option<(&str, usize)> {
     Some((&line[start..end], skip_blanks(bytes, next)))
 }
 
-fn parse_help(line: &str, pos: usize) -> Result<Line<'_>, SkipReason> {
+/// HELP text escapes `\\` and `\n`; OpenMetrics also escapes `\"`.
+fn parse_help(line: &str, pos: usize, format: Format) -> Result<Line<'_>, SkipReason> {
     let (family, text_start) = family_name(line, pos).ok_or(SkipReason::InvalidHelpLine)?;
-    let text = EscapedStr::new(&line[text_start..], Escaping::HelpText);
+    let escaping = match format {
+        Format::PrometheusText => Escaping::HelpText,
+        Format::OpenMetrics => Escaping::LabelValue,
+    };
+    let text = EscapedStr::new(&line[text_start..], escaping);
     Ok(Line::Event(Event::Help { family, text }))
 }
 
@@ -336,6 +341,10 @@ mod tests {
                 assert_eq!(family, "foo");
                 assert_eq!(text.unescaped(), "Some \\ help\n text");
             }
+            other => panic!("{other:?}"),
+        }
+        match parse_line(r#"# HELP foo say \"hi\""#, Format::OpenMetrics) {
+            Ok(Line::Event(Event::Help { text, .. })) => assert_eq!(text, r#"say "hi""#),
             other => panic!("{other:?}"),
         }
         match parse_line("# HELP foo", Format::PrometheusText) {
