@@ -219,6 +219,7 @@ async fn a_429_waits_for_retry_after() {
 
 #[tokio::test]
 async fn a_429_is_refused_when_retry_on_429_is_off_and_a_400_is_never_retried() {
+    let (logs, _guard) = CapturedLogs::start();
     let mut bad = Answer::status(400);
     bad.body = "err-mimir-max-series-per-user".into();
     let receiver = Receiver::start(vec![bad, Answer::status(429)]).await;
@@ -301,6 +302,11 @@ async fn a_429_is_refused_when_retry_on_429_is_off_and_a_400_is_never_retried() 
         )
         .await,
         Some(0.0)
+    );
+    let log = logs.text();
+    assert!(
+        log.contains("err-mimir-max-series-per-user"),
+        "refusal body not logged:\n{log}"
     );
     sink.shutdown().await;
 }

@@ -14,7 +14,7 @@
 
 use std::borrow::Cow;
 
-use memchr::{memchr, memchr2};
+use memchr::memchr;
 
 use crate::lex::{label_name_end, quoted_name, skip_blanks};
 use crate::skip::SkipReason;
@@ -40,7 +40,12 @@ pub struct EscapedStr<'a> {
 
 impl<'a> EscapedStr<'a> {
     pub(crate) fn new(raw: &'a str, escaping: Escaping) -> Self {
-        let escaping = if raw.as_bytes().contains(&b'\\') {
+        Self::known(raw, escaping, raw.as_bytes().contains(&b'\\'))
+    }
+
+    /// For a caller that already knows whether `raw` has a backslash.
+    fn known(raw: &'a str, escaping: Escaping, has_backslash: bool) -> Self {
+        let escaping = if has_backslash {
             escaping
         } else {
             Escaping::Literal
@@ -272,13 +277,17 @@ impl<'a> LabelCursor<'a> {
             return Err(SkipReason::MissingLabelValue);
         }
         let value_start = quote + 1;
-        let (value_end, escaping) = match self.style {
-            LabelStyle::Escaped => (escaped_value_end(bytes, value_start)?, Escaping::LabelValue),
-            LabelStyle::EnvoyRaw => (raw_value_end(bytes, value_start)?, Escaping::Literal),
+        let (value_end, has_backslash) = match self.style {
+            LabelStyle::Escaped => escaped_value_end(bytes, value_start)?,
+            LabelStyle::EnvoyRaw => (raw_value_end(bytes, value_start)?, false),
         };
         let label = Label {
             name: &self.text[name_start..name_end],
-            value: EscapedStr::new(&self.text[value_start..value_end], escaping),
+            value: EscapedStr::known(
+                &self.text[value_start..value_end],
+                Escaping::LabelValue,
+                has_backslash,
+            ),
         };
         let after = skip_blanks(bytes, value_end + 1);
         match bytes.get(after) {
@@ -292,17 +301,23 @@ impl<'a> LabelCursor<'a> {
     }
 }
 
-/// The index of the `"` closing an escaped value that starts at `start`.
-fn escaped_value_end(bytes: &[u8], start: usize) -> Result<usize, SkipReason> {
+/// The index of the `"` closing an escaped value that starts at `start`, and whether the
+/// value has a backslash. A plain loop: label values are short, so it beats a SIMD search.
+fn escaped_value_end(bytes: &[u8], start: usize) -> Result<(usize, bool), SkipReason> {
+    let mut has_backslash = false;
     let mut pos = start;
-    loop {
-        match memchr2(b'"', b'\\', &bytes[pos..]) {
-            Some(offset) if bytes[pos + offset] == b'"' => return Ok(pos + offset),
+    while pos < bytes.len() {
+        match bytes[pos] {
+            b'"' => return Ok((pos, has_backslash)),
             // A backslash escapes the next byte, whatever it is.
-            Some(offset) if pos + offset + 1 < bytes.len() => pos += offset + 2,
-            _ => return Err(SkipReason::UnterminatedLabelValue),
+            b'\\' => {
+                has_backslash = true;
+                pos += 2;
+            }
+            _ => pos += 1,
         }
     }
+    Err(SkipReason::UnterminatedLabelValue)
 }
 
 /// The index of the `"` closing an Envoy raw value that starts at `start` (module docs).

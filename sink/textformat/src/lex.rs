@@ -27,20 +27,44 @@ pub(crate) fn token_end(bytes: &[u8], mut pos: usize) -> usize {
     pos
 }
 
+/// Character classes of name bytes, as bit flags in a table (names are the hot loop).
+const LETTER_OR_UNDERSCORE: u8 = 1;
+const DIGIT: u8 = 2;
+const COLON: u8 = 4;
+
+const NAME_CLASSES: [u8; 256] = {
+    let mut table = [0u8; 256];
+    let mut byte = 0;
+    while byte < 256 {
+        let b = byte as u8;
+        table[byte] = if b.is_ascii_alphabetic() || b == b'_' {
+            LETTER_OR_UNDERSCORE
+        } else if b.is_ascii_digit() {
+            DIGIT
+        } else if b == b':' {
+            COLON
+        } else {
+            0
+        };
+        byte += 1;
+    }
+    table
+};
+
 fn is_metric_name_start(byte: u8) -> bool {
-    byte.is_ascii_alphabetic() || byte == b'_' || byte == b':'
+    NAME_CLASSES[usize::from(byte)] & (LETTER_OR_UNDERSCORE | COLON) != 0
 }
 
 fn is_metric_name_byte(byte: u8) -> bool {
-    byte.is_ascii_alphanumeric() || byte == b'_' || byte == b':'
+    NAME_CLASSES[usize::from(byte)] != 0
 }
 
 fn is_label_name_start(byte: u8) -> bool {
-    byte.is_ascii_alphabetic() || byte == b'_'
+    NAME_CLASSES[usize::from(byte)] == LETTER_OR_UNDERSCORE
 }
 
 fn is_label_name_byte(byte: u8) -> bool {
-    byte.is_ascii_alphanumeric() || byte == b'_'
+    NAME_CLASSES[usize::from(byte)] & (LETTER_OR_UNDERSCORE | DIGIT) != 0
 }
 
 /// The end of a classic metric name (`[a-zA-Z_:][a-zA-Z0-9_:]*`) starting at `pos`, or `None`

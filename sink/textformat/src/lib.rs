@@ -10,6 +10,28 @@
 //!   and [`SeriesRole`] (bucket, sum, count, created, quantile), and `le`/`quantile`
 //!   normalised by [`canonical_float`].
 //!
+//! ```
+//! use meshtap_textformat::{MetricKind, Parser, SeriesRole, TypedSamples};
+//!
+//! let body = b"# TYPE istio_request_bytes histogram\n\
+//!     istio_request_bytes_bucket{reporter=\"source\",le=\"1.0\"} 3\n\
+//!     istio_request_bytes_sum{reporter=\"source\"} 2.5\n\
+//!     envoy_server_live{} 1\n\
+//!     not a sample\n";
+//! let mut reader = TypedSamples::new(Parser::for_content_type(body, Some("text/plain; version=0.0.4")));
+//! let bucket = reader.next().unwrap().unwrap();
+//! assert_eq!((bucket.family, bucket.kind), ("istio_request_bytes", MetricKind::Histogram));
+//! assert_eq!(bucket.role, SeriesRole::Bucket { le: 1.0 });
+//! let labels: Vec<_> = bucket.normalized_labels().collect();
+//! assert_eq!(labels[1], ("le", "1".into()));
+//! assert_eq!(reader.next().unwrap().unwrap().role, SeriesRole::Sum);
+//! let live = reader.next().unwrap().unwrap();
+//! assert_eq!((live.sample.name, live.sample.labels.len()), ("envoy_server_live", 0));
+//! assert!(reader.next().unwrap().is_err()); // skipped and counted, never fatal
+//! assert!(reader.next().is_none());
+//! assert_eq!(reader.stats().bad_lines, 1);
+//! ```
+//!
 //! Tolerance rules, for the concatenated 15020 body (agent text, then Envoy text, then the
 //! app's exposition, under the app's Content-Type):
 //! - Both formats are accepted on every line; the Content-Type ([`Format`]) only picks the

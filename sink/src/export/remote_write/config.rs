@@ -172,7 +172,8 @@ impl RemoteWriteConfig {
                 .next()
                 .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
                 && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-                && !name.starts_with("__");
+                && !name.starts_with("__")
+                && name != "le";
             if !valid {
                 return Err(format!(
                     "{at}.external_labels.{name}: not a valid label name"

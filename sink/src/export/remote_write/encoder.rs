@@ -2,18 +2,44 @@
 //!
 //! Owns the byte layout of sample requests: one `TimeSeries` per sample, labels sorted and
 //! unique (series labels, `__name__`, `le`, then external labels that do not clash), fields in
-//! the order prost would write them, so the output decodes as [`super::proto::WriteRequest`].
+//! the order prost would write them, so the output is byte-identical to prost encoding
+//! [`super::proto::WriteRequest`] (tested). A series' own labels are encoded once per run of
+//! consecutive samples sharing them and then copied.
 //! It must not decide what is sent or when.
+
+use std::sync::Arc;
 
 use prost::encoding::{encode_key, encode_varint, encoded_len_varint, WireType};
 
-use crate::series::Sample;
+use crate::series::{LabelSet, Sample};
 
 /// Reusable buffers for encoding and compressing requests.
 pub struct RequestEncoder {
     raw: Vec<u8>,
     compressor: snap::raw::Encoder,
     compressed: Vec<u8>,
+    base: BaseLabels,
+}
+
+/// A label merged into a series' own labels at encode time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Extra {
+    Name,
+    Le,
+    External(usize),
+}
+
+/// The encoded `Label` fields of the last label set seen, and where the extra labels go.
+/// Consecutive samples of one series (a histogram's buckets, sum and count) reuse it, so most
+/// labels are copied as bytes instead of being encoded again.
+#[derive(Default)]
+struct BaseLabels {
+    set: Option<Arc<LabelSet>>,
+    bytes: Vec<u8>,
+    /// End offset in `bytes` of each label.
+    ends: Vec<usize>,
+    /// Extras in output order: (number of own labels before it, which extra).
+    plan: Vec<(usize, Extra)>,
 }
 
 fn string_field_len(tag: u32, s: &str) -> usize {
@@ -26,6 +52,12 @@ fn string_field_len(tag: u32, s: &str) -> usize {
 
 fn label_len(name: &str, value: &str) -> usize {
     string_field_len(1, name) + string_field_len(2, value)
+}
+
+/// Length of a `labels` field (key, length, message) holding one label.
+fn label_field_len(name: &str, value: &str) -> usize {
+    let l = label_len(name, value);
+    1 + encoded_len_varint(l as u64) + l
 }
 
 fn sample_len(value: f64, timestamp_ms: i64) -> usize {
@@ -46,12 +78,70 @@ fn put_string_field(buf: &mut Vec<u8>, tag: u32, s: &str) {
     }
 }
 
+fn put_label_field(buf: &mut Vec<u8>, name: &str, value: &str) {
+    encode_key(1, WireType::LengthDelimited, buf);
+    encode_varint(label_len(name, value) as u64, buf);
+    put_string_field(buf, 1, name);
+    put_string_field(buf, 2, value);
+}
+
+impl BaseLabels {
+    fn load(&mut self, set: &Arc<LabelSet>, external: &[(String, String)]) {
+        if self.set.as_ref().is_some_and(|s| Arc::ptr_eq(s, set)) {
+            return;
+        }
+        self.bytes.clear();
+        self.ends.clear();
+        self.plan.clear();
+        let pairs = set.pairs();
+        for (name, value) in pairs {
+            put_label_field(&mut self.bytes, name, value);
+            self.ends.push(self.bytes.len());
+        }
+        let position = |name: &str| pairs.partition_point(|(n, _)| &**n < name);
+        let mut extras: Vec<(&str, Extra)> = vec![("__name__", Extra::Name), ("le", Extra::Le)];
+        for (j, (name, _)) in external.iter().enumerate() {
+            if set.get(name).is_none() && name != "__name__" && name != "le" {
+                extras.push((name, Extra::External(j)));
+            }
+        }
+        extras.sort_by(|a, b| a.0.cmp(b.0));
+        self.plan.extend(
+            extras
+                .into_iter()
+                .map(|(name, extra)| (position(name), extra)),
+        );
+        self.set = Some(set.clone());
+    }
+
+    fn start(&self, i: usize) -> usize {
+        if i == 0 {
+            0
+        } else {
+            self.ends[i - 1]
+        }
+    }
+}
+
+fn extra_label<'a>(
+    extra: Extra,
+    sample: &'a Sample,
+    external: &'a [(String, String)],
+) -> Option<(&'a str, &'a str)> {
+    match extra {
+        Extra::Name => Some(("__name__", &sample.series.name)),
+        Extra::Le => sample.series.le.as_deref().map(|le| ("le", le)),
+        Extra::External(j) => Some((&external[j].0, &external[j].1)),
+    }
+}
+
 impl Default for RequestEncoder {
     fn default() -> Self {
         RequestEncoder {
             raw: Vec::new(),
             compressor: snap::raw::Encoder::new(),
             compressed: Vec::new(),
+            base: BaseLabels::default(),
         }
     }
 }
@@ -61,26 +151,33 @@ impl RequestEncoder {
         RequestEncoder::default()
     }
 
-    /// The uncompressed protobuf of `samples` (sorted, unique `external` labels added).
+    /// The uncompressed protobuf of `samples`; `external` labels must be sorted by name and
+    /// unique, and are added where the series has no label of the same name.
     pub fn encode_raw(&mut self, samples: &[Sample], external: &[(String, String)]) -> &[u8] {
         self.raw.clear();
         let buf = &mut self.raw;
+        let base = &mut self.base;
         for sample in samples {
-            let mut labels_len = 0usize;
-            sample.series.visit_labels(external, |n, v| {
-                let l = label_len(n, v);
-                labels_len += 1 + encoded_len_varint(l as u64) + l;
-            });
+            base.load(&sample.series.labels, external);
+            let mut labels_len = base.bytes.len();
+            for (_, extra) in &base.plan {
+                if let Some((n, v)) = extra_label(*extra, sample, external) {
+                    labels_len += label_field_len(n, v);
+                }
+            }
             let s_len = sample_len(sample.value, sample.timestamp_ms);
             let series_len = labels_len + 1 + encoded_len_varint(s_len as u64) + s_len;
             encode_key(1, WireType::LengthDelimited, buf);
             encode_varint(series_len as u64, buf);
-            sample.series.visit_labels(external, |n, v| {
-                encode_key(1, WireType::LengthDelimited, buf);
-                encode_varint(label_len(n, v) as u64, buf);
-                put_string_field(buf, 1, n);
-                put_string_field(buf, 2, v);
-            });
+            let mut copied = 0;
+            for (position, extra) in &base.plan {
+                if let Some((n, v)) = extra_label(*extra, sample, external) {
+                    buf.extend_from_slice(&base.bytes[base.start(copied)..base.start(*position)]);
+                    copied = *position;
+                    put_label_field(buf, n, v);
+                }
+            }
+            buf.extend_from_slice(&base.bytes[base.start(copied)..]);
             encode_key(2, WireType::LengthDelimited, buf);
             encode_varint(s_len as u64, buf);
             if sample.value.to_bits() != 0 {
@@ -92,6 +189,8 @@ impl RequestEncoder {
                 encode_varint(sample.timestamp_ms as u64, buf);
             }
         }
+        // Do not keep a label set alive past the request.
+        base.set = None;
         &self.raw
     }
 
@@ -161,7 +260,15 @@ mod tests {
                 timestamp_ms: 6,
             },
         ];
-        let external = vec![("cluster".to_owned(), "c1".to_owned())];
+        let external: Vec<(String, String)> = [
+            ("Region", "eu"),
+            ("app", "ignored: the series has its own"),
+            ("cluster", "c1"),
+            ("zzz", "last"),
+        ]
+        .into_iter()
+        .map(|(n, v)| (n.to_owned(), v.to_owned()))
+        .collect();
         let mut encoder = RequestEncoder::new();
         let raw = encoder.encode_raw(&samples, &external).to_vec();
         let expected = proto::WriteRequest {
@@ -187,6 +294,13 @@ mod tests {
             metadata: vec![],
         };
         assert_eq!(raw, expected.encode_to_vec());
+        let first = &expected.timeseries[0].labels;
+        let names: Vec<&str> = first.iter().map(|l| l.name.as_str()).collect();
+        assert_eq!(
+            names,
+            ["Region", "__name__", "app", "cluster", "le", "pod", "zzz"]
+        );
+        assert_eq!(first[2].value, "reviews");
         let compressed = encoder.encode(&samples, &external).to_vec();
         let decoded = snap::raw::Decoder::new()
             .decompress_vec(&compressed)
