@@ -478,3 +478,18 @@ async fn a_down_endpoint_does_not_block_another() {
     );
     sink.shutdown().await;
 }
+
+#[tokio::test]
+async fn unreadable_tls_files_stop_the_start_with_the_key_path() {
+    let yaml = "remote_write:\n  - url: https://127.0.0.1:1/api/v1/push\n    tls: {ca_file: /nonexistent/ca.pem}\n";
+    let mut config = meshtap_sink::SinkConfig::from_yaml(yaml, &|_| None).unwrap();
+    config.listen = "127.0.0.1:0".parse().unwrap();
+    let err = match meshtap_sink::RunningSink::start(&config).await {
+        Ok(_) => panic!("started without its CA file"),
+        Err(e) => e.to_string(),
+    };
+    assert!(
+        err.starts_with("remote_write[0]: cannot read /nonexistent/ca.pem"),
+        "{err}"
+    );
+}
