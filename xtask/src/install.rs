@@ -1,6 +1,8 @@
 //! Installs what the tests need on a fresh Debian machine: the wasm targets, Debian's
-//! `prometheus` (the real receiver of the end-to-end tests) and the `wasm-bindgen-test-runner`
-//! whose version must equal the `wasm-bindgen` in Cargo.lock.
+//! `prometheus` (the real receiver of the end-to-end tests), the `wasm-bindgen-test-runner`
+//! whose version must equal the `wasm-bindgen` in Cargo.lock, and the Python packages that
+//! decode our Loki push bodies independently of our encoder (`protoc` from grpcio-tools,
+//! `protobuf`, and `cramjam` for snappy).
 //!
 //! Each step checks first and does nothing when the tool is already there.
 
@@ -17,6 +19,7 @@ pub fn everything() -> Result<()> {
     rust_targets()?;
     prometheus()?;
     wasm_bindgen_runner()?;
+    python_decoders()?;
     if !has_program("node") {
         bail!("node is required for the V8 tests (wasm-bindgen-test); install Debian's nodejs");
     }
@@ -107,4 +110,22 @@ fn wasm_bindgen_runner() -> Result<()> {
         "--version",
         &want,
     ]))
+}
+
+/// Python packages of the independent Loki protobuf check.
+const PYTHON_PACKAGES: [&str; 3] = ["grpcio-tools", "protobuf", "cramjam"];
+
+fn python_decoders() -> Result<()> {
+    let present = Command::new("python3")
+        .args(["-c", "import grpc_tools.protoc, google.protobuf, cramjam"])
+        .stderr(std::process::Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    if present {
+        return Ok(());
+    }
+    let mut cmd = Command::new("python3");
+    cmd.args(["-m", "pip", "install", "--quiet"]).args(PYTHON_PACKAGES);
+    run(&mut cmd)
 }
