@@ -153,11 +153,13 @@ impl RunningSink {
         let deadline = Instant::now() + self.shutdown_timeout;
         self.ops.ready.store(false, Ordering::Relaxed);
         self.stop.send_replace(true);
+        let server = self.server.abort_handle();
         if tokio::time::timeout(self.shutdown_timeout, self.server)
             .await
             .is_err()
         {
             tracing::warn!("open connections did not finish before the shutdown deadline");
+            server.abort();
         }
         let _ = self.sweeper.await;
         let remaining = deadline.saturating_duration_since(Instant::now());

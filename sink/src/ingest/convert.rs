@@ -5,6 +5,7 @@
 //! Owns the exported series shape. It trusts its input was checked by
 //! `meshtap_report::validate` and must not do I/O or keep state between reports.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use meshtap_report::{MetricFamily, MetricKind, Report};
@@ -83,24 +84,23 @@ pub fn report_to_samples(report: &Report, job: &Text) -> Vec<Sample> {
     let targets = target_labels(report, job);
     let ts = report.timestamp_ms;
     let mut samples = Vec::with_capacity(sample_count(report));
+    // Families with the same label names (Istio's HTTP families) share one label set per
+    // distinct label values.
+    let mut shared: HashMap<&[String], Arc<LabelSet>> = HashMap::new();
+    let mut shared_names: Option<&[String]> = None;
     for family in &report.families {
+        if shared_names != Some(family.label_names.as_slice()) {
+            shared.clear();
+            shared_names = Some(&family.label_names);
+        }
         let slots = family_slots(family, &targets);
         let kind = MetricKind::try_from(family.kind).unwrap_or(MetricKind::Unspecified);
         let names = FamilyNames::new(family, kind);
         for series in &family.series {
-            let mut pairs = Vec::with_capacity(slots.len());
-            for (_, slot) in &slots {
-                match slot {
-                    Slot::Family(i, name) => {
-                        let value = &series.label_values[*i];
-                        if !value.is_empty() {
-                            pairs.push((name.clone(), Arc::from(value.as_str())));
-                        }
-                    }
-                    Slot::Target(name, value) => pairs.push((name.clone(), value.clone())),
-                }
-            }
-            let labels = Arc::new(LabelSet::from_sorted(pairs));
+            let labels = shared
+                .entry(series.label_values.as_slice())
+                .or_insert_with(|| label_set(&slots, &series.label_values))
+                .clone();
             match &names {
                 FamilyNames::Plain(name) => samples.push(Sample {
                     series: SeriesId {
@@ -153,6 +153,23 @@ pub fn report_to_samples(report: &Report, job: &Text) -> Vec<Sample> {
         }
     }
     samples
+}
+
+/// The sorted label set of one series' values.
+fn label_set(slots: &[(Text, Slot)], values: &[String]) -> Arc<LabelSet> {
+    let mut pairs = Vec::with_capacity(slots.len());
+    for (_, slot) in slots {
+        match slot {
+            Slot::Family(i, name) => {
+                let value = &values[*i];
+                if !value.is_empty() {
+                    pairs.push((name.clone(), Arc::from(value.as_str())));
+                }
+            }
+            Slot::Target(name, value) => pairs.push((name.clone(), value.clone())),
+        }
+    }
+    Arc::new(LabelSet::from_sorted(pairs))
 }
 
 /// How many samples a report converts to.

@@ -150,7 +150,12 @@ impl Lane {
             tokio::select! {
                 _ = self.wake.notified() => {}
                 _ = sleep => {}
-                _ = flush.changed() => {}
+                changed = flush.changed() => {
+                    if changed.is_err() {
+                        // The exporter is gone: nobody can flush or fill this lane any more.
+                        return None;
+                    }
+                }
             }
         }
     }
