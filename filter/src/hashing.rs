@@ -58,15 +58,31 @@ impl Hasher for PassThrough {
 /// Build hasher for maps keyed by precomputed hashes.
 pub type PassThroughBuild = BuildHasherDefault<PassThrough>;
 
-/// FNV-1a over byte strings, each followed by a 0xff separator (a byte never inside UTF-8), so
-/// `["ab", ""]` and `["a", "b"]` differ.
+/// Hash of a sequence of strings, 8 bytes at a time (multiply-rotate mixing), with each
+/// string's length mixed in so `["ab", ""]` and `["a", "b"]` differ. Used on the per-request
+/// path, where byte-at-a-time FNV over ~600 bytes of label values dominated.
 pub fn hash_strings<'a>(values: impl Iterator<Item = &'a str>) -> u64 {
-    let mut h = Fnv::default();
+    const K: u64 = 0x517c_c1b7_2722_0a95;
+    let mix = |h: u64, word: u64| (h.rotate_left(5) ^ word).wrapping_mul(K);
+    let mut h: u64 = FNV_OFFSET;
     for v in values {
-        h.write(v.as_bytes());
-        h.write(&[0xff]);
+        let bytes = v.as_bytes();
+        let mut chunks = bytes.chunks_exact(8);
+        for chunk in &mut chunks {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(chunk);
+            h = mix(h, u64::from_le_bytes(word));
+        }
+        let rest = chunks.remainder();
+        let mut word = [0u8; 8];
+        word[..rest.len()].copy_from_slice(rest);
+        h = mix(h, u64::from_le_bytes(word));
+        h = mix(h, bytes.len() as u64);
     }
-    h.finish()
+    // Final avalanche so low bits depend on every input bit.
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^ (h >> 33)
 }
 
 #[cfg(test)]
@@ -79,9 +95,10 @@ mod tests {
         let mut h = Fnv::default();
         h.write(b"a");
         assert_eq!(h.finish(), 0xaf63_dc4c_8601_ec8c);
-        assert_ne!(
-            hash_strings(["ab", ""].into_iter()),
-            hash_strings(["a", "b"].into_iter())
-        );
+        let h = |v: &[&str]| hash_strings(v.iter().copied());
+        assert_ne!(h(&["ab", ""]), h(&["a", "b"]));
+        assert_ne!(h(&["a\0"]), h(&["a"]), "zero padding is not ambiguous");
+        assert_ne!(h(&["12345678", "9"]), h(&["123456789"]));
+        assert_eq!(h(&["x", "y"]), h(&["x", "y"]));
     }
 }
