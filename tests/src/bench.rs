@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::host::{Clock, FilterModule, HostError, HttpExchange, Proxy, ProxyConfig};
+use crate::host::{Clock, FilterModule, HostError, HttpExchange, Phase, Proxy, ProxyConfig};
 use crate::sim::mesh::{CallInstance, ResolvedWorkload, Target};
 use crate::sim::scenario::{Call, MeshSettings, Scenario};
 
@@ -26,6 +26,8 @@ pub struct BenchResult {
 pub struct FilterBench {
     proxy: Proxy,
     exchange: HttpExchange,
+    /// Response codes already used by [`FilterBench::run_distinct`].
+    distinct_codes_used: i64,
 }
 
 const BENCH_SCENARIO: &str = "
@@ -73,6 +75,7 @@ impl FilterBench {
         Ok(FilterBench {
             proxy: Proxy::start(module, config)?,
             exchange,
+            distinct_codes_used: 0,
         })
     }
 
@@ -85,6 +88,33 @@ impl FilterBench {
         for _ in 0..n {
             self.proxy.run_http_stream(0, &self.exchange);
         }
+        let vm = self.proxy.vm(0);
+        let per = |total: u64| total as f64 / n.max(1) as f64;
+        let fuel = per(vm.fuel_consumed() - fuel_before);
+        let calls = per(vm.state().host_calls - calls_before);
+        BenchResult {
+            requests: n,
+            fuel_per_request: fuel,
+            host_calls_per_request: calls,
+            memory_bytes: self.proxy.vm_mut(0).memory_bytes(),
+        }
+    }
+
+    /// Runs `n` requests that each land in a new series (distinct `response_code` values from
+    /// 1000 up, so every request adds one label set) and reports their cost; the memory growth
+    /// over a run of these, divided by `n`, is the VM memory per active series.
+    pub fn run_distinct(&mut self, n: u64) -> BenchResult {
+        let fuel_before = self.proxy.vm(0).fuel_consumed();
+        let calls_before = self.proxy.vm(0).state().host_calls;
+        let mut exchange = self.exchange.clone();
+        for i in 0..n {
+            let code = 1000 + self.distinct_codes_used + i as i64;
+            exchange
+                .properties
+                .set_int(&["response", "code"], code, Phase::Response);
+            self.proxy.run_http_stream(0, &exchange);
+        }
+        self.distinct_codes_used += n as i64;
         let vm = self.proxy.vm(0);
         let per = |total: u64| total as f64 / n.max(1) as f64;
         let fuel = per(vm.fuel_consumed() - fuel_before);

@@ -32,10 +32,20 @@ impl Prometheus {
         let dir = std::env::temp_dir().join(format!("meshtap-prom-{}-{port}", std::process::id()));
         std::fs::create_dir_all(dir.join("data")).unwrap();
         // No scrape jobs: everything arrives by remote-write.
-        std::fs::write(dir.join("prometheus.yml"), "global:\n  scrape_interval: 1m\n").unwrap();
+        std::fs::write(
+            dir.join("prometheus.yml"),
+            "global:\n  scrape_interval: 1m\n",
+        )
+        .unwrap();
         let child = Command::new(PROMETHEUS_BIN)
-            .arg(format!("--config.file={}", dir.join("prometheus.yml").display()))
-            .arg(format!("--storage.tsdb.path={}", dir.join("data").display()))
+            .arg(format!(
+                "--config.file={}",
+                dir.join("prometheus.yml").display()
+            ))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.join("data").display()
+            ))
             .arg(format!("--web.listen-address={addr}"))
             .arg("--web.enable-remote-write-receiver")
             .arg("--log.level=warn")
@@ -51,7 +61,10 @@ impl Prometheus {
                     break;
                 }
             }
-            assert!(Instant::now() < deadline, "prometheus did not become ready in 60 s");
+            assert!(
+                Instant::now() < deadline,
+                "prometheus did not become ready in 60 s"
+            );
             std::thread::sleep(Duration::from_millis(200));
         }
         prom
@@ -68,7 +81,8 @@ impl Prometheus {
             .query("query", promql)
             .call()
             .unwrap_or_else(|e| panic!("query {promql:?} failed: {e}"));
-        let body: serde_json::Value = resp.body_mut().read_json().expect("query answer is JSON");
+        let text = resp.body_mut().read_to_string().expect("query answer body");
+        let body: serde_json::Value = serde_json::from_str(&text).expect("query answer is JSON");
         assert_eq!(body["status"], "success", "query {promql:?}: {body}");
         body["data"]["result"].clone()
     }
@@ -80,7 +94,12 @@ impl Prometheus {
         if arr.is_empty() {
             return f64::NAN;
         }
-        assert_eq!(arr.len(), 1, "{promql:?} returned {} series: {r}", arr.len());
+        assert_eq!(
+            arr.len(),
+            1,
+            "{promql:?} returned {} series: {r}",
+            arr.len()
+        );
         arr[0]["value"][1].as_str().unwrap().parse().unwrap()
     }
 
