@@ -247,7 +247,8 @@ pub fn report(
         proxy_start_ms: start_ms,
         timestamp_ms: ts_ms,
         sequence: 1,
-        interval_ms: 1000,
+        // Long enough that no test pod is swept as silent unless a test shortens it.
+        interval_ms: 60_000,
         families,
         stats: None,
     }
