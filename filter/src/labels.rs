@@ -395,6 +395,50 @@ mod tests {
 
     #[cfg_attr(not(target_arch = "wasm32"), test)]
     #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+    fn server_side_with_inbound_cluster_services_matches_istio() {
+        let (peer, services) = (client_peer(), server_services());
+        let facts = RequestFacts {
+            cluster_name: Some("inbound|9080||"),
+            services: Some(&services),
+            downstream_peer: Some(&peer),
+            response_code: Some(404),
+            ..Default::default()
+        };
+        let got = labels(&fixtures::server(), Reporter::Destination, &facts);
+        expect(
+            &got,
+            &[
+                "destination",
+                "productpage-v1",
+                "productpage-v1",
+                "version-1",
+                "default",
+                "unknown",
+                "productpage",
+                "v1",
+                "client-cluster",
+                "ratings-v1",
+                "default",
+                "unknown",
+                "ratings",
+                "v1",
+                "server.default.svc.cluster.local",
+                "ratings",
+                "version-1",
+                "server",
+                "default",
+                "server-cluster",
+                "http",
+                "404",
+                "",
+                "-",
+                "none",
+            ],
+        );
+    }
+
+    #[cfg_attr(not(target_arch = "wasm32"), test)]
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
     fn unknown_peer_gets_unknown_and_latest() {
         let facts = RequestFacts::default();
         let got = labels(&fixtures::server(), Reporter::Destination, &facts);

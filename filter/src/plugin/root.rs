@@ -86,6 +86,9 @@ impl Context for MeshtapRoot {
 
 impl RootContext for MeshtapRoot {
     fn on_configure(&mut self, _size: usize) -> bool {
+        // A reconfigured VM starts over under a new uid; its old snapshot stops beating and is
+        // folded into the base by the leader, so counters neither drop nor double.
+        self.uid = None;
         let json = hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX)
             .ok()
             .flatten()
