@@ -100,6 +100,22 @@ fn request_path(c: &mut Criterion) {
     c.bench_function("labels+aggregate", |b| {
         b.iter(|| one(&mut agg, &mut scratch))
     });
+
+    let (peer, services) = &destinations[0];
+    let facts = RequestFacts {
+        services: Some(services),
+        upstream_peer: Some(peer),
+        response_code: Some(200),
+        duration_ns: 3_400_000,
+        ..Default::default()
+    };
+    c.bench_function("labels only", |b| {
+        b.iter(|| compute(&local, rules, black_box(&facts), &mut scratch))
+    });
+    let obs = Observation::from_raw(3_400_000, 700, 2_400);
+    c.bench_function("aggregate only (known label set)", |b| {
+        b.iter(|| agg.record(black_box(&scratch), obs))
+    });
 }
 
 criterion_group!(benches, request_path);
