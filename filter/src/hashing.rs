@@ -58,27 +58,34 @@ impl Hasher for PassThrough {
 /// Build hasher for maps keyed by precomputed hashes.
 pub type PassThroughBuild = BuildHasherDefault<PassThrough>;
 
-/// Hash of a sequence of strings, 8 bytes at a time (multiply-rotate mixing), with each
-/// string's length mixed in so `["ab", ""]` and `["a", "b"]` differ. Used on the per-request
-/// path, where byte-at-a-time FNV over ~600 bytes of label values dominated.
+/// Hash of a sequence of strings, 8 bytes at a time (multiply-rotate mixing) spread over four
+/// independent lanes so the CPU can overlap the multiplications, with each string's length
+/// mixed in so `["ab", ""]` and `["a", "b"]` differ. Used on the per-request path, where
+/// byte-at-a-time FNV over ~600 bytes of label values dominated.
 pub fn hash_strings<'a>(values: impl Iterator<Item = &'a str>) -> u64 {
     const K: u64 = 0x517c_c1b7_2722_0a95;
     let mix = |h: u64, word: u64| (h.rotate_left(5) ^ word).wrapping_mul(K);
-    let mut h: u64 = FNV_OFFSET;
+    let mut lanes: [u64; 4] = [FNV_OFFSET, FNV_PRIME, K, !FNV_OFFSET];
+    let mut lane = 0usize;
+    let mut feed = |word: u64| {
+        lanes[lane] = mix(lanes[lane], word);
+        lane = (lane + 1) & 3;
+    };
     for v in values {
         let bytes = v.as_bytes();
         let mut chunks = bytes.chunks_exact(8);
         for chunk in &mut chunks {
             let mut word = [0u8; 8];
             word.copy_from_slice(chunk);
-            h = mix(h, u64::from_le_bytes(word));
+            feed(u64::from_le_bytes(word));
         }
         let rest = chunks.remainder();
         let mut word = [0u8; 8];
         word[..rest.len()].copy_from_slice(rest);
-        h = mix(h, u64::from_le_bytes(word));
-        h = mix(h, bytes.len() as u64);
+        // The length goes into the padded last word's top byte slot position-independently.
+        feed(u64::from_le_bytes(word) ^ ((bytes.len() as u64) << 56 | bytes.len() as u64));
     }
+    let mut h = lanes.iter().fold(0u64, |h, l| mix(h, *l));
     // Final avalanche so low bits depend on every input bit.
     h ^= h >> 33;
     h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
