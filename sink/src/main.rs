@@ -5,6 +5,7 @@
 //! the `meshtap_sink` library.
 
 use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
@@ -65,8 +66,17 @@ async fn wait_for_signal() -> Result<&'static str> {
     })
 }
 
-fn main() -> Result<()> {
-    let cli = Cli::parse();
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("meshtap-sink: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
     if let Some(Command::CheckConfig { file }) = &cli.command {
         let config = load(file)?;
         print!("{}", serde_yaml::to_string(&redacted(&config))?);

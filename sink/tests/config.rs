@@ -12,6 +12,8 @@ fn env(name: &str) -> Option<String> {
         "MIMIR_HOST" => Some("mimir.example".into()),
         "TENANT" => Some("team-a".into()),
         "BATCH" => Some("500".into()),
+        "INSTANCE_ID" => Some("123456".into()),
+        "FLAG" => Some("false".into()),
         _ => None,
     }
 }
@@ -55,6 +57,26 @@ remote_write:
     assert_eq!(c.remote_write[0].url, "https://mimir.example/api/v1/push");
     assert_eq!(c.remote_write[0].headers["X-Scope-OrgID"], "team-a");
     assert_eq!(c.remote_write[0].queue.max_samples_per_send, 500);
+    // A numeric-looking value stays a string where a string is expected, and becomes a number
+    // or a boolean only where the field needs one.
+    let yaml = r#"
+remote_write:
+  - url: http://m/
+    basic_auth: {username: "${INSTANCE_ID}", password: "${INSTANCE_ID}"}
+    send_metadata: "${FLAG}"
+"#;
+    let c = SinkConfig::from_yaml(yaml, &env).unwrap();
+    let auth = c.remote_write[0].basic_auth.as_ref().unwrap();
+    assert_eq!(
+        (auth.username.as_str(), auth.password.as_str()),
+        ("123456", "123456")
+    );
+    assert!(!c.remote_write[0].send_metadata);
+    let e = error_of("ingest: {max_body_bytes: \"${INSTANCE_ID}x\"}");
+    assert!(
+        e.starts_with("ingest.max_body_bytes: invalid type: string \"123456x\""),
+        "{e}"
+    );
     let e = error_of("remote_write: [{url: 'http://${NOT_SET}/'}]");
     assert!(
         e.starts_with("remote_write[0].url: environment variable NOT_SET is not set"),

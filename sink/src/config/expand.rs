@@ -18,43 +18,102 @@ pub enum ExpandError {
     BadName { path: String, var: String },
 }
 
-/// Expands every string value in `value`, using `lookup` for variables. A string that was
-/// changed by expansion is re-read as a YAML scalar, so `${PORT}` can fill a number field.
+/// One step from the document root to a value.
+#[derive(Clone, Debug, PartialEq)]
+enum Segment {
+    Key(Value),
+    Index(usize),
+}
+
+/// A string value that was produced by expansion.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Expanded {
+    /// Its path, written as config errors write it (`remote_write[0].queue.lanes`).
+    pub path: String,
+    segments: Vec<Segment>,
+}
+
+/// Expands every string value in `tree` using `lookup` for variables, and lists the values that
+/// changed. Expanded values stay strings; [`retype`] turns one into a number or boolean when
+/// the field it fills needs that.
 pub fn expand_tree(
-    value: &mut Value,
-    path: &str,
+    tree: &mut Value,
     lookup: &dyn Fn(&str) -> Option<String>,
+) -> Result<Vec<Expanded>, ExpandError> {
+    let mut expanded = Vec::new();
+    expand_node(tree, String::new(), &mut Vec::new(), lookup, &mut expanded)?;
+    Ok(expanded)
+}
+
+fn expand_node(
+    value: &mut Value,
+    path: String,
+    segments: &mut Vec<Segment>,
+    lookup: &dyn Fn(&str) -> Option<String>,
+    out: &mut Vec<Expanded>,
 ) -> Result<(), ExpandError> {
     match value {
         Value::String(text) => {
-            if let Some(expanded) = expand_str(text, path, lookup)? {
-                *value = match serde_yaml::from_str::<Value>(&expanded) {
-                    Ok(v @ (Value::Bool(_) | Value::Number(_) | Value::String(_))) => v,
-                    _ => Value::String(expanded),
-                };
+            if let Some(new_text) = expand_str(text, &path, lookup)? {
+                *text = new_text;
+                out.push(Expanded {
+                    path,
+                    segments: segments.clone(),
+                });
             }
             Ok(())
         }
         Value::Sequence(items) => {
             for (i, item) in items.iter_mut().enumerate() {
-                expand_tree(item, &format!("{path}[{i}]"), lookup)?;
+                segments.push(Segment::Index(i));
+                expand_node(item, format!("{path}[{i}]"), segments, lookup, out)?;
+                segments.pop();
             }
             Ok(())
         }
         Value::Mapping(map) => {
             for (key, item) in map.iter_mut() {
-                let key = key.as_str().map(str::to_owned).unwrap_or_default();
+                let name = key.as_str().map(str::to_owned).unwrap_or_default();
                 let child = if path.is_empty() {
-                    key
+                    name
                 } else {
-                    format!("{path}.{key}")
+                    format!("{path}.{name}")
                 };
-                expand_tree(item, &child, lookup)?;
+                segments.push(Segment::Key(key.clone()));
+                expand_node(item, child, segments, lookup, out)?;
+                segments.pop();
             }
             Ok(())
         }
-        Value::Tagged(tagged) => expand_tree(&mut tagged.value, path, lookup),
+        Value::Tagged(tagged) => expand_node(&mut tagged.value, path, segments, lookup, out),
         Value::Null | Value::Bool(_) | Value::Number(_) => Ok(()),
+    }
+}
+
+/// Re-reads an expanded string as a YAML scalar (`"500"` → 500, `"true"` → true). Returns
+/// whether the value changed type.
+pub fn retype(tree: &mut Value, expanded: &Expanded) -> bool {
+    let mut node = tree;
+    for segment in &expanded.segments {
+        let next = match (segment, node) {
+            (Segment::Key(key), Value::Mapping(map)) => map.get_mut(key),
+            (Segment::Index(i), Value::Sequence(items)) => items.get_mut(*i),
+            _ => None,
+        };
+        match next {
+            Some(n) => node = n,
+            None => return false,
+        }
+    }
+    let Value::String(text) = node else {
+        return false;
+    };
+    match serde_yaml::from_str::<Value>(text) {
+        Ok(v @ (Value::Bool(_) | Value::Number(_))) => {
+            *node = v;
+            true
+        }
+        _ => false,
     }
 }
 
@@ -145,9 +204,9 @@ mod tests {
     }
 
     #[test]
-    fn expanded_numbers_become_numbers_and_paths_are_reported() {
+    fn expanded_values_are_listed_by_path_and_can_be_retyped() {
         let mut v: Value = serde_yaml::from_str("a: {b: ['${PORT}', '${NOPE}']}").unwrap();
-        let err = expand_tree(&mut v, "", &env).unwrap_err();
+        let err = expand_tree(&mut v, &env).unwrap_err();
         assert_eq!(
             err,
             ExpandError::Unset {
@@ -155,8 +214,13 @@ mod tests {
                 var: "NOPE".into()
             }
         );
-        let mut v: Value = serde_yaml::from_str("port: '${PORT}'").unwrap();
-        expand_tree(&mut v, "", &env).unwrap();
-        assert_eq!(v["port"], Value::Number(9009.into()));
+        let mut v: Value = serde_yaml::from_str("x: {port: '${PORT}', host: '${HOST}'}").unwrap();
+        let expanded = expand_tree(&mut v, &env).unwrap();
+        let paths: Vec<&str> = expanded.iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(paths, ["x.port", "x.host"]);
+        assert_eq!(v["x"]["port"], Value::String("9009".into()));
+        assert!(retype(&mut v, &expanded[0]));
+        assert_eq!(v["x"]["port"], Value::Number(9009.into()));
+        assert!(!retype(&mut v, &expanded[1]), "mimir is not a number");
     }
 }

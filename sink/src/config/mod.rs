@@ -73,7 +73,7 @@ pub enum ConfigError {
     },
     #[error("not valid YAML: {0}")]
     Yaml(serde_yaml::Error),
-    #[error("{0}")]
+    #[error(transparent)]
     Expand(#[from] ExpandError),
     #[error("{0}")]
     Invalid(String),
@@ -107,16 +107,31 @@ impl SinkConfig {
                 }
             }
         }
-        expand::expand_tree(&mut tree, "", lookup)?;
-        let config: SinkConfig = serde_path_to_error::deserialize(tree).map_err(|e| {
-            let path = e.path().to_string();
-            let inner = e.into_inner().to_string();
-            if path == "." {
-                ConfigError::Invalid(inner)
-            } else {
-                ConfigError::Invalid(format!("{path}: {inner}"))
+        let expanded = expand::expand_tree(&mut tree, lookup)?;
+        // Expanded values are strings; one that fills a number or boolean field is re-read as
+        // such and the document deserialized again (at most once per expanded value).
+        let config: SinkConfig = loop {
+            match serde_path_to_error::deserialize(tree.clone()) {
+                Ok(config) => break config,
+                Err(e) => {
+                    let path = e.path().to_string();
+                    let inner = e.into_inner().to_string();
+                    let retyped = inner.starts_with("invalid type: string")
+                        && expanded
+                            .iter()
+                            .find(|x| x.path == path)
+                            .is_some_and(|x| expand::retype(&mut tree, x));
+                    if retyped {
+                        continue;
+                    }
+                    return Err(ConfigError::Invalid(if path == "." {
+                        inner
+                    } else {
+                        format!("{path}: {inner}")
+                    }));
+                }
             }
-        })?;
+        };
         config.check().map_err(ConfigError::Invalid)?;
         Ok(config)
     }
