@@ -5,26 +5,71 @@
 //! is matched, never unwrapped: an unexpected status means "absent". Statuses the SDK itself
 //! treats as fatal are avoided by calling only functions whose documented statuses it handles.
 
+use std::ptr::null_mut;
+
 use proxy_wasm::hostcalls;
-use proxy_wasm::types::{LogLevel, MapType};
+use proxy_wasm::types::{LogLevel, MapType, Status};
 
 use crate::coordinate::{CasMismatch, SharedStore};
 
-/// A property's raw bytes; `None` when absent (NotFound) or unreadable.
-pub fn property(path: &[&str]) -> Option<Vec<u8>> {
+#[link(wasm_import_module = "env")]
+extern "C" {
+    fn proxy_get_property(
+        path_data: *const u8,
+        path_size: usize,
+        return_value_data: *mut *mut u8,
+        return_value_size: *mut usize,
+    ) -> u32;
+}
+
+/// `proxy_status_t` values read back from `proxy_get_property` (kept numeric: an unknown status
+/// must not become an invalid enum value).
+const STATUS_OK: u32 = Status::Ok as u32;
+
+/// A property path already in wire form: its parts joined by NUL bytes.
+#[derive(Clone, Copy)]
+pub struct PropertyPath(pub &'static [u8]);
+
+/// A property's raw bytes; `None` when absent (NotFound) or for any other status (never traps).
+/// The path is passed as-is, so the only allocation is the host's returned buffer.
+pub fn property(path: PropertyPath) -> Option<Vec<u8>> {
+    let mut data: *mut u8 = null_mut();
+    let mut size: usize = 0;
+    // SAFETY: the host writes a buffer it allocated through this module's allocator
+    // (`proxy_on_memory_allocate`, a `Vec<u8>` of exactly `size` bytes), which we take over.
+    unsafe {
+        match proxy_get_property(path.0.as_ptr(), path.0.len(), &mut data, &mut size) {
+            STATUS_OK if !data.is_null() => Some(Vec::from_raw_parts(data, size, size)),
+            STATUS_OK => Some(Vec::new()),
+            _ => None,
+        }
+    }
+}
+
+/// A property at a dynamic path (configure time only: allocates the path).
+pub fn property_at(path: &[&str]) -> Option<Vec<u8>> {
     hostcalls::get_property(path.to_vec()).ok().flatten()
 }
 
-/// A string property (lossy UTF-8); `None` when absent.
-pub fn string_property(path: &[&str]) -> Option<String> {
-    property(path).map(|b| match String::from_utf8(b) {
+fn into_string(bytes: Vec<u8>) -> String {
+    match String::from_utf8(bytes) {
         Ok(s) => s,
         Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
-    })
+    }
+}
+
+/// A string property (lossy UTF-8); `None` when absent.
+pub fn string_property(path: PropertyPath) -> Option<String> {
+    property(path).map(into_string)
+}
+
+/// A string property at a dynamic path (configure time only).
+pub fn string_property_at(path: &[&str]) -> Option<String> {
+    property_at(path).map(into_string)
 }
 
 /// An int64/uint64 property (8-byte little-endian); `None` when absent or mistyped.
-pub fn int_property(path: &[&str]) -> Option<i64> {
+pub fn int_property(path: PropertyPath) -> Option<i64> {
     let bytes = property(path)?;
     let array: [u8; 8] = bytes.as_slice().try_into().ok()?;
     Some(i64::from_le_bytes(array))

@@ -20,7 +20,7 @@ use std::rc::Rc;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{LogLevel, MapType};
 
-use super::host::{header, int_property, log, property, string_property};
+use super::host::{header, int_property, log, property, string_property, PropertyPath};
 use super::vm::ActiveVm;
 use crate::aggregate::Recorded;
 use crate::facts::{is_grpc_content_type, Direction, RequestFacts};
@@ -30,6 +30,24 @@ use crate::series::Observation;
 use meshtap_report::schema::Reporter;
 
 const PEER_HEADER: &str = "x-envoy-peer-metadata";
+
+const LISTENER_DIRECTION: PropertyPath = PropertyPath(b"xds\0listener_direction");
+const CLUSTER_NAME: PropertyPath = PropertyPath(b"xds\0cluster_name");
+const ROUTE_NAME: PropertyPath = PropertyPath(b"xds\0route_name");
+const CLUSTER_METADATA: PropertyPath = PropertyPath(b"xds\0cluster_metadata");
+const UPSTREAM_HOST_METADATA: PropertyPath = PropertyPath(b"xds\0upstream_host_metadata");
+const DOWNSTREAM_PEER_SAN: PropertyPath = PropertyPath(b"connection\0uri_san_peer_certificate");
+const DOWNSTREAM_LOCAL_SAN: PropertyPath = PropertyPath(b"connection\0uri_san_local_certificate");
+const UPSTREAM_PEER_SAN: PropertyPath = PropertyPath(b"upstream\0uri_san_peer_certificate");
+const UPSTREAM_LOCAL_SAN: PropertyPath = PropertyPath(b"upstream\0uri_san_local_certificate");
+const DOWNSTREAM_PEER: PropertyPath = PropertyPath(b"filter_state\0downstream_peer");
+const UPSTREAM_PEER: PropertyPath = PropertyPath(b"filter_state\0upstream_peer");
+const REQUEST_DURATION: PropertyPath = PropertyPath(b"request\0duration");
+const REQUEST_TOTAL_SIZE: PropertyPath = PropertyPath(b"request\0total_size");
+const RESPONSE_TOTAL_SIZE: PropertyPath = PropertyPath(b"response\0total_size");
+const RESPONSE_CODE: PropertyPath = PropertyPath(b"response\0code");
+const RESPONSE_FLAGS: PropertyPath = PropertyPath(b"response\0flags");
+const RESPONSE_GRPC_STATUS: PropertyPath = PropertyPath(b"response\0grpc_status");
 
 /// Records one stream when it is logged.
 pub struct RequestRecorder {
@@ -55,18 +73,18 @@ fn needs(reporter: Reporter) -> (bool, bool) {
 }
 
 fn record(vm: &mut ActiveVm) {
-    let direction = int_property(&["xds", "listener_direction"]).and_then(Direction::from_envoy);
+    let direction = int_property(LISTENER_DIRECTION).and_then(Direction::from_envoy);
     let reporter = vm.config.reporter.unwrap_or(match direction {
         Some(Direction::Inbound) => Reporter::Destination,
         _ => Reporter::Source,
     });
     let (need_downstream, need_upstream) = needs(reporter);
 
-    let cluster_name = string_property(&["xds", "cluster_name"]);
+    let cluster_name = string_property(CLUSTER_NAME);
     let services = cluster_services(vm, cluster_name.as_deref());
     let route_name = match services {
         Some(_) => None,
-        None => string_property(&["xds", "route_name"]),
+        None => string_property(ROUTE_NAME),
     };
     let content_type = header(MapType::HttpRequestHeaders, "content-type");
     let grpc = content_type.as_deref().is_some_and(is_grpc_content_type);
@@ -74,36 +92,28 @@ fn record(vm: &mut ActiveVm) {
     let enabled = vm.config.metrics;
 
     let downstream_peer_san = if need_downstream {
-        string_property(&["connection", "uri_san_peer_certificate"])
+        string_property(DOWNSTREAM_PEER_SAN)
     } else {
         None
     };
     let upstream_peer_san = if need_upstream {
-        string_property(&["upstream", "uri_san_peer_certificate"])
+        string_property(UPSTREAM_PEER_SAN)
     } else {
         None
     };
-    let downstream_local_san = if need_downstream && reporter != Reporter::Waypoint {
-        own_san(
-            vm,
-            downstream_peer_san.is_some(),
-            &["connection", "uri_san_local_certificate"],
-        )
+    let downstream_local_san = if need_downstream {
+        own_san(vm, downstream_peer_san.is_some(), DOWNSTREAM_LOCAL_SAN)
     } else {
         None
     };
     let upstream_local_san = if reporter == Reporter::Source {
-        own_san(
-            vm,
-            upstream_peer_san.is_some(),
-            &["upstream", "uri_san_local_certificate"],
-        )
+        own_san(vm, upstream_peer_san.is_some(), UPSTREAM_LOCAL_SAN)
     } else {
         None
     };
 
     let downstream_peer = if need_downstream {
-        let raw = property(&["filter_state", "downstream_peer"])
+        let raw = property(DOWNSTREAM_PEER)
             .map(PeerSource::Struct)
             .or_else(|| header(MapType::HttpRequestHeaders, PEER_HEADER).map(PeerSource::Header));
         decode_peer(vm, raw)
@@ -111,10 +121,10 @@ fn record(vm: &mut ActiveVm) {
         None
     };
     let upstream_peer = if need_upstream {
-        let raw = property(&["filter_state", "upstream_peer"])
+        let raw = property(UPSTREAM_PEER)
             .map(PeerSource::Struct)
             .or_else(|| header(MapType::HttpResponseHeaders, PEER_HEADER).map(PeerSource::Header))
-            .or_else(|| property(&["xds", "upstream_host_metadata"]).map(PeerSource::Endpoint));
+            .or_else(|| property(UPSTREAM_HOST_METADATA).map(PeerSource::Endpoint));
         decode_peer(vm, raw)
     } else {
         None
@@ -130,14 +140,14 @@ fn record(vm: &mut ActiveVm) {
         None
     };
 
-    let duration_ns = int_property(&["request", "duration"]).unwrap_or(0);
+    let duration_ns = int_property(REQUEST_DURATION).unwrap_or(0);
     let request_bytes = if enabled.request_bytes {
-        int_property(&["request", "total_size"]).unwrap_or(0)
+        int_property(REQUEST_TOTAL_SIZE).unwrap_or(0)
     } else {
         0
     };
     let response_bytes = if enabled.response_bytes {
-        int_property(&["response", "total_size"]).unwrap_or(0)
+        int_property(RESPONSE_TOTAL_SIZE).unwrap_or(0)
     } else {
         0
     };
@@ -154,8 +164,8 @@ fn record(vm: &mut ActiveVm) {
         upstream_local_san: upstream_local_san.as_deref().unwrap_or_default(),
         authority: authority.as_deref(),
         grpc,
-        response_code: int_property(&["response", "code"]),
-        response_flags: int_property(&["response", "flags"]).unwrap_or(0) as u64,
+        response_code: int_property(RESPONSE_CODE),
+        response_flags: int_property(RESPONSE_FLAGS).unwrap_or(0) as u64,
         grpc_status,
         duration_ns,
         request_bytes,
@@ -190,7 +200,7 @@ fn cluster_services(vm: &mut ActiveVm, cluster: Option<&str>) -> Option<Rc<Clust
     if let Some(cached) = vm.clusters.get(cluster) {
         return cached.clone();
     }
-    let services = property(&["xds", "cluster_metadata"])
+    let services = property(CLUSTER_METADATA)
         .and_then(|bytes| ClusterServices::from_cluster_metadata(&bytes))
         .map(Rc::new);
     vm.clusters.insert(cluster.to_string(), services).clone()
@@ -225,7 +235,7 @@ fn decode_peer(vm: &mut ActiveVm, raw: Option<PeerSource>) -> Option<Rc<PeerInfo
 
 /// The proxy's own SAN: cached once seen, used only when the peer also presented one (so a
 /// plaintext connection still reads as having no local SAN).
-fn own_san(vm: &mut ActiveVm, peer_has_san: bool, path: &[&str]) -> Option<Rc<str>> {
+fn own_san(vm: &mut ActiveVm, peer_has_san: bool, path: PropertyPath) -> Option<Rc<str>> {
     if peer_has_san {
         if let Some(san) = &vm.own_san {
             return Some(san.clone());
@@ -242,7 +252,7 @@ fn own_san(vm: &mut ActiveVm, peer_has_san: bool, path: &[&str]) -> Option<Rc<st
 
 /// gRPC status: `response.grpc_status`, else `grpc-status` in the trailers, then the headers.
 fn grpc_status() -> Option<i64> {
-    if let Some(status) = int_property(&["response", "grpc_status"]) {
+    if let Some(status) = int_property(RESPONSE_GRPC_STATUS) {
         return Some(status);
     }
     [MapType::HttpResponseTrailers, MapType::HttpResponseHeaders]

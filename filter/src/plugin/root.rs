@@ -15,7 +15,7 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{BufferType, ContextType, LogLevel, MapType};
 
-use super::host::{log, now_ms, string_property, HostStore};
+use super::host::{log, now_ms, string_property_at, HostStore};
 use super::http::RequestRecorder;
 use super::vm::ActiveVm;
 use crate::config::FilterConfig;
@@ -104,7 +104,7 @@ impl RootContext for MeshtapRoot {
                 return true;
             }
         };
-        let local = LocalNode::read(string_property);
+        let local = LocalNode::read(string_property_at);
         self.vm = Some(Rc::new(RefCell::new(ActiveVm::new(config, local))));
         self.interval_set = false;
         let _ = hostcalls::set_tick_period(FIRST_TICK);
