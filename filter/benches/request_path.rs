@@ -1,17 +1,23 @@
 //! Criterion benchmark of the filter's per-request path without a host: Istio label computation
-//! from plain [`RequestFacts`] plus aggregation into the VM's totals. Prints ns/request.
+//! from plain [`RequestFacts`] plus aggregation into the VM's totals (prints ns/request), and of
+//! one leader turn (merge of worker snapshots, report build and encoding).
 
 use std::time::Instant;
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use meshtap_filter::aggregate::Aggregator;
 use meshtap_filter::config::EnabledMetrics;
+use meshtap_filter::coordinate::Collected;
 use meshtap_filter::facts::RequestFacts;
 use meshtap_filter::labels::{compute, LabelRules, LabelValues};
+use meshtap_filter::merge::MergedTotals;
 use meshtap_filter::node::LocalNode;
 use meshtap_filter::peer::{ClusterServices, PeerInfo};
+use meshtap_filter::report::{self, ReportContext};
 use meshtap_filter::series::Observation;
+use meshtap_filter::wire::TotalsPb;
 use meshtap_report::schema::Reporter;
+use prost::Message;
 
 fn local() -> LocalNode {
     LocalNode::read(|p| {
@@ -121,5 +127,72 @@ fn request_path(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, request_path);
+/// One leader turn without a host: decode 4 worker snapshots of `SERIES` label sets each
+/// (largely overlapping), merge them, build the report and encode it.
+fn leader_turn(c: &mut Criterion) {
+    const SERIES: usize = 2_000;
+    let local = local();
+    let destinations = peers(SERIES);
+    let rules = LabelRules {
+        reporter: Reporter::Source,
+        host_header_fallback: true,
+    };
+    let snapshots: Vec<Vec<u8>> = (0..4)
+        .map(|vm| {
+            let mut agg = Aggregator::new(10_000, EnabledMetrics::all());
+            let mut scratch = LabelValues::default();
+            for (i, (peer, services)) in destinations.iter().enumerate() {
+                let facts = RequestFacts {
+                    services: Some(services),
+                    upstream_peer: Some(peer),
+                    response_code: Some(if (i + vm) % 7 == 0 { 503 } else { 200 }),
+                    ..Default::default()
+                };
+                compute(&local, rules, &facts, &mut scratch);
+                agg.record(&scratch, Observation::from_raw(2_000_000, 500, 900));
+            }
+            TotalsPb::from_aggregator(&agg).encode_to_vec()
+        })
+        .collect();
+    let mut report_bytes = 0;
+    c.bench_function(
+        "leader turn: merge 4 VMs x 2000 series, build, encode",
+        |b| {
+            b.iter(|| {
+                let mut totals = MergedTotals::new(10_000);
+                for s in &snapshots {
+                    if let Ok(t) = TotalsPb::decode(s.as_slice()) {
+                        totals.absorb(&t);
+                    }
+                }
+                let collected = Collected {
+                    totals,
+                    start_ms: 0,
+                    live_vms: 4,
+                    retired_vms: 0,
+                    reports_failed: 0,
+                    newly_retired: 0,
+                };
+                let ctx = ReportContext {
+                    proxy: local.proxy(),
+                    timestamp_ms: 1,
+                    sequence: 1,
+                    interval_ms: 10_000,
+                    enabled: EnabledMetrics::all(),
+                    series_limit: 10_000,
+                };
+                let body = meshtap_report::encode(&report::build(ctx, &collected));
+                report_bytes = body.len();
+                black_box(body)
+            })
+        },
+    );
+    println!(
+        "leader turn: snapshot {} bytes per VM, report body {} bytes",
+        snapshots[0].len(),
+        report_bytes
+    );
+}
+
+criterion_group!(benches, request_path, leader_turn);
 criterion_main!(benches);

@@ -347,7 +347,7 @@ mod tests {
 
     fn requests(c: &Collected, tag: &str) -> u64 {
         c.totals
-            .series
+            .entries()
             .iter()
             .filter(|(k, _)| k[0] == tag)
             .map(|(_, v)| v.requests)

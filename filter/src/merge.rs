@@ -5,17 +5,22 @@
 //! label sets, totals go to the overflow label set, so a proxy's base cannot grow without bound
 //! through VM churn. It must not read or write shared data.
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 
 use crate::aggregate::OVERFLOW_VALUE;
+use crate::hashing::FnvBuild;
 use crate::labels::LABEL_COUNT;
 use crate::series::SeriesValues;
 use crate::wire::{TotalsBuilder, TotalsPb};
 
-/// Totals by label set (sorted, so reports are deterministic).
-#[derive(Debug, Clone, Default, PartialEq)]
+/// Totals by label set. Label values are interned, so merging a record costs one id lookup per
+/// distinct string plus one map lookup per series; nothing is allocated for known label sets.
+#[derive(Debug, Clone, Default)]
 pub struct MergedTotals {
-    pub series: BTreeMap<Vec<String>, SeriesValues>,
+    strings: Vec<String>,
+    ids: HashMap<String, u32, FnvBuild>,
+    series: HashMap<Box<[u32]>, SeriesValues, FnvBuild>,
+    overflow_key: Option<Box<[u32]>>,
     pub overflow_observations: u64,
     max_series: usize,
 }
@@ -28,51 +33,98 @@ impl MergedTotals {
         }
     }
 
+    fn intern(&mut self, value: &str) -> u32 {
+        if let Some(id) = self.ids.get(value) {
+            return *id;
+        }
+        let id = self.strings.len() as u32;
+        self.strings.push(value.to_string());
+        self.ids.insert(value.to_string(), id);
+        id
+    }
+
     /// Adds a record's totals. Returns the number of series that were corrupt and skipped.
     pub fn absorb(&mut self, totals: &TotalsPb) -> usize {
         let mut skipped = 0;
         self.overflow_observations = self
             .overflow_observations
             .saturating_add(totals.overflow_observations);
+        let ids: Vec<u32> = totals.strings.iter().map(|s| self.intern(s)).collect();
+        let mut key: Vec<u32> = Vec::with_capacity(LABEL_COUNT);
         for s in &totals.series {
-            let Some(labels) = totals.labels_of(s) else {
+            key.clear();
+            key.extend(
+                s.labels
+                    .iter()
+                    .filter_map(|i| ids.get(*i as usize).copied()),
+            );
+            if s.labels.len() != LABEL_COUNT || key.len() != LABEL_COUNT {
                 skipped += 1;
                 continue;
-            };
+            }
             let values = s.values();
-            let key: Vec<String> = labels.iter().map(|v| v.to_string()).collect();
-            if let Some(held) = self.series.get_mut(&key) {
+            if let Some(held) = self.series.get_mut(key.as_slice()) {
                 held.add(&values);
                 continue;
             }
-            let key = if self.held_label_sets() < self.max_series {
-                key
-            } else {
-                self.overflow_observations =
-                    self.overflow_observations.saturating_add(values.requests);
-                overflow_key()
-            };
-            self.series.entry(key).or_default().add(&values);
+            if self.held_label_sets() < self.max_series {
+                self.series.insert(key.as_slice().into(), values);
+                continue;
+            }
+            self.overflow_observations = self.overflow_observations.saturating_add(values.requests);
+            let overflow = self.overflow_key();
+            self.series.entry(overflow).or_default().add(&values);
         }
         skipped
     }
 
+    fn overflow_key(&mut self) -> Box<[u32]> {
+        if let Some(k) = &self.overflow_key {
+            return k.clone();
+        }
+        let id = self.intern(OVERFLOW_VALUE);
+        let key: Box<[u32]> = vec![id; LABEL_COUNT].into();
+        self.overflow_key = Some(key.clone());
+        key
+    }
+
     /// Distinct label sets other than the overflow one.
     pub fn held_label_sets(&self) -> usize {
-        self.series.len() - usize::from(self.series.contains_key(&overflow_key()))
+        let overflow_used = self
+            .overflow_key
+            .as_ref()
+            .is_some_and(|k| self.series.contains_key(k));
+        self.series.len() - usize::from(overflow_used)
+    }
+
+    /// All label sets with their totals, sorted by label values (reports are deterministic).
+    pub fn entries(&self) -> Vec<(Vec<&str>, &SeriesValues)> {
+        let mut entries: Vec<(Vec<&str>, &SeriesValues)> = self
+            .series
+            .iter()
+            .map(|(key, v)| {
+                let labels = key.iter().map(|id| self.strings[*id as usize].as_str());
+                (labels.collect(), v)
+            })
+            .collect();
+        entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        entries
     }
 
     pub fn to_totals(&self) -> TotalsPb {
         let mut b = TotalsBuilder::default();
-        for (labels, values) in &self.series {
-            b.push(labels.iter().map(String::as_str), values);
+        for (labels, values) in self.entries() {
+            b.push(labels.into_iter(), values);
         }
         b.finish(self.overflow_observations)
     }
 }
 
-fn overflow_key() -> Vec<String> {
-    vec![OVERFLOW_VALUE.to_string(); LABEL_COUNT]
+impl PartialEq for MergedTotals {
+    fn eq(&self, other: &Self) -> bool {
+        self.overflow_observations == other.overflow_observations
+            && self.entries() == other.entries()
+    }
 }
 
 #[cfg(test)]
@@ -103,7 +155,7 @@ mod tests {
     }
 
     fn requests(m: &MergedTotals, tag: &str) -> u64 {
-        m.series
+        m.entries()
             .iter()
             .find(|(k, _)| k[0] == tag)
             .map(|(_, v)| v.requests)
@@ -118,7 +170,8 @@ mod tests {
         m.absorb(&vm(&[("a", 3)]));
         assert_eq!(requests(&m, "a"), 5);
         assert_eq!(requests(&m, "b"), 1);
-        let a = m.series.values().next().unwrap();
+        let entries = m.entries();
+        let a = entries[0].1;
         assert_eq!(a.duration.sum, 10);
         assert_eq!(a.duration.count(), 5);
     }

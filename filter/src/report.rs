@@ -30,6 +30,7 @@ pub struct ReportContext {
 /// Builds the report of one leader turn.
 pub fn build(ctx: ReportContext, collected: &Collected) -> Report {
     let totals = &collected.totals;
+    let entries = totals.entries();
     let mut families = Vec::new();
     let label_names: Vec<String> = HTTP_LABELS.iter().map(|s| s.to_string()).collect();
     let family = |name: &str, kind: MetricKind, help: &str, bounds: Vec<f64>| MetricFamily {
@@ -38,7 +39,7 @@ pub fn build(ctx: ReportContext, collected: &Collected) -> Report {
         help: help.to_string(),
         label_names: label_names.clone(),
         bounds,
-        series: Vec::with_capacity(totals.series.len()),
+        series: Vec::with_capacity(entries.len()),
     };
     if ctx.enabled.requests_total {
         let mut f = family(
@@ -47,9 +48,9 @@ pub fn build(ctx: ReportContext, collected: &Collected) -> Report {
             "Total number of requests",
             Vec::new(),
         );
-        for (labels, v) in &totals.series {
+        for (labels, v) in &entries {
             f.series.push(Series {
-                label_values: labels.clone(),
+                label_values: owned(labels),
                 value: v.requests as f64,
                 ..Default::default()
             });
@@ -81,10 +82,10 @@ pub fn build(ctx: ReportContext, collected: &Collected) -> Report {
             continue;
         }
         let mut f = family(name, MetricKind::Histogram, help, DEFAULT_BUCKETS.to_vec());
-        for (labels, v) in &totals.series {
+        for (labels, v) in &entries {
             let h = pick(v);
             f.series.push(Series {
-                label_values: labels.clone(),
+                label_values: owned(labels),
                 bucket_counts: h.buckets.to_vec(),
                 sum: h.sum as f64,
                 ..Default::default()
@@ -110,6 +111,10 @@ pub fn build(ctx: ReportContext, collected: &Collected) -> Report {
             series_evicted: 0,
         }),
     }
+}
+
+fn owned(labels: &[&str]) -> Vec<String> {
+    labels.iter().map(|s| s.to_string()).collect()
 }
 
 #[cfg(test)]

@@ -16,7 +16,7 @@ pub mod schema;
 pub mod validate;
 
 pub use codec::{decode, encode, DecodeError};
-pub use proto::{FilterStats, MetricFamily, MetricKind, Proxy, Report, Series};
+pub use proto::{AccessLogRecord, FilterStats, MetricFamily, MetricKind, Proxy, Report, Series};
 pub use validate::{validate, ValidationError};
 
 /// Version of the report protocol carried in [`Report::protocol_version`].

@@ -33,6 +33,10 @@ pub struct Report {
     /// The filter's own accounting (series in use, overflow, workers).
     #[prost(message, optional, tag = "8")]
     pub stats: Option<FilterStats>,
+    /// Access-log records since the previous report (filter-shipped access logs). Unlike the
+    /// metrics these are not cumulative: each record is sent once.
+    #[prost(message, repeated, tag = "9")]
+    pub access_logs: Vec<AccessLogRecord>,
 }
 
 /// Identity of the reporting proxy, from Envoy's node metadata.
@@ -134,4 +138,79 @@ pub struct FilterStats {
     /// Series evicted after being idle (their sink series go stale).
     #[prost(uint64, tag = "7")]
     pub series_evicted: u64,
+    /// Access-log records not shipped because of `access_log.max_per_interval` or the
+    /// in-VM bound (counted, never silently lost).
+    #[prost(uint64, tag = "8")]
+    pub access_logs_dropped: u64,
+}
+
+/// One request as the filter saw it in the access-log phase, carrying the fields of Istio's
+/// default access-log format. Empty strings mean "absent" (Envoy prints `-`).
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct AccessLogRecord {
+    /// `%START_TIME%`, ns since the Unix epoch.
+    #[prost(int64, tag = "1")]
+    pub start_time_ns: i64,
+    #[prost(string, tag = "2")]
+    pub method: String,
+    /// `X-ENVOY-ORIGINAL-PATH` or `:path`.
+    #[prost(string, tag = "3")]
+    pub path: String,
+    /// `HTTP/1.1`, `HTTP/2`, …
+    #[prost(string, tag = "4")]
+    pub protocol: String,
+    #[prost(uint32, tag = "5")]
+    pub response_code: u32,
+    /// Envoy's short flag string; empty when no flag is set.
+    #[prost(string, tag = "6")]
+    pub response_flags: String,
+    #[prost(string, tag = "7")]
+    pub response_code_details: String,
+    #[prost(string, tag = "8")]
+    pub connection_termination_details: String,
+    #[prost(string, tag = "9")]
+    pub upstream_transport_failure_reason: String,
+    #[prost(uint64, tag = "10")]
+    pub bytes_received: u64,
+    #[prost(uint64, tag = "11")]
+    pub bytes_sent: u64,
+    /// `%DURATION%` in ms; absent when the stream has no duration.
+    #[prost(uint64, optional, tag = "12")]
+    pub duration_ms: Option<u64>,
+    /// The `x-envoy-upstream-service-time` response header.
+    #[prost(string, tag = "13")]
+    pub upstream_service_time: String,
+    #[prost(string, tag = "14")]
+    pub x_forwarded_for: String,
+    #[prost(string, tag = "15")]
+    pub user_agent: String,
+    #[prost(string, tag = "16")]
+    pub request_id: String,
+    #[prost(string, tag = "17")]
+    pub authority: String,
+    #[prost(string, tag = "18")]
+    pub upstream_host: String,
+    #[prost(string, tag = "19")]
+    pub upstream_cluster: String,
+    #[prost(string, tag = "20")]
+    pub upstream_local_address: String,
+    #[prost(string, tag = "21")]
+    pub downstream_local_address: String,
+    #[prost(string, tag = "22")]
+    pub downstream_remote_address: String,
+    #[prost(string, tag = "23")]
+    pub requested_server_name: String,
+    #[prost(string, tag = "24")]
+    pub route_name: String,
+    #[prost(string, tag = "25")]
+    pub source_workload: String,
+    #[prost(string, tag = "26")]
+    pub source_namespace: String,
+    #[prost(string, tag = "27")]
+    pub destination_workload: String,
+    #[prost(string, tag = "28")]
+    pub destination_namespace: String,
+    /// `source` or `destination`: which sidecar logged it.
+    #[prost(string, tag = "29")]
+    pub reporter: String,
 }
