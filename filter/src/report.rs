@@ -109,7 +109,9 @@ pub fn build(ctx: ReportContext, collected: &Collected) -> Report {
             retired_vms: collected.retired_vms,
             reports_failed: collected.reports_failed,
             series_evicted: 0,
+            ..Default::default()
         }),
+        ..Default::default()
     }
 }
 
