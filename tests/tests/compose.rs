@@ -48,11 +48,9 @@ fn normalize(path: &Path) -> PathBuf {
     out
 }
 
-/// Where `cargo xtask build` (and `cargo build --release --target wasm32-wasip1`) puts the filter.
+/// Where `cargo xtask build` puts the shipped (wasm-opt'ed) filter, with the default target dir.
 fn built_filter() -> PathBuf {
-    workspace()
-        .join("target/wasm32-wasip1/release")
-        .join(FILE_NAME)
+    workspace().join("target/meshtap").join(FILE_NAME)
 }
 
 fn yaml(path: &Path) -> Value {

@@ -432,6 +432,10 @@ fn the_wasm_plugin_is_a_pinned_fail_open_stats_plugin_aimed_at_the_sink() {
             "sha256 {sha:?}"
         );
     }
+    // Istio refuses a sha256 that differs from the digest pinned in the URL.
+    if let Some((_, digest)) = spec.url.split_once("@sha256:") {
+        assert_eq!(spec.sha256.as_deref(), Some(digest), "sha256 vs url digest");
+    }
     assert_eq!(spec.phase, Some(PluginPhase::Stats));
     assert_eq!(spec.fail_strategy, Some(FailStrategy::Open));
     assert_eq!(spec.plugin_type, Some(PluginType::Http));

@@ -4,8 +4,11 @@
 //! and starts the binaries the workspace builds. It holds no product logic.
 
 mod bench;
+mod build;
 mod demo;
+mod image;
 mod install;
+mod manifests;
 mod process;
 mod test;
 
@@ -16,6 +19,17 @@ usage: cargo xtask <command> [options]
 
 commands:
   build-filter          build the filter .wasm (release, wasm32-wasip1) and print its path and size
+  build [--filter-only] release artifacts: target/meshtap/meshtap_filter.wasm (wasm-opt'ed when
+                        binaryen is on the PATH or installable from npm; sizes before/after) and
+                        the meshtap-sink binary
+  image [options]       pack the filter as an OCI image (Istio's Wasm compat variant) into
+                        target/meshtap/oci-layout and target/meshtap/meshtap-filter-oci.tar;
+                        print the image digest and the wasm sha256
+      --repository REPO       default ghcr.io/meshtap/meshtap-filter
+      --tag TAG               default the workspace version
+      --no-build              pack the existing target/meshtap/meshtap_filter.wasm
+  manifests [DIR] [--out FILE]  render a kustomization (default manifests/) with kustomize and
+                        the WasmPlugin pinned to the image `image` produced
   test                  install what the tests need, then lint and run every test (the CI command)
   demo [options]        run the sink and meshtap-sim on a scenario and show a live summary
       --seconds N             stop after N seconds (default: until Ctrl-C)
@@ -39,6 +53,9 @@ fn main() -> Result<()> {
             println!("{} ({} bytes)", wasm.display(), size);
             Ok(())
         }
+        "build" => build::command(&rest),
+        "image" => image::command(&rest),
+        "manifests" => manifests::command(&rest),
         "test" => test::command(&rest),
         "demo" => demo::command(&rest),
         "bench" => bench::command(&rest),
