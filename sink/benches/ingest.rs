@@ -77,7 +77,7 @@ fn busy_report(n: usize) -> Report {
             histogram(REQUEST_BYTES),
             histogram(RESPONSE_BYTES),
         ],
-        stats: None,
+        ..Default::default()
     }
 }
 

@@ -4,117 +4,37 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::*;
+use meshtap_tests::prometheus::Prometheus;
 use serde_json::Value;
 
-const PROMETHEUS: &str = "/usr/bin/prometheus";
 const SVC: &str = "reviews.default.svc.cluster.local";
 const BOUNDS: [f64; 4] = [0.5, 1.0, 5.0, 10.0];
 
-/// A running Prometheus, killed (and its storage removed) on drop, also when a test panics.
-struct PrometheusGuard {
-    child: Child,
-    dir: PathBuf,
-    port: u16,
-}
+/// The shared loopback Prometheus launcher (`meshtap_tests::prometheus`), queried at a
+/// given time and answered as (labels, value) pairs.
+struct PrometheusAt(Prometheus);
 
-impl Drop for PrometheusGuard {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-impl PrometheusGuard {
-    fn start() -> PrometheusGuard {
-        assert!(
-            Path::new(PROMETHEUS).exists(),
-            "{PROMETHEUS} is missing: `cargo xtask test` installs it (Debian package `prometheus`)"
-        );
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let dir = std::env::temp_dir().join(format!(
-            "meshtap-sink-prometheus-{}-{port}",
-            std::process::id()
-        ));
-        std::fs::create_dir_all(dir.join("data")).unwrap();
-        std::fs::write(
-            dir.join("prometheus.yml"),
-            "global:\n  scrape_interval: 1h\nscrape_configs: []\n",
-        )
-        .unwrap();
-        let child = Command::new(PROMETHEUS)
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .arg("--web.enable-remote-write-receiver")
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.join("data").display()
-            ))
-            .arg(format!(
-                "--config.file={}",
-                dir.join("prometheus.yml").display()
-            ))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("prometheus starts");
-        PrometheusGuard { child, dir, port }
+impl PrometheusAt {
+    fn start() -> PrometheusAt {
+        PrometheusAt(Prometheus::start())
     }
 
     fn base(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        self.0.base()
     }
 
-    async fn wait_ready(&self) {
-        let client = reqwest::Client::builder()
-            .timeout(Duration::from_secs(2))
-            .build()
-            .unwrap();
-        let start = Instant::now();
-        while start.elapsed() < Duration::from_secs(60) {
-            if let Ok(r) = client.get(format!("{}/-/ready", self.base())).send().await {
-                if r.status() == 200 {
-                    return;
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!("prometheus not ready after 60s");
-    }
-
-    /// Instant query at `time_ms`; returns (labels, value) per result.
     async fn query(&self, promql: &str, time_ms: i64) -> Vec<(Value, f64)> {
-        let text = reqwest::Client::new()
-            .get(format!("{}/api/v1/query", self.base()))
-            .query(&[
-                ("query", promql.to_owned()),
-                ("time", format!("{:.3}", time_ms as f64 / 1000.0)),
-            ])
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        let response: Value = serde_json::from_str(&text).unwrap();
-        assert_eq!(response["status"], "success", "{promql}: {response}");
-        response["data"]["result"]
+        self.0
+            .query_at(promql, time_ms)
             .as_array()
-            .unwrap()
+            .expect("a vector result")
             .iter()
             .map(|r| {
-                (
-                    r["metric"].clone(),
-                    r["value"][1].as_str().unwrap().parse().unwrap(),
-                )
+                let value = r["value"][1].as_str().unwrap().parse().unwrap();
+                (r["metric"].clone(), value)
             })
             .collect()
     }
@@ -166,8 +86,7 @@ fn pod_report(
 
 #[tokio::test]
 async fn prometheus_stores_exactly_what_the_reports_say() {
-    let prometheus = PrometheusGuard::start();
-    prometheus.wait_ready().await;
+    let prometheus = PrometheusAt::start();
     let yaml = format!(
         "remote_write:\n  - url: {}/api/v1/write\n    external_labels: {{mesh: m1}}\n    queue: {{batch_send_deadline: 50ms, lanes: 1}}\n",
         prometheus.base()

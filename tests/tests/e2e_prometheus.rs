@@ -10,9 +10,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use meshtap_tests::filter_wasm::shared_module;
+use meshtap_tests::prometheus::Prometheus;
 use meshtap_tests::sim::{self, expect::request_totals, Scenario, SimOptions};
 use serde_json::Value;
-use support::prometheus::Prometheus;
 use support::sink::Sink;
 
 const TOKEN: &str = "e2e-token";
@@ -57,6 +57,30 @@ fn total_is(expected: f64) -> impl Fn(&Value) -> bool {
     }
 }
 
+/// Waits (bounded) until the namespace's grand total has arrived, then checks every
+/// `(workload, reporter)` total of the scenario exactly.
+fn assert_totals_arrive(
+    prom: &Prometheus,
+    namespace: &str,
+    expected: &BTreeMap<(String, String), u64>,
+) {
+    let grand_total = expected.values().sum::<u64>() as f64;
+    let q = format!(r#"sum(istio_requests_total{{namespace="{namespace}"}})"#);
+    let r = prom.wait_for(&q, Duration::from_secs(60), total_is(grand_total));
+    assert!(total_is(grand_total)(&r), "{q} = {r}, want {grand_total}");
+    for ((workload, reporter), n) in expected {
+        let who = if reporter == "source" {
+            "source_workload"
+        } else {
+            "destination_workload"
+        };
+        let q = format!(
+            r#"sum(istio_requests_total{{reporter="{reporter}",{who}="{workload}",namespace="{namespace}"}})"#
+        );
+        assert_eq!(prom.scalar(&q), *n as f64, "{q}");
+    }
+}
+
 #[test]
 fn scenario_counts_arrive_exactly_in_a_real_prometheus() {
     let prom = Prometheus::start();
@@ -65,26 +89,8 @@ fn scenario_counts_arrive_exactly_in_a_real_prometheus() {
     // 1. Known counts: fixed latency (10 ms) and sizes (100 B in, 200 B out).
     let known = scenario("known-counts.yaml");
     let expected = request_totals(&known);
-    let grand_total: u64 = expected.values().sum();
     run_into(&sink, known);
-    let q = r#"sum(istio_requests_total{namespace="apps"})"#;
-    let r = prom.wait_for(q, Duration::from_secs(60), total_is(grand_total as f64));
-    assert!(
-        total_is(grand_total as f64)(&r),
-        "{q} = {r}, want {grand_total}"
-    );
-
-    for ((workload, reporter), n) in &expected {
-        let who = if reporter == "source" {
-            "source_workload"
-        } else {
-            "destination_workload"
-        };
-        let q = format!(
-            r#"sum(istio_requests_total{{reporter="{reporter}",{who}="{workload}",namespace="apps"}})"#
-        );
-        assert_eq!(prom.scalar(&q), *n as f64, "{q}");
-    }
+    assert_totals_arrive(&prom, "apps", &expected);
 
     let client = r#"reporter="source",source_workload="sleep-v1",destination_service="httpbin.apps.svc.cluster.local""#;
     let codes = by(
@@ -196,25 +202,8 @@ fn scenario_counts_arrive_exactly_in_a_real_prometheus() {
     // 2. Bookinfo: every (workload, reporter) total, and a latency quantile in range.
     let bookinfo = scenario("bookinfo.yaml");
     let expected = request_totals(&bookinfo);
-    let grand_total: u64 = expected.values().sum();
     run_into(&sink, bookinfo);
-    let q = r#"sum(istio_requests_total{namespace="bookinfo"})"#;
-    let r = prom.wait_for(q, Duration::from_secs(60), total_is(grand_total as f64));
-    assert!(
-        total_is(grand_total as f64)(&r),
-        "{q} = {r}, want {grand_total}"
-    );
-    for ((workload, reporter), n) in &expected {
-        let who = if reporter == "source" {
-            "source_workload"
-        } else {
-            "destination_workload"
-        };
-        let q = format!(
-            r#"sum(istio_requests_total{{reporter="{reporter}",{who}="{workload}",namespace="bookinfo"}})"#
-        );
-        assert_eq!(prom.scalar(&q), *n as f64, "{q}");
-    }
+    assert_totals_arrive(&prom, "bookinfo", &expected);
     // productpage → details latencies are uniform in [2, 20] ms.
     let p50 = prom.scalar(
         r#"histogram_quantile(0.5, sum by (le) (istio_request_duration_milliseconds_bucket{reporter="destination",destination_workload="details-v1"}))"#,

@@ -250,7 +250,7 @@ pub fn report(
         // Long enough that no test pod is swept as silent unless a test shortens it.
         interval_ms: 60_000,
         families,
-        stats: None,
+        ..Default::default()
     }
 }
 

@@ -1,5 +1,4 @@
-//! Support shared by the end-to-end tests: the real Prometheus they write into, and a
-//! meshtap-sink running in-process in front of it.
+//! Support shared by the end-to-end tests: a meshtap-sink running in-process in front of the
+//! real Prometheus (`meshtap_tests::prometheus`).
 
-pub mod prometheus;
 pub mod sink;

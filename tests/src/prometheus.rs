@@ -1,5 +1,6 @@
 //! A real Prometheus (Debian's 2.42 package) started on a free loopback port with the
-//! remote-write receiver on and a temporary TSDB, for the end-to-end tests; killed on drop.
+//! remote-write receiver on and a temporary TSDB, for the end-to-end tests of every crate;
+//! killed (and its storage removed) on drop, also when a test panics.
 //!
 //! It only launches and queries: assertions live in the tests.
 
@@ -75,10 +76,28 @@ impl Prometheus {
         format!("http://{}/api/v1/write", self.addr)
     }
 
-    /// Runs an instant query and returns `data.result` (a JSON array).
+    /// The base URL, `http://127.0.0.1:<port>`.
+    pub fn base(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Runs an instant query now and returns `data.result` (a JSON array).
     pub fn query(&self, promql: &str) -> serde_json::Value {
-        let mut resp = ureq::get(&format!("http://{}/api/v1/query", self.addr))
-            .query("query", promql)
+        self.query_with(promql, None)
+    }
+
+    /// Runs an instant query at `time_ms` (ms since the Unix epoch).
+    pub fn query_at(&self, promql: &str, time_ms: i64) -> serde_json::Value {
+        self.query_with(promql, Some(time_ms))
+    }
+
+    fn query_with(&self, promql: &str, time_ms: Option<i64>) -> serde_json::Value {
+        let mut request =
+            ureq::get(&format!("http://{}/api/v1/query", self.addr)).query("query", promql);
+        if let Some(ms) = time_ms {
+            request = request.query("time", format!("{:.3}", ms as f64 / 1000.0));
+        }
+        let mut resp = request
             .call()
             .unwrap_or_else(|e| panic!("query {promql:?} failed: {e}"));
         let text = resp.body_mut().read_to_string().expect("query answer body");
