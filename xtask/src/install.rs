@@ -103,13 +103,19 @@ fn wasm_bindgen_runner() -> Result<()> {
         return Ok(());
     }
     eprintln!("installing wasm-bindgen-cli {want} (takes a few minutes once)");
-    run(cargo().args([
+    // `--locked` pins the CLI's own dependencies; when one of them is no longer in the
+    // registry, fall back to a fresh resolution of the same CLI version.
+    let locked = run(cargo().args([
         "install",
         "wasm-bindgen-cli",
         "--locked",
         "--version",
         &want,
-    ]))
+    ]));
+    locked.or_else(|error| {
+        eprintln!("{error:#}; retrying without --locked");
+        run(cargo().args(["install", "wasm-bindgen-cli", "--version", &want]))
+    })
 }
 
 /// Python packages of the independent Loki protobuf check.
@@ -126,6 +132,7 @@ fn python_decoders() -> Result<()> {
         return Ok(());
     }
     let mut cmd = Command::new("python3");
-    cmd.args(["-m", "pip", "install", "--quiet"]).args(PYTHON_PACKAGES);
+    cmd.args(["-m", "pip", "install", "--quiet"])
+        .args(PYTHON_PACKAGES);
     run(&mut cmd)
 }
