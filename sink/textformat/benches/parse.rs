@@ -7,41 +7,8 @@ use std::fmt::Write as _;
 use std::time::Instant;
 
 use criterion::{black_box, Criterion, Throughput};
-use meshtap_textformat::{Event, Format, Parser, TypedSamples};
-
-/// Istio's standard HTTP metric labels, in Istio's order.
-const ISTIO_LABELS: [&str; 25] = [
-    "reporter",
-    "source_workload",
-    "source_canonical_service",
-    "source_canonical_revision",
-    "source_workload_namespace",
-    "source_principal",
-    "source_app",
-    "source_version",
-    "source_cluster",
-    "destination_workload",
-    "destination_workload_namespace",
-    "destination_principal",
-    "destination_app",
-    "destination_version",
-    "destination_service",
-    "destination_canonical_service",
-    "destination_canonical_revision",
-    "destination_service_name",
-    "destination_service_namespace",
-    "destination_cluster",
-    "request_protocol",
-    "response_code",
-    "grpc_response_status",
-    "response_flags",
-    "connection_security_policy",
-];
-
-const ISTIO_BUCKETS: [&str; 19] = [
-    "0.5", "1", "5", "10", "25", "50", "100", "250", "500", "1000", "2500", "5000", "10000",
-    "30000", "60000", "300000", "600000", "1800000", "3600000",
-];
+use meshtap_report::schema::{DEFAULT_BUCKETS, HTTP_LABELS};
+use meshtap_textformat::{canonical_float, Event, Format, Parser, TypedSamples};
 
 /// Istio label sets in the generated body (each gives 1 + 3 * 22 = 67 series).
 const LABEL_SETS: usize = 30;
@@ -106,7 +73,7 @@ fn merged_body() -> (String, u64) {
     }
     let label_sets: Vec<String> = (0..LABEL_SETS)
         .map(|set| {
-            ISTIO_LABELS
+            HTTP_LABELS
                 .iter()
                 .map(|name| format!("{name}=\"{}\"", label_value(name, set)))
                 .collect::<Vec<_>>()
@@ -125,7 +92,8 @@ fn merged_body() -> (String, u64) {
     ] {
         writeln!(body, "# TYPE {family} histogram").unwrap();
         for labels in &label_sets {
-            for (i, le) in ISTIO_BUCKETS.iter().enumerate() {
+            for (i, le) in DEFAULT_BUCKETS.iter().enumerate() {
+                let le = canonical_float(*le);
                 writeln!(body, "{family}_bucket{{{labels},le=\"{le}\"}} {}", i * 3).unwrap();
             }
             writeln!(body, "{family}_bucket{{{labels},le=\"+Inf\"}} 60").unwrap();
@@ -134,7 +102,7 @@ fn merged_body() -> (String, u64) {
                 "{family}_sum{{{labels}}} 12345.5\n{family}_count{{{labels}}} 60"
             )
             .unwrap();
-            samples += ISTIO_BUCKETS.len() as u64 + 3;
+            samples += DEFAULT_BUCKETS.len() as u64 + 3;
         }
     }
     (body, samples)
@@ -186,7 +154,7 @@ fn main() {
     println!(
         "body: {} bytes, {samples} samples ({} Istio series)",
         body.len(),
-        LABEL_SETS * (1 + 3 * (ISTIO_BUCKETS.len() + 3))
+        LABEL_SETS * (1 + 3 * (DEFAULT_BUCKETS.len() + 3))
     );
 
     let mut criterion = Criterion::default().configure_from_args();
