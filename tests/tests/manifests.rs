@@ -5,10 +5,10 @@
 //! the compiled filter in the test host, which then records requests and posts reports with the
 //! Secret's ingest token.
 //!
-//! The log-tailing and Loki sections of the `logs-daemonset` and `xscaler` overlays cannot be
-//! validated yet: the sink refuses them as "not implemented yet". Those tests assert exactly
-//! that refusal (and that everything else validates), so they fail once the sections land and
-//! must then be turned into real checks.
+//! The log-tailing (`log_files`) and Loki (`logs`) sections of the `logs-daemonset` and
+//! `xscaler` overlays are validated by the sink when it implements them. While a sink refuses
+//! them as "not implemented yet", the tests accept exactly that refusal, require everything else
+//! to validate, and check those sections' values after expanding them here.
 
 #[path = "deploy/istio_crds.rs"]
 mod istio_crds;
@@ -357,34 +357,40 @@ fn sink_config(objects: &[Object], workload: &Object) -> Result<SinkConfig, Conf
     SinkConfig::from_yaml(&text, &|var| env.get(var).cloned())
 }
 
-/// The same config without the sections the sink does not implement yet.
-fn sink_config_without_unimplemented(
-    objects: &[Object],
-    workload: &Object,
-) -> Result<SinkConfig, ConfigError> {
-    let mut tree: serde_yaml::Value =
-        serde_yaml::from_str(&mounted_sink_config(objects, workload)).unwrap();
-    for section in NOT_YET_IN_THE_SINK {
-        tree.as_mapping_mut().unwrap().remove(section);
-    }
+/// A log-tailing sink config as the sink reads it (expanded with the workload's environment),
+/// as a YAML tree. The sink validates it whole once it implements `log_files` and `logs`.
+/// Until then (a transitional state) exactly those sections must be refused as not implemented,
+/// everything else must validate, and the tree is the file expanded here.
+fn log_tailing_config(objects: &[Object], workload: &Object, what: &str) -> serde_yaml::Value {
+    let text = mounted_sink_config(objects, workload);
     let env = container_env(objects, workload);
-    SinkConfig::from_yaml(&serde_yaml::to_string(&tree).unwrap(), &|var| {
-        env.get(var).cloned()
-    })
+    match SinkConfig::from_yaml(&text, &|var| env.get(var).cloned()) {
+        Ok(config) => serde_yaml::to_value(&config).unwrap(),
+        Err(ConfigError::NotImplemented(section))
+            if NOT_YET_IN_THE_SINK.contains(&section.as_str()) =>
+        {
+            let mut tree: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
+            for section in NOT_YET_IN_THE_SINK {
+                tree.as_mapping_mut().unwrap().remove(section);
+            }
+            SinkConfig::from_yaml(&serde_yaml::to_string(&tree).unwrap(), &|var| {
+                env.get(var).cloned()
+            })
+            .unwrap_or_else(|e| panic!("{what}: sink.yaml outside its log sections: {e}"));
+            serde_yaml::from_str(&expand(&text, &env)).unwrap()
+        }
+        Err(other) => panic!("{what}: sink.yaml refused: {other}"),
+    }
 }
 
-fn assert_refused_as_not_implemented(result: Result<SinkConfig, ConfigError>, what: &str) {
-    match result {
-        Err(ConfigError::NotImplemented(section)) => assert!(
-            NOT_YET_IN_THE_SINK.contains(&section.as_str()),
-            "{what}: refused for {section:?}"
-        ),
-        Ok(_) => panic!(
-            "{what}: the sink now accepts its log sections — replace this expectation with real \
-             checks of the log-tailing config"
-        ),
-        Err(other) => panic!("{what}: refused for another reason: {other}"),
+/// `${VAR}` replaced from `env` (only for the transitional state above).
+fn expand(text: &str, env: &BTreeMap<String, String>) -> String {
+    let mut out = text.to_owned();
+    for (key, value) in env {
+        out = out.replace(&format!("${{{key}}}"), value);
     }
+    assert!(!out.contains("${"), "unexpanded variable in {out:?}");
+    out
 }
 
 #[test]
@@ -565,29 +571,25 @@ fn the_logs_daemonset_tails_pod_logs_read_only_and_keeps_positions_on_the_node()
         serde_json::json!([{"operator": "Exists"}]),
         "runs on every node"
     );
-    // The config keeps its positions inside that mount and tails the pod log directory.
-    let text = mounted_sink_config(&objects, daemonset);
-    let tree: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
-    let positions = tree["log_files"]["positions_file"].as_str().unwrap();
+    // The config keeps its positions inside that mount, tails the pod log directory and pushes
+    // to the Secret's Loki.
+    let config = log_tailing_config(&objects, daemonset, "logs-daemonset");
+    let positions = config["log_files"]["positions_file"].as_str().unwrap();
     assert!(positions.starts_with(&format!("{positions_mount}/")));
-    let include = tree["log_files"]["include"].as_str().unwrap();
+    let include = config["log_files"]["include"].as_str().unwrap();
     assert!(include.starts_with("/var/log/pods/"), "{include}");
-    // Not verifiable yet: the sink refuses log_files/logs. The rest of the file is valid.
-    assert_refused_as_not_implemented(sink_config(&objects, daemonset), "logs-daemonset");
-    sink_config_without_unimplemented(&objects, daemonset)
-        .unwrap_or_else(|e| panic!("logs-daemonset sink.yaml outside its log sections: {e}"));
+    let loki = workloads::secret_values(find(&objects, "Secret", "meshtap-logs"));
+    assert_eq!(
+        config["logs"][0]["url"].as_str(),
+        Some(loki["LOKI_URL"].as_str())
+    );
+    let ingest = &config["ingest"]["tokens"][0];
+    assert!(
+        ingest.as_str().is_some_and(|t| !t.is_empty()),
+        "stray posts need a token"
+    );
     // The base sink is still there and unchanged.
     sink_config(&objects, find(&objects, "Deployment", "meshtap-sink")).unwrap();
-}
-
-/// `${VAR}` replaced from `env` (for the sections the sink cannot expand yet).
-fn expand(text: &str, env: &BTreeMap<String, String>) -> String {
-    let mut out = text.to_owned();
-    for (key, value) in env {
-        out = out.replace(&format!("${{{key}}}"), value);
-    }
-    assert!(!out.contains("${"), "unexpanded variable in {out:?}");
-    out
 }
 
 #[test]
@@ -610,25 +612,20 @@ fn the_xscaler_overlay_writes_metrics_and_logs_to_the_hosted_endpoints() {
     assert_eq!(auth.password, xscaler["XSCALER_TOKEN"]);
 
     let daemonset = find(&objects, "DaemonSet", "meshtap-logs");
-    let env = container_env(&objects, daemonset);
-    let tree: serde_yaml::Value =
-        serde_yaml::from_str(&mounted_sink_config(&objects, daemonset)).unwrap();
-    let logs = &tree["logs"][0];
+    let config = log_tailing_config(&objects, daemonset, "xscaler logs");
+    let logs = &config["logs"][0];
     assert_eq!(
-        expand(logs["url"].as_str().unwrap(), &env),
+        logs["url"].as_str().unwrap(),
         format!("https://logs-{region}.xscalerlabs.com/loki/api/v1/push")
     );
     assert_eq!(
-        expand(logs["basic_auth"]["username"].as_str().unwrap(), &env),
+        logs["basic_auth"]["username"].as_str().unwrap(),
         xscaler["XSCALER_LOGS_INSTANCE_ID"]
     );
     assert_eq!(
-        expand(logs["basic_auth"]["password"].as_str().unwrap(), &env),
+        logs["basic_auth"]["password"].as_str().unwrap(),
         xscaler["XSCALER_TOKEN"]
     );
-    assert_refused_as_not_implemented(sink_config(&objects, daemonset), "xscaler logs");
-    sink_config_without_unimplemented(&objects, daemonset)
-        .unwrap_or_else(|e| panic!("xscaler logs sink.yaml outside its log sections: {e}"));
 
     // The overlay is a complete install: the filter comes with it.
     find(&objects, "WasmPlugin", "meshtap");
