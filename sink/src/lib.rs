@@ -11,6 +11,7 @@ pub mod config;
 pub mod export;
 pub mod ingest;
 pub mod ops;
+pub mod scrape;
 pub mod series;
 pub mod server;
 pub mod staleness;

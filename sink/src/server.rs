@@ -22,6 +22,8 @@ use crate::ingest::handler::{post_report, ReportEndpoint};
 use crate::ingest::Ingestor;
 use crate::ops::health::{self, OpsState};
 use crate::ops::metrics::SinkMetrics;
+use crate::scrape::merge::record_reported_pod;
+use crate::scrape::{ScrapeStage, ScrapeStartError};
 use crate::view::{http::get_summary, SummaryView};
 
 /// How often silent pods are looked for.
@@ -32,6 +34,8 @@ const SWEEP_EVERY: Duration = Duration::from_millis(250);
 pub enum StartError {
     #[error(transparent)]
     Endpoint(#[from] ClientError),
+    #[error(transparent)]
+    Scrape(#[from] ScrapeStartError),
     #[error("cannot listen on {addr}: {source}")]
     Listen {
         addr: SocketAddr,
@@ -47,6 +51,7 @@ pub struct RunningSink {
     stop: watch::Sender<bool>,
     server: JoinHandle<()>,
     sweeper: JoinHandle<()>,
+    scrape: Option<Arc<ScrapeStage>>,
     shutdown_timeout: Duration,
 }
 
@@ -84,11 +89,19 @@ impl RunningSink {
             metrics,
             ready: Default::default(),
         });
+        let scrape = match &config.scrape {
+            Some(scrape) => Some(Arc::new(ScrapeStage::start(scrape, exporter.clone())?)),
+            None => None,
+        };
+        let mut report_route = post(post_report).with_state(reports);
+        if let Some(scrape) = &scrape {
+            report_route = report_route.layer(axum::middleware::from_fn_with_state(
+                scrape.reported_pods(),
+                record_reported_pod,
+            ));
+        }
         let mut app = Router::new()
-            .route(
-                meshtap_report::REPORT_PATH,
-                post(post_report).with_state(reports),
-            )
+            .route(meshtap_report::REPORT_PATH, report_route)
             .route("/metrics", get(health::metrics).with_state(ops.clone()))
             .route("/readyz", get(health::readyz).with_state(ops.clone()))
             .route("/healthz", get(health::healthz));
@@ -134,6 +147,7 @@ impl RunningSink {
             stop,
             server,
             sweeper,
+            scrape,
             shutdown_timeout: config.shutdown_timeout.get(),
         })
     }
@@ -145,6 +159,11 @@ impl RunningSink {
 
     pub fn metrics(&self) -> &Arc<SinkMetrics> {
         &self.ops.metrics
+    }
+
+    /// The scrape stage, when `scrape:` is configured.
+    pub fn scrape(&self) -> Option<&Arc<ScrapeStage>> {
+        self.scrape.as_ref()
     }
 
     /// Stops accepting reports, then flushes every endpoint for at most `shutdown_timeout`;
@@ -162,6 +181,9 @@ impl RunningSink {
             server.abort();
         }
         let _ = self.sweeper.await;
+        if let Some(scrape) = &self.scrape {
+            scrape.stop().await;
+        }
         let remaining = deadline.saturating_duration_since(Instant::now());
         let summary = self.exporter.shutdown(remaining).await;
         for (endpoint, dropped) in &summary.dropped {

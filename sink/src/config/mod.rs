@@ -20,10 +20,11 @@ pub use redact::{redacted, REDACTED};
 
 use crate::export::remote_write::RemoteWriteConfig;
 use crate::ingest::IngestConfig;
+use crate::scrape::ScrapeConfig;
 use crate::view::ViewConfig;
 
 /// Sections a later release will add; present in a config they are refused, not ignored.
-const NOT_IMPLEMENTED_SECTIONS: [&str; 4] = ["scrape", "log_files", "logs", "spool"];
+const NOT_IMPLEMENTED_SECTIONS: [&str; 3] = ["log_files", "logs", "spool"];
 
 /// The whole config file.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -41,6 +42,9 @@ pub struct SinkConfig {
     pub remote_write: Vec<RemoteWriteConfig>,
     #[serde(default)]
     pub view: ViewConfig,
+    /// Pull-based collection (istiod, sidecars' merged metrics); absent = no scraping.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scrape: Option<ScrapeConfig>,
 }
 
 fn default_listen() -> SocketAddr {
@@ -59,6 +63,7 @@ impl Default for SinkConfig {
             ingest: IngestConfig::default(),
             remote_write: Vec::new(),
             view: ViewConfig::default(),
+            scrape: None,
         }
     }
 }
@@ -142,6 +147,9 @@ impl SinkConfig {
         }
         self.ingest.check()?;
         self.view.check()?;
+        if let Some(scrape) = &self.scrape {
+            scrape.check()?;
+        }
         for (i, rw) in self.remote_write.iter().enumerate() {
             rw.check(&format!("remote_write[{i}]"))?;
         }

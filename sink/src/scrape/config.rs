@@ -1,0 +1,233 @@
+//! The `scrape:` config section: jobs (static targets, interval, timeout, path, relabeling)
+//! and the merge rule between the filter's reports and scraped `istio_*` series.
+//!
+//! Owns the keys, their defaults and their checks; it must not scrape or convert anything.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::relabel::RelabelConfig;
+use crate::config::HumanDuration;
+
+/// `scrape:` — pull-based collection next to the filter's reports.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScrapeConfig {
+    /// Default scrape interval of every job.
+    #[serde(default = "default_interval")]
+    pub interval: HumanDuration,
+    /// Default scrape timeout of every job (at most the job's interval).
+    #[serde(default = "default_timeout")]
+    pub timeout: HumanDuration,
+    /// Largest response body (after decompression), in bytes; a larger one fails the scrape.
+    #[serde(default = "default_body_size_limit")]
+    pub body_size_limit: usize,
+    /// The jobs; absent = the istiod job alone.
+    #[serde(default = "default_jobs")]
+    pub jobs: Vec<ScrapeJob>,
+    #[serde(default)]
+    pub merge: MergeConfig,
+}
+
+/// One scrape job.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScrapeJob {
+    /// The `job` label of the job's series.
+    pub name: String,
+    pub interval: Option<HumanDuration>,
+    pub timeout: Option<HumanDuration>,
+    #[serde(default)]
+    pub scheme: Scheme,
+    #[serde(default = "default_metrics_path")]
+    pub metrics_path: String,
+    #[serde(default)]
+    pub static_configs: Vec<StaticConfig>,
+    /// Applied to each target's labels before it is scraped.
+    #[serde(default)]
+    pub relabel_configs: Vec<RelabelConfig>,
+    /// Applied to each scraped series before it is exported.
+    #[serde(default)]
+    pub metric_relabel_configs: Vec<RelabelConfig>,
+}
+
+/// `http` or `https`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scheme {
+    #[default]
+    Http,
+    Https,
+}
+
+impl Scheme {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scheme::Http => "http",
+            Scheme::Https => "https",
+        }
+    }
+}
+
+/// Fixed targets (`host:port`) sharing extra target labels.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StaticConfig {
+    pub targets: Vec<String>,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+}
+
+/// Which source wins for a pod that both reports (filter) and is scraped.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Prefer {
+    /// Scraped `istio_*` series of a pod the filter reports are dropped.
+    #[default]
+    Filter,
+    /// Both are kept (duplicates are the operator's choice).
+    Both,
+}
+
+/// `scrape.merge:`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MergeConfig {
+    pub prefer: Prefer,
+    /// A pod counts as reported by the filter for this long after its last accepted report.
+    pub report_ttl: HumanDuration,
+}
+
+impl Default for MergeConfig {
+    fn default() -> Self {
+        MergeConfig {
+            prefer: Prefer::Filter,
+            report_ttl: HumanDuration::from_secs(60),
+        }
+    }
+}
+
+fn default_interval() -> HumanDuration {
+    HumanDuration::from_secs(15)
+}
+
+fn default_timeout() -> HumanDuration {
+    HumanDuration::from_secs(10)
+}
+
+fn default_body_size_limit() -> usize {
+    64 << 20
+}
+
+fn default_metrics_path() -> String {
+    "/metrics".to_owned()
+}
+
+/// istiod's own metrics: `istiod.istio-system.svc:15014/metrics`.
+pub fn istiod_job() -> ScrapeJob {
+    ScrapeJob {
+        name: "istiod".to_owned(),
+        interval: None,
+        timeout: None,
+        scheme: Scheme::Http,
+        metrics_path: default_metrics_path(),
+        static_configs: vec![StaticConfig {
+            targets: vec!["istiod.istio-system.svc:15014".to_owned()],
+            labels: BTreeMap::new(),
+        }],
+        relabel_configs: Vec::new(),
+        metric_relabel_configs: Vec::new(),
+    }
+}
+
+fn default_jobs() -> Vec<ScrapeJob> {
+    vec![istiod_job()]
+}
+
+impl Default for ScrapeConfig {
+    fn default() -> Self {
+        ScrapeConfig {
+            interval: default_interval(),
+            timeout: default_timeout(),
+            body_size_limit: default_body_size_limit(),
+            jobs: default_jobs(),
+            merge: MergeConfig::default(),
+        }
+    }
+}
+
+impl ScrapeJob {
+    /// The job's interval (its own, else the section's).
+    pub fn interval(&self, section: &ScrapeConfig) -> std::time::Duration {
+        self.interval.unwrap_or(section.interval).get()
+    }
+
+    /// The job's timeout (its own, else the section's), never above its interval.
+    pub fn timeout(&self, section: &ScrapeConfig) -> std::time::Duration {
+        self.timeout
+            .unwrap_or(section.timeout)
+            .get()
+            .min(self.interval(section))
+    }
+}
+
+impl ScrapeConfig {
+    /// Rules serde cannot express; the error names the key.
+    pub fn check(&self) -> Result<(), String> {
+        if self.interval.is_zero() {
+            return Err("scrape.interval: must be greater than 0".into());
+        }
+        if self.timeout.is_zero() {
+            return Err("scrape.timeout: must be greater than 0".into());
+        }
+        if self.body_size_limit == 0 {
+            return Err("scrape.body_size_limit: must be greater than 0".into());
+        }
+        if self.merge.report_ttl.is_zero() {
+            return Err("scrape.merge.report_ttl: must be greater than 0".into());
+        }
+        let mut names = std::collections::BTreeSet::new();
+        for (i, job) in self.jobs.iter().enumerate() {
+            let at = format!("scrape.jobs[{i}]");
+            if job.name.is_empty() {
+                return Err(format!("{at}.name: must not be empty"));
+            }
+            if !names.insert(job.name.as_str()) {
+                return Err(format!("{at}.name: two jobs are named {:?}", job.name));
+            }
+            if job.interval.is_some_and(HumanDuration::is_zero) {
+                return Err(format!("{at}.interval: must be greater than 0"));
+            }
+            if job.timeout.is_some_and(HumanDuration::is_zero) {
+                return Err(format!("{at}.timeout: must be greater than 0"));
+            }
+            if !job.metrics_path.starts_with('/') {
+                return Err(format!("{at}.metrics_path: must start with '/'"));
+            }
+            if job.static_configs.is_empty() {
+                return Err(format!(
+                    "{at}.static_configs: a job needs at least one target"
+                ));
+            }
+            for (s, group) in job.static_configs.iter().enumerate() {
+                for (t, target) in group.targets.iter().enumerate() {
+                    if target.is_empty() || target.contains('/') {
+                        return Err(format!(
+                            "{at}.static_configs[{s}].targets[{t}]: {target:?} is not host:port"
+                        ));
+                    }
+                }
+            }
+            for (kind, rules) in [
+                ("relabel_configs", &job.relabel_configs),
+                ("metric_relabel_configs", &job.metric_relabel_configs),
+            ] {
+                for (r, rule) in rules.iter().enumerate() {
+                    rule.check().map_err(|e| format!("{at}.{kind}[{r}]: {e}"))?;
+                }
+            }
+        }
+        Ok(())
+    }
+}

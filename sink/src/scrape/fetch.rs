@@ -1,0 +1,78 @@
+//! One HTTP scrape: `GET` with Prometheus' `Accept` and `X-Prometheus-Scrape-Timeout-Seconds`
+//! headers, gzip accepted (and undone), the body read up to a size limit, all within the
+//! target's timeout.
+//!
+//! Owns the HTTP exchange only; it must not parse the body.
+
+use std::time::Duration;
+
+/// What Prometheus 2.x asks a target for.
+pub const ACCEPT: &str = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+
+/// Why a scrape failed.
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    #[error("request failed: {0}")]
+    Request(#[from] reqwest::Error),
+    #[error("timed out after {0:?}")]
+    Timeout(Duration),
+    #[error("server answered {0}")]
+    Status(u16),
+    #[error("body larger than {0} bytes")]
+    TooLarge(usize),
+}
+
+/// A successful scrape's body.
+#[derive(Debug)]
+pub struct Fetched {
+    pub body: Vec<u8>,
+    pub content_type: Option<String>,
+}
+
+/// The HTTP client shared by all targets.
+pub fn client() -> Result<reqwest::Client, reqwest::Error> {
+    reqwest::Client::builder()
+        .user_agent(concat!("meshtap/", env!("CARGO_PKG_VERSION")))
+        .gzip(true)
+        .build()
+}
+
+/// Fetches `url` within `timeout`, refusing bodies over `limit` bytes (decompressed).
+pub async fn fetch(
+    client: &reqwest::Client,
+    url: &str,
+    timeout: Duration,
+    limit: usize,
+) -> Result<Fetched, FetchError> {
+    let exchange = async {
+        let mut response = client
+            .get(url)
+            .header(reqwest::header::ACCEPT, ACCEPT)
+            .header(
+                "X-Prometheus-Scrape-Timeout-Seconds",
+                format!("{}", timeout.as_secs_f64()),
+            )
+            .send()
+            .await?;
+        let status = response.status();
+        if !status.is_success() {
+            return Err(FetchError::Status(status.as_u16()));
+        }
+        let content_type = response
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await? {
+            if body.len() + chunk.len() > limit {
+                return Err(FetchError::TooLarge(limit));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(Fetched { body, content_type })
+    };
+    tokio::time::timeout(timeout, exchange)
+        .await
+        .map_err(|_| FetchError::Timeout(timeout))?
+}
