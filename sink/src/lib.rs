@@ -10,6 +10,7 @@ pub mod bench;
 pub mod config;
 pub mod export;
 pub mod ingest;
+pub mod logs;
 pub mod ops;
 pub mod scrape;
 pub mod series;

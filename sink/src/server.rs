@@ -14,12 +14,14 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::config::SinkConfig;
+use crate::export::loki::LokiExporter;
 use crate::export::remote_write::retry::now_ms;
 use crate::export::remote_write::ClientError;
 use crate::export::{Exporter, ShutdownSummary};
 use crate::ingest::auth::TokenCheck;
 use crate::ingest::handler::{post_report, ReportEndpoint};
 use crate::ingest::Ingestor;
+use crate::logs::{LogTailer, PositionsError};
 use crate::ops::health::{self, OpsState};
 use crate::ops::metrics::SinkMetrics;
 use crate::scrape::merge::record_reported_pod;
@@ -36,6 +38,8 @@ pub enum StartError {
     Endpoint(#[from] ClientError),
     #[error(transparent)]
     Scrape(#[from] ScrapeStartError),
+    #[error("log_files: {0}")]
+    Positions(#[from] PositionsError),
     #[error("cannot listen on {addr}: {source}")]
     Listen {
         addr: SocketAddr,
@@ -51,6 +55,8 @@ pub struct RunningSink {
     stop: watch::Sender<bool>,
     server: JoinHandle<()>,
     sweeper: JoinHandle<()>,
+    logs: Arc<LokiExporter>,
+    tailer: Option<JoinHandle<()>>,
     scrape: Option<Arc<ScrapeStage>>,
     shutdown_timeout: Duration,
 }
@@ -71,13 +77,30 @@ impl RunningSink {
             .view
             .enabled
             .then(|| Arc::new(SummaryView::new(&config.view)));
-        let ingestor = Arc::new(Ingestor::new(
+        let logs = Arc::new(LokiExporter::start(
+            &config.logs,
             &config.ingest.job,
-            config.ingest.stale_after_intervals,
-            exporter.clone(),
-            view.clone(),
-            metrics.clone(),
-        ));
+            &metrics,
+        )?);
+        let tailer = match &config.log_files {
+            Some(files) => Some(LogTailer::new(
+                files,
+                &config.ingest.job,
+                logs.endpoints(),
+                &metrics,
+            )?),
+            None => None,
+        };
+        let ingestor = Arc::new(
+            Ingestor::new(
+                &config.ingest.job,
+                config.ingest.stale_after_intervals,
+                exporter.clone(),
+                view.clone(),
+                metrics.clone(),
+            )
+            .with_access_logs(logs.clone()),
+        );
         let reports = Arc::new(ReportEndpoint {
             tokens,
             max_body_bytes: config.ingest.max_body_bytes,
@@ -128,6 +151,7 @@ impl RunningSink {
                 tracing::error!(error = %e, "HTTP server failed");
             }
         });
+        let tailer = tailer.map(|tailer| tokio::spawn(tailer.run(stop_rx.clone())));
         let mut sweeper_stop = stop_rx;
         let sweeper = tokio::spawn(async move {
             let mut tick = tokio::time::interval(SWEEP_EVERY);
@@ -147,6 +171,8 @@ impl RunningSink {
             stop,
             server,
             sweeper,
+            logs,
+            tailer,
             scrape,
             shutdown_timeout: config.shutdown_timeout.get(),
         })
@@ -184,8 +210,25 @@ impl RunningSink {
         if let Some(scrape) = &self.scrape {
             scrape.stop().await;
         }
+        if let Some(tailer) = self.tailer {
+            let abort = tailer.abort_handle();
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            if tokio::time::timeout(remaining, tailer).await.is_err() {
+                tracing::warn!("file tailer still pushing at the shutdown deadline: its unsaved lines are sent again after a restart");
+                abort.abort();
+            }
+        }
         let remaining = deadline.saturating_duration_since(Instant::now());
-        let summary = self.exporter.shutdown(remaining).await;
+        let (mut summary, log_entries_dropped) = tokio::join!(
+            self.exporter.shutdown(remaining),
+            self.logs.shutdown(remaining)
+        );
+        for (endpoint, dropped) in &log_entries_dropped {
+            if *dropped > 0 {
+                tracing::warn!(%endpoint, dropped, "log entries dropped at shutdown (flush deadline passed)");
+            }
+        }
+        summary.log_entries_dropped = log_entries_dropped;
         for (endpoint, dropped) in &summary.dropped {
             if *dropped > 0 {
                 tracing::warn!(%endpoint, dropped, "samples dropped at shutdown (flush deadline passed)");

@@ -18,13 +18,15 @@ pub use duration::{parse_duration, HumanDuration};
 pub use expand::ExpandError;
 pub use redact::{redacted, REDACTED};
 
+use crate::export::loki::LokiConfig;
 use crate::export::remote_write::RemoteWriteConfig;
 use crate::ingest::IngestConfig;
+use crate::logs::LogFilesConfig;
 use crate::scrape::ScrapeConfig;
 use crate::view::ViewConfig;
 
 /// Sections a later release will add; present in a config they are refused, not ignored.
-const NOT_IMPLEMENTED_SECTIONS: [&str; 3] = ["log_files", "logs", "spool"];
+const NOT_IMPLEMENTED_SECTIONS: [&str; 1] = ["spool"];
 
 /// The whole config file.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -45,6 +47,12 @@ pub struct SinkConfig {
     /// Pull-based collection (istiod, sidecars' merged metrics); absent = no scraping.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scrape: Option<ScrapeConfig>,
+    /// Loki endpoints for access logs (filter-shipped records and tailed files).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub logs: Vec<LokiConfig>,
+    /// Tail container-log files (DaemonSet mode); absent = no tailing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_files: Option<LogFilesConfig>,
 }
 
 fn default_listen() -> SocketAddr {
@@ -64,6 +72,8 @@ impl Default for SinkConfig {
             remote_write: Vec::new(),
             view: ViewConfig::default(),
             scrape: None,
+            logs: Vec::new(),
+            log_files: None,
         }
     }
 }
@@ -153,6 +163,7 @@ impl SinkConfig {
         for (i, rw) in self.remote_write.iter().enumerate() {
             rw.check(&format!("remote_write[{i}]"))?;
         }
+        self.check_logs()?;
         let mut names: Vec<&str> = self
             .remote_write
             .iter()
@@ -164,6 +175,29 @@ impl SinkConfig {
                 "remote_write: two endpoints are named {:?} (set `name`)",
                 w[0]
             ));
+        }
+        Ok(())
+    }
+}
+
+impl SinkConfig {
+    fn check_logs(&self) -> Result<(), String> {
+        for (i, loki) in self.logs.iter().enumerate() {
+            loki.check(&format!("logs[{i}]"))?;
+        }
+        let mut names: Vec<&str> = self.logs.iter().map(|l| l.display_name()).collect();
+        names.sort_unstable();
+        if let Some(w) = names.windows(2).find(|w| w[0] == w[1]) {
+            return Err(format!(
+                "logs: two endpoints are named {:?} (set `name`)",
+                w[0]
+            ));
+        }
+        if let Some(files) = &self.log_files {
+            files.check()?;
+            if self.logs.is_empty() {
+                return Err("log_files: needs at least one `logs` endpoint to send to".into());
+            }
         }
         Ok(())
     }

@@ -42,6 +42,19 @@ pub fn redacted(config: &SinkConfig) -> SinkConfig {
             }
         }
     }
+    for loki in &mut out.logs {
+        if let Some(auth) = &mut loki.basic_auth {
+            auth.password = REDACTED.to_owned();
+        }
+        if let Some(token) = &mut loki.bearer_token {
+            *token = REDACTED.to_owned();
+        }
+        for (name, value) in loki.headers.iter_mut() {
+            if is_secret_header(name) {
+                *value = REDACTED.to_owned();
+            }
+        }
+    }
     out
 }
 
@@ -57,10 +70,14 @@ remote_write:
   - url: http://m/api/v1/push
     basic_auth: {username: u, password: s3cret}
     headers: {X-Scope-OrgID: tenant, X-Api-Key: k3y}
+logs:
+  - url: http://loki/loki/api/v1/push
+    bearer_token: l0ki
+    headers: {X-Auth-Token: h3ad}
 "#;
         let config = SinkConfig::from_yaml(text, &|_| None).unwrap();
         let printed = serde_yaml::to_string(&redacted(&config)).unwrap();
-        for secret in ["t0p", "s3cret", "k3y"] {
+        for secret in ["t0p", "s3cret", "k3y", "l0ki", "h3ad"] {
             assert!(!printed.contains(secret), "{secret} leaked in {printed}");
         }
         assert!(printed.contains("tenant"));

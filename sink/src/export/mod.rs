@@ -1,10 +1,14 @@
-//! Export stage: fans samples out to every configured remote-write endpoint.
+//! Export stage: fans samples out to every configured remote-write endpoint; `loki` holds the
+//! log endpoints; `retry` and `http_client` are shared by both exporters.
 //!
 //! Owns the set of endpoints, the family registry behind metadata, and the shutdown flush. It
 //! must not convert reports (ingest does) nor decide staleness.
 
 pub mod families;
+pub mod http_client;
+pub mod loki;
 pub mod remote_write;
+pub mod retry;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,6 +25,9 @@ use crate::series::Sample;
 #[derive(Debug, Default)]
 pub struct ShutdownSummary {
     pub dropped: Vec<(String, u64)>,
+    /// Log entries each Loki endpoint still held (filter-shipped records; tailed lines are
+    /// re-read from their positions after a restart).
+    pub log_entries_dropped: Vec<(String, u64)>,
 }
 
 /// All endpoints.

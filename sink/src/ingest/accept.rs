@@ -11,6 +11,7 @@ use std::time::Instant;
 use meshtap_report::Report;
 
 use super::convert::report_to_samples;
+use crate::export::loki::LokiExporter;
 use crate::export::Exporter;
 use crate::ops::metrics::{ReportResult, SinkMetrics};
 use crate::series::Text;
@@ -24,6 +25,7 @@ pub struct Ingestor {
     exporter: Arc<Exporter>,
     view: Option<Arc<SummaryView>>,
     metrics: Arc<SinkMetrics>,
+    access_logs: Option<Arc<LokiExporter>>,
 }
 
 impl Ingestor {
@@ -40,7 +42,14 @@ impl Ingestor {
             exporter,
             view,
             metrics,
+            access_logs: None,
         }
+    }
+
+    /// Also hands accepted reports' access-log records to `logs` (rendered and queued there).
+    pub fn with_access_logs(mut self, logs: Arc<LokiExporter>) -> Ingestor {
+        self.access_logs = Some(logs);
+        self
     }
 
     /// Accepts a validated report, or refuses it as out of order.
@@ -87,6 +96,9 @@ impl Ingestor {
         }
         if let Some(view) = &self.view {
             view.record(&pod, report);
+        }
+        if let Some(logs) = &self.access_logs {
+            logs.ship_access_logs(report);
         }
         ReportResult::Accepted
     }

@@ -153,6 +153,13 @@ pub struct SinkMetrics {
     pub active_pods: AtomicU64,
     pods: Mutex<BTreeMap<PodKey, FilterStats>>,
     endpoints: Mutex<Vec<Arc<EndpointMetrics>>>,
+    sections: Mutex<Vec<Arc<dyn MetricsSection>>>,
+}
+
+/// A stage's own block of `/metrics` (names, HELP/TYPE and samples), appended after the
+/// sink's core metrics.
+pub trait MetricsSection: std::fmt::Debug + Send + Sync {
+    fn render(&self, out: &mut String);
 }
 
 fn escape(value: &str) -> String {
@@ -194,6 +201,11 @@ impl SinkMetrics {
     /// Registers an endpoint whose accounting `/metrics` shows.
     pub fn add_endpoint(&self, endpoint: Arc<EndpointMetrics>) {
         self.endpoints.lock().expect("metrics lock").push(endpoint);
+    }
+
+    /// Registers a stage's block of metrics.
+    pub fn add_section(&self, section: Arc<dyn MetricsSection>) {
+        self.sections.lock().expect("metrics lock").push(section);
     }
 
     /// The Prometheus text exposition of everything, `now_ms` being the wall clock (for lag).
@@ -239,6 +251,9 @@ impl SinkMetrics {
         }
         self.render_pods(&mut out);
         self.render_endpoints(&mut out, now_ms);
+        for section in self.sections.lock().expect("metrics lock").iter() {
+            section.render(&mut out);
+        }
         out
     }
 

@@ -8,38 +8,12 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use rand::Rng;
-
 use super::client::{RemoteWriteClient, SendOutcome};
 use super::encoder::RequestEncoder;
 use super::lane::Lane;
 use super::queue::Batch;
+use crate::export::retry::Backoff;
 use crate::ops::metrics::{DropReason, EndpointMetrics};
-
-/// Exponential backoff: each delay doubles up to the maximum, with ±25% jitter, and never
-/// leaves `[min, max]`.
-pub struct Backoff {
-    min: Duration,
-    max: Duration,
-    next: Duration,
-}
-
-impl Backoff {
-    pub fn new(min: Duration, max: Duration) -> Backoff {
-        Backoff {
-            min,
-            max,
-            next: min,
-        }
-    }
-
-    pub fn next_delay(&mut self) -> Duration {
-        let base = self.next;
-        self.next = (base * 2).min(self.max);
-        let jitter = rand::rng().random_range(0.75..=1.25);
-        base.mul_f64(jitter).clamp(self.min, self.max)
-    }
-}
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> i64 {
@@ -106,10 +80,7 @@ impl Delivery {
                     retry_after,
                 } => {
                     self.metrics.samples_retried.fetch_add(n, Ordering::Relaxed);
-                    let mut delay = backoff.next_delay();
-                    if let Some(after) = retry_after {
-                        delay = delay.max(after);
-                    }
+                    let delay = backoff.delay_for(retry_after);
                     tracing::warn!(
                         endpoint = %self.metrics.name,
                         attempt,
@@ -122,21 +93,5 @@ impl Delivery {
                 }
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_grows_to_the_maximum_and_stays_in_bounds() {
-        let min = Duration::from_millis(30);
-        let max = Duration::from_secs(5);
-        let mut b = Backoff::new(min, max);
-        let delays: Vec<Duration> = (0..20).map(|_| b.next_delay()).collect();
-        assert!(delays.iter().all(|d| *d >= min && *d <= max));
-        assert!(delays[0] <= Duration::from_millis(38));
-        assert!(delays[19] >= Duration::from_millis(3750));
     }
 }

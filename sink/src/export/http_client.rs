@@ -1,0 +1,177 @@
+//! HTTP client setup shared by every push exporter: TLS (extra CA, client certificate,
+//! skip-verify), the `Authorization` header from basic auth or a bearer token, and extra headers.
+//!
+//! Owns building a `reqwest::Client` and a header map from config; it never sends requests and
+//! knows no protocol headers (each exporter adds its own, last, so config cannot override them).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+
+use super::remote_write::config::{BasicAuth, TlsConfig};
+
+/// `User-Agent` of every request.
+pub const USER_AGENT: &str = concat!("meshtap/", env!("CARGO_PKG_VERSION"));
+
+/// Most bytes of a refusal body kept for the log.
+pub const MAX_LOGGED_BODY: usize = 4096;
+
+/// Why an endpoint client could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("{at}: cannot read {path}: {source}")]
+    Read {
+        at: String,
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{at}: {message}")]
+    Setup { at: String, message: String },
+}
+
+pub fn setup_error(at: &str, message: impl std::fmt::Display) -> ClientError {
+    ClientError::Setup {
+        at: at.to_owned(),
+        message: message.to_string(),
+    }
+}
+
+fn read(at: &str, path: &str) -> Result<Vec<u8>, ClientError> {
+    std::fs::read(path).map_err(|source| ClientError::Read {
+        at: at.to_owned(),
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// A client with `timeout` per request and the TLS settings of `tls`; `at` is the config path.
+pub fn build_http_client(
+    tls: &TlsConfig,
+    timeout: Duration,
+    at: &str,
+) -> Result<reqwest::Client, ClientError> {
+    let mut builder = reqwest::Client::builder()
+        .timeout(timeout)
+        .user_agent(USER_AGENT);
+    if let Some(ca) = &tls.ca_file {
+        let pem = read(at, ca)?;
+        for cert in reqwest::Certificate::from_pem_bundle(&pem)
+            .map_err(|e| setup_error(&format!("{at}.tls.ca_file"), e))?
+        {
+            builder = builder.add_root_certificate(cert);
+        }
+    }
+    if let (Some(cert), Some(key)) = (&tls.cert_file, &tls.key_file) {
+        let mut pem = read(at, cert)?;
+        pem.push(b'\n');
+        pem.extend(read(at, key)?);
+        let identity = reqwest::Identity::from_pem(&pem)
+            .map_err(|e| setup_error(&format!("{at}.tls.cert_file"), e))?;
+        builder = builder.identity(identity);
+    }
+    if tls.insecure_skip_verify {
+        builder = builder.danger_accept_invalid_certs(true);
+    }
+    builder.build().map_err(|e| setup_error(at, e))
+}
+
+/// Configured headers plus `Authorization` (basic auth wins over a bearer token; the config
+/// checks refuse both together).
+pub fn configured_headers(
+    extra: &BTreeMap<String, String>,
+    basic_auth: Option<&BasicAuth>,
+    bearer_token: Option<&str>,
+    at: &str,
+) -> Result<HeaderMap, ClientError> {
+    let mut headers = HeaderMap::new();
+    for (name, value) in extra {
+        let header = HeaderName::from_bytes(name.as_bytes())
+            .map_err(|e| setup_error(&format!("{at}.headers.{name}"), e))?;
+        let value = HeaderValue::from_str(value)
+            .map_err(|e| setup_error(&format!("{at}.headers.{name}"), e))?;
+        headers.insert(header, value);
+    }
+    let auth = match (basic_auth, bearer_token) {
+        (Some(basic), _) => Some(format!(
+            "Basic {}",
+            base64_encode(format!("{}:{}", basic.username, basic.password).as_bytes())
+        )),
+        (None, Some(token)) => Some(format!("Bearer {token}")),
+        (None, None) => None,
+    };
+    if let Some(auth) = auth {
+        let mut value = HeaderValue::from_str(&auth)
+            .map_err(|e| setup_error(&format!("{at}.basic_auth"), e))?;
+        value.set_sensitive(true);
+        headers.insert(reqwest::header::AUTHORIZATION, value);
+    }
+    Ok(headers)
+}
+
+/// Reads an answer's body for the log, cut to [`MAX_LOGGED_BODY`] bytes.
+pub async fn body_for_log(response: reqwest::Response) -> String {
+    let mut body = response.text().await.unwrap_or_default();
+    if body.len() > MAX_LOGGED_BODY {
+        let mut cut = MAX_LOGGED_BODY;
+        while !body.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        body.truncate(cut);
+    }
+    body
+}
+
+/// Standard base64 (RFC 4648, padded), for the basic-auth header.
+fn base64_encode(input: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(input.len().div_ceil(3) * 4);
+    for chunk in input.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_matches_rfc4648_vectors() {
+        for (input, output) in [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foob", "Zm9vYg=="),
+            ("user:pass", "dXNlcjpwYXNz"),
+        ] {
+            assert_eq!(base64_encode(input.as_bytes()), output);
+        }
+    }
+
+    #[test]
+    fn basic_auth_wins_and_is_sensitive() {
+        let basic = BasicAuth {
+            username: "user".into(),
+            password: "pass".into(),
+        };
+        let headers =
+            configured_headers(&BTreeMap::new(), Some(&basic), Some("t"), "logs[0]").unwrap();
+        let auth = headers.get(reqwest::header::AUTHORIZATION).unwrap();
+        assert_eq!(auth, "Basic dXNlcjpwYXNz");
+        assert!(auth.is_sensitive());
+    }
+}

@@ -1,0 +1,145 @@
+//! Loki export: every `logs[]` endpoint, the hand-off of filter-shipped access-log records from
+//! accepted reports, and the shutdown flush. The file tailer (`crate::logs`) delivers through
+//! the same endpoints, waiting for each acknowledgement before it advances its positions.
+//!
+//! Owns the set of endpoints and their batching tasks; it must not read files nor decode
+//! reports.
+
+pub mod client;
+pub mod config;
+pub mod metrics;
+pub mod records;
+pub mod sender;
+
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use meshtap_report::Report;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+
+pub use config::LokiConfig;
+pub use sender::{Delivery, LokiEndpoint};
+
+use self::metrics::{LogDropReason, LokiMetricsSection};
+use self::records::{record_entry, record_stream_labels};
+use self::sender::QueuedEntry;
+use crate::export::http_client::ClientError;
+use crate::ops::metrics::SinkMetrics;
+
+struct Running {
+    endpoint: Arc<LokiEndpoint>,
+    queue: mpsc::Sender<QueuedEntry>,
+}
+
+/// All Loki endpoints.
+pub struct LokiExporter {
+    running: Vec<Running>,
+    job: String,
+    flush: watch::Sender<bool>,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl LokiExporter {
+    /// Starts every endpoint's batching task and registers its metrics. `job` is the `job`
+    /// stream label.
+    pub fn start(
+        configs: &[LokiConfig],
+        job: &str,
+        metrics: &SinkMetrics,
+    ) -> Result<LokiExporter, ClientError> {
+        let (flush, flush_rx) = watch::channel(false);
+        let mut running = Vec::with_capacity(configs.len());
+        let mut tasks = Vec::with_capacity(configs.len());
+        let mut section = LokiMetricsSection::default();
+        for (i, config) in configs.iter().enumerate() {
+            let endpoint = Arc::new(LokiEndpoint::new(config, &format!("logs[{i}]"))?);
+            let (queue, queue_rx) = mpsc::channel(config.batch.capacity);
+            tasks.push(tokio::spawn(
+                endpoint.clone().run_queue(queue_rx, flush_rx.clone()),
+            ));
+            section.endpoints.push(endpoint.metrics.clone());
+            running.push(Running { endpoint, queue });
+        }
+        metrics.add_section(Arc::new(section));
+        Ok(LokiExporter {
+            running,
+            job: job.to_owned(),
+            flush,
+            tasks: Mutex::new(tasks),
+        })
+    }
+
+    /// The endpoints, for the file tailer.
+    pub fn endpoints(&self) -> Vec<Arc<LokiEndpoint>> {
+        self.running.iter().map(|r| r.endpoint.clone()).collect()
+    }
+
+    /// Renders an accepted report's access-log records and queues them on every endpoint.
+    /// Entries that do not fit a full queue are dropped and counted (`reason="queue_full"`).
+    pub fn ship_access_logs(&self, report: &Report) {
+        if report.access_logs.is_empty() || self.running.is_empty() {
+            return;
+        }
+        let Some(proxy) = report.proxy.as_ref() else {
+            return;
+        };
+        for running in &self.running {
+            let metrics = &running.endpoint.metrics;
+            let labels = match record_stream_labels(
+                &proxy.namespace,
+                &proxy.pod,
+                &self.job,
+                &running.endpoint.static_labels,
+            ) {
+                Ok(labels) => labels,
+                Err(e) => {
+                    metrics.add_dropped(LogDropReason::BadLabels, report.access_logs.len() as u64);
+                    tracing::warn!(endpoint = %metrics.name, namespace = %proxy.namespace, pod = %proxy.pod, error = %e, "access-log records dropped: stream labels Loki would refuse");
+                    continue;
+                }
+            };
+            let mut full = 0u64;
+            for record in &report.access_logs {
+                let entry = record_entry(record, running.endpoint.encoding);
+                match running.queue.try_send(QueuedEntry {
+                    labels: labels.clone(),
+                    entry,
+                }) {
+                    Ok(()) => {
+                        metrics.queued_entries.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(_) => full += 1,
+                }
+            }
+            if full > 0 {
+                metrics.add_dropped(LogDropReason::QueueFull, full);
+                tracing::warn!(endpoint = %metrics.name, dropped = full, "Loki queue full: access-log records dropped");
+            }
+        }
+    }
+
+    /// Sends what is queued on every endpoint for at most `timeout`, then drops the rest and
+    /// returns `(endpoint, entries dropped)`.
+    pub async fn shutdown(&self, timeout: Duration) -> Vec<(String, u64)> {
+        self.flush.send_replace(true);
+        let tasks = std::mem::take(&mut *self.tasks.lock().expect("tasks lock"));
+        let deadline = tokio::time::Instant::now() + timeout;
+        for task in tasks {
+            let abort = task.abort_handle();
+            if tokio::time::timeout_at(deadline, task).await.is_err() {
+                abort.abort();
+            }
+        }
+        self.running
+            .iter()
+            .map(|r| {
+                let m = &r.endpoint.metrics;
+                let left = m.queued_entries.swap(0, Ordering::Relaxed);
+                m.add_dropped(LogDropReason::Shutdown, left);
+                (m.name.clone(), left)
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,189 @@
+//! One running Loki endpoint: delivery of an encoded push with retries (backoff, `Retry-After`,
+//! a 400 counted as partial success), and the batching task of filter-shipped entries (flush by
+//! bytes or after `batch.max_wait`, bounded queue, drain on shutdown).
+//!
+//! Owns the retry loop and the endpoint's accounting. Encoding belongs to
+//! `meshtap_logformat::loki::PushBatch`, the meaning of an answer to `super::client`.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use meshtap_logformat::access::AccessLogEncoding;
+use meshtap_logformat::loki::{EncodedPush, LabelSet, LogEntry, PushBatch};
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+
+use super::client::LokiClient;
+use super::config::{LokiBatchConfig, LokiConfig};
+use super::metrics::{LogDropReason, LokiEndpointMetrics};
+use crate::export::http_client::ClientError;
+use crate::export::retry::{Backoff, SendOutcome};
+
+/// Resolves once `stop` is true (the watch guard never lives across an await, so the future
+/// stays `Send`).
+pub async fn stopped(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|stop| *stop).await;
+}
+
+/// What became of a push after retries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Delivery {
+    /// Loki answered 2xx.
+    Acknowledged,
+    /// Loki refused it without retry (a 400: the valid entries were kept, the rest are lost).
+    Refused,
+}
+
+/// An entry bound for the endpoint's batching task.
+#[derive(Debug)]
+pub struct QueuedEntry {
+    pub labels: LabelSet,
+    pub entry: LogEntry,
+}
+
+/// A configured, started endpoint.
+pub struct LokiEndpoint {
+    client: LokiClient,
+    pub metrics: Arc<LokiEndpointMetrics>,
+    pub static_labels: Vec<(String, String)>,
+    pub encoding: AccessLogEncoding,
+    pub batch: LokiBatchConfig,
+}
+
+impl LokiEndpoint {
+    /// Builds the endpoint of `config`; `at` is its config path for errors.
+    pub fn new(config: &LokiConfig, at: &str) -> Result<LokiEndpoint, ClientError> {
+        Ok(LokiEndpoint {
+            client: LokiClient::new(config, at)?,
+            metrics: Arc::new(LokiEndpointMetrics::new(config.display_name())),
+            static_labels: config.static_labels(),
+            encoding: config.access_log_format.encoding(),
+            batch: config.batch.clone(),
+        })
+    }
+
+    /// A fresh batch with this endpoint's line limits.
+    pub fn new_batch(&self) -> PushBatch {
+        PushBatch::new(self.batch.push_batch_config())
+    }
+
+    /// Sends `push` until Loki acknowledges or refuses it; retries 429, 5xx and network errors
+    /// forever with backoff (the caller bounds the time, for example at shutdown).
+    pub async fn deliver(&self, push: EncodedPush) -> Delivery {
+        let m = &self.metrics;
+        let entries = push.entries as u64;
+        let mut backoff = Backoff::new(self.batch.min_backoff.get(), self.batch.max_backoff.get());
+        let mut attempt: u32 = 0;
+        loop {
+            match self.client.post(push.body.clone()).await {
+                SendOutcome::Delivered => {
+                    m.entries_sent.fetch_add(entries, Ordering::Relaxed);
+                    return Delivery::Acknowledged;
+                }
+                SendOutcome::Refused { status, body } => {
+                    m.entries_refused.fetch_add(entries, Ordering::Relaxed);
+                    tracing::error!(
+                        endpoint = %m.name,
+                        status,
+                        entries,
+                        body = %body.trim(),
+                        "Loki refused a push (a 400 keeps the valid entries); not retrying"
+                    );
+                    return Delivery::Refused;
+                }
+                SendOutcome::Retry {
+                    reason,
+                    retry_after,
+                } => {
+                    m.entries_retried.fetch_add(entries, Ordering::Relaxed);
+                    let delay = backoff.delay_for(retry_after);
+                    tracing::warn!(
+                        endpoint = %m.name,
+                        attempt,
+                        delay_ms = delay.as_millis() as u64,
+                        %reason,
+                        "Loki push failed; retrying"
+                    );
+                    tokio::time::sleep(delay).await;
+                    attempt = attempt.saturating_add(1);
+                }
+            }
+        }
+    }
+
+    /// Counts what `batch` changed or dropped, then encodes and delivers it if it holds
+    /// anything; `None` when there was nothing to send (or it could not be encoded: logged).
+    pub async fn flush(&self, batch: &mut PushBatch) -> Option<Delivery> {
+        let counters = batch.counters();
+        let m = &self.metrics;
+        m.lines_truncated
+            .fetch_add(counters.lines_truncated, Ordering::Relaxed);
+        m.metadata_stripped
+            .fetch_add(counters.metadata_stripped, Ordering::Relaxed);
+        m.add_dropped(LogDropReason::Oversize, counters.lines_dropped);
+        match batch.finish() {
+            Ok(Some(push)) => Some(self.deliver(push).await),
+            Ok(None) => None,
+            Err(e) => {
+                tracing::error!(endpoint = %m.name, error = %e, "cannot encode a Loki push; entries lost");
+                None
+            }
+        }
+    }
+
+    /// The batching task of filter-shipped entries: flushes when the batch reaches
+    /// `batch.max_bytes` or its first entry waited `batch.max_wait`; when `flush` turns true it
+    /// sends what is queued and returns.
+    pub async fn run_queue(
+        self: Arc<Self>,
+        mut queue: mpsc::Receiver<QueuedEntry>,
+        mut flush: watch::Receiver<bool>,
+    ) {
+        let mut batch = self.new_batch();
+        let mut held: u64 = 0;
+        let max_wait: Duration = self.batch.max_wait.get();
+        let mut deadline: Option<Instant> = None;
+        loop {
+            let wait_until = deadline.unwrap_or_else(|| Instant::now() + max_wait);
+            tokio::select! {
+                received = queue.recv() => match received {
+                    Some(QueuedEntry { labels, entry }) => {
+                        batch.push(&labels, entry);
+                        held += 1;
+                        deadline.get_or_insert_with(|| Instant::now() + max_wait);
+                        if batch.payload_bytes() >= self.batch.max_bytes {
+                            self.flush(&mut batch).await;
+                            self.settle(&mut held);
+                            deadline = None;
+                        }
+                    }
+                    None => break,
+                },
+                _ = tokio::time::sleep_until(wait_until), if deadline.is_some() => {
+                    self.flush(&mut batch).await;
+                    self.settle(&mut held);
+                    deadline = None;
+                }
+                _ = stopped(&mut flush) => break,
+            }
+        }
+        queue.close();
+        while let Some(QueuedEntry { labels, entry }) = queue.recv().await {
+            batch.push(&labels, entry);
+            held += 1;
+            if batch.payload_bytes() >= self.batch.max_bytes {
+                self.flush(&mut batch).await;
+                self.settle(&mut held);
+            }
+        }
+        self.flush(&mut batch).await;
+        self.settle(&mut held);
+    }
+
+    fn settle(&self, held: &mut u64) {
+        self.metrics
+            .queued_entries
+            .fetch_sub(std::mem::take(held), Ordering::Relaxed);
+    }
+}

@@ -1,0 +1,201 @@
+//! One tailed container-log file: its open handle (kept across renames and deletion, so a
+//! rotated file is read to its end), the read offset, the offset a restart must resume from
+//! (no `P` chunk pending), the CRI `P`/`F` joiner, and copytruncate detection.
+//!
+//! Owns reading complete lines and turning them into Loki entries; it never sends anything and
+//! never writes positions.
+
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
+use std::path::Path;
+
+use meshtap_logformat::cri::{parse_cri_line, PartialJoiner, PodLogPath};
+use meshtap_logformat::log_entry_from_line;
+use meshtap_logformat::loki::LogEntry;
+
+use super::positions::FileId;
+
+/// Most bytes read from one file per read call.
+const READ_CHUNK: usize = 1024 * 1024;
+
+/// What one [`TailedFile::read_lines`] call saw.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct ReadStats {
+    pub bytes: u64,
+    pub lines: u64,
+    /// Lines that are not CRI lines (skipped).
+    pub malformed: u64,
+    /// The file had shrunk below the read offset (copytruncate): reading restarted at 0.
+    pub truncated: bool,
+}
+
+/// A file being tailed.
+pub struct TailedFile {
+    pub path: String,
+    pub id: FileId,
+    /// Namespace, pod and container, read from the path when the file was opened.
+    pub namespace: String,
+    pub pod: String,
+    pub container: String,
+    file: File,
+    /// Bytes consumed: everything before it was read as complete lines.
+    offset: u64,
+    /// Where a restart resumes: the end of the last line after which no `P` chunk was pending.
+    resume_offset: u64,
+    joiner: PartialJoiner,
+    parse_access_logs: bool,
+    buffer: Vec<u8>,
+}
+
+/// Why a file could not be tailed.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path}: not a pod log path: {message}")]
+    NotAPodLog { path: String, message: String },
+}
+
+impl TailedFile {
+    /// Opens `path` and positions it at `offset` (0 when it is larger than the file).
+    pub fn open(
+        path: &Path,
+        offset: u64,
+        max_line_bytes: usize,
+        parse_access_logs: bool,
+    ) -> Result<TailedFile, OpenError> {
+        let text = path.display().to_string();
+        let pod_path = PodLogPath::parse(&text).map_err(|e| OpenError::NotAPodLog {
+            path: text.clone(),
+            message: e.to_string(),
+        })?;
+        let (namespace, pod, container) = (
+            pod_path.namespace.to_owned(),
+            pod_path.pod.to_owned(),
+            pod_path.container.to_owned(),
+        );
+        let io = |source| OpenError::Io {
+            path: text.clone(),
+            source,
+        };
+        let file = File::open(path).map_err(io)?;
+        let metadata = file.metadata().map_err(io)?;
+        let offset = if offset <= metadata.len() { offset } else { 0 };
+        Ok(TailedFile {
+            path: text.clone(),
+            id: FileId::of(&metadata),
+            namespace,
+            pod,
+            container,
+            file,
+            offset,
+            resume_offset: offset,
+            joiner: PartialJoiner::new(max_line_bytes),
+            parse_access_logs,
+            buffer: Vec::new(),
+        })
+    }
+
+    /// The offset a restart must resume from.
+    pub fn resume_offset(&self) -> u64 {
+        self.resume_offset
+    }
+
+    /// Whether everything written so far has been consumed.
+    pub fn at_end(&self) -> std::io::Result<bool> {
+        Ok(self.file.metadata()?.len() <= self.offset)
+    }
+
+    /// Lines joined by the joiner that were over the line cap and cut.
+    pub fn lines_cut(&self) -> u64 {
+        self.joiner.truncated_lines()
+    }
+
+    /// Reads complete lines (at most about `budget` bytes), joining `P` chunks, and hands each
+    /// finished line to `sink` as an entry. An incomplete last line is left for the next call.
+    pub fn read_lines(
+        &mut self,
+        budget: usize,
+        sink: &mut dyn FnMut(LogEntry),
+    ) -> std::io::Result<ReadStats> {
+        let mut stats = ReadStats::default();
+        let len = self.file.metadata()?.len();
+        if len < self.offset {
+            self.offset = 0;
+            self.resume_offset = 0;
+            for joined in self.joiner.flush_pending() {
+                sink(log_entry_from_line(joined, self.parse_access_logs));
+            }
+            stats.truncated = true;
+        }
+        let mut remaining = budget.max(1);
+        while remaining > 0 {
+            let want = READ_CHUNK.min(remaining);
+            self.buffer.clear();
+            self.file.seek(SeekFrom::Start(self.offset))?;
+            (&mut self.file)
+                .take(want as u64)
+                .read_to_end(&mut self.buffer)?;
+            if self.buffer.is_empty() {
+                break;
+            }
+            let complete = match self.buffer.iter().rposition(|&b| b == b'\n') {
+                Some(last) => last + 1,
+                // A line longer than a whole chunk: take the chunk as a line.
+                None if self.buffer.len() == want => want,
+                None => break,
+            };
+            let mut start = 0;
+            for end in memchr_lines(&self.buffer[..complete]) {
+                let raw = &self.buffer[start..end];
+                start = end;
+                let line = raw.strip_suffix(b"\n").unwrap_or(raw);
+                let line = line.strip_suffix(b"\r").unwrap_or(line);
+                stats.lines += 1;
+                match parse_cri_line(line) {
+                    Ok(cri) => {
+                        if let Some(joined) = self.joiner.push(cri) {
+                            sink(log_entry_from_line(joined, self.parse_access_logs));
+                        }
+                    }
+                    Err(_) => stats.malformed += 1,
+                }
+                if self.joiner.pending_bytes() == 0 {
+                    self.resume_offset = self.offset + end as u64;
+                }
+            }
+            self.offset += complete as u64;
+            stats.bytes += complete as u64;
+            remaining = remaining.saturating_sub(complete);
+            if complete < want {
+                break;
+            }
+        }
+        Ok(stats)
+    }
+
+    /// Emits `P` chunks still waiting for their `F` (the file is being released).
+    pub fn flush_pending(&mut self, sink: &mut dyn FnMut(LogEntry)) {
+        for joined in self.joiner.flush_pending() {
+            sink(log_entry_from_line(joined, self.parse_access_logs));
+        }
+        self.resume_offset = self.offset;
+    }
+}
+
+/// End offsets (exclusive, after the `\n`) of the lines in `data`; the last may lack a `\n`.
+fn memchr_lines(data: &[u8]) -> Vec<usize> {
+    let mut ends: Vec<usize> = data
+        .iter()
+        .enumerate()
+        .filter(|(_, &b)| b == b'\n')
+        .map(|(i, _)| i + 1)
+        .collect();
+    if ends.last().copied().unwrap_or(0) < data.len() {
+        ends.push(data.len());
+    }
+    ends
+}

@@ -1,0 +1,94 @@
+//! Accounting of the file tailer and its Prometheus text rendering on `/metrics`.
+//!
+//! Owns the `meshtap_sink_tail_*` metric names; the tailer only bumps the atomics.
+
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::ops::metrics::MetricsSection;
+
+/// Counters and gauges of the `log_files` tailer.
+#[derive(Debug, Default)]
+pub struct TailMetrics {
+    pub files_tailed: AtomicU64,
+    pub bytes_read: AtomicU64,
+    pub lines_read: AtomicU64,
+    /// Lines that were not CRI lines (skipped).
+    pub malformed_lines: AtomicU64,
+    /// Joined lines over `log_files.max_line_bytes`, cut.
+    pub lines_cut: AtomicU64,
+    /// Files that shrank below the read offset (copytruncate): re-read from the start.
+    pub truncations: AtomicU64,
+    /// Files released after a rename or deletion, once read to their end.
+    pub files_released: AtomicU64,
+    pub positions_writes: AtomicU64,
+    pub positions_write_errors: AtomicU64,
+}
+
+impl MetricsSection for TailMetrics {
+    fn render(&self, out: &mut String) {
+        let all: [(&str, &str, &str, &AtomicU64); 9] = [
+            (
+                "meshtap_sink_tail_files",
+                "gauge",
+                "Container-log files being tailed.",
+                &self.files_tailed,
+            ),
+            (
+                "meshtap_sink_tail_bytes_read_total",
+                "counter",
+                "Bytes of complete lines read.",
+                &self.bytes_read,
+            ),
+            (
+                "meshtap_sink_tail_lines_read_total",
+                "counter",
+                "CRI lines read (before joining P chunks).",
+                &self.lines_read,
+            ),
+            (
+                "meshtap_sink_tail_malformed_lines_total",
+                "counter",
+                "Lines that are not CRI lines (skipped).",
+                &self.malformed_lines,
+            ),
+            (
+                "meshtap_sink_tail_lines_cut_total",
+                "counter",
+                "Joined lines cut to log_files.max_line_bytes.",
+                &self.lines_cut,
+            ),
+            (
+                "meshtap_sink_tail_truncations_total",
+                "counter",
+                "Files found shorter than the read offset (copytruncate), re-read from the start.",
+                &self.truncations,
+            ),
+            (
+                "meshtap_sink_tail_files_released_total",
+                "counter",
+                "Rotated or deleted files released after being read to their end.",
+                &self.files_released,
+            ),
+            (
+                "meshtap_sink_tail_positions_writes_total",
+                "counter",
+                "Positions file rewrites after acknowledged pushes.",
+                &self.positions_writes,
+            ),
+            (
+                "meshtap_sink_tail_positions_write_errors_total",
+                "counter",
+                "Positions file rewrites that failed.",
+                &self.positions_write_errors,
+            ),
+        ];
+        for (name, kind, help, value) in all {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {}",
+                value.load(Ordering::Relaxed)
+            );
+        }
+    }
+}

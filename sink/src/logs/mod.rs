@@ -1,0 +1,312 @@
+//! File tailing (DaemonSet mode): container-log files matching `log_files.include` are read as
+//! CRI lines, joined, turned into Loki entries labelled `namespace`, `pod`, `container`, `job`
+//! (+ each endpoint's static labels) and pushed to every `logs[]` endpoint. Positions advance
+//! only after every endpoint answered (at-least-once). A renamed or deleted file is read to its
+//! end before it is released; a file that shrank (copytruncate) is re-read from the start; new
+//! files are found at every poll (default 250 ms).
+//!
+//! Owns the poll loop, the set of tailed files and when positions are saved. Line formats
+//! belong to `meshtap_logformat`, HTTP and retries to `export::loki`.
+
+pub mod config;
+pub mod file;
+pub mod glob;
+pub mod metrics;
+pub mod positions;
+
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use meshtap_logformat::cri::PodLogPath;
+use meshtap_logformat::loki::{LabelSet, LogEntry, PushBatch};
+use meshtap_logformat::pod_stream_labels;
+use tokio::sync::watch;
+
+pub use config::LogFilesConfig;
+pub use positions::PositionsError;
+
+use self::file::TailedFile;
+use self::metrics::TailMetrics;
+use self::positions::{FileId, Position, PositionsFile};
+use crate::export::loki::sender::stopped;
+use crate::export::loki::LokiEndpoint;
+use crate::ops::metrics::SinkMetrics;
+
+struct Tracked {
+    file: TailedFile,
+    /// Stream labels, one per endpoint.
+    labels: Vec<LabelSet>,
+    /// Found under a rotated name at startup: released once read to its end.
+    release_at_end: bool,
+}
+
+/// The tailer's state; [`LogTailer::run`] drives it.
+pub struct LogTailer {
+    config: LogFilesConfig,
+    job: String,
+    endpoints: Vec<Arc<LokiEndpoint>>,
+    positions_file: PositionsFile,
+    /// Positions loaded at startup, consulted by the first discovery.
+    saved: HashMap<String, Position>,
+    files: Vec<Tracked>,
+    /// Paths that cannot be tailed (logged once).
+    ignored: HashSet<String>,
+    last_saved: Vec<Position>,
+    metrics: Arc<TailMetrics>,
+}
+
+impl LogTailer {
+    /// Loads the positions file and registers the tailer's metrics.
+    pub fn new(
+        config: &LogFilesConfig,
+        job: &str,
+        endpoints: Vec<Arc<LokiEndpoint>>,
+        sink_metrics: &SinkMetrics,
+    ) -> Result<LogTailer, PositionsError> {
+        let positions_file = PositionsFile::new(Path::new(&config.positions_file));
+        let loaded = positions_file.load()?;
+        let metrics = Arc::new(TailMetrics::default());
+        sink_metrics.add_section(metrics.clone());
+        let mut tailer = LogTailer {
+            config: config.clone(),
+            job: job.to_owned(),
+            endpoints,
+            positions_file,
+            saved: loaded.iter().map(|p| (p.path.clone(), p.clone())).collect(),
+            files: Vec::new(),
+            ignored: HashSet::new(),
+            last_saved: loaded.clone(),
+            metrics,
+        };
+        tailer.resume_rotated(&loaded);
+        Ok(tailer)
+    }
+
+    pub fn metrics(&self) -> &Arc<TailMetrics> {
+        &self.metrics
+    }
+
+    /// Polls until `stop` turns true; a cycle that filled a batch is followed at once by the next.
+    pub async fn run(mut self, mut stop: watch::Receiver<bool>) {
+        let poll = self.config.poll_interval.get();
+        loop {
+            let more = self.cycle().await;
+            if *stop.borrow() {
+                return;
+            }
+            if !more {
+                tokio::select! {
+                    _ = tokio::time::sleep(poll) => {}
+                    _ = stopped(&mut stop) => return,
+                }
+            }
+        }
+    }
+
+    /// A saved file whose path now names another file (or nothing) was rotated while the sink
+    /// was down: find it by identity in its directory and finish it first.
+    fn resume_rotated(&mut self, loaded: &[Position]) {
+        for position in loaded {
+            let current = std::fs::metadata(&position.path)
+                .ok()
+                .map(|m| FileId::of(&m));
+            if current == Some(position.id) {
+                continue;
+            }
+            let Some(dir) = Path::new(&position.path).parent() else {
+                continue;
+            };
+            let Ok(entries) = std::fs::read_dir(dir) else {
+                continue;
+            };
+            let found = entries.flatten().find(|entry| {
+                entry
+                    .metadata()
+                    .is_ok_and(|m| m.is_file() && FileId::of(&m) == position.id)
+            });
+            if let Some(entry) = found {
+                if let Some(mut tracked) = self.open(&entry.path(), position.offset) {
+                    tracked.release_at_end = true;
+                    tracing::info!(path = %tracked.file.path, was = %position.path, "resuming a file rotated while the sink was stopped");
+                    self.files.push(tracked);
+                }
+            }
+        }
+    }
+
+    fn open(&mut self, path: &Path, offset: u64) -> Option<Tracked> {
+        let text = path.display().to_string();
+        if self.ignored.contains(&text) {
+            return None;
+        }
+        if PodLogPath::parse(&text).is_ok_and(|p| p.compressed) {
+            self.ignored.insert(text.clone());
+            tracing::warn!(path = %text, "compressed rotated log not read");
+            return None;
+        }
+        let file = match TailedFile::open(
+            path,
+            offset,
+            self.config.max_line_bytes,
+            self.config.parse_access_logs,
+        ) {
+            Ok(file) => file,
+            Err(e) => {
+                self.ignored.insert(text);
+                tracing::warn!(error = %e, "file not tailed");
+                return None;
+            }
+        };
+        let mut labels = Vec::with_capacity(self.endpoints.len());
+        for endpoint in &self.endpoints {
+            let pod_path = PodLogPath::parse(&text).expect("parsed when opened");
+            match pod_stream_labels(&pod_path, &self.job, &endpoint.static_labels) {
+                Ok(set) => labels.push(set),
+                Err(e) => {
+                    self.ignored.insert(text.clone());
+                    tracing::warn!(path = %text, error = %e, "file not tailed: stream labels Loki would refuse");
+                    return None;
+                }
+            }
+        }
+        Some(Tracked {
+            file,
+            labels,
+            release_at_end: false,
+        })
+    }
+
+    /// Opens files matching the glob that are not tailed yet (resuming saved positions).
+    fn discover(&mut self) {
+        let tracked: HashSet<FileId> = self.files.iter().map(|t| t.file.id).collect();
+        for path in glob::expand(&self.config.include) {
+            let Ok(metadata) = std::fs::metadata(&path) else {
+                continue;
+            };
+            let id = FileId::of(&metadata);
+            if tracked.contains(&id) {
+                continue;
+            }
+            let text = path.display().to_string();
+            let offset = self
+                .saved
+                .remove(&text)
+                .filter(|p| p.id == id)
+                .map_or(0, |p| p.offset);
+            if let Some(t) = self.open(&path, offset) {
+                tracing::debug!(path = %t.file.path, offset, "tailing");
+                self.files.push(t);
+            }
+        }
+    }
+
+    /// One poll: discover, read up to one batch, deliver to every endpoint, then save
+    /// positions and release finished rotated/deleted files. Returns whether data was left
+    /// unread because the batch was full.
+    pub async fn cycle(&mut self) -> bool {
+        self.discover();
+        // Saved positions only matter when a file is first seen, which the first discovery did.
+        self.saved.clear();
+        let budget = self
+            .endpoints
+            .iter()
+            .map(|e| e.batch.max_bytes)
+            .min()
+            .unwrap_or(1024 * 1024);
+        let mut batches: Vec<PushBatch> = self.endpoints.iter().map(|e| e.new_batch()).collect();
+        let mut used = 0usize;
+        let mut released = Vec::new();
+        let mut more = false;
+        for (index, tracked) in self.files.iter_mut().enumerate() {
+            if used >= budget {
+                more = true;
+                break;
+            }
+            let Tracked {
+                file,
+                labels,
+                release_at_end,
+            } = tracked;
+            let room = budget - used;
+            let mut push = |entry: LogEntry| {
+                used += entry.line.len();
+                for (batch, set) in batches.iter_mut().zip(labels.iter()) {
+                    batch.push(set, entry.clone());
+                }
+            };
+            let cut_before = file.lines_cut();
+            match file.read_lines(room, &mut push) {
+                Ok(stats) => {
+                    let m = &self.metrics;
+                    m.bytes_read.fetch_add(stats.bytes, Ordering::Relaxed);
+                    m.lines_read.fetch_add(stats.lines, Ordering::Relaxed);
+                    m.malformed_lines
+                        .fetch_add(stats.malformed, Ordering::Relaxed);
+                    if stats.truncated {
+                        m.truncations.fetch_add(1, Ordering::Relaxed);
+                        tracing::info!(path = %file.path, "file shrank (copytruncate): reading from the start");
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(path = %file.path, error = %e, "read failed; releasing the file");
+                    released.push(index);
+                    continue;
+                }
+            }
+            self.metrics
+                .lines_cut
+                .fetch_add(file.lines_cut() - cut_before, Ordering::Relaxed);
+            let moved = *release_at_end
+                || std::fs::metadata(&file.path).map_or(true, |m| FileId::of(&m) != file.id);
+            if moved && file.at_end().unwrap_or(true) {
+                file.flush_pending(&mut push);
+                released.push(index);
+            }
+        }
+        for (endpoint, batch) in self.endpoints.iter().zip(batches.iter_mut()) {
+            endpoint.flush(batch).await;
+        }
+        for index in released.into_iter().rev() {
+            let tracked = self.files.remove(index);
+            self.metrics.files_released.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(path = %tracked.file.path, "released");
+        }
+        self.metrics
+            .files_tailed
+            .store(self.files.len() as u64, Ordering::Relaxed);
+        self.save_positions();
+        more
+    }
+
+    fn save_positions(&mut self) {
+        let mut positions: Vec<Position> = self
+            .files
+            .iter()
+            .map(|t| Position {
+                path: t.file.path.clone(),
+                id: t.file.id,
+                offset: t.file.resume_offset(),
+            })
+            .collect();
+        positions.sort_by(|a, b| a.path.cmp(&b.path).then(a.offset.cmp(&b.offset)));
+        if positions == self.last_saved {
+            return;
+        }
+        match self.positions_file.save(&positions) {
+            Ok(()) => {
+                self.metrics
+                    .positions_writes
+                    .fetch_add(1, Ordering::Relaxed);
+                self.last_saved = positions;
+            }
+            Err(e) => {
+                self.metrics
+                    .positions_write_errors
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::error!(error = %e, "cannot save positions (lines may be sent again after a restart)");
+            }
+        }
+    }
+}
