@@ -118,9 +118,6 @@ fn request_path(c: &mut Criterion) {
     c.bench_function("labels only", |b| {
         b.iter(|| compute(&local, rules, black_box(&facts), &mut scratch))
     });
-    c.bench_function("hash only", |b| {
-        b.iter(|| meshtap_filter::aggregate::hash_labels(black_box(&scratch)))
-    });
     let obs = Observation::from_raw(3_400_000, 700, 2_400);
     c.bench_function("aggregate only (known label set)", |b| {
         b.iter(|| agg.record(black_box(&scratch), obs))

@@ -1,22 +1,36 @@
 //! Per-VM cumulative aggregation of request observations by label set, capped at `max_series`.
 //!
-//! Owns the hot path after label computation: hash the 25 values, find the series in place
-//! (no allocation for a known label set), add the observation. Past `max_series` distinct label
-//! sets, observations go to ONE overflow series whose every label value is [`OVERFLOW_VALUE`],
-//! counted in `overflow_observations`. It must not know how totals leave the VM (see
-//! [`crate::wire`]) nor compute labels.
+//! Owns the hot path after label computation and the per-series memory budget. Label values are
+//! interned into a [`StringTable`]; a series' 25 value ids are stored as five ids of 5-id groups
+//! ([`GroupTable`]), so label sets that share a source, a destination or an outcome share their
+//! storage. Totals are [`CompactValues`] (32-bit counts) in fixed-size chunks (no reallocation
+//! spikes); a series whose counts fill up moves its values into 64-bit totals on the side.
+//! [`Aggregator::record`] returns a [`SeriesSlot`] that later requests with the same inputs can
+//! pass to [`Aggregator::record_at`] without recomputing labels; [`Aggregator::generation`]
+//! changes whenever slots are invalidated. Past `max_series` distinct label sets, observations go
+//! to ONE overflow series whose every label value is [`OVERFLOW_VALUE`], counted in
+//! `overflow_observations`. It must not know how totals leave the VM (see [`crate::wire`]) nor
+//! compute labels.
 
 use std::collections::HashMap;
 
 use crate::config::EnabledMetrics;
-use crate::hashing::{hash_strings, PassThroughBuild};
+use crate::hashing::{hash_ids, WordBuild};
+use crate::intern::{GroupTable, IdIndex, StringTable};
 use crate::labels::{LabelValues, LABEL_COUNT};
-use crate::series::{Observation, SeriesValues};
+use crate::series::{CompactValues, Observation, SeriesValues};
 
 /// Every label value of the overflow series.
 pub const OVERFLOW_VALUE: &str = "overflow";
 
-const NO_ENTRY: u32 = u32::MAX;
+/// Label value ids per group.
+const GROUP: usize = 5;
+/// Groups per label set.
+const GROUPS: usize = LABEL_COUNT / GROUP;
+const _: () = assert!(GROUPS * GROUP == LABEL_COUNT);
+
+/// Series per storage chunk.
+const CHUNK: usize = 64;
 
 /// What [`Aggregator::record`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,87 +43,128 @@ pub enum Recorded {
     },
 }
 
+/// Where a label set's totals are: a held series or the overflow series. Valid while
+/// [`Aggregator::generation`] is unchanged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SeriesSlot(u32);
+
+impl SeriesSlot {
+    const OVERFLOW: SeriesSlot = SeriesSlot(u32::MAX);
+}
+
 /// One label set and its totals.
-#[derive(Debug, Clone)]
-pub struct Entry {
-    hash: u64,
-    next: u32,
-    pub labels: Box<[Box<str>]>,
-    pub values: SeriesValues,
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    groups: [u32; GROUPS],
+    values: CompactValues,
 }
 
 /// The cumulative totals of one worker VM.
 #[derive(Debug)]
 pub struct Aggregator {
-    entries: Vec<Entry>,
-    heads: HashMap<u64, u32, PassThroughBuild>,
+    strings: StringTable,
+    groups: GroupTable<GROUP>,
+    chunks: Vec<Vec<Entry>>,
+    len: usize,
+    index: IdIndex,
+    /// 64-bit totals moved out of series whose compact counts filled up, by series.
+    spilled: HashMap<u32, SeriesValues, WordBuild>,
     max_series: usize,
     enabled: EnabledMetrics,
     overflow: SeriesValues,
     overflow_observations: u64,
+    generation: u64,
 }
 
 impl Aggregator {
     pub fn new(max_series: usize, enabled: EnabledMetrics) -> Self {
         Aggregator {
-            entries: Vec::new(),
-            heads: HashMap::default(),
+            strings: StringTable::default(),
+            groups: GroupTable::default(),
+            chunks: Vec::new(),
+            len: 0,
+            index: IdIndex::default(),
+            spilled: HashMap::default(),
             max_series,
             enabled,
             overflow: SeriesValues::default(),
             overflow_observations: 0,
+            generation: 0,
         }
     }
 
     /// Adds one request's observation to its label set's totals.
-    pub fn record(&mut self, labels: &LabelValues, obs: Observation) -> Recorded {
-        let hash = hash_labels(labels);
-        let enabled = self.enabled;
-        if let Some(index) = self.find(hash, labels) {
-            observe(&mut self.entries[index].values, obs, enabled);
-            return Recorded::Existing;
+    pub fn record(&mut self, labels: &LabelValues, obs: Observation) -> (Recorded, SeriesSlot) {
+        let mut groups = [0u32; GROUPS];
+        for (g, group) in groups.iter_mut().enumerate() {
+            let mut ids = [0u32; GROUP];
+            for (i, id) in ids.iter_mut().enumerate() {
+                *id = self.strings.intern(labels.get(g * GROUP + i));
+            }
+            *group = self.groups.intern(&ids);
         }
-        if self.entries.len() >= self.max_series {
-            observe(&mut self.overflow, obs, enabled);
-            self.overflow_observations += 1;
-            return Recorded::Overflow {
-                first: self.overflow_observations == 1,
-            };
+        let hash = hash_ids(&groups);
+        if let Some(id) = self.index.find(hash, |id| self.entry(id).groups == groups) {
+            let slot = SeriesSlot(id);
+            self.record_at(slot, obs);
+            return (Recorded::Existing, slot);
         }
-        let index = self.entries.len() as u32;
-        let next = self.heads.insert(hash, index).unwrap_or(NO_ENTRY);
-        let mut values = SeriesValues::default();
-        observe(&mut values, obs, enabled);
-        self.entries.push(Entry {
-            hash,
-            next,
-            labels: labels.0.iter().map(|v| Box::from(v.as_str())).collect(),
-            values,
+        if self.len >= self.max_series {
+            self.record_at(SeriesSlot::OVERFLOW, obs);
+            let first = self.overflow_observations == 1;
+            return (Recorded::Overflow { first }, SeriesSlot::OVERFLOW);
+        }
+        let id = self.len as u32;
+        if self.len.is_multiple_of(CHUNK) {
+            self.chunks.push(Vec::with_capacity(CHUNK));
+        }
+        let chunk = self
+            .chunks
+            .last_mut()
+            .expect("a chunk with room was just ensured");
+        chunk.push(Entry {
+            groups,
+            values: CompactValues::default(),
         });
-        Recorded::New
+        self.len += 1;
+        let Self { index, chunks, .. } = self;
+        index.insert(hash, id, |id| {
+            hash_ids(&chunks[id as usize / CHUNK][id as usize % CHUNK].groups)
+        });
+        let slot = SeriesSlot(id);
+        self.record_at(slot, obs);
+        (Recorded::New, slot)
     }
 
-    fn find(&self, hash: u64, labels: &LabelValues) -> Option<usize> {
-        let mut cursor = *self.heads.get(&hash)?;
-        while cursor != NO_ENTRY {
-            let entry = &self.entries[cursor as usize];
-            if entry.hash == hash
-                && entry
-                    .labels
-                    .iter()
-                    .zip(labels.0.iter())
-                    .all(|(a, b)| **a == **b)
-            {
-                return Some(cursor as usize);
-            }
-            cursor = entry.next;
+    /// Adds an observation to the series at `slot` (from [`Aggregator::record`] in this
+    /// generation).
+    pub fn record_at(&mut self, slot: SeriesSlot, obs: Observation) {
+        let enabled = self.enabled;
+        if slot == SeriesSlot::OVERFLOW {
+            observe_wide(&mut self.overflow, obs, enabled);
+            self.overflow_observations += 1;
+            return;
         }
-        None
+        let values = &mut self.chunks[slot.0 as usize / CHUNK][slot.0 as usize % CHUNK].values;
+        if !values.observe(obs, enabled) {
+            self.spilled.entry(slot.0).or_default().add(&values.widen());
+            *values = CompactValues::default();
+            values.observe(obs, enabled);
+        }
+    }
+
+    fn entry(&self, id: u32) -> &Entry {
+        &self.chunks[id as usize / CHUNK][id as usize % CHUNK]
+    }
+
+    /// Changes whenever previously returned [`SeriesSlot`]s become invalid.
+    pub fn generation(&self) -> u64 {
+        self.generation
     }
 
     /// Distinct label sets held (the overflow series not included).
     pub fn series_count(&self) -> usize {
-        self.entries.len()
+        self.len
     }
 
     pub fn overflow_observations(&self) -> u64 {
@@ -121,35 +176,56 @@ impl Aggregator {
     }
 
     /// The held label sets with their totals, then the overflow series if it was used.
-    pub fn series(&self) -> impl Iterator<Item = (SeriesLabels<'_>, &SeriesValues)> {
+    pub fn series(&self) -> impl Iterator<Item = (SeriesLabels<'_>, SeriesValues)> {
         let overflow =
-            (self.overflow_observations > 0).then_some((SeriesLabels::Overflow, &self.overflow));
-        self.entries
-            .iter()
-            .map(|e| (SeriesLabels::Held(&e.labels), &e.values))
+            (self.overflow_observations > 0).then_some((SeriesLabels::Overflow, self.overflow));
+        (0..self.len as u32)
+            .map(move |id| {
+                let entry = self.entry(id);
+                let mut values = entry.values.widen();
+                if let Some(spilled) = self.spilled.get(&id) {
+                    values.add(spilled);
+                }
+                let labels = SeriesLabels::Held {
+                    groups: &entry.groups,
+                    aggregator: self,
+                };
+                (labels, values)
+            })
             .chain(overflow)
     }
 
     /// Forgets everything (the VM's totals were folded into the proxy's base elsewhere).
     pub fn clear(&mut self) {
-        self.entries.clear();
-        self.heads.clear();
+        self.strings.clear();
+        self.groups.clear();
+        self.chunks.clear();
+        self.len = 0;
+        self.index.clear();
+        self.spilled.clear();
         self.overflow = SeriesValues::default();
         self.overflow_observations = 0;
+        self.generation += 1;
     }
 }
 
 /// The label values of a series from [`Aggregator::series`].
 #[derive(Debug, Clone, Copy)]
 pub enum SeriesLabels<'a> {
-    Held(&'a [Box<str>]),
+    Held {
+        groups: &'a [u32; GROUPS],
+        aggregator: &'a Aggregator,
+    },
     Overflow,
 }
 
 impl SeriesLabels<'_> {
     pub fn value(&self, index: usize) -> &str {
         match self {
-            SeriesLabels::Held(values) => &values[index],
+            SeriesLabels::Held { groups, aggregator } => {
+                let group = aggregator.groups.get(groups[index / GROUP]);
+                aggregator.strings.get(group[index % GROUP])
+            }
             SeriesLabels::Overflow => OVERFLOW_VALUE,
         }
     }
@@ -163,7 +239,7 @@ impl SeriesLabels<'_> {
     }
 }
 
-fn observe(values: &mut SeriesValues, o: Observation, enabled: EnabledMetrics) {
+fn observe_wide(values: &mut SeriesValues, o: Observation, enabled: EnabledMetrics) {
     values.requests += 1;
     if enabled.request_duration {
         values.duration.observe(o.duration_ms);
@@ -174,11 +250,6 @@ fn observe(values: &mut SeriesValues, o: Observation, enabled: EnabledMetrics) {
     if enabled.response_bytes {
         values.response_bytes.observe(o.response_bytes);
     }
-}
-
-/// Hash of a label set.
-pub fn hash_labels(labels: &LabelValues) -> u64 {
-    hash_strings(labels.0.iter().map(String::as_str))
 }
 
 #[cfg(test)]
@@ -201,19 +272,28 @@ mod tests {
         }
     }
 
+    fn values_of(a: &Aggregator) -> Vec<(Vec<String>, SeriesValues)> {
+        a.series()
+            .map(|(l, v)| ((0..l.len()).map(|i| l.value(i).to_string()).collect(), v))
+            .collect()
+    }
+
     #[cfg_attr(not(target_arch = "wasm32"), test)]
     #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
     fn same_labels_accumulate() {
         let mut a = Aggregator::new(10, EnabledMetrics::all());
-        assert_eq!(a.record(&labels("a"), obs(3)), Recorded::New);
-        assert_eq!(a.record(&labels("a"), obs(7)), Recorded::Existing);
-        assert_eq!(a.record(&labels("b"), obs(1)), Recorded::New);
+        let (recorded, slot) = a.record(&labels("a"), obs(3));
+        assert_eq!(recorded, Recorded::New);
+        assert_eq!(a.record(&labels("a"), obs(7)), (Recorded::Existing, slot));
+        a.record_at(slot, obs(5));
+        assert_eq!(a.record(&labels("b"), obs(1)).0, Recorded::New);
         assert_eq!(a.series_count(), 2);
-        let (l, v) = a.series().next().unwrap();
-        assert_eq!(l.value(0), "a-0");
-        assert_eq!(v.requests, 2);
-        assert_eq!(v.duration.sum, 10);
-        assert_eq!(v.response_bytes.sum, 40);
+        let all = values_of(&a);
+        assert_eq!(all[0].0, labels("a").0.to_vec());
+        assert_eq!(all[0].1.requests, 3);
+        assert_eq!(all[0].1.duration.sum, 15);
+        assert_eq!(all[0].1.response_bytes.sum, 60);
+        assert_eq!(all[1].0, labels("b").0.to_vec());
     }
 
     #[cfg_attr(not(target_arch = "wasm32"), test)]
@@ -225,30 +305,49 @@ mod tests {
         let mut y = LabelValues::default();
         y.0[0] = "a".into();
         y.0[1] = "b".into();
-        assert_ne!(hash_labels(&x), hash_labels(&y));
         a.record(&x, obs(1));
-        assert_eq!(a.record(&y, obs(1)), Recorded::New);
+        assert_eq!(a.record(&y, obs(1)).0, Recorded::New);
+        let all = values_of(&a);
+        assert_eq!(all[0].0[0], "ab");
+        assert_eq!(all[1].0[..2], ["a".to_string(), "b".to_string()]);
     }
 
     #[cfg_attr(not(target_arch = "wasm32"), test)]
     #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
-    fn hash_collisions_are_resolved_by_comparing_values() {
+    fn many_series_keep_their_labels_across_chunks_and_growth() {
+        let mut a = Aggregator::new(1000, EnabledMetrics::all());
+        for i in 0..300 {
+            let mut l = labels("shared");
+            l.0[21] = i.to_string();
+            assert_eq!(a.record(&l, obs(i)).0, Recorded::New);
+        }
+        for i in 0..300 {
+            let mut l = labels("shared");
+            l.0[21] = i.to_string();
+            assert_eq!(a.record(&l, obs(1)).0, Recorded::Existing);
+        }
+        let all = values_of(&a);
+        assert_eq!(all.len(), 300);
+        for (i, (l, v)) in all.iter().enumerate() {
+            assert_eq!(l[21], i.to_string());
+            assert_eq!(l[0], "shared-0");
+            assert_eq!(v.requests, 2);
+            assert_eq!(v.duration.sum, i as u64 + 1);
+        }
+    }
+
+    #[cfg_attr(not(target_arch = "wasm32"), test)]
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+    fn full_compact_counts_spill_into_wide_totals() {
         let mut a = Aggregator::new(10, EnabledMetrics::all());
-        // Force two different label sets into one chain.
-        let (x, y) = (labels("x"), labels("y"));
-        a.record(&x, obs(1));
-        let hx = hash_labels(&x);
-        let index = a.entries.len() as u32;
-        let next = a.heads.insert(hx, index).unwrap_or(NO_ENTRY);
-        a.entries.push(Entry {
-            hash: hx,
-            next,
-            labels: y.0.iter().map(|v| Box::from(v.as_str())).collect(),
-            values: SeriesValues::default(),
-        });
-        assert_eq!(a.find(hx, &y), Some(1), "head of the chain");
-        assert_eq!(a.find(hx, &x), Some(0), "walks the chain past y");
-        assert_eq!(a.find(hx, &labels("z")), None);
+        let (_, slot) = a.record(&labels("a"), obs(1));
+        a.chunks[0][0].values = CompactValues::with_requests(u32::MAX);
+        a.record_at(slot, obs(2));
+        a.record_at(slot, obs(3));
+        let (_, v) = a.series().next().unwrap();
+        assert_eq!(v.requests, u64::from(u32::MAX) + 2, "spilled + compact");
+        assert_eq!(v.duration.sum, 5);
+        assert_eq!(v.duration.count(), 2);
     }
 
     #[cfg_attr(not(target_arch = "wasm32"), test)]
@@ -258,29 +357,30 @@ mod tests {
         a.record(&labels("a"), obs(1));
         a.record(&labels("b"), obs(1));
         assert_eq!(
-            a.record(&labels("c"), obs(1)),
+            a.record(&labels("c"), obs(1)).0,
             Recorded::Overflow { first: true }
         );
+        let (recorded, overflow_slot) = a.record(&labels("d"), obs(1));
+        assert_eq!(recorded, Recorded::Overflow { first: false });
+        a.record_at(overflow_slot, obs(1));
         assert_eq!(
-            a.record(&labels("d"), obs(1)),
-            Recorded::Overflow { first: false }
-        );
-        assert_eq!(
-            a.record(&labels("a"), obs(1)),
+            a.record(&labels("a"), obs(1)).0,
             Recorded::Existing,
             "held sets still count"
         );
         assert_eq!(a.series_count(), 2);
-        assert_eq!(a.overflow_observations(), 2);
+        assert_eq!(a.overflow_observations(), 3);
         let all: Vec<_> = a.series().collect();
         assert_eq!(all.len(), 3);
         let (l, v) = all[2];
         assert!(matches!(l, SeriesLabels::Overflow));
         assert_eq!(l.value(7), OVERFLOW_VALUE);
-        assert_eq!(v.requests, 2);
+        assert_eq!(v.requests, 3);
+        let generation = a.generation();
         a.clear();
+        assert_ne!(a.generation(), generation, "slots are invalidated");
         assert_eq!(a.series().count(), 0);
-        assert_eq!(a.record(&labels("c"), obs(1)), Recorded::New);
+        assert_eq!(a.record(&labels("c"), obs(1)).0, Recorded::New);
     }
 
     #[cfg_attr(not(target_arch = "wasm32"), test)]

@@ -15,6 +15,7 @@ pub mod coordinate;
 pub mod facts;
 pub mod flags;
 pub mod hashing;
+pub mod intern;
 pub mod labels;
 pub mod merge;
 pub mod node;
@@ -22,6 +23,7 @@ pub mod peer;
 pub mod protobuf;
 pub mod report;
 pub mod series;
+pub mod shortcut;
 pub mod wire;
 
 #[cfg(feature = "plugin")]

@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 
 use crate::aggregate::OVERFLOW_VALUE;
-use crate::hashing::FnvBuild;
+use crate::hashing::WordBuild;
 use crate::labels::LABEL_COUNT;
 use crate::series::SeriesValues;
 use crate::wire::{TotalsBuilder, TotalsPb};
@@ -18,8 +18,8 @@ use crate::wire::{TotalsBuilder, TotalsPb};
 #[derive(Debug, Clone, Default)]
 pub struct MergedTotals {
     strings: Vec<String>,
-    ids: HashMap<String, u32, FnvBuild>,
-    series: HashMap<Box<[u32]>, SeriesValues, FnvBuild>,
+    ids: HashMap<String, u32, WordBuild>,
+    series: HashMap<Box<[u32]>, SeriesValues, WordBuild>,
     overflow_key: Option<Box<[u32]>>,
     pub overflow_observations: u64,
     max_series: usize,

@@ -2,12 +2,32 @@
 //! default buckets, with exact integer sums.
 //!
 //! Owns the histogram arithmetic shared by the per-request aggregator, the cross-VM merge and
-//! the report builder. It must not know about label values or storage.
+//! the report builder, and [`CompactValues`], the aggregator's 32-bit form of one label set's
+//! values. It must not know about label values or storage.
 
-use meshtap_report::schema::{bucket_index, DEFAULT_BUCKETS};
+use meshtap_report::schema::DEFAULT_BUCKETS;
+
+use crate::config::EnabledMetrics;
 
 /// Number of buckets including `+Inf`.
 pub const BUCKETS: usize = DEFAULT_BUCKETS.len() + 1;
+
+/// [`DEFAULT_BUCKETS`] for whole-number observations: an integer `v` is `<= b` exactly when
+/// `v <= floor(b)`, so comparing integers picks the same inclusive bucket.
+const INTEGER_BOUNDS: [u64; BUCKETS - 1] = {
+    let mut bounds = [0u64; BUCKETS - 1];
+    let mut i = 0;
+    while i < bounds.len() {
+        bounds[i] = DEFAULT_BUCKETS[i] as u64;
+        i += 1;
+    }
+    bounds
+};
+
+/// The bucket (inclusive upper bound, else `+Inf`) of a whole-number observation.
+pub fn bucket_of(value: u64) -> usize {
+    INTEGER_BOUNDS.partition_point(|b| *b < value)
+}
 
 /// A histogram on [`DEFAULT_BUCKETS`]: per-bucket (not cumulative) counts and the exact sum.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,7 +47,7 @@ impl Default for Histogram {
 
 impl Histogram {
     pub fn observe(&mut self, value: u64) {
-        self.buckets[bucket_index(&DEFAULT_BUCKETS, value as f64)] += 1;
+        self.buckets[bucket_of(value)] += 1;
         self.sum = self.sum.saturating_add(value);
     }
 
@@ -88,6 +108,73 @@ impl SeriesValues {
     }
 }
 
+/// One label set's values with 32-bit counts, as the per-VM aggregator holds them (half the
+/// memory of [`SeriesValues`]). Every observation adds one to `requests` and at most one to a
+/// bucket of each histogram, so no count exceeds `requests`: [`CompactValues::observe`] refuses
+/// when `requests` is full, and the owner moves the values into a [`SeriesValues`] first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CompactValues {
+    requests: u32,
+    buckets: [[u32; BUCKETS]; 3],
+    sums: [u64; 3],
+}
+
+impl Default for CompactValues {
+    fn default() -> Self {
+        CompactValues {
+            requests: 0,
+            buckets: [[0; BUCKETS]; 3],
+            sums: [0; 3],
+        }
+    }
+}
+
+impl CompactValues {
+    /// Adds an observation to the enabled families; `false` (nothing changed) when the counts
+    /// are full.
+    pub fn observe(&mut self, o: Observation, enabled: EnabledMetrics) -> bool {
+        if self.requests == u32::MAX {
+            return false;
+        }
+        self.requests += 1;
+        let families = [
+            (enabled.request_duration, o.duration_ms),
+            (enabled.request_bytes, o.request_bytes),
+            (enabled.response_bytes, o.response_bytes),
+        ];
+        for (i, (on, value)) in families.into_iter().enumerate() {
+            if on {
+                self.buckets[i][bucket_of(value)] += 1;
+                self.sums[i] = self.sums[i].saturating_add(value);
+            }
+        }
+        true
+    }
+
+    /// Values that claim `requests` requests and no observations (tests of full counts).
+    #[cfg(test)]
+    pub(crate) fn with_requests(requests: u32) -> CompactValues {
+        CompactValues {
+            requests,
+            ..CompactValues::default()
+        }
+    }
+
+    /// The same values with 64-bit counts.
+    pub fn widen(&self) -> SeriesValues {
+        let histogram = |i: usize| Histogram {
+            buckets: self.buckets[i].map(u64::from),
+            sum: self.sums[i],
+        };
+        SeriesValues {
+            requests: u64::from(self.requests),
+            duration: histogram(0),
+            request_bytes: histogram(1),
+            response_bytes: histogram(2),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -107,6 +194,13 @@ mod tests {
         assert_eq!(s.response_bytes.buckets[0], 1, "0 in le=0.5");
         assert_eq!(s.response_bytes.buckets[BUCKETS - 1], 1, "+Inf");
         assert_eq!(s.response_bytes.count(), 2);
+        for v in [0u64, 1, 2, 5, 6, 3_600_000, 3_600_001, u64::MAX] {
+            assert_eq!(
+                bucket_of(v),
+                meshtap_report::schema::bucket_index(&DEFAULT_BUCKETS, v as f64),
+                "{v}"
+            );
+        }
         let mut twice = s;
         twice.add(&s);
         assert_eq!(twice.requests, 4);
@@ -119,5 +213,33 @@ mod tests {
                 response_bytes: 3
             }
         );
+    }
+
+    #[cfg_attr(not(target_arch = "wasm32"), test)]
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+    fn compact_values_widen_to_the_same_totals_and_refuse_when_full() {
+        let (mut compact, mut wide) = (CompactValues::default(), SeriesValues::default());
+        for o in [
+            Observation::from_raw(1_999_999, 1000, 0),
+            Observation::from_raw(5_000_000, 1001, 4_000_000),
+        ] {
+            assert!(compact.observe(o, EnabledMetrics::all()));
+            wide.observe(o);
+        }
+        assert_eq!(compact.widen(), wide);
+        let only_requests = EnabledMetrics {
+            request_duration: false,
+            request_bytes: false,
+            response_bytes: false,
+            ..EnabledMetrics::all()
+        };
+        let mut counted = CompactValues::default();
+        assert!(counted.observe(Observation::from_raw(9, 9, 9), only_requests));
+        assert_eq!(counted.widen().requests, 1);
+        assert_eq!(counted.widen().duration.count(), 0);
+        counted.requests = u32::MAX;
+        let before = counted;
+        assert!(!counted.observe(Observation::default(), EnabledMetrics::all()));
+        assert_eq!(counted, before);
     }
 }

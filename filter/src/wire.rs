@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 
 use crate::aggregate::Aggregator;
-use crate::hashing::FnvBuild;
+use crate::hashing::WordBuild;
 use crate::labels::LABEL_COUNT;
 use crate::series::{Histogram, SeriesValues, BUCKETS};
 
@@ -139,7 +139,7 @@ impl SeriesPb {
 #[derive(Default)]
 pub struct TotalsBuilder {
     totals: TotalsPb,
-    index: HashMap<String, u32, FnvBuild>,
+    index: HashMap<String, u32, WordBuild>,
 }
 
 impl TotalsBuilder {
@@ -169,7 +169,7 @@ impl TotalsPb {
     pub fn from_aggregator(agg: &Aggregator) -> TotalsPb {
         let mut b = TotalsBuilder::default();
         for (labels, values) in agg.series() {
-            b.push((0..LABEL_COUNT).map(|i| labels.value(i)), values);
+            b.push((0..LABEL_COUNT).map(|i| labels.value(i)), &values);
         }
         b.finish(agg.overflow_observations())
     }

@@ -20,13 +20,14 @@ use std::rc::Rc;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{LogLevel, MapType};
 
-use super::host::{header, int_property, log, property, string_property, PropertyPath};
-use super::vm::ActiveVm;
+use super::host::{header, int_property, log, property, PropertyPath};
+use super::vm::{ActiveVm, BytesCache, ClusterInfo, Known};
 use crate::aggregate::Recorded;
 use crate::facts::{is_grpc_content_type, Direction, RequestFacts};
 use crate::labels::{compute, LabelRules};
 use crate::peer::{ClusterServices, PeerInfo};
 use crate::series::Observation;
+use crate::shortcut::RequestKey;
 use meshtap_report::schema::Reporter;
 
 const PEER_HEADER: &str = "x-envoy-peer-metadata";
@@ -72,7 +73,24 @@ fn needs(reporter: Reporter) -> (bool, bool) {
     }
 }
 
+/// The id of an optional known value (0 when absent).
+fn id_of<T>(known: &Option<Known<T>>) -> u32 {
+    known.as_ref().map_or(0, |k| k.id)
+}
+
+/// The string of an optional known text.
+fn text_of(known: &Option<Known<Option<Rc<str>>>>) -> &str {
+    known
+        .as_ref()
+        .and_then(|k| k.value.as_deref())
+        .unwrap_or_default()
+}
+
+/// The route names that change labels, as [`RequestKey::route`] numbers them.
+const ROUTES: [Option<&str>; 3] = [None, Some("allow_any"), Some("block_all")];
+
 fn record(vm: &mut ActiveVm) {
+    vm.renew_ids_if_exhausted();
     let direction = int_property(LISTENER_DIRECTION).and_then(Direction::from_envoy);
     let reporter = vm.config.reporter.unwrap_or(match direction {
         Some(Direction::Inbound) => Reporter::Destination,
@@ -80,11 +98,16 @@ fn record(vm: &mut ActiveVm) {
     });
     let (need_downstream, need_upstream) = needs(reporter);
 
-    let cluster_name = string_property(CLUSTER_NAME);
-    let services = cluster_services(vm, cluster_name.as_deref());
-    let route_name = match services {
-        Some(_) => None,
-        None => string_property(ROUTE_NAME),
+    let cluster = property(CLUSTER_NAME).map(|name| known_cluster(vm, &name));
+    let services = cluster.as_ref().and_then(|c| c.value.services.clone());
+    let route = match services {
+        Some(_) => 0,
+        None => property(ROUTE_NAME).map_or(0, |name| {
+            ROUTES
+                .iter()
+                .position(|r| r.map(str::as_bytes) == Some(name.as_slice()))
+                .unwrap_or(0)
+        }),
     };
     let content_type = header(MapType::HttpRequestHeaders, "content-type");
     let grpc = content_type.as_deref().is_some_and(is_grpc_content_type);
@@ -92,12 +115,12 @@ fn record(vm: &mut ActiveVm) {
     let enabled = vm.config.metrics;
 
     let downstream_peer_san = if need_downstream {
-        string_property(DOWNSTREAM_PEER_SAN)
+        known_text(vm, property(DOWNSTREAM_PEER_SAN), false)
     } else {
         None
     };
     let upstream_peer_san = if need_upstream {
-        string_property(UPSTREAM_PEER_SAN)
+        known_text(vm, property(UPSTREAM_PEER_SAN), false)
     } else {
         None
     };
@@ -114,18 +137,22 @@ fn record(vm: &mut ActiveVm) {
 
     let downstream_peer = if need_downstream {
         let raw = property(DOWNSTREAM_PEER)
-            .map(PeerSource::Struct)
-            .or_else(|| header(MapType::HttpRequestHeaders, PEER_HEADER).map(PeerSource::Header));
-        decode_peer(vm, raw)
+            .map(|b| (PeerEncoding::Struct, b))
+            .or_else(|| {
+                header(MapType::HttpRequestHeaders, PEER_HEADER).map(|b| (PeerEncoding::Header, b))
+            });
+        known_peer(vm, raw)
     } else {
         None
     };
     let upstream_peer = if need_upstream {
         let raw = property(UPSTREAM_PEER)
-            .map(PeerSource::Struct)
-            .or_else(|| header(MapType::HttpResponseHeaders, PEER_HEADER).map(PeerSource::Header))
-            .or_else(|| property(UPSTREAM_HOST_METADATA).map(PeerSource::Endpoint));
-        decode_peer(vm, raw)
+            .map(|b| (PeerEncoding::Struct, b))
+            .or_else(|| {
+                header(MapType::HttpResponseHeaders, PEER_HEADER).map(|b| (PeerEncoding::Header, b))
+            })
+            .or_else(|| property(UPSTREAM_HOST_METADATA).map(|b| (PeerEncoding::Endpoint, b)));
+        known_peer(vm, raw)
     } else {
         None
     };
@@ -135,7 +162,7 @@ fn record(vm: &mut ActiveVm) {
         && host_header_fallback
         && services.as_ref().is_none_or(|s| s.host.is_empty())
     {
-        header(MapType::HttpRequestHeaders, ":authority").and_then(|a| String::from_utf8(a).ok())
+        known_text(vm, header(MapType::HttpRequestHeaders, ":authority"), true)
     } else {
         None
     };
@@ -151,21 +178,52 @@ fn record(vm: &mut ActiveVm) {
     } else {
         0
     };
+    let response_code = int_property(RESPONSE_CODE);
+    let response_flags = int_property(RESPONSE_FLAGS).unwrap_or(0) as u64;
+    let observation = Observation::from_raw(duration_ns, request_bytes, response_bytes);
 
+    let key = RequestKey {
+        reporter: reporter as u8,
+        grpc,
+        route: route as u8,
+        cluster: id_of(&cluster),
+        downstream_peer: id_of(&downstream_peer),
+        upstream_peer: id_of(&upstream_peer),
+        downstream_peer_san: id_of(&downstream_peer_san),
+        downstream_local_san: id_of(&downstream_local_san),
+        upstream_peer_san: id_of(&upstream_peer_san),
+        upstream_local_san: id_of(&upstream_local_san),
+        authority: id_of(&authority),
+        response_code,
+        response_flags,
+        grpc_status,
+    };
+    let generation = vm.totals.generation();
+    if let Some(slot) = vm.shortcuts.get(&key, generation) {
+        vm.totals.record_at(slot, observation);
+        return;
+    }
+
+    let peer_of =
+        |k: &Option<Known<Option<Rc<PeerInfo>>>>| k.as_ref().and_then(|k| k.value.clone());
+    let (downstream_peer, upstream_peer) = (peer_of(&downstream_peer), peer_of(&upstream_peer));
+    let own = |k: &Option<Known<Rc<str>>>| k.as_ref().map(|k| k.value.clone());
+    let (downstream_local_san, upstream_local_san) =
+        (own(&downstream_local_san), own(&upstream_local_san));
     let facts = RequestFacts {
-        cluster_name: cluster_name.as_deref(),
-        route_name: route_name.as_deref(),
+        cluster_name: cluster.as_ref().map(|c| &*c.value.name),
+        route_name: ROUTES[route],
         services: services.as_deref(),
         downstream_peer: downstream_peer.as_deref(),
         upstream_peer: upstream_peer.as_deref(),
-        downstream_peer_san: downstream_peer_san.as_deref().unwrap_or_default(),
+        downstream_peer_san: text_of(&downstream_peer_san),
         downstream_local_san: downstream_local_san.as_deref().unwrap_or_default(),
-        upstream_peer_san: upstream_peer_san.as_deref().unwrap_or_default(),
+        upstream_peer_san: text_of(&upstream_peer_san),
         upstream_local_san: upstream_local_san.as_deref().unwrap_or_default(),
-        authority: authority.as_deref(),
+        authority: authority.as_ref().and_then(|k| k.value.as_deref()),
         grpc,
-        response_code: int_property(RESPONSE_CODE),
-        response_flags: int_property(RESPONSE_FLAGS).unwrap_or(0) as u64,
+        response_code,
+        response_flags,
         grpc_status,
         duration_ns,
         request_bytes,
@@ -179,11 +237,13 @@ fn record(vm: &mut ActiveVm) {
         local,
         scratch,
         totals,
+        shortcuts,
         ..
     } = vm;
     compute(local, rules, &facts, scratch);
-    let observation = Observation::from_raw(duration_ns, request_bytes, response_bytes);
-    if let Recorded::Overflow { first: true } = totals.record(scratch, observation) {
+    let (recorded, slot) = totals.record(scratch, observation);
+    shortcuts.insert(key, slot, generation);
+    if let Recorded::Overflow { first: true } = recorded {
         log(
             LogLevel::Warn,
             &format!(
@@ -194,60 +254,102 @@ fn record(vm: &mut ActiveVm) {
     }
 }
 
-/// The first Istio service of the cluster, from the per-VM cache or `xds.cluster_metadata`.
-fn cluster_services(vm: &mut ActiveVm, cluster: Option<&str>) -> Option<Rc<ClusterServices>> {
-    let cluster = cluster?;
-    if let Some(cached) = vm.clusters.get(cluster) {
+/// What a cluster name stands for, from the per-VM cache or `xds.cluster_metadata`.
+fn known_cluster(vm: &mut ActiveVm, name: &[u8]) -> Known<ClusterInfo> {
+    if let Some(cached) = vm.clusters.get(name) {
         return cached.clone();
     }
     let services = property(CLUSTER_METADATA)
         .and_then(|bytes| ClusterServices::from_cluster_metadata(&bytes))
         .map(Rc::new);
-    vm.clusters.insert(cluster.to_string(), services).clone()
+    let known = Known {
+        id: vm.next_id(),
+        value: ClusterInfo {
+            name: Rc::from(String::from_utf8_lossy(name)),
+            services,
+        },
+    };
+    vm.clusters.insert(name, known).clone()
 }
 
-enum PeerSource {
-    Struct(Vec<u8>),
-    Header(Vec<u8>),
-    Endpoint(Vec<u8>),
+/// A SAN (lossy UTF-8) or, with `strict`, an `:authority` (`None` unless UTF-8), by its bytes.
+fn known_text(
+    vm: &mut ActiveVm,
+    raw: Option<Vec<u8>>,
+    strict: bool,
+) -> Option<Known<Option<Rc<str>>>> {
+    let raw = raw?;
+    if let Some(cached) = vm.texts.get(&raw) {
+        return Some(cached.clone());
+    }
+    let value = match std::str::from_utf8(&raw) {
+        Ok(text) => Some(Rc::from(text)),
+        Err(_) if strict => None,
+        Err(_) => Some(Rc::from(String::from_utf8_lossy(&raw))),
+    };
+    let known = Known {
+        id: vm.next_id(),
+        value,
+    };
+    Some(vm.texts.insert(&raw, known).clone())
 }
 
-/// Decodes one encoding of a peer.
-type DecodePeer = fn(&[u8]) -> Option<PeerInfo>;
+/// Where a peer's raw bytes came from.
+#[derive(Clone, Copy)]
+enum PeerEncoding {
+    Struct,
+    Header,
+    Endpoint,
+}
+
+fn peer_cache(vm: &mut ActiveVm, encoding: PeerEncoding) -> &mut PeerCache {
+    match encoding {
+        PeerEncoding::Struct => &mut vm.peers_by_struct,
+        PeerEncoding::Header => &mut vm.peers_by_header,
+        PeerEncoding::Endpoint => &mut vm.peers_by_endpoint,
+    }
+}
+
+type PeerCache = BytesCache<Known<Option<Rc<PeerInfo>>>>;
 
 /// Decodes a peer, remembering decodings by their raw bytes (peers repeat).
-fn decode_peer(vm: &mut ActiveVm, raw: Option<PeerSource>) -> Option<Rc<PeerInfo>> {
-    let (cache, bytes, decode): (_, _, DecodePeer) = match raw? {
-        PeerSource::Struct(b) => (&mut vm.peers_by_struct, b, PeerInfo::from_struct_bytes),
-        PeerSource::Header(b) => (&mut vm.peers_by_header, b, PeerInfo::from_header),
-        PeerSource::Endpoint(b) => (
-            &mut vm.peers_by_endpoint,
-            b,
-            PeerInfo::from_upstream_host_metadata,
-        ),
-    };
-    if let Some(cached) = cache.get(bytes.as_slice()) {
-        return cached.clone();
+fn known_peer(
+    vm: &mut ActiveVm,
+    raw: Option<(PeerEncoding, Vec<u8>)>,
+) -> Option<Known<Option<Rc<PeerInfo>>>> {
+    let (encoding, bytes) = raw?;
+    if let Some(cached) = peer_cache(vm, encoding).get(&bytes) {
+        return Some(cached.clone());
     }
-    let peer = decode(&bytes).map(Rc::new);
-    cache.insert(bytes, peer).clone()
+    let decoded = match encoding {
+        PeerEncoding::Struct => PeerInfo::from_struct_bytes(&bytes),
+        PeerEncoding::Header => PeerInfo::from_header(&bytes),
+        PeerEncoding::Endpoint => PeerInfo::from_upstream_host_metadata(&bytes),
+    };
+    let known = Known {
+        id: vm.next_id(),
+        value: decoded.map(Rc::new),
+    };
+    Some(peer_cache(vm, encoding).insert(&bytes, known).clone())
 }
 
 /// The proxy's own SAN: cached once seen, used only when the peer also presented one (so a
 /// plaintext connection still reads as having no local SAN).
-fn own_san(vm: &mut ActiveVm, peer_has_san: bool, path: PropertyPath) -> Option<Rc<str>> {
+fn own_san(vm: &mut ActiveVm, peer_has_san: bool, path: PropertyPath) -> Option<Known<Rc<str>>> {
     if peer_has_san {
         if let Some(san) = &vm.own_san {
             return Some(san.clone());
         }
     }
-    let san: Option<Rc<str>> = string_property(path)
-        .filter(|s| !s.is_empty())
-        .map(Rc::from);
-    if peer_has_san && san.is_some() {
-        vm.own_san = san.clone();
+    let san = known_text(vm, property(path), false)?;
+    let san = Known {
+        id: san.id,
+        value: san.value.filter(|s| !s.is_empty())?,
+    };
+    if peer_has_san {
+        vm.own_san = Some(san.clone());
     }
-    san
+    Some(san)
 }
 
 /// gRPC status: `response.grpc_status`, else `grpc-status` in the trailers, then the headers.

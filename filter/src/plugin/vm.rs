@@ -1,22 +1,45 @@
 //! The state one worker VM shares between its root context and its HTTP contexts: the checked
 //! configuration, the local node identity, the cumulative totals and the per-request caches.
 //!
-//! Owns the bounded caches (cluster metadata by cluster name, decoded peers by their raw bytes,
-//! the proxy's own certificate SAN) so the steady state reuses everything. It must not call the
-//! host: the HTTP context reads, this state remembers.
+//! Owns the bounded caches of host values by their raw bytes (clusters, decoded peers, SANs and
+//! authorities), each entry with an id that stands for the value in [`RequestKey`]s, and the
+//! [`Shortcuts`] those keys index. Ids are never reused: when they run out, every cache and the
+//! shortcuts are dropped together. It must not call the host: the HTTP context reads, this state
+//! remembers.
+//!
+//! [`RequestKey`]: crate::shortcut::RequestKey
 
 use std::collections::HashMap;
 use std::rc::Rc;
 
 use crate::aggregate::Aggregator;
 use crate::config::FilterConfig;
-use crate::hashing::FnvBuild;
+use crate::hashing::{bytes_equal, hash_bytes, WordBuild};
 use crate::labels::LabelValues;
 use crate::node::LocalNode;
 use crate::peer::{ClusterServices, PeerInfo};
+use crate::shortcut::Shortcuts;
 
 /// Entries per cache before it is cleared (bounds memory with many clusters or peers).
 pub const CACHE_CAPACITY: usize = 1024;
+
+/// Ids one request can hand out at most (one per cache lookup), kept in reserve so a request
+/// never sees ids from before and after a renewal.
+const IDS_PER_REQUEST: u32 = 16;
+
+/// A host value seen before, with the id that stands for it in shortcut keys (never 0).
+#[derive(Clone)]
+pub struct Known<T> {
+    pub id: u32,
+    pub value: T,
+}
+
+/// What a cluster name stands for.
+#[derive(Clone)]
+pub struct ClusterInfo {
+    pub name: Rc<str>,
+    pub services: Option<Rc<ClusterServices>>,
+}
 
 /// A configured, recording VM.
 pub struct ActiveVm {
@@ -24,13 +47,18 @@ pub struct ActiveVm {
     pub local: LocalNode,
     pub totals: Aggregator,
     pub scratch: LabelValues,
-    pub clusters: BoundedCache<String, Option<Rc<ClusterServices>>>,
+    pub shortcuts: Shortcuts,
+    pub clusters: BytesCache<Known<ClusterInfo>>,
     /// Decoded peers by raw bytes, one cache per encoding.
-    pub peers_by_struct: BoundedCache<Vec<u8>, Option<Rc<PeerInfo>>>,
-    pub peers_by_header: BoundedCache<Vec<u8>, Option<Rc<PeerInfo>>>,
-    pub peers_by_endpoint: BoundedCache<Vec<u8>, Option<Rc<PeerInfo>>>,
+    pub peers_by_struct: BytesCache<Known<Option<Rc<PeerInfo>>>>,
+    pub peers_by_header: BytesCache<Known<Option<Rc<PeerInfo>>>>,
+    pub peers_by_endpoint: BytesCache<Known<Option<Rc<PeerInfo>>>>,
+    /// Certificate SANs and `:authority` values (lossy UTF-8; `None` for an authority that is
+    /// not UTF-8).
+    pub texts: BytesCache<Known<Option<Rc<str>>>>,
     /// This proxy's certificate URI SAN, once seen on a connection.
-    pub own_san: Option<Rc<str>>,
+    pub own_san: Option<Known<Rc<str>>>,
+    next_id: u32,
 }
 
 impl ActiveVm {
@@ -41,41 +69,103 @@ impl ActiveVm {
             local,
             totals,
             scratch: LabelValues::default(),
-            clusters: BoundedCache::default(),
-            peers_by_struct: BoundedCache::default(),
-            peers_by_header: BoundedCache::default(),
-            peers_by_endpoint: BoundedCache::default(),
+            shortcuts: Shortcuts::default(),
+            clusters: BytesCache::default(),
+            peers_by_struct: BytesCache::default(),
+            peers_by_header: BytesCache::default(),
+            peers_by_endpoint: BytesCache::default(),
+            texts: BytesCache::default(),
             own_san: None,
+            next_id: 1,
         }
+    }
+
+    /// A fresh id for a cache entry.
+    pub fn next_id(&mut self) -> u32 {
+        let id = self.next_id;
+        self.next_id += 1;
+        id
+    }
+
+    /// Called before each request: when ids are about to run out, forgets every id holder so
+    /// ids can start over without ever meaning two values at once.
+    pub fn renew_ids_if_exhausted(&mut self) {
+        if self.next_id < u32::MAX - IDS_PER_REQUEST {
+            return;
+        }
+        self.clusters.clear();
+        self.peers_by_struct.clear();
+        self.peers_by_header.clear();
+        self.peers_by_endpoint.clear();
+        self.texts.clear();
+        self.own_san = None;
+        self.shortcuts.forget(self.totals.generation());
+        self.next_id = 1;
     }
 }
 
-/// A map that forgets everything when it reaches [`CACHE_CAPACITY`].
-pub struct BoundedCache<K, V> {
-    map: HashMap<K, V, FnvBuild>,
+/// The entries of a [`BytesCache`] whose keys share a hash.
+type Bucket<V> = Vec<(Box<[u8]>, V)>;
+
+/// A map from byte strings to values that forgets everything when it reaches
+/// [`CACHE_CAPACITY`] entries. Keys are hashed and compared 8 bytes at a time.
+pub struct BytesCache<V> {
+    buckets: HashMap<u64, Bucket<V>, WordBuild>,
+    len: usize,
 }
 
-impl<K, V> Default for BoundedCache<K, V> {
+impl<V> Default for BytesCache<V> {
     fn default() -> Self {
-        BoundedCache {
-            map: HashMap::default(),
+        BytesCache {
+            buckets: HashMap::default(),
+            len: 0,
         }
     }
 }
 
-impl<K: std::hash::Hash + Eq, V> BoundedCache<K, V> {
-    pub fn get<Q>(&self, key: &Q) -> Option<&V>
-    where
-        K: std::borrow::Borrow<Q>,
-        Q: std::hash::Hash + Eq + ?Sized,
-    {
-        self.map.get(key)
+impl<V> BytesCache<V> {
+    pub fn get(&self, key: &[u8]) -> Option<&V> {
+        self.buckets
+            .get(&hash_bytes(key))?
+            .iter()
+            .find(|(k, _)| bytes_equal(k, key))
+            .map(|(_, v)| v)
     }
 
-    pub fn insert(&mut self, key: K, value: V) -> &V {
-        if self.map.len() >= CACHE_CAPACITY {
-            self.map.clear();
+    /// Adds a value for a key that is not present.
+    pub fn insert(&mut self, key: &[u8], value: V) -> &V {
+        if self.len >= CACHE_CAPACITY {
+            self.clear();
         }
-        self.map.entry(key).or_insert(value)
+        self.len += 1;
+        let bucket = self.buckets.entry(hash_bytes(key)).or_default();
+        bucket.push((key.into(), value));
+        &bucket.last().expect("just pushed").1
+    }
+
+    pub fn clear(&mut self) {
+        self.buckets.clear();
+        self.len = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bytes_cache_finds_by_content_and_stays_bounded() {
+        let mut c = BytesCache::default();
+        assert!(c.get(b"a").is_none());
+        assert_eq!(*c.insert(b"a", 1), 1);
+        assert_eq!(*c.insert(b"a longer key than eight bytes", 2), 2);
+        assert_eq!(c.get(b"a"), Some(&1));
+        assert_eq!(c.get(b"a longer key than eight bytes"), Some(&2));
+        assert_eq!(c.get(b"a longer key than eight bytez"), None);
+        for i in 0..CACHE_CAPACITY {
+            c.insert(format!("k{i}").as_bytes(), 0);
+        }
+        assert!(c.len <= CACHE_CAPACITY);
+        assert!(c.get(b"a").is_none(), "cleared at capacity");
     }
 }
