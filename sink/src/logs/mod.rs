@@ -2,8 +2,8 @@
 //! CRI lines, joined, turned into Loki entries labelled `namespace`, `pod`, `container`, `job`
 //! (+ each endpoint's static labels) and pushed to every `logs[]` endpoint. Positions advance
 //! only after every endpoint answered (at-least-once). A renamed or deleted file is read to its
-//! end before it is released; a file that shrank (copytruncate) is re-read from the start; new
-//! files are found at every poll (default 250 ms).
+//! end (and kept one more second for late writes) before it is released; a file that shrank
+//! (copytruncate) is re-read from the start; new files are found at every poll (default 250 ms).
 //!
 //! Owns the poll loop, the set of tailed files and when positions are saved. Line formats
 //! belong to `meshtap_logformat`, HTTP and retries to `export::loki`.
@@ -18,6 +18,7 @@ use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use meshtap_logformat::cri::PodLogPath;
 use meshtap_logformat::loki::{LabelSet, LogEntry, PushBatch};
@@ -34,12 +35,18 @@ use crate::export::loki::sender::stopped;
 use crate::export::loki::LokiEndpoint;
 use crate::ops::metrics::SinkMetrics;
 
+/// How long a renamed or deleted file must stay at its end before it is released: the runtime
+/// may still write to it until it reopens its log (kubelet renames first, then asks it to).
+const RELEASE_GRACE: Duration = Duration::from_secs(1);
+
 struct Tracked {
     file: TailedFile,
     /// Stream labels, one per endpoint.
     labels: Vec<LabelSet>,
     /// Found under a rotated name at startup: released once read to its end.
     release_at_end: bool,
+    /// When the file was first seen moved and fully read (reset by new data).
+    drained_since: Option<Instant>,
 }
 
 /// The tailer's state; [`LogTailer::run`] drives it.
@@ -175,6 +182,7 @@ impl LogTailer {
             file,
             labels,
             release_at_end: false,
+            drained_since: None,
         })
     }
 
@@ -228,6 +236,7 @@ impl LogTailer {
                 file,
                 labels,
                 release_at_end,
+                drained_since,
             } = tracked;
             let room = budget - used;
             let mut push = |entry: LogEntry| {
@@ -239,6 +248,9 @@ impl LogTailer {
             let cut_before = file.lines_cut();
             match file.read_lines(room, &mut push) {
                 Ok(stats) => {
+                    if stats.bytes > 0 {
+                        *drained_since = None;
+                    }
                     let m = &self.metrics;
                     m.bytes_read.fetch_add(stats.bytes, Ordering::Relaxed);
                     m.lines_read.fetch_add(stats.lines, Ordering::Relaxed);
@@ -261,8 +273,11 @@ impl LogTailer {
             let moved = *release_at_end
                 || std::fs::metadata(&file.path).map_or(true, |m| FileId::of(&m) != file.id);
             if moved && file.at_end().unwrap_or(true) {
-                file.flush_pending(&mut push);
-                released.push(index);
+                let since = *drained_since.get_or_insert_with(Instant::now);
+                if since.elapsed() >= RELEASE_GRACE {
+                    file.flush_pending(&mut push);
+                    released.push(index);
+                }
             }
         }
         for (endpoint, batch) in self.endpoints.iter().zip(batches.iter_mut()) {

@@ -1,0 +1,274 @@
+//! The sink's `log_files` tailer against a loopback Loki receiver, on CRI files written in the
+//! real formats: `P`/`F` chunk joining, pod labels from the path, access-log fields as
+//! structured metadata (other lines passed through), new files picked up, rename rotation (the
+//! old file read to its end), copytruncate, deletion, and positions that advance only after
+//! Loki acknowledged and let a restarted sink resume with nothing lost or repeated.
+
+mod common;
+mod loki_receiver;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use common::{self_metric, start_sink, wait_until};
+use loki_receiver::{LokiReceiver, Reply};
+
+const ACCESS_TEXT: &str = "[2024-06-28T06:40:16.284Z] \"GET /reviews/0 HTTP/1.1\" 200 - via_upstream - \"-\" 0 358 5 4 \"-\" \"curl/8.5.0\" \"7e1c\" \"reviews:9080\" \"10.244.0.12:9080\" outbound|9080||reviews.default.svc.cluster.local 10.244.0.9:51234 10.96.12.3:9080 10.244.0.9:40218 - default";
+const AGENT_LINE: &str = "2024-06-28T06:40:16.285918Z\tinfo\tEnvoy proxy is ready";
+
+/// A scratch directory laid out like a node's `/var/log/pods`.
+struct Node {
+    root: PathBuf,
+}
+
+impl Node {
+    fn new(test: &str) -> Node {
+        let root = std::env::temp_dir().join(format!("meshtap-logs-{test}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(root.join("pods")).unwrap();
+        Node { root }
+    }
+
+    fn log(&self, pod_dir: &str, name: &str) -> PathBuf {
+        let dir = self.root.join("pods").join(pod_dir).join("istio-proxy");
+        std::fs::create_dir_all(&dir).unwrap();
+        dir.join(name)
+    }
+
+    fn positions(&self) -> PathBuf {
+        self.root.join("state/positions.json")
+    }
+
+    fn yaml(&self, loki: &LokiReceiver) -> String {
+        format!(
+            "log_files:\n  include: {}/pods/*/istio-proxy/*.log\n  positions_file: {}\n  poll_interval: 50ms\nlogs:\n  - name: loki\n    url: {}\n    labels: {{cluster: east}}\n    batch: {{min_backoff: 20ms, max_backoff: 100ms}}\n",
+            self.root.display(),
+            self.positions().display(),
+            loki.url()
+        )
+    }
+
+    /// The saved offset of `path`, if any.
+    fn saved_offset(&self, path: &Path) -> Option<u64> {
+        let text = std::fs::read_to_string(self.positions()).ok()?;
+        let doc: serde_json::Value = serde_json::from_str(&text).unwrap();
+        doc["files"]
+            .as_array()?
+            .iter()
+            .find(|f| f["path"] == path.display().to_string())
+            .map(|f| f["offset"].as_u64().unwrap())
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.root);
+    }
+}
+
+fn append(path: &Path, text: &str) {
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap();
+    file.write_all(text.as_bytes()).unwrap();
+}
+
+/// A containerd CRI line.
+fn cri(second: u32, tag: &str, message: &str) -> String {
+    format!("2024-06-28T06:40:{second:02}.000000123Z stdout {tag} {message}\n")
+}
+
+fn numbered(range: std::ops::Range<u32>, prefix: &str) -> (String, Vec<String>) {
+    let messages: Vec<String> = range
+        .clone()
+        .map(|i| format!("{prefix} line {i}"))
+        .collect();
+    let text = range
+        .zip(&messages)
+        .map(|(i, m)| cri(i % 60, "F", m))
+        .collect();
+    (text, messages)
+}
+
+#[tokio::test]
+async fn tails_cri_lines_joining_chunks_with_pod_labels_and_access_log_metadata() {
+    let node = Node::new("tail");
+    let loki = LokiReceiver::start(vec![]).await;
+    let log = node.log("shop_reviews-v1-7f9c_0b1e2d", "0.log");
+    let (head, tail) = ACCESS_TEXT.split_at(60);
+    append(
+        &log,
+        &format!(
+            "{}{}{}{}",
+            cri(16, "P", head),
+            cri(16, "F", tail),
+            cri(17, "F", AGENT_LINE),
+            "not a CRI line\n"
+        ),
+    );
+    let sink = start_sink(&node.yaml(&loki)).await;
+    assert!(wait_until(Duration::from_secs(10), || loki.accepted_lines().len() == 2).await);
+    let entries = loki.accepted_entries();
+    assert_eq!(
+        entries[0].0,
+        r#"{cluster="east", container="istio-proxy", job="integrations/istio", namespace="shop", pod="reviews-v1-7f9c"}"#
+    );
+    let access = &entries[0].1;
+    assert_eq!(access.line, ACCESS_TEXT, "P and F chunks joined");
+    assert_eq!(access.timestamp_ns(), 1_719_556_816_000_000_123);
+    assert_eq!(access.metadata("response_code"), Some("200"));
+    assert_eq!(
+        access.metadata("upstream_cluster"),
+        Some("outbound|9080||reviews.default.svc.cluster.local")
+    );
+    let agent = &entries[1].1;
+    assert_eq!(agent.line, AGENT_LINE);
+    assert!(
+        agent.structured_metadata.is_empty(),
+        "other lines pass through"
+    );
+    let at = sink.local_addr();
+    assert_eq!(
+        self_metric(at, "meshtap_sink_tail_malformed_lines_total").await,
+        Some(1.0)
+    );
+
+    // A pod appearing later is picked up at the next poll.
+    let other = node.log("shop_cart-1_9a8b", "0.log");
+    append(&other, &cri(20, "F", "cart says hi"));
+    assert!(wait_until(Duration::from_secs(10), || loki.accepted_lines().len() == 3).await);
+    let (labels, entry) = loki.accepted_entries().pop().unwrap();
+    assert_eq!(entry.line, "cart says hi");
+    assert!(labels.contains(r#"pod="cart-1""#), "{labels}");
+    assert_eq!(self_metric(at, "meshtap_sink_tail_files").await, Some(2.0));
+    sink.shutdown().await;
+    loki.stop();
+}
+
+#[tokio::test]
+async fn rename_rotation_reads_the_old_file_to_its_end_then_releases_it() {
+    let node = Node::new("rotate");
+    let loki = LokiReceiver::start(vec![]).await;
+    let log = node.log("shop_reviews-1_uid", "0.log");
+    let (first, mut expected) = numbered(0..3, "old");
+    append(&log, &first);
+    let sink = start_sink(&node.yaml(&loki)).await;
+    assert!(wait_until(Duration::from_secs(10), || loki.accepted_lines().len() == 3).await);
+
+    // The runtime writes its last lines, kubelet renames the file and a new one starts.
+    let (last, more) = numbered(3..6, "old");
+    append(&log, &last);
+    let rotated = log.with_file_name("0.log.20240628-064100");
+    std::fs::rename(&log, &rotated).unwrap();
+    append(&rotated, &cri(7, "F", "old line written after the rename"));
+    let (fresh, new_lines) = numbered(10..13, "new");
+    append(&log, &fresh);
+    expected.extend(more);
+    expected.push("old line written after the rename".into());
+    expected.extend(new_lines);
+
+    assert!(
+        wait_until(Duration::from_secs(10), || loki.accepted_lines().len()
+            >= expected.len())
+        .await
+    );
+    assert_eq!(
+        loki.accepted_lines(),
+        expected,
+        "every line once, the old file first"
+    );
+    let at = sink.local_addr();
+    let mut released = None;
+    for _ in 0..250 {
+        released = self_metric(at, "meshtap_sink_tail_files_released_total").await;
+        if released == Some(1.0) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(released, Some(1.0));
+    assert_eq!(self_metric(at, "meshtap_sink_tail_files").await, Some(1.0));
+
+    // A deleted file is released too.
+    std::fs::remove_file(&log).unwrap();
+    let mut files = None;
+    for _ in 0..250 {
+        files = self_metric(at, "meshtap_sink_tail_files").await;
+        if files == Some(0.0) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(files, Some(0.0));
+    sink.shutdown().await;
+    loki.stop();
+}
+
+#[tokio::test]
+async fn copytruncate_is_detected_and_the_file_reread_from_the_start() {
+    let node = Node::new("truncate");
+    let loki = LokiReceiver::start(vec![]).await;
+    let log = node.log("shop_reviews-1_uid", "0.log");
+    let (first, mut expected) = numbered(0..5, "before");
+    append(&log, &first);
+    let sink = start_sink(&node.yaml(&loki)).await;
+    assert!(wait_until(Duration::from_secs(10), || loki.accepted_lines().len() == 5).await);
+    // logrotate's copytruncate: the same inode, emptied, then written again (shorter).
+    std::fs::OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(&log)
+        .unwrap();
+    append(&log, &cri(30, "F", "after truncation"));
+    expected.push("after truncation".into());
+    assert!(wait_until(Duration::from_secs(10), || loki.accepted_lines().len() == 6).await);
+    assert_eq!(loki.accepted_lines(), expected);
+    assert_eq!(
+        self_metric(sink.local_addr(), "meshtap_sink_tail_truncations_total").await,
+        Some(1.0)
+    );
+    sink.shutdown().await;
+    loki.stop();
+}
+
+#[tokio::test]
+async fn positions_advance_only_after_acknowledgement_and_a_restart_loses_nothing() {
+    let node = Node::new("positions");
+    let loki = LokiReceiver::start(vec![Reply::status(503), Reply::status(500)]).await;
+    let log = node.log("shop_reviews-1_uid", "0.log");
+    let (first, mut expected) = numbered(0..3, "first");
+    append(&log, &first);
+    let sink = start_sink(&node.yaml(&loki)).await;
+    // While Loki fails, nothing is acknowledged, so no position is saved past the start.
+    assert!(wait_until(Duration::from_secs(10), || loki.pushes().len() >= 2).await);
+    assert!(node.saved_offset(&log).unwrap_or(0) == 0);
+    assert!(wait_until(Duration::from_secs(10), || loki.accepted_lines().len() == 3).await);
+    let length = std::fs::metadata(&log).unwrap().len();
+    assert!(
+        wait_until(Duration::from_secs(10), || node.saved_offset(&log)
+            == Some(length))
+        .await
+    );
+    sink.shutdown().await;
+
+    // Written while the sink is down, then a P chunk whose F comes after the restart.
+    let (second, more) = numbered(3..6, "second");
+    append(&log, &second);
+    append(&log, &cri(40, "P", "split "));
+    expected.extend(more);
+    let sink = start_sink(&node.yaml(&loki)).await;
+    assert!(wait_until(Duration::from_secs(10), || loki.accepted_lines().len() == 6).await);
+    append(&log, &cri(40, "F", "across a poll"));
+    expected.push("split across a poll".into());
+    assert!(wait_until(Duration::from_secs(10), || loki.accepted_lines().len() == 7).await);
+    assert_eq!(
+        loki.accepted_lines(),
+        expected,
+        "nothing lost, nothing repeated"
+    );
+    sink.shutdown().await;
+    loki.stop();
+}
