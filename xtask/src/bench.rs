@@ -1,4 +1,4 @@
-//! `cargo xtask bench [filter|ingest|all]`: runs the criterion benchmarks and the `.wasm`
+//! `cargo xtask bench [filter|ingest|logs|all]`: runs the criterion benchmarks and the `.wasm`
 //! measurements in the test host. Figures are printed by the benches themselves; compare
 //! them as ratios within one run, never across machines.
 
@@ -20,14 +20,21 @@ fn ingest() -> Result<()> {
     run(cargo().args(["bench", "-p", "meshtap-sink", "--bench", "ingest"]))
 }
 
+/// CRI lines to compressed Loki push bodies (MiB/s and lines/s per core).
+fn logs() -> Result<()> {
+    run(cargo().args(["bench", "-p", "meshtap-logformat", "--bench", "pipeline"]))
+}
+
 pub fn command(args: &[String]) -> Result<()> {
     match args.first().map(String::as_str).unwrap_or("all") {
         "filter" => filter(),
         "ingest" => ingest(),
+        "logs" => logs(),
         "all" => {
             filter()?;
-            ingest()
+            ingest()?;
+            logs()
         }
-        other => bail!("unknown bench {other:?} (known: filter, ingest, all)"),
+        other => bail!("unknown bench {other:?} (known: filter, ingest, logs, all)"),
     }
 }

@@ -36,7 +36,7 @@ commands:
       --scenario FILE         scenario to run (default tests/scenarios/demo.yaml)
       --remote-write-url URL  also write to this Prometheus remote-write endpoint
       --sink-config FILE      use this sink config instead of the generated one
-  bench [filter|ingest|all]   run the benchmarks (criterion, plus the .wasm in the test host)
+  bench [filter|ingest|logs|all]   run the benchmarks (criterion, plus the .wasm in the test host)
 ";
 
 fn main() -> Result<()> {
