@@ -272,3 +272,39 @@ async fn positions_advance_only_after_acknowledgement_and_a_restart_loses_nothin
     sink.shutdown().await;
     loki.stop();
 }
+
+#[tokio::test]
+async fn a_file_rotated_while_the_sink_was_stopped_is_finished_first() {
+    let node = Node::new("rotated-while-down");
+    let loki = LokiReceiver::start(vec![]).await;
+    let log = node.log("shop_reviews-1_uid", "0.log");
+    let (first, mut expected) = numbered(0..2, "old");
+    append(&log, &first);
+    let sink = start_sink(&node.yaml(&loki)).await;
+    assert!(wait_until(Duration::from_secs(10), || loki.accepted_lines().len() == 2).await);
+    let length = std::fs::metadata(&log).unwrap().len();
+    assert!(
+        wait_until(Duration::from_secs(10), || node.saved_offset(&log)
+            == Some(length))
+        .await
+    );
+    sink.shutdown().await;
+
+    // While stopped: more lines, a rename rotation, and a new file.
+    let (late, more) = numbered(2..4, "old");
+    append(&log, &late);
+    std::fs::rename(&log, log.with_file_name("0.log.20240628-064100")).unwrap();
+    let (fresh, new_lines) = numbered(10..12, "new");
+    append(&log, &fresh);
+    expected.extend(more);
+    expected.extend(new_lines);
+    let sink = start_sink(&node.yaml(&loki)).await;
+    assert!(wait_until(Duration::from_secs(10), || loki.accepted_lines().len() >= 6).await);
+    assert_eq!(
+        loki.accepted_lines(),
+        expected,
+        "the rotated file's rest, then the new file"
+    );
+    sink.shutdown().await;
+    loki.stop();
+}

@@ -70,12 +70,12 @@ async fn access_logs_arrive_as_istio_text_lines_with_labels_and_metadata() {
         response_code_details: "via_upstream".into(),
         ..cart_record(T0 + 5_000_000)
     };
-    let (status, _) = post_report(
-        sink.local_addr(),
-        &report_with_logs(2_000, vec![later, cart_record(T0)]),
-        None,
-    )
-    .await;
+    let mut posted = report_with_logs(2_000, vec![later, cart_record(T0)]);
+    posted.stats = Some(meshtap_report::FilterStats {
+        access_logs_dropped: 7,
+        ..Default::default()
+    });
+    let (status, _) = post_report(sink.local_addr(), &posted, None).await;
     assert_eq!(status, 204);
     assert!(wait_until(Duration::from_secs(10), || loki.accepted_lines().len() == 2).await);
     let pushes = loki.pushes();
@@ -111,8 +111,56 @@ async fn access_logs_arrive_as_istio_text_lines_with_labels_and_metadata() {
         .await,
         Some(2.0)
     );
+    assert_eq!(
+        self_metric(
+            sink.local_addr(),
+            "meshtap_filter_access_logs_dropped_total{namespace=\"shop\",pod=\"frontend-1\"}"
+        )
+        .await,
+        Some(7.0),
+        "records the filter could not ship are counted"
+    );
     sink.shutdown().await;
     loki.stop();
+}
+
+#[tokio::test]
+async fn queued_records_are_sent_at_shutdown() {
+    let loki = LokiReceiver::start(vec![]).await;
+    let sink = start_sink(&sink_yaml(&loki, "    batch: {max_wait: 1h}\n")).await;
+    post_report(
+        sink.local_addr(),
+        &report_with_logs(2_000, vec![cart_record(T0)]),
+        None,
+    )
+    .await;
+    let summary = sink.shutdown().await;
+    assert_eq!(loki.accepted_lines(), vec![CART_LINE.to_owned()]);
+    assert_eq!(summary.log_entries_dropped, vec![("loki".to_owned(), 0)]);
+    loki.stop();
+}
+
+#[test]
+fn log_config_errors_name_the_key() {
+    let refuse = |yaml: &str| {
+        meshtap_sink::SinkConfig::from_yaml(yaml, &|_| None)
+            .unwrap_err()
+            .to_string()
+    };
+    assert_eq!(
+        refuse("log_files: {}"),
+        "log_files: needs at least one `logs` endpoint to send to"
+    );
+    assert!(refuse("logs: [{url: http://l, batch: {max_wait: 5x}}]")
+        .starts_with("logs[0].batch.max_wait"));
+    assert!(refuse("logs: [{url: http://l, access_log_format: xml}]")
+        .starts_with("logs[0].access_log_format"));
+    assert!(refuse("logs: [{url: http://l, labels: {job: x}}]").starts_with("logs[0].labels.job"));
+    assert!(
+        refuse("logs: [{url: http://l}]\nlog_files: {include: var/log/*.log}")
+            .starts_with("log_files.include")
+    );
+    assert!(refuse("logs: [{url: http://l}, {url: http://l}]").starts_with("logs: two endpoints"));
 }
 
 #[tokio::test]

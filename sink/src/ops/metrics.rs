@@ -260,7 +260,7 @@ impl SinkMetrics {
     fn render_pods(&self, out: &mut String) {
         let pods = self.pods.lock().expect("metrics lock");
         type Field = fn(&FilterStats) -> u64;
-        let fields: [(&str, &str, &str, Field); 4] = [
+        let fields: [(&str, &str, &str, Field); 5] = [
             (
                 "meshtap_filter_series_active",
                 "gauge",
@@ -284,6 +284,12 @@ impl SinkMetrics {
                 "counter",
                 "Report posts the pod's filter saw fail.",
                 |s| s.reports_failed,
+            ),
+            (
+                "meshtap_filter_access_logs_dropped_total",
+                "counter",
+                "Access-log records the pod's filter could not ship (over its bound).",
+                |s| s.access_logs_dropped,
             ),
         ];
         for (name, kind, help, field) in fields {
