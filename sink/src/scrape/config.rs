@@ -44,6 +44,8 @@ pub struct ScrapeJob {
     pub metrics_path: String,
     #[serde(default)]
     pub static_configs: Vec<StaticConfig>,
+    /// Pods discovered from the Kubernetes API (`prometheus.io/*` annotations).
+    pub kubernetes_sd: Option<KubernetesSd>,
     /// Applied to each target's labels before it is scraped.
     #[serde(default)]
     pub relabel_configs: Vec<RelabelConfig>,
@@ -77,6 +79,16 @@ pub struct StaticConfig {
     pub targets: Vec<String>,
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
+}
+
+/// `kubernetes_sd:` — pod discovery with a watch on the API server.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KubernetesSd {
+    /// Namespaces to watch; empty = all.
+    pub namespaces: Vec<String>,
+    /// API server URL; absent = in-cluster service account (or the local kubeconfig).
+    pub api_server: Option<String>,
 }
 
 /// Which source wins for a pod that both reports (filter) and is scraped.
@@ -136,6 +148,7 @@ pub fn istiod_job() -> ScrapeJob {
             targets: vec!["istiod.istio-system.svc:15014".to_owned()],
             labels: BTreeMap::new(),
         }],
+        kubernetes_sd: None,
         relabel_configs: Vec::new(),
         metric_relabel_configs: Vec::new(),
     }
@@ -205,10 +218,24 @@ impl ScrapeConfig {
             if !job.metrics_path.starts_with('/') {
                 return Err(format!("{at}.metrics_path: must start with '/'"));
             }
-            if job.static_configs.is_empty() {
+            if job.static_configs.is_empty() && job.kubernetes_sd.is_none() {
+                return Err(format!("{at}: a job needs static_configs or kubernetes_sd"));
+            }
+            if !job.static_configs.is_empty() && job.kubernetes_sd.is_some() {
                 return Err(format!(
-                    "{at}.static_configs: a job needs at least one target"
+                    "{at}: static_configs and kubernetes_sd exclude each other (use two jobs)"
                 ));
+            }
+            if let Some(url) = job
+                .kubernetes_sd
+                .as_ref()
+                .and_then(|k| k.api_server.as_ref())
+            {
+                if !url.starts_with("http://") && !url.starts_with("https://") {
+                    return Err(format!(
+                        "{at}.kubernetes_sd.api_server: {url:?} is not an http(s) URL"
+                    ));
+                }
             }
             for (s, group) in job.static_configs.iter().enumerate() {
                 for (t, target) in group.targets.iter().enumerate() {

@@ -1,16 +1,20 @@
 //! Scrape stage: pulls Prometheus text from targets (istiod's `:15014/metrics`, sidecars'
-//! merged `:15020/stats/prometheus`, any static target) and feeds the samples into the same
-//! export path and staleness machinery as the filter's reports.
+//! merged `:15020/stats/prometheus`, any static target, pods found by `kubernetes_sd`) and
+//! feeds the samples into the same export path and staleness machinery as the filter's
+//! reports.
 //!
-//! [`config`] holds the `scrape:` keys, [`target`] turns jobs into targets (with
-//! [`relabel`]), [`fetch`] does one HTTP scrape, [`convert`] turns a body into samples,
-//! [`scrape_loop`] runs one target, [`merge`] tracks which pods the filter reports. This module
-//! owns the set of running loops; it must not parse, fetch or relabel itself.
+//! [`config`] holds the `scrape:` keys, [`target`] turns discovered labels into targets (with
+//! [`relabel`]), [`pods`] and [`kubernetes`] discover pods, [`fetch`] does one HTTP scrape,
+//! [`convert`] turns a body into samples, [`scrape_loop`] runs one target, [`merge`] tracks
+//! which pods the filter reports. This module owns the set of running loops and discovery
+//! tasks; it must not parse, fetch or relabel itself.
 
 pub mod config;
 pub mod convert;
 pub mod fetch;
+pub mod kubernetes;
 pub mod merge;
+pub mod pods;
 pub mod relabel;
 pub mod scrape_loop;
 pub mod target;
@@ -39,47 +43,12 @@ struct RunningLoop {
 }
 
 /// The running scrape loops, keyed by (job, URL).
-pub struct ScrapeStage {
+pub struct TargetSet {
     ctx: LoopContext,
     loops: Mutex<HashMap<(String, String), RunningLoop>>,
 }
 
-impl ScrapeStage {
-    /// Starts one loop per static target of every job.
-    pub fn start(
-        config: &ScrapeConfig,
-        exporter: Arc<Exporter>,
-    ) -> Result<ScrapeStage, ScrapeStartError> {
-        let ctx = LoopContext {
-            client: fetch::client()?,
-            exporter,
-            reported: Arc::new(ReportedPods::new(config.merge.report_ttl.get())),
-            prefer: config.merge.prefer,
-            body_size_limit: config.body_size_limit,
-            counters: Arc::new(ScrapeCounters::default()),
-        };
-        let stage = ScrapeStage {
-            ctx,
-            loops: Mutex::new(HashMap::new()),
-        };
-        for job in &config.jobs {
-            let targets = static_targets(config, job);
-            tracing::info!(job = %job.name, targets = targets.len(), "scrape job started");
-            stage.set_targets(&job.name, targets);
-        }
-        Ok(stage)
-    }
-
-    /// The registry of pods the filter reports (fed by the report route's middleware).
-    pub fn reported_pods(&self) -> Arc<ReportedPods> {
-        self.ctx.reported.clone()
-    }
-
-    /// Counters over all loops.
-    pub fn counters(&self) -> &ScrapeCounters {
-        &self.ctx.counters
-    }
-
+impl TargetSet {
     /// Makes `targets` the job's targets: new ones start scraping, changed ones restart,
     /// vanished ones get stale markers for all their series and stop.
     pub fn set_targets(&self, job: &str, targets: Vec<Target>) {
@@ -121,8 +90,7 @@ impl ScrapeStage {
         loops.values().map(|l| l.target.clone()).collect()
     }
 
-    /// Stops every loop (no stale markers: the targets still exist) and waits for them.
-    pub async fn stop(&self) {
+    async fn stop(&self) {
         let running: Vec<RunningLoop> = {
             let mut loops = self.loops.lock().expect("scrape loops lock");
             loops.drain().map(|(_, l)| l).collect()
@@ -133,5 +101,78 @@ impl ScrapeStage {
         for l in running {
             let _ = l.task.await;
         }
+    }
+}
+
+/// The scrape stage: target loops plus discovery tasks.
+pub struct ScrapeStage {
+    targets: Arc<TargetSet>,
+    discovery: Vec<JoinHandle<()>>,
+}
+
+impl ScrapeStage {
+    /// Starts one loop per static target of every job and one discovery task per
+    /// `kubernetes_sd` job.
+    pub fn start(
+        config: &ScrapeConfig,
+        exporter: Arc<Exporter>,
+    ) -> Result<ScrapeStage, ScrapeStartError> {
+        let ctx = LoopContext {
+            client: fetch::client()?,
+            exporter,
+            reported: Arc::new(ReportedPods::new(config.merge.report_ttl.get())),
+            prefer: config.merge.prefer,
+            body_size_limit: config.body_size_limit,
+            counters: Arc::new(ScrapeCounters::default()),
+        };
+        let targets = Arc::new(TargetSet {
+            ctx,
+            loops: Mutex::new(HashMap::new()),
+        });
+        let section = Arc::new(config.clone());
+        let mut discovery = Vec::new();
+        for job in &config.jobs {
+            let fixed = static_targets(config, job);
+            tracing::info!(job = %job.name, static_targets = fixed.len(), kubernetes_sd = job.kubernetes_sd.is_some(), "scrape job started");
+            match &job.kubernetes_sd {
+                // Discovered pods replace the job's targets as a whole.
+                Some(sd) => discovery.push(tokio::spawn(kubernetes::run_pod_discovery(
+                    section.clone(),
+                    job.clone(),
+                    sd.clone(),
+                    targets.clone(),
+                ))),
+                None => targets.set_targets(&job.name, fixed),
+            }
+        }
+        Ok(ScrapeStage { targets, discovery })
+    }
+
+    /// The registry of pods the filter reports (fed by the report route's middleware).
+    pub fn reported_pods(&self) -> Arc<ReportedPods> {
+        self.targets.ctx.reported.clone()
+    }
+
+    /// Counters over all loops.
+    pub fn counters(&self) -> &ScrapeCounters {
+        &self.targets.ctx.counters
+    }
+
+    /// See [`TargetSet::set_targets`].
+    pub fn set_targets(&self, job: &str, targets: Vec<Target>) {
+        self.targets.set_targets(job, targets);
+    }
+
+    /// The targets currently scraped.
+    pub fn targets(&self) -> Vec<Target> {
+        self.targets.targets()
+    }
+
+    /// Stops discovery and every loop (no stale markers: the targets still exist).
+    pub async fn stop(&self) {
+        for task in &self.discovery {
+            task.abort();
+        }
+        self.targets.stop().await;
     }
 }
