@@ -27,6 +27,8 @@ pub struct ReadStats {
     pub malformed: u64,
     /// The file had shrunk below the read offset (copytruncate): reading restarted at 0.
     pub truncated: bool,
+    /// Reading stopped because the budget was used up (more may be waiting).
+    pub budget_spent: bool,
 }
 
 /// A file being tailed.
@@ -104,11 +106,6 @@ impl TailedFile {
         self.resume_offset
     }
 
-    /// Whether everything written so far has been consumed.
-    pub fn at_end(&self) -> std::io::Result<bool> {
-        Ok(self.file.metadata()?.len() <= self.offset)
-    }
-
     /// Lines joined by the joiner that were over the line cap and cut.
     pub fn lines_cut(&self) -> u64 {
         self.joiner.truncated_lines()
@@ -142,10 +139,14 @@ impl TailedFile {
             if self.buffer.is_empty() {
                 break;
             }
+            if self.buffer.len() == remaining {
+                stats.budget_spent = true;
+            }
             let complete = match self.buffer.iter().rposition(|&b| b == b'\n') {
                 Some(last) => last + 1,
-                // A line longer than a whole chunk: take the chunk as a line.
-                None if self.buffer.len() == want => want,
+                // A line longer than a whole chunk: take the chunk as a line. A shorter one
+                // waits for more data or a larger budget.
+                None if self.buffer.len() == READ_CHUNK => READ_CHUNK,
                 None => break,
             };
             let mut start = 0;
@@ -198,4 +199,57 @@ fn memchr_lines(data: &[u8]) -> Vec<usize> {
         ends.push(data.len());
     }
     ends
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cri(tag: &str, message: &str) -> String {
+        format!("2024-06-28T06:40:16.000000001Z stdout {tag} {message}\n")
+    }
+
+    #[test]
+    fn reads_whole_lines_within_the_budget_and_resumes_before_pending_chunks() {
+        let dir = std::env::temp_dir().join(format!(
+            "meshtap-tailed-{}/shop_cart-1_uid/istio-proxy",
+            std::process::id()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("0.log");
+        let first = cri("F", "first");
+        let partial = cri("P", "half ");
+        std::fs::write(&path, format!("{first}{partial}{}", "incomplete")).unwrap();
+        let mut file = TailedFile::open(&path, 0, 1024, false).unwrap();
+        assert_eq!(
+            (file.namespace.as_str(), file.pod.as_str()),
+            ("shop", "cart-1")
+        );
+        let mut lines = Vec::new();
+        // A budget smaller than the first line: nothing is split, nothing consumed.
+        let stats = file.read_lines(10, &mut |e| lines.push(e.line)).unwrap();
+        assert!(stats.budget_spent && stats.bytes == 0 && lines.is_empty());
+        let stats = file
+            .read_lines(1 << 20, &mut |e| lines.push(e.line))
+            .unwrap();
+        assert_eq!(lines, ["first"]);
+        assert_eq!(stats.bytes, (first.len() + partial.len()) as u64);
+        assert!(!stats.budget_spent);
+        // The P chunk is pending: a restart must read it again.
+        assert_eq!(file.resume_offset(), first.len() as u64);
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap();
+        std::io::Write::write_all(&mut f, b"\n").unwrap();
+        std::io::Write::write_all(&mut f, cri("F", "done").as_bytes()).unwrap();
+        file.read_lines(1 << 20, &mut |e| lines.push(e.line))
+            .unwrap();
+        assert_eq!(lines, ["first", "half done"]);
+        assert_eq!(
+            file.resume_offset(),
+            std::fs::metadata(&path).unwrap().len()
+        );
+        std::fs::remove_dir_all(dir.parent().unwrap().parent().unwrap()).unwrap();
+    }
 }

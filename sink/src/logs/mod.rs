@@ -45,7 +45,7 @@ struct Tracked {
     labels: Vec<LabelSet>,
     /// Found under a rotated name at startup: released once read to its end.
     release_at_end: bool,
-    /// When the file was first seen moved and fully read (reset by new data).
+    /// Since when the file, renamed or deleted, has given nothing more (reset by new data).
     drained_since: Option<Instant>,
 }
 
@@ -248,8 +248,14 @@ impl LogTailer {
             let cut_before = file.lines_cut();
             match file.read_lines(room, &mut push) {
                 Ok(stats) => {
-                    if stats.bytes > 0 {
+                    more |= stats.budget_spent;
+                    if stats.bytes > 0 || stats.budget_spent {
                         *drained_since = None;
+                    } else if *release_at_end
+                        || std::fs::metadata(&file.path).map_or(true, |m| FileId::of(&m) != file.id)
+                    {
+                        // Renamed or deleted and nothing more to read: released after the grace.
+                        drained_since.get_or_insert_with(Instant::now);
                     }
                     let m = &self.metrics;
                     m.bytes_read.fetch_add(stats.bytes, Ordering::Relaxed);
@@ -270,14 +276,9 @@ impl LogTailer {
             self.metrics
                 .lines_cut
                 .fetch_add(file.lines_cut() - cut_before, Ordering::Relaxed);
-            let moved = *release_at_end
-                || std::fs::metadata(&file.path).map_or(true, |m| FileId::of(&m) != file.id);
-            if moved && file.at_end().unwrap_or(true) {
-                let since = *drained_since.get_or_insert_with(Instant::now);
-                if since.elapsed() >= RELEASE_GRACE {
-                    file.flush_pending(&mut push);
-                    released.push(index);
-                }
+            if drained_since.is_some_and(|since| since.elapsed() >= RELEASE_GRACE) {
+                file.flush_pending(&mut push);
+                released.push(index);
             }
         }
         for (endpoint, batch) in self.endpoints.iter().zip(batches.iter_mut()) {
