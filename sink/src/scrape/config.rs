@@ -258,3 +258,44 @@ impl ScrapeConfig {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::SinkConfig;
+
+    fn load(yaml: &str) -> Result<SinkConfig, String> {
+        SinkConfig::from_yaml(yaml, &|_| None).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn empty_section_scrapes_istiod_and_bad_keys_name_their_path() {
+        let config = load("scrape: {}").unwrap();
+        let scrape = config.scrape.expect("section present");
+        assert_eq!(scrape.jobs.len(), 1);
+        assert_eq!(scrape.jobs[0].name, "istiod");
+        assert!(load("").unwrap().scrape.is_none());
+
+        let e = load("scrape: {merge: {prefer: scrape}}").unwrap_err();
+        assert!(
+            e.starts_with("scrape.merge.prefer: unknown variant `scrape`"),
+            "{e}"
+        );
+        let e = load("scrape: {jobs: [{name: a}]}").unwrap_err();
+        assert_eq!(
+            e,
+            "scrape.jobs[0]: a job needs static_configs or kubernetes_sd"
+        );
+        let e = load("scrape: {jobs: [{name: a, static_configs: [{targets: ['h:1']}]}, {name: a, static_configs: [{targets: ['h:2']}]}]}").unwrap_err();
+        assert_eq!(e, "scrape.jobs[1].name: two jobs are named \"a\"");
+        let e = load("scrape: {jobs: [{name: a, static_configs: [{targets: ['h:1']}], metric_relabel_configs: [{action: labeldrop, target_label: x}]}]}").unwrap_err();
+        assert_eq!(
+            e,
+            "scrape.jobs[0].metric_relabel_configs[0]: action labeldrop takes neither source_labels nor target_label"
+        );
+        let e = load("scrape: {jobs: [{name: a, static_configs: [{targets: ['h:1']}], relabel_configs: [{action: hashmod}]}]}").unwrap_err();
+        assert!(
+            e.starts_with("scrape.jobs[0].relabel_configs[0].action: unknown variant `hashmod`"),
+            "{e}"
+        );
+    }
+}
