@@ -9,8 +9,11 @@ use meshtap_report::schema::{
 };
 use meshtap_report::{FilterStats, MetricFamily, MetricKind, Proxy, Report, Series};
 
+use std::collections::HashMap;
+
 use crate::config::EnabledMetrics;
 use crate::coordinate::Collected;
+use crate::hashing::WordBuild;
 use crate::series::{Histogram, SeriesValues};
 
 /// Picks one of a series' histograms.
@@ -27,10 +30,37 @@ pub struct ReportContext {
     pub series_limit: u64,
 }
 
-/// Builds the report of one leader turn.
+/// The report's string table, filled while label sets are turned into references.
+#[derive(Default)]
+struct ReportStrings<'a> {
+    ids: HashMap<&'a str, u32, WordBuild>,
+    strings: Vec<String>,
+}
+
+impl<'a> ReportStrings<'a> {
+    fn refs(&mut self, labels: &[&'a str]) -> Vec<u32> {
+        labels
+            .iter()
+            .map(|value| {
+                *self.ids.entry(value).or_insert_with(|| {
+                    self.strings.push(value.to_string());
+                    self.strings.len() as u32 - 1
+                })
+            })
+            .collect()
+    }
+}
+
+/// Builds the report of one leader turn. Label values go into the report's string table once;
+/// every series references them (`Series.label_refs`).
 pub fn build(ctx: ReportContext, collected: &Collected) -> Report {
     let totals = &collected.totals;
     let entries = totals.entries();
+    let mut table = ReportStrings::default();
+    let refs: Vec<Vec<u32>> = entries
+        .iter()
+        .map(|(labels, _)| table.refs(labels))
+        .collect();
     let mut families = Vec::new();
     let label_names: Vec<String> = HTTP_LABELS.iter().map(|s| s.to_string()).collect();
     let family = |name: &str, kind: MetricKind, help: &str, bounds: Vec<f64>| MetricFamily {
@@ -48,9 +78,9 @@ pub fn build(ctx: ReportContext, collected: &Collected) -> Report {
             "Total number of requests",
             Vec::new(),
         );
-        for (labels, v) in &entries {
+        for ((_, v), refs) in entries.iter().zip(&refs) {
             f.series.push(Series {
-                label_values: owned(labels),
+                label_refs: refs.clone(),
                 value: v.requests as f64,
                 ..Default::default()
             });
@@ -82,10 +112,10 @@ pub fn build(ctx: ReportContext, collected: &Collected) -> Report {
             continue;
         }
         let mut f = family(name, MetricKind::Histogram, help, DEFAULT_BUCKETS.to_vec());
-        for (labels, v) in &entries {
+        for ((_, v), refs) in entries.iter().zip(&refs) {
             let h = pick(v);
             f.series.push(Series {
-                label_values: owned(labels),
+                label_refs: refs.clone(),
                 bucket_counts: h.buckets.to_vec(),
                 sum: h.sum as f64,
                 ..Default::default()
@@ -111,12 +141,9 @@ pub fn build(ctx: ReportContext, collected: &Collected) -> Report {
             series_evicted: 0,
             ..Default::default()
         }),
+        strings: table.strings,
         ..Default::default()
     }
-}
-
-fn owned(labels: &[&str]) -> Vec<String> {
-    labels.iter().map(|s| s.to_string()).collect()
 }
 
 #[cfg(test)]
@@ -197,6 +224,12 @@ mod tests {
         )
         .unwrap();
         assert_eq!(back.families[3].name, "istio_response_bytes");
+        let labels = &back.families[2].series[0].label_values;
+        assert_eq!(labels.len(), 25);
+        assert_eq!(labels[0], "source");
+        assert_eq!(labels[1], "", "the decoded report carries the values again");
+        assert_eq!(r.strings, ["source", ""], "each value once");
+        assert_eq!(r.families[3].series[0].label_refs[..2], [0, 1]);
     }
 
     #[cfg_attr(not(target_arch = "wasm32"), test)]

@@ -18,6 +18,8 @@ pub enum DecodeError {
     Protobuf(#[from] prost::DecodeError),
     #[error("report protocol version {0} is not supported (expected {expected})", expected = crate::PROTOCOL_VERSION)]
     Version(u32),
+    #[error("report label references are invalid: {0}")]
+    LabelRefs(#[from] crate::validate::ValidationError),
 }
 
 /// Encodes and compresses a report.
@@ -29,7 +31,8 @@ pub fn encode(report: &Report) -> Vec<u8> {
 }
 
 /// Decompresses and decodes a report, refusing bodies that expand past `max_decoded` bytes and
-/// reports of another protocol version.
+/// reports of another protocol version. Label references are resolved: every series of the
+/// returned report carries `label_values` (see [`crate::refs`]).
 pub fn decode(body: &[u8], max_decoded: usize) -> Result<Report, DecodeError> {
     let len = snap::raw::decompress_len(body).map_err(|e| DecodeError::Snappy(e.to_string()))?;
     if len > max_decoded {
@@ -45,6 +48,8 @@ pub fn decode(body: &[u8], max_decoded: usize) -> Result<Report, DecodeError> {
     if report.protocol_version != crate::PROTOCOL_VERSION {
         return Err(DecodeError::Version(report.protocol_version));
     }
+    let mut report = report;
+    crate::refs::resolve_label_refs(&mut report)?;
     Ok(report)
 }
 
@@ -95,6 +100,22 @@ mod tests {
         assert!(matches!(
             decode(&not_proto, 1 << 20),
             Err(DecodeError::Protobuf(_))
+        ));
+    }
+
+    #[cfg_attr(not(target_arch = "wasm32"), test)]
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+    fn decode_resolves_the_reference_form() {
+        let mut r = sample();
+        let series = &mut r.families[0].series[0];
+        series.label_values.clear();
+        series.label_refs = vec![1];
+        r.strings = vec!["unused".into(), "source".into()];
+        assert_eq!(decode(&encode(&r), 1 << 20).unwrap(), sample());
+        r.families[0].series[0].label_refs = vec![2];
+        assert!(matches!(
+            decode(&encode(&r), 1 << 20),
+            Err(DecodeError::LabelRefs(_))
         ));
     }
 

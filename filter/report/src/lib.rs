@@ -2,7 +2,8 @@
 //!
 //! This crate owns two things and nothing else:
 //! - [`proto`]: the report a filter posts to the sink every interval (protobuf via prost, no
-//!   `protoc` needed) and [`codec`], its snappy framing and size-bounded decoding;
+//!   `protoc` needed), [`codec`], its snappy framing and size-bounded decoding, and [`refs`],
+//!   which resolves the string-table form of label values on decode;
 //! - [`schema`]: Istio's standard metric names, label names in Istio's order and Envoy's default
 //!   histogram buckets, so the filter and the sink cannot disagree about them.
 //!
@@ -12,6 +13,7 @@
 
 pub mod codec;
 pub mod proto;
+pub mod refs;
 pub mod schema;
 pub mod validate;
 

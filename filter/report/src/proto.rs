@@ -5,6 +5,12 @@
 //! repeat a report without corrupting counters, and sees a restarted proxy as a counter reset.
 //!
 //! Field numbers are the wire contract: never renumber, only add.
+//!
+//! Label values travel in one of two forms per series: inline (`Series.label_values`, one string
+//! per label name) or by reference (`Series.label_refs`, one index per label name into the
+//! report-level `Report.strings` table). The reference form keeps a report with thousands of
+//! series from repeating the same 25 values in every series of every family; senders may mix
+//! forms, receivers must accept both.
 
 /// One report from one proxy (one pod).
 #[derive(Clone, PartialEq, prost::Message)]
@@ -37,6 +43,11 @@ pub struct Report {
     /// metrics these are not cumulative: each record is sent once.
     #[prost(message, repeated, tag = "9")]
     pub access_logs: Vec<AccessLogRecord>,
+    /// The report's string table: label values that series reference by index through
+    /// [`Series::label_refs`] instead of repeating them in every series of every family.
+    /// Empty when no series uses references.
+    #[prost(string, repeated, tag = "10")]
+    pub strings: Vec<String>,
 }
 
 /// Identity of the reporting proxy, from Envoy's node metadata.
@@ -112,6 +123,12 @@ pub struct Series {
     /// Histogram: exact sum of the observed values.
     #[prost(double, tag = "4")]
     pub sum: f64,
+    /// The label values as indexes into [`Report::strings`] (packed varints), in the order of
+    /// [`MetricFamily::label_names`]. A series carries either `label_values` or `label_refs`,
+    /// never both; [`crate::decode`] resolves references into `label_values`, so consumers of
+    /// decoded reports only ever see `label_values`.
+    #[prost(uint32, repeated, tag = "5")]
+    pub label_refs: Vec<u32>,
 }
 
 /// The filter's own accounting, exported by the sink as per-pod self-metrics.

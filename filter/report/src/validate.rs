@@ -1,7 +1,7 @@
 //! Structural checks of a decoded report, shared by the sink (which rejects bad reports with a
 //! clear 400) and the tests. It checks shape, not Istio semantics.
 
-use crate::proto::{MetricKind, Report};
+use crate::proto::{MetricKind, Report, Series};
 
 /// The first thing wrong with a report.
 #[derive(Debug, PartialEq, thiserror::Error)]
@@ -30,6 +30,15 @@ pub enum ValidationError {
         series: usize,
         got: usize,
         want: usize,
+    },
+    #[error("family {family} series {series}: carries both label values and label references")]
+    MixedLabelForms { family: String, series: usize },
+    #[error("family {family} series {series}: label reference {index} is outside the string table of {strings}")]
+    LabelRef {
+        family: String,
+        series: usize,
+        index: u32,
+        strings: usize,
     },
     #[error("family {family} series {series}: {got} bucket counts for {want} buckets")]
     BucketCount {
@@ -61,6 +70,35 @@ fn is_label_name(s: &str) -> bool {
     matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
         && !s.starts_with("__")
+}
+
+/// The reference form of a series' labels: not mixed with inline values, every index inside
+/// [`Report::strings`].
+pub fn check_label_refs(
+    report: &Report,
+    family: &str,
+    series: usize,
+    s: &Series,
+) -> Result<(), ValidationError> {
+    if !s.label_values.is_empty() {
+        return Err(ValidationError::MixedLabelForms {
+            family: family.to_string(),
+            series,
+        });
+    }
+    match s
+        .label_refs
+        .iter()
+        .find(|r| **r as usize >= report.strings.len())
+    {
+        Some(index) => Err(ValidationError::LabelRef {
+            family: family.to_string(),
+            series,
+            index: *index,
+            strings: report.strings.len(),
+        }),
+        None => Ok(()),
+    }
 }
 
 /// Checks a report's shape: identity present, names valid, every series consistent with its
@@ -113,11 +151,17 @@ pub fn validate(report: &Report) -> Result<(), ValidationError> {
             return Err(ValidationError::BadBounds { family: family() });
         }
         for (series, s) in fam.series.iter().enumerate() {
-            if s.label_values.len() != fam.label_names.len() {
+            let got = if s.label_refs.is_empty() {
+                s.label_values.len()
+            } else {
+                check_label_refs(report, &fam.name, series, s)?;
+                s.label_refs.len()
+            };
+            if got != fam.label_names.len() {
                 return Err(ValidationError::LabelCount {
                     family: family(),
                     series,
-                    got: s.label_values.len(),
+                    got,
                     want: fam.label_names.len(),
                 });
             }
@@ -248,6 +292,41 @@ mod tests {
         assert!(matches!(
             validate(&r),
             Err(ValidationError::BadValue { .. })
+        ));
+    }
+
+    #[cfg_attr(not(target_arch = "wasm32"), test)]
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+    fn label_references_must_stay_inside_the_string_table() {
+        let mut r = ok_report();
+        r.strings = vec!["source".into()];
+        let s = &mut r.families[0].series[0];
+        s.label_values.clear();
+        s.label_refs = vec![0];
+        assert_eq!(validate(&r), Ok(()));
+        r.families[0].series[0].label_refs = vec![1];
+        assert!(matches!(
+            validate(&r),
+            Err(ValidationError::LabelRef {
+                index: 1,
+                strings: 1,
+                ..
+            })
+        ));
+        r.families[0].series[0].label_refs = vec![0, 0];
+        assert!(matches!(
+            validate(&r),
+            Err(ValidationError::LabelCount {
+                got: 2,
+                want: 1,
+                ..
+            })
+        ));
+        r.families[0].series[0].label_refs = vec![0];
+        r.families[0].series[0].label_values = vec!["source".into()];
+        assert!(matches!(
+            validate(&r),
+            Err(ValidationError::MixedLabelForms { .. })
         ));
     }
 }
