@@ -4,11 +4,8 @@
 //! their Secrets provide), and the WasmPlugin's `pluginConfig` and `vmConfig.env` are accepted by
 //! the compiled filter in the test host, which then records requests and posts reports with the
 //! Secret's ingest token.
-//!
 //! The log-tailing (`log_files`) and Loki (`logs`) sections of the `logs-daemonset` and
-//! `xscaler` overlays are validated by the sink when it implements them. While a sink refuses
-//! them as "not implemented yet", the tests accept exactly that refusal, require everything else
-//! to validate, and check those sections' values after expanding them here.
+//! `xscaler` overlays are validated whole by the sink, like the rest.
 
 #[path = "deploy/istio_crds.rs"]
 mod istio_crds;
@@ -45,9 +42,6 @@ const KUSTOMIZATIONS: [&str; 6] = [
     "overlays/logs-daemonset",
     "overlays/xscaler",
 ];
-
-/// Sections the sink refuses today; the overlays' log-tailing configs use two of them.
-const NOT_YET_IN_THE_SINK: [&str; 2] = ["log_files", "logs"];
 
 fn render(relative: &str) -> Vec<Object> {
     build(&manifests_dir().join(relative)).unwrap_or_else(|e| panic!("{e}"))
@@ -301,40 +295,12 @@ fn sink_config(objects: &[Object], workload: &Object) -> Result<SinkConfig, Conf
     SinkConfig::from_yaml(&text, &|var| env.get(var).cloned())
 }
 
-/// A log-tailing sink config as the sink reads it (expanded with the workload's environment),
-/// as a YAML tree. The sink validates it whole once it implements `log_files` and `logs`.
-/// Until then (a transitional state) exactly those sections must be refused as not implemented,
-/// everything else must validate, and the tree is the file expanded here.
+/// A log-tailing sink config as the sink reads it (expanded with the workload's environment and
+/// validated whole), as a YAML tree.
 fn log_tailing_config(objects: &[Object], workload: &Object, what: &str) -> serde_yaml::Value {
-    let text = mounted_sink_config(objects, workload);
-    let env = container_env(objects, workload);
-    match SinkConfig::from_yaml(&text, &|var| env.get(var).cloned()) {
-        Ok(config) => serde_yaml::to_value(&config).unwrap(),
-        Err(ConfigError::NotImplemented(section))
-            if NOT_YET_IN_THE_SINK.contains(&section.as_str()) =>
-        {
-            let mut tree: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
-            for section in NOT_YET_IN_THE_SINK {
-                tree.as_mapping_mut().unwrap().remove(section);
-            }
-            SinkConfig::from_yaml(&serde_yaml::to_string(&tree).unwrap(), &|var| {
-                env.get(var).cloned()
-            })
-            .unwrap_or_else(|e| panic!("{what}: sink.yaml outside its log sections: {e}"));
-            serde_yaml::from_str(&expand(&text, &env)).unwrap()
-        }
-        Err(other) => panic!("{what}: sink.yaml refused: {other}"),
-    }
-}
-
-/// `${VAR}` replaced from `env` (only for the transitional state above).
-fn expand(text: &str, env: &BTreeMap<String, String>) -> String {
-    let mut out = text.to_owned();
-    for (key, value) in env {
-        out = out.replace(&format!("${{{key}}}"), value);
-    }
-    assert!(!out.contains("${"), "unexpanded variable in {out:?}");
-    out
+    let config =
+        sink_config(objects, workload).unwrap_or_else(|e| panic!("{what}: sink.yaml refused: {e}"));
+    serde_yaml::to_value(&config).unwrap()
 }
 
 #[test]
