@@ -7,8 +7,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use crate::host::{Clock, FilterModule, HostError, HttpExchange, Phase, Proxy, ProxyConfig};
-use crate::sim::mesh::{CallInstance, ResolvedWorkload, Target};
-use crate::sim::scenario::{Call, MeshSettings, Scenario};
+use crate::sim::OneCall;
 
 /// What one measured batch cost.
 #[derive(Clone, Debug, PartialEq)]
@@ -50,31 +49,17 @@ impl FilterBench {
         module: Arc<FilterModule>,
         plugin_config: &str,
     ) -> Result<FilterBench, HostError> {
-        let scenario =
-            Scenario::from_yaml(BENCH_SCENARIO).expect("the built-in bench scenario is valid");
-        let mesh = MeshSettings::default();
-        let from = ResolvedWorkload::resolve(&mesh, 0, &scenario.workloads[0]);
-        let to = ResolvedWorkload::resolve(&mesh, 1, &scenario.workloads[1]);
-        let call: &Call = &scenario.calls[0];
-        let instance = CallInstance {
-            call,
-            outcome: &call.outcomes[0],
-            latency_ms: 12,
-            request_bytes: 700,
-            response_bytes: 2300,
-            mesh: &mesh,
-        };
-        let exchange = instance.client_view(&from, Target::Workload(&to));
+        let call = OneCall::from_yaml(BENCH_SCENARIO, 12, 700, 2300);
         let config = ProxyConfig {
             plugin_config: plugin_config.to_string(),
-            node: from.node(&mesh),
+            node: call.client_node,
             workers: 1,
             clock: Clock::manual_now(),
             ..ProxyConfig::default()
         };
         Ok(FilterBench {
             proxy: Proxy::start(module, config)?,
-            exchange,
+            exchange: call.client,
             distinct_codes_used: 0,
         })
     }

@@ -12,8 +12,7 @@ use meshtap_tests::filter_wasm::shared_module;
 use meshtap_tests::host::{
     provided_imports, Clock, HttpExchange, LogLevel, Proxy, ProxyConfig, VmStatus,
 };
-use meshtap_tests::sim::mesh::{CallInstance, ResolvedWorkload, Target};
-use meshtap_tests::sim::{ReportReceiver, Scenario};
+use meshtap_tests::sim::{OneCall, ReportReceiver};
 
 const SINK_CLUSTER: &str = "outbound|9091||meshtap-sink.meshtap.svc.cluster.local";
 
@@ -27,28 +26,16 @@ calls:
 
 /// A proxy for `sleep-v1` and the outbound stream of one call to httpbin.
 fn sleep_proxy(workers: usize, plugin_config: &str, sink: SocketAddr) -> (Proxy, HttpExchange) {
-    let scenario = Scenario::from_yaml(SCENARIO).unwrap();
-    let from = ResolvedWorkload::resolve(&scenario.mesh, 0, &scenario.workloads[0]);
-    let to = ResolvedWorkload::resolve(&scenario.mesh, 1, &scenario.workloads[1]);
-    let call = &scenario.calls[0];
-    let exchange = CallInstance {
-        call,
-        outcome: &call.outcomes[0],
-        latency_ms: 10,
-        request_bytes: 100,
-        response_bytes: 200,
-        mesh: &scenario.mesh,
-    }
-    .client_view(&from, Target::Workload(&to));
+    let call = OneCall::from_yaml(SCENARIO, 10, 100, 200);
     let config = ProxyConfig {
         plugin_config: plugin_config.to_string(),
-        node: from.node(&scenario.mesh),
+        node: call.client_node,
         workers,
         clock: Clock::manual_now(),
         clusters: vec![(SINK_CLUSTER.to_string(), sink)],
         ..ProxyConfig::default()
     };
-    (Proxy::start(shared_module(), config).unwrap(), exchange)
+    (Proxy::start(shared_module(), config).unwrap(), call.client)
 }
 
 fn loopback_receiver() -> ReportReceiver {

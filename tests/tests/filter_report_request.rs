@@ -8,9 +8,8 @@ use std::time::Duration;
 use meshtap_report::{CONTENT_ENCODING, CONTENT_TYPE, POD_HEADER, REPORT_PATH};
 use meshtap_tests::filter_wasm::shared_module;
 use meshtap_tests::host::{Clock, HttpExchange, NodeInfo, Proxy, ProxyConfig, VmStatus};
-use meshtap_tests::sim::mesh::{CallInstance, ResolvedWorkload, Target};
 use meshtap_tests::sim::receiver::ReceivedPost;
-use meshtap_tests::sim::{ReportReceiver, Scenario};
+use meshtap_tests::sim::{OneCall, ReportReceiver};
 
 const SINK_CLUSTER: &str = "outbound|9091||meshtap-sink.meshtap.svc.cluster.local";
 
@@ -27,20 +26,8 @@ fn setup(
     env: &[(&str, &str)],
     receiver: &ReportReceiver,
 ) -> (Proxy, HttpExchange, NodeInfo) {
-    let scenario = Scenario::from_yaml(SCENARIO).unwrap();
-    let from = ResolvedWorkload::resolve(&scenario.mesh, 0, &scenario.workloads[0]);
-    let to = ResolvedWorkload::resolve(&scenario.mesh, 1, &scenario.workloads[1]);
-    let call = &scenario.calls[0];
-    let exchange = CallInstance {
-        call,
-        outcome: &call.outcomes[0],
-        latency_ms: 3,
-        request_bytes: 10,
-        response_bytes: 10,
-        mesh: &scenario.mesh,
-    }
-    .client_view(&from, Target::Workload(&to));
-    let node = from.node(&scenario.mesh);
+    let call = OneCall::from_yaml(SCENARIO, 3, 10, 10);
+    let node = call.client_node;
     let config = ProxyConfig {
         plugin_config: plugin_config.to_string(),
         env: env
@@ -55,7 +42,7 @@ fn setup(
     };
     (
         Proxy::start(shared_module(), config).unwrap(),
-        exchange,
+        call.client,
         node,
     )
 }

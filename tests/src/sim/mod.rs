@@ -5,6 +5,7 @@
 
 pub mod expect;
 pub mod mesh;
+pub mod one_call;
 pub mod receiver;
 pub mod report_json;
 pub mod run;
@@ -17,6 +18,7 @@ use meshtap_report::Report;
 
 use crate::host::{Clock, FilterModule};
 
+pub use one_call::OneCall;
 pub use receiver::ReportReceiver;
 pub use run::{SimError, SimOptions, SimTotals, Simulation};
 pub use scenario::Scenario;

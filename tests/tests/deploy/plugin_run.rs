@@ -11,9 +11,8 @@ use std::time::Duration;
 use meshtap_report::Report;
 use meshtap_tests::filter_wasm::shared_module;
 use meshtap_tests::host::{Clock, LogLevel, NodeInfo, Proxy, ProxyConfig, VmStatus};
-use meshtap_tests::sim::mesh::{CallInstance, ResolvedWorkload, Target};
 use meshtap_tests::sim::receiver::ReceivedPost;
-use meshtap_tests::sim::{ReportReceiver, Scenario};
+use meshtap_tests::sim::{OneCall, ReportReceiver};
 
 const SCENARIO: &str = "
 workloads:
@@ -80,28 +79,12 @@ pub fn run_plugin(run: PluginRun<'_>) -> PluginOutcome {
         false,
     )
     .expect("a loopback receiver starts");
-    let scenario = Scenario::from_yaml(SCENARIO).expect("the fixed scenario parses");
-    let from = ResolvedWorkload::resolve(&scenario.mesh, 0, &scenario.workloads[0]);
-    let to = ResolvedWorkload::resolve(&scenario.mesh, 1, &scenario.workloads[1]);
-    let call = &scenario.calls[0];
-    let instance = CallInstance {
-        call,
-        outcome: &call.outcomes[0],
-        latency_ms: 7,
-        request_bytes: 120,
-        response_bytes: 480,
-        mesh: &scenario.mesh,
-    };
+    let call = OneCall::from_yaml(SCENARIO, 7, 120, 480);
     let (exchange, own_node) = match run.side {
-        Side::Client => (
-            instance.client_view(&from, Target::Workload(&to)),
-            from.node(&scenario.mesh),
-        ),
+        Side::Client => (call.client, call.client_node),
         Side::Server => (
-            instance
-                .server_view(&from, &to)
-                .expect("the server sidecar sees the call"),
-            to.node(&scenario.mesh),
+            call.server.expect("the server sidecar sees the call"),
+            call.server_node,
         ),
     };
     let node = run.node.unwrap_or(own_node);

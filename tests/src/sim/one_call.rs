@@ -1,0 +1,50 @@
+//! The first call of a small fixed scenario as each sidecar sees it: the exchange the client
+//! (outbound) and server (inbound) sidecars observe and both proxies' node metadata. The fixture
+//! tests, the benchmark helper and the manifest checks drive single streams with it.
+//!
+//! Only builds values; running them through a proxy is the caller's business.
+
+use crate::host::{HttpExchange, NodeInfo};
+
+use super::mesh::{CallInstance, ResolvedWorkload, Target};
+use super::scenario::Scenario;
+
+/// One call between the scenario's first two workloads.
+pub struct OneCall {
+    /// What the caller's sidecar sees.
+    pub client: HttpExchange,
+    /// What the callee's sidecar sees (`None` when the call never reaches it).
+    pub server: Option<HttpExchange>,
+    pub client_node: NodeInfo,
+    pub server_node: NodeInfo,
+}
+
+impl OneCall {
+    /// The first outcome of the first call of `yaml` (at least two workloads and one call), with
+    /// fixed latency and sizes. Panics on an invalid scenario: callers pass fixed text.
+    pub fn from_yaml(
+        yaml: &str,
+        latency_ms: u64,
+        request_bytes: u64,
+        response_bytes: u64,
+    ) -> OneCall {
+        let scenario = Scenario::from_yaml(yaml).expect("the fixed scenario parses");
+        let from = ResolvedWorkload::resolve(&scenario.mesh, 0, &scenario.workloads[0]);
+        let to = ResolvedWorkload::resolve(&scenario.mesh, 1, &scenario.workloads[1]);
+        let call = &scenario.calls[0];
+        let instance = CallInstance {
+            call,
+            outcome: &call.outcomes[0],
+            latency_ms,
+            request_bytes,
+            response_bytes,
+            mesh: &scenario.mesh,
+        };
+        OneCall {
+            client: instance.client_view(&from, Target::Workload(&to)),
+            server: instance.server_view(&from, &to),
+            client_node: from.node(&scenario.mesh),
+            server_node: to.node(&scenario.mesh),
+        }
+    }
+}
