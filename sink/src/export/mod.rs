@@ -1,9 +1,10 @@
 //! Export stage: fans samples out to every configured remote-write endpoint; `loki` holds the
-//! log endpoints; `retry` and `http_client` are shared by both exporters.
+//! log endpoints; `connection`, `retry` and `http_client` are shared by both exporters.
 //!
 //! Owns the set of endpoints, the family registry behind metadata, and the shutdown flush. It
 //! must not convert reports (ingest does) nor decide staleness.
 
+pub mod connection;
 pub mod families;
 pub mod http_client;
 pub mod loki;

@@ -10,6 +10,7 @@ use meshtap_logformat::loki::{OversizeLinePolicy, PushBatchConfig, MAX_LABEL_NAM
 use serde::{Deserialize, Serialize};
 
 use crate::config::HumanDuration;
+use crate::export::connection::Connection;
 use crate::export::remote_write::config::{BasicAuth, TlsConfig};
 
 /// Headers every push carries; config cannot override them.
@@ -133,13 +134,21 @@ impl LokiConfig {
         self.name.as_deref().unwrap_or(&self.url)
     }
 
+    /// The connection settings shared with the other push endpoints.
+    pub fn connection(&self) -> Connection<'_> {
+        Connection {
+            url: &self.url,
+            headers: &self.headers,
+            tenant_id: self.tenant_id.as_deref(),
+            basic_auth: self.basic_auth.as_ref(),
+            bearer_token: self.bearer_token.as_deref(),
+            tls: &self.tls,
+        }
+    }
+
     /// Headers to send besides the fixed ones: configured headers, then the tenant shorthand.
     pub fn extra_headers(&self) -> BTreeMap<String, String> {
-        let mut headers = self.headers.clone();
-        if let Some(tenant) = &self.tenant_id {
-            headers.insert("X-Scope-OrgID".into(), tenant.clone());
-        }
-        headers
+        self.connection().extra_headers()
     }
 
     /// Static labels as pairs, in name order.
@@ -152,38 +161,7 @@ impl LokiConfig {
 
     /// Rules serde cannot express; `at` is this entry's path, like `logs[0]`.
     pub fn check(&self, at: &str) -> Result<(), String> {
-        if !(self.url.starts_with("http://") || self.url.starts_with("https://")) {
-            return Err(format!(
-                "{at}.url: must be an http:// or https:// URL, got {:?}",
-                self.url
-            ));
-        }
-        for name in self.headers.keys() {
-            let lower = name.to_ascii_lowercase();
-            if FIXED_HEADERS.contains(&lower.as_str()) {
-                return Err(format!(
-                    "{at}.headers.{name}: this header is fixed by the Loki push protocol"
-                ));
-            }
-            if lower == "authorization"
-                && (self.basic_auth.is_some() || self.bearer_token.is_some())
-            {
-                return Err(format!(
-                    "{at}.headers.{name}: conflicts with basic_auth/bearer_token"
-                ));
-            }
-            if self.tenant_id.is_some() && lower == "x-scope-orgid" {
-                return Err(format!("{at}.tenant_id: conflicts with headers.{name}"));
-            }
-        }
-        if self.basic_auth.is_some() && self.bearer_token.is_some() {
-            return Err(format!(
-                "{at}.bearer_token: set either basic_auth or bearer_token, not both"
-            ));
-        }
-        if self.tls.cert_file.is_some() != self.tls.key_file.is_some() {
-            return Err(format!("{at}.tls: cert_file and key_file go together"));
-        }
+        self.connection().check(at, &FIXED_HEADERS, "Loki push")?;
         if self.labels.len() + RESERVED_LABELS.len() > MAX_LABEL_NAMES_PER_SERIES {
             return Err(format!(
                 "{at}.labels: at most {} static labels (Loki allows {MAX_LABEL_NAMES_PER_SERIES} per stream, {} are the sink's)",

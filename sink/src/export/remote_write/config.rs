@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::config::HumanDuration;
+use crate::export::connection::Connection;
 
 /// Headers every remote-write request carries; config cannot override them.
 pub const FIXED_HEADERS: [&str; 4] = [
@@ -123,49 +124,27 @@ impl RemoteWriteConfig {
         self.name.as_deref().unwrap_or(&self.url)
     }
 
+    /// The connection settings shared with the other push endpoints.
+    pub fn connection(&self) -> Connection<'_> {
+        Connection {
+            url: &self.url,
+            headers: &self.headers,
+            tenant_id: self.tenant_id.as_deref(),
+            basic_auth: self.basic_auth.as_ref(),
+            bearer_token: self.bearer_token.as_deref(),
+            tls: &self.tls,
+        }
+    }
+
     /// Headers to send besides the fixed ones: configured headers, then the tenant shorthand.
     pub fn extra_headers(&self) -> BTreeMap<String, String> {
-        let mut headers = self.headers.clone();
-        if let Some(tenant) = &self.tenant_id {
-            headers.insert("X-Scope-OrgID".into(), tenant.clone());
-        }
-        headers
+        self.connection().extra_headers()
     }
 
     /// Rules serde cannot express; `at` is this entry's path, like `remote_write[0]`.
     pub fn check(&self, at: &str) -> Result<(), String> {
-        if !(self.url.starts_with("http://") || self.url.starts_with("https://")) {
-            return Err(format!(
-                "{at}.url: must be an http:// or https:// URL, got {:?}",
-                self.url
-            ));
-        }
-        for name in self.headers.keys() {
-            let lower = name.to_ascii_lowercase();
-            if FIXED_HEADERS.contains(&lower.as_str()) {
-                return Err(format!(
-                    "{at}.headers.{name}: this header is fixed by the remote-write protocol"
-                ));
-            }
-            if lower == "authorization"
-                && (self.basic_auth.is_some() || self.bearer_token.is_some())
-            {
-                return Err(format!(
-                    "{at}.headers.{name}: conflicts with basic_auth/bearer_token"
-                ));
-            }
-            if self.tenant_id.is_some() && lower == "x-scope-orgid" {
-                return Err(format!("{at}.tenant_id: conflicts with headers.{name}"));
-            }
-        }
-        if self.basic_auth.is_some() && self.bearer_token.is_some() {
-            return Err(format!(
-                "{at}.bearer_token: set either basic_auth or bearer_token, not both"
-            ));
-        }
-        if self.tls.cert_file.is_some() != self.tls.key_file.is_some() {
-            return Err(format!("{at}.tls: cert_file and key_file go together"));
-        }
+        self.connection()
+            .check(at, &FIXED_HEADERS, "remote-write")?;
         for name in self.external_labels.keys() {
             let valid = name
                 .chars()

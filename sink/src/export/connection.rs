@@ -1,0 +1,70 @@
+//! The connection settings every push endpoint shares — remote-write and Loki alike: URL,
+//! custom headers, the `tenant_id` shorthand, basic or bearer auth, TLS files.
+//!
+//! Owns the checks serde cannot express for those keys and the header set they produce. It
+//! borrows from each endpoint's own config struct and must not hold protocol-specific rules
+//! (those stay in `remote_write::config` and `loki::config`).
+
+use std::collections::BTreeMap;
+
+use super::remote_write::config::{BasicAuth, TlsConfig};
+
+/// One endpoint's connection settings, borrowed from its config.
+pub struct Connection<'a> {
+    pub url: &'a str,
+    pub headers: &'a BTreeMap<String, String>,
+    pub tenant_id: Option<&'a str>,
+    pub basic_auth: Option<&'a BasicAuth>,
+    pub bearer_token: Option<&'a str>,
+    pub tls: &'a TlsConfig,
+}
+
+impl Connection<'_> {
+    /// Headers to send besides the protocol's fixed ones: the configured headers, then the
+    /// tenant shorthand as `X-Scope-OrgID`.
+    pub fn extra_headers(&self) -> BTreeMap<String, String> {
+        let mut headers = self.headers.clone();
+        if let Some(tenant) = self.tenant_id {
+            headers.insert("X-Scope-OrgID".into(), tenant.to_owned());
+        }
+        headers
+    }
+
+    /// Checks the shared keys; `at` is the entry's path (like `logs[0]`), `fixed` the headers
+    /// the `protocol` sets itself (lower case), which configured headers may not override.
+    pub fn check(&self, at: &str, fixed: &[&str], protocol: &str) -> Result<(), String> {
+        if !(self.url.starts_with("http://") || self.url.starts_with("https://")) {
+            return Err(format!(
+                "{at}.url: must be an http:// or https:// URL, got {:?}",
+                self.url
+            ));
+        }
+        for name in self.headers.keys() {
+            let lower = name.to_ascii_lowercase();
+            if fixed.contains(&lower.as_str()) {
+                return Err(format!(
+                    "{at}.headers.{name}: this header is fixed by the {protocol} protocol"
+                ));
+            }
+            if lower == "authorization"
+                && (self.basic_auth.is_some() || self.bearer_token.is_some())
+            {
+                return Err(format!(
+                    "{at}.headers.{name}: conflicts with basic_auth/bearer_token"
+                ));
+            }
+            if self.tenant_id.is_some() && lower == "x-scope-orgid" {
+                return Err(format!("{at}.tenant_id: conflicts with headers.{name}"));
+            }
+        }
+        if self.basic_auth.is_some() && self.bearer_token.is_some() {
+            return Err(format!(
+                "{at}.bearer_token: set either basic_auth or bearer_token, not both"
+            ));
+        }
+        if self.tls.cert_file.is_some() != self.tls.key_file.is_some() {
+            return Err(format!("{at}.tls: cert_file and key_file go together"));
+        }
+        Ok(())
+    }
+}
