@@ -1,8 +1,9 @@
 //! HTTP client setup shared by every push exporter: TLS (extra CA, client certificate,
 //! skip-verify), the `Authorization` header from basic auth or a bearer token, and extra headers.
 //!
-//! Owns building a `reqwest::Client` and a header map from config; it never sends requests and
-//! knows no protocol headers (each exporter adds its own, last, so config cannot override them).
+//! Owns building a `reqwest::Client` and a header map from config, and sending one push with the
+//! shared classification of its answer ([`send_classified`]). It knows no protocol headers (each
+//! exporter adds its own, last, so config cannot override them) and never sleeps or retries.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -10,6 +11,7 @@ use std::time::Duration;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 
 use super::remote_write::config::{BasicAuth, TlsConfig};
+use super::retry::{parse_retry_after, SendOutcome};
 
 /// `User-Agent` of every request.
 pub const USER_AGENT: &str = concat!("meshtap/", env!("CARGO_PKG_VERSION"));
@@ -142,6 +144,45 @@ fn base64_encode(input: &[u8]) -> String {
         }
     }
     out
+}
+
+/// Sends a push request and classifies the answer the way every exporter retries: 2xx is
+/// delivered; a network error is retried; otherwise `retryable(status)` decides between a
+/// retry (with the answer's `Retry-After`) and a refusal (its body kept for the log).
+pub async fn send_classified(
+    request: reqwest::RequestBuilder,
+    retryable: impl Fn(reqwest::StatusCode) -> bool,
+) -> SendOutcome {
+    let response = match request.send().await {
+        Ok(r) => r,
+        Err(e) => {
+            return SendOutcome::Retry {
+                reason: format!("request failed: {e}"),
+                retry_after: None,
+            }
+        }
+    };
+    let status = response.status();
+    if status.is_success() {
+        return SendOutcome::Delivered;
+    }
+    let retry_after = response
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| parse_retry_after(v, std::time::SystemTime::now()));
+    let body = body_for_log(response).await;
+    if retryable(status) {
+        SendOutcome::Retry {
+            reason: format!("HTTP {status}: {}", body.trim()),
+            retry_after,
+        }
+    } else {
+        SendOutcome::Refused {
+            status: status.as_u16(),
+            body,
+        }
+    }
 }
 
 #[cfg(test)]

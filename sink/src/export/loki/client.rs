@@ -3,17 +3,15 @@
 //!
 //! Owns one POST and what its answer means; it never sleeps or loops (see `super::sender`).
 
-use std::time::SystemTime;
-
 use meshtap_logformat::loki::PUSH_CONTENT_TYPE;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use reqwest::StatusCode;
 
 use super::config::LokiConfig;
 use crate::export::http_client::{
-    body_for_log, build_http_client, configured_headers, ClientError, USER_AGENT,
+    build_http_client, configured_headers, send_classified, ClientError, USER_AGENT,
 };
-use crate::export::retry::{parse_retry_after, SendOutcome};
+use crate::export::retry::SendOutcome;
 
 /// A configured Loki push client.
 pub struct LokiClient {
@@ -59,36 +57,9 @@ impl LokiClient {
             .post(&self.url)
             .headers(self.headers.clone())
             .body(body);
-        let response = match request.send().await {
-            Ok(r) => r,
-            Err(e) => {
-                return SendOutcome::Retry {
-                    reason: format!("request failed: {e}"),
-                    retry_after: None,
-                }
-            }
-        };
-        let status = response.status();
-        if status.is_success() {
-            return SendOutcome::Delivered;
-        }
-        let retry_after = response
-            .headers()
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| parse_retry_after(v, SystemTime::now()));
-        let retry = status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS;
-        let body = body_for_log(response).await;
-        if retry {
-            SendOutcome::Retry {
-                reason: format!("HTTP {status}: {}", body.trim()),
-                retry_after,
-            }
-        } else {
-            SendOutcome::Refused {
-                status: status.as_u16(),
-                body,
-            }
-        }
+        send_classified(request, |status| {
+            status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS
+        })
+        .await
     }
 }

@@ -3,15 +3,12 @@
 //!
 //! Owns one POST and what its answer means; it never sleeps or loops (see `super::retry`).
 
-use std::time::SystemTime;
-
 use reqwest::header::{HeaderName, HeaderValue};
 use reqwest::StatusCode;
 
 use super::config::RemoteWriteConfig;
-use crate::export::http_client::{body_for_log, build_http_client, configured_headers};
+use crate::export::http_client::{build_http_client, configured_headers, send_classified};
 pub use crate::export::http_client::{ClientError, USER_AGENT};
-use crate::export::retry::parse_retry_after;
 pub use crate::export::retry::SendOutcome;
 
 /// A configured endpoint client.
@@ -63,38 +60,11 @@ impl RemoteWriteClient {
         if attempt > 0 {
             request = request.header("Retry-Attempt", attempt.to_string());
         }
-        let response = match request.send().await {
-            Ok(r) => r,
-            Err(e) => {
-                return SendOutcome::Retry {
-                    reason: format!("request failed: {e}"),
-                    retry_after: None,
-                }
-            }
-        };
-        let status = response.status();
-        if status.is_success() {
-            return SendOutcome::Delivered;
-        }
-        let retry_after = response
-            .headers()
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| parse_retry_after(v, SystemTime::now()));
-        let rate_limited = status == StatusCode::TOO_MANY_REQUESTS || status.as_u16() == 529;
-        let retry = status.is_server_error() && status.as_u16() != 529
-            || (rate_limited && self.retry_on_429);
-        let body = body_for_log(response).await;
-        if retry {
-            SendOutcome::Retry {
-                reason: format!("HTTP {status}: {}", body.trim()),
-                retry_after,
-            }
-        } else {
-            SendOutcome::Refused {
-                status: status.as_u16(),
-                body,
-            }
-        }
+        let retry_on_429 = self.retry_on_429;
+        send_classified(request, move |status| {
+            let rate_limited = status == StatusCode::TOO_MANY_REQUESTS || status.as_u16() == 529;
+            status.is_server_error() && status.as_u16() != 529 || (rate_limited && retry_on_429)
+        })
+        .await
     }
 }
