@@ -162,15 +162,39 @@ pub trait MetricsSection: std::fmt::Debug + Send + Sync {
     fn render(&self, out: &mut String);
 }
 
-fn escape(value: &str) -> String {
+/// A label value escaped for the text format.
+pub fn escape(value: &str) -> String {
     value
         .replace('\\', "\\\\")
         .replace('"', "\\\"")
         .replace('\n', "\\n")
 }
 
-fn header(out: &mut String, name: &str, kind: &str, help: &str) {
+/// The `# HELP` and `# TYPE` lines of a family.
+pub fn header(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
+/// One per-endpoint family: name, TYPE, HELP, and how to read its value from an endpoint.
+pub type EndpointFamily<T> = (&'static str, &'static str, &'static str, fn(&T) -> u64);
+
+/// Renders `families` with one `{endpoint="<name>"}` series per `(name, endpoint)`.
+pub fn render_endpoint_families<T>(
+    out: &mut String,
+    families: &[EndpointFamily<T>],
+    endpoints: &[(&str, &T)],
+) {
+    for (name, kind, help, value) in families {
+        header(out, name, kind, help);
+        for (endpoint, e) in endpoints {
+            let _ = writeln!(
+                out,
+                "{name}{{endpoint=\"{}\"}} {}",
+                escape(endpoint),
+                value(e)
+            );
+        }
+    }
 }
 
 impl SinkMetrics {
@@ -308,8 +332,7 @@ impl SinkMetrics {
 
     fn render_endpoints(&self, out: &mut String, now_ms: i64) {
         let endpoints = self.endpoints.lock().expect("metrics lock");
-        type Counter = fn(&EndpointMetrics) -> u64;
-        let counters: [(&str, &str, &str, Counter); 7] = [
+        let counters: [EndpointFamily<EndpointMetrics>; 7] = [
             (
                 "meshtap_sink_samples_sent_total",
                 "counter",
@@ -353,17 +376,9 @@ impl SinkMetrics {
                 |e| e.lanes.len() as u64,
             ),
         ];
-        for (name, kind, help, value) in counters {
-            header(out, name, kind, help);
-            for e in endpoints.iter() {
-                let _ = writeln!(
-                    out,
-                    "{name}{{endpoint=\"{}\"}} {}",
-                    escape(&e.name),
-                    value(e)
-                );
-            }
-        }
+        let named: Vec<(&str, &EndpointMetrics)> =
+            endpoints.iter().map(|e| (e.name.as_str(), &**e)).collect();
+        render_endpoint_families(out, &counters, &named);
         header(
             out,
             "meshtap_sink_samples_dropped_total",

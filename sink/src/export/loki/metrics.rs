@@ -6,7 +6,7 @@ use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use crate::ops::metrics::MetricsSection;
+use crate::ops::metrics::{escape, render_endpoint_families, EndpointFamily, MetricsSection};
 
 /// Why log entries were dropped before delivery.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -87,17 +87,9 @@ pub struct LokiMetricsSection {
     pub endpoints: Vec<Arc<LokiEndpointMetrics>>,
 }
 
-fn escape(value: &str) -> String {
-    value
-        .replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
-}
-
 impl MetricsSection for LokiMetricsSection {
     fn render(&self, out: &mut String) {
-        type Counter = fn(&LokiEndpointMetrics) -> u64;
-        let counters: [(&str, &str, &str, Counter); 6] = [
+        let counters: [EndpointFamily<LokiEndpointMetrics>; 6] = [
             (
                 "meshtap_sink_log_entries_sent_total",
                 "counter",
@@ -135,17 +127,12 @@ impl MetricsSection for LokiMetricsSection {
                 |e| e.queued_entries.load(Ordering::Relaxed),
             ),
         ];
-        for (name, kind, help, value) in counters {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-            for e in &self.endpoints {
-                let _ = writeln!(
-                    out,
-                    "{name}{{endpoint=\"{}\"}} {}",
-                    escape(&e.name),
-                    value(e)
-                );
-            }
-        }
+        let named: Vec<(&str, &LokiEndpointMetrics)> = self
+            .endpoints
+            .iter()
+            .map(|e| (e.name.as_str(), &**e))
+            .collect();
+        render_endpoint_families(out, &counters, &named);
         let name = "meshtap_sink_log_entries_dropped_total";
         let _ = writeln!(
             out,
