@@ -177,6 +177,8 @@ fn leader_turn(c: &mut Criterion) {
                     interval_ms: 10_000,
                     enabled: EnabledMetrics::all(),
                     series_limit: 10_000,
+                    channel: meshtap_report::CHANNEL_HTTP,
+                    build_tag: Some("1.24.0".into()),
                 };
                 let built = report::build(ctx, &collected);
                 raw_bytes = built.encoded_len();

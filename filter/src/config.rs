@@ -3,7 +3,7 @@
 //! Owns the mapping from the WasmPlugin's `pluginConfig` to a checked [`FilterConfig`]. It must
 //! not touch the host: the ingest token's environment variable is read through a caller-supplied
 //! lookup so the parsing stays testable. Unknown keys and bad values are errors; features that are
-//! reserved but not built (`access_log`, `tcp`) are refused loudly rather than ignored.
+//! reserved but not built (`access_log`) are refused loudly rather than ignored.
 
 use std::time::Duration;
 
@@ -37,18 +37,48 @@ pub enum ConfigError {
     NotImplemented(&'static str),
 }
 
-/// Which request metric families are recorded.
+/// Which metric families are recorded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EnabledMetrics {
     pub requests_total: bool,
     pub request_duration: bool,
     pub request_bytes: bool,
     pub response_bytes: bool,
+    pub request_messages: bool,
+    pub response_messages: bool,
+    pub tcp_connections_opened: bool,
+    pub tcp_connections_closed: bool,
+    pub tcp_sent_bytes: bool,
+    pub tcp_received_bytes: bool,
+}
+
+/// Which filter chain the plugin instance sits on: the WasmPlugin's `type`, repeated in its
+/// `pluginConfig.type` because a Wasm module cannot see it. An `HTTP` instance records request
+/// and gRPC message metrics; a `NETWORK` instance records the TCP metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PluginType {
+    #[default]
+    Http,
+    Network,
+}
+
+impl PluginType {
+    /// The type a `pluginConfig` asks for, read leniently so that a configuration refused for
+    /// another reason still gets the right kind of pass-through context (Envoy would otherwise
+    /// call connection callbacks on an HTTP context, which traps).
+    pub fn of_config(json: &[u8]) -> PluginType {
+        let value: Option<serde_json::Value> = serde_json::from_slice(json).ok();
+        match value.as_ref().and_then(|v| v.get("type")?.as_str()) {
+            Some("NETWORK") => PluginType::Network,
+            _ => PluginType::Http,
+        }
+    }
 }
 
 /// A checked filter configuration.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FilterConfig {
+    pub plugin_type: PluginType,
     pub sink_cluster: String,
     pub sink_authority: String,
     pub sink_path: String,
@@ -66,6 +96,8 @@ pub struct FilterConfig {
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct RawConfig {
+    #[serde(rename = "type")]
+    plugin_type: Option<String>,
     sink_cluster: Option<String>,
     sink_authority: Option<String>,
     sink_path: Option<String>,
@@ -78,7 +110,6 @@ struct RawConfig {
     max_series: Option<u64>,
     metrics: Option<RawMetrics>,
     access_log: Option<RawToggle>,
-    tcp: Option<RawToggle>,
 }
 
 #[derive(Deserialize)]
@@ -88,6 +119,12 @@ struct RawMetrics {
     request_duration: Option<bool>,
     request_bytes: Option<bool>,
     response_bytes: Option<bool>,
+    request_messages: Option<bool>,
+    response_messages: Option<bool>,
+    tcp_connections_opened: Option<bool>,
+    tcp_connections_closed: Option<bool>,
+    tcp_sent_bytes: Option<bool>,
+    tcp_received_bytes: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -173,15 +210,29 @@ impl FilterConfig {
                 request_duration: m.request_duration.unwrap_or(true),
                 request_bytes: m.request_bytes.unwrap_or(true),
                 response_bytes: m.response_bytes.unwrap_or(true),
+                request_messages: m.request_messages.unwrap_or(true),
+                response_messages: m.response_messages.unwrap_or(true),
+                tcp_connections_opened: m.tcp_connections_opened.unwrap_or(true),
+                tcp_connections_closed: m.tcp_connections_closed.unwrap_or(true),
+                tcp_sent_bytes: m.tcp_sent_bytes.unwrap_or(true),
+                tcp_received_bytes: m.tcp_received_bytes.unwrap_or(true),
             },
+        };
+        let plugin_type = match raw.plugin_type.as_deref() {
+            None | Some("HTTP") => PluginType::Http,
+            Some("NETWORK") => PluginType::Network,
+            Some(_) => {
+                return Err(ConfigError::Value {
+                    key: "type",
+                    requirement: "\"HTTP\" or \"NETWORK\" (the WasmPlugin's type)",
+                })
+            }
         };
         if raw.access_log.and_then(|t| t.enabled).unwrap_or(false) {
             return Err(ConfigError::NotImplemented("access_log"));
         }
-        if raw.tcp.and_then(|t| t.enabled).unwrap_or(false) {
-            return Err(ConfigError::NotImplemented("tcp"));
-        }
         Ok(FilterConfig {
+            plugin_type,
             sink_cluster,
             sink_authority,
             sink_path,
@@ -203,6 +254,12 @@ impl EnabledMetrics {
             request_duration: true,
             request_bytes: true,
             response_bytes: true,
+            request_messages: true,
+            response_messages: true,
+            tcp_connections_opened: true,
+            tcp_connections_closed: true,
+            tcp_sent_bytes: true,
+            tcp_received_bytes: true,
         }
     }
 }
@@ -272,6 +329,7 @@ mod tests {
         assert_eq!(c.reporter, None);
         assert_eq!(c.max_series, 10_000);
         assert_eq!(c.metrics, EnabledMetrics::all());
+        assert_eq!(c.plugin_type, PluginType::Http);
         assert_eq!(FilterConfig::parse(b"{}", no_env).unwrap(), c);
     }
 
@@ -281,9 +339,10 @@ mod tests {
         let json = br#"{"sink_cluster":"sink","sink_authority":"sink:9091","sink_path":"/in",
             "report_interval":"1m","report_timeout":"1500ms","ingest_token":"t0k",
             "reporter":"waypoint","disable_host_header_fallback":true,"max_series":50,
-            "metrics":{"request_bytes":false},"access_log":{"enabled":false},"tcp":{"enabled":false}}"#;
+            "metrics":{"request_bytes":false},"access_log":{"enabled":false},"type":"NETWORK"}"#;
         let c = FilterConfig::parse(json, no_env).unwrap();
         assert_eq!(c.sink_cluster, "sink");
+        assert_eq!(c.plugin_type, PluginType::Network);
         assert_eq!(c.sink_path, "/in");
         assert_eq!(c.report_interval, Duration::from_secs(60));
         assert_eq!(c.report_timeout, Duration::from_millis(1500));
@@ -309,7 +368,8 @@ mod tests {
     #[cfg_attr(not(target_arch = "wasm32"), test)]
     #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
     fn bad_values_are_refused() {
-        let cases: [&[u8]; 9] = [
+        let cases: [&[u8]; 10] = [
+            br#"{"type":"TCP"}"#,
             br#"{"report_interval":"10"}"#,
             br#"{"report_interval":"ten seconds"}"#,
             br#"{"report_interval":"500ms"}"#,
@@ -336,9 +396,18 @@ mod tests {
             FilterConfig::parse(br#"{"access_log":{"enabled":true}}"#, no_env).unwrap_err(),
             ConfigError::NotImplemented("access_log")
         );
+    }
+
+    #[cfg_attr(not(target_arch = "wasm32"), test)]
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+    fn plugin_type_is_read_even_from_a_refused_config() {
+        let refused = br#"{"type":"NETWORK","sink_clustr":"x"}"#;
+        assert!(FilterConfig::parse(refused, no_env).is_err());
+        assert_eq!(PluginType::of_config(refused), PluginType::Network);
+        assert_eq!(PluginType::of_config(b"not json"), PluginType::Http);
         assert_eq!(
-            FilterConfig::parse(br#"{"tcp":{"enabled":true}}"#, no_env).unwrap_err(),
-            ConfigError::NotImplemented("tcp")
+            PluginType::of_config(br#"{"type":"HTTP"}"#),
+            PluginType::Http
         );
     }
 

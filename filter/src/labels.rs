@@ -8,7 +8,7 @@
 
 use std::fmt::Write;
 
-use meshtap_report::schema::{http::*, Reporter, HTTP_LABELS};
+use meshtap_report::schema::{http::*, Reporter, HTTP_LABELS, PEER_LABELS};
 
 use crate::facts::RequestFacts;
 use crate::flags::write_flags;
@@ -37,6 +37,24 @@ pub struct LabelValues(pub [String; LABEL_COUNT]);
 impl LabelValues {
     pub fn get(&self, index: usize) -> &str {
         &self.0[index]
+    }
+
+    /// The 20 peer labels, which the gRPC message families carry alone.
+    pub fn peer_values(&self) -> Vec<&str> {
+        self.0[..PEER_LABELS.len()]
+            .iter()
+            .map(String::as_str)
+            .collect()
+    }
+
+    /// Istio's 23 TCP labels from labels computed for a connection: the peer labels,
+    /// `request_protocol="tcp"`, the response flags and the security policy.
+    pub fn tcp_values(&self) -> Vec<&str> {
+        let mut values = self.peer_values();
+        values.push("tcp");
+        values.push(&self.0[RESPONSE_FLAGS]);
+        values.push(&self.0[CONNECTION_SECURITY_POLICY]);
+        values
     }
 
     fn set(&mut self, index: usize, value: &str) {

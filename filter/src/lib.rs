@@ -12,8 +12,10 @@ pub mod aggregate;
 pub mod base64;
 pub mod config;
 pub mod coordinate;
+pub mod counters;
 pub mod facts;
 pub mod flags;
+pub mod grpc;
 pub mod hashing;
 pub mod intern;
 pub mod labels;
@@ -24,6 +26,7 @@ pub mod protobuf;
 pub mod report;
 pub mod series;
 pub mod shortcut;
+pub mod tcp;
 pub mod wire;
 
 #[cfg(feature = "plugin")]

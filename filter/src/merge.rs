@@ -2,12 +2,14 @@
 //! and the retired VMs' base.
 //!
 //! Owns the arithmetic of merging [`TotalsPb`] records by label set, bounded: past `max_series`
-//! label sets, totals go to the overflow label set, so a proxy's base cannot grow without bound
-//! through VM churn. It must not read or write shared data.
+//! label sets (request sets and counter sets are capped separately), totals go to the overflow
+//! label set, so a proxy's base cannot grow without bound through VM churn. It must not read or
+//! write shared data.
 
 use std::collections::HashMap;
 
 use crate::aggregate::OVERFLOW_VALUE;
+use crate::counters::{add_values, CounterKind, CounterValues};
 use crate::hashing::WordBuild;
 use crate::labels::LABEL_COUNT;
 use crate::series::SeriesValues;
@@ -22,6 +24,10 @@ pub struct MergedTotals {
     series: HashMap<Box<[u32]>, SeriesValues, WordBuild>,
     overflow_key: Option<Box<[u32]>>,
     pub overflow_observations: u64,
+    counters: HashMap<(CounterKind, Box<[u32]>), CounterValues, WordBuild>,
+    /// Counter label sets held, the overflow sets excluded.
+    held_counter_sets: usize,
+    pub counter_overflow_additions: u64,
     max_series: usize,
 }
 
@@ -75,6 +81,49 @@ impl MergedTotals {
             let overflow = self.overflow_key();
             self.series.entry(overflow).or_default().add(&values);
         }
+        skipped + self.absorb_counters(totals, &ids)
+    }
+
+    /// Adds a record's counter label sets; returns how many were corrupt and skipped.
+    fn absorb_counters(&mut self, totals: &TotalsPb, ids: &[u32]) -> usize {
+        let mut skipped = 0;
+        self.counter_overflow_additions = self
+            .counter_overflow_additions
+            .saturating_add(totals.counter_overflow_additions);
+        for c in &totals.counters {
+            let Some((kind, values)) = c.kind_and_values() else {
+                skipped += 1;
+                continue;
+            };
+            let key: Box<[u32]> = c
+                .labels
+                .iter()
+                .filter_map(|i| ids.get(*i as usize).copied())
+                .collect();
+            if c.labels.len() != kind.label_count() || key.len() != kind.label_count() {
+                skipped += 1;
+                continue;
+            }
+            let overflow_id = self.intern(OVERFLOW_VALUE);
+            let is_overflow_set = key.iter().all(|id| *id == overflow_id);
+            let key = (kind, key);
+            if let Some(held) = self.counters.get_mut(&key) {
+                add_values(held, &values);
+                continue;
+            }
+            if is_overflow_set {
+                self.counters.insert(key, values);
+                continue;
+            }
+            if self.held_counter_sets < self.max_series {
+                self.held_counter_sets += 1;
+                self.counters.insert(key, values);
+                continue;
+            }
+            self.counter_overflow_additions += 1;
+            let overflow = vec![overflow_id; kind.label_count()].into();
+            add_values(self.counters.entry((kind, overflow)).or_default(), &values);
+        }
         skipped
     }
 
@@ -111,19 +160,43 @@ impl MergedTotals {
         entries
     }
 
+    /// Counter label sets held, the overflow sets excluded.
+    pub fn held_counter_sets(&self) -> usize {
+        self.held_counter_sets
+    }
+
+    /// All counter label sets with their totals, sorted by kind then label values.
+    pub fn counter_entries(&self) -> Vec<(CounterKind, Vec<&str>, &CounterValues)> {
+        let mut entries: Vec<_> = self
+            .counters
+            .iter()
+            .map(|((kind, key), v)| {
+                let labels = key.iter().map(|id| self.strings[*id as usize].as_str());
+                (*kind, labels.collect::<Vec<_>>(), v)
+            })
+            .collect();
+        entries.sort_unstable_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+        entries
+    }
+
     pub fn to_totals(&self) -> TotalsPb {
         let mut b = TotalsBuilder::default();
         for (labels, values) in self.entries() {
             b.push(labels.into_iter(), values);
         }
-        b.finish(self.overflow_observations)
+        for (kind, labels, values) in self.counter_entries() {
+            b.push_counter(kind, labels.into_iter(), values);
+        }
+        b.finish(self.overflow_observations, self.counter_overflow_additions)
     }
 }
 
 impl PartialEq for MergedTotals {
     fn eq(&self, other: &Self) -> bool {
         self.overflow_observations == other.overflow_observations
+            && self.counter_overflow_additions == other.counter_overflow_additions
             && self.entries() == other.entries()
+            && self.counter_entries() == other.counter_entries()
     }
 }
 
@@ -206,9 +279,46 @@ mod tests {
         assert_eq!(requests(&m, OVERFLOW_VALUE), 3);
         assert_eq!(m.overflow_observations, 3);
         let corrupt = TotalsPb {
-            strings: vec![],
             series: vec![Default::default()],
-            overflow_observations: 0,
+            ..Default::default()
+        };
+        assert_eq!(m.absorb(&corrupt), 1);
+    }
+
+    fn tcp_vm(tags: &[(&str, CounterValues)]) -> TotalsPb {
+        let mut counters = crate::counters::CounterTotals::new(100);
+        for (tag, values) in tags {
+            let mut labels = vec!["x"; CounterKind::Tcp.label_count()];
+            labels[1] = tag;
+            counters.add(CounterKind::Tcp, &labels, values);
+        }
+        TotalsPb::from_vm(&Aggregator::new(1, EnabledMetrics::all()), &counters)
+    }
+
+    #[cfg_attr(not(target_arch = "wasm32"), test)]
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+    fn counters_sum_across_vms_survive_the_base_and_are_capped() {
+        let mut m = MergedTotals::new(2);
+        m.absorb(&tcp_vm(&[("a", [1, 0, 10, 20]), ("b", [1, 1, 0, 0])]));
+        m.absorb(&tcp_vm(&[("a", [0, 1, 5, 5]), ("c", [2, 2, 1, 1])]));
+        let entries = m.counter_entries();
+        assert_eq!(entries.len(), 3, "a, b and the overflow set");
+        let of = |tag: &str| *entries.iter().find(|e| e.1[1] == tag).unwrap().2;
+        assert_eq!(of("a"), [1, 1, 15, 25]);
+        assert_eq!(of(OVERFLOW_VALUE), [2, 2, 1, 1]);
+        assert_eq!(m.counter_overflow_additions, 1);
+        assert_eq!(m.held_counter_sets(), 2);
+        let mut again = MergedTotals::new(2);
+        again.absorb(&m.to_totals());
+        assert_eq!(again, m);
+        let corrupt = TotalsPb {
+            counters: vec![crate::wire::CounterSeriesPb {
+                kind: 1,
+                labels: vec![0],
+                values: vec![1],
+            }],
+            strings: vec!["x".into()],
+            ..Default::default()
         };
         assert_eq!(m.absorb(&corrupt), 1);
     }

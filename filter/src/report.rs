@@ -1,11 +1,13 @@
 //! Builds the [`Report`] a leader VM posts to the sink from the proxy-wide [`Collected`] totals.
 //!
 //! Owns the mapping of merged totals to metric families (only enabled ones, Istio's names and
-//! label order, per-bucket counts, exact sums) and the report's header fields. It must not
-//! gather the totals nor send anything.
+//! label order, per-bucket counts, exact sums; TCP and gRPC message counters; the `istio_build`
+//! gauge) and the report's header fields. It must not gather the totals nor send anything.
 
 use meshtap_report::schema::{
-    DEFAULT_BUCKETS, HTTP_LABELS, REQUESTS_TOTAL, REQUEST_BYTES, REQUEST_DURATION, RESPONSE_BYTES,
+    BUILD, DEFAULT_BUCKETS, HTTP_LABELS, PEER_LABELS, REQUESTS_TOTAL, REQUEST_BYTES,
+    REQUEST_DURATION, REQUEST_MESSAGES, RESPONSE_BYTES, RESPONSE_MESSAGES, TCP_CLOSED, TCP_LABELS,
+    TCP_OPENED, TCP_RECEIVED_BYTES, TCP_SENT_BYTES,
 };
 use meshtap_report::{FilterStats, MetricFamily, MetricKind, Proxy, Report, Series};
 
@@ -13,6 +15,7 @@ use std::collections::HashMap;
 
 use crate::config::EnabledMetrics;
 use crate::coordinate::Collected;
+use crate::counters::CounterKind;
 use crate::hashing::WordBuild;
 use crate::series::{Histogram, SeriesValues};
 
@@ -28,6 +31,68 @@ pub struct ReportContext {
     pub interval_ms: u32,
     pub enabled: EnabledMetrics,
     pub series_limit: u64,
+    /// [`Report::channel`].
+    pub channel: &'static str,
+    /// Emit `istio_build{component="proxy",tag}` with this tag (one channel of a proxy does).
+    pub build_tag: Option<String>,
+}
+
+/// The counter families built from [`CounterKind`] label sets: kind, enabled, name, help and
+/// which of the [`crate::counters::CounterValues`] it reports.
+type CounterFamily = (CounterKind, bool, &'static str, &'static str, usize);
+
+fn counter_families(enabled: &EnabledMetrics) -> [CounterFamily; 6] {
+    [
+        (
+            CounterKind::GrpcMessages,
+            enabled.request_messages,
+            REQUEST_MESSAGES,
+            "Total number of gRPC request messages",
+            0,
+        ),
+        (
+            CounterKind::GrpcMessages,
+            enabled.response_messages,
+            RESPONSE_MESSAGES,
+            "Total number of gRPC response messages",
+            1,
+        ),
+        (
+            CounterKind::Tcp,
+            enabled.tcp_connections_opened,
+            TCP_OPENED,
+            "Total number of TCP connections opened",
+            0,
+        ),
+        (
+            CounterKind::Tcp,
+            enabled.tcp_connections_closed,
+            TCP_CLOSED,
+            "Total number of TCP connections closed",
+            1,
+        ),
+        (
+            CounterKind::Tcp,
+            enabled.tcp_sent_bytes,
+            TCP_SENT_BYTES,
+            "Total bytes sent to the downstream of TCP connections",
+            2,
+        ),
+        (
+            CounterKind::Tcp,
+            enabled.tcp_received_bytes,
+            TCP_RECEIVED_BYTES,
+            "Total bytes received from the downstream of TCP connections",
+            3,
+        ),
+    ]
+}
+
+fn label_names_of(kind: CounterKind) -> &'static [&'static str] {
+    match kind {
+        CounterKind::Tcp => &TCP_LABELS,
+        CounterKind::GrpcMessages => &PEER_LABELS,
+    }
 }
 
 /// The report's string table, filled while label sets are turned into references.
@@ -62,12 +127,11 @@ pub fn build(ctx: ReportContext, collected: &Collected) -> Report {
         .map(|(labels, _)| table.refs(labels))
         .collect();
     let mut families = Vec::new();
-    let label_names: Vec<String> = HTTP_LABELS.iter().map(|s| s.to_string()).collect();
     let family = |name: &str, kind: MetricKind, help: &str, bounds: Vec<f64>| MetricFamily {
         name: name.to_string(),
         kind: kind as i32,
         help: help.to_string(),
-        label_names: label_names.clone(),
+        label_names: HTTP_LABELS.iter().map(|s| s.to_string()).collect(),
         bounds,
         series: Vec::with_capacity(entries.len()),
     };
@@ -123,6 +187,45 @@ pub fn build(ctx: ReportContext, collected: &Collected) -> Report {
         }
         families.push(f);
     }
+    let counters = totals.counter_entries();
+    let counter_refs: Vec<Vec<u32>> = counters
+        .iter()
+        .map(|(_, labels, _)| table.refs(labels))
+        .collect();
+    for (kind, enabled, name, help, index) in counter_families(&ctx.enabled) {
+        let mut f = MetricFamily {
+            name: name.to_string(),
+            kind: MetricKind::Counter as i32,
+            help: help.to_string(),
+            label_names: label_names_of(kind).iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
+        };
+        let values = counters.iter().zip(&counter_refs);
+        for ((_, _, v), refs) in values.filter(|((k, _, _), _)| *k == kind) {
+            f.series.push(Series {
+                label_refs: refs.clone(),
+                value: v[index] as f64,
+                ..Default::default()
+            });
+        }
+        if enabled && !f.series.is_empty() {
+            families.push(f);
+        }
+    }
+    if let Some(tag) = &ctx.build_tag {
+        families.push(MetricFamily {
+            name: BUILD.to_string(),
+            kind: MetricKind::Gauge as i32,
+            help: "Istio component build info".to_string(),
+            label_names: vec!["component".to_string(), "tag".to_string()],
+            series: vec![Series {
+                label_refs: table.refs(&["proxy", tag]),
+                value: 1.0,
+                ..Default::default()
+            }],
+            ..Default::default()
+        });
+    }
     Report {
         protocol_version: meshtap_report::PROTOCOL_VERSION,
         proxy: Some(ctx.proxy),
@@ -132,9 +235,11 @@ pub fn build(ctx: ReportContext, collected: &Collected) -> Report {
         interval_ms: ctx.interval_ms,
         families,
         stats: Some(FilterStats {
-            series_active: totals.held_label_sets() as u64,
+            series_active: (totals.held_label_sets() + totals.held_counter_sets()) as u64,
             series_limit: ctx.series_limit,
-            overflow_observations: totals.overflow_observations,
+            overflow_observations: totals
+                .overflow_observations
+                .saturating_add(totals.counter_overflow_additions),
             worker_vms: collected.live_vms,
             retired_vms: collected.retired_vms,
             reports_failed: collected.reports_failed,
@@ -142,6 +247,7 @@ pub fn build(ctx: ReportContext, collected: &Collected) -> Report {
             ..Default::default()
         }),
         strings: table.strings,
+        channel: ctx.channel.to_string(),
         ..Default::default()
     }
 }
@@ -193,6 +299,8 @@ mod tests {
             interval_ms: 10_000,
             enabled,
             series_limit: 10,
+            channel: "",
+            build_tag: None,
         }
     }
 
@@ -249,5 +357,56 @@ mod tests {
                 "istio_response_bytes"
             ]
         );
+    }
+
+    #[cfg_attr(not(target_arch = "wasm32"), test)]
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+    fn counter_families_and_build_info() {
+        let mut counters = crate::counters::CounterTotals::new(10);
+        let tcp = vec!["t"; TCP_LABELS.len()];
+        counters.add(CounterKind::Tcp, &tcp, &[3, 2, 100, 40]);
+        let agg = Aggregator::new(10, EnabledMetrics::all());
+        let mut totals = MergedTotals::new(10);
+        totals.absorb(&TotalsPb::from_vm(&agg, &counters));
+        let collected = Collected {
+            totals,
+            ..collected()
+        };
+        let mut c = ctx(EnabledMetrics {
+            tcp_sent_bytes: false,
+            ..EnabledMetrics::all()
+        });
+        c.channel = meshtap_report::CHANNEL_TCP;
+        c.build_tag = Some("1.24.1".into());
+        let r = build(c, &collected);
+        meshtap_report::validate(&r).unwrap();
+        assert_eq!(r.channel, "tcp");
+        let names: Vec<_> = r.families.iter().map(|f| f.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "istio_requests_total",
+                "istio_request_duration_milliseconds",
+                "istio_request_bytes",
+                "istio_response_bytes",
+                "istio_tcp_connections_opened_total",
+                "istio_tcp_connections_closed_total",
+                "istio_tcp_received_bytes_total",
+                "istio_build"
+            ],
+            "no gRPC message family without gRPC series; sent bytes disabled"
+        );
+        let value = |name: &str| {
+            let f = r.families.iter().find(|f| f.name == name).unwrap();
+            (f.label_names.len(), f.series[0].value)
+        };
+        assert_eq!(value("istio_tcp_connections_opened_total"), (23, 3.0));
+        assert_eq!(value("istio_tcp_connections_closed_total"), (23, 2.0));
+        assert_eq!(value("istio_tcp_received_bytes_total"), (23, 40.0));
+        assert_eq!(value("istio_build"), (2, 1.0));
+        let back = meshtap_report::decode(&meshtap_report::encode(&r), 1 << 20).unwrap();
+        let build = back.families.last().unwrap();
+        assert_eq!(build.series[0].label_values, ["proxy", "1.24.1"]);
+        assert_eq!(r.stats.unwrap().series_active, 1);
     }
 }

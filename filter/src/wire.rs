@@ -9,6 +9,7 @@
 use std::collections::HashMap;
 
 use crate::aggregate::Aggregator;
+use crate::counters::{CounterKind, CounterTotals, CounterValues};
 use crate::hashing::WordBuild;
 use crate::labels::LABEL_COUNT;
 use crate::series::{Histogram, SeriesValues, BUCKETS};
@@ -23,6 +24,25 @@ pub struct TotalsPb {
     /// Observations that went to the overflow series.
     #[prost(uint64, tag = "3")]
     pub overflow_observations: u64,
+    /// The TCP and gRPC-message label sets.
+    #[prost(message, repeated, tag = "4")]
+    pub counters: Vec<CounterSeriesPb>,
+    /// Counter additions that went to an overflow set.
+    #[prost(uint64, tag = "5")]
+    pub counter_overflow_additions: u64,
+}
+
+/// One label set of [`CounterTotals`]: its kind, indexes into [`TotalsPb::strings`] and values.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct CounterSeriesPb {
+    /// [`CounterKind`] as a number.
+    #[prost(uint32, tag = "1")]
+    pub kind: u32,
+    #[prost(uint32, repeated, tag = "2")]
+    pub labels: Vec<u32>,
+    /// [`CounterValues`], trailing zeros may be left out.
+    #[prost(uint64, repeated, tag = "3")]
+    pub values: Vec<u64>,
 }
 
 /// One label set: indexes into [`TotalsPb::strings`] and its totals.
@@ -143,8 +163,8 @@ pub struct TotalsBuilder {
 }
 
 impl TotalsBuilder {
-    pub fn push<'a>(&mut self, labels: impl Iterator<Item = &'a str>, values: &SeriesValues) {
-        let refs = labels
+    fn refs<'a>(&mut self, labels: impl Iterator<Item = &'a str>) -> Vec<u32> {
+        labels
             .map(|v| match self.index.get(v) {
                 Some(i) => *i,
                 None => {
@@ -154,24 +174,69 @@ impl TotalsBuilder {
                     i
                 }
             })
-            .collect();
+            .collect()
+    }
+
+    pub fn push<'a>(&mut self, labels: impl Iterator<Item = &'a str>, values: &SeriesValues) {
+        let refs = self.refs(labels);
         self.totals.series.push(SeriesPb::from_values(refs, values));
     }
 
-    pub fn finish(mut self, overflow_observations: u64) -> TotalsPb {
+    pub fn push_counter<'a>(
+        &mut self,
+        kind: CounterKind,
+        labels: impl Iterator<Item = &'a str>,
+        values: &CounterValues,
+    ) {
+        let labels = self.refs(labels);
+        let used = values.iter().rposition(|v| *v != 0).map_or(0, |i| i + 1);
+        self.totals.counters.push(CounterSeriesPb {
+            kind: kind as u32,
+            labels,
+            values: values[..used].to_vec(),
+        });
+    }
+
+    pub fn finish(
+        mut self,
+        overflow_observations: u64,
+        counter_overflow_additions: u64,
+    ) -> TotalsPb {
         self.totals.overflow_observations = overflow_observations;
+        self.totals.counter_overflow_additions = counter_overflow_additions;
         self.totals
     }
 }
 
+impl CounterSeriesPb {
+    /// The kind and values; `None` for an unknown kind or too many values (skipped, not trusted).
+    pub fn kind_and_values(&self) -> Option<(CounterKind, CounterValues)> {
+        let kind = CounterKind::from_wire(self.kind)?;
+        let mut values = CounterValues::default();
+        if self.values.len() > values.len() {
+            return None;
+        }
+        values[..self.values.len()].copy_from_slice(&self.values);
+        Some((kind, values))
+    }
+}
+
 impl TotalsPb {
-    /// The VM's current totals.
-    pub fn from_aggregator(agg: &Aggregator) -> TotalsPb {
+    /// A VM's current totals: request series and plain counters, one string table.
+    pub fn from_vm(agg: &Aggregator, counters: &CounterTotals) -> TotalsPb {
         let mut b = TotalsBuilder::default();
         for (labels, values) in agg.series() {
             b.push((0..LABEL_COUNT).map(|i| labels.value(i)), &values);
         }
-        b.finish(agg.overflow_observations())
+        for (kind, labels, values) in counters.entries() {
+            b.push_counter(kind, labels.into_iter(), values);
+        }
+        b.finish(agg.overflow_observations(), counters.overflow_additions())
+    }
+
+    /// The request series of an aggregator alone (tests and benches of the request path).
+    pub fn from_aggregator(agg: &Aggregator) -> TotalsPb {
+        TotalsPb::from_vm(agg, &CounterTotals::default())
     }
 
     /// The label values of a series; `None` if it points outside the string table or has the
@@ -227,5 +292,27 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(back.labels_of(&bad), None);
+    }
+
+    #[cfg_attr(not(target_arch = "wasm32"), test)]
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+    fn counters_share_the_string_table_and_drop_trailing_zeros() {
+        let agg = Aggregator::new(1, EnabledMetrics::all());
+        let mut counters = CounterTotals::new(4);
+        let peer = vec!["same"; CounterKind::GrpcMessages.label_count()];
+        counters.add(CounterKind::GrpcMessages, &peer, &[2, 5, 0, 0]);
+        let totals = TotalsPb::from_vm(&agg, &counters);
+        assert_eq!(totals.strings, vec!["same"]);
+        let c = &totals.counters[0];
+        assert_eq!(c.values, vec![2, 5]);
+        assert_eq!(
+            c.kind_and_values(),
+            Some((CounterKind::GrpcMessages, [2, 5, 0, 0]))
+        );
+        let unknown = CounterSeriesPb {
+            kind: 9,
+            ..c.clone()
+        };
+        assert_eq!(unknown.kind_and_values(), None);
     }
 }

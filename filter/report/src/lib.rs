@@ -18,7 +18,10 @@ pub mod schema;
 pub mod validate;
 
 pub use codec::{decode, encode, DecodeError};
-pub use proto::{AccessLogRecord, FilterStats, MetricFamily, MetricKind, Proxy, Report, Series};
+pub use proto::{
+    AccessLogRecord, FilterStats, MetricFamily, MetricKind, Proxy, Report, Series, CHANNEL_HTTP,
+    CHANNEL_TCP,
+};
 pub use validate::{validate, ValidationError};
 
 /// Version of the report protocol carried in [`Report::protocol_version`].

@@ -48,7 +48,18 @@ pub struct Report {
     /// Empty when no series uses references.
     #[prost(string, repeated, tag = "10")]
     pub strings: Vec<String>,
+    /// Which plugin instance of the proxy reports: [`CHANNEL_HTTP`] (empty, the HTTP filter) or
+    /// [`CHANNEL_TCP`] (the network filter). The two run apart in Envoy (own root contexts, maybe
+    /// own VMs), so each has its own lifetime, sequence and series; a receiver tracks order and
+    /// staleness per (pod, channel). Their families never overlap.
+    #[prost(string, tag = "11")]
+    pub channel: String,
 }
+
+/// [`Report::channel`] of the HTTP filter's reports.
+pub const CHANNEL_HTTP: &str = "";
+/// [`Report::channel`] of the network (TCP) filter's reports.
+pub const CHANNEL_TCP: &str = "tcp";
 
 /// Identity of the reporting proxy, from Envoy's node metadata.
 #[derive(Clone, PartialEq, prost::Message)]

@@ -8,6 +8,8 @@ use crate::proto::{MetricKind, Report, Series};
 pub enum ValidationError {
     #[error("report has no proxy identity (namespace and pod are required)")]
     MissingProxy,
+    #[error("channel {0:?} is not empty or 1 to 32 lower-case letters, digits and '_'")]
+    BadChannel(String),
     #[error("family {index}: metric name {name:?} is not a valid Prometheus name")]
     BadMetricName { index: usize, name: String },
     #[error("family {family}: label name {name:?} is not a valid Prometheus label name")]
@@ -107,6 +109,14 @@ pub fn validate(report: &Report) -> Result<(), ValidationError> {
     match &report.proxy {
         Some(p) if !p.namespace.is_empty() && !p.pod.is_empty() => {}
         _ => return Err(ValidationError::MissingProxy),
+    }
+    let channel = &report.channel;
+    if channel.len() > 32
+        || !channel
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+    {
+        return Err(ValidationError::BadChannel(channel.clone()));
     }
     for (index, fam) in report.families.iter().enumerate() {
         if !is_metric_name(&fam.name) {
@@ -242,6 +252,14 @@ mod tests {
         let mut r = ok_report();
         r.proxy = None;
         assert_eq!(validate(&r), Err(ValidationError::MissingProxy));
+        let mut tcp = ok_report();
+        tcp.channel = crate::CHANNEL_TCP.into();
+        assert_eq!(validate(&tcp), Ok(()));
+        tcp.channel = "TCP/1".into();
+        assert_eq!(
+            validate(&tcp),
+            Err(ValidationError::BadChannel("TCP/1".into()))
+        );
 
         let mut r = ok_report();
         r.families[0].name = "9bad".into();

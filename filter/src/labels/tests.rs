@@ -393,3 +393,28 @@ fn scratch_is_fully_overwritten() {
     compute(&fixtures::client(), rules, &plain, &mut out);
     expect(&out.0, &CLIENT_SIDE);
 }
+
+#[cfg_attr(not(target_arch = "wasm32"), test)]
+#[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+fn tcp_and_peer_projections_follow_istio_order() {
+    let mut out = LabelValues::default();
+    let peer = client_peer();
+    let facts = RequestFacts {
+        downstream_peer: Some(&peer),
+        downstream_peer_san: "spiffe://cluster.local/ns/default/sa/bookinfo-productpage",
+        downstream_local_san: "spiffe://cluster.local/ns/default/sa/bookinfo-ratings",
+        response_flags: 0x2,
+        ..Default::default()
+    };
+    let rules = LabelRules {
+        reporter: Reporter::Destination,
+        host_header_fallback: false,
+    };
+    compute(&fixtures::client(), rules, &facts, &mut out);
+    let tcp = out.tcp_values();
+    assert_eq!(tcp.len(), meshtap_report::schema::TCP_LABELS.len());
+    assert_eq!(tcp[..20], out.peer_values()[..]);
+    assert_eq!(tcp[0], "destination");
+    assert_eq!(tcp[20..], ["tcp", "UH", "mutual_tls"]);
+    assert_eq!(out.peer_values().len(), 20);
+}

@@ -94,12 +94,26 @@ pub fn log(level: LogLevel, message: &str) {
     let _ = hostcalls::log(level, message);
 }
 
-/// Envoy's shared data for this vm_id.
-pub struct HostStore;
+/// Envoy's shared data for this vm_id, under a key prefix: the HTTP and the network plugin
+/// instances of a proxy may share a VM (and its shared data) or not, so each coordinates under
+/// its own prefix and reports on its own channel.
+pub struct HostStore {
+    pub key_prefix: &'static str,
+}
+
+impl HostStore {
+    fn key<'a>(&self, key: &'a str) -> std::borrow::Cow<'a, str> {
+        if self.key_prefix.is_empty() {
+            key.into()
+        } else {
+            format!("{}{key}", self.key_prefix).into()
+        }
+    }
+}
 
 impl SharedStore for HostStore {
     fn get(&self, key: &str) -> Option<(Vec<u8>, u32)> {
-        match hostcalls::get_shared_data(key) {
+        match hostcalls::get_shared_data(&self.key(key)) {
             Ok((Some(bytes), cas)) => Some((bytes, cas.unwrap_or(0))),
             // An existing key with an empty value (Envoy hands back no buffer).
             Ok((None, Some(cas))) => Some((Vec::new(), cas)),
@@ -109,6 +123,6 @@ impl SharedStore for HostStore {
 
     fn set(&self, key: &str, value: &[u8], cas: u32) -> Result<(), CasMismatch> {
         let cas = (cas != 0).then_some(cas);
-        hostcalls::set_shared_data(key, Some(value), cas).map_err(|_| CasMismatch)
+        hostcalls::set_shared_data(&self.key(key), Some(value), cas).map_err(|_| CasMismatch)
     }
 }

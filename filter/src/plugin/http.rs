@@ -17,13 +17,16 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
+use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext};
-use proxy_wasm::types::{LogLevel, MapType};
+use proxy_wasm::types::{Action, BufferType, LogLevel, MapType};
 
 use super::host::{header, int_property, log, property, PropertyPath};
-use super::vm::{ActiveVm, BytesCache, ClusterInfo, Known};
+use super::vm::{add_counters, ActiveVm, BytesCache, ClusterInfo, Known};
 use crate::aggregate::Recorded;
+use crate::counters::CounterKind;
 use crate::facts::{is_grpc_content_type, Direction, RequestFacts};
+use crate::grpc::{parse_grpc_stats, FrameCounter};
 use crate::labels::{compute, LabelRules};
 use crate::peer::{ClusterServices, PeerInfo};
 use crate::series::Observation;
@@ -32,8 +35,8 @@ use meshtap_report::schema::Reporter;
 
 const PEER_HEADER: &str = "x-envoy-peer-metadata";
 
-const LISTENER_DIRECTION: PropertyPath = PropertyPath(b"xds\0listener_direction");
-const CLUSTER_NAME: PropertyPath = PropertyPath(b"xds\0cluster_name");
+pub(super) const LISTENER_DIRECTION: PropertyPath = PropertyPath(b"xds\0listener_direction");
+pub(super) const CLUSTER_NAME: PropertyPath = PropertyPath(b"xds\0cluster_name");
 const ROUTE_NAME: PropertyPath = PropertyPath(b"xds\0route_name");
 const CLUSTER_METADATA: PropertyPath = PropertyPath(b"xds\0cluster_metadata");
 const UPSTREAM_HOST_METADATA: PropertyPath = PropertyPath(b"xds\0upstream_host_metadata");
@@ -43,24 +46,86 @@ const UPSTREAM_PEER_SAN: PropertyPath = PropertyPath(b"upstream\0uri_san_peer_ce
 const UPSTREAM_LOCAL_SAN: PropertyPath = PropertyPath(b"upstream\0uri_san_local_certificate");
 const DOWNSTREAM_PEER: PropertyPath = PropertyPath(b"filter_state\0downstream_peer");
 const UPSTREAM_PEER: PropertyPath = PropertyPath(b"filter_state\0upstream_peer");
+const UPSTREAM_FILTER_STATE_PEER: PropertyPath =
+    PropertyPath(b"upstream_filter_state\0upstream_peer");
 const REQUEST_DURATION: PropertyPath = PropertyPath(b"request\0duration");
 const REQUEST_TOTAL_SIZE: PropertyPath = PropertyPath(b"request\0total_size");
 const RESPONSE_TOTAL_SIZE: PropertyPath = PropertyPath(b"response\0total_size");
 const RESPONSE_CODE: PropertyPath = PropertyPath(b"response\0code");
-const RESPONSE_FLAGS: PropertyPath = PropertyPath(b"response\0flags");
+pub(super) const RESPONSE_FLAGS: PropertyPath = PropertyPath(b"response\0flags");
+const GRPC_STATS: PropertyPath = PropertyPath(b"filter_state\0envoy.filters.http.grpc_stats");
 const RESPONSE_GRPC_STATUS: PropertyPath = PropertyPath(b"response\0grpc_status");
 
 /// Records one stream when it is logged.
 pub struct RequestRecorder {
     pub vm: Rc<RefCell<ActiveVm>>,
+    /// Whether the request is gRPC, once its headers were seen.
+    grpc: Option<bool>,
+    /// gRPC frames counted in the request and response bodies (gRPC streams only).
+    frames: Option<[FrameCounter; 2]>,
+}
+
+impl RequestRecorder {
+    pub fn new(vm: Rc<RefCell<ActiveVm>>) -> Self {
+        RequestRecorder {
+            vm,
+            grpc: None,
+            frames: None,
+        }
+    }
+
+    /// Counts the frames of a body chunk of one direction (0 request, 1 response).
+    fn count_frames(&mut self, direction: usize, body_size: usize) {
+        let Some(frames) = &mut self.frames else {
+            return;
+        };
+        let buffer = [BufferType::HttpRequestBody, BufferType::HttpResponseBody][direction];
+        frames[direction].feed(body_size, |offset, size| {
+            hostcalls::get_buffer(buffer, offset, size).ok().flatten()
+        });
+    }
+
+    /// The stream's gRPC message counts: Envoy's grpc_stats filter state when present, else
+    /// the frames counted here.
+    fn grpc_messages(&self) -> Option<(u64, u64)> {
+        let frames = self.frames.as_ref()?;
+        property(GRPC_STATS)
+            .and_then(|bytes| parse_grpc_stats(&bytes))
+            .or(Some((frames[0].messages(), frames[1].messages())))
+    }
 }
 
 impl Context for RequestRecorder {}
 
 impl HttpContext for RequestRecorder {
+    fn on_http_request_headers(&mut self, _: usize, _: bool) -> Action {
+        let content_type = header(MapType::HttpRequestHeaders, "content-type");
+        let grpc = content_type.as_deref().is_some_and(is_grpc_content_type);
+        self.grpc = Some(grpc);
+        let messages_enabled = {
+            let enabled = self.vm.borrow().config.metrics;
+            enabled.request_messages || enabled.response_messages
+        };
+        if grpc && messages_enabled {
+            self.frames = Some(Default::default());
+        }
+        Action::Continue
+    }
+
+    fn on_http_request_body(&mut self, body_size: usize, _: bool) -> Action {
+        self.count_frames(0, body_size);
+        Action::Continue
+    }
+
+    fn on_http_response_body(&mut self, body_size: usize, _: bool) -> Action {
+        self.count_frames(1, body_size);
+        Action::Continue
+    }
+
     fn on_log(&mut self) {
+        let messages = self.grpc_messages();
         let mut vm = self.vm.borrow_mut();
-        record(&mut vm);
+        record(&mut vm, self.grpc, messages);
     }
 }
 
@@ -89,15 +154,15 @@ fn text_of(known: &Option<Known<Option<Rc<str>>>>) -> &str {
 /// The route names that change labels, as [`RequestKey::route`] numbers them.
 const ROUTES: [Option<&str>; 3] = [None, Some("allow_any"), Some("block_all")];
 
-fn record(vm: &mut ActiveVm) {
+/// Records a finished stream. `grpc` is known when the request headers were seen;
+/// `messages` are the gRPC message counts of a gRPC stream.
+fn record(vm: &mut ActiveVm, grpc: Option<bool>, messages: Option<(u64, u64)>) {
     vm.renew_ids_if_exhausted();
     let direction = int_property(LISTENER_DIRECTION).and_then(Direction::from_envoy);
     let reporter = vm.config.reporter.unwrap_or(match direction {
         Some(Direction::Inbound) => Reporter::Destination,
         _ => Reporter::Source,
     });
-    let (need_downstream, need_upstream) = needs(reporter);
-
     let cluster = property(CLUSTER_NAME).map(|name| known_cluster(vm, &name));
     let services = cluster.as_ref().and_then(|c| c.value.services.clone());
     let route = match services {
@@ -109,53 +174,20 @@ fn record(vm: &mut ActiveVm) {
                 .unwrap_or(0)
         }),
     };
-    let content_type = header(MapType::HttpRequestHeaders, "content-type");
-    let grpc = content_type.as_deref().is_some_and(is_grpc_content_type);
+    let grpc = grpc.unwrap_or_else(|| {
+        let content_type = header(MapType::HttpRequestHeaders, "content-type");
+        content_type.as_deref().is_some_and(is_grpc_content_type)
+    });
     let grpc_status = if grpc { grpc_status() } else { None };
     let enabled = vm.config.metrics;
-
-    let downstream_peer_san = if need_downstream {
-        known_text(vm, property(DOWNSTREAM_PEER_SAN), false)
-    } else {
-        None
-    };
-    let upstream_peer_san = if need_upstream {
-        known_text(vm, property(UPSTREAM_PEER_SAN), false)
-    } else {
-        None
-    };
-    let downstream_local_san = if need_downstream {
-        own_san(vm, downstream_peer_san.is_some(), DOWNSTREAM_LOCAL_SAN)
-    } else {
-        None
-    };
-    let upstream_local_san = if reporter == Reporter::Source {
-        own_san(vm, upstream_peer_san.is_some(), UPSTREAM_LOCAL_SAN)
-    } else {
-        None
-    };
-
-    let downstream_peer = if need_downstream {
-        let raw = property(DOWNSTREAM_PEER)
-            .map(|b| (PeerEncoding::Struct, b))
-            .or_else(|| {
-                header(MapType::HttpRequestHeaders, PEER_HEADER).map(|b| (PeerEncoding::Header, b))
-            });
-        known_peer(vm, raw)
-    } else {
-        None
-    };
-    let upstream_peer = if need_upstream {
-        let raw = property(UPSTREAM_PEER)
-            .map(|b| (PeerEncoding::Struct, b))
-            .or_else(|| {
-                header(MapType::HttpResponseHeaders, PEER_HEADER).map(|b| (PeerEncoding::Header, b))
-            })
-            .or_else(|| property(UPSTREAM_HOST_METADATA).map(|b| (PeerEncoding::Endpoint, b)));
-        known_peer(vm, raw)
-    } else {
-        None
-    };
+    let Sides {
+        downstream_peer,
+        upstream_peer,
+        downstream_peer_san,
+        upstream_peer_san,
+        downstream_local_san,
+        upstream_local_san,
+    } = read_sides(vm, reporter, PeerSources::HTTP);
 
     let host_header_fallback = !vm.config.disable_host_header_fallback;
     let authority = if reporter == Reporter::Source
@@ -199,7 +231,9 @@ fn record(vm: &mut ActiveVm) {
         grpc_status,
     };
     let generation = vm.totals.generation();
-    if let Some(slot) = vm.shortcuts.get(&key, generation) {
+    // A gRPC stream with messages needs its peer labels, which the shortcut skips.
+    let messages = messages.filter(|(request, response)| request + response > 0);
+    if let (Some(slot), None) = (vm.shortcuts.get(&key, generation), messages) {
         vm.totals.record_at(slot, observation);
         return;
     }
@@ -237,12 +271,25 @@ fn record(vm: &mut ActiveVm) {
         local,
         scratch,
         totals,
+        counters,
         shortcuts,
         ..
     } = vm;
     compute(local, rules, &facts, scratch);
     let (recorded, slot) = totals.record(scratch, observation);
     shortcuts.insert(key, slot, generation);
+    if let Some((request, response)) = messages {
+        let labels = scratch.peer_values();
+        let delta = [request, response, 0, 0];
+        let max_series = vm.config.max_series;
+        add_counters(
+            counters,
+            max_series,
+            CounterKind::GrpcMessages,
+            &labels,
+            &delta,
+        );
+    }
     if let Recorded::Overflow { first: true } = recorded {
         log(
             LogLevel::Warn,
@@ -254,8 +301,106 @@ fn record(vm: &mut ActiveVm) {
     }
 }
 
+/// Where a peer may be found besides `filter_state.<downstream|upstream>_peer`.
+#[derive(Clone, Copy)]
+pub(super) struct PeerSources {
+    /// The `x-envoy-peer-metadata` request/response headers (HTTP only).
+    pub headers: bool,
+    /// `upstream_filter_state.upstream_peer`, where the TCP metadata exchange leaves the
+    /// upstream peer on the client side.
+    pub upstream_filter_state: bool,
+}
+
+impl PeerSources {
+    pub const HTTP: PeerSources = PeerSources {
+        headers: true,
+        upstream_filter_state: false,
+    };
+    pub const TCP: PeerSources = PeerSources {
+        headers: false,
+        upstream_filter_state: true,
+    };
+}
+
+/// The peers and certificate SANs a reporter needs, as cached ids and values.
+pub(super) struct Sides {
+    pub downstream_peer: Option<Known<Option<Rc<PeerInfo>>>>,
+    pub upstream_peer: Option<Known<Option<Rc<PeerInfo>>>>,
+    pub downstream_peer_san: Option<Known<Option<Rc<str>>>>,
+    pub upstream_peer_san: Option<Known<Option<Rc<str>>>>,
+    pub downstream_local_san: Option<Known<Rc<str>>>,
+    pub upstream_local_san: Option<Known<Rc<str>>>,
+}
+
+/// Reads the peers and SANs `reporter` needs (the others stay `None`).
+pub(super) fn read_sides(vm: &mut ActiveVm, reporter: Reporter, sources: PeerSources) -> Sides {
+    let (need_downstream, need_upstream) = needs(reporter);
+    let downstream_peer_san = if need_downstream {
+        known_text(vm, property(DOWNSTREAM_PEER_SAN), false)
+    } else {
+        None
+    };
+    let upstream_peer_san = if need_upstream {
+        known_text(vm, property(UPSTREAM_PEER_SAN), false)
+    } else {
+        None
+    };
+    let downstream_local_san = if need_downstream {
+        own_san(vm, downstream_peer_san.is_some(), DOWNSTREAM_LOCAL_SAN)
+    } else {
+        None
+    };
+    let upstream_local_san = if reporter == Reporter::Source {
+        own_san(vm, upstream_peer_san.is_some(), UPSTREAM_LOCAL_SAN)
+    } else {
+        None
+    };
+
+    let downstream_peer = if need_downstream {
+        let raw = property(DOWNSTREAM_PEER)
+            .map(|b| (PeerEncoding::Struct, b))
+            .or_else(|| {
+                let header = sources
+                    .headers
+                    .then(|| header(MapType::HttpRequestHeaders, PEER_HEADER))?;
+                header.map(|b| (PeerEncoding::Header, b))
+            });
+        known_peer(vm, raw)
+    } else {
+        None
+    };
+    let upstream_peer = if need_upstream {
+        let upstream_state = || {
+            sources
+                .upstream_filter_state
+                .then(|| property(UPSTREAM_FILTER_STATE_PEER))?
+        };
+        let raw = upstream_state()
+            .or_else(|| property(UPSTREAM_PEER))
+            .map(|b| (PeerEncoding::Struct, b))
+            .or_else(|| {
+                let header = sources
+                    .headers
+                    .then(|| header(MapType::HttpResponseHeaders, PEER_HEADER))?;
+                header.map(|b| (PeerEncoding::Header, b))
+            })
+            .or_else(|| property(UPSTREAM_HOST_METADATA).map(|b| (PeerEncoding::Endpoint, b)));
+        known_peer(vm, raw)
+    } else {
+        None
+    };
+    Sides {
+        downstream_peer,
+        upstream_peer,
+        downstream_peer_san,
+        upstream_peer_san,
+        downstream_local_san,
+        upstream_local_san,
+    }
+}
+
 /// What a cluster name stands for, from the per-VM cache or `xds.cluster_metadata`.
-fn known_cluster(vm: &mut ActiveVm, name: &[u8]) -> Known<ClusterInfo> {
+pub(super) fn known_cluster(vm: &mut ActiveVm, name: &[u8]) -> Known<ClusterInfo> {
     if let Some(cached) = vm.clusters.get(name) {
         return cached.clone();
     }

@@ -1,7 +1,7 @@
 //! The proxy-wasm glue: the only code that talks to the host through the proxy-wasm SDK.
 //!
 //! [`root`] handles configuration, the report tick and the report call; [`http`] records each
-//! finished stream; [`host`] wraps host calls so none can trap; [`vm`] is the state one worker VM
+//! finished stream; [`tcp`] each connection; [`host`] wraps host calls so none can trap; [`vm`] is the state one worker VM
 //! shares between them; `alloc` (wasm32 only) is the VM's small-block allocator. Logic lives in the crate's pure modules; this layer only moves data
 //! between the host and them.
 
@@ -10,6 +10,7 @@ pub mod alloc;
 pub mod host;
 pub mod http;
 pub mod root;
+pub mod tcp;
 pub mod vm;
 
 proxy_wasm::main! {{

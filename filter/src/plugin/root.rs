@@ -4,21 +4,24 @@
 //! traffic untouched), reads the node metadata and sets a first tick 1 s later; nothing
 //! network-related happens there. Each tick the VM publishes its totals to shared data and, if
 //! it holds the lease ([`crate::coordinate`]), builds and dispatches the proxy's report (at most
-//! one in flight per VM). `on_done` publishes a last snapshot. It must not record requests
-//! (that is [`super::http`]).
+//! one in flight per VM). `on_done` publishes a last snapshot. The same root serves an `HTTP` or
+//! a `NETWORK` WasmPlugin (`pluginConfig.type`): it hands out request or connection contexts,
+//! and coordinates and reports on that type's own channel. It must not record requests or
+//! connections (that is [`super::http`] and [`super::tcp`]).
 
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::Duration;
 
 use proxy_wasm::hostcalls;
-use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::traits::{Context, HttpContext, RootContext, StreamContext};
 use proxy_wasm::types::{BufferType, ContextType, LogLevel, MapType};
 
 use super::host::{log, now_ms, string_property_at, HostStore};
 use super::http::RequestRecorder;
+use super::tcp::ConnectionRecorder;
 use super::vm::ActiveVm;
-use crate::config::FilterConfig;
+use crate::config::{FilterConfig, PluginType};
 use crate::coordinate::{self, Role, LEASE_INTERVALS, STALE_INTERVALS};
 use crate::node::LocalNode;
 use crate::report::{self, ReportContext};
@@ -32,6 +35,7 @@ const FAILURE_LOG_EVERY_MS: i64 = 60_000;
 /// One VM's root context.
 #[derive(Default)]
 pub struct MeshtapRoot {
+    plugin_type: PluginType,
     vm: Option<Rc<RefCell<ActiveVm>>>,
     uid: Option<u64>,
     interval_set: bool,
@@ -77,8 +81,10 @@ impl Context for MeshtapRoot {
 
     fn on_done(&mut self) -> bool {
         if let (Some(vm), Some(uid)) = (&self.vm, self.uid) {
-            let totals = TotalsPb::from_aggregator(&vm.borrow().totals);
-            coordinate::publish(&HostStore, uid, now_ms(), totals);
+            let mut vm = vm.borrow_mut();
+            vm.flush_open_connections();
+            let totals = TotalsPb::from_vm(&vm.totals, &vm.counters);
+            coordinate::publish(&self.store(), uid, now_ms(), totals);
         }
         true
     }
@@ -93,6 +99,7 @@ impl RootContext for MeshtapRoot {
             .ok()
             .flatten()
             .unwrap_or_default();
+        self.plugin_type = PluginType::of_config(&json);
         let config = match FilterConfig::parse(&json, |var| std::env::var(var).ok()) {
             Ok(c) => c,
             Err(e) => {
@@ -115,6 +122,7 @@ impl RootContext for MeshtapRoot {
         let Some(vm) = self.vm.clone() else {
             return;
         };
+        vm.borrow_mut().flush_open_connections();
         let vm = vm.borrow();
         let interval = vm.config.report_interval;
         if !self.interval_set {
@@ -123,7 +131,7 @@ impl RootContext for MeshtapRoot {
         }
         let interval_ms = interval.as_millis() as i64;
         let now = now_ms();
-        let store = HostStore;
+        let store = self.store();
         let uid = match self.uid {
             Some(uid) => uid,
             None => match coordinate::register(&store, now) {
@@ -137,7 +145,12 @@ impl RootContext for MeshtapRoot {
                 }
             },
         };
-        coordinate::publish(&store, uid, now, TotalsPb::from_aggregator(&vm.totals));
+        coordinate::publish(
+            &store,
+            uid,
+            now,
+            TotalsPb::from_vm(&vm.totals, &vm.counters),
+        );
         if self.in_flight.is_some() {
             return;
         }
@@ -152,7 +165,9 @@ impl RootContext for MeshtapRoot {
                 );
                 drop(vm);
                 if let Some(vm) = &self.vm {
-                    vm.borrow_mut().totals.clear();
+                    let mut vm = vm.borrow_mut();
+                    vm.totals.clear();
+                    vm.counters.clear();
                 }
                 self.uid = None;
                 return;
@@ -194,6 +209,16 @@ impl RootContext for MeshtapRoot {
             interval_ms: interval_ms as u32,
             enabled: vm.config.metrics,
             series_limit: vm.config.max_series as u64,
+            channel: self.channel(),
+            // One channel per proxy carries the build gauge: the HTTP one.
+            build_tag: (self.plugin_type == PluginType::Http).then(|| {
+                let version = vm.local.proxy().istio_version;
+                if version.is_empty() {
+                    "unknown".to_string()
+                } else {
+                    version
+                }
+            }),
         };
         let body = meshtap_report::encode(&report::build(ctx, &collected));
         let pod = vm.local.pod_header();
@@ -232,21 +257,49 @@ impl RootContext for MeshtapRoot {
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
         Some(match &self.vm {
-            Some(vm) => Box::new(RequestRecorder { vm: vm.clone() }),
+            Some(vm) => Box::new(RequestRecorder::new(vm.clone())),
+            None => Box::new(Passthrough),
+        })
+    }
+
+    fn create_stream_context(&self, _context_id: u32) -> Option<Box<dyn StreamContext>> {
+        Some(match &self.vm {
+            Some(vm) => Box::new(ConnectionRecorder::new(vm.clone())),
             None => Box::new(Passthrough),
         })
     }
 
     fn get_type(&self) -> Option<ContextType> {
-        Some(ContextType::HttpContext)
+        Some(match self.plugin_type {
+            PluginType::Http => ContextType::HttpContext,
+            PluginType::Network => ContextType::StreamContext,
+        })
     }
 }
 
 impl MeshtapRoot {
+    /// Shared data under this plugin type's own keys.
+    fn store(&self) -> HostStore {
+        HostStore {
+            key_prefix: match self.plugin_type {
+                PluginType::Http => "",
+                PluginType::Network => "tcp/",
+            },
+        }
+    }
+
+    /// The report channel of this plugin type.
+    fn channel(&self) -> &'static str {
+        match self.plugin_type {
+            PluginType::Http => meshtap_report::CHANNEL_HTTP,
+            PluginType::Network => meshtap_report::CHANNEL_TCP,
+        }
+    }
+
     /// Counts a failed report proxy-wide and logs at most once per minute.
     fn report_failed(&mut self, reason: String) {
         let now = now_ms();
-        if let Err(e) = coordinate::record_failure(&HostStore, now) {
+        if let Err(e) = coordinate::record_failure(&self.store(), now) {
             log(
                 LogLevel::Debug,
                 &format!("meshtap: failure not counted: {e}"),
@@ -270,9 +323,11 @@ impl MeshtapRoot {
     }
 }
 
-/// The HTTP context of a VM whose configuration was refused: does nothing.
+/// The HTTP or connection context of a VM whose configuration was refused: does nothing.
 struct Passthrough;
 
 impl Context for Passthrough {}
 
 impl HttpContext for Passthrough {}
+
+impl StreamContext for Passthrough {}

@@ -1,5 +1,6 @@
-//! The state one worker VM shares between its root context and its HTTP contexts: the checked
-//! configuration, the local node identity, the cumulative totals and the per-request caches.
+//! The state one worker VM shares between its root context and its HTTP or connection contexts:
+//! the checked configuration, the local node identity, the cumulative totals (request series
+//! and plain counters), the connections still open and the per-request caches.
 //!
 //! Owns the bounded caches of host values by their raw bytes (clusters, decoded peers, SANs and
 //! authorities), each entry with an id that stands for the value in [`RequestKey`]s, and the
@@ -9,11 +10,17 @@
 //!
 //! [`RequestKey`]: crate::shortcut::RequestKey
 
+use std::cell::RefCell;
 use std::collections::HashMap;
-use std::rc::Rc;
+use std::rc::{Rc, Weak};
 
-use crate::aggregate::Aggregator;
+use proxy_wasm::types::LogLevel;
+
+use super::host::log;
+use super::tcp::OpenConnection;
+use crate::aggregate::{Aggregator, Recorded};
 use crate::config::FilterConfig;
+use crate::counters::{CounterKind, CounterTotals, CounterValues};
 use crate::hashing::{bytes_equal, hash_bytes, WordBuild};
 use crate::labels::LabelValues;
 use crate::node::LocalNode;
@@ -46,6 +53,10 @@ pub struct ActiveVm {
     pub config: FilterConfig,
     pub local: LocalNode,
     pub totals: Aggregator,
+    /// TCP and gRPC message counters.
+    pub counters: CounterTotals,
+    /// Connections whose deltas are flushed every tick (and at their close).
+    pub open_connections: Vec<Weak<RefCell<OpenConnection>>>,
     pub scratch: LabelValues,
     pub shortcuts: Shortcuts,
     pub clusters: BytesCache<Known<ClusterInfo>>,
@@ -64,10 +75,13 @@ pub struct ActiveVm {
 impl ActiveVm {
     pub fn new(config: FilterConfig, local: LocalNode) -> Self {
         let totals = Aggregator::new(config.max_series, config.metrics);
+        let counters = CounterTotals::new(config.max_series);
         ActiveVm {
             config,
             local,
             totals,
+            counters,
+            open_connections: Vec::new(),
             scratch: LabelValues::default(),
             shortcuts: Shortcuts::default(),
             clusters: BytesCache::default(),
@@ -87,6 +101,34 @@ impl ActiveVm {
         id
     }
 
+    /// Adds counter deltas to a label set (see [`add_counters`]).
+    pub fn add_counters(&mut self, kind: CounterKind, labels: &[&str], delta: &CounterValues) {
+        add_counters(
+            &mut self.counters,
+            self.config.max_series,
+            kind,
+            labels,
+            delta,
+        );
+    }
+
+    /// Moves the byte counts of open connections into the counters (each tick, before the
+    /// totals are published) and forgets connections that ended.
+    pub fn flush_open_connections(&mut self) {
+        let open = std::mem::take(&mut self.open_connections);
+        for weak in open {
+            let Some(connection) = weak.upgrade() else {
+                continue;
+            };
+            let flushed = connection.borrow_mut().take_labelled_delta(false);
+            if let Some((labels, delta)) = flushed {
+                let labels: Vec<&str> = labels.iter().map(String::as_str).collect();
+                self.add_counters(CounterKind::Tcp, &labels, &delta);
+            }
+            self.open_connections.push(weak);
+        }
+    }
+
     /// Called before each request: when ids are about to run out, forgets every id holder so
     /// ids can start over without ever meaning two values at once.
     pub fn renew_ids_if_exhausted(&mut self) {
@@ -101,6 +143,24 @@ impl ActiveVm {
         self.own_san = None;
         self.shortcuts.forget(self.totals.generation());
         self.next_id = 1;
+    }
+}
+
+/// Adds counter deltas to a label set, logging once when the overflow set starts filling.
+pub fn add_counters(
+    counters: &mut CounterTotals,
+    max_series: usize,
+    kind: CounterKind,
+    labels: &[&str],
+    delta: &CounterValues,
+) {
+    if let Recorded::Overflow { first: true } = counters.add(kind, labels, delta) {
+        log(
+            LogLevel::Warn,
+            &format!(
+                "meshtap: max_series ({max_series}) reached for TCP/gRPC message label sets; new ones now go to the set whose labels are all \"overflow\""
+            ),
+        );
     }
 }
 

@@ -1,0 +1,197 @@
+//! The network filter context (a `NETWORK` WasmPlugin): Istio's four `istio_tcp_*` counters per
+//! connection, with the 23 TCP labels.
+//!
+//! Data callbacks only count bytes (and look at the first downstream bytes once, to leave HTTP
+//! on network filter chains alone, see [`crate::tcp`]). The labels are computed once per
+//! connection, in the connection's own callbacks where the host answers for it: at the first
+//! downstream data if the peer metadata exchange already left the peer, else at the first
+//! upstream data (by then the exchange is over on both sides), else at the close. Until then
+//! nothing is recorded, which is how Istio counts "opened" once the peer is known. The VM's tick
+//! flushes the byte deltas of open, labelled connections; the close flushes the rest.
+//!
+//! It never blocks a connection: every callback returns `Action::Continue`.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use proxy_wasm::hostcalls;
+use proxy_wasm::traits::{Context, StreamContext};
+use proxy_wasm::types::{Action, BufferType};
+
+use super::host::{int_property, property};
+use super::http::{
+    known_cluster, read_sides, PeerSources, Sides, CLUSTER_NAME, LISTENER_DIRECTION, RESPONSE_FLAGS,
+};
+use super::vm::{ActiveVm, Known};
+use crate::counters::{CounterKind, CounterValues};
+use crate::facts::{Direction, RequestFacts};
+use crate::labels::{compute, LabelRules};
+use crate::peer::PeerInfo;
+use crate::tcp::{TcpFlow, Traffic, SNIFF_BYTES};
+use meshtap_report::schema::Reporter;
+
+/// A connection's counters and, once known, its TCP label values.
+#[derive(Default)]
+pub struct OpenConnection {
+    flow: TcpFlow,
+    labels: Option<Rc<[String]>>,
+}
+
+impl OpenConnection {
+    /// The deltas to record and the labels to record them under; `None` until labelled or when
+    /// there is nothing new.
+    pub fn take_labelled_delta(&mut self, closing: bool) -> Option<(Rc<[String]>, CounterValues)> {
+        let labels = self.labels.clone()?;
+        let delta = self.flow.take_delta(closing)?;
+        Some((labels, delta))
+    }
+}
+
+/// Records one connection.
+pub struct ConnectionRecorder {
+    pub vm: Rc<RefCell<ActiveVm>>,
+    connection: Rc<RefCell<OpenConnection>>,
+    upstream_seen: bool,
+}
+
+impl ConnectionRecorder {
+    pub fn new(vm: Rc<RefCell<ActiveVm>>) -> Self {
+        let connection = Rc::new(RefCell::new(OpenConnection::default()));
+        vm.borrow_mut()
+            .open_connections
+            .push(Rc::downgrade(&connection));
+        ConnectionRecorder {
+            vm,
+            connection,
+            upstream_seen: false,
+        }
+    }
+
+    /// Computes the labels if they are still missing and `when` allows it.
+    fn label(&self, when: LabelWhen) {
+        let mut connection = self.connection.borrow_mut();
+        let flow = &connection.flow;
+        if connection.labels.is_some()
+            || !flow.recorded()
+            || (flow.traffic() == Traffic::Undecided && when != LabelWhen::Closing)
+        {
+            return;
+        }
+        let mut vm = self.vm.borrow_mut();
+        connection.labels = connection_labels(&mut vm, when);
+    }
+}
+
+/// The moment labels are attempted.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum LabelWhen {
+    /// Only if the reporter's peer is already known.
+    PeerKnown,
+    /// Unconditionally (the metadata exchange is over, or the connection ends).
+    Now,
+    Closing,
+}
+
+impl Context for ConnectionRecorder {}
+
+impl StreamContext for ConnectionRecorder {
+    fn on_downstream_data(&mut self, data_size: usize, _end_of_stream: bool) -> Action {
+        let first = if self.connection.borrow().flow.wants_first_bytes() && data_size > 0 {
+            hostcalls::get_buffer(BufferType::DownstreamData, 0, data_size.min(SNIFF_BYTES))
+                .ok()
+                .flatten()
+        } else {
+            None
+        };
+        let newly_decided = {
+            let flow = &mut self.connection.borrow_mut().flow;
+            let undecided = flow.wants_first_bytes();
+            flow.downstream_data(data_size, first.as_deref());
+            undecided && !flow.wants_first_bytes()
+        };
+        if newly_decided {
+            self.label(LabelWhen::PeerKnown);
+        }
+        Action::Continue
+    }
+
+    fn on_upstream_data(&mut self, data_size: usize, _end_of_stream: bool) -> Action {
+        self.connection.borrow_mut().flow.upstream_data(data_size);
+        if !self.upstream_seen && data_size > 0 {
+            self.upstream_seen = true;
+            self.label(LabelWhen::Now);
+        }
+        Action::Continue
+    }
+
+    fn on_log(&mut self) {
+        self.label(LabelWhen::Closing);
+        let flushed = self.connection.borrow_mut().take_labelled_delta(true);
+        if let Some((labels, delta)) = flushed {
+            let labels: Vec<&str> = labels.iter().map(String::as_str).collect();
+            self.vm
+                .borrow_mut()
+                .add_counters(CounterKind::Tcp, &labels, &delta);
+        }
+    }
+}
+
+/// The connection's 23 TCP label values, or `None` while the reporter's peer is unknown and
+/// `when` is [`LabelWhen::PeerKnown`].
+fn connection_labels(vm: &mut ActiveVm, when: LabelWhen) -> Option<Rc<[String]>> {
+    let direction = int_property(LISTENER_DIRECTION).and_then(Direction::from_envoy);
+    let reporter = vm.config.reporter.unwrap_or(match direction {
+        Some(Direction::Inbound) => Reporter::Destination,
+        _ => Reporter::Source,
+    });
+    let sides: Sides = read_sides(vm, reporter, PeerSources::TCP);
+    let peer_of =
+        |k: &Option<Known<Option<Rc<PeerInfo>>>>| k.as_ref().and_then(|k| k.value.clone());
+    let (downstream_peer, upstream_peer) = (
+        peer_of(&sides.downstream_peer),
+        peer_of(&sides.upstream_peer),
+    );
+    let peer_known = match reporter {
+        Reporter::Source => upstream_peer.is_some(),
+        Reporter::Destination => downstream_peer.is_some(),
+        Reporter::Waypoint => upstream_peer.is_some() && downstream_peer.is_some(),
+    };
+    if when == LabelWhen::PeerKnown && !peer_known {
+        return None;
+    }
+    let cluster = property(CLUSTER_NAME).map(|name| known_cluster(vm, &name));
+    let text = |k: &Option<Known<Option<Rc<str>>>>| k.as_ref().and_then(|k| k.value.clone());
+    let own = |k: &Option<Known<Rc<str>>>| k.as_ref().map(|k| k.value.clone());
+    let (downstream_peer_san, upstream_peer_san) = (
+        text(&sides.downstream_peer_san),
+        text(&sides.upstream_peer_san),
+    );
+    let (downstream_local_san, upstream_local_san) = (
+        own(&sides.downstream_local_san),
+        own(&sides.upstream_local_san),
+    );
+    let facts = RequestFacts {
+        cluster_name: cluster.as_ref().map(|c| &*c.value.name),
+        services: cluster.as_ref().and_then(|c| c.value.services.as_deref()),
+        downstream_peer: downstream_peer.as_deref(),
+        upstream_peer: upstream_peer.as_deref(),
+        downstream_peer_san: downstream_peer_san.as_deref().unwrap_or_default(),
+        downstream_local_san: downstream_local_san.as_deref().unwrap_or_default(),
+        upstream_peer_san: upstream_peer_san.as_deref().unwrap_or_default(),
+        upstream_local_san: upstream_local_san.as_deref().unwrap_or_default(),
+        response_flags: int_property(RESPONSE_FLAGS).unwrap_or(0) as u64,
+        ..Default::default()
+    };
+    let rules = LabelRules {
+        reporter,
+        host_header_fallback: false,
+    };
+    compute(&vm.local, rules, &facts, &mut vm.scratch);
+    Some(
+        vm.scratch
+            .tcp_values()
+            .into_iter()
+            .map(String::from)
+            .collect(),
+    )
+}
