@@ -15,7 +15,8 @@ use crate::series::{stale_nan, Sample, SeriesId};
 /// Report interval assumed for a pod that did not announce one.
 const DEFAULT_INTERVAL: Duration = Duration::from_secs(10);
 
-/// A pod, as `(namespace, pod)` from the report body.
+/// A reporter, as `(namespace, pod)` from the report body; a channel other than the HTTP
+/// filter's (`Report.channel`) is keyed `(namespace, "<pod>/<channel>")`.
 pub type PodKey = (String, String);
 
 struct PodState {

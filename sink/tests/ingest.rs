@@ -180,13 +180,97 @@ async fn a_report_becomes_exactly_these_series() {
         ("meshtap_filter_overflow_observations_total", 2.0),
         ("meshtap_filter_reports_failed_total", 1.0),
     ] {
-        let line = format!("{name}{{namespace=\"default\",pod=\"reviews-1\"}}");
+        let line = format!("{name}{{namespace=\"default\",pod=\"reviews-1\",channel=\"http\"}}");
         assert_eq!(
             self_metric(sink.local_addr(), &line).await,
             Some(value),
             "{line}"
         );
     }
+    sink.shutdown().await;
+    receiver.stop();
+}
+
+/// A TCP counter family with one series of the 23 TCP labels.
+fn tcp_family(value: f64) -> meshtap_report::MetricFamily {
+    let names = meshtap_report::schema::TCP_LABELS;
+    meshtap_report::MetricFamily {
+        name: "istio_tcp_connections_opened_total".into(),
+        kind: MetricKind::Counter as i32,
+        label_names: names.iter().map(|s| s.to_string()).collect(),
+        series: vec![meshtap_report::Series {
+            label_values: names.iter().map(|n| format!("{n}-value")).collect(),
+            value,
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn the_http_and_tcp_channels_of_a_pod_are_ordered_and_staled_apart() {
+    let receiver = Receiver::start(vec![]).await;
+    let sink = start_sink(&sink_yaml(&receiver.url(), "")).await;
+    let service = "reviews.default.svc.cluster.local";
+    let t = 1_700_000_000_000;
+    let http = |ts: i64| {
+        let families = vec![requests_family(vec![(
+            http_values(service, "200", "destination"),
+            3.0,
+        )])];
+        report("default", "reviews-1", 1000, ts, families)
+    };
+    let mut tcp = report(
+        "default",
+        "reviews-1",
+        2000,
+        t - 5_000,
+        vec![tcp_family(2.0)],
+    );
+    tcp.channel = meshtap_report::CHANNEL_TCP.into();
+    // The TCP plugin's clock and lifetime are its own: an older timestamp is not out of order,
+    // and its report (without request series) does not make the HTTP series stale.
+    for r in [http(t), tcp.clone(), http(t + 10_000)] {
+        let (status, body) = post_report(sink.local_addr(), &r, Some("good-token")).await;
+        assert_eq!(status, 204, "{body}");
+    }
+    let delivered = wait_until(Duration::from_secs(10), || {
+        receiver.accepted_series().len() >= 2
+    })
+    .await;
+    assert!(delivered, "{:?}", receiver.received());
+    let metrics = sink.local_addr();
+    let accepted = "meshtap_sink_reports_total{result=\"accepted\"}";
+    assert_eq!(self_metric(metrics, accepted).await, Some(3.0));
+    assert_eq!(
+        self_metric(metrics, "meshtap_sink_stale_markers_total").await,
+        Some(0.0)
+    );
+    let series = receiver.accepted_series();
+    let (labels, sample) = series
+        .iter()
+        .find(|(l, _)| label(l, "__name__") == Some("istio_tcp_connections_opened_total"))
+        .expect("the TCP series");
+    assert_eq!(sample.value, 2.0);
+    assert_eq!(
+        label(labels, "pod"),
+        Some("reviews-1"),
+        "same target labels"
+    );
+    assert_eq!(
+        label(labels, "request_protocol"),
+        Some("request_protocol-value")
+    );
+    let tcp_stats =
+        "meshtap_filter_series_active{namespace=\"default\",pod=\"reviews-1\",channel=\"tcp\"}";
+    let mut with_stats = tcp;
+    with_stats.timestamp_ms += 10_000;
+    with_stats.stats = Some(meshtap_report::FilterStats {
+        series_active: 4,
+        ..Default::default()
+    });
+    post_report(metrics, &with_stats, Some("good-token")).await;
+    assert_eq!(self_metric(metrics, tcp_stats).await, Some(4.0));
     sink.shutdown().await;
     receiver.stop();
 }

@@ -55,7 +55,16 @@ impl Ingestor {
     /// Accepts a validated report, or refuses it as out of order.
     pub fn accept(&self, report: &Report) -> ReportResult {
         let proxy = report.proxy.as_ref().expect("validated report has a proxy");
-        let pod: PodKey = (proxy.namespace.clone(), proxy.pod.clone());
+        // The HTTP and the network plugin of one pod report apart (own lifetime, sequence and
+        // series), so order and staleness are tracked per (pod, channel).
+        let pod: PodKey = if report.channel == meshtap_report::CHANNEL_HTTP {
+            (proxy.namespace.clone(), proxy.pod.clone())
+        } else {
+            (
+                proxy.namespace.clone(),
+                format!("{}/{}", proxy.pod, report.channel),
+            )
+        };
         let samples = report_to_samples(report, &self.job);
         let clock = ReportClock {
             proxy_start_ms: report.proxy_start_ms,

@@ -318,12 +318,15 @@ impl SinkMetrics {
         ];
         for (name, kind, help, field) in fields {
             header(out, name, kind, help);
-            for ((namespace, pod), stats) in pods.iter() {
+            for ((namespace, reporter), stats) in pods.iter() {
+                // A reporter other than a pod's HTTP filter is keyed `<pod>/<channel>`.
+                let (pod, channel) = reporter.split_once('/').unwrap_or((reporter, "http"));
                 let _ = writeln!(
                     out,
-                    "{name}{{namespace=\"{}\",pod=\"{}\"}} {}",
+                    "{name}{{namespace=\"{}\",pod=\"{}\",channel=\"{}\"}} {}",
                     escape(namespace),
                     escape(pod),
+                    escape(channel),
                     field(stats)
                 );
             }
@@ -441,7 +444,7 @@ mod tests {
         for line in [
             "meshtap_sink_reports_total{result=\"accepted\"} 1",
             "meshtap_sink_reports_total{result=\"unauthorized\"} 2",
-            "meshtap_filter_series_active{namespace=\"ns\",pod=\"p\\\"1\"} 7",
+            "meshtap_filter_series_active{namespace=\"ns\",pod=\"p\\\"1\",channel=\"http\"} 7",
             "meshtap_sink_samples_dropped_total{endpoint=\"mimir\",reason=\"queue_full\"} 5",
             "meshtap_sink_queue_samples{endpoint=\"mimir\"} 3",
             "meshtap_sink_queue_lag_seconds{endpoint=\"mimir\"} 2.5",
