@@ -179,6 +179,7 @@ fn leader_turn(c: &mut Criterion) {
                     series_limit: 10_000,
                     channel: meshtap_report::CHANNEL_HTTP,
                     build_tag: Some("1.24.0".into()),
+                    tags_to_remove: Vec::new(),
                 };
                 let built = report::build(ctx, &collected);
                 raw_bytes = built.encoded_len();

@@ -7,7 +7,13 @@
 
 use std::time::Duration;
 
-use meshtap_report::schema::Reporter;
+use std::collections::BTreeMap;
+
+use meshtap_report::schema::{
+    Reporter, HTTP_LABELS, PEER_LABELS, REQUESTS_TOTAL, REQUEST_BYTES, REQUEST_DURATION,
+    REQUEST_MESSAGES, RESPONSE_BYTES, RESPONSE_MESSAGES, TCP_CLOSED, TCP_LABELS, TCP_OPENED,
+    TCP_RECEIVED_BYTES, TCP_SENT_BYTES,
+};
 use serde::Deserialize;
 
 /// Default upstream cluster of the sink in an Istio mesh.
@@ -35,6 +41,8 @@ pub enum ConfigError {
     TokenEnvMissing(String),
     #[error("pluginConfig.{0}.enabled=true is not implemented yet")]
     NotImplemented(&'static str),
+    #[error("pluginConfig.{path}: {problem}")]
+    Customisation { path: String, problem: String },
 }
 
 /// Which metric families are recorded.
@@ -91,6 +99,11 @@ pub struct FilterConfig {
     pub disable_host_header_fallback: bool,
     pub max_series: usize,
     pub metrics: EnabledMetrics,
+    /// Labels to remove per metric family name (`overrides[].tags_to_remove`).
+    pub tags_to_remove: Vec<(String, Vec<String>)>,
+    /// Caps on distinct values per label, as (position in the 25 request labels, cap)
+    /// (`label_limits`).
+    pub label_caps: Vec<(usize, usize)>,
 }
 
 #[derive(Deserialize, Default)]
@@ -109,7 +122,17 @@ struct RawConfig {
     disable_host_header_fallback: Option<bool>,
     max_series: Option<u64>,
     metrics: Option<RawMetrics>,
+    overrides: Option<Vec<RawOverride>>,
+    label_limits: Option<BTreeMap<String, u64>>,
     access_log: Option<RawToggle>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOverride {
+    metric: String,
+    tags_to_remove: Option<Vec<String>>,
+    drop: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -231,8 +254,13 @@ impl FilterConfig {
         if raw.access_log.and_then(|t| t.enabled).unwrap_or(false) {
             return Err(ConfigError::NotImplemented("access_log"));
         }
+        let mut metrics = metrics;
+        let tags_to_remove = overrides(raw.overrides.unwrap_or_default(), &mut metrics)?;
+        let label_caps = label_caps(raw.label_limits.unwrap_or_default())?;
         Ok(FilterConfig {
             plugin_type,
+            tags_to_remove,
+            label_caps,
             sink_cluster,
             sink_authority,
             sink_path,
@@ -262,6 +290,106 @@ impl EnabledMetrics {
             tcp_received_bytes: true,
         }
     }
+}
+
+/// A family name, its label names and its enable flag.
+type Family = (
+    &'static str,
+    &'static [&'static str],
+    fn(&mut EnabledMetrics) -> &mut bool,
+);
+
+/// Every family a proxy reports (except `istio_build`).
+fn families() -> [Family; 10] {
+    [
+        (REQUESTS_TOTAL, &HTTP_LABELS, |m| &mut m.requests_total),
+        (REQUEST_DURATION, &HTTP_LABELS, |m| &mut m.request_duration),
+        (REQUEST_BYTES, &HTTP_LABELS, |m| &mut m.request_bytes),
+        (RESPONSE_BYTES, &HTTP_LABELS, |m| &mut m.response_bytes),
+        (REQUEST_MESSAGES, &PEER_LABELS, |m| &mut m.request_messages),
+        (RESPONSE_MESSAGES, &PEER_LABELS, |m| {
+            &mut m.response_messages
+        }),
+        (TCP_OPENED, &TCP_LABELS, |m| &mut m.tcp_connections_opened),
+        (TCP_CLOSED, &TCP_LABELS, |m| &mut m.tcp_connections_closed),
+        (TCP_SENT_BYTES, &TCP_LABELS, |m| &mut m.tcp_sent_bytes),
+        (TCP_RECEIVED_BYTES, &TCP_LABELS, |m| {
+            &mut m.tcp_received_bytes
+        }),
+    ]
+}
+
+/// Checks `overrides` (metric `ALL` or a family name; tags the family has), applies `drop`,
+/// and returns the tags to remove per family.
+fn overrides(
+    raw: Vec<RawOverride>,
+    metrics: &mut EnabledMetrics,
+) -> Result<Vec<(String, Vec<String>)>, ConfigError> {
+    let mut removals: Vec<(String, Vec<String>)> = Vec::new();
+    for (i, o) in raw.into_iter().enumerate() {
+        let chosen: Vec<_> = families()
+            .into_iter()
+            .filter(|(name, _, _)| o.metric == "ALL" || o.metric == *name)
+            .collect();
+        if chosen.is_empty() {
+            return Err(ConfigError::Customisation {
+                path: format!("overrides[{i}].metric"),
+                problem: format!(
+                    "{:?} is not ALL or one of istio_requests_total, istio_request_duration_milliseconds, istio_request_bytes, istio_response_bytes, istio_request_messages_total, istio_response_messages_total, istio_tcp_connections_opened_total, istio_tcp_connections_closed_total, istio_tcp_sent_bytes_total, istio_tcp_received_bytes_total",
+                    o.metric
+                ),
+            });
+        }
+        let tags = o.tags_to_remove.unwrap_or_default();
+        for tag in &tags {
+            if !chosen
+                .iter()
+                .any(|(_, labels, _)| labels.contains(&tag.as_str()))
+            {
+                return Err(ConfigError::Customisation {
+                    path: format!("overrides[{i}].tags_to_remove"),
+                    problem: format!("{tag:?} is not a label of {}", o.metric),
+                });
+            }
+        }
+        for (name, labels, enabled) in chosen {
+            if o.drop.unwrap_or(false) {
+                *enabled(metrics) = false;
+            }
+            let own: Vec<String> = tags
+                .iter()
+                .filter(|t| labels.contains(&t.as_str()))
+                .cloned()
+                .collect();
+            if !own.is_empty() {
+                removals.push((name.to_string(), own));
+            }
+        }
+    }
+    Ok(removals)
+}
+
+/// Checks `label_limits`: request label names, caps from 1 to 1,000,000.
+fn label_caps(raw: BTreeMap<String, u64>) -> Result<Vec<(usize, usize)>, ConfigError> {
+    raw.into_iter()
+        .map(|(label, cap)| {
+            let path = || format!("label_limits.{label}");
+            let index = HTTP_LABELS
+                .iter()
+                .position(|l| *l == label)
+                .ok_or_else(|| ConfigError::Customisation {
+                    path: path(),
+                    problem: "not one of Istio's request labels".into(),
+                })?;
+            if !(1..=1_000_000).contains(&cap) {
+                return Err(ConfigError::Customisation {
+                    path: path(),
+                    problem: "the cap must be between 1 and 1000000".into(),
+                });
+            }
+            Ok((index, cap as usize))
+        })
+        .collect()
 }
 
 fn non_empty(key: &'static str, v: Option<String>, default: &str) -> Result<String, ConfigError> {
@@ -396,6 +524,56 @@ mod tests {
             FilterConfig::parse(br#"{"access_log":{"enabled":true}}"#, no_env).unwrap_err(),
             ConfigError::NotImplemented("access_log")
         );
+    }
+
+    #[cfg_attr(not(target_arch = "wasm32"), test)]
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+    fn overrides_and_label_limits_are_checked() {
+        let json = br#"{"overrides":[
+            {"metric":"istio_requests_total","tags_to_remove":["destination_principal"]},
+            {"metric":"ALL","tags_to_remove":["response_flags"]},
+            {"metric":"istio_tcp_sent_bytes_total","drop":true}],
+            "label_limits":{"destination_service":100}}"#;
+        let c = FilterConfig::parse(json, no_env).unwrap();
+        assert!(!c.metrics.tcp_sent_bytes && c.metrics.tcp_received_bytes);
+        assert_eq!(
+            c.tags_to_remove[0],
+            (
+                "istio_requests_total".to_string(),
+                vec!["destination_principal".to_string()]
+            )
+        );
+        let flags: Vec<_> = c.tags_to_remove[1..]
+            .iter()
+            .map(|(m, _)| m.as_str())
+            .collect();
+        assert_eq!(
+            flags.len(),
+            8,
+            "response_flags: 4 HTTP + 4 TCP families, not gRPC"
+        );
+        assert!(!flags.contains(&"istio_request_messages_total"));
+        assert_eq!(c.label_caps, vec![(14, 100)]);
+        for (bad, path) in [
+            (
+                r#"{"overrides":[{"metric":"requests"}]}"#,
+                "overrides[0].metric",
+            ),
+            (
+                r#"{"overrides":[{"metric":"istio_request_messages_total","tags_to_remove":["response_code"]}]}"#,
+                "overrides[0].tags_to_remove",
+            ),
+            (r#"{"label_limits":{"path":10}}"#, "label_limits.path"),
+            (
+                r#"{"label_limits":{"destination_service":0}}"#,
+                "label_limits.destination_service",
+            ),
+        ] {
+            match FilterConfig::parse(bad.as_bytes(), no_env) {
+                Err(ConfigError::Customisation { path: p, .. }) => assert_eq!(p, path),
+                other => panic!("{bad}: {other:?}"),
+            }
+        }
     }
 
     #[cfg_attr(not(target_arch = "wasm32"), test)]

@@ -21,6 +21,7 @@ pub mod intern;
 pub mod labels;
 pub mod merge;
 pub mod node;
+pub mod overrides;
 pub mod peer;
 pub mod protobuf;
 pub mod report;

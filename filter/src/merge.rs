@@ -28,6 +28,7 @@ pub struct MergedTotals {
     /// Counter label sets held, the overflow sets excluded.
     held_counter_sets: usize,
     pub counter_overflow_additions: u64,
+    pub label_values_capped: u64,
     max_series: usize,
 }
 
@@ -90,6 +91,9 @@ impl MergedTotals {
         self.counter_overflow_additions = self
             .counter_overflow_additions
             .saturating_add(totals.counter_overflow_additions);
+        self.label_values_capped = self
+            .label_values_capped
+            .saturating_add(totals.label_values_capped);
         for c in &totals.counters {
             let Some((kind, values)) = c.kind_and_values() else {
                 skipped += 1;
@@ -187,7 +191,9 @@ impl MergedTotals {
         for (kind, labels, values) in self.counter_entries() {
             b.push_counter(kind, labels.into_iter(), values);
         }
-        b.finish(self.overflow_observations, self.counter_overflow_additions)
+        let mut totals = b.finish(self.overflow_observations, self.counter_overflow_additions);
+        totals.label_values_capped = self.label_values_capped;
+        totals
     }
 }
 
@@ -195,6 +201,7 @@ impl PartialEq for MergedTotals {
     fn eq(&self, other: &Self) -> bool {
         self.overflow_observations == other.overflow_observations
             && self.counter_overflow_additions == other.counter_overflow_additions
+            && self.label_values_capped == other.label_values_capped
             && self.entries() == other.entries()
             && self.counter_entries() == other.counter_entries()
     }
@@ -292,7 +299,7 @@ mod tests {
             labels[1] = tag;
             counters.add(CounterKind::Tcp, &labels, values);
         }
-        TotalsPb::from_vm(&Aggregator::new(1, EnabledMetrics::all()), &counters)
+        TotalsPb::from_vm(&Aggregator::new(1, EnabledMetrics::all()), &counters, 1)
     }
 
     #[cfg_attr(not(target_arch = "wasm32"), test)]

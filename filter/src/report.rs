@@ -17,6 +17,7 @@ use crate::config::EnabledMetrics;
 use crate::coordinate::Collected;
 use crate::counters::CounterKind;
 use crate::hashing::WordBuild;
+use crate::overrides::remove_tags;
 use crate::series::{Histogram, SeriesValues};
 
 /// Picks one of a series' histograms.
@@ -35,6 +36,8 @@ pub struct ReportContext {
     pub channel: &'static str,
     /// Emit `istio_build{component="proxy",tag}` with this tag (one channel of a proxy does).
     pub build_tag: Option<String>,
+    /// Labels to remove per family name (`overrides[].tags_to_remove`).
+    pub tags_to_remove: Vec<(String, Vec<String>)>,
 }
 
 /// The counter families built from [`CounterKind`] label sets: kind, enabled, name, help and
@@ -212,6 +215,11 @@ pub fn build(ctx: ReportContext, collected: &Collected) -> Report {
             families.push(f);
         }
     }
+    for (name, tags) in &ctx.tags_to_remove {
+        if let Some(f) = families.iter_mut().find(|f| &f.name == name) {
+            remove_tags(f, tags);
+        }
+    }
     if let Some(tag) = &ctx.build_tag {
         families.push(MetricFamily {
             name: BUILD.to_string(),
@@ -240,6 +248,7 @@ pub fn build(ctx: ReportContext, collected: &Collected) -> Report {
             overflow_observations: totals
                 .overflow_observations
                 .saturating_add(totals.counter_overflow_additions),
+            label_values_capped: totals.label_values_capped,
             worker_vms: collected.live_vms,
             retired_vms: collected.retired_vms,
             reports_failed: collected.reports_failed,
@@ -301,6 +310,7 @@ mod tests {
             series_limit: 10,
             channel: "",
             build_tag: None,
+            tags_to_remove: Vec::new(),
         }
     }
 
@@ -367,7 +377,7 @@ mod tests {
         counters.add(CounterKind::Tcp, &tcp, &[3, 2, 100, 40]);
         let agg = Aggregator::new(10, EnabledMetrics::all());
         let mut totals = MergedTotals::new(10);
-        totals.absorb(&TotalsPb::from_vm(&agg, &counters));
+        totals.absorb(&TotalsPb::from_vm(&agg, &counters, 0));
         let collected = Collected {
             totals,
             ..collected()
@@ -378,6 +388,10 @@ mod tests {
         });
         c.channel = meshtap_report::CHANNEL_TCP;
         c.build_tag = Some("1.24.1".into());
+        c.tags_to_remove = vec![(
+            TCP_OPENED.to_string(),
+            vec!["reporter".to_string(), "tcp".to_string()],
+        )];
         let r = build(c, &collected);
         meshtap_report::validate(&r).unwrap();
         assert_eq!(r.channel, "tcp");
@@ -400,7 +414,7 @@ mod tests {
             let f = r.families.iter().find(|f| f.name == name).unwrap();
             (f.label_names.len(), f.series[0].value)
         };
-        assert_eq!(value("istio_tcp_connections_opened_total"), (23, 3.0));
+        assert_eq!(value("istio_tcp_connections_opened_total"), (22, 3.0));
         assert_eq!(value("istio_tcp_connections_closed_total"), (23, 2.0));
         assert_eq!(value("istio_tcp_received_bytes_total"), (23, 40.0));
         assert_eq!(value("istio_build"), (2, 1.0));

@@ -30,6 +30,9 @@ pub struct TotalsPb {
     /// Counter additions that went to an overflow set.
     #[prost(uint64, tag = "5")]
     pub counter_overflow_additions: u64,
+    /// Label values replaced because of `label_limits`.
+    #[prost(uint64, tag = "6")]
+    pub label_values_capped: u64,
 }
 
 /// One label set of [`CounterTotals`]: its kind, indexes into [`TotalsPb::strings`] and values.
@@ -222,8 +225,13 @@ impl CounterSeriesPb {
 }
 
 impl TotalsPb {
-    /// A VM's current totals: request series and plain counters, one string table.
-    pub fn from_vm(agg: &Aggregator, counters: &CounterTotals) -> TotalsPb {
+    /// A VM's current totals: request series and plain counters, one string table, and the
+    /// count of label values its caps replaced.
+    pub fn from_vm(
+        agg: &Aggregator,
+        counters: &CounterTotals,
+        label_values_capped: u64,
+    ) -> TotalsPb {
         let mut b = TotalsBuilder::default();
         for (labels, values) in agg.series() {
             b.push((0..LABEL_COUNT).map(|i| labels.value(i)), &values);
@@ -231,12 +239,14 @@ impl TotalsPb {
         for (kind, labels, values) in counters.entries() {
             b.push_counter(kind, labels.into_iter(), values);
         }
-        b.finish(agg.overflow_observations(), counters.overflow_additions())
+        let mut totals = b.finish(agg.overflow_observations(), counters.overflow_additions());
+        totals.label_values_capped = label_values_capped;
+        totals
     }
 
     /// The request series of an aggregator alone (tests and benches of the request path).
     pub fn from_aggregator(agg: &Aggregator) -> TotalsPb {
-        TotalsPb::from_vm(agg, &CounterTotals::default())
+        TotalsPb::from_vm(agg, &CounterTotals::default(), 0)
     }
 
     /// The label values of a series; `None` if it points outside the string table or has the
@@ -301,7 +311,7 @@ mod tests {
         let mut counters = CounterTotals::new(4);
         let peer = vec!["same"; CounterKind::GrpcMessages.label_count()];
         counters.add(CounterKind::GrpcMessages, &peer, &[2, 5, 0, 0]);
-        let totals = TotalsPb::from_vm(&agg, &counters);
+        let totals = TotalsPb::from_vm(&agg, &counters, 0);
         assert_eq!(totals.strings, vec!["same"]);
         let c = &totals.counters[0];
         assert_eq!(c.values, vec![2, 5]);

@@ -170,6 +170,9 @@ pub struct FilterStats {
     /// in-VM bound (counted, never silently lost).
     #[prost(uint64, tag = "8")]
     pub access_logs_dropped: u64,
+    /// Label values recorded as `other` because their label reached its `label_limits` cap.
+    #[prost(uint64, tag = "9")]
+    pub label_values_capped: u64,
 }
 
 /// One request as the filter saw it in the access-log phase, carrying the fields of Istio's

@@ -273,9 +273,13 @@ fn record(vm: &mut ActiveVm, grpc: Option<bool>, messages: Option<(u64, u64)>) {
         totals,
         counters,
         shortcuts,
+        label_caps,
         ..
     } = vm;
     compute(local, rules, &facts, scratch);
+    if !label_caps.is_empty() {
+        label_caps.apply(scratch);
+    }
     let (recorded, slot) = totals.record(scratch, observation);
     shortcuts.insert(key, slot, generation);
     if let Some((request, response)) = messages {

@@ -83,7 +83,7 @@ impl Context for MeshtapRoot {
         if let (Some(vm), Some(uid)) = (&self.vm, self.uid) {
             let mut vm = vm.borrow_mut();
             vm.flush_open_connections();
-            let totals = TotalsPb::from_vm(&vm.totals, &vm.counters);
+            let totals = TotalsPb::from_vm(&vm.totals, &vm.counters, vm.label_caps.capped());
             coordinate::publish(&self.store(), uid, now_ms(), totals);
         }
         true
@@ -149,7 +149,7 @@ impl RootContext for MeshtapRoot {
             &store,
             uid,
             now,
-            TotalsPb::from_vm(&vm.totals, &vm.counters),
+            TotalsPb::from_vm(&vm.totals, &vm.counters, vm.label_caps.capped()),
         );
         if self.in_flight.is_some() {
             return;
@@ -168,6 +168,7 @@ impl RootContext for MeshtapRoot {
                     let mut vm = vm.borrow_mut();
                     vm.totals.clear();
                     vm.counters.clear();
+                    vm.label_caps.clear();
                 }
                 self.uid = None;
                 return;
@@ -210,6 +211,7 @@ impl RootContext for MeshtapRoot {
             enabled: vm.config.metrics,
             series_limit: vm.config.max_series as u64,
             channel: self.channel(),
+            tags_to_remove: vm.config.tags_to_remove.clone(),
             // One channel per proxy carries the build gauge: the HTTP one.
             build_tag: (self.plugin_type == PluginType::Http).then(|| {
                 let version = vm.local.proxy().istio_version;

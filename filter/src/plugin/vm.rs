@@ -24,6 +24,7 @@ use crate::counters::{CounterKind, CounterTotals, CounterValues};
 use crate::hashing::{bytes_equal, hash_bytes, WordBuild};
 use crate::labels::LabelValues;
 use crate::node::LocalNode;
+use crate::overrides::LabelCaps;
 use crate::peer::{ClusterServices, PeerInfo};
 use crate::shortcut::Shortcuts;
 
@@ -55,6 +56,8 @@ pub struct ActiveVm {
     pub totals: Aggregator,
     /// TCP and gRPC message counters.
     pub counters: CounterTotals,
+    /// `label_limits`, applied to every computed label set.
+    pub label_caps: LabelCaps,
     /// Connections whose deltas are flushed every tick (and at their close).
     pub open_connections: Vec<Weak<RefCell<OpenConnection>>>,
     pub scratch: LabelValues,
@@ -76,11 +79,13 @@ impl ActiveVm {
     pub fn new(config: FilterConfig, local: LocalNode) -> Self {
         let totals = Aggregator::new(config.max_series, config.metrics);
         let counters = CounterTotals::new(config.max_series);
+        let label_caps = LabelCaps::new(&config.label_caps);
         ActiveVm {
             config,
             local,
             totals,
             counters,
+            label_caps,
             open_connections: Vec::new(),
             scratch: LabelValues::default(),
             shortcuts: Shortcuts::default(),

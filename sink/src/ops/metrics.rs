@@ -284,7 +284,7 @@ impl SinkMetrics {
     fn render_pods(&self, out: &mut String) {
         let pods = self.pods.lock().expect("metrics lock");
         type Field = fn(&FilterStats) -> u64;
-        let fields: [(&str, &str, &str, Field); 5] = [
+        let fields: [(&str, &str, &str, Field); 6] = [
             (
                 "meshtap_filter_series_active",
                 "gauge",
@@ -314,6 +314,12 @@ impl SinkMetrics {
                 "counter",
                 "Access-log records the pod's filter could not ship (over its bound).",
                 |s| s.access_logs_dropped,
+            ),
+            (
+                "meshtap_filter_label_values_capped_total",
+                "counter",
+                "Label values the pod's filter recorded as \"other\" (label_limits).",
+                |s| s.label_values_capped,
             ),
         ];
         for (name, kind, help, field) in fields {
