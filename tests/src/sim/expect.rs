@@ -86,11 +86,16 @@ fn shares(scenario: &Scenario, protocol: Protocol) -> Vec<Share<'_>> {
 
 /// `istio_requests_total` summed per `(workload, reporter)`, where reporter is `source` (the
 /// caller's sidecar) or `destination` (the callee's sidecar). Workloads without a sidecar
-/// report nothing; outcomes that never reach the server count on the client side only.
+/// report nothing; outcomes that never reach the server count on the client side only. TCP
+/// calls are connections, not requests.
 pub fn request_totals(scenario: &Scenario) -> BTreeMap<(String, String), u64> {
     let mut totals = BTreeMap::new();
     let sidecar = |name: &str| scenario.workload(name).is_some_and(|w| w.sidecar);
-    for call in &scenario.calls {
+    for call in scenario
+        .calls
+        .iter()
+        .filter(|c| c.protocol != Protocol::Tcp)
+    {
         let weights: Vec<u64> = call.outcomes.iter().map(|o| u64::from(o.weight)).collect();
         let shares = split_by_weight(call.count.unwrap_or(0), &weights);
         for (outcome, n) in call.outcomes.iter().zip(shares) {
@@ -179,6 +184,18 @@ mod tests {
     fn mixed() -> Scenario {
         let path = concat!(env!("CARGO_MANIFEST_DIR"), "/scenarios/mixed.yaml");
         Scenario::load(std::path::Path::new(path)).unwrap()
+    }
+
+    #[test]
+    fn mixed_request_totals_leave_tcp_out() {
+        let totals = request_totals(&mixed());
+        let get = |w: &str, r: &str| totals[&(w.to_string(), r.to_string())];
+        assert_eq!(get("productpage-v1", "source"), 30 + 20);
+        assert_eq!(get("reviews-v1", "source"), 5);
+        assert_eq!(get("reviews-v1", "destination"), 30);
+        assert_eq!(get("details-v1", "destination"), 20);
+        assert_eq!(get("ratings-v1", "destination"), 5);
+        assert_eq!(totals.len(), 5);
     }
 
     #[test]

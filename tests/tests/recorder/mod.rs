@@ -4,12 +4,13 @@
 //!
 //! The guest's only behaviour beyond recording: `on_configure` sets a tick period of
 //! 1000 ms × the plugin configuration's length, and `on_done` returns true.
+// Each test file compiles this module on its own and uses a subset of it.
+#![allow(dead_code)]
 
 use meshtap_tests::host::{FilterModule, Proxy};
 use std::sync::Arc;
 
-/// Callback codes the guest records (each test file uses a subset).
-#[allow(dead_code)]
+/// Callback codes the guest records.
 pub mod code {
     pub const CONTEXT_CREATE: u32 = 1;
     pub const VM_START: u32 = 2;
