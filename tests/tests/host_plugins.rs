@@ -144,7 +144,7 @@ fn body_callbacks_read_their_chunk_and_grpc_stats_counts_messages() {
         Event::call(code::DONE, 3, 0, 0),
         Event::call(code::LOG, 3, 0, 0),
         // Envoy's GrpcStatsObject::serializeAsString: "<request>,<response>" messages.
-        Event::read(0, 99, b"2,3"),
+        Event::read(0, code::GRPC_STATS, b"2,3"),
         Event::call(code::DELETE, 3, 0, 0),
     ]);
     assert_eq!(drain(&proxy), expected);
@@ -152,5 +152,8 @@ fn body_callbacks_read_their_chunk_and_grpc_stats_counts_messages() {
     let (without_filter, _, _) = grpc_exchange(false);
     proxy.run_http_stream(0, &without_filter);
     let events = drain(&proxy);
-    assert!(events.contains(&Event::read(1, 99, b"")), "{events:?}");
+    assert!(
+        events.contains(&Event::read(1, code::GRPC_STATS, b"")),
+        "{events:?}"
+    );
 }

@@ -1,14 +1,15 @@
 //! TCP connections in the host, checked with the recording guest: Envoy's callback order and
-//! arguments, the chunk each data callback reads through buffer types 2 and 3, a connection
-//! that stays open while time passes and ticks fire, and bypass without a NETWORK plugin.
+//! arguments, the chunk each data callback reads through buffer types 2 and 3, peer filter
+//! state readable from the first data on, a connection that stays open while time passes and
+//! ticks fire, and bypass without a NETWORK plugin.
 
 mod recorder;
 
 use std::time::Duration;
 
 use meshtap_tests::host::{
-    Clock, Direction, HostError, PeerType, PluginSpec, Properties, Proxy, ProxyConfig,
-    TcpConnection, TcpConnectionSpec, Traffic,
+    Clock, Direction, HostError, PeerType, Phase, PluginSpec, Properties, PropertyValue, Proxy,
+    ProxyConfig, TcpConnection, TcpConnectionSpec, Traffic,
 };
 use recorder::{code, drain, Event};
 
@@ -30,14 +31,20 @@ fn two_plugin_proxy(workers: usize) -> Proxy {
 }
 
 const NOT_FOUND: u32 = 1;
-const PROPERTY: u32 = 99;
 
 #[test]
 fn a_connection_runs_in_envoys_order_and_each_data_callback_reads_its_chunk() {
     let mut proxy = two_plugin_proxy(1);
     drain(&proxy);
+    // The metadata exchange's peer comes with the first bytes.
+    let mut properties = Properties::new();
+    properties.set(
+        &["filter_state", "downstream_peer"],
+        PropertyValue::Bytes(b"peer".to_vec()),
+        Phase::Response,
+    );
     let connection = TcpConnection {
-        spec: TcpConnectionSpec::default(),
+        spec: TcpConnectionSpec { properties },
         chunks: vec![
             (Direction::Downstream, b"hello".to_vec(), false),
             (Direction::Upstream, b"world!".to_vec(), false),
@@ -57,12 +64,15 @@ fn a_connection_runs_in_envoys_order_and_each_data_callback_reads_its_chunk() {
         vec![
             Event::call(code::CONTEXT_CREATE, 3, 2, 0),
             Event::call(code::NEW_CONNECTION, 3, 0, 0),
+            Event::read(NOT_FOUND, code::DOWNSTREAM_PEER, b""),
             Event::call(code::DOWNSTREAM_DATA, 3, 5, 0),
             Event::read(0, 2, b"hello"),
+            Event::read(0, code::DOWNSTREAM_PEER, b"peer"),
             Event::call(code::UPSTREAM_DATA, 3, 6, 0),
             Event::read(0, 3, b"world!"),
             Event::call(code::DOWNSTREAM_DATA, 3, 3, 1),
             Event::read(0, 2, b"bye"),
+            Event::read(0, code::DOWNSTREAM_PEER, b"peer"),
             Event::call(code::UPSTREAM_DATA, 3, 2, 1),
             Event::read(0, 3, b"ok"),
             // End of stream from upstream is Envoy's upstream close, peer type Unknown.
@@ -70,7 +80,7 @@ fn a_connection_runs_in_envoys_order_and_each_data_callback_reads_its_chunk() {
             Event::call(code::DOWNSTREAM_CLOSE, 3, PeerType::Remote as u32, 0),
             Event::call(code::DONE, 3, 0, 0),
             Event::call(code::LOG, 3, 0, 0),
-            Event::read(NOT_FOUND, PROPERTY, b""),
+            Event::read(NOT_FOUND, code::GRPC_STATS, b""),
             Event::call(code::DELETE, 3, 0, 0),
         ]
     );

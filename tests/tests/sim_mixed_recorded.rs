@@ -1,7 +1,8 @@
 //! `scenarios/mixed.yaml` through the simulator with the recording guest in every proxy: what
 //! each sidecar's network filter and HTTP filter were given matches the scenario's expected
 //! figures (`sim::expect`) exactly — connections opened and closed, bytes each way, and the
-//! gRPC message counts of the grpc_stats filter state — independent of meshtap's filter.
+//! gRPC message counts of the grpc_stats filter state — and only mTLS connections carry the
+//! metadata exchange's peer; independent of meshtap's filter.
 
 mod recorder;
 
@@ -59,6 +60,7 @@ fn every_sidecar_gets_the_connections_bytes_and_grpc_messages_the_scenario_expec
 
     let mut seen_tcp = BTreeMap::new();
     let mut seen_grpc = BTreeMap::new();
+    let mut peer_reads = BTreeMap::new();
     for (workload, proxy) in sim.proxies() {
         let events = drain(proxy);
         let count = |c: u32| events.iter().filter(|e| e.code == c).count() as u64;
@@ -82,7 +84,7 @@ fn every_sidecar_gets_the_connections_bytes_and_grpc_messages_the_scenario_expec
         let mut grpc = GrpcMessages::default();
         for event in events
             .iter()
-            .filter(|e| e.code == code::READ && e.a == 99 && e.ctx == 0)
+            .filter(|e| e.code == code::READ && e.a == code::GRPC_STATS && e.ctx == 0)
         {
             let text = String::from_utf8(event.bytes.clone().unwrap()).unwrap();
             let (request, response) = text.split_once(',').unwrap();
@@ -92,7 +94,17 @@ fn every_sidecar_gets_the_connections_bytes_and_grpc_messages_the_scenario_expec
         if grpc != GrpcMessages::default() {
             seen_grpc.insert(workload.clone(), grpc);
         }
+        let peers = events
+            .iter()
+            .filter(|e| e.code == code::READ && e.a == code::DOWNSTREAM_PEER && e.ctx == 0)
+            .count();
+        if peers > 0 {
+            peer_reads.insert(workload.as_str(), peers);
+        }
     }
+    // Only the mTLS server side has a downstream peer (metadata exchange), from the first
+    // data on: 5 connections × 4 chunks. Plaintext (redis) and passthrough have none.
+    assert_eq!(peer_reads, BTreeMap::from([("mysql-v1", 5 * 4)]));
     assert_eq!(seen_tcp, expected_tcp);
     assert_eq!(seen_grpc, expected_grpc);
 }

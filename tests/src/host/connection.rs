@@ -29,8 +29,10 @@ pub enum PeerType {
 /// One TCP connection through a proxy's network filter chain.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct TcpConnectionSpec {
-    /// `xds.*`, `connection.*`, `upstream.*`, `source.*`, `destination.*`, `filter_state.*`,
-    /// and, visible from the close on, `response.flags`, durations and byte counts.
+    /// `xds.*`, `connection.*`, `upstream.*`, `source.*`, `destination.*`, `filter_state.*`.
+    /// Entries for `Phase::Response` become visible with the first data callback (e.g. the
+    /// peer from Istio's TCP metadata exchange, whose header comes with the first bytes),
+    /// `Phase::Log` ones at the close (`response.flags`, ...).
     pub properties: Properties,
 }
 

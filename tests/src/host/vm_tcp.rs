@@ -64,9 +64,14 @@ impl WorkerVm {
             Direction::Downstream => "proxy_on_downstream_data",
             Direction::Upstream => "proxy_on_upstream_data",
         };
-        self.with_connection(ctx, |c| match direction {
-            Direction::Downstream => c.downstream_data = bytes.to_vec(),
-            Direction::Upstream => c.upstream_data = bytes.to_vec(),
+        self.with_connection(ctx, |c| {
+            // What arrives with the first bytes (the metadata exchange's peer) is readable
+            // from the first data callback on.
+            c.phase = c.phase.max(Phase::Response);
+            match direction {
+                Direction::Downstream => c.downstream_data = bytes.to_vec(),
+                Direction::Upstream => c.upstream_data = bytes.to_vec(),
+            }
         });
         let args = (ctx as i32, bytes.len() as i32, i32::from(end_of_stream));
         if self.call::<(i32, i32, i32), i32>(export, ctx, args) == Some(1) {

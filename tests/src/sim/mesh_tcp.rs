@@ -2,8 +2,9 @@
 //! client sidecar (outbound) and the server sidecar (inbound) expose, and the data each way.
 //!
 //! Istio's TCP metadata exchange runs over mTLS only: with it both sides get the peer's
-//! filter state (`upstream_peer` on the client, `downstream_peer` on the server); plaintext and
-//! PassthroughCluster connections carry none. Pure construction; `tcp_run.rs` drives it.
+//! filter state (`upstream_peer` on the client, `downstream_peer` on the server) once the first
+//! bytes flowed; plaintext and PassthroughCluster connections carry none. Pure construction;
+//! `tcp_connections.rs` drives it.
 
 use crate::host::envoy_messages::{peer_filter_state, response_flag_bits};
 use crate::host::grpc_frames::split;
@@ -39,7 +40,7 @@ impl CallInstance<'_> {
                 props.set(
                     &["filter_state", "upstream_peer"],
                     PropertyValue::Bytes(peer_filter_state(&to.peer())),
-                    Phase::Request,
+                    Phase::Response,
                 );
             }
         }
@@ -67,7 +68,7 @@ impl CallInstance<'_> {
             props.set(
                 &["filter_state", "downstream_peer"],
                 PropertyValue::Bytes(peer_filter_state(&from.peer())),
-                Phase::Request,
+                Phase::Response,
             );
         }
         props.set(&["response", "flags"], PropertyValue::Uint(0), Phase::Log);

@@ -1,6 +1,6 @@
 //! A hand-written guest (WebAssembly text) that records every callback it receives, with its
-//! arguments, into the shared queue `events`, plus the buffers and the grpc_stats property it
-//! reads on the way; and the decoding of that queue for the host tests.
+//! arguments, into the shared queue `events`, plus the buffers and the filter-state properties
+//! it reads on the way; and the decoding of that queue for the host tests.
 //!
 //! The guest's only behaviour beyond recording: `on_configure` sets a tick period of
 //! 1000 ms × the plugin configuration's length, and `on_done` returns true.
@@ -28,9 +28,13 @@ pub mod code {
     pub const REQUEST_BODY: u32 = 14;
     pub const RESPONSE_HEADERS: u32 = 15;
     pub const RESPONSE_BODY: u32 = 16;
-    /// A read: `ctx` = status, `a` = what was read (buffer type, or 99 for the property); the
-    /// bytes follow as `Event::bytes`.
+    /// A read: `ctx` = status, `a` = what was read (buffer type, [`GRPC_STATS`] or
+    /// [`DOWNSTREAM_PEER`]); the bytes follow as `Event::bytes`.
     pub const READ: u32 = 100;
+    /// `filter_state.envoy.filters.http.grpc_stats`, read in `on_log`.
+    pub const GRPC_STATS: u32 = 99;
+    /// `filter_state.downstream_peer`, read in `on_new_connection` and `on_downstream_data`.
+    pub const DOWNSTREAM_PEER: u32 = 98;
 }
 
 const GUEST: &str = r#"
@@ -43,6 +47,7 @@ const GUEST: &str = r#"
   (memory (export "memory") 2)
   (data (i32.const 16) "events")
   (data (i32.const 128) "filter_state\00envoy.filters.http.grpc_stats")
+  (data (i32.const 192) "filter_state\00downstream_peer")
   (global $heap (mut i32) (i32.const 8192))
   (global $queue (mut i32) (i32.const 0))
   (func (export "proxy_on_memory_allocate") (param $size i32) (result i32)
@@ -64,6 +69,12 @@ const GUEST: &str = r#"
   (func $record_read (param $status i32) (param $what i32)
     (call $record (i32.const 100) (local.get $status) (local.get $what) (i32.const 0))
     (drop (call $enqueue (global.get $queue) (i32.load (i32.const 32)) (i32.load (i32.const 36)))))
+  (func $read_peer
+    (i32.store (i32.const 32) (i32.const 0))
+    (i32.store (i32.const 36) (i32.const 0))
+    (call $record_read
+      (call $get_property (i32.const 192) (i32.const 28) (i32.const 32) (i32.const 36))
+      (i32.const 98)))
   (func $read_buffer (param $kind i32) (param $len i32)
     (i32.store (i32.const 32) (i32.const 0))
     (i32.store (i32.const 36) (i32.const 0))
@@ -84,10 +95,12 @@ const GUEST: &str = r#"
     (call $record (i32.const 4) (local.get 0) (i32.const 0) (i32.const 0)))
   (func (export "proxy_on_new_connection") (param i32) (result i32)
     (call $record (i32.const 5) (local.get 0) (i32.const 0) (i32.const 0))
+    (call $read_peer)
     (i32.const 0))
   (func (export "proxy_on_downstream_data") (param i32 i32 i32) (result i32)
     (call $record (i32.const 6) (local.get 0) (local.get 1) (local.get 2))
     (call $read_buffer (i32.const 2) (local.get 1))
+    (call $read_peer)
     (i32.const 0))
   (func (export "proxy_on_upstream_data") (param i32 i32 i32) (result i32)
     (call $record (i32.const 7) (local.get 0) (local.get 1) (local.get 2))
