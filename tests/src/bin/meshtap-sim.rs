@@ -78,6 +78,14 @@ fn main() -> anyhow::Result<()> {
         totals.server_streams,
         sim.reports().len()
     );
+    if totals.client_connections + totals.server_connections > 0 {
+        eprintln!(
+            "meshtap-sim: {} client-side and {} server-side TCP connections, {} still open",
+            totals.client_connections,
+            totals.server_connections,
+            sim.open_connections()
+        );
+    }
     let mut failed = false;
     for (name, proxy) in sim.proxies() {
         for (worker, status) in proxy.vm_statuses().into_iter().enumerate() {

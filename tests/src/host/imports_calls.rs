@@ -87,8 +87,11 @@ pub fn define(linker: &mut Linker<VmState>) -> wasmtime::Result<()> {
             name,
             |mut c: Caller<'_, VmState>, stream: i32| -> HostResult {
                 c.data_mut().host_calls += 1;
-                let in_stream = c.data().current_stream().is_some();
-                Ok(if in_stream && (0..=1).contains(&stream) {
+                // Request/response (0/1) in HTTP contexts, downstream/upstream (2/3) in TCP ones.
+                let state = c.data();
+                let known = (state.current_stream().is_some() && (0..=1).contains(&stream))
+                    || (state.current_connection().is_some() && (2..=3).contains(&stream));
+                Ok(if known {
                     Status::Ok.code()
                 } else {
                     Status::BadArgument.code()

@@ -37,17 +37,22 @@ pub fn define(linker: &mut Linker<VmState>) -> wasmtime::Result<()> {
         "env",
         "proxy_set_tick_period_milliseconds",
         |mut c: Caller<'_, VmState>, period_ms: i32| {
+            // The period belongs to the root context of the calling context (Envoy).
             let state = c.data_mut();
             state.host_calls += 1;
+            let now = state.clock.now_nanos();
+            let Some(root) = state.current_root_mut() else {
+                return Ok::<i32, wasmtime::Error>(Status::BadArgument.code());
+            };
             let period = period_ms as u32;
             if period == 0 {
-                state.tick_period = None;
+                root.tick_period = None;
             } else {
                 let period = std::time::Duration::from_millis(u64::from(period));
-                state.tick_period = Some(period);
-                state.next_tick_nanos = state.clock.now_nanos() + period.as_nanos() as u64;
+                root.tick_period = Some(period);
+                root.next_tick_nanos = now + period.as_nanos() as u64;
             }
-            Ok::<i32, wasmtime::Error>(Status::Ok.code())
+            Ok(Status::Ok.code())
         },
     )?;
     linker.func_wrap("env", "proxy_get_buffer_bytes", proxy_get_buffer_bytes)?;
@@ -150,14 +155,20 @@ pub fn log_line(state: &VmState, worker: usize, level: LogLevel, message: String
     });
 }
 
-/// The bytes of a buffer type as visible from the current context.
+/// The bytes of a buffer type as visible from the current context. Body and data buffers are
+/// the chunk of the callback in progress; outside it (or in another kind of context) Envoy
+/// serves an empty buffer.
 fn buffer(state: &VmState, kind: i32) -> Option<&[u8]> {
+    let stream = state.current_stream();
+    let connection = state.current_connection();
     match kind {
-        buffer_type::HTTP_REQUEST_BODY => state.current_stream().map(|s| &s.request_body[..]),
-        buffer_type::HTTP_RESPONSE_BODY => state.current_stream().map(|s| &s.response_body[..]),
+        buffer_type::HTTP_REQUEST_BODY => Some(stream.map_or(&[][..], |s| &s.request_body)),
+        buffer_type::HTTP_RESPONSE_BODY => Some(stream.map_or(&[][..], |s| &s.response_body)),
+        buffer_type::DOWNSTREAM_DATA => Some(connection.map_or(&[][..], |c| &c.downstream_data)),
+        buffer_type::UPSTREAM_DATA => Some(connection.map_or(&[][..], |c| &c.upstream_data)),
         buffer_type::HTTP_CALL_RESPONSE_BODY => state.call_response.as_ref().map(|r| &r.body[..]),
         buffer_type::VM_CONFIGURATION => Some(&state.vm_config),
-        buffer_type::PLUGIN_CONFIGURATION => Some(&state.plugin_config),
+        buffer_type::PLUGIN_CONFIGURATION => state.current_root().map(|r| &r.plugin_config[..]),
         _ => None,
     }
 }
@@ -196,13 +207,16 @@ fn proxy_set_buffer_bytes(
         Ok(v) => v,
         Err(status) => return Ok(status.code()),
     };
-    let Some(stream) = c.data_mut().current_stream_mut() else {
-        return Ok(Status::NotFound.code());
-    };
-    let body = match kind {
-        buffer_type::HTTP_REQUEST_BODY => &mut stream.request_body,
-        buffer_type::HTTP_RESPONSE_BODY => &mut stream.response_body,
-        _ => return Ok(Status::NotFound.code()),
+    let state = c.data_mut();
+    let context = state.current_context;
+    let body = match (kind, state.streams.get_mut(&context)) {
+        (buffer_type::HTTP_REQUEST_BODY, Some(stream)) => &mut stream.request_body,
+        (buffer_type::HTTP_RESPONSE_BODY, Some(stream)) => &mut stream.response_body,
+        _ => match (kind, state.connections.get_mut(&context)) {
+            (buffer_type::DOWNSTREAM_DATA, Some(conn)) => &mut conn.downstream_data,
+            (buffer_type::UPSTREAM_DATA, Some(conn)) => &mut conn.upstream_data,
+            _ => return Ok(Status::NotFound.code()),
+        },
     };
     let start = (start as u32 as usize).min(body.len());
     let end = start.saturating_add(size as u32 as usize).min(body.len());
@@ -387,12 +401,7 @@ fn proxy_get_property(
         Ok(k) => k,
         Err(status) => return Ok(status.code()),
     };
-    let state = c.data();
-    let stream_value = state
-        .current_stream()
-        .and_then(|s| s.properties.lookup(&key, s.phase.unwrap_or(Phase::Request)));
-    let Some(value) = stream_value.or_else(|| state.node_properties.lookup(&key, Phase::Request))
-    else {
+    let Some(value) = c.data().property(&key) else {
         return Ok(Status::NotFound.code());
     };
     copy_out(&mut c, &value, ret_ptr, ret_len)
@@ -411,11 +420,16 @@ fn proxy_set_property(
             Ok(kv) => kv,
             Err(status) => return Ok(status.code()),
         };
-    // Envoy stores filter-set properties in the stream's filter state.
-    let Some(stream) = c.data_mut().current_stream_mut() else {
+    // Envoy stores filter-set properties in the stream's (or connection's) filter state.
+    let state = c.data_mut();
+    let context = state.current_context;
+    if let Some(stream) = state.streams.get_mut(&context) {
+        let phase = stream.phase.unwrap_or(Phase::Request);
+        stream.properties.set_raw(&key, value, phase);
+    } else if let Some(connection) = state.connections.get_mut(&context) {
+        connection.properties.set_raw(&key, value, connection.phase);
+    } else {
         return Ok(Status::NotFound.code());
-    };
-    let phase = stream.phase.unwrap_or(Phase::Request);
-    stream.properties.set_raw(&key, value, phase);
+    }
     Ok(Status::Ok.code())
 }

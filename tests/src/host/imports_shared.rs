@@ -23,9 +23,8 @@ pub fn define(linker: &mut Linker<VmState>) -> wasmtime::Result<()> {
                 Err(status) => return Ok(status.code()),
             };
             let state = c.data();
-            let id = state
-                .shared
-                .register_queue(&name, state.worker, state.root_context);
+            let root = state.root_id_of(state.current_context).unwrap_or_default();
+            let id = state.shared.register_queue(&name, state.worker, root);
             Ok(status_of(write_u32(&mut c, ret, id)))
         },
     )?;

@@ -8,9 +8,10 @@ use std::collections::BTreeMap;
 
 /// When a per-stream property becomes readable (Envoy fills `response.*` only once a response
 /// exists, and sizes/durations at the end of the stream).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Phase {
     /// From the request headers on.
+    #[default]
     Request,
     /// Once the response headers have been seen.
     Response,

@@ -1,5 +1,6 @@
-//! One proxy (one Envoy process, one pod's sidecar): several worker VMs of one module, the
-//! state they share, node properties, the cluster table, and the scheduling of ticks and call
+//! One proxy (one Envoy process, one pod's sidecar): several worker VMs of one module (each
+//! running every configured plugin as its own root context), the state they share, node
+//! properties, the cluster table, open TCP connections, and the scheduling of ticks and call
 //! completions onto each VM's "thread".
 //!
 //! Single-threaded by design: the embedding code drives the proxy (streams, `advance`, `pump`),
@@ -17,8 +18,11 @@ use rand::SeedableRng;
 
 use super::abi::LogLevel;
 use super::clock::Clock;
+use super::connection::TcpHandle;
+use super::connection::{ConnectionOutcome, Direction, PeerType, TcpConnection, TcpConnectionSpec};
 use super::envoy_messages::string_value;
 use super::module::FilterModule;
+use super::plugins::{PluginSpec, RootState, Traffic};
 use super::properties::{Phase, Properties, PropertyValue};
 use super::shared::{DispatchedCall, LogEntry, ProxyShared};
 use super::stream::{HttpExchange, StreamOutcome};
@@ -44,6 +48,11 @@ pub struct ProxyConfig {
     pub plugin_name: String,
     /// The WasmPlugin `pluginConfig`, as JSON text.
     pub plugin_config: String,
+    /// What the plugin above handles (HTTP streams by default).
+    pub traffic: Traffic,
+    /// Further plugins loading the same module with the same VM config: Envoy runs each as
+    /// another root context in every worker VM, started after the plugin above, in this order.
+    pub extra_plugins: Vec<PluginSpec>,
     pub vm_config: String,
     /// WasmPlugin `vmConfig.env`.
     pub env: Vec<(String, String)>,
@@ -65,6 +74,8 @@ impl Default for ProxyConfig {
             root_id: "meshtap".into(),
             plugin_name: "meshtap".into(),
             plugin_config: "{}".into(),
+            traffic: Traffic::Http,
+            extra_plugins: Vec::new(),
             vm_config: String::new(),
             env: Vec::new(),
             node: NodeInfo::default(),
@@ -117,6 +128,19 @@ impl Proxy {
         Ok(proxy)
     }
 
+    /// Every plugin of this proxy, the main one first.
+    fn plugins(&self) -> Vec<PluginSpec> {
+        let main = PluginSpec {
+            root_id: self.config.root_id.clone(),
+            plugin_name: self.config.plugin_name.clone(),
+            plugin_config: self.config.plugin_config.clone(),
+            traffic: self.config.traffic,
+        };
+        std::iter::once(main)
+            .chain(self.config.extra_plugins.iter().cloned())
+            .collect()
+    }
+
     fn start_vm(&self, worker: usize) -> Result<WorkerVm, HostError> {
         let state = VmState {
             worker,
@@ -124,7 +148,7 @@ impl Proxy {
             shared: self.shared.clone(),
             clock: self.config.clock.clone(),
             node_properties: self.node_properties.clone(),
-            plugin_config: self.config.plugin_config.as_bytes().to_vec(),
+            roots: self.plugins().iter().map(RootState::new).collect(),
             vm_config: self.config.vm_config.as_bytes().to_vec(),
             env: self.config.env.clone(),
             log_level: self.config.log_level,
@@ -154,7 +178,7 @@ impl Proxy {
     }
 
     pub fn vm_statuses(&self) -> Vec<VmStatus> {
-        self.vms.iter().map(|vm| vm.status().clone()).collect()
+        self.vms.iter().map(WorkerVm::status).collect()
     }
 
     pub fn shared(&self) -> &ProxyShared {
@@ -185,14 +209,90 @@ impl Proxy {
         outcome
     }
 
-    /// Fires every tick due now, in worker order. Returns how many fired.
+    /// Opens a TCP connection on `worker`'s network filter (`on_context_create`,
+    /// `on_new_connection`); it stays open across ticks and time until [`Proxy::close_tcp`].
+    pub fn open_tcp(
+        &mut self,
+        worker: usize,
+        spec: &TcpConnectionSpec,
+    ) -> Result<(TcpHandle, ConnectionOutcome), HostError> {
+        let vm = self
+            .vms
+            .get_mut(worker)
+            .ok_or(HostError::NoSuchWorker(worker))?;
+        let (context, outcome) = vm.open_connection(spec);
+        self.pump();
+        let handle = TcpHandle {
+            worker,
+            // A bypassed connection gets no context; later steps report it bypassed too.
+            context: context.unwrap_or(0),
+            generation: self.generations[worker],
+        };
+        Ok((handle, outcome))
+    }
+
+    /// Delivers one chunk of an open connection (`on_downstream_data` / `on_upstream_data`).
+    pub fn tcp_data(
+        &mut self,
+        handle: &TcpHandle,
+        direction: Direction,
+        bytes: &[u8],
+        end_of_stream: bool,
+    ) -> Result<ConnectionOutcome, HostError> {
+        self.check_handle(handle)?;
+        let vm = &mut self.vms[handle.worker];
+        let outcome = vm.connection_data(handle.context, direction, bytes, end_of_stream);
+        self.pump();
+        Ok(outcome)
+    }
+
+    /// Closes the downstream connection (`on_downstream_connection_close(closed_by)`, then
+    /// done, log, delete).
+    pub fn close_tcp(
+        &mut self,
+        handle: TcpHandle,
+        closed_by: PeerType,
+    ) -> Result<ConnectionOutcome, HostError> {
+        self.check_handle(&handle)?;
+        let outcome = self.vms[handle.worker].close_connection(handle.context, closed_by);
+        self.pump();
+        Ok(outcome)
+    }
+
+    /// A whole connection at once: open, every chunk, close. The outcome merges the steps.
+    pub fn run_tcp_connection(
+        &mut self,
+        worker: usize,
+        connection: &TcpConnection,
+    ) -> Result<ConnectionOutcome, HostError> {
+        let (handle, mut outcome) = self.open_tcp(worker, &connection.spec)?;
+        for (direction, bytes, eos) in &connection.chunks {
+            let step = self.tcp_data(&handle, *direction, bytes, *eos)?;
+            outcome.paused_in.extend(step.paused_in);
+        }
+        let last = self.close_tcp(handle, connection.closed_by)?;
+        outcome.paused_in.extend(last.paused_in);
+        outcome.trapped = last.trapped;
+        Ok(outcome)
+    }
+
+    fn check_handle(&self, handle: &TcpHandle) -> Result<(), HostError> {
+        match self.generations.get(handle.worker) {
+            None => Err(HostError::NoSuchWorker(handle.worker)),
+            Some(generation) if *generation != handle.generation => {
+                Err(HostError::StaleConnection {
+                    context: handle.context,
+                })
+            }
+            Some(_) => Ok(()),
+        }
+    }
+
+    /// Fires every tick due now, in worker order and, within a VM, root order. Returns how
+    /// many fired.
     pub fn fire_due_ticks(&mut self) -> usize {
         let now = self.config.clock.now_nanos();
-        let fired = self
-            .vms
-            .iter_mut()
-            .filter_map(|vm| vm.tick_if_due(now).then_some(()))
-            .count();
+        let fired = self.vms.iter_mut().map(|vm| vm.fire_due_ticks(now)).sum();
         self.pump();
         fired
     }
@@ -265,15 +365,21 @@ impl Proxy {
     }
 
     /// Replaces the VM of `worker` as Envoy does on a reload: `proxy_on_done` on its root
-    /// context (waiting, at most `limit`, for `proxy_done` if it asks for time), delete, drop,
-    /// and start a new VM in the slot. Shared data and metrics survive.
+    /// contexts (waiting, at most `limit`, for `proxy_done` from those that ask for time),
+    /// delete, drop, and start a new VM in the slot. Shared data and metrics survive. Refused
+    /// while the VM has open TCP connections (Envoy would keep the old VM for them).
     pub fn replace_vm(&mut self, worker: usize, limit: Duration) -> Result<(), HostError> {
         if worker >= self.vms.len() {
             return Err(HostError::NoSuchWorker(worker));
         }
-        if !self.vms[worker].begin_shutdown() {
+        let open = self.vms[worker].open_connections();
+        if open > 0 {
+            return Err(HostError::OpenConnections { worker, open });
+        }
+        let pending = self.vms[worker].begin_shutdown();
+        if !pending.is_empty() {
             let deadline = Instant::now() + limit;
-            while !self.vms[worker].root_called_done() && Instant::now() < deadline {
+            while !self.vms[worker].called_done(&pending) && Instant::now() < deadline {
                 match self.calls_rx.recv_timeout(Duration::from_millis(20)) {
                     Ok(completion) => self.deliver(completion),
                     Err(_) if self.vms[worker].pending_calls() == 0 => break,
@@ -294,7 +400,8 @@ impl Proxy {
     }
 }
 
-/// The root-level properties Envoy serves from node metadata and plugin identity.
+/// The VM-level properties Envoy serves from node metadata and the VM identity (each root adds
+/// its own `plugin_root_id` and `plugin_name`).
 fn node_properties(config: &ProxyConfig) -> Properties {
     let mut props = Properties::new();
     let node = &config.node;
@@ -318,7 +425,5 @@ fn node_properties(config: &ProxyConfig) -> Properties {
         Phase::Request,
     );
     props.set_string(&["plugin_vm_id"], &config.vm_id, Phase::Request);
-    props.set_string(&["plugin_root_id"], &config.root_id, Phase::Request);
-    props.set_string(&["plugin_name"], &config.plugin_name, Phase::Request);
     props
 }

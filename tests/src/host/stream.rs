@@ -1,5 +1,5 @@
-//! What an HTTP stream looks like to the host: the request and response the proxy saw and the
-//! properties Envoy would expose for it, plus what the filter did with it.
+//! What an HTTP stream looks like to the host: the request and response the proxy saw (bodies
+//! as byte chunks) and the properties Envoy would expose for it, plus what the filter did.
 //!
 //! A description only; running it through a VM is `vm.rs`'s job.
 
@@ -10,7 +10,8 @@ use super::properties::Properties;
 pub struct ResponseSpec {
     /// Lower-case names, `:status` included.
     pub headers: Vec<(String, String)>,
-    pub body_len: usize,
+    /// Body chunks in order, each delivered by one `proxy_on_response_body`.
+    pub body: Vec<Vec<u8>>,
     pub trailers: Option<Vec<(String, String)>>,
 }
 
@@ -19,12 +20,16 @@ pub struct ResponseSpec {
 pub struct HttpExchange {
     /// Lower-case names, pseudo-headers included.
     pub request_headers: Vec<(String, String)>,
-    pub request_body_len: usize,
+    /// Body chunks in order, each delivered by one `proxy_on_request_body`.
+    pub request_body: Vec<Vec<u8>>,
     pub request_trailers: Option<Vec<(String, String)>>,
     /// `None` when the stream ended before any response (downstream disconnect).
     pub response: Option<ResponseSpec>,
     /// `xds.*`, `request.*`, `response.*`, `connection.*`, `upstream.*`, `filter_state.*`.
     pub properties: Properties,
+    /// Envoy's grpc_stats filter with `emit_filter_state` runs on this stream: the property
+    /// `filter_state.envoy.filters.http.grpc_stats` follows the gRPC messages of the bodies.
+    pub grpc_stats_filter: bool,
 }
 
 /// What happened to a stream in one VM.

@@ -1,6 +1,7 @@
 //! One worker VM: a wasmtime `Store` + `Instance` of the shared module, started as Envoy starts
-//! a worker (`_initialize`, root context, `on_vm_start`, `on_configure`), then driven through
-//! HTTP streams, ticks and call completions in Envoy's callback order.
+//! a worker (`_initialize`, then per plugin: root context, `on_vm_start`, `on_configure`), then
+//! driven through HTTP streams, ticks, queue notifications and call completions in Envoy's
+//! callback order. TCP connections are in `vm_tcp.rs`.
 //!
 //! A trap marks the VM dead (later traffic bypasses it, as with `fail_open`); it never panics
 //! the host. Scheduling across VMs is the proxy's job.
@@ -8,9 +9,11 @@
 use wasmtime::{Instance, Store, WasmParams, WasmResults};
 
 use super::abi::LogLevel;
+use super::grpc_frames::GrpcStats;
 use super::http_client::HttpResponse;
 use super::imports_core::log_line;
 use super::module::FilterModule;
+use super::plugins::Traffic;
 use super::properties::Phase;
 use super::stream::{to_pairs, HttpExchange, StreamOutcome};
 use super::vm_state::{CallCompletion, CallResponseView, StreamState, VmState};
@@ -20,7 +23,7 @@ use super::HostError;
 #[derive(Clone, Debug, PartialEq)]
 pub enum VmStatus {
     Running,
-    /// `on_vm_start` or `on_configure` returned false: Envoy does not use this plugin.
+    /// `on_vm_start` or `on_configure` returned false for a plugin: Envoy does not use it.
     Rejected(String),
     /// The VM trapped (e.g. a panic); the message includes the last critical log if any.
     Trapped(String),
@@ -28,14 +31,15 @@ pub enum VmStatus {
 
 /// A running worker VM.
 pub struct WorkerVm {
-    store: Store<VmState>,
+    pub(super) store: Store<VmState>,
     instance: Instance,
-    status: VmStatus,
+    trapped: Option<String>,
     fuel_start: u64,
 }
 
 impl WorkerVm {
-    /// Instantiates the module and runs Envoy's start sequence.
+    /// Instantiates the module and runs Envoy's start sequence for every root in `state.roots`,
+    /// one plugin after the other.
     pub fn start(module: &FilterModule, state: VmState) -> Result<WorkerVm, HostError> {
         let mut store = Store::new(&module.engine, state);
         let fuel_start = if module.consumes_fuel() {
@@ -53,34 +57,67 @@ impl WorkerVm {
         let mut vm = WorkerVm {
             store,
             instance,
-            status: VmStatus::Running,
+            trapped: None,
             fuel_start,
         };
         vm.call::<(), ()>("_initialize", 0, ());
-        let root = vm.allocate_context();
-        vm.store.data_mut().root_context = root;
-        vm.call::<(i32, i32), ()>("proxy_on_context_create", root, (root as i32, 0));
-        let vm_config_len = vm.store.data().vm_config.len() as i32;
-        if vm.call::<(i32, i32), i32>("proxy_on_vm_start", root, (root as i32, vm_config_len))
-            == Some(0)
-        {
-            vm.reject("proxy_on_vm_start returned false");
-        }
-        let plugin_config_len = vm.store.data().plugin_config.len() as i32;
-        if vm.call::<(i32, i32), i32>("proxy_on_configure", root, (root as i32, plugin_config_len))
-            == Some(0)
-        {
-            vm.reject("proxy_on_configure returned false");
+        for index in 0..vm.store.data().roots.len() {
+            vm.start_root(index);
         }
         Ok(vm)
     }
 
-    pub fn status(&self) -> &VmStatus {
-        &self.status
+    fn start_root(&mut self, index: usize) {
+        let root = self.allocate_context();
+        self.store.data_mut().roots[index].context = root;
+        let id = root as i32;
+        self.call::<(i32, i32), ()>("proxy_on_context_create", root, (id, 0));
+        let vm_config_len = self.store.data().vm_config.len() as i32;
+        if self.call::<(i32, i32), i32>("proxy_on_vm_start", root, (id, vm_config_len)) == Some(0) {
+            self.reject(index, "proxy_on_vm_start returned false");
+        }
+        let config_len = self.store.data().roots[index].plugin_config.len() as i32;
+        if self.call::<(i32, i32), i32>("proxy_on_configure", root, (id, config_len)) == Some(0) {
+            self.reject(index, "proxy_on_configure returned false");
+        }
     }
 
+    /// The VM's status: trapped, else the first plugin that was rejected, else running.
+    pub fn status(&self) -> VmStatus {
+        if let Some(message) = &self.trapped {
+            return VmStatus::Trapped(message.clone());
+        }
+        self.store
+            .data()
+            .roots
+            .iter()
+            .find_map(|r| r.rejected.clone())
+            .map_or(VmStatus::Running, VmStatus::Rejected)
+    }
+
+    /// Whether the VM runs every plugin.
     pub fn is_running(&self) -> bool {
-        self.status == VmStatus::Running
+        self.status() == VmStatus::Running
+    }
+
+    /// The context id of the first running root that handles `traffic`, if the VM has not
+    /// trapped. Envoy bypasses a plugin whose root was rejected.
+    pub(super) fn root_for(&self, traffic: Traffic) -> Option<u32> {
+        if self.trapped.is_some() {
+            return None;
+        }
+        let root = self
+            .store
+            .data()
+            .roots
+            .iter()
+            .find(|r| r.traffic == traffic)?;
+        root.rejected.is_none().then_some(root.context)
+    }
+
+    /// Context ids of the VM's roots, in start order.
+    pub fn root_contexts(&self) -> Vec<u32> {
+        self.store.data().roots.iter().map(|r| r.context).collect()
     }
 
     pub fn state(&self) -> &VmState {
@@ -101,27 +138,33 @@ impl WorkerVm {
             .map_or(0, |left| self.fuel_start - left)
     }
 
-    fn allocate_context(&mut self) -> u32 {
+    pub(super) fn allocate_context(&mut self) -> u32 {
         let state = self.store.data_mut();
         state.next_context += 1;
         state.next_context
     }
 
-    fn reject(&mut self, reason: &str) {
-        if self.status == VmStatus::Running {
-            self.status = VmStatus::Rejected(reason.to_string());
+    fn reject(&mut self, root_index: usize, reason: &str) {
+        let root = &mut self.store.data_mut().roots[root_index];
+        if root.rejected.is_none() {
+            root.rejected = Some(format!("{reason} (root_id {:?})", root.root_id));
         }
+    }
+
+    /// The trap message if the VM has trapped.
+    pub fn trap(&self) -> Option<&str> {
+        self.trapped.as_deref()
     }
 
     /// Calls an export with `context` as the current context. A missing export is a no-op
     /// (Envoy skips callbacks a module does not export); a trap marks the VM dead.
-    fn call<P: WasmParams, R: WasmResults>(
+    pub(super) fn call<P: WasmParams, R: WasmResults>(
         &mut self,
         name: &str,
         context: u32,
         params: P,
     ) -> Option<R> {
-        if matches!(self.status, VmStatus::Trapped(_)) {
+        if self.trapped.is_some() {
             return None;
         }
         self.instance.get_export(&mut self.store, name)?;
@@ -152,48 +195,58 @@ impl WorkerVm {
             .unwrap_or_default();
         let message = format!("trap in {export}: {error:#}{panic}");
         log_line(state, worker, LogLevel::Error, message.clone());
-        self.status = VmStatus::Trapped(message);
+        self.trapped = Some(message);
     }
 
-    /// Runs one HTTP stream in Envoy's order: create → request headers/body/trailers →
-    /// response headers/body/trailers → done → log → delete.
+    /// Runs one HTTP stream on the HTTP root in Envoy's order: create → request headers →
+    /// each request body chunk → trailers → response headers → each response body chunk →
+    /// trailers → done → log → delete. Each body callback sees its own chunk.
     pub fn run_http_stream(&mut self, exchange: &HttpExchange) -> StreamOutcome {
         let mut outcome = StreamOutcome::default();
-        if !self.is_running() {
+        let Some(root) = self.root_for(Traffic::Http) else {
             outcome.bypassed = true;
             return outcome;
-        }
-        let root = self.store.data().root_context;
+        };
         let ctx = self.allocate_context();
-        let mut stream = StreamState {
+        let grpc = |headers: &[(String, String)]| {
+            headers.iter().any(|(k, v)| {
+                k.eq_ignore_ascii_case("content-type") && v.starts_with("application/grpc")
+            })
+        };
+        let stream = StreamState {
+            root,
             phase: Some(Phase::Request),
             request_headers: to_pairs(&exchange.request_headers),
             properties: exchange.properties.clone(),
+            grpc_stats: exchange.grpc_stats_filter.then(GrpcStats::default),
             ..StreamState::default()
         };
-        stream.request_body = vec![b'x'; exchange.request_body_len];
         self.store.data_mut().streams.insert(ctx, stream);
         let id = ctx as i32;
         self.call::<(i32, i32), ()>("proxy_on_context_create", ctx, (id, root as i32));
 
-        let has_body = exchange.request_body_len > 0;
         let has_trailers = exchange.request_trailers.is_some();
         let headers_len = exchange.request_headers.len() as i32;
-        let eos = i32::from(!has_body && !has_trailers);
+        let eos = i32::from(exchange.request_body.is_empty() && !has_trailers);
         self.action(
             &mut outcome,
             "proxy_on_request_headers",
             ctx,
             (id, headers_len, eos),
         );
-        if has_body {
-            let len = exchange.request_body_len as i32;
-            self.action(
-                &mut outcome,
-                "proxy_on_request_body",
-                ctx,
-                (id, len, i32::from(!has_trailers)),
-            );
+        let grpc_request = grpc(&exchange.request_headers);
+        for (i, chunk) in exchange.request_body.iter().enumerate() {
+            let last = i + 1 == exchange.request_body.len();
+            self.with_stream(ctx, |s| s.request_body = chunk.clone());
+            let args = (id, chunk.len() as i32, i32::from(last && !has_trailers));
+            self.action(&mut outcome, "proxy_on_request_body", ctx, args);
+            // grpc_stats sits after the Wasm filter on the request path.
+            self.with_stream(ctx, |s| {
+                s.request_body.clear();
+                if let Some(stats) = s.grpc_stats.as_mut().filter(|_| grpc_request) {
+                    stats.inspect_request(chunk);
+                }
+            });
         }
         if let Some(trailers) = &exchange.request_trailers {
             self.with_stream(ctx, |s| s.request_trailers = Some(to_pairs(trailers)));
@@ -203,24 +256,27 @@ impl WorkerVm {
             }
         }
         if let Some(response) = &exchange.response {
-            let has_body = response.body_len > 0;
             let has_trailers = response.trailers.is_some();
             self.with_stream(ctx, |s| {
                 s.phase = Some(Phase::Response);
                 s.response_headers = Some(to_pairs(&response.headers));
-                s.response_body = vec![b'x'; response.body_len];
             });
-            let eos = i32::from(!has_body && !has_trailers);
+            let eos = i32::from(response.body.is_empty() && !has_trailers);
             let n = response.headers.len() as i32;
             self.action(&mut outcome, "proxy_on_response_headers", ctx, (id, n, eos));
-            if has_body {
-                let len = response.body_len as i32;
-                self.action(
-                    &mut outcome,
-                    "proxy_on_response_body",
-                    ctx,
-                    (id, len, i32::from(!has_trailers)),
-                );
+            let grpc_response = grpc(&response.headers) && eos == 0;
+            for (i, chunk) in response.body.iter().enumerate() {
+                let last = i + 1 == response.body.len();
+                // grpc_stats runs before the Wasm filter on the response path.
+                self.with_stream(ctx, |s| {
+                    s.response_body = chunk.clone();
+                    if let Some(stats) = s.grpc_stats.as_mut().filter(|_| grpc_response) {
+                        stats.inspect_response(chunk);
+                    }
+                });
+                let args = (id, chunk.len() as i32, i32::from(last && !has_trailers));
+                self.action(&mut outcome, "proxy_on_response_body", ctx, args);
+                self.with_stream(ctx, |s| s.response_body.clear());
             }
             if let Some(trailers) = &response.trailers {
                 self.with_stream(ctx, |s| s.response_trailers = Some(to_pairs(trailers)));
@@ -239,9 +295,7 @@ impl WorkerVm {
         let state = self.store.data_mut();
         state.cancel_calls_of(ctx);
         outcome.local_response = state.streams.remove(&ctx).and_then(|s| s.local_response);
-        if let VmStatus::Trapped(message) = &self.status {
-            outcome.trapped = Some(message.clone());
-        }
+        outcome.trapped = self.trapped.clone();
         outcome
     }
 
@@ -263,25 +317,40 @@ impl WorkerVm {
         }
     }
 
-    /// The time (ns since epoch) of this VM's next tick, if it has a tick period.
+    /// The time (ns since epoch) of this VM's next tick over all its roots.
     pub fn next_tick(&self) -> Option<u64> {
-        let state = self.store.data();
-        (self.is_running() && state.tick_period.is_some()).then_some(state.next_tick_nanos)
+        if self.trapped.is_some() {
+            return None;
+        }
+        self.store
+            .data()
+            .roots
+            .iter()
+            .filter_map(|r| r.next_tick())
+            .min()
     }
 
-    /// Fires `proxy_on_tick` if it is due at `now`, and re-arms the timer.
-    pub fn tick_if_due(&mut self, now: u64) -> bool {
-        match self.next_tick() {
-            Some(due) if due <= now => {
-                let state = self.store.data_mut();
-                let period = state.tick_period.expect("tick period is set").as_nanos() as u64;
-                state.next_tick_nanos = now + period;
-                let root = state.root_context;
-                self.call::<i32, ()>("proxy_on_tick", root, root as i32);
-                true
+    /// Fires `proxy_on_tick` on every root whose tick is due at `now` (in root order), and
+    /// re-arms their timers. Returns how many fired.
+    pub fn fire_due_ticks(&mut self, now: u64) -> usize {
+        let mut fired = 0;
+        for index in 0..self.store.data().roots.len() {
+            if self.trapped.is_some() {
+                break;
             }
-            _ => false,
+            let root = &mut self.store.data_mut().roots[index];
+            let (Some(due), Some(period)) = (root.next_tick(), root.tick_period) else {
+                continue;
+            };
+            if due > now {
+                continue;
+            }
+            root.next_tick_nanos = now + period.as_nanos() as u64;
+            let context = root.context;
+            self.call::<i32, ()>("proxy_on_tick", context, context as i32);
+            fired += 1;
         }
+        fired
     }
 
     /// Number of HTTP calls still in flight (not cancelled).
@@ -325,29 +394,36 @@ impl WorkerVm {
         self.store.data_mut().call_response = None;
     }
 
-    /// Delivers `proxy_on_queue_ready` to the root context.
+    /// Delivers `proxy_on_queue_ready` to the root context that registered the queue.
     pub fn queue_ready(&mut self, root: u32, queue: u32) {
-        if self.is_running() && root == self.store.data().root_context {
+        let known = self.store.data().roots.iter().any(|r| r.context == root);
+        if self.is_running() && known {
             self.call::<(i32, i32), ()>("proxy_on_queue_ready", root, (root as i32, queue as i32));
         }
     }
 
-    /// Calls `proxy_on_done` on the root context; `true` when the VM is done at once,
-    /// `false` when it asked to finish later with `proxy_done`.
-    pub fn begin_shutdown(&mut self) -> bool {
-        let root = self.store.data().root_context;
-        self.call::<i32, i32>("proxy_on_done", root, root as i32) != Some(0)
+    /// Calls `proxy_on_done` on every root context; returns the roots that asked to finish
+    /// later with `proxy_done` (empty when all are done at once).
+    pub fn begin_shutdown(&mut self) -> Vec<u32> {
+        let mut pending = Vec::new();
+        for root in self.root_contexts() {
+            if self.call::<i32, i32>("proxy_on_done", root, root as i32) == Some(0) {
+                pending.push(root);
+            }
+        }
+        pending
     }
 
-    /// Whether the root context has called `proxy_done`.
-    pub fn root_called_done(&self) -> bool {
-        let state = self.store.data();
-        state.done_contexts.contains(&state.root_context)
+    /// Whether every root in `roots` has called `proxy_done`.
+    pub fn called_done(&self, roots: &[u32]) -> bool {
+        let done = &self.store.data().done_contexts;
+        roots.iter().all(|r| done.contains(r))
     }
 
-    /// Deletes the root context (`proxy_on_delete`).
+    /// Deletes the root contexts (`proxy_on_delete`).
     pub fn finish_shutdown(&mut self) {
-        let root = self.store.data().root_context;
-        self.call::<i32, ()>("proxy_on_delete", root, root as i32);
+        for root in self.root_contexts() {
+            self.call::<i32, ()>("proxy_on_delete", root, root as i32);
+        }
     }
 }

@@ -1,6 +1,7 @@
 //! How a scenario looks to Envoy: each workload's node metadata and peer identity, and for one
-//! call the stream the client sidecar (outbound) and the server sidecar (inbound) each observe —
-//! headers, xds properties, certificates, filter state — the way Istio sets them up.
+//! HTTP or gRPC call the stream the client sidecar (outbound) and the server sidecar (inbound)
+//! each observe — headers, body chunks, xds properties, certificates, filter state — the way
+//! Istio sets them up. TCP connections are in `mesh_tcp.rs`, on the same helpers.
 //!
 //! Pure construction of host inputs; no VM is run here.
 
@@ -8,6 +9,7 @@ use crate::host::envoy_messages::{
     cluster_metadata, peer_filter_state, peer_metadata_header, response_flag_bits,
     upstream_host_metadata, PeerWorkload, ServiceRef,
 };
+use crate::host::grpc_frames::{frames, split, FRAME_HEADER_LEN};
 use crate::host::{HttpExchange, NodeInfo, Phase, Properties, PropertyValue, ResponseSpec};
 
 use super::scenario::{Call, Exchange, MeshSettings, Outcome, Protocol, Workload};
@@ -174,15 +176,44 @@ pub struct CallInstance<'a> {
     pub latency_ms: u64,
     pub request_bytes: u64,
     pub response_bytes: u64,
+    /// gRPC messages each way (1 for other protocols).
+    pub request_messages: u64,
+    pub response_messages: u64,
     pub mesh: &'a MeshSettings,
 }
 
+/// Payload sizes of `messages` gRPC messages whose frames total `body_bytes` (earlier messages
+/// one byte longer when it does not divide evenly).
+pub fn message_sizes(body_bytes: u64, messages: u64) -> Vec<usize> {
+    let payload = body_bytes.saturating_sub(messages * FRAME_HEADER_LEN as u64);
+    (0..messages)
+        .map(|i| (payload / messages + u64::from(i < payload % messages)) as usize)
+        .collect()
+}
+
 impl CallInstance<'_> {
-    fn exchange(&self) -> Exchange {
+    pub(super) fn exchange(&self) -> Exchange {
         self.call.exchange.unwrap_or(self.mesh.exchange)
     }
 
-    fn mtls(&self, from: &ResolvedWorkload, target: Target<'_>) -> bool {
+    pub(super) fn flags_text(&self) -> &str {
+        self.outcome.flags.as_deref().unwrap_or("-")
+    }
+
+    pub(super) fn has_flag(&self, flag: &str) -> bool {
+        self.flags_text().split(',').any(|x| x.trim() == flag)
+    }
+
+    /// A body of `bytes` (gRPC: `messages` framed messages), cut into the call's chunks.
+    fn body(&self, bytes: u64, messages: u64) -> Vec<Vec<u8>> {
+        let body = match self.call.protocol {
+            Protocol::Grpc => frames(&message_sizes(bytes, messages)),
+            _ => vec![b'x'; bytes as usize],
+        };
+        split(&body, self.call.chunks)
+    }
+
+    pub(super) fn mtls(&self, from: &ResolvedWorkload, target: Target<'_>) -> bool {
         match target {
             Target::Workload(to) => {
                 from.sidecar && to.sidecar && self.call.mtls.unwrap_or(self.mesh.mtls)
@@ -241,11 +272,33 @@ impl CallInstance<'_> {
             .grpc_status
             .filter(|_| grpc)
             .map(|status| vec![("grpc-status".to_string(), status.to_string())]);
+        // gRPC messages come back only with a 200 and an OK status.
+        let body = if grpc && !self.outcome.grpc_response_has_messages() {
+            Vec::new()
+        } else {
+            self.body(self.response_bytes, self.response_messages)
+        };
         Some(ResponseSpec {
             headers,
-            body_len: self.response_bytes as usize,
+            body,
             trailers,
         })
+    }
+
+    fn exchange_of(
+        &self,
+        request_headers: Vec<(String, String)>,
+        response: Option<ResponseSpec>,
+        properties: Properties,
+    ) -> HttpExchange {
+        HttpExchange {
+            request_headers,
+            request_body: self.body(self.request_bytes, self.request_messages),
+            request_trailers: None,
+            response,
+            properties,
+            grpc_stats_filter: self.call.grpc_stats.unwrap_or(self.mesh.grpc_stats),
+        }
     }
 
     fn end_of_stream_properties(&self, props: &mut Properties, code: u16, flags: u64) {
@@ -279,14 +332,12 @@ impl CallInstance<'_> {
 
     /// The stream the client sidecar (outbound listener) observes.
     pub fn client_view(&self, from: &ResolvedWorkload, target: Target<'_>) -> HttpExchange {
-        let flags_text = self.outcome.flags.as_deref().unwrap_or("-");
-        let flags = response_flag_bits(flags_text).expect("flags were validated with the scenario");
-        let has_flag = |f: &str| flags_text.split(',').any(|x| x.trim() == f);
+        let flags = response_flag_bits(self.flags_text()).expect("flags were validated");
         let reached = self.outcome.server_sees_it();
         let exchange = self.exchange();
         let mut request_headers = self.request_headers(target);
         let mut props = Properties::new();
-        props.set_int(&["xds", "listener_direction"], 2, Phase::Request);
+        self.outbound_properties(&mut props, from, target);
         let mut peer_header = None;
         match target {
             Target::Workload(to) => {
@@ -298,37 +349,11 @@ impl CallInstance<'_> {
                     request_headers
                         .push(("x-envoy-peer-metadata-id".into(), from.node(self.mesh).id));
                 }
-                if !has_flag("NR") && !has_flag("NC") {
+                if !self.has_flag("NR") && !self.has_flag("NC") {
                     let host = to.service_host.clone().unwrap_or_default();
-                    props.set_string(
-                        &["xds", "cluster_name"],
-                        &format!("outbound|{}||{host}", to.port),
-                        Phase::Request,
-                    );
                     props.set_string(
                         &["xds", "route_name"],
                         &format!("{host}:{}", to.port),
-                        Phase::Request,
-                    );
-                    let services: Vec<ServiceRef> = to.service_ref().into_iter().collect();
-                    props.set(
-                        &["xds", "cluster_metadata"],
-                        PropertyValue::Bytes(cluster_metadata(&services)),
-                        Phase::Request,
-                    );
-                }
-                if !has_flag("NR") && !has_flag("NC") && !has_flag("UH") {
-                    let field = format!(
-                        "{};{};{};{};{}",
-                        to.name,
-                        to.namespace,
-                        to.canonical_service,
-                        to.canonical_revision,
-                        to.cluster
-                    );
-                    props.set(
-                        &["xds", "upstream_host_metadata"],
-                        PropertyValue::Bytes(upstream_host_metadata(&field)),
                         Phase::Request,
                     );
                 }
@@ -345,35 +370,107 @@ impl CallInstance<'_> {
                         Exchange::None => {}
                     }
                 }
-                if reached && self.mtls(from, target) {
-                    props.set_string(
-                        &["upstream", "uri_san_peer_certificate"],
-                        &to.identity,
-                        Phase::Request,
-                    );
-                    props.set_string(
-                        &["upstream", "uri_san_local_certificate"],
-                        &from.identity,
-                        Phase::Request,
-                    );
-                }
             }
             Target::External(_) => {
-                props.set_string(
-                    &["xds", "cluster_name"],
-                    "PassthroughCluster",
-                    Phase::Request,
-                );
                 props.set_string(&["xds", "route_name"], "allow_any", Phase::Request);
             }
         }
         self.end_of_stream_properties(&mut props, self.outcome.code, flags);
-        HttpExchange {
+        self.exchange_of(
             request_headers,
-            request_body_len: self.request_bytes as usize,
-            request_trailers: None,
-            response: self.response(self.outcome.code, peer_header),
-            properties: props,
+            self.response(self.outcome.code, peer_header),
+            props,
+        )
+    }
+
+    /// What every outbound view (HTTP or TCP) shares: direction, cluster and its metadata, the
+    /// endpoint's metadata, and the upstream certificates with mTLS.
+    pub(super) fn outbound_properties(
+        &self,
+        props: &mut Properties,
+        from: &ResolvedWorkload,
+        target: Target<'_>,
+    ) {
+        props.set_int(&["xds", "listener_direction"], 2, Phase::Request);
+        let Target::Workload(to) = target else {
+            props.set_string(
+                &["xds", "cluster_name"],
+                "PassthroughCluster",
+                Phase::Request,
+            );
+            return;
+        };
+        let routed = !self.has_flag("NR") && !self.has_flag("NC");
+        if routed {
+            let host = to.service_host.clone().unwrap_or_default();
+            props.set_string(
+                &["xds", "cluster_name"],
+                &format!("outbound|{}||{host}", to.port),
+                Phase::Request,
+            );
+            let services: Vec<ServiceRef> = to.service_ref().into_iter().collect();
+            props.set(
+                &["xds", "cluster_metadata"],
+                PropertyValue::Bytes(cluster_metadata(&services)),
+                Phase::Request,
+            );
+        }
+        if routed && !self.has_flag("UH") {
+            let field = format!(
+                "{};{};{};{};{}",
+                to.name, to.namespace, to.canonical_service, to.canonical_revision, to.cluster
+            );
+            props.set(
+                &["xds", "upstream_host_metadata"],
+                PropertyValue::Bytes(upstream_host_metadata(&field)),
+                Phase::Request,
+            );
+        }
+        if self.outcome.server_sees_it() && self.mtls(from, target) {
+            props.set_string(
+                &["upstream", "uri_san_peer_certificate"],
+                &to.identity,
+                Phase::Request,
+            );
+            props.set_string(
+                &["upstream", "uri_san_local_certificate"],
+                &from.identity,
+                Phase::Request,
+            );
+        }
+    }
+
+    /// What every inbound view (HTTP or TCP) shares: direction, the inbound cluster with the
+    /// service metadata, and the downstream certificates with mTLS.
+    pub(super) fn inbound_properties(
+        &self,
+        props: &mut Properties,
+        from: &ResolvedWorkload,
+        to: &ResolvedWorkload,
+    ) {
+        props.set_int(&["xds", "listener_direction"], 1, Phase::Request);
+        props.set_string(
+            &["xds", "cluster_name"],
+            &format!("inbound|{}||", to.port),
+            Phase::Request,
+        );
+        let services: Vec<ServiceRef> = to.service_ref().into_iter().collect();
+        props.set(
+            &["xds", "cluster_metadata"],
+            PropertyValue::Bytes(cluster_metadata(&services)),
+            Phase::Request,
+        );
+        if self.mtls(from, Target::Workload(to)) {
+            props.set_string(
+                &["connection", "uri_san_peer_certificate"],
+                &from.identity,
+                Phase::Request,
+            );
+            props.set_string(
+                &["connection", "uri_san_local_certificate"],
+                &to.identity,
+                Phase::Request,
+            );
         }
     }
 
@@ -389,19 +486,8 @@ impl CallInstance<'_> {
         let exchange = self.exchange();
         let mut request_headers = self.request_headers(Target::Workload(to));
         let mut props = Properties::new();
-        props.set_int(&["xds", "listener_direction"], 1, Phase::Request);
-        props.set_string(
-            &["xds", "cluster_name"],
-            &format!("inbound|{}||", to.port),
-            Phase::Request,
-        );
+        self.inbound_properties(&mut props, from, to);
         props.set_string(&["xds", "route_name"], "default", Phase::Request);
-        let services: Vec<ServiceRef> = to.service_ref().into_iter().collect();
-        props.set(
-            &["xds", "cluster_metadata"],
-            PropertyValue::Bytes(cluster_metadata(&services)),
-            Phase::Request,
-        );
         let mut peer_header = None;
         if from.sidecar {
             match exchange {
@@ -424,25 +510,24 @@ impl CallInstance<'_> {
                 Exchange::None => {}
             }
         }
-        if self.mtls(from, Target::Workload(to)) {
-            props.set_string(
-                &["connection", "uri_san_peer_certificate"],
-                &from.identity,
-                Phase::Request,
-            );
-            props.set_string(
-                &["connection", "uri_san_local_certificate"],
-                &to.identity,
-                Phase::Request,
-            );
-        }
         self.end_of_stream_properties(&mut props, self.outcome.code, 0);
-        Some(HttpExchange {
+        Some(self.exchange_of(
             request_headers,
-            request_body_len: self.request_bytes as usize,
-            request_trailers: None,
-            response: self.response(self.outcome.code, peer_header),
-            properties: props,
-        })
+            self.response(self.outcome.code, peer_header),
+            props,
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn message_sizes_fill_the_body_exactly() {
+        let sizes = message_sizes(100, 3);
+        assert_eq!(sizes, vec![29, 28, 28]);
+        assert_eq!(frames(&sizes).len(), 100);
+        assert_eq!(message_sizes(5, 1), vec![0]);
     }
 }

@@ -5,11 +5,13 @@
 
 pub mod expect;
 pub mod mesh;
+pub mod mesh_tcp;
 pub mod one_call;
 pub mod receiver;
 pub mod report_json;
 pub mod run;
 pub mod scenario;
+pub mod tcp_connections;
 
 use std::sync::Arc;
 use std::time::Duration;

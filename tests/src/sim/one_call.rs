@@ -38,6 +38,8 @@ impl OneCall {
             latency_ms,
             request_bytes,
             response_bytes,
+            request_messages: 1,
+            response_messages: 1,
             mesh: &scenario.mesh,
         };
         OneCall {

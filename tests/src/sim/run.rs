@@ -1,6 +1,7 @@
 //! Runs a scenario: one proxy per sidecar workload (all sharing one compiled module and one
-//! clock), every call observed by the client and the server sidecar, ticks and report posts
-//! driven to a sink or to a loopback [`ReportReceiver`].
+//! clock; with TCP calls every proxy also runs the NETWORK plugin), every call observed by the
+//! client and the server sidecar, TCP connections kept open across time, ticks and report
+//! posts driven to a sink or to a loopback [`ReportReceiver`].
 //!
 //! Scheduling and bookkeeping only: what each side observes comes from `mesh.rs`.
 
@@ -14,15 +15,18 @@ use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 
-use crate::host::{Clock, FilterModule, HostError, Proxy, ProxyConfig};
+use crate::host::{Clock, FilterModule, HostError, PluginSpec, Proxy, ProxyConfig, Traffic};
 
 use super::mesh::{CallInstance, ResolvedWorkload, Target};
 use super::receiver::ReportReceiver;
-use super::scenario::{Scenario, ScenarioError};
+use super::scenario::{Protocol, Scenario, ScenarioError};
+use super::tcp_connections::{ConnectionSide, TcpConnections};
 
 /// The cluster reports go to unless the plugin config names another.
 pub const DEFAULT_SINK_CLUSTER: &str = "outbound|9091||meshtap-sink.meshtap.svc.cluster.local";
 const DEFAULT_REPORT_INTERVAL: Duration = Duration::from_secs(10);
+/// Root id and plugin name of the NETWORK plugin the sim adds for TCP calls.
+pub const TCP_PLUGIN: &str = "meshtap-tcp";
 
 /// How to run a scenario.
 #[derive(Clone, Debug, Default)]
@@ -49,11 +53,13 @@ pub enum SimError {
     PluginConfig,
 }
 
-/// Streams each side observed.
+/// Streams and TCP connections each side observed.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SimTotals {
     pub client_streams: u64,
     pub server_streams: u64,
+    pub client_connections: u64,
+    pub server_connections: u64,
 }
 
 /// A scenario being run, step by step.
@@ -67,6 +73,7 @@ pub struct Simulation {
     rng: StdRng,
     report_interval: Duration,
     totals: SimTotals,
+    tcp: TcpConnections,
 }
 
 impl Simulation {
@@ -105,11 +112,13 @@ impl Simulation {
             .enumerate()
             .map(|(i, w)| ResolvedWorkload::resolve(&scenario.mesh, i, w))
             .collect();
+        let extra_plugins = network_plugin(&scenario, &plugin_config);
         let config_text = serde_json::Value::Object(plugin_config).to_string();
         let mut proxies = BTreeMap::new();
         for (i, workload) in workloads.iter().enumerate().filter(|(_, w)| w.sidecar) {
             let config = ProxyConfig {
                 plugin_config: config_text.clone(),
+                extra_plugins: extra_plugins.clone(),
                 env: scenario
                     .env
                     .iter()
@@ -134,6 +143,7 @@ impl Simulation {
             receiver,
             report_interval,
             totals: SimTotals::default(),
+            tcp: TcpConnections::default(),
         })
     }
 
@@ -176,7 +186,8 @@ impl Simulation {
             .expect("scenario validation checked workload names")
     }
 
-    /// Runs one call of `scenario.calls[call]` with outcome `outcome` through both sidecars.
+    /// Runs one call of `scenario.calls[call]` with outcome `outcome` through both sidecars. A
+    /// TCP call opens its connections now; their data and close follow as time advances.
     pub fn run_call(&mut self, call: usize, outcome: usize) {
         let spec = &self.scenario.calls[call];
         let sample = |rng: &mut StdRng, range: super::scenario::Range| {
@@ -186,12 +197,16 @@ impl Simulation {
         let latency_ms = sample(&mut self.rng, spec.latency_ms);
         let request_bytes = sample(&mut self.rng, spec.request_bytes);
         let response_bytes = sample(&mut self.rng, spec.response_bytes);
+        let request_messages = sample(&mut self.rng, spec.request_messages);
+        let response_messages = sample(&mut self.rng, spec.response_messages);
         let instance = CallInstance {
             call: spec,
             outcome: &spec.outcomes[outcome],
             latency_ms,
             request_bytes,
             response_bytes,
+            request_messages,
+            response_messages,
             mesh: &self.scenario.mesh,
         };
         let from = self.resolved(&spec.from);
@@ -201,6 +216,39 @@ impl Simulation {
             (None, Some(host)) => Target::External(host),
             (None, None) => unreachable!("scenario validation requires `to` or `external`"),
         };
+        if spec.protocol == Protocol::Tcp {
+            let client = from
+                .sidecar
+                .then(|| (from.name.clone(), instance.tcp_client_view(from, target)));
+            let server = to.and_then(|to| {
+                instance
+                    .tcp_server_view(from, to)
+                    .map(|view| (to.name.clone(), view))
+            });
+            let data = instance.tcp_data();
+            let mut sides = Vec::new();
+            for (is_client, observed) in [(true, client), (false, server)] {
+                let Some((workload, spec)) = observed else {
+                    continue;
+                };
+                let worker = self.next_worker_of(&workload);
+                sides.push(ConnectionSide {
+                    workload,
+                    worker,
+                    spec,
+                });
+                if is_client {
+                    self.totals.client_connections += 1;
+                } else {
+                    self.totals.server_connections += 1;
+                }
+            }
+            let now = self.clock.now_nanos();
+            let duration = latency_ms * 1_000_000;
+            self.tcp.open(&mut self.proxies, sides, data, now, duration);
+            self.tcp.run_due(&mut self.proxies, now);
+            return;
+        }
         let client = from
             .sidecar
             .then(|| (from.name.clone(), instance.client_view(from, target)));
@@ -209,24 +257,36 @@ impl Simulation {
                 .server_view(from, to)
                 .map(|view| (to.name.clone(), view))
         });
-        for (side, observed) in [(0, client), (1, server)] {
+        for (is_client, observed) in [(true, client), (false, server)] {
             let Some((workload, exchange)) = observed else {
                 continue;
             };
+            let worker = self.next_worker_of(&workload);
             let proxy = self
                 .proxies
                 .get_mut(&workload)
                 .expect("sidecar workloads have proxies");
-            let slot = self.next_worker.entry(workload).or_default();
-            let worker = *slot % proxy.workers();
-            *slot += 1;
             proxy.run_http_stream(worker, &exchange);
-            if side == 0 {
+            if is_client {
                 self.totals.client_streams += 1;
             } else {
                 self.totals.server_streams += 1;
             }
         }
+    }
+
+    /// Round-robin over the workload's workers.
+    fn next_worker_of(&mut self, workload: &str) -> usize {
+        let workers = self.proxies[workload].workers();
+        let slot = self.next_worker.entry(workload.to_string()).or_default();
+        let worker = *slot % workers;
+        *slot += 1;
+        worker
+    }
+
+    /// TCP connections still open.
+    pub fn open_connections(&self) -> usize {
+        self.tcp.len()
     }
 
     /// Every call of a count-mode scenario, each call's count split exactly by outcome weight,
@@ -249,14 +309,19 @@ impl Simulation {
                 self.advance(spacing);
             }
         }
+        while let Some(due) = self.tcp.next_due() {
+            let now = self.clock.now_nanos();
+            self.advance(Duration::from_nanos(due.saturating_sub(now)));
+        }
     }
 
-    /// Moves the manual clock, firing ticks of every proxy in time order and letting their
-    /// report posts complete before time moves on.
+    /// Moves the manual clock, delivering TCP steps and firing ticks of every proxy in time
+    /// order, and letting report posts complete before time moves on.
     pub fn advance(&mut self, by: Duration) {
         let target = self.clock.now_nanos() + by.as_nanos() as u64;
         loop {
-            let due = self.proxies.values().filter_map(Proxy::next_tick).min();
+            let tick = self.proxies.values().filter_map(Proxy::next_tick).min();
+            let due = tick.into_iter().chain(self.tcp.next_due()).min();
             let Some(due) = due.filter(|d| *d <= target) else {
                 break;
             };
@@ -274,6 +339,7 @@ impl Simulation {
     }
 
     fn fire_and_settle(&mut self) {
+        self.tcp.run_due(&mut self.proxies, self.clock.now_nanos());
         for proxy in self.proxies.values_mut() {
             proxy.fire_due_ticks();
         }
@@ -312,6 +378,7 @@ impl Simulation {
                     *due += Duration::from_secs_f64(1.0 / rate);
                 }
             }
+            self.tcp.run_due(&mut self.proxies, self.clock.now_nanos());
             for proxy in self.proxies.values_mut() {
                 proxy.fire_due_ticks();
                 proxy.pump();
@@ -386,6 +453,25 @@ fn plugin_config(
         );
     }
     Ok(config)
+}
+
+/// With TCP calls, the NETWORK plugin every proxy runs next to the HTTP one: the same
+/// configuration plus `"type": "NETWORK"`.
+fn network_plugin(
+    scenario: &Scenario,
+    http_config: &serde_json::Map<String, serde_json::Value>,
+) -> Vec<PluginSpec> {
+    if !scenario.calls.iter().any(|c| c.protocol == Protocol::Tcp) {
+        return Vec::new();
+    }
+    let mut config = http_config.clone();
+    config.insert("type".into(), serde_json::Value::String("NETWORK".into()));
+    vec![PluginSpec {
+        root_id: TCP_PLUGIN.into(),
+        plugin_name: TCP_PLUGIN.into(),
+        plugin_config: serde_json::Value::Object(config).to_string(),
+        traffic: Traffic::Network,
+    }]
 }
 
 fn sink_addr(url: &str) -> Result<SocketAddr, SimError> {

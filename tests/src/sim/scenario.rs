@@ -1,5 +1,6 @@
 //! The YAML scenario format of `meshtap-sim`: workloads, the calls between them, and how they
-//! behave (outcome mix, latency, sizes, protocol, mTLS, metadata exchange).
+//! behave (outcome mix, latency, sizes, protocol — HTTP, gRPC with message counts, TCP —, body
+//! chunks, mTLS, metadata exchange, the grpc_stats filter).
 //!
 //! Parsing, defaults and validation only; turning a scenario into proxies and streams is
 //! `mesh.rs`'s job. The format is documented in `tests/README.md`.
@@ -41,6 +42,8 @@ pub struct MeshSettings {
     pub mtls: bool,
     /// Default metadata exchange of calls.
     pub exchange: Exchange,
+    /// Envoy's grpc_stats filter with `emit_filter_state` on every sidecar (default for calls).
+    pub grpc_stats: bool,
 }
 
 impl Default for MeshSettings {
@@ -52,6 +55,7 @@ impl Default for MeshSettings {
             cluster: "Kubernetes".into(),
             mtls: true,
             exchange: Exchange::FilterState,
+            grpc_stats: true,
         }
     }
 }
@@ -126,26 +130,41 @@ pub struct Call {
     /// Weighted outcomes. In count mode the count is split exactly by weight.
     #[serde(default = "default_outcomes")]
     pub outcomes: Vec<Outcome>,
-    /// Request duration in ms: a number or `[min, max]` (uniform, integers).
+    /// Request duration in ms (TCP: how long the connection stays open): a number or
+    /// `[min, max]` (uniform, integers).
     #[serde(default = "default_latency")]
     pub latency_ms: Range,
-    /// `request.total_size`.
+    /// `request.total_size` and the request body length (TCP: bytes the client sends).
     #[serde(default = "default_size")]
     pub request_bytes: Range,
-    /// `response.total_size`.
+    /// `response.total_size` and the response body length (TCP: bytes the server sends).
     #[serde(default = "default_size")]
     pub response_bytes: Range,
+    /// gRPC: messages in the request body (1 = unary request).
+    #[serde(default = "default_messages")]
+    pub request_messages: Range,
+    /// gRPC: messages in the response body (1 = unary response).
+    #[serde(default = "default_messages")]
+    pub response_messages: Range,
+    /// Chunks each body (TCP: each direction) is cut into; gRPC messages may straddle them.
+    #[serde(default = "default_chunks")]
+    pub chunks: usize,
     #[serde(default)]
     pub mtls: Option<bool>,
     #[serde(default)]
     pub exchange: Option<Exchange>,
+    /// Overrides `mesh.grpc_stats` for this gRPC call.
+    #[serde(default)]
+    pub grpc_stats: Option<bool>,
 }
 
 /// One weighted outcome of a call.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Outcome {
-    /// HTTP status; 0 = the downstream went away before any response.
+    /// HTTP status (default 200); 0 = the downstream went away before any response. Not used
+    /// by TCP calls.
+    #[serde(default = "default_code")]
     pub code: u16,
     /// gRPC status (gRPC calls only), sent in the trailers.
     #[serde(default)]
@@ -184,6 +203,8 @@ pub enum Protocol {
     #[default]
     Http,
     Grpc,
+    /// A TCP connection through the network filter chains.
+    Tcp,
 }
 
 /// How peer metadata travels for a call.
@@ -218,6 +239,11 @@ const CLIENT_ONLY_FLAGS: [&str; 11] = [
 ];
 
 impl Outcome {
+    /// Whether a gRPC response carries its messages: only a 200 whose gRPC status is OK.
+    pub fn grpc_response_has_messages(&self) -> bool {
+        self.code == 200 && self.grpc_status.unwrap_or(0) == 0
+    }
+
     /// Whether the server sidecar observes a call with this outcome.
     pub fn server_sees_it(&self) -> bool {
         self.reaches_server.unwrap_or_else(|| {
@@ -306,6 +332,32 @@ impl Scenario {
                     return invalid(format!("{what}: grpc_status on a non-gRPC call"));
                 }
             }
+            if call.chunks == 0 {
+                return invalid(format!("{what}: `chunks` must be at least 1"));
+            }
+            if call.protocol != Protocol::Grpc
+                && (call.request_messages != default_messages()
+                    || call.response_messages != default_messages()
+                    || call.grpc_stats.is_some())
+            {
+                return invalid(format!(
+                    "{what}: request_messages/response_messages/grpc_stats need protocol: grpc"
+                ));
+            }
+            if call.protocol == Protocol::Grpc {
+                for (bytes, messages, side) in [
+                    (call.request_bytes, call.request_messages, "request"),
+                    (call.response_bytes, call.response_messages, "response"),
+                ] {
+                    let needed =
+                        messages.bounds().1 * crate::host::grpc_frames::FRAME_HEADER_LEN as u64;
+                    if bytes.bounds().0 < needed {
+                        return invalid(format!(
+                            "{what}: {side}_bytes must be at least 5 bytes per message ({needed})"
+                        ));
+                    }
+                }
+            }
         }
         let counted = self.calls.iter().filter(|c| c.count.is_some()).count();
         if counted != 0 && counted != self.calls.len() {
@@ -333,6 +385,9 @@ fn default_true() -> bool {
 fn default_method() -> String {
     "GET".into()
 }
+fn default_code() -> u16 {
+    200
+}
 fn default_weight() -> u32 {
     1
 }
@@ -350,6 +405,12 @@ fn default_latency() -> Range {
 }
 fn default_size() -> Range {
     Range::Fixed(100)
+}
+fn default_messages() -> Range {
+    Range::Fixed(1)
+}
+fn default_chunks() -> usize {
+    1
 }
 
 #[cfg(test)]
@@ -383,6 +444,36 @@ calls:
             Scenario::from_yaml(&bad_flag),
             Err(ScenarioError::Invalid(_))
         ));
+    }
+
+    #[test]
+    fn grpc_and_tcp_calls_parse_with_their_defaults_and_limits() {
+        let s = Scenario::from_yaml(&MINIMAL.replace(
+            "count: 3, latency_ms: [1, 9]}",
+            "count: 3, protocol: grpc, request_messages: [1, 4], response_messages: 3, \
+             request_bytes: 40, response_bytes: 60, chunks: 2, grpc_stats: false}\n  \
+             - {from: a, external: db.example.com, count: 1, protocol: tcp, latency_ms: 25000}",
+        ))
+        .unwrap();
+        let (grpc, tcp) = (&s.calls[0], &s.calls[1]);
+        assert_eq!(grpc.protocol, Protocol::Grpc);
+        assert_eq!(grpc.request_messages.bounds(), (1, 4));
+        assert_eq!(grpc.response_messages, Range::Fixed(3));
+        assert_eq!((grpc.chunks, grpc.grpc_stats), (2, Some(false)));
+        assert_eq!(tcp.protocol, Protocol::Tcp);
+        assert_eq!((tcp.chunks, tcp.latency_ms), (1, Range::Fixed(25000)));
+        assert!(s.mesh.grpc_stats);
+
+        let too_small = MINIMAL.replace(
+            "count: 3,",
+            "count: 3, protocol: grpc, request_messages: 30, request_bytes: 100,",
+        );
+        let error = Scenario::from_yaml(&too_small).unwrap_err().to_string();
+        assert!(error.contains("5 bytes per message (150)"), "{error}");
+        let messages_on_http = MINIMAL.replace("count: 3,", "count: 3, response_messages: 2,");
+        assert!(Scenario::from_yaml(&messages_on_http).is_err());
+        let no_chunks = MINIMAL.replace("count: 3,", "count: 3, chunks: 0,");
+        assert!(Scenario::from_yaml(&no_chunks).is_err());
     }
 
     #[test]
