@@ -198,6 +198,14 @@ fn record(vm: &mut ActiveVm) {
         response_flags,
         grpc_status,
     };
+    super::access_log::on_request(
+        vm,
+        reporter,
+        &key,
+        &cluster,
+        &downstream_peer,
+        &upstream_peer,
+    );
     let generation = vm.totals.generation();
     if let Some(slot) = vm.shortcuts.get(&key, generation) {
         vm.totals.record_at(slot, observation);

@@ -12,6 +12,7 @@
 use std::collections::HashMap;
 use std::rc::Rc;
 
+use crate::access_log::VmAccessLog;
 use crate::aggregate::Aggregator;
 use crate::config::FilterConfig;
 use crate::hashing::{bytes_equal, hash_bytes, WordBuild};
@@ -58,6 +59,8 @@ pub struct ActiveVm {
     pub texts: BytesCache<Known<Option<Rc<str>>>>,
     /// This proxy's certificate URI SAN, once seen on a connection.
     pub own_san: Option<Known<Rc<str>>>,
+    /// Access-log selection and buffer, created on first use when `access_log` is enabled.
+    pub access_log: Option<VmAccessLog>,
     next_id: u32,
 }
 
@@ -76,6 +79,7 @@ impl ActiveVm {
             peers_by_endpoint: BytesCache::default(),
             texts: BytesCache::default(),
             own_san: None,
+            access_log: None,
             next_id: 1,
         }
     }
