@@ -11,7 +11,7 @@ use super::abi::LogLevel;
 use super::http_client::HttpResponse;
 use super::imports_core::log_line;
 use super::module::FilterModule;
-use super::properties::Phase;
+use super::properties::{path_key, Phase};
 use super::stream::{to_pairs, HttpExchange, StreamOutcome};
 use super::vm_state::{CallCompletion, CallResponseView, StreamState, VmState};
 use super::HostError;
@@ -171,6 +171,18 @@ impl WorkerVm {
             properties: exchange.properties.clone(),
             ..StreamState::default()
         };
+        // Envoy's `request.time`: the stream's first byte, on the host clock unless given.
+        let request_time = ["request", "time"];
+        if stream
+            .properties
+            .lookup(&path_key(&request_time), Phase::Log)
+            .is_none()
+        {
+            let now = self.store.data().clock.now_nanos() as i64;
+            stream
+                .properties
+                .set_int(&request_time, now, Phase::Request);
+        }
         stream.request_body = vec![b'x'; exchange.request_body_len];
         self.store.data_mut().streams.insert(ctx, stream);
         let id = ctx as i32;

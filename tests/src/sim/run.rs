@@ -67,6 +67,8 @@ pub struct Simulation {
     rng: StdRng,
     report_interval: Duration,
     totals: SimTotals,
+    /// Calls run so far (numbers the calls' request ids).
+    calls_run: u64,
 }
 
 impl Simulation {
@@ -134,6 +136,7 @@ impl Simulation {
             receiver,
             report_interval,
             totals: SimTotals::default(),
+            calls_run: 0,
         })
     }
 
@@ -193,7 +196,12 @@ impl Simulation {
             request_bytes,
             response_bytes,
             mesh: &self.scenario.mesh,
+            request_id: format!(
+                "{:08x}-0000-4000-8000-{:012x}",
+                self.scenario.seed as u32, self.calls_run
+            ),
         };
+        self.calls_run += 1;
         let from = self.resolved(&spec.from);
         let to = spec.to.as_deref().map(|name| self.resolved(name));
         let target = match (to, spec.external.as_deref()) {
