@@ -2,8 +2,7 @@
 //!
 //! Owns the mapping from the WasmPlugin's `pluginConfig` to a checked [`FilterConfig`]. It must
 //! not touch the host: the ingest token's environment variable is read through a caller-supplied
-//! lookup so the parsing stays testable. Unknown keys and bad values are errors; features that are
-//! reserved but not built (`access_log`) are refused loudly rather than ignored.
+//! lookup so the parsing stays testable. Unknown keys and bad values are errors.
 
 use std::time::Duration;
 
@@ -22,6 +21,8 @@ pub const DEFAULT_SINK_CLUSTER: &str = "outbound|9091||meshtap-sink.meshtap.svc.
 pub const DEFAULT_SINK_AUTHORITY: &str = "meshtap-sink.meshtap.svc.cluster.local:9091";
 /// Default label sets held per worker VM before observations go to the overflow series.
 pub const DEFAULT_MAX_SERIES: usize = 10_000;
+/// Default access-log records per proxy per report interval.
+pub const DEFAULT_ACCESS_LOG_MAX_PER_INTERVAL: u32 = 1_000;
 
 /// Why a `pluginConfig` was refused.
 #[derive(Debug, PartialEq, thiserror::Error)]
@@ -39,8 +40,6 @@ pub enum ConfigError {
     TwoTokens,
     #[error("pluginConfig.ingest_token_env: environment variable {0:?} is not set in the VM")]
     TokenEnvMissing(String),
-    #[error("pluginConfig.{0}.enabled=true is not implemented yet")]
-    NotImplemented(&'static str),
     #[error("pluginConfig.{path}: {problem}")]
     Customisation { path: String, problem: String },
 }
@@ -104,6 +103,19 @@ pub struct FilterConfig {
     /// Caps on distinct values per label, as (position in the 25 request labels, cap)
     /// (`label_limits`).
     pub label_caps: Vec<(usize, usize)>,
+    /// Filter-shipped access logs; `None` when disabled.
+    pub access_log: Option<AccessLogConfig>,
+}
+
+/// The `access_log` section when `enabled: true`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AccessLogConfig {
+    /// Fraction of the eligible requests kept, 0..=1.
+    pub sample_rate: f64,
+    /// Keep only failed requests (see [`crate::access_log::RequestOutcome::is_error`]).
+    pub only_errors: bool,
+    /// Records per proxy per report interval (also the bound of each worker VM's buffer).
+    pub max_per_interval: u32,
 }
 
 #[derive(Deserialize, Default)]
@@ -124,7 +136,7 @@ struct RawConfig {
     metrics: Option<RawMetrics>,
     overrides: Option<Vec<RawOverride>>,
     label_limits: Option<BTreeMap<String, u64>>,
-    access_log: Option<RawToggle>,
+    access_log: Option<RawAccessLog>,
 }
 
 #[derive(Deserialize)]
@@ -152,8 +164,11 @@ struct RawMetrics {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawToggle {
+struct RawAccessLog {
     enabled: Option<bool>,
+    sample_rate: Option<f64>,
+    only_errors: Option<bool>,
+    max_per_interval: Option<u64>,
 }
 
 impl FilterConfig {
@@ -251,8 +266,15 @@ impl FilterConfig {
                 })
             }
         };
-        if raw.access_log.and_then(|t| t.enabled).unwrap_or(false) {
-            return Err(ConfigError::NotImplemented("access_log"));
+        let access_log = match raw.access_log {
+            Some(section) => access_log_config(section)?,
+            None => None,
+        };
+        if plugin_type == PluginType::Network && access_log.is_some() {
+            return Err(ConfigError::Value {
+                key: "access_log.enabled",
+                requirement: "false with type NETWORK (access logs come from the HTTP plugin)",
+            });
         }
         let mut metrics = metrics;
         let tags_to_remove = overrides(raw.overrides.unwrap_or_default(), &mut metrics)?;
@@ -271,6 +293,7 @@ impl FilterConfig {
             disable_host_header_fallback: raw.disable_host_header_fallback.unwrap_or(false),
             max_series,
             metrics,
+            access_log,
         })
     }
 }
@@ -392,6 +415,33 @@ fn label_caps(raw: BTreeMap<String, u64>) -> Result<Vec<(usize, usize)>, ConfigE
         .collect()
 }
 
+/// The checked `access_log` section; `None` unless `enabled: true`. Its other keys are checked
+/// either way, so a typo is refused before the section is switched on.
+fn access_log_config(raw: RawAccessLog) -> Result<Option<AccessLogConfig>, ConfigError> {
+    let sample_rate = raw.sample_rate.unwrap_or(1.0);
+    if !(0.0..=1.0).contains(&sample_rate) {
+        return Err(ConfigError::Value {
+            key: "access_log.sample_rate",
+            requirement: "between 0 and 1",
+        });
+    }
+    let max_per_interval = match raw.max_per_interval {
+        None => DEFAULT_ACCESS_LOG_MAX_PER_INTERVAL,
+        Some(n) if (1..=100_000).contains(&n) => n as u32,
+        Some(_) => {
+            return Err(ConfigError::Value {
+                key: "access_log.max_per_interval",
+                requirement: "between 1 and 100000",
+            })
+        }
+    };
+    Ok(raw.enabled.unwrap_or(false).then_some(AccessLogConfig {
+        sample_rate,
+        only_errors: raw.only_errors.unwrap_or(false),
+        max_per_interval,
+    }))
+}
+
 fn non_empty(key: &'static str, v: Option<String>, default: &str) -> Result<String, ConfigError> {
     match v {
         None => Ok(default.to_string()),
@@ -458,6 +508,7 @@ mod tests {
         assert_eq!(c.max_series, 10_000);
         assert_eq!(c.metrics, EnabledMetrics::all());
         assert_eq!(c.plugin_type, PluginType::Http);
+        assert_eq!(c.access_log, None);
         assert_eq!(FilterConfig::parse(b"{}", no_env).unwrap(), c);
     }
 
@@ -519,15 +570,6 @@ mod tests {
 
     #[cfg_attr(not(target_arch = "wasm32"), test)]
     #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
-    fn reserved_features_error_loudly() {
-        assert_eq!(
-            FilterConfig::parse(br#"{"access_log":{"enabled":true}}"#, no_env).unwrap_err(),
-            ConfigError::NotImplemented("access_log")
-        );
-    }
-
-    #[cfg_attr(not(target_arch = "wasm32"), test)]
-    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
     fn overrides_and_label_limits_are_checked() {
         let json = br#"{"overrides":[
             {"metric":"istio_requests_total","tags_to_remove":["destination_principal"]},
@@ -583,9 +625,73 @@ mod tests {
         assert!(FilterConfig::parse(refused, no_env).is_err());
         assert_eq!(PluginType::of_config(refused), PluginType::Network);
         assert_eq!(PluginType::of_config(b"not json"), PluginType::Http);
+        let network_logs = br#"{"type":"NETWORK","access_log":{"enabled":true}}"#;
+        assert!(matches!(
+            FilterConfig::parse(network_logs, no_env),
+            Err(ConfigError::Value {
+                key: "access_log.enabled",
+                ..
+            })
+        ));
         assert_eq!(
             PluginType::of_config(br#"{"type":"HTTP"}"#),
             PluginType::Http
+        );
+    }
+
+    #[cfg_attr(not(target_arch = "wasm32"), test)]
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+    fn access_log_section_is_read_with_defaults() {
+        let on = FilterConfig::parse(br#"{"access_log":{"enabled":true}}"#, no_env).unwrap();
+        assert_eq!(
+            on.access_log,
+            Some(AccessLogConfig {
+                sample_rate: 1.0,
+                only_errors: false,
+                max_per_interval: DEFAULT_ACCESS_LOG_MAX_PER_INTERVAL,
+            })
+        );
+        let json = br#"{"access_log":{"enabled":true,"sample_rate":0.25,"only_errors":true,
+            "max_per_interval":50}}"#;
+        assert_eq!(
+            FilterConfig::parse(json, no_env).unwrap().access_log,
+            Some(AccessLogConfig {
+                sample_rate: 0.25,
+                only_errors: true,
+                max_per_interval: 50,
+            })
+        );
+        let off = br#"{"access_log":{"enabled":false,"sample_rate":0.5}}"#;
+        assert_eq!(FilterConfig::parse(off, no_env).unwrap().access_log, None);
+    }
+
+    #[cfg_attr(not(target_arch = "wasm32"), test)]
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+    fn access_log_bad_values_are_refused_by_key() {
+        let value = |json: &[u8]| match FilterConfig::parse(json, no_env).unwrap_err() {
+            ConfigError::Value { key, .. } => key,
+            other => panic!("{other}"),
+        };
+        assert_eq!(
+            value(br#"{"access_log":{"enabled":true,"sample_rate":1.5}}"#),
+            "access_log.sample_rate"
+        );
+        assert_eq!(
+            value(br#"{"access_log":{"enabled":false,"sample_rate":-0.1}}"#),
+            "access_log.sample_rate"
+        );
+        assert_eq!(
+            value(br#"{"access_log":{"enabled":true,"max_per_interval":0}}"#),
+            "access_log.max_per_interval"
+        );
+        let e = FilterConfig::parse(
+            br#"{"access_log":{"enabled":true,"encoding":"json"}}"#,
+            no_env,
+        )
+        .unwrap_err();
+        assert!(
+            matches!(&e, ConfigError::Json(m) if m.contains("encoding")),
+            "{e}"
         );
     }
 

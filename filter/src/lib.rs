@@ -6,8 +6,10 @@
 //! [`facts::RequestFacts`], [`labels`] computes Istio's 25 label values, [`aggregate`] adds the
 //! observation to the VM's cumulative totals. Each tick, [`coordinate`] shares the totals between
 //! worker VMs through Envoy's shared data, one leader VM [`merge`]s them and [`report`] builds the
-//! report the glue dispatches to the sink.
+//! report the glue dispatches to the sink. With `access_log` enabled, [`access_log`] selects
+//! requests and builds their records, which travel to the leader through a shared queue.
 
+pub mod access_log;
 pub mod aggregate;
 pub mod base64;
 pub mod config;

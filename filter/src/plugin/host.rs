@@ -102,6 +102,11 @@ pub struct HostStore {
 }
 
 impl HostStore {
+    /// The HTTP plugin's keys (unprefixed).
+    pub const HTTP: HostStore = HostStore { key_prefix: "" };
+    /// The network plugin's keys.
+    pub const NETWORK: HostStore = HostStore { key_prefix: "tcp/" };
+
     fn key<'a>(&self, key: &'a str) -> std::borrow::Cow<'a, str> {
         if self.key_prefix.is_empty() {
             key.into()

@@ -230,6 +230,14 @@ fn record(vm: &mut ActiveVm, grpc: Option<bool>, messages: Option<(u64, u64)>) {
         response_flags,
         grpc_status,
     };
+    super::access_log::on_request(
+        vm,
+        reporter,
+        &key,
+        &cluster,
+        &downstream_peer,
+        &upstream_peer,
+    );
     let generation = vm.totals.generation();
     // A gRPC stream with messages needs its peer labels, which the shortcut skips.
     let messages = messages.filter(|(request, response)| request + response > 0);

@@ -17,6 +17,7 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext, StreamContext};
 use proxy_wasm::types::{BufferType, ContextType, LogLevel, MapType};
 
+use super::access_log::{self, LogsInFlight};
 use super::host::{log, now_ms, string_property_at, HostStore};
 use super::http::RequestRecorder;
 use super::tcp::ConnectionRecorder;
@@ -42,6 +43,7 @@ pub struct MeshtapRoot {
     in_flight: Option<u32>,
     last_failure_log_ms: Option<i64>,
     failures_not_logged: u64,
+    logs_in_flight: LogsInFlight,
 }
 
 impl Context for MeshtapRoot {
@@ -65,7 +67,7 @@ impl Context for MeshtapRoot {
             .flatten()
             .and_then(|s| s.parse::<u16>().ok());
         match status {
-            Some(s) if (200..300).contains(&s) => {}
+            Some(s) if (200..300).contains(&s) => self.logs_in_flight.delivered(),
             other => {
                 let body =
                     hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size.min(256))
@@ -80,6 +82,9 @@ impl Context for MeshtapRoot {
     }
 
     fn on_done(&mut self) -> bool {
+        if let Some(vm) = &self.vm {
+            access_log::on_done(&mut vm.borrow_mut(), &mut self.logs_in_flight);
+        }
         if let (Some(vm), Some(uid)) = (&self.vm, self.uid) {
             let mut vm = vm.borrow_mut();
             vm.flush_open_connections();
@@ -123,6 +128,7 @@ impl RootContext for MeshtapRoot {
             return;
         };
         vm.borrow_mut().flush_open_connections();
+        access_log::flush(&mut vm.borrow_mut());
         let vm = vm.borrow();
         let interval = vm.config.report_interval;
         if !self.interval_set {
@@ -222,7 +228,9 @@ impl RootContext for MeshtapRoot {
                 }
             }),
         };
-        let body = meshtap_report::encode(&report::build(ctx, &collected));
+        let body = self
+            .logs_in_flight
+            .encode_report(report::build(ctx, &collected), &vm.config);
         let pod = vm.local.pod_header();
         let authorization = vm
             .config
@@ -282,11 +290,9 @@ impl RootContext for MeshtapRoot {
 impl MeshtapRoot {
     /// Shared data under this plugin type's own keys.
     fn store(&self) -> HostStore {
-        HostStore {
-            key_prefix: match self.plugin_type {
-                PluginType::Http => "",
-                PluginType::Network => "tcp/",
-            },
+        match self.plugin_type {
+            PluginType::Http => HostStore::HTTP,
+            PluginType::Network => HostStore::NETWORK,
         }
     }
 
@@ -300,6 +306,7 @@ impl MeshtapRoot {
 
     /// Counts a failed report proxy-wide and logs at most once per minute.
     fn report_failed(&mut self, reason: String) {
+        self.logs_in_flight.failed();
         let now = now_ms();
         if let Err(e) = coordinate::record_failure(&self.store(), now) {
             log(

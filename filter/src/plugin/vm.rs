@@ -18,6 +18,7 @@ use proxy_wasm::types::LogLevel;
 
 use super::host::log;
 use super::tcp::OpenConnection;
+use crate::access_log::VmAccessLog;
 use crate::aggregate::{Aggregator, Recorded};
 use crate::config::FilterConfig;
 use crate::counters::{CounterKind, CounterTotals, CounterValues};
@@ -72,6 +73,8 @@ pub struct ActiveVm {
     pub texts: BytesCache<Known<Option<Rc<str>>>>,
     /// This proxy's certificate URI SAN, once seen on a connection.
     pub own_san: Option<Known<Rc<str>>>,
+    /// Access-log selection and buffer, created on first use when `access_log` is enabled.
+    pub access_log: Option<VmAccessLog>,
     next_id: u32,
 }
 
@@ -95,6 +98,7 @@ impl ActiveVm {
             peers_by_endpoint: BytesCache::default(),
             texts: BytesCache::default(),
             own_san: None,
+            access_log: None,
             next_id: 1,
         }
     }

@@ -14,7 +14,7 @@ use super::http_client::HttpResponse;
 use super::imports_core::log_line;
 use super::module::FilterModule;
 use super::plugins::Traffic;
-use super::properties::Phase;
+use super::properties::{path_key, Phase};
 use super::stream::{to_pairs, HttpExchange, StreamOutcome};
 use super::vm_state::{CallCompletion, CallResponseView, StreamState, VmState};
 use super::HostError;
@@ -213,7 +213,7 @@ impl WorkerVm {
                 k.eq_ignore_ascii_case("content-type") && v.starts_with("application/grpc")
             })
         };
-        let stream = StreamState {
+        let mut stream = StreamState {
             root,
             phase: Some(Phase::Request),
             request_headers: to_pairs(&exchange.request_headers),
@@ -221,6 +221,18 @@ impl WorkerVm {
             grpc_stats: exchange.grpc_stats_filter.then(GrpcStats::default),
             ..StreamState::default()
         };
+        // Envoy's `request.time`: the stream's first byte, on the host clock unless given.
+        let request_time = ["request", "time"];
+        if stream
+            .properties
+            .lookup(&path_key(&request_time), Phase::Log)
+            .is_none()
+        {
+            let now = self.store.data().clock.now_nanos() as i64;
+            stream
+                .properties
+                .set_int(&request_time, now, Phase::Request);
+        }
         self.store.data_mut().streams.insert(ctx, stream);
         let id = ctx as i32;
         self.call::<(i32, i32), ()>("proxy_on_context_create", ctx, (id, root as i32));

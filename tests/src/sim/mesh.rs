@@ -160,6 +160,11 @@ impl ResolvedWorkload {
     }
 }
 
+/// The port of the application's connection to its sidecar, in the simulated addresses.
+const CLIENT_PORT: u16 = 51_000;
+/// The local port of a sidecar's upstream connection, in the simulated addresses.
+const UPSTREAM_LOCAL_PORT: u16 = 40_000;
+
 /// Where a call goes.
 #[derive(Clone, Copy, Debug)]
 pub enum Target<'a> {
@@ -180,6 +185,14 @@ pub struct CallInstance<'a> {
     pub request_messages: u64,
     pub response_messages: u64,
     pub mesh: &'a MeshSettings,
+    /// The `x-request-id` both sidecars see.
+    pub request_id: String,
+}
+
+/// One connection's two ends as `ip:port`.
+struct Connection {
+    local: String,
+    remote: String,
 }
 
 /// Payload sizes of `messages` gRPC messages whose frames total `body_bytes` (earlier messages
@@ -248,6 +261,7 @@ impl CallInstance<'_> {
             (":method".to_string(), method),
             (":scheme".to_string(), "http".to_string()),
             ("user-agent".to_string(), "meshtap-sim".to_string()),
+            ("x-request-id".to_string(), self.request_id.clone()),
         ];
         if grpc {
             headers.push(("content-type".into(), "application/grpc".into()));
@@ -266,6 +280,12 @@ impl CallInstance<'_> {
         }
         if let Some(value) = peer_header {
             headers.push(("x-envoy-peer-metadata".into(), value));
+        }
+        if self.outcome.server_sees_it() {
+            headers.push((
+                "x-envoy-upstream-service-time".into(),
+                self.latency_ms.to_string(),
+            ));
         }
         let trailers = self
             .outcome
@@ -298,6 +318,54 @@ impl CallInstance<'_> {
             response,
             properties,
             grpc_stats_filter: self.call.grpc_stats.unwrap_or(self.mesh.grpc_stats),
+        }
+    }
+
+    /// What Envoy's access log reads besides headers: protocol, connection addresses, SNI,
+    /// body sizes and the response code details.
+    fn access_log_properties(
+        &self,
+        props: &mut Properties,
+        downstream: Connection,
+        upstream: Option<Connection>,
+        sni: Option<String>,
+    ) {
+        let protocol = match self.call.protocol {
+            Protocol::Grpc => "HTTP/2",
+            _ => "HTTP/1.1",
+        };
+        props.set_string(&["request", "protocol"], protocol, Phase::Request);
+        props.set_string(&["source", "address"], &downstream.remote, Phase::Request);
+        props.set_string(
+            &["destination", "address"],
+            &downstream.local,
+            Phase::Request,
+        );
+        if let Some(upstream) = upstream {
+            props.set_string(&["upstream", "address"], &upstream.remote, Phase::Request);
+            props.set_string(
+                &["upstream", "local_address"],
+                &upstream.local,
+                Phase::Request,
+            );
+        }
+        if let Some(sni) = sni {
+            props.set_string(
+                &["connection", "requested_server_name"],
+                &sni,
+                Phase::Request,
+            );
+        }
+        props.set_int(&["request", "size"], self.request_bytes as i64, Phase::Log);
+        if self.outcome.code != 0 {
+            props.set_int(
+                &["response", "size"],
+                self.response_bytes as i64,
+                Phase::Log,
+            );
+        }
+        if self.outcome.server_sees_it() && self.outcome.code != 0 {
+            props.set_string(&["response", "code_details"], "via_upstream", Phase::Log);
         }
     }
 
@@ -376,6 +444,22 @@ impl CallInstance<'_> {
             }
         }
         self.end_of_stream_properties(&mut props, self.outcome.code, flags);
+        let upstream_address = match target {
+            Target::Workload(to) => format!("{}:{}", to.ip, to.port),
+            Target::External(host) => format!("{host}:443"),
+        };
+        self.access_log_properties(
+            &mut props,
+            Connection {
+                local: upstream_address.clone(),
+                remote: format!("{}:{}", from.ip, CLIENT_PORT),
+            },
+            reached.then(|| Connection {
+                local: format!("{}:{}", from.ip, UPSTREAM_LOCAL_PORT),
+                remote: upstream_address,
+            }),
+            None,
+        );
         self.exchange_of(
             request_headers,
             self.response(self.outcome.code, peer_header),
@@ -511,6 +595,26 @@ impl CallInstance<'_> {
             }
         }
         self.end_of_stream_properties(&mut props, self.outcome.code, 0);
+        let local = format!("{}:{}", to.ip, to.port);
+        let sni = (self.mtls(from, Target::Workload(to)) && to.service_host.is_some()).then(|| {
+            format!(
+                "outbound_.{}_._.{}",
+                to.port,
+                to.service_host.as_deref().unwrap_or_default()
+            )
+        });
+        self.access_log_properties(
+            &mut props,
+            Connection {
+                local: local.clone(),
+                remote: format!("{}:{}", from.ip, UPSTREAM_LOCAL_PORT),
+            },
+            Some(Connection {
+                local: format!("127.0.0.6:{UPSTREAM_LOCAL_PORT}"),
+                remote: local,
+            }),
+            sni,
+        );
         Some(self.exchange_of(
             request_headers,
             self.response(self.outcome.code, peer_header),

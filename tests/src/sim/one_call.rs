@@ -41,6 +41,7 @@ impl OneCall {
             request_messages: 1,
             response_messages: 1,
             mesh: &scenario.mesh,
+            request_id: "6f1c2d3e-0000-4000-8000-000000000001".into(),
         };
         OneCall {
             client: instance.client_view(&from, Target::Workload(&to)),

@@ -74,6 +74,8 @@ pub struct Simulation {
     report_interval: Duration,
     totals: SimTotals,
     tcp: TcpConnections,
+    /// Calls run so far (numbers the calls' request ids).
+    calls_run: u64,
 }
 
 impl Simulation {
@@ -144,6 +146,7 @@ impl Simulation {
             report_interval,
             totals: SimTotals::default(),
             tcp: TcpConnections::default(),
+            calls_run: 0,
         })
     }
 
@@ -208,7 +211,12 @@ impl Simulation {
             request_messages,
             response_messages,
             mesh: &self.scenario.mesh,
+            request_id: format!(
+                "{:08x}-0000-4000-8000-{:012x}",
+                self.scenario.seed as u32, self.calls_run
+            ),
         };
+        self.calls_run += 1;
         let from = self.resolved(&spec.from);
         let to = spec.to.as_deref().map(|name| self.resolved(name));
         let target = match (to, spec.external.as_deref()) {

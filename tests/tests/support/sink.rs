@@ -1,5 +1,6 @@
-//! A real meshtap-sink, started in-process on a free loopback port, writing remote-write to the
-//! given URL with a short batch deadline so end-to-end tests see their samples quickly.
+//! A real meshtap-sink, started in-process on a free loopback port: writing remote-write to the
+//! given URL with a short batch deadline so end-to-end tests see their samples quickly, or with
+//! any other config (e.g. a `logs:` endpoint).
 
 use meshtap_sink::{RunningSink, SinkConfig};
 use tokio::runtime::Runtime;
@@ -11,11 +12,17 @@ pub struct Sink {
 
 impl Sink {
     pub fn start(write_url: &str, token: &str) -> Sink {
-        let yaml = format!(
-            "listen: 127.0.0.1:0\n\
-             ingest:\n  tokens: [\"{token}\"]\n\
-             remote_write:\n  - url: \"{write_url}\"\n    queue:\n      batch_send_deadline: 200ms\n"
-        );
+        Sink::with_sections(
+            token,
+            &format!(
+                "remote_write:\n  - url: \"{write_url}\"\n    queue:\n      batch_send_deadline: 200ms\n"
+            ),
+        )
+    }
+
+    /// A sink on loopback accepting `token`, with the given top-level config sections.
+    pub fn with_sections(token: &str, sections: &str) -> Sink {
+        let yaml = format!("listen: 127.0.0.1:0\ningest:\n  tokens: [\"{token}\"]\n{sections}");
         let config = SinkConfig::from_yaml(&yaml, &|_| None).expect("the e2e sink config is valid");
         let runtime = Runtime::new().expect("tokio runtime");
         let running = runtime

@@ -1,8 +1,9 @@
-//! A Loki push receiver on 127.0.0.1 for the sink's log tests: it decodes snappy-block bodies
-//! with its own `logproto` message set (declared here from Loki's published field numbers,
-//! independent of `meshtap_logformat`'s), records headers and requests, and answers from a
-//! script (then 204).
-#![allow(dead_code)]
+//! A Loki push receiver on 127.0.0.1 for the log tests of the sink and the end-to-end tests: it
+//! decodes snappy-block bodies with its own `logproto` message set (declared here from Loki's
+//! published field numbers, independent of `meshtap_logformat`'s), records headers and
+//! requests, and answers from a script (then 204).
+//!
+//! Runs on the caller's tokio runtime; it stores what it got and checks nothing itself.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
