@@ -1,8 +1,9 @@
 //! `scenarios/mixed.yaml` (HTTP, unary and streaming gRPC, TCP over mTLS, plaintext and
-//! passthrough) through the compiled filter: every sidecar runs both plugins, every TCP
-//! connection is opened and closed on the sides that see it, the connections that outlive a
-//! report interval are still delivered, and HTTP/gRPC request totals are exactly the
-//! scenario's (TCP connections are not requests).
+//! passthrough) through the compiled filter: every sidecar runs both plugins (HTTP and NETWORK
+//! roots, reporting on their own channels), and the last reports hold exactly the scenario's
+//! request totals, TCP connections opened/closed and bytes each way per (reporter, source,
+//! destination) — connections that outlive a report interval included — and gRPC request and
+//! response messages; `istio_build` comes from the HTTP plugin only.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -10,12 +11,13 @@ use std::path::Path;
 use meshtap_report::Report;
 use meshtap_tests::filter_wasm::shared_module;
 use meshtap_tests::host::{Clock, VmStatus};
-use meshtap_tests::sim::expect::{request_totals, tcp_totals};
+use meshtap_tests::sim::expect::{grpc_message_totals, request_totals, tcp_totals, FlowKey};
 use meshtap_tests::sim::run::TCP_PLUGIN;
 use meshtap_tests::sim::{Scenario, SimOptions, Simulation, CALL_SPACING};
 
-fn last_by_pod(reports: &[Report]) -> BTreeMap<String, &Report> {
-    let mut last: BTreeMap<String, &Report> = BTreeMap::new();
+/// The last report of every (pod, channel): the HTTP and the network plugin report apart.
+fn last_by_reporter(reports: &[Report]) -> BTreeMap<(String, String), &Report> {
+    let mut last: BTreeMap<(String, String), &Report> = BTreeMap::new();
     for report in reports {
         let pod = report
             .proxy
@@ -23,21 +25,47 @@ fn last_by_pod(reports: &[Report]) -> BTreeMap<String, &Report> {
             .expect("report names its proxy")
             .pod
             .clone();
-        if last.get(&pod).is_none_or(|r| r.sequence < report.sequence) {
-            last.insert(pod, report);
+        let key = (pod, report.channel.clone());
+        if last.get(&key).is_none_or(|r| r.sequence < report.sequence) {
+            last.insert(key, report);
         }
     }
     last
 }
 
+/// `{(reporter, source_workload, destination_workload): [values of each family]}` over the
+/// last reports, for the given families.
+fn flows(reports: &[&Report], families: &[&str]) -> BTreeMap<FlowKey, Vec<u64>> {
+    let mut out: BTreeMap<FlowKey, Vec<u64>> = BTreeMap::new();
+    for report in reports {
+        for (i, name) in families.iter().enumerate() {
+            let Some(family) = report.families.iter().find(|f| f.name == *name) else {
+                continue;
+            };
+            let at = |label: &str| family.label_names.iter().position(|l| l == label).unwrap();
+            let (r, s, d) = (
+                at("reporter"),
+                at("source_workload"),
+                at("destination_workload"),
+            );
+            for series in &family.series {
+                let v = &series.label_values;
+                let key = (v[r].clone(), v[s].clone(), v[d].clone());
+                let values = out.entry(key).or_insert_with(|| vec![0; families.len()]);
+                values[i] += series.value as u64;
+            }
+        }
+    }
+    out
+}
+
 #[test]
-#[ignore = "needs the filter's NETWORK root (issue #4): today's filter creates HTTP contexts under \
-            every root and traps in proxy_on_new_connection, as it would in Envoy"]
 fn mixed_traffic_runs_both_plugins_and_counts_requests_exactly() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/mixed.yaml");
     let scenario = Scenario::load(&path).unwrap();
     let expected_requests = request_totals(&scenario);
     let expected_tcp = tcp_totals(&scenario).unwrap();
+    let expected_grpc = grpc_message_totals(&scenario).unwrap();
     let module = shared_module();
     let mut sim = Simulation::start(
         module,
@@ -73,8 +101,9 @@ fn mixed_traffic_runs_both_plugins_and_counts_requests_exactly() {
     sim.flush();
 
     let reports = sim.reports();
+    let last = last_by_reporter(&reports);
     let mut counted: BTreeMap<(String, String), u64> = BTreeMap::new();
-    for report in last_by_pod(&reports).values() {
+    for report in last.values() {
         let workload = report.proxy.as_ref().unwrap().workload.clone();
         let Some(family) = report
             .families
@@ -94,6 +123,58 @@ fn mixed_traffic_runs_both_plugins_and_counts_requests_exactly() {
         }
     }
     assert_eq!(counted, expected_requests);
+
+    let tcp_reports: Vec<&Report> = last
+        .iter()
+        .filter(|((_, channel), _)| channel == meshtap_report::CHANNEL_TCP)
+        .map(|(_, r)| *r)
+        .collect();
+    let http_reports: Vec<&Report> = last
+        .iter()
+        .filter(|((_, channel), _)| channel == meshtap_report::CHANNEL_HTTP)
+        .map(|(_, r)| *r)
+        .collect();
+    let tcp = flows(
+        &tcp_reports,
+        &[
+            "istio_tcp_connections_opened_total",
+            "istio_tcp_connections_closed_total",
+            "istio_tcp_received_bytes_total",
+            "istio_tcp_sent_bytes_total",
+        ],
+    );
+    let want_tcp: BTreeMap<FlowKey, Vec<u64>> = expected_tcp
+        .iter()
+        .map(|(k, t)| {
+            let v = vec![t.opened, t.closed, t.received_bytes, t.sent_bytes];
+            (k.clone(), v)
+        })
+        .collect();
+    assert_eq!(tcp, want_tcp, "TCP flows");
+    assert!(
+        flows(&http_reports, &["istio_tcp_connections_opened_total"]).is_empty(),
+        "no TCP series from the HTTP plugin"
+    );
+    let grpc = flows(
+        &http_reports,
+        &[
+            "istio_request_messages_total",
+            "istio_response_messages_total",
+        ],
+    );
+    let want_grpc: BTreeMap<FlowKey, Vec<u64>> = expected_grpc
+        .iter()
+        .map(|(k, m)| (k.clone(), vec![m.request, m.response]))
+        .collect();
+    assert_eq!(grpc, want_grpc, "gRPC messages");
+    for report in &http_reports {
+        let build = report.families.iter().find(|f| f.name == "istio_build");
+        assert!(build.is_some(), "istio_build from every HTTP plugin");
+    }
+    for report in &tcp_reports {
+        assert!(report.families.iter().all(|f| f.name != "istio_build"));
+        meshtap_report::validate(report).unwrap();
+    }
     for (name, proxy) in sim.proxies() {
         assert!(
             proxy.vm_statuses().iter().all(|s| *s == VmStatus::Running),
