@@ -108,18 +108,13 @@ impl Prometheus {
 
     /// The single value of a query that must return exactly one sample (NaN if none).
     pub fn scalar(&self, promql: &str) -> f64 {
-        let r = self.query(promql);
-        let arr = r.as_array().expect("vector result");
-        if arr.is_empty() {
-            return f64::NAN;
-        }
-        assert_eq!(
-            arr.len(),
-            1,
-            "{promql:?} returned {} series: {r}",
-            arr.len()
-        );
-        arr[0]["value"][1].as_str().unwrap().parse().unwrap()
+        scalar_of(promql, &self.query(promql))
+    }
+
+    /// [`Prometheus::scalar`] evaluated at `time_ms` (samples written with a simulated clock
+    /// can lie ahead of the wall clock).
+    pub fn scalar_at(&self, promql: &str, time_ms: i64) -> f64 {
+        scalar_of(promql, &self.query_at(promql, time_ms))
     }
 
     /// Polls `promql` until `done` accepts its result or `timeout` passes; returns the last result.
@@ -129,15 +124,50 @@ impl Prometheus {
         timeout: Duration,
         done: impl Fn(&serde_json::Value) -> bool,
     ) -> serde_json::Value {
+        self.poll(timeout, done, || self.query(promql))
+    }
+
+    /// [`Prometheus::wait_for`] with the query evaluated at `time_ms`.
+    pub fn wait_for_at(
+        &self,
+        promql: &str,
+        time_ms: i64,
+        timeout: Duration,
+        done: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        self.poll(timeout, done, || self.query_at(promql, time_ms))
+    }
+
+    fn poll(
+        &self,
+        timeout: Duration,
+        done: impl Fn(&serde_json::Value) -> bool,
+        query: impl Fn() -> serde_json::Value,
+    ) -> serde_json::Value {
         let deadline = Instant::now() + timeout;
         loop {
-            let r = self.query(promql);
+            let r = query();
             if done(&r) || Instant::now() > deadline {
                 return r;
             }
             std::thread::sleep(Duration::from_millis(250));
         }
     }
+}
+
+/// The single value of a vector result that must hold at most one sample (NaN if none).
+fn scalar_of(promql: &str, r: &serde_json::Value) -> f64 {
+    let arr = r.as_array().expect("vector result");
+    if arr.is_empty() {
+        return f64::NAN;
+    }
+    assert_eq!(
+        arr.len(),
+        1,
+        "{promql:?} returned {} series: {r}",
+        arr.len()
+    );
+    arr[0]["value"][1].as_str().unwrap().parse().unwrap()
 }
 
 impl Drop for Prometheus {

@@ -1,7 +1,8 @@
 //! End to end, with real parts wherever they exist: the compiled filter runs in the Envoy
 //! stand-in for a scenario, its reports go to a real meshtap-sink, the sink writes remote-write
 //! into a real Prometheus 2.42, and PromQL over Prometheus' HTTP API returns exactly the
-//! scenario's counts, buckets, sums and labels for both reporters.
+//! scenario's counts, buckets, sums and labels for both reporters — HTTP requests, and for the
+//! mixed scenario TCP connections and bytes (the NETWORK plugin) and gRPC messages.
 
 mod support;
 
@@ -10,12 +11,23 @@ use std::path::Path;
 use std::time::Duration;
 
 use meshtap_tests::filter_wasm::shared_module;
+use meshtap_tests::host::Clock;
 use meshtap_tests::prometheus::Prometheus;
-use meshtap_tests::sim::{self, expect::request_totals, Scenario, SimOptions};
+use meshtap_tests::sim::expect::{
+    grpc_message_totals, request_totals, tcp_totals, FlowKey, TcpTotals,
+};
+use meshtap_tests::sim::{self, Scenario, SimOptions, Simulation, CALL_SPACING};
 use serde_json::Value;
 use support::sink::Sink;
 
 const TOKEN: &str = "e2e-token";
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
 
 fn scenario(name: &str) -> Scenario {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -33,9 +45,9 @@ fn run_into(sink: &Sink, scenario: Scenario) {
     sim::run(shared_module(), scenario, &options).expect("the scenario runs");
 }
 
-/// `{label value: sample value}` of a `sum by (label)` query.
-fn by(prom: &Prometheus, label: &str, promql: &str) -> BTreeMap<String, f64> {
-    prom.query(promql)
+/// `{label value: sample value}` of a `sum by (label)` query evaluated at `at` (ms).
+fn by(prom: &Prometheus, at: i64, label: &str, promql: &str) -> BTreeMap<String, f64> {
+    prom.query_at(promql, at)
         .as_array()
         .unwrap()
         .iter()
@@ -95,6 +107,7 @@ fn scenario_counts_arrive_exactly_in_a_real_prometheus() {
     let client = r#"reporter="source",source_workload="sleep-v1",destination_service="httpbin.apps.svc.cluster.local""#;
     let codes = by(
         &prom,
+        now_ms(),
         "response_code",
         &format!("sum by (response_code) (istio_requests_total{{{client}}})"),
     );
@@ -105,6 +118,7 @@ fn scenario_counts_arrive_exactly_in_a_real_prometheus() {
 
     let flags = by(
         &prom,
+        now_ms(),
         "response_flags",
         &format!("sum by (response_flags) (istio_requests_total{{{client}}})"),
     );
@@ -113,6 +127,7 @@ fn scenario_counts_arrive_exactly_in_a_real_prometheus() {
 
     let grpc = by(
         &prom,
+        now_ms(),
         "grpc_response_status",
         r#"sum by (grpc_response_status) (istio_requests_total{reporter="source",request_protocol="grpc"})"#,
     );
@@ -121,6 +136,7 @@ fn scenario_counts_arrive_exactly_in_a_real_prometheus() {
 
     let policy = by(
         &prom,
+        now_ms(),
         "connection_security_policy",
         r#"sum by (connection_security_policy) (istio_requests_total{reporter="destination",destination_workload="httpbin-v1"})"#,
     );
@@ -136,6 +152,7 @@ fn scenario_counts_arrive_exactly_in_a_real_prometheus() {
     assert_eq!(
         by(
             &prom,
+            now_ms(),
             "connection_security_policy",
             r#"sum by (connection_security_policy) (istio_requests_total{reporter="source"})"#
         )
@@ -211,5 +228,131 @@ fn scenario_counts_arrive_exactly_in_a_real_prometheus() {
     assert!(
         (2.0..=25.0).contains(&p50),
         "p50 {p50} outside the scenario's latency range"
+    );
+}
+
+/// `sum(<metric>{reporter, source_workload, destination_workload})` of a flow.
+fn flow_sum(prom: &Prometheus, at: i64, metric: &str, (reporter, from, to): &FlowKey) -> f64 {
+    prom.scalar_at(&format!(
+        r#"sum({metric}{{reporter="{reporter}",source_workload="{from}",destination_workload="{to}"}})"#
+    ), at)
+}
+
+#[test]
+fn mixed_http_grpc_and_tcp_arrive_exactly_in_a_real_prometheus() {
+    let prom = Prometheus::start();
+    let sink = Sink::start(&prom.write_url(), TOKEN);
+    let mixed = scenario("mixed.yaml");
+    let requests = request_totals(&mixed);
+    let tcp = tcp_totals(&mixed).unwrap();
+    let grpc = grpc_message_totals(&mixed).unwrap();
+    let options = SimOptions {
+        sink_url: Some(sink.url()),
+        token: Some(TOKEN.into()),
+        print_reports: false,
+    };
+    let clock = Clock::manual_now();
+    let mut sim = Simulation::start(shared_module(), mixed, &options, clock.clone())
+        .expect("the scenario starts");
+    sim.run_counts(CALL_SPACING);
+    sim.flush();
+    // The simulated clock runs ahead of the wall clock (connections last 25 s): query at the
+    // simulated time the run ended, after its last report.
+    let at = (clock.now_nanos() / 1_000_000) as i64;
+
+    // Connections that outlive a report interval close later than they open: wait for the
+    // final totals of every TCP family before comparing flows.
+    let grand = |pick: fn(&TcpTotals) -> u64| tcp.values().map(pick).sum::<u64>() as f64;
+    for (metric, want) in [
+        ("istio_tcp_connections_opened_total", grand(|t| t.opened)),
+        ("istio_tcp_connections_closed_total", grand(|t| t.closed)),
+        ("istio_tcp_sent_bytes_total", grand(|t| t.sent_bytes)),
+    ] {
+        let q = format!("sum({metric})");
+        let r = prom.wait_for_at(&q, at, Duration::from_secs(60), total_is(want));
+        assert!(total_is(want)(&r), "{q} = {r}, want {want}");
+    }
+    for ((workload, reporter), n) in &requests {
+        let who = if reporter == "source" {
+            "source_workload"
+        } else {
+            "destination_workload"
+        };
+        let q = format!(r#"sum(istio_requests_total{{reporter="{reporter}",{who}="{workload}"}})"#);
+        assert_eq!(prom.scalar_at(&q, at), *n as f64, "{q}");
+    }
+
+    for (flow, t) in &tcp {
+        for (metric, want) in [
+            ("istio_tcp_connections_opened_total", t.opened),
+            ("istio_tcp_connections_closed_total", t.closed),
+            ("istio_tcp_received_bytes_total", t.received_bytes),
+            ("istio_tcp_sent_bytes_total", t.sent_bytes),
+        ] {
+            assert_eq!(
+                flow_sum(&prom, at, metric, flow),
+                want as f64,
+                "{metric} {flow:?}"
+            );
+        }
+    }
+    for (flow, m) in &grpc {
+        for (metric, want) in [
+            ("istio_request_messages_total", m.request),
+            ("istio_response_messages_total", m.response),
+        ] {
+            assert_eq!(
+                flow_sum(&prom, at, metric, flow),
+                want as f64,
+                "{metric} {flow:?}"
+            );
+        }
+    }
+
+    // TCP labels: protocol, security policy per side, passthrough naming.
+    assert_eq!(
+        by(
+            &prom,
+            at,
+            "request_protocol",
+            "sum by (request_protocol) (istio_tcp_connections_opened_total)"
+        )
+        .keys()
+        .collect::<Vec<_>>(),
+        vec!["tcp"]
+    );
+    let policy = by(
+        &prom,
+        at,
+        "destination_workload",
+        r#"sum by (destination_workload) (istio_tcp_connections_opened_total{reporter="destination",connection_security_policy="mutual_tls"})"#,
+    );
+    assert_eq!(
+        policy.keys().collect::<Vec<_>>(),
+        vec!["mysql-v1"],
+        "{policy:?}"
+    );
+    let plain = r#"istio_tcp_connections_opened_total{reporter="destination",destination_workload="redis-v1",connection_security_policy="none"}"#;
+    assert_eq!(prom.scalar_at(&format!("sum({plain})"), at), 4.0);
+    let passthrough = r#"istio_tcp_connections_opened_total{reporter="source",destination_service_name="PassthroughCluster"}"#;
+    assert_eq!(prom.scalar_at(&format!("sum({passthrough})"), at), 3.0);
+    let series = prom.query_at(
+        r#"istio_tcp_sent_bytes_total{reporter="source",destination_workload="mysql-v1"}"#,
+        at,
+    );
+    let m = &series.as_array().expect("a vector")[0]["metric"];
+    for label in meshtap_report::schema::TCP_LABELS {
+        assert!(m.get(label).is_some(), "{label} missing from {m}");
+    }
+    let grpc_labels = prom.query_at("istio_request_messages_total", at);
+    let m = &grpc_labels.as_array().expect("a vector")[0]["metric"];
+    assert!(m.get("response_code").is_none(), "peer labels only: {m}");
+
+    // One istio_build per sidecar, from its HTTP plugin.
+    let pods =
+        r#"count(count by (pod) (istio_tcp_connections_opened_total or istio_requests_total))"#;
+    assert_eq!(
+        prom.scalar_at(r#"count(istio_build{component="proxy"})"#, at),
+        prom.scalar_at(pods, at)
     );
 }

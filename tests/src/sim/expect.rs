@@ -130,7 +130,11 @@ pub fn tcp_totals(scenario: &Scenario) -> Result<BTreeMap<FlowKey, TcpTotals>, E
         // client (the client side still names the server from endpoint metadata).
         let plaintext = !call.mtls.unwrap_or(scenario.mesh.mtls);
         let server = server.map(|(reporter, from, to)| {
-            let from = if plaintext { "unknown".to_string() } else { from };
+            let from = if plaintext {
+                "unknown".to_string()
+            } else {
+                from
+            };
             (reporter, from, to)
         });
         let received = fixed(call.request_bytes, index, "request_bytes")?;
