@@ -3,7 +3,8 @@
 //! with the pods by the stand-in API server ([`kube_api`]). Each target counts its scrapes by
 //! the replica named in the `User-Agent`; the recording receiver notes which replica (a
 //! per-replica remote-write header) sent each series. One replica leaves the slice and stops:
-//! the other two take its targets over.
+//! the other two take its targets over. Without an answering API server a replica falls back
+//! to scraping everything and says so in its self-metrics.
 
 mod common;
 mod kube_api;
@@ -340,4 +341,62 @@ async fn three_replicas_scrape_each_target_once_and_take_over_a_leavers_targets(
     for sink in sinks {
         sink.shutdown().await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_an_answering_api_server_a_replica_scrapes_everything_and_says_so() {
+    let receiver = Receiver::start(vec![]).await;
+    let (istiod, hits) = target("/metrics", ISTIOD).await;
+    // Nothing listens on port 1: every list fails.
+    let yaml = format!(
+        "remote_write:
+  - url: {}
+scrape:
+  interval: 200ms
+  sharding: {{service: {SERVICE}, namespace: {NAMESPACE}, self: sink-0, api_server: 'http://127.0.0.1:1'}}
+  jobs:
+    - name: istiod
+      static_configs: [{{targets: ['{istiod}']}}]
+",
+        receiver.url()
+    );
+    let sink = start_sink(&yaml).await;
+    let stage = sink.scrape().unwrap().clone();
+    assert!(
+        wait_until(Duration::from_secs(20), || stage.membership().state()
+            == "unknown")
+        .await,
+        "state stayed {}",
+        stage.membership().state()
+    );
+    assert!(
+        wait_until(Duration::from_secs(20), || hits.total() >= 2).await,
+        "istiod was not scraped with the membership unknown"
+    );
+    assert_eq!(
+        metric(
+            &sink,
+            "meshtap_sink_scrape_membership_state{state=\"unknown\"}"
+        )
+        .await,
+        1.0
+    );
+    assert_eq!(
+        metric(
+            &sink,
+            "meshtap_sink_scrape_membership_state{state=\"starting\"}"
+        )
+        .await,
+        0.0
+    );
+    assert!(metric(&sink, "meshtap_sink_scrape_membership_errors_total").await >= 1.0);
+    assert_eq!(
+        metric(
+            &sink,
+            "meshtap_sink_scrape_membership_last_update_timestamp_seconds"
+        )
+        .await,
+        0.0
+    );
+    sink.shutdown().await;
 }
