@@ -91,16 +91,26 @@ impl RunningSink {
             )?),
             None => None,
         };
-        let ingestor = Arc::new(
-            Ingestor::new(
-                &config.ingest.job,
-                config.ingest.stale_after_intervals,
+        let scrape = match &config.scrape {
+            Some(scrape) => Some(Arc::new(ScrapeStage::start(
+                scrape,
                 exporter.clone(),
-                view.clone(),
-                metrics.clone(),
-            )
-            .with_access_logs(logs.clone()),
-        );
+                &metrics,
+            )?)),
+            None => None,
+        };
+        let mut ingestor = Ingestor::new(
+            &config.ingest.job,
+            config.ingest.stale_after_intervals,
+            exporter.clone(),
+            view.clone(),
+            metrics.clone(),
+        )
+        .with_access_logs(logs.clone());
+        if let Some(scraped) = scrape.as_ref().and_then(|s| s.scraped_pods()) {
+            ingestor = ingestor.with_scraped_pods(scraped);
+        }
+        let ingestor = Arc::new(ingestor);
         let reports = Arc::new(ReportEndpoint {
             tokens,
             max_body_bytes: config.ingest.max_body_bytes,
@@ -112,10 +122,6 @@ impl RunningSink {
             metrics,
             ready: Default::default(),
         });
-        let scrape = match &config.scrape {
-            Some(scrape) => Some(Arc::new(ScrapeStage::start(scrape, exporter.clone())?)),
-            None => None,
-        };
         let mut report_route = post(post_report).with_state(reports);
         if let Some(scrape) = &scrape {
             report_route = report_route.layer(axum::middleware::from_fn_with_state(

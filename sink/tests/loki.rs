@@ -113,7 +113,7 @@ async fn access_logs_arrive_as_istio_text_lines_with_labels_and_metadata() {
     assert_eq!(
         self_metric(
             sink.local_addr(),
-            "meshtap_filter_access_logs_dropped_total{namespace=\"shop\",pod=\"frontend-1\"}"
+            "meshtap_filter_access_logs_dropped_total{namespace=\"shop\",pod=\"frontend-1\",channel=\"http\"}"
         )
         .await,
         Some(7.0),

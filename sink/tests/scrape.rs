@@ -165,6 +165,40 @@ fn sink_yaml(prometheus: &Prometheus, jobs: &str) -> String {
     )
 }
 
+/// Posts a filter report of pod `default/<pod>` with one `istio_requests_total` series, named
+/// by the `x-meshtap-pod` header as the filter does; the sink must accept it.
+async fn post_pod_report(sink: &meshtap_sink::RunningSink, pod: &str, value: f64) {
+    let ts = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let report = report(
+        "default",
+        pod,
+        1000,
+        ts,
+        vec![requests_family(vec![(
+            http_values("reviews.default.svc.cluster.local", "200", "destination"),
+            value,
+        )])],
+    );
+    let status = reqwest::Client::new()
+        .post(format!(
+            "http://{}{}",
+            sink.local_addr(),
+            meshtap_report::REPORT_PATH
+        ))
+        .header("content-type", meshtap_report::CONTENT_TYPE)
+        .header("content-encoding", meshtap_report::CONTENT_ENCODING)
+        .header(meshtap_report::POD_HEADER, format!("default/{pod}"))
+        .body(meshtap_report::encode(&report))
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, 204);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scraped_series_arrive_with_target_labels_and_go_stale() {
     let prometheus = Arc::new(Prometheus::start());
@@ -280,35 +314,7 @@ async fn a_pod_the_filter_reports_keeps_one_istio_requests_total() {
     let scraped = wait_query(&prometheus, "istio_requests_total", one).await;
     assert_eq!(scraped[0].1, 999.0, "scraped before any report");
 
-    let ts = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64;
-    let report = report(
-        "default",
-        "reviews-a",
-        1000,
-        ts,
-        vec![requests_family(vec![(
-            http_values("reviews.default.svc.cluster.local", "200", "destination"),
-            7.0,
-        )])],
-    );
-    let status = reqwest::Client::new()
-        .post(format!(
-            "http://{}{}",
-            sink.local_addr(),
-            meshtap_report::REPORT_PATH
-        ))
-        .header("content-type", meshtap_report::CONTENT_TYPE)
-        .header("content-encoding", meshtap_report::CONTENT_ENCODING)
-        .header(meshtap_report::POD_HEADER, "default/reviews-a")
-        .body(meshtap_report::encode(&report))
-        .send()
-        .await
-        .unwrap()
-        .status();
-    assert_eq!(status, 204);
+    post_pod_report(&sink, "reviews-a", 7.0).await;
     let merged = wait_query(&prometheus, "istio_requests_total", |r| {
         r.len() == 1 && r[0].1 == 7.0
     })
@@ -327,5 +333,48 @@ async fn a_pod_the_filter_reports_keeps_one_istio_requests_total() {
     for name in ["namespace", "pod", "instance", "job"] {
         assert_eq!(envoy[0].0[name], labels[name], "{name}");
     }
+    sink.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_prefer_scrape_a_scraped_pod_keeps_its_scraped_istio_requests_total() {
+    let prometheus = Arc::new(Prometheus::start());
+    let sidecar = Fixture::start("/stats/prometheus", sidecar_body(false)).await;
+    let jobs = format!(
+        "    - name: integrations/istio\n      metrics_path: /stats/prometheus\n      static_configs: [{{targets: ['{}'], labels: {{namespace: default, pod: reviews-a}}}}]\n  merge: {{prefer: scrape}}\n",
+        sidecar.addr
+    );
+    let sink = start_sink(&sink_yaml(&prometheus, &jobs)).await;
+    // The scraped pod reports too, then a pod nobody scrapes (same sink, same queue: once the
+    // second report's series is in Prometheus, the first one's would be as well).
+    post_pod_report(&sink, "reviews-a", 7.0).await;
+    post_pod_report(&sink, "ratings-b", 5.0).await;
+    let unscraped = wait_query(&prometheus, "istio_requests_total{pod=\"ratings-b\"}", one).await;
+    assert_eq!(
+        unscraped[0].1, 5.0,
+        "a pod nobody scrapes keeps its filter series"
+    );
+    let scraped = wait_query(
+        &prometheus,
+        "istio_requests_total{pod=\"reviews-a\"}",
+        |r| r.len() == 1 && r[0].1 == 999.0,
+    )
+    .await;
+    assert_eq!(
+        scraped.len(),
+        1,
+        "the filter's series of a scraped pod were kept: {scraped:?}"
+    );
+    assert_eq!(scraped[0].1, 999.0);
+    assert_eq!(scraped[0].0["instance"], sidecar.addr.to_string());
+    // The filter's non-series output is unaffected: the report was accepted and counted.
+    assert_eq!(
+        self_metric(
+            sink.local_addr(),
+            "meshtap_sink_reports_total{result=\"accepted\"}"
+        )
+        .await,
+        Some(2.0)
+    );
     sink.shutdown().await;
 }

@@ -1,22 +1,19 @@
-//! Kubernetes pod discovery end to end: a stand-in API server on 127.0.0.1 answers the
+//! Kubernetes pod discovery end to end: the stand-in API server ([`kube_api`]) answers the
 //! watcher's pod list and watch in the API's JSON shapes; the sink scrapes the annotated pod's
 //! fixture endpoint and remote-writes to a recording receiver; a DELETED event turns the pod's
 //! series stale. The sidecar answers gzip-compressed, as Envoy does when asked.
 
 mod common;
+mod kube_api;
 
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::body::{Body, Bytes};
-use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use common::*;
-use futures_util::StreamExt;
+use kube_api::{Kind, KubeApi};
 use meshtap_sink::series::is_stale_marker;
-use tokio::sync::mpsc;
 
 const BODY: &str = "\
 # TYPE envoy_server_live gauge
@@ -24,48 +21,6 @@ envoy_server_live{} 1
 # TYPE envoy_cluster_upstream_rq_total counter
 envoy_cluster_upstream_rq_total{cluster_name=\"xds-grpc\"} 3
 ";
-
-fn pod_json(name: &str, annotations: &str, ip: &str, resource_version: u32) -> String {
-    format!(
-        r#"{{"apiVersion":"v1","kind":"Pod","metadata":{{"name":"{name}","namespace":"default","uid":"uid-{name}","resourceVersion":"{resource_version}","labels":{{"app":"{name}"}},"annotations":{annotations}}},"spec":{{"nodeName":"node-1","containers":[{{"name":"app","image":"app:1","ports":[{{"containerPort":9080,"protocol":"TCP"}}]}},{{"name":"istio-proxy","image":"proxyv2:1.14.3","ports":[{{"containerPort":15090,"name":"http-envoy-prom","protocol":"TCP"}}]}}]}},"status":{{"phase":"Running","podIP":"{ip}","podIPs":[{{"ip":"{ip}"}}]}}}}"#
-    )
-}
-
-struct ApiServer {
-    pods: Vec<String>,
-    /// The first watch streams these lines; later watches stay open and silent.
-    events: Mutex<Option<mpsc::UnboundedReceiver<String>>>,
-}
-
-async fn pods(
-    State(api): State<Arc<ApiServer>>,
-    Query(query): Query<Vec<(String, String)>>,
-) -> Response {
-    let watching = query
-        .iter()
-        .any(|(k, v)| k == "watch" && (v == "true" || v == "1"));
-    if !watching {
-        let list = format!(
-            r#"{{"apiVersion":"v1","kind":"PodList","metadata":{{"resourceVersion":"100"}},"items":[{}]}}"#,
-            api.pods.join(",")
-        );
-        return ([("content-type", "application/json")], list).into_response();
-    }
-    let events = api.events.lock().unwrap().take();
-    let stream = match events {
-        Some(rx) => futures_util::stream::unfold(rx, |mut rx| async move {
-            let line = rx.recv().await?;
-            Some((Ok::<_, std::io::Error>(Bytes::from(line + "\n")), rx))
-        })
-        .boxed(),
-        None => futures_util::stream::pending().boxed(),
-    };
-    (
-        [("content-type", "application/json")],
-        Body::from_stream(stream),
-    )
-        .into_response()
-}
 
 /// The sidecar endpoint: gzip when the scraper accepts it (the test fails otherwise).
 async fn sidecar_metrics(headers: axum::http::HeaderMap) -> Response {
@@ -103,23 +58,13 @@ async fn annotated_pods_are_scraped_until_deleted() {
         r#"{{"prometheus.io/scrape":"true","prometheus.io/port":"{}","prometheus.io/path":"/stats/prometheus"}}"#,
         sidecar.port()
     );
-    let (events, events_rx) = mpsc::unbounded_channel();
-    let api = Arc::new(ApiServer {
-        pods: vec![
-            pod_json("reviews-v1-1", &annotated, "127.0.0.1", 90),
-            pod_json("ratings-v1-1", "{}", "127.0.0.2", 91),
-        ],
-        events: Mutex::new(Some(events_rx)),
-    });
-    let api_addr = serve(
-        Router::new()
-            .route("/api/v1/pods", get(pods))
-            .with_state(api),
-    )
-    .await;
+    let api = KubeApi::start().await;
+    api.apply(kube_api::pod("reviews-v1-1", &annotated, "127.0.0.1"));
+    api.apply(kube_api::pod("ratings-v1-1", "{}", "127.0.0.2"));
     let yaml = format!(
-        "remote_write:\n  - url: {}\n    queue: {{batch_send_deadline: 50ms, lanes: 1}}\nscrape:\n  interval: 200ms\n  jobs:\n    - name: integrations/istio\n      kubernetes_sd: {{api_server: 'http://{api_addr}'}}\n",
-        receiver.url()
+        "remote_write:\n  - url: {}\n    queue: {{batch_send_deadline: 50ms, lanes: 1}}\nscrape:\n  interval: 200ms\n  jobs:\n    - name: integrations/istio\n      kubernetes_sd: {{api_server: '{}'}}\n",
+        receiver.url(),
+        api.url()
     );
     let sink = start_sink(&yaml).await;
 
@@ -156,10 +101,7 @@ async fn annotated_pods_are_scraped_until_deleted() {
     assert_eq!(targets[0].url, format!("http://{sidecar}/stats/prometheus"));
 
     // The pod is deleted: its series (up included) get stale markers and the target stops.
-    let deleted = pod_json("reviews-v1-1", &annotated, "127.0.0.1", 101);
-    events
-        .send(format!(r#"{{"type":"DELETED","object":{deleted}}}"#))
-        .unwrap();
+    api.delete(Kind::Pod, "default", "reviews-v1-1");
     assert!(
         wait_until(Duration::from_secs(20), || live(true)).await,
         "no stale marker after the pod was deleted"

@@ -1,5 +1,6 @@
-//! What happens to a decoded, validated report: conversion, ordering and staleness, the view,
-//! per-pod filter stats and hand-off to export. Also the sweep of silent pods.
+//! What happens to a decoded, validated report: conversion, the `merge.prefer: scrape` rule
+//! (a scraped pod's `istio_*` series are left out), ordering and staleness, the view, per-pod
+//! filter stats and hand-off to export. Also the sweep of silent pods.
 //!
 //! Owns the ordering of those steps (a pod's samples are queued under the tracker lock, so two
 //! posts of one pod can never interleave out of order). It knows nothing about HTTP.
@@ -14,6 +15,8 @@ use super::convert::report_to_samples;
 use crate::export::loki::LokiExporter;
 use crate::export::Exporter;
 use crate::ops::metrics::{ReportResult, SinkMetrics};
+use crate::scrape::convert::is_filter_family;
+use crate::scrape::merge::ScrapedPods;
 use crate::series::Text;
 use crate::staleness::{Admission, PodKey, ReportClock, StalenessTracker};
 use crate::view::SummaryView;
@@ -26,6 +29,7 @@ pub struct Ingestor {
     view: Option<Arc<SummaryView>>,
     metrics: Arc<SinkMetrics>,
     access_logs: Option<Arc<LokiExporter>>,
+    scraped_pods: Option<Arc<ScrapedPods>>,
 }
 
 impl Ingestor {
@@ -43,6 +47,7 @@ impl Ingestor {
             view,
             metrics,
             access_logs: None,
+            scraped_pods: None,
         }
     }
 
@@ -52,20 +57,35 @@ impl Ingestor {
         self
     }
 
+    /// Leaves out the `istio_*` series of pods in `scraped` (`scrape.merge.prefer: scrape`);
+    /// series already exported for such a pod get stale markers like any vanished series.
+    pub fn with_scraped_pods(mut self, scraped: Arc<ScrapedPods>) -> Ingestor {
+        self.scraped_pods = Some(scraped);
+        self
+    }
+
     /// Accepts a validated report, or refuses it as out of order.
     pub fn accept(&self, report: &Report) -> ReportResult {
         let proxy = report.proxy.as_ref().expect("validated report has a proxy");
+        let scraped_pod: PodKey = (proxy.namespace.clone(), proxy.pod.clone());
+        let mut samples = report_to_samples(report, &self.job);
+        if self
+            .scraped_pods
+            .as_ref()
+            .is_some_and(|s| s.contains(&scraped_pod))
+        {
+            samples.retain(|s| !is_filter_family(&s.series.name));
+        }
         // The HTTP and the network plugin of one pod report apart (own lifetime, sequence and
         // series), so order and staleness are tracked per (pod, channel).
         let pod: PodKey = if report.channel == meshtap_report::CHANNEL_HTTP {
-            (proxy.namespace.clone(), proxy.pod.clone())
+            scraped_pod
         } else {
             (
                 proxy.namespace.clone(),
                 format!("{}/{}", proxy.pod, report.channel),
             )
         };
-        let samples = report_to_samples(report, &self.job);
         let clock = ReportClock {
             proxy_start_ms: report.proxy_start_ms,
             timestamp_ms: report.timestamp_ms,

@@ -1,5 +1,6 @@
-//! The `scrape:` config section: jobs (static targets, interval, timeout, path, relabeling)
-//! and the merge rule between the filter's reports and scraped `istio_*` series.
+//! The `scrape:` config section: jobs (static targets, interval, timeout, path, relabeling),
+//! the merge rule between the filter's reports and scraped `istio_*` series, and sharding of
+//! the targets over the sink's replicas.
 //!
 //! Owns the keys, their defaults and their checks; it must not scrape or convert anything.
 
@@ -28,6 +29,24 @@ pub struct ScrapeConfig {
     pub jobs: Vec<ScrapeJob>,
     #[serde(default)]
     pub merge: MergeConfig,
+    /// Split the targets over the sink's replicas; absent = this replica scrapes every target.
+    pub sharding: Option<ShardingConfig>,
+}
+
+/// `scrape.sharding:` — membership from the EndpointSlices of the sink's headless Service.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShardingConfig {
+    /// The headless Service whose ready endpoints are the replicas sharing the targets.
+    pub service: String,
+    /// The Service's namespace.
+    pub namespace: String,
+    /// This replica in the Service's endpoints: its pod name (`targetRef.name`), `hostname` or
+    /// one of its addresses (usually `${POD_NAME}` or `${POD_IP}`).
+    #[serde(rename = "self")]
+    pub member: String,
+    /// API server URL; absent = in-cluster service account (or the local kubeconfig).
+    pub api_server: Option<String>,
 }
 
 /// One scrape job.
@@ -98,6 +117,8 @@ pub enum Prefer {
     /// Scraped `istio_*` series of a pod the filter reports are dropped.
     #[default]
     Filter,
+    /// The filter's `istio_*` series of a pod that is a scrape target are dropped at ingest.
+    Scrape,
     /// Both are kept (duplicates are the operator's choice).
     Both,
 }
@@ -117,6 +138,30 @@ impl Default for MergeConfig {
             prefer: Prefer::Filter,
             report_ttl: HumanDuration::from_secs(60),
         }
+    }
+}
+
+fn check_api_server(at: &str, url: Option<&String>) -> Result<(), String> {
+    match url {
+        Some(url) if !url.starts_with("http://") && !url.starts_with("https://") => {
+            Err(format!("{at}.api_server: {url:?} is not an http(s) URL"))
+        }
+        _ => Ok(()),
+    }
+}
+
+impl ShardingConfig {
+    fn check(&self) -> Result<(), String> {
+        for (key, value) in [
+            ("service", &self.service),
+            ("namespace", &self.namespace),
+            ("self", &self.member),
+        ] {
+            if value.is_empty() {
+                return Err(format!("scrape.sharding.{key}: must not be empty"));
+            }
+        }
+        check_api_server("scrape.sharding", self.api_server.as_ref())
     }
 }
 
@@ -166,6 +211,7 @@ impl Default for ScrapeConfig {
             body_size_limit: default_body_size_limit(),
             jobs: default_jobs(),
             merge: MergeConfig::default(),
+            sharding: None,
         }
     }
 }
@@ -200,6 +246,9 @@ impl ScrapeConfig {
         if self.merge.report_ttl.is_zero() {
             return Err("scrape.merge.report_ttl: must be greater than 0".into());
         }
+        if let Some(sharding) = &self.sharding {
+            sharding.check()?;
+        }
         let mut names = std::collections::BTreeSet::new();
         for (i, job) in self.jobs.iter().enumerate() {
             let at = format!("scrape.jobs[{i}]");
@@ -226,16 +275,8 @@ impl ScrapeConfig {
                     "{at}: static_configs and kubernetes_sd exclude each other (use two jobs)"
                 ));
             }
-            if let Some(url) = job
-                .kubernetes_sd
-                .as_ref()
-                .and_then(|k| k.api_server.as_ref())
-            {
-                if !url.starts_with("http://") && !url.starts_with("https://") {
-                    return Err(format!(
-                        "{at}.kubernetes_sd.api_server: {url:?} is not an http(s) URL"
-                    ));
-                }
+            if let Some(sd) = &job.kubernetes_sd {
+                check_api_server(&format!("{at}.kubernetes_sd"), sd.api_server.as_ref())?;
             }
             for (s, group) in job.static_configs.iter().enumerate() {
                 for (t, target) in group.targets.iter().enumerate() {
@@ -275,11 +316,13 @@ mod tests {
         assert_eq!(scrape.jobs[0].name, "istiod");
         assert!(load("").unwrap().scrape.is_none());
 
-        let e = load("scrape: {merge: {prefer: scrape}}").unwrap_err();
+        let e = load("scrape: {merge: {prefer: newest}}").unwrap_err();
         assert!(
-            e.starts_with("scrape.merge.prefer: unknown variant `scrape`"),
+            e.starts_with("scrape.merge.prefer: unknown variant `newest`"),
             "{e}"
         );
+        let merge = load("scrape: {merge: {prefer: scrape}}").unwrap();
+        assert_eq!(merge.scrape.unwrap().merge.prefer, super::Prefer::Scrape);
         let e = load("scrape: {jobs: [{name: a}]}").unwrap_err();
         assert_eq!(
             e,
@@ -295,6 +338,34 @@ mod tests {
         let e = load("scrape: {jobs: [{name: a, static_configs: [{targets: ['h:1']}], relabel_configs: [{action: hashmod}]}]}").unwrap_err();
         assert!(
             e.starts_with("scrape.jobs[0].relabel_configs[0].action: unknown variant `hashmod`"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn sharding_keys_expand_and_name_their_path() {
+        let yaml = "scrape: {sharding: {service: meshtap-sink-members, namespace: meshtap-system, self: '${POD_NAME}'}}";
+        let config = SinkConfig::from_yaml(yaml, &|var| {
+            (var == "POD_NAME").then(|| "meshtap-sink-7d9f-abcde".to_owned())
+        })
+        .unwrap();
+        let sharding = config.scrape.unwrap().sharding.unwrap();
+        assert_eq!(sharding.member, "meshtap-sink-7d9f-abcde");
+        assert_eq!(sharding.service, "meshtap-sink-members");
+        let e = load("scrape: {sharding: {service: s, namespace: n, self: ''}}").unwrap_err();
+        assert_eq!(e, "scrape.sharding.self: must not be empty");
+        let e = load("scrape: {sharding: {service: s, namespace: n}}").unwrap_err();
+        assert!(
+            e.starts_with("scrape.sharding: missing field `self`"),
+            "{e}"
+        );
+        let e = load("scrape: {sharding: {service: s, namespace: n, self: p, api_server: x}}")
+            .unwrap_err();
+        assert_eq!(e, "scrape.sharding.api_server: \"x\" is not an http(s) URL");
+        let e = load("scrape: {sharding: {service: s, namespace: n, self: p, replicas: 3}}")
+            .unwrap_err();
+        assert!(
+            e.starts_with("scrape.sharding.replicas: unknown field `replicas`"),
             "{e}"
         );
     }

@@ -29,10 +29,16 @@ pub struct Fetched {
     pub content_type: Option<String>,
 }
 
-/// The HTTP client shared by all targets.
-pub fn client() -> Result<reqwest::Client, reqwest::Error> {
+/// The HTTP client shared by all targets. With sharding, the `User-Agent` names this replica
+/// (`meshtap/<version> (member <self>)`), so a target's logs tell which replica scraped it.
+pub fn client(member: Option<&str>) -> Result<reqwest::Client, reqwest::Error> {
+    let version = concat!("meshtap/", env!("CARGO_PKG_VERSION"));
+    let user_agent = match member {
+        Some(member) => format!("{version} (member {member})"),
+        None => version.to_owned(),
+    };
     reqwest::Client::builder()
-        .user_agent(concat!("meshtap/", env!("CARGO_PKG_VERSION")))
+        .user_agent(user_agent)
         .gzip(true)
         .build()
 }

@@ -23,8 +23,9 @@ use super::TargetSet;
 /// A pod by `(namespace, name)`.
 type PodName = (String, String);
 
-async fn kube_client(sd: &KubernetesSd) -> Result<kube::Client, String> {
-    let config = match &sd.api_server {
+/// A client for `api_server`, else the in-cluster service account (or the local kubeconfig).
+pub(super) async fn kube_client(api_server: Option<&str>) -> Result<kube::Client, String> {
+    let config = match api_server {
         Some(url) => kube::Config::new(
             url.parse()
                 .map_err(|e| format!("api_server {url:?}: {e}"))?,
@@ -48,7 +49,7 @@ pub async fn run_pod_discovery(
     sd: KubernetesSd,
     targets: Arc<TargetSet>,
 ) {
-    let client = match kube_client(&sd).await {
+    let client = match kube_client(sd.api_server.as_deref()).await {
         Ok(client) => client,
         Err(error) => {
             tracing::error!(job = %job.name, %error, "kubernetes_sd: no API client; the job discovers no pods");

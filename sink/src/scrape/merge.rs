@@ -1,11 +1,13 @@
 //! Which pods the filter currently reports, so that their scraped `istio_*` series can be left
-//! out (`scrape.merge.prefer: filter`) and a pod never has the same series from two sources.
+//! out (`scrape.merge.prefer: filter`), and which pods are scrape targets, so that their
+//! filter-reported `istio_*` series can be left out at ingest (`prefer: scrape`): a pod never
+//! has the same series from two sources.
 //!
 //! Owns the reported-pod registry and the middleware that feeds it from accepted
-//! `POST /v1/reports` (answer 204, pod named by the `x-meshtap-pod` header the filter sends).
-//! It must not decode reports nor decide what a scrape keeps.
+//! `POST /v1/reports` (answer 204, pod named by the `x-meshtap-pod` header the filter sends),
+//! and the scraped-pod registry. It must not decode reports nor decide what a scrape keeps.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -46,6 +48,27 @@ impl ReportedPods {
         let pods = self.last_report.lock().expect("reported pods lock");
         pods.get(pod)
             .is_some_and(|at| now.saturating_duration_since(*at) < self.ttl)
+    }
+}
+
+/// Pods that are scrape targets of some job, whichever replica scrapes them (every replica
+/// discovers every target, so this holds on the replica a pod's reports reach).
+#[derive(Debug, Default)]
+pub struct ScrapedPods {
+    by_job: Mutex<HashMap<String, HashSet<PodKey>>>,
+}
+
+impl ScrapedPods {
+    /// Makes `pods` the pods of `job`'s targets.
+    pub fn set_job(&self, job: &str, pods: HashSet<PodKey>) {
+        let mut by_job = self.by_job.lock().expect("scraped pods lock");
+        by_job.insert(job.to_owned(), pods);
+    }
+
+    /// Whether `pod` is a target of any job.
+    pub fn contains(&self, pod: &PodKey) -> bool {
+        let by_job = self.by_job.lock().expect("scraped pods lock");
+        by_job.values().any(|pods| pods.contains(pod))
     }
 }
 
@@ -90,5 +113,17 @@ mod tests {
         assert!(!reported.is_reported(&pod, t0 + Duration::from_secs(10)));
         assert_eq!(pod_from_header("nopod"), None);
         assert_eq!(pod_from_header("/x"), None);
+    }
+
+    #[test]
+    fn scraped_pods_follow_each_jobs_targets() {
+        let scraped = ScrapedPods::default();
+        let pod = ("default".to_owned(), "reviews-1".to_owned());
+        scraped.set_job("a", HashSet::from([pod.clone()]));
+        scraped.set_job("b", HashSet::from([pod.clone()]));
+        scraped.set_job("a", HashSet::new());
+        assert!(scraped.contains(&pod), "still a target of job b");
+        scraped.set_job("b", HashSet::new());
+        assert!(!scraped.contains(&pod));
     }
 }

@@ -1,35 +1,45 @@
 //! Scrape stage: pulls Prometheus text from targets (istiod's `:15014/metrics`, sidecars'
 //! merged `:15020/stats/prometheus`, any static target, pods found by `kubernetes_sd`) and
 //! feeds the samples into the same export path and staleness machinery as the filter's
-//! reports.
+//! reports. With `sharding`, each replica scrapes only the targets it owns.
 //!
 //! [`config`] holds the `scrape:` keys, [`target`] turns discovered labels into targets (with
-//! [`relabel`]), [`pods`] and [`kubernetes`] discover pods, [`fetch`] does one HTTP scrape,
-//! [`convert`] turns a body into samples, [`scrape_loop`] runs one target, [`merge`] tracks
-//! which pods the filter reports. This module owns the set of running loops and discovery
-//! tasks; it must not parse, fetch or relabel itself.
+//! [`relabel`]), [`pods`] and [`kubernetes`] discover pods, [`membership`] and [`sharding`]
+//! decide which replica scrapes a target, [`fetch`] does one HTTP scrape, [`convert`] turns a
+//! body into samples, [`scrape_loop`] runs one target, [`merge`] tracks which pods the filter
+//! reports and which are scraped, [`metrics`] renders the stage's self-metrics. This module
+//! owns the set of running loops and discovery tasks; it must not parse, fetch or relabel
+//! itself.
 
 pub mod config;
 pub mod convert;
 pub mod fetch;
 pub mod kubernetes;
+pub mod membership;
 pub mod merge;
+pub mod metrics;
 pub mod pods;
 pub mod relabel;
 pub mod scrape_loop;
+pub mod sharding;
 pub mod target;
 
 use std::collections::HashMap;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use self::config::Prefer;
 pub use self::config::ScrapeConfig;
-use self::merge::ReportedPods;
-use self::scrape_loop::{LoopContext, LoopState, ScrapeCounters};
+use self::merge::{ReportedPods, ScrapedPods};
+use self::metrics::ScrapeMetrics;
+use self::scrape_loop::{LoopContext, LoopState};
+use self::sharding::{target_key, Membership};
 use self::target::{static_targets, Target};
 use crate::export::Exporter;
+use crate::ops::metrics::SinkMetrics;
 
 /// Why the scrape stage could not start.
 #[derive(Debug, thiserror::Error)]
@@ -42,41 +52,114 @@ struct RunningLoop {
     task: JoinHandle<()>,
 }
 
-/// The running scrape loops, keyed by (job, URL).
+/// A loop's key: (job, URL).
+type LoopKey = (String, String);
+
+/// The targets of every job and the loops of those this replica owns.
+struct Targets {
+    /// Every job's targets, whichever replica scrapes them.
+    all: HashMap<String, Vec<Target>>,
+    /// Without sharding this stays [`Membership::Unknown`]: every target is owned.
+    membership: Membership,
+    loops: HashMap<LoopKey, RunningLoop>,
+}
+
+/// The running scrape loops and what they are derived from.
 pub struct TargetSet {
     ctx: LoopContext,
-    loops: Mutex<HashMap<(String, String), RunningLoop>>,
+    metrics: Arc<ScrapeMetrics>,
+    scraped_pods: Arc<ScrapedPods>,
+    inner: Mutex<Targets>,
 }
 
 impl TargetSet {
-    /// Makes `targets` the job's targets: new ones start scraping, changed ones restart,
-    /// vanished ones get stale markers for all their series and stop.
+    /// Makes `targets` the job's targets: those this replica owns and does not scrape yet
+    /// start, changed ones restart, vanished ones get stale markers for all their series and
+    /// stop.
     pub fn set_targets(&self, job: &str, targets: Vec<Target>) {
-        let mut loops = self.loops.lock().expect("scrape loops lock");
-        let wanted: HashMap<(String, String), Target> = targets
+        self.metrics
+            .job(job)
+            .targets
+            .store(targets.len() as u64, Ordering::Relaxed);
+        self.scraped_pods
+            .set_job(job, targets.iter().filter_map(Target::pod).collect());
+        let mut inner = self.inner.lock().expect("scrape targets lock");
+        inner.all.insert(job.to_owned(), targets);
+        self.apply(&mut inner, job);
+    }
+
+    /// Applies a new membership to every job: targets another replica now owns stop without
+    /// stale markers (their series go on from there), targets this one gained start.
+    pub fn set_membership(&self, membership: Membership) {
+        let mut inner = self.inner.lock().expect("scrape targets lock");
+        inner.membership = membership;
+        let jobs: Vec<String> = inner.all.keys().cloned().collect();
+        for job in jobs {
+            self.apply(&mut inner, &job);
+        }
+    }
+
+    /// The membership applied last.
+    pub fn membership(&self) -> Membership {
+        self.inner
+            .lock()
+            .expect("scrape targets lock")
+            .membership
+            .clone()
+    }
+
+    fn apply(&self, inner: &mut Targets, job: &str) {
+        let Targets {
+            all,
+            membership,
+            loops,
+        } = inner;
+        let all_of_job: HashMap<LoopKey, &Target> = all
+            .get(job)
             .into_iter()
+            .flatten()
             .map(|t| ((job.to_owned(), t.url.clone()), t))
             .collect();
-        let gone: Vec<(String, String)> = loops
+        let wanted: HashMap<&LoopKey, &Target> = all_of_job
             .iter()
-            .filter(|(key, running)| key.0 == job && wanted.get(*key) != Some(&running.target))
+            .filter(|(key, _)| membership.owns(&target_key(&key.0, &key.1)))
+            .map(|(key, t)| (key, *t))
+            .collect();
+        let ending: Vec<LoopKey> = loops
+            .iter()
+            .filter(|(key, running)| key.0 == job && wanted.get(key) != Some(&&running.target))
             .map(|(key, _)| key.clone())
             .collect();
-        for key in gone {
-            if let Some(running) = loops.remove(&key) {
-                running.state.send_replace(LoopState::Removed);
-            }
+        for key in ending {
+            let Some(running) = loops.remove(&key) else {
+                continue;
+            };
+            let handed_over = all_of_job.get(&key) == Some(&&running.target);
+            running.state.send_replace(if handed_over {
+                LoopState::Shutdown
+            } else {
+                LoopState::Removed
+            });
         }
+        let job_metrics = self.metrics.job(job);
+        job_metrics
+            .targets_owned
+            .store(wanted.len() as u64, Ordering::Relaxed);
         for (key, target) in wanted {
-            if loops.contains_key(&key) {
+            if loops.contains_key(key) {
                 continue;
             }
             let (state, state_rx) = watch::channel(LoopState::Running);
-            let task = tokio::spawn(scrape_loop::run(target.clone(), self.ctx.clone(), state_rx));
+            let task = tokio::spawn(scrape_loop::run(
+                target.clone(),
+                self.ctx.clone(),
+                job_metrics.clone(),
+                state_rx,
+            ));
             loops.insert(
-                key,
+                key.clone(),
                 RunningLoop {
-                    target,
+                    target: target.clone(),
                     state,
                     task,
                 },
@@ -84,16 +167,16 @@ impl TargetSet {
         }
     }
 
-    /// The targets currently scraped.
+    /// The targets this replica currently scrapes.
     pub fn targets(&self) -> Vec<Target> {
-        let loops = self.loops.lock().expect("scrape loops lock");
-        loops.values().map(|l| l.target.clone()).collect()
+        let inner = self.inner.lock().expect("scrape targets lock");
+        inner.loops.values().map(|l| l.target.clone()).collect()
     }
 
     async fn stop(&self) {
         let running: Vec<RunningLoop> = {
-            let mut loops = self.loops.lock().expect("scrape loops lock");
-            loops.drain().map(|(_, l)| l).collect()
+            let mut inner = self.inner.lock().expect("scrape targets lock");
+            inner.loops.drain().map(|(_, l)| l).collect()
         };
         for l in &running {
             l.state.send_replace(LoopState::Shutdown);
@@ -111,26 +194,49 @@ pub struct ScrapeStage {
 }
 
 impl ScrapeStage {
-    /// Starts one loop per static target of every job and one discovery task per
-    /// `kubernetes_sd` job.
+    /// Starts one loop per static target of every job, one discovery task per
+    /// `kubernetes_sd` job and, with `sharding`, the membership watcher; registers the
+    /// stage's self-metrics with `sink_metrics`.
     pub fn start(
         config: &ScrapeConfig,
         exporter: Arc<Exporter>,
+        sink_metrics: &SinkMetrics,
     ) -> Result<ScrapeStage, ScrapeStartError> {
+        let metrics = Arc::new(ScrapeMetrics::new(config.sharding.is_some()));
+        sink_metrics.add_section(metrics.clone());
         let ctx = LoopContext {
-            client: fetch::client()?,
+            client: fetch::client(config.sharding.as_ref().map(|s| s.member.as_str()))?,
             exporter,
             reported: Arc::new(ReportedPods::new(config.merge.report_ttl.get())),
             prefer: config.merge.prefer,
             body_size_limit: config.body_size_limit,
-            counters: Arc::new(ScrapeCounters::default()),
         };
         let targets = Arc::new(TargetSet {
             ctx,
-            loops: Mutex::new(HashMap::new()),
+            metrics: metrics.clone(),
+            scraped_pods: Arc::new(ScrapedPods::default()),
+            inner: Mutex::new(Targets {
+                all: HashMap::new(),
+                membership: match config.sharding {
+                    Some(_) => Membership::Starting,
+                    None => Membership::Unknown,
+                },
+                loops: HashMap::new(),
+            }),
         });
         let section = Arc::new(config.clone());
         let mut discovery = Vec::new();
+        if let (Some(sharding), Some(membership_metrics)) =
+            (&config.sharding, metrics.membership.clone())
+        {
+            tracing::info!(service = %sharding.service, namespace = %sharding.namespace, member = %sharding.member, "scrape sharding: waiting for the Service's EndpointSlices");
+            discovery.push(tokio::spawn(membership::run_membership(
+                sharding.clone(),
+                config.interval.get(),
+                targets.clone(),
+                membership_metrics,
+            )));
+        }
         for job in &config.jobs {
             let fixed = static_targets(config, job);
             tracing::info!(job = %job.name, static_targets = fixed.len(), kubernetes_sd = job.kubernetes_sd.is_some(), "scrape job started");
@@ -153,9 +259,9 @@ impl ScrapeStage {
         self.targets.ctx.reported.clone()
     }
 
-    /// Counters over all loops.
-    pub fn counters(&self) -> &ScrapeCounters {
-        &self.targets.ctx.counters
+    /// With `merge.prefer: scrape`, the pods whose filter series ingest drops.
+    pub fn scraped_pods(&self) -> Option<Arc<ScrapedPods>> {
+        (self.targets.ctx.prefer == Prefer::Scrape).then(|| self.targets.scraped_pods.clone())
     }
 
     /// See [`TargetSet::set_targets`].
@@ -163,9 +269,14 @@ impl ScrapeStage {
         self.targets.set_targets(job, targets);
     }
 
-    /// The targets currently scraped.
+    /// The targets this replica currently scrapes.
     pub fn targets(&self) -> Vec<Target> {
         self.targets.targets()
+    }
+
+    /// The sharding membership applied last ([`Membership::Unknown`] without sharding).
+    pub fn membership(&self) -> Membership {
+        self.targets.membership()
     }
 
     /// Stops discovery and every loop (no stale markers: the targets still exist).

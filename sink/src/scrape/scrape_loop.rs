@@ -6,7 +6,7 @@
 //! when the target is removed. A sink shutdown sends none (the target still exists).
 //! Owns the per-target cycle; it must not discover targets or talk to remote-write itself.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -16,6 +16,7 @@ use super::config::Prefer;
 use super::convert::{body_to_samples, is_filter_family, report_samples, ScrapeReport};
 use super::fetch::fetch;
 use super::merge::ReportedPods;
+use super::metrics::JobMetrics;
 use super::target::Target;
 use crate::export::remote_write::retry::now_ms;
 use crate::export::Exporter;
@@ -28,17 +29,9 @@ pub enum LoopState {
     Running,
     /// The target went away: mark all its series stale, then end.
     Removed,
-    /// The sink stops: end without markers.
+    /// The sink stops, or another replica now scrapes the target: end without markers (the
+    /// target still exists and its series go on).
     Shutdown,
-}
-
-/// Counters shared by all loops (for logs and tests).
-#[derive(Debug, Default)]
-pub struct ScrapeCounters {
-    pub scrapes: AtomicU64,
-    pub failures: AtomicU64,
-    pub samples: AtomicU64,
-    pub stale_markers: AtomicU64,
 }
 
 /// Everything a loop uses besides its target.
@@ -49,12 +42,12 @@ pub struct LoopContext {
     pub reported: Arc<ReportedPods>,
     pub prefer: Prefer,
     pub body_size_limit: usize,
-    pub counters: Arc<ScrapeCounters>,
 }
 
 struct TargetLoop {
     target: Target,
     ctx: LoopContext,
+    metrics: Arc<JobMetrics>,
     tracker: StalenessTracker,
     /// Series in the tracker after the previous scrape (report series included).
     previous_series: usize,
@@ -62,12 +55,18 @@ struct TargetLoop {
 }
 
 /// Runs `target` until `state` leaves [`LoopState::Running`].
-pub async fn run(target: Target, ctx: LoopContext, mut state: watch::Receiver<LoopState>) {
+pub async fn run(
+    target: Target,
+    ctx: LoopContext,
+    metrics: Arc<JobMetrics>,
+    mut state: watch::Receiver<LoopState>,
+) {
     let mut tick = tokio::time::interval(target.interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut target_loop = TargetLoop {
         target,
         ctx,
+        metrics,
         tracker: StalenessTracker::new(u32::MAX),
         previous_series: 0,
         was_up: None,
@@ -105,13 +104,9 @@ impl TargetLoop {
     fn send(&self, stale_markers: &[Sample], samples: &[Sample]) {
         self.ctx.exporter.enqueue(stale_markers);
         self.ctx.exporter.enqueue(samples);
-        let counters = &self.ctx.counters;
-        counters
+        self.metrics
             .stale_markers
             .fetch_add(stale_markers.len() as u64, Ordering::Relaxed);
-        counters
-            .samples
-            .fetch_add(samples.len() as u64, Ordering::Relaxed);
     }
 
     async fn scrape_once(&mut self) {
@@ -125,7 +120,7 @@ impl TargetLoop {
         )
         .await;
         let duration = started.elapsed();
-        self.ctx.counters.scrapes.fetch_add(1, Ordering::Relaxed);
+        self.metrics.observe_duration(duration);
         let (mut samples, scraped) = match fetched {
             Ok(fetched) => {
                 let drop_filter_families = self.ctx.prefer == Prefer::Filter
@@ -141,6 +136,15 @@ impl TargetLoop {
                     scrape_ms,
                     &drop_family,
                 );
+                self.metrics
+                    .scrapes_succeeded
+                    .fetch_add(1, Ordering::Relaxed);
+                self.metrics
+                    .samples
+                    .fetch_add(converted.scraped, Ordering::Relaxed);
+                self.metrics
+                    .bad_lines
+                    .fetch_add(converted.bad_lines, Ordering::Relaxed);
                 if converted.bad_lines > 0 || converted.duplicates > 0 {
                     tracing::debug!(url = %self.target.url, bad_lines = converted.bad_lines, duplicates = converted.duplicates, "scrape body had unusable samples");
                 }
@@ -148,7 +152,7 @@ impl TargetLoop {
                 (converted.samples, Some(converted.scraped))
             }
             Err(e) => {
-                self.ctx.counters.failures.fetch_add(1, Ordering::Relaxed);
+                self.metrics.scrapes_failed.fetch_add(1, Ordering::Relaxed);
                 self.log_up(false, Some(&e.to_string()));
                 (Vec::new(), None)
             }
