@@ -3,7 +3,8 @@
 //! it reads on the way; and the decoding of that queue for the host tests.
 //!
 //! The guest's only behaviour beyond recording: `on_configure` sets a tick period of
-//! 1000 ms × the plugin configuration's length, and `on_done` returns true.
+//! 1000 ms × the plugin configuration's length and refuses an empty configuration, and
+//! `on_done` returns true.
 // Each test file compiles this module on its own and uses a subset of it.
 #![allow(dead_code)]
 
@@ -90,7 +91,7 @@ const GUEST: &str = r#"
     (call $record (i32.const 3) (local.get 0) (local.get 1) (i32.const 0))
     (call $read_buffer (i32.const 7) (local.get 1))
     (drop (call $set_tick (i32.mul (local.get 1) (i32.const 1000))))
-    (i32.const 1))
+    (i32.ne (local.get 1) (i32.const 0)))
   (func (export "proxy_on_tick") (param i32)
     (call $record (i32.const 4) (local.get 0) (i32.const 0) (i32.const 0)))
   (func (export "proxy_on_new_connection") (param i32) (result i32)
