@@ -1,7 +1,7 @@
 //! Two plugins in the same worker VMs and HTTP bodies, checked with the recording guest:
 //! Envoy's start sequence per root, each root's own configuration and tick period, which root
-//! HTTP streams and TCP connections go to, body chunks read by each body callback, and the
-//! grpc_stats filter state.
+//! HTTP streams and TCP connections go to, a rejected plugin bypassed without the other, body
+//! chunks read by each body callback, and the grpc_stats filter state.
 
 mod recorder;
 
@@ -9,11 +9,16 @@ use std::time::Duration;
 
 use meshtap_tests::host::grpc_frames::{frames, split};
 use meshtap_tests::host::{
-    Clock, HttpExchange, PluginSpec, Proxy, ProxyConfig, ResponseSpec, TcpConnectionSpec, Traffic,
+    Clock, HttpExchange, PeerType, PluginSpec, Proxy, ProxyConfig, ResponseSpec, TcpConnectionSpec,
+    Traffic, VmStatus,
 };
 use recorder::{code, drain, Event};
 
 fn proxy(main_traffic: Traffic, workers: usize) -> Proxy {
+    proxy_with_second_config(main_traffic, workers, "abc")
+}
+
+fn proxy_with_second_config(main_traffic: Traffic, workers: usize, second: &str) -> Proxy {
     let extra = match main_traffic {
         Traffic::Http => Traffic::Network,
         Traffic::Network => Traffic::Http,
@@ -24,7 +29,7 @@ fn proxy(main_traffic: Traffic, workers: usize) -> Proxy {
         extra_plugins: vec![PluginSpec {
             root_id: "second".into(),
             plugin_name: "second".into(),
-            plugin_config: "abc".into(),
+            plugin_config: second.into(),
             traffic: extra,
         }],
         workers,
@@ -82,10 +87,36 @@ fn streams_and_connections_go_to_the_root_that_handles_them() {
             .map(|e| (e.ctx, e.a))
             .collect();
         assert_eq!(creates, vec![(3, http_root), (4, tcp_root)], "{main:?}");
-        proxy
-            .close_tcp(handle, meshtap_tests::host::PeerType::Remote)
-            .unwrap();
+        proxy.close_tcp(handle, PeerType::Remote).unwrap();
     }
+}
+
+#[test]
+fn a_rejected_plugin_is_bypassed_alone() {
+    // The recorder refuses an empty configuration: the NETWORK plugin is rejected.
+    let mut proxy = proxy_with_second_config(Traffic::Http, 1, "");
+    let VmStatus::Rejected(reason) = &proxy.vm_statuses()[0] else {
+        panic!("{:?}", proxy.vm_statuses());
+    };
+    assert!(
+        reason.contains("proxy_on_configure") && reason.contains("second"),
+        "{reason}"
+    );
+    drain(&proxy);
+    let (handle, opened) = proxy.open_tcp(0, &TcpConnectionSpec::default()).unwrap();
+    assert!(opened.bypassed);
+    proxy.close_tcp(handle, PeerType::Remote).unwrap();
+    let stream = proxy.run_http_stream(0, &HttpExchange::default());
+    assert!(!stream.bypassed);
+    proxy.advance(Duration::from_secs(2));
+    let events = drain(&proxy);
+    assert_eq!(events[0], Event::call(code::CONTEXT_CREATE, 3, 1, 0));
+    let ticks: Vec<u32> = events
+        .iter()
+        .filter(|e| e.code == code::TICK)
+        .map(|e| e.ctx)
+        .collect();
+    assert_eq!(ticks, vec![1, 1]);
 }
 
 fn grpc_exchange(grpc_stats_filter: bool) -> (HttpExchange, Vec<Vec<u8>>, Vec<Vec<u8>>) {

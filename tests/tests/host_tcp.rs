@@ -70,11 +70,13 @@ fn a_connection_runs_in_envoys_order_and_each_data_callback_reads_its_chunk() {
             Event::read(0, code::DOWNSTREAM_PEER, b"peer"),
             Event::call(code::UPSTREAM_DATA, 3, 6, 0),
             Event::read(0, 3, b"world!"),
+            Event::read(0, 3, b"rld!"),
             Event::call(code::DOWNSTREAM_DATA, 3, 3, 1),
             Event::read(0, 2, b"bye"),
             Event::read(0, code::DOWNSTREAM_PEER, b"peer"),
             Event::call(code::UPSTREAM_DATA, 3, 2, 1),
             Event::read(0, 3, b"ok"),
+            Event::read(0, 3, b""),
             // End of stream from upstream is Envoy's upstream close, peer type Unknown.
             Event::call(code::UPSTREAM_CLOSE, 3, 0, 0),
             Event::call(code::DOWNSTREAM_CLOSE, 3, PeerType::Remote as u32, 0),

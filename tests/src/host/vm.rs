@@ -95,11 +95,6 @@ impl WorkerVm {
             .map_or(VmStatus::Running, VmStatus::Rejected)
     }
 
-    /// Whether the VM runs every plugin.
-    pub fn is_running(&self) -> bool {
-        self.status() == VmStatus::Running
-    }
-
     /// The context id of the first running root that handles `traffic`, if the VM has not
     /// trapped. Envoy bypasses a plugin whose root was rejected.
     pub(super) fn root_for(&self, traffic: Traffic) -> Option<u32> {
@@ -113,6 +108,19 @@ impl WorkerVm {
             .iter()
             .find(|r| r.traffic == traffic)?;
         root.rejected.is_none().then_some(root.context)
+    }
+
+    /// Whether the plugin `context` belongs to still runs: the VM has not trapped and that
+    /// context's root was not rejected (another plugin's rejection does not matter).
+    fn runs_plugin_of(&self, context: u32) -> bool {
+        let state = self.store.data();
+        self.trapped.is_none()
+            && state.root_id_of(context).is_some_and(|root| {
+                state
+                    .roots
+                    .iter()
+                    .any(|r| r.context == root && r.rejected.is_none())
+            })
     }
 
     /// Context ids of the VM's roots, in start order.
@@ -380,7 +388,7 @@ impl WorkerVm {
         let Some(context) = state.pending_calls.remove(&completion.token) else {
             return;
         };
-        if !self.is_running() {
+        if !self.runs_plugin_of(context) {
             return;
         }
         let view = match completion.result {
@@ -408,8 +416,7 @@ impl WorkerVm {
 
     /// Delivers `proxy_on_queue_ready` to the root context that registered the queue.
     pub fn queue_ready(&mut self, root: u32, queue: u32) {
-        let known = self.store.data().roots.iter().any(|r| r.context == root);
-        if self.is_running() && known {
+        if self.runs_plugin_of(root) {
             self.call::<(i32, i32), ()>("proxy_on_queue_ready", root, (root as i32, queue as i32));
         }
     }

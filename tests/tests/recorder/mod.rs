@@ -1,9 +1,11 @@
 //! A hand-written guest (WebAssembly text) that records every callback it receives, with its
 //! arguments, into the shared queue `events`, plus the buffers and the filter-state properties
-//! it reads on the way; and the decoding of that queue for the host tests.
+//! it reads on the way (upstream data twice: whole, then from byte 2 with an oversized
+//! length); and the decoding of that queue for the host tests.
 //!
 //! The guest's only behaviour beyond recording: `on_configure` sets a tick period of
-//! 1000 ms × the plugin configuration's length, and `on_done` returns true.
+//! 1000 ms × the plugin configuration's length and refuses an empty configuration, and
+//! `on_done` returns true.
 // Each test file compiles this module on its own and uses a subset of it.
 #![allow(dead_code)]
 
@@ -76,10 +78,12 @@ const GUEST: &str = r#"
       (call $get_property (i32.const 192) (i32.const 28) (i32.const 32) (i32.const 36))
       (i32.const 98)))
   (func $read_buffer (param $kind i32) (param $len i32)
+    (call $read_buffer_from (local.get $kind) (i32.const 0) (local.get $len)))
+  (func $read_buffer_from (param $kind i32) (param $start i32) (param $len i32)
     (i32.store (i32.const 32) (i32.const 0))
     (i32.store (i32.const 36) (i32.const 0))
     (call $record_read
-      (call $get_buffer (local.get $kind) (i32.const 0) (local.get $len) (i32.const 32) (i32.const 36))
+      (call $get_buffer (local.get $kind) (local.get $start) (local.get $len) (i32.const 32) (i32.const 36))
       (local.get $kind)))
   (func (export "proxy_on_context_create") (param i32 i32)
     (call $record (i32.const 1) (local.get 0) (local.get 1) (i32.const 0)))
@@ -90,7 +94,7 @@ const GUEST: &str = r#"
     (call $record (i32.const 3) (local.get 0) (local.get 1) (i32.const 0))
     (call $read_buffer (i32.const 7) (local.get 1))
     (drop (call $set_tick (i32.mul (local.get 1) (i32.const 1000))))
-    (i32.const 1))
+    (i32.ne (local.get 1) (i32.const 0)))
   (func (export "proxy_on_tick") (param i32)
     (call $record (i32.const 4) (local.get 0) (i32.const 0) (i32.const 0)))
   (func (export "proxy_on_new_connection") (param i32) (result i32)
@@ -105,6 +109,8 @@ const GUEST: &str = r#"
   (func (export "proxy_on_upstream_data") (param i32 i32 i32) (result i32)
     (call $record (i32.const 7) (local.get 0) (local.get 1) (local.get 2))
     (call $read_buffer (i32.const 3) (local.get 1))
+    ;; From byte 2, asking for more than there is: Envoy returns the rest.
+    (call $read_buffer_from (i32.const 3) (i32.const 2) (i32.const 1000))
     (i32.const 0))
   (func (export "proxy_on_downstream_connection_close") (param i32 i32)
     (call $record (i32.const 8) (local.get 0) (local.get 1) (i32.const 0)))
