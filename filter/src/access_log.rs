@@ -128,8 +128,8 @@ pub struct RecordContext<'a> {
     pub local: &'a LocalNode,
     pub downstream_peer: Option<&'a PeerInfo>,
     pub upstream_peer: Option<&'a PeerInfo>,
-    /// The host clock (ns since the epoch), the start time when `request.time` is absent.
-    pub now_ns: i64,
+    /// The host clock (ns since the epoch), read only when `request.time` is absent.
+    pub now_ns: fn() -> i64,
 }
 
 fn text(bytes: Option<Vec<u8>>) -> String {
@@ -162,7 +162,7 @@ pub fn build_record(
 ) -> AccessLogRecord {
     let duration_ns = int(read(DURATION));
     let start_time_ns =
-        int(read(START_TIME)).unwrap_or_else(|| ctx.now_ns - duration_ns.unwrap_or(0));
+        int(read(START_TIME)).unwrap_or_else(|| (ctx.now_ns)() - duration_ns.unwrap_or(0));
     let path = read(ORIGINAL_PATH).or_else(|| read(PATH));
     let mut response_flags = String::new();
     if ctx.outcome.response_flags != 0 {

@@ -183,7 +183,7 @@ fn client_record_takes_values_from_the_host_and_the_upstream_peer() {
         local: &local,
         downstream_peer: None,
         upstream_peer: Some(&peer),
-        now_ns: 0,
+        now_ns: || panic!("request.time is there"),
     };
     let mut reads = Vec::new();
     let record = build_record(&ctx, |v| {
@@ -243,7 +243,7 @@ fn server_record_prefers_the_original_path_and_names_the_downstream_peer() {
         local: &local,
         downstream_peer: None,
         upstream_peer: None,
-        now_ns: 42,
+        now_ns: || 42,
     };
     let record = build_record(&ctx, |v| values.get(&v).cloned());
     assert_eq!(record.path, "/before/rewrite");

@@ -91,7 +91,7 @@ pub fn on_request(
         local,
         downstream_peer: downstream_peer.as_deref(),
         upstream_peer: upstream_peer.as_deref(),
-        now_ns: now_ns(),
+        now_ns,
     };
     logs.push(build_record(&ctx, read));
 }
