@@ -1,5 +1,7 @@
-//! `cargo xtask bench [filter|ingest|logs|all]`: runs the criterion benchmarks and the `.wasm`
-//! measurements in the test host. Figures are printed by the benches themselves; compare
+//! `cargo xtask bench [filter|ingest|logs|all|scrape]`: runs the criterion benchmarks and the
+//! `.wasm` measurements in the test host (`all`), or the scrape side-by-side against
+//! Prometheus' agent mode ([`crate::bench_scrape`], not part of `all`: it runs processes for
+//! a minute and more). Figures are printed by the benches themselves; compare
 //! them as ratios within one run, never across machines.
 
 use anyhow::{bail, Result};
@@ -30,11 +32,12 @@ pub fn command(args: &[String]) -> Result<()> {
         "filter" => filter(),
         "ingest" => ingest(),
         "logs" => logs(),
+        "scrape" => crate::bench_scrape::command(&args[1..]),
         "all" => {
             filter()?;
             ingest()?;
             logs()
         }
-        other => bail!("unknown bench {other:?} (known: filter, ingest, logs, all)"),
+        other => bail!("unknown bench {other:?} (known: filter, ingest, logs, all, scrape)"),
     }
 }

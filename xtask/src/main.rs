@@ -4,6 +4,7 @@
 //! and starts the binaries the workspace builds. It holds no product logic.
 
 mod bench;
+mod bench_scrape;
 mod build;
 mod demo;
 mod image;
@@ -37,6 +38,8 @@ commands:
       --remote-write-url URL  also write to this Prometheus remote-write endpoint
       --sink-config FILE      use this sink config instead of the generated one
   bench [filter|ingest|logs|all]   run the benchmarks (criterion, plus the .wasm in the test host)
+  bench scrape [--targets N] [--series N] [--interval S] [--seconds N]
+                                   the sink's scrape stage vs Prometheus 2.42 agent mode, side by side
 ";
 
 fn main() -> Result<()> {

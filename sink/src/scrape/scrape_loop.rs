@@ -1,4 +1,4 @@
-//! The loop of one target: scrape every interval, convert, keep the target's series set in a
+//! The loop of one target: scrape every interval (at a fixed offset within it), convert, keep the target's series set in a
 //! [`StalenessTracker`] (the same machinery as reports) and queue samples and stale markers.
 //!
 //! Stale markers go out for a series absent from the latest successful scrape, for every
@@ -17,6 +17,7 @@ use super::convert::{body_to_samples, is_filter_family, report_samples, ScrapeRe
 use super::fetch::fetch;
 use super::merge::ReportedPods;
 use super::metrics::JobMetrics;
+use super::sharding::weight;
 use super::target::Target;
 use crate::export::remote_write::retry::now_ms;
 use crate::export::Exporter;
@@ -61,7 +62,8 @@ pub async fn run(
     metrics: Arc<JobMetrics>,
     mut state: watch::Receiver<LoopState>,
 ) {
-    let mut tick = tokio::time::interval(target.interval);
+    let first = tokio::time::Instant::now() + start_offset(&target);
+    let mut tick = tokio::time::interval_at(first, target.interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut target_loop = TargetLoop {
         target,
@@ -211,6 +213,15 @@ impl TargetLoop {
         self.send(&stale_markers, &[]);
         self.previous_series = 0;
     }
+}
+
+/// When in its interval a target is scraped: a fixed fraction of the interval derived from
+/// its URL, as Prometheus spreads its targets, so that many targets (and the remote-write
+/// queue behind them) do not all burst at the same instant.
+fn start_offset(target: &Target) -> std::time::Duration {
+    let interval_ms = u64::try_from(target.interval.as_millis()).unwrap_or(u64::MAX);
+    let offset_ms = weight("scrape-offset", &target.url) % interval_ms.max(1);
+    std::time::Duration::from_millis(offset_ms)
 }
 
 /// The tracker's key: one tracker per loop, so only the target's URL (for readability).
