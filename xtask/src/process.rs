@@ -15,11 +15,15 @@ pub fn root() -> PathBuf {
         .to_path_buf()
 }
 
-/// The cargo target directory the workspace builds into.
+/// The cargo target directory the workspace builds into (absolute: a relative
+/// `CARGO_TARGET_DIR` is relative to the workspace root, as cargo run from there reads it, and the
+/// paths derived from it are handed to processes with other working directories).
 pub fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root().join("target"))
+    match std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from) {
+        Some(dir) if dir.is_absolute() => dir,
+        Some(dir) => root().join(dir),
+        None => root().join("target"),
+    }
 }
 
 /// The cargo the user invoked xtask with.
