@@ -124,6 +124,8 @@ fn idle_series_are_evicted_on_every_worker_and_come_back_from_one() {
         active += 1.0;
         proxy.advance(Duration::from_secs(5));
     }
+    // A VM's snapshot is up to one interval old in the leader's sum.
+    proxy.advance(Duration::from_secs(10));
     for status in proxy.vm_statuses() {
         assert_eq!(status, VmStatus::Running, "logs: {:?}", proxy.logs());
     }
@@ -168,7 +170,7 @@ fn idle_series_are_evicted_on_every_worker_and_come_back_from_one() {
 
     // New traffic recreates the set from 1.
     proxy.run_http_stream(1, &exchange(404));
-    proxy.advance(Duration::from_secs(6));
+    proxy.advance(Duration::from_secs(11));
     let recreated = requests_by_code(&latest(&receiver));
     assert_eq!(recreated.get("404"), Some(&1.0), "{recreated:?}");
     assert_eq!(recreated[&ACTIVE_CODE.to_string()], active);
