@@ -9,56 +9,17 @@ use std::time::Duration;
 
 use meshtap_report::schema::REQUESTS_TOTAL;
 use meshtap_report::Report;
-use meshtap_tests::filter_wasm::shared_module;
-use meshtap_tests::host::{Clock, HttpExchange, Phase, Proxy, ProxyConfig, VmStatus};
-use meshtap_tests::sim::{OneCall, ReportReceiver};
+use meshtap_tests::host::{Proxy, VmStatus};
+use meshtap_tests::sim::ReportReceiver;
 
-const SINK_CLUSTER: &str = "outbound|9091||meshtap-sink.meshtap.svc.cluster.local";
-
-const SCENARIO: &str = "
-workloads:
-  - {name: sleep-v1, namespace: apps, app: sleep, version: v1}
-  - {name: httpbin-v1, namespace: apps, app: httpbin, version: v1, port: 8000}
-calls:
-  - {from: sleep-v1, to: httpbin-v1, count: 1, latency_ms: 10, request_bytes: 100, response_bytes: 200}
-";
+#[path = "support/sleep_sidecar.rs"]
+mod sleep_sidecar;
 
 const CONFIG: &str = r#"{"report_interval":"5s","series_idle_timeout":"20s"}"#;
 
 /// Response codes of the label sets that go idle (each is its own series).
 const IDLE_CODES: [u16; 10] = [201, 202, 203, 204, 205, 206, 207, 208, 226, 404];
 const ACTIVE_CODE: u16 = 200;
-
-/// The sleep-v1 sidecar with two workers, and the outbound exchange answered with `code`.
-fn proxy(sink: SocketAddr) -> (Proxy, impl Fn(u16) -> HttpExchange) {
-    let call = OneCall::from_yaml(SCENARIO, 10, 100, 200);
-    let config = ProxyConfig {
-        plugin_config: CONFIG.to_string(),
-        node: call.client_node,
-        workers: 2,
-        clock: Clock::manual_now(),
-        clusters: vec![(SINK_CLUSTER.to_string(), sink)],
-        ..ProxyConfig::default()
-    };
-    let template = call.client;
-    let with_code = move |code: u16| {
-        let mut exchange = template.clone();
-        let response = exchange.response.as_mut().expect("the call is answered");
-        for (name, value) in &mut response.headers {
-            if name == ":status" {
-                *value = code.to_string();
-            }
-        }
-        exchange
-            .properties
-            .set_int(&["response", "code"], i64::from(code), Phase::Response);
-        exchange
-    };
-    (
-        Proxy::start(shared_module(), config).unwrap(),
-        with_code,
-    )
-}
 
 /// `istio_requests_total` of a report by response code.
 fn requests_by_code(report: &Report) -> BTreeMap<String, f64> {
@@ -91,7 +52,10 @@ fn snapshot_bytes(proxy: &Proxy) -> Vec<usize> {
     (1..=2)
         .map(|uid| {
             let key = format!("meshtap/vm/{uid}");
-            proxy.shared().get_shared_data(&key).map_or(0, |v| v.0.len())
+            proxy
+                .shared()
+                .get_shared_data(&key)
+                .map_or(0, |v| v.0.len())
         })
         .collect()
 }
@@ -100,7 +64,7 @@ fn snapshot_bytes(proxy: &Proxy) -> Vec<usize> {
 fn idle_series_are_evicted_on_every_worker_and_come_back_from_one() {
     let receiver =
         ReportReceiver::start(SocketAddr::from(([127, 0, 0, 1], 0)), None, false).unwrap();
-    let (mut proxy, exchange) = proxy(receiver.addr());
+    let (mut proxy, _clock, exchange) = sleep_sidecar::start(2, receiver.addr(), CONFIG);
     let mut active = 0.0;
     for code in IDLE_CODES {
         for worker in 0..2 {
