@@ -139,6 +139,27 @@ mod tests {
 
     #[cfg_attr(not(target_arch = "wasm32"), test)]
     #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+    fn a_counter_set_is_active_while_any_of_its_values_grows() {
+        use crate::counters::{CounterKind, CounterTotals};
+        let tcp = |bytes: u64| {
+            let mut counters = CounterTotals::new(10);
+            let labels = vec!["v"; CounterKind::Tcp.label_count()];
+            counters.add(CounterKind::Tcp, &labels, &[1, 0, bytes, 0]);
+            let agg = crate::aggregate::Aggregator::new(1, EnabledMetrics::all());
+            let mut m = MergedTotals::new(10);
+            m.absorb(&TotalsPb::from_vm(&agg, &counters, 0));
+            m
+        };
+        let mut t = IdleTracker::default();
+        t.idle_sets(&tcp(10), 0, 100);
+        assert!(t.idle_sets(&tcp(20), 100, 100).is_empty(), "bytes grew");
+        let idle = t.idle_sets(&tcp(20), 200, 100);
+        assert_eq!(idle.len(), 1);
+        assert_eq!(idle[0].0, CounterKind::Tcp as u32);
+    }
+
+    #[cfg_attr(not(target_arch = "wasm32"), test)]
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
     fn the_overflow_set_is_never_idle() {
         let mut t = IdleTracker::default();
         let totals = merged(&[("a", 1), ("b", 1)], 1);
