@@ -169,6 +169,8 @@ fn leader_turn(c: &mut Criterion) {
                     retired_vms: 0,
                     reports_failed: 0,
                     newly_retired: 0,
+                    eviction_applied: true,
+                    series_evicted: 0,
                 };
                 let ctx = ReportContext {
                     proxy: local.proxy(),

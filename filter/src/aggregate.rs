@@ -195,6 +195,38 @@ impl Aggregator {
             .chain(overflow)
     }
 
+    /// Keeps only the held label sets `keep` accepts (the overflow series always stays), with
+    /// their totals; returns how many were dropped. The storage is rebuilt, so the memory of
+    /// dropped sets (their strings included) is freed, and slots are invalidated.
+    pub fn retain(&mut self, mut keep: impl FnMut(&[&str]) -> bool) -> usize {
+        let mut kept = Aggregator::new(self.max_series, self.enabled);
+        let mut labels = LabelValues::default();
+        let mut dropped = 0;
+        for id in 0..self.len as u32 {
+            let entry = self.entry(id);
+            for (i, value) in labels.0.iter_mut().enumerate() {
+                let group = self.groups.get(entry.groups[i / GROUP]);
+                value.clear();
+                value.push_str(self.strings.get(group[i % GROUP]));
+            }
+            let values: [&str; LABEL_COUNT] = std::array::from_fn(|i| labels.get(i));
+            if !keep(&values) {
+                dropped += 1;
+                continue;
+            }
+            let (_, slot) = kept.record(&labels, Observation::default());
+            kept.chunks[slot.0 as usize / CHUNK][slot.0 as usize % CHUNK].values = entry.values;
+            if let Some(spilled) = self.spilled.get(&id) {
+                kept.spilled.insert(slot.0, *spilled);
+            }
+        }
+        kept.overflow = self.overflow;
+        kept.overflow_observations = self.overflow_observations;
+        kept.generation = self.generation + 1;
+        *self = kept;
+        dropped
+    }
+
     /// Forgets everything (the VM's totals were folded into the proxy's base elsewhere).
     pub fn clear(&mut self) {
         self.strings.clear();
@@ -381,6 +413,32 @@ mod tests {
         assert_ne!(a.generation(), generation, "slots are invalidated");
         assert_eq!(a.series().count(), 0);
         assert_eq!(a.record(&labels("c"), obs(1)).0, Recorded::New);
+    }
+
+    #[cfg_attr(not(target_arch = "wasm32"), test)]
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+    fn retain_drops_sets_keeps_totals_and_invalidates_slots() {
+        let mut a = Aggregator::new(3, EnabledMetrics::all());
+        let (_, a_slot) = a.record(&labels("a"), obs(1));
+        a.chunks[0][0].values = CompactValues::with_requests(u32::MAX);
+        a.record_at(a_slot, obs(2));
+        a.record(&labels("b"), obs(4));
+        a.record(&labels("c"), obs(5));
+        a.record(&labels("d"), obs(6));
+        let before = values_of(&a);
+        let generation = a.generation();
+        assert_eq!(a.retain(|l| l[0] != "b-0"), 1);
+        assert_ne!(a.generation(), generation);
+        assert_eq!(a.series_count(), 2);
+        let after = values_of(&a);
+        assert_eq!(after.len(), 3, "a, c and the overflow series");
+        assert_eq!(after[0], before[0], "spilled totals survive");
+        assert_eq!(after[1], before[2]);
+        assert_eq!(after[2].1.requests, 1, "overflow kept");
+        let (recorded, _) = a.record(&labels("b"), obs(9));
+        assert_eq!(recorded, Recorded::New, "an evicted set starts over");
+        let b = &values_of(&a)[2];
+        assert_eq!((b.0[0].as_str(), b.1.requests), ("b-0", 1));
     }
 
     #[cfg_attr(not(target_arch = "wasm32"), test)]

@@ -21,6 +21,8 @@ pub const DEFAULT_SINK_CLUSTER: &str = "outbound|9091||meshtap-sink.meshtap.svc.
 pub const DEFAULT_SINK_AUTHORITY: &str = "meshtap-sink.meshtap.svc.cluster.local:9091";
 /// Default label sets held per worker VM before observations go to the overflow series.
 pub const DEFAULT_MAX_SERIES: usize = 10_000;
+/// A label set unchanged this long is evicted (`series_idle_timeout`).
+pub const DEFAULT_SERIES_IDLE_TIMEOUT_MS: u64 = 600_000;
 /// Default access-log records per proxy per report interval.
 pub const DEFAULT_ACCESS_LOG_MAX_PER_INTERVAL: u32 = 1_000;
 
@@ -91,6 +93,8 @@ pub struct FilterConfig {
     pub sink_path: String,
     pub report_interval: Duration,
     pub report_timeout: Duration,
+    /// Evict label sets unchanged this long proxy-wide; `None` keeps them forever.
+    pub series_idle_timeout: Option<Duration>,
     /// Bearer token for the sink; `None` sends no `authorization` header.
     pub ingest_token: Option<String>,
     /// Reporter override; `None` derives it from the listener direction.
@@ -128,6 +132,7 @@ struct RawConfig {
     sink_path: Option<String>,
     report_interval: Option<String>,
     report_timeout: Option<String>,
+    series_idle_timeout: Option<String>,
     ingest_token: Option<String>,
     ingest_token_env: Option<String>,
     reporter: Option<String>,
@@ -194,6 +199,7 @@ impl FilterConfig {
                 requirement: "above 0 and not longer than report_interval",
             });
         }
+        let series_idle_timeout = idle_timeout(raw.series_idle_timeout, report_interval)?;
         let sink_cluster = non_empty("sink_cluster", raw.sink_cluster, DEFAULT_SINK_CLUSTER)?;
         let sink_authority =
             non_empty("sink_authority", raw.sink_authority, DEFAULT_SINK_AUTHORITY)?;
@@ -287,6 +293,7 @@ impl FilterConfig {
             sink_authority,
             sink_path,
             report_interval,
+            series_idle_timeout,
             report_timeout,
             ingest_token,
             reporter,
@@ -453,6 +460,28 @@ fn non_empty(key: &'static str, v: Option<String>, default: &str) -> Result<Stri
     }
 }
 
+/// `series_idle_timeout`: default 10 minutes, `0` or `off` disables eviction, otherwise at
+/// least two report intervals (a set must be seen unchanged by more than one report).
+fn idle_timeout(
+    v: Option<String>,
+    report_interval: Duration,
+) -> Result<Option<Duration>, ConfigError> {
+    if matches!(v.as_deref(), Some("0" | "off")) {
+        return Ok(None);
+    }
+    let timeout = duration_or("series_idle_timeout", v, DEFAULT_SERIES_IDLE_TIMEOUT_MS)?;
+    if timeout.is_zero() {
+        return Ok(None);
+    }
+    if timeout < 2 * report_interval {
+        return Err(ConfigError::Value {
+            key: "series_idle_timeout",
+            requirement: "0/off, or at least twice report_interval",
+        });
+    }
+    Ok(Some(timeout))
+}
+
 fn duration_or(
     key: &'static str,
     v: Option<String>,
@@ -509,7 +538,26 @@ mod tests {
         assert_eq!(c.metrics, EnabledMetrics::all());
         assert_eq!(c.plugin_type, PluginType::Http);
         assert_eq!(c.access_log, None);
+        assert_eq!(c.series_idle_timeout, Some(Duration::from_secs(600)));
         assert_eq!(FilterConfig::parse(b"{}", no_env).unwrap(), c);
+    }
+
+    #[cfg_attr(not(target_arch = "wasm32"), test)]
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+    fn series_idle_timeout_is_off_or_at_least_two_intervals() {
+        let timeout = |json: &str| FilterConfig::parse(json.as_bytes(), no_env);
+        for off in ["0", "off", "0s"] {
+            let json = format!(r#"{{"series_idle_timeout":"{off}"}}"#);
+            assert_eq!(timeout(&json).unwrap().series_idle_timeout, None, "{off}");
+        }
+        let c = timeout(r#"{"report_interval":"5s","series_idle_timeout":"10s"}"#).unwrap();
+        assert_eq!(c.series_idle_timeout, Some(Duration::from_secs(10)));
+        for bad in [
+            r#"{"report_interval":"5s","series_idle_timeout":"9s"}"#,
+            r#"{"series_idle_timeout":"never"}"#,
+        ] {
+            assert!(timeout(bad).is_err(), "{bad}");
+        }
     }
 
     #[cfg_attr(not(target_arch = "wasm32"), test)]

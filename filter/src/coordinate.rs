@@ -20,6 +20,10 @@
 //!   and registers again under a new uid: counters never double count; at worst the
 //!   observations since its folded snapshot are lost.
 //!
+//! - `meshtap/evicted` holds the leader's latest idle-series eviction; each snapshot carries the
+//!   epoch its VM applied, and the leader strips evicted sets from snapshots (and retired VMs'
+//!   totals) that do not show it yet (see [`crate::evict`]).
+//!
 //! Shared data has no create-if-absent: the first write of a missing key is unconditional. Two
 //! VMs creating `meshtap/proxy` in the same microseconds could therefore both register; this only
 //! affects the very first registration of a proxy's lifetime and is accepted.
@@ -29,6 +33,7 @@
 
 use prost::Message;
 
+use crate::evict::{Eviction, EVICTED_KEY};
 use crate::merge::MergedTotals;
 use crate::wire::{LiveVmPb, ProxyStatePb, TotalsPb, VmSnapshotPb};
 
@@ -67,6 +72,8 @@ pub enum CoordError {
     Contended(&'static str),
     #[error("shared data key {PROXY_KEY} is missing")]
     NoProxyState,
+    #[error("shared data key {EVICTED_KEY} was changed by another VM")]
+    EvictionRaced,
 }
 
 /// What a VM is this tick.
@@ -90,6 +97,10 @@ pub struct Collected {
     pub reports_failed: u64,
     /// VMs retired during this collection.
     pub newly_retired: u32,
+    /// Whether every live snapshot shows the eviction epoch collected against.
+    pub eviction_applied: bool,
+    /// Label sets evicted proxy-wide so far.
+    pub series_evicted: u64,
 }
 
 fn read_state(store: &dyn SharedStore) -> Option<(ProxyStatePb, u32)> {
@@ -143,12 +154,20 @@ pub fn register(store: &dyn SharedStore, now_ms: i64) -> Result<u64, CoordError>
     Ok(uid)
 }
 
-/// Writes a VM's cumulative totals to its own key (only that VM writes it).
-pub fn publish(store: &dyn SharedStore, uid: u64, now_ms: i64, totals: TotalsPb) {
+/// Writes a VM's cumulative totals, with the eviction epoch applied to them, to its own key
+/// (only that VM writes it).
+pub fn publish(
+    store: &dyn SharedStore,
+    uid: u64,
+    now_ms: i64,
+    totals: TotalsPb,
+    applied_eviction_epoch: u64,
+) {
     let snapshot = VmSnapshotPb {
         uid,
         heartbeat_ms: now_ms,
         totals: Some(totals),
+        applied_eviction_epoch,
     };
     // A CAS of 0 always succeeds.
     let _ = store.set(&vm_key(uid), &snapshot.encode_to_vec(), 0);
@@ -193,13 +212,15 @@ pub fn record_failure(store: &dyn SharedStore, now_ms: i64) -> Result<(), CoordE
 }
 
 /// The leader's collection: retires stale VMs (folding them into the base), then sums the base
-/// and the live snapshots. `leader_uid` is never retired by its own collection.
+/// and the live snapshots. `leader_uid` is never retired by its own collection. The sets of
+/// `eviction` are left out of every VM's totals that do not show its epoch.
 pub fn collect(
     store: &dyn SharedStore,
     leader_uid: u64,
     now_ms: i64,
     stale_ms: i64,
     max_series: usize,
+    eviction: &Eviction,
 ) -> Result<Collected, CoordError> {
     let (state, _) = read_state(store).ok_or(CoordError::NoProxyState)?;
     let mut live = Vec::new();
@@ -207,7 +228,15 @@ pub fn collect(
     for vm in &state.live {
         let snapshot = store
             .get(&vm_key(vm.uid))
-            .and_then(|(bytes, _)| VmSnapshotPb::decode(bytes.as_slice()).ok());
+            .and_then(|(bytes, _)| VmSnapshotPb::decode(bytes.as_slice()).ok())
+            .map(|mut s| {
+                if s.applied_eviction_epoch < eviction.epoch {
+                    if let Some(t) = &mut s.totals {
+                        eviction.strip(t);
+                    }
+                }
+                s
+            });
         match snapshot {
             Some(s) if vm.uid == leader_uid || now_ms - s.heartbeat_ms <= stale_ms => live.push(s),
             Some(s) => stale.push((vm.uid, s.totals)),
@@ -254,14 +283,50 @@ pub fn collect(
             totals.absorb(t);
         }
     }
+    let eviction_applied = live
+        .iter()
+        .all(|s| s.applied_eviction_epoch >= eviction.epoch);
     Ok(Collected {
         totals,
+        eviction_applied,
+        series_evicted: eviction.evicted_total,
         start_ms: state.start_ms,
         live_vms: live.len() as u32,
         retired_vms: state.retired_vms,
         reports_failed: state.reports_failed,
         newly_retired,
     })
+}
+
+/// Publishes the leader's next eviction decision: removes its sets from the base, then writes
+/// the record if it is still the one read with token `cas` (`None`: there was none).
+pub fn publish_eviction(
+    store: &dyn SharedStore,
+    next: &Eviction,
+    cas: Option<u32>,
+) -> Result<(), CoordError> {
+    if store.get(EVICTED_KEY).map(|(_, c)| c) != cas {
+        return Err(CoordError::EvictionRaced);
+    }
+    let mut stripped = false;
+    for _ in 0..MAX_CAS_ATTEMPTS {
+        let Some((mut base, base_cas)) = read_base(store) else {
+            stripped = true;
+            break;
+        };
+        if next.strip(&mut base) == 0
+            || store.set(BASE_KEY, &base.encode_to_vec(), base_cas).is_ok()
+        {
+            stripped = true;
+            break;
+        }
+    }
+    if !stripped {
+        return Err(CoordError::Contended(BASE_KEY));
+    }
+    store
+        .set(EVICTED_KEY, &next.encode(), cas.unwrap_or(0))
+        .map_err(|_| CoordError::EvictionRaced)
 }
 
 fn read_base(store: &dyn SharedStore) -> Option<(TotalsPb, u32)> {
@@ -388,7 +453,15 @@ mod tests {
         let store = MemoryStore::default();
         register(&store, 5_000).unwrap();
         register(&store, 9_000).unwrap();
-        let c = collect(&store, 1, 9_000, STALE_INTERVALS * INTERVAL, 100).unwrap();
+        let c = collect(
+            &store,
+            1,
+            9_000,
+            STALE_INTERVALS * INTERVAL,
+            100,
+            &Eviction::default(),
+        )
+        .unwrap();
         assert_eq!(c.start_ms, 5_000);
     }
 
@@ -399,36 +472,99 @@ mod tests {
         let stale_ms = STALE_INTERVALS * INTERVAL;
         let a = register(&store, 0).unwrap();
         let b = register(&store, 0).unwrap();
-        publish(&store, a, 10_000, totals("x", 5));
-        publish(&store, b, 10_000, totals("x", 7));
-        let c1 = collect(&store, a, 10_000, stale_ms, 100).unwrap();
+        publish(&store, a, 10_000, totals("x", 5), 0);
+        publish(&store, b, 10_000, totals("x", 7), 0);
+        let c1 = collect(&store, a, 10_000, stale_ms, 100, &Eviction::default()).unwrap();
         assert_eq!(requests(&c1, "x"), 12);
         assert_eq!(c1.live_vms, 2);
 
         // b stops publishing; a keeps going.
-        publish(&store, a, 50_000, totals("x", 6));
-        let c2 = collect(&store, a, 50_000, stale_ms, 100).unwrap();
+        publish(&store, a, 50_000, totals("x", 6), 0);
+        let c2 = collect(&store, a, 50_000, stale_ms, 100, &Eviction::default()).unwrap();
         assert_eq!(c2.newly_retired, 1);
         assert_eq!(c2.retired_vms, 1);
         assert_eq!(c2.live_vms, 1);
         assert_eq!(requests(&c2, "x"), 13, "b's 7 now come from the base");
 
         // Collecting again does not fold b twice.
-        let c3 = collect(&store, a, 50_001, stale_ms, 100).unwrap();
+        let c3 = collect(&store, a, 50_001, stale_ms, 100, &Eviction::default()).unwrap();
         assert_eq!(requests(&c3, "x"), 13);
         assert_eq!(c3.newly_retired, 0);
 
         // b wakes up: it learns it was retired, and its old key no longer counts.
-        publish(&store, b, 50_002, totals("x", 9));
+        publish(&store, b, 50_002, totals("x", 9), 0);
         assert_eq!(take_turn(&store, b, 50_002, 30_000), Ok(Role::Retired));
-        let c4 = collect(&store, a, 50_003, stale_ms, 100).unwrap();
+        let c4 = collect(&store, a, 50_003, stale_ms, 100, &Eviction::default()).unwrap();
         assert_eq!(requests(&c4, "x"), 13);
         // It comes back under a new uid with fresh totals.
         let b2 = register(&store, 50_004).unwrap();
         assert!(b2 > b);
-        publish(&store, b2, 50_004, totals("x", 1));
-        let c5 = collect(&store, a, 50_005, stale_ms, 100).unwrap();
+        publish(&store, b2, 50_004, totals("x", 1), 0);
+        let c5 = collect(&store, a, 50_005, stale_ms, 100, &Eviction::default()).unwrap();
         assert_eq!(requests(&c5, "x"), 14);
+    }
+
+    #[cfg_attr(not(target_arch = "wasm32"), test)]
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+    fn evicted_sets_leave_the_base_and_lagging_snapshots() {
+        let store = MemoryStore::default();
+        let stale_ms = STALE_INTERVALS * INTERVAL;
+        let none = Eviction::default();
+        let (a, b, c) = (
+            register(&store, 0).unwrap(),
+            register(&store, 0).unwrap(),
+            register(&store, 0).unwrap(),
+        );
+        publish(&store, a, 10_000, totals("x", 2), 0);
+        publish(&store, b, 10_000, totals("x", 3), 0);
+        publish(&store, c, 10_000, totals("x", 4), 0);
+        // c stops publishing and is folded into the base.
+        publish(&store, a, 50_000, totals("y", 1), 0);
+        publish(&store, b, 50_000, totals("x", 3), 0);
+        assert_eq!(
+            collect(&store, a, 50_000, stale_ms, 100, &none)
+                .unwrap()
+                .newly_retired,
+            1
+        );
+
+        let x = collect(&store, a, 50_000, stale_ms, 100, &none).unwrap();
+        assert_eq!((requests(&x, "x"), requests(&x, "y")), (7, 1));
+        assert!(x.eviction_applied);
+        let set = x
+            .totals
+            .entries()
+            .into_iter()
+            .find(|e| e.0[0] == "x")
+            .unwrap()
+            .0;
+        let eviction = none.next(vec![(0, set.into_iter().map(String::from).collect())]);
+        assert_eq!(
+            publish_eviction(&store, &eviction, Some(7)),
+            Err(CoordError::EvictionRaced)
+        );
+        publish_eviction(&store, &eviction, None).unwrap();
+        let after = collect(&store, a, 50_001, stale_ms, 100, &eviction).unwrap();
+        assert_eq!(
+            requests(&after, "x"),
+            0,
+            "stripped from the base and from b"
+        );
+        assert_eq!(requests(&after, "y"), 1);
+        assert!(!after.eviction_applied, "b still shows epoch 0");
+        assert_eq!(after.series_evicted, 1);
+        // b applies the record and gets traffic on x again: a new series from 1.
+        publish(&store, b, 60_000, totals("x", 1), eviction.epoch);
+        let again = collect(&store, a, 60_000, stale_ms, 100, &eviction).unwrap();
+        assert_eq!(requests(&again, "x"), 1);
+        assert!(!again.eviction_applied, "a has not applied yet");
+        publish(&store, a, 60_001, totals("y", 1), eviction.epoch);
+        let applied = collect(&store, a, 60_001, stale_ms, 100, &eviction).unwrap();
+        assert!(applied.eviction_applied);
+        assert_eq!(
+            Eviction::decode(&store.get(EVICTED_KEY).unwrap().0),
+            Some(eviction)
+        );
     }
 
     #[cfg_attr(not(target_arch = "wasm32"), test)]
@@ -437,8 +573,8 @@ mod tests {
         let store = MemoryStore::default();
         let a = register(&store, 0).unwrap();
         let _ghost = register(&store, 0).unwrap();
-        publish(&store, a, 40_000, totals("x", 1));
-        let c = collect(&store, a, 40_000, 30_000, 100).unwrap();
+        publish(&store, a, 40_000, totals("x", 1), 0);
+        let c = collect(&store, a, 40_000, 30_000, 100, &Eviction::default()).unwrap();
         assert_eq!(c.newly_retired, 1);
         assert_eq!(c.live_vms, 1);
         assert!(store.get(BASE_KEY).is_none(), "nothing to fold");
@@ -451,7 +587,7 @@ mod tests {
         let a = register(&store, 0).unwrap();
         record_failure(&store, 1).unwrap();
         record_failure(&store, 2).unwrap();
-        let c = collect(&store, a, 3, 30_000, 100).unwrap();
+        let c = collect(&store, a, 3, 30_000, 100, &Eviction::default()).unwrap();
         assert_eq!(c.reports_failed, 2);
     }
 
@@ -462,7 +598,7 @@ mod tests {
         store.set(PROXY_KEY, b"\xff\xff\xff", 0).unwrap();
         let uid = register(&store, 77).unwrap();
         assert_eq!(uid, 1);
-        let c = collect(&store, uid, 78, 30_000, 100).unwrap();
+        let c = collect(&store, uid, 78, 30_000, 100, &Eviction::default()).unwrap();
         assert_eq!(c.start_ms, 77);
     }
 }

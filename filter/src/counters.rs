@@ -125,6 +125,27 @@ impl CounterTotals {
         self.overflow_additions
     }
 
+    /// Keeps only the held label sets `keep` accepts (the overflow sets always stay); returns
+    /// how many were dropped. The string table is rebuilt, so dropped sets' memory is freed.
+    pub fn retain(&mut self, mut keep: impl FnMut(CounterKind, &[&str]) -> bool) -> usize {
+        let mut kept = CounterTotals::new(self.max_series);
+        kept.overflow_additions = self.overflow_additions;
+        let mut dropped = 0;
+        for (kind, labels, values) in self.entries() {
+            let is_overflow_set = labels.iter().all(|v| *v == OVERFLOW_VALUE);
+            if !is_overflow_set && !keep(kind, &labels) {
+                dropped += 1;
+                continue;
+            }
+            let ids: Box<[u32]> = labels.iter().map(|v| kept.strings.intern(v)).collect();
+            kept.held += usize::from(!is_overflow_set);
+            kept.series
+                .insert(CounterKey { kind, labels: ids }, *values);
+        }
+        *self = kept;
+        dropped
+    }
+
     /// Forgets everything (the VM's totals were folded into the proxy's base elsewhere).
     pub fn clear(&mut self) {
         *self = CounterTotals::new(self.max_series);
@@ -164,6 +185,20 @@ mod tests {
         assert_eq!(*entries[1].2, [3, 4, 0, 0]);
         assert_eq!(entries[1].1.len(), 20);
         assert_eq!(c.held_label_sets(), 2);
+        assert_eq!(
+            c.retain(|kind, labels| kind != CounterKind::Tcp || labels[1] != "a"),
+            1
+        );
+        assert_eq!(c.held_label_sets(), 1);
+        let left: Vec<_> = c.entries().collect();
+        assert_eq!(left.len(), 1);
+        assert_eq!(left[0].0, CounterKind::GrpcMessages);
+        assert_eq!(*left[0].2, [3, 4, 0, 0]);
+        assert_eq!(
+            c.add(CounterKind::Tcp, &tcp("a"), &[1, 0, 0, 0]),
+            Recorded::New,
+            "a dropped set starts over"
+        );
     }
 
     #[cfg_attr(not(target_arch = "wasm32"), test)]
@@ -188,6 +223,9 @@ mod tests {
         assert_eq!(overflow.len(), 1);
         assert_eq!(*overflow[0].2, [2, 0, 8, 0]);
         assert_eq!(overflow[0].1.len(), TCP_LABELS.len());
+        assert_eq!(c.retain(|_, _| false), 1, "the overflow set stays");
+        assert_eq!(c.held_label_sets(), 0);
+        assert_eq!(c.entries().count(), 1);
         c.clear();
         assert_eq!(c.entries().count(), 0);
         assert_eq!(

@@ -252,7 +252,7 @@ pub fn build(ctx: ReportContext, collected: &Collected) -> Report {
             worker_vms: collected.live_vms,
             retired_vms: collected.retired_vms,
             reports_failed: collected.reports_failed,
-            series_evicted: 0,
+            series_evicted: collected.series_evicted,
             ..Default::default()
         }),
         strings: table.strings,
@@ -293,6 +293,8 @@ mod tests {
             retired_vms: 1,
             reports_failed: 4,
             newly_retired: 0,
+            eviction_applied: true,
+            series_evicted: 6,
         }
     }
 
@@ -336,6 +338,7 @@ mod tests {
             (stats.worker_vms, stats.retired_vms, stats.reports_failed),
             (2, 1, 4)
         );
+        assert_eq!(stats.series_evicted, 6);
         let back = meshtap_report::decode(
             &meshtap_report::encode(&build(ctx(EnabledMetrics::all()), &collected())),
             1 << 20,

@@ -1,5 +1,6 @@
 //! Compact protobuf encodings of what worker VMs share through Envoy's shared data:
-//! a VM's totals snapshot, the retired VMs' base totals and the small proxy-wide state record.
+//! a VM's totals snapshot, the retired VMs' base totals, the small proxy-wide state record and
+//! the eviction record.
 //!
 //! Owns these message layouts and the conversion from an [`Aggregator`] (label values are
 //! deduplicated into a string table). It must not decide who writes what when: that is
@@ -81,6 +82,35 @@ pub struct VmSnapshotPb {
     pub heartbeat_ms: i64,
     #[prost(message, optional, tag = "3")]
     pub totals: Option<TotalsPb>,
+    /// The epoch of the last eviction record ([`EvictionRecordPb`]) applied to these totals.
+    #[prost(uint64, tag = "4")]
+    pub applied_eviction_epoch: u64,
+}
+
+/// The leader's latest eviction decision, under `meshtap/evicted` (see [`crate::evict`]).
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct EvictionRecordPb {
+    /// Increases by one per decision; 0 means no decision yet.
+    #[prost(uint64, tag = "1")]
+    pub epoch: u64,
+    /// Label sets evicted proxy-wide since the proxy started (all epochs).
+    #[prost(uint64, tag = "2")]
+    pub evicted_total: u64,
+    #[prost(string, repeated, tag = "3")]
+    pub strings: Vec<String>,
+    /// The label sets evicted by this epoch.
+    #[prost(message, repeated, tag = "4")]
+    pub sets: Vec<EvictedSetPb>,
+}
+
+/// One evicted label set: its kind (0 for the request families, else a [`CounterKind`]) and
+/// indexes into [`EvictionRecordPb::strings`].
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct EvictedSetPb {
+    #[prost(uint32, tag = "1")]
+    pub kind: u32,
+    #[prost(uint32, repeated, tag = "2")]
+    pub labels: Vec<u32>,
 }
 
 /// A VM that is counted as live.

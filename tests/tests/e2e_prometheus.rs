@@ -2,9 +2,13 @@
 //! stand-in for a scenario, its reports go to a real meshtap-sink, the sink writes remote-write
 //! into a real Prometheus 2.42, and PromQL over Prometheus' HTTP API returns exactly the
 //! scenario's counts, buckets, sums and labels for both reporters — HTTP requests, and for the
-//! mixed scenario TCP connections and bytes (the NETWORK plugin) and gRPC messages.
+//! mixed scenario TCP connections and bytes (the NETWORK plugin) and gRPC messages — and an
+//! evicted idle series goes stale while an active one stays.
 
 mod support;
+
+#[path = "support/sleep_sidecar.rs"]
+mod sleep_sidecar;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -354,5 +358,55 @@ fn mixed_http_grpc_and_tcp_arrive_exactly_in_a_real_prometheus() {
     assert_eq!(
         prom.scalar_at(r#"count(istio_build{component="proxy"})"#, at),
         prom.scalar_at(pods, at)
+    );
+}
+
+#[test]
+fn an_evicted_idle_series_goes_stale_while_an_active_one_stays() {
+    let prom = Prometheus::start();
+    let sink = Sink::start(&prom.write_url(), TOKEN);
+    let sink_addr = sink.running.as_ref().unwrap().local_addr();
+    let config = format!(
+        r#"{{"report_interval":"5s","series_idle_timeout":"20s","ingest_token":"{TOKEN}"}}"#
+    );
+    let (mut proxy, clock, exchange) = sleep_sidecar::start(2, sink_addr, &config);
+    let now = || (clock.now_nanos() / 1_000_000) as i64;
+    let codes = r#"sum by (response_code) (istio_requests_total{reporter="source"})"#;
+    let both = |r: &Value| r.as_array().is_some_and(|a| a.len() == 2);
+
+    proxy.run_http_stream(0, &exchange(404));
+    proxy.run_http_stream(1, &exchange(404));
+    let mut active = 0.0;
+    for step in 0..3 {
+        proxy.run_http_stream(step % 2, &exchange(200));
+        active += 1.0;
+        proxy.advance(Duration::from_secs(5));
+    }
+    let before = now();
+    prom.wait_for_at(codes, before, Duration::from_secs(60), both);
+    assert_eq!(by(&prom, before, "response_code", codes)["404"], 2.0);
+
+    for step in 0..8 {
+        proxy.run_http_stream(step % 2, &exchange(200));
+        active += 1.0;
+        proxy.advance(Duration::from_secs(5));
+    }
+    proxy.advance(Duration::from_secs(10));
+    let after = now();
+    let only_active = BTreeMap::from([("200".to_string(), active)]);
+    let want = active.to_string();
+    let r = prom.wait_for_at(codes, after, Duration::from_secs(60), |r| {
+        r.as_array()
+            .is_some_and(|a| a.len() == 1 && a[0]["value"][1].as_str() == Some(want.as_str()))
+    });
+    assert_eq!(
+        by(&prom, after, "response_code", codes),
+        only_active,
+        "the evicted 404 series is stale: {r}"
+    );
+    assert_eq!(
+        by(&prom, before, "response_code", codes)["404"],
+        2.0,
+        "its history stays"
     );
 }

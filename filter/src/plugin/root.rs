@@ -4,7 +4,9 @@
 //! traffic untouched), reads the node metadata and sets a first tick 1 s later; nothing
 //! network-related happens there. Each tick the VM publishes its totals to shared data and, if
 //! it holds the lease ([`crate::coordinate`]), builds and dispatches the proxy's report (at most
-//! one in flight per VM). `on_done` publishes a last snapshot. The same root serves an `HTTP` or
+//! one in flight per VM). Before publishing, the VM applies the leader's latest idle-series
+//! eviction to its totals; the leader tracks idle sets and decides the next eviction
+//! ([`crate::evict`]). `on_done` publishes a last snapshot. The same root serves an `HTTP` or
 //! a `NETWORK` WasmPlugin (`pluginConfig.type`): it hands out request or connection contexts,
 //! and coordinates and reports on that type's own channel. It must not record requests or
 //! connections (that is [`super::http`] and [`super::tcp`]).
@@ -23,7 +25,9 @@ use super::http::RequestRecorder;
 use super::tcp::ConnectionRecorder;
 use super::vm::ActiveVm;
 use crate::config::{FilterConfig, PluginType};
-use crate::coordinate::{self, Role, LEASE_INTERVALS, STALE_INTERVALS};
+use crate::coordinate::{self, Collected, Role, LEASE_INTERVALS, STALE_INTERVALS};
+use crate::evict::EvictionView;
+use crate::idle::IdleTracker;
 use crate::node::LocalNode;
 use crate::report::{self, ReportContext};
 use crate::wire::TotalsPb;
@@ -44,6 +48,9 @@ pub struct MeshtapRoot {
     last_failure_log_ms: Option<i64>,
     failures_not_logged: u64,
     logs_in_flight: LogsInFlight,
+    eviction: EvictionView,
+    /// When each proxy-wide label set last changed; kept while this VM leads.
+    idle: IdleTracker,
 }
 
 impl Context for MeshtapRoot {
@@ -89,7 +96,8 @@ impl Context for MeshtapRoot {
             let mut vm = vm.borrow_mut();
             vm.flush_open_connections();
             let totals = TotalsPb::from_vm(&vm.totals, &vm.counters, vm.label_caps.capped());
-            coordinate::publish(&self.store(), uid, now_ms(), totals);
+            let applied = self.eviction.applied_epoch;
+            coordinate::publish(&self.store(), uid, now_ms(), totals, applied);
         }
         true
     }
@@ -129,6 +137,13 @@ impl RootContext for MeshtapRoot {
         };
         vm.borrow_mut().flush_open_connections();
         access_log::flush(&mut vm.borrow_mut());
+        let store = self.store();
+        if let Some(eviction) = self.eviction.refresh(&store) {
+            let mut vm = vm.borrow_mut();
+            let vm = &mut *vm;
+            eviction.apply(&mut vm.totals, &mut vm.counters);
+            self.eviction.applied();
+        }
         let vm = vm.borrow();
         let interval = vm.config.report_interval;
         if !self.interval_set {
@@ -137,7 +152,6 @@ impl RootContext for MeshtapRoot {
         }
         let interval_ms = interval.as_millis() as i64;
         let now = now_ms();
-        let store = self.store();
         let uid = match self.uid {
             Some(uid) => uid,
             None => match coordinate::register(&store, now) {
@@ -156,6 +170,7 @@ impl RootContext for MeshtapRoot {
             uid,
             now,
             TotalsPb::from_vm(&vm.totals, &vm.counters, vm.label_caps.capped()),
+            self.eviction.applied_epoch,
         );
         if self.in_flight.is_some() {
             return;
@@ -163,7 +178,10 @@ impl RootContext for MeshtapRoot {
         let sequence = match coordinate::take_turn(&store, uid, now, LEASE_INTERVALS * interval_ms)
         {
             Ok(Role::Leader { sequence }) => sequence,
-            Ok(Role::Follower) => return,
+            Ok(Role::Follower) => {
+                self.idle.clear();
+                return;
+            }
             Ok(Role::Retired) => {
                 log(
                     LogLevel::Warn,
@@ -184,13 +202,24 @@ impl RootContext for MeshtapRoot {
                 return;
             }
         };
-        let collected = match coordinate::collect(
-            &store,
-            uid,
-            now,
-            STALE_INTERVALS * interval_ms,
-            vm.config.max_series,
-        ) {
+        let collect = |eviction: &_| {
+            coordinate::collect(
+                &store,
+                uid,
+                now,
+                STALE_INTERVALS * interval_ms,
+                vm.config.max_series,
+                eviction,
+            )
+        };
+        let collected = match collect(&self.eviction.record) {
+            Ok(c) => match vm.config.series_idle_timeout {
+                Some(timeout) => self.evict_idle(c, now, timeout.as_millis() as i64, collect),
+                None => Ok(c),
+            },
+            Err(e) => Err(e),
+        };
+        let collected = match collected {
             Ok(c) => c,
             Err(e) => {
                 log(
@@ -302,6 +331,38 @@ impl MeshtapRoot {
             PluginType::Http => meshtap_report::CHANNEL_HTTP,
             PluginType::Network => meshtap_report::CHANNEL_TCP,
         }
+    }
+
+    /// The leader's eviction step: notes the collected totals, and when sets were idle for
+    /// `timeout_ms` and every live VM applied the current record, publishes the next one and
+    /// collects again without those sets. A failed publication is logged and retried next tick.
+    fn evict_idle(
+        &mut self,
+        collected: Collected,
+        now: i64,
+        timeout_ms: i64,
+        collect: impl Fn(&crate::evict::Eviction) -> Result<Collected, coordinate::CoordError>,
+    ) -> Result<Collected, coordinate::CoordError> {
+        let idle = self.idle.idle_sets(&collected.totals, now, timeout_ms);
+        if idle.is_empty() || !collected.eviction_applied {
+            return Ok(collected);
+        }
+        let next = self.eviction.record.next(idle);
+        if let Err(e) = coordinate::publish_eviction(&self.store(), &next, self.eviction.cas) {
+            log(
+                LogLevel::Warn,
+                &format!("meshtap: idle series not evicted this time: {e}"),
+            );
+            return Ok(collected);
+        }
+        log(
+            LogLevel::Info,
+            &format!(
+                "meshtap: evicted {} label set(s) idle for {timeout_ms} ms",
+                next.sets().len()
+            ),
+        );
+        collect(&next)
     }
 
     /// Counts a failed report proxy-wide and logs at most once per minute.

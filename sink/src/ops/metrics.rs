@@ -284,7 +284,7 @@ impl SinkMetrics {
     fn render_pods(&self, out: &mut String) {
         let pods = self.pods.lock().expect("metrics lock");
         type Field = fn(&FilterStats) -> u64;
-        let fields: [(&str, &str, &str, Field); 6] = [
+        let fields: [(&str, &str, &str, Field); 7] = [
             (
                 "meshtap_filter_series_active",
                 "gauge",
@@ -320,6 +320,12 @@ impl SinkMetrics {
                 "counter",
                 "Label values the pod's filter recorded as \"other\" (label_limits).",
                 |s| s.label_values_capped,
+            ),
+            (
+                "meshtap_filter_series_evicted_total",
+                "counter",
+                "Label sets the pod's filter evicted after series_idle_timeout without change.",
+                |s| s.series_evicted,
             ),
         ];
         for (name, kind, help, field) in fields {
@@ -438,6 +444,7 @@ mod tests {
             &("ns".into(), "p\"1".into()),
             FilterStats {
                 series_active: 7,
+                series_evicted: 4,
                 ..Default::default()
             },
         );
@@ -451,6 +458,7 @@ mod tests {
             "meshtap_sink_reports_total{result=\"accepted\"} 1",
             "meshtap_sink_reports_total{result=\"unauthorized\"} 2",
             "meshtap_filter_series_active{namespace=\"ns\",pod=\"p\\\"1\",channel=\"http\"} 7",
+            "meshtap_filter_series_evicted_total{namespace=\"ns\",pod=\"p\\\"1\",channel=\"http\"} 4",
             "meshtap_sink_samples_dropped_total{endpoint=\"mimir\",reason=\"queue_full\"} 5",
             "meshtap_sink_queue_samples{endpoint=\"mimir\"} 3",
             "meshtap_sink_queue_lag_seconds{endpoint=\"mimir\"} 2.5",
