@@ -95,24 +95,20 @@ impl Aggregator {
 
     /// Adds one request's observation to its label set's totals.
     pub fn record(&mut self, labels: &LabelValues, obs: Observation) -> (Recorded, SeriesSlot) {
-        let mut groups = [0u32; GROUPS];
-        for (g, group) in groups.iter_mut().enumerate() {
-            let mut ids = [0u32; GROUP];
-            for (i, id) in ids.iter_mut().enumerate() {
-                *id = self.strings.intern(labels.get(g * GROUP + i));
-            }
-            *group = self.groups.intern(&ids);
-        }
+        // At the cap, a label set can only be held if all its values and groups are known:
+        // look them up without interning, so new values past the cap take no memory.
+        let full = self.len >= self.max_series;
+        let Some(groups) = self.group_ids(labels, !full) else {
+            return self.record_overflow(obs);
+        };
         let hash = hash_ids(&groups);
         if let Some(id) = self.index.find(hash, |id| self.entry(id).groups == groups) {
             let slot = SeriesSlot(id);
             self.record_at(slot, obs);
             return (Recorded::Existing, slot);
         }
-        if self.len >= self.max_series {
-            self.record_at(SeriesSlot::OVERFLOW, obs);
-            let first = self.overflow_observations == 1;
-            return (Recorded::Overflow { first }, SeriesSlot::OVERFLOW);
+        if full {
+            return self.record_overflow(obs);
         }
         let id = self.len as u32;
         if self.len.is_multiple_of(CHUNK) {
@@ -134,6 +130,35 @@ impl Aggregator {
         let slot = SeriesSlot(id);
         self.record_at(slot, obs);
         (Recorded::New, slot)
+    }
+
+    /// The group ids of a label set; with `intern` false, `None` as soon as a value or group
+    /// is unknown.
+    fn group_ids(&mut self, labels: &LabelValues, intern: bool) -> Option<[u32; GROUPS]> {
+        let mut groups = [0u32; GROUPS];
+        for (g, group) in groups.iter_mut().enumerate() {
+            let mut ids = [0u32; GROUP];
+            for (i, id) in ids.iter_mut().enumerate() {
+                let value = labels.get(g * GROUP + i);
+                *id = if intern {
+                    self.strings.intern(value)
+                } else {
+                    self.strings.find(value)?
+                };
+            }
+            *group = if intern {
+                self.groups.intern(&ids)
+            } else {
+                self.groups.find(&ids)?
+            };
+        }
+        Some(groups)
+    }
+
+    fn record_overflow(&mut self, obs: Observation) -> (Recorded, SeriesSlot) {
+        self.record_at(SeriesSlot::OVERFLOW, obs);
+        let first = self.overflow_observations == 1;
+        (Recorded::Overflow { first }, SeriesSlot::OVERFLOW)
     }
 
     /// Adds an observation to the series at `slot` (from [`Aggregator::record`] in this
@@ -402,6 +427,10 @@ mod tests {
         );
         assert_eq!(a.series_count(), 2);
         assert_eq!(a.overflow_observations(), 3);
+        assert!(
+            a.strings.find("c").is_none() && a.strings.find("d").is_none(),
+            "values past the cap are not interned"
+        );
         let all: Vec<_> = a.series().collect();
         assert_eq!(all.len(), 3);
         let (l, v) = all[2];

@@ -70,20 +70,29 @@ pub struct StringTable {
 }
 
 impl StringTable {
-    /// The id of `value`, adding it if new.
-    pub fn intern(&mut self, value: &str) -> u32 {
-        let hash = hash_bytes(value.as_bytes());
+    /// The id of `value` if it was interned.
+    pub fn find(&self, value: &str) -> Option<u32> {
+        self.find_hashed(hash_bytes(value.as_bytes()), value)
+    }
+
+    fn find_hashed(&self, hash: u64, value: &str) -> Option<u32> {
         let Self { text, spans, index } = self;
-        let found = index.find(hash, |id| {
+        index.find(hash, |id| {
             let (start, end) = spans[id as usize];
             bytes_equal(
                 &text.as_bytes()[start as usize..end as usize],
                 value.as_bytes(),
             )
-        });
-        if let Some(id) = found {
+        })
+    }
+
+    /// The id of `value`, adding it if new.
+    pub fn intern(&mut self, value: &str) -> u32 {
+        let hash = hash_bytes(value.as_bytes());
+        if let Some(id) = self.find_hashed(hash, value) {
             return id;
         }
+        let Self { text, spans, index } = self;
         let id = spans.len() as u32;
         let start = text.len() as u32;
         text.push_str(value);
@@ -123,13 +132,19 @@ impl<const N: usize> Default for GroupTable<N> {
 }
 
 impl<const N: usize> GroupTable<N> {
+    /// The id of `group` if it was interned.
+    pub fn find(&self, group: &[u32; N]) -> Option<u32> {
+        self.index
+            .find(hash_ids(group), |id| self.groups[id as usize] == *group)
+    }
+
     /// The id of `group`, adding it if new.
     pub fn intern(&mut self, group: &[u32; N]) -> u32 {
-        let hash = hash_ids(group);
-        let Self { groups, index } = self;
-        if let Some(id) = index.find(hash, |id| groups[id as usize] == *group) {
+        if let Some(id) = self.find(group) {
             return id;
         }
+        let hash = hash_ids(group);
+        let Self { groups, index } = self;
         let id = groups.len() as u32;
         groups.push(*group);
         index.insert(hash, id, |id| hash_ids(&groups[id as usize]));

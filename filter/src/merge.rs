@@ -74,12 +74,18 @@ impl MergedTotals {
                 held.add(&values);
                 continue;
             }
+            // A VM's own overflow set: its observations are already in the record's
+            // `overflow_observations`, and it never takes a held place.
+            let overflow = self.overflow_key();
+            if *key == *overflow {
+                self.series.entry(overflow).or_default().add(&values);
+                continue;
+            }
             if self.held_label_sets() < self.max_series {
                 self.series.insert(key.as_slice().into(), values);
                 continue;
             }
             self.overflow_observations = self.overflow_observations.saturating_add(values.requests);
-            let overflow = self.overflow_key();
             self.series.entry(overflow).or_default().add(&values);
         }
         skipped + self.absorb_counters(totals, &ids)
@@ -273,6 +279,40 @@ mod tests {
         after.absorb(&vm1);
         assert_eq!(before, after);
         assert_eq!(requests(&after, "b"), 9);
+    }
+
+    #[cfg_attr(not(target_arch = "wasm32"), test)]
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+    fn a_vms_overflow_set_is_counted_once_and_holds_no_place() {
+        // Each VM holds 1 set and sent 4 more requests to its overflow set.
+        let vm_with_overflow = |tag: &str| {
+            let mut agg = Aggregator::new(1, EnabledMetrics::all());
+            for t in [tag, "x1", "x2", "x3", "x4"] {
+                let mut l = LabelValues::default();
+                l.0[0] = t.to_string();
+                agg.record(
+                    &l,
+                    Observation {
+                        duration_ms: 1,
+                        request_bytes: 1,
+                        response_bytes: 1,
+                    },
+                );
+            }
+            TotalsPb::from_aggregator(&agg)
+        };
+        for cap in [1, 2, 10] {
+            let mut m = MergedTotals::new(cap);
+            m.absorb(&vm_with_overflow("a"));
+            m.absorb(&vm_with_overflow("b"));
+            assert_eq!(
+                m.overflow_observations,
+                8 + u64::from(cap == 1),
+                "cap {cap}"
+            );
+            assert_eq!(m.held_label_sets(), cap.min(2), "cap {cap}");
+            assert_eq!(requests(&m, OVERFLOW_VALUE), 8 + u64::from(cap == 1));
+        }
     }
 
     #[cfg_attr(not(target_arch = "wasm32"), test)]
