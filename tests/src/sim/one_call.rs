@@ -25,9 +25,9 @@ pub struct OneCall {
 
 impl OneCall {
     /// The first outcome of the first call of `yaml` (at least two workloads and one call), with
-    /// fixed latency and sizes; the call goes to the second workload, or to its `external` host
-    /// through the PassthroughCluster (then no server sees it). Panics on an invalid scenario:
-    /// callers pass fixed text.
+    /// fixed latency and sizes; the call goes to the second workload, or to the call's
+    /// `external` host through the PassthroughCluster (then no server sees it). Panics on an
+    /// invalid scenario: callers pass fixed text.
     pub fn from_yaml(
         yaml: &str,
         latency_ms: u64,
