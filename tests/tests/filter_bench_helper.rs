@@ -1,23 +1,95 @@
 //! `meshtap_tests::bench::FilterBench` on the real filter: it meters fuel, counts host calls
-//! and reads linear memory (the numbers themselves are for `cargo xtask bench`, not asserted).
+//! and reads linear memory for every kind of unit, and each unit goes down the filter's
+//! recording path (the reports hold exactly the requests, gRPC messages and TCP connections
+//! and bytes the bench pushed). The figures themselves are for `cargo xtask bench`, not
+//! asserted.
 
-use meshtap_tests::bench::FilterBench;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use meshtap_report::schema::{
+    REQUESTS_TOTAL, REQUEST_MESSAGES, RESPONSE_MESSAGES, TCP_CLOSED, TCP_OPENED,
+    TCP_RECEIVED_BYTES, TCP_SENT_BYTES,
+};
+use meshtap_report::{Report, CHANNEL_TCP};
+use meshtap_tests::bench::{BenchResult, FilterBench, Unit, PAYLOAD_BYTES};
 use meshtap_tests::filter_wasm;
 use meshtap_tests::host::VmStatus;
+use meshtap_tests::sim::ReportReceiver;
+
+const SINK_CLUSTER: &str = "outbound|9091||meshtap-sink.meshtap.svc.cluster.local";
+
+/// Sum of a family's series values in the last report of `channel`.
+fn total(reports: &[Report], channel: &str, family: &str) -> u64 {
+    let last = reports
+        .iter()
+        .filter(|r| r.channel == channel)
+        .max_by_key(|r| r.sequence)
+        .unwrap_or_else(|| panic!("no report on channel {channel:?}"));
+    last.families
+        .iter()
+        .filter(|f| f.name == family)
+        .flat_map(|f| &f.series)
+        .map(|s| s.value as u64)
+        .sum()
+}
+
+fn assert_measured(result: &BenchResult, units: u64) {
+    assert_eq!(result.units, units);
+    assert!(result.fuel_per_unit > 0.0, "{result:?}");
+    assert!(result.host_calls_per_unit >= 1.0, "{result:?}");
+    assert!(result.ns_per_unit > 0.0, "{result:?}");
+    assert!(result.memory_bytes >= 65536, "{result:?}");
+}
 
 #[test]
-fn the_bench_helper_measures_fuel_host_calls_and_memory() {
+fn the_bench_helper_measures_each_unit_on_the_recording_path() {
     let wasm = filter_wasm::locate().unwrap_or_else(|e| panic!("{e}"));
+    let receiver = ReportReceiver::start(SocketAddr::from(([127, 0, 0, 1], 0)), None, false)
+        .expect("loopback receiver");
     let mut bench = FilterBench::new(&wasm, "{}").unwrap();
-    let warm = bench.run(50);
-    let measured = bench.run(500);
-    eprintln!("filter per request: {measured:?} (warm-up {warm:?})");
-    assert_eq!(measured.requests, 500);
-    assert!(measured.fuel_per_request > 0.0);
+    bench.proxy_mut().set_cluster(SINK_CLUSTER, receiver.addr());
+
+    let stream = |response_messages, grpc_stats| Unit::GrpcStream {
+        response_messages,
+        grpc_stats,
+    };
+    // Each kind of unit runs twice, the first batch as warm-up (first label sets, caches).
+    let mut twice = |unit: Unit, n: u64| {
+        bench.run(unit, n);
+        let measured = bench.run(unit, n);
+        assert_measured(&measured, n);
+        measured
+    };
+    twice(Unit::Request, 25);
+    let unary = twice(stream(1, false), 10);
+    let long = twice(stream(9, false), 10);
+    twice(stream(9, true), 5);
+    let connection = twice(Unit::TcpConnection { data_callbacks: 2 }, 15);
+    let long_connection = twice(Unit::TcpConnection { data_callbacks: 10 }, 5);
     assert!(
-        measured.host_calls_per_request >= 1.0,
-        "on_log reads properties"
+        long.fuel_per_unit > unary.fuel_per_unit,
+        "counting 8 more frames costs fuel: {long:?} vs {unary:?}"
     );
-    assert!(measured.memory_bytes >= 65536);
+    assert!(
+        long_connection.fuel_per_unit > connection.fuel_per_unit,
+        "8 more data callbacks cost fuel: {long_connection:?} vs {connection:?}"
+    );
+
+    bench.proxy_mut().advance(Duration::from_secs(25));
     assert_eq!(bench.proxy_mut().vm_statuses(), vec![VmStatus::Running]);
+    let reports = receiver.reports();
+    let http = meshtap_report::CHANNEL_HTTP;
+    assert_eq!(total(&reports, http, REQUESTS_TOTAL), 50 + 20 + 20 + 10);
+    assert_eq!(total(&reports, http, REQUEST_MESSAGES), 20 + 20 + 10);
+    assert_eq!(
+        total(&reports, http, RESPONSE_MESSAGES),
+        20 + 20 * 9 + 10 * 9
+    );
+    assert_eq!(total(&reports, CHANNEL_TCP, TCP_OPENED), 40);
+    assert_eq!(total(&reports, CHANNEL_TCP, TCP_CLOSED), 40);
+    // Chunks alternate downstream (received) and upstream (sent), PAYLOAD_BYTES each.
+    let each_way = (30 + 10 * 5) * PAYLOAD_BYTES as u64;
+    assert_eq!(total(&reports, CHANNEL_TCP, TCP_RECEIVED_BYTES), each_way);
+    assert_eq!(total(&reports, CHANNEL_TCP, TCP_SENT_BYTES), each_way);
 }

@@ -1,10 +1,11 @@
 //! The first call of a small fixed scenario as each sidecar sees it: the exchange the client
-//! (outbound) and server (inbound) sidecars observe and both proxies' node metadata. The fixture
+//! (outbound) and server (inbound) sidecars observe, the connection the client's network
+//! filter would see for it, and both proxies' node metadata. The fixture
 //! tests, the benchmark helper and the manifest checks drive single streams with it.
 //!
 //! Only builds values; running them through a proxy is the caller's business.
 
-use crate::host::{HttpExchange, NodeInfo};
+use crate::host::{HttpExchange, NodeInfo, TcpConnectionSpec};
 
 use super::mesh::{CallInstance, ResolvedWorkload, Target};
 use super::scenario::Scenario;
@@ -15,13 +16,18 @@ pub struct OneCall {
     pub client: HttpExchange,
     /// What the callee's sidecar sees (`None` when the call never reaches it).
     pub server: Option<HttpExchange>,
+    /// What the caller's sidecar's network filter sees when the call is carried as a TCP
+    /// connection (the properties only; the data is the caller's choice).
+    pub client_tcp: TcpConnectionSpec,
     pub client_node: NodeInfo,
     pub server_node: NodeInfo,
 }
 
 impl OneCall {
     /// The first outcome of the first call of `yaml` (at least two workloads and one call), with
-    /// fixed latency and sizes. Panics on an invalid scenario: callers pass fixed text.
+    /// fixed latency and sizes; the call goes to the second workload, or to the call's
+    /// `external` host through the PassthroughCluster (then no server sees it). Panics on an
+    /// invalid scenario: callers pass fixed text.
     pub fn from_yaml(
         yaml: &str,
         latency_ms: u64,
@@ -43,9 +49,17 @@ impl OneCall {
             mesh: &scenario.mesh,
             request_id: "6f1c2d3e-0000-4000-8000-000000000001".into(),
         };
+        let target = match &call.external {
+            Some(host) => Target::External(host),
+            None => Target::Workload(&to),
+        };
         OneCall {
-            client: instance.client_view(&from, Target::Workload(&to)),
-            server: instance.server_view(&from, &to),
+            client: instance.client_view(&from, target),
+            server: match target {
+                Target::Workload(to) => instance.server_view(&from, to),
+                Target::External(_) => None,
+            },
+            client_tcp: instance.tcp_client_view(&from, target),
             client_node: from.node(&scenario.mesh),
             server_node: to.node(&scenario.mesh),
         }
