@@ -3,21 +3,24 @@
 //! Owns the byte layout of sample requests: one `TimeSeries` per sample, labels sorted and
 //! unique (series labels, `__name__`, `le`, then external labels that do not clash), fields in
 //! the order prost would write them, so the output is byte-identical to prost encoding
-//! [`super::proto::WriteRequest`] (tested). A series' own labels are encoded once per run of
-//! consecutive samples sharing them and then copied.
+//! [`super::proto::WriteRequest`] (tested), except that a value of -0.0 is written with its sign
+//! where prost would leave the field out. A series' own labels are encoded once per run of
+//! consecutive samples sharing them and then copied. The body is compressed 64 KiB block by
+//! block while it is written (`super::block_compressor`), so it stays small and in cache.
 //! It must not decide what is sent or when.
 
 use std::sync::Arc;
 
 use prost::encoding::{encode_key, encode_varint, encoded_len_varint, WireType};
 
+use super::block_compressor::BlockCompressor;
 use crate::series::{LabelSet, Sample};
 
 /// Reusable buffers for encoding and compressing requests.
+#[derive(Default)]
 pub struct RequestEncoder {
     raw: Vec<u8>,
-    compressor: snap::raw::Encoder,
-    compressed: Vec<u8>,
+    compressor: BlockCompressor,
     base: BaseLabels,
 }
 
@@ -99,18 +102,16 @@ impl BaseLabels {
             self.ends.push(self.bytes.len());
         }
         let position = |name: &str| pairs.partition_point(|(n, _)| &**n < name);
-        let mut extras: Vec<(&str, Extra)> = vec![("__name__", Extra::Name), ("le", Extra::Le)];
+        self.plan.push((position("__name__"), Extra::Name));
+        self.plan.push((position("le"), Extra::Le));
         for (j, (name, _)) in external.iter().enumerate() {
             if set.get(name).is_none() && name != "__name__" && name != "le" {
-                extras.push((name, Extra::External(j)));
+                self.plan.push((position(name), Extra::External(j)));
             }
         }
-        extras.sort_by(|a, b| a.0.cmp(b.0));
-        self.plan.extend(
-            extras
-                .into_iter()
-                .map(|(name, extra)| (position(name), extra)),
-        );
+        // Sorting by position, then name, puts the extras in label order.
+        self.plan
+            .sort_by_key(|&(position, extra)| (position, extra_name(extra, external)));
         self.set = Some(set.clone());
     }
 
@@ -120,6 +121,14 @@ impl BaseLabels {
         } else {
             self.ends[i - 1]
         }
+    }
+}
+
+fn extra_name(extra: Extra, external: &[(String, String)]) -> &str {
+    match extra {
+        Extra::Name => "__name__",
+        Extra::Le => "le",
+        Extra::External(j) => &external[j].0,
     }
 }
 
@@ -135,17 +144,6 @@ fn extra_label<'a>(
     }
 }
 
-impl Default for RequestEncoder {
-    fn default() -> Self {
-        RequestEncoder {
-            raw: Vec::new(),
-            compressor: snap::raw::Encoder::new(),
-            compressed: Vec::new(),
-            base: BaseLabels::default(),
-        }
-    }
-}
-
 impl RequestEncoder {
     pub fn new() -> RequestEncoder {
         RequestEncoder::default()
@@ -155,49 +153,82 @@ impl RequestEncoder {
     /// unique, and are added where the series has no label of the same name.
     pub fn encode_raw(&mut self, samples: &[Sample], external: &[(String, String)]) -> &[u8] {
         self.raw.clear();
-        let buf = &mut self.raw;
-        let base = &mut self.base;
-        for sample in samples {
-            base.load(&sample.series.labels, external);
-            let mut labels_len = base.bytes.len();
-            for (_, extra) in &base.plan {
-                if let Some((n, v)) = extra_label(*extra, sample, external) {
-                    labels_len += label_field_len(n, v);
-                }
-            }
-            let s_len = sample_len(sample.value, sample.timestamp_ms);
-            let series_len = labels_len + 1 + encoded_len_varint(s_len as u64) + s_len;
-            encode_key(1, WireType::LengthDelimited, buf);
-            encode_varint(series_len as u64, buf);
-            let mut copied = 0;
-            for (position, extra) in &base.plan {
-                if let Some((n, v)) = extra_label(*extra, sample, external) {
-                    buf.extend_from_slice(&base.bytes[base.start(copied)..base.start(*position)]);
-                    copied = *position;
-                    put_label_field(buf, n, v);
-                }
-            }
-            buf.extend_from_slice(&base.bytes[base.start(copied)..]);
-            encode_key(2, WireType::LengthDelimited, buf);
-            encode_varint(s_len as u64, buf);
-            if sample.value.to_bits() != 0 {
-                encode_key(1, WireType::SixtyFourBit, buf);
-                buf.extend_from_slice(&sample.value.to_le_bytes());
-            }
-            if sample.timestamp_ms != 0 {
-                encode_key(2, WireType::Varint, buf);
-                encode_varint(sample.timestamp_ms as u64, buf);
-            }
-        }
-        // Do not keep a label set alive past the request.
-        base.set = None;
+        put_samples(&mut self.raw, &mut self.base, samples, external, None);
         &self.raw
     }
 
-    /// The snappy block compressed request body of `samples`.
+    /// The snappy block compressed request body of `samples` (the bytes of [`Self::encode_raw`],
+    /// compressed). Each 64 KiB block is compressed as soon as it is written, so the
+    /// uncompressed request never sits in memory as a whole.
     pub fn encode(&mut self, samples: &[Sample], external: &[(String, String)]) -> &[u8] {
-        self.encode_raw(samples, external);
-        compress_into(&mut self.compressor, &self.raw, &mut self.compressed)
+        let RequestEncoder {
+            raw,
+            compressor,
+            base,
+        } = self;
+        raw.clear();
+        compressor.start();
+        put_samples(raw, base, samples, external, Some(compressor));
+        compressor.finish(raw)
+    }
+}
+
+/// Appends one `TimeSeries` per sample to `raw`; with a compressor, every full block is
+/// compressed and removed from `raw` as soon as it is written.
+fn put_samples(
+    raw: &mut Vec<u8>,
+    base: &mut BaseLabels,
+    samples: &[Sample],
+    external: &[(String, String)],
+    mut compressor: Option<&mut BlockCompressor>,
+) {
+    for sample in samples {
+        base.load(&sample.series.labels, external);
+        put_time_series(raw, base, sample, external);
+        if let Some(compressor) = compressor.as_deref_mut() {
+            compressor.take_full_blocks(raw);
+        }
+    }
+    // Do not keep a label set alive past the request.
+    base.set = None;
+}
+
+/// Writes one sample as a `timeseries` field: the base labels with the extras spliced in at
+/// their sorted positions, then the sample.
+fn put_time_series(
+    buf: &mut Vec<u8>,
+    base: &BaseLabels,
+    sample: &Sample,
+    external: &[(String, String)],
+) {
+    let mut labels_len = base.bytes.len();
+    for (_, extra) in &base.plan {
+        if let Some((n, v)) = extra_label(*extra, sample, external) {
+            labels_len += label_field_len(n, v);
+        }
+    }
+    let s_len = sample_len(sample.value, sample.timestamp_ms);
+    let series_len = labels_len + 1 + encoded_len_varint(s_len as u64) + s_len;
+    encode_key(1, WireType::LengthDelimited, buf);
+    encode_varint(series_len as u64, buf);
+    let mut copied = 0;
+    for (position, extra) in &base.plan {
+        if let Some((n, v)) = extra_label(*extra, sample, external) {
+            buf.extend_from_slice(&base.bytes[base.start(copied)..base.start(*position)]);
+            copied = *position;
+            put_label_field(buf, n, v);
+        }
+    }
+    buf.extend_from_slice(&base.bytes[base.start(copied)..]);
+    encode_key(2, WireType::LengthDelimited, buf);
+    encode_varint(s_len as u64, buf);
+    if sample.value.to_bits() != 0 {
+        encode_key(1, WireType::SixtyFourBit, buf);
+        buf.extend_from_slice(&sample.value.to_le_bytes());
+    }
+    if sample.timestamp_ms != 0 {
+        encode_key(2, WireType::Varint, buf);
+        encode_varint(sample.timestamp_ms as u64, buf);
     }
 }
 
@@ -306,5 +337,42 @@ mod tests {
             .decompress_vec(&compressed)
             .unwrap();
         assert_eq!(decoded, raw);
+    }
+
+    #[test]
+    fn body_compressed_while_encoding_is_the_compressed_raw_request() {
+        let sets: Vec<Arc<LabelSet>> = (0..7)
+            .map(|i| {
+                Arc::new(LabelSet::from_sorted(
+                    (0..30)
+                        .map(|j| {
+                            (
+                                Arc::from(format!("label_{j:02}")),
+                                Arc::from(format!("value-{i}-{j}")),
+                            )
+                        })
+                        .collect(),
+                ))
+            })
+            .collect();
+        let samples: Vec<Sample> = (0..400)
+            .map(|i| Sample {
+                series: SeriesId {
+                    name: Arc::from("m_bucket"),
+                    labels: sets[i / 3 % sets.len()].clone(),
+                    le: Some(Arc::from(format!("{i}"))),
+                },
+                value: i as f64,
+                timestamp_ms: 1_700_000_000_000 + i as i64,
+            })
+            .collect();
+        let external = vec![("cluster".to_owned(), "c1".to_owned())];
+        let mut encoder = RequestEncoder::new();
+        let raw = encoder.encode_raw(&samples, &external).to_vec();
+        assert!(raw.len() > 3 * (1 << 16), "spans several snappy blocks");
+        let compressed = encoder.encode(&samples, &external).to_vec();
+        let mut expected = Vec::new();
+        compress_into(&mut snap::raw::Encoder::new(), &raw, &mut expected);
+        assert_eq!(compressed, expected);
     }
 }

@@ -5,6 +5,7 @@
 //! endpoint. Durable spooling would replace `queue::MemoryQueue` in [`Endpoint::start`] with
 //! another `queue::BatchQueue`; nothing else changes.
 
+pub mod block_compressor;
 pub mod client;
 pub mod config;
 pub mod encoder;
