@@ -12,6 +12,9 @@
 //! (host-header fallback), the `x-envoy-peer-metadata` header and `xds.upstream_host_metadata`
 //! (no peer in filter state), the local SAN (no cached SAN), and both peers on waypoints.
 //!
+//! With `access_log` enabled, a request that is selected and fits the buffer also gets the reads
+//! of [`super::access_log`].
+//!
 //! It never blocks a request: every callback returns `Action::Continue`.
 
 use std::cell::RefCell;
