@@ -12,6 +12,7 @@ use crate::host::envoy_messages::{
 use crate::host::grpc_frames::{frames, split, FRAME_HEADER_LEN};
 use crate::host::{HttpExchange, NodeInfo, Phase, Properties, PropertyValue, ResponseSpec};
 
+use super::mesh_access_log::Connection;
 use super::scenario::{Call, Exchange, MeshSettings, Outcome, Protocol, Workload};
 
 /// A workload with every default applied.
@@ -189,12 +190,6 @@ pub struct CallInstance<'a> {
     pub request_id: String,
 }
 
-/// One connection's two ends as `ip:port`.
-struct Connection {
-    local: String,
-    remote: String,
-}
-
 /// Payload sizes of `messages` gRPC messages whose frames total `body_bytes` (earlier messages
 /// one byte longer when it does not divide evenly).
 pub fn message_sizes(body_bytes: u64, messages: u64) -> Vec<usize> {
@@ -318,54 +313,6 @@ impl CallInstance<'_> {
             response,
             properties,
             grpc_stats_filter: self.call.grpc_stats.unwrap_or(self.mesh.grpc_stats),
-        }
-    }
-
-    /// What Envoy's access log reads besides headers: protocol, connection addresses, SNI,
-    /// body sizes and the response code details.
-    fn access_log_properties(
-        &self,
-        props: &mut Properties,
-        downstream: Connection,
-        upstream: Option<Connection>,
-        sni: Option<String>,
-    ) {
-        let protocol = match self.call.protocol {
-            Protocol::Grpc => "HTTP/2",
-            _ => "HTTP/1.1",
-        };
-        props.set_string(&["request", "protocol"], protocol, Phase::Request);
-        props.set_string(&["source", "address"], &downstream.remote, Phase::Request);
-        props.set_string(
-            &["destination", "address"],
-            &downstream.local,
-            Phase::Request,
-        );
-        if let Some(upstream) = upstream {
-            props.set_string(&["upstream", "address"], &upstream.remote, Phase::Request);
-            props.set_string(
-                &["upstream", "local_address"],
-                &upstream.local,
-                Phase::Request,
-            );
-        }
-        if let Some(sni) = sni {
-            props.set_string(
-                &["connection", "requested_server_name"],
-                &sni,
-                Phase::Request,
-            );
-        }
-        props.set_int(&["request", "size"], self.request_bytes as i64, Phase::Log);
-        if self.outcome.code != 0 {
-            props.set_int(
-                &["response", "size"],
-                self.response_bytes as i64,
-                Phase::Log,
-            );
-        }
-        if self.outcome.server_sees_it() && self.outcome.code != 0 {
-            props.set_string(&["response", "code_details"], "via_upstream", Phase::Log);
         }
     }
 

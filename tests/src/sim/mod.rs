@@ -5,6 +5,7 @@
 
 pub mod expect;
 pub mod mesh;
+mod mesh_access_log;
 pub mod mesh_tcp;
 pub mod one_call;
 pub mod receiver;
