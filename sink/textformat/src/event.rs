@@ -62,6 +62,9 @@ pub struct Exemplar<'a> {
 pub struct Sample<'a> {
     /// The series name as written (`istio_requests_total`, `envoy_server_live`).
     pub name: &'a str,
+    /// The line's series text exactly as written: from the first byte of the name to the end
+    /// of the label block (`name{a="b"}`), or the name alone. Equal texts name one series.
+    pub series_text: &'a str,
     pub labels: Labels<'a>,
     pub value: f64,
     /// Milliseconds since the epoch, already converted from OpenMetrics seconds.

@@ -32,6 +32,10 @@
 //! assert_eq!(reader.stats().bad_lines, 1);
 //! ```
 //!
+//! Callers that cache per series text read lines one by one ([`Parser::next_line`]) and
+//! split known sample lines with [`quick_sample`] (no label lexing), handing the others to
+//! [`TypedSamples::read_line`].
+//!
 //! Tolerance rules, for the concatenated 15020 body (agent text, then Envoy text, then the
 //! app's exposition, under the app's Content-Type):
 //! - Both formats are accepted on every line; the Content-Type ([`Format`]) only picks the
@@ -56,6 +60,7 @@ mod lex;
 mod line;
 mod number;
 mod parser;
+mod quick;
 mod skip;
 mod typed;
 
@@ -65,5 +70,6 @@ pub use format::Format;
 pub use labels::{EscapedStr, Label, LabelIter, LabelStyle, Labels};
 pub use number::{canonical_float, FloatText};
 pub use parser::Parser;
+pub use quick::{quick_sample, QuickSample};
 pub use skip::{ParseStats, ReasonCounts, SkipReason, SkippedLine};
 pub use typed::{TypedSample, TypedSamples};

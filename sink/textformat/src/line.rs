@@ -138,6 +138,7 @@ fn parse_sample(
     let (timestamp_ms, exemplar) = timestamp_and_exemplar(line, value_end, format)?;
     Ok(Sample {
         name,
+        series_text: &line[start..after_labels],
         labels,
         value,
         timestamp_ms,

@@ -2,7 +2,9 @@
 //! per meaningful line, counting everything in [`ParseStats`].
 //!
 //! Owns line splitting, line numbers, UTF-8 checks, the `# EOF` rule and the counters. It
-//! must not know what families are (see [`crate::family`]) nor allocate per line.
+//! must not know what families are (see [`crate::family`]) nor allocate per line. Callers
+//! with a fast path of their own take lines one by one ([`Parser::next_line`]) and hand the
+//! ones they do not handle to [`Parser::read_line`].
 
 use memchr::memchr;
 
@@ -63,8 +65,10 @@ impl<'a> Parser<'a> {
         &mut self.stats
     }
 
-    /// The next physical line, without its line break.
-    fn next_line(&mut self) -> Option<&'a [u8]> {
+    /// The next physical line, without its line break (and without a `\r` before it); counted
+    /// in [`ParseStats::lines`]. Give it to [`Parser::read_line`], or count it with
+    /// [`Parser::count_quick_sample`] when the caller read the sample itself.
+    pub fn next_line(&mut self) -> Option<&'a [u8]> {
         if self.rest.is_empty() {
             return None;
         }
@@ -76,6 +80,52 @@ impl<'a> Parser<'a> {
         self.line_no += 1;
         self.stats.lines += 1;
         Some(line.strip_suffix(b"\r").unwrap_or(line))
+    }
+
+    /// Counts a sample line that the caller read with [`crate::quick_sample`] instead of
+    /// [`Parser::read_line`], so that [`ParseStats`] stay complete.
+    pub fn count_quick_sample(&mut self) {
+        self.stats.samples += 1;
+        if self.seen_eof {
+            self.stats.lines_after_eof += 1;
+        }
+    }
+
+    /// Parses a line returned by [`Parser::next_line`]: `None` for a blank or comment line,
+    /// else its event or why it was skipped (counted either way).
+    pub fn read_line(&mut self, bytes: &'a [u8]) -> Option<Result<Event<'a>, SkippedLine>> {
+        let line = match std::str::from_utf8(bytes) {
+            Ok(line) => line,
+            Err(_) => return Some(Err(self.skip(SkipReason::InvalidUtf8))),
+        };
+        let parsed = parse_line(line, self.format);
+        if self.seen_eof && !matches!(parsed, Ok(Line::Blank)) {
+            self.stats.lines_after_eof += 1;
+        }
+        match parsed {
+            Ok(Line::Blank) => None,
+            Ok(Line::Comment) => {
+                self.stats.comments += 1;
+                None
+            }
+            Ok(Line::Event(event)) => {
+                match &event {
+                    Event::Sample(sample) => {
+                        self.stats.samples += 1;
+                        if sample.labels.style() == LabelStyle::EnvoyRaw {
+                            self.stats.raw_label_samples += 1;
+                        }
+                    }
+                    Event::Eof => {
+                        self.seen_eof = true;
+                        self.stats.eofs += 1;
+                    }
+                    Event::Help { .. } | Event::Type { .. } | Event::Unit { .. } => {}
+                }
+                Some(Ok(event))
+            }
+            Err(reason) => Some(Err(self.skip(reason))),
+        }
     }
 
     fn skip(&mut self, reason: SkipReason) -> SkippedLine {
@@ -93,34 +143,8 @@ impl<'a> Iterator for Parser<'a> {
     fn next(&mut self) -> Option<Self::Item> {
         loop {
             let bytes = self.next_line()?;
-            let line = match std::str::from_utf8(bytes) {
-                Ok(line) => line,
-                Err(_) => return Some(Err(self.skip(SkipReason::InvalidUtf8))),
-            };
-            let parsed = parse_line(line, self.format);
-            if self.seen_eof && !matches!(parsed, Ok(Line::Blank)) {
-                self.stats.lines_after_eof += 1;
-            }
-            match parsed {
-                Ok(Line::Blank) => {}
-                Ok(Line::Comment) => self.stats.comments += 1,
-                Ok(Line::Event(event)) => {
-                    match &event {
-                        Event::Sample(sample) => {
-                            self.stats.samples += 1;
-                            if sample.labels.style() == LabelStyle::EnvoyRaw {
-                                self.stats.raw_label_samples += 1;
-                            }
-                        }
-                        Event::Eof => {
-                            self.seen_eof = true;
-                            self.stats.eofs += 1;
-                        }
-                        Event::Help { .. } | Event::Type { .. } | Event::Unit { .. } => {}
-                    }
-                    return Some(Ok(event));
-                }
-                Err(reason) => return Some(Err(self.skip(reason))),
+            if let Some(item) = self.read_line(bytes) {
+                return Some(item);
             }
         }
     }

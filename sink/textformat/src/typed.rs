@@ -75,34 +75,56 @@ impl<'a> TypedSamples<'a> {
     }
 }
 
+impl<'a> TypedSamples<'a> {
+    /// The next physical line (see [`Parser::next_line`]).
+    pub fn next_line(&mut self) -> Option<&'a [u8]> {
+        self.parser.next_line()
+    }
+
+    /// Counts a sample line read with [`crate::quick_sample`] (see
+    /// [`Parser::count_quick_sample`]).
+    pub fn count_quick_sample(&mut self) {
+        self.parser.count_quick_sample();
+    }
+
+    /// Reads a line from [`TypedSamples::next_line`]: `None` for a line that is not a sample
+    /// (metadata is absorbed), else the typed sample or why the line was skipped.
+    pub fn read_line(&mut self, bytes: &'a [u8]) -> Option<Result<TypedSample<'a>, SkippedLine>> {
+        let event = match self.parser.read_line(bytes)? {
+            Ok(event) => event,
+            Err(skipped) => return Some(Err(skipped)),
+        };
+        let Event::Sample(sample) = event else {
+            self.families.observe(&event);
+            return None;
+        };
+        Some(match self.families.classify(&sample) {
+            Ok(family) => Ok(TypedSample {
+                sample,
+                family: family.family,
+                kind: family.kind,
+                role: family.role,
+            }),
+            Err(reason) => {
+                let line_no = self.parser.line_no();
+                let stats = self.parser.stats_mut();
+                stats.samples -= 1;
+                stats.record_skip(reason);
+                Err(SkippedLine { line_no, reason })
+            }
+        })
+    }
+}
+
 impl<'a> Iterator for TypedSamples<'a> {
     type Item = Result<TypedSample<'a>, SkippedLine>;
 
     fn next(&mut self) -> Option<Self::Item> {
         loop {
-            let event = match self.parser.next()? {
-                Ok(event) => event,
-                Err(skipped) => return Some(Err(skipped)),
-            };
-            let Event::Sample(sample) = event else {
-                self.families.observe(&event);
-                continue;
-            };
-            return Some(match self.families.classify(&sample) {
-                Ok(family) => Ok(TypedSample {
-                    sample,
-                    family: family.family,
-                    kind: family.kind,
-                    role: family.role,
-                }),
-                Err(reason) => {
-                    let line_no = self.parser.line_no();
-                    let stats = self.parser.stats_mut();
-                    stats.samples -= 1;
-                    stats.record_skip(reason);
-                    Err(SkippedLine { line_no, reason })
-                }
-            });
+            let bytes = self.next_line()?;
+            if let Some(item) = self.read_line(bytes) {
+                return Some(item);
+            }
         }
     }
 }
