@@ -11,6 +11,7 @@ use prost::Message;
 
 use crate::export::remote_write::encoder::{compress_into, RequestEncoder};
 use crate::export::remote_write::proto;
+use crate::export::sample::ExportSample;
 use crate::ingest::report_to_samples;
 use crate::series::Text;
 
@@ -38,7 +39,8 @@ impl IngestBench {
         let report = decode(body, 64 << 20).expect("bench report decodes");
         validate(&report).expect("bench report is valid");
         let samples = report_to_samples(&report, &self.job);
-        let len = self.encoder.encode(&samples, &self.external).len();
+        let queued: Vec<ExportSample> = samples.iter().map(ExportSample::from).collect();
+        let len = self.encoder.encode(&queued, &self.external).len();
         (samples.len(), len)
     }
 

@@ -10,6 +10,7 @@ pub mod http_client;
 pub mod loki;
 pub mod remote_write;
 pub mod retry;
+pub mod sample;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,6 +21,7 @@ use tokio::sync::watch;
 use self::families::FamilyRegistry;
 use self::remote_write::{ClientError, Endpoint, RemoteWriteConfig};
 use crate::ops::metrics::SinkMetrics;
+use self::sample::ExportSample;
 use crate::series::Sample;
 
 /// Samples each endpoint still held when the shutdown deadline passed.
@@ -71,11 +73,32 @@ impl Exporter {
         }
     }
 
-    /// Queues samples on every endpoint.
+    /// Queues samples on every endpoint; a full endpoint queue drops its oldest batches.
     pub fn enqueue(&self, samples: &[Sample]) {
         for endpoint in &self.endpoints {
             endpoint.enqueue(samples);
         }
+    }
+
+    /// [`Exporter::enqueue`] for samples already in export form.
+    pub fn enqueue_export(&self, samples: &[ExportSample]) {
+        for endpoint in &self.endpoints {
+            endpoint.enqueue_export(samples.iter().cloned());
+        }
+    }
+
+    /// Queues samples on every endpoint, waiting while an endpoint's lane is full: nothing is
+    /// dropped, and the caller (a scrape loop) is slowed down to what the endpoints take. One
+    /// endpoint that stays down therefore holds the scrapes up; the memory held stays bounded
+    /// by the queues' capacity.
+    pub async fn enqueue_when_room(&self, samples: Vec<ExportSample>) {
+        let Some((last, others)) = self.endpoints.split_last() else {
+            return;
+        };
+        for endpoint in others {
+            endpoint.enqueue_when_room(samples.clone()).await;
+        }
+        last.enqueue_when_room(samples).await;
     }
 
     /// Seals pending batches, lets every endpoint send for at most `timeout` (in parallel),

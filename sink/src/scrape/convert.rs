@@ -4,24 +4,29 @@
 //! per-target report series `up`, `scrape_duration_seconds`, `scrape_samples_scraped`,
 //! `scrape_samples_post_metric_relabeling` and `scrape_series_added`.
 //!
-//! Owns the scraped series shape. It must not do I/O or keep state between scrapes.
+//! A line whose series text the target's [`SeriesCache`] knows is read with the quick split
+//! (value and timestamp only) and gets the cached series; other lines are parsed in full,
+//! converted and cached. Owns the scraped series shape; it must not do I/O, and keeps state
+//! between scrapes only in the cache it is given.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 
-use meshtap_textformat::{Parser, TypedSamples};
+use meshtap_textformat::{quick_sample, LabelStyle, Parser, TypedSample, TypedSamples};
 
 use super::relabel::{relabel, Labels};
+use super::series_cache::{text_key, Outcome, SeriesCache, TextEntry};
 use super::target::Target;
-use crate::series::{LabelSet, Sample, SeriesId, Text};
+use crate::export::remote_write::encoded_series::{EncodedSeries, LabelInterner};
+use crate::export::sample::{ExportSample, ExportSeries};
+use crate::series::stale_nan;
 
 /// What one body turned into.
 #[derive(Debug, Default)]
 pub struct ScrapedSamples {
-    pub samples: Vec<Sample>,
+    pub samples: Vec<ExportSample>,
     /// Samples in the body (before merge filtering and relabeling).
     pub scraped: u64,
-    /// Lines the parser skipped.
+    /// Lines the parser skipped, and samples whose relabeled labels are unusable.
     pub bad_lines: u64,
     /// Samples whose series already appeared earlier in the same body (kept: the first).
     pub duplicates: u64,
@@ -34,84 +39,125 @@ pub fn is_filter_family(name: &str) -> bool {
     name.starts_with("istio_") && !name.starts_with("istio_agent_") && name != "istio_build"
 }
 
-/// A label set from relabeled labels: sorted, empty values dropped; `None` without a name or
-/// with a repeated label name.
-fn series_of(mut labels: Labels) -> Option<SeriesId> {
-    labels.retain(|(_, v)| !v.is_empty());
-    let at = labels.iter().position(|(n, _)| n == "__name__")?;
-    let (_, name) = labels.swap_remove(at);
-    labels.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-    if labels.windows(2).any(|w| w[0].0 == w[1].0) {
-        return None;
+/// The series of a parsed sample for `target`: its slot in `cache`, or why it has none.
+fn convert_series(typed: &TypedSample<'_>, target: &Target, cache: &mut SeriesCache) -> Outcome {
+    let mut labels: Labels = Vec::with_capacity(typed.sample.labels.len() + 6);
+    for (name, value) in typed.normalized_labels() {
+        let clashes = name == "__name__" || target.labels.iter().any(|(n, _)| &**n == name);
+        let name = if clashes {
+            format!("exported_{name}")
+        } else {
+            name.to_owned()
+        };
+        labels.push((name, value.into_owned()));
     }
-    let pairs = labels
-        .into_iter()
-        .map(|(n, v)| (Text::from(n), Text::from(v)))
-        .collect();
-    Some(SeriesId {
-        name: Text::from(name),
-        labels: Arc::new(LabelSet::from_sorted(pairs)),
-        le: None,
-    })
+    labels.push(("__name__".to_owned(), typed.sample.name.to_owned()));
+    labels.extend(
+        target
+            .labels
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.to_string())),
+    );
+    if !relabel(&target.metric_relabel_configs, &mut labels) {
+        return Outcome::Dropped;
+    }
+    labels.retain(|(_, v)| !v.is_empty());
+    labels.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    let repeated = labels.windows(2).any(|w| w[0].0 == w[1].0);
+    if repeated || !labels.iter().any(|(n, _)| n == "__name__") {
+        return Outcome::Invalid;
+    }
+    let series = cache
+        .interner()
+        .series(labels.iter().map(|(n, v)| (n.as_str(), v.as_str())));
+    cache.series(series)
 }
 
-/// Parses `body` and converts its samples for `target`; samples without their own timestamp
-/// get `scrape_ms`. Families for which `drop_family` is true are left out.
+impl ScrapedSamples {
+    /// Adds the sample of a cached text (a current entry) unless merge filtering drops it.
+    fn add(
+        &mut self,
+        cache: &mut SeriesCache,
+        entry: TextEntry,
+        drop_filter_families: bool,
+        value: f64,
+        timestamp_ms: i64,
+    ) {
+        if drop_filter_families && entry.filter_family {
+            return;
+        }
+        match entry.outcome {
+            Outcome::Dropped => {}
+            Outcome::Invalid => self.bad_lines += 1,
+            Outcome::Series { slot, .. } => match cache.emit(slot) {
+                Some(series) => self.samples.push(ExportSample {
+                    series: ExportSeries::Encoded(series),
+                    value,
+                    timestamp_ms,
+                }),
+                None => self.duplicates += 1,
+            },
+        }
+    }
+}
+
+/// Parses `body` and converts its samples for `target` through its `cache` (a new scrape of
+/// the cache is begun; the caller finishes it); samples without their own timestamp get
+/// `scrape_ms`. With `drop_filter_families`, Istio's standard families are left out.
 pub fn body_to_samples(
     body: &[u8],
     content_type: Option<&str>,
     target: &Target,
     scrape_ms: i64,
-    drop_family: &dyn Fn(&str) -> bool,
+    drop_filter_families: bool,
+    cache: &mut SeriesCache,
 ) -> ScrapedSamples {
-    let mut reader = TypedSamples::new(Parser::for_content_type(body, content_type));
+    let parser = Parser::for_content_type(body, content_type);
+    let format = parser.format();
+    let mut reader = TypedSamples::new(parser);
     let mut out = ScrapedSamples::default();
-    let mut seen: HashSet<SeriesId> = HashSet::new();
-    for item in reader.by_ref() {
-        let typed = match item {
-            Ok(typed) => typed,
-            Err(skipped) => {
+    cache.begin();
+    while let Some(line) = reader.next_line() {
+        let quick = quick_sample(line, format);
+        if let Some(quick) = quick {
+            let known = cache
+                .text(text_key(quick.series_text))
+                .filter(|entry| entry.quick && cache.is_current(entry.outcome));
+            if let Some(entry) = known {
+                reader.count_quick_sample();
+                out.scraped += 1;
+                let timestamp_ms = quick.timestamp_ms.unwrap_or(scrape_ms);
+                out.add(cache, entry, drop_filter_families, quick.value, timestamp_ms);
+                continue;
+            }
+        }
+        let typed = match reader.read_line(line) {
+            None => continue,
+            Some(Ok(typed)) => typed,
+            Some(Err(skipped)) => {
                 tracing::debug!(url = %target.url, %skipped, "skipped a bad exposition line");
                 continue;
             }
         };
         out.scraped += 1;
-        if drop_family(typed.family) {
+        let filter_family = is_filter_family(typed.family);
+        if drop_filter_families && filter_family {
             continue;
         }
-        let mut labels: Labels = Vec::with_capacity(typed.sample.labels.len() + 6);
-        for (name, value) in typed.normalized_labels() {
-            let clashes = name == "__name__" || target.labels.iter().any(|(n, _)| &**n == name);
-            let name = if clashes {
-                format!("exported_{name}")
-            } else {
-                name.to_owned()
-            };
-            labels.push((name, value.into_owned()));
-        }
-        labels.push(("__name__".to_owned(), typed.sample.name.to_owned()));
-        labels.extend(
-            target
-                .labels
-                .iter()
-                .map(|(n, v)| (n.to_string(), v.to_string())),
-        );
-        if !relabel(&target.metric_relabel_configs, &mut labels) {
-            continue;
-        }
-        let Some(series) = series_of(labels) else {
-            out.bad_lines += 1;
-            continue;
+        let series_text = typed.sample.series_text.as_bytes();
+        let key = text_key(series_text);
+        let entry = match cache.text(key) {
+            Some(entry) if cache.is_current(entry.outcome) => entry,
+            _ => {
+                let outcome = convert_series(&typed, target, cache);
+                let quick = typed.sample.labels.style() == LabelStyle::Escaped
+                    && quick.is_some_and(|q| q.series_text == series_text);
+                cache.insert_text(key, outcome, quick, filter_family);
+                cache.text(key).expect("just inserted")
+            }
         };
-        if !seen.insert(series.clone()) {
-            out.duplicates += 1;
-            continue;
-        }
-        out.samples.push(Sample {
-            series,
-            value: typed.sample.value,
-            timestamp_ms: typed.sample.timestamp_ms.unwrap_or(scrape_ms),
-        });
+        let timestamp_ms = typed.sample.timestamp_ms.unwrap_or(scrape_ms);
+        out.add(cache, entry, drop_filter_families, typed.sample.value, timestamp_ms);
     }
     out.bad_lines += reader.stats().bad_lines;
     out
@@ -127,30 +173,59 @@ pub struct ScrapeReport {
     pub series_added: u64,
 }
 
-/// The target's report series at `scrape_ms`.
-pub fn report_samples(target: &Target, report: ScrapeReport, scrape_ms: i64) -> Vec<Sample> {
-    let labels = Arc::new(LabelSet::from_sorted(target.labels.clone()));
-    [
-        ("up", if report.up { 1.0 } else { 0.0 }),
-        ("scrape_duration_seconds", report.duration_seconds),
-        ("scrape_samples_scraped", report.samples_scraped as f64),
-        (
-            "scrape_samples_post_metric_relabeling",
+/// A target's report series (target labels only), made once per target.
+#[derive(Debug)]
+pub struct ReportSeries([Arc<EncodedSeries>; 5]);
+
+impl ReportSeries {
+    pub fn new(target: &Target, interner: &mut LabelInterner) -> ReportSeries {
+        let series = |name: &str, interner: &mut LabelInterner| {
+            let mut labels: Vec<(&str, &str)> =
+                target.labels.iter().map(|(n, v)| (&**n, &**v)).collect();
+            labels.push(("__name__", name));
+            labels.sort_unstable_by(|a, b| a.0.cmp(b.0));
+            Arc::new(interner.series(labels))
+        };
+        ReportSeries([
+            series("up", interner),
+            series("scrape_duration_seconds", interner),
+            series("scrape_samples_scraped", interner),
+            series("scrape_samples_post_metric_relabeling", interner),
+            series("scrape_series_added", interner),
+        ])
+    }
+
+    /// The report samples of one scrape at `scrape_ms`.
+    pub fn samples(&self, report: ScrapeReport, scrape_ms: i64) -> Vec<ExportSample> {
+        let values = [
+            if report.up { 1.0 } else { 0.0 },
+            report.duration_seconds,
+            report.samples_scraped as f64,
             report.samples_post_relabeling as f64,
-        ),
-        ("scrape_series_added", report.series_added as f64),
-    ]
-    .into_iter()
-    .map(|(name, value)| Sample {
-        series: SeriesId {
-            name: Text::from(name),
-            labels: labels.clone(),
-            le: None,
-        },
-        value,
-        timestamp_ms: scrape_ms,
-    })
-    .collect()
+            report.series_added as f64,
+        ];
+        self.0
+            .iter()
+            .zip(values)
+            .map(|(series, value)| ExportSample {
+                series: ExportSeries::Encoded(series.clone()),
+                value,
+                timestamp_ms: scrape_ms,
+            })
+            .collect()
+    }
+
+    /// Stale markers at `marker_ms` for all five (the target was removed).
+    pub fn stale_markers(&self, marker_ms: i64) -> Vec<ExportSample> {
+        self.0
+            .iter()
+            .map(|series| ExportSample {
+                series: ExportSeries::Encoded(series.clone()),
+                value: stale_nan(),
+                timestamp_ms: marker_ms,
+            })
+            .collect()
+    }
 }
 
 #[cfg(test)]
@@ -165,11 +240,18 @@ mod tests {
         static_targets(&section, &section.jobs[0]).remove(0)
     }
 
-    fn text(sample: &Sample) -> String {
+    fn encoded(sample: &ExportSample) -> &EncodedSeries {
+        match &sample.series {
+            ExportSeries::Encoded(series) => series,
+            ExportSeries::Labels(_) => panic!("scraped samples carry encoded series"),
+        }
+    }
+
+    fn text(sample: &ExportSample) -> String {
         let mut out = String::new();
-        sample.series.visit_labels(&[], |n, v| {
-            out.push_str(&format!("{n}={v},"));
-        });
+        for label in encoded(sample).labels() {
+            out.push_str(&format!("{}={},", label.name(), label.value()));
+        }
         format!("{out} {}@{}", sample.value, sample.timestamp_ms)
     }
 
@@ -194,7 +276,8 @@ app_jobs_done_total 5 1700000000000
         let t = target(
             "jobs: [{name: pods, static_configs: [{targets: ['10.1.2.3:15020'], labels: {namespace: default, pod: reviews-1}}]}]",
         );
-        let out = body_to_samples(BODY.as_bytes(), None, &t, 1000, &|_| false);
+        let mut cache = SeriesCache::default();
+        let out = body_to_samples(BODY.as_bytes(), None, &t, 1000, false, &mut cache);
         assert_eq!(out.scraped, 10);
         assert_eq!(out.duplicates, 1);
         assert_eq!(out.bad_lines, 0);
@@ -231,14 +314,16 @@ jobs:
       - {source_labels: [__name__], target_label: family, regex: '(app)_.*'}
 "#,
         );
-        let out = body_to_samples(BODY.as_bytes(), None, &t, 1000, &|f| is_filter_family(f));
+        let mut cache = SeriesCache::default();
+        let out = body_to_samples(BODY.as_bytes(), None, &t, 1000, true, &mut cache);
         let names: Vec<(String, Option<String>)> = out
             .samples
             .iter()
             .map(|s| {
+                let series = encoded(s);
                 (
-                    s.series.name.to_string(),
-                    s.series.labels.get("family").map(str::to_owned),
+                    series.get("__name__").unwrap().to_owned(),
+                    series.get("family").map(str::to_owned),
                 )
             })
             .collect();
@@ -252,5 +337,48 @@ jobs:
         assert!(is_filter_family("istio_request_bytes"));
         assert!(!is_filter_family("istio_agent_pilot_xds"));
         assert!(!is_filter_family("istio_build"));
+    }
+
+    /// The second scrape of a body reads its known lines through the cache and gives the same
+    /// samples; series that vanish or are merged away get stale markers.
+    #[test]
+    fn cached_scrapes_match_the_first_and_mark_what_vanished() {
+        let t = target(
+            "jobs: [{name: pods, static_configs: [{targets: ['10.1.2.3:15020'], labels: {namespace: default, pod: reviews-1}}]}]",
+        );
+        let mut cache = SeriesCache::default();
+        let first = body_to_samples(BODY.as_bytes(), None, &t, 1000, false, &mut cache);
+        assert!(cache.finish(1000).is_empty());
+        assert_eq!(cache.added(), 9);
+        let second = body_to_samples(BODY.as_bytes(), None, &t, 2000, false, &mut cache);
+        assert_eq!(cache.added(), 0);
+        assert_eq!(
+            (second.scraped, second.duplicates, second.bad_lines),
+            (10, 1, 0)
+        );
+        let again: Vec<String> = second.samples.iter().map(text).collect();
+        let expected: Vec<String> = first
+            .samples
+            .iter()
+            .map(|s| text(s).replace("@1000", "@2000"))
+            .collect();
+        assert_eq!(again, expected);
+        assert!(cache.finish(2000).is_empty());
+
+        // `le="1"` names the same series as `le="1.0"`; istio_* are merged away; one line
+        // is gone.
+        let changed = BODY
+            .replace("le=\"1.0\"} 2", "le=\"1\"} 3")
+            .replace("envoy_server_live{} 1\n", "");
+        let third = body_to_samples(changed.as_bytes(), None, &t, 3000, true, &mut cache);
+        assert_eq!(third.duplicates, 0);
+        assert_eq!(cache.added(), 0);
+        assert!(third.samples.iter().map(text).any(|s| s.contains("le=1,") && s.ends_with(" 3@3000")));
+        let stale: Vec<String> = cache
+            .finish(3000)
+            .iter()
+            .map(|m| encoded(m).get("__name__").unwrap().to_owned())
+            .collect();
+        assert_eq!(stale, ["istio_requests_total", "envoy_server_live"]);
     }
 }

@@ -6,7 +6,7 @@
 //! [`config`] holds the `scrape:` keys, [`target`] turns discovered labels into targets (with
 //! [`relabel`]), [`pods`] and [`kubernetes`] discover pods, [`membership`] and [`sharding`]
 //! decide which replica scrapes a target, [`fetch`] does one HTTP scrape, [`convert`] turns a
-//! body into samples, [`scrape_loop`] runs one target, [`merge`] tracks which pods the filter
+//! body into samples through a target's [`series_cache`], [`scrape_loop`] runs one target, [`merge`] tracks which pods the filter
 //! reports and which are scraped, [`metrics`] renders the stage's self-metrics. This module
 //! owns the set of running loops and discovery tasks; it must not parse, fetch or relabel
 //! itself.
@@ -21,6 +21,7 @@ pub mod metrics;
 pub mod pods;
 pub mod relabel;
 pub mod scrape_loop;
+pub mod series_cache;
 pub mod sharding;
 pub mod target;
 

@@ -4,8 +4,9 @@
 //! unique (series labels, `__name__`, `le`, then external labels that do not clash), fields in
 //! the order prost would write them, so the output is byte-identical to prost encoding
 //! [`super::proto::WriteRequest`] (tested), except that a value of -0.0 is written with its sign
-//! where prost would leave the field out. A series' own labels are encoded once per run of
-//! consecutive samples sharing them and then copied. The body is compressed 64 KiB block by
+//! where prost would leave the field out. A reported series' own labels are encoded once per
+//! run of consecutive samples sharing them and then copied; a scraped series
+//! ([`super::encoded_series`]) carries its labels encoded, so they are only copied. The body is compressed 64 KiB block by
 //! block while it is written (`super::block_compressor`), so it stays small and in cache.
 //! It must not decide what is sent or when.
 
@@ -14,7 +15,9 @@ use std::sync::Arc;
 use prost::encoding::{encode_key, encode_varint, encoded_len_varint, WireType};
 
 use super::block_compressor::BlockCompressor;
-use crate::series::{LabelSet, Sample};
+use super::encoded_series::EncodedSeries;
+use crate::export::sample::{ExportSample, ExportSeries};
+use crate::series::{LabelSet, SeriesId};
 
 /// Reusable buffers for encoding and compressing requests.
 #[derive(Default)]
@@ -134,12 +137,12 @@ fn extra_name(extra: Extra, external: &[(String, String)]) -> &str {
 
 fn extra_label<'a>(
     extra: Extra,
-    sample: &'a Sample,
+    series: &'a SeriesId,
     external: &'a [(String, String)],
 ) -> Option<(&'a str, &'a str)> {
     match extra {
-        Extra::Name => Some(("__name__", &sample.series.name)),
-        Extra::Le => sample.series.le.as_deref().map(|le| ("le", le)),
+        Extra::Name => Some(("__name__", &series.name)),
+        Extra::Le => series.le.as_deref().map(|le| ("le", le)),
         Extra::External(j) => Some((&external[j].0, &external[j].1)),
     }
 }
@@ -151,7 +154,7 @@ impl RequestEncoder {
 
     /// The uncompressed protobuf of `samples`; `external` labels must be sorted by name and
     /// unique, and are added where the series has no label of the same name.
-    pub fn encode_raw(&mut self, samples: &[Sample], external: &[(String, String)]) -> &[u8] {
+    pub fn encode_raw(&mut self, samples: &[ExportSample], external: &[(String, String)]) -> &[u8] {
         self.raw.clear();
         put_samples(&mut self.raw, &mut self.base, samples, external, None);
         &self.raw
@@ -160,7 +163,7 @@ impl RequestEncoder {
     /// The snappy block compressed request body of `samples` (the bytes of [`Self::encode_raw`],
     /// compressed). Each 64 KiB block is compressed as soon as it is written, so the
     /// uncompressed request never sits in memory as a whole.
-    pub fn encode(&mut self, samples: &[Sample], external: &[(String, String)]) -> &[u8] {
+    pub fn encode(&mut self, samples: &[ExportSample], external: &[(String, String)]) -> &[u8] {
         let RequestEncoder {
             raw,
             compressor,
@@ -178,13 +181,18 @@ impl RequestEncoder {
 fn put_samples(
     raw: &mut Vec<u8>,
     base: &mut BaseLabels,
-    samples: &[Sample],
+    samples: &[ExportSample],
     external: &[(String, String)],
     mut compressor: Option<&mut BlockCompressor>,
 ) {
     for sample in samples {
-        base.load(&sample.series.labels, external);
-        put_time_series(raw, base, sample, external);
+        match &sample.series {
+            ExportSeries::Labels(series) => {
+                base.load(&series.labels, external);
+                put_time_series(raw, base, series, sample, external);
+            }
+            ExportSeries::Encoded(series) => put_encoded_time_series(raw, series, sample, external),
+        }
         if let Some(compressor) = compressor.as_deref_mut() {
             compressor.take_full_blocks(raw);
         }
@@ -198,28 +206,68 @@ fn put_samples(
 fn put_time_series(
     buf: &mut Vec<u8>,
     base: &BaseLabels,
-    sample: &Sample,
+    series: &SeriesId,
+    sample: &ExportSample,
     external: &[(String, String)],
 ) {
     let mut labels_len = base.bytes.len();
     for (_, extra) in &base.plan {
-        if let Some((n, v)) = extra_label(*extra, sample, external) {
+        if let Some((n, v)) = extra_label(*extra, series, external) {
             labels_len += label_field_len(n, v);
         }
     }
-    let s_len = sample_len(sample.value, sample.timestamp_ms);
-    let series_len = labels_len + 1 + encoded_len_varint(s_len as u64) + s_len;
-    encode_key(1, WireType::LengthDelimited, buf);
-    encode_varint(series_len as u64, buf);
+    put_time_series_header(buf, labels_len, sample);
     let mut copied = 0;
     for (position, extra) in &base.plan {
-        if let Some((n, v)) = extra_label(*extra, sample, external) {
+        if let Some((n, v)) = extra_label(*extra, series, external) {
             buf.extend_from_slice(&base.bytes[base.start(copied)..base.start(*position)]);
             copied = *position;
             put_label_field(buf, n, v);
         }
     }
     buf.extend_from_slice(&base.bytes[base.start(copied)..]);
+    put_sample_field(buf, sample);
+}
+
+/// The `timeseries` key and length of a series whose labels take `labels_len` bytes.
+fn put_time_series_header(buf: &mut Vec<u8>, labels_len: usize, sample: &ExportSample) {
+    let s_len = sample_len(sample.value, sample.timestamp_ms);
+    let series_len = labels_len + 1 + encoded_len_varint(s_len as u64) + s_len;
+    encode_key(1, WireType::LengthDelimited, buf);
+    encode_varint(series_len as u64, buf);
+}
+
+/// Writes a scraped sample: its encoded labels copied, with the external labels it does not
+/// have spliced in at their sorted positions.
+fn put_encoded_time_series(
+    buf: &mut Vec<u8>,
+    series: &EncodedSeries,
+    sample: &ExportSample,
+    external: &[(String, String)],
+) {
+    let labels = series.labels();
+    let mut labels_len: usize = labels.iter().map(|l| l.field().len()).sum();
+    let added = |(name, _): &&(String, String)| series.get(name).is_none();
+    for (n, v) in external.iter().filter(added) {
+        labels_len += label_field_len(n, v);
+    }
+    put_time_series_header(buf, labels_len, sample);
+    let mut external = external.iter().filter(added).peekable();
+    for label in labels {
+        while let Some((n, v)) = external.next_if(|(n, _)| n.as_str() < label.name()) {
+            put_label_field(buf, n, v);
+        }
+        buf.extend_from_slice(label.field());
+    }
+    for (n, v) in external {
+        put_label_field(buf, n, v);
+    }
+    put_sample_field(buf, sample);
+}
+
+/// The `samples` field of a `TimeSeries` holding one sample.
+fn put_sample_field(buf: &mut Vec<u8>, sample: &ExportSample) {
+    let s_len = sample_len(sample.value, sample.timestamp_ms);
     encode_key(2, WireType::LengthDelimited, buf);
     encode_varint(s_len as u64, buf);
     if sample.value.to_bits() != 0 {
@@ -253,8 +301,9 @@ mod tests {
     use prost::Message;
 
     use super::*;
+    use crate::export::remote_write::encoded_series::LabelInterner;
     use crate::export::remote_write::proto;
-    use crate::series::{stale_nan, LabelSet, SeriesId};
+    use crate::series::{stale_nan, Sample};
 
     #[test]
     fn bytes_match_the_prost_messages() {
@@ -301,7 +350,8 @@ mod tests {
         .map(|(n, v)| (n.to_owned(), v.to_owned()))
         .collect();
         let mut encoder = RequestEncoder::new();
-        let raw = encoder.encode_raw(&samples, &external).to_vec();
+        let queued: Vec<ExportSample> = samples.iter().map(ExportSample::from).collect();
+        let raw = encoder.encode_raw(&queued, &external).to_vec();
         let expected = proto::WriteRequest {
             timeseries: samples
                 .iter()
@@ -332,11 +382,48 @@ mod tests {
             ["Region", "__name__", "app", "cluster", "le", "pod", "zzz"]
         );
         assert_eq!(first[2].value, "reviews");
-        let compressed = encoder.encode(&samples, &external).to_vec();
+        let compressed = encoder.encode(&queued, &external).to_vec();
         let decoded = snap::raw::Decoder::new()
             .decompress_vec(&compressed)
             .unwrap();
         assert_eq!(decoded, raw);
+    }
+
+    #[test]
+    fn encoded_series_write_the_same_bytes_as_reported_ones() {
+        let mut interner = LabelInterner::default();
+        let reported = SeriesId {
+            name: Arc::from("m_bucket"),
+            labels: Arc::new(LabelSet::from_sorted(vec![
+                (Arc::from("app"), Arc::from("reviews")),
+                (Arc::from("le"), Arc::from("0.5")),
+                (Arc::from("pod"), Arc::from("p-1")),
+            ])),
+            le: None,
+        };
+        let scraped = interner.series([
+            ("__name__", "m_bucket"),
+            ("app", "reviews"),
+            ("le", "0.5"),
+            ("pod", "p-1"),
+        ]);
+        let external: Vec<(String, String)> = [("Region", "eu"), ("app", "x"), ("zzz", "last")]
+            .into_iter()
+            .map(|(n, v)| (n.to_owned(), v.to_owned()))
+            .collect();
+        let sample = |series| ExportSample {
+            series,
+            value: 2.5,
+            timestamp_ms: 1_700_000_000_000,
+        };
+        let mut encoder = RequestEncoder::new();
+        let from_labels = encoder
+            .encode_raw(&[sample(ExportSeries::Labels(reported))], &external)
+            .to_vec();
+        let from_encoded = encoder
+            .encode_raw(&[sample(ExportSeries::Encoded(Arc::new(scraped)))], &external)
+            .to_vec();
+        assert_eq!(from_encoded, from_labels);
     }
 
     #[test]
@@ -355,13 +442,13 @@ mod tests {
                 ))
             })
             .collect();
-        let samples: Vec<Sample> = (0..400)
-            .map(|i| Sample {
-                series: SeriesId {
+        let samples: Vec<ExportSample> = (0..400)
+            .map(|i| ExportSample {
+                series: ExportSeries::Labels(SeriesId {
                     name: Arc::from("m_bucket"),
                     labels: sets[i / 3 % sets.len()].clone(),
                     le: Some(Arc::from(format!("{i}"))),
-                },
+                }),
                 value: i as f64,
                 timestamp_ms: 1_700_000_000_000 + i as i64,
             })

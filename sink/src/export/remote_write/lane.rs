@@ -2,7 +2,8 @@
 //! [`BatchQueue`], and at most one batch in flight.
 //!
 //! Owns batching by size (`max_samples_per_send`) and by age (`batch_send_deadline`), the
-//! queue-full accounting and the lane's gauges. Delivery itself (HTTP, retries) belongs to
+//! queue-full accounting, waiting for room ([`Lane::push_when_room`]: the scrape stage waits
+//! instead of losing samples, as Prometheus' shards do) and the lane's gauges. Delivery itself (HTTP, retries) belongs to
 //! `super::retry`; a lane only hands batches out in order, which keeps each series' samples in
 //! timestamp order because a series always maps to the same lane.
 
@@ -14,10 +15,10 @@ use tokio::sync::{watch, Notify};
 
 use super::queue::{Batch, BatchQueue};
 use crate::ops::metrics::{DropReason, EndpointMetrics};
-use crate::series::Sample;
+use crate::export::sample::ExportSample;
 
 struct LaneState {
-    pending: Vec<Sample>,
+    pending: Vec<ExportSample>,
     pending_since: Option<Instant>,
     pending_oldest_ms: i64,
     queue: Box<dyn BatchQueue>,
@@ -29,6 +30,10 @@ pub struct Lane {
     index: usize,
     state: Mutex<LaneState>,
     wake: Notify,
+    /// Signalled whenever stored samples leave the lane (a batch taken or dropped).
+    room: Notify,
+    /// Samples the lane holds (pending and sealed) before [`Lane::push_when_room`] waits.
+    capacity: usize,
     max_samples_per_send: usize,
     batch_send_deadline: Duration,
     metrics: Arc<EndpointMetrics>,
@@ -38,6 +43,7 @@ impl Lane {
     pub fn new(
         index: usize,
         queue: Box<dyn BatchQueue>,
+        capacity: usize,
         max_samples_per_send: usize,
         batch_send_deadline: Duration,
         metrics: Arc<EndpointMetrics>,
@@ -52,15 +58,43 @@ impl Lane {
                 in_flight: None,
             }),
             wake: Notify::new(),
+            room: Notify::new(),
+            capacity,
             max_samples_per_send,
             batch_send_deadline,
             metrics,
         }
     }
 
-    /// Appends samples (in order). The sender is woken when a batch is sealed or a new pending
+    /// Appends samples (in order), waiting, one batch at a time, while the lane holds
+    /// `capacity` samples: the lane then never exceeds its capacity by more than one batch,
+    /// and nothing is evicted however slow the endpoint is. The wait ends only when the sender
+    /// takes or drops a batch.
+    pub async fn push_when_room(&self, samples: Vec<ExportSample>) {
+        let mut samples = samples.into_iter().peekable();
+        while samples.peek().is_some() {
+            let chunk: Vec<ExportSample> = samples.by_ref().take(self.max_samples_per_send).collect();
+            loop {
+                let room = self.room.notified();
+                tokio::pin!(room);
+                room.as_mut().enable();
+                let held = {
+                    let state = self.state.lock().expect("lane lock");
+                    state.pending.len() + state.queue.queued_samples()
+                };
+                if held == 0 || held + chunk.len() <= self.capacity {
+                    break;
+                }
+                room.await;
+            }
+            self.push(chunk);
+        }
+    }
+
+    /// Appends samples (in order) without waiting; when the queue is full its oldest batches
+    /// are dropped (counted). The sender is woken when a batch is sealed or a new pending
     /// batch starts (so it can time the send deadline).
-    pub fn push(&self, samples: impl IntoIterator<Item = Sample>) {
+    pub fn push(&self, samples: impl IntoIterator<Item = ExportSample>) {
         let mut wake = false;
         {
             let mut state = self.state.lock().expect("lane lock");
@@ -137,6 +171,7 @@ impl Lane {
                 if let Some(batch) = state.queue.take() {
                     state.in_flight = Some((batch.len(), batch.oldest_ms().unwrap_or(i64::MAX)));
                     self.update_gauges(&state);
+                    self.room.notify_waiters();
                     return Some(batch);
                 }
                 if flushing {
@@ -189,6 +224,7 @@ impl Lane {
             state.queue.finish();
         }
         self.update_gauges(&state);
+        self.room.notify_waiters();
         self.metrics
             .add_dropped(DropReason::Shutdown, dropped as u64);
         dropped as u64

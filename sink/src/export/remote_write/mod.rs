@@ -8,6 +8,7 @@
 pub mod block_compressor;
 pub mod client;
 pub mod config;
+pub mod encoded_series;
 pub mod encoder;
 pub mod lane;
 pub mod metadata;
@@ -30,6 +31,7 @@ use self::queue::MemoryQueue;
 use self::retry::Delivery;
 use crate::export::families::FamilyRegistry;
 use crate::ops::metrics::EndpointMetrics;
+use crate::export::sample::ExportSample;
 use crate::series::Sample;
 
 /// One running endpoint.
@@ -56,6 +58,7 @@ impl Endpoint {
                 Arc::new(Lane::new(
                     i,
                     Box::new(MemoryQueue::new(lane_capacity)),
+                    lane_capacity,
                     q.max_samples_per_send,
                     q.batch_send_deadline.get(),
                     metrics.clone(),
@@ -110,22 +113,42 @@ impl Endpoint {
         &self.metrics
     }
 
-    /// Queues samples, each on the lane of its series.
+    /// Queues samples, each on the lane of its series, without waiting (a full lane drops its
+    /// oldest batches).
     pub fn enqueue(&self, samples: &[Sample]) {
-        let n = self.lanes.len();
-        if n == 1 {
-            self.lanes[0].push(samples.iter().cloned());
-            return;
-        }
-        let mut per_lane: Vec<Vec<Sample>> = vec![Vec::new(); n];
-        for sample in samples {
-            per_lane[(sample.series.shard_hash() % n as u64) as usize].push(sample.clone());
-        }
-        for (lane, samples) in self.lanes.iter().zip(per_lane) {
+        self.enqueue_export(samples.iter().map(ExportSample::from));
+    }
+
+    /// [`Endpoint::enqueue`] for samples already in export form.
+    pub fn enqueue_export(&self, samples: impl IntoIterator<Item = ExportSample>) {
+        for (lane, samples) in self.lanes.iter().zip(self.by_lane(samples)) {
             if !samples.is_empty() {
                 lane.push(samples);
             }
         }
+    }
+
+    /// Queues samples, each on the lane of its series, waiting while a lane is full (see
+    /// [`Lane::push_when_room`]).
+    pub async fn enqueue_when_room(&self, samples: Vec<ExportSample>) {
+        for (lane, samples) in self.lanes.iter().zip(self.by_lane(samples)) {
+            if !samples.is_empty() {
+                lane.push_when_room(samples).await;
+            }
+        }
+    }
+
+    fn by_lane(&self, samples: impl IntoIterator<Item = ExportSample>) -> Vec<Vec<ExportSample>> {
+        let n = self.lanes.len();
+        let mut per_lane: Vec<Vec<ExportSample>> = (0..n).map(|_| Vec::new()).collect();
+        if n == 1 {
+            per_lane[0].extend(samples);
+            return per_lane;
+        }
+        for sample in samples {
+            per_lane[(sample.series.shard_hash() % n as u64) as usize].push(sample);
+        }
+        per_lane
     }
 
     /// After flush was signalled: waits up to `timeout` for the lanes to drain, then drops what

@@ -8,16 +8,16 @@
 
 use std::collections::VecDeque;
 
-use crate::series::Sample;
+use crate::export::sample::ExportSample;
 
 /// Samples sent together in one request.
 #[derive(Debug)]
 pub struct Batch {
-    pub samples: Vec<Sample>,
+    pub samples: Vec<ExportSample>,
 }
 
 impl Batch {
-    pub fn new(samples: Vec<Sample>) -> Batch {
+    pub fn new(samples: Vec<ExportSample>) -> Batch {
         Batch { samples }
     }
 
@@ -104,6 +104,7 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
+    use crate::export::sample::ExportSeries;
     use crate::series::{LabelSet, SeriesId};
 
     fn batch(n: usize, ts: i64) -> Batch {
@@ -114,8 +115,8 @@ mod tests {
         };
         Batch::new(
             (0..n)
-                .map(|_| Sample {
-                    series: id.clone(),
+                .map(|_| ExportSample {
+                    series: ExportSeries::Labels(id.clone()),
                     value: 1.0,
                     timestamp_ms: ts,
                 })

@@ -1,0 +1,47 @@
+//! The samples the export stage queues: a reported series ([`SeriesId`], labels as text) or a
+//! scraped one ([`EncodedSeries`], labels already encoded), with its value and timestamp.
+//!
+//! Owns the choice between the two series forms and the lane hash of each. It must not
+//! encode requests nor decide what is sent.
+
+use std::sync::Arc;
+
+use super::remote_write::encoded_series::EncodedSeries;
+use crate::series::{Sample, SeriesId};
+
+/// The series of a queued sample.
+#[derive(Clone, Debug)]
+pub enum ExportSeries {
+    /// From a filter report.
+    Labels(SeriesId),
+    /// From a scrape.
+    Encoded(Arc<EncodedSeries>),
+}
+
+impl ExportSeries {
+    /// Hash used to pick a lane: all samples of one series always share a lane.
+    pub fn shard_hash(&self) -> u64 {
+        match self {
+            ExportSeries::Labels(id) => id.shard_hash(),
+            ExportSeries::Encoded(series) => series.shard_hash(),
+        }
+    }
+}
+
+/// One value of one series at one time, as queued for remote-write.
+#[derive(Clone, Debug)]
+pub struct ExportSample {
+    pub series: ExportSeries,
+    pub value: f64,
+    pub timestamp_ms: i64,
+}
+
+impl From<&Sample> for ExportSample {
+    fn from(sample: &Sample) -> ExportSample {
+        ExportSample {
+            series: ExportSeries::Labels(sample.series.clone()),
+            value: sample.value,
+            timestamp_ms: sample.timestamp_ms,
+        }
+    }
+}

@@ -1,0 +1,277 @@
+//! One target's series cache: what each series text of its bodies converts to, the series
+//! that are live, and the scrape epoch in which each was last seen.
+//!
+//! A series text (the metric name and label block exactly as scraped) is looked up by its
+//! 128-bit XXH3 hash; an entry gives the converted series (or that relabeling dropped it),
+//! so a known line is neither lexed, relabeled nor allocated again. Several texts may name
+//! one series (`le="1.0"` and `le="1"`); series are slots in a slab, shared by their texts and
+//! stamped with the epoch of their last sample, which is how duplicates in a body and series
+//! that vanished are found without building sets. A series absent from a scrape gets its
+//! stale marker and is removed, with the texts not seen in that scrape, so the cache holds
+//! what the latest scrape held. The conversion of a text is made once and kept while the text
+//! appears in consecutive scrapes (a `# TYPE` line changing under an unchanged text keeps the
+//! first reading, as in Prometheus' scrape cache).
+//!
+//! Owns the cache and staleness of scraped series. It must not parse lines nor relabel.
+
+use std::collections::HashMap;
+use std::hash::BuildHasherDefault;
+use std::sync::Arc;
+
+use rustc_hash::FxHasher;
+
+use crate::export::remote_write::encoded_series::{EncodedSeries, LabelInterner};
+use crate::export::sample::{ExportSample, ExportSeries};
+use crate::series::stale_nan;
+
+type FxMap<K, V> = HashMap<K, V, BuildHasherDefault<FxHasher>>;
+
+/// The cache key of a series text.
+pub fn text_key(series_text: &[u8]) -> u128 {
+    xxhash_rust::xxh3::xxh3_128(series_text)
+}
+
+/// What a series text converts to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Dropped by `metric_relabel_configs`.
+    Dropped,
+    /// Its labels are unusable after relabeling (a repeated name, no `__name__`): a bad line.
+    Invalid,
+    /// A series slot, valid while the slot's generation is unchanged.
+    Series { slot: u32, generation: u32 },
+}
+
+/// A cached series text.
+#[derive(Clone, Copy, Debug)]
+pub struct TextEntry {
+    /// Epoch of the last scrape that held the text.
+    seen: u32,
+    pub outcome: Outcome,
+    /// Lines of this text may be read with the quick split (see `meshtap_textformat::quick`).
+    pub quick: bool,
+    /// The text's family is one of Istio's standard ones (dropped while the filter reports
+    /// the pod, with `merge.prefer: filter`).
+    pub filter_family: bool,
+}
+
+#[derive(Debug)]
+struct Slot {
+    series: Option<Arc<EncodedSeries>>,
+    seen: u32,
+    generation: u32,
+}
+
+/// One target's cache (see the module docs).
+#[derive(Debug, Default)]
+pub struct SeriesCache {
+    texts: FxMap<u128, TextEntry>,
+    slots: Vec<Slot>,
+    free: Vec<u32>,
+    by_series: FxMap<Arc<EncodedSeries>, u32>,
+    interner: LabelInterner,
+    epoch: u32,
+    /// Series created in the current scrape.
+    added: u64,
+    /// Series were removed: forget their labels at the next scrape, when their stale markers
+    /// have normally been sent and no longer hold them.
+    prune_pending: bool,
+}
+
+impl SeriesCache {
+    /// Starts a scrape.
+    pub fn begin(&mut self) {
+        self.epoch = self.epoch.wrapping_add(1).max(1);
+        self.added = 0;
+        if std::mem::take(&mut self.prune_pending) {
+            self.interner.prune();
+        }
+    }
+
+    /// The entry of a text, marked as seen in this scrape.
+    pub fn text(&mut self, key: u128) -> Option<TextEntry> {
+        let entry = self.texts.get_mut(&key)?;
+        entry.seen = self.epoch;
+        Some(*entry)
+    }
+
+    /// Records what a text converts to (seen in this scrape).
+    pub fn insert_text(&mut self, key: u128, outcome: Outcome, quick: bool, filter_family: bool) {
+        let entry = TextEntry {
+            seen: self.epoch,
+            outcome,
+            quick,
+            filter_family,
+        };
+        self.texts.insert(key, entry);
+    }
+
+    /// The slot of `series`, created if it is not live (counted as added).
+    pub fn series(&mut self, series: EncodedSeries) -> Outcome {
+        if let Some(&slot) = self.by_series.get(&series) {
+            let generation = self.slots[slot as usize].generation;
+            return Outcome::Series { slot, generation };
+        }
+        let series = Arc::new(series);
+        let slot = match self.free.pop() {
+            Some(slot) => {
+                self.slots[slot as usize].series = Some(series.clone());
+                slot
+            }
+            None => {
+                self.slots.push(Slot {
+                    series: Some(series.clone()),
+                    seen: 0,
+                    generation: 0,
+                });
+                (self.slots.len() - 1) as u32
+            }
+        };
+        self.by_series.insert(series, slot);
+        self.added += 1;
+        Outcome::Series {
+            slot,
+            generation: self.slots[slot as usize].generation,
+        }
+    }
+
+    /// Whether `outcome` still holds: a series outcome whose slot was removed (and maybe
+    /// reused) since must be converted again.
+    pub fn is_current(&self, outcome: Outcome) -> bool {
+        match outcome {
+            Outcome::Dropped | Outcome::Invalid => true,
+            Outcome::Series { slot, generation } => {
+                let slot = &self.slots[slot as usize];
+                slot.series.is_some() && slot.generation == generation
+            }
+        }
+    }
+
+    /// Notes a sample of the series in `slot` (a current outcome) in this scrape: the series
+    /// if it is its first sample in the scrape, `None` for a duplicate (the first is kept).
+    pub fn emit(&mut self, slot: u32) -> Option<Arc<EncodedSeries>> {
+        let epoch = self.epoch;
+        let slot = &mut self.slots[slot as usize];
+        if slot.seen == epoch {
+            return None;
+        }
+        slot.seen = epoch;
+        slot.series.clone()
+    }
+
+    /// The interner of the target's labels.
+    pub fn interner(&mut self) -> &mut LabelInterner {
+        &mut self.interner
+    }
+
+    /// Series created in this scrape.
+    pub fn added(&self) -> u64 {
+        self.added
+    }
+
+    /// Live series.
+    pub fn len(&self) -> usize {
+        self.by_series.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_series.is_empty()
+    }
+
+    /// Ends a successful scrape: stale markers at `marker_ms` for the series without a sample
+    /// in it, which are removed, as are the texts it did not hold.
+    pub fn finish(&mut self, marker_ms: i64) -> Vec<ExportSample> {
+        let epoch = self.epoch;
+        let markers = self.remove_slots(marker_ms, |slot| slot.seen != epoch);
+        self.texts.retain(|_, entry| entry.seen == epoch);
+        markers
+    }
+
+    /// Stale markers at `marker_ms` for every live series, and an empty cache (a failed
+    /// scrape or a removed target).
+    pub fn clear(&mut self, marker_ms: i64) -> Vec<ExportSample> {
+        let markers = self.remove_slots(marker_ms, |_| true);
+        self.texts.clear();
+        markers
+    }
+
+    fn remove_slots(&mut self, marker_ms: i64, remove: impl Fn(&Slot) -> bool) -> Vec<ExportSample> {
+        let mut markers = Vec::new();
+        for (index, slot) in self.slots.iter_mut().enumerate() {
+            if slot.series.is_none() || !remove(slot) {
+                continue;
+            }
+            let series = slot.series.take().expect("live slot");
+            self.by_series.remove(&series);
+            slot.generation = slot.generation.wrapping_add(1);
+            self.free.push(index as u32);
+            markers.push(ExportSample {
+                series: ExportSeries::Encoded(series),
+                value: stale_nan(),
+                timestamp_ms: marker_ms,
+            });
+        }
+        self.prune_pending |= !markers.is_empty();
+        markers
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::series::is_stale_marker;
+
+    fn series(cache: &mut SeriesCache, name: &str) -> EncodedSeries {
+        cache.interner().series([("__name__", name)])
+    }
+
+    #[test]
+    fn duplicates_and_vanished_series_come_from_the_epoch() {
+        let mut cache = SeriesCache::default();
+        cache.begin();
+        let a = series(&mut cache, "a");
+        let a_outcome = cache.series(a);
+        let Outcome::Series { slot, .. } = a_outcome else {
+            panic!("no slot");
+        };
+        cache.insert_text(text_key(b"a"), a_outcome, true, false);
+        let b = series(&mut cache, "b");
+        let b_outcome = cache.series(b);
+        let Outcome::Series { slot: b_slot, .. } = b_outcome else {
+            panic!("no slot");
+        };
+        assert_eq!(cache.added(), 2);
+        assert!(cache.emit(slot).is_some());
+        assert!(cache.emit(slot).is_none(), "duplicate");
+        assert!(cache.emit(b_slot).is_some());
+        assert!(cache.finish(10).is_empty());
+
+        cache.begin();
+        let entry = cache.text(text_key(b"a")).unwrap();
+        assert!(cache.is_current(entry.outcome));
+        assert!(cache.emit(slot).is_some());
+        let again = series(&mut cache, "a");
+        assert_eq!(cache.series(again), a_outcome);
+        assert_eq!(cache.added(), 0);
+        let markers = cache.finish(20);
+        assert_eq!(markers.len(), 1, "b vanished");
+        assert!(is_stale_marker(markers[0].value));
+        assert_eq!(markers[0].timestamp_ms, 20);
+        assert_eq!(cache.len(), 1);
+        assert!(!cache.is_current(b_outcome));
+        drop(markers);
+
+        cache.begin();
+        let c = series(&mut cache, "c");
+        let Outcome::Series { slot: c_slot, .. } = cache.series(c) else {
+            panic!("no slot");
+        };
+        assert_eq!(c_slot, b_slot, "the freed slot is reused");
+        assert!(!cache.is_current(b_outcome), "b's outcome stays invalid");
+        assert_eq!(cache.clear(30).len(), 2);
+        assert!(cache.is_empty());
+        assert!(cache.text(text_key(b"a")).is_none());
+        cache.begin();
+        assert!(cache.interner().is_empty(), "labels forgotten at the next scrape");
+    }
+}
