@@ -20,8 +20,8 @@ use tokio::sync::watch;
 
 use self::families::FamilyRegistry;
 use self::remote_write::{ClientError, Endpoint, RemoteWriteConfig};
-use crate::ops::metrics::SinkMetrics;
 use self::sample::ExportSample;
+use crate::ops::metrics::SinkMetrics;
 use crate::series::Sample;
 
 /// Samples each endpoint still held when the shutdown deadline passed.

@@ -127,7 +127,13 @@ pub fn body_to_samples(
                 reader.count_quick_sample();
                 out.scraped += 1;
                 let timestamp_ms = quick.timestamp_ms.unwrap_or(scrape_ms);
-                out.add(cache, entry, drop_filter_families, quick.value, timestamp_ms);
+                out.add(
+                    cache,
+                    entry,
+                    drop_filter_families,
+                    quick.value,
+                    timestamp_ms,
+                );
                 continue;
             }
         }
@@ -157,7 +163,13 @@ pub fn body_to_samples(
             }
         };
         let timestamp_ms = typed.sample.timestamp_ms.unwrap_or(scrape_ms);
-        out.add(cache, entry, drop_filter_families, typed.sample.value, timestamp_ms);
+        out.add(
+            cache,
+            entry,
+            drop_filter_families,
+            typed.sample.value,
+            timestamp_ms,
+        );
     }
     out.bad_lines += reader.stats().bad_lines;
     out
@@ -373,7 +385,11 @@ jobs:
         let third = body_to_samples(changed.as_bytes(), None, &t, 3000, true, &mut cache);
         assert_eq!(third.duplicates, 0);
         assert_eq!(cache.added(), 0);
-        assert!(third.samples.iter().map(text).any(|s| s.contains("le=1,") && s.ends_with(" 3@3000")));
+        assert!(third
+            .samples
+            .iter()
+            .map(text)
+            .any(|s| s.contains("le=1,") && s.ends_with(" 3@3000")));
         let stale: Vec<String> = cache
             .finish(3000)
             .iter()

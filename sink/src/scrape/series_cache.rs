@@ -195,7 +195,11 @@ impl SeriesCache {
         markers
     }
 
-    fn remove_slots(&mut self, marker_ms: i64, remove: impl Fn(&Slot) -> bool) -> Vec<ExportSample> {
+    fn remove_slots(
+        &mut self,
+        marker_ms: i64,
+        remove: impl Fn(&Slot) -> bool,
+    ) -> Vec<ExportSample> {
         let mut markers = Vec::new();
         for (index, slot) in self.slots.iter_mut().enumerate() {
             if slot.series.is_none() || !remove(slot) {
@@ -272,6 +276,9 @@ mod tests {
         assert!(cache.is_empty());
         assert!(cache.text(text_key(b"a")).is_none());
         cache.begin();
-        assert!(cache.interner().is_empty(), "labels forgotten at the next scrape");
+        assert!(
+            cache.interner().is_empty(),
+            "labels forgotten at the next scrape"
+        );
     }
 }

@@ -421,7 +421,10 @@ mod tests {
             .encode_raw(&[sample(ExportSeries::Labels(reported))], &external)
             .to_vec();
         let from_encoded = encoder
-            .encode_raw(&[sample(ExportSeries::Encoded(Arc::new(scraped)))], &external)
+            .encode_raw(
+                &[sample(ExportSeries::Encoded(Arc::new(scraped)))],
+                &external,
+            )
             .to_vec();
         assert_eq!(from_encoded, from_labels);
     }

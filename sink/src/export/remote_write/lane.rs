@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 use tokio::sync::{watch, Notify};
 
 use super::queue::{Batch, BatchQueue};
-use crate::ops::metrics::{DropReason, EndpointMetrics};
 use crate::export::sample::ExportSample;
+use crate::ops::metrics::{DropReason, EndpointMetrics};
 
 struct LaneState {
     pending: Vec<ExportSample>,
@@ -73,18 +73,22 @@ impl Lane {
     pub async fn push_when_room(&self, samples: Vec<ExportSample>) {
         let mut samples = samples.into_iter().peekable();
         while samples.peek().is_some() {
-            let chunk: Vec<ExportSample> = samples.by_ref().take(self.max_samples_per_send).collect();
+            let chunk: Vec<ExportSample> =
+                samples.by_ref().take(self.max_samples_per_send).collect();
             loop {
                 let room = self.room.notified();
                 tokio::pin!(room);
                 room.as_mut().enable();
-                let held = {
-                    let state = self.state.lock().expect("lane lock");
-                    state.pending.len() + state.queue.queued_samples()
-                };
-                if held == 0 || held + chunk.len() <= self.capacity {
-                    break;
+                {
+                    let mut state = self.state.lock().expect("lane lock");
+                    let held = state.pending.len() + state.queue.queued_samples();
+                    if held == 0 || held + chunk.len() <= self.capacity {
+                        break;
+                    }
+                    // Hand the partial batch to the sender now rather than at its deadline.
+                    self.seal(&mut state);
                 }
+                self.wake.notify_one();
                 room.await;
             }
             self.push(chunk);

@@ -30,8 +30,8 @@ use self::lane::Lane;
 use self::queue::MemoryQueue;
 use self::retry::Delivery;
 use crate::export::families::FamilyRegistry;
-use crate::ops::metrics::EndpointMetrics;
 use crate::export::sample::ExportSample;
+use crate::ops::metrics::EndpointMetrics;
 use crate::series::Sample;
 
 /// One running endpoint.

@@ -1,0 +1,72 @@
+//! The scrape stage's per-sample CPU, stage by stage, on a 2,000-series sidecar body (the one
+//! `cargo xtask bench scrape` serves): `parse` (the full parser alone), `convert first` (a
+//! target's first scrape: parse, relabel, intern, cache), `convert cached` (later scrapes:
+//! quick split and cache hits), and `encode+snappy` (the remote-write body of those samples).
+//! Criterion reports each as samples per second (the inverse is the CPU time per sample).
+
+#[path = "shared/sidecar_body.rs"]
+mod sidecar_body;
+
+use std::time::Duration;
+
+use criterion::{black_box, Criterion, Throughput};
+use meshtap_sink::export::remote_write::encoder::RequestEncoder;
+use meshtap_sink::scrape::config::ScrapeConfig;
+use meshtap_sink::scrape::convert::body_to_samples;
+use meshtap_sink::scrape::series_cache::SeriesCache;
+use meshtap_sink::scrape::target::{static_targets, Target};
+use meshtap_textformat::{Parser, TypedSamples};
+use sidecar_body::sidecar_body;
+
+const SERIES: usize = 2000;
+
+fn target() -> Target {
+    let section: ScrapeConfig = serde_yaml::from_str(
+        "jobs: [{name: bench, metrics_path: /stats/prometheus, static_configs: [{targets: ['10.1.2.3:15020'], labels: {namespace: bookinfo, pod: reviews-v1-abc}}]}]",
+    )
+    .unwrap();
+    section.check().unwrap();
+    static_targets(&section, &section.jobs[0]).remove(0)
+}
+
+fn main() {
+    let body = sidecar_body(0, SERIES).into_bytes();
+    let target = target();
+    let mut criterion = Criterion::default()
+        .configure_from_args()
+        .sample_size(20)
+        .measurement_time(Duration::from_secs(3));
+    let parse = || {
+        let reader = TypedSamples::new(Parser::for_content_type(&body, None));
+        black_box(reader.filter(Result::is_ok).count())
+    };
+    let first = || {
+        let mut cache = SeriesCache::default();
+        black_box(
+            body_to_samples(&body, None, &target, 1, false, &mut cache)
+                .samples
+                .len(),
+        )
+    };
+    let mut warm = SeriesCache::default();
+    let samples = body_to_samples(&body, None, &target, 1, false, &mut warm).samples;
+    warm.finish(1);
+    let mut cached = || {
+        let out = body_to_samples(&body, None, &target, 2, false, &mut warm);
+        black_box(out.samples.len());
+    };
+    let mut encoder = RequestEncoder::new();
+    let external = vec![("cluster".to_owned(), "bench".to_owned())];
+    let mut encode = || {
+        for batch in samples.chunks(2000) {
+            black_box(encoder.encode(batch, &external).len());
+        }
+    };
+    let mut group = criterion.benchmark_group("scrape");
+    group.throughput(Throughput::Elements(SERIES as u64));
+    group.bench_function("parse", |b| b.iter(parse));
+    group.bench_function("convert first", |b| b.iter(first));
+    group.bench_function("convert cached", |b| b.iter(&mut cached));
+    group.bench_function("encode+snappy", |b| b.iter(&mut encode));
+    group.finish();
+}
