@@ -13,6 +13,7 @@ use meshtap_report::schema::{
 use meshtap_report::{encode, MetricFamily, MetricKind, Proxy, Report, Series};
 use meshtap_sink::bench::{floor_encode, IngestBench};
 use meshtap_sink::export::remote_write::encoder::{compress_into, RequestEncoder};
+use meshtap_sink::export::sample::ExportSample;
 use meshtap_sink::ingest::report_to_samples;
 
 /// A busy pod: `n` label sets, each with a counter and three histograms (Istio's HTTP metrics).
@@ -150,7 +151,10 @@ fn main() {
     });
     // Where the time goes, stage by stage (samples per second of each stage alone).
     let job = std::sync::Arc::from("integrations/istio");
-    let converted = report_to_samples(&report, &job);
+    let converted: Vec<ExportSample> = report_to_samples(&report, &job)
+        .iter()
+        .map(ExportSample::from)
+        .collect();
     let external = vec![("cluster".to_owned(), "bench".to_owned())];
     let mut encoder = RequestEncoder::new();
     let raw = encoder.encode_raw(&converted, &external).to_vec();

@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use meshtap_sink::export::remote_write::encoder::{compress_into, RequestEncoder};
 use meshtap_sink::export::remote_write::proto;
+use meshtap_sink::export::sample::ExportSample;
 use meshtap_sink::series::{stale_nan, LabelSet, Sample, SeriesId, Text};
 use prost::Message;
 use serde_json::{json, Value};
@@ -141,6 +142,11 @@ fn prost_request(samples: &[Sample], external: &[(String, String)]) -> proto::Wr
     }
 }
 
+/// The samples as the exporter queues them.
+fn queued(samples: &[Sample]) -> Vec<ExportSample> {
+    samples.iter().map(ExportSample::from).collect()
+}
+
 #[test]
 fn python_decodes_our_body_as_the_prost_encoding_of_the_same_series() {
     let samples = samples();
@@ -149,7 +155,7 @@ fn python_decodes_our_body_as_the_prost_encoding_of_the_same_series() {
         .map(|(n, v)| (n.to_owned(), v.to_owned()))
         .collect();
     let mut encoder = RequestEncoder::new();
-    let ours = encoder.encode(&samples, &external).to_vec();
+    let ours = encoder.encode(&queued(&samples), &external).to_vec();
 
     let request = prost_request(&samples, &external);
     let mut reference = Vec::new();
@@ -226,7 +232,9 @@ fn negative_zero_is_sent_with_its_sign() {
             timestamp_ms: 7,
         })
         .collect();
-    let body = RequestEncoder::new().encode(&samples, &[]).to_vec();
+    let body = RequestEncoder::new()
+        .encode(&queued(&samples), &[])
+        .to_vec();
     let decoded = decode_with_python(&body, "negative-zero");
     let values: Vec<&Value> = decoded["timeseries"]
         .as_array()

@@ -311,7 +311,7 @@ mod tests {
             (Arc::from("app"), Arc::from("reviews")),
             (Arc::from("pod"), Arc::from("p-1")),
         ]));
-        let samples = vec![
+        let samples = [
             Sample {
                 series: SeriesId {
                     name: Arc::from("m_bucket"),
