@@ -43,12 +43,15 @@ pub fn client(member: Option<&str>) -> Result<reqwest::Client, reqwest::Error> {
         .build()
 }
 
-/// Fetches `url` within `timeout`, refusing bodies over `limit` bytes (decompressed).
+/// Fetches `url` within `timeout`, refusing bodies over `limit` bytes (decompressed). The body
+/// buffer starts at `size_hint` bytes (the target's previous body) or the response's
+/// `Content-Length`, whichever is larger, so a body of the usual size is copied once.
 pub async fn fetch(
     client: &reqwest::Client,
     url: &str,
     timeout: Duration,
     limit: usize,
+    size_hint: usize,
 ) -> Result<Fetched, FetchError> {
     let exchange = async {
         let mut response = client
@@ -69,7 +72,10 @@ pub async fn fetch(
             .get(reqwest::header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
-        let mut body = Vec::new();
+        let expected = response
+            .content_length()
+            .map_or(0, |n| usize::try_from(n).unwrap_or(usize::MAX));
+        let mut body = Vec::with_capacity(expected.max(size_hint).min(limit));
         while let Some(chunk) = response.chunk().await? {
             if body.len() + chunk.len() > limit {
                 return Err(FetchError::TooLarge(limit));

@@ -54,6 +54,8 @@ struct TargetLoop {
     report_series: ReportSeries,
     /// Timestamp of the last scrape whose samples were queued.
     last_scrape_ms: Option<i64>,
+    /// Size of the last body, to size the next one's buffer.
+    last_body_len: usize,
     was_up: Option<bool>,
 }
 
@@ -77,6 +79,7 @@ pub async fn run(
         cache,
         report_series,
         last_scrape_ms: None,
+        last_body_len: 0,
         was_up: None,
     };
     loop {
@@ -103,6 +106,7 @@ impl TargetLoop {
             &self.target.url,
             self.target.timeout,
             self.ctx.body_size_limit,
+            self.last_body_len,
         )
         .await;
         let duration = started.elapsed();
@@ -122,6 +126,7 @@ impl TargetLoop {
                     drop_filter_families,
                     &mut self.cache,
                 );
+                self.last_body_len = fetched.body.len();
                 drop(fetched);
                 let stale_markers = self.cache.finish(scrape_ms);
                 self.metrics
