@@ -1,6 +1,7 @@
 //! A remote-write receiver slower than the scrapes loses nothing: the scrape loop waits for
 //! room in the queue (a small one here) instead of the queue dropping batches, so every scrape
-//! that reached the receiver arrived whole, and nothing was counted as dropped.
+//! that reached the receiver arrived whole, and nothing was counted as dropped. The job's
+//! live-series gauge counts the target's series.
 
 mod common;
 
@@ -83,6 +84,8 @@ async fn a_slow_receiver_slows_the_scrapes_down_and_loses_no_sample() {
         &format!("meshtap_sink_samples_dropped_total{{endpoint=\"http://{receiver}/api/v1/push\",reason=\"queue_full\"}}"),
     )
     .await;
+    let series = self_metric(sink.local_addr(), "meshtap_sink_scrape_series{job=\"app\"}").await;
+    assert_eq!(series, Some(SERIES as f64), "the target's live series");
     sink.shutdown().await;
     let per_timestamp = slow.per_timestamp.lock().unwrap().clone();
     // Every scrape but the last one (cut by the shutdown) arrived whole.

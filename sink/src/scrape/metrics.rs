@@ -32,6 +32,8 @@ pub struct JobMetrics {
     /// Exposition lines the parser skipped.
     pub bad_lines: AtomicU64,
     pub stale_markers: AtomicU64,
+    /// Scraped series live in the job's targets' caches (their latest scrapes' series).
+    pub series: AtomicU64,
     /// Per bucket (not cumulative), the last one past the largest bound.
     duration_buckets: [AtomicU64; DURATION_BOUNDS.len() + 1],
     duration_micros: AtomicU64,
@@ -181,7 +183,7 @@ type JobFamily = (
 impl MetricsSection for ScrapeMetrics {
     fn render(&self, out: &mut String) {
         let jobs = self.jobs.lock().expect("scrape metrics lock");
-        let families: [JobFamily; 5] = [
+        let families: [JobFamily; 6] = [
             (
                 "meshtap_sink_scrape_targets",
                 "gauge",
@@ -205,6 +207,12 @@ impl MetricsSection for ScrapeMetrics {
                 "counter",
                 "Exposition lines skipped as unparseable.",
                 |j| j.bad_lines.load(Ordering::Relaxed),
+            ),
+            (
+                "meshtap_sink_scrape_series",
+                "gauge",
+                "Series of the latest scrapes of the job's targets this replica scrapes.",
+                |j| j.series.load(Ordering::Relaxed),
             ),
             (
                 "meshtap_sink_scrape_stale_markers_total",
@@ -273,6 +281,7 @@ mod tests {
         let job = metrics.job("integrations/istio");
         job.targets.store(5, Ordering::Relaxed);
         job.targets_owned.store(2, Ordering::Relaxed);
+        job.series.store(4000, Ordering::Relaxed);
         job.scrapes_failed.fetch_add(1, Ordering::Relaxed);
         job.observe_duration(Duration::from_millis(3));
         job.observe_duration(Duration::from_millis(30));
@@ -285,6 +294,7 @@ mod tests {
         for line in [
             "meshtap_sink_scrape_targets{job=\"integrations/istio\"} 5",
             "meshtap_sink_scrape_targets_owned{job=\"integrations/istio\"} 2",
+            "meshtap_sink_scrape_series{job=\"integrations/istio\"} 4000",
             "meshtap_sink_scrapes_total{job=\"integrations/istio\",result=\"failure\"} 1",
             "meshtap_sink_scrapes_total{job=\"integrations/istio\",result=\"success\"} 0",
             "meshtap_sink_scrape_duration_seconds_bucket{job=\"integrations/istio\",le=\"0.005\"} 1",

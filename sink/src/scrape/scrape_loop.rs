@@ -56,6 +56,8 @@ struct TargetLoop {
     last_scrape_ms: Option<i64>,
     /// Size of the last body, to size the next one's buffer.
     last_body_len: usize,
+    /// The cache's series as last added to the job's `series` gauge.
+    counted_series: u64,
     was_up: Option<bool>,
 }
 
@@ -80,6 +82,7 @@ pub async fn run(
         report_series,
         last_scrape_ms: None,
         last_body_len: 0,
+        counted_series: 0,
         was_up: None,
     };
     loop {
@@ -91,6 +94,10 @@ pub async fn run(
     if *state.borrow() == LoopState::Removed {
         target_loop.mark_all_stale();
     }
+    target_loop
+        .metrics
+        .series
+        .fetch_sub(target_loop.counted_series, Ordering::Relaxed);
 }
 
 impl TargetLoop {
@@ -162,12 +169,25 @@ impl TargetLoop {
             },
         };
         samples.extend(self.report_series.samples(report, scrape_ms));
+        self.count_series();
         self.last_scrape_ms = Some(scrape_ms);
         self.metrics
             .stale_markers
             .fetch_add(stale_markers.len() as u64, Ordering::Relaxed);
         self.ctx.exporter.enqueue_when_room(stale_markers).await;
         self.ctx.exporter.enqueue_when_room(samples).await;
+    }
+
+    /// Brings the job's `series` gauge in line with the cache.
+    fn count_series(&mut self) {
+        let now = self.cache.len() as u64;
+        let series = &self.metrics.series;
+        if now >= self.counted_series {
+            series.fetch_add(now - self.counted_series, Ordering::Relaxed);
+        } else {
+            series.fetch_sub(self.counted_series - now, Ordering::Relaxed);
+        }
+        self.counted_series = now;
     }
 
     fn log_up(&mut self, up: bool, error: Option<&str>) {
@@ -189,6 +209,7 @@ impl TargetLoop {
             .last_scrape_ms
             .map_or_else(now_ms, |last| now_ms().max(last + 1));
         let mut markers = self.cache.clear(marker_ms);
+        self.count_series();
         if self.last_scrape_ms.is_some() {
             markers.extend(self.report_series.stale_markers(marker_ms));
         }
