@@ -12,6 +12,7 @@
 pub mod access_log;
 pub mod aggregate;
 pub mod base64;
+pub mod buckets;
 pub mod config;
 pub mod coordinate;
 pub mod counters;

@@ -275,9 +275,7 @@ mod tests {
         let mut l = LabelValues::default();
         l.0[0] = "source".into();
         for ms in [3, 40] {
-            agg.record(
-                &l,
-                Observation {
+            agg.record(&l, &[], Observation {
                     duration_ms: ms,
                     request_bytes: 700,
                     response_bytes: 10,

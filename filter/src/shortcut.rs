@@ -96,7 +96,7 @@ mod tests {
     #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
     fn remembers_slots_per_generation() {
         let mut agg = Aggregator::new(10, EnabledMetrics::all());
-        let (recorded, slot) = agg.record(&LabelValues::default(), Observation::default());
+        let (recorded, slot) = agg.record(&LabelValues::default(), &[], Observation::default());
         assert_eq!(recorded, Recorded::New);
         let mut s = Shortcuts::default();
         let key = RequestKey {
