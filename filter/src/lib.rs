@@ -16,6 +16,7 @@ pub mod buckets;
 pub mod config;
 pub mod coordinate;
 pub mod counters;
+pub mod dimensions;
 pub mod evict;
 pub mod facts;
 pub mod flags;
