@@ -31,6 +31,8 @@ pub struct RequestKey {
     pub upstream_peer_san: u32,
     pub upstream_local_san: u32,
     pub authority: u32,
+    /// The extra dimension values (0 when none are configured).
+    pub extras: u32,
     pub response_code: Option<i64>,
     pub response_flags: u64,
     pub grpc_status: Option<i64>,
