@@ -93,7 +93,11 @@ impl Bounds {
     /// in the same proxy) are added to `+Inf`, so no observation is lost.
     pub fn report_counts(&self, slots: &[u64; BUCKET_SLOTS]) -> Vec<u64> {
         let mut counts = slots[..self.len()].to_vec();
-        counts.push(slots[self.len()..].iter().fold(0, |a, b| a.saturating_add(*b)));
+        counts.push(
+            slots[self.len()..]
+                .iter()
+                .fold(0, |a, b| a.saturating_add(*b)),
+        );
         counts
     }
 }

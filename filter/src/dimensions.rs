@@ -26,7 +26,12 @@ pub const MAX_VALUE_BYTES: usize = 256;
 pub const MISSING_VALUE: &str = "unknown";
 
 /// The families extra dimensions apply to (`ALL` means these four).
-pub const REQUEST_FAMILIES: [&str; 4] = [REQUESTS_TOTAL, REQUEST_DURATION, REQUEST_BYTES, RESPONSE_BYTES];
+pub const REQUEST_FAMILIES: [&str; 4] = [
+    REQUESTS_TOTAL,
+    REQUEST_DURATION,
+    REQUEST_BYTES,
+    RESPONSE_BYTES,
+];
 
 /// String properties an expression may name, with their wire paths (parts joined by NUL).
 const PROPERTIES: [(&str, &[u8]); 17] = [
@@ -43,7 +48,10 @@ const PROPERTIES: [(&str, &[u8]); 17] = [
     ("destination.address", b"destination\0address"),
     ("upstream.address", b"upstream\0address"),
     ("upstream.local_address", b"upstream\0local_address"),
-    ("connection.requested_server_name", b"connection\0requested_server_name"),
+    (
+        "connection.requested_server_name",
+        b"connection\0requested_server_name",
+    ),
     ("connection.tls_version", b"connection\0tls_version"),
     ("xds.cluster_name", b"xds\0cluster_name"),
     ("xds.route_name", b"xds\0route_name"),

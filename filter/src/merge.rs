@@ -217,7 +217,10 @@ mod tests {
             let mut l = LabelValues::default();
             l.0[0] = tag.to_string();
             for _ in 0..*n {
-                agg.record(&l, &[], Observation {
+                agg.record(
+                    &l,
+                    &[],
+                    Observation {
                         duration_ms: 2,
                         request_bytes: 1,
                         response_bytes: 1,
@@ -278,7 +281,10 @@ mod tests {
             for t in [tag, "x1", "x2", "x3", "x4"] {
                 let mut l = LabelValues::default();
                 l.0[0] = t.to_string();
-                agg.record(&l, &[], Observation {
+                agg.record(
+                    &l,
+                    &[],
+                    Observation {
                         duration_ms: 1,
                         request_bytes: 1,
                         response_bytes: 1,

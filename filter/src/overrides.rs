@@ -219,7 +219,11 @@ mod tests {
         };
         select_labels(&mut f, vec!["a".into(), "b".into()], &[0, 2]);
         assert_eq!(f.label_names, ["a", "b"]);
-        let got: Vec<_> = f.series.iter().map(|s| (s.label_refs.clone(), s.value)).collect();
+        let got: Vec<_> = f
+            .series
+            .iter()
+            .map(|s| (s.label_refs.clone(), s.value))
+            .collect();
         assert_eq!(got, [(vec![0, 5], 3.0), (vec![0, 6], 4.0)]);
     }
 }

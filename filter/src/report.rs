@@ -6,9 +6,9 @@
 //! header fields. It must not gather the totals nor send anything.
 
 use meshtap_report::schema::{
-    BUILD, HTTP_LABELS, PEER_LABELS, REQUESTS_TOTAL, REQUEST_BYTES,
-    REQUEST_DURATION, REQUEST_MESSAGES, RESPONSE_BYTES, RESPONSE_MESSAGES, TCP_CLOSED, TCP_LABELS,
-    TCP_OPENED, TCP_RECEIVED_BYTES, TCP_SENT_BYTES,
+    BUILD, HTTP_LABELS, PEER_LABELS, REQUESTS_TOTAL, REQUEST_BYTES, REQUEST_DURATION,
+    REQUEST_MESSAGES, RESPONSE_BYTES, RESPONSE_MESSAGES, TCP_CLOSED, TCP_LABELS, TCP_OPENED,
+    TCP_RECEIVED_BYTES, TCP_SENT_BYTES,
 };
 use meshtap_report::{FilterStats, MetricFamily, MetricKind, Proxy, Report, Series};
 
@@ -18,8 +18,8 @@ use crate::buckets::{Bounds, HistogramBounds};
 use crate::config::EnabledMetrics;
 use crate::coordinate::Collected;
 use crate::counters::CounterKind;
-use crate::hashing::WordBuild;
 use crate::dimensions::{Dimensions, REQUEST_FAMILIES};
+use crate::hashing::WordBuild;
 use crate::labels::LABEL_COUNT;
 use crate::overrides::{remove_tags, select_labels};
 use crate::series::{Histogram, SeriesValues};
@@ -202,7 +202,12 @@ pub fn build(ctx: ReportContext, collected: &Collected) -> Report {
             continue;
         }
         let bounds = bounds_of(&ctx.histogram_bounds);
-        let mut f = family(name, MetricKind::Histogram, help, bounds.as_slice().to_vec());
+        let mut f = family(
+            name,
+            MetricKind::Histogram,
+            help,
+            bounds.as_slice().to_vec(),
+        );
         for ((_, v), refs) in entries.iter().zip(&refs) {
             let h = pick(v);
             f.series.push(Series {
@@ -309,7 +314,10 @@ mod tests {
         let mut l = LabelValues::default();
         l.0[0] = "source".into();
         for ms in [3, 40] {
-            agg.record(&l, &[], Observation {
+            agg.record(
+                &l,
+                &[],
+                Observation {
                     duration_ms: ms,
                     request_bytes: 700,
                     response_bytes: 10,
@@ -506,7 +514,10 @@ mod tests {
             .collect();
         assert_eq!(by_user, [("alice", 2.0), ("bob", 1.0)]);
         let duration = &r.families[1];
-        assert_eq!(duration.label_names, HTTP_LABELS, "upserted, nothing appended");
+        assert_eq!(
+            duration.label_names, HTTP_LABELS,
+            "upserted, nothing appended"
+        );
         assert_eq!(duration.bounds, [5.0, 50.0]);
         let by_host: Vec<_> = duration
             .series

@@ -75,8 +75,10 @@ impl SeriesValues {
     pub fn observe(&mut self, o: Observation, bounds: &HistogramBounds) {
         self.requests += 1;
         self.duration.observe(o.duration_ms, bounds.duration());
-        self.request_bytes.observe(o.request_bytes, bounds.request_bytes());
-        self.response_bytes.observe(o.response_bytes, bounds.response_bytes());
+        self.request_bytes
+            .observe(o.request_bytes, bounds.request_bytes());
+        self.response_bytes
+            .observe(o.response_bytes, bounds.response_bytes());
     }
 
     pub fn add(&mut self, other: &SeriesValues) {
@@ -211,7 +213,11 @@ mod tests {
         }
         assert_eq!(compact.widen(), wide);
         assert_eq!(wide.duration.buckets[..3], [1, 0, 1], "1ms le=2, 5ms +Inf");
-        assert_eq!(wide.response_bytes.buckets[..2], [1, 1], "0 le=1e6, 4e6 +Inf");
+        assert_eq!(
+            wide.response_bytes.buckets[..2],
+            [1, 1],
+            "0 le=1e6, 4e6 +Inf"
+        );
         let only_requests = EnabledMetrics {
             request_duration: false,
             request_bytes: false,

@@ -10,10 +10,10 @@
 use std::collections::HashMap;
 
 use crate::aggregate::Aggregator;
+use crate::buckets::BUCKET_SLOTS;
 use crate::counters::{CounterKind, CounterTotals, CounterValues};
 use crate::hashing::WordBuild;
 use crate::labels::LABEL_COUNT;
-use crate::buckets::BUCKET_SLOTS;
 use crate::series::{Histogram, SeriesValues};
 
 /// Totals of many label sets: a string table and series pointing into it.
@@ -159,7 +159,11 @@ impl HistogramPb {
     fn to_histogram(this: &Option<HistogramPb>) -> Histogram {
         let mut h = Histogram::default();
         if let Some(pb) = this {
-            for (slot, v) in h.buckets.iter_mut().zip(pb.buckets.iter().take(BUCKET_SLOTS)) {
+            for (slot, v) in h
+                .buckets
+                .iter_mut()
+                .zip(pb.buckets.iter().take(BUCKET_SLOTS))
+            {
                 *slot = *v;
             }
             h.sum = pb.sum;

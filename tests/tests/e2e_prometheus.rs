@@ -446,7 +446,11 @@ fn extra_dimensions_and_custom_buckets_arrive_exactly_in_a_real_prometheus() {
             "{q}"
         );
         let q = format!(r#"sum by (upstream) (istio_requests_total{{reporter="{reporter}"}})"#);
-        assert_eq!(by(&prom, at, "upstream", &q), counts(&[("10.1.0.11:8000", 6.0)]), "{q}");
+        assert_eq!(
+            by(&prom, at, "upstream", &q),
+            counts(&[("10.1.0.11:8000", 6.0)]),
+            "{q}"
+        );
 
         let q = format!(
             r#"sum by (le) (istio_request_duration_milliseconds_bucket{{reporter="{reporter}"}})"#
@@ -472,7 +476,11 @@ fn extra_dimensions_and_custom_buckets_arrive_exactly_in_a_real_prometheus() {
         );
     }
     let with_user = prom.query_at(r#"istio_request_bytes_bucket{user!=""}"#, at);
-    assert_eq!(with_user.as_array().map(Vec::len), Some(0), "no extra label: {with_user}");
+    assert_eq!(
+        with_user.as_array().map(Vec::len),
+        Some(0),
+        "no extra label: {with_user}"
+    );
     let q = r#"sum by (le) (istio_request_bytes_bucket)"#;
     assert_eq!(
         by(&prom, at, "le", q),

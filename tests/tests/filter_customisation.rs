@@ -27,7 +27,10 @@ fn last_by_workload(reports: &[Report]) -> BTreeMap<String, Report> {
     let mut last: BTreeMap<String, Report> = BTreeMap::new();
     for report in reports {
         let workload = report.proxy.as_ref().unwrap().workload.clone();
-        if last.get(&workload).is_none_or(|r| r.sequence < report.sequence) {
+        if last
+            .get(&workload)
+            .is_none_or(|r| r.sequence < report.sequence)
+        {
             last.insert(workload, report.clone());
         }
     }
@@ -53,7 +56,11 @@ fn header_and_property_dimensions_and_custom_buckets_give_exact_series() {
 
         let total = family(report, REQUESTS_TOTAL);
         assert_eq!(total.label_names[..25], HTTP_LABELS);
-        assert_eq!(total.label_names[25..], ["user", "upstream"], "in config order");
+        assert_eq!(
+            total.label_names[25..],
+            ["user", "upstream"],
+            "in config order"
+        );
         let mut by_user: BTreeMap<(String, String), f64> = BTreeMap::new();
         for (i, s) in total.series.iter().enumerate() {
             assert_eq!(label(total, i, "reporter"), reporter);
@@ -95,7 +102,11 @@ fn header_and_property_dimensions_and_custom_buckets_give_exact_series() {
         assert_eq!(request_bytes.series[0].bucket_counts, [0, 0, 6, 0]);
 
         let response_bytes = family(report, RESPONSE_BYTES);
-        assert_eq!(response_bytes.bounds, [150.0, 250.0], "the family's own list");
+        assert_eq!(
+            response_bytes.bounds,
+            [150.0, 250.0],
+            "the family's own list"
+        );
         assert_eq!(response_bytes.series.len(), 1);
         assert_eq!(response_bytes.series[0].bucket_counts, [2, 4, 0]);
         assert_eq!(response_bytes.series[0].sum, 1000.0);

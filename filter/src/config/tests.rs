@@ -267,7 +267,12 @@ fn tags_add_dimensions_in_config_order_and_limits_reach_them() {
         {"metric":"ALL","tags":{"user":"request.headers['x-user']"}}],
         "label_limits":{"user":50,"destination_service":10}}"#;
     let c = FilterConfig::parse(json, no_env).unwrap();
-    let names: Vec<_> = c.dimensions.columns.iter().map(|d| d.name.as_str()).collect();
+    let names: Vec<_> = c
+        .dimensions
+        .columns
+        .iter()
+        .map(|d| d.name.as_str())
+        .collect();
     assert_eq!(names, ["user", "destination_service", "api"]);
     let total = c.dimensions.layout("istio_requests_total");
     let appended: Vec<_> = total[25..].iter().map(|(n, _)| n.as_str()).collect();
@@ -324,18 +329,36 @@ fn histogram_buckets_per_family_beat_istiocustom() {
         "istio_request_bytes":[100,1000.5]}}"#;
     let c = FilterConfig::parse(json, no_env).unwrap();
     assert_eq!(c.histogram_bounds.duration().as_slice(), [1.0, 5.0, 10.0]);
-    assert_eq!(c.histogram_bounds.request_bytes().as_slice(), [100.0, 1000.5]);
-    assert_eq!(c.histogram_bounds.response_bytes().as_slice(), [1.0, 5.0, 10.0]);
+    assert_eq!(
+        c.histogram_bounds.request_bytes().as_slice(),
+        [100.0, 1000.5]
+    );
+    assert_eq!(
+        c.histogram_bounds.response_bytes().as_slice(),
+        [1.0, 5.0, 10.0]
+    );
     let d = FilterConfig::parse(b"{}", no_env).unwrap();
     assert_eq!(
         d.histogram_bounds.duration().as_slice(),
         meshtap_report::schema::DEFAULT_BUCKETS
     );
     for (bad, path) in [
-        (r#"{"histogram_buckets":{"istio_requests_total":[1]}}"#, "histogram_buckets.istio_requests_total"),
-        (r#"{"histogram_buckets":{"istiocustom":[5,1]}}"#, "histogram_buckets.istiocustom"),
-        (r#"{"histogram_buckets":{"istiocustom":[]}}"#, "histogram_buckets.istiocustom"),
-        (r#"{"histogram_buckets":{"istiocustom":[0,1]}}"#, "histogram_buckets.istiocustom"),
+        (
+            r#"{"histogram_buckets":{"istio_requests_total":[1]}}"#,
+            "histogram_buckets.istio_requests_total",
+        ),
+        (
+            r#"{"histogram_buckets":{"istiocustom":[5,1]}}"#,
+            "histogram_buckets.istiocustom",
+        ),
+        (
+            r#"{"histogram_buckets":{"istiocustom":[]}}"#,
+            "histogram_buckets.istiocustom",
+        ),
+        (
+            r#"{"histogram_buckets":{"istiocustom":[0,1]}}"#,
+            "histogram_buckets.istiocustom",
+        ),
         (
             r#"{"histogram_buckets":{"istiocustom":[1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20]}}"#,
             "histogram_buckets.istiocustom",

@@ -4,10 +4,22 @@ use super::*;
 #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
 fn expressions_of_the_supported_forms_parse() {
     let cases = [
-        ("request.headers['x-User']", Source::RequestHeader("x-user".into())),
-        (r#"request.headers["x-tenant"]"#, Source::RequestHeader("x-tenant".into())),
-        ("request.headers[':authority']", Source::RequestHeader(":authority".into())),
-        ("response.headers['x-cache']", Source::ResponseHeader("x-cache".into())),
+        (
+            "request.headers['x-User']",
+            Source::RequestHeader("x-user".into()),
+        ),
+        (
+            r#"request.headers["x-tenant"]"#,
+            Source::RequestHeader("x-tenant".into()),
+        ),
+        (
+            "request.headers[':authority']",
+            Source::RequestHeader(":authority".into()),
+        ),
+        (
+            "response.headers['x-cache']",
+            Source::ResponseHeader("x-cache".into()),
+        ),
         ("request.host", Source::Property(b"request\0host")),
         (" upstream.address ", Source::Property(b"upstream\0address")),
         ("xds.cluster_name", Source::Property(b"xds\0cluster_name")),
@@ -15,7 +27,10 @@ fn expressions_of_the_supported_forms_parse() {
             "connection.requested_server_name",
             Source::Property(b"connection\0requested_server_name"),
         ),
-        ("node.metadata['MESH_ID']", Source::NodeMetadata("MESH_ID".into())),
+        (
+            "node.metadata['MESH_ID']",
+            Source::NodeMetadata("MESH_ID".into()),
+        ),
         ("'canary'", Source::Literal("canary".into())),
         (r#""""#, Source::Literal(String::new())),
     ];
@@ -57,7 +72,11 @@ fn upserts_replace_standard_labels_and_append_new_ones_per_family() {
     d.upsert(REQUESTS_TOTAL, "tier", "'gold'").unwrap();
     d.upsert(REQUEST_DURATION, "user", "request.headers['x-user']")
         .unwrap();
-    assert_eq!(d.columns.len(), 3, "the same name and expression share a column");
+    assert_eq!(
+        d.columns.len(),
+        3,
+        "the same name and expression share a column"
+    );
     let total = d.layout(REQUESTS_TOTAL);
     assert_eq!(total.len(), 27);
     let service = HTTP_LABELS
@@ -76,7 +95,11 @@ fn upserts_replace_standard_labels_and_append_new_ones_per_family() {
     assert_eq!(d.positions_named("user").collect::<Vec<_>>(), [25]);
     d.upsert(REQUESTS_TOTAL, "user", "response.headers['x-user']")
         .unwrap();
-    assert_eq!(d.layout(REQUESTS_TOTAL)[25], ("user".to_string(), 28), "later wins");
+    assert_eq!(
+        d.layout(REQUESTS_TOTAL)[25],
+        ("user".to_string(), 28),
+        "later wins"
+    );
     assert_eq!(d.positions_named("user").collect::<Vec<_>>(), [25, 28]);
 }
 
