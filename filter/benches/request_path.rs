@@ -182,6 +182,8 @@ fn leader_turn(c: &mut Criterion) {
                     channel: meshtap_report::CHANNEL_HTTP,
                     build_tag: Some("1.24.0".into()),
                     tags_to_remove: Vec::new(),
+                    dimensions: Default::default(),
+                    histogram_bounds: Default::default(),
                 };
                 let built = report::build(ctx, &collected);
                 raw_bytes = built.encoded_len();
