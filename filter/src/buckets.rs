@@ -92,7 +92,8 @@ impl Bounds {
     /// Counts in slots past this list's `+Inf` slot (left by a configuration with more bounds
     /// in the same proxy) are added to `+Inf`, so no observation is lost.
     pub fn report_counts(&self, slots: &[u64; BUCKET_SLOTS]) -> Vec<u64> {
-        let mut counts = slots[..self.len()].to_vec();
+        let mut counts = Vec::with_capacity(self.len() + 1);
+        counts.extend_from_slice(&slots[..self.len()]);
         counts.push(
             slots[self.len()..]
                 .iter()
