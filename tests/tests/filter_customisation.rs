@@ -2,7 +2,8 @@
 //! dimensions from a request header and a property (`overrides[].tags`) and custom histogram
 //! buckets (`histogram_buckets`) give exactly the expected series on both sidecars — the new
 //! label per call, `unknown` without the header, the upserted families only, and the counts per
-//! configured bucket — summed over two workers.
+//! configured bucket — summed over two workers; and each header or property dimension costs
+//! exactly one host call per request, a literal none.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -11,7 +12,8 @@ use meshtap_report::schema::{
     HTTP_LABELS, REQUESTS_TOTAL, REQUEST_BYTES, REQUEST_DURATION, RESPONSE_BYTES,
 };
 use meshtap_report::{MetricFamily, Report};
-use meshtap_tests::filter_wasm::shared_module;
+use meshtap_tests::bench::{FilterBench, Unit};
+use meshtap_tests::filter_wasm::{locate, shared_module};
 use meshtap_tests::sim::{self, Scenario, SimOptions};
 
 fn family<'a>(report: &'a Report, name: &str) -> &'a MetricFamily {
@@ -111,4 +113,23 @@ fn header_and_property_dimensions_and_custom_buckets_give_exact_series() {
         assert_eq!(response_bytes.series[0].bucket_counts, [2, 4, 0]);
         assert_eq!(response_bytes.series[0].sum, 1000.0);
     }
+}
+
+#[test]
+fn each_header_or_property_dimension_costs_one_host_call_per_request() {
+    let wasm = locate().unwrap_or_else(|e| panic!("{e}"));
+    let calls = |config: &str| {
+        let mut bench = FilterBench::new(&wasm, config).unwrap();
+        bench.run(Unit::Request, 20);
+        bench.run(Unit::Request, 100).host_calls_per_unit
+    };
+    let plain = calls("{}");
+    let customised = calls(
+        r#"{"overrides": [{"metric": "ALL", "tags": {
+            "user": "request.headers['x-user']",
+            "upstream": "upstream.address",
+            "tier": "'gold'"}}],
+            "histogram_buckets": {"istiocustom": [5, 50]}}"#,
+    );
+    assert_eq!(customised - plain, 2.0, "{plain} → {customised}");
 }
