@@ -87,7 +87,7 @@ fn request_path(c: &mut Criterion) {
         compute(&local, rules, &facts, scratch);
         let obs =
             Observation::from_raw(facts.duration_ns, facts.request_bytes, facts.response_bytes);
-        black_box(agg.record(scratch, obs));
+        black_box(agg.record(scratch, &[], obs));
         i += 1;
     };
 
@@ -120,7 +120,7 @@ fn request_path(c: &mut Criterion) {
     });
     let obs = Observation::from_raw(3_400_000, 700, 2_400);
     c.bench_function("aggregate only (known label set)", |b| {
-        b.iter(|| agg.record(black_box(&scratch), obs))
+        b.iter(|| agg.record(black_box(&scratch), &[], obs))
     });
 }
 
@@ -146,7 +146,7 @@ fn leader_turn(c: &mut Criterion) {
                     ..Default::default()
                 };
                 compute(&local, rules, &facts, &mut scratch);
-                agg.record(&scratch, Observation::from_raw(2_000_000, 500, 900));
+                agg.record(&scratch, &[], Observation::from_raw(2_000_000, 500, 900));
             }
             TotalsPb::from_aggregator(&agg).encode_to_vec()
         })
@@ -182,6 +182,8 @@ fn leader_turn(c: &mut Criterion) {
                     channel: meshtap_report::CHANNEL_HTTP,
                     build_tag: Some("1.24.0".into()),
                     tags_to_remove: Vec::new(),
+                    dimensions: Default::default(),
+                    histogram_bounds: Default::default(),
                 };
                 let built = report::build(ctx, &collected);
                 raw_bytes = built.encoded_len();

@@ -3,7 +3,9 @@
 //! Owns the hot path after label computation and the per-series memory budget. Label values are
 //! interned into a [`StringTable`]; a series' 25 value ids are stored as five ids of 5-id groups
 //! ([`GroupTable`]), so label sets that share a source, a destination or an outcome share their
-//! storage. Totals are [`CompactValues`] (32-bit counts) in fixed-size chunks (no reallocation
+//! storage. The values of configured extra dimensions (`overrides[].tags`, [`crate::dimensions`])
+//! follow the 25 as one more id, of their tuple in an [`ExtraTable`] (0 when there are none).
+//! Histograms count on the configured [`HistogramBounds`]. Totals are [`CompactValues`] (32-bit counts) in fixed-size chunks (no reallocation
 //! spikes); a series whose counts fill up moves its values into 64-bit totals on the side.
 //! [`Aggregator::record`] returns a [`SeriesSlot`] that later requests with the same inputs can
 //! pass to [`Aggregator::record_at`] without recomputing labels; [`Aggregator::generation`]
@@ -14,6 +16,7 @@
 
 use std::collections::HashMap;
 
+use crate::buckets::HistogramBounds;
 use crate::config::EnabledMetrics;
 use crate::hashing::{hash_ids, WordBuild};
 use crate::intern::{GroupTable, IdIndex, StringTable};
@@ -56,7 +59,56 @@ impl SeriesSlot {
 #[derive(Debug, Clone, Copy)]
 struct Entry {
     groups: [u32; GROUPS],
+    /// The id of the extra dimension values' tuple ([`ExtraTable`]).
+    extras: u32,
     values: CompactValues,
+}
+
+impl Entry {
+    fn hash(&self) -> u64 {
+        key_hash(&self.groups, self.extras)
+    }
+}
+
+fn key_hash(groups: &[u32; GROUPS], extras: u32) -> u64 {
+    if extras == 0 {
+        hash_ids(groups)
+    } else {
+        hash_ids(groups) ^ u64::from(extras).wrapping_mul(0x9e37_79b9_7f4a_7c15)
+    }
+}
+
+/// Distinct tuples of extra dimension value ids; id 0 is the empty tuple (no extra dimensions).
+#[derive(Debug, Default)]
+struct ExtraTable {
+    tuples: Vec<Box<[u32]>>,
+    index: HashMap<Box<[u32]>, u32, WordBuild>,
+}
+
+impl ExtraTable {
+    fn find(&self, ids: &[u32]) -> Option<u32> {
+        if ids.is_empty() {
+            return Some(0);
+        }
+        self.index.get(ids).copied()
+    }
+
+    fn intern(&mut self, ids: &[u32]) -> u32 {
+        if let Some(id) = self.find(ids) {
+            return id;
+        }
+        self.tuples.push(ids.into());
+        let id = self.tuples.len() as u32;
+        self.index.insert(ids.into(), id);
+        id
+    }
+
+    fn get(&self, id: u32) -> &[u32] {
+        match id {
+            0 => &[],
+            id => &self.tuples[id as usize - 1],
+        }
+    }
 }
 
 /// The cumulative totals of one worker VM.
@@ -64,6 +116,10 @@ struct Entry {
 pub struct Aggregator {
     strings: StringTable,
     groups: GroupTable<GROUP>,
+    extras: ExtraTable,
+    /// Extra dimension values per label set (after the 25).
+    extra_count: usize,
+    bounds: HistogramBounds,
     chunks: Vec<Vec<Entry>>,
     len: usize,
     index: IdIndex,
@@ -77,10 +133,24 @@ pub struct Aggregator {
 }
 
 impl Aggregator {
+    /// Envoy's default buckets and no extra dimensions.
     pub fn new(max_series: usize, enabled: EnabledMetrics) -> Self {
+        Aggregator::configured(max_series, enabled, HistogramBounds::default(), 0)
+    }
+
+    /// Histograms on `bounds`, and `extra_count` extra dimension values per label set.
+    pub fn configured(
+        max_series: usize,
+        enabled: EnabledMetrics,
+        bounds: HistogramBounds,
+        extra_count: usize,
+    ) -> Self {
         Aggregator {
             strings: StringTable::default(),
             groups: GroupTable::default(),
+            extras: ExtraTable::default(),
+            extra_count,
+            bounds,
             chunks: Vec::new(),
             len: 0,
             index: IdIndex::default(),
@@ -93,16 +163,29 @@ impl Aggregator {
         }
     }
 
-    /// Adds one request's observation to its label set's totals.
-    pub fn record(&mut self, labels: &LabelValues, obs: Observation) -> (Recorded, SeriesSlot) {
+    /// Adds one request's observation to its label set's totals: the 25 labels and the
+    /// values of the extra dimensions (as many as configured).
+    pub fn record(
+        &mut self,
+        labels: &LabelValues,
+        extra: &[String],
+        obs: Observation,
+    ) -> (Recorded, SeriesSlot) {
+        debug_assert_eq!(extra.len(), self.extra_count);
         // At the cap, a label set can only be held if all its values and groups are known:
         // look them up without interning, so new values past the cap take no memory.
         let full = self.len >= self.max_series;
         let Some(groups) = self.group_ids(labels, !full) else {
             return self.record_overflow(obs);
         };
-        let hash = hash_ids(&groups);
-        if let Some(id) = self.index.find(hash, |id| self.entry(id).groups == groups) {
+        let Some(extras) = self.extra_id(extra, !full) else {
+            return self.record_overflow(obs);
+        };
+        let hash = key_hash(&groups, extras);
+        if let Some(id) = self.index.find(hash, |id| {
+            let entry = self.entry(id);
+            entry.groups == groups && entry.extras == extras
+        }) {
             let slot = SeriesSlot(id);
             self.record_at(slot, obs);
             return (Recorded::Existing, slot);
@@ -120,12 +203,13 @@ impl Aggregator {
             .expect("a chunk with room was just ensured");
         chunk.push(Entry {
             groups,
+            extras,
             values: CompactValues::default(),
         });
         self.len += 1;
         let Self { index, chunks, .. } = self;
         index.insert(hash, id, |id| {
-            hash_ids(&chunks[id as usize / CHUNK][id as usize % CHUNK].groups)
+            chunks[id as usize / CHUNK][id as usize % CHUNK].hash()
         });
         let slot = SeriesSlot(id);
         self.record_at(slot, obs);
@@ -155,6 +239,29 @@ impl Aggregator {
         Some(groups)
     }
 
+    /// The tuple id of the extra values; with `intern` false, `None` as soon as one is unknown.
+    fn extra_id(&mut self, extra: &[String], intern: bool) -> Option<u32> {
+        if extra.is_empty() {
+            return Some(0);
+        }
+        let ids: Option<Vec<u32>> = extra
+            .iter()
+            .map(|v| {
+                if intern {
+                    Some(self.strings.intern(v))
+                } else {
+                    self.strings.find(v)
+                }
+            })
+            .collect();
+        let ids = ids?;
+        if intern {
+            Some(self.extras.intern(&ids))
+        } else {
+            self.extras.find(&ids)
+        }
+    }
+
     fn record_overflow(&mut self, obs: Observation) -> (Recorded, SeriesSlot) {
         self.record_at(SeriesSlot::OVERFLOW, obs);
         let first = self.overflow_observations == 1;
@@ -166,15 +273,15 @@ impl Aggregator {
     pub fn record_at(&mut self, slot: SeriesSlot, obs: Observation) {
         let enabled = self.enabled;
         if slot == SeriesSlot::OVERFLOW {
-            observe_wide(&mut self.overflow, obs, enabled);
+            observe_wide(&mut self.overflow, obs, enabled, &self.bounds);
             self.overflow_observations += 1;
             return;
         }
         let values = &mut self.chunks[slot.0 as usize / CHUNK][slot.0 as usize % CHUNK].values;
-        if !values.observe(obs, enabled) {
+        if !values.observe(obs, enabled, &self.bounds) {
             self.spilled.entry(slot.0).or_default().add(&values.widen());
             *values = CompactValues::default();
-            values.observe(obs, enabled);
+            values.observe(obs, enabled, &self.bounds);
         }
     }
 
@@ -200,10 +307,15 @@ impl Aggregator {
         self.enabled
     }
 
+    /// Values per label set: the 25 labels and the extra dimensions.
+    pub fn label_count(&self) -> usize {
+        LABEL_COUNT + self.extra_count
+    }
+
     /// The held label sets with their totals, then the overflow series if it was used.
     pub fn series(&self) -> impl Iterator<Item = (SeriesLabels<'_>, SeriesValues)> {
-        let overflow =
-            (self.overflow_observations > 0).then_some((SeriesLabels::Overflow, self.overflow));
+        let overflow = (self.overflow_observations > 0)
+            .then_some((SeriesLabels::Overflow(self.label_count()), self.overflow));
         (0..self.len as u32)
             .map(move |id| {
                 let entry = self.entry(id);
@@ -213,6 +325,7 @@ impl Aggregator {
                 }
                 let labels = SeriesLabels::Held {
                     groups: &entry.groups,
+                    extras: self.extras.get(entry.extras),
                     aggregator: self,
                 };
                 (labels, values)
@@ -224,8 +337,14 @@ impl Aggregator {
     /// their totals; returns how many were dropped. The storage is rebuilt, so the memory of
     /// dropped sets (their strings included) is freed, and slots are invalidated.
     pub fn retain(&mut self, mut keep: impl FnMut(&[&str]) -> bool) -> usize {
-        let mut kept = Aggregator::new(self.max_series, self.enabled);
+        let mut kept = Aggregator::configured(
+            self.max_series,
+            self.enabled,
+            self.bounds.clone(),
+            self.extra_count,
+        );
         let mut labels = LabelValues::default();
+        let mut extra: Vec<String> = Vec::with_capacity(self.extra_count);
         let mut dropped = 0;
         for id in 0..self.len as u32 {
             let entry = self.entry(id);
@@ -234,12 +353,15 @@ impl Aggregator {
                 value.clear();
                 value.push_str(self.strings.get(group[i % GROUP]));
             }
-            let values: [&str; LABEL_COUNT] = std::array::from_fn(|i| labels.get(i));
+            extra.clear();
+            let extra_ids = self.extras.get(entry.extras);
+            extra.extend(extra_ids.iter().map(|v| self.strings.get(*v).to_string()));
+            let values: Vec<&str> = labels.0.iter().chain(&extra).map(String::as_str).collect();
             if !keep(&values) {
                 dropped += 1;
                 continue;
             }
-            let (_, slot) = kept.record(&labels, Observation::default());
+            let (_, slot) = kept.record(&labels, &extra, Observation::default());
             kept.chunks[slot.0 as usize / CHUNK][slot.0 as usize % CHUNK].values = entry.values;
             if let Some(spilled) = self.spilled.get(&id) {
                 kept.spilled.insert(slot.0, *spilled);
@@ -256,6 +378,7 @@ impl Aggregator {
     pub fn clear(&mut self) {
         self.strings.clear();
         self.groups.clear();
+        self.extras = ExtraTable::default();
         self.chunks.clear();
         self.len = 0;
         self.index.clear();
@@ -271,24 +394,36 @@ impl Aggregator {
 pub enum SeriesLabels<'a> {
     Held {
         groups: &'a [u32; GROUPS],
+        extras: &'a [u32],
         aggregator: &'a Aggregator,
     },
-    Overflow,
+    /// The overflow series, with this many values.
+    Overflow(usize),
 }
 
 impl SeriesLabels<'_> {
     pub fn value(&self, index: usize) -> &str {
         match self {
-            SeriesLabels::Held { groups, aggregator } => {
+            SeriesLabels::Held {
+                groups,
+                extras,
+                aggregator,
+            } => {
+                if index >= LABEL_COUNT {
+                    return aggregator.strings.get(extras[index - LABEL_COUNT]);
+                }
                 let group = aggregator.groups.get(groups[index / GROUP]);
                 aggregator.strings.get(group[index % GROUP])
             }
-            SeriesLabels::Overflow => OVERFLOW_VALUE,
+            SeriesLabels::Overflow(_) => OVERFLOW_VALUE,
         }
     }
 
     pub fn len(&self) -> usize {
-        LABEL_COUNT
+        match self {
+            SeriesLabels::Held { extras, .. } => LABEL_COUNT + extras.len(),
+            SeriesLabels::Overflow(count) => *count,
+        }
     }
 
     pub fn is_empty(&self) -> bool {
@@ -296,192 +431,27 @@ impl SeriesLabels<'_> {
     }
 }
 
-fn observe_wide(values: &mut SeriesValues, o: Observation, enabled: EnabledMetrics) {
+fn observe_wide(
+    values: &mut SeriesValues,
+    o: Observation,
+    enabled: EnabledMetrics,
+    bounds: &HistogramBounds,
+) {
     values.requests += 1;
     if enabled.request_duration {
-        values.duration.observe(o.duration_ms);
+        values.duration.observe(o.duration_ms, bounds.duration());
     }
     if enabled.request_bytes {
-        values.request_bytes.observe(o.request_bytes);
+        values
+            .request_bytes
+            .observe(o.request_bytes, bounds.request_bytes());
     }
     if enabled.response_bytes {
-        values.response_bytes.observe(o.response_bytes);
+        values
+            .response_bytes
+            .observe(o.response_bytes, bounds.response_bytes());
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn labels(tag: &str) -> LabelValues {
-        let mut l = LabelValues::default();
-        for (i, v) in l.0.iter_mut().enumerate() {
-            *v = format!("{tag}-{i}");
-        }
-        l
-    }
-
-    fn obs(ms: u64) -> Observation {
-        Observation {
-            duration_ms: ms,
-            request_bytes: 10,
-            response_bytes: 20,
-        }
-    }
-
-    fn values_of(a: &Aggregator) -> Vec<(Vec<String>, SeriesValues)> {
-        a.series()
-            .map(|(l, v)| ((0..l.len()).map(|i| l.value(i).to_string()).collect(), v))
-            .collect()
-    }
-
-    #[cfg_attr(not(target_arch = "wasm32"), test)]
-    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
-    fn same_labels_accumulate() {
-        let mut a = Aggregator::new(10, EnabledMetrics::all());
-        let (recorded, slot) = a.record(&labels("a"), obs(3));
-        assert_eq!(recorded, Recorded::New);
-        assert_eq!(a.record(&labels("a"), obs(7)), (Recorded::Existing, slot));
-        a.record_at(slot, obs(5));
-        assert_eq!(a.record(&labels("b"), obs(1)).0, Recorded::New);
-        assert_eq!(a.series_count(), 2);
-        let all = values_of(&a);
-        assert_eq!(all[0].0, labels("a").0.to_vec());
-        assert_eq!(all[0].1.requests, 3);
-        assert_eq!(all[0].1.duration.sum, 15);
-        assert_eq!(all[0].1.response_bytes.sum, 60);
-        assert_eq!(all[1].0, labels("b").0.to_vec());
-    }
-
-    #[cfg_attr(not(target_arch = "wasm32"), test)]
-    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
-    fn values_that_differ_only_in_boundaries_are_distinct() {
-        let mut a = Aggregator::new(10, EnabledMetrics::all());
-        let mut x = LabelValues::default();
-        x.0[0] = "ab".into();
-        let mut y = LabelValues::default();
-        y.0[0] = "a".into();
-        y.0[1] = "b".into();
-        a.record(&x, obs(1));
-        assert_eq!(a.record(&y, obs(1)).0, Recorded::New);
-        let all = values_of(&a);
-        assert_eq!(all[0].0[0], "ab");
-        assert_eq!(all[1].0[..2], ["a".to_string(), "b".to_string()]);
-    }
-
-    #[cfg_attr(not(target_arch = "wasm32"), test)]
-    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
-    fn many_series_keep_their_labels_across_chunks_and_growth() {
-        let mut a = Aggregator::new(1000, EnabledMetrics::all());
-        for i in 0..300 {
-            let mut l = labels("shared");
-            l.0[21] = i.to_string();
-            assert_eq!(a.record(&l, obs(i)).0, Recorded::New);
-        }
-        for i in 0..300 {
-            let mut l = labels("shared");
-            l.0[21] = i.to_string();
-            assert_eq!(a.record(&l, obs(1)).0, Recorded::Existing);
-        }
-        let all = values_of(&a);
-        assert_eq!(all.len(), 300);
-        for (i, (l, v)) in all.iter().enumerate() {
-            assert_eq!(l[21], i.to_string());
-            assert_eq!(l[0], "shared-0");
-            assert_eq!(v.requests, 2);
-            assert_eq!(v.duration.sum, i as u64 + 1);
-        }
-    }
-
-    #[cfg_attr(not(target_arch = "wasm32"), test)]
-    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
-    fn full_compact_counts_spill_into_wide_totals() {
-        let mut a = Aggregator::new(10, EnabledMetrics::all());
-        let (_, slot) = a.record(&labels("a"), obs(1));
-        a.chunks[0][0].values = CompactValues::with_requests(u32::MAX);
-        a.record_at(slot, obs(2));
-        a.record_at(slot, obs(3));
-        let (_, v) = a.series().next().unwrap();
-        assert_eq!(v.requests, u64::from(u32::MAX) + 2, "spilled + compact");
-        assert_eq!(v.duration.sum, 5);
-        assert_eq!(v.duration.count(), 2);
-    }
-
-    #[cfg_attr(not(target_arch = "wasm32"), test)]
-    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
-    fn cap_sends_new_label_sets_to_overflow() {
-        let mut a = Aggregator::new(2, EnabledMetrics::all());
-        a.record(&labels("a"), obs(1));
-        a.record(&labels("b"), obs(1));
-        assert_eq!(
-            a.record(&labels("c"), obs(1)).0,
-            Recorded::Overflow { first: true }
-        );
-        let (recorded, overflow_slot) = a.record(&labels("d"), obs(1));
-        assert_eq!(recorded, Recorded::Overflow { first: false });
-        a.record_at(overflow_slot, obs(1));
-        assert_eq!(
-            a.record(&labels("a"), obs(1)).0,
-            Recorded::Existing,
-            "held sets still count"
-        );
-        assert_eq!(a.series_count(), 2);
-        assert_eq!(a.overflow_observations(), 3);
-        assert!(
-            a.strings.find("c").is_none() && a.strings.find("d").is_none(),
-            "values past the cap are not interned"
-        );
-        let all: Vec<_> = a.series().collect();
-        assert_eq!(all.len(), 3);
-        let (l, v) = all[2];
-        assert!(matches!(l, SeriesLabels::Overflow));
-        assert_eq!(l.value(7), OVERFLOW_VALUE);
-        assert_eq!(v.requests, 3);
-        let generation = a.generation();
-        a.clear();
-        assert_ne!(a.generation(), generation, "slots are invalidated");
-        assert_eq!(a.series().count(), 0);
-        assert_eq!(a.record(&labels("c"), obs(1)).0, Recorded::New);
-    }
-
-    #[cfg_attr(not(target_arch = "wasm32"), test)]
-    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
-    fn retain_drops_sets_keeps_totals_and_invalidates_slots() {
-        let mut a = Aggregator::new(3, EnabledMetrics::all());
-        let (_, a_slot) = a.record(&labels("a"), obs(1));
-        a.chunks[0][0].values = CompactValues::with_requests(u32::MAX);
-        a.record_at(a_slot, obs(2));
-        a.record(&labels("b"), obs(4));
-        a.record(&labels("c"), obs(5));
-        a.record(&labels("d"), obs(6));
-        let before = values_of(&a);
-        let generation = a.generation();
-        assert_eq!(a.retain(|l| l[0] != "b-0"), 1);
-        assert_ne!(a.generation(), generation);
-        assert_eq!(a.series_count(), 2);
-        let after = values_of(&a);
-        assert_eq!(after.len(), 3, "a, c and the overflow series");
-        assert_eq!(after[0], before[0], "spilled totals survive");
-        assert_eq!(after[1], before[2]);
-        assert_eq!(after[2].1.requests, 1, "overflow kept");
-        let (recorded, _) = a.record(&labels("b"), obs(9));
-        assert_eq!(recorded, Recorded::New, "an evicted set starts over");
-        let b = &values_of(&a)[2];
-        assert_eq!((b.0[0].as_str(), b.1.requests), ("b-0", 1));
-    }
-
-    #[cfg_attr(not(target_arch = "wasm32"), test)]
-    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
-    fn disabled_families_are_not_observed() {
-        let enabled = EnabledMetrics {
-            request_duration: false,
-            ..EnabledMetrics::all()
-        };
-        let mut a = Aggregator::new(2, enabled);
-        a.record(&labels("a"), obs(9));
-        let (_, v) = a.series().next().unwrap();
-        assert_eq!(v.requests, 1);
-        assert_eq!(v.duration.count(), 0);
-        assert_eq!(v.request_bytes.count(), 1);
-    }
-}
+mod tests;

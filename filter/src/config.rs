@@ -8,12 +8,14 @@ use std::time::Duration;
 
 use std::collections::BTreeMap;
 
-use meshtap_report::schema::{
-    Reporter, HTTP_LABELS, PEER_LABELS, REQUESTS_TOTAL, REQUEST_BYTES, REQUEST_DURATION,
-    REQUEST_MESSAGES, RESPONSE_BYTES, RESPONSE_MESSAGES, TCP_CLOSED, TCP_LABELS, TCP_OPENED,
-    TCP_RECEIVED_BYTES, TCP_SENT_BYTES,
-};
+use meshtap_report::schema::Reporter;
 use serde::Deserialize;
+
+use crate::buckets::HistogramBounds;
+use crate::dimensions::Dimensions;
+use customise::{histogram_bounds, label_caps, overrides, RawOverride};
+
+mod customise;
 
 /// Default upstream cluster of the sink in an Istio mesh.
 pub const DEFAULT_SINK_CLUSTER: &str = "outbound|9091||meshtap-sink.meshtap.svc.cluster.local";
@@ -104,9 +106,13 @@ pub struct FilterConfig {
     pub metrics: EnabledMetrics,
     /// Labels to remove per metric family name (`overrides[].tags_to_remove`).
     pub tags_to_remove: Vec<(String, Vec<String>)>,
-    /// Caps on distinct values per label, as (position in the 25 request labels, cap)
-    /// (`label_limits`).
+    /// Caps on distinct values per label, as (position in the stored request label set: the
+    /// 25 labels, then the extra dimensions; cap) (`label_limits`).
     pub label_caps: Vec<(usize, usize)>,
+    /// Extra dimensions of the request families (`overrides[].tags`).
+    pub dimensions: Dimensions,
+    /// Bucket bounds of the request histograms (`histogram_buckets`).
+    pub histogram_bounds: HistogramBounds,
     /// Filter-shipped access logs; `None` when disabled.
     pub access_log: Option<AccessLogConfig>,
 }
@@ -141,15 +147,8 @@ struct RawConfig {
     metrics: Option<RawMetrics>,
     overrides: Option<Vec<RawOverride>>,
     label_limits: Option<BTreeMap<String, u64>>,
+    histogram_buckets: Option<BTreeMap<String, Vec<f64>>>,
     access_log: Option<RawAccessLog>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawOverride {
-    metric: String,
-    tags_to_remove: Option<Vec<String>>,
-    drop: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -283,12 +282,16 @@ impl FilterConfig {
             });
         }
         let mut metrics = metrics;
-        let tags_to_remove = overrides(raw.overrides.unwrap_or_default(), &mut metrics)?;
-        let label_caps = label_caps(raw.label_limits.unwrap_or_default())?;
+        let (tags_to_remove, dimensions) =
+            overrides(raw.overrides.unwrap_or_default(), &mut metrics)?;
+        let label_caps = label_caps(raw.label_limits.unwrap_or_default(), &dimensions)?;
+        let histogram_bounds = histogram_bounds(raw.histogram_buckets.unwrap_or_default())?;
         Ok(FilterConfig {
             plugin_type,
             tags_to_remove,
             label_caps,
+            dimensions,
+            histogram_bounds,
             sink_cluster,
             sink_authority,
             sink_path,
@@ -320,106 +323,6 @@ impl EnabledMetrics {
             tcp_received_bytes: true,
         }
     }
-}
-
-/// A family name, its label names and its enable flag.
-type Family = (
-    &'static str,
-    &'static [&'static str],
-    fn(&mut EnabledMetrics) -> &mut bool,
-);
-
-/// Every family a proxy reports (except `istio_build`).
-fn families() -> [Family; 10] {
-    [
-        (REQUESTS_TOTAL, &HTTP_LABELS, |m| &mut m.requests_total),
-        (REQUEST_DURATION, &HTTP_LABELS, |m| &mut m.request_duration),
-        (REQUEST_BYTES, &HTTP_LABELS, |m| &mut m.request_bytes),
-        (RESPONSE_BYTES, &HTTP_LABELS, |m| &mut m.response_bytes),
-        (REQUEST_MESSAGES, &PEER_LABELS, |m| &mut m.request_messages),
-        (RESPONSE_MESSAGES, &PEER_LABELS, |m| {
-            &mut m.response_messages
-        }),
-        (TCP_OPENED, &TCP_LABELS, |m| &mut m.tcp_connections_opened),
-        (TCP_CLOSED, &TCP_LABELS, |m| &mut m.tcp_connections_closed),
-        (TCP_SENT_BYTES, &TCP_LABELS, |m| &mut m.tcp_sent_bytes),
-        (TCP_RECEIVED_BYTES, &TCP_LABELS, |m| {
-            &mut m.tcp_received_bytes
-        }),
-    ]
-}
-
-/// Checks `overrides` (metric `ALL` or a family name; tags the family has), applies `drop`,
-/// and returns the tags to remove per family.
-fn overrides(
-    raw: Vec<RawOverride>,
-    metrics: &mut EnabledMetrics,
-) -> Result<Vec<(String, Vec<String>)>, ConfigError> {
-    let mut removals: Vec<(String, Vec<String>)> = Vec::new();
-    for (i, o) in raw.into_iter().enumerate() {
-        let chosen: Vec<_> = families()
-            .into_iter()
-            .filter(|(name, _, _)| o.metric == "ALL" || o.metric == *name)
-            .collect();
-        if chosen.is_empty() {
-            return Err(ConfigError::Customisation {
-                path: format!("overrides[{i}].metric"),
-                problem: format!(
-                    "{:?} is not ALL or one of istio_requests_total, istio_request_duration_milliseconds, istio_request_bytes, istio_response_bytes, istio_request_messages_total, istio_response_messages_total, istio_tcp_connections_opened_total, istio_tcp_connections_closed_total, istio_tcp_sent_bytes_total, istio_tcp_received_bytes_total",
-                    o.metric
-                ),
-            });
-        }
-        let tags = o.tags_to_remove.unwrap_or_default();
-        for tag in &tags {
-            if !chosen
-                .iter()
-                .any(|(_, labels, _)| labels.contains(&tag.as_str()))
-            {
-                return Err(ConfigError::Customisation {
-                    path: format!("overrides[{i}].tags_to_remove"),
-                    problem: format!("{tag:?} is not a label of {}", o.metric),
-                });
-            }
-        }
-        for (name, labels, enabled) in chosen {
-            if o.drop.unwrap_or(false) {
-                *enabled(metrics) = false;
-            }
-            let own: Vec<String> = tags
-                .iter()
-                .filter(|t| labels.contains(&t.as_str()))
-                .cloned()
-                .collect();
-            if !own.is_empty() {
-                removals.push((name.to_string(), own));
-            }
-        }
-    }
-    Ok(removals)
-}
-
-/// Checks `label_limits`: request label names, caps from 1 to 1,000,000.
-fn label_caps(raw: BTreeMap<String, u64>) -> Result<Vec<(usize, usize)>, ConfigError> {
-    raw.into_iter()
-        .map(|(label, cap)| {
-            let path = || format!("label_limits.{label}");
-            let index = HTTP_LABELS
-                .iter()
-                .position(|l| *l == label)
-                .ok_or_else(|| ConfigError::Customisation {
-                    path: path(),
-                    problem: "not one of Istio's request labels".into(),
-                })?;
-            if !(1..=1_000_000).contains(&cap) {
-                return Err(ConfigError::Customisation {
-                    path: path(),
-                    problem: "the cap must be between 1 and 1000000".into(),
-                });
-            }
-            Ok((index, cap as usize))
-        })
-        .collect()
 }
 
 /// The checked `access_log` section; `None` unless `enabled: true`. Its other keys are checked

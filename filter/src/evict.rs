@@ -241,7 +241,7 @@ mod tests {
         let mut agg = Aggregator::new(100, EnabledMetrics::all());
         let mut counters = CounterTotals::new(100);
         for tag in tags {
-            agg.record(&request_labels(tag), Observation::default());
+            agg.record(&request_labels(tag), &[], Observation::default());
             counters.add(CounterKind::Tcp, &tcp_labels(tag), &[1, 0, 0, 0]);
         }
         (agg, counters)

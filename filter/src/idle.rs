@@ -109,7 +109,7 @@ mod tests {
             let mut l = LabelValues::default();
             l.0[3] = tag.to_string();
             for _ in 0..*n {
-                agg.record(&l, Observation::default());
+                agg.record(&l, &[], Observation::default());
             }
         }
         let mut m = MergedTotals::new(100);

@@ -12,9 +12,11 @@
 pub mod access_log;
 pub mod aggregate;
 pub mod base64;
+pub mod buckets;
 pub mod config;
 pub mod coordinate;
 pub mod counters;
+pub mod dimensions;
 pub mod evict;
 pub mod facts;
 pub mod flags;

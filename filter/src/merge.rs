@@ -22,7 +22,8 @@ pub struct MergedTotals {
     strings: Vec<String>,
     ids: HashMap<String, u32, WordBuild>,
     series: HashMap<Box<[u32]>, SeriesValues, WordBuild>,
-    overflow_key: Option<Box<[u32]>>,
+    /// Request label sets held, the overflow sets excluded.
+    held_label_sets: usize,
     pub overflow_observations: u64,
     counters: HashMap<(CounterKind, Box<[u32]>), CounterValues, WordBuild>,
     /// Counter label sets held, the overflow sets excluded.
@@ -57,6 +58,7 @@ impl MergedTotals {
             .overflow_observations
             .saturating_add(totals.overflow_observations);
         let ids: Vec<u32> = totals.strings.iter().map(|s| self.intern(s)).collect();
+        let overflow_id = self.intern(OVERFLOW_VALUE);
         let mut key: Vec<u32> = Vec::with_capacity(LABEL_COUNT);
         for s in &totals.series {
             key.clear();
@@ -65,7 +67,8 @@ impl MergedTotals {
                     .iter()
                     .filter_map(|i| ids.get(*i as usize).copied()),
             );
-            if s.labels.len() != LABEL_COUNT || key.len() != LABEL_COUNT {
+            // The 25 labels, then as many extra dimension values as the VMs' configuration has.
+            if s.labels.len() < LABEL_COUNT || key.len() != s.labels.len() {
                 skipped += 1;
                 continue;
             }
@@ -76,16 +79,17 @@ impl MergedTotals {
             }
             // A VM's own overflow set: its observations are already in the record's
             // `overflow_observations`, and it never takes a held place.
-            let overflow = self.overflow_key();
-            if *key == *overflow {
-                self.series.entry(overflow).or_default().add(&values);
+            if key.iter().all(|id| *id == overflow_id) {
+                self.series.insert(key.as_slice().into(), values);
                 continue;
             }
-            if self.held_label_sets() < self.max_series {
+            if self.held_label_sets < self.max_series {
+                self.held_label_sets += 1;
                 self.series.insert(key.as_slice().into(), values);
                 continue;
             }
             self.overflow_observations = self.overflow_observations.saturating_add(values.requests);
+            let overflow: Box<[u32]> = vec![overflow_id; key.len()].into();
             self.series.entry(overflow).or_default().add(&values);
         }
         skipped + self.absorb_counters(totals, &ids)
@@ -137,23 +141,9 @@ impl MergedTotals {
         skipped
     }
 
-    fn overflow_key(&mut self) -> Box<[u32]> {
-        if let Some(k) = &self.overflow_key {
-            return k.clone();
-        }
-        let id = self.intern(OVERFLOW_VALUE);
-        let key: Box<[u32]> = vec![id; LABEL_COUNT].into();
-        self.overflow_key = Some(key.clone());
-        key
-    }
-
     /// Distinct label sets other than the overflow one.
     pub fn held_label_sets(&self) -> usize {
-        let overflow_used = self
-            .overflow_key
-            .as_ref()
-            .is_some_and(|k| self.series.contains_key(k));
-        self.series.len() - usize::from(overflow_used)
+        self.held_label_sets
     }
 
     /// All label sets with their totals, sorted by label values (reports are deterministic).
@@ -229,6 +219,7 @@ mod tests {
             for _ in 0..*n {
                 agg.record(
                     &l,
+                    &[],
                     Observation {
                         duration_ms: 2,
                         request_bytes: 1,
@@ -292,6 +283,7 @@ mod tests {
                 l.0[0] = t.to_string();
                 agg.record(
                     &l,
+                    &[],
                     Observation {
                         duration_ms: 1,
                         request_bytes: 1,

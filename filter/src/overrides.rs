@@ -11,7 +11,7 @@ use std::collections::{HashMap, HashSet};
 use meshtap_report::{MetricFamily, Series};
 
 use crate::hashing::WordBuild;
-use crate::labels::LabelValues;
+use crate::labels::{LabelValues, LABEL_COUNT};
 
 /// The value a capped label records once its cap is reached.
 pub const CAPPED_VALUE: &str = "other";
@@ -26,10 +26,19 @@ pub fn remove_tags(family: &mut MetricFamily, tags: &[String]) {
     if keep.len() == family.label_names.len() {
         return;
     }
-    family.label_names = keep
+    let names = keep
         .iter()
         .map(|i| family.label_names[*i].clone())
         .collect();
+    select_labels(family, names, &keep);
+}
+
+/// Gives a family the labels `names`, label `j` taking the value at position `positions[j]` of
+/// each series' current values, and sums the series whose new values are equal (series use
+/// label references; merged series keep the first series' order).
+pub fn select_labels(family: &mut MetricFamily, names: Vec<String>, positions: &[usize]) {
+    let keep = positions;
+    family.label_names = names;
     let mut merged: Vec<Series> = Vec::with_capacity(family.series.len());
     let mut index: HashMap<Vec<u32>, usize, WordBuild> = HashMap::default();
     for series in family.series.drain(..) {
@@ -58,7 +67,8 @@ pub fn remove_tags(family: &mut MetricFamily, tags: &[String]) {
 /// Caps on the distinct values of some labels, per VM.
 #[derive(Debug, Default)]
 pub struct LabelCaps {
-    /// (label position in the 25 request labels, cap, values admitted so far).
+    /// (position in the stored label set — the 25 request labels, then the extra dimension
+    /// values —, cap, values admitted so far).
     caps: Vec<(usize, usize, HashSet<String, WordBuild>)>,
     /// Label values replaced by [`CAPPED_VALUE`].
     capped: u64,
@@ -76,10 +86,17 @@ impl LabelCaps {
         }
     }
 
-    /// Replaces values past their label's cap. A value admitted once stays admitted.
-    pub fn apply(&mut self, labels: &mut LabelValues) {
+    /// Replaces values past their label's cap, among the 25 labels and the extra dimension
+    /// values (positions from 25 on). A value admitted once stays admitted.
+    pub fn apply(&mut self, labels: &mut LabelValues, extra: &mut [String]) {
         for (index, cap, seen) in &mut self.caps {
-            let value = &mut labels.0[*index];
+            let value = match index.checked_sub(LABEL_COUNT) {
+                None => &mut labels.0[*index],
+                Some(k) => match extra.get_mut(k) {
+                    Some(value) => value,
+                    None => continue,
+                },
+            };
             if seen.contains(value.as_str()) {
                 continue;
             }
@@ -159,7 +176,7 @@ mod tests {
         let mut record = |host: &str| {
             let mut l = LabelValues::default();
             l.0[DESTINATION_SERVICE] = host.into();
-            caps.apply(&mut l);
+            caps.apply(&mut l, &mut []);
             l.0[DESTINATION_SERVICE].clone()
         };
         assert_eq!(record("a.example"), "a.example");
@@ -170,5 +187,43 @@ mod tests {
         assert_eq!(caps.capped(), 2);
         caps.clear();
         assert_eq!(caps.capped(), 0);
+    }
+
+    #[cfg_attr(not(target_arch = "wasm32"), test)]
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+    fn extra_dimension_values_are_capped_too() {
+        let mut caps = LabelCaps::new(&[(LABEL_COUNT + 1, 1)]);
+        let mut labels = LabelValues::default();
+        let mut record = |user: &str| {
+            let mut extra = vec!["literal".to_string(), user.to_string()];
+            caps.apply(&mut labels, &mut extra);
+            extra
+        };
+        assert_eq!(record("alice"), ["literal", "alice"]);
+        assert_eq!(record("bob"), ["literal", CAPPED_VALUE]);
+        assert_eq!(record("alice"), ["literal", "alice"]);
+        assert_eq!(caps.capped(), 1);
+    }
+
+    #[cfg_attr(not(target_arch = "wasm32"), test)]
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+    fn selecting_labels_reorders_replaces_and_sums() {
+        let mut f = MetricFamily {
+            label_names: vec!["a".into(), "b".into(), "x".into()],
+            series: vec![
+                series(vec![0, 1, 5], 1.0, vec![], 0.0),
+                series(vec![0, 2, 5], 2.0, vec![], 0.0),
+                series(vec![0, 1, 6], 4.0, vec![], 0.0),
+            ],
+            ..Default::default()
+        };
+        select_labels(&mut f, vec!["a".into(), "b".into()], &[0, 2]);
+        assert_eq!(f.label_names, ["a", "b"]);
+        let got: Vec<_> = f
+            .series
+            .iter()
+            .map(|s| (s.label_refs.clone(), s.value))
+            .collect();
+        assert_eq!(got, [(vec![0, 5], 3.0), (vec![0, 6], 4.0)]);
     }
 }

@@ -1,27 +1,34 @@
 //! Builds the [`Report`] a leader VM posts to the sink from the proxy-wide [`Collected`] totals.
 //!
 //! Owns the mapping of merged totals to metric families (only enabled ones, Istio's names and
-//! label order, per-bucket counts, exact sums; TCP and gRPC message counters; the `istio_build`
-//! gauge) and the report's header fields. It must not gather the totals nor send anything.
+//! label order with each request family's extra dimensions, per-bucket counts on the configured
+//! bounds, exact sums; TCP and gRPC message counters; the `istio_build` gauge) and the report's
+//! header fields. It must not gather the totals nor send anything.
 
 use meshtap_report::schema::{
-    BUILD, DEFAULT_BUCKETS, HTTP_LABELS, PEER_LABELS, REQUESTS_TOTAL, REQUEST_BYTES,
-    REQUEST_DURATION, REQUEST_MESSAGES, RESPONSE_BYTES, RESPONSE_MESSAGES, TCP_CLOSED, TCP_LABELS,
-    TCP_OPENED, TCP_RECEIVED_BYTES, TCP_SENT_BYTES,
+    BUILD, HTTP_LABELS, PEER_LABELS, REQUESTS_TOTAL, REQUEST_BYTES, REQUEST_DURATION,
+    REQUEST_MESSAGES, RESPONSE_BYTES, RESPONSE_MESSAGES, TCP_CLOSED, TCP_LABELS, TCP_OPENED,
+    TCP_RECEIVED_BYTES, TCP_SENT_BYTES,
 };
 use meshtap_report::{FilterStats, MetricFamily, MetricKind, Proxy, Report, Series};
 
 use std::collections::HashMap;
 
+use crate::buckets::{Bounds, HistogramBounds};
 use crate::config::EnabledMetrics;
 use crate::coordinate::Collected;
 use crate::counters::CounterKind;
+use crate::dimensions::{Dimensions, REQUEST_FAMILIES};
 use crate::hashing::WordBuild;
-use crate::overrides::remove_tags;
+use crate::labels::LABEL_COUNT;
+use crate::overrides::{remove_tags, select_labels};
 use crate::series::{Histogram, SeriesValues};
 
 /// Picks one of a series' histograms.
 type HistogramOf = fn(&SeriesValues) -> &Histogram;
+
+/// Picks one histogram's bounds.
+type BoundsOf = fn(&HistogramBounds) -> &Bounds;
 
 /// The report's fields that do not come from the totals.
 #[derive(Debug, Clone)]
@@ -38,6 +45,10 @@ pub struct ReportContext {
     pub build_tag: Option<String>,
     /// Labels to remove per family name (`overrides[].tags_to_remove`).
     pub tags_to_remove: Vec<(String, Vec<String>)>,
+    /// Extra dimensions of the request families (`overrides[].tags`).
+    pub dimensions: Dimensions,
+    /// Bucket bounds of the request histograms (`histogram_buckets`).
+    pub histogram_bounds: HistogramBounds,
 }
 
 /// The counter families built from [`CounterKind`] label sets: kind, enabled, name, help and
@@ -123,7 +134,16 @@ impl<'a> ReportStrings<'a> {
 /// every series references them (`Series.label_refs`).
 pub fn build(ctx: ReportContext, collected: &Collected) -> Report {
     let totals = &collected.totals;
-    let entries = totals.entries();
+    // Label sets stored with another number of extra dimensions (a configuration the proxy
+    // ran before) do not fit these families.
+    let width = LABEL_COUNT + ctx.dimensions.columns.len();
+    let mut entries = totals.entries();
+    entries.retain(|(labels, _)| labels.len() == width);
+    let stored_names: Vec<String> = HTTP_LABELS
+        .iter()
+        .map(|s| s.to_string())
+        .chain(ctx.dimensions.columns.iter().map(|c| c.name.clone()))
+        .collect();
     let mut table = ReportStrings::default();
     let refs: Vec<Vec<u32>> = entries
         .iter()
@@ -134,7 +154,7 @@ pub fn build(ctx: ReportContext, collected: &Collected) -> Report {
         name: name.to_string(),
         kind: kind as i32,
         help: help.to_string(),
-        label_names: HTTP_LABELS.iter().map(|s| s.to_string()).collect(),
+        label_names: stored_names.clone(),
         bounds,
         series: Vec::with_capacity(entries.len()),
     };
@@ -154,36 +174,45 @@ pub fn build(ctx: ReportContext, collected: &Collected) -> Report {
         }
         families.push(f);
     }
-    let histograms: [(bool, &str, &str, HistogramOf); 3] = [
+    let histograms: [(bool, &str, &str, HistogramOf, BoundsOf); 3] = [
         (
             ctx.enabled.request_duration,
             REQUEST_DURATION,
             "Request duration in milliseconds",
             |v| &v.duration,
+            HistogramBounds::duration,
         ),
         (
             ctx.enabled.request_bytes,
             REQUEST_BYTES,
             "Request size in bytes",
             |v| &v.request_bytes,
+            HistogramBounds::request_bytes,
         ),
         (
             ctx.enabled.response_bytes,
             RESPONSE_BYTES,
             "Response size in bytes",
             |v| &v.response_bytes,
+            HistogramBounds::response_bytes,
         ),
     ];
-    for (enabled, name, help, pick) in histograms {
+    for (enabled, name, help, pick, bounds_of) in histograms {
         if !enabled {
             continue;
         }
-        let mut f = family(name, MetricKind::Histogram, help, DEFAULT_BUCKETS.to_vec());
+        let bounds = bounds_of(&ctx.histogram_bounds);
+        let mut f = family(
+            name,
+            MetricKind::Histogram,
+            help,
+            bounds.as_slice().to_vec(),
+        );
         for ((_, v), refs) in entries.iter().zip(&refs) {
             let h = pick(v);
             f.series.push(Series {
                 label_refs: refs.clone(),
-                bucket_counts: h.buckets.to_vec(),
+                bucket_counts: bounds.report_counts(&h.buckets),
                 sum: h.sum as f64,
                 ..Default::default()
             });
@@ -213,6 +242,16 @@ pub fn build(ctx: ReportContext, collected: &Collected) -> Report {
         }
         if enabled && !f.series.is_empty() {
             families.push(f);
+        }
+    }
+    if !ctx.dimensions.is_empty() {
+        let request_families = families
+            .iter_mut()
+            .filter(|f| REQUEST_FAMILIES.contains(&f.name.as_str()));
+        for f in request_families {
+            let (names, positions): (Vec<String>, Vec<usize>) =
+                ctx.dimensions.layout(&f.name).into_iter().unzip();
+            select_labels(f, names, &positions);
         }
     }
     for (name, tags) in &ctx.tags_to_remove {
@@ -277,6 +316,7 @@ mod tests {
         for ms in [3, 40] {
             agg.record(
                 &l,
+                &[],
                 Observation {
                     duration_ms: ms,
                     request_bytes: 700,
@@ -313,6 +353,8 @@ mod tests {
             channel: "",
             build_tag: None,
             tags_to_remove: Vec::new(),
+            dimensions: Dimensions::default(),
+            histogram_bounds: HistogramBounds::default(),
         }
     }
 
@@ -425,5 +467,66 @@ mod tests {
         let build = back.families.last().unwrap();
         assert_eq!(build.series[0].label_values, ["proxy", "1.24.1"]);
         assert_eq!(r.stats.unwrap().series_active, 1);
+    }
+
+    #[cfg_attr(not(target_arch = "wasm32"), test)]
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+    fn extra_dimensions_and_custom_bounds_shape_each_request_family() {
+        let bounds = HistogramBounds([
+            Bounds::new(&[5.0, 50.0]).unwrap(),
+            Bounds::default(),
+            Bounds::default(),
+        ]);
+        let mut agg = Aggregator::configured(10, EnabledMetrics::all(), bounds.clone(), 2);
+        let l = LabelValues::default();
+        for (user, host, ms) in [("alice", "x", 3), ("bob", "x", 70), ("alice", "y", 40)] {
+            let extra = [user.to_string(), host.to_string()];
+            let o = Observation {
+                duration_ms: ms,
+                ..Default::default()
+            };
+            agg.record(&l, &extra, o);
+        }
+        let mut totals = MergedTotals::new(10);
+        totals.absorb(&TotalsPb::from_aggregator(&agg));
+        let collected = Collected {
+            totals,
+            ..collected()
+        };
+        let mut c = ctx(EnabledMetrics::all());
+        c.dimensions
+            .upsert(REQUESTS_TOTAL, "user", "request.headers['x-user']")
+            .unwrap();
+        c.dimensions
+            .upsert(REQUEST_DURATION, "destination_service", "request.host")
+            .unwrap();
+        c.histogram_bounds = bounds;
+        let r = build(c, &collected);
+        meshtap_report::validate(&r).unwrap();
+        let r = meshtap_report::decode(&meshtap_report::encode(&r), 1 << 20).unwrap();
+        let total = &r.families[0];
+        assert_eq!(total.label_names.len(), 26);
+        assert_eq!(total.label_names[25], "user");
+        let by_user: Vec<_> = total
+            .series
+            .iter()
+            .map(|s| (s.label_values[25].as_str(), s.value))
+            .collect();
+        assert_eq!(by_user, [("alice", 2.0), ("bob", 1.0)]);
+        let duration = &r.families[1];
+        assert_eq!(
+            duration.label_names, HTTP_LABELS,
+            "upserted, nothing appended"
+        );
+        assert_eq!(duration.bounds, [5.0, 50.0]);
+        let by_host: Vec<_> = duration
+            .series
+            .iter()
+            .map(|s| (s.label_values[14].as_str(), s.bucket_counts.clone()))
+            .collect();
+        assert_eq!(by_host, [("x", vec![1, 0, 1]), ("y", vec![0, 1, 0])]);
+        assert_eq!(r.families[2].label_names.len(), 25, "no extra label");
+        assert_eq!(r.families[2].series.len(), 1, "extras summed away");
+        assert_eq!(r.families[2].bounds.len(), 19);
     }
 }

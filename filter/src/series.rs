@@ -1,53 +1,32 @@
-//! The cumulative values of one label set: a request count and three histograms on Envoy's
-//! default buckets, with exact integer sums.
+//! The cumulative values of one label set: a request count and three histograms (per-slot
+//! counts on their configured [`Bounds`]), with exact integer sums.
 //!
 //! Owns the histogram arithmetic shared by the per-request aggregator, the cross-VM merge and
 //! the report builder, and [`CompactValues`], the aggregator's 32-bit form of one label set's
 //! values. It must not know about label values or storage.
 
-use meshtap_report::schema::DEFAULT_BUCKETS;
-
+use crate::buckets::{Bounds, HistogramBounds, BUCKET_SLOTS};
 use crate::config::EnabledMetrics;
 
-/// Number of buckets including `+Inf`.
-pub const BUCKETS: usize = DEFAULT_BUCKETS.len() + 1;
-
-/// [`DEFAULT_BUCKETS`] for whole-number observations: an integer `v` is `<= b` exactly when
-/// `v <= floor(b)`, so comparing integers picks the same inclusive bucket.
-const INTEGER_BOUNDS: [u64; BUCKETS - 1] = {
-    let mut bounds = [0u64; BUCKETS - 1];
-    let mut i = 0;
-    while i < bounds.len() {
-        bounds[i] = DEFAULT_BUCKETS[i] as u64;
-        i += 1;
-    }
-    bounds
-};
-
-/// The bucket (inclusive upper bound, else `+Inf`) of a whole-number observation.
-pub fn bucket_of(value: u64) -> usize {
-    INTEGER_BOUNDS.partition_point(|b| *b < value)
-}
-
-/// A histogram on [`DEFAULT_BUCKETS`]: per-bucket (not cumulative) counts and the exact sum.
+/// A histogram: per-slot (not cumulative) counts on its [`Bounds`] and the exact sum.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Histogram {
-    pub buckets: [u64; BUCKETS],
+    pub buckets: [u64; BUCKET_SLOTS],
     pub sum: u64,
 }
 
 impl Default for Histogram {
     fn default() -> Self {
         Histogram {
-            buckets: [0; BUCKETS],
+            buckets: [0; BUCKET_SLOTS],
             sum: 0,
         }
     }
 }
 
 impl Histogram {
-    pub fn observe(&mut self, value: u64) {
-        self.buckets[bucket_of(value)] += 1;
+    pub fn observe(&mut self, value: u64, bounds: &Bounds) {
+        self.buckets[bounds.slot_of(value)] += 1;
         self.sum = self.sum.saturating_add(value);
     }
 
@@ -93,11 +72,13 @@ pub struct SeriesValues {
 }
 
 impl SeriesValues {
-    pub fn observe(&mut self, o: Observation) {
+    pub fn observe(&mut self, o: Observation, bounds: &HistogramBounds) {
         self.requests += 1;
-        self.duration.observe(o.duration_ms);
-        self.request_bytes.observe(o.request_bytes);
-        self.response_bytes.observe(o.response_bytes);
+        self.duration.observe(o.duration_ms, bounds.duration());
+        self.request_bytes
+            .observe(o.request_bytes, bounds.request_bytes());
+        self.response_bytes
+            .observe(o.response_bytes, bounds.response_bytes());
     }
 
     pub fn add(&mut self, other: &SeriesValues) {
@@ -115,7 +96,7 @@ impl SeriesValues {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CompactValues {
     requests: u32,
-    buckets: [[u32; BUCKETS]; 3],
+    buckets: [[u32; BUCKET_SLOTS]; 3],
     sums: [u64; 3],
 }
 
@@ -123,7 +104,7 @@ impl Default for CompactValues {
     fn default() -> Self {
         CompactValues {
             requests: 0,
-            buckets: [[0; BUCKETS]; 3],
+            buckets: [[0; BUCKET_SLOTS]; 3],
             sums: [0; 3],
         }
     }
@@ -132,7 +113,12 @@ impl Default for CompactValues {
 impl CompactValues {
     /// Adds an observation to the enabled families; `false` (nothing changed) when the counts
     /// are full.
-    pub fn observe(&mut self, o: Observation, enabled: EnabledMetrics) -> bool {
+    pub fn observe(
+        &mut self,
+        o: Observation,
+        enabled: EnabledMetrics,
+        bounds: &HistogramBounds,
+    ) -> bool {
         if self.requests == u32::MAX {
             return false;
         }
@@ -144,7 +130,7 @@ impl CompactValues {
         ];
         for (i, (on, value)) in families.into_iter().enumerate() {
             if on {
-                self.buckets[i][bucket_of(value)] += 1;
+                self.buckets[i][bounds.0[i].slot_of(value)] += 1;
                 self.sums[i] = self.sums[i].saturating_add(value);
             }
         }
@@ -183,8 +169,9 @@ mod tests {
     #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
     fn observes_into_inclusive_buckets_with_exact_sums() {
         let mut s = SeriesValues::default();
-        s.observe(Observation::from_raw(1_999_999, 1000, 0));
-        s.observe(Observation::from_raw(5_000_000, 1001, 4_000_000));
+        let bounds = HistogramBounds::default();
+        s.observe(Observation::from_raw(1_999_999, 1000, 0), &bounds);
+        s.observe(Observation::from_raw(5_000_000, 1001, 4_000_000), &bounds);
         assert_eq!(s.requests, 2);
         assert_eq!(s.duration.sum, 6, "1ms (truncated) + 5ms");
         assert_eq!(s.duration.buckets[1], 1, "1ms is in le=1");
@@ -192,15 +179,8 @@ mod tests {
         assert_eq!(s.request_bytes.buckets[9], 1, "1000 in le=1000");
         assert_eq!(s.request_bytes.buckets[10], 1, "1001 in le=2500");
         assert_eq!(s.response_bytes.buckets[0], 1, "0 in le=0.5");
-        assert_eq!(s.response_bytes.buckets[BUCKETS - 1], 1, "+Inf");
+        assert_eq!(s.response_bytes.buckets[BUCKET_SLOTS - 1], 1, "+Inf");
         assert_eq!(s.response_bytes.count(), 2);
-        for v in [0u64, 1, 2, 5, 6, 3_600_000, 3_600_001, u64::MAX] {
-            assert_eq!(
-                bucket_of(v),
-                meshtap_report::schema::bucket_index(&DEFAULT_BUCKETS, v as f64),
-                "{v}"
-            );
-        }
         let mut twice = s;
         twice.add(&s);
         assert_eq!(twice.requests, 4);
@@ -219,14 +199,25 @@ mod tests {
     #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
     fn compact_values_widen_to_the_same_totals_and_refuse_when_full() {
         let (mut compact, mut wide) = (CompactValues::default(), SeriesValues::default());
+        let custom = HistogramBounds([
+            Bounds::new(&[2.0, 4.0]).unwrap(),
+            Bounds::default(),
+            Bounds::new(&[1e6]).unwrap(),
+        ]);
         for o in [
             Observation::from_raw(1_999_999, 1000, 0),
             Observation::from_raw(5_000_000, 1001, 4_000_000),
         ] {
-            assert!(compact.observe(o, EnabledMetrics::all()));
-            wide.observe(o);
+            assert!(compact.observe(o, EnabledMetrics::all(), &custom));
+            wide.observe(o, &custom);
         }
         assert_eq!(compact.widen(), wide);
+        assert_eq!(wide.duration.buckets[..3], [1, 0, 1], "1ms le=2, 5ms +Inf");
+        assert_eq!(
+            wide.response_bytes.buckets[..2],
+            [1, 1],
+            "0 le=1e6, 4e6 +Inf"
+        );
         let only_requests = EnabledMetrics {
             request_duration: false,
             request_bytes: false,
@@ -234,12 +225,13 @@ mod tests {
             ..EnabledMetrics::all()
         };
         let mut counted = CompactValues::default();
-        assert!(counted.observe(Observation::from_raw(9, 9, 9), only_requests));
+        let bounds = HistogramBounds::default();
+        assert!(counted.observe(Observation::from_raw(9, 9, 9), only_requests, &bounds));
         assert_eq!(counted.widen().requests, 1);
         assert_eq!(counted.widen().duration.count(), 0);
         counted.requests = u32::MAX;
         let before = counted;
-        assert!(!counted.observe(Observation::default(), EnabledMetrics::all()));
+        assert!(!counted.observe(Observation::default(), EnabledMetrics::all(), &bounds));
         assert_eq!(counted, before);
     }
 }

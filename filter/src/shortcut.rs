@@ -31,6 +31,8 @@ pub struct RequestKey {
     pub upstream_peer_san: u32,
     pub upstream_local_san: u32,
     pub authority: u32,
+    /// The extra dimension values (0 when none are configured).
+    pub extras: u32,
     pub response_code: Option<i64>,
     pub response_flags: u64,
     pub grpc_status: Option<i64>,
@@ -96,7 +98,7 @@ mod tests {
     #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
     fn remembers_slots_per_generation() {
         let mut agg = Aggregator::new(10, EnabledMetrics::all());
-        let (recorded, slot) = agg.record(&LabelValues::default(), Observation::default());
+        let (recorded, slot) = agg.record(&LabelValues::default(), &[], Observation::default());
         assert_eq!(recorded, Recorded::New);
         let mut s = Shortcuts::default();
         let key = RequestKey {

@@ -10,10 +10,11 @@
 use std::collections::HashMap;
 
 use crate::aggregate::Aggregator;
+use crate::buckets::BUCKET_SLOTS;
 use crate::counters::{CounterKind, CounterTotals, CounterValues};
 use crate::hashing::WordBuild;
 use crate::labels::LABEL_COUNT;
-use crate::series::{Histogram, SeriesValues, BUCKETS};
+use crate::series::{Histogram, SeriesValues};
 
 /// Totals of many label sets: a string table and series pointing into it.
 #[derive(Clone, PartialEq, prost::Message)]
@@ -158,7 +159,11 @@ impl HistogramPb {
     fn to_histogram(this: &Option<HistogramPb>) -> Histogram {
         let mut h = Histogram::default();
         if let Some(pb) = this {
-            for (slot, v) in h.buckets.iter_mut().zip(pb.buckets.iter().take(BUCKETS)) {
+            for (slot, v) in h
+                .buckets
+                .iter_mut()
+                .zip(pb.buckets.iter().take(BUCKET_SLOTS))
+            {
                 *slot = *v;
             }
             h.sum = pb.sum;
@@ -264,7 +269,7 @@ impl TotalsPb {
     ) -> TotalsPb {
         let mut b = TotalsBuilder::default();
         for (labels, values) in agg.series() {
-            b.push((0..LABEL_COUNT).map(|i| labels.value(i)), &values);
+            b.push((0..labels.len()).map(|i| labels.value(i)), &values);
         }
         for (kind, labels, values) in counters.entries() {
             b.push_counter(kind, labels.into_iter(), values);
@@ -279,10 +284,11 @@ impl TotalsPb {
         TotalsPb::from_vm(agg, &CounterTotals::default(), 0)
     }
 
-    /// The label values of a series; `None` if it points outside the string table or has the
-    /// wrong arity (a corrupt record is skipped, never trusted).
+    /// The label values of a series (the 25 labels, then any extra dimensions); `None` if it
+    /// points outside the string table or has too few values (a corrupt record is skipped,
+    /// never trusted).
     pub fn labels_of<'a>(&'a self, s: &SeriesPb) -> Option<Vec<&'a str>> {
-        if s.labels.len() != LABEL_COUNT {
+        if s.labels.len() < LABEL_COUNT {
             return None;
         }
         s.labels
@@ -313,9 +319,9 @@ mod tests {
             request_bytes: 100,
             response_bytes: 0,
         };
-        agg.record(&l, o);
+        agg.record(&l, &[], o);
         l.0[3] = "other".into();
-        agg.record(&l, o); // overflow
+        agg.record(&l, &[], o); // overflow
         let totals = TotalsPb::from_aggregator(&agg);
         assert_eq!(totals.strings, vec!["same", "overflow"]);
         assert_eq!(totals.overflow_observations, 1);

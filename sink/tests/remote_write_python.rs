@@ -1,13 +1,11 @@
 //! Independent check of our remote-write sample bodies: a body built by `RequestEncoder::encode`
 //! (labels spliced from per-set cached bytes, compressed block by block) is decoded by
-//! `decode_write_request.py` with Python's `protobuf` package against `proto/remote.proto`
+//! `protodecode/decode.py` with Python's `protobuf` package against `protodecode/remote.proto`
 //! (declared from Prometheus' published schema) after snappy-block decompression, and must give
 //! exactly what a plain prost encoding of the same series gives, decoded the same way. A wrong
 //! field number, length, label order or block boundary cannot pass by agreeing with itself.
 //! Needs python3 with grpcio-tools, protobuf and cramjam (`cargo xtask test` installs them).
 
-use std::path::PathBuf;
-use std::process::Command;
 use std::sync::Arc;
 
 use meshtap_sink::export::remote_write::encoder::{compress_into, RequestEncoder};
@@ -17,37 +15,9 @@ use meshtap_sink::series::{stale_nan, LabelSet, Sample, SeriesId, Text};
 use prost::Message;
 use serde_json::{json, Value};
 
-const MISSING_PACKAGES_EXIT: i32 = 3;
-
-/// Runs decode_write_request.py on `body` and returns its JSON.
-fn decode_with_python(body: &[u8], name: &str) -> Value {
-    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let body_path = std::env::temp_dir().join(format!(
-        "meshtap-sink-write-request-{name}-{}.bin",
-        std::process::id()
-    ));
-    std::fs::write(&body_path, body).unwrap();
-    let output = Command::new("python3")
-        .arg(manifest.join("tests/decode_write_request.py"))
-        .arg(&body_path)
-        .output();
-    std::fs::remove_file(&body_path).unwrap();
-    let output = output.unwrap_or_else(|error| {
-        panic!("cannot run python3 ({error}); `cargo xtask test` sets up python3 with grpcio-tools, protobuf and cramjam")
-    });
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    if output.status.code() == Some(MISSING_PACKAGES_EXIT) {
-        panic!(
-            "{stderr}the remote-write check needs Python packages grpcio-tools, protobuf and \
-             cramjam; `cargo xtask test` installs them (pip install grpcio-tools protobuf cramjam)"
-        );
-    }
-    assert!(
-        output.status.success(),
-        "decode_write_request.py failed: {stderr}"
-    );
-    serde_json::from_slice(&output.stdout).expect("decode_write_request.py prints JSON")
-}
+#[path = "protodecode/run.rs"]
+mod protodecode;
+use protodecode::{decode_with_python, Wire};
 
 fn text(s: &str) -> Text {
     Arc::from(s)
@@ -165,8 +135,8 @@ fn python_decodes_our_body_as_the_prost_encoding_of_the_same_series() {
         &mut reference,
     );
 
-    let mut decoded = decode_with_python(&ours, "ours");
-    let mut expected = decode_with_python(&reference, "prost");
+    let mut decoded = decode_with_python(Wire::RemoteWrite, &ours, "ours");
+    let mut expected = decode_with_python(Wire::RemoteWrite, &reference, "prost");
     // The decoded requests must be the same; the raw lengths are compared apart.
     let raw_bytes = decoded
         .as_object_mut()
@@ -235,7 +205,7 @@ fn negative_zero_is_sent_with_its_sign() {
     let body = RequestEncoder::new()
         .encode(&queued(&samples), &[])
         .to_vec();
-    let decoded = decode_with_python(&body, "negative-zero");
+    let decoded = decode_with_python(Wire::RemoteWrite, &body, "negative-zero");
     let values: Vec<&Value> = decoded["timeseries"]
         .as_array()
         .unwrap()

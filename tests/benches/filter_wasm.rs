@@ -8,7 +8,8 @@
 //! only in that count, divided by it. Then the cardinality case at full size: 1,000,000
 //! requests with distinct Host headers, with the default `max_series` (linear memory after the
 //! first 10,000 and at the end, held label sets, overflow) and with a `destination_service`
-//! cap of 100. Measures only; the issue's targets are printed beside the per-request figures
+//! cap of 100. The HTTP request is measured again with two extra dimensions (a request header
+//! and a property) and custom histogram buckets. Measures only; the issue's targets are printed beside the per-request figures
 //! for the reader.
 
 use std::path::Path;
@@ -19,6 +20,12 @@ use meshtap_tests::filter_wasm::locate;
 use meshtap_tests::host::FilterModule;
 
 const CONFIG: &str = r#"{"report_interval": "10s"}"#;
+/// The same with one header and one property dimension on `istio_requests_total` and custom
+/// bucket bounds on every request histogram.
+const CUSTOMISED_CONFIG: &str = r#"{"report_interval": "10s",
+    "overrides": [{"metric": "istio_requests_total",
+                   "tags": {"user": "request.headers['x-user']", "upstream": "upstream.address"}}],
+    "histogram_buckets": {"istiocustom": [5, 50, 500]}}"#;
 const WARMUP: u64 = 500;
 /// Units measured per batch with fuel metering; the timed batches run four times as many.
 const MEASURED: u64 = 5_000;
@@ -102,10 +109,20 @@ fn main() {
         data_callbacks: CONNECTION_CALLBACKS,
     });
     let (series, before, after) = memory_per_series(plain.clone());
+    let mut customised = Benches {
+        metered: FilterBench::new(&wasm, CUSTOMISED_CONFIG).expect("filter loads with fuel"),
+        timed: FilterBench::with_module(plain.clone(), CUSTOMISED_CONFIG).expect("filter starts"),
+    };
+    let customised_request = customised.measure(Unit::Request);
 
     print_header(&wasm);
     row("HTTP request", &request, ["3000", "10", "2000"]);
     let none = ["", "", ""];
+    row(
+        "HTTP request, header + property dimension",
+        &customised_request,
+        none,
+    );
     row("gRPC unary stream, frames counted", &unary, none);
     row(
         "gRPC message, frames counted (per extra)",

@@ -184,6 +184,20 @@ impl FilterBench {
         })
     }
 
+    /// Runs one bench request with only `fuel_left` units of fuel left; returns the function
+    /// names of the wasm backtrace where the fuel ran out (innermost first), or `None` when the
+    /// request completed. The VM is dead after a trap.
+    pub fn request_until_out_of_fuel(
+        &mut self,
+        fuel_left: u64,
+    ) -> Result<Option<Vec<String>>, HostError> {
+        let exchange = self.request.clone();
+        self.proxy.vm_mut(0).set_fuel_left(fuel_left)?;
+        self.proxy.run_http_stream(0, &exchange);
+        let vm = self.proxy.vm(0);
+        Ok(vm.trap().map(|_| vm.trap_frames().to_vec()))
+    }
+
     /// The proxy under measurement (to tick it, read logs, check its VM status).
     pub fn proxy_mut(&mut self) -> &mut Proxy {
         &mut self.proxy

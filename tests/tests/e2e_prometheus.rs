@@ -410,3 +410,81 @@ fn an_evicted_idle_series_goes_stale_while_an_active_one_stays() {
         "its history stays"
     );
 }
+
+#[test]
+fn extra_dimensions_and_custom_buckets_arrive_exactly_in_a_real_prometheus() {
+    let prom = Prometheus::start();
+    let sink = Sink::start(&prom.write_url(), TOKEN);
+    let options = SimOptions {
+        sink_url: Some(sink.url()),
+        token: Some(TOKEN.into()),
+        print_reports: false,
+    };
+    let clock = Clock::manual_now();
+    let custom = scenario("custom-dimensions.yaml");
+    let mut sim = Simulation::start(shared_module(), custom, &options, clock.clone())
+        .expect("the scenario starts");
+    sim.run_counts(CALL_SPACING);
+    sim.flush();
+    let at = (clock.now_nanos() / 1_000_000) as i64;
+    let r = prom.wait_for_at(
+        "sum(istio_requests_total)",
+        at,
+        Duration::from_secs(60),
+        total_is(12.0),
+    );
+    assert!(total_is(12.0)(&r), "sum(istio_requests_total) = {r}");
+
+    let counts = |pairs: &[(&str, f64)]| -> BTreeMap<String, f64> {
+        pairs.iter().map(|(k, v)| (k.to_string(), *v)).collect()
+    };
+    for reporter in ["source", "destination"] {
+        let q = format!(r#"sum by (user) (istio_requests_total{{reporter="{reporter}"}})"#);
+        assert_eq!(
+            by(&prom, at, "user", &q),
+            counts(&[("alice", 3.0), ("bob", 2.0), ("unknown", 1.0)]),
+            "{q}"
+        );
+        let q = format!(r#"sum by (upstream) (istio_requests_total{{reporter="{reporter}"}})"#);
+        assert_eq!(
+            by(&prom, at, "upstream", &q),
+            counts(&[("10.1.0.11:8000", 6.0)]),
+            "{q}"
+        );
+
+        let q = format!(
+            r#"sum by (le) (istio_request_duration_milliseconds_bucket{{reporter="{reporter}"}})"#
+        );
+        assert_eq!(
+            by(&prom, at, "le", &q),
+            counts(&[("5", 3.0), ("50", 5.0), ("500", 5.0), ("+Inf", 6.0)]),
+            "{q}: exactly the istiocustom bounds, cumulative"
+        );
+        let q = format!(
+            r#"sum by (le) (istio_request_duration_milliseconds_bucket{{reporter="{reporter}",user="bob"}})"#
+        );
+        assert_eq!(
+            by(&prom, at, "le", &q),
+            counts(&[("5", 0.0), ("50", 2.0), ("500", 2.0), ("+Inf", 2.0)]),
+            "{q}"
+        );
+        let q = format!(r#"sum by (le) (istio_response_bytes_bucket{{reporter="{reporter}"}})"#);
+        assert_eq!(
+            by(&prom, at, "le", &q),
+            counts(&[("150", 2.0), ("250", 6.0), ("+Inf", 6.0)]),
+            "{q}: the family's own bounds"
+        );
+    }
+    let with_user = prom.query_at(r#"istio_request_bytes_bucket{user!=""}"#, at);
+    assert_eq!(
+        with_user.as_array().map(Vec::len),
+        Some(0),
+        "no extra label: {with_user}"
+    );
+    let q = r#"sum by (le) (istio_request_bytes_bucket)"#;
+    assert_eq!(
+        by(&prom, at, "le", q),
+        counts(&[("5", 0.0), ("50", 0.0), ("500", 12.0), ("+Inf", 12.0)]),
+        "{q}"
+    );
+}

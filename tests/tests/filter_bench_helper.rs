@@ -1,8 +1,8 @@
 //! `meshtap_tests::bench::FilterBench` on the real filter: it meters fuel, counts host calls
 //! and reads linear memory for every kind of unit, and each unit goes down the filter's
 //! recording path (the reports hold exactly the requests, gRPC messages and TCP connections
-//! and bytes the bench pushed). The figures themselves are for `cargo xtask bench`, not
-//! asserted.
+//! and bytes the bench pushed); the fuel profile's samples add up to one request. The figures
+//! themselves are for `cargo xtask bench`, not asserted.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -14,7 +14,8 @@ use meshtap_report::schema::{
 use meshtap_report::{Report, CHANNEL_TCP};
 use meshtap_tests::bench::{BenchResult, FilterBench, Unit, PAYLOAD_BYTES};
 use meshtap_tests::filter_wasm;
-use meshtap_tests::host::VmStatus;
+use meshtap_tests::fuel_profile::profile_request;
+use meshtap_tests::host::{FilterModule, VmStatus};
 use meshtap_tests::sim::ReportReceiver;
 
 const SINK_CLUSTER: &str = "outbound|9091||meshtap-sink.meshtap.svc.cluster.local";
@@ -92,4 +93,29 @@ fn the_bench_helper_measures_each_unit_on_the_recording_path() {
     let each_way = (30 + 10 * 5) * PAYLOAD_BYTES as u64;
     assert_eq!(total(&reports, CHANNEL_TCP, TCP_RECEIVED_BYTES), each_way);
     assert_eq!(total(&reports, CHANNEL_TCP, TCP_SENT_BYTES), each_way);
+}
+
+/// The fuel profile's samples account for the whole request: a request of F units traps for
+/// every budget `k × STEP < F` and completes at the first budget ≥ F, so there are exactly
+/// `ceil(F / STEP) - 1` samples, whatever the module's function names (the CI build is
+/// stripped, so every frame is `?` and one layer takes all).
+#[test]
+fn the_fuel_profile_samples_cover_exactly_one_request() {
+    const STEP: u64 = 250;
+    let wasm = filter_wasm::locate().unwrap_or_else(|e| panic!("{e}"));
+    let module = FilterModule::load(&wasm, true).unwrap();
+    let profile = profile_request(module, "{}", STEP).unwrap();
+    assert!(profile.fuel_per_request > 1_000, "{profile:?}");
+    let sampled: u64 = profile.layers.iter().map(|(_, fuel)| fuel).sum();
+    assert_eq!(
+        sampled,
+        (profile.fuel_per_request.div_ceil(STEP) - 1) * STEP,
+        "{profile:?}"
+    );
+    let by_self: u64 = profile.functions.iter().map(|f| f.self_fuel).sum();
+    assert_eq!(by_self, sampled, "every sample has one innermost function");
+    assert!(profile
+        .functions
+        .iter()
+        .all(|f| f.inclusive_fuel >= f.self_fuel && f.inclusive_fuel <= sampled));
 }

@@ -6,7 +6,7 @@
 
 use anyhow::{bail, Result};
 
-use crate::process::{build_filter, cargo, run};
+use crate::process::{build_filter, build_named_filter, cargo, run};
 
 fn filter() -> Result<()> {
     let wasm = build_filter()?;
@@ -15,7 +15,12 @@ fn filter() -> Result<()> {
     // The compiled .wasm in the Envoy stand-in: instructions (fuel), ns, host calls, memory.
     run(cargo()
         .args(["bench", "-p", "meshtap-tests", "--bench", "filter_wasm"])
-        .env("MESHTAP_FILTER_WASM", &wasm))
+        .env("MESHTAP_FILTER_WASM", &wasm))?;
+    // Where a request's fuel goes, on the same code built with its function names.
+    let named = build_named_filter()?;
+    run(cargo()
+        .args(["bench", "-p", "meshtap-tests", "--bench", "filter_profile"])
+        .env("MESHTAP_FILTER_WASM_NAMED", &named))
 }
 
 fn ingest() -> Result<()> {

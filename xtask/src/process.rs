@@ -75,15 +75,26 @@ fn describe(cmd: &Command) -> String {
 
 /// Builds the filter for Envoy (release profile, wasm32-wasip1) and returns the `.wasm` path.
 pub fn build_filter() -> Result<PathBuf> {
+    build_filter_with_profile("release")
+}
+
+/// The filter as [`build_filter`] builds it, but with its function names kept (the
+/// `wasm-named` profile), for the fuel profile's backtraces.
+pub fn build_named_filter() -> Result<PathBuf> {
+    build_filter_with_profile("wasm-named")
+}
+
+fn build_filter_with_profile(profile: &str) -> Result<PathBuf> {
     run(cargo().args([
         "build",
-        "--release",
+        "--profile",
+        profile,
         "--target",
         "wasm32-wasip1",
         "-p",
         "meshtap-filter",
     ]))?;
-    let wasm = target_dir().join("wasm32-wasip1/release/meshtap_filter.wasm");
+    let wasm = target_dir().join(format!("wasm32-wasip1/{profile}/meshtap_filter.wasm"));
     if !wasm.exists() {
         bail!("the build finished but {} does not exist", wasm.display());
     }

@@ -255,3 +255,118 @@ fn durations_follow_istio_units() {
     assert_eq!(parse_duration("1.s"), None);
     assert_eq!(parse_duration("0.1ms"), None);
 }
+
+#[cfg_attr(not(target_arch = "wasm32"), test)]
+#[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+fn tags_add_dimensions_in_config_order_and_limits_reach_them() {
+    let json = br#"{"overrides":[
+        {"metric":"istio_requests_total","tags":{
+            "user":"request.headers['x-user']",
+            "destination_service":"request.host",
+            "api":"'v2'"}},
+        {"metric":"ALL","tags":{"user":"request.headers['x-user']"}}],
+        "label_limits":{"user":50,"destination_service":10}}"#;
+    let c = FilterConfig::parse(json, no_env).unwrap();
+    let names: Vec<_> = c
+        .dimensions
+        .columns
+        .iter()
+        .map(|d| d.name.as_str())
+        .collect();
+    assert_eq!(names, ["user", "destination_service", "api"]);
+    let total = c.dimensions.layout("istio_requests_total");
+    let appended: Vec<_> = total[25..].iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(appended, ["user", "api"], "in config order");
+    assert_eq!(total[14], ("destination_service".to_string(), 26));
+    let bytes = c.dimensions.layout("istio_response_bytes");
+    assert_eq!(bytes.len(), 26, "ALL: the four request families");
+    assert_eq!(
+        c.label_caps,
+        vec![(14, 10), (26, 10), (25, 50)],
+        "a cap covers the standard label and its upserted column"
+    );
+}
+
+#[cfg_attr(not(target_arch = "wasm32"), test)]
+#[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+fn bad_tags_are_refused_with_their_path() {
+    for (bad, path) in [
+        (
+            r#"{"overrides":[{"metric":"istio_requests_total","tags":{"user":"request.size"}}]}"#,
+            "overrides[0].tags.user",
+        ),
+        (
+            r#"{"overrides":[{"metric":"istio_requests_total","tags":{"le":"'x'"}}]}"#,
+            "overrides[0].tags.le",
+        ),
+        (
+            r#"{"overrides":[{"metric":"istio_tcp_sent_bytes_total","tags":{"user":"'x'"}}]}"#,
+            "overrides[0].tags",
+        ),
+        (
+            r#"{"overrides":[{"metric":"istio_requests_total","tags":{"response_code":"'x'"},"tags_to_remove":["response_code"]}]}"#,
+            "overrides[0].tags.response_code",
+        ),
+        (r#"{"label_limits":{"user":10}}"#, "label_limits.user"),
+    ] {
+        match FilterConfig::parse(bad.as_bytes(), no_env) {
+            Err(ConfigError::Customisation { path: p, .. }) => assert_eq!(p, path, "{bad}"),
+            other => panic!("{bad}: {other:?}"),
+        }
+    }
+    let twice = br#"{"overrides":[{"metric":"ALL","tags":{"a":"'x'","a":"'y'"}}]}"#;
+    assert!(matches!(
+        FilterConfig::parse(twice, no_env),
+        Err(ConfigError::Json(m)) if m.contains("given twice")
+    ));
+}
+
+#[cfg_attr(not(target_arch = "wasm32"), test)]
+#[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+fn histogram_buckets_per_family_beat_istiocustom() {
+    let json = br#"{"histogram_buckets":{
+        "istiocustom":[1,5,10],
+        "istio_request_bytes":[100,1000.5]}}"#;
+    let c = FilterConfig::parse(json, no_env).unwrap();
+    assert_eq!(c.histogram_bounds.duration().as_slice(), [1.0, 5.0, 10.0]);
+    assert_eq!(
+        c.histogram_bounds.request_bytes().as_slice(),
+        [100.0, 1000.5]
+    );
+    assert_eq!(
+        c.histogram_bounds.response_bytes().as_slice(),
+        [1.0, 5.0, 10.0]
+    );
+    let d = FilterConfig::parse(b"{}", no_env).unwrap();
+    assert_eq!(
+        d.histogram_bounds.duration().as_slice(),
+        meshtap_report::schema::DEFAULT_BUCKETS
+    );
+    for (bad, path) in [
+        (
+            r#"{"histogram_buckets":{"istio_requests_total":[1]}}"#,
+            "histogram_buckets.istio_requests_total",
+        ),
+        (
+            r#"{"histogram_buckets":{"istiocustom":[5,1]}}"#,
+            "histogram_buckets.istiocustom",
+        ),
+        (
+            r#"{"histogram_buckets":{"istiocustom":[]}}"#,
+            "histogram_buckets.istiocustom",
+        ),
+        (
+            r#"{"histogram_buckets":{"istiocustom":[0,1]}}"#,
+            "histogram_buckets.istiocustom",
+        ),
+        (
+            r#"{"histogram_buckets":{"istiocustom":[1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20]}}"#,
+            "histogram_buckets.istiocustom",
+        ),
+    ] {
+        match FilterConfig::parse(bad.as_bytes(), no_env) {
+            Err(ConfigError::Customisation { path: p, .. }) => assert_eq!(p, path, "{bad}"),
+            other => panic!("{bad}: {other:?}"),
+        }
+    }
+}

@@ -14,7 +14,7 @@ fn totals(tag: &str, n: u64) -> TotalsPb {
     let mut l = LabelValues::default();
     l.0[0] = tag.to_string();
     for _ in 0..n {
-        agg.record(&l, Observation::default());
+        agg.record(&l, &[], Observation::default());
     }
     TotalsPb::from_aggregator(&agg)
 }

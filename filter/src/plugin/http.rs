@@ -13,7 +13,8 @@
 //! (no peer in filter state), the local SAN (no cached SAN), and both peers on waypoints.
 //!
 //! With `access_log` enabled, a request that is selected and fits the buffer also gets the reads
-//! of [`super::access_log`].
+//! of [`super::access_log`]. With extra dimensions (`overrides[].tags`), one read per header or
+//! property dimension ([`super::dimensions`]).
 //!
 //! It never blocks a request: every callback returns `Action::Continue`.
 
@@ -216,6 +217,7 @@ fn record(vm: &mut ActiveVm, grpc: Option<bool>, messages: Option<(u64, u64)>) {
     let response_code = int_property(RESPONSE_CODE);
     let response_flags = int_property(RESPONSE_FLAGS).unwrap_or(0) as u64;
     let observation = Observation::from_raw(duration_ns, request_bytes, response_bytes);
+    let extra = super::dimensions::read_extra(vm);
 
     let key = RequestKey {
         reporter: reporter as u8,
@@ -229,6 +231,7 @@ fn record(vm: &mut ActiveVm, grpc: Option<bool>, messages: Option<(u64, u64)>) {
         upstream_peer_san: id_of(&upstream_peer_san),
         upstream_local_san: id_of(&upstream_local_san),
         authority: id_of(&authority),
+        extras: id_of(&extra),
         response_code,
         response_flags,
         grpc_status,
@@ -285,13 +288,18 @@ fn record(vm: &mut ActiveVm, grpc: Option<bool>, messages: Option<(u64, u64)>) {
         counters,
         shortcuts,
         label_caps,
+        extra_scratch,
         ..
     } = vm;
     compute(local, rules, &facts, scratch);
-    if !label_caps.is_empty() {
-        label_caps.apply(scratch);
+    extra_scratch.clear();
+    if let Some(extra) = &extra {
+        extra_scratch.extend(extra.value.iter().cloned());
     }
-    let (recorded, slot) = totals.record(scratch, observation);
+    if !label_caps.is_empty() {
+        label_caps.apply(scratch, extra_scratch);
+    }
+    let (recorded, slot) = totals.record(scratch, extra_scratch, observation);
     shortcuts.insert(key, slot, generation);
     if let Some((request, response)) = messages {
         let labels = scratch.peer_values();

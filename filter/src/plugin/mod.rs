@@ -3,13 +3,15 @@
 //! [`root`] handles configuration, the report tick and the report call; [`http`] records each
 //! finished stream; [`tcp`] each connection; [`host`] wraps host calls so none can trap; [`vm`]
 //! is the state one worker VM shares between them; `alloc` (wasm32 only) is the VM's small-block
-//! allocator; [`access_log`] moves filter-shipped access-log records from requests to the report.
+//! allocator; [`access_log`] moves filter-shipped access-log records from requests to the report;
+//! [`dimensions`] reads a request's extra dimension values.
 //! Logic lives in the crate's pure modules; this layer only moves data
 //! between the host and them.
 
 pub mod access_log;
 #[cfg(target_arch = "wasm32")]
 pub mod alloc;
+pub mod dimensions;
 pub mod host;
 pub mod http;
 pub mod root;

@@ -113,7 +113,7 @@ impl RootContext for MeshtapRoot {
             .flatten()
             .unwrap_or_default();
         self.plugin_type = PluginType::of_config(&json);
-        let config = match FilterConfig::parse(&json, |var| std::env::var(var).ok()) {
+        let mut config = match FilterConfig::parse(&json, |var| std::env::var(var).ok()) {
             Ok(c) => c,
             Err(e) => {
                 log(
@@ -125,6 +125,7 @@ impl RootContext for MeshtapRoot {
             }
         };
         let local = LocalNode::read(string_property_at);
+        super::dimensions::resolve_node_metadata(&mut config.dimensions);
         self.vm = Some(Rc::new(RefCell::new(ActiveVm::new(config, local))));
         self.interval_set = false;
         let _ = hostcalls::set_tick_period(FIRST_TICK);
@@ -247,6 +248,8 @@ impl RootContext for MeshtapRoot {
             series_limit: vm.config.max_series as u64,
             channel: self.channel(),
             tags_to_remove: vm.config.tags_to_remove.clone(),
+            dimensions: vm.config.dimensions.clone(),
+            histogram_bounds: vm.config.histogram_bounds.clone(),
             // One channel per proxy carries the build gauge: the HTTP one.
             build_tag: (self.plugin_type == PluginType::Http).then(|| {
                 let version = vm.local.proxy().istio_version;

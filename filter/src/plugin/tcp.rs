@@ -187,7 +187,7 @@ fn connection_labels(vm: &mut ActiveVm, when: LabelWhen) -> Option<Rc<[String]>>
         host_header_fallback: false,
     };
     compute(&vm.local, rules, &facts, &mut vm.scratch);
-    vm.label_caps.apply(&mut vm.scratch);
+    vm.label_caps.apply(&mut vm.scratch, &mut []);
     Some(
         vm.scratch
             .tcp_values()

@@ -71,6 +71,10 @@ pub struct ActiveVm {
     /// Certificate SANs and `:authority` values (lossy UTF-8; `None` for an authority that is
     /// not UTF-8).
     pub texts: BytesCache<Known<Option<Rc<str>>>>,
+    /// Extra dimension values by their raw host values (`plugin/dimensions.rs`).
+    pub extra_values: BytesCache<Known<Rc<[String]>>>,
+    /// The extra dimension values of the label set being recorded.
+    pub extra_scratch: Vec<String>,
     /// This proxy's certificate URI SAN, once seen on a connection.
     pub own_san: Option<Known<Rc<str>>>,
     /// Access-log selection and buffer, created on first use when `access_log` is enabled.
@@ -80,7 +84,12 @@ pub struct ActiveVm {
 
 impl ActiveVm {
     pub fn new(config: FilterConfig, local: LocalNode) -> Self {
-        let totals = Aggregator::new(config.max_series, config.metrics);
+        let totals = Aggregator::configured(
+            config.max_series,
+            config.metrics,
+            config.histogram_bounds.clone(),
+            config.dimensions.columns.len(),
+        );
         let counters = CounterTotals::new(config.max_series);
         let label_caps = LabelCaps::new(&config.label_caps);
         ActiveVm {
@@ -97,6 +106,8 @@ impl ActiveVm {
             peers_by_header: BytesCache::default(),
             peers_by_endpoint: BytesCache::default(),
             texts: BytesCache::default(),
+            extra_values: BytesCache::default(),
+            extra_scratch: Vec::new(),
             own_san: None,
             access_log: None,
             next_id: 1,
@@ -149,6 +160,7 @@ impl ActiveVm {
         self.peers_by_header.clear();
         self.peers_by_endpoint.clear();
         self.texts.clear();
+        self.extra_values.clear();
         self.own_san = None;
         self.shortcuts.forget(self.totals.generation());
         self.next_id = 1;

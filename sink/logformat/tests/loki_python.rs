@@ -1,48 +1,22 @@
 //! Independent check of our Loki push bytes: a body built by `PushBatch` is decoded by
-//! `decode_push.py` with Python's `protobuf` package against `proto/push.proto` (declared from
-//! Loki's published schema) after snappy-block decompression, and the decoded streams are compared
-//! with what went in. A wrong field number, wire type or label escape cannot pass by agreeing with
-//! itself. Needs python3 with grpcio-tools, protobuf and cramjam (`cargo xtask test` installs them).
+//! `sink/tests/protodecode/decode.py` with Python's `protobuf` package against its `push.proto`
+//! (declared from Loki's published schema) after snappy-block decompression, and the decoded
+//! streams are compared with what went in. A wrong field number, wire type or label escape cannot
+//! pass by agreeing with itself. Needs python3 with grpcio-tools, protobuf and cramjam
+//! (`cargo xtask test` installs them).
 
 use std::borrow::Cow;
-use std::path::PathBuf;
-use std::process::Command;
 
 use meshtap_logformat::cri::{CriStream, JoinedLine};
 use meshtap_logformat::log_entry_from_line;
 use meshtap_logformat::loki::{
     LabelPairAdapter, LabelSet, LogEntry, OversizeLinePolicy, PushBatch, PushBatchConfig,
 };
-use serde_json::{json, Value};
+use serde_json::json;
 
-const MISSING_PACKAGES_EXIT: i32 = 3;
-
-/// Runs decode_push.py on `body` and returns its JSON.
-fn decode_with_python(body: &[u8], name: &str) -> Value {
-    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let body_path = std::env::temp_dir().join(format!(
-        "meshtap-logformat-{name}-{}.bin",
-        std::process::id()
-    ));
-    std::fs::write(&body_path, body).unwrap();
-    let output = Command::new("python3")
-        .arg(manifest.join("tests/decode_push.py"))
-        .arg(&body_path)
-        .output();
-    std::fs::remove_file(&body_path).unwrap();
-    let output = output.unwrap_or_else(|error| {
-        panic!("cannot run python3 ({error}); `cargo xtask test` sets up python3 with grpcio-tools, protobuf and cramjam")
-    });
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    if output.status.code() == Some(MISSING_PACKAGES_EXIT) {
-        panic!(
-            "{stderr}the Loki push check needs Python packages grpcio-tools, protobuf and cramjam; \
-             `cargo xtask test` installs them (pip install grpcio-tools protobuf cramjam)"
-        );
-    }
-    assert!(output.status.success(), "decode_push.py failed: {stderr}");
-    serde_json::from_slice(&output.stdout).expect("decode_push.py prints JSON")
-}
+#[path = "../../tests/protodecode/run.rs"]
+mod protodecode;
+use protodecode::{decode_with_python, Wire};
 
 fn metadata(pairs: &[(&str, &str)]) -> Vec<LabelPairAdapter> {
     pairs
@@ -111,7 +85,7 @@ fn python_decodes_what_push_batch_encodes() {
     let push = batch.finish().unwrap().expect("batch holds entries");
     assert_eq!(push.counters.lines_truncated, 1);
 
-    let decoded = decode_with_python(&push.body, "batch");
+    let decoded = decode_with_python(Wire::LokiPush, &push.body, "batch");
     let expected = json!({
         "format": "",
         "unknown_fields": 0,
@@ -207,7 +181,7 @@ fn python_decodes_a_large_batch_of_many_streams() {
     }
     let push = batch.finish().unwrap().unwrap();
     assert!(push.body.len() < push.uncompressed_bytes);
-    let decoded = decode_with_python(&push.body, "large");
+    let decoded = decode_with_python(Wire::LokiPush, &push.body, "large");
     let decoded_streams = decoded["streams"].as_array().unwrap();
     assert_eq!(decoded_streams.len(), 20);
     assert_eq!(decoded["unknown_fields"], 0);

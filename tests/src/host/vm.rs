@@ -34,6 +34,8 @@ pub struct WorkerVm {
     pub(super) store: Store<VmState>,
     instance: Instance,
     trapped: Option<String>,
+    /// Function names of the trap's wasm backtrace, innermost first (empty without a trap).
+    trap_frames: Vec<String>,
     fuel_start: u64,
 }
 
@@ -58,6 +60,7 @@ impl WorkerVm {
             store,
             instance,
             trapped: None,
+            trap_frames: Vec::new(),
             fuel_start,
         };
         vm.call::<(), ()>("_initialize", 0, ());
@@ -159,6 +162,24 @@ impl WorkerVm {
         }
     }
 
+    /// Leaves the VM `left` units of fuel: it traps with [`wasmtime::Trap::OutOfFuel`] once they
+    /// are spent (how [`crate::fuel_profile`] samples where fuel goes). Only for a module loaded
+    /// with fuel metering.
+    pub fn set_fuel_left(&mut self, left: u64) -> Result<(), HostError> {
+        let consumed = self.fuel_consumed();
+        self.store
+            .set_fuel(left)
+            .map_err(HostError::wasm("setting fuel"))?;
+        self.fuel_start = consumed + left;
+        Ok(())
+    }
+
+    /// Function names of the trap's wasm backtrace, innermost first, as the module names them
+    /// (mangled; `?` for a function without a name). Empty unless the VM trapped.
+    pub fn trap_frames(&self) -> &[String] {
+        &self.trap_frames
+    }
+
     /// The trap message if the VM has trapped.
     pub fn trap(&self) -> Option<&str> {
         self.trapped.as_deref()
@@ -202,7 +223,17 @@ impl WorkerVm {
             .map(|l| format!(" (last critical log: {})", l.message))
             .unwrap_or_default();
         let message = format!("trap in {export}: {error:#}{panic}");
+        let frames = error
+            .downcast_ref::<wasmtime::WasmBacktrace>()
+            .map(|trace| {
+                trace
+                    .frames()
+                    .iter()
+                    .map(|frame| frame.func_name().unwrap_or("?").to_owned())
+                    .collect()
+            });
         log_line(state, worker, LogLevel::Error, message.clone());
+        self.trap_frames = frames.unwrap_or_default();
         self.trapped = Some(message);
     }
 

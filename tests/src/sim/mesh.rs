@@ -261,6 +261,7 @@ impl CallInstance<'_> {
         if grpc {
             headers.push(("content-type".into(), "application/grpc".into()));
         }
+        headers.extend(self.call.request_headers.clone());
         headers
     }
 
@@ -276,6 +277,7 @@ impl CallInstance<'_> {
         if let Some(value) = peer_header {
             headers.push(("x-envoy-peer-metadata".into(), value));
         }
+        headers.extend(self.call.response_headers.clone());
         if self.outcome.server_sees_it() {
             headers.push((
                 "x-envoy-upstream-service-time".into(),

@@ -156,6 +156,12 @@ pub struct Call {
     /// Overrides `mesh.grpc_stats` for this gRPC call.
     #[serde(default)]
     pub grpc_stats: Option<bool>,
+    /// Extra request headers (name → value) both sidecars see, after the generated ones.
+    #[serde(default)]
+    pub request_headers: BTreeMap<String, String>,
+    /// Extra response headers (name → value) on every response of the call.
+    #[serde(default)]
+    pub response_headers: BTreeMap<String, String>,
 }
 
 /// One weighted outcome of a call.
