@@ -1,7 +1,8 @@
 //! A remote-write receiver slower than the scrapes loses nothing: the scrape loop waits for
 //! room in the queue (a small one here) instead of the queue dropping batches, so every scrape
 //! that reached the receiver arrived whole, and nothing was counted as dropped. The job's
-//! live-series gauge counts the target's series.
+//! live-series gauge counts the target's series. An endpoint set to `when_full: drop_oldest`
+//! that is down does not hold the scrapes (and so the other endpoints) up.
 
 mod common;
 
@@ -96,4 +97,55 @@ async fn a_slow_receiver_slows_the_scrapes_down_and_loses_no_sample() {
         "samples per scrape: {scrapes:?}"
     );
     assert_eq!(dropped, Some(0.0), "no sample counted as dropped");
+}
+
+/// With a second endpoint that is down and set to `when_full: drop_oldest`, scrapes never wait
+/// for it: the healthy endpoint keeps getting whole scrapes while the down one drops its oldest
+/// batches (with the default `block`, its full queue would hold every scrape up).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_down_drop_oldest_endpoint_does_not_hold_up_the_others() {
+    let body: String = (0..SERIES)
+        .map(|i| format!("app_items{{item=\"{i}\"}} {i}\n"))
+        .collect();
+    let target = listen(Router::new().route("/metrics", get(move || async move { body }))).await;
+    let healthy = Arc::new(Slow::default());
+    let receiver = listen(
+        Router::new()
+            .route("/api/v1/push", post(slow_receive))
+            .with_state(healthy.clone()),
+    )
+    .await;
+    // A port with nothing listening: every push is refused and retried.
+    let down = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let sink = start_sink(&format!(
+        "remote_write:\n  - url: http://{receiver}/api/v1/push\n    queue: {{lanes: 1, max_samples_per_send: 1000, batch_send_deadline: 50ms}}\n  - url: http://{down}/api/v1/push\n    queue: {{lanes: 1, capacity: 100, max_samples_per_send: 50, batch_send_deadline: 50ms, when_full: drop_oldest}}\nscrape:\n  interval: 200ms\n  timeout: 1s\n  jobs:\n    - name: app\n      static_configs: [{{targets: ['{target}']}}]\n"
+    ))
+    .await;
+    let complete = |slow: &Slow| {
+        slow.per_timestamp
+            .lock()
+            .unwrap()
+            .values()
+            .filter(|&&n| n == PER_SCRAPE)
+            .count()
+    };
+    assert!(
+        wait_until(Duration::from_secs(30), || complete(&healthy) >= 5).await,
+        "five whole scrapes at the healthy endpoint: {:?}",
+        healthy.per_timestamp.lock().unwrap()
+    );
+    let dropped = self_metric(
+        sink.local_addr(),
+        &format!("meshtap_sink_samples_dropped_total{{endpoint=\"http://{down}/api/v1/push\",reason=\"queue_full\"}}"),
+    )
+    .await;
+    sink.shutdown().await;
+    assert!(
+        dropped.is_some_and(|n| n > 0.0),
+        "the down endpoint dropped its oldest batches: {dropped:?}"
+    );
 }

@@ -99,8 +99,25 @@ pub struct QueueConfig {
     pub retry_on_429: bool,
     /// While retrying, drop samples older than this; `0s` keeps them however old.
     pub max_sample_age: HumanDuration,
-    /// Most samples held for this endpoint; above it the oldest batches are dropped.
+    /// Most samples held for this endpoint; above it the oldest reported batches are dropped
+    /// and scraped samples follow `when_full`.
     pub capacity: usize,
+    /// What a full queue does to scraped samples.
+    pub when_full: WhenFull,
+}
+
+/// `remote_write[i].queue.when_full`: how scraped samples meet a full queue. Reported samples
+/// always drop the oldest batches (a report is answered at once and cannot wait).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WhenFull {
+    /// Scrapes wait for room: nothing is lost while the endpoint is slow, but an endpoint that
+    /// stays down holds up scraping, for every endpoint.
+    #[default]
+    Block,
+    /// Scrapes never wait for this endpoint: its oldest batches are dropped (counted as
+    /// `reason="queue_full"`), so a secondary endpoint that is down cannot stall the others.
+    DropOldest,
 }
 
 impl Default for QueueConfig {
@@ -114,6 +131,7 @@ impl Default for QueueConfig {
             retry_on_429: true,
             max_sample_age: HumanDuration::from_secs(0),
             capacity: 200_000,
+            when_full: WhenFull::Block,
         }
     }
 }

@@ -23,7 +23,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 pub use client::{ClientError, RemoteWriteClient, SendOutcome, USER_AGENT};
-pub use config::{BasicAuth, QueueConfig, RemoteWriteConfig, TlsConfig};
+pub use config::{BasicAuth, QueueConfig, RemoteWriteConfig, TlsConfig, WhenFull};
 
 use self::encoder::RequestEncoder;
 use self::lane::Lane;
@@ -37,6 +37,7 @@ use crate::series::Sample;
 /// One running endpoint.
 pub struct Endpoint {
     lanes: Vec<Arc<Lane>>,
+    when_full: WhenFull,
     metrics: Arc<EndpointMetrics>,
     senders: Mutex<Vec<JoinHandle<()>>>,
 }
@@ -104,6 +105,7 @@ impl Endpoint {
         tracing::info!(endpoint = %metrics.name, url = %config.url, lanes = q.lanes, "remote-write endpoint started");
         Ok(Arc::new(Endpoint {
             lanes,
+            when_full: q.when_full,
             metrics,
             senders: Mutex::new(senders),
         }))
@@ -129,8 +131,12 @@ impl Endpoint {
     }
 
     /// Queues samples, each on the lane of its series, waiting while a lane is full (see
-    /// [`Lane::push_when_room`]).
+    /// [`Lane::push_when_room`]) unless the endpoint's `when_full` is `drop_oldest`.
     pub async fn enqueue_when_room(&self, samples: Vec<ExportSample>) {
+        if self.when_full == WhenFull::DropOldest {
+            self.enqueue_export(samples);
+            return;
+        }
         for (lane, samples) in self.lanes.iter().zip(self.by_lane(samples)) {
             if !samples.is_empty() {
                 lane.push_when_room(samples).await;
