@@ -7,6 +7,7 @@
 mod common;
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -43,15 +44,15 @@ async fn slow_receive(State(slow): State<Arc<Slow>>, body: Bytes) -> StatusCode 
     StatusCode::NO_CONTENT
 }
 
-async fn listen(router: Router) -> std::net::SocketAddr {
+async fn listen(router: Router) -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
     addr
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_slow_receiver_slows_the_scrapes_down_and_loses_no_sample() {
+/// The scrape target serving `SERIES` series, and a loopback receiver counting what it gets.
+async fn target_and_receiver() -> (SocketAddr, SocketAddr, Arc<Slow>) {
     let body: String = (0..SERIES)
         .map(|i| format!("app_items{{item=\"{i}\"}} {i}\n"))
         .collect();
@@ -63,28 +64,43 @@ async fn a_slow_receiver_slows_the_scrapes_down_and_loses_no_sample() {
             .with_state(slow.clone()),
     )
     .await;
-    let sink = start_sink(&format!(
-        "remote_write:\n  - url: http://{receiver}/api/v1/push\n    queue: {{lanes: 1, capacity: 100, max_samples_per_send: 50, batch_send_deadline: 50ms}}\nscrape:\n  interval: 200ms\n  timeout: 1s\n  jobs:\n    - name: app\n      static_configs: [{{targets: ['{target}']}}]\n"
-    ))
-    .await;
-    let complete = |slow: &Slow| {
-        slow.per_timestamp
+    (target, receiver, slow)
+}
+
+impl Slow {
+    /// Scrapes that arrived whole.
+    fn complete(&self) -> usize {
+        self.per_timestamp
             .lock()
             .unwrap()
             .values()
             .filter(|&&n| n == PER_SCRAPE)
             .count()
-    };
+    }
+}
+
+/// The sink's `samples_dropped_total` for a full queue at the endpoint pushing to `addr`.
+async fn dropped_queue_full(sink: SocketAddr, addr: SocketAddr) -> Option<f64> {
+    self_metric(
+        sink,
+        &format!("meshtap_sink_samples_dropped_total{{endpoint=\"http://{addr}/api/v1/push\",reason=\"queue_full\"}}"),
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_receiver_slows_the_scrapes_down_and_loses_no_sample() {
+    let (target, receiver, slow) = target_and_receiver().await;
+    let sink = start_sink(&format!(
+        "remote_write:\n  - url: http://{receiver}/api/v1/push\n    queue: {{lanes: 1, capacity: 100, max_samples_per_send: 50, batch_send_deadline: 50ms}}\nscrape:\n  interval: 200ms\n  timeout: 1s\n  jobs:\n    - name: app\n      static_configs: [{{targets: ['{target}']}}]\n"
+    ))
+    .await;
     assert!(
-        wait_until(Duration::from_secs(30), || complete(&slow) >= 3).await,
+        wait_until(Duration::from_secs(30), || slow.complete() >= 3).await,
         "three whole scrapes delivered: {:?}",
         slow.per_timestamp.lock().unwrap()
     );
-    let dropped = self_metric(
-        sink.local_addr(),
-        &format!("meshtap_sink_samples_dropped_total{{endpoint=\"http://{receiver}/api/v1/push\",reason=\"queue_full\"}}"),
-    )
-    .await;
+    let dropped = dropped_queue_full(sink.local_addr(), receiver).await;
     let series = self_metric(sink.local_addr(), "meshtap_sink_scrape_series{job=\"app\"}").await;
     assert_eq!(series, Some(SERIES as f64), "the target's live series");
     sink.shutdown().await;
@@ -104,17 +120,7 @@ async fn a_slow_receiver_slows_the_scrapes_down_and_loses_no_sample() {
 /// batches (with the default `block`, its full queue would hold every scrape up).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_down_drop_oldest_endpoint_does_not_hold_up_the_others() {
-    let body: String = (0..SERIES)
-        .map(|i| format!("app_items{{item=\"{i}\"}} {i}\n"))
-        .collect();
-    let target = listen(Router::new().route("/metrics", get(move || async move { body }))).await;
-    let healthy = Arc::new(Slow::default());
-    let receiver = listen(
-        Router::new()
-            .route("/api/v1/push", post(slow_receive))
-            .with_state(healthy.clone()),
-    )
-    .await;
+    let (target, receiver, healthy) = target_and_receiver().await;
     // A port with nothing listening: every push is refused and retried.
     let down = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -125,24 +131,12 @@ async fn a_down_drop_oldest_endpoint_does_not_hold_up_the_others() {
         "remote_write:\n  - url: http://{receiver}/api/v1/push\n    queue: {{lanes: 1, max_samples_per_send: 1000, batch_send_deadline: 50ms}}\n  - url: http://{down}/api/v1/push\n    queue: {{lanes: 1, capacity: 100, max_samples_per_send: 50, batch_send_deadline: 50ms, when_full: drop_oldest}}\nscrape:\n  interval: 200ms\n  timeout: 1s\n  jobs:\n    - name: app\n      static_configs: [{{targets: ['{target}']}}]\n"
     ))
     .await;
-    let complete = |slow: &Slow| {
-        slow.per_timestamp
-            .lock()
-            .unwrap()
-            .values()
-            .filter(|&&n| n == PER_SCRAPE)
-            .count()
-    };
     assert!(
-        wait_until(Duration::from_secs(30), || complete(&healthy) >= 5).await,
+        wait_until(Duration::from_secs(30), || healthy.complete() >= 5).await,
         "five whole scrapes at the healthy endpoint: {:?}",
         healthy.per_timestamp.lock().unwrap()
     );
-    let dropped = self_metric(
-        sink.local_addr(),
-        &format!("meshtap_sink_samples_dropped_total{{endpoint=\"http://{down}/api/v1/push\",reason=\"queue_full\"}}"),
-    )
-    .await;
+    let dropped = dropped_queue_full(sink.local_addr(), down).await;
     sink.shutdown().await;
     assert!(
         dropped.is_some_and(|n| n > 0.0),
