@@ -1,5 +1,6 @@
 //! Independent check of our remote-write sample bodies: a body built by `RequestEncoder::encode`
-//! (labels spliced from per-set cached bytes, compressed block by block) is decoded by
+//! (reported series: labels spliced from per-set cached bytes, compressed block by block;
+//! scraped series: labels written as snappy copies of their last occurrence) is decoded by
 //! `protodecode/decode.py` with Python's `protobuf` package against `protodecode/remote.proto`
 //! (declared from Prometheus' published schema) after snappy-block decompression, and must give
 //! exactly what a plain prost encoding of the same series gives, decoded the same way. A wrong
@@ -8,9 +9,10 @@
 
 use std::sync::Arc;
 
+use meshtap_sink::export::remote_write::encoded_series::LabelInterner;
 use meshtap_sink::export::remote_write::encoder::{compress_into, RequestEncoder};
 use meshtap_sink::export::remote_write::proto;
-use meshtap_sink::export::sample::ExportSample;
+use meshtap_sink::export::sample::{ExportSample, ExportSeries};
 use meshtap_sink::series::{stale_nan, LabelSet, Sample, SeriesId, Text};
 use prost::Message;
 use serde_json::{json, Value};
@@ -117,15 +119,56 @@ fn queued(samples: &[Sample]) -> Vec<ExportSample> {
     samples.iter().map(ExportSample::from).collect()
 }
 
+/// The samples as the scrape stage queues them: labels encoded and interned (one interner, as
+/// for one target), `__name__` and `le` among them.
+fn scraped(samples: &[Sample]) -> Vec<ExportSample> {
+    let mut interner = LabelInterner::default();
+    samples
+        .iter()
+        .map(|s| {
+            let mut labels = Vec::new();
+            s.series
+                .visit_labels(&[], |n, v| labels.push((n.to_owned(), v.to_owned())));
+            let series = interner.series(labels.iter().map(|(n, v)| (n.as_str(), v.as_str())));
+            ExportSample {
+                series: ExportSeries::Encoded(Arc::new(series)),
+                value: s.value,
+                timestamp_ms: s.timestamp_ms,
+            }
+        })
+        .collect()
+}
+
 #[test]
 fn python_decodes_our_body_as_the_prost_encoding_of_the_same_series() {
+    assert_python_decodes_as_prost(queued, "reported");
+}
+
+#[test]
+fn python_decodes_scraped_series_written_as_copies_as_the_prost_encoding() {
+    assert_python_decodes_as_prost(scraped, "scraped");
+}
+
+#[test]
+fn python_decodes_reported_and_scraped_series_in_one_body() {
+    let mixed = |samples: &[Sample]| {
+        let mut out = scraped(samples);
+        for (i, sample) in samples.iter().enumerate().filter(|(i, _)| i % 3 == 0) {
+            out[i] = ExportSample::from(sample);
+        }
+        out
+    };
+    assert_python_decodes_as_prost(mixed, "mixed");
+}
+
+fn assert_python_decodes_as_prost(export: impl Fn(&[Sample]) -> Vec<ExportSample>, name: &str) {
     let samples = samples();
     let external: Vec<(String, String)> = [("cluster", "c1"), ("pod", "ignored: series own it")]
         .into_iter()
         .map(|(n, v)| (n.to_owned(), v.to_owned()))
         .collect();
     let mut encoder = RequestEncoder::new();
-    let ours = encoder.encode(&queued(&samples), &external).to_vec();
+    let ours = encoder.encode(&export(&samples), &external).to_vec();
 
     let request = prost_request(&samples, &external);
     let mut reference = Vec::new();
@@ -135,8 +178,8 @@ fn python_decodes_our_body_as_the_prost_encoding_of_the_same_series() {
         &mut reference,
     );
 
-    let mut decoded = decode_with_python(Wire::RemoteWrite, &ours, "ours");
-    let mut expected = decode_with_python(Wire::RemoteWrite, &reference, "prost");
+    let mut decoded = decode_with_python(Wire::RemoteWrite, &ours, name);
+    let mut expected = decode_with_python(Wire::RemoteWrite, &reference, &format!("{name}-prost"));
     // The decoded requests must be the same; the raw lengths are compared apart.
     let raw_bytes = decoded
         .as_object_mut()

@@ -5,17 +5,22 @@
 //! the order prost would write them, so the output is byte-identical to prost encoding
 //! [`super::proto::WriteRequest`] (tested), except that a value of -0.0 is written with its sign
 //! where prost would leave the field out. A reported series' own labels are encoded once per
-//! run of consecutive samples sharing them and then copied; a scraped series
-//! ([`super::encoded_series`]) carries its labels encoded, so they are only copied. The body is compressed 64 KiB block by
-//! block while it is written (`super::block_compressor`), so it stays small and in cache.
-//! It must not decide what is sent or when.
+//! run of consecutive samples sharing them and then copied; the body is compressed by `snap`
+//! 64 KiB block by block while it is written ([`SnappyBody`]), so it stays small and in cache.
+//! A scraped series ([`super::encoded_series`]) carries its labels encoded and interned, so a
+//! label already written in the body is known by its identity: it becomes a snappy copy of its
+//! last occurrence ([`RepeatIndex`]) and is neither copied nor searched for; a record's header,
+//! sample field prefix and timestamp become copies when they equal the previous record's, so a
+//! record like the one before it is one long copy around its value. It must not decide what is
+//! sent or when.
 
 use std::sync::Arc;
 
 use prost::encoding::{encode_key, encode_varint, encoded_len_varint, WireType};
 
-use super::block_compressor::BlockCompressor;
 use super::encoded_series::EncodedSeries;
+use super::request_body::{CompressedBody, RepeatIndex, RequestBody, PIECE_MAX};
+use super::snappy_body::SnappyBody;
 use crate::export::sample::{ExportSample, ExportSeries};
 use crate::series::{LabelSet, SeriesId};
 
@@ -23,8 +28,32 @@ use crate::series::{LabelSet, SeriesId};
 #[derive(Default)]
 pub struct RequestEncoder {
     raw: Vec<u8>,
-    compressor: BlockCompressor,
+    snappy: SnappyBody,
+    index: RepeatIndex,
     base: BaseLabels,
+    external: ExternalFields,
+}
+
+/// The external labels of one request, each encoded once, with their keys for
+/// [`RequestBody::label`] (small numbers, which no label's address can be).
+#[derive(Default)]
+struct ExternalFields {
+    fields: Vec<Vec<u8>>,
+}
+
+impl ExternalFields {
+    fn load(&mut self, external: &[(String, String)]) {
+        self.fields.resize_with(external.len(), Vec::new);
+        for (field, (n, v)) in self.fields.iter_mut().zip(external) {
+            field.clear();
+            put_label_field(field, n, v);
+        }
+    }
+
+    /// The key and encoded field of external label `j`.
+    fn get(&self, j: usize) -> (usize, &[u8]) {
+        (j + 1, &self.fields[j])
+    }
 }
 
 /// A label merged into a series' own labels at encode time.
@@ -155,46 +184,57 @@ impl RequestEncoder {
     /// The uncompressed protobuf of `samples`; `external` labels must be sorted by name and
     /// unique, and are added where the series has no label of the same name.
     pub fn encode_raw(&mut self, samples: &[ExportSample], external: &[(String, String)]) -> &[u8] {
-        self.raw.clear();
-        put_samples(&mut self.raw, &mut self.base, samples, external, None);
+        let RequestEncoder {
+            raw,
+            base,
+            external: external_fields,
+            ..
+        } = self;
+        raw.clear();
+        external_fields.load(external);
+        put_samples(raw, base, external_fields, samples, external);
         &self.raw
     }
 
     /// The snappy block compressed request body of `samples` (the bytes of [`Self::encode_raw`],
-    /// compressed). Each 64 KiB block is compressed as soon as it is written, so the
-    /// uncompressed request never sits in memory as a whole.
+    /// compressed). Reported series are compressed 64 KiB block by block as they are written,
+    /// so the uncompressed request never sits in memory as a whole; scraped series' labels
+    /// become copies of their last occurrence in the body.
     pub fn encode(&mut self, samples: &[ExportSample], external: &[(String, String)]) -> &[u8] {
         let RequestEncoder {
-            raw,
-            compressor,
+            snappy,
+            index,
             base,
+            external: external_fields,
+            ..
         } = self;
-        raw.clear();
-        compressor.start();
-        put_samples(raw, base, samples, external, Some(compressor));
-        compressor.finish(raw)
+        snappy.start();
+        index.clear();
+        external_fields.load(external);
+        let mut body = CompressedBody { snappy, index };
+        put_samples(&mut body, base, external_fields, samples, external);
+        self.snappy.finish()
     }
 }
 
-/// Appends one `TimeSeries` per sample to `raw`; with a compressor, every full block is
-/// compressed and removed from `raw` as soon as it is written.
+/// Appends one `TimeSeries` per sample to `body`.
 fn put_samples(
-    raw: &mut Vec<u8>,
+    body: &mut impl RequestBody,
     base: &mut BaseLabels,
+    external_fields: &ExternalFields,
     samples: &[ExportSample],
     external: &[(String, String)],
-    mut compressor: Option<&mut BlockCompressor>,
 ) {
     for sample in samples {
         match &sample.series {
             ExportSeries::Labels(series) => {
                 base.load(&series.labels, external);
-                put_time_series(raw, base, series, sample, external);
+                put_time_series(body.raw(), base, series, sample, external);
+                body.raw_written();
             }
-            ExportSeries::Encoded(series) => put_encoded_time_series(raw, series, sample, external),
-        }
-        if let Some(compressor) = compressor.as_deref_mut() {
-            compressor.take_full_blocks(raw);
+            ExportSeries::Encoded(series) => {
+                put_encoded_time_series(body, series, sample, external, external_fields)
+            }
         }
     }
     // Do not keep a label set alive past the request.
@@ -230,54 +270,131 @@ fn put_time_series(
 }
 
 /// The `timeseries` key and length of a series whose labels take `labels_len` bytes.
-fn put_time_series_header(buf: &mut Vec<u8>, labels_len: usize, sample: &ExportSample) {
+fn put_time_series_header(
+    buf: &mut impl prost::bytes::BufMut,
+    labels_len: usize,
+    sample: &ExportSample,
+) {
     let s_len = sample_len(sample.value, sample.timestamp_ms);
     let series_len = labels_len + 1 + encoded_len_varint(s_len as u64) + s_len;
     encode_key(1, WireType::LengthDelimited, buf);
     encode_varint(series_len as u64, buf);
 }
 
-/// Writes a scraped sample: its encoded labels copied, with the external labels it does not
-/// have spliced in at their sorted positions.
+/// Writes a scraped sample: its encoded labels, with the external labels it does not have
+/// spliced in at their sorted positions.
 fn put_encoded_time_series(
-    buf: &mut Vec<u8>,
+    body: &mut impl RequestBody,
     series: &EncodedSeries,
     sample: &ExportSample,
     external: &[(String, String)],
+    external_fields: &ExternalFields,
 ) {
     let labels = series.labels();
-    let mut labels_len: usize = labels.iter().map(|l| l.field().len()).sum();
-    let added = |(name, _): &&(String, String)| series.get(name).is_none();
-    for (n, v) in external.iter().filter(added) {
-        labels_len += label_field_len(n, v);
-    }
-    put_time_series_header(buf, labels_len, sample);
-    let mut external = external.iter().filter(added).peekable();
+    let added = |j: &usize| series.get(&external[*j].0).is_none();
+    let labels_len: usize = labels.iter().map(|l| l.field().len()).sum::<usize>()
+        + (0..external.len())
+            .filter(added)
+            .map(|j| external_fields.get(j).1.len())
+            .sum::<usize>();
+    let mut header = Piece::default();
+    put_time_series_header(&mut header.buf(), labels_len, sample);
+    body.begin_record();
+    body.piece(HEADER, header.bytes());
+    let mut added = (0..external.len()).filter(added).peekable();
     for label in labels {
-        while let Some((n, v)) = external.next_if(|(n, _)| n.as_str() < label.name()) {
-            put_label_field(buf, n, v);
+        while let Some(j) = added.next_if(|j| external[*j].0.as_str() < label.name()) {
+            let (key, field) = external_fields.get(j);
+            body.label(key, field);
         }
-        buf.extend_from_slice(label.field());
+        body.label(Arc::as_ptr(label) as usize, label.field());
     }
-    for (n, v) in external {
-        put_label_field(buf, n, v);
+    for j in added {
+        let (key, field) = external_fields.get(j);
+        body.label(key, field);
     }
-    put_sample_field(buf, sample);
+    // The sample field in three pieces: its key, length and value key; the value; the
+    // timestamp field. Each often equals the previous record's (a histogram's upper buckets
+    // share their count).
+    let mut prefix = Piece::default();
+    let value = sample.value.to_bits() != 0;
+    put_sample_field_prefix(&mut prefix.buf(), sample);
+    body.piece(SAMPLE_PREFIX, prefix.bytes());
+    if value {
+        body.piece(VALUE, &sample.value.to_le_bytes());
+    }
+    if sample.timestamp_ms != 0 {
+        let mut timestamp = Piece::default();
+        put_timestamp_field(&mut timestamp.buf(), sample.timestamp_ms);
+        body.piece(TIMESTAMP, timestamp.bytes());
+    }
+}
+
+/// [`RequestBody::piece`] kinds of a scraped sample's record.
+const HEADER: usize = 0;
+const SAMPLE_PREFIX: usize = 1;
+const VALUE: usize = 2;
+const TIMESTAMP: usize = 3;
+
+/// A short piece encoded on the stack.
+#[derive(Default)]
+struct Piece {
+    bytes: [u8; PIECE_MAX],
+    len: usize,
+}
+
+impl Piece {
+    /// A writer over the free room.
+    fn buf(&mut self) -> PieceWriter<'_> {
+        PieceWriter(self)
+    }
+
+    fn bytes(&self) -> &[u8] {
+        &self.bytes[..self.len]
+    }
+}
+
+/// Appends to a [`Piece`] (pieces are at most a key and a 10-byte varint).
+struct PieceWriter<'a>(&'a mut Piece);
+
+unsafe impl prost::bytes::BufMut for PieceWriter<'_> {
+    fn remaining_mut(&self) -> usize {
+        PIECE_MAX - self.0.len
+    }
+
+    unsafe fn advance_mut(&mut self, cnt: usize) {
+        self.0.len += cnt;
+    }
+
+    fn chunk_mut(&mut self) -> &mut prost::bytes::buf::UninitSlice {
+        (&mut self.0.bytes[self.0.len..]).into()
+    }
 }
 
 /// The `samples` field of a `TimeSeries` holding one sample.
 fn put_sample_field(buf: &mut Vec<u8>, sample: &ExportSample) {
+    put_sample_field_prefix(buf, sample);
+    if sample.value.to_bits() != 0 {
+        buf.extend_from_slice(&sample.value.to_le_bytes());
+    }
+    if sample.timestamp_ms != 0 {
+        put_timestamp_field(buf, sample.timestamp_ms);
+    }
+}
+
+/// The `samples` field's key and length, and the value's key if it has a value.
+fn put_sample_field_prefix(buf: &mut impl prost::bytes::BufMut, sample: &ExportSample) {
     let s_len = sample_len(sample.value, sample.timestamp_ms);
     encode_key(2, WireType::LengthDelimited, buf);
     encode_varint(s_len as u64, buf);
     if sample.value.to_bits() != 0 {
         encode_key(1, WireType::SixtyFourBit, buf);
-        buf.extend_from_slice(&sample.value.to_le_bytes());
     }
-    if sample.timestamp_ms != 0 {
-        encode_key(2, WireType::Varint, buf);
-        encode_varint(sample.timestamp_ms as u64, buf);
-    }
+}
+
+fn put_timestamp_field(buf: &mut impl prost::bytes::BufMut, timestamp_ms: i64) {
+    encode_key(2, WireType::Varint, buf);
+    encode_varint(timestamp_ms as u64, buf);
 }
 
 /// Snappy block compression of `raw` into the reusable `out`.
@@ -464,5 +581,87 @@ mod tests {
         let mut expected = Vec::new();
         compress_into(&mut snap::raw::Encoder::new(), &raw, &mut expected);
         assert_eq!(compressed, expected);
+    }
+
+    /// Scraped series of two targets (their own interners), Istio-sized label sets with
+    /// histogram buckets, external labels spliced in before, between and after the series'
+    /// labels, and reported samples in between: the compressed body decodes to the raw request,
+    /// and is at most 15 % larger than `snap` makes the same bytes (10 % in the usual run: a
+    /// few labels go out as literals where `snap` finds part of them).
+    #[test]
+    fn scraped_labels_written_as_copies_decode_to_the_raw_request() {
+        let mut targets = [LabelInterner::default(), LabelInterner::default()];
+        let mut samples = Vec::new();
+        for round in 0..3_i64 {
+            for (t, interner) in targets.iter_mut().enumerate() {
+                for service in 0..40_usize {
+                    for le in ["0.5", "1", "5", "10", "25", "50", "100", "+Inf"] {
+                        let pod = format!("reviews-v{t}-7c8d9-abcde");
+                        let dest = format!("svc-{service}.default.svc.cluster.local");
+                        // Like Istio's: most labels are the pod's own, a few vary.
+                        let mut labels: Vec<(String, String)> = (0..22)
+                            .map(|j| {
+                                let value = if j % 7 == 3 { service % 3 } else { t };
+                                (format!("label_{j:02}"), format!("value-{j}-{value}"))
+                            })
+                            .collect();
+                        labels.extend([
+                            (
+                                "__name__".into(),
+                                "istio_request_duration_milliseconds_bucket".into(),
+                            ),
+                            ("destination_service".into(), dest),
+                            ("le".into(), le.into()),
+                            ("pod".into(), pod),
+                        ]);
+                        labels.sort();
+                        let series =
+                            interner.series(labels.iter().map(|(n, v)| (n.as_str(), v.as_str())));
+                        samples.push(ExportSample {
+                            series: ExportSeries::Encoded(Arc::new(series)),
+                            value: (round as usize * service) as f64,
+                            timestamp_ms: 1_700_000_000_000 + round * 5_000,
+                        });
+                    }
+                }
+                samples.push(ExportSample::from(&Sample {
+                    series: SeriesId {
+                        name: Arc::from("reported_total"),
+                        labels: Arc::new(LabelSet::from_sorted(vec![(
+                            Arc::from("pod"),
+                            Arc::from("p"),
+                        )])),
+                        le: None,
+                    },
+                    value: 1.0,
+                    timestamp_ms: 7,
+                }));
+            }
+        }
+        let external: Vec<(String, String)> = [
+            ("Region", "eu"),
+            ("cluster", "c1"),
+            ("pod", "series own it"),
+            ("zone", "z"),
+        ]
+        .into_iter()
+        .map(|(n, v)| (n.to_owned(), v.to_owned()))
+        .collect();
+        let mut encoder = RequestEncoder::new();
+        let raw = encoder.encode_raw(&samples, &external).to_vec();
+        assert!(raw.len() > 4 << 16, "spans several snappy blocks");
+        let compressed = encoder.encode(&samples, &external).to_vec();
+        let decoded = snap::raw::Decoder::new()
+            .decompress_vec(&compressed)
+            .unwrap();
+        assert_eq!(decoded, raw);
+        let mut by_snap = Vec::new();
+        compress_into(&mut snap::raw::Encoder::new(), &raw, &mut by_snap);
+        assert!(
+            compressed.len() * 100 <= by_snap.len() * 115,
+            "{} bytes, snap {}",
+            compressed.len(),
+            by_snap.len()
+        );
     }
 }

@@ -5,7 +5,6 @@
 //! endpoint. Durable spooling would replace `queue::MemoryQueue` in [`Endpoint::start`] with
 //! another `queue::BatchQueue`; nothing else changes.
 
-pub mod block_compressor;
 pub mod client;
 pub mod config;
 pub mod encoded_series;
@@ -14,7 +13,9 @@ pub mod lane;
 pub mod metadata;
 pub mod proto;
 pub mod queue;
+pub mod request_body;
 pub mod retry;
+pub mod snappy_body;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

@@ -1,0 +1,281 @@
+//! Where the request encoder's bytes go: a plain buffer (the uncompressed request), or a
+//! [`SnappyBody`] in which a label written earlier in the same body becomes a copy of its last
+//! occurrence.
+//!
+//! A label is known by a key: the address of an interned [`super::encoded_series::EncodedLabel`]
+//! (alive, so unique, for as long as the samples being encoded hold it) or the index of an
+//! external label. [`RepeatIndex`] remembers the keys of the previous record by their index in
+//! it (consecutive series mostly differ in a label or two, and this needs no hashing), and
+//! where other keys were last written in a small direct-mapped table: a key that lost its place
+//! there to another just goes out as a literal, which costs bytes, never correctness. It also keeps the last bytes of a few short pieces (a
+//! record's header, its timestamp), which are compared, so that a record like the one before
+//! it becomes long copies across its fields. Owns that bookkeeping; it must not lay out
+//! messages.
+
+use super::snappy_body::SnappyBody;
+
+/// Where a request's bytes are written.
+pub trait RequestBody {
+    /// Appends bytes the body may compress on its own (reported series).
+    fn raw(&mut self) -> &mut Vec<u8>;
+    /// Done with a run of [`Self::raw`] bytes.
+    fn raw_written(&mut self) {}
+    /// Appends bytes that are not worth searching (headers, sample fields).
+    fn literal(&mut self) -> &mut Vec<u8>;
+    /// A new record (`TimeSeries`) begins.
+    fn begin_record(&mut self) {}
+    /// Appends a label's encoded field; equal keys within one body must have equal bytes.
+    fn label(&mut self, key: usize, field: &[u8]);
+    /// Appends a short piece (at most [`PIECE_MAX`] bytes) that often equals the last one
+    /// written under the same `kind` (below [`PIECE_KINDS`]).
+    fn piece(&mut self, kind: usize, bytes: &[u8]);
+}
+
+impl RequestBody for Vec<u8> {
+    fn raw(&mut self) -> &mut Vec<u8> {
+        self
+    }
+
+    fn literal(&mut self) -> &mut Vec<u8> {
+        self
+    }
+
+    fn label(&mut self, _key: usize, field: &[u8]) {
+        self.extend_from_slice(field);
+    }
+
+    fn piece(&mut self, _kind: usize, bytes: &[u8]) {
+        self.extend_from_slice(bytes);
+    }
+}
+
+/// Kinds of pieces [`RequestBody::piece`] tells apart.
+pub const PIECE_KINDS: usize = 4;
+/// Longest piece.
+pub const PIECE_MAX: usize = 16;
+
+/// Sets of [`RepeatIndex`]'s table: a power of two; with two ways each, far more slots than
+/// the distinct labels a batch of one target's series usually holds (a 64 KiB table).
+const SETS: usize = 2048;
+
+/// The last piece of one kind: its position and bytes.
+#[derive(Clone, Copy, Default)]
+struct Piece {
+    position: usize,
+    len: usize,
+    bytes: [u8; PIECE_MAX],
+}
+
+/// Last uncompressed position of recently written labels, by key, and the last piece of each
+/// kind.
+pub struct RepeatIndex {
+    /// Two (key, position) ways per set.
+    sets: Box<[[(usize, usize); 2]]>,
+    pieces: [Piece; PIECE_KINDS],
+    /// Keys and positions of the previous record's labels, in order.
+    previous: Vec<(usize, usize)>,
+    /// The same for the record being written.
+    current: Vec<(usize, usize)>,
+}
+
+impl Default for RepeatIndex {
+    fn default() -> Self {
+        RepeatIndex {
+            sets: vec![[(0, 0); 2]; SETS].into_boxed_slice(),
+            pieces: [Piece::default(); PIECE_KINDS],
+            previous: Vec::new(),
+            current: Vec::new(),
+        }
+    }
+}
+
+impl RepeatIndex {
+    /// Forgets every position (a new body begins). Key 0 is never used.
+    pub fn clear(&mut self) {
+        self.sets.fill([(0, 0); 2]);
+        self.pieces = [Piece::default(); PIECE_KINDS];
+        self.previous.clear();
+        self.current.clear();
+    }
+
+    fn begin_record(&mut self) {
+        std::mem::swap(&mut self.previous, &mut self.current);
+        self.current.clear();
+    }
+
+    /// Where the label `key` was last written, if known, and notes that it is now written at
+    /// `position`, as the next label of the current record.
+    fn label(&mut self, key: usize, position: usize) -> Option<usize> {
+        let index = self.current.len();
+        self.current.push((key, position));
+        match self.previous.get(index) {
+            Some(&(previous, at)) if previous == key => {
+                self.replace(key, position);
+                Some(at)
+            }
+            _ => self.replace(key, position),
+        }
+    }
+
+    fn set(key: usize) -> usize {
+        // Fibonacci hashing: the top bits of the product spread aligned addresses well.
+        ((key as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - SETS.trailing_zeros())) as usize
+    }
+
+    /// Where `key` was last written, if known, and notes that it is now written at `position`
+    /// (in place of the set's least recently written key when it was not there).
+    fn replace(&mut self, key: usize, position: usize) -> Option<usize> {
+        let set = &mut self.sets[Self::set(key)];
+        let way = if set[0].0 == key {
+            0
+        } else if set[1].0 == key || set[1].1 < set[0].1 {
+            1
+        } else {
+            0
+        };
+        let last = (set[way].0 == key).then_some(set[way].1);
+        set[way] = (key, position);
+        last
+    }
+}
+
+/// A compressed request body being written.
+pub struct CompressedBody<'a> {
+    pub snappy: &'a mut SnappyBody,
+    pub index: &'a mut RepeatIndex,
+}
+
+impl RequestBody for CompressedBody<'_> {
+    fn begin_record(&mut self) {
+        self.index.begin_record();
+    }
+
+    fn raw(&mut self) -> &mut Vec<u8> {
+        self.snappy.raw()
+    }
+
+    fn raw_written(&mut self) {
+        self.snappy.compress_full_blocks();
+    }
+
+    fn literal(&mut self) -> &mut Vec<u8> {
+        self.snappy.literal()
+    }
+
+    fn label(&mut self, key: usize, field: &[u8]) {
+        debug_assert_ne!(key, 0, "key 0 marks an empty slot");
+        match self.index.label(key, self.snappy.position()) {
+            Some(from) => self.snappy.copy(from, field.len()),
+            None => self.snappy.literal().extend_from_slice(field),
+        }
+    }
+
+    fn piece(&mut self, kind: usize, bytes: &[u8]) {
+        let position = self.snappy.position();
+        let last = &mut self.index.pieces[kind];
+        if last.len == bytes.len() && last.bytes[..last.len] == *bytes && last.len > 0 {
+            let from = last.position;
+            last.position = position;
+            self.snappy.copy(from, bytes.len());
+        } else {
+            last.position = position;
+            last.len = bytes.len();
+            last.bytes[..bytes.len()].copy_from_slice(bytes);
+            self.snappy.literal().extend_from_slice(bytes);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_repeated_label_is_a_copy_of_its_last_occurrence() {
+        let mut snappy = SnappyBody::default();
+        let mut index = RepeatIndex::default();
+        snappy.start();
+        let mut body = CompressedBody {
+            snappy: &mut snappy,
+            index: &mut index,
+        };
+        let a = b"label a: a fairly long encoded field".as_slice();
+        let b = b"label b".as_slice();
+        let mut expected = Vec::new();
+        for round in 0..50u8 {
+            body.literal().push(round);
+            body.label(8, a);
+            body.label(16, b);
+            expected.push(round);
+            expected.extend_from_slice(a);
+            expected.extend_from_slice(b);
+        }
+        let compressed = snappy.finish().to_vec();
+        assert_eq!(
+            snap::raw::Decoder::new()
+                .decompress_vec(&compressed)
+                .unwrap(),
+            expected
+        );
+        // Per round: a 1-byte literal with its tag, one copy run of both labels (3 bytes).
+        assert!(compressed.len() < a.len() + b.len() + 50 * 5 + 10);
+    }
+
+    #[test]
+    fn a_third_key_of_a_set_takes_the_least_recent_way() {
+        let mut index = RepeatIndex::default();
+        let key = 8usize;
+        let mut same_set = (1..)
+            .map(|i| key + i * 8)
+            .filter(|k| RepeatIndex::set(*k) == RepeatIndex::set(key));
+        let (second, third) = (same_set.next().unwrap(), same_set.next().unwrap());
+        assert_eq!(index.replace(key, 10), None);
+        assert_eq!(index.replace(key, 20), Some(10));
+        assert_eq!(index.replace(second, 30), None);
+        assert_eq!(index.replace(key, 40), Some(20), "two ways hold both");
+        assert_eq!(index.replace(third, 50), None, "takes the way of `second`");
+        assert_eq!(index.replace(second, 60), None, "`second` lost its way");
+        assert_eq!(index.replace(third, 70), Some(50));
+        assert_eq!(index.replace(key, 80), None, "`key`, the older, made room");
+        index.clear();
+        assert_eq!(index.replace(third, 90), None);
+    }
+
+    #[test]
+    fn a_piece_equal_to_the_last_of_its_kind_is_a_copy() {
+        let mut snappy = SnappyBody::default();
+        let mut index = RepeatIndex::default();
+        snappy.start();
+        let mut body = CompressedBody {
+            snappy: &mut snappy,
+            index: &mut index,
+        };
+        let mut expected = Vec::new();
+        for (kind, piece) in [
+            (0, b"header".as_slice()),
+            (1, b"time 1"),
+            (0, b"header"),
+            (1, b"time 2"),
+            (1, b"time 2"),
+            (2, b"time 2"),
+            (0, b"header"),
+        ] {
+            body.piece(kind, piece);
+            expected.extend_from_slice(piece);
+        }
+        assert_eq!(body.snappy.position(), expected.len());
+        let compressed = snappy.finish().to_vec();
+        assert_eq!(
+            snap::raw::Decoder::new()
+                .decompress_vec(&compressed)
+                .unwrap(),
+            expected
+        );
+        // Literals: "header", "time 1", "time 2" twice (kind 2 has its own last piece).
+        assert!(
+            compressed.len() < 1 + 4 * 7 + 3 * 3 + 3,
+            "{}",
+            compressed.len()
+        );
+    }
+}
