@@ -39,6 +39,8 @@ pub struct RequestEncoder {
 #[derive(Default)]
 struct ExternalFields {
     fields: Vec<Vec<u8>>,
+    /// Scratch: (index among a series' labels, external label) of the labels spliced in.
+    splices: Vec<(usize, usize)>,
 }
 
 impl ExternalFields {
@@ -221,7 +223,7 @@ impl RequestEncoder {
 fn put_samples(
     body: &mut impl RequestBody,
     base: &mut BaseLabels,
-    external_fields: &ExternalFields,
+    external_fields: &mut ExternalFields,
     samples: &[ExportSample],
     external: &[(String, String)],
 ) {
@@ -288,31 +290,35 @@ fn put_encoded_time_series(
     series: &EncodedSeries,
     sample: &ExportSample,
     external: &[(String, String)],
-    external_fields: &ExternalFields,
+    external_fields: &mut ExternalFields,
 ) {
     let labels = series.labels();
-    let added = |j: &usize| series.get(&external[*j].0).is_none();
-    let labels_len: usize = labels.iter().map(|l| l.field().len()).sum::<usize>()
-        + (0..external.len())
-            .filter(added)
-            .map(|j| external_fields.get(j).1.len())
-            .sum::<usize>();
+    // Where each external label the series lacks goes among its labels.
+    let mut splices = std::mem::take(&mut external_fields.splices);
+    splices.clear();
+    let mut labels_len: usize = labels.iter().map(|l| l.field().len()).sum();
+    for (j, (name, _)) in external.iter().enumerate() {
+        let at = labels.partition_point(|l| l.name() < name.as_str());
+        if labels.get(at).is_some_and(|l| l.name() == name) {
+            continue;
+        }
+        splices.push((at, j));
+        labels_len += external_fields.get(j).1.len();
+    }
     let mut header = Piece::default();
     put_time_series_header(&mut header.buf(), labels_len, sample);
-    body.begin_record();
     body.piece(HEADER, header.bytes());
-    let mut added = (0..external.len()).filter(added).peekable();
-    for label in labels {
-        while let Some(j) = added.next_if(|j| external[*j].0.as_str() < label.name()) {
-            let (key, field) = external_fields.get(j);
-            body.label(key, field);
-        }
-        body.label(Arc::as_ptr(label) as usize, label.field());
-    }
-    for j in added {
+    body.begin_labels();
+    let mut done = 0;
+    for &(at, j) in &splices {
+        body.labels(&labels[done..at]);
         let (key, field) = external_fields.get(j);
         body.label(key, field);
+        done = at;
     }
+    body.labels(&labels[done..]);
+    body.end_labels();
+    external_fields.splices = splices;
     // The sample field in three pieces: its key, length and value key; the value; the
     // timestamp field. Each often equals the previous record's (a histogram's upper buckets
     // share their count).

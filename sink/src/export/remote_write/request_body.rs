@@ -12,6 +12,9 @@
 //! it becomes long copies across its fields. Owns that bookkeeping; it must not lay out
 //! messages.
 
+use std::sync::Arc;
+
+use super::encoded_series::EncodedLabel;
 use super::snappy_body::SnappyBody;
 
 /// Where a request's bytes are written.
@@ -20,15 +23,21 @@ pub trait RequestBody {
     fn raw(&mut self) -> &mut Vec<u8>;
     /// Done with a run of [`Self::raw`] bytes.
     fn raw_written(&mut self) {}
-    /// Appends bytes that are not worth searching (headers, sample fields).
+    /// Appends bytes that are not worth searching.
     fn literal(&mut self) -> &mut Vec<u8>;
-    /// A new record (`TimeSeries`) begins.
-    fn begin_record(&mut self) {}
-    /// Appends a label's encoded field; equal keys within one body must have equal bytes.
-    fn label(&mut self, key: usize, field: &[u8]);
     /// Appends a short piece (at most [`PIECE_MAX`] bytes) that often equals the last one
     /// written under the same `kind` (below [`PIECE_KINDS`]).
     fn piece(&mut self, kind: usize, bytes: &[u8]);
+    /// A record's labels begin: [`Self::labels`] and [`Self::label`] calls in label order
+    /// follow, then [`Self::end_labels`].
+    fn begin_labels(&mut self) {}
+    /// Appends interned labels' encoded fields.
+    fn labels(&mut self, labels: &[Arc<EncodedLabel>]);
+    /// Appends a label that is not interned; `key` is a small number that stands for the same
+    /// bytes within one body.
+    fn label(&mut self, key: usize, field: &[u8]);
+    /// The record's labels are written.
+    fn end_labels(&mut self) {}
 }
 
 impl RequestBody for Vec<u8> {
@@ -40,12 +49,18 @@ impl RequestBody for Vec<u8> {
         self
     }
 
-    fn label(&mut self, _key: usize, field: &[u8]) {
-        self.extend_from_slice(field);
-    }
-
     fn piece(&mut self, _kind: usize, bytes: &[u8]) {
         self.extend_from_slice(bytes);
+    }
+
+    fn labels(&mut self, labels: &[Arc<EncodedLabel>]) {
+        for label in labels {
+            self.extend_from_slice(label.field());
+        }
+    }
+
+    fn label(&mut self, _key: usize, field: &[u8]) {
+        self.extend_from_slice(field);
     }
 }
 
@@ -66,16 +81,23 @@ struct Piece {
     bytes: [u8; PIECE_MAX],
 }
 
-/// Last uncompressed position of recently written labels, by key, and the last piece of each
-/// kind.
+/// Last uncompressed position of recently written labels, by key, the previous record's
+/// labels, and the last piece of each kind.
 pub struct RepeatIndex {
     /// Two (key, position) ways per set.
     sets: Box<[[(usize, usize); 2]]>,
     pieces: [Piece; PIECE_KINDS],
-    /// Keys and positions of the previous record's labels, in order.
-    previous: Vec<(usize, usize)>,
+    /// The previous record's label keys, in order.
+    previous_keys: Vec<usize>,
+    /// Where each of them starts, and where the last one ends.
+    previous_starts: Vec<usize>,
     /// The same for the record being written.
-    current: Vec<(usize, usize)>,
+    keys: Vec<usize>,
+    starts: Vec<usize>,
+    /// Where the next label goes.
+    position: usize,
+    /// A copy of consecutive bytes being extended label by label: (from, len).
+    run: Option<(usize, usize)>,
 }
 
 impl Default for RepeatIndex {
@@ -83,8 +105,12 @@ impl Default for RepeatIndex {
         RepeatIndex {
             sets: vec![[(0, 0); 2]; SETS].into_boxed_slice(),
             pieces: [Piece::default(); PIECE_KINDS],
-            previous: Vec::new(),
-            current: Vec::new(),
+            previous_keys: Vec::new(),
+            previous_starts: Vec::new(),
+            keys: Vec::new(),
+            starts: Vec::new(),
+            position: 0,
+            run: None,
         }
     }
 }
@@ -94,27 +120,11 @@ impl RepeatIndex {
     pub fn clear(&mut self) {
         self.sets.fill([(0, 0); 2]);
         self.pieces = [Piece::default(); PIECE_KINDS];
-        self.previous.clear();
-        self.current.clear();
-    }
-
-    fn begin_record(&mut self) {
-        std::mem::swap(&mut self.previous, &mut self.current);
-        self.current.clear();
-    }
-
-    /// Where the label `key` was last written, if known, and notes that it is now written at
-    /// `position`, as the next label of the current record.
-    fn label(&mut self, key: usize, position: usize) -> Option<usize> {
-        let index = self.current.len();
-        self.current.push((key, position));
-        match self.previous.get(index) {
-            Some(&(previous, at)) if previous == key => {
-                self.replace(key, position);
-                Some(at)
-            }
-            _ => self.replace(key, position),
-        }
+        self.previous_keys.clear();
+        self.previous_starts.clear();
+        self.keys.clear();
+        self.starts.clear();
+        self.run = None;
     }
 
     fn set(key: usize) -> usize {
@@ -145,11 +155,51 @@ pub struct CompressedBody<'a> {
     pub index: &'a mut RepeatIndex,
 }
 
-impl RequestBody for CompressedBody<'_> {
-    fn begin_record(&mut self) {
-        self.index.begin_record();
+impl CompressedBody<'_> {
+    /// Writes the pending run of copied labels.
+    fn flush_run(&mut self) {
+        if let Some((from, len)) = self.index.run.take() {
+            self.snappy.copy(from, len);
+        }
     }
 
+    /// Appends the label `key`: a copy of the same label in the previous record when it sits at
+    /// the same index there (the usual case, found without hashing or reading the label), else
+    /// a copy of its last occurrence, else its bytes (`field`) as a literal.
+    fn label_by_key<'f>(&mut self, key: usize, field: impl FnOnce() -> &'f [u8]) {
+        debug_assert_ne!(key, 0, "key 0 marks an empty slot");
+        let index = &mut *self.index;
+        let i = index.keys.len();
+        let at = index.position;
+        index.keys.push(key);
+        index.starts.push(at);
+        let (from, len) = if index.previous_keys.get(i) == Some(&key) {
+            let from = index.previous_starts[i];
+            (from, index.previous_starts[i + 1] - from)
+        } else {
+            let field = field();
+            match index.replace(key, at) {
+                Some(from) => (from, field.len()),
+                None => {
+                    index.position += field.len();
+                    self.flush_run();
+                    self.snappy.literal().extend_from_slice(field);
+                    return;
+                }
+            }
+        };
+        index.position += len;
+        match &mut index.run {
+            Some((run_from, run_len)) if *run_from + *run_len == from => *run_len += len,
+            _ => {
+                self.flush_run();
+                self.index.run = Some((from, len));
+            }
+        }
+    }
+}
+
+impl RequestBody for CompressedBody<'_> {
     fn raw(&mut self) -> &mut Vec<u8> {
         self.snappy.raw()
     }
@@ -160,14 +210,6 @@ impl RequestBody for CompressedBody<'_> {
 
     fn literal(&mut self) -> &mut Vec<u8> {
         self.snappy.literal()
-    }
-
-    fn label(&mut self, key: usize, field: &[u8]) {
-        debug_assert_ne!(key, 0, "key 0 marks an empty slot");
-        match self.index.label(key, self.snappy.position()) {
-            Some(from) => self.snappy.copy(from, field.len()),
-            None => self.snappy.literal().extend_from_slice(field),
-        }
     }
 
     fn piece(&mut self, kind: usize, bytes: &[u8]) {
@@ -183,6 +225,31 @@ impl RequestBody for CompressedBody<'_> {
             last.bytes[..bytes.len()].copy_from_slice(bytes);
             self.snappy.literal().extend_from_slice(bytes);
         }
+    }
+
+    fn begin_labels(&mut self) {
+        let index = &mut *self.index;
+        std::mem::swap(&mut index.previous_keys, &mut index.keys);
+        std::mem::swap(&mut index.previous_starts, &mut index.starts);
+        index.keys.clear();
+        index.starts.clear();
+        index.position = self.snappy.position();
+    }
+
+    fn labels(&mut self, labels: &[Arc<EncodedLabel>]) {
+        for label in labels {
+            self.label_by_key(Arc::as_ptr(label) as usize, || label.field());
+        }
+    }
+
+    fn label(&mut self, key: usize, field: &[u8]) {
+        self.label_by_key(key, || field);
+    }
+
+    fn end_labels(&mut self) {
+        self.flush_run();
+        self.index.starts.push(self.index.position);
+        debug_assert_eq!(self.index.position, self.snappy.position());
     }
 }
 
@@ -201,14 +268,22 @@ mod tests {
         };
         let a = b"label a: a fairly long encoded field".as_slice();
         let b = b"label b".as_slice();
+        let c = b"label c, in b's place every other record".as_slice();
+        let d = b"label d, in every third record".as_slice();
         let mut expected = Vec::new();
-        for round in 0..50u8 {
+        for round in 0..60u8 {
+            let mut labels = vec![(8, a), if round % 2 == 0 { (16, b) } else { (24, c) }];
+            if round % 3 == 0 {
+                labels.push((32, d));
+            }
             body.literal().push(round);
-            body.label(8, a);
-            body.label(16, b);
             expected.push(round);
-            expected.extend_from_slice(a);
-            expected.extend_from_slice(b);
+            body.begin_labels();
+            for (key, field) in labels {
+                body.label(key, field);
+                expected.extend_from_slice(field);
+            }
+            body.end_labels();
         }
         let compressed = snappy.finish().to_vec();
         assert_eq!(
@@ -217,8 +292,8 @@ mod tests {
                 .unwrap(),
             expected
         );
-        // Per round: a 1-byte literal with its tag, one copy run of both labels (3 bytes).
-        assert!(compressed.len() < a.len() + b.len() + 50 * 5 + 10);
+        // Per round: a 1-byte literal with its tag, and two or three copies (3 bytes each).
+        assert!(compressed.len() < a.len() + b.len() + c.len() + d.len() + 60 * 11 + 10);
     }
 
     #[test]
