@@ -122,12 +122,16 @@ impl LabelInterner {
             "labels not sorted/unique"
         );
         let mut hasher = FxHasher::default();
+        let mut fields_len = 0;
         for label in labels.iter() {
             label.field.hash(&mut hasher);
+            fields_len += label.field.len();
         }
         EncodedSeries {
             labels,
-            hash: hasher.finish(),
+            // The upper half: FxHasher's best-mixed bits.
+            hash: (hasher.finish() >> 32) as u32,
+            fields_len: u32::try_from(fields_len).expect("a series' labels fit in 4 GiB"),
         }
     }
 
@@ -151,7 +155,9 @@ impl LabelInterner {
 #[derive(Debug)]
 pub struct EncodedSeries {
     labels: Box<[Arc<EncodedLabel>]>,
-    hash: u64,
+    /// 32 bits each, so that a series stays 24 bytes.
+    hash: u32,
+    fields_len: u32,
 }
 
 impl EncodedSeries {
@@ -162,7 +168,23 @@ impl EncodedSeries {
 
     /// Hash of the labels, for sharding onto lanes.
     pub fn shard_hash(&self) -> u64 {
-        self.hash
+        u64::from(self.hash)
+    }
+
+    /// Asks the CPU to bring the series' label pointers into cache ahead of their use (the
+    /// encoder does this a few samples ahead: they are a separate allocation per series, and
+    /// otherwise the encoder's main cache miss). A hint: it has no effect on results.
+    pub fn prefetch_labels(&self) {
+        let start = self.labels.as_ptr().cast::<u8>();
+        let bytes = std::mem::size_of_val(&*self.labels);
+        for offset in (0..bytes).step_by(64) {
+            prefetch(start.wrapping_add(offset));
+        }
+    }
+
+    /// Length of the labels' encoded fields together.
+    pub fn fields_len(&self) -> usize {
+        self.fields_len as usize
     }
 
     /// The value of label `name`, if present.
@@ -172,6 +194,18 @@ impl EncodedSeries {
             .ok()
             .map(|i| self.labels[i].value())
     }
+}
+
+/// Prefetches the cache line of `at` (a hint; never dereferences it).
+pub fn prefetch<T>(at: *const T) {
+    // SAFETY: `_mm_prefetch` needs SSE, which every x86_64 CPU has (it is in the target's
+    // baseline), and it never dereferences the pointer: any address is allowed.
+    #[cfg(target_arch = "x86_64")]
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(at.cast());
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = at;
 }
 
 impl PartialEq for EncodedSeries {
@@ -190,7 +224,7 @@ impl Eq for EncodedSeries {}
 
 impl Hash for EncodedSeries {
     fn hash<H: Hasher>(&self, state: &mut H) {
-        state.write_u64(self.hash);
+        state.write_u32(self.hash);
     }
 }
 
@@ -211,6 +245,11 @@ mod tests {
         assert_ne!(a, c);
         assert_eq!(interner.len(), 3);
         assert_eq!(a.get("job"), Some("j"));
+        assert_eq!(
+            a.fields_len(),
+            a.labels().iter().map(|l| l.field().len()).sum::<usize>()
+        );
+        assert_eq!(std::mem::size_of::<EncodedSeries>(), 24);
         let expected = proto::Label {
             name: "job".into(),
             value: "j".into(),

@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use prost::encoding::{encode_key, encode_varint, encoded_len_varint, WireType};
 
-use super::encoded_series::EncodedSeries;
+use super::encoded_series::{prefetch, EncodedSeries};
 use super::request_body::{CompressedBody, RepeatIndex, RequestBody, PIECE_MAX};
 use super::snappy_body::SnappyBody;
 use crate::export::sample::{ExportSample, ExportSeries};
@@ -227,7 +227,8 @@ fn put_samples(
     samples: &[ExportSample],
     external: &[(String, String)],
 ) {
-    for sample in samples {
+    for (i, sample) in samples.iter().enumerate() {
+        prefetch_ahead(samples, i);
         match &sample.series {
             ExportSeries::Labels(series) => {
                 base.load(&series.labels, external);
@@ -241,6 +242,21 @@ fn put_samples(
     }
     // Do not keep a label set alive past the request.
     base.set = None;
+}
+
+/// Samples ahead of sample `i` whose scraped series are brought into cache: the series itself
+/// [`SERIES_AHEAD`] samples ahead, its label pointers (read through the series, by then in
+/// cache) [`LABELS_AHEAD`] ahead.
+const SERIES_AHEAD: usize = 8;
+const LABELS_AHEAD: usize = 4;
+
+fn prefetch_ahead(samples: &[ExportSample], i: usize) {
+    if let Some(ExportSeries::Encoded(series)) = samples.get(i + SERIES_AHEAD).map(|s| &s.series) {
+        prefetch(Arc::as_ptr(series));
+    }
+    if let Some(ExportSeries::Encoded(series)) = samples.get(i + LABELS_AHEAD).map(|s| &s.series) {
+        series.prefetch_labels();
+    }
 }
 
 /// Writes one sample as a `timeseries` field: the base labels with the extras spliced in at
@@ -296,7 +312,7 @@ fn put_encoded_time_series(
     // Where each external label the series lacks goes among its labels.
     let mut splices = std::mem::take(&mut external_fields.splices);
     splices.clear();
-    let mut labels_len: usize = labels.iter().map(|l| l.field().len()).sum();
+    let mut labels_len = series.fields_len();
     for (j, (name, _)) in external.iter().enumerate() {
         let at = labels.partition_point(|l| l.name() < name.as_str());
         if labels.get(at).is_some_and(|l| l.name() == name) {
@@ -305,8 +321,7 @@ fn put_encoded_time_series(
         splices.push((at, j));
         labels_len += external_fields.get(j).1.len();
     }
-    let mut header = Piece::default();
-    put_time_series_header(&mut header.buf(), labels_len, sample);
+    let header = Piece::of(|buf| put_time_series_header(buf, labels_len, sample));
     body.piece(HEADER, header.bytes());
     body.begin_labels();
     let mut done = 0;
@@ -322,16 +337,14 @@ fn put_encoded_time_series(
     // The sample field in three pieces: its key, length and value key; the value; the
     // timestamp field. Each often equals the previous record's (a histogram's upper buckets
     // share their count).
-    let mut prefix = Piece::default();
     let value = sample.value.to_bits() != 0;
-    put_sample_field_prefix(&mut prefix.buf(), sample);
+    let prefix = Piece::of(|buf| put_sample_field_prefix(buf, sample));
     body.piece(SAMPLE_PREFIX, prefix.bytes());
     if value {
         body.piece(VALUE, &sample.value.to_le_bytes());
     }
     if sample.timestamp_ms != 0 {
-        let mut timestamp = Piece::default();
-        put_timestamp_field(&mut timestamp.buf(), sample.timestamp_ms);
+        let timestamp = Piece::of(|buf| put_timestamp_field(buf, sample.timestamp_ms));
         body.piece(TIMESTAMP, timestamp.bytes());
     }
 }
@@ -342,38 +355,24 @@ const SAMPLE_PREFIX: usize = 1;
 const VALUE: usize = 2;
 const TIMESTAMP: usize = 3;
 
-/// A short piece encoded on the stack.
-#[derive(Default)]
+/// A short piece encoded on the stack (a key and a varint at most: 11 bytes).
 struct Piece {
     bytes: [u8; PIECE_MAX],
     len: usize,
 }
 
 impl Piece {
-    /// A writer over the free room.
-    fn buf(&mut self) -> PieceWriter<'_> {
-        PieceWriter(self)
+    /// The bytes `write` puts into a free piece.
+    fn of(write: impl FnOnce(&mut &mut [u8])) -> Piece {
+        let mut bytes = [0; PIECE_MAX];
+        let mut free = &mut bytes[..];
+        write(&mut free);
+        let len = PIECE_MAX - free.len();
+        Piece { bytes, len }
     }
 
     fn bytes(&self) -> &[u8] {
         &self.bytes[..self.len]
-    }
-}
-
-/// Appends to a [`Piece`] (pieces are at most a key and a 10-byte varint).
-struct PieceWriter<'a>(&'a mut Piece);
-
-unsafe impl prost::bytes::BufMut for PieceWriter<'_> {
-    fn remaining_mut(&self) -> usize {
-        PIECE_MAX - self.0.len
-    }
-
-    unsafe fn advance_mut(&mut self, cnt: usize) {
-        self.0.len += cnt;
-    }
-
-    fn chunk_mut(&mut self) -> &mut prost::bytes::buf::UninitSlice {
-        (&mut self.0.bytes[self.0.len..]).into()
     }
 }
 

@@ -73,7 +73,7 @@ pub const PIECE_MAX: usize = 16;
 /// the distinct labels a batch of one target's series usually holds (a 64 KiB table).
 const SETS: usize = 2048;
 
-/// The last piece of one kind: its position and bytes.
+/// The last piece of one kind: its position and bytes (zero-padded, compared whole).
 #[derive(Clone, Copy, Default)]
 struct Piece {
     position: usize,
@@ -215,14 +215,16 @@ impl RequestBody for CompressedBody<'_> {
     fn piece(&mut self, kind: usize, bytes: &[u8]) {
         let position = self.snappy.position();
         let last = &mut self.index.pieces[kind];
-        if last.len == bytes.len() && last.bytes[..last.len] == *bytes && last.len > 0 {
+        let mut padded = [0; PIECE_MAX];
+        padded[..bytes.len()].copy_from_slice(bytes);
+        if last.len == bytes.len() && last.bytes == padded && last.len > 0 {
             let from = last.position;
             last.position = position;
             self.snappy.copy(from, bytes.len());
         } else {
             last.position = position;
             last.len = bytes.len();
-            last.bytes[..bytes.len()].copy_from_slice(bytes);
+            last.bytes = padded;
             self.snappy.literal().extend_from_slice(bytes);
         }
     }
