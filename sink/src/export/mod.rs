@@ -80,25 +80,27 @@ impl Exporter {
         }
     }
 
-    /// [`Exporter::enqueue`] for samples already in export form.
-    pub fn enqueue_export(&self, samples: &[ExportSample]) {
-        for endpoint in &self.endpoints {
-            endpoint.enqueue_export(samples.iter().cloned());
-        }
-    }
-
-    /// Queues samples on every endpoint, waiting while an endpoint's lane is full: nothing is
-    /// dropped, and the caller (a scrape loop) is slowed down to what the endpoints take. One
-    /// endpoint that stays down therefore holds the scrapes up; the memory held stays bounded
-    /// by the queues' capacity.
-    pub async fn enqueue_when_room(&self, samples: Vec<ExportSample>) {
+    /// Queues samples of one source (a scrape target) on every endpoint, all on the lane of
+    /// `shard` (see [`Endpoint::enqueue_export_on`]), waiting while that lane is full: nothing
+    /// is dropped, and the caller is slowed down to what the endpoints take. One endpoint that
+    /// stays down therefore holds the scrapes up (unless its `queue.when_full` is
+    /// `drop_oldest`); the memory held stays bounded by the queues' capacity.
+    pub async fn enqueue_when_room_on(&self, shard: u64, samples: Vec<ExportSample>) {
         let Some((last, others)) = self.endpoints.split_last() else {
             return;
         };
         for endpoint in others {
-            endpoint.enqueue_when_room(samples.clone()).await;
+            endpoint.enqueue_when_room_on(shard, samples.clone()).await;
         }
-        last.enqueue_when_room(samples).await;
+        last.enqueue_when_room_on(shard, samples).await;
+    }
+
+    /// Queues samples of one source on the lane of `shard` of every endpoint without waiting;
+    /// a full lane drops its oldest batches.
+    pub fn enqueue_export_on(&self, shard: u64, samples: &[ExportSample]) {
+        for endpoint in &self.endpoints {
+            endpoint.enqueue_export_on(shard, samples.to_vec());
+        }
     }
 
     /// Seals pending batches, lets every endpoint send for at most `timeout` (in parallel),

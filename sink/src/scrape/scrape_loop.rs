@@ -1,7 +1,8 @@
 //! The loop of one target: scrape every interval (at a fixed offset within it), convert
 //! through the target's [`SeriesCache`] (which also finds the series that vanished) and queue
 //! samples and stale markers, waiting for room in the remote-write queues rather than losing
-//! samples.
+//! samples. All of a target's samples go to one remote-write lane (picked by its URL), which
+//! keeps each series' order and the target's series together in a batch.
 //!
 //! Stale markers go out for a series absent from the latest successful scrape, for every
 //! scraped series when a scrape fails (`up` becomes 0), and for all series, `up` included,
@@ -58,6 +59,8 @@ struct TargetLoop {
     last_body_len: usize,
     /// The cache's series as last added to the job's `series` gauge.
     counted_series: u64,
+    /// Picks the remote-write lane of all the target's samples.
+    lane_shard: u64,
     was_up: Option<bool>,
 }
 
@@ -74,6 +77,7 @@ pub async fn run(
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut cache = SeriesCache::default();
     let report_series = ReportSeries::new(&target, cache.interner());
+    let lane_shard = weight("remote-write-lane", &target.url);
     let mut target_loop = TargetLoop {
         target,
         ctx,
@@ -83,6 +87,7 @@ pub async fn run(
         last_scrape_ms: None,
         last_body_len: 0,
         counted_series: 0,
+        lane_shard,
         was_up: None,
     };
     loop {
@@ -174,8 +179,13 @@ impl TargetLoop {
         self.metrics
             .stale_markers
             .fetch_add(stale_markers.len() as u64, Ordering::Relaxed);
-        self.ctx.exporter.enqueue_when_room(stale_markers).await;
-        self.ctx.exporter.enqueue_when_room(samples).await;
+        let exporter = &self.ctx.exporter;
+        exporter
+            .enqueue_when_room_on(self.lane_shard, stale_markers)
+            .await;
+        exporter
+            .enqueue_when_room_on(self.lane_shard, samples)
+            .await;
     }
 
     /// Brings the job's `series` gauge in line with the cache.
@@ -217,7 +227,9 @@ impl TargetLoop {
         self.metrics
             .stale_markers
             .fetch_add(markers.len() as u64, Ordering::Relaxed);
-        self.ctx.exporter.enqueue_export(&markers);
+        self.ctx
+            .exporter
+            .enqueue_export_on(self.lane_shard, &markers);
     }
 }
 

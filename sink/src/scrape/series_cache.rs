@@ -3,7 +3,10 @@
 //!
 //! A series text (the metric name and label block exactly as scraped) is looked up by its
 //! 128-bit XXH3 hash; an entry gives the converted series (or that relabeling dropped it),
-//! so a known line is neither lexed, relabeled nor allocated again. Several texts may name
+//! so a known line is neither lexed, relabeled nor allocated again. Entries are kept in the
+//! order of the last scrape, and a body usually repeats that order, so the next line's entry
+//! is expected at a cursor and found by one comparison in memory read in sequence; the hash
+//! map is the fallback, and the order is rebuilt after a scrape that broke it. Several texts may name
 //! one series (`le="1.0"` and `le="1"`); series are slots in a slab, shared by their texts and
 //! stamped with the epoch of their last sample, which is how duplicates in a body and series
 //! that vanished are found without building sets. A series absent from a scrape gets its
@@ -20,7 +23,7 @@ use std::sync::Arc;
 
 use rustc_hash::FxHasher;
 
-use crate::export::remote_write::encoded_series::{EncodedSeries, LabelInterner};
+use crate::export::remote_write::encoded_series::{prefetch, EncodedSeries, LabelInterner};
 use crate::export::sample::{ExportSample, ExportSeries};
 use crate::series::stale_nan;
 
@@ -62,10 +65,30 @@ struct Slot {
     generation: u32,
 }
 
+/// A cached text and its key.
+#[derive(Clone, Copy, Debug)]
+struct Text {
+    key: u128,
+    entry: TextEntry,
+}
+
+/// Texts ahead of the cursor whose series are brought into cache (their counters are touched
+/// when a sample takes a reference).
+const PREFETCH_AHEAD: usize = 4;
+
 /// One target's cache (see the module docs).
 #[derive(Debug, Default)]
 pub struct SeriesCache {
-    texts: FxMap<u128, TextEntry>,
+    /// In the order of the last scrape (new texts at the end until the next rebuild).
+    texts: Vec<Text>,
+    /// Key → index in `texts`.
+    index: FxMap<u128, u32>,
+    /// Where the next line's text is expected.
+    cursor: usize,
+    /// Indexes in `texts` of this scrape's texts, in the order first seen.
+    order: Vec<u32>,
+    /// `order` is `0, 1, 2, …` so far.
+    in_sequence: bool,
     slots: Vec<Slot>,
     free: Vec<u32>,
     by_series: FxMap<Arc<EncodedSeries>, u32>,
@@ -83,6 +106,9 @@ impl SeriesCache {
     pub fn begin(&mut self) {
         self.epoch = self.epoch.wrapping_add(1).max(1);
         self.added = 0;
+        self.cursor = 0;
+        self.order.clear();
+        self.in_sequence = true;
         if std::mem::take(&mut self.prune_pending) {
             self.interner.prune();
         }
@@ -90,20 +116,77 @@ impl SeriesCache {
 
     /// The entry of a text, marked as seen in this scrape.
     pub fn text(&mut self, key: u128) -> Option<TextEntry> {
-        let entry = self.texts.get_mut(&key)?;
-        entry.seen = self.epoch;
-        Some(*entry)
+        let at = if self.texts.get(self.cursor).is_some_and(|t| t.key == key) {
+            self.cursor
+        } else if self.cursor > 0 && self.texts[self.cursor - 1].key == key {
+            // The same text asked again (a quick read that needs the full parse).
+            self.cursor - 1
+        } else {
+            *self.index.get(&key)? as usize
+        };
+        self.cursor = at + 1;
+        self.prefetch_series(at + PREFETCH_AHEAD);
+        Some(self.see(at))
+    }
+
+    /// Marks the text at `at` as seen in this scrape and returns its entry.
+    fn see(&mut self, at: usize) -> TextEntry {
+        let epoch = self.epoch;
+        let entry = &mut self.texts[at].entry;
+        if entry.seen != epoch {
+            entry.seen = epoch;
+            self.in_sequence &= at == self.order.len();
+            self.order.push(at as u32);
+        }
+        *entry
+    }
+
+    fn prefetch_series(&self, at: usize) {
+        if let Some(Text {
+            entry:
+                TextEntry {
+                    outcome: Outcome::Series { slot, .. },
+                    ..
+                },
+            ..
+        }) = self.texts.get(at)
+        {
+            if let Some(series) = self
+                .slots
+                .get(*slot as usize)
+                .and_then(|s| s.series.as_ref())
+            {
+                prefetch(Arc::as_ptr(series));
+            }
+        }
     }
 
     /// Records what a text converts to (seen in this scrape).
     pub fn insert_text(&mut self, key: u128, outcome: Outcome, quick: bool, filter_family: bool) {
         let entry = TextEntry {
-            seen: self.epoch,
+            seen: 0,
             outcome,
             quick,
             filter_family,
         };
-        self.texts.insert(key, entry);
+        let at = match self.index.get(&key) {
+            Some(&at) => {
+                let at = at as usize;
+                self.texts[at].entry = TextEntry {
+                    seen: self.texts[at].entry.seen,
+                    ..entry
+                };
+                at
+            }
+            None => {
+                let at = self.texts.len();
+                self.texts.push(Text { key, entry });
+                self.index.insert(key, at as u32);
+                at
+            }
+        };
+        self.cursor = at + 1;
+        self.see(at);
     }
 
     /// The slot of `series`, created if it is not live (counted as added).
@@ -183,7 +266,17 @@ impl SeriesCache {
     pub fn finish(&mut self, marker_ms: i64) -> Vec<ExportSample> {
         let epoch = self.epoch;
         let markers = self.remove_slots(marker_ms, |slot| slot.seen != epoch);
-        self.texts.retain(|_, entry| entry.seen == epoch);
+        if !self.in_sequence || self.order.len() != self.texts.len() {
+            // Keep this scrape's texts, in its order.
+            let old = std::mem::take(&mut self.texts);
+            self.texts = self.order.iter().map(|&at| old[at as usize]).collect();
+            self.index.clear();
+            for (at, text) in self.texts.iter().enumerate() {
+                self.index.insert(text.key, at as u32);
+            }
+        }
+        self.order.clear();
+        self.in_sequence = true;
         markers
     }
 
@@ -192,6 +285,9 @@ impl SeriesCache {
     pub fn clear(&mut self, marker_ms: i64) -> Vec<ExportSample> {
         let markers = self.remove_slots(marker_ms, |_| true);
         self.texts.clear();
+        self.index.clear();
+        self.order.clear();
+        self.cursor = 0;
         markers
     }
 
@@ -280,5 +376,62 @@ mod tests {
             cache.interner().is_empty(),
             "labels forgotten at the next scrape"
         );
+    }
+
+    /// Texts in a new order, one gone and one new: every lookup still finds its entry, the
+    /// cache then holds the new order, and a scrape repeating it stays on the cursor.
+    #[test]
+    fn the_text_order_follows_the_last_scrape() {
+        let mut cache = SeriesCache::default();
+        let scrape = |cache: &mut SeriesCache, names: &[&str]| {
+            cache.begin();
+            for name in names {
+                let key = text_key(name.as_bytes());
+                match cache.text(key) {
+                    Some(entry) => assert!(cache.is_current(entry.outcome), "{name}"),
+                    None => {
+                        let series = series(cache, name);
+                        let outcome = cache.series(series);
+                        cache.insert_text(key, outcome, true, false);
+                    }
+                }
+                let Some(TextEntry {
+                    outcome: Outcome::Series { slot, .. },
+                    ..
+                }) = cache.text(key)
+                else {
+                    panic!("{name} has a series");
+                };
+                assert!(cache.emit(slot).is_some(), "{name} once per scrape");
+            }
+            let stale = cache.finish(1).len();
+            let order: Vec<u128> = cache.texts.iter().map(|t| t.key).collect();
+            (stale, order)
+        };
+        let keys = |names: &[&str]| -> Vec<u128> {
+            names.iter().map(|n| text_key(n.as_bytes())).collect()
+        };
+        assert_eq!(
+            scrape(&mut cache, &["a", "b", "c", "d"]),
+            (0, keys(&["a", "b", "c", "d"]))
+        );
+        assert_eq!(
+            scrape(&mut cache, &["c", "a", "e", "d"]),
+            (1, keys(&["c", "a", "e", "d"]))
+        );
+        cache.begin();
+        for name in ["c", "a", "e", "d"] {
+            let entry = cache.text(text_key(name.as_bytes())).unwrap();
+            let Outcome::Series { slot, .. } = entry.outcome else {
+                panic!("{name} has a series");
+            };
+            assert!(cache.emit(slot).is_some());
+        }
+        assert!(
+            cache.in_sequence,
+            "the repeated order is read on the cursor"
+        );
+        assert_eq!(cache.finish(2).len(), 0);
+        assert_eq!(cache.index.len(), 4);
     }
 }

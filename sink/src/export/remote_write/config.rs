@@ -91,7 +91,8 @@ pub struct QueueConfig {
     pub max_samples_per_send: usize,
     /// A partial batch is sent after waiting this long.
     pub batch_send_deadline: HumanDuration,
-    /// Parallel senders; series are sharded onto lanes by label hash (order kept per series).
+    /// Parallel senders; reported series are sharded onto lanes by label hash, scraped series
+    /// by target (order kept per series either way).
     pub lanes: usize,
     pub min_backoff: HumanDuration,
     pub max_backoff: HumanDuration,

@@ -131,18 +131,27 @@ impl Endpoint {
         }
     }
 
-    /// Queues samples, each on the lane of its series, waiting while a lane is full (see
+    /// Queues samples all on the lane of `shard`, without waiting. A source whose series are
+    /// its own (a scrape target) keeps each series' order this way, and its series stay
+    /// together in a batch, where consecutive series share most labels.
+    pub fn enqueue_export_on(&self, shard: u64, samples: Vec<ExportSample>) {
+        if !samples.is_empty() {
+            self.lane_of(shard).push(samples);
+        }
+    }
+
+    /// [`Endpoint::enqueue_export_on`], waiting while the lane is full (see
     /// [`Lane::push_when_room`]) unless the endpoint's `when_full` is `drop_oldest`.
-    pub async fn enqueue_when_room(&self, samples: Vec<ExportSample>) {
+    pub async fn enqueue_when_room_on(&self, shard: u64, samples: Vec<ExportSample>) {
         if self.when_full == WhenFull::DropOldest {
-            self.enqueue_export(samples);
-            return;
+            self.enqueue_export_on(shard, samples);
+        } else if !samples.is_empty() {
+            self.lane_of(shard).push_when_room(samples).await;
         }
-        for (lane, samples) in self.lanes.iter().zip(self.by_lane(samples)) {
-            if !samples.is_empty() {
-                lane.push_when_room(samples).await;
-            }
-        }
+    }
+
+    fn lane_of(&self, shard: u64) -> &Lane {
+        &self.lanes[(shard % self.lanes.len() as u64) as usize]
     }
 
     fn by_lane(&self, samples: impl IntoIterator<Item = ExportSample>) -> Vec<Vec<ExportSample>> {
