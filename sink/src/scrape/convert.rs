@@ -75,7 +75,7 @@ fn convert_series(typed: &TypedSample<'_>, target: &Target, cache: &mut SeriesCa
 
 impl ScrapedSamples {
     /// Adds the sample of a cached text (a current entry) unless merge filtering drops it.
-    fn add(
+    pub(super) fn add(
         &mut self,
         cache: &mut SeriesCache,
         entry: TextEntry,
@@ -241,12 +241,12 @@ impl ReportSeries {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::scrape::config::ScrapeConfig;
     use crate::scrape::target::static_targets;
 
-    fn target(yaml: &str) -> Target {
+    pub(in crate::scrape) fn target(yaml: &str) -> Target {
         let section: ScrapeConfig = serde_yaml::from_str(yaml).unwrap();
         section.check().unwrap();
         static_targets(&section, &section.jobs[0]).remove(0)
@@ -259,7 +259,7 @@ mod tests {
         }
     }
 
-    fn text(sample: &ExportSample) -> String {
+    pub(in crate::scrape) fn text(sample: &ExportSample) -> String {
         let mut out = String::new();
         for label in encoded(sample).labels() {
             out.push_str(&format!("{}={},", label.name(), label.value()));
@@ -267,7 +267,7 @@ mod tests {
         format!("{out} {}@{}", sample.value, sample.timestamp_ms)
     }
 
-    const BODY: &str = "\
+    pub(in crate::scrape) const BODY: &str = "\
 # TYPE envoy_cluster_upstream_rq counter
 envoy_cluster_upstream_rq{response_code=\"200\",cluster_name=\"xds-grpc\",instance=\"envoy\"} 7
 # TYPE istio_requests_total counter

@@ -1,6 +1,6 @@
 //! One HTTP scrape: `GET` with Prometheus' `Accept` and `X-Prometheus-Scrape-Timeout-Seconds`
-//! headers, gzip accepted (and undone), the body read up to a size limit, all within the
-//! target's timeout.
+//! headers, gzip accepted (and undone), the body read up to a size limit, as the chunks it
+//! arrived in (not joined: see `super::chunks`), all within the target's timeout.
 //!
 //! Owns the HTTP exchange only; it must not parse the body.
 
@@ -25,7 +25,8 @@ pub enum FetchError {
 /// A successful scrape's body.
 #[derive(Debug)]
 pub struct Fetched {
-    pub body: Vec<u8>,
+    /// The body, in the chunks the HTTP client handed over.
+    pub chunks: Vec<prost::bytes::Bytes>,
     pub content_type: Option<String>,
 }
 
@@ -43,15 +44,12 @@ pub fn client(member: Option<&str>) -> Result<reqwest::Client, reqwest::Error> {
         .build()
 }
 
-/// Fetches `url` within `timeout`, refusing bodies over `limit` bytes (decompressed). The body
-/// buffer starts at `size_hint` bytes (the target's previous body) or the response's
-/// `Content-Length`, whichever is larger, so a body of the usual size is copied once.
+/// Fetches `url` within `timeout`, refusing bodies over `limit` bytes (decompressed).
 pub async fn fetch(
     client: &reqwest::Client,
     url: &str,
     timeout: Duration,
     limit: usize,
-    size_hint: usize,
 ) -> Result<Fetched, FetchError> {
     let exchange = async {
         let mut response = client
@@ -72,17 +70,19 @@ pub async fn fetch(
             .get(reqwest::header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
-        let expected = response
-            .content_length()
-            .map_or(0, |n| usize::try_from(n).unwrap_or(usize::MAX));
-        let mut body = Vec::with_capacity(expected.max(size_hint).min(limit));
+        let mut chunks = Vec::new();
+        let mut len = 0;
         while let Some(chunk) = response.chunk().await? {
-            if body.len() + chunk.len() > limit {
+            len += chunk.len();
+            if len > limit {
                 return Err(FetchError::TooLarge(limit));
             }
-            body.extend_from_slice(&chunk);
+            chunks.push(chunk);
         }
-        Ok(Fetched { body, content_type })
+        Ok(Fetched {
+            chunks,
+            content_type,
+        })
     };
     tokio::time::timeout(timeout, exchange)
         .await

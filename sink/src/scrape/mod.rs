@@ -11,6 +11,7 @@
 //! owns the set of running loops and discovery tasks; it must not parse, fetch or relabel
 //! itself.
 
+pub mod chunks;
 pub mod config;
 pub mod convert;
 pub mod fetch;

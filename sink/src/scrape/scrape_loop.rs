@@ -15,8 +15,9 @@ use std::time::Instant;
 
 use tokio::sync::watch;
 
+use super::chunks::chunks_to_samples;
 use super::config::Prefer;
-use super::convert::{body_to_samples, ReportSeries, ScrapeReport};
+use super::convert::{ReportSeries, ScrapeReport};
 use super::fetch::fetch;
 use super::merge::ReportedPods;
 use super::metrics::JobMetrics;
@@ -55,8 +56,6 @@ struct TargetLoop {
     report_series: ReportSeries,
     /// Timestamp of the last scrape whose samples were queued.
     last_scrape_ms: Option<i64>,
-    /// Size of the last body, to size the next one's buffer.
-    last_body_len: usize,
     /// The cache's series as last added to the job's `series` gauge.
     counted_series: u64,
     /// Picks the remote-write lane of all the target's samples.
@@ -85,7 +84,6 @@ pub async fn run(
         cache,
         report_series,
         last_scrape_ms: None,
-        last_body_len: 0,
         counted_series: 0,
         lane_shard,
         was_up: None,
@@ -118,7 +116,6 @@ impl TargetLoop {
             &self.target.url,
             self.target.timeout,
             self.ctx.body_size_limit,
-            self.last_body_len,
         )
         .await;
         let duration = started.elapsed();
@@ -130,15 +127,14 @@ impl TargetLoop {
                         .target
                         .pod()
                         .is_some_and(|pod| self.ctx.reported.is_reported(&pod, Instant::now()));
-                let converted = body_to_samples(
-                    &fetched.body,
+                let converted = chunks_to_samples(
+                    &fetched.chunks,
                     fetched.content_type.as_deref(),
                     &self.target,
                     scrape_ms,
                     drop_filter_families,
                     &mut self.cache,
                 );
-                self.last_body_len = fetched.body.len();
                 drop(fetched);
                 let stale_markers = self.cache.finish(scrape_ms);
                 self.metrics
