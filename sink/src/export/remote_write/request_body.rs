@@ -189,13 +189,49 @@ impl CompressedBody<'_> {
             }
         };
         index.position += len;
-        match &mut index.run {
+        self.extend_run(from, len);
+    }
+
+    /// Adds a copy of `len` bytes from `from` to the pending run, or starts a new run.
+    fn extend_run(&mut self, from: usize, len: usize) {
+        match &mut self.index.run {
             Some((run_from, run_len)) if *run_from + *run_len == from => *run_len += len,
             _ => {
                 self.flush_run();
                 self.index.run = Some((from, len));
             }
         }
+    }
+
+    /// Takes the longest stretch at the front of `labels` that the previous record holds at
+    /// the same indexes, as one copy, without touching the labels; returns how many it took.
+    fn same_as_previous(&mut self, labels: &[Arc<EncodedLabel>]) -> usize {
+        let RepeatIndex {
+            previous_keys,
+            previous_starts,
+            keys,
+            starts,
+            position,
+            ..
+        } = &mut *self.index;
+        let i = keys.len();
+        let previous = previous_keys.get(i..).unwrap_or(&[]);
+        let n = labels
+            .iter()
+            .zip(previous)
+            .take_while(|(label, key)| Arc::as_ptr(label) as usize == **key)
+            .count();
+        if n == 0 {
+            return 0;
+        }
+        let from = previous_starts[i];
+        let len = previous_starts[i + n] - from;
+        let shift = *position - from;
+        keys.extend_from_slice(&previous[..n]);
+        starts.extend(previous_starts[i..i + n].iter().map(|start| start + shift));
+        *position += len;
+        self.extend_run(from, len);
+        n
     }
 }
 
@@ -239,8 +275,13 @@ impl RequestBody for CompressedBody<'_> {
     }
 
     fn labels(&mut self, labels: &[Arc<EncodedLabel>]) {
-        for label in labels {
-            self.label_by_key(Arc::as_ptr(label) as usize, || label.field());
+        let mut rest = labels;
+        while !rest.is_empty() {
+            rest = &rest[self.same_as_previous(rest)..];
+            if let Some((label, tail)) = rest.split_first() {
+                self.label_by_key(Arc::as_ptr(label) as usize, || label.field());
+                rest = tail;
+            }
         }
     }
 

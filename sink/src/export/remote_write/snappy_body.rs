@@ -193,6 +193,21 @@ impl SnappyBody {
             return;
         };
         self.written += len;
+        if len >= MAX_COPY_LEN + 4 && distance < 1 << 16 {
+            // The full pieces of a long run are alike: written in one go, leaving 4 to 67
+            // bytes for the loop below.
+            let full = (len - 4) / MAX_COPY_LEN;
+            let piece = [
+                (((MAX_COPY_LEN - 1) as u8) << 2) | 0b10,
+                distance as u8,
+                (distance >> 8) as u8,
+            ];
+            self.out.reserve(3 * full);
+            for _ in 0..full {
+                self.out.extend_from_slice(&piece);
+            }
+            len -= full * MAX_COPY_LEN;
+        }
         while len > 0 {
             // Leave at least 4 bytes for the last piece, so that it can use the short form.
             let piece = if len > MAX_COPY_LEN && len < MAX_COPY_LEN + 4 {
