@@ -3,7 +3,8 @@
 //! (15020-shaped bodies with Istio's label sets) at the same interval and remote-writing to one
 //! counting receiver each. Prints, per side, CPU seconds (utime + stime from `/proc/<pid>/stat`)
 //! over the measured window, peak RSS (`VmHWM`), samples delivered, scrapes served, and the
-//! derived CPU-µs per sample and bytes of RSS per active series.
+//! derived CPU-µs per sample, bytes of RSS per active series and compressed remote-write bytes
+//! per sample.
 //!
 //! Settings (environment): `MESHTAP_SINK_BIN` (required, the release `meshtap-sink`),
 //! `BENCH_TARGETS` (200), `BENCH_SERIES` (2000 per target), `BENCH_INTERVAL_SECONDS` (5),
@@ -72,9 +73,12 @@ async fn serve_target(
     body
 }
 
-/// Samples a receiver decoded.
+/// Samples a receiver decoded, and the compressed bytes they came in.
 #[derive(Default)]
-struct Delivered(AtomicU64);
+struct Delivered {
+    samples: AtomicU64,
+    bytes: AtomicU64,
+}
 
 fn varint(buf: &[u8], at: &mut usize) -> u64 {
     let mut value = 0;
@@ -123,7 +127,10 @@ async fn receive(State(delivered): State<Arc<Delivered>>, body: Bytes) -> &'stat
             length_delimited(series, |field, _| samples += u64::from(field == 2));
         }
     });
-    delivered.0.fetch_add(samples, Ordering::Relaxed);
+    delivered.samples.fetch_add(samples, Ordering::Relaxed);
+    delivered
+        .bytes
+        .fetch_add(body.len() as u64, Ordering::Relaxed);
     ""
 }
 
@@ -229,6 +236,7 @@ fn start_agent(s: &Settings, dir: &Path, targets: &[SocketAddr], write: SocketAd
 struct Snapshot {
     cpu: f64,
     delivered: u64,
+    bytes: u64,
     served: u64,
 }
 
@@ -290,7 +298,8 @@ async fn run(s: Settings) {
     tokio::time::sleep(Duration::from_secs(2 * s.interval)).await;
     let snapshot = |pid: u32, delivered: &Delivered, served: &AtomicU64| Snapshot {
         cpu: cpu_seconds(pid, ticks),
-        delivered: delivered.0.load(Ordering::Relaxed),
+        delivered: delivered.samples.load(Ordering::Relaxed),
+        bytes: delivered.bytes.load(Ordering::Relaxed),
         served: served.load(Ordering::Relaxed),
     };
     let started = Instant::now();
@@ -329,9 +338,10 @@ async fn run(s: Settings) {
             rss as f64 / (1 << 20) as f64
         );
         println!(
-            "{:<22} RSS per active series: {:.0} bytes",
+            "{:<22} RSS per active series: {:.0} bytes; remote-write body bytes per sample: {:.1}",
             "",
-            rss as f64 / active_series
+            rss as f64 / active_series,
+            (b.bytes - a.bytes) as f64 / samples.max(1) as f64
         );
         rows.push((per_sample_us, rss as f64));
     }
