@@ -300,41 +300,46 @@ impl RequestBody for CompressedBody<'_> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_repeated_label_is_a_copy_of_its_last_occurrence() {
+    /// The body that `write` makes.
+    fn compressed(write: impl FnOnce(&mut CompressedBody<'_>)) -> Vec<u8> {
         let mut snappy = SnappyBody::default();
         let mut index = RepeatIndex::default();
         snappy.start();
-        let mut body = CompressedBody {
+        write(&mut CompressedBody {
             snappy: &mut snappy,
             index: &mut index,
-        };
+        });
+        snappy.finish().to_vec()
+    }
+
+    fn decompressed(body: &[u8]) -> Vec<u8> {
+        snap::raw::Decoder::new().decompress_vec(body).unwrap()
+    }
+
+    #[test]
+    fn a_repeated_label_is_a_copy_of_its_last_occurrence() {
         let a = b"label a: a fairly long encoded field".as_slice();
         let b = b"label b".as_slice();
         let c = b"label c, in b's place every other record".as_slice();
         let d = b"label d, in every third record".as_slice();
         let mut expected = Vec::new();
-        for round in 0..60u8 {
-            let mut labels = vec![(8, a), if round % 2 == 0 { (16, b) } else { (24, c) }];
-            if round % 3 == 0 {
-                labels.push((32, d));
+        let compressed = compressed(|body| {
+            for round in 0..60u8 {
+                let mut labels = vec![(8, a), if round % 2 == 0 { (16, b) } else { (24, c) }];
+                if round % 3 == 0 {
+                    labels.push((32, d));
+                }
+                body.literal().push(round);
+                expected.push(round);
+                body.begin_labels();
+                for (key, field) in labels {
+                    body.label(key, field);
+                    expected.extend_from_slice(field);
+                }
+                body.end_labels();
             }
-            body.literal().push(round);
-            expected.push(round);
-            body.begin_labels();
-            for (key, field) in labels {
-                body.label(key, field);
-                expected.extend_from_slice(field);
-            }
-            body.end_labels();
-        }
-        let compressed = snappy.finish().to_vec();
-        assert_eq!(
-            snap::raw::Decoder::new()
-                .decompress_vec(&compressed)
-                .unwrap(),
-            expected
-        );
+        });
+        assert_eq!(decompressed(&compressed), expected);
         // Per round: a 1-byte literal with its tag, and two or three copies (3 bytes each).
         assert!(compressed.len() < a.len() + b.len() + c.len() + d.len() + 60 * 11 + 10);
     }
@@ -361,34 +366,23 @@ mod tests {
 
     #[test]
     fn a_piece_equal_to_the_last_of_its_kind_is_a_copy() {
-        let mut snappy = SnappyBody::default();
-        let mut index = RepeatIndex::default();
-        snappy.start();
-        let mut body = CompressedBody {
-            snappy: &mut snappy,
-            index: &mut index,
-        };
         let mut expected = Vec::new();
-        for (kind, piece) in [
-            (0, b"header".as_slice()),
-            (1, b"time 1"),
-            (0, b"header"),
-            (1, b"time 2"),
-            (1, b"time 2"),
-            (2, b"time 2"),
-            (0, b"header"),
-        ] {
-            body.piece(kind, piece);
-            expected.extend_from_slice(piece);
-        }
-        assert_eq!(body.snappy.position(), expected.len());
-        let compressed = snappy.finish().to_vec();
-        assert_eq!(
-            snap::raw::Decoder::new()
-                .decompress_vec(&compressed)
-                .unwrap(),
-            expected
-        );
+        let compressed = compressed(|body| {
+            for (kind, piece) in [
+                (0, b"header".as_slice()),
+                (1, b"time 1"),
+                (0, b"header"),
+                (1, b"time 2"),
+                (1, b"time 2"),
+                (2, b"time 2"),
+                (0, b"header"),
+            ] {
+                body.piece(kind, piece);
+                expected.extend_from_slice(piece);
+            }
+            assert_eq!(body.snappy.position(), expected.len());
+        });
+        assert_eq!(decompressed(&compressed), expected);
         // Literals: "header", "time 1", "time 2" twice (kind 2 has its own last piece).
         assert!(
             compressed.len() < 1 + 4 * 7 + 3 * 3 + 3,
