@@ -104,19 +104,21 @@ impl SnappyBody {
         &mut self.literal
     }
 
-    /// Repeats the `len` bytes that start at uncompressed position `from`, which must be
-    /// wholly before [`Self::position`]. Copies that continue each other become one run.
+    /// Repeats the `len` bytes that start at uncompressed position `from`, which must be before
+    /// [`Self::position`]. As in snappy's format, the bytes may reach into the copy itself
+    /// (each byte repeats the one `distance` back, already written by then). Copies that
+    /// continue each other become one run.
     pub fn copy(&mut self, from: usize, len: usize) {
         if len == 0 {
             return;
         }
         self.flush_raw();
         self.flush_literal();
-        let distance = self.position() - from;
         assert!(
-            distance >= len,
-            "a copy must come from bytes already written"
+            from < self.position(),
+            "a copy must start in bytes already written"
         );
+        let distance = self.position() - from;
         match &mut self.copy {
             Some(copy) if copy.distance == distance => copy.len += len,
             _ => {
@@ -377,5 +379,17 @@ mod tests {
             "{}",
             ours.len()
         );
+    }
+
+    #[test]
+    fn a_copy_may_reach_into_itself() {
+        let mut snappy = SnappyBody::default();
+        snappy.start();
+        snappy.literal().extend_from_slice(b"ab");
+        snappy.copy(0, 7);
+        snappy.literal().push(b'!');
+        let ours = snappy.finish().to_vec();
+        let decoded = snap::raw::Decoder::new().decompress_vec(&ours).unwrap();
+        assert_eq!(decoded, b"ababababa!");
     }
 }
