@@ -4,11 +4,11 @@
 //! kernel's copy off the socket), so the join is left to the scrapes that need the full parser.
 //!
 //! The pass takes blank lines, comments (the `# TYPE` and `# HELP` lines only matter to texts
-//! the cache does not know) and lines whose series text the cache knows, read as
+//! the cache does not know; a `# EOF` inside Istio's concatenated 15020 body changes nothing
+//! for the samples after it) and lines whose series text the cache knows, read as
 //! [`super::convert::body_to_samples`] reads them. Anything else (an unknown or changed series,
-//! a line the quick split declines, OpenMetrics' `# EOF`) ends the pass: the cache's scrape is
-//! begun again and the joined body goes through `body_to_samples`, so the result is the same
-//! either way. Owns the line splitting across chunks; it must not parse or convert lines.
+//! a line the quick split declines) ends the pass: the cache's scrape is begun again and the
+//! joined body goes through `body_to_samples`, so the result is the same either way. Owns the line splitting across chunks; it must not parse or convert lines.
 
 use meshtap_textformat::{quick_sample, Format};
 use prost::bytes::Bytes;
@@ -88,9 +88,7 @@ impl QuickPass<'_> {
     fn line(&mut self, line: &[u8]) -> Option<()> {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         match line.first() {
-            None => return Some(()),
-            Some(b'#') if line.starts_with(b"# EOF") => return None,
-            Some(b'#') => return Some(()),
+            None | Some(b'#') => return Some(()),
             Some(_) => {}
         }
         let quick = quick_sample(line, self.format)?;
@@ -114,6 +112,23 @@ impl QuickPass<'_> {
 mod tests {
     use super::*;
     use crate::scrape::convert::tests::{target, text, BODY};
+
+    /// The quick pass alone: `None` when it would fall back to the full parse.
+    fn quick_pass(
+        cache: &mut SeriesCache,
+        chunks: &[Bytes],
+        scrape_ms: i64,
+    ) -> Option<ScrapedSamples> {
+        let mut pass = QuickPass {
+            format: Format::PrometheusText,
+            scrape_ms,
+            drop_filter_families: false,
+            cache,
+            out: ScrapedSamples::default(),
+        };
+        pass.run(chunks)?;
+        Some(pass.out)
+    }
 
     fn summary(out: &ScrapedSamples) -> (Vec<String>, u64, u64, u64) {
         let samples = out.samples.iter().map(text).collect();
@@ -152,18 +167,8 @@ mod tests {
                 bytes.slice(second..),
             ];
             let mut cache = known();
-            let mut pass = QuickPass {
-                format: Format::PrometheusText,
-                scrape_ms: 2000,
-                drop_filter_families: false,
-                cache: &mut cache,
-                out: ScrapedSamples::default(),
-            };
-            assert!(
-                pass.run(&chunks).is_some(),
-                "cut at {cut}: every line is known"
-            );
-            assert_eq!(summary(&pass.out), expected, "cut at {cut}");
+            let out = quick_pass(&mut cache, &chunks, 2000).expect("every line is known");
+            assert_eq!(summary(&out), expected, "cut at {cut}");
             assert!(
                 cache.finish(2000).is_empty(),
                 "cut at {cut}: nothing vanished"
@@ -177,5 +182,37 @@ mod tests {
             assert_eq!(cache.added(), 1);
             assert!(cache.finish(3000).is_empty());
         }
+    }
+
+    /// Istio's 15020 body is several expositions, each possibly ended by `# EOF`: the pass
+    /// reads on past it, as the full parse does.
+    #[test]
+    fn a_body_with_eof_inside_stays_on_the_quick_pass() {
+        let t = target("jobs: [{name: pods, static_configs: [{targets: ['10.1.2.3:15020']}]}]");
+        let body = format!("up 1\n# EOF\n{BODY}# EOF\n");
+        let mut cache = SeriesCache::default();
+        body_to_samples(body.as_bytes(), None, &t, 1000, false, &mut cache);
+        assert!(cache.finish(1000).is_empty());
+        let expected = summary(&body_to_samples(
+            body.as_bytes(),
+            None,
+            &t,
+            2000,
+            false,
+            &mut cache,
+        ));
+        assert!(cache.finish(2000).is_empty());
+        let out = quick_pass(&mut cache, &[Bytes::from(body)], 3000).expect("stays on the pass");
+        let (samples, scraped, bad, duplicates) = summary(&out);
+        let at_3000: Vec<String> = expected
+            .0
+            .iter()
+            .map(|s| s.replace("@2000", "@3000"))
+            .collect();
+        assert_eq!(
+            (samples, scraped, bad, duplicates),
+            (at_3000, expected.1, expected.2, expected.3)
+        );
+        assert_eq!(expected.1, 11, "up and the body's ten samples");
     }
 }
