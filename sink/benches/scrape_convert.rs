@@ -1,7 +1,9 @@
 //! The scrape stage's per-sample CPU, stage by stage, on a 2,000-series sidecar body (the one
 //! `cargo xtask bench scrape` serves): `parse` (the full parser alone), `convert first` (a
 //! target's first scrape: parse, relabel, intern, cache), `convert cached` (later scrapes:
-//! quick split and cache hits), and `encode+snappy` (the remote-write body of those samples).
+//! quick split and cache hits, the body joined), `convert cached, chunks` (the same from the
+//! body's 16 KiB chunks, as the scrape loop does) and `encode+snappy` (the remote-write body
+//! of those samples).
 //! Criterion reports each as samples per second (the inverse is the CPU time per sample).
 
 #[path = "shared/sidecar_body.rs"]
@@ -11,6 +13,7 @@ use std::time::Duration;
 
 use criterion::{black_box, Criterion, Throughput};
 use meshtap_sink::export::remote_write::encoder::RequestEncoder;
+use meshtap_sink::scrape::chunks::chunks_to_samples;
 use meshtap_sink::scrape::config::ScrapeConfig;
 use meshtap_sink::scrape::convert::body_to_samples;
 use meshtap_sink::scrape::series_cache::SeriesCache;
@@ -55,6 +58,17 @@ fn main() {
         let out = body_to_samples(&body, None, &target, 2, false, &mut warm);
         black_box(out.samples.len());
     };
+    let chunks: Vec<prost::bytes::Bytes> = body
+        .chunks(16 << 10)
+        .map(prost::bytes::Bytes::copy_from_slice)
+        .collect();
+    let mut warm_chunks = SeriesCache::default();
+    body_to_samples(&body, None, &target, 1, false, &mut warm_chunks);
+    warm_chunks.finish(1);
+    let mut from_chunks = || {
+        let out = chunks_to_samples(&chunks, None, &target, 3, false, &mut warm_chunks);
+        black_box(out.samples.len());
+    };
     let mut encoder = RequestEncoder::new();
     let external = vec![("cluster".to_owned(), "bench".to_owned())];
     let mut encode = || {
@@ -67,6 +81,7 @@ fn main() {
     group.bench_function("parse", |b| b.iter(parse));
     group.bench_function("convert first", |b| b.iter(first));
     group.bench_function("convert cached", |b| b.iter(&mut cached));
+    group.bench_function("convert cached, chunks", |b| b.iter(&mut from_chunks));
     group.bench_function("encode+snappy", |b| b.iter(&mut encode));
     group.finish();
 }
