@@ -189,7 +189,7 @@ fn start_sink(s: &Settings, dir: &Path, targets: &[SocketAddr], write: SocketAdd
     std::fs::write(
         &config,
         format!(
-            "listen: 127.0.0.1:{}\nremote_write:\n  - url: http://{write}/api/v1/write\nscrape:\n  interval: {i}s\n  timeout: {i}s\n  jobs:\n    - name: bench\n      metrics_path: /stats/prometheus\n      static_configs: [{{targets: [{}]}}]\n",
+            "listen: 127.0.0.1:{}\nremote_write:\n  - url: http://{write}/api/v1/write\n    external_labels: {{cluster: bench}}\nscrape:\n  interval: {i}s\n  timeout: {i}s\n  jobs:\n    - name: bench\n      metrics_path: /stats/prometheus\n      static_configs: [{{targets: [{}]}}]\n",
             free_port(),
             target_list(targets),
             i = s.interval
@@ -210,7 +210,7 @@ fn start_agent(s: &Settings, dir: &Path, targets: &[SocketAddr], write: SocketAd
     std::fs::write(
         &config,
         format!(
-            "global:\n  scrape_interval: {i}s\n  scrape_timeout: {i}s\nscrape_configs:\n  - job_name: bench\n    metrics_path: /stats/prometheus\n    static_configs: [{{targets: [{}]}}]\nremote_write:\n  - url: http://{write}/api/v1/write\n",
+            "global:\n  scrape_interval: {i}s\n  scrape_timeout: {i}s\n  external_labels: {{cluster: bench}}\nscrape_configs:\n  - job_name: bench\n    metrics_path: /stats/prometheus\n    static_configs: [{{targets: [{}]}}]\nremote_write:\n  - url: http://{write}/api/v1/write\n",
             target_list(targets),
             i = s.interval
         ),

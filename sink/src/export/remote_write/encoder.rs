@@ -19,7 +19,8 @@ use std::sync::Arc;
 use prost::encoding::{encode_key, encode_varint, encoded_len_varint, WireType};
 
 use super::encoded_series::{prefetch, EncodedSeries};
-use super::request_body::{CompressedBody, RepeatIndex, RequestBody, PIECE_MAX};
+use super::external_labels::ExternalLabels;
+use super::request_body::{CompressedBody, Piece, RepeatIndex, RequestBody};
 use super::snappy_body::SnappyBody;
 use crate::export::sample::{ExportSample, ExportSeries};
 use crate::series::{LabelSet, SeriesId};
@@ -31,31 +32,7 @@ pub struct RequestEncoder {
     snappy: SnappyBody,
     index: RepeatIndex,
     base: BaseLabels,
-    external: ExternalFields,
-}
-
-/// The external labels of one request, each encoded once, with their keys for
-/// [`RequestBody::label`] (small numbers, which no label's address can be).
-#[derive(Default)]
-struct ExternalFields {
-    fields: Vec<Vec<u8>>,
-    /// Scratch: (index among a series' labels, external label) of the labels spliced in.
-    splices: Vec<(usize, usize)>,
-}
-
-impl ExternalFields {
-    fn load(&mut self, external: &[(String, String)]) {
-        self.fields.resize_with(external.len(), Vec::new);
-        for (field, (n, v)) in self.fields.iter_mut().zip(external) {
-            field.clear();
-            put_label_field(field, n, v);
-        }
-    }
-
-    /// The key and encoded field of external label `j`.
-    fn get(&self, j: usize) -> (usize, &[u8]) {
-        (j + 1, &self.fields[j])
-    }
+    external: ExternalLabels,
 }
 
 /// A label merged into a series' own labels at encode time.
@@ -193,7 +170,7 @@ impl RequestEncoder {
             ..
         } = self;
         raw.clear();
-        external_fields.load(external);
+        external_fields.load(external, put_label_field);
         put_samples(raw, base, external_fields, samples, external);
         &self.raw
     }
@@ -212,7 +189,7 @@ impl RequestEncoder {
         } = self;
         snappy.start();
         index.clear();
-        external_fields.load(external);
+        external_fields.load(external, put_label_field);
         let mut body = CompressedBody { snappy, index };
         put_samples(&mut body, base, external_fields, samples, external);
         self.snappy.finish()
@@ -223,7 +200,7 @@ impl RequestEncoder {
 fn put_samples(
     body: &mut impl RequestBody,
     base: &mut BaseLabels,
-    external_fields: &mut ExternalFields,
+    external_fields: &mut ExternalLabels,
     samples: &[ExportSample],
     external: &[(String, String)],
 ) {
@@ -306,26 +283,16 @@ fn put_encoded_time_series(
     series: &EncodedSeries,
     sample: &ExportSample,
     external: &[(String, String)],
-    external_fields: &mut ExternalFields,
+    external_fields: &mut ExternalLabels,
 ) {
     let labels = series.labels();
-    // Where each external label the series lacks goes among its labels.
-    let mut splices = std::mem::take(&mut external_fields.splices);
-    splices.clear();
-    let mut labels_len = series.fields_len();
-    for (j, (name, _)) in external.iter().enumerate() {
-        let at = labels.partition_point(|l| l.name() < name.as_str());
-        if labels.get(at).is_some_and(|l| l.name() == name) {
-            continue;
-        }
-        splices.push((at, j));
-        labels_len += external_fields.get(j).1.len();
-    }
+    external_fields.place(labels, external);
+    let labels_len = series.fields_len() + external_fields.spliced_len();
     let header = Piece::of(|buf| put_time_series_header(buf, labels_len, sample));
-    body.piece(HEADER, header.bytes());
+    body.piece(HEADER, &header);
     body.begin_labels();
     let mut done = 0;
-    for &(at, j) in &splices {
+    for &(at, j) in external_fields.splices() {
         body.labels(&labels[done..at]);
         let (key, field) = external_fields.get(j);
         body.label(key, field);
@@ -333,19 +300,18 @@ fn put_encoded_time_series(
     }
     body.labels(&labels[done..]);
     body.end_labels();
-    external_fields.splices = splices;
     // The sample field in three pieces: its key, length and value key; the value; the
     // timestamp field. Each often equals the previous record's (a histogram's upper buckets
     // share their count).
     let value = sample.value.to_bits() != 0;
     let prefix = Piece::of(|buf| put_sample_field_prefix(buf, sample));
-    body.piece(SAMPLE_PREFIX, prefix.bytes());
+    body.piece(SAMPLE_PREFIX, &prefix);
     if value {
-        body.piece(VALUE, &sample.value.to_le_bytes());
+        body.piece(VALUE, &Piece::from_slice(&sample.value.to_le_bytes()));
     }
     if sample.timestamp_ms != 0 {
         let timestamp = Piece::of(|buf| put_timestamp_field(buf, sample.timestamp_ms));
-        body.piece(TIMESTAMP, timestamp.bytes());
+        body.piece(TIMESTAMP, &timestamp);
     }
 }
 
@@ -354,27 +320,6 @@ const HEADER: usize = 0;
 const SAMPLE_PREFIX: usize = 1;
 const VALUE: usize = 2;
 const TIMESTAMP: usize = 3;
-
-/// A short piece encoded on the stack (a key and a varint at most: 11 bytes).
-struct Piece {
-    bytes: [u8; PIECE_MAX],
-    len: usize,
-}
-
-impl Piece {
-    /// The bytes `write` puts into a free piece.
-    fn of(write: impl FnOnce(&mut &mut [u8])) -> Piece {
-        let mut bytes = [0; PIECE_MAX];
-        let mut free = &mut bytes[..];
-        write(&mut free);
-        let len = PIECE_MAX - free.len();
-        Piece { bytes, len }
-    }
-
-    fn bytes(&self) -> &[u8] {
-        &self.bytes[..self.len]
-    }
-}
 
 /// The `samples` field of a `TimeSeries` holding one sample.
 fn put_sample_field(buf: &mut Vec<u8>, sample: &ExportSample) {

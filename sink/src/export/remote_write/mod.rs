@@ -9,6 +9,7 @@ pub mod client;
 pub mod config;
 pub mod encoded_series;
 pub mod encoder;
+pub mod external_labels;
 pub mod lane;
 pub mod metadata;
 pub mod proto;

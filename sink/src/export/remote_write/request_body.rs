@@ -25,9 +25,9 @@ pub trait RequestBody {
     fn raw_written(&mut self) {}
     /// Appends bytes that are not worth searching.
     fn literal(&mut self) -> &mut Vec<u8>;
-    /// Appends a short piece (at most [`PIECE_MAX`] bytes) that often equals the last one
-    /// written under the same `kind` (below [`PIECE_KINDS`]).
-    fn piece(&mut self, kind: usize, bytes: &[u8]);
+    /// Appends a short piece that often equals the last one written under the same `kind`
+    /// (below [`PIECE_KINDS`]).
+    fn piece(&mut self, kind: usize, piece: &Piece);
     /// A record's labels begin: [`Self::labels`] and [`Self::label`] calls in label order
     /// follow, then [`Self::end_labels`].
     fn begin_labels(&mut self) {}
@@ -49,8 +49,8 @@ impl RequestBody for Vec<u8> {
         self
     }
 
-    fn piece(&mut self, _kind: usize, bytes: &[u8]) {
-        self.extend_from_slice(bytes);
+    fn piece(&mut self, _kind: usize, piece: &Piece) {
+        self.extend_from_slice(piece.bytes());
     }
 
     fn labels(&mut self, labels: &[Arc<EncodedLabel>]) {
@@ -66,19 +66,50 @@ impl RequestBody for Vec<u8> {
 
 /// Kinds of pieces [`RequestBody::piece`] tells apart.
 pub const PIECE_KINDS: usize = 4;
-/// Longest piece.
-pub const PIECE_MAX: usize = 16;
+/// Longest piece: a key and a 10-byte varint fit.
+const PIECE_MAX: usize = 16;
+
+/// A short piece of a record, on the stack, zero-padded (so that two pieces compare whole).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Piece {
+    bytes: [u8; PIECE_MAX],
+    len: usize,
+}
+
+impl Piece {
+    /// The bytes `write` puts into an empty piece.
+    pub fn of(write: impl FnOnce(&mut &mut [u8])) -> Piece {
+        let mut bytes = [0; PIECE_MAX];
+        let mut free = &mut bytes[..];
+        write(&mut free);
+        let len = PIECE_MAX - free.len();
+        Piece { bytes, len }
+    }
+
+    /// `bytes` (at most 16) as a piece.
+    pub fn from_slice(bytes: &[u8]) -> Piece {
+        let mut piece = Piece {
+            len: bytes.len(),
+            ..Piece::default()
+        };
+        piece.bytes[..bytes.len()].copy_from_slice(bytes);
+        piece
+    }
+
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes[..self.len]
+    }
+}
 
 /// Sets of [`RepeatIndex`]'s table: a power of two; with two ways each, far more slots than
 /// the distinct labels a batch of one target's series usually holds (a 64 KiB table).
 const SETS: usize = 2048;
 
-/// The last piece of one kind: its position and bytes (zero-padded, compared whole).
+/// The last piece of one kind and where it was written.
 #[derive(Clone, Copy, Default)]
-struct Piece {
+struct LastPiece {
     position: usize,
-    len: usize,
-    bytes: [u8; PIECE_MAX],
+    piece: Piece,
 }
 
 /// Last uncompressed position of recently written labels, by key, the previous record's
@@ -86,7 +117,7 @@ struct Piece {
 pub struct RepeatIndex {
     /// Two (key, position) ways per set.
     sets: Box<[[(usize, usize); 2]]>,
-    pieces: [Piece; PIECE_KINDS],
+    pieces: [LastPiece; PIECE_KINDS],
     /// The previous record's label keys, in order.
     previous_keys: Vec<usize>,
     /// Where each of them starts, and where the last one ends.
@@ -104,7 +135,7 @@ impl Default for RepeatIndex {
     fn default() -> Self {
         RepeatIndex {
             sets: vec![[(0, 0); 2]; SETS].into_boxed_slice(),
-            pieces: [Piece::default(); PIECE_KINDS],
+            pieces: [LastPiece::default(); PIECE_KINDS],
             previous_keys: Vec::new(),
             previous_starts: Vec::new(),
             keys: Vec::new(),
@@ -119,7 +150,7 @@ impl RepeatIndex {
     /// Forgets every position (a new body begins). Key 0 is never used.
     pub fn clear(&mut self) {
         self.sets.fill([(0, 0); 2]);
-        self.pieces = [Piece::default(); PIECE_KINDS];
+        self.pieces = [LastPiece::default(); PIECE_KINDS];
         self.previous_keys.clear();
         self.previous_starts.clear();
         self.keys.clear();
@@ -248,20 +279,19 @@ impl RequestBody for CompressedBody<'_> {
         self.snappy.literal()
     }
 
-    fn piece(&mut self, kind: usize, bytes: &[u8]) {
+    fn piece(&mut self, kind: usize, piece: &Piece) {
         let position = self.snappy.position();
         let last = &mut self.index.pieces[kind];
-        let mut padded = [0; PIECE_MAX];
-        padded[..bytes.len()].copy_from_slice(bytes);
-        if last.len == bytes.len() && last.bytes == padded && last.len > 0 {
-            let from = last.position;
-            last.position = position;
-            self.snappy.copy(from, bytes.len());
+        let from = last.position;
+        let repeated = last.piece == *piece && piece.len > 0;
+        *last = LastPiece {
+            position,
+            piece: *piece,
+        };
+        if repeated {
+            self.snappy.copy(from, piece.len);
         } else {
-            last.position = position;
-            last.len = bytes.len();
-            last.bytes = padded;
-            self.snappy.literal().extend_from_slice(bytes);
+            self.snappy.literal().extend_from_slice(piece.bytes());
         }
     }
 
@@ -377,7 +407,7 @@ mod tests {
                 (2, b"time 2"),
                 (0, b"header"),
             ] {
-                body.piece(kind, piece);
+                body.piece(kind, &Piece::from_slice(piece));
                 expected.extend_from_slice(piece);
             }
             assert_eq!(body.snappy.position(), expected.len());
