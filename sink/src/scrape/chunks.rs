@@ -26,12 +26,15 @@ pub fn chunks_to_samples(
     drop_filter_families: bool,
     cache: &mut SeriesCache,
 ) -> ScrapedSamples {
+    let mut out = ScrapedSamples::default();
+    // Room for the target's series and its report series, so the samples are never moved.
+    out.samples.reserve(cache.len() + 8);
     let mut pass = QuickPass {
         format: Format::from_content_type(content_type),
         scrape_ms,
         drop_filter_families,
         cache,
-        out: ScrapedSamples::default(),
+        out,
     };
     if pass.run(chunks).is_some() {
         return pass.out;

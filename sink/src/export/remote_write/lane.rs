@@ -71,10 +71,9 @@ impl Lane {
     /// and nothing is evicted however slow the endpoint is. The wait ends only when the sender
     /// takes or drops a batch.
     pub async fn push_when_room(&self, samples: Vec<ExportSample>) {
-        let mut samples = samples.into_iter().peekable();
-        while samples.peek().is_some() {
-            let chunk: Vec<ExportSample> =
-                samples.by_ref().take(self.max_samples_per_send).collect();
+        let mut samples = samples.into_iter();
+        while samples.len() > 0 {
+            let chunk = samples.len().min(self.max_samples_per_send);
             loop {
                 let room = self.room.notified();
                 tokio::pin!(room);
@@ -82,7 +81,7 @@ impl Lane {
                 {
                     let mut state = self.state.lock().expect("lane lock");
                     let held = state.pending.len() + state.queue.queued_samples();
-                    if held == 0 || held + chunk.len() <= self.capacity {
+                    if held == 0 || held + chunk <= self.capacity {
                         break;
                     }
                     // Hand the partial batch to the sender now rather than at its deadline.
@@ -91,7 +90,7 @@ impl Lane {
                 self.wake.notify_one();
                 room.await;
             }
-            self.push(chunk);
+            self.push(samples.by_ref().take(chunk));
         }
     }
 
