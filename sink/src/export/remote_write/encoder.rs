@@ -7,20 +7,20 @@
 //! where prost would leave the field out. A reported series' own labels are encoded once per
 //! run of consecutive samples sharing them and then copied; the body is compressed by `snap`
 //! 64 KiB block by block while it is written ([`SnappyBody`]), so it stays small and in cache.
-//! A scraped series ([`super::encoded_series`]) carries its labels encoded and interned, so a
-//! label already written in the body is known by its identity: it becomes a snappy copy of its
-//! last occurrence ([`RepeatIndex`]) and is neither copied nor searched for; a record's header,
-//! sample field prefix and timestamp become copies when they equal the previous record's, so a
-//! record like the one before it is one long copy around its value. It must not decide what is
-//! sent or when.
+//! A scraped series ([`super::encoded_series`], its record written by [`super::scraped_record`])
+//! carries its labels encoded and interned, so a label already written in the body is known by
+//! its identity: it becomes a snappy copy of its last occurrence ([`RepeatIndex`]) and is
+//! neither copied nor searched for; a record's header, sample field prefix and timestamp
+//! become copies when they equal the previous record's, so a record like the one before it is
+//! one long copy around its value. It must not decide what is sent or when.
 
 use std::sync::Arc;
 
 use prost::encoding::{encode_key, encode_varint, encoded_len_varint, WireType};
 
-use super::encoded_series::{prefetch, EncodedSeries};
 use super::external_labels::ExternalLabels;
-use super::request_body::{CompressedBody, Piece, RepeatIndex, RequestBody};
+use super::request_body::{CompressedBody, RepeatIndex, RequestBody};
+use super::scraped_record::{prefetch_ahead, put_encoded_time_series};
 use super::snappy_body::SnappyBody;
 use crate::export::sample::{ExportSample, ExportSeries};
 use crate::series::{LabelSet, SeriesId};
@@ -221,21 +221,6 @@ fn put_samples(
     base.set = None;
 }
 
-/// Samples ahead of sample `i` whose scraped series are brought into cache: the series itself
-/// [`SERIES_AHEAD`] samples ahead, its label pointers (read through the series, by then in
-/// cache) [`LABELS_AHEAD`] ahead.
-const SERIES_AHEAD: usize = 8;
-const LABELS_AHEAD: usize = 4;
-
-fn prefetch_ahead(samples: &[ExportSample], i: usize) {
-    if let Some(ExportSeries::Encoded(series)) = samples.get(i + SERIES_AHEAD).map(|s| &s.series) {
-        prefetch(Arc::as_ptr(series));
-    }
-    if let Some(ExportSeries::Encoded(series)) = samples.get(i + LABELS_AHEAD).map(|s| &s.series) {
-        series.prefetch_labels();
-    }
-}
-
 /// Writes one sample as a `timeseries` field: the base labels with the extras spliced in at
 /// their sorted positions, then the sample.
 fn put_time_series(
@@ -265,7 +250,7 @@ fn put_time_series(
 }
 
 /// The `timeseries` key and length of a series whose labels take `labels_len` bytes.
-fn put_time_series_header(
+pub(super) fn put_time_series_header(
     buf: &mut impl prost::bytes::BufMut,
     labels_len: usize,
     sample: &ExportSample,
@@ -275,51 +260,6 @@ fn put_time_series_header(
     encode_key(1, WireType::LengthDelimited, buf);
     encode_varint(series_len as u64, buf);
 }
-
-/// Writes a scraped sample: its encoded labels, with the external labels it does not have
-/// spliced in at their sorted positions.
-fn put_encoded_time_series(
-    body: &mut impl RequestBody,
-    series: &EncodedSeries,
-    sample: &ExportSample,
-    external: &[(String, String)],
-    external_fields: &mut ExternalLabels,
-) {
-    let labels = series.labels();
-    external_fields.place(labels, external);
-    let labels_len = series.fields_len() + external_fields.spliced_len();
-    let header = Piece::of(|buf| put_time_series_header(buf, labels_len, sample));
-    body.piece(HEADER, &header);
-    body.begin_labels();
-    let mut done = 0;
-    for &(at, j) in external_fields.splices() {
-        body.labels(&labels[done..at]);
-        let (key, field) = external_fields.get(j);
-        body.label(key, field);
-        done = at;
-    }
-    body.labels(&labels[done..]);
-    body.end_labels();
-    // The sample field in three pieces: its key, length and value key; the value; the
-    // timestamp field. Each often equals the previous record's (a histogram's upper buckets
-    // share their count).
-    let value = sample.value.to_bits() != 0;
-    let prefix = Piece::of(|buf| put_sample_field_prefix(buf, sample));
-    body.piece(SAMPLE_PREFIX, &prefix);
-    if value {
-        body.piece(VALUE, &Piece::from_slice(&sample.value.to_le_bytes()));
-    }
-    if sample.timestamp_ms != 0 {
-        let timestamp = Piece::of(|buf| put_timestamp_field(buf, sample.timestamp_ms));
-        body.piece(TIMESTAMP, &timestamp);
-    }
-}
-
-/// [`RequestBody::piece`] kinds of a scraped sample's record.
-const HEADER: usize = 0;
-const SAMPLE_PREFIX: usize = 1;
-const VALUE: usize = 2;
-const TIMESTAMP: usize = 3;
 
 /// The `samples` field of a `TimeSeries` holding one sample.
 fn put_sample_field(buf: &mut Vec<u8>, sample: &ExportSample) {
@@ -333,7 +273,7 @@ fn put_sample_field(buf: &mut Vec<u8>, sample: &ExportSample) {
 }
 
 /// The `samples` field's key and length, and the value's key if it has a value.
-fn put_sample_field_prefix(buf: &mut impl prost::bytes::BufMut, sample: &ExportSample) {
+pub(super) fn put_sample_field_prefix(buf: &mut impl prost::bytes::BufMut, sample: &ExportSample) {
     let s_len = sample_len(sample.value, sample.timestamp_ms);
     encode_key(2, WireType::LengthDelimited, buf);
     encode_varint(s_len as u64, buf);
@@ -342,7 +282,7 @@ fn put_sample_field_prefix(buf: &mut impl prost::bytes::BufMut, sample: &ExportS
     }
 }
 
-fn put_timestamp_field(buf: &mut impl prost::bytes::BufMut, timestamp_ms: i64) {
+pub(super) fn put_timestamp_field(buf: &mut impl prost::bytes::BufMut, timestamp_ms: i64) {
     encode_key(2, WireType::Varint, buf);
     encode_varint(timestamp_ms as u64, buf);
 }

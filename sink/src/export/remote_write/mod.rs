@@ -16,6 +16,7 @@ pub mod proto;
 pub mod queue;
 pub mod request_body;
 pub mod retry;
+pub mod scraped_record;
 pub mod snappy_body;
 
 use std::sync::{Arc, Mutex};

@@ -1,0 +1,74 @@
+//! One scraped sample as a `TimeSeries` record: its interned labels with the endpoint's
+//! external labels spliced in, the record's header and sample field as pieces that often repeat
+//! the previous record's, and the prefetching that keeps the series' memory ahead of the loop.
+//!
+//! Owns the record of an encoded series; the byte layout of fields is the encoder's, the
+//! copies and literals are the request body's.
+
+use std::sync::Arc;
+
+use super::encoded_series::{prefetch, EncodedSeries};
+use super::encoder::{put_sample_field_prefix, put_time_series_header, put_timestamp_field};
+use super::external_labels::ExternalLabels;
+use super::request_body::{Piece, RequestBody};
+use crate::export::sample::{ExportSample, ExportSeries};
+
+/// Samples ahead of sample `i` whose scraped series are brought into cache: the series itself
+/// [`SERIES_AHEAD`] samples ahead, its label pointers (read through the series, by then in
+/// cache) [`LABELS_AHEAD`] ahead.
+const SERIES_AHEAD: usize = 8;
+const LABELS_AHEAD: usize = 4;
+
+pub(super) fn prefetch_ahead(samples: &[ExportSample], i: usize) {
+    if let Some(ExportSeries::Encoded(series)) = samples.get(i + SERIES_AHEAD).map(|s| &s.series) {
+        prefetch(Arc::as_ptr(series));
+    }
+    if let Some(ExportSeries::Encoded(series)) = samples.get(i + LABELS_AHEAD).map(|s| &s.series) {
+        series.prefetch_labels();
+    }
+}
+
+/// Writes a scraped sample: its encoded labels, with the external labels it does not have
+/// spliced in at their sorted positions.
+pub(super) fn put_encoded_time_series(
+    body: &mut impl RequestBody,
+    series: &EncodedSeries,
+    sample: &ExportSample,
+    external: &[(String, String)],
+    external_fields: &mut ExternalLabels,
+) {
+    let labels = series.labels();
+    external_fields.place(labels, external);
+    let labels_len = series.fields_len() + external_fields.spliced_len();
+    let header = Piece::of(|buf| put_time_series_header(buf, labels_len, sample));
+    body.piece(HEADER, &header);
+    body.begin_labels();
+    let mut done = 0;
+    for &(at, j) in external_fields.splices() {
+        body.labels(&labels[done..at]);
+        let (key, field) = external_fields.get(j);
+        body.label(key, field);
+        done = at;
+    }
+    body.labels(&labels[done..]);
+    body.end_labels();
+    // The sample field in three pieces: its key, length and value key; the value; the
+    // timestamp field. Each often equals the previous record's (a histogram's upper buckets
+    // share their count).
+    let value = sample.value.to_bits() != 0;
+    let prefix = Piece::of(|buf| put_sample_field_prefix(buf, sample));
+    body.piece(SAMPLE_PREFIX, &prefix);
+    if value {
+        body.piece(VALUE, &Piece::from_slice(&sample.value.to_le_bytes()));
+    }
+    if sample.timestamp_ms != 0 {
+        let timestamp = Piece::of(|buf| put_timestamp_field(buf, sample.timestamp_ms));
+        body.piece(TIMESTAMP, &timestamp);
+    }
+}
+
+/// [`RequestBody::piece`] kinds of a scraped sample's record.
+const HEADER: usize = 0;
+const SAMPLE_PREFIX: usize = 1;
+const VALUE: usize = 2;
+const TIMESTAMP: usize = 3;
