@@ -121,11 +121,7 @@ impl Endpoint {
     /// Queues samples, each on the lane of its series, without waiting (a full lane drops its
     /// oldest batches).
     pub fn enqueue(&self, samples: &[Sample]) {
-        self.enqueue_export(samples.iter().map(ExportSample::from));
-    }
-
-    /// [`Endpoint::enqueue`] for samples already in export form.
-    pub fn enqueue_export(&self, samples: impl IntoIterator<Item = ExportSample>) {
+        let samples = samples.iter().map(ExportSample::from);
         for (lane, samples) in self.lanes.iter().zip(self.by_lane(samples)) {
             if !samples.is_empty() {
                 lane.push(samples);
