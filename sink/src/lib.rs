@@ -15,6 +15,7 @@ pub mod ops;
 pub mod scrape;
 pub mod series;
 pub mod server;
+pub mod spool;
 pub mod staleness;
 pub mod view;
 

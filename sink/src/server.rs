@@ -16,7 +16,7 @@ use tokio::task::JoinHandle;
 use crate::config::SinkConfig;
 use crate::export::loki::LokiExporter;
 use crate::export::remote_write::retry::now_ms;
-use crate::export::remote_write::ClientError;
+use crate::export::remote_write::{ClientError, EndpointError};
 use crate::export::{Exporter, ShutdownSummary};
 use crate::ingest::auth::TokenCheck;
 use crate::ingest::handler::{post_report, ReportEndpoint};
@@ -35,7 +35,9 @@ const SWEEP_EVERY: Duration = Duration::from_millis(250);
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error(transparent)]
-    Endpoint(#[from] ClientError),
+    Endpoint(#[from] EndpointError),
+    #[error(transparent)]
+    LogEndpoint(#[from] ClientError),
     #[error(transparent)]
     Scrape(#[from] ScrapeStartError),
     #[error("log_files: {0}")]
@@ -65,7 +67,11 @@ impl RunningSink {
     /// Starts every stage and binds the listener.
     pub async fn start(config: &SinkConfig) -> Result<RunningSink, StartError> {
         let metrics = Arc::new(SinkMetrics::default());
-        let exporter = Arc::new(Exporter::start(&config.remote_write, &metrics)?);
+        let exporter = Arc::new(Exporter::start(
+            &config.remote_write,
+            config.spool.as_ref(),
+            &metrics,
+        )?);
         if config.remote_write.is_empty() {
             tracing::warn!("no remote_write endpoint configured: samples are not exported, the /v1/summary view is the only output");
         }
@@ -235,6 +241,11 @@ impl RunningSink {
             }
         }
         summary.log_entries_dropped = log_entries_dropped;
+        for (endpoint, kept) in &summary.kept {
+            if *kept > 0 {
+                tracing::info!(%endpoint, kept, "unsent samples kept in the spool for the next start");
+            }
+        }
         for (endpoint, dropped) in &summary.dropped {
             if *dropped > 0 {
                 tracing::warn!(%endpoint, dropped, "samples dropped at shutdown (flush deadline passed)");

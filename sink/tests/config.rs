@@ -4,7 +4,6 @@
 use std::process::Command;
 use std::time::Duration;
 
-use meshtap_sink::config::ConfigError;
 use meshtap_sink::SinkConfig;
 
 fn env(name: &str) -> Option<String> {
@@ -112,10 +111,16 @@ fn unknown_keys_and_bad_values_name_their_path() {
 }
 
 #[test]
-fn later_sections_are_refused_as_not_implemented() {
-    let err = SinkConfig::from_yaml("spool: {}", &env).unwrap_err();
-    assert!(matches!(err, ConfigError::NotImplemented(_)));
-    assert!(err.to_string().contains("not implemented yet"), "{err}");
+fn a_spool_needs_a_directory_and_a_size_it_understands() {
+    let e = error_of("spool: {}");
+    assert!(e.starts_with("spool: missing field `dir`"), "{e}");
+    let e = error_of("spool: {dir: /var/spool, max_bytes: 2TiB}");
+    assert!(
+        e.starts_with("spool.max_bytes: \"2TiB\" is not a size"),
+        "{e}"
+    );
+    let e = error_of("spool: {dir: /var/spool, segment_bytes: 1KiB}");
+    assert_eq!(e, "spool.segment_bytes: must be at least 64KiB");
 }
 
 #[test]

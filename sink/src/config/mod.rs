@@ -5,6 +5,7 @@
 //! them (`ingest::config`, `export::remote_write::config`, `view::config`); this module must not
 //! interpret them beyond calling their checks.
 
+mod byte_size;
 mod duration;
 mod expand;
 mod redact;
@@ -14,6 +15,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+pub use byte_size::{parse_byte_size, ByteSize};
 pub use duration::{parse_duration, HumanDuration};
 pub use expand::ExpandError;
 pub use redact::{redacted, REDACTED};
@@ -23,10 +25,8 @@ use crate::export::remote_write::RemoteWriteConfig;
 use crate::ingest::IngestConfig;
 use crate::logs::LogFilesConfig;
 use crate::scrape::ScrapeConfig;
+use crate::spool::SpoolConfig;
 use crate::view::ViewConfig;
-
-/// Sections a later release will add; present in a config they are refused, not ignored.
-const NOT_IMPLEMENTED_SECTIONS: [&str; 1] = ["spool"];
 
 /// The whole config file.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -42,6 +42,9 @@ pub struct SinkConfig {
     pub ingest: IngestConfig,
     #[serde(default)]
     pub remote_write: Vec<RemoteWriteConfig>,
+    /// Keep remote-write batches on disk until delivered; absent = memory queues only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spool: Option<SpoolConfig>,
     #[serde(default)]
     pub view: ViewConfig,
     /// Pull-based collection (istiod, sidecars' merged metrics); absent = no scraping.
@@ -70,6 +73,7 @@ impl Default for SinkConfig {
             shutdown_timeout: default_shutdown_timeout(),
             ingest: IngestConfig::default(),
             remote_write: Vec::new(),
+            spool: None,
             view: ViewConfig::default(),
             scrape: None,
             logs: Vec::new(),
@@ -92,8 +96,6 @@ pub enum ConfigError {
     Expand(#[from] ExpandError),
     #[error("{0}")]
     Invalid(String),
-    #[error("{0}: not implemented yet in this release of meshtap-sink")]
-    NotImplemented(String),
 }
 
 impl SinkConfig {
@@ -114,13 +116,6 @@ impl SinkConfig {
         let mut tree: serde_yaml::Value = serde_yaml::from_str(text).map_err(ConfigError::Yaml)?;
         if tree.is_null() {
             tree = serde_yaml::Value::Mapping(Default::default());
-        }
-        if let Some(map) = tree.as_mapping() {
-            for section in NOT_IMPLEMENTED_SECTIONS {
-                if map.contains_key(section) {
-                    return Err(ConfigError::NotImplemented(section.to_owned()));
-                }
-            }
         }
         let expanded = expand::expand_tree(&mut tree, lookup)?;
         // Expanded values are strings; one that fills a number or boolean field is re-read as
@@ -162,6 +157,9 @@ impl SinkConfig {
         }
         for (i, rw) in self.remote_write.iter().enumerate() {
             rw.check(&format!("remote_write[{i}]"))?;
+        }
+        if let Some(spool) = &self.spool {
+            spool.check(self.remote_write.iter().map(|rw| rw.queue.lanes))?;
         }
         self.check_logs()?;
         let mut names: Vec<&str> = self
@@ -220,11 +218,17 @@ mod tests {
     }
 
     #[test]
-    fn refuses_later_sections() {
-        let err = SinkConfig::from_yaml("spool: {dir: /x}", &no_env).unwrap_err();
+    fn spool_sizes_are_checked_against_the_lanes() {
+        let c = SinkConfig::from_yaml("spool: {dir: /x, max_bytes: 64MiB}", &no_env).unwrap();
+        assert_eq!(c.spool.unwrap().max_bytes, ByteSize::mib(64));
+        let err = SinkConfig::from_yaml(
+            "spool: {dir: /x, max_bytes: 64MiB}\nremote_write: [{url: 'http://a/', queue: {lanes: 4}}]",
+            &no_env,
+        )
+        .unwrap_err();
         assert_eq!(
             err.to_string(),
-            "spool: not implemented yet in this release of meshtap-sink"
+            "spool.max_bytes: 64MiB is less than two segments (16MiB) for each of 4 lanes"
         );
     }
 }

@@ -19,15 +19,18 @@ use meshtap_report::Report;
 use tokio::sync::watch;
 
 use self::families::FamilyRegistry;
-use self::remote_write::{ClientError, Endpoint, RemoteWriteConfig};
+use self::remote_write::{Endpoint, EndpointError, RemoteWriteConfig};
 use self::sample::ExportSample;
 use crate::ops::metrics::SinkMetrics;
 use crate::series::Sample;
+use crate::spool::SpoolConfig;
 
 /// Samples each endpoint still held when the shutdown deadline passed.
 #[derive(Debug, Default)]
 pub struct ShutdownSummary {
     pub dropped: Vec<(String, u64)>,
+    /// Samples each endpoint kept in its spool for the next start.
+    pub kept: Vec<(String, u64)>,
     /// Log entries each Loki endpoint still held (filter-shipped records; tailed lines are
     /// re-read from their positions after a restart).
     pub log_entries_dropped: Vec<(String, u64)>,
@@ -41,11 +44,13 @@ pub struct Exporter {
 }
 
 impl Exporter {
-    /// Starts every endpoint (none is fine: samples are then only counted).
+    /// Starts every endpoint (none is fine: samples are then only counted), spooled on disk
+    /// when `spool` is set.
     pub fn start(
         configs: &[RemoteWriteConfig],
+        spool: Option<&SpoolConfig>,
         metrics: &SinkMetrics,
-    ) -> Result<Exporter, ClientError> {
+    ) -> Result<Exporter, EndpointError> {
         let registry = Arc::new(FamilyRegistry::default());
         let (flush, flush_rx) = watch::channel(false);
         let mut endpoints = Vec::with_capacity(configs.len());
@@ -55,6 +60,7 @@ impl Exporter {
                 &format!("remote_write[{i}]"),
                 registry.clone(),
                 flush_rx.clone(),
+                spool,
             )?;
             metrics.add_endpoint(endpoint.metrics().clone());
             endpoints.push(endpoint);
@@ -104,21 +110,22 @@ impl Exporter {
     }
 
     /// Seals pending batches, lets every endpoint send for at most `timeout` (in parallel),
-    /// then drops and reports what is left.
+    /// then keeps what is left in the spool (if any) or drops it, and reports both.
     pub async fn shutdown(&self, timeout: Duration) -> ShutdownSummary {
         self.flush.send_replace(true);
         let mut tasks = Vec::new();
         for endpoint in &self.endpoints {
             let endpoint = endpoint.clone();
             tasks.push(tokio::spawn(async move {
-                let dropped = endpoint.drain(timeout).await;
-                (endpoint.metrics().name.clone(), dropped)
+                let kept_dropped = endpoint.drain(timeout).await;
+                (endpoint.metrics().name.clone(), kept_dropped)
             }));
         }
         let mut summary = ShutdownSummary::default();
         for task in tasks {
-            if let Ok(result) = task.await {
-                summary.dropped.push(result);
+            if let Ok((name, (kept, dropped))) = task.await {
+                summary.kept.push((name.clone(), kept));
+                summary.dropped.push((name, dropped));
             }
         }
         summary

@@ -52,15 +52,18 @@ pub enum DropReason {
     QueueFull,
     /// Older than `max_sample_age` while retrying.
     TooOld,
-    /// Still queued when the shutdown deadline passed.
+    /// Still queued when the shutdown deadline passed (and not kept in a spool).
     Shutdown,
+    /// In a spool record that could not be read back.
+    SpoolUnreadable,
 }
 
 impl DropReason {
-    const ALL: [DropReason; 3] = [
+    const ALL: [DropReason; 4] = [
         DropReason::QueueFull,
         DropReason::TooOld,
         DropReason::Shutdown,
+        DropReason::SpoolUnreadable,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -68,6 +71,7 @@ impl DropReason {
             DropReason::QueueFull => "queue_full",
             DropReason::TooOld => "too_old",
             DropReason::Shutdown => "shutdown",
+            DropReason::SpoolUnreadable => "spool_unreadable",
         }
     }
 }
@@ -79,6 +83,8 @@ pub struct LaneGauges {
     pub queued_samples: AtomicU64,
     /// Timestamp (ms) of the oldest unsent sample, `i64::MAX` when none.
     pub oldest_unsent_ms: AtomicI64,
+    /// Bytes of the lane's spool files (0 without a spool).
+    pub spool_bytes: AtomicU64,
 }
 
 impl Default for LaneGauges {
@@ -86,6 +92,7 @@ impl Default for LaneGauges {
         LaneGauges {
             queued_samples: AtomicU64::new(0),
             oldest_unsent_ms: AtomicI64::new(i64::MAX),
+            spool_bytes: AtomicU64::new(0),
         }
     }
 }
@@ -99,9 +106,13 @@ pub struct EndpointMetrics {
     pub samples_failed: AtomicU64,
     /// Samples in attempts that failed and were retried.
     pub samples_retried: AtomicU64,
-    dropped: [AtomicU64; 3],
+    dropped: [AtomicU64; 4],
     pub metadata_sent: AtomicU64,
     pub metadata_failed: AtomicU64,
+    /// Spool appends the disk refused (the batch waited in memory).
+    pub spool_write_errors: AtomicU64,
+    /// Spool records that could not be read back.
+    pub spool_skipped_records: AtomicU64,
     pub lanes: Vec<LaneGauges>,
 }
 
@@ -115,6 +126,8 @@ impl EndpointMetrics {
             dropped: Default::default(),
             metadata_sent: AtomicU64::new(0),
             metadata_failed: AtomicU64::new(0),
+            spool_write_errors: AtomicU64::new(0),
+            spool_skipped_records: AtomicU64::new(0),
             lanes: (0..lanes).map(|_| LaneGauges::default()).collect(),
         }
     }
@@ -347,7 +360,7 @@ impl SinkMetrics {
 
     fn render_endpoints(&self, out: &mut String, now_ms: i64) {
         let endpoints = self.endpoints.lock().expect("metrics lock");
-        let counters: [EndpointFamily<EndpointMetrics>; 7] = [
+        let counters: [EndpointFamily<EndpointMetrics>; 10] = [
             (
                 "meshtap_sink_samples_sent_total",
                 "counter",
@@ -389,6 +402,29 @@ impl SinkMetrics {
                 "gauge",
                 "Parallel sending lanes.",
                 |e| e.lanes.len() as u64,
+            ),
+            (
+                "meshtap_sink_spool_bytes",
+                "gauge",
+                "Bytes of the endpoint's spool files on disk (0 without a spool).",
+                |e| {
+                    e.lanes
+                        .iter()
+                        .map(|l| l.spool_bytes.load(Ordering::Relaxed))
+                        .sum()
+                },
+            ),
+            (
+                "meshtap_sink_spool_write_errors_total",
+                "counter",
+                "Spool writes the disk refused (the batches waited in memory).",
+                |e| e.spool_write_errors.load(Ordering::Relaxed),
+            ),
+            (
+                "meshtap_sink_spool_skipped_records_total",
+                "counter",
+                "Spool records that could not be read back (their samples are dropped as spool_unreadable).",
+                |e| e.spool_skipped_records.load(Ordering::Relaxed),
             ),
         ];
         let named: Vec<(&str, &EndpointMetrics)> =

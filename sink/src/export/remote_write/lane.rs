@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{watch, Notify};
 
-use super::queue::{Batch, BatchQueue};
+use super::queue::{Batch, BatchQueue, Outgoing};
 use crate::export::sample::ExportSample;
 use crate::ops::metrics::{DropReason, EndpointMetrics};
 
@@ -32,8 +32,6 @@ pub struct Lane {
     wake: Notify,
     /// Signalled whenever stored samples leave the lane (a batch taken or dropped).
     room: Notify,
-    /// Samples the lane holds (pending and sealed) before [`Lane::push_when_room`] waits.
-    capacity: usize,
     max_samples_per_send: usize,
     batch_send_deadline: Duration,
     metrics: Arc<EndpointMetrics>,
@@ -43,7 +41,6 @@ impl Lane {
     pub fn new(
         index: usize,
         queue: Box<dyn BatchQueue>,
-        capacity: usize,
         max_samples_per_send: usize,
         batch_send_deadline: Duration,
         metrics: Arc<EndpointMetrics>,
@@ -59,16 +56,15 @@ impl Lane {
             }),
             wake: Notify::new(),
             room: Notify::new(),
-            capacity,
             max_samples_per_send,
             batch_send_deadline,
             metrics,
         }
     }
 
-    /// Appends samples (in order), waiting, one batch at a time, while the lane holds
-    /// `capacity` samples: the lane then never exceeds its capacity by more than one batch,
-    /// and nothing is evicted however slow the endpoint is. The wait ends only when the sender
+    /// Appends samples (in order), waiting, one batch at a time, while the lane's queue has no
+    /// room (see [`BatchQueue::has_room`]): the lane then never exceeds its capacity by more
+    /// than one batch, and nothing is evicted however slow the endpoint is. The wait ends only when the sender
     /// takes or drops a batch.
     pub async fn push_when_room(&self, samples: Vec<ExportSample>) {
         let mut samples = samples.into_iter();
@@ -80,8 +76,7 @@ impl Lane {
                 room.as_mut().enable();
                 {
                     let mut state = self.state.lock().expect("lane lock");
-                    let held = state.pending.len() + state.queue.queued_samples();
-                    if held == 0 || held + chunk <= self.capacity {
+                    if state.queue.has_room(state.pending.len(), chunk) {
                         break;
                     }
                     // Hand the partial batch to the sender now rather than at its deadline.
@@ -129,12 +124,11 @@ impl Lane {
         state.pending_since = None;
         state.pending_oldest_ms = i64::MAX;
         for evicted in state.queue.push(batch) {
-            self.metrics
-                .add_dropped(DropReason::QueueFull, evicted.len() as u64);
+            self.metrics.add_dropped(DropReason::QueueFull, evicted);
             tracing::warn!(
                 endpoint = %self.metrics.name,
                 lane = self.index,
-                samples = evicted.len(),
+                samples = evicted,
                 "remote-write queue full: dropped the oldest batch"
             );
         }
@@ -160,7 +154,7 @@ impl Lane {
 
     /// Waits for the next batch to send. When `flush` turns true the pending batch is sealed at
     /// once and `None` is returned when nothing is left.
-    pub async fn next_batch(&self, flush: &mut watch::Receiver<bool>) -> Option<Batch> {
+    pub async fn next_batch(&self, flush: &mut watch::Receiver<bool>) -> Option<Outgoing> {
         loop {
             let wait = {
                 let mut state = self.state.lock().expect("lane lock");
@@ -214,22 +208,25 @@ impl Lane {
         self.update_gauges(&state);
     }
 
-    /// Counts everything still held as dropped at shutdown; returns how many samples that was.
-    pub fn drop_remaining(&self) -> u64 {
+    /// At shutdown: keeps what the queue can keep for the next start and counts the rest as
+    /// dropped; returns `(kept, dropped)` samples.
+    pub fn drop_remaining(&self) -> (u64, u64) {
         let mut state = self.state.lock().expect("lane lock");
-        let mut dropped = state.pending.len() + state.in_flight.map_or(0, |(n, _)| n);
-        state.pending.clear();
-        state.pending_since = None;
-        state.pending_oldest_ms = i64::MAX;
+        self.seal(&mut state);
+        let held = (state.queue.queued_samples() + state.in_flight.map_or(0, |(n, _)| n)) as u64;
         state.in_flight = None;
-        while let Some(batch) = state.queue.take() {
-            dropped += batch.len();
-            state.queue.finish();
-        }
+        let lost = match state.queue.keep_for_restart() {
+            Some(lost) => lost,
+            None => {
+                while state.queue.take().is_some() {
+                    state.queue.finish();
+                }
+                held
+            }
+        };
         self.update_gauges(&state);
         self.room.notify_waiters();
-        self.metrics
-            .add_dropped(DropReason::Shutdown, dropped as u64);
-        dropped as u64
+        self.metrics.add_dropped(DropReason::Shutdown, lost);
+        (held.saturating_sub(lost), lost)
     }
 }

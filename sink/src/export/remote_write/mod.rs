@@ -2,8 +2,8 @@
 //!
 //! Owns the wiring of one endpoint: samples are sharded onto lanes by series hash (order kept
 //! per series), each lane has one sender task, and the endpoint never waits on another
-//! endpoint. Durable spooling would replace `queue::MemoryQueue` in [`Endpoint::start`] with
-//! another `queue::BatchQueue`; nothing else changes.
+//! endpoint. Each lane queues in memory (`queue::MemoryQueue`) or, with `spool:` configured,
+//! on disk (`spool_queue::SpoolQueue`); nothing else differs.
 
 pub mod client;
 pub mod config;
@@ -18,6 +18,8 @@ pub mod request_body;
 pub mod retry;
 pub mod scraped_record;
 pub mod snappy_body;
+pub mod spool_queue;
+pub mod spooled_body;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -30,12 +32,23 @@ pub use config::{BasicAuth, QueueConfig, RemoteWriteConfig, TlsConfig, WhenFull}
 
 use self::encoder::RequestEncoder;
 use self::lane::Lane;
-use self::queue::MemoryQueue;
+use self::queue::{BatchQueue, MemoryQueue};
 use self::retry::Delivery;
+use self::spool_queue::SpoolQueue;
 use crate::export::families::FamilyRegistry;
 use crate::export::sample::ExportSample;
 use crate::ops::metrics::EndpointMetrics;
 use crate::series::Sample;
+use crate::spool::{SpoolConfig, SpoolError};
+
+/// Why an endpoint could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum EndpointError {
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    #[error(transparent)]
+    Spool(#[from] SpoolError),
+}
 
 /// One running endpoint.
 pub struct Endpoint {
@@ -46,34 +59,63 @@ pub struct Endpoint {
 }
 
 impl Endpoint {
-    /// Builds the client and starts the sender and metadata tasks. `at` is the config path.
+    /// Builds the client, opens the lanes' spools when `spool` is set, and starts the sender
+    /// and metadata tasks. `at` is the config path.
     pub fn start(
         config: &RemoteWriteConfig,
         at: &str,
         registry: Arc<FamilyRegistry>,
         flush: watch::Receiver<bool>,
-    ) -> Result<Arc<Endpoint>, ClientError> {
+        spool: Option<&SpoolConfig>,
+    ) -> Result<Arc<Endpoint>, EndpointError> {
         let client = Arc::new(RemoteWriteClient::new(config, at)?);
         let q = &config.queue;
         let metrics = Arc::new(EndpointMetrics::new(config.display_name(), q.lanes));
         let lane_capacity = (q.capacity / q.lanes).max(q.max_samples_per_send);
-        let lanes: Vec<Arc<Lane>> = (0..q.lanes)
-            .map(|i| {
-                Arc::new(Lane::new(
-                    i,
-                    Box::new(MemoryQueue::new(lane_capacity)),
-                    lane_capacity,
-                    q.max_samples_per_send,
-                    q.batch_send_deadline.get(),
-                    metrics.clone(),
-                ))
-            })
-            .collect();
         let external_labels: Vec<(String, String)> = config
             .external_labels
             .iter()
             .filter(|(_, v)| !v.is_empty())
             .map(|(n, v)| (n.clone(), v.clone()))
+            .collect();
+        let queues: Vec<Box<dyn BatchQueue>> = match spool {
+            None => (0..q.lanes)
+                .map(|_| Box::new(MemoryQueue::new(lane_capacity)) as Box<dyn BatchQueue>)
+                .collect(),
+            Some(spool) => {
+                let opened = spool.open_endpoint(config.display_name(), &config.url, q.lanes)?;
+                let mut queues: Vec<Box<dyn BatchQueue>> = Vec::with_capacity(q.lanes);
+                for (i, (lane_spool, recovered)) in opened.into_iter().enumerate() {
+                    if recovered.records > 0 || recovered.discarded_bytes > 0 {
+                        tracing::info!(endpoint = %metrics.name, lane = i, records = recovered.records, samples = recovered.samples, corrupt_records = recovered.corrupt_records, discarded_bytes = recovered.discarded_bytes, "spool: unsent records from the previous run will be sent first");
+                    }
+                    metrics.spool_skipped_records.fetch_add(
+                        recovered.corrupt_records,
+                        std::sync::atomic::Ordering::Relaxed,
+                    );
+                    queues.push(Box::new(SpoolQueue::new(
+                        lane_spool,
+                        external_labels.clone(),
+                        lane_capacity,
+                        i,
+                        metrics.clone(),
+                    )));
+                }
+                queues
+            }
+        };
+        let lanes: Vec<Arc<Lane>> = queues
+            .into_iter()
+            .enumerate()
+            .map(|(i, queue)| {
+                Arc::new(Lane::new(
+                    i,
+                    queue,
+                    q.max_samples_per_send,
+                    q.batch_send_deadline.get(),
+                    metrics.clone(),
+                ))
+            })
             .collect();
         let mut senders = Vec::with_capacity(lanes.len());
         for lane in &lanes {
@@ -165,9 +207,9 @@ impl Endpoint {
         per_lane
     }
 
-    /// After flush was signalled: waits up to `timeout` for the lanes to drain, then drops what
-    /// is left. Returns the number of samples dropped.
-    pub async fn drain(&self, timeout: Duration) -> u64 {
+    /// After flush was signalled: waits up to `timeout` for the lanes to drain, then keeps
+    /// what is left in the spool, if any, or drops it. Returns `(kept, dropped)` samples.
+    pub async fn drain(&self, timeout: Duration) -> (u64, u64) {
         let senders: Vec<JoinHandle<()>> =
             std::mem::take(&mut *self.senders.lock().expect("senders lock"));
         let aborts: Vec<_> = senders.iter().map(|h| h.abort_handle()).collect();
@@ -177,7 +219,10 @@ impl Endpoint {
                 abort.abort();
             }
         }
-        self.lanes.iter().map(|lane| lane.drop_remaining()).sum()
+        self.lanes
+            .iter()
+            .map(|lane| lane.drop_remaining())
+            .fold((0, 0), |(k, d), (kept, dropped)| (k + kept, d + dropped))
     }
 }
 

@@ -1,14 +1,15 @@
 //! Sealed batches waiting for delivery to one endpoint lane, behind the [`BatchQueue`] trait.
 //!
-//! This is the seam for durability: today [`MemoryQueue`] keeps batches in memory, bounded by a
-//! sample capacity, evicting the OLDEST batches when full. An on-disk spool (so nothing is lost
-//! across restarts and long outages) implements the same trait: `push` appends a segment record,
-//! `take` reads the next unfinished record, and `finish` marks it done so the segment can be
-//! deleted. The lane (`super::lane`) calls these in that order and never looks inside.
+//! This is the seam for durability: [`MemoryQueue`] keeps batches in memory, bounded by a
+//! sample capacity, evicting the OLDEST batches when full; `super::spool_queue::SpoolQueue`
+//! keeps them on disk (`push` appends an encoded record, `take` reads the next one back,
+//! `finish` acknowledges it). The lane (`super::lane`) calls these in that order and never
+//! looks inside.
 
 use std::collections::VecDeque;
 
 use crate::export::sample::ExportSample;
+use crate::spool::SpooledBatch;
 
 /// Samples sent together in one request.
 #[derive(Debug)]
@@ -35,18 +36,53 @@ impl Batch {
     }
 }
 
+/// What a queue hands out for sending: samples to encode, or a body encoded when spooled.
+#[derive(Debug)]
+pub enum Outgoing {
+    Samples(Batch),
+    Spooled(SpooledBatch),
+}
+
+impl Outgoing {
+    pub fn len(&self) -> usize {
+        match self {
+            Outgoing::Samples(batch) => batch.len(),
+            Outgoing::Spooled(spooled) => spooled.meta.samples as usize,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn oldest_ms(&self) -> Option<i64> {
+        match self {
+            Outgoing::Samples(batch) => batch.oldest_ms(),
+            Outgoing::Spooled(spooled) => Some(spooled.meta.oldest_ms),
+        }
+    }
+}
+
 /// Storage of sealed batches for one lane, oldest first.
 pub trait BatchQueue: Send {
-    /// Appends a batch; returns the batches evicted (oldest first) to stay within capacity.
-    fn push(&mut self, batch: Batch) -> Vec<Batch>;
+    /// Appends a batch; returns the sample counts of unsent batches evicted (oldest first) to
+    /// stay within capacity.
+    fn push(&mut self, batch: Batch) -> Vec<u64>;
     /// Takes the oldest batch for sending.
-    fn take(&mut self) -> Option<Batch>;
+    fn take(&mut self) -> Option<Outgoing>;
     /// The batch taken last is done with (delivered, refused or dropped).
     fn finish(&mut self);
+    /// Whether `incoming` more samples may be added now, with `unsealed` samples pending in
+    /// the lane (something always fits in an empty lane).
+    fn has_room(&self, unsealed: usize, incoming: usize) -> bool;
     /// Samples stored (not counting a taken batch).
     fn queued_samples(&self) -> usize;
     /// Timestamp of the oldest stored sample.
     fn oldest_ms(&self) -> Option<i64>;
+    /// At shutdown, after the pending batch was pushed: keeps what is stored (and a batch
+    /// taken but not finished) for the next start, returning the samples that could not be
+    /// kept. `None` when nothing survives a restart.
+    fn keep_for_restart(&mut self) -> Option<u64>;
 }
 
 /// In-memory [`BatchQueue`] bounded by a number of samples.
@@ -67,7 +103,7 @@ impl MemoryQueue {
 }
 
 impl BatchQueue for MemoryQueue {
-    fn push(&mut self, batch: Batch) -> Vec<Batch> {
+    fn push(&mut self, batch: Batch) -> Vec<u64> {
         self.samples += batch.len();
         let oldest = batch.oldest_ms();
         self.batches.push_back((batch, oldest));
@@ -75,19 +111,28 @@ impl BatchQueue for MemoryQueue {
         while self.samples > self.capacity && self.batches.len() > 1 {
             let (old, _) = self.batches.pop_front().expect("more than one batch");
             self.samples -= old.len();
-            evicted.push(old);
+            evicted.push(old.len() as u64);
         }
         evicted
     }
 
-    fn take(&mut self) -> Option<Batch> {
+    fn take(&mut self) -> Option<Outgoing> {
         let (batch, _) = self.batches.pop_front()?;
         self.samples -= batch.len();
-        Some(batch)
+        Some(Outgoing::Samples(batch))
     }
 
     fn finish(&mut self) {
         // Memory holds nothing once a batch is taken.
+    }
+
+    fn has_room(&self, unsealed: usize, incoming: usize) -> bool {
+        let held = unsealed + self.samples;
+        held == 0 || held + incoming <= self.capacity
+    }
+
+    fn keep_for_restart(&mut self) -> Option<u64> {
+        None
     }
 
     fn queued_samples(&self) -> usize {
@@ -130,10 +175,11 @@ mod tests {
         assert!(q.push(batch(4, 1)).is_empty());
         assert!(q.push(batch(4, 2)).is_empty());
         let evicted = q.push(batch(4, 3));
-        assert_eq!(evicted.len(), 1);
-        assert_eq!(evicted[0].oldest_ms(), Some(1));
+        assert_eq!(evicted, [4]);
         assert_eq!(q.queued_samples(), 8);
         assert_eq!(q.oldest_ms(), Some(2));
+        assert!(!q.has_room(0, 3));
+        assert!(q.has_room(0, 2));
         assert_eq!(q.take().unwrap().oldest_ms(), Some(2));
         q.finish();
         assert_eq!(q.queued_samples(), 4);

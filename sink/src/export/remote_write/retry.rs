@@ -11,7 +11,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use super::client::{RemoteWriteClient, SendOutcome};
 use super::encoder::RequestEncoder;
 use super::lane::Lane;
-use super::queue::Batch;
+use super::queue::Outgoing;
+use super::spooled_body::drop_older_than;
 use crate::export::retry::Backoff;
 use crate::ops::metrics::{DropReason, EndpointMetrics};
 
@@ -36,17 +37,15 @@ pub struct Delivery {
 
 impl Delivery {
     /// Sends `batch` until it is delivered, refused, or emptied by the age limit.
-    pub async fn deliver(&mut self, lane: &Lane, mut batch: Batch) {
+    pub async fn deliver(&mut self, lane: &Lane, mut batch: Outgoing) {
         let mut backoff = Backoff::new(self.min_backoff, self.max_backoff);
         let mut attempt: u32 = 0;
         loop {
             if !self.max_sample_age.is_zero() {
                 let cutoff = now_ms() - self.max_sample_age.as_millis() as i64;
-                let before = batch.len();
-                batch.samples.retain(|s| s.timestamp_ms >= cutoff);
-                let dropped = before - batch.len();
+                let dropped = self.drop_older_than(&mut batch, cutoff);
                 if dropped > 0 {
-                    self.metrics.add_dropped(DropReason::TooOld, dropped as u64);
+                    self.metrics.add_dropped(DropReason::TooOld, dropped);
                     tracing::warn!(endpoint = %self.metrics.name, dropped, "dropped samples older than max_sample_age");
                     lane.set_in_flight(batch.len(), batch.oldest_ms());
                 }
@@ -54,10 +53,13 @@ impl Delivery {
                     return;
                 }
             }
-            let body = self
-                .encoder
-                .encode(&batch.samples, &self.external_labels)
-                .to_vec();
+            let body = match &batch {
+                Outgoing::Samples(batch) => self
+                    .encoder
+                    .encode(&batch.samples, &self.external_labels)
+                    .to_vec(),
+                Outgoing::Spooled(spooled) => spooled.body.clone(),
+            };
             let n = batch.len() as u64;
             match self.client.post(body, attempt).await {
                 SendOutcome::Delivered => {
@@ -91,6 +93,24 @@ impl Delivery {
                     tokio::time::sleep(delay).await;
                     attempt = attempt.saturating_add(1);
                 }
+            }
+        }
+    }
+
+    /// Removes samples older than `cutoff_ms`; returns how many.
+    fn drop_older_than(&self, batch: &mut Outgoing, cutoff_ms: i64) -> u64 {
+        match batch {
+            Outgoing::Samples(batch) => {
+                let before = batch.len();
+                batch.samples.retain(|s| s.timestamp_ms >= cutoff_ms);
+                (before - batch.len()) as u64
+            }
+            Outgoing::Spooled(spooled) => {
+                drop_older_than(spooled, cutoff_ms).unwrap_or_else(|e| {
+                    // The record passed its checksum, so this is a body meshtap did not write.
+                    tracing::error!(endpoint = %self.metrics.name, error = %e, "spooled body could not be filtered by age; sent as it is");
+                    0
+                })
             }
         }
     }

@@ -1,0 +1,200 @@
+//! The on-disk [`BatchQueue`] of a lane: each sealed batch is encoded into its request body at
+//! once and appended to the lane's spool; the sender reads bodies back in order.
+//!
+//! Owns the hand-over between the encoder and `crate::spool::LaneSpool`, and what happens
+//! when the disk refuses a write: the batch waits in memory (bounded by the lane's memory
+//! capacity, in order, behind nothing newer) and is written before anything else once the disk
+//! takes writes again; while the disk stays empty the sender takes such batches straight from
+//! memory. It must not touch the files itself.
+
+use std::collections::VecDeque;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use super::encoder::RequestEncoder;
+use super::queue::{Batch, BatchQueue, Outgoing};
+use crate::ops::metrics::{DropReason, EndpointMetrics};
+use crate::spool::{LaneSpool, RecordMeta, Skipped};
+
+/// Where the batch handed out last came from.
+#[derive(Clone, Copy)]
+enum Taken {
+    Spool,
+    Memory { samples: usize },
+}
+
+/// A lane's spool with the encoder that fills it.
+pub struct SpoolQueue {
+    spool: LaneSpool,
+    encoder: RequestEncoder,
+    external_labels: Vec<(String, String)>,
+    /// Batches the disk refused, oldest first; written before anything newer.
+    stalled: VecDeque<Batch>,
+    stalled_samples: usize,
+    memory_capacity: usize,
+    taken: Option<Taken>,
+    /// The last write failed (errors are logged when this turns on, and when it turns off).
+    write_failing: bool,
+    skipped_seen: Skipped,
+    lane: usize,
+    metrics: Arc<EndpointMetrics>,
+}
+
+impl SpoolQueue {
+    pub fn new(
+        spool: LaneSpool,
+        external_labels: Vec<(String, String)>,
+        memory_capacity: usize,
+        lane: usize,
+        metrics: Arc<EndpointMetrics>,
+    ) -> SpoolQueue {
+        let queue = SpoolQueue {
+            spool,
+            encoder: RequestEncoder::new(),
+            external_labels,
+            stalled: VecDeque::new(),
+            stalled_samples: 0,
+            memory_capacity,
+            taken: None,
+            write_failing: false,
+            skipped_seen: Skipped::default(),
+            lane,
+            metrics,
+        };
+        queue.update_gauge();
+        queue
+    }
+
+    /// Writes stalled batches to the spool, oldest first, until one fails; returns the samples
+    /// of unsent records the spool evicted.
+    fn write_stalled(&mut self) -> Vec<u64> {
+        let mut evicted = Vec::new();
+        while let Some(batch) = self.stalled.front() {
+            let meta = RecordMeta {
+                samples: batch.len() as u32,
+                oldest_ms: batch.oldest_ms().unwrap_or(0),
+                newest_ms: batch
+                    .samples
+                    .iter()
+                    .map(|s| s.timestamp_ms)
+                    .max()
+                    .unwrap_or(0),
+            };
+            let body = self.encoder.encode(&batch.samples, &self.external_labels);
+            match self.spool.append(meta, body) {
+                Ok(dropped) => evicted.extend(dropped),
+                Err(e) => {
+                    self.metrics
+                        .spool_write_errors
+                        .fetch_add(1, Ordering::Relaxed);
+                    if !std::mem::replace(&mut self.write_failing, true) {
+                        tracing::error!(endpoint = %self.metrics.name, lane = self.lane, error = %e, "spool write failed; batches wait in memory until the disk takes writes again");
+                    }
+                    break;
+                }
+            }
+            if std::mem::take(&mut self.write_failing) {
+                tracing::info!(endpoint = %self.metrics.name, lane = self.lane, "spool writes work again");
+            }
+            let batch = self.stalled.pop_front().expect("front exists");
+            self.stalled_samples -= batch.len();
+        }
+        while self.stalled_samples > self.memory_capacity && self.stalled.len() > 1 {
+            let old = self.stalled.pop_front().expect("more than one");
+            self.stalled_samples -= old.len();
+            evicted.push(old.len() as u64);
+        }
+        self.update_gauge();
+        evicted
+    }
+
+    /// Tries the disk again for batches it refused (evictions counted here, as no push
+    /// returns them).
+    fn retry_stalled(&mut self) {
+        if !self.stalled.is_empty() {
+            let evicted: u64 = self.write_stalled().iter().sum();
+            self.metrics.add_dropped(DropReason::QueueFull, evicted);
+        }
+    }
+
+    fn update_gauge(&self) {
+        self.metrics.lanes[self.lane]
+            .spool_bytes
+            .store(self.spool.bytes(), Ordering::Relaxed);
+    }
+
+    fn count_skipped(&mut self) {
+        let now = self.spool.skipped();
+        let records = now.records - self.skipped_seen.records;
+        if records > 0 {
+            self.metrics
+                .spool_skipped_records
+                .fetch_add(records, Ordering::Relaxed);
+            self.metrics.add_dropped(
+                DropReason::SpoolUnreadable,
+                now.samples - self.skipped_seen.samples,
+            );
+        }
+        self.skipped_seen = now;
+    }
+}
+
+impl BatchQueue for SpoolQueue {
+    fn push(&mut self, batch: Batch) -> Vec<u64> {
+        self.stalled_samples += batch.len();
+        self.stalled.push_back(batch);
+        self.write_stalled()
+    }
+
+    fn take(&mut self) -> Option<Outgoing> {
+        let spooled = self.spool.take();
+        self.count_skipped();
+        if let Some(spooled) = spooled {
+            self.taken = Some(Taken::Spool);
+            return Some(Outgoing::Spooled(spooled));
+        }
+        // The disk is empty: what waits in memory is the oldest.
+        let batch = self.stalled.pop_front()?;
+        self.stalled_samples -= batch.len();
+        self.taken = Some(Taken::Memory {
+            samples: batch.len(),
+        });
+        Some(Outgoing::Samples(batch))
+    }
+
+    fn finish(&mut self) {
+        if let Some(Taken::Spool) = self.taken.take() {
+            if let Err(e) = self.spool.finish() {
+                tracing::error!(endpoint = %self.metrics.name, lane = self.lane, error = %e, "spool: could not acknowledge a sent record (it may be sent again after a restart)");
+            }
+            self.update_gauge();
+        }
+        self.retry_stalled();
+    }
+
+    fn has_room(&self, _unsealed: usize, _incoming: usize) -> bool {
+        self.spool.has_room() && self.stalled_samples < self.memory_capacity
+    }
+
+    fn queued_samples(&self) -> usize {
+        self.spool.unread_samples() as usize + self.stalled_samples
+    }
+
+    fn oldest_ms(&self) -> Option<i64> {
+        self.spool
+            .next_oldest_ms()
+            .or_else(|| self.stalled.front().and_then(Batch::oldest_ms))
+    }
+
+    fn keep_for_restart(&mut self) -> Option<u64> {
+        self.retry_stalled();
+        if let Err(e) = self.spool.sync() {
+            tracing::error!(endpoint = %self.metrics.name, lane = self.lane, error = %e, "spool: could not sync to disk at shutdown");
+        }
+        let in_flight = match self.taken {
+            Some(Taken::Memory { samples }) => samples,
+            _ => 0,
+        };
+        Some((self.stalled_samples + in_flight) as u64)
+    }
+}

@@ -1,0 +1,133 @@
+//! Samples older than `max_sample_age` taken out of a request body read back from the spool.
+//!
+//! Owns the slow path only: a spooled body is sent as written unless its oldest sample is past
+//! the cutoff, and only then decoded (snappy, protobuf), filtered and encoded again with the
+//! plain prost messages of `super::proto`. It must not be used for fresh batches (the
+//! encoder writes those).
+
+use prost::Message;
+
+use super::proto::WriteRequest;
+use crate::spool::{RecordMeta, SpooledBatch};
+
+/// Why a spooled body could not be filtered.
+#[derive(Debug, thiserror::Error)]
+pub enum SpooledBodyError {
+    #[error("not snappy: {0}")]
+    Snappy(#[from] snap::Error),
+    #[error("not a WriteRequest: {0}")]
+    Protobuf(#[from] prost::DecodeError),
+}
+
+/// Removes samples older than `cutoff_ms`; returns how many were removed. Whole-body cases
+/// (all kept, all removed) do not decode anything.
+pub fn drop_older_than(batch: &mut SpooledBatch, cutoff_ms: i64) -> Result<u64, SpooledBodyError> {
+    let meta = batch.meta;
+    if meta.oldest_ms >= cutoff_ms {
+        return Ok(0);
+    }
+    if meta.newest_ms < cutoff_ms {
+        batch.body.clear();
+        batch.meta.samples = 0;
+        return Ok(u64::from(meta.samples));
+    }
+    let raw = snap::raw::Decoder::new().decompress_vec(&batch.body)?;
+    let mut request = WriteRequest::decode(&raw[..])?;
+    let mut kept = 0u32;
+    let mut oldest = i64::MAX;
+    for series in &mut request.timeseries {
+        series.samples.retain(|s| s.timestamp >= cutoff_ms);
+        kept += series.samples.len() as u32;
+        oldest = series
+            .samples
+            .iter()
+            .map(|s| s.timestamp)
+            .fold(oldest, i64::min);
+    }
+    request
+        .timeseries
+        .retain(|series| !series.samples.is_empty());
+    batch.body = snap::raw::Encoder::new().compress_vec(&request.encode_to_vec())?;
+    batch.meta = RecordMeta {
+        samples: kept,
+        oldest_ms: oldest,
+        newest_ms: meta.newest_ms,
+    };
+    Ok(u64::from(meta.samples.saturating_sub(kept)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::export::remote_write::proto::{Label, Sample, TimeSeries};
+
+    fn spooled(timestamps: &[&[i64]]) -> SpooledBatch {
+        let request = WriteRequest {
+            timeseries: timestamps
+                .iter()
+                .enumerate()
+                .map(|(i, ts)| TimeSeries {
+                    labels: vec![Label {
+                        name: "__name__".into(),
+                        value: format!("m{i}"),
+                    }],
+                    samples: ts
+                        .iter()
+                        .map(|&timestamp| Sample {
+                            value: 1.0,
+                            timestamp,
+                        })
+                        .collect(),
+                })
+                .collect(),
+            metadata: vec![],
+        };
+        let all: Vec<i64> = timestamps.iter().flat_map(|t| t.iter().copied()).collect();
+        SpooledBatch {
+            meta: RecordMeta {
+                samples: all.len() as u32,
+                oldest_ms: *all.iter().min().unwrap(),
+                newest_ms: *all.iter().max().unwrap(),
+            },
+            body: snap::raw::Encoder::new()
+                .compress_vec(&request.encode_to_vec())
+                .unwrap(),
+        }
+    }
+
+    fn decoded(batch: &SpooledBatch) -> Vec<(String, Vec<i64>)> {
+        let raw = snap::raw::Decoder::new()
+            .decompress_vec(&batch.body)
+            .unwrap();
+        WriteRequest::decode(&raw[..])
+            .unwrap()
+            .timeseries
+            .into_iter()
+            .map(|s| {
+                let ts = s.samples.iter().map(|x| x.timestamp).collect();
+                (s.labels[0].value.clone(), ts)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn only_samples_past_the_cutoff_go_and_empty_series_with_them() {
+        let mut batch = spooled(&[&[10, 20, 30], &[5], &[40]]);
+        assert_eq!(drop_older_than(&mut batch, 20).unwrap(), 2);
+        assert_eq!(
+            decoded(&batch),
+            [("m0".into(), vec![20, 30]), ("m2".into(), vec![40])]
+        );
+        assert_eq!((batch.meta.samples, batch.meta.oldest_ms), (3, 20));
+    }
+
+    #[test]
+    fn whole_bodies_are_kept_or_emptied_without_decoding() {
+        let mut batch = spooled(&[&[10, 20]]);
+        let body = batch.body.clone();
+        assert_eq!(drop_older_than(&mut batch, 10).unwrap(), 0);
+        assert_eq!(batch.body, body);
+        assert_eq!(drop_older_than(&mut batch, 21).unwrap(), 2);
+        assert!(batch.body.is_empty() && batch.meta.samples == 0);
+    }
+}

@@ -1,0 +1,409 @@
+//! One lane's spool: a directory of numbered segment files holding records in send order, and
+//! an acknowledgement file saying how far delivery got.
+//!
+//! Owns the files: appending (rolling to a new segment past `segment_bytes`), handing records
+//! out oldest first, acknowledging them (`finish`), deleting consumed segments, evicting the
+//! oldest segment past `max_bytes`, and recovering after a restart or crash (a record cut short
+//! at a segment's end is cut off and counted). It knows nothing of what a body holds.
+//!
+//! Durability: every record is written to the operating system before `append` returns, so a
+//! crash of the process loses nothing appended; [`LaneSpool::sync`] (called at shutdown) also
+//! asks the disk to persist it. A record handed out but not acknowledged is handed out again
+//! after a restart (at-least-once).
+
+use std::collections::VecDeque;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use super::record::{self, ReadOutcome, RecordMeta, HEADER_LEN};
+use super::{SpoolError, SpooledBatch};
+
+const SEGMENT_SUFFIX: &str = ".seg";
+const ACK_FILE: &str = "ack";
+
+/// Where a record sits and what it holds.
+#[derive(Clone, Copy, Debug)]
+struct RecordPlace {
+    segment: u64,
+    offset: u64,
+    len: u64,
+    samples: u32,
+    oldest_ms: i64,
+}
+
+#[derive(Debug)]
+struct Segment {
+    id: u64,
+    bytes: u64,
+}
+
+/// What recovery found in a lane directory.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Recovered {
+    pub records: u64,
+    pub samples: u64,
+    /// Records found damaged (skipped with the rest of their segment).
+    pub corrupt_records: u64,
+    /// Bytes cut off segment ends (damaged or cut-short records).
+    pub discarded_bytes: u64,
+}
+
+/// The spool of one lane.
+#[derive(Debug)]
+pub struct LaneSpool {
+    dir: PathBuf,
+    max_bytes: u64,
+    segment_bytes: u64,
+    segments: VecDeque<Segment>,
+    unread: VecDeque<RecordPlace>,
+    taken: Option<RecordPlace>,
+    writer: Option<(u64, File)>,
+    reader: Option<(u64, File)>,
+    next_segment: u64,
+    bytes: u64,
+    unread_samples: u64,
+    ack: File,
+    skipped: Skipped,
+}
+
+/// Records skipped when read back.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Skipped {
+    pub records: u64,
+    pub samples: u64,
+}
+
+impl LaneSpool {
+    /// Opens (creating it if needed) the spool in `dir` and recovers what a previous run left.
+    pub fn open(
+        dir: &Path,
+        max_bytes: u64,
+        segment_bytes: u64,
+    ) -> Result<(LaneSpool, Recovered), SpoolError> {
+        let io_err = SpoolError::at;
+        fs::create_dir_all(dir).map_err(io_err(dir))?;
+        let ack_path = dir.join(ACK_FILE);
+        let ack = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&ack_path)
+            .map_err(io_err(&ack_path))?;
+        let acked = read_ack(&ack).map_err(io_err(&ack_path))?;
+        let mut spool = LaneSpool {
+            dir: dir.to_owned(),
+            max_bytes,
+            segment_bytes,
+            segments: VecDeque::new(),
+            unread: VecDeque::new(),
+            taken: None,
+            writer: None,
+            reader: None,
+            next_segment: 1,
+            bytes: 0,
+            unread_samples: 0,
+            ack,
+            skipped: Skipped::default(),
+        };
+        let mut recovered = Recovered::default();
+        for id in segment_ids(dir).map_err(io_err(dir))? {
+            spool.next_segment = spool.next_segment.max(id + 1);
+            let path = spool.segment_path(id);
+            let (done_segment, start) = match acked {
+                Some((seg, _)) if id < seg => (true, 0),
+                Some((seg, offset)) if id == seg => (false, offset),
+                _ => (false, 0),
+            };
+            if done_segment {
+                fs::remove_file(&path).map_err(io_err(&path))?;
+                continue;
+            }
+            spool
+                .recover_segment(id, start, &mut recovered)
+                .map_err(io_err(&path))?;
+        }
+        Ok((spool, recovered))
+    }
+
+    /// Reads a segment's records from `start` on, cutting off a damaged or cut-short end.
+    fn recover_segment(&mut self, id: u64, start: u64, found: &mut Recovered) -> io::Result<()> {
+        let path = self.segment_path(id);
+        let file = OpenOptions::new().read(true).write(true).open(&path)?;
+        let size = file.metadata()?.len();
+        let mut reader = BufReader::new(&file);
+        let records_before = self.unread.len();
+        let mut offset = start.min(size);
+        reader.seek(SeekFrom::Start(offset))?;
+        loop {
+            match record::read(&mut reader)? {
+                ReadOutcome::Record { meta, body } => {
+                    let len = (HEADER_LEN + body.len()) as u64;
+                    self.unread.push_back(RecordPlace {
+                        segment: id,
+                        offset,
+                        len,
+                        samples: meta.samples,
+                        oldest_ms: meta.oldest_ms,
+                    });
+                    self.unread_samples += u64::from(meta.samples);
+                    found.records += 1;
+                    found.samples += u64::from(meta.samples);
+                    offset += len;
+                }
+                ReadOutcome::End => break,
+                outcome => {
+                    if let ReadOutcome::Corrupt(why) = outcome {
+                        found.corrupt_records += 1;
+                        tracing::error!(segment = %path.display(), offset, why, "spool: damaged record; the rest of the segment is discarded");
+                    } else {
+                        tracing::warn!(segment = %path.display(), offset, "spool: record cut short (crash while writing); discarded");
+                    }
+                    found.discarded_bytes += size - offset;
+                    file.set_len(offset)?;
+                    break;
+                }
+            }
+        }
+        if self.unread.len() == records_before {
+            // Nothing left to send in it.
+            drop(reader);
+            fs::remove_file(&path)?;
+            return Ok(());
+        }
+        self.bytes += offset;
+        self.segments.push_back(Segment { id, bytes: offset });
+        Ok(())
+    }
+
+    fn segment_path(&self, id: u64) -> PathBuf {
+        segment_path(&self.dir, id)
+    }
+
+    /// Appends a record; returns the samples of unsent records evicted to stay within
+    /// `max_bytes` (whole oldest segments, one entry each).
+    pub fn append(&mut self, meta: RecordMeta, body: &[u8]) -> Result<Vec<u64>, SpoolError> {
+        // The writer's segment is always the newest one.
+        let writer_full = self
+            .segments
+            .back()
+            .is_some_and(|s| s.bytes >= self.segment_bytes);
+        if writer_full {
+            self.writer = None;
+        }
+        if self.writer.is_none() {
+            let id = self.next_segment;
+            let path = self.segment_path(id);
+            let file = OpenOptions::new()
+                .append(true)
+                .create_new(true)
+                .open(&path)
+                .map_err(SpoolError::at(&path))?;
+            self.next_segment += 1;
+            self.segments.push_back(Segment { id, bytes: 0 });
+            self.writer = Some((id, file));
+        }
+        let bytes = record::encode(meta, body);
+        let (id, file) = self.writer.as_mut().expect("writer opened above");
+        let id = *id;
+        let segment = self.segments.back_mut().expect("writer segment");
+        if let Err(source) = file.write_all(&bytes) {
+            // Leave no partial record behind: the next append starts a fresh segment.
+            let _ = file.set_len(segment.bytes);
+            self.writer = None;
+            return Err(SpoolError::Io {
+                path: self.segment_path(id).display().to_string(),
+                source,
+            });
+        }
+        self.unread.push_back(RecordPlace {
+            segment: id,
+            offset: segment.bytes,
+            len: bytes.len() as u64,
+            samples: meta.samples,
+            oldest_ms: meta.oldest_ms,
+        });
+        segment.bytes += bytes.len() as u64;
+        self.bytes += bytes.len() as u64;
+        self.unread_samples += u64::from(meta.samples);
+        let mut evicted = Vec::new();
+        while self.bytes > self.max_bytes && self.segments.len() > 1 {
+            evicted.push(self.evict_oldest()?);
+        }
+        Ok(evicted)
+    }
+
+    /// Deletes the oldest segment; returns the samples of its records not yet handed out.
+    fn evict_oldest(&mut self) -> Result<u64, SpoolError> {
+        let segment = self.segments.pop_front().expect("a segment to evict");
+        let path = self.segment_path(segment.id);
+        if self
+            .reader
+            .as_ref()
+            .is_some_and(|(id, _)| *id == segment.id)
+        {
+            self.reader = None;
+        }
+        self.bytes -= segment.bytes;
+        let mut samples = 0;
+        while self.unread.front().is_some_and(|r| r.segment == segment.id) {
+            let place = self.unread.pop_front().expect("checked");
+            samples += u64::from(place.samples);
+        }
+        self.unread_samples -= samples;
+        fs::remove_file(&path).map_err(SpoolError::at(&path))?;
+        Ok(samples)
+    }
+
+    /// Hands out the oldest record not yet handed out. A record that reads back damaged or
+    /// cannot be read is skipped (counted in [`LaneSpool::skipped`]) and the next one tried.
+    pub fn take(&mut self) -> Option<SpooledBatch> {
+        while let Some(place) = self.unread.pop_front() {
+            self.unread_samples -= u64::from(place.samples);
+            self.taken = Some(place);
+            let path = self.segment_path(place.segment);
+            let why = match self.read_at(place) {
+                Ok(ReadOutcome::Record { meta, body }) => {
+                    return Some(SpooledBatch { meta, body });
+                }
+                Ok(outcome) => format!("{outcome:?}"),
+                Err(e) => e.to_string(),
+            };
+            self.skipped.records += 1;
+            self.skipped.samples += u64::from(place.samples);
+            tracing::error!(segment = %path.display(), offset = place.offset, why, "spool: a record could not be read back; skipped");
+        }
+        None
+    }
+
+    fn read_at(&mut self, place: RecordPlace) -> io::Result<ReadOutcome> {
+        if self
+            .reader
+            .as_ref()
+            .is_none_or(|(id, _)| *id != place.segment)
+        {
+            let file = File::open(self.segment_path(place.segment))?;
+            self.reader = Some((place.segment, file));
+        }
+        let (_, file) = self.reader.as_ref().expect("opened above");
+        let mut bytes = vec![0u8; place.len as usize];
+        file.read_exact_at(&mut bytes, place.offset)?;
+        record::read(&mut &bytes[..])
+    }
+
+    /// The record handed out last is done with (delivered, refused or dropped): it is
+    /// acknowledged, and segments with nothing left to send are deleted.
+    pub fn finish(&mut self) -> Result<(), SpoolError> {
+        let Some(place) = self.taken.take() else {
+            return Ok(());
+        };
+        let ack_path = self.dir.join(ACK_FILE);
+        write_ack(&self.ack, place.segment, place.offset + place.len)
+            .map_err(SpoolError::at(&ack_path))?;
+        let frontier = self
+            .unread
+            .front()
+            .map(|r| r.segment)
+            .or(self.writer.as_ref().map(|(id, _)| *id))
+            .unwrap_or(u64::MAX);
+        while self.segments.front().is_some_and(|s| s.id < frontier) {
+            let segment = self.segments.pop_front().expect("checked");
+            if self
+                .reader
+                .as_ref()
+                .is_some_and(|(id, _)| *id == segment.id)
+            {
+                self.reader = None;
+            }
+            self.bytes -= segment.bytes;
+            let path = self.segment_path(segment.id);
+            fs::remove_file(&path).map_err(SpoolError::at(&path))?;
+        }
+        Ok(())
+    }
+
+    /// Asks the disk to persist the open segment and the acknowledgement.
+    pub fn sync(&mut self) -> Result<(), SpoolError> {
+        if let Some((id, file)) = &self.writer {
+            let path = self.segment_path(*id);
+            file.sync_data().map_err(SpoolError::at(&path))?;
+        }
+        let ack_path = self.dir.join(ACK_FILE);
+        self.ack.sync_data().map_err(SpoolError::at(&ack_path))
+    }
+
+    /// Bytes on disk (segment files).
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    /// True while the spool holds less than `max_bytes`.
+    pub fn has_room(&self) -> bool {
+        self.bytes < self.max_bytes
+    }
+
+    /// Samples in records not yet handed out.
+    pub fn unread_samples(&self) -> u64 {
+        self.unread_samples
+    }
+
+    /// Oldest sample timestamp of the next record to hand out.
+    pub fn next_oldest_ms(&self) -> Option<i64> {
+        self.unread.front().map(|r| r.oldest_ms)
+    }
+
+    /// Records (and the samples their headers promised) skipped because they could not be
+    /// read back, since the spool was opened.
+    pub fn skipped(&self) -> Skipped {
+        self.skipped
+    }
+}
+
+/// The file of segment `id` in a lane directory.
+pub(super) fn segment_path(dir: &Path, id: u64) -> PathBuf {
+    dir.join(format!("{id:020}{SEGMENT_SUFFIX}"))
+}
+
+/// Segment ids in `dir`, ascending (other files are left alone).
+pub(super) fn segment_ids(dir: &Path) -> io::Result<Vec<u64>> {
+    let mut ids = Vec::new();
+    for entry in fs::read_dir(dir)? {
+        let name = entry?.file_name();
+        let Some(stem) = name.to_str().and_then(|n| n.strip_suffix(SEGMENT_SUFFIX)) else {
+            continue;
+        };
+        if let Ok(id) = stem.parse::<u64>() {
+            ids.push(id);
+        }
+    }
+    ids.sort_unstable();
+    Ok(ids)
+}
+
+/// The acknowledgement: segment id and offset, with a CRC so a torn write reads as "none".
+fn write_ack(file: &File, segment: u64, offset: u64) -> io::Result<()> {
+    let mut bytes = [0u8; 20];
+    bytes[..8].copy_from_slice(&segment.to_le_bytes());
+    bytes[8..16].copy_from_slice(&offset.to_le_bytes());
+    let crc = crc32fast::hash(&bytes[..16]);
+    bytes[16..].copy_from_slice(&crc.to_le_bytes());
+    file.write_all_at(&bytes, 0)
+}
+
+fn read_ack(mut file: &File) -> io::Result<Option<(u64, u64)>> {
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes)?;
+    if bytes.len() < 20 {
+        return Ok(None);
+    }
+    let crc = u32::from_le_bytes(bytes[16..20].try_into().expect("4 bytes"));
+    if crc32fast::hash(&bytes[..16]) != crc {
+        tracing::warn!("spool: acknowledgement damaged; records may be sent twice");
+        return Ok(None);
+    }
+    let segment = u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes"));
+    let offset = u64::from_le_bytes(bytes[8..16].try_into().expect("8 bytes"));
+    Ok(Some((segment, offset)))
+}

@@ -1,0 +1,180 @@
+//! Spool stage: remote-write batches kept on disk until the endpoint has taken them, so an
+//! outage longer than the memory queue, or a restart, loses nothing.
+//!
+//! With `spool:` configured every sealed batch of every remote-write endpoint is encoded and
+//! appended to its lane's spool (write-through, as a write-ahead log does), and the lane's
+//! sender reads it back from there; without it the lanes queue in memory. Layout:
+//! `<dir>/remote_write/<endpoint>-<url hash>/lane-<i>/<segment>.seg` plus an `ack` file per
+//! lane. This module owns the config, the directory layout and the hand-over of lanes whose
+//! index no longer exists after `queue.lanes` shrank; the files themselves belong to
+//! `lane_spool`, the record format to `record`. It must not know what a body holds.
+
+mod lane_spool;
+mod record;
+#[cfg(test)]
+mod tests;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+pub use lane_spool::{LaneSpool, Recovered, Skipped};
+pub use record::RecordMeta;
+
+use crate::config::ByteSize;
+
+/// `spool:` — where and how much to keep on disk.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SpoolConfig {
+    /// Directory of the spool (a persistent volume, or an `emptyDir` to survive container
+    /// restarts).
+    pub dir: PathBuf,
+    /// Disk used per remote-write endpoint; past it the oldest segment is dropped (counted as
+    /// `queue_full`), or, for scrapes with `queue.when_full: block`, scraping waits.
+    #[serde(default = "default_max_bytes")]
+    pub max_bytes: ByteSize,
+    /// Size at which a lane starts a new segment file.
+    #[serde(default = "default_segment_bytes")]
+    pub segment_bytes: ByteSize,
+}
+
+fn default_max_bytes() -> ByteSize {
+    ByteSize::mib(1024)
+}
+
+fn default_segment_bytes() -> ByteSize {
+    ByteSize::mib(16)
+}
+
+impl SpoolConfig {
+    /// Checks the sizes against the lane counts of the endpoints that will use the spool.
+    pub fn check(&self, lanes: impl IntoIterator<Item = usize>) -> Result<(), String> {
+        if self.dir.as_os_str().is_empty() {
+            return Err("spool.dir: must not be empty".into());
+        }
+        if self.segment_bytes.get() < 64 << 10 {
+            return Err("spool.segment_bytes: must be at least 64KiB".into());
+        }
+        for lanes in lanes {
+            let per_lane = self.max_bytes.get() / lanes.max(1) as u64;
+            if per_lane < 2 * self.segment_bytes.get() {
+                return Err(format!(
+                    "spool.max_bytes: {} is less than two segments ({}) for each of {lanes} lanes",
+                    self.max_bytes, self.segment_bytes
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Opens the spools of one endpoint's lanes, adopting lane directories a previous run with
+    /// more lanes left behind.
+    pub fn open_endpoint(
+        &self,
+        name: &str,
+        url: &str,
+        lanes: usize,
+    ) -> Result<Vec<(LaneSpool, Recovered)>, SpoolError> {
+        let dir = self.endpoint_dir(name, url);
+        adopt_orphan_lanes(&dir, lanes)?;
+        let per_lane = self.max_bytes.get() / lanes as u64;
+        (0..lanes)
+            .map(|i| LaneSpool::open(&lane_dir(&dir, i), per_lane, self.segment_bytes.get()))
+            .collect()
+    }
+
+    /// `<dir>/remote_write/<name>-<hash of url>`: readable, and distinct per endpoint.
+    fn endpoint_dir(&self, name: &str, url: &str) -> PathBuf {
+        let readable: String = name
+            .chars()
+            .take(64)
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        let hash = xxhash_rust::xxh3::xxh3_64(url.as_bytes()) as u32;
+        self.dir
+            .join("remote_write")
+            .join(format!("{readable}-{hash:08x}"))
+    }
+}
+
+fn lane_dir(endpoint_dir: &Path, lane: usize) -> PathBuf {
+    endpoint_dir.join(format!("lane-{lane}"))
+}
+
+/// Moves the segments of `lane-<j>` (j ≥ `lanes`) behind those of `lane-<j % lanes>` and
+/// removes the directory. Their acknowledgement is not carried over, so records already sent
+/// from the partly sent segment are sent again (the same samples, which a Prometheus-compatible
+/// backend accepts as duplicates).
+fn adopt_orphan_lanes(endpoint_dir: &Path, lanes: usize) -> Result<(), SpoolError> {
+    let io = SpoolError::at;
+    let Ok(entries) = fs::read_dir(endpoint_dir) else {
+        return Ok(());
+    };
+    let mut orphans: Vec<usize> = entries
+        .filter_map(|e| {
+            e.ok()?
+                .file_name()
+                .to_str()?
+                .strip_prefix("lane-")?
+                .parse()
+                .ok()
+        })
+        .filter(|j| *j >= lanes)
+        .collect();
+    orphans.sort_unstable();
+    for j in orphans {
+        let from = lane_dir(endpoint_dir, j);
+        let to = lane_dir(endpoint_dir, j % lanes);
+        fs::create_dir_all(&to).map_err(io(&to))?;
+        let (spool, _) = LaneSpool::open(&from, u64::MAX, u64::MAX)?;
+        drop(spool);
+        let first = lane_spool::segment_ids(&to)
+            .map_err(io(&to))?
+            .last()
+            .map_or(1, |id| id + 1);
+        let moving = lane_spool::segment_ids(&from).map_err(io(&from))?;
+        for (id, new_id) in moving.into_iter().zip(first..) {
+            let source = lane_spool::segment_path(&from, id);
+            fs::rename(&source, lane_spool::segment_path(&to, new_id)).map_err(io(&source))?;
+        }
+        fs::remove_dir_all(&from).map_err(io(&from))?;
+        tracing::warn!(from = %from.display(), to = %to.display(), "spool: lane count shrank; the lane's unsent records were moved to another lane (samples near the restart may arrive out of order)");
+    }
+    Ok(())
+}
+
+/// A record read back from the spool.
+#[derive(Debug)]
+pub struct SpooledBatch {
+    pub meta: RecordMeta,
+    pub body: Vec<u8>,
+}
+
+/// A spool that cannot be used; the message names the file.
+#[derive(Debug, thiserror::Error)]
+pub enum SpoolError {
+    #[error("spool: {path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+impl SpoolError {
+    /// Maps an I/O error on `path` (for `map_err`).
+    pub fn at(path: &Path) -> impl Fn(std::io::Error) -> SpoolError {
+        let path = path.display().to_string();
+        move |source| SpoolError::Io {
+            path: path.clone(),
+            source,
+        }
+    }
+}

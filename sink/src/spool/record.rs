@@ -1,0 +1,165 @@
+//! The spool's on-disk record: a fixed header, then an opaque body.
+//!
+//! ```text
+//! 0  magic "MTS1"
+//! 4  body length    u32 LE
+//! 8  samples        u32 LE
+//! 12 oldest ms      i64 LE
+//! 20 newest ms      i64 LE
+//! 28 CRC-32 (IEEE)  u32 LE, over bytes 4..28 and the body
+//! 32 body
+//! ```
+//!
+//! Owns writing and checking one record. A record cut short by a crash reads as
+//! [`ReadOutcome::Truncated`], damaged bytes as [`ReadOutcome::Corrupt`]; this module never
+//! decides what to do about either (see `super::lane_spool`).
+
+use std::io::{self, Read};
+
+pub const MAGIC: [u8; 4] = *b"MTS1";
+pub const HEADER_LEN: usize = 32;
+/// Larger bodies are refused when written and treated as damage when read.
+pub const MAX_BODY_LEN: usize = 256 << 20;
+
+/// What a record says about its body.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RecordMeta {
+    pub samples: u32,
+    pub oldest_ms: i64,
+    pub newest_ms: i64,
+}
+
+/// The bytes of one record (header and body), ready to append.
+pub fn encode(meta: RecordMeta, body: &[u8]) -> Vec<u8> {
+    assert!(body.len() <= MAX_BODY_LEN, "spool record body too large");
+    let mut out = Vec::with_capacity(HEADER_LEN + body.len());
+    out.extend_from_slice(&MAGIC);
+    out.extend_from_slice(&(body.len() as u32).to_le_bytes());
+    out.extend_from_slice(&meta.samples.to_le_bytes());
+    out.extend_from_slice(&meta.oldest_ms.to_le_bytes());
+    out.extend_from_slice(&meta.newest_ms.to_le_bytes());
+    let crc = checksum(&out[4..28], body);
+    out.extend_from_slice(&crc.to_le_bytes());
+    out.extend_from_slice(body);
+    out
+}
+
+fn checksum(header: &[u8], body: &[u8]) -> u32 {
+    let mut hasher = crc32fast::Hasher::new();
+    hasher.update(header);
+    hasher.update(body);
+    hasher.finalize()
+}
+
+/// The result of reading at one offset.
+#[derive(Debug)]
+pub enum ReadOutcome {
+    /// A whole, intact record.
+    Record { meta: RecordMeta, body: Vec<u8> },
+    /// Nothing more: the reader was exactly at the end.
+    End,
+    /// The file ends inside a record (a write cut short).
+    Truncated,
+    /// The bytes are not a record (bad magic, impossible length or checksum mismatch).
+    Corrupt(&'static str),
+}
+
+/// Reads one record from `reader`.
+pub fn read(reader: &mut impl Read) -> io::Result<ReadOutcome> {
+    let mut header = [0u8; HEADER_LEN];
+    let got = read_full(reader, &mut header)?;
+    if got == 0 {
+        return Ok(ReadOutcome::End);
+    }
+    if got < HEADER_LEN {
+        return Ok(ReadOutcome::Truncated);
+    }
+    if header[..4] != MAGIC {
+        return Ok(ReadOutcome::Corrupt("bad magic"));
+    }
+    let field = |at: usize| -> [u8; 8] { header[at..at + 8].try_into().expect("8 bytes") };
+    let word = |at: usize| u32::from_le_bytes(header[at..at + 4].try_into().expect("4 bytes"));
+    let len = word(4) as usize;
+    if len > MAX_BODY_LEN {
+        return Ok(ReadOutcome::Corrupt("impossible body length"));
+    }
+    let meta = RecordMeta {
+        samples: word(8),
+        oldest_ms: i64::from_le_bytes(field(12)),
+        newest_ms: i64::from_le_bytes(field(20)),
+    };
+    let mut body = vec![0u8; len];
+    if read_full(reader, &mut body)? < len {
+        return Ok(ReadOutcome::Truncated);
+    }
+    if checksum(&header[4..28], &body) != word(28) {
+        return Ok(ReadOutcome::Corrupt("checksum mismatch"));
+    }
+    Ok(ReadOutcome::Record { meta, body })
+}
+
+/// Fills `buf` as far as the reader goes; returns the bytes read.
+fn read_full(reader: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match reader.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const META: RecordMeta = RecordMeta {
+        samples: 3,
+        oldest_ms: -5,
+        newest_ms: 1_700_000_000_000,
+    };
+
+    fn read_bytes(bytes: &[u8]) -> ReadOutcome {
+        read(&mut &bytes[..]).unwrap()
+    }
+
+    #[test]
+    fn a_record_reads_back_and_then_the_end() {
+        let mut bytes = encode(META, b"body");
+        bytes.extend(encode(META, b""));
+        let mut reader = &bytes[..];
+        for expected in [&b"body"[..], b""] {
+            match read(&mut reader).unwrap() {
+                ReadOutcome::Record { meta, body } => {
+                    assert_eq!(meta, META);
+                    assert_eq!(body, expected);
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        assert!(matches!(read(&mut reader).unwrap(), ReadOutcome::End));
+    }
+
+    #[test]
+    fn every_cut_is_truncated_and_every_flipped_bit_is_caught() {
+        let bytes = encode(META, b"some body bytes");
+        for cut in 1..bytes.len() {
+            assert!(
+                matches!(read_bytes(&bytes[..cut]), ReadOutcome::Truncated),
+                "cut at {cut}"
+            );
+        }
+        for bit in 0..bytes.len() * 8 {
+            let mut damaged = bytes.clone();
+            damaged[bit / 8] ^= 1 << (bit % 8);
+            let outcome = read_bytes(&damaged);
+            assert!(
+                matches!(outcome, ReadOutcome::Corrupt(_) | ReadOutcome::Truncated),
+                "bit {bit}: {outcome:?}"
+            );
+        }
+    }
+}

@@ -1,0 +1,224 @@
+//! Tests of the spool's files: order, acknowledgement across restarts, crash recovery,
+//! damage, the disk bound and lane hand-over.
+
+use std::fs::{self, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use super::lane_spool::{segment_ids, segment_path};
+use super::*;
+
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> TempDir {
+        let dir = std::env::temp_dir().join(format!("meshtap-spool-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        TempDir(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+fn meta(i: u32) -> RecordMeta {
+    RecordMeta {
+        samples: i + 1,
+        oldest_ms: i64::from(i) * 10,
+        newest_ms: i64::from(i) * 10 + 5,
+    }
+}
+
+fn body(i: u32) -> Vec<u8> {
+    format!("body-{i}-{}", "x".repeat(i as usize * 7)).into_bytes()
+}
+
+fn open(dir: &Path, max: u64, segment: u64) -> (LaneSpool, Recovered) {
+    LaneSpool::open(dir, max, segment).unwrap()
+}
+
+/// Takes every record, finishing each, and returns their bodies.
+fn drain(spool: &mut LaneSpool) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    while let Some(batch) = spool.take() {
+        out.push(batch.body);
+        spool.finish().unwrap();
+    }
+    out
+}
+
+#[test]
+fn records_come_back_in_order_and_consumed_segments_go() {
+    let dir = TempDir::new("order");
+    let (mut spool, recovered) = open(&dir.0, 1 << 20, 200);
+    assert_eq!(recovered, Recovered::default());
+    for i in 0..10 {
+        assert!(spool.append(meta(i), &body(i)).unwrap().is_empty());
+    }
+    assert_eq!(spool.unread_samples(), (1..=10).sum::<u64>());
+    assert_eq!(spool.next_oldest_ms(), Some(0));
+    assert!(
+        segment_ids(&dir.0).unwrap().len() > 2,
+        "small segments roll"
+    );
+    let bodies = drain(&mut spool);
+    assert_eq!(bodies, (0..10).map(body).collect::<Vec<_>>());
+    assert_eq!(spool.unread_samples(), 0);
+    // Only the segment still open for writing is left.
+    assert_eq!(segment_ids(&dir.0).unwrap().len(), 1);
+    assert_eq!(
+        spool.bytes(),
+        fs::metadata(segment_path(&dir.0, segment_ids(&dir.0).unwrap()[0]))
+            .unwrap()
+            .len()
+    );
+}
+
+#[test]
+fn a_restart_resends_from_the_first_record_not_acknowledged() {
+    let dir = TempDir::new("restart");
+    {
+        let (mut spool, _) = open(&dir.0, 1 << 20, 120);
+        for i in 0..6 {
+            spool.append(meta(i), &body(i)).unwrap();
+        }
+        for _ in 0..2 {
+            spool.take().unwrap();
+            spool.finish().unwrap();
+        }
+        // Handed out, never acknowledged: it must come again.
+        assert_eq!(spool.take().unwrap().body, body(2));
+    }
+    let (mut spool, recovered) = open(&dir.0, 1 << 20, 120);
+    assert_eq!((recovered.records, recovered.samples), (4, 3 + 4 + 5 + 6));
+    spool.append(meta(6), &body(6)).unwrap();
+    assert_eq!(drain(&mut spool), (2..7).map(body).collect::<Vec<_>>());
+    drop(spool);
+    let (_, recovered) = open(&dir.0, 1 << 20, 120);
+    assert_eq!(recovered, Recovered::default(), "everything acknowledged");
+}
+
+#[test]
+fn a_record_cut_short_by_a_crash_is_cut_off_and_writing_goes_on() {
+    let dir = TempDir::new("crash");
+    {
+        let (mut spool, _) = open(&dir.0, 1 << 20, 1 << 20);
+        for i in 0..3 {
+            spool.append(meta(i), &body(i)).unwrap();
+        }
+    }
+    let segment = segment_path(&dir.0, segment_ids(&dir.0).unwrap()[0]);
+    let whole = fs::metadata(&segment).unwrap().len();
+    let partial = record::encode(meta(3), &body(3));
+    OpenOptions::new()
+        .append(true)
+        .open(&segment)
+        .unwrap()
+        .write_all(&partial[..partial.len() - 3])
+        .unwrap();
+    let (mut spool, recovered) = open(&dir.0, 1 << 20, 1 << 20);
+    assert_eq!(recovered.records, 3);
+    assert_eq!(recovered.discarded_bytes, partial.len() as u64 - 3);
+    assert_eq!(recovered.corrupt_records, 0);
+    assert_eq!(fs::metadata(&segment).unwrap().len(), whole);
+    spool.append(meta(4), &body(4)).unwrap();
+    assert_eq!(drain(&mut spool), [body(0), body(1), body(2), body(4)]);
+}
+
+#[test]
+fn damage_on_disk_is_found_at_recovery_and_when_read_back() {
+    let dir = TempDir::new("damage");
+    let sizes: Vec<usize> = (0..4)
+        .map(|i| record::encode(meta(i), &body(i)).len())
+        .collect();
+    {
+        let (mut spool, _) = open(&dir.0, 1 << 20, 1 << 20);
+        for i in 0..4 {
+            spool.append(meta(i), &body(i)).unwrap();
+        }
+    }
+    let segment = segment_path(&dir.0, segment_ids(&dir.0).unwrap()[0]);
+    let flip = |at: usize| {
+        let mut bytes = fs::read(&segment).unwrap();
+        bytes[at] ^= 0x40;
+        fs::write(&segment, bytes).unwrap();
+    };
+    // A byte of record 2's body: recovery keeps records 0 and 1 and cuts the rest off.
+    flip(sizes[0] + sizes[1] + 40);
+    let (mut spool, recovered) = open(&dir.0, 1 << 20, 1 << 20);
+    assert_eq!((recovered.records, recovered.corrupt_records), (2, 1));
+    assert_eq!(recovered.discarded_bytes, (sizes[2] + sizes[3]) as u64);
+    // Damage after recovery (record 1) is found when it is read: skipped and counted.
+    flip(sizes[0] + 40);
+    assert_eq!(drain(&mut spool), [body(0)]);
+    assert_eq!(
+        spool.skipped(),
+        Skipped {
+            records: 1,
+            samples: 2
+        }
+    );
+}
+
+#[test]
+fn past_max_bytes_the_oldest_segment_goes_and_its_unsent_samples_are_counted() {
+    let dir = TempDir::new("bound");
+    let record_len = record::encode(meta(0), &[0u8; 100]).len() as u64;
+    // Two records per segment, at most three segments.
+    let (mut spool, _) = open(&dir.0, 6 * record_len, 2 * record_len);
+    let mut evicted = Vec::new();
+    for i in 0..8 {
+        let m = RecordMeta {
+            samples: 10 + i,
+            ..meta(i)
+        };
+        evicted.extend(spool.append(m, &[i as u8; 100]).unwrap());
+    }
+    // 8 records = 4 segments: the first (records 0 and 1) went.
+    assert_eq!(evicted, [10 + 11]);
+    assert!(spool.bytes() <= 6 * record_len);
+    assert!(!spool.has_room());
+    let first = spool.take().unwrap();
+    assert_eq!(first.body, [2u8; 100]);
+    // A segment whose record is in flight may go too; finishing it afterwards is fine.
+    for i in 8..10 {
+        evicted.extend(spool.append(meta(i), &[0; 100]).unwrap());
+    }
+    assert_eq!(evicted, [21, 13]);
+    spool.finish().unwrap();
+    assert_eq!(spool.take().unwrap().body, [4u8; 100]);
+}
+
+#[test]
+fn lanes_gone_after_a_shrink_are_handed_to_the_remaining_ones() {
+    let dir = TempDir::new("shrink");
+    let config = SpoolConfig {
+        dir: dir.0.clone(),
+        max_bytes: ByteSize::mib(64),
+        segment_bytes: ByteSize::mib(1),
+    };
+    {
+        let mut lanes = config
+            .open_endpoint("mimir/eu", "http://m/push", 4)
+            .unwrap();
+        for (i, (spool, _)) in lanes.iter_mut().enumerate() {
+            spool.append(meta(i as u32), &body(i as u32)).unwrap();
+        }
+    }
+    let lanes = config
+        .open_endpoint("mimir/eu", "http://m/push", 2)
+        .unwrap();
+    let mut bodies: Vec<Vec<Vec<u8>>> = Vec::new();
+    for (mut spool, recovered) in lanes {
+        assert_eq!(recovered.records, 2);
+        bodies.push(drain(&mut spool));
+    }
+    assert_eq!(bodies, [vec![body(0), body(2)], vec![body(1), body(3)]]);
+    let endpoint_dirs: Vec<_> = fs::read_dir(dir.0.join("remote_write")).unwrap().collect();
+    assert_eq!(endpoint_dirs.len(), 1);
+    let name = endpoint_dirs[0].as_ref().unwrap().file_name();
+    assert!(name.to_str().unwrap().starts_with("mimir_eu-"), "{name:?}");
+}
