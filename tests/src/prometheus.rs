@@ -18,17 +18,23 @@ pub struct Prometheus {
 }
 
 impl Prometheus {
-    /// Starts Prometheus and waits (bounded) until `/-/ready` answers 200.
+    /// Starts Prometheus on a free port and waits (bounded) until `/-/ready` answers 200.
     pub fn start() -> Prometheus {
-        assert!(
-            std::path::Path::new(PROMETHEUS_BIN).exists(),
-            "{PROMETHEUS_BIN} is missing: `cargo xtask test` installs Debian's prometheus package"
-        );
         let port = TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
             .unwrap()
             .port();
+        Prometheus::start_on(port)
+    }
+
+    /// Starts Prometheus on 127.0.0.1:`port` (for a test whose writer was pointed there
+    /// before Prometheus ran) and waits (bounded) until `/-/ready` answers 200.
+    pub fn start_on(port: u16) -> Prometheus {
+        assert!(
+            std::path::Path::new(PROMETHEUS_BIN).exists(),
+            "{PROMETHEUS_BIN} is missing: `cargo xtask test` installs Debian's prometheus package"
+        );
         let addr = format!("127.0.0.1:{port}");
         let dir = std::env::temp_dir().join(format!("meshtap-prom-{}-{port}", std::process::id()));
         std::fs::create_dir_all(dir.join("data")).unwrap();

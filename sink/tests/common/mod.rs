@@ -4,6 +4,8 @@
 //! Everything listens on 127.0.0.1 and every wait is bounded.
 #![allow(dead_code)]
 
+pub mod sink_process;
+
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -96,6 +98,8 @@ impl Answer {
 #[derive(Default)]
 struct ReceiverState {
     script: Mutex<VecDeque<Answer>>,
+    /// While set, every request is answered with this status (after the script).
+    refusing: Mutex<Option<u16>>,
     received: Mutex<Vec<Received>>,
 }
 
@@ -121,6 +125,7 @@ async fn receive(
         .lock()
         .unwrap()
         .pop_front()
+        .or_else(|| state.refusing.lock().unwrap().map(Answer::status))
         .unwrap_or_else(|| Answer::status(204));
     state.received.lock().unwrap().push(Received {
         at: Instant::now(),
@@ -139,6 +144,7 @@ impl Receiver {
     pub async fn start(script: Vec<Answer>) -> Receiver {
         let state = Arc::new(ReceiverState {
             script: Mutex::new(script.into()),
+            refusing: Mutex::default(),
             received: Mutex::default(),
         });
         let app = Router::new()
@@ -158,6 +164,11 @@ impl Receiver {
 
     pub fn url(&self) -> String {
         format!("http://{}/api/v1/push", self.addr)
+    }
+
+    /// Answers every request with `status` from now on (`None`: accept again).
+    pub fn refuse_with(&self, status: Option<u16>) {
+        *self.state.refusing.lock().unwrap() = status;
     }
 
     pub fn received(&self) -> Vec<Received> {
