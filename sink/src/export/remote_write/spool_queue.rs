@@ -198,3 +198,79 @@ impl BatchQueue for SpoolQueue {
         Some((self.stalled_samples + in_flight) as u64)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::export::sample::{ExportSample, ExportSeries};
+    use crate::series::{LabelSet, SeriesId};
+
+    fn batch(n: usize, ts: i64) -> Batch {
+        let id = SeriesId {
+            name: Arc::from("m"),
+            labels: Arc::new(LabelSet::from_sorted(vec![])),
+            le: None,
+        };
+        Batch::new(
+            (0..n)
+                .map(|i| ExportSample {
+                    series: ExportSeries::Labels(id.clone()),
+                    value: i as f64,
+                    timestamp_ms: ts,
+                })
+                .collect(),
+        )
+    }
+
+    fn oldest(outgoing: Option<Outgoing>) -> (&'static str, i64) {
+        match outgoing.expect("a batch") {
+            Outgoing::Samples(b) => ("memory", b.oldest_ms().unwrap()),
+            Outgoing::Spooled(s) => ("spool", s.meta.oldest_ms),
+        }
+    }
+
+    #[test]
+    fn batches_the_disk_refuses_wait_in_memory_in_order_until_it_takes_writes_again() {
+        let dir = std::env::temp_dir().join(format!("meshtap-spool-queue-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        // One-byte segments: every append opens a new file.
+        let (spool, _) = LaneSpool::open(&dir, 1 << 20, 1).unwrap();
+        let metrics = Arc::new(EndpointMetrics::new("rw", 1));
+        let mut queue = SpoolQueue::new(spool, vec![], 100, 0, metrics.clone());
+        assert!(queue.push(batch(3, 1)).is_empty());
+        assert_eq!(queue.queued_samples(), 3);
+        assert!(metrics.lanes[0].spool_bytes.load(Ordering::Relaxed) > 0);
+
+        // The directory vanishes: batch 1's file cannot be read, new files cannot be made.
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(queue.push(batch(4, 2)).is_empty());
+        assert!(queue.push(batch(5, 3)).is_empty());
+        assert_eq!(
+            metrics.spool_write_errors.load(Ordering::Relaxed),
+            2,
+            "one per push"
+        );
+        assert_eq!(queue.queued_samples(), 3 + 4 + 5);
+        assert_eq!(oldest(queue.take()), ("memory", 2));
+        assert_eq!(metrics.spool_skipped_records.load(Ordering::Relaxed), 1);
+        assert_eq!(metrics.dropped(DropReason::SpoolUnreadable), 3);
+        queue.finish();
+
+        // The disk works again: what waited goes first, then the new batch, all on disk.
+        std::fs::create_dir_all(&dir).unwrap();
+        assert!(queue.push(batch(6, 4)).is_empty());
+        assert_eq!(queue.queued_samples(), 5 + 6);
+        assert_eq!(oldest(queue.take()), ("spool", 3));
+        queue.finish();
+        assert_eq!(oldest(queue.take()), ("spool", 4));
+        queue.finish();
+        assert!(queue.take().is_none());
+        // Beyond the memory capacity, the oldest waiting batch goes.
+        std::fs::remove_dir_all(&dir).unwrap();
+        let evicted: Vec<u64> = (0..3).flat_map(|i| queue.push(batch(40, 10 + i))).collect();
+        assert_eq!(evicted, [40]);
+        assert_eq!(queue.queued_samples(), 80);
+        assert_eq!(queue.keep_for_restart(), Some(80));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
