@@ -4,7 +4,7 @@
 //! `encode` (the whole uncompressed request) and `snappy` (of that request) apart, then
 //! `encode+snappy` as the pipeline runs them (each 64 KiB block compressed as it is written).
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use criterion::{black_box, Criterion, Throughput};
 use meshtap_report::schema::{
@@ -15,6 +15,11 @@ use meshtap_sink::bench::{floor_encode, IngestBench};
 use meshtap_sink::export::remote_write::encoder::{compress_into, RequestEncoder};
 use meshtap_sink::export::sample::ExportSample;
 use meshtap_sink::ingest::report_to_samples;
+
+#[path = "shared/cpu_rate.rs"]
+mod cpu_rate;
+
+use cpu_rate::{per_cpu, rate};
 
 /// A busy pod: `n` label sets, each with a counter and three histograms (Istio's HTTP metrics).
 fn busy_report(n: usize) -> Report {
@@ -82,37 +87,6 @@ fn busy_report(n: usize) -> Report {
         ],
         ..Default::default()
     }
-}
-
-/// CPU time this thread has used, from `/proc/thread-self/schedstat` (ns on CPU); `None`
-/// where that file does not exist.
-fn thread_cpu_time() -> Option<Duration> {
-    let text = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
-    let ns: u64 = text.split_whitespace().next()?.parse().ok()?;
-    Some(Duration::from_nanos(ns))
-}
-
-/// Samples per second of `f` over about `budget`: per wall-clock second, and per CPU second of
-/// this thread (the per-core figure, unaffected by other processes on a shared machine).
-fn rate(samples: usize, budget: Duration, mut f: impl FnMut()) -> (f64, Option<f64>) {
-    f();
-    let start = Instant::now();
-    let cpu_start = thread_cpu_time();
-    let mut runs = 0u64;
-    while start.elapsed() < budget {
-        f();
-        runs += 1;
-    }
-    let total = samples as f64 * runs as f64;
-    let wall = total / start.elapsed().as_secs_f64();
-    let cpu = cpu_start
-        .zip(thread_cpu_time())
-        .map(|(a, b)| total / (b - a).as_secs_f64());
-    (wall, cpu)
-}
-
-fn per_cpu(rate: Option<f64>) -> String {
-    rate.map_or_else(|| "n/a".to_owned(), |r| format!("{:.2}", r / 1e6))
 }
 
 fn main() {

@@ -1,4 +1,4 @@
-//! `cargo xtask bench [filter|ingest|logs|all|scrape]`: runs the criterion benchmarks and the
+//! `cargo xtask bench [filter|ingest|spool|logs|all|scrape]`: runs the criterion benchmarks and the
 //! `.wasm` measurements in the test host (`all`), or the scrape side-by-side against
 //! Prometheus' agent mode ([`crate::bench_scrape`], not part of `all`: it runs processes for
 //! a minute and more). Figures are printed by the benches themselves; compare
@@ -27,6 +27,11 @@ fn ingest() -> Result<()> {
     run(cargo().args(["bench", "-p", "meshtap-sink", "--bench", "ingest"]))
 }
 
+/// A lane's batch through the in-memory queue and through the on-disk spool.
+fn spool() -> Result<()> {
+    run(cargo().args(["bench", "-p", "meshtap-sink", "--bench", "spool"]))
+}
+
 /// CRI lines to compressed Loki push bodies (MiB/s and lines/s per core).
 fn logs() -> Result<()> {
     run(cargo().args(["bench", "-p", "meshtap-logformat", "--bench", "pipeline"]))
@@ -37,12 +42,14 @@ pub fn command(args: &[String]) -> Result<()> {
         "filter" => filter(),
         "ingest" => ingest(),
         "logs" => logs(),
+        "spool" => spool(),
         "scrape" => crate::bench_scrape::command(&args[1..]),
         "all" => {
             filter()?;
             ingest()?;
+            spool()?;
             logs()
         }
-        other => bail!("unknown bench {other:?} (known: filter, ingest, logs, all, scrape)"),
+        other => bail!("unknown bench {other:?} (known: filter, ingest, spool, logs, all, scrape)"),
     }
 }
