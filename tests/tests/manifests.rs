@@ -176,12 +176,45 @@ fn the_sink_deployment_is_hardened_and_highly_available() {
         "terminationGracePeriodSeconds {grace} must exceed shutdown_timeout {:?}",
         config.shutdown_timeout.get()
     );
+    assert_spool_fits(&config, deployment);
     // The PodDisruptionBudget keeps one of them.
     let pdb = find(&objects, "PodDisruptionBudget", "meshtap-sink");
     assert_eq!(pdb.value["spec"]["minAvailable"], 1);
     assert_eq!(
         pdb.value["spec"]["selector"]["matchLabels"],
         deployment.value["spec"]["selector"]["matchLabels"]
+    );
+}
+
+/// The config's spool directory is a writable volume of the workload, larger than
+/// `spool.max_bytes` (a full emptyDir gets the pod evicted).
+fn assert_spool_fits(config: &SinkConfig, workload: &Object) {
+    let spool = config.spool.as_ref().expect("the sink config spools");
+    let dir = spool.dir.to_str().unwrap();
+    let mounts = container(workload)["volumeMounts"].as_array().unwrap();
+    let mount = mounts
+        .iter()
+        .find(|m| m["mountPath"] == dir)
+        .unwrap_or_else(|| panic!("{dir} is not mounted"));
+    assert_ne!(mount["readOnly"], true, "the spool must be writable");
+    let volume = pod_spec(workload)["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == mount["name"])
+        .expect("the spool's volume");
+    let size = volume["emptyDir"]["sizeLimit"]
+        .as_str()
+        .expect("a sizeLimit");
+    let mib: u64 = size
+        .strip_suffix("Mi")
+        .expect("a size in Mi")
+        .parse()
+        .unwrap();
+    assert!(
+        mib << 20 > spool.max_bytes.get(),
+        "sizeLimit {size} must exceed spool.max_bytes {}",
+        spool.max_bytes
     );
 }
 
@@ -520,6 +553,7 @@ fn the_xscaler_overlay_writes_metrics_and_logs_to_the_hosted_endpoints() {
     let auth = remote.basic_auth.as_ref().expect("basic auth");
     assert_eq!(auth.username, xscaler["XSCALER_METRICS_INSTANCE_ID"]);
     assert_eq!(auth.password, xscaler["XSCALER_TOKEN"]);
+    assert_spool_fits(&config, deployment);
 
     let daemonset = find(&objects, "DaemonSet", "meshtap-logs");
     let config = log_tailing_config(&objects, daemonset, "xscaler logs");
