@@ -111,6 +111,21 @@ fn unknown_keys_and_bad_values_name_their_path() {
 }
 
 #[test]
+fn a_scrape_jobs_client_certificate_needs_its_key() {
+    let e = error_of(
+        "scrape: {jobs: [{name: a, scheme: https, static_configs: [{targets: ['h:1']}], tls_config: {cert_file: /c.pem}}]}",
+    );
+    assert_eq!(
+        e,
+        "scrape.jobs[0].tls_config: cert_file and key_file go together"
+    );
+    let e = error_of(
+        "scrape: {jobs: [{name: a, static_configs: [{targets: ['h:1']}], bearer_token_file: ''}]}",
+    );
+    assert_eq!(e, "scrape.jobs[0].bearer_token_file: must not be empty");
+}
+
+#[test]
 fn a_spool_needs_a_directory_and_a_size_it_understands() {
     let e = error_of("spool: {}");
     assert!(e.starts_with("spool: missing field `dir`"), "{e}");

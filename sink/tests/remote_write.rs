@@ -502,7 +502,7 @@ async fn unreadable_tls_files_stop_the_start_with_the_key_path() {
         Err(e) => e.to_string(),
     };
     assert!(
-        err.starts_with("remote_write[0]: cannot read /nonexistent/ca.pem"),
+        err.starts_with("remote_write[0].tls: cannot read /nonexistent/ca.pem"),
         "{err}"
     );
 }

@@ -7,7 +7,8 @@
 
 use std::collections::BTreeMap;
 
-use super::remote_write::config::{BasicAuth, TlsConfig};
+use super::http_client::TlsConfig;
+use super::remote_write::config::BasicAuth;
 
 /// One endpoint's connection settings, borrowed from its config.
 pub struct Connection<'a> {
@@ -62,9 +63,6 @@ impl Connection<'_> {
                 "{at}.bearer_token: set either basic_auth or bearer_token, not both"
             ));
         }
-        if self.tls.cert_file.is_some() != self.tls.key_file.is_some() {
-            return Err(format!("{at}.tls: cert_file and key_file go together"));
-        }
-        Ok(())
+        self.tls.check(&format!("{at}.tls"))
     }
 }

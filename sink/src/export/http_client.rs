@@ -10,7 +10,9 @@ use std::time::Duration;
 
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 
-use super::remote_write::config::{BasicAuth, TlsConfig};
+use serde::{Deserialize, Serialize};
+
+use super::remote_write::config::BasicAuth;
 use super::retry::{parse_retry_after, SendOutcome};
 
 /// `User-Agent` of every request.
@@ -47,19 +49,52 @@ fn read(at: &str, path: &str) -> Result<Vec<u8>, ClientError> {
     })
 }
 
+/// `tls:` of an endpoint, `tls_config:` of a scrape job.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    /// PEM bundle of CAs to trust (in addition to the system roots).
+    pub ca_file: Option<String>,
+    /// PEM client certificate (with `key_file`) for mutual TLS.
+    pub cert_file: Option<String>,
+    pub key_file: Option<String>,
+    pub insecure_skip_verify: bool,
+}
+
+impl TlsConfig {
+    /// The check serde cannot express; `at` is the section's path (like `logs[0].tls`).
+    pub fn check(&self, at: &str) -> Result<(), String> {
+        if self.cert_file.is_some() != self.key_file.is_some() {
+            return Err(format!("{at}: cert_file and key_file go together"));
+        }
+        Ok(())
+    }
+}
+
 /// A client with `timeout` per request and the TLS settings of `tls`; `at` is the config path.
 pub fn build_http_client(
     tls: &TlsConfig,
     timeout: Duration,
     at: &str,
 ) -> Result<reqwest::Client, ClientError> {
-    let mut builder = reqwest::Client::builder()
+    let builder = reqwest::Client::builder()
         .timeout(timeout)
         .user_agent(USER_AGENT);
+    let builder = with_tls(builder, tls, &format!("{at}.tls"))?;
+    builder.build().map_err(|e| setup_error(at, e))
+}
+
+/// Applies `tls` to a client builder: extra CAs, a client certificate, skip-verify; `at` is
+/// the TLS section's path for errors.
+pub fn with_tls(
+    mut builder: reqwest::ClientBuilder,
+    tls: &TlsConfig,
+    at: &str,
+) -> Result<reqwest::ClientBuilder, ClientError> {
     if let Some(ca) = &tls.ca_file {
         let pem = read(at, ca)?;
         for cert in reqwest::Certificate::from_pem_bundle(&pem)
-            .map_err(|e| setup_error(&format!("{at}.tls.ca_file"), e))?
+            .map_err(|e| setup_error(&format!("{at}.ca_file"), e))?
         {
             builder = builder.add_root_certificate(cert);
         }
@@ -69,13 +104,13 @@ pub fn build_http_client(
         pem.push(b'\n');
         pem.extend(read(at, key)?);
         let identity = reqwest::Identity::from_pem(&pem)
-            .map_err(|e| setup_error(&format!("{at}.tls.cert_file"), e))?;
+            .map_err(|e| setup_error(&format!("{at}.cert_file"), e))?;
         builder = builder.identity(identity);
     }
     if tls.insecure_skip_verify {
         builder = builder.danger_accept_invalid_certs(true);
     }
-    builder.build().map_err(|e| setup_error(at, e))
+    Ok(builder)
 }
 
 /// Configured headers plus `Authorization` (basic auth wins over a bearer token; the config

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::relabel::RelabelConfig;
 use crate::config::HumanDuration;
+use crate::export::http_client::TlsConfig;
 
 /// `scrape:` — pull-based collection next to the filter's reports.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -61,6 +62,13 @@ pub struct ScrapeJob {
     pub scheme: Scheme,
     #[serde(default = "default_metrics_path")]
     pub metrics_path: String,
+    /// TLS of `https` targets: extra CAs, a client certificate, skip-verify.
+    #[serde(default)]
+    pub tls_config: TlsConfig,
+    /// A file whose content is sent as `Authorization: Bearer …`, read at every scrape (so
+    /// rotated service-account tokens are picked up).
+    #[serde(default)]
+    pub bearer_token_file: Option<String>,
     #[serde(default)]
     pub static_configs: Vec<StaticConfig>,
     /// Pods discovered from the Kubernetes API (`prometheus.io/*` annotations).
@@ -189,6 +197,8 @@ pub fn istiod_job() -> ScrapeJob {
         timeout: None,
         scheme: Scheme::Http,
         metrics_path: default_metrics_path(),
+        tls_config: TlsConfig::default(),
+        bearer_token_file: None,
         static_configs: vec![StaticConfig {
             targets: vec!["istiod.istio-system.svc:15014".to_owned()],
             labels: BTreeMap::new(),
@@ -266,6 +276,10 @@ impl ScrapeConfig {
             }
             if !job.metrics_path.starts_with('/') {
                 return Err(format!("{at}.metrics_path: must start with '/'"));
+            }
+            job.tls_config.check(&format!("{at}.tls_config"))?;
+            if job.bearer_token_file.as_deref() == Some("") {
+                return Err(format!("{at}.bearer_token_file: must not be empty"));
             }
             if job.static_configs.is_empty() && job.kubernetes_sd.is_none() {
                 return Err(format!("{at}: a job needs static_configs or kubernetes_sd"));

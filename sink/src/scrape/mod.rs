@@ -35,18 +35,20 @@ use tokio::task::JoinHandle;
 
 use self::config::Prefer;
 pub use self::config::ScrapeConfig;
+use self::fetch::JobClient;
 use self::merge::{ReportedPods, ScrapedPods};
 use self::metrics::ScrapeMetrics;
 use self::scrape_loop::{LoopContext, LoopState};
 use self::sharding::{target_key, Membership};
 use self::target::{static_targets, Target};
+use crate::export::http_client::ClientError;
 use crate::export::Exporter;
 use crate::ops::metrics::SinkMetrics;
 
 /// Why the scrape stage could not start.
 #[derive(Debug, thiserror::Error)]
-#[error("scrape: cannot build the HTTP client: {0}")]
-pub struct ScrapeStartError(#[from] reqwest::Error);
+#[error("cannot build a scrape client: {0}")]
+pub struct ScrapeStartError(#[from] ClientError);
 
 struct RunningLoop {
     target: Target,
@@ -206,8 +208,14 @@ impl ScrapeStage {
     ) -> Result<ScrapeStage, ScrapeStartError> {
         let metrics = Arc::new(ScrapeMetrics::new(config.sharding.is_some()));
         sink_metrics.add_section(metrics.clone());
+        let member = config.sharding.as_ref().map(|s| s.member.as_str());
+        let mut clients = HashMap::new();
+        for (i, job) in config.jobs.iter().enumerate() {
+            let client = JobClient::new(job, member, &format!("scrape.jobs[{i}]"))?;
+            clients.insert(job.name.clone(), client);
+        }
         let ctx = LoopContext {
-            client: fetch::client(config.sharding.as_ref().map(|s| s.member.as_str()))?,
+            clients: Arc::new(clients),
             exporter,
             reported: Arc::new(ReportedPods::new(config.merge.report_ttl.get())),
             prefer: config.merge.prefer,

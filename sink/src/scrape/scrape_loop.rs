@@ -9,6 +9,7 @@
 //! when the target is removed. A sink shutdown sends none (the target still exists).
 //! Owns the per-target cycle; it must not discover targets or talk to remote-write itself.
 
+use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
@@ -18,7 +19,7 @@ use tokio::sync::watch;
 use super::chunks::chunks_to_samples;
 use super::config::Prefer;
 use super::convert::{ReportSeries, ScrapeReport};
-use super::fetch::fetch;
+use super::fetch::{fetch, JobClient};
 use super::merge::ReportedPods;
 use super::metrics::JobMetrics;
 use super::series_cache::SeriesCache;
@@ -41,7 +42,8 @@ pub enum LoopState {
 /// Everything a loop uses besides its target.
 #[derive(Clone)]
 pub struct LoopContext {
-    pub client: reqwest::Client,
+    /// Each job's client, by job name.
+    pub clients: Arc<HashMap<String, JobClient>>,
     pub exporter: Arc<Exporter>,
     pub reported: Arc<ReportedPods>,
     pub prefer: Prefer,
@@ -50,6 +52,7 @@ pub struct LoopContext {
 
 struct TargetLoop {
     target: Target,
+    client: JobClient,
     ctx: LoopContext,
     metrics: Arc<JobMetrics>,
     cache: SeriesCache,
@@ -77,8 +80,14 @@ pub async fn run(
     let mut cache = SeriesCache::default();
     let report_series = ReportSeries::new(&target, cache.interner());
     let lane_shard = weight("remote-write-lane", &target.url);
+    let client = ctx
+        .clients
+        .get(&*target.job)
+        .expect("targets come from configured jobs, each with its client")
+        .clone();
     let mut target_loop = TargetLoop {
         target,
+        client,
         ctx,
         metrics,
         cache,
@@ -112,7 +121,7 @@ impl TargetLoop {
             return;
         }
         let fetched = fetch(
-            &self.ctx.client,
+            &self.client,
             &self.target.url,
             self.target.timeout,
             self.ctx.body_size_limit,

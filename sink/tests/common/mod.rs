@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod sink_process;
+pub mod tls_server;
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::HumanDuration;
 use crate::export::connection::Connection;
+pub use crate::export::http_client::TlsConfig;
 
 /// Headers every remote-write request carries; config cannot override them.
 pub const FIXED_HEADERS: [&str; 4] = [
@@ -70,17 +71,6 @@ fn default_remote_timeout() -> HumanDuration {
 pub struct BasicAuth {
     pub username: String,
     pub password: String,
-}
-
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct TlsConfig {
-    /// PEM bundle of CAs to trust (in addition to the system roots).
-    pub ca_file: Option<String>,
-    /// PEM client certificate (with `key_file`) for mutual TLS.
-    pub cert_file: Option<String>,
-    pub key_file: Option<String>,
-    pub insecure_skip_verify: bool,
 }
 
 /// `remote_write[i].queue:` — batching, lanes, retries and memory bound.
