@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use common::*;
 use meshtap_tests::prometheus::Prometheus;
@@ -44,13 +44,6 @@ impl PrometheusAt {
         assert_eq!(result.len(), 1, "{promql}: {result:?}");
         result[0].1
     }
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
 }
 
 fn pod_report(

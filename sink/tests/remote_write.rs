@@ -5,19 +5,12 @@
 mod common;
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use common::*;
 
 const TOKEN: &str = "ingest-token";
 const SVC: &str = "reviews.default.svc.cluster.local";
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
-}
 
 fn requests_report(pod: &str, ts: i64, codes: &[&str]) -> meshtap_report::Report {
     report(

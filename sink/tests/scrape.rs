@@ -168,10 +168,7 @@ fn sink_yaml(prometheus: &Prometheus, jobs: &str) -> String {
 /// Posts a filter report of pod `default/<pod>` with one `istio_requests_total` series, named
 /// by the `x-meshtap-pod` header as the filter does; the sink must accept it.
 async fn post_pod_report(sink: &meshtap_sink::RunningSink, pod: &str, value: f64) {
-    let ts = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64;
+    let ts = now_ms();
     let report = report(
         "default",
         pod,

@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use common::sink_process::SinkProcess;
 use common::*;
@@ -22,10 +22,7 @@ async fn sigterm_flushes_queued_samples_then_exits() {
     )
     .await;
 
-    let ts = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64;
+    let ts = now_ms();
     let r = report(
         "default",
         "p-1",

@@ -6,7 +6,7 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use common::sink_process::{free_port, SinkProcess};
 use common::*;
@@ -42,13 +42,6 @@ remote_write:
 ",
         dir.join("spool").display()
     )
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
 }
 
 /// `REPORTS` reports of one pod, a second apart, ending `end_ms`: report i counts `10 + i`
@@ -115,38 +108,56 @@ fn named(yaml: String) -> String {
     yaml.replace("  - url:", "  - name: rw\n    url:")
 }
 
+/// A sink whose receiver refuses everything (503), with `pod`'s reports spooled; returns the
+/// config, the sink and the expected samples.
+async fn spooled_during_an_outage(
+    dir: &TestDir,
+    receiver: &Receiver,
+    pod: &str,
+) -> (String, SinkProcess, Vec<(String, i64, f64)>) {
+    receiver.refuse_with(Some(503));
+    let yaml = named(sink_yaml(&dir.0, &receiver.url()));
+    let sink = SinkProcess::start(&dir.0, &yaml).await;
+    let expected = post_reports(&sink, pod, now_ms()).await;
+    wait_until_spooled(&sink, Some(receiver)).await;
+    (yaml, sink, expected)
+}
+
+/// Lets the receiver accept again, starts the next sink on the same spool and checks that it
+/// delivers exactly `expected`; returns that sink.
+async fn next_sink_delivers(
+    dir: &TestDir,
+    yaml: &str,
+    receiver: &Receiver,
+    pod: &str,
+    expected: &[(String, i64, f64)],
+) -> SinkProcess {
+    assert!(
+        accepted(receiver, pod).is_empty(),
+        "the receiver refused everything"
+    );
+    receiver.refuse_with(None);
+    let sink = SinkProcess::start(&dir.0, yaml).await;
+    let delivered = wait_until(Duration::from_secs(10), || {
+        accepted(receiver, pod).len() >= expected.len()
+    })
+    .await;
+    assert!(delivered, "{:?}\n{}", accepted(receiver, pod), sink.log());
+    // Exactly once: nothing the first sink spooled was acknowledged before it stopped.
+    assert_eq!(accepted(receiver, pod), expected);
+    sink
+}
+
 #[tokio::test]
 async fn a_killed_sink_sends_what_it_spooled_once_restarted() {
     let dir = TestDir::new("kill");
     let receiver = Receiver::start(vec![]).await;
-    receiver.refuse_with(Some(503));
-    let yaml = named(sink_yaml(&dir.0, &receiver.url()));
-
-    let first = SinkProcess::start(&dir.0, &yaml).await;
-    let expected = post_reports(&first, "p-kill", now_ms()).await;
-    wait_until_spooled(&first, Some(&receiver)).await;
+    let (yaml, first, expected) = spooled_during_an_outage(&dir, &receiver, "p-kill").await;
     first.signal("KILL");
     let (exit, _) = first.wait_exit().await;
     assert!(!exit.success());
-    assert!(
-        accepted(&receiver, "p-kill").is_empty(),
-        "the receiver refused everything"
-    );
 
-    receiver.refuse_with(None);
-    let second = SinkProcess::start(&dir.0, &yaml).await;
-    let delivered = wait_until(Duration::from_secs(10), || {
-        accepted(&receiver, "p-kill").len() >= expected.len()
-    })
-    .await;
-    assert!(
-        delivered,
-        "{:?}\n{}",
-        accepted(&receiver, "p-kill"),
-        second.log()
-    );
-    // Exactly once: nothing the first sink spooled was acknowledged before it died.
-    assert_eq!(accepted(&receiver, "p-kill"), expected);
+    let second = next_sink_delivers(&dir, &yaml, &receiver, "p-kill", &expected).await;
     let log = second.log();
     assert!(
         log.contains("unsent records from the previous run will be sent first"),
@@ -160,12 +171,7 @@ async fn a_killed_sink_sends_what_it_spooled_once_restarted() {
 async fn sigterm_during_an_outage_keeps_the_samples_for_the_next_start() {
     let dir = TestDir::new("term");
     let receiver = Receiver::start(vec![]).await;
-    receiver.refuse_with(Some(503));
-    let yaml = named(sink_yaml(&dir.0, &receiver.url()));
-
-    let first = SinkProcess::start(&dir.0, &yaml).await;
-    let expected = post_reports(&first, "p-term", now_ms()).await;
-    wait_until_spooled(&first, Some(&receiver)).await;
+    let (yaml, first, expected) = spooled_during_an_outage(&dir, &receiver, "p-term").await;
     first.signal("TERM");
     let (exit, log) = first.wait_exit().await;
     assert!(exit.success(), "{exit:?}\n{log}");
@@ -175,14 +181,7 @@ async fn sigterm_during_an_outage_keeps_the_samples_for_the_next_start() {
     );
     assert!(!log.contains("dropped at shutdown"), "{log}");
 
-    receiver.refuse_with(None);
-    let second = SinkProcess::start(&dir.0, &yaml).await;
-    let delivered = wait_until(Duration::from_secs(10), || {
-        accepted(&receiver, "p-term").len() >= expected.len()
-    })
-    .await;
-    assert!(delivered, "{}", second.log());
-    assert_eq!(accepted(&receiver, "p-term"), expected);
+    next_sink_delivers(&dir, &yaml, &receiver, "p-term", &expected).await;
 }
 
 #[tokio::test]

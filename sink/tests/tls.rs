@@ -6,7 +6,7 @@
 mod common;
 
 use std::path::PathBuf;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use common::tls_server::{Pki, TlsServer};
 use common::*;
@@ -153,10 +153,7 @@ remote_write:
         key = pki.client_key_file.display(),
     );
     let sink = start_sink(&yaml).await;
-    let ts = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64;
+    let ts = now_ms();
     let r = report(
         "default",
         "p-tls",

@@ -237,8 +237,21 @@ impl LaneSpool {
 
     /// Deletes the oldest segment; returns the samples of its records not yet handed out.
     fn evict_oldest(&mut self) -> Result<u64, SpoolError> {
-        let segment = self.segments.pop_front().expect("a segment to evict");
-        let path = self.segment_path(segment.id);
+        let id = self.segments.front().expect("a segment to evict").id;
+        let mut samples = 0;
+        while self.unread.front().is_some_and(|r| r.segment == id) {
+            let place = self.unread.pop_front().expect("checked");
+            samples += u64::from(place.samples);
+        }
+        self.unread_samples -= samples;
+        self.delete_oldest()?;
+        Ok(samples)
+    }
+
+    /// Removes the oldest segment's file and forgets it (its records must be gone from
+    /// `unread`).
+    fn delete_oldest(&mut self) -> Result<(), SpoolError> {
+        let segment = self.segments.pop_front().expect("a segment to delete");
         if self
             .reader
             .as_ref()
@@ -247,14 +260,8 @@ impl LaneSpool {
             self.reader = None;
         }
         self.bytes -= segment.bytes;
-        let mut samples = 0;
-        while self.unread.front().is_some_and(|r| r.segment == segment.id) {
-            let place = self.unread.pop_front().expect("checked");
-            samples += u64::from(place.samples);
-        }
-        self.unread_samples -= samples;
-        fs::remove_file(&path).map_err(SpoolError::at(&path))?;
-        Ok(samples)
+        let path = self.segment_path(segment.id);
+        fs::remove_file(&path).map_err(SpoolError::at(&path))
     }
 
     /// Hands out the oldest record not yet handed out. A record that reads back damaged or
@@ -309,17 +316,7 @@ impl LaneSpool {
             .or(self.writer.as_ref().map(|(id, _)| *id))
             .unwrap_or(u64::MAX);
         while self.segments.front().is_some_and(|s| s.id < frontier) {
-            let segment = self.segments.pop_front().expect("checked");
-            if self
-                .reader
-                .as_ref()
-                .is_some_and(|(id, _)| *id == segment.id)
-            {
-                self.reader = None;
-            }
-            self.bytes -= segment.bytes;
-            let path = self.segment_path(segment.id);
-            fs::remove_file(&path).map_err(SpoolError::at(&path))?;
+            self.delete_oldest()?;
         }
         Ok(())
     }

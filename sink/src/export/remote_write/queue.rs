@@ -144,30 +144,34 @@ impl BatchQueue for MemoryQueue {
     }
 }
 
+/// `n` samples of one series at `ts`, for the queues' tests.
 #[cfg(test)]
-mod tests {
+pub(super) fn test_batch(n: usize, ts: i64) -> Batch {
     use std::sync::Arc;
 
-    use super::*;
     use crate::export::sample::ExportSeries;
     use crate::series::{LabelSet, SeriesId};
 
-    fn batch(n: usize, ts: i64) -> Batch {
-        let id = SeriesId {
-            name: Arc::from("m"),
-            labels: Arc::new(LabelSet::from_sorted(vec![])),
-            le: None,
-        };
-        Batch::new(
-            (0..n)
-                .map(|_| ExportSample {
-                    series: ExportSeries::Labels(id.clone()),
-                    value: 1.0,
-                    timestamp_ms: ts,
-                })
-                .collect(),
-        )
-    }
+    let id = SeriesId {
+        name: Arc::from("m"),
+        labels: Arc::new(LabelSet::from_sorted(vec![])),
+        le: None,
+    };
+    Batch::new(
+        (0..n)
+            .map(|i| ExportSample {
+                series: ExportSeries::Labels(id.clone()),
+                value: i as f64,
+                timestamp_ms: ts,
+            })
+            .collect(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::test_batch as batch;
+    use super::*;
 
     #[test]
     fn full_queue_evicts_the_oldest_batches() {

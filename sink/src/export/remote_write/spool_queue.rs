@@ -202,25 +202,7 @@ impl BatchQueue for SpoolQueue {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::export::sample::{ExportSample, ExportSeries};
-    use crate::series::{LabelSet, SeriesId};
-
-    fn batch(n: usize, ts: i64) -> Batch {
-        let id = SeriesId {
-            name: Arc::from("m"),
-            labels: Arc::new(LabelSet::from_sorted(vec![])),
-            le: None,
-        };
-        Batch::new(
-            (0..n)
-                .map(|i| ExportSample {
-                    series: ExportSeries::Labels(id.clone()),
-                    value: i as f64,
-                    timestamp_ms: ts,
-                })
-                .collect(),
-        )
-    }
+    use crate::export::remote_write::queue::test_batch as batch;
 
     fn oldest(outgoing: Option<Outgoing>) -> (&'static str, i64) {
         match outgoing.expect("a batch") {
