@@ -307,3 +307,121 @@ async fn a_file_rotated_while_the_sink_was_stopped_is_finished_first() {
     sink.shutdown().await;
     loki.stop();
 }
+
+/// The kubelet's compression of a rotated file: `<path>.gz` written, `<path>` removed.
+fn gzip_in_place(path: &Path) {
+    let bytes = std::fs::read(path).unwrap();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(&bytes).unwrap();
+    let name = format!("{}.gz", path.file_name().unwrap().to_str().unwrap());
+    std::fs::write(path.with_file_name(name), gz.finish().unwrap()).unwrap();
+    std::fs::remove_file(path).unwrap();
+}
+
+#[tokio::test]
+async fn files_rotated_and_compressed_while_the_sink_was_stopped_are_read_from_where_it_stopped() {
+    let node = Node::new("rotated-compressed");
+    let loki = LokiReceiver::start(vec![]).await;
+    let log = node.log("shop_ratings-1_uid", "0.log");
+    // Rotated and compressed before the sink ever ran: not this sink's to read.
+    let ancient = log.with_file_name("0.log.20240628-063000");
+    append(&ancient, &numbered(0..3, "ancient").0);
+    gzip_in_place(&ancient);
+    let (first, mut expected) = numbered(0..2, "old");
+    append(&log, &first);
+    let sink = start_sink(&node.yaml(&loki)).await;
+    assert!(wait_until(Duration::from_secs(10), || loki.accepted_lines().len() == 2).await);
+    let length = std::fs::metadata(&log).unwrap().len();
+    assert!(
+        wait_until(Duration::from_secs(10), || node.saved_offset(&log)
+            == Some(length))
+        .await
+    );
+    sink.shutdown().await;
+
+    // While stopped: more lines, a rotation the kubelet then compresses, a second rotation
+    // (the newest rotated file stays plain) and a new file.
+    let (late, more) = numbered(2..4, "old");
+    append(&log, &late);
+    let rotated = log.with_file_name("0.log.20240628-064100");
+    std::fs::rename(&log, &rotated).unwrap();
+    let (middle, middle_lines) = numbered(20..22, "middle");
+    append(&log, &middle);
+    std::fs::rename(&log, log.with_file_name("0.log.20240628-064200")).unwrap();
+    gzip_in_place(&rotated);
+    let (fresh, new_lines) = numbered(40..42, "new");
+    append(&log, &fresh);
+    expected.extend(more);
+    expected.extend(middle_lines);
+    expected.extend(new_lines);
+
+    let sink = start_sink(&node.yaml(&loki)).await;
+    let addr = sink.local_addr();
+    assert!(
+        wait_until(Duration::from_secs(10), || loki.accepted_lines().len()
+            >= expected.len())
+        .await,
+        "{:?}",
+        loki.accepted_lines()
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        loki.accepted_lines(),
+        expected,
+        "the compressed file's rest, the later rotated file, then the new file; nothing older"
+    );
+    assert_eq!(
+        self_metric(addr, "meshtap_sink_tail_rotated_files_lost_total").await,
+        Some(0.0)
+    );
+    sink.shutdown().await;
+    loki.stop();
+}
+
+#[tokio::test]
+async fn a_file_deleted_after_rotation_while_stopped_is_counted_lost_and_the_later_ones_read() {
+    let node = Node::new("rotated-deleted");
+    let loki = LokiReceiver::start(vec![]).await;
+    let log = node.log("shop_cart-2_uid", "0.log");
+    let (first, mut expected) = numbered(0..2, "old");
+    append(&log, &first);
+    let sink = start_sink(&node.yaml(&loki)).await;
+    assert!(wait_until(Duration::from_secs(10), || loki.accepted_lines().len() == 2).await);
+    let length = std::fs::metadata(&log).unwrap().len();
+    assert!(
+        wait_until(Duration::from_secs(10), || node.saved_offset(&log)
+            == Some(length))
+        .await
+    );
+    sink.shutdown().await;
+
+    // While stopped: the file rotates and the kubelet, keeping few files, deletes it; a later
+    // rotation survives, compressed.
+    append(&log, &numbered(2..4, "old").0);
+    std::fs::remove_file(&log).unwrap();
+    let (later, later_lines) = numbered(30..32, "later");
+    append(&log, &later);
+    let rotated = log.with_file_name("0.log.20240628-065000");
+    std::fs::rename(&log, &rotated).unwrap();
+    gzip_in_place(&rotated);
+    let (fresh, new_lines) = numbered(40..41, "new");
+    append(&log, &fresh);
+    expected.extend(later_lines);
+    expected.extend(new_lines);
+
+    let sink = start_sink(&node.yaml(&loki)).await;
+    let addr = sink.local_addr();
+    assert!(
+        wait_until(Duration::from_secs(10), || loki.accepted_lines().len()
+            >= expected.len())
+        .await
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(loki.accepted_lines(), expected);
+    assert_eq!(
+        self_metric(addr, "meshtap_sink_tail_rotated_files_lost_total").await,
+        Some(1.0)
+    );
+    sink.shutdown().await;
+    loki.stop();
+}

@@ -1,6 +1,8 @@
 //! One tailed container-log file: its open handle (kept across renames and deletion, so a
-//! rotated file is read to its end), the read offset, the offset a restart must resume from
-//! (no `P` chunk pending), the CRI `P`/`F` joiner, and copytruncate detection.
+//! rotated file is read to its end) or, for a kubelet-compressed rotated file (`.gz`), its
+//! decompressed bytes; the read offset, the offset a restart must resume from (no `P` chunk
+//! pending), the first line's fingerprint (to recognise the file once rotated and compressed),
+//! the CRI `P`/`F` joiner, and copytruncate detection.
 //!
 //! Owns reading complete lines and turning them into Loki entries; it never sends anything and
 //! never writes positions.
@@ -8,6 +10,8 @@
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
+
+use flate2::read::GzDecoder;
 
 use meshtap_logformat::cri::{parse_cri_line, PartialJoiner, PodLogPath};
 use meshtap_logformat::log_entry_from_line;
@@ -17,6 +21,67 @@ use super::positions::FileId;
 
 /// Most bytes read from one file per read call.
 const READ_CHUNK: usize = 1024 * 1024;
+
+/// Largest decompressed `.gz` rotated file read (the kubelet rotates at `containerLogMaxSize`,
+/// 10 MiB by default).
+pub const MAX_DECOMPRESSED_BYTES: u64 = 256 << 20;
+
+/// Bytes of a file's start within which its first line must end to give a fingerprint.
+const HEAD_BYTES: usize = 4096;
+
+/// Where a tailed file's bytes come from.
+enum Source {
+    /// A plain file, read where it stands (it may grow, shrink or be renamed).
+    Plain(File),
+    /// A compressed rotated file, decompressed whole when opened (it never changes).
+    Decompressed(Vec<u8>),
+}
+
+impl Source {
+    fn len(&self) -> std::io::Result<u64> {
+        match self {
+            Source::Plain(file) => Ok(file.metadata()?.len()),
+            Source::Decompressed(bytes) => Ok(bytes.len() as u64),
+        }
+    }
+
+    /// Replaces `buf` with up to `want` bytes from `offset`.
+    fn read_at(&mut self, offset: u64, want: usize, buf: &mut Vec<u8>) -> std::io::Result<()> {
+        buf.clear();
+        match self {
+            Source::Plain(file) => {
+                file.seek(SeekFrom::Start(offset))?;
+                file.take(want as u64).read_to_end(buf)?;
+            }
+            Source::Decompressed(bytes) => {
+                let start = (offset as usize).min(bytes.len());
+                let end = start.saturating_add(want).min(bytes.len());
+                buf.extend_from_slice(&bytes[start..end]);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The fingerprint of a file's first line (with its `\n`), if `head` holds a whole one.
+pub fn first_line_hash(head: &[u8]) -> Option<u64> {
+    let end = memchr::memchr(b'\n', head)?;
+    Some(xxhash_rust::xxh3::xxh3_64(&head[..=end]))
+}
+
+/// The first bytes of the file at `path`, decompressed when it is a `.gz`.
+pub fn head_of(path: &Path) -> std::io::Result<Vec<u8>> {
+    let file = File::open(path)?;
+    let mut head = Vec::with_capacity(HEAD_BYTES);
+    if path.extension().is_some_and(|e| e == "gz") {
+        GzDecoder::new(file)
+            .take(HEAD_BYTES as u64)
+            .read_to_end(&mut head)?;
+    } else {
+        file.take(HEAD_BYTES as u64).read_to_end(&mut head)?;
+    }
+    Ok(head)
+}
 
 /// What one [`TailedFile::read_lines`] call saw.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -39,7 +104,9 @@ pub struct TailedFile {
     pub namespace: String,
     pub pod: String,
     pub container: String,
-    file: File,
+    source: Source,
+    /// Fingerprint of the first line, once the file has one.
+    first_line: Option<u64>,
     /// Bytes consumed: everything before it was read as complete lines.
     offset: u64,
     /// Where a restart resumes: the end of the last line after which no `P` chunk was pending.
@@ -59,10 +126,13 @@ pub enum OpenError {
     },
     #[error("{path}: not a pod log path: {message}")]
     NotAPodLog { path: String, message: String },
+    #[error("{path}: decompresses to more than {MAX_DECOMPRESSED_BYTES} bytes")]
+    TooLarge { path: String },
 }
 
 impl TailedFile {
-    /// Opens `path` and positions it at `offset` (0 when it is larger than the file).
+    /// Opens `path` and positions it at `offset` (0 when it is larger than the file). A `.gz`
+    /// rotated file is decompressed whole; its offsets count decompressed bytes.
     pub fn open(
         path: &Path,
         offset: u64,
@@ -84,15 +154,35 @@ impl TailedFile {
             source,
         };
         let file = File::open(path).map_err(io)?;
-        let metadata = file.metadata().map_err(io)?;
-        let offset = if offset <= metadata.len() { offset } else { 0 };
+        let id = FileId::of(&file.metadata().map_err(io)?);
+        let mut source = if pod_path.compressed {
+            let mut bytes = Vec::new();
+            GzDecoder::new(file)
+                .take(MAX_DECOMPRESSED_BYTES + 1)
+                .read_to_end(&mut bytes)
+                .map_err(io)?;
+            if bytes.len() as u64 > MAX_DECOMPRESSED_BYTES {
+                return Err(OpenError::TooLarge { path: text });
+            }
+            Source::Decompressed(bytes)
+        } else {
+            Source::Plain(file)
+        };
+        let offset = if offset <= source.len().map_err(io)? {
+            offset
+        } else {
+            0
+        };
+        let mut head = Vec::new();
+        source.read_at(0, HEAD_BYTES, &mut head).map_err(io)?;
         Ok(TailedFile {
             path: text.clone(),
-            id: FileId::of(&metadata),
+            id,
             namespace,
             pod,
             container,
-            file,
+            source,
+            first_line: first_line_hash(&head),
             offset,
             resume_offset: offset,
             joiner: PartialJoiner::new(max_line_bytes),
@@ -104,6 +194,17 @@ impl TailedFile {
     /// The offset a restart must resume from.
     pub fn resume_offset(&self) -> u64 {
         self.resume_offset
+    }
+
+    /// The first line's fingerprint (read once the file has a whole first line).
+    pub fn first_line(&mut self) -> Option<u64> {
+        if self.first_line.is_none() && self.offset > 0 {
+            let mut head = Vec::new();
+            if self.source.read_at(0, HEAD_BYTES, &mut head).is_ok() {
+                self.first_line = first_line_hash(&head);
+            }
+        }
+        self.first_line
     }
 
     /// Lines joined by the joiner that were over the line cap and cut.
@@ -119,10 +220,11 @@ impl TailedFile {
         sink: &mut dyn FnMut(LogEntry),
     ) -> std::io::Result<ReadStats> {
         let mut stats = ReadStats::default();
-        let len = self.file.metadata()?.len();
+        let len = self.source.len()?;
         if len < self.offset {
             self.offset = 0;
             self.resume_offset = 0;
+            self.first_line = None;
             for joined in self.joiner.flush_pending() {
                 sink(log_entry_from_line(joined, self.parse_access_logs));
             }
@@ -131,11 +233,7 @@ impl TailedFile {
         let mut remaining = budget.max(1);
         while remaining > 0 {
             let want = READ_CHUNK.min(remaining);
-            self.buffer.clear();
-            self.file.seek(SeekFrom::Start(self.offset))?;
-            (&mut self.file)
-                .take(want as u64)
-                .read_to_end(&mut self.buffer)?;
+            self.source.read_at(self.offset, want, &mut self.buffer)?;
             if self.buffer.is_empty() {
                 break;
             }

@@ -23,11 +23,14 @@ pub struct TailMetrics {
     pub files_released: AtomicU64,
     pub positions_writes: AtomicU64,
     pub positions_write_errors: AtomicU64,
+    /// Files rotated while the sink was stopped that could not be found again (deleted by the
+    /// kubelet, or not recognisable): their unread lines are lost.
+    pub rotated_files_lost: AtomicU64,
 }
 
 impl MetricsSection for TailMetrics {
     fn render(&self, out: &mut String) {
-        let all: [(&str, &str, &str, &AtomicU64); 9] = [
+        let all: [(&str, &str, &str, &AtomicU64); 10] = [
             (
                 "meshtap_sink_tail_files",
                 "gauge",
@@ -81,6 +84,12 @@ impl MetricsSection for TailMetrics {
                 "counter",
                 "Positions file rewrites that failed.",
                 &self.positions_write_errors,
+            ),
+            (
+                "meshtap_sink_tail_rotated_files_lost_total",
+                "counter",
+                "Files rotated while the sink was stopped and not found again (unread lines lost).",
+                &self.rotated_files_lost,
             ),
         ];
         for (name, kind, help, value) in all {

@@ -4,6 +4,9 @@
 //! only after every endpoint answered (at-least-once). A renamed or deleted file is read to its
 //! end (and kept one more second for late writes) before it is released; a file that shrank
 //! (copytruncate) is re-read from the start; new files are found at every poll (default 250 ms).
+//! Files rotated while the sink was stopped are found among their rotated siblings (by inode,
+//! or by their first line once the kubelet compressed them) and finished, followed by the
+//! siblings rotated after them (`.gz` ones decompressed).
 //!
 //! Owns the poll loop, the set of tailed files and when positions are saved. Line formats
 //! belong to `meshtap_logformat`, HTTP and retries to `export::loki`.
@@ -15,7 +18,7 @@ pub mod metrics;
 pub mod positions;
 
 use std::collections::{HashMap, HashSet};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -28,7 +31,7 @@ use tokio::sync::watch;
 pub use config::LogFilesConfig;
 pub use positions::PositionsError;
 
-use self::file::TailedFile;
+use self::file::{first_line_hash, head_of, TailedFile};
 use self::metrics::TailMetrics;
 use self::positions::{FileId, Position, PositionsFile};
 use crate::export::loki::sender::stopped;
@@ -112,33 +115,74 @@ impl LogTailer {
         }
     }
 
-    /// A saved file whose path now names another file (or nothing) was rotated while the sink
-    /// was down: find it by identity in its directory and finish it first.
+    /// Saved files no longer where they were were rotated while the sink was stopped: each is
+    /// looked for among its rotated siblings (by its first line's fingerprint, as the kubelet
+    /// may have compressed it into a new file and inodes are reused; by identity for positions
+    /// saved without one) and finished from
+    /// its offset; every sibling rotated after it is read whole. A saved position on a rotated
+    /// name (a file being finished when the sink stopped) resumes where it is. Each file is
+    /// opened once, oldest first, and released once read to its end.
     fn resume_rotated(&mut self, loaded: &[Position]) {
+        // (path, identity, offset, offset saved for this very file)
+        let mut plan: Vec<(PathBuf, FileId, u64, bool)> = Vec::new();
+        let mut add = |path: &Path, id: FileId, offset: u64, saved: bool| match plan
+            .iter_mut()
+            .find(|(_, planned, _, _)| *planned == id)
+        {
+            Some(entry) if saved => *entry = (path.to_owned(), id, offset, true),
+            Some(_) => {}
+            None => plan.push((path.to_owned(), id, offset, saved)),
+        };
         for position in loaded {
-            let current = std::fs::metadata(&position.path)
-                .ok()
-                .map(|m| FileId::of(&m));
-            if current == Some(position.id) {
+            let path = Path::new(&position.path);
+            let current = std::fs::metadata(path).ok().map(|m| FileId::of(&m));
+            if current == Some(position.id) && same_first_line(path, position) {
+                if is_rotated_name(&position.path) {
+                    add(path, position.id, position.offset, true);
+                }
                 continue;
             }
-            let Some(dir) = Path::new(&position.path).parent() else {
-                continue;
-            };
-            let Ok(entries) = std::fs::read_dir(dir) else {
-                continue;
-            };
-            let found = entries.flatten().find(|entry| {
-                entry
-                    .metadata()
-                    .is_ok_and(|m| m.is_file() && FileId::of(&m) == position.id)
-            });
-            if let Some(entry) = found {
-                if let Some(mut tracked) = self.open(&entry.path(), position.offset) {
-                    tracked.release_at_end = true;
-                    tracing::info!(path = %tracked.file.path, was = %position.path, "resuming a file rotated while the sink was stopped");
-                    self.files.push(tracked);
+            let siblings = rotated_siblings(path);
+            // The fingerprint decides when known (inodes are reused), else the identity.
+            let ours = siblings
+                .iter()
+                .position(|(sibling, id)| match position.first_line {
+                    Some(saved) => {
+                        head_of(sibling).ok().and_then(|h| first_line_hash(&h)) == Some(saved)
+                    }
+                    None => *id == position.id,
+                });
+            let newer = match ours {
+                Some(i) => {
+                    let (found, id) = &siblings[i];
+                    tracing::info!(path = %found.display(), was = %position.path, offset = position.offset, "resuming a file rotated while the sink was stopped");
+                    add(found, *id, position.offset, true);
+                    &siblings[i + 1..]
                 }
+                // The kubelet deletes the oldest rotated files first: all that remain are newer.
+                None if position.first_line.is_some() => {
+                    self.metrics
+                        .rotated_files_lost
+                        .fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(path = %position.path, offset = position.offset, "a file rotated while the sink was stopped was deleted before it was finished: its unread lines are lost");
+                    &siblings[..]
+                }
+                None => {
+                    self.metrics
+                        .rotated_files_lost
+                        .fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(path = %position.path, offset = position.offset, "a file rotated while the sink was stopped cannot be found again: its unread lines are lost");
+                    continue;
+                }
+            };
+            for (sibling, id) in newer {
+                add(sibling, *id, 0, false);
+            }
+        }
+        for (path, _, offset, _) in plan {
+            if let Some(mut tracked) = self.open(&path, offset) {
+                tracked.release_at_end = true;
+                self.files.push(tracked);
             }
         }
     }
@@ -146,11 +190,6 @@ impl LogTailer {
     fn open(&mut self, path: &Path, offset: u64) -> Option<Tracked> {
         let text = path.display().to_string();
         if self.ignored.contains(&text) {
-            return None;
-        }
-        if PodLogPath::parse(&text).is_ok_and(|p| p.compressed) {
-            self.ignored.insert(text.clone());
-            tracing::warn!(path = %text, "compressed rotated log not read");
             return None;
         }
         let file = match TailedFile::open(
@@ -201,7 +240,7 @@ impl LogTailer {
             let offset = self
                 .saved
                 .remove(&text)
-                .filter(|p| p.id == id)
+                .filter(|p| p.id == id && same_first_line(&path, p))
                 .map_or(0, |p| p.offset);
             if let Some(t) = self.open(&path, offset) {
                 tracing::debug!(path = %t.file.path, offset, "tailing");
@@ -299,11 +338,12 @@ impl LogTailer {
     fn save_positions(&mut self) {
         let mut positions: Vec<Position> = self
             .files
-            .iter()
+            .iter_mut()
             .map(|t| Position {
                 path: t.file.path.clone(),
                 id: t.file.id,
                 offset: t.file.resume_offset(),
+                first_line: t.file.first_line(),
             })
             .collect();
         positions.sort_by(|a, b| a.path.cmp(&b.path).then(a.offset.cmp(&b.offset)));
@@ -325,4 +365,50 @@ impl LogTailer {
             }
         }
     }
+}
+
+/// Whether the file at `path` still starts with the saved position's first line (unknown
+/// fingerprints count as the same): an inode freed by a rotation can be reused by the next
+/// file at the same path.
+fn same_first_line(path: &Path, position: &Position) -> bool {
+    let Some(saved) = position.first_line else {
+        return true;
+    };
+    head_of(path)
+        .ok()
+        .and_then(|head| first_line_hash(&head))
+        .is_none_or(|now| now == saved)
+}
+
+/// Whether `path` is a rotated name (`<n>.log.<stamp>` or `<n>.log.<stamp>.gz`).
+fn is_rotated_name(path: &str) -> bool {
+    PodLogPath::parse(path).is_ok_and(|p| p.rotated_at.is_some())
+}
+
+/// The rotated files of the log at `path` (`<name>.<stamp>` and `<name>.<stamp>.gz` in its
+/// directory), oldest first, with their identities.
+fn rotated_siblings(path: &Path) -> Vec<(PathBuf, FileId)> {
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name().and_then(|n| n.to_str())) else {
+        return Vec::new();
+    };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let prefix = format!("{name}.");
+    let mut siblings: Vec<(String, PathBuf, FileId)> = entries
+        .flatten()
+        .filter_map(|entry| {
+            let path = entry.path();
+            let text = path.to_str()?.to_owned();
+            entry.file_name().to_str()?.strip_prefix(&prefix)?;
+            let stamp = PodLogPath::parse(&text).ok()?.rotated_at?.to_owned();
+            let metadata = entry.metadata().ok().filter(|m| m.is_file())?;
+            Some((stamp, path, FileId::of(&metadata)))
+        })
+        .collect();
+    siblings.sort_by(|a, b| a.0.cmp(&b.0));
+    siblings
+        .into_iter()
+        .map(|(_, path, id)| (path, id))
+        .collect()
 }

@@ -34,6 +34,10 @@ pub struct Position {
     #[serde(flatten)]
     pub id: FileId,
     pub offset: u64,
+    /// Fingerprint of the file's first line: recognises the file after the kubelet rotated and
+    /// compressed it (a new inode) while the sink was stopped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_line: Option<u64>,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -133,10 +137,15 @@ mod tests {
             path: "/var/log/pods/a_b_c/istio-proxy/0.log".into(),
             id: FileId { dev: 1, inode: 2 },
             offset: 300,
+            first_line: Some(7),
         };
         file.save(std::slice::from_ref(&one)).unwrap();
         assert_eq!(file.load().unwrap(), vec![one.clone()]);
-        let two = Position { offset: 600, ..one };
+        let two = Position {
+            offset: 600,
+            first_line: None,
+            ..one
+        };
         file.save(std::slice::from_ref(&two)).unwrap();
         assert_eq!(file.load().unwrap(), vec![two]);
         assert!(!dir.join("sub/positions.json.tmp").exists());
