@@ -15,7 +15,7 @@ pub struct PodLogPath<'a> {
     pub restart_count: u32,
     /// `Some("20240628-064016")` for a rotated file, `None` for the live `<n>.log`.
     pub rotated_at: Option<&'a str>,
-    /// The rotated file was gzip-compressed by the kubelet (`.gz`); it cannot be tailed as text.
+    /// The rotated file was gzip-compressed by the kubelet (`.gz`): it is read decompressed.
     pub compressed: bool,
 }
 
