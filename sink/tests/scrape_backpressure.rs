@@ -2,7 +2,8 @@
 //! room in the queue (a small one here) instead of the queue dropping batches, so every scrape
 //! that reached the receiver arrived whole, and nothing was counted as dropped. The job's
 //! live-series gauge counts the target's series. An endpoint set to `when_full: drop_oldest`
-//! that is down does not hold the scrapes (and so the other endpoints) up.
+//! that is down does not hold the scrapes (and so the other endpoints) up, nor does a down
+//! endpoint with a spool, which later receives every scrape.
 
 mod common;
 
@@ -142,4 +143,74 @@ async fn a_down_drop_oldest_endpoint_does_not_hold_up_the_others() {
         dropped.is_some_and(|n| n > 0.0),
         "the down endpoint dropped its oldest batches: {dropped:?}"
     );
+}
+
+/// With a spool, a down endpoint (`block`, the default) does not hold the scrapes up either:
+/// its batches go to disk instead of waiting for room in memory, the healthy endpoint keeps
+/// getting whole scrapes, and once the down endpoint answers it receives every scrape whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_down_endpoint_with_a_spool_holds_nothing_up_and_gets_every_scrape_later() {
+    let (target, receiver, healthy) = target_and_receiver().await;
+    let down = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let dir = std::env::temp_dir().join(format!("meshtap-scrape-spool-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let sink = start_sink(&format!(
+        "spool: {{dir: {}, max_bytes: 64MiB, segment_bytes: 1MiB}}\nremote_write:\n  - url: http://{receiver}/api/v1/push\n    queue: {{lanes: 1, max_samples_per_send: 1000, batch_send_deadline: 50ms}}\n  - name: down\n    url: http://{down}/api/v1/push\n    queue: {{lanes: 1, capacity: 1000, max_samples_per_send: 1000, batch_send_deadline: 50ms, min_backoff: 20ms, max_backoff: 200ms}}\nscrape:\n  interval: 200ms\n  timeout: 1s\n  jobs:\n    - name: app\n      static_configs: [{{targets: ['{target}']}}]\n",
+        dir.display()
+    ))
+    .await;
+    assert!(
+        wait_until(Duration::from_secs(30), || healthy.complete() >= 5).await,
+        "five whole scrapes at the healthy endpoint while the other is down: {:?}",
+        healthy.per_timestamp.lock().unwrap()
+    );
+    let spooled = self_metric(
+        sink.local_addr(),
+        "meshtap_sink_spool_bytes{endpoint=\"down\"}",
+    )
+    .await;
+    assert!(spooled.is_some_and(|b| b > 0.0), "{spooled:?}");
+
+    // The endpoint comes up.
+    let revived = Arc::new(Slow::default());
+    let listener = tokio::net::TcpListener::bind(down).await.unwrap();
+    let router = Router::new()
+        .route("/api/v1/push", post(slow_receive))
+        .with_state(revived.clone());
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    let caught_up = wait_until(Duration::from_secs(30), || {
+        let wanted: Vec<i64> = complete_timestamps(&healthy);
+        let got = complete_timestamps(&revived);
+        wanted.len() >= 5 && wanted.iter().all(|ts| got.contains(ts))
+    })
+    .await;
+    assert!(
+        caught_up,
+        "every whole scrape reaches the revived endpoint: {:?} vs {:?}",
+        complete_timestamps(&healthy),
+        complete_timestamps(&revived)
+    );
+    let dropped = self_metric(
+        sink.local_addr(),
+        "meshtap_sink_samples_dropped_total{endpoint=\"down\",reason=\"queue_full\"}",
+    )
+    .await;
+    sink.shutdown().await;
+    assert_eq!(dropped, Some(0.0));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Timestamps of the scrapes that arrived whole.
+fn complete_timestamps(slow: &Slow) -> Vec<i64> {
+    slow.per_timestamp
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(_, &n)| n == PER_SCRAPE)
+        .map(|(ts, _)| *ts)
+        .collect()
 }
