@@ -65,6 +65,15 @@ impl Exporter {
             metrics.add_endpoint(endpoint.metrics().clone());
             endpoints.push(endpoint);
         }
+        if let Some(spool) = spool {
+            let configured: Vec<(&str, &str)> = configs
+                .iter()
+                .map(|c| (c.display_name(), c.url.as_str()))
+                .collect();
+            for dir in spool.abandoned(&configured) {
+                tracing::warn!(dir = %dir.display(), "spool of a remote-write endpoint that is no longer configured (renamed or removed): its records are not sent; restore the endpoint or delete the directory");
+            }
+        }
         Ok(Exporter {
             endpoints,
             registry,

@@ -85,6 +85,25 @@ impl SpoolConfig {
             .collect()
     }
 
+    /// Spool directories of endpoints that are no longer configured (renamed, moved or
+    /// removed) and still hold segments: their records are not sent by anyone.
+    pub fn abandoned(&self, configured: &[(&str, &str)]) -> Vec<PathBuf> {
+        let in_use: Vec<PathBuf> = configured
+            .iter()
+            .map(|(name, url)| self.endpoint_dir(name, url))
+            .collect();
+        let Ok(entries) = fs::read_dir(self.dir.join("remote_write")) else {
+            return Vec::new();
+        };
+        let mut abandoned: Vec<PathBuf> = entries
+            .flatten()
+            .map(|e| e.path())
+            .filter(|dir| !in_use.contains(dir) && holds_segments(dir))
+            .collect();
+        abandoned.sort();
+        abandoned
+    }
+
     /// `<dir>/remote_write/<name>-<hash of url>`: readable, and distinct per endpoint.
     fn endpoint_dir(&self, name: &str, url: &str) -> PathBuf {
         let readable: String = name
@@ -103,6 +122,15 @@ impl SpoolConfig {
             .join("remote_write")
             .join(format!("{readable}-{hash:08x}"))
     }
+}
+
+/// Whether any lane directory under `endpoint_dir` holds a segment file.
+fn holds_segments(endpoint_dir: &Path) -> bool {
+    fs::read_dir(endpoint_dir).is_ok_and(|lanes| {
+        lanes
+            .flatten()
+            .any(|lane| lane_spool::segment_ids(&lane.path()).is_ok_and(|ids| !ids.is_empty()))
+    })
 }
 
 fn lane_dir(endpoint_dir: &Path, lane: usize) -> PathBuf {

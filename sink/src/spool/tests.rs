@@ -222,3 +222,25 @@ fn lanes_gone_after_a_shrink_are_handed_to_the_remaining_ones() {
     let name = endpoint_dirs[0].as_ref().unwrap().file_name();
     assert!(name.to_str().unwrap().starts_with("mimir_eu-"), "{name:?}");
 }
+
+#[test]
+fn the_spool_of_an_endpoint_no_longer_configured_is_reported_while_it_holds_records() {
+    let dir = TempDir::new("abandoned");
+    let config = SpoolConfig {
+        dir: dir.0.clone(),
+        max_bytes: ByteSize::mib(64),
+        segment_bytes: ByteSize::mib(1),
+    };
+    let old = ("mimir", "http://old/push");
+    let mut lanes = config.open_endpoint(old.0, old.1, 1).unwrap();
+    let (spool, _) = &mut lanes[0];
+    spool.append(meta(0), &body(0)).unwrap();
+    drop(lanes);
+    config.open_endpoint("mimir", "http://new/push", 1).unwrap();
+    let abandoned = config.abandoned(&[("mimir", "http://new/push")]);
+    assert_eq!(abandoned, [config.endpoint_dir(old.0, old.1)]);
+    assert!(
+        config.abandoned(&[old]).is_empty(),
+        "an empty spool is not reported"
+    );
+}
