@@ -16,7 +16,7 @@ use tokio::task::JoinHandle;
 use crate::config::SinkConfig;
 use crate::export::loki::LokiExporter;
 use crate::export::remote_write::retry::now_ms;
-use crate::export::remote_write::{ClientError, EndpointError};
+use crate::export::EndpointError;
 use crate::export::{Exporter, ShutdownSummary};
 use crate::ingest::auth::TokenCheck;
 use crate::ingest::handler::{post_report, ReportEndpoint};
@@ -36,8 +36,6 @@ const SWEEP_EVERY: Duration = Duration::from_millis(250);
 pub enum StartError {
     #[error(transparent)]
     Endpoint(#[from] EndpointError),
-    #[error(transparent)]
-    LogEndpoint(#[from] ClientError),
     #[error(transparent)]
     Scrape(#[from] ScrapeStartError),
     #[error("log_files: {0}")]
@@ -86,6 +84,7 @@ impl RunningSink {
         let logs = Arc::new(LokiExporter::start(
             &config.logs,
             &config.ingest.job,
+            config.spool.as_ref(),
             &metrics,
         )?);
         let tailer = match &config.log_files {

@@ -1,7 +1,7 @@
 //! The spool across real process lifetimes: samples written while the endpoint is down survive
 //! a SIGKILL and a SIGTERM of the sink, and the next sink started on the same directory sends
 //! them, each exactly once, to the recording receiver and to a real Prometheus started only
-//! after the first sink died.
+//! after the first sink died; filter-shipped access logs likewise reach a Loki receiver.
 
 mod common;
 
@@ -10,6 +10,8 @@ use std::time::Duration;
 
 use common::sink_process::{free_port, SinkProcess};
 use common::*;
+use meshtap_report::AccessLogRecord;
+use meshtap_tests::loki::LokiReceiver;
 use meshtap_tests::prometheus::Prometheus;
 
 const SVC: &str = "ratings.default.svc.cluster.local";
@@ -229,4 +231,70 @@ fn series_values(result: &serde_json::Value) -> Vec<f64> {
         .iter()
         .map(|r| r["value"][1].as_str().unwrap().parse().unwrap())
         .collect()
+}
+
+#[tokio::test]
+async fn access_logs_spooled_during_a_loki_outage_arrive_once_after_a_kill() {
+    let dir = TestDir::new("loki");
+    let loki = LokiReceiver::start(vec![]).await;
+    loki.refuse_with(Some(503));
+    let yaml = format!(
+        "shutdown_timeout: 1s\nspool: {{dir: {}}}\nlogs:\n  - name: loki\n    url: {}\n    batch: {{max_wait: 50ms, min_backoff: 20ms, max_backoff: 200ms}}\n",
+        dir.0.join("spool").display(),
+        loki.url()
+    );
+    let first = SinkProcess::start(&dir.0, &yaml).await;
+    let paths: Vec<String> = (0..6).map(|i| format!("/items/{i}")).collect();
+    for (i, chunk) in paths.chunks(2).enumerate() {
+        let mut r = report("shop", "frontend-1", 1_000, now_ms(), vec![]);
+        r.sequence = i as u64 + 1;
+        r.access_logs = chunk
+            .iter()
+            .map(|path| AccessLogRecord {
+                start_time_ns: now_ms() * 1_000_000,
+                method: "GET".into(),
+                path: path.clone(),
+                protocol: "HTTP/1.1".into(),
+                response_code: 200,
+                reporter: "destination".into(),
+                ..Default::default()
+            })
+            .collect();
+        assert_eq!(post_report(first.addr, &r, None).await.0, 204);
+    }
+    let mut spooled = false;
+    for _ in 0..250 {
+        let bytes = self_metric(
+            first.addr,
+            "meshtap_sink_log_spool_bytes{endpoint=\"loki\"}",
+        )
+        .await;
+        if bytes.unwrap_or(0.0) > 0.0 && !loki.pushes().is_empty() {
+            spooled = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(spooled, "nothing spooled\n{}", first.log());
+    first.signal("KILL");
+    first.wait_exit().await;
+    assert!(loki.accepted_lines().is_empty());
+
+    loki.refuse_with(None);
+    let second = SinkProcess::start(&dir.0, &yaml).await;
+    let delivered = wait_until(Duration::from_secs(10), || {
+        loki.accepted_lines().len() >= paths.len()
+    })
+    .await;
+    assert!(delivered, "{:?}\n{}", loki.accepted_lines(), second.log());
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let lines = loki.accepted_lines();
+    assert_eq!(lines.len(), paths.len(), "{lines:?}");
+    for path in &paths {
+        let found = lines
+            .iter()
+            .filter(|l| l.contains(&format!("\"GET {path} HTTP/1.1\"")))
+            .count();
+        assert_eq!(found, 1, "{path} in {lines:?}");
+    }
 }

@@ -100,6 +100,8 @@ impl Reply {
 #[derive(Default)]
 struct LokiState {
     script: Mutex<VecDeque<Reply>>,
+    /// While set, every push is answered with this status (after the script).
+    refusing: Mutex<Option<u16>>,
     pushes: Mutex<Vec<Push>>,
 }
 
@@ -119,6 +121,7 @@ async fn push(State(state): State<Arc<LokiState>>, headers: HeaderMap, body: Byt
         .lock()
         .unwrap()
         .pop_front()
+        .or_else(|| state.refusing.lock().unwrap().map(Reply::status))
         .unwrap_or_else(|| Reply::status(204));
     state.pushes.lock().unwrap().push(Push {
         headers,
@@ -138,6 +141,7 @@ impl LokiReceiver {
     pub async fn start(script: Vec<Reply>) -> LokiReceiver {
         let state = Arc::new(LokiState {
             script: Mutex::new(script.into()),
+            refusing: Mutex::default(),
             pushes: Mutex::default(),
         });
         let app = Router::new()
@@ -157,6 +161,11 @@ impl LokiReceiver {
 
     pub fn url(&self) -> String {
         format!("http://{}/loki/api/v1/push", self.addr)
+    }
+
+    /// Answers every push with `status` from now on (`None`: accept again).
+    pub fn refuse_with(&self, status: Option<u16>) {
+        *self.state.refusing.lock().unwrap() = status;
     }
 
     pub fn pushes(&self) -> Vec<Push> {

@@ -159,7 +159,8 @@ impl SinkConfig {
             rw.check(&format!("remote_write[{i}]"))?;
         }
         if let Some(spool) = &self.spool {
-            spool.check(self.remote_write.iter().map(|rw| rw.queue.lanes))?;
+            let lanes = self.remote_write.iter().map(|rw| rw.queue.lanes);
+            spool.check(lanes.chain(self.logs.iter().map(|_| 1)))?;
         }
         self.check_logs()?;
         let mut names: Vec<&str> = self

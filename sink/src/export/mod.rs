@@ -19,11 +19,28 @@ use meshtap_report::Report;
 use tokio::sync::watch;
 
 use self::families::FamilyRegistry;
-use self::remote_write::{Endpoint, EndpointError, RemoteWriteConfig};
+use self::http_client::ClientError;
+use self::remote_write::{Endpoint, RemoteWriteConfig};
 use self::sample::ExportSample;
 use crate::ops::metrics::SinkMetrics;
 use crate::series::Sample;
-use crate::spool::SpoolConfig;
+use crate::spool::{SpoolConfig, SpoolError, SpoolKind};
+
+/// Why an endpoint (remote-write or Loki) could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum EndpointError {
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    #[error(transparent)]
+    Spool(#[from] SpoolError),
+}
+
+/// Warns about spool directories of `kind` that belong to no configured endpoint.
+pub fn warn_abandoned_spools(spool: &SpoolConfig, kind: SpoolKind, configured: &[(&str, &str)]) {
+    for dir in spool.abandoned(kind, configured) {
+        tracing::warn!(dir = %dir.display(), "spool of an endpoint that is no longer configured (renamed or removed): its records are not sent; restore the endpoint or delete the directory");
+    }
+}
 
 /// Samples each endpoint still held when the shutdown deadline passed.
 #[derive(Debug, Default)]
@@ -70,9 +87,7 @@ impl Exporter {
                 .iter()
                 .map(|c| (c.display_name(), c.url.as_str()))
                 .collect();
-            for dir in spool.abandoned(&configured) {
-                tracing::warn!(dir = %dir.display(), "spool of a remote-write endpoint that is no longer configured (renamed or removed): its records are not sent; restore the endpoint or delete the directory");
-            }
+            warn_abandoned_spools(spool, SpoolKind::RemoteWrite, &configured);
         }
         Ok(Exporter {
             endpoints,

@@ -1,11 +1,13 @@
-//! Spool stage: remote-write batches kept on disk until the endpoint has taken them, so an
-//! outage longer than the memory queue, or a restart, loses nothing.
+//! Spool stage: remote-write batches and filter-shipped access-log pushes kept on disk until
+//! the endpoint has taken them, so an outage longer than the memory queue, or a restart, loses
+//! nothing.
 //!
-//! With `spool:` configured every sealed batch of every remote-write endpoint is encoded and
-//! appended to its lane's spool (write-through, as a write-ahead log does), and the lane's
-//! sender reads it back from there; without it the lanes queue in memory. Layout:
-//! `<dir>/remote_write/<endpoint>-<url hash>/lane-<i>/<segment>.seg` plus an `ack` file per
-//! lane. This module owns the config, the directory layout and the hand-over of lanes whose
+//! With `spool:` configured every sealed batch of every remote-write endpoint (and every push of
+//! filter-shipped records to a Loki endpoint) is encoded and appended to its lane's spool
+//! (write-through, as a write-ahead log does), and the lane's sender reads it back from there;
+//! without it they queue in memory. Layout:
+//! `<dir>/<remote_write|loki>/<endpoint>-<url hash>/lane-<i>/<segment>.seg` plus an `ack` file
+//! per lane. This module owns the config, the directory layout and the hand-over of lanes whose
 //! index no longer exists after `queue.lanes` shrank; the files themselves belong to
 //! `lane_spool`, the record format to `record`. It must not know what a body holds.
 
@@ -21,6 +23,22 @@ use serde::{Deserialize, Serialize};
 
 pub use lane_spool::{LaneSpool, Recovered, Skipped};
 pub use record::RecordMeta;
+
+/// Which exporter an endpoint's spool belongs to (the first directory level).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SpoolKind {
+    RemoteWrite,
+    Loki,
+}
+
+impl SpoolKind {
+    fn dir_name(self) -> &'static str {
+        match self {
+            SpoolKind::RemoteWrite => "remote_write",
+            SpoolKind::Loki => "loki",
+        }
+    }
+}
 
 use crate::config::ByteSize;
 
@@ -73,11 +91,12 @@ impl SpoolConfig {
     /// more lanes left behind.
     pub fn open_endpoint(
         &self,
+        kind: SpoolKind,
         name: &str,
         url: &str,
         lanes: usize,
     ) -> Result<Vec<(LaneSpool, Recovered)>, SpoolError> {
-        let dir = self.endpoint_dir(name, url);
+        let dir = self.endpoint_dir(kind, name, url);
         adopt_orphan_lanes(&dir, lanes)?;
         let per_lane = self.max_bytes.get() / lanes as u64;
         (0..lanes)
@@ -87,12 +106,12 @@ impl SpoolConfig {
 
     /// Spool directories of endpoints that are no longer configured (renamed, moved or
     /// removed) and still hold segments: their records are not sent by anyone.
-    pub fn abandoned(&self, configured: &[(&str, &str)]) -> Vec<PathBuf> {
+    pub fn abandoned(&self, kind: SpoolKind, configured: &[(&str, &str)]) -> Vec<PathBuf> {
         let in_use: Vec<PathBuf> = configured
             .iter()
-            .map(|(name, url)| self.endpoint_dir(name, url))
+            .map(|(name, url)| self.endpoint_dir(kind, name, url))
             .collect();
-        let Ok(entries) = fs::read_dir(self.dir.join("remote_write")) else {
+        let Ok(entries) = fs::read_dir(self.dir.join(kind.dir_name())) else {
             return Vec::new();
         };
         let mut abandoned: Vec<PathBuf> = entries
@@ -104,8 +123,8 @@ impl SpoolConfig {
         abandoned
     }
 
-    /// `<dir>/remote_write/<name>-<hash of url>`: readable, and distinct per endpoint.
-    fn endpoint_dir(&self, name: &str, url: &str) -> PathBuf {
+    /// `<dir>/<kind>/<name>-<hash of url>`: readable, and distinct per endpoint.
+    fn endpoint_dir(&self, kind: SpoolKind, name: &str, url: &str) -> PathBuf {
         let readable: String = name
             .chars()
             .take(64)
@@ -119,7 +138,7 @@ impl SpoolConfig {
             .collect();
         let hash = xxhash_rust::xxh3::xxh3_64(url.as_bytes()) as u32;
         self.dir
-            .join("remote_write")
+            .join(kind.dir_name())
             .join(format!("{readable}-{hash:08x}"))
     }
 }

@@ -202,14 +202,14 @@ fn lanes_gone_after_a_shrink_are_handed_to_the_remaining_ones() {
     };
     {
         let mut lanes = config
-            .open_endpoint("mimir/eu", "http://m/push", 4)
+            .open_endpoint(SpoolKind::RemoteWrite, "mimir/eu", "http://m/push", 4)
             .unwrap();
         for (i, (spool, _)) in lanes.iter_mut().enumerate() {
             spool.append(meta(i as u32), &body(i as u32)).unwrap();
         }
     }
     let lanes = config
-        .open_endpoint("mimir/eu", "http://m/push", 2)
+        .open_endpoint(SpoolKind::RemoteWrite, "mimir/eu", "http://m/push", 2)
         .unwrap();
     let mut bodies: Vec<Vec<Vec<u8>>> = Vec::new();
     for (mut spool, recovered) in lanes {
@@ -232,15 +232,23 @@ fn the_spool_of_an_endpoint_no_longer_configured_is_reported_while_it_holds_reco
         segment_bytes: ByteSize::mib(1),
     };
     let old = ("mimir", "http://old/push");
-    let mut lanes = config.open_endpoint(old.0, old.1, 1).unwrap();
+    let mut lanes = config
+        .open_endpoint(SpoolKind::RemoteWrite, old.0, old.1, 1)
+        .unwrap();
     let (spool, _) = &mut lanes[0];
     spool.append(meta(0), &body(0)).unwrap();
     drop(lanes);
-    config.open_endpoint("mimir", "http://new/push", 1).unwrap();
-    let abandoned = config.abandoned(&[("mimir", "http://new/push")]);
-    assert_eq!(abandoned, [config.endpoint_dir(old.0, old.1)]);
+    config
+        .open_endpoint(SpoolKind::RemoteWrite, "mimir", "http://new/push", 1)
+        .unwrap();
+    let abandoned = config.abandoned(SpoolKind::RemoteWrite, &[("mimir", "http://new/push")]);
+    assert_eq!(
+        abandoned,
+        [config.endpoint_dir(SpoolKind::RemoteWrite, old.0, old.1)]
+    );
+    assert!(config.abandoned(SpoolKind::Loki, &[]).is_empty());
     assert!(
-        config.abandoned(&[old]).is_empty(),
+        config.abandoned(SpoolKind::RemoteWrite, &[old]).is_empty(),
         "an empty spool is not reported"
     );
 }

@@ -55,6 +55,8 @@ pub struct LokiEndpointMetrics {
     pub metadata_stripped: AtomicU64,
     /// Filter-shipped entries waiting in the queue.
     pub queued_entries: AtomicU64,
+    /// Bytes of the endpoint's spool files (0 without a spool).
+    pub spool_bytes: AtomicU64,
     dropped: [AtomicU64; 4],
 }
 
@@ -68,6 +70,7 @@ impl LokiEndpointMetrics {
             lines_truncated: AtomicU64::new(0),
             metadata_stripped: AtomicU64::new(0),
             queued_entries: AtomicU64::new(0),
+            spool_bytes: AtomicU64::new(0),
             dropped: Default::default(),
         }
     }
@@ -89,7 +92,7 @@ pub struct LokiMetricsSection {
 
 impl MetricsSection for LokiMetricsSection {
     fn render(&self, out: &mut String) {
-        let counters: [EndpointFamily<LokiEndpointMetrics>; 6] = [
+        let counters: [EndpointFamily<LokiEndpointMetrics>; 7] = [
             (
                 "meshtap_sink_log_entries_sent_total",
                 "counter",
@@ -125,6 +128,12 @@ impl MetricsSection for LokiMetricsSection {
                 "gauge",
                 "Filter-shipped log entries waiting to be sent.",
                 |e| e.queued_entries.load(Ordering::Relaxed),
+            ),
+            (
+                "meshtap_sink_log_spool_bytes",
+                "gauge",
+                "Bytes of the endpoint's spool files of filter-shipped pushes (0 without a spool).",
+                |e| e.spool_bytes.load(Ordering::Relaxed),
             ),
         ];
         let named: Vec<(&str, &LokiEndpointMetrics)> = self

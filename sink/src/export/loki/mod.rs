@@ -8,6 +8,7 @@
 pub mod client;
 pub mod config;
 pub mod metrics;
+pub mod push_spool;
 pub mod records;
 pub mod sender;
 
@@ -23,10 +24,12 @@ pub use config::LokiConfig;
 pub use sender::{Delivery, LokiEndpoint};
 
 use self::metrics::{LogDropReason, LokiMetricsSection};
+use self::push_spool::PushSpool;
 use self::records::{record_entry, record_stream_labels};
 use self::sender::QueuedEntry;
-use crate::export::http_client::ClientError;
+use crate::export::{warn_abandoned_spools, EndpointError};
 use crate::ops::metrics::SinkMetrics;
+use crate::spool::{SpoolConfig, SpoolKind};
 
 struct Running {
     endpoint: Arc<LokiEndpoint>,
@@ -42,27 +45,50 @@ pub struct LokiExporter {
 }
 
 impl LokiExporter {
-    /// Starts every endpoint's batching task and registers its metrics. `job` is the `job`
-    /// stream label.
+    /// Starts every endpoint's batching task (and, with `spool`, the task sending its spooled
+    /// pushes) and registers its metrics. `job` is the `job` stream label.
     pub fn start(
         configs: &[LokiConfig],
         job: &str,
+        spool: Option<&SpoolConfig>,
         metrics: &SinkMetrics,
-    ) -> Result<LokiExporter, ClientError> {
+    ) -> Result<LokiExporter, EndpointError> {
         let (flush, flush_rx) = watch::channel(false);
         let mut running = Vec::with_capacity(configs.len());
         let mut tasks = Vec::with_capacity(configs.len());
         let mut section = LokiMetricsSection::default();
         for (i, config) in configs.iter().enumerate() {
-            let endpoint = Arc::new(LokiEndpoint::new(config, &format!("logs[{i}]"))?);
+            let mut endpoint = LokiEndpoint::new(config, &format!("logs[{i}]"))?;
+            if let Some(spool) = spool {
+                let name = config.display_name();
+                let (lane, recovered) = spool
+                    .open_endpoint(SpoolKind::Loki, name, &config.url, 1)?
+                    .pop()
+                    .expect("one lane");
+                if recovered.records > 0 {
+                    tracing::info!(endpoint = %name, pushes = recovered.records, entries = recovered.samples, "spool: unsent access-log pushes from the previous run will be sent first");
+                }
+                endpoint = endpoint.with_spool(PushSpool::new(lane));
+            }
+            let endpoint = Arc::new(endpoint);
             let (queue, queue_rx) = mpsc::channel(config.batch.capacity);
             tasks.push(tokio::spawn(
                 endpoint.clone().run_queue(queue_rx, flush_rx.clone()),
             ));
+            if endpoint.spool().is_some() {
+                tasks.push(tokio::spawn(endpoint.clone().run_spool()));
+            }
             section.endpoints.push(endpoint.metrics.clone());
             running.push(Running { endpoint, queue });
         }
         metrics.add_section(Arc::new(section));
+        if let Some(spool) = spool {
+            let configured: Vec<(&str, &str)> = configs
+                .iter()
+                .map(|c| (c.display_name(), c.url.as_str()))
+                .collect();
+            warn_abandoned_spools(spool, SpoolKind::Loki, &configured);
+        }
         Ok(LokiExporter {
             running,
             job: job.to_owned(),
@@ -120,8 +146,8 @@ impl LokiExporter {
         }
     }
 
-    /// Sends what is queued on every endpoint for at most `timeout`, then drops the rest and
-    /// returns `(endpoint, entries dropped)`.
+    /// Sends what is queued on every endpoint for at most `timeout`, then keeps what is spooled
+    /// for the next start (logged) and drops the rest; returns `(endpoint, entries dropped)`.
     pub async fn shutdown(&self, timeout: Duration) -> Vec<(String, u64)> {
         self.flush.send_replace(true);
         let tasks = std::mem::take(&mut *self.tasks.lock().expect("tasks lock"));
@@ -136,6 +162,12 @@ impl LokiExporter {
             .iter()
             .map(|r| {
                 let m = &r.endpoint.metrics;
+                if let Some(spool) = r.endpoint.spool() {
+                    let kept = spool.keep_for_restart();
+                    if kept > 0 {
+                        tracing::info!(endpoint = %m.name, kept, "unsent access-log entries kept in the spool for the next start");
+                    }
+                }
                 let left = m.queued_entries.swap(0, Ordering::Relaxed);
                 m.add_dropped(LogDropReason::Shutdown, left);
                 (m.name.clone(), left)

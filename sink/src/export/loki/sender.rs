@@ -1,6 +1,7 @@
 //! One running Loki endpoint: delivery of an encoded push with retries (backoff, `Retry-After`,
-//! a 400 counted as partial success), and the batching task of filter-shipped entries (flush by
-//! bytes or after `batch.max_wait`, bounded queue, drain on shutdown).
+//! a 400 counted as partial success), the batching task of filter-shipped entries (flush by
+//! bytes or after `batch.max_wait`, bounded queue, drain on shutdown) and, with a spool, the
+//! task that sends the spooled pushes.
 //!
 //! Owns the retry loop and the endpoint's accounting. Encoding belongs to
 //! `meshtap_logformat::loki::PushBatch`, the meaning of an answer to `super::client`.
@@ -17,6 +18,7 @@ use tokio::time::Instant;
 use super::client::LokiClient;
 use super::config::{LokiBatchConfig, LokiConfig};
 use super::metrics::{LogDropReason, LokiEndpointMetrics};
+use super::push_spool::PushSpool;
 use crate::export::http_client::ClientError;
 use crate::export::retry::{Backoff, SendOutcome};
 
@@ -49,6 +51,8 @@ pub struct LokiEndpoint {
     pub static_labels: Vec<(String, String)>,
     pub encoding: AccessLogEncoding,
     pub batch: LokiBatchConfig,
+    /// Where filter-shipped pushes wait until Loki took them (with `spool:`).
+    spool: Option<PushSpool>,
 }
 
 impl LokiEndpoint {
@@ -60,7 +64,18 @@ impl LokiEndpoint {
             static_labels: config.static_labels(),
             encoding: config.access_log_format.encoding(),
             batch: config.batch.clone(),
+            spool: None,
         })
+    }
+
+    /// Sends filter-shipped pushes through `spool` (see [`LokiEndpoint::run_spool`]).
+    pub fn with_spool(mut self, spool: PushSpool) -> LokiEndpoint {
+        self.spool = Some(spool);
+        self
+    }
+
+    pub fn spool(&self) -> Option<&PushSpool> {
+        self.spool.as_ref()
     }
 
     /// A fresh batch with this endpoint's line limits.
@@ -68,15 +83,15 @@ impl LokiEndpoint {
         PushBatch::new(self.batch.push_batch_config())
     }
 
-    /// Sends `push` until Loki acknowledges or refuses it; retries 429, 5xx and network errors
-    /// forever with backoff (the caller bounds the time, for example at shutdown).
-    pub async fn deliver(&self, push: EncodedPush) -> Delivery {
+    /// Sends a push body of `entries` entries until Loki acknowledges or refuses it; retries
+    /// 429, 5xx and network errors forever with backoff (the caller bounds the time, for example
+    /// at shutdown).
+    pub async fn deliver(&self, body: &[u8], entries: u64) -> Delivery {
         let m = &self.metrics;
-        let entries = push.entries as u64;
         let mut backoff = Backoff::new(self.batch.min_backoff.get(), self.batch.max_backoff.get());
         let mut attempt: u32 = 0;
         loop {
-            match self.client.post(push.body.clone()).await {
+            match self.client.post(body.to_vec()).await {
                 SendOutcome::Delivered => {
                     m.entries_sent.fetch_add(entries, Ordering::Relaxed);
                     return Delivery::Acknowledged;
@@ -115,6 +130,13 @@ impl LokiEndpoint {
     /// Counts what `batch` changed or dropped, then encodes and delivers it if it holds
     /// anything; `None` when there was nothing to send (or it could not be encoded: logged).
     pub async fn flush(&self, batch: &mut PushBatch) -> Option<Delivery> {
+        let push = self.encode(batch)?;
+        Some(self.deliver(&push.body, push.entries as u64).await)
+    }
+
+    /// Counts what `batch` changed or dropped and encodes it; `None` when it holds nothing (or
+    /// could not be encoded: logged).
+    fn encode(&self, batch: &mut PushBatch) -> Option<EncodedPush> {
         let counters = batch.counters();
         let m = &self.metrics;
         m.lines_truncated
@@ -123,11 +145,59 @@ impl LokiEndpoint {
             .fetch_add(counters.metadata_stripped, Ordering::Relaxed);
         m.add_dropped(LogDropReason::Oversize, counters.lines_dropped);
         match batch.finish() {
-            Ok(Some(push)) => Some(self.deliver(push).await),
-            Ok(None) => None,
+            Ok(push) => push,
             Err(e) => {
                 tracing::error!(endpoint = %m.name, error = %e, "cannot encode a Loki push; entries lost");
                 None
+            }
+        }
+    }
+
+    /// The batching task's flush: to the spool when there is one (delivered by
+    /// [`LokiEndpoint::run_spool`]), else delivered now. A push the disk refuses is delivered
+    /// now as well.
+    async fn hand_over(&self, batch: &mut PushBatch) {
+        let Some(spool) = &self.spool else {
+            self.flush(batch).await;
+            return;
+        };
+        let Some(push) = self.encode(batch) else {
+            return;
+        };
+        let m = &self.metrics;
+        match spool.append(&push) {
+            Ok(evicted) => {
+                for entries in evicted {
+                    m.add_dropped(LogDropReason::QueueFull, entries);
+                    tracing::warn!(endpoint = %m.name, entries, "Loki spool full: dropped its oldest push");
+                }
+                m.spool_bytes.store(spool.bytes(), Ordering::Relaxed);
+            }
+            Err(e) => {
+                tracing::error!(endpoint = %m.name, error = %e, "spool write failed; sending the push directly");
+                self.deliver(&push.body, push.entries as u64).await;
+            }
+        }
+    }
+
+    /// Sends the spooled pushes in order, each acknowledged once Loki answered; ends when the
+    /// batching task closed the spool and nothing is left (or when aborted at shutdown: the
+    /// push being sent stays in the spool).
+    pub async fn run_spool(self: Arc<Self>) {
+        let Some(spool) = &self.spool else {
+            return;
+        };
+        loop {
+            match spool.take() {
+                Some(push) => {
+                    self.deliver(&push.body, u64::from(push.meta.samples)).await;
+                    spool.finish();
+                    self.metrics
+                        .spool_bytes
+                        .store(spool.bytes(), Ordering::Relaxed);
+                }
+                None if spool.is_closed() => return,
+                None => spool.appended().await,
             }
         }
     }
@@ -153,7 +223,7 @@ impl LokiEndpoint {
                         held += 1;
                         deadline.get_or_insert_with(|| Instant::now() + max_wait);
                         if batch.payload_bytes() >= self.batch.max_bytes {
-                            self.flush(&mut batch).await;
+                            self.hand_over(&mut batch).await;
                             self.settle(&mut held);
                             deadline = None;
                         }
@@ -161,7 +231,7 @@ impl LokiEndpoint {
                     None => break,
                 },
                 _ = tokio::time::sleep_until(wait_until), if deadline.is_some() => {
-                    self.flush(&mut batch).await;
+                    self.hand_over(&mut batch).await;
                     self.settle(&mut held);
                     deadline = None;
                 }
@@ -173,12 +243,15 @@ impl LokiEndpoint {
             batch.push(&labels, entry);
             held += 1;
             if batch.payload_bytes() >= self.batch.max_bytes {
-                self.flush(&mut batch).await;
+                self.hand_over(&mut batch).await;
                 self.settle(&mut held);
             }
         }
-        self.flush(&mut batch).await;
+        self.hand_over(&mut batch).await;
         self.settle(&mut held);
+        if let Some(spool) = &self.spool {
+            spool.close();
+        }
     }
 
     fn settle(&self, held: &mut u64) {

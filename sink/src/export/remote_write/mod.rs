@@ -37,18 +37,10 @@ use self::retry::Delivery;
 use self::spool_queue::SpoolQueue;
 use crate::export::families::FamilyRegistry;
 use crate::export::sample::ExportSample;
+use crate::export::EndpointError;
 use crate::ops::metrics::EndpointMetrics;
 use crate::series::Sample;
-use crate::spool::{SpoolConfig, SpoolError};
-
-/// Why an endpoint could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum EndpointError {
-    #[error(transparent)]
-    Client(#[from] ClientError),
-    #[error(transparent)]
-    Spool(#[from] SpoolError),
-}
+use crate::spool::{SpoolConfig, SpoolKind};
 
 /// One running endpoint.
 pub struct Endpoint {
@@ -83,7 +75,12 @@ impl Endpoint {
                 .map(|_| Box::new(MemoryQueue::new(lane_capacity)) as Box<dyn BatchQueue>)
                 .collect(),
             Some(spool) => {
-                let opened = spool.open_endpoint(config.display_name(), &config.url, q.lanes)?;
+                let opened = spool.open_endpoint(
+                    SpoolKind::RemoteWrite,
+                    config.display_name(),
+                    &config.url,
+                    q.lanes,
+                )?;
                 let mut queues: Vec<Box<dyn BatchQueue>> = Vec::with_capacity(q.lanes);
                 for (i, (lane_spool, recovered)) in opened.into_iter().enumerate() {
                     if recovered.records > 0 || recovered.discarded_bytes > 0 {

@@ -1,0 +1,89 @@
+//! The on-disk queue of one Loki endpoint's filter-shipped pushes: the batching task appends
+//! each encoded push, the endpoint's spool task sends them in order and acknowledges each once
+//! Loki answered, so a Loki outage longer than the memory queue, or a restart, loses none.
+//!
+//! Owns the hand-over between the two tasks (a lock around the lane's spool, a wake-up, the
+//! "no more appends" flag). Tailed files never come here: their positions already make them
+//! durable. It must not send anything itself.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+
+use meshtap_logformat::loki::EncodedPush;
+use tokio::sync::Notify;
+
+use crate::spool::{LaneSpool, RecordMeta, SpoolError, SpooledBatch};
+
+pub struct PushSpool {
+    spool: Mutex<LaneSpool>,
+    appended: Notify,
+    closed: AtomicBool,
+}
+
+impl PushSpool {
+    pub fn new(spool: LaneSpool) -> PushSpool {
+        PushSpool {
+            spool: Mutex::new(spool),
+            appended: Notify::new(),
+            closed: AtomicBool::new(false),
+        }
+    }
+
+    /// Appends a push; returns the entries of unsent pushes evicted to stay within
+    /// `spool.max_bytes`.
+    pub fn append(&self, push: &EncodedPush) -> Result<Vec<u64>, SpoolError> {
+        let meta = RecordMeta {
+            samples: push.entries as u32,
+            oldest_ms: 0,
+            newest_ms: 0,
+        };
+        let evicted = self.lock().append(meta, &push.body)?;
+        self.appended.notify_one();
+        Ok(evicted)
+    }
+
+    /// The oldest push not yet handed out.
+    pub fn take(&self) -> Option<SpooledBatch> {
+        self.lock().take()
+    }
+
+    /// The push handed out last is done with (acknowledged or refused).
+    pub fn finish(&self) {
+        if let Err(e) = self.lock().finish() {
+            tracing::error!(error = %e, "spool: could not acknowledge a sent push (it may be sent again after a restart)");
+        }
+    }
+
+    /// Waits until something is appended or the batching task closes the spool.
+    pub async fn appended(&self) {
+        self.appended.notified().await;
+    }
+
+    /// The batching task is done: nothing more will be appended.
+    pub fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        self.appended.notify_one();
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
+    /// At shutdown: asks the disk to persist what is left; returns the entries kept.
+    pub fn keep_for_restart(&self) -> u64 {
+        let mut spool = self.lock();
+        if let Err(e) = spool.sync() {
+            tracing::error!(error = %e, "spool: could not sync to disk at shutdown");
+        }
+        spool.unread_samples()
+    }
+
+    /// Bytes of the spool's files.
+    pub fn bytes(&self) -> u64 {
+        self.lock().bytes()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, LaneSpool> {
+        self.spool.lock().expect("push spool lock")
+    }
+}
