@@ -65,18 +65,19 @@ async fn an_https_target_is_scraped_with_the_jobs_ca_client_certificate_and_bear
             token.display()
         )
     };
+    let secure_tls = format!(
+        "{{ca_file: {}, cert_file: {}, key_file: {}}}",
+        pki.ca_file.display(),
+        pki.client_cert_file.display(),
+        pki.client_key_file.display()
+    );
+    // A job whose targets carry another `job` label still scrapes with its own settings.
+    let relabeled =
+        job("relabeled", &secure_tls).replace("targets: ['", "labels: {job: renamed}, targets: ['");
     let yaml = format!(
-        "remote_write:\n  - url: {}\n    send_metadata: false\n    queue: {{batch_send_deadline: 50ms, lanes: 1}}\nscrape:\n  interval: 200ms\n  timeout: 2s\n  jobs:\n{}{}{}",
+        "remote_write:\n  - url: {}\n    send_metadata: false\n    queue: {{batch_send_deadline: 50ms, lanes: 1}}\nscrape:\n  interval: 200ms\n  timeout: 2s\n  jobs:\n{}{}{}{relabeled}",
         receiver.url(),
-        job(
-            "secure",
-            &format!(
-                "{{ca_file: {}, cert_file: {}, key_file: {}}}",
-                pki.ca_file.display(),
-                pki.client_cert_file.display(),
-                pki.client_key_file.display()
-            )
-        ),
+        job("secure", &secure_tls),
         job("unknown-ca", "{}"),
         job(
             "no-client-cert",
@@ -87,6 +88,7 @@ async fn an_https_target_is_scraped_with_the_jobs_ca_client_certificate_and_bear
 
     let arrived = wait_until(Duration::from_secs(10), || {
         value(&receiver, "secure_value", "secure") == Some(42.0)
+            && value(&receiver, "secure_value", "renamed") == Some(42.0)
             && value(&receiver, "up", "unknown-ca") == Some(0.0)
             && value(&receiver, "up", "no-client-cert") == Some(0.0)
     })

@@ -149,6 +149,13 @@ impl TargetSet {
         job_metrics
             .targets_owned
             .store(wanted.len() as u64, Ordering::Relaxed);
+        // Keyed by the configured job: relabeling may give a target another `job` label.
+        let client = self
+            .ctx
+            .clients
+            .get(job)
+            .expect("every configured job has its client")
+            .clone();
         for (key, target) in wanted {
             if loops.contains_key(key) {
                 continue;
@@ -156,6 +163,7 @@ impl TargetSet {
             let (state, state_rx) = watch::channel(LoopState::Running);
             let task = tokio::spawn(scrape_loop::run(
                 target.clone(),
+                client.clone(),
                 self.ctx.clone(),
                 job_metrics.clone(),
                 state_rx,

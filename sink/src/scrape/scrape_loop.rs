@@ -42,7 +42,7 @@ pub enum LoopState {
 /// Everything a loop uses besides its target.
 #[derive(Clone)]
 pub struct LoopContext {
-    /// Each job's client, by job name.
+    /// Each job's client, by the configured job name (not the target's `job` label).
     pub clients: Arc<HashMap<String, JobClient>>,
     pub exporter: Arc<Exporter>,
     pub reported: Arc<ReportedPods>,
@@ -70,6 +70,7 @@ struct TargetLoop {
 /// the remote-write queues is abandoned when the state changes.
 pub async fn run(
     target: Target,
+    client: JobClient,
     ctx: LoopContext,
     metrics: Arc<JobMetrics>,
     mut state: watch::Receiver<LoopState>,
@@ -80,11 +81,6 @@ pub async fn run(
     let mut cache = SeriesCache::default();
     let report_series = ReportSeries::new(&target, cache.interner());
     let lane_shard = weight("remote-write-lane", &target.url);
-    let client = ctx
-        .clients
-        .get(&*target.job)
-        .expect("targets come from configured jobs, each with its client")
-        .clone();
     let mut target_loop = TargetLoop {
         target,
         client,

@@ -93,6 +93,8 @@ impl LaneSpool {
             .open(&ack_path)
             .map_err(io_err(&ack_path))?;
         let acked = read_ack(&ack).map_err(io_err(&ack_path))?;
+        // New segments number on past the acknowledged one even when every file is gone, or
+        // the stale acknowledgement would count them as already sent.
         let mut spool = LaneSpool {
             dir: dir.to_owned(),
             max_bytes,
@@ -102,7 +104,7 @@ impl LaneSpool {
             taken: None,
             writer: None,
             reader: None,
-            next_segment: 1,
+            next_segment: acked.map_or(1, |(segment, _)| segment + 1),
             bytes: 0,
             unread_samples: 0,
             ack,
@@ -228,30 +230,41 @@ impl LaneSpool {
         segment.bytes += bytes.len() as u64;
         self.bytes += bytes.len() as u64;
         self.unread_samples += u64::from(meta.samples);
+        // The record is written: a failed eviction is logged, not returned (the caller would
+        // write the record again).
         let mut evicted = Vec::new();
         while self.bytes > self.max_bytes && self.segments.len() > 1 {
-            evicted.push(self.evict_oldest()?);
+            match self.evict_oldest() {
+                Ok(samples) => evicted.push(samples),
+                Err(e) => {
+                    tracing::error!(error = %e, "spool: cannot delete the oldest segment; the spool stays over max_bytes");
+                    break;
+                }
+            }
         }
         Ok(evicted)
     }
 
     /// Deletes the oldest segment; returns the samples of its records not yet handed out.
+    /// Nothing changes when the file cannot be removed.
     fn evict_oldest(&mut self) -> Result<u64, SpoolError> {
         let id = self.segments.front().expect("a segment to evict").id;
+        let path = self.segment_path(id);
+        fs::remove_file(&path).map_err(SpoolError::at(&path))?;
         let mut samples = 0;
         while self.unread.front().is_some_and(|r| r.segment == id) {
             let place = self.unread.pop_front().expect("checked");
             samples += u64::from(place.samples);
         }
         self.unread_samples -= samples;
-        self.delete_oldest()?;
+        self.forget_oldest();
         Ok(samples)
     }
 
-    /// Removes the oldest segment's file and forgets it (its records must be gone from
-    /// `unread`).
-    fn delete_oldest(&mut self) -> Result<(), SpoolError> {
-        let segment = self.segments.pop_front().expect("a segment to delete");
+    /// Forgets the oldest segment, whose file is gone and whose records are no longer in
+    /// `unread`.
+    fn forget_oldest(&mut self) {
+        let segment = self.segments.pop_front().expect("a segment to forget");
         if self
             .reader
             .as_ref()
@@ -260,29 +273,49 @@ impl LaneSpool {
             self.reader = None;
         }
         self.bytes -= segment.bytes;
-        let path = self.segment_path(segment.id);
-        fs::remove_file(&path).map_err(SpoolError::at(&path))
     }
 
-    /// Hands out the oldest record not yet handed out. A record that reads back damaged or
-    /// cannot be read is skipped (counted in [`LaneSpool::skipped`]) and the next one tried.
-    pub fn take(&mut self) -> Option<SpooledBatch> {
+    /// Hands out the oldest record not yet handed out. A record that reads back damaged or is
+    /// gone (file missing or cut) is skipped (counted in [`LaneSpool::skipped`]) and the next
+    /// one tried; another read error leaves the record first in line and is returned, to be
+    /// tried again later.
+    pub fn take(&mut self) -> Result<Option<SpooledBatch>, SpoolError> {
         while let Some(place) = self.unread.pop_front() {
+            let path = self.segment_path(place.segment);
+            let outcome = match self.read_at(place) {
+                Ok(outcome) => Ok(outcome),
+                // The file or the record is gone for good: as damaged as it gets.
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::NotFound | io::ErrorKind::UnexpectedEof
+                    ) =>
+                {
+                    Err(e.to_string())
+                }
+                Err(source) => {
+                    self.reader = None;
+                    self.unread.push_front(place);
+                    return Err(SpoolError::Io {
+                        path: path.display().to_string(),
+                        source,
+                    });
+                }
+            };
             self.unread_samples -= u64::from(place.samples);
             self.taken = Some(place);
-            let path = self.segment_path(place.segment);
-            let why = match self.read_at(place) {
+            let why = match outcome {
                 Ok(ReadOutcome::Record { meta, body }) => {
-                    return Some(SpooledBatch { meta, body });
+                    return Ok(Some(SpooledBatch { meta, body }));
                 }
-                Ok(outcome) => format!("{outcome:?}"),
-                Err(e) => e.to_string(),
+                Ok(damaged) => format!("{damaged:?}"),
+                Err(gone) => gone,
             };
             self.skipped.records += 1;
             self.skipped.samples += u64::from(place.samples);
             tracing::error!(segment = %path.display(), offset = place.offset, why, "spool: a record could not be read back; skipped");
         }
-        None
+        Ok(None)
     }
 
     fn read_at(&mut self, place: RecordPlace) -> io::Result<ReadOutcome> {
@@ -315,8 +348,10 @@ impl LaneSpool {
             .map(|r| r.segment)
             .or(self.writer.as_ref().map(|(id, _)| *id))
             .unwrap_or(u64::MAX);
-        while self.segments.front().is_some_and(|s| s.id < frontier) {
-            self.delete_oldest()?;
+        while let Some(segment) = self.segments.front().filter(|s| s.id < frontier) {
+            let path = self.segment_path(segment.id);
+            fs::remove_file(&path).map_err(SpoolError::at(&path))?;
+            self.forget_oldest();
         }
         Ok(())
     }
@@ -377,6 +412,18 @@ pub(super) fn segment_ids(dir: &Path) -> io::Result<Vec<u64>> {
     }
     ids.sort_unstable();
     Ok(ids)
+}
+
+/// The first segment id a lane directory has not used: past its segments and past its
+/// acknowledgement (which may name a segment already deleted).
+pub(super) fn first_free_id(dir: &Path) -> io::Result<u64> {
+    let past_segments = segment_ids(dir)?.last().map_or(1, |id| id + 1);
+    let past_ack = match File::open(dir.join(ACK_FILE)) {
+        Ok(file) => read_ack(&file)?.map_or(1, |(segment, _)| segment + 1),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => 1,
+        Err(e) => return Err(e),
+    };
+    Ok(past_segments.max(past_ack))
 }
 
 /// The acknowledgement: segment id and offset, with a CRC so a torn write reads as "none".

@@ -183,10 +183,7 @@ fn adopt_orphan_lanes(endpoint_dir: &Path, lanes: usize) -> Result<(), SpoolErro
         fs::create_dir_all(&to).map_err(io(&to))?;
         let (spool, _) = LaneSpool::open(&from, u64::MAX, u64::MAX)?;
         drop(spool);
-        let first = lane_spool::segment_ids(&to)
-            .map_err(io(&to))?
-            .last()
-            .map_or(1, |id| id + 1);
+        let first = lane_spool::first_free_id(&to).map_err(io(&to))?;
         let moving = lane_spool::segment_ids(&from).map_err(io(&from))?;
         for (id, new_id) in moving.into_iter().zip(first..) {
             let source = lane_spool::segment_path(&from, id);

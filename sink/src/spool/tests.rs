@@ -43,7 +43,7 @@ fn open(dir: &Path, max: u64, segment: u64) -> (LaneSpool, Recovered) {
 /// Takes every record, finishing each, and returns their bodies.
 fn drain(spool: &mut LaneSpool) -> Vec<Vec<u8>> {
     let mut out = Vec::new();
-    while let Some(batch) = spool.take() {
+    while let Some(batch) = spool.take().unwrap() {
         out.push(batch.body);
         spool.finish().unwrap();
     }
@@ -86,11 +86,11 @@ fn a_restart_resends_from_the_first_record_not_acknowledged() {
             spool.append(meta(i), &body(i)).unwrap();
         }
         for _ in 0..2 {
-            spool.take().unwrap();
+            spool.take().unwrap().unwrap();
             spool.finish().unwrap();
         }
         // Handed out, never acknowledged: it must come again.
-        assert_eq!(spool.take().unwrap().body, body(2));
+        assert_eq!(spool.take().unwrap().unwrap().body, body(2));
     }
     let (mut spool, recovered) = open(&dir.0, 1 << 20, 120);
     assert_eq!((recovered.records, recovered.samples), (4, 3 + 4 + 5 + 6));
@@ -181,7 +181,7 @@ fn past_max_bytes_the_oldest_segment_goes_and_its_unsent_samples_are_counted() {
     assert_eq!(evicted, [10 + 11]);
     assert!(spool.bytes() <= 6 * record_len);
     assert!(!spool.has_room());
-    let first = spool.take().unwrap();
+    let first = spool.take().unwrap().unwrap();
     assert_eq!(first.body, [2u8; 100]);
     // A segment whose record is in flight may go too; finishing it afterwards is fine.
     for i in 8..10 {
@@ -189,7 +189,7 @@ fn past_max_bytes_the_oldest_segment_goes_and_its_unsent_samples_are_counted() {
     }
     assert_eq!(evicted, [21, 13]);
     spool.finish().unwrap();
-    assert_eq!(spool.take().unwrap().body, [4u8; 100]);
+    assert_eq!(spool.take().unwrap().unwrap().body, [4u8; 100]);
 }
 
 #[test]
@@ -251,4 +251,57 @@ fn the_spool_of_an_endpoint_no_longer_configured_is_reported_while_it_holds_reco
         config.abandoned(SpoolKind::RemoteWrite, &[old]).is_empty(),
         "an empty spool is not reported"
     );
+}
+
+#[test]
+fn segments_written_after_a_drained_restart_are_not_taken_for_acknowledged() {
+    let dir = TempDir::new("drained");
+    {
+        let (mut spool, _) = open(&dir.0, 1 << 20, 100);
+        for i in 0..6 {
+            spool.append(meta(i), &body(i)).unwrap();
+        }
+        drain(&mut spool);
+    }
+    // A run with nothing to send: its start removes the last, acknowledged segment.
+    drop(open(&dir.0, 1 << 20, 100));
+    assert!(segment_ids(&dir.0).unwrap().is_empty());
+    {
+        // An outage: records spooled, none sent.
+        let (mut spool, _) = open(&dir.0, 1 << 20, 100);
+        for i in 10..13 {
+            spool.append(meta(i), &body(i)).unwrap();
+        }
+    }
+    let (mut spool, recovered) = open(&dir.0, 1 << 20, 100);
+    assert_eq!(recovered.records, 3);
+    assert_eq!(drain(&mut spool), (10..13).map(body).collect::<Vec<_>>());
+}
+
+#[test]
+fn records_handed_to_a_drained_lane_after_a_shrink_survive() {
+    let dir = TempDir::new("shrink-drained");
+    let config = SpoolConfig {
+        dir: dir.0.clone(),
+        max_bytes: ByteSize::mib(64),
+        segment_bytes: ByteSize(64 << 10),
+    };
+    let open_lanes = |n| {
+        config
+            .open_endpoint(SpoolKind::RemoteWrite, "rw", "http://m/push", n)
+            .unwrap()
+    };
+    {
+        let mut lanes = open_lanes(2);
+        // Lane 0 sends a lot (its segments roll and are acknowledged); lane 1 is behind.
+        for i in 0..6 {
+            lanes[0].0.append(meta(i), &[7u8; 40 << 10]).unwrap();
+        }
+        drain(&mut lanes[0].0);
+        lanes[1].0.append(meta(1), &body(1)).unwrap();
+    }
+    drop(open_lanes(2));
+    let mut lanes = open_lanes(1);
+    assert_eq!(lanes[0].1.records, 1);
+    assert_eq!(drain(&mut lanes[0].0), [body(1)]);
 }

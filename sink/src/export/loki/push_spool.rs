@@ -42,9 +42,13 @@ impl PushSpool {
         Ok(evicted)
     }
 
-    /// The oldest push not yet handed out.
+    /// The oldest push not yet handed out; `None` also when it cannot be read now (logged; it
+    /// is tried again at the next wake-up).
     pub fn take(&self) -> Option<SpooledBatch> {
-        self.lock().take()
+        self.lock().take().unwrap_or_else(|e| {
+            tracing::error!(error = %e, "spool: cannot read the next push; trying again later");
+            None
+        })
     }
 
     /// The push handed out last is done with (acknowledged or refused).

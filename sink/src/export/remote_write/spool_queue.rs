@@ -149,9 +149,17 @@ impl BatchQueue for SpoolQueue {
     fn take(&mut self) -> Option<Outgoing> {
         let spooled = self.spool.take();
         self.count_skipped();
-        if let Some(spooled) = spooled {
-            self.taken = Some(Taken::Spool);
-            return Some(Outgoing::Spooled(spooled));
+        match spooled {
+            Ok(Some(spooled)) => {
+                self.taken = Some(Taken::Spool);
+                return Some(Outgoing::Spooled(spooled));
+            }
+            Ok(None) => {}
+            Err(e) => {
+                // What waits in memory is newer: nothing goes before the record that failed.
+                tracing::error!(endpoint = %self.metrics.name, lane = self.lane, error = %e, "spool: cannot read the next record; trying again at the next batch");
+                return None;
+            }
         }
         // The disk is empty: what waits in memory is the oldest.
         let batch = self.stalled.pop_front()?;
