@@ -59,12 +59,20 @@ pub struct RunningSink {
     tailer: Option<JoinHandle<()>>,
     scrape: Option<Arc<ScrapeStage>>,
     shutdown_timeout: Duration,
+    /// Held while the sink runs, so a second process cannot use the same spool.
+    _spool_lock: Option<std::fs::File>,
 }
 
 impl RunningSink {
     /// Starts every stage and binds the listener.
     pub async fn start(config: &SinkConfig) -> Result<RunningSink, StartError> {
         let metrics = Arc::new(SinkMetrics::default());
+        let spool_lock = config
+            .spool
+            .as_ref()
+            .map(|spool| spool.lock())
+            .transpose()
+            .map_err(EndpointError::from)?;
         let exporter = Arc::new(Exporter::start(
             &config.remote_write,
             config.spool.as_ref(),
@@ -186,6 +194,7 @@ impl RunningSink {
             tailer,
             scrape,
             shutdown_timeout: config.shutdown_timeout.get(),
+            _spool_lock: spool_lock,
         })
     }
 

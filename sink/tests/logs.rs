@@ -308,14 +308,19 @@ async fn a_file_rotated_while_the_sink_was_stopped_is_finished_first() {
     loki.stop();
 }
 
-/// The kubelet's compression of a rotated file: `<path>.gz` written, `<path>` removed.
+/// The kubelet's compression of a rotated file: `<path>.gz` written, then `<path>` removed.
 fn gzip_in_place(path: &Path) {
+    gzip_copy(path);
+    std::fs::remove_file(path).unwrap();
+}
+
+/// `<path>.gz` written beside `<path>` (the kubelet's compression caught half way).
+fn gzip_copy(path: &Path) {
     let bytes = std::fs::read(path).unwrap();
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
     gz.write_all(&bytes).unwrap();
     let name = format!("{}.gz", path.file_name().unwrap().to_str().unwrap());
     std::fs::write(path.with_file_name(name), gz.finish().unwrap()).unwrap();
-    std::fs::remove_file(path).unwrap();
 }
 
 #[tokio::test]
@@ -347,8 +352,11 @@ async fn files_rotated_and_compressed_while_the_sink_was_stopped_are_read_from_w
     std::fs::rename(&log, &rotated).unwrap();
     let (middle, middle_lines) = numbered(20..22, "middle");
     append(&log, &middle);
-    std::fs::rename(&log, log.with_file_name("0.log.20240628-064200")).unwrap();
+    let newest = log.with_file_name("0.log.20240628-064200");
+    std::fs::rename(&log, &newest).unwrap();
     gzip_in_place(&rotated);
+    // Stopped while the kubelet was compressing the newest one too: both forms exist.
+    gzip_copy(&newest);
     let (fresh, new_lines) = numbered(40..42, "new");
     append(&log, &fresh);
     expected.extend(more);

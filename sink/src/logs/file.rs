@@ -1,6 +1,6 @@
 //! One tailed container-log file: its open handle (kept across renames and deletion, so a
-//! rotated file is read to its end) or, for a kubelet-compressed rotated file (`.gz`), its
-//! decompressed bytes; the read offset, the offset a restart must resume from (no `P` chunk
+//! rotated file is read to its end) or, for a kubelet-compressed rotated file (`.gz`), a
+//! decompressing reader; the read offset, the offset a restart must resume from (no `P` chunk
 //! pending), the first line's fingerprint (to recognise the file once rotated and compressed),
 //! the CRI `P`/`F` joiner, and copytruncate detection.
 //!
@@ -22,26 +22,24 @@ use super::positions::FileId;
 /// Most bytes read from one file per read call.
 const READ_CHUNK: usize = 1024 * 1024;
 
-/// Largest decompressed `.gz` rotated file read (the kubelet rotates at `containerLogMaxSize`,
-/// 10 MiB by default).
-pub const MAX_DECOMPRESSED_BYTES: u64 = 256 << 20;
-
-/// Bytes of a file's start within which its first line must end to give a fingerprint.
-const HEAD_BYTES: usize = 4096;
+/// Bytes of a file's start within which its first line must end to give a fingerprint (more
+/// than a CRI line's 16 KiB).
+const HEAD_BYTES: usize = 32 * 1024;
 
 /// Where a tailed file's bytes come from.
 enum Source {
     /// A plain file, read where it stands (it may grow, shrink or be renamed).
     Plain(File),
-    /// A compressed rotated file, decompressed whole when opened (it never changes).
-    Decompressed(Vec<u8>),
+    /// A compressed rotated file, decompressed as it is read (it never changes).
+    Gzip(GzStream),
 }
 
 impl Source {
+    /// The file's length; a compressed file's is not known before the end and never shrinks.
     fn len(&self) -> std::io::Result<u64> {
         match self {
             Source::Plain(file) => Ok(file.metadata()?.len()),
-            Source::Decompressed(bytes) => Ok(bytes.len() as u64),
+            Source::Gzip(_) => Ok(u64::MAX),
         }
     }
 
@@ -53,12 +51,47 @@ impl Source {
                 file.seek(SeekFrom::Start(offset))?;
                 file.take(want as u64).read_to_end(buf)?;
             }
-            Source::Decompressed(bytes) => {
-                let start = (offset as usize).min(bytes.len());
-                let end = start.saturating_add(want).min(bytes.len());
-                buf.extend_from_slice(&bytes[start..end]);
+            Source::Gzip(gz) => gz.read_at(offset, want, buf)?,
+        }
+        Ok(())
+    }
+}
+
+/// A gzip stream read forward, keeping the bytes from the last offset asked for (a line cut
+/// at the end of a read is asked for again), so memory stays at one read's worth.
+struct GzStream {
+    decoder: GzDecoder<File>,
+    window: Vec<u8>,
+    window_start: u64,
+    at_end: bool,
+}
+
+impl GzStream {
+    fn read_at(&mut self, offset: u64, want: usize, buf: &mut Vec<u8>) -> std::io::Result<()> {
+        if offset < self.window_start {
+            return Err(std::io::Error::other(
+                "a compressed file is read forward only",
+            ));
+        }
+        let skip = offset - self.window_start;
+        if skip <= self.window.len() as u64 {
+            self.window.drain(..skip as usize);
+        } else {
+            let beyond = skip - self.window.len() as u64;
+            self.window.clear();
+            let skipped =
+                std::io::copy(&mut (&mut self.decoder).take(beyond), &mut std::io::sink())?;
+            self.at_end |= skipped < beyond;
+        }
+        self.window_start = offset;
+        let mut chunk = [0u8; 64 * 1024];
+        while self.window.len() < want && !self.at_end {
+            match self.decoder.read(&mut chunk)? {
+                0 => self.at_end = true,
+                n => self.window.extend_from_slice(&chunk[..n]),
             }
         }
+        buf.extend_from_slice(&self.window[..want.min(self.window.len())]);
         Ok(())
     }
 }
@@ -126,13 +159,11 @@ pub enum OpenError {
     },
     #[error("{path}: not a pod log path: {message}")]
     NotAPodLog { path: String, message: String },
-    #[error("{path}: decompresses to more than {MAX_DECOMPRESSED_BYTES} bytes")]
-    TooLarge { path: String },
 }
 
 impl TailedFile {
     /// Opens `path` and positions it at `offset` (0 when it is larger than the file). A `.gz`
-    /// rotated file is decompressed whole; its offsets count decompressed bytes.
+    /// rotated file is decompressed as it is read; its offsets count decompressed bytes.
     pub fn open(
         path: &Path,
         offset: u64,
@@ -156,15 +187,12 @@ impl TailedFile {
         let file = File::open(path).map_err(io)?;
         let id = FileId::of(&file.metadata().map_err(io)?);
         let mut source = if pod_path.compressed {
-            let mut bytes = Vec::new();
-            GzDecoder::new(file)
-                .take(MAX_DECOMPRESSED_BYTES + 1)
-                .read_to_end(&mut bytes)
-                .map_err(io)?;
-            if bytes.len() as u64 > MAX_DECOMPRESSED_BYTES {
-                return Err(OpenError::TooLarge { path: text });
-            }
-            Source::Decompressed(bytes)
+            Source::Gzip(GzStream {
+                decoder: GzDecoder::new(file),
+                window: Vec::new(),
+                window_start: 0,
+                at_end: false,
+            })
         } else {
             Source::Plain(file)
         };
@@ -198,7 +226,7 @@ impl TailedFile {
 
     /// The first line's fingerprint (read once the file has a whole first line).
     pub fn first_line(&mut self) -> Option<u64> {
-        if self.first_line.is_none() && self.offset > 0 {
+        if self.first_line.is_none() {
             let mut head = Vec::new();
             if self.source.read_at(0, HEAD_BYTES, &mut head).is_ok() {
                 self.first_line = first_line_hash(&head);
@@ -301,7 +329,45 @@ fn memchr_lines(data: &[u8]) -> Vec<usize> {
 
 #[cfg(test)]
 mod tests {
+    use std::io::Write;
+
     use super::*;
+
+    #[test]
+    fn a_gzip_stream_is_read_forward_with_the_last_bytes_asked_for_again() {
+        let dir = std::env::temp_dir().join(format!("meshtap-gz-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("rotated.gz");
+        let text: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(&text).unwrap();
+        std::fs::write(&path, gz.finish().unwrap()).unwrap();
+        let mut stream = GzStream {
+            decoder: GzDecoder::new(File::open(&path).unwrap()),
+            window: Vec::new(),
+            window_start: 0,
+            at_end: false,
+        };
+        let mut buf = Vec::new();
+        for (offset, want) in [
+            (0, 100),
+            (50, 70_000),
+            (50, 10),
+            (150_000, 100_000),
+            (199_990, 5),
+        ] {
+            buf.clear();
+            stream.read_at(offset, want, &mut buf).unwrap();
+            let end = (offset as usize + want).min(text.len());
+            assert_eq!(buf, &text[offset as usize..end], "{offset} {want}");
+            assert!(stream.window.len() <= want.max(64 * 1024) + 64 * 1024);
+        }
+        buf.clear();
+        stream.read_at(300_000, 10, &mut buf).unwrap();
+        assert!(buf.is_empty(), "past the end");
+        assert!(stream.read_at(10, 10, &mut buf).is_err(), "forward only");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     fn cri(tag: &str, message: &str) -> String {
         format!("2024-06-28T06:40:16.000000001Z stdout {tag} {message}\n")

@@ -88,7 +88,7 @@ impl MetricsSection for TailMetrics {
             (
                 "meshtap_sink_tail_rotated_files_lost_total",
                 "counter",
-                "Files rotated while the sink was stopped and not found again (unread lines lost).",
+                "Files rotated while the sink was stopped and not found again (lines not read from them yet are lost).",
                 &self.rotated_files_lost,
             ),
         ];

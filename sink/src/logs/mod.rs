@@ -395,20 +395,24 @@ fn rotated_siblings(path: &Path) -> Vec<(PathBuf, FileId)> {
         return Vec::new();
     };
     let prefix = format!("{name}.");
-    let mut siblings: Vec<(String, PathBuf, FileId)> = entries
+    let mut siblings: Vec<(String, bool, PathBuf, FileId)> = entries
         .flatten()
         .filter_map(|entry| {
             let path = entry.path();
             let text = path.to_str()?.to_owned();
             entry.file_name().to_str()?.strip_prefix(&prefix)?;
-            let stamp = PodLogPath::parse(&text).ok()?.rotated_at?.to_owned();
+            let parsed = PodLogPath::parse(&text).ok()?;
+            let stamp = parsed.rotated_at?.to_owned();
             let metadata = entry.metadata().ok().filter(|m| m.is_file())?;
-            Some((stamp, path, FileId::of(&metadata)))
+            Some((stamp, parsed.compressed, path, FileId::of(&metadata)))
         })
         .collect();
-    siblings.sort_by(|a, b| a.0.cmp(&b.0));
+    // While the kubelet compresses a file, `<stamp>` and `<stamp>.gz` both exist: the plain
+    // one is complete, the other one may not be yet.
+    siblings.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
+    siblings.dedup_by(|later, kept| later.0 == kept.0);
     siblings
         .into_iter()
-        .map(|(_, path, id)| (path, id))
+        .map(|(_, _, path, id)| (path, id))
         .collect()
 }

@@ -87,6 +87,27 @@ impl SpoolConfig {
         Ok(())
     }
 
+    /// Takes the spool directory for this process (an exclusive lock on `<dir>/lock`, released
+    /// when the returned file is dropped or the process ends): two sinks writing one spool
+    /// would send each other's records and delete each other's segments.
+    pub fn lock(&self) -> Result<fs::File, SpoolError> {
+        fs::create_dir_all(&self.dir).map_err(SpoolError::at(&self.dir))?;
+        let path = self.dir.join("lock");
+        let file = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(SpoolError::at(&path))?;
+        match file.try_lock() {
+            Ok(()) => Ok(file),
+            Err(fs::TryLockError::WouldBlock) => Err(SpoolError::InUse {
+                path: path.display().to_string(),
+            }),
+            Err(fs::TryLockError::Error(source)) => Err(SpoolError::at(&path)(source)),
+        }
+    }
+
     /// Opens the spools of one endpoint's lanes, adopting lane directories a previous run with
     /// more lanes left behind.
     pub fn open_endpoint(
@@ -210,6 +231,10 @@ pub enum SpoolError {
         path: String,
         source: std::io::Error,
     },
+    #[error(
+        "spool: {path} is locked by another process (each sink needs a spool directory of its own)"
+    )]
+    InUse { path: String },
 }
 
 impl SpoolError {

@@ -305,3 +305,18 @@ fn records_handed_to_a_drained_lane_after_a_shrink_survive() {
     assert_eq!(lanes[0].1.records, 1);
     assert_eq!(drain(&mut lanes[0].0), [body(1)]);
 }
+
+#[test]
+fn one_process_at_a_time_holds_a_spool_directory() {
+    let dir = TempDir::new("lock");
+    let config = SpoolConfig {
+        dir: dir.0.clone(),
+        max_bytes: ByteSize::mib(64),
+        segment_bytes: ByteSize::mib(1),
+    };
+    let held = config.lock().unwrap();
+    let err = config.lock().unwrap_err().to_string();
+    assert!(err.contains("is locked by another process"), "{err}");
+    drop(held);
+    config.lock().unwrap();
+}
