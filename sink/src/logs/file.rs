@@ -31,7 +31,7 @@ enum Source {
     /// A plain file, read where it stands (it may grow, shrink or be renamed).
     Plain(File),
     /// A compressed rotated file, decompressed as it is read (it never changes).
-    Gzip(GzStream),
+    Gzip(Box<GzStream>),
 }
 
 impl Source {
@@ -187,12 +187,12 @@ impl TailedFile {
         let file = File::open(path).map_err(io)?;
         let id = FileId::of(&file.metadata().map_err(io)?);
         let mut source = if pod_path.compressed {
-            Source::Gzip(GzStream {
+            Source::Gzip(Box::new(GzStream {
                 decoder: GzDecoder::new(file),
                 window: Vec::new(),
                 window_start: 0,
                 at_end: false,
-            })
+            }))
         } else {
             Source::Plain(file)
         };
