@@ -272,22 +272,29 @@ async fn positions_advance_only_after_acknowledgement_and_a_restart_loses_nothin
     loki.stop();
 }
 
+/// Writes two lines to `log`, runs a sink until Loki has them and their position is saved,
+/// then stops it; returns the lines.
+async fn read_two_lines_then_stop(node: &Node, loki: &LokiReceiver, log: &Path) -> Vec<String> {
+    let (first, lines) = numbered(0..2, "old");
+    append(log, &first);
+    let sink = start_sink(&node.yaml(loki)).await;
+    assert!(wait_until(Duration::from_secs(10), || loki.accepted_lines().len() == 2).await);
+    let length = std::fs::metadata(log).unwrap().len();
+    assert!(
+        wait_until(Duration::from_secs(10), || node.saved_offset(log)
+            == Some(length))
+        .await
+    );
+    sink.shutdown().await;
+    lines
+}
+
 #[tokio::test]
 async fn a_file_rotated_while_the_sink_was_stopped_is_finished_first() {
     let node = Node::new("rotated-while-down");
     let loki = LokiReceiver::start(vec![]).await;
     let log = node.log("shop_reviews-1_uid", "0.log");
-    let (first, mut expected) = numbered(0..2, "old");
-    append(&log, &first);
-    let sink = start_sink(&node.yaml(&loki)).await;
-    assert!(wait_until(Duration::from_secs(10), || loki.accepted_lines().len() == 2).await);
-    let length = std::fs::metadata(&log).unwrap().len();
-    assert!(
-        wait_until(Duration::from_secs(10), || node.saved_offset(&log)
-            == Some(length))
-        .await
-    );
-    sink.shutdown().await;
+    let mut expected = read_two_lines_then_stop(&node, &loki, &log).await;
 
     // While stopped: more lines, a rename rotation, and a new file.
     let (late, more) = numbered(2..4, "old");
@@ -332,17 +339,7 @@ async fn files_rotated_and_compressed_while_the_sink_was_stopped_are_read_from_w
     let ancient = log.with_file_name("0.log.20240628-063000");
     append(&ancient, &numbered(0..3, "ancient").0);
     gzip_in_place(&ancient);
-    let (first, mut expected) = numbered(0..2, "old");
-    append(&log, &first);
-    let sink = start_sink(&node.yaml(&loki)).await;
-    assert!(wait_until(Duration::from_secs(10), || loki.accepted_lines().len() == 2).await);
-    let length = std::fs::metadata(&log).unwrap().len();
-    assert!(
-        wait_until(Duration::from_secs(10), || node.saved_offset(&log)
-            == Some(length))
-        .await
-    );
-    sink.shutdown().await;
+    let mut expected = read_two_lines_then_stop(&node, &loki, &log).await;
 
     // While stopped: more lines, a rotation the kubelet then compresses, a second rotation
     // (the newest rotated file stays plain) and a new file.
@@ -391,17 +388,7 @@ async fn a_file_deleted_after_rotation_while_stopped_is_counted_lost_and_the_lat
     let node = Node::new("rotated-deleted");
     let loki = LokiReceiver::start(vec![]).await;
     let log = node.log("shop_cart-2_uid", "0.log");
-    let (first, mut expected) = numbered(0..2, "old");
-    append(&log, &first);
-    let sink = start_sink(&node.yaml(&loki)).await;
-    assert!(wait_until(Duration::from_secs(10), || loki.accepted_lines().len() == 2).await);
-    let length = std::fs::metadata(&log).unwrap().len();
-    assert!(
-        wait_until(Duration::from_secs(10), || node.saved_offset(&log)
-            == Some(length))
-        .await
-    );
-    sink.shutdown().await;
+    let mut expected = read_two_lines_then_stop(&node, &loki, &log).await;
 
     // While stopped: the file rotates and the kubelet, keeping few files, deletes it; a later
     // rotation survives, compressed.

@@ -80,6 +80,15 @@ impl Slow {
     }
 }
 
+/// A loopback address nothing listens on: every push to it is refused and retried.
+async fn nothing_listening() -> SocketAddr {
+    tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
 /// The sink's `samples_dropped_total` for a full queue at the endpoint pushing to `addr`.
 async fn dropped_queue_full(sink: SocketAddr, addr: SocketAddr) -> Option<f64> {
     self_metric(
@@ -122,12 +131,7 @@ async fn a_slow_receiver_slows_the_scrapes_down_and_loses_no_sample() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_down_drop_oldest_endpoint_does_not_hold_up_the_others() {
     let (target, receiver, healthy) = target_and_receiver().await;
-    // A port with nothing listening: every push is refused and retried.
-    let down = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    let down = nothing_listening().await;
     let sink = start_sink(&format!(
         "remote_write:\n  - url: http://{receiver}/api/v1/push\n    queue: {{lanes: 1, max_samples_per_send: 1000, batch_send_deadline: 50ms}}\n  - url: http://{down}/api/v1/push\n    queue: {{lanes: 1, capacity: 100, max_samples_per_send: 50, batch_send_deadline: 50ms, when_full: drop_oldest}}\nscrape:\n  interval: 200ms\n  timeout: 1s\n  jobs:\n    - name: app\n      static_configs: [{{targets: ['{target}']}}]\n"
     ))
@@ -151,11 +155,7 @@ async fn a_down_drop_oldest_endpoint_does_not_hold_up_the_others() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_down_endpoint_with_a_spool_holds_nothing_up_and_gets_every_scrape_later() {
     let (target, receiver, healthy) = target_and_receiver().await;
-    let down = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    let down = nothing_listening().await;
     let dir = std::env::temp_dir().join(format!("meshtap-scrape-spool-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let sink = start_sink(&format!(
