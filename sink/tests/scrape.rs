@@ -375,3 +375,44 @@ async fn with_prefer_scrape_a_scraped_pod_keeps_its_scraped_istio_requests_total
     );
     sink.shutdown().await;
 }
+
+#[tokio::test]
+async fn scraped_families_go_out_as_remote_write_metadata() {
+    let istiod = Fixture::start("/metrics", ISTIOD.to_owned()).await;
+    let receiver = Receiver::start(vec![]).await;
+    let sink = start_sink(&format!(
+        "remote_write:\n  - url: {}\n    queue: {{batch_send_deadline: 50ms, lanes: 1}}\nscrape:\n  interval: 300ms\n  jobs:\n    - name: istiod\n      static_configs: [{{targets: ['{}']}}]\n",
+        receiver.url(),
+        istiod.addr
+    ))
+    .await;
+    let metadata = || -> Vec<(String, i32, String)> {
+        receiver
+            .received()
+            .into_iter()
+            .flat_map(|r| r.request.metadata)
+            .map(|m| (m.metric_family_name, m.r#type, m.help))
+            .collect()
+    };
+    let sent = wait_until(Duration::from_secs(10), || {
+        metadata()
+            .iter()
+            .any(|(name, _, _)| name == "pilot_proxy_convergence_time")
+    })
+    .await;
+    assert!(sent, "{:?}", metadata());
+    let all = metadata();
+    let find = |family: &str| all.iter().find(|(name, _, _)| name == family).cloned();
+    // Remote-write types: COUNTER = 1, GAUGE = 2, HISTOGRAM = 3.
+    assert_eq!(
+        find("pilot_xds_pushes"),
+        Some((
+            "pilot_xds_pushes".into(),
+            1,
+            "Pilot build and send errors for lds, rds, cds and eds.".into()
+        ))
+    );
+    assert_eq!(find("pilot_xds").map(|m| m.1), Some(2));
+    assert_eq!(find("pilot_proxy_convergence_time").map(|m| m.1), Some(3));
+    sink.shutdown().await;
+}

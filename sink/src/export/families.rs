@@ -1,4 +1,5 @@
-//! The metric families seen so far (name, type, help), for remote-write metadata.
+//! The metric families seen so far (name, type, help, unit), from reports and scrapes, for
+//! remote-write metadata.
 //!
 //! Owns the registry and its change signal; sending metadata is each endpoint's job.
 
@@ -8,11 +9,24 @@ use std::sync::Mutex;
 use meshtap_report::{MetricKind, Report};
 use tokio::sync::watch;
 
-/// TYPE and HELP of one family.
+use super::remote_write::proto::MetricType;
+
+/// TYPE, HELP and UNIT of one family.
 #[derive(Clone, Debug, PartialEq)]
 pub struct FamilyMeta {
-    pub kind: MetricKind,
+    pub kind: MetricType,
     pub help: String,
+    pub unit: String,
+}
+
+/// The remote-write type of a reported family's kind.
+fn reported_type(kind: MetricKind) -> MetricType {
+    match kind {
+        MetricKind::Counter => MetricType::Counter,
+        MetricKind::Gauge => MetricType::Gauge,
+        MetricKind::Histogram => MetricType::Histogram,
+        MetricKind::Unspecified => MetricType::Unknown,
+    }
 }
 
 /// Families by name; subscribers are told when a family appears or changes.
@@ -33,16 +47,25 @@ impl Default for FamilyRegistry {
 impl FamilyRegistry {
     /// Records the families of a validated report.
     pub fn observe(&self, report: &Report) {
+        self.observe_families(report.families.iter().map(|family| {
+            let kind = MetricKind::try_from(family.kind).unwrap_or(MetricKind::Unspecified);
+            let meta = FamilyMeta {
+                kind: reported_type(kind),
+                help: family.help.clone(),
+                unit: String::new(),
+            };
+            (family.name.clone(), meta)
+        }));
+    }
+
+    /// Records families (a scrape's `# TYPE`/`# HELP`/`# UNIT`); the latest wins.
+    pub fn observe_families(&self, families: impl IntoIterator<Item = (String, FamilyMeta)>) {
         let mut changed = false;
         {
-            let mut families = self.families.lock().expect("family registry lock");
-            for family in &report.families {
-                let meta = FamilyMeta {
-                    kind: MetricKind::try_from(family.kind).unwrap_or(MetricKind::Unspecified),
-                    help: family.help.clone(),
-                };
-                if families.get(&family.name) != Some(&meta) {
-                    families.insert(family.name.clone(), meta);
+            let mut known = self.families.lock().expect("family registry lock");
+            for (name, meta) in families {
+                if known.get(&name) != Some(&meta) {
+                    known.insert(name, meta);
                     changed = true;
                 }
             }

@@ -18,7 +18,7 @@ use std::time::Duration;
 use meshtap_report::Report;
 use tokio::sync::watch;
 
-use self::families::FamilyRegistry;
+use self::families::{FamilyMeta, FamilyRegistry};
 use self::http_client::ClientError;
 use self::remote_write::{Endpoint, RemoteWriteConfig};
 use self::sample::ExportSample;
@@ -100,6 +100,13 @@ impl Exporter {
     pub fn observe_families(&self, report: &Report) {
         if !self.endpoints.is_empty() {
             self.registry.observe(report);
+        }
+    }
+
+    /// Notes a scrape's families (for metadata).
+    pub fn observe_scraped_families(&self, families: Vec<(String, FamilyMeta)>) {
+        if !self.endpoints.is_empty() && !families.is_empty() {
+            self.registry.observe_families(families);
         }
     }
 

@@ -11,12 +11,16 @@
 
 use std::sync::Arc;
 
-use meshtap_textformat::{quick_sample, LabelStyle, Parser, TypedSample, TypedSamples};
+use meshtap_textformat::{
+    quick_sample, Families, LabelStyle, MetricKind, Parser, TypedSample, TypedSamples,
+};
 
 use super::relabel::{relabel, Labels};
 use super::series_cache::{text_key, Outcome, SeriesCache, TextEntry};
 use super::target::Target;
+use crate::export::families::FamilyMeta;
 use crate::export::remote_write::encoded_series::{EncodedSeries, LabelInterner};
+use crate::export::remote_write::proto::MetricType;
 use crate::export::sample::{ExportSample, ExportSeries};
 use crate::series::stale_nan;
 
@@ -30,6 +34,9 @@ pub struct ScrapedSamples {
     pub bad_lines: u64,
     /// Samples whose series already appeared earlier in the same body (kept: the first).
     pub duplicates: u64,
+    /// The body's families with metadata lines, for remote-write metadata (filled by a full
+    /// parse only: the quick pass over known lines does not read them).
+    pub families: Vec<(String, FamilyMeta)>,
 }
 
 /// Whether a scraped family is one of Istio's standard metrics, which the filter produces
@@ -172,7 +179,41 @@ pub fn body_to_samples(
         );
     }
     out.bad_lines += reader.stats().bad_lines;
+    out.families = family_metadata(reader.families(), drop_filter_families);
     out
+}
+
+/// The families of a parsed body that had `# TYPE`, `# HELP` or `# UNIT` lines (Istio's
+/// standard families left out when the filter reports them).
+fn family_metadata(
+    families: &Families<'_>,
+    drop_filter_families: bool,
+) -> Vec<(String, FamilyMeta)> {
+    families
+        .iter()
+        .filter(|(name, _)| !(drop_filter_families && is_filter_family(name)))
+        .map(|(name, meta)| {
+            let kind = match meta.kind {
+                MetricKind::Counter => MetricType::Counter,
+                MetricKind::Gauge => MetricType::Gauge,
+                MetricKind::Histogram => MetricType::Histogram,
+                MetricKind::GaugeHistogram => MetricType::Gaugehistogram,
+                MetricKind::Summary => MetricType::Summary,
+                MetricKind::Info => MetricType::Info,
+                MetricKind::StateSet => MetricType::Stateset,
+                MetricKind::Unknown => MetricType::Unknown,
+            };
+            let meta = FamilyMeta {
+                kind,
+                help: meta
+                    .help
+                    .map(|h| h.unescaped().into_owned())
+                    .unwrap_or_default(),
+                unit: meta.unit.unwrap_or_default().to_owned(),
+            };
+            (name.to_owned(), meta)
+        })
+        .collect()
 }
 
 /// The facts of one scrape that become report series.

@@ -132,7 +132,7 @@ impl TargetLoop {
                         .target
                         .pod()
                         .is_some_and(|pod| self.ctx.reported.is_reported(&pod, Instant::now()));
-                let converted = chunks_to_samples(
+                let mut converted = chunks_to_samples(
                     &fetched.chunks,
                     fetched.content_type.as_deref(),
                     &self.target,
@@ -141,6 +141,9 @@ impl TargetLoop {
                     &mut self.cache,
                 );
                 drop(fetched);
+                self.ctx
+                    .exporter
+                    .observe_scraped_families(std::mem::take(&mut converted.families));
                 let stale_markers = self.cache.finish(scrape_ms);
                 self.metrics
                     .scrapes_succeeded

@@ -8,13 +8,12 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use meshtap_report::MetricKind;
 use prost::Message;
 use tokio::sync::watch;
 
 use super::client::{RemoteWriteClient, SendOutcome};
 use super::encoder::compress_into;
-use super::proto::{MetricMetadata, MetricType, WriteRequest};
+use super::proto::{MetricMetadata, WriteRequest};
 use crate::export::families::FamilyRegistry;
 use crate::ops::metrics::EndpointMetrics;
 
@@ -24,25 +23,16 @@ const MAX_METADATA_PER_SEND: usize = 2000;
 /// Delay after a family appears, so a burst of new families goes out in one request.
 const NEW_FAMILY_DELAY: Duration = Duration::from_millis(200);
 
-fn metric_type(kind: MetricKind) -> MetricType {
-    match kind {
-        MetricKind::Counter => MetricType::Counter,
-        MetricKind::Gauge => MetricType::Gauge,
-        MetricKind::Histogram => MetricType::Histogram,
-        MetricKind::Unspecified => MetricType::Unknown,
-    }
-}
-
 /// Compressed metadata requests for every known family.
 pub fn metadata_bodies(registry: &FamilyRegistry) -> Vec<Vec<u8>> {
     let metadata: Vec<MetricMetadata> = registry
         .snapshot()
         .into_iter()
         .map(|(name, meta)| MetricMetadata {
-            r#type: metric_type(meta.kind) as i32,
+            r#type: meta.kind as i32,
             metric_family_name: name,
             help: meta.help,
-            unit: String::new(),
+            unit: meta.unit,
         })
         .collect();
     let mut compressor = snap::raw::Encoder::new();
