@@ -216,6 +216,19 @@ fn adopt_orphan_lanes(endpoint_dir: &Path, lanes: usize) -> Result<(), SpoolErro
     Ok(())
 }
 
+/// Runs a spool file operation from async code: on a multi-threaded runtime the worker hands
+/// its other tasks to the rest of the pool first, so a disk that stalls writes stalls the
+/// caller, not the runtime.
+pub fn disk_io<R>(io: impl FnOnce() -> R) -> R {
+    let multi_thread = tokio::runtime::Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+    if multi_thread {
+        tokio::task::block_in_place(io)
+    } else {
+        io()
+    }
+}
+
 /// A record read back from the spool.
 #[derive(Debug)]
 pub struct SpooledBatch {

@@ -12,7 +12,7 @@ use std::sync::Mutex;
 use meshtap_logformat::loki::EncodedPush;
 use tokio::sync::Notify;
 
-use crate::spool::{LaneSpool, RecordMeta, SpoolError, SpooledBatch};
+use crate::spool::{disk_io, LaneSpool, RecordMeta, SpoolError, SpooledBatch};
 
 pub struct PushSpool {
     spool: Mutex<LaneSpool>,
@@ -37,7 +37,7 @@ impl PushSpool {
             oldest_ms: 0,
             newest_ms: 0,
         };
-        let evicted = self.lock().append(meta, &push.body)?;
+        let evicted = disk_io(|| self.lock().append(meta, &push.body))?;
         self.appended.notify_one();
         Ok(evicted)
     }
@@ -45,7 +45,7 @@ impl PushSpool {
     /// The oldest push not yet handed out; `None` also when it cannot be read now (logged; it
     /// is tried again at the next wake-up).
     pub fn take(&self) -> Option<SpooledBatch> {
-        self.lock().take().unwrap_or_else(|e| {
+        disk_io(|| self.lock().take()).unwrap_or_else(|e| {
             tracing::error!(error = %e, "spool: cannot read the next push; trying again later");
             None
         })
@@ -53,7 +53,7 @@ impl PushSpool {
 
     /// The push handed out last is done with (acknowledged or refused).
     pub fn finish(&self) {
-        if let Err(e) = self.lock().finish() {
+        if let Err(e) = disk_io(|| self.lock().finish()) {
             tracing::error!(error = %e, "spool: could not acknowledge a sent push (it may be sent again after a restart)");
         }
     }

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use super::encoder::RequestEncoder;
 use super::queue::{Batch, BatchQueue, Outgoing};
 use crate::ops::metrics::{DropReason, EndpointMetrics};
-use crate::spool::{LaneSpool, RecordMeta, Skipped};
+use crate::spool::{disk_io, LaneSpool, RecordMeta, Skipped};
 
 /// Where the batch handed out last came from.
 #[derive(Clone, Copy)]
@@ -81,7 +81,8 @@ impl SpoolQueue {
                     .unwrap_or(0),
             };
             let body = self.encoder.encode(&batch.samples, &self.external_labels);
-            match self.spool.append(meta, body) {
+            let spool = &mut self.spool;
+            match disk_io(|| spool.append(meta, body)) {
                 Ok(dropped) => evicted.extend(dropped),
                 Err(e) => {
                     self.metrics
@@ -147,7 +148,7 @@ impl BatchQueue for SpoolQueue {
     }
 
     fn take(&mut self) -> Option<Outgoing> {
-        let spooled = self.spool.take();
+        let spooled = disk_io(|| self.spool.take());
         self.count_skipped();
         match spooled {
             Ok(Some(spooled)) => {
@@ -172,7 +173,7 @@ impl BatchQueue for SpoolQueue {
 
     fn finish(&mut self) {
         if let Some(Taken::Spool) = self.taken.take() {
-            if let Err(e) = self.spool.finish() {
+            if let Err(e) = disk_io(|| self.spool.finish()) {
                 tracing::error!(endpoint = %self.metrics.name, lane = self.lane, error = %e, "spool: could not acknowledge a sent record (it may be sent again after a restart)");
             }
             self.update_gauge();
@@ -196,7 +197,7 @@ impl BatchQueue for SpoolQueue {
 
     fn keep_for_restart(&mut self) -> Option<u64> {
         self.retry_stalled();
-        if let Err(e) = self.spool.sync() {
+        if let Err(e) = disk_io(|| self.spool.sync()) {
             tracing::error!(endpoint = %self.metrics.name, lane = self.lane, error = %e, "spool: could not sync to disk at shutdown");
         }
         let in_flight = match self.taken {
