@@ -21,16 +21,15 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext};
-use proxy_wasm::types::{Action, BufferType, LogLevel, MapType};
+use proxy_wasm::types::{Action, LogLevel, MapType};
 
+use super::grpc_stream::OpenGrpcStream;
 use super::host::{header, int_property, log, property, PropertyPath};
 use super::vm::{add_counters, ActiveVm, BytesCache, ClusterInfo, Known};
 use crate::aggregate::Recorded;
-use crate::counters::CounterKind;
+use crate::counters::{CounterKind, CounterValues};
 use crate::facts::{is_grpc_content_type, Direction, RequestFacts};
-use crate::grpc::{parse_grpc_stats, FrameCounter};
 use crate::labels::{compute, LabelRules};
 use crate::peer::{ClusterServices, PeerInfo};
 use crate::series::Observation;
@@ -57,45 +56,37 @@ const REQUEST_TOTAL_SIZE: PropertyPath = PropertyPath(b"request\0total_size");
 const RESPONSE_TOTAL_SIZE: PropertyPath = PropertyPath(b"response\0total_size");
 const RESPONSE_CODE: PropertyPath = PropertyPath(b"response\0code");
 pub(super) const RESPONSE_FLAGS: PropertyPath = PropertyPath(b"response\0flags");
-const GRPC_STATS: PropertyPath = PropertyPath(b"filter_state\0envoy.filters.http.grpc_stats");
+pub(super) const GRPC_STATS: PropertyPath =
+    PropertyPath(b"filter_state\0envoy.filters.http.grpc_stats");
 const RESPONSE_GRPC_STATUS: PropertyPath = PropertyPath(b"response\0grpc_status");
 
 /// Records one stream when it is logged.
 pub struct RequestRecorder {
     pub vm: Rc<RefCell<ActiveVm>>,
+    /// This stream's context id.
+    context_id: u32,
     /// Whether the request is gRPC, once its headers were seen.
     grpc: Option<bool>,
-    /// gRPC frames counted in the request and response bodies (gRPC streams only).
-    frames: Option<[FrameCounter; 2]>,
+    /// The stream's gRPC message counts (gRPC streams with a message family enabled), also
+    /// visited by the report tick while the stream is open.
+    messages: Option<Rc<RefCell<OpenGrpcStream>>>,
 }
 
 impl RequestRecorder {
-    pub fn new(vm: Rc<RefCell<ActiveVm>>) -> Self {
+    pub fn new(vm: Rc<RefCell<ActiveVm>>, context_id: u32) -> Self {
         RequestRecorder {
             vm,
+            context_id,
             grpc: None,
-            frames: None,
+            messages: None,
         }
     }
 
     /// Counts the frames of a body chunk of one direction (0 request, 1 response).
     fn count_frames(&mut self, direction: usize, body_size: usize) {
-        let Some(frames) = &mut self.frames else {
-            return;
-        };
-        let buffer = [BufferType::HttpRequestBody, BufferType::HttpResponseBody][direction];
-        frames[direction].feed(body_size, |offset, size| {
-            hostcalls::get_buffer(buffer, offset, size).ok().flatten()
-        });
-    }
-
-    /// The stream's gRPC message counts: Envoy's grpc_stats filter state when present, else
-    /// the frames counted here.
-    fn grpc_messages(&self) -> Option<(u64, u64)> {
-        let frames = self.frames.as_ref()?;
-        property(GRPC_STATS)
-            .and_then(|bytes| parse_grpc_stats(&bytes))
-            .or(Some((frames[0].messages(), frames[1].messages())))
+        if let Some(messages) = &self.messages {
+            messages.borrow_mut().count_frames(direction, body_size);
+        }
     }
 }
 
@@ -111,7 +102,15 @@ impl HttpContext for RequestRecorder {
             enabled.request_messages || enabled.response_messages
         };
         if grpc && messages_enabled {
-            self.frames = Some(Default::default());
+            let stream = OpenGrpcStream::open(&mut self.vm.borrow_mut(), self.context_id);
+            self.messages = Some(stream);
+        }
+        Action::Continue
+    }
+
+    fn on_http_response_headers(&mut self, _: usize, _: bool) -> Action {
+        if let Some(messages) = &self.messages {
+            messages.borrow_mut().response_started = true;
         }
         Action::Continue
     }
@@ -127,9 +126,21 @@ impl HttpContext for RequestRecorder {
     }
 
     fn on_log(&mut self) {
-        let messages = self.grpc_messages();
+        let rest = self
+            .messages
+            .as_ref()
+            .and_then(|m| m.borrow_mut().take_rest());
         let mut vm = self.vm.borrow_mut();
-        record(&mut vm, self.grpc, messages);
+        // Messages of a stream a tick already labelled keep that stream's labels.
+        let unlabelled = match rest {
+            Some((delta, Some(labels))) => {
+                vm.add_labelled_counters(CounterKind::GrpcMessages, &labels, &delta);
+                None
+            }
+            Some((delta, None)) => Some(delta),
+            None => None,
+        };
+        record(&mut vm, self.grpc, unlabelled);
     }
 }
 
@@ -155,54 +166,143 @@ fn text_of(known: &Option<Known<Option<Rc<str>>>>) -> &str {
         .unwrap_or_default()
 }
 
+/// The peer of an optional known peer.
+fn peer_of(known: &Option<Known<Option<Rc<PeerInfo>>>>) -> Option<&PeerInfo> {
+    known.as_ref()?.value.as_deref()
+}
+
+/// The proxy's own SAN of an optional known one.
+fn own_of(known: &Option<Known<Rc<str>>>) -> &str {
+    known.as_ref().map_or("", |k| &k.value)
+}
+
 /// The route names that change labels, as [`RequestKey::route`] numbers them.
 const ROUTES: [Option<&str>; 3] = [None, Some("allow_any"), Some("block_all")];
 
-/// Records a finished stream. `grpc` is known when the request headers were seen;
-/// `messages` are the gRPC message counts of a gRPC stream.
-fn record(vm: &mut ActiveVm, grpc: Option<bool>, messages: Option<(u64, u64)>) {
-    vm.renew_ids_if_exhausted();
+/// What a stream's 20 peer labels are computed from, read from the host in the stream's
+/// context.
+struct StreamPeers {
+    reporter: Reporter,
+    cluster: Option<Known<ClusterInfo>>,
+    /// Index into [`ROUTES`].
+    route: usize,
+    sides: Sides,
+    authority: Option<Known<Option<Rc<str>>>>,
+    host_header_fallback: bool,
+}
+
+impl StreamPeers {
+    fn read(vm: &mut ActiveVm, sources: PeerSources) -> StreamPeers {
+        let reporter = reporter(vm);
+        let cluster = property(CLUSTER_NAME).map(|name| known_cluster(vm, &name));
+        let services = cluster.as_ref().and_then(|c| c.value.services.as_deref());
+        let route = match services {
+            Some(_) => 0,
+            None => property(ROUTE_NAME).map_or(0, |name| {
+                ROUTES
+                    .iter()
+                    .position(|r| r.map(str::as_bytes) == Some(name.as_slice()))
+                    .unwrap_or(0)
+            }),
+        };
+        let host_header_fallback = !vm.config.disable_host_header_fallback;
+        let authority = if reporter == Reporter::Source
+            && host_header_fallback
+            && services.is_none_or(|s| s.host.is_empty())
+        {
+            known_text(vm, header(MapType::HttpRequestHeaders, ":authority"), true)
+        } else {
+            None
+        };
+        let sides = read_sides(vm, reporter, sources);
+        StreamPeers {
+            reporter,
+            cluster,
+            route,
+            sides,
+            authority,
+            host_header_fallback,
+        }
+    }
+
+    /// The facts the peer labels depend on (the others at their defaults).
+    fn facts(&self) -> RequestFacts<'_> {
+        let services = self.cluster.as_ref();
+        let sides = &self.sides;
+        RequestFacts {
+            cluster_name: services.map(|c| &*c.value.name),
+            route_name: ROUTES[self.route],
+            services: services.and_then(|c| c.value.services.as_deref()),
+            downstream_peer: peer_of(&sides.downstream_peer),
+            upstream_peer: peer_of(&sides.upstream_peer),
+            downstream_peer_san: text_of(&sides.downstream_peer_san),
+            downstream_local_san: own_of(&sides.downstream_local_san),
+            upstream_peer_san: text_of(&sides.upstream_peer_san),
+            upstream_local_san: own_of(&sides.upstream_local_san),
+            authority: self.authority.as_ref().and_then(|k| k.value.as_deref()),
+            ..RequestFacts::default()
+        }
+    }
+
+    fn rules(&self) -> LabelRules {
+        LabelRules {
+            reporter: self.reporter,
+            host_header_fallback: self.host_header_fallback,
+        }
+    }
+}
+
+/// The reporter of the current stream or connection: the configured one, else from the
+/// listener direction.
+pub(super) fn reporter(vm: &ActiveVm) -> Reporter {
     let direction = int_property(LISTENER_DIRECTION).and_then(Direction::from_envoy);
-    let reporter = vm.config.reporter.unwrap_or(match direction {
+    vm.config.reporter.unwrap_or(match direction {
         Some(Direction::Inbound) => Reporter::Destination,
         _ => Reporter::Source,
-    });
-    let cluster = property(CLUSTER_NAME).map(|name| known_cluster(vm, &name));
-    let services = cluster.as_ref().and_then(|c| c.value.services.clone());
-    let route = match services {
-        Some(_) => 0,
-        None => property(ROUTE_NAME).map_or(0, |name| {
-            ROUTES
-                .iter()
-                .position(|r| r.map(str::as_bytes) == Some(name.as_slice()))
-                .unwrap_or(0)
-        }),
-    };
+    })
+}
+
+/// Whether the peers `reporter` labels with are known (the peer metadata exchange is over).
+pub(super) fn reporter_peer_known(reporter: Reporter, sides: &Sides) -> bool {
+    let (downstream, upstream) = needs(reporter);
+    (!downstream || peer_of(&sides.downstream_peer).is_some())
+        && (!upstream || peer_of(&sides.upstream_peer).is_some())
+}
+
+/// The current (open) stream's 20 peer labels, once the reporter's peer came from the metadata
+/// exchange (filter state or peer header; an endpoint's metadata does not count, as in Istio's
+/// `peerInfoRead`): `None` before. `response_started` says whether its response headers exist.
+pub(super) fn exchanged_peer_labels(
+    vm: &mut ActiveVm,
+    response_started: bool,
+) -> Option<Rc<[String]>> {
+    vm.renew_ids_if_exhausted();
+    let peers = StreamPeers::read(vm, PeerSources::open_http(response_started));
+    if !reporter_peer_known(peers.reporter, &peers.sides) {
+        return None;
+    }
+    compute(&vm.local, peers.rules(), &peers.facts(), &mut vm.scratch);
+    vm.label_caps.apply(&mut vm.scratch, &mut []);
+    Some(
+        vm.scratch
+            .peer_values()
+            .into_iter()
+            .map(String::from)
+            .collect(),
+    )
+}
+
+/// Records a finished stream. `grpc` is known when the request headers were seen; `messages`
+/// are the gRPC message counts of a gRPC stream not yet recorded, when no tick labelled it.
+fn record(vm: &mut ActiveVm, grpc: Option<bool>, messages: Option<CounterValues>) {
+    vm.renew_ids_if_exhausted();
+    let peers = StreamPeers::read(vm, PeerSources::HTTP);
     let grpc = grpc.unwrap_or_else(|| {
         let content_type = header(MapType::HttpRequestHeaders, "content-type");
         content_type.as_deref().is_some_and(is_grpc_content_type)
     });
     let grpc_status = if grpc { grpc_status() } else { None };
     let enabled = vm.config.metrics;
-    let Sides {
-        downstream_peer,
-        upstream_peer,
-        downstream_peer_san,
-        upstream_peer_san,
-        downstream_local_san,
-        upstream_local_san,
-    } = read_sides(vm, reporter, PeerSources::HTTP);
-
-    let host_header_fallback = !vm.config.disable_host_header_fallback;
-    let authority = if reporter == Reporter::Source
-        && host_header_fallback
-        && services.as_ref().is_none_or(|s| s.host.is_empty())
-    {
-        known_text(vm, header(MapType::HttpRequestHeaders, ":authority"), true)
-    } else {
-        None
-    };
-
     let duration_ns = int_property(REQUEST_DURATION).unwrap_or(0);
     let request_bytes = if enabled.request_bytes {
         int_property(REQUEST_TOTAL_SIZE).unwrap_or(0)
@@ -219,18 +319,19 @@ fn record(vm: &mut ActiveVm, grpc: Option<bool>, messages: Option<(u64, u64)>) {
     let observation = Observation::from_raw(duration_ns, request_bytes, response_bytes);
     let extra = super::dimensions::read_extra(vm);
 
+    let sides = &peers.sides;
     let key = RequestKey {
-        reporter: reporter as u8,
+        reporter: peers.reporter as u8,
         grpc,
-        route: route as u8,
-        cluster: id_of(&cluster),
-        downstream_peer: id_of(&downstream_peer),
-        upstream_peer: id_of(&upstream_peer),
-        downstream_peer_san: id_of(&downstream_peer_san),
-        downstream_local_san: id_of(&downstream_local_san),
-        upstream_peer_san: id_of(&upstream_peer_san),
-        upstream_local_san: id_of(&upstream_local_san),
-        authority: id_of(&authority),
+        route: peers.route as u8,
+        cluster: id_of(&peers.cluster),
+        downstream_peer: id_of(&sides.downstream_peer),
+        upstream_peer: id_of(&sides.upstream_peer),
+        downstream_peer_san: id_of(&sides.downstream_peer_san),
+        downstream_local_san: id_of(&sides.downstream_local_san),
+        upstream_peer_san: id_of(&sides.upstream_peer_san),
+        upstream_local_san: id_of(&sides.upstream_local_san),
+        authority: id_of(&peers.authority),
         extras: id_of(&extra),
         response_code,
         response_flags,
@@ -238,37 +339,20 @@ fn record(vm: &mut ActiveVm, grpc: Option<bool>, messages: Option<(u64, u64)>) {
     };
     super::access_log::on_request(
         vm,
-        reporter,
+        peers.reporter,
         &key,
-        &cluster,
-        &downstream_peer,
-        &upstream_peer,
+        &peers.cluster,
+        &sides.downstream_peer,
+        &sides.upstream_peer,
     );
     let generation = vm.totals.generation();
-    // A gRPC stream with messages needs its peer labels, which the shortcut skips.
-    let messages = messages.filter(|(request, response)| request + response > 0);
+    // Messages without labels need the stream's peer labels, which the shortcut skips.
     if let (Some(slot), None) = (vm.shortcuts.get(&key, generation), messages) {
         vm.totals.record_at(slot, observation);
         return;
     }
 
-    let peer_of =
-        |k: &Option<Known<Option<Rc<PeerInfo>>>>| k.as_ref().and_then(|k| k.value.clone());
-    let (downstream_peer, upstream_peer) = (peer_of(&downstream_peer), peer_of(&upstream_peer));
-    let own = |k: &Option<Known<Rc<str>>>| k.as_ref().map(|k| k.value.clone());
-    let (downstream_local_san, upstream_local_san) =
-        (own(&downstream_local_san), own(&upstream_local_san));
     let facts = RequestFacts {
-        cluster_name: cluster.as_ref().map(|c| &*c.value.name),
-        route_name: ROUTES[route],
-        services: services.as_deref(),
-        downstream_peer: downstream_peer.as_deref(),
-        upstream_peer: upstream_peer.as_deref(),
-        downstream_peer_san: text_of(&downstream_peer_san),
-        downstream_local_san: downstream_local_san.as_deref().unwrap_or_default(),
-        upstream_peer_san: text_of(&upstream_peer_san),
-        upstream_local_san: upstream_local_san.as_deref().unwrap_or_default(),
-        authority: authority.as_ref().and_then(|k| k.value.as_deref()),
         grpc,
         response_code,
         response_flags,
@@ -276,10 +360,7 @@ fn record(vm: &mut ActiveVm, grpc: Option<bool>, messages: Option<(u64, u64)>) {
         duration_ns,
         request_bytes,
         response_bytes,
-    };
-    let rules = LabelRules {
-        reporter,
-        host_header_fallback,
+        ..peers.facts()
     };
     let ActiveVm {
         local,
@@ -291,7 +372,7 @@ fn record(vm: &mut ActiveVm, grpc: Option<bool>, messages: Option<(u64, u64)>) {
         extra_scratch,
         ..
     } = vm;
-    compute(local, rules, &facts, scratch);
+    compute(local, peers.rules(), &facts, scratch);
     extra_scratch.clear();
     if let Some(extra) = &extra {
         extra_scratch.extend(extra.value.iter().cloned());
@@ -301,9 +382,8 @@ fn record(vm: &mut ActiveVm, grpc: Option<bool>, messages: Option<(u64, u64)>) {
     }
     let (recorded, slot) = totals.record(scratch, extra_scratch, observation);
     shortcuts.insert(key, slot, generation);
-    if let Some((request, response)) = messages {
+    if let Some(delta) = messages {
         let labels = scratch.peer_values();
-        let delta = [request, response, 0, 0];
         let max_series = vm.config.max_series;
         add_counters(
             counters,
@@ -327,21 +407,41 @@ fn record(vm: &mut ActiveVm, grpc: Option<bool>, messages: Option<(u64, u64)>) {
 /// Where a peer may be found besides `filter_state.<downstream|upstream>_peer`.
 #[derive(Clone, Copy)]
 pub(super) struct PeerSources {
-    /// The `x-envoy-peer-metadata` request/response headers (HTTP only).
-    pub headers: bool,
+    /// The `x-envoy-peer-metadata` request header (HTTP only).
+    pub request_header: bool,
+    /// The `x-envoy-peer-metadata` response header (HTTP only, and only once the response
+    /// headers exist: before, Envoy answers a read of them with BadArgument, which the SDK
+    /// turns into a panic).
+    pub response_header: bool,
     /// `upstream_filter_state.upstream_peer`, where the TCP metadata exchange leaves the
     /// upstream peer on the client side.
     pub upstream_filter_state: bool,
+    /// `xds.upstream_host_metadata`, the upstream endpoint's metadata, when the exchange left no
+    /// upstream peer.
+    pub endpoint: bool,
 }
 
 impl PeerSources {
+    /// A stream at its end (access-log phase, where absent maps read as not found).
     pub const HTTP: PeerSources = PeerSources {
-        headers: true,
+        request_header: true,
+        response_header: true,
         upstream_filter_state: false,
+        endpoint: true,
     };
+    /// An open stream: only what the peer metadata exchange left so far.
+    pub const fn open_http(response_started: bool) -> PeerSources {
+        PeerSources {
+            response_header: response_started,
+            endpoint: false,
+            ..PeerSources::HTTP
+        }
+    }
     pub const TCP: PeerSources = PeerSources {
-        headers: false,
+        request_header: false,
+        response_header: false,
         upstream_filter_state: true,
+        endpoint: true,
     };
 }
 
@@ -384,7 +484,7 @@ pub(super) fn read_sides(vm: &mut ActiveVm, reporter: Reporter, sources: PeerSou
             .map(|b| (PeerEncoding::Struct, b))
             .or_else(|| {
                 let header = sources
-                    .headers
+                    .request_header
                     .then(|| header(MapType::HttpRequestHeaders, PEER_HEADER))?;
                 header.map(|b| (PeerEncoding::Header, b))
             });
@@ -403,11 +503,14 @@ pub(super) fn read_sides(vm: &mut ActiveVm, reporter: Reporter, sources: PeerSou
             .map(|b| (PeerEncoding::Struct, b))
             .or_else(|| {
                 let header = sources
-                    .headers
+                    .response_header
                     .then(|| header(MapType::HttpResponseHeaders, PEER_HEADER))?;
                 header.map(|b| (PeerEncoding::Header, b))
             })
-            .or_else(|| property(UPSTREAM_HOST_METADATA).map(|b| (PeerEncoding::Endpoint, b)));
+            .or_else(|| {
+                let metadata = sources.endpoint.then(|| property(UPSTREAM_HOST_METADATA))?;
+                metadata.map(|b| (PeerEncoding::Endpoint, b))
+            });
         known_peer(vm, raw)
     } else {
         None

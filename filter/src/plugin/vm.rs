@@ -1,6 +1,6 @@
 //! The state one worker VM shares between its root context and its HTTP or connection contexts:
 //! the checked configuration, the local node identity, the cumulative totals (request series
-//! and plain counters), the connections still open and the per-request caches.
+//! and plain counters), the connections and gRPC streams still open and the per-request caches.
 //!
 //! Owns the bounded caches of host values by their raw bytes (clusters, decoded peers, SANs and
 //! authorities), each entry with an id that stands for the value in [`RequestKey`]s, and the
@@ -16,6 +16,7 @@ use std::rc::{Rc, Weak};
 
 use proxy_wasm::types::LogLevel;
 
+use super::grpc_stream::OpenGrpcStream;
 use super::host::log;
 use super::tcp::OpenConnection;
 use crate::access_log::VmAccessLog;
@@ -61,6 +62,8 @@ pub struct ActiveVm {
     pub label_caps: LabelCaps,
     /// Connections whose deltas are flushed every tick (and at their close).
     pub open_connections: Vec<Weak<RefCell<OpenConnection>>>,
+    /// gRPC streams whose message counts are flushed every tick (and at their end).
+    pub open_grpc_streams: Vec<Weak<RefCell<OpenGrpcStream>>>,
     pub scratch: LabelValues,
     pub shortcuts: Shortcuts,
     pub clusters: BytesCache<Known<ClusterInfo>>,
@@ -99,6 +102,7 @@ impl ActiveVm {
             counters,
             label_caps,
             open_connections: Vec::new(),
+            open_grpc_streams: Vec::new(),
             scratch: LabelValues::default(),
             shortcuts: Shortcuts::default(),
             clusters: BytesCache::default(),
@@ -132,6 +136,17 @@ impl ActiveVm {
         );
     }
 
+    /// Adds counter deltas to a label set held as owned values.
+    pub fn add_labelled_counters(
+        &mut self,
+        kind: CounterKind,
+        labels: &[String],
+        delta: &CounterValues,
+    ) {
+        let labels: Vec<&str> = labels.iter().map(String::as_str).collect();
+        self.add_counters(kind, &labels, delta);
+    }
+
     /// Moves the byte counts of open connections into the counters (each tick, before the
     /// totals are published) and forgets connections that ended.
     pub fn flush_open_connections(&mut self) {
@@ -142,8 +157,7 @@ impl ActiveVm {
             };
             let flushed = connection.borrow_mut().take_labelled_delta(false);
             if let Some((labels, delta)) = flushed {
-                let labels: Vec<&str> = labels.iter().map(String::as_str).collect();
-                self.add_counters(CounterKind::Tcp, &labels, &delta);
+                self.add_labelled_counters(CounterKind::Tcp, &labels, &delta);
             }
             self.open_connections.push(weak);
         }
