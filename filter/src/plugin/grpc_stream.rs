@@ -21,7 +21,7 @@ use proxy_wasm::types::BufferType;
 
 use super::host::property;
 use super::http::{exchanged_peer_labels, GRPC_STATS};
-use super::vm::ActiveVm;
+use super::vm::{register_open, ActiveVm};
 use crate::counters::{CounterKind, CounterValues};
 use crate::grpc::{parse_grpc_stats, FrameCounter, MessageTally};
 
@@ -50,7 +50,7 @@ impl OpenGrpcStream {
             response_started: false,
             ended: false,
         }));
-        vm.open_grpc_streams.push(Rc::downgrade(&stream));
+        register_open(&mut vm.open_grpc_streams, &stream);
         stream
     }
 

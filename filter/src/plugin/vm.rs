@@ -181,6 +181,21 @@ impl ActiveVm {
     }
 }
 
+/// Adds `item` to a list of weakly held open items (visited by each tick, which forgets the
+/// ended ones). When the list is full it first drops the items that ended since, so a high rate
+/// of short items between two ticks holds memory in proportion to the items open, not to those
+/// seen; the list at least doubles when that frees less than half, keeping a push O(1)
+/// amortized.
+pub fn register_open<T>(list: &mut Vec<Weak<T>>, item: &Rc<T>) {
+    if list.len() == list.capacity() {
+        list.retain(|weak| weak.strong_count() > 0);
+        if list.len() * 2 > list.capacity() {
+            list.reserve(list.len().max(1));
+        }
+    }
+    list.push(Rc::downgrade(item));
+}
+
 /// Adds counter deltas to a label set, logging once when the overflow set starts filling.
 pub fn add_counters(
     counters: &mut CounterTotals,
@@ -247,6 +262,35 @@ impl<V> BytesCache<V> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn open_lists_forget_ended_items_when_full_and_stay_amortized() {
+        let mut list: Vec<Weak<u32>> = Vec::new();
+        let mut open = Vec::new();
+        for i in 0..10_000u32 {
+            let item = Rc::new(i);
+            register_open(&mut list, &item);
+            if i % 100 == 0 {
+                open.push(item);
+            }
+        }
+        assert_eq!(open.len(), 100);
+        assert!(list.len() <= 4 * open.len(), "{} entries", list.len());
+        let live = list.iter().filter(|w| w.strong_count() > 0).count();
+        assert_eq!(live, open.len(), "every open item is still listed");
+
+        // All open: the list grows by doubling, never scanning on every push.
+        let mut all: Vec<Weak<u32>> = Vec::new();
+        let kept: Vec<Rc<u32>> = (0..1_000).map(Rc::new).collect();
+        let mut growths = 0;
+        for item in &kept {
+            let capacity = all.capacity();
+            register_open(&mut all, item);
+            growths += usize::from(all.capacity() != capacity);
+        }
+        assert_eq!(all.len(), kept.len());
+        assert!(growths <= 12, "{growths} growths");
+    }
 
     #[test]
     fn bytes_cache_finds_by_content_and_stays_bounded() {
