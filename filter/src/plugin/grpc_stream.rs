@@ -20,7 +20,8 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::types::BufferType;
 
 use super::host::property;
-use super::http::{exchanged_peer_labels, GRPC_STATS};
+use super::http::GRPC_STATS;
+use super::peers::exchanged_peer_labels;
 use super::vm::{register_open, ActiveVm};
 use crate::counters::{CounterKind, CounterValues};
 use crate::grpc::{parse_grpc_stats, FrameCounter, MessageTally};

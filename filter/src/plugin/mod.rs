@@ -1,7 +1,7 @@
 //! The proxy-wasm glue: the only code that talks to the host through the proxy-wasm SDK.
 //!
 //! [`root`] handles configuration, the report tick and the report call; [`http`] records each
-//! finished stream; [`grpc_stream`] flushes the message counts of open gRPC streams at each
+//! finished stream, reading who it is between through [`peers`]; [`grpc_stream`] flushes the message counts of open gRPC streams at each
 //! tick; [`tcp`] each connection; [`host`] wraps host calls so none can trap; [`vm`]
 //! is the state one worker VM shares between them; `alloc` (wasm32 only) is the VM's small-block
 //! allocator; [`access_log`] moves filter-shipped access-log records from requests to the report;
@@ -16,6 +16,7 @@ pub mod dimensions;
 pub mod grpc_stream;
 pub mod host;
 pub mod http;
+pub mod peers;
 pub mod root;
 pub mod tcp;
 pub mod vm;

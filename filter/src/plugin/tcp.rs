@@ -19,9 +19,9 @@ use proxy_wasm::traits::{Context, StreamContext};
 use proxy_wasm::types::{Action, BufferType};
 
 use super::host::{int_property, property};
-use super::http::{
+use super::http::RESPONSE_FLAGS;
+use super::peers::{
     known_cluster, read_sides, reporter, reporter_peer_known, PeerSources, Sides, CLUSTER_NAME,
-    RESPONSE_FLAGS,
 };
 use super::vm::{ActiveVm, Known};
 use crate::counters::{CounterKind, CounterValues};
