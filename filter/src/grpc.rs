@@ -5,7 +5,11 @@
 //! that filter runs with `emit_filter_state` (its textual form `"<request>,<response>"`, or its
 //! `FilterObject` protobuf), otherwise our own count of gRPC length-prefixed frames in the body
 //! chunks. Counting needs only the 5-byte prefix of each message, so the glue reads at most 5
-//! bytes per message whatever the message sizes. Pure logic: the glue supplies the bytes.
+//! bytes per message whatever the message sizes. A long stream's counts are handed out as deltas
+//! at every report interval and at its end ([`MessageTally`]). Pure logic: the glue supplies the
+//! bytes and the counts.
+
+use crate::counters::CounterValues;
 
 /// Bytes of a gRPC frame prefix: a compressed flag and a 4-byte big-endian length.
 pub const PREFIX_LEN: usize = 5;
@@ -58,6 +62,35 @@ impl FrameCounter {
     /// Messages whose prefix was seen.
     pub fn messages(&self) -> u64 {
         self.messages
+    }
+}
+
+/// What one stream's message counts have already handed out, so every report interval and the
+/// stream's end hand out only what is new: the deltas add up to the largest count seen, and a
+/// count read lower than before (a source that lags) hands out nothing and takes nothing back.
+#[derive(Debug, Default, Clone)]
+pub struct MessageTally {
+    handed_out: [u64; 2],
+}
+
+impl MessageTally {
+    /// The `(request, response)` counts new since the last call, as the gRPC message counter
+    /// values `[request, response, 0, 0]`; `None` when nothing is new.
+    pub fn take_delta(&mut self, (request, response): (u64, u64)) -> Option<CounterValues> {
+        let [request_before, response_before] = self.handed_out;
+        let delta = [
+            request.saturating_sub(request_before),
+            response.saturating_sub(response_before),
+            0,
+            0,
+        ];
+        self.handed_out = [request.max(request_before), response.max(response_before)];
+        (delta != [0; 4]).then_some(delta)
+    }
+
+    /// Whether `counts` hold anything not yet handed out.
+    pub fn has_news(&self, (request, response): (u64, u64)) -> bool {
+        request > self.handed_out[0] || response > self.handed_out[1]
     }
 }
 
@@ -143,6 +176,44 @@ mod tests {
             (offset == 0).then(|| body[offset..offset + size].to_vec())
         });
         assert_eq!(c.messages(), 1);
+    }
+
+    #[cfg_attr(not(target_arch = "wasm32"), test)]
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+    fn a_tally_hands_out_each_message_once() {
+        let mut tally = MessageTally::default();
+        assert!(!tally.has_news((0, 0)));
+        assert_eq!(tally.take_delta((0, 0)), None, "nothing yet");
+        assert!(tally.has_news((3, 0)));
+        assert_eq!(tally.take_delta((3, 0)), Some([3, 0, 0, 0]));
+        assert_eq!(tally.take_delta((3, 0)), None, "nothing new between ticks");
+        assert!(!tally.has_news((3, 0)));
+        assert_eq!(tally.take_delta((5, 7)), Some([2, 7, 0, 0]));
+        assert_eq!(tally.take_delta((9, 7)), Some([4, 0, 0, 0]));
+    }
+
+    #[cfg_attr(not(target_arch = "wasm32"), test)]
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+    fn a_tally_never_goes_backwards_nor_counts_twice() {
+        let mut tally = MessageTally::default();
+        let reads = [(4, 1), (2, 1), (4, 3), (6, 2), (6, 5)];
+        let mut sums = [0u64; 2];
+        for counts in reads {
+            let news = tally.has_news(counts);
+            let delta = tally.take_delta(counts);
+            assert_eq!(news, delta.is_some(), "{counts:?}");
+            if let Some([request, response, rest @ ..]) = delta {
+                assert_eq!(rest, [0, 0]);
+                sums[0] += request;
+                sums[1] += response;
+            }
+        }
+        assert_eq!(sums, [6, 5], "the deltas add up to the largest counts read");
+        assert_eq!(
+            tally.take_delta((1, 1)),
+            None,
+            "a lower read takes nothing back"
+        );
     }
 
     #[cfg_attr(not(target_arch = "wasm32"), test)]

@@ -1,7 +1,8 @@
 //! The proxy-wasm glue: the only code that talks to the host through the proxy-wasm SDK.
 //!
 //! [`root`] handles configuration, the report tick and the report call; [`http`] records each
-//! finished stream; [`tcp`] each connection; [`host`] wraps host calls so none can trap; [`vm`]
+//! finished stream, reading who it is between through [`peers`]; [`grpc_stream`] flushes the message counts of open gRPC streams at each
+//! tick; [`tcp`] each connection; [`host`] wraps host calls so none can trap; [`vm`]
 //! is the state one worker VM shares between them; `alloc` (wasm32 only) is the VM's small-block
 //! allocator; [`access_log`] moves filter-shipped access-log records from requests to the report;
 //! [`dimensions`] reads a request's extra dimension values.
@@ -12,8 +13,10 @@ pub mod access_log;
 #[cfg(target_arch = "wasm32")]
 pub mod alloc;
 pub mod dimensions;
+pub mod grpc_stream;
 pub mod host;
 pub mod http;
+pub mod peers;
 pub mod root;
 pub mod tcp;
 pub mod vm;
@@ -21,7 +24,7 @@ pub mod vm;
 proxy_wasm::main! {{
     // Also installs the SDK's panic hook, which logs a panic before the VM traps.
     proxy_wasm::set_log_level(proxy_wasm::types::LogLevel::Info);
-    proxy_wasm::set_root_context(|_| -> Box<dyn proxy_wasm::traits::RootContext> {
-        Box::new(root::MeshtapRoot::default())
+    proxy_wasm::set_root_context(|context_id| -> Box<dyn proxy_wasm::traits::RootContext> {
+        Box::new(root::MeshtapRoot::new(context_id))
     });
 }}

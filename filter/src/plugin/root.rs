@@ -4,8 +4,9 @@
 //! traffic untouched), reads the node metadata and sets a first tick 1 s later; nothing
 //! network-related happens there. Each tick the VM publishes its totals to shared data and, if
 //! it holds the lease ([`crate::coordinate`]), builds and dispatches the proxy's report (at most
-//! one in flight per VM). Before publishing, the VM applies the leader's latest idle-series
-//! eviction to its totals; the leader tracks idle sets and decides the next eviction
+//! one in flight per VM). Before publishing, the VM moves the new counts of its open TCP
+//! connections and gRPC streams ([`super::grpc_stream`]) into its totals and applies the leader's
+//! latest idle-series eviction to them; the leader tracks idle sets and decides the next eviction
 //! ([`crate::evict`]). `on_done` publishes a last snapshot. The same root serves an `HTTP` or
 //! a `NETWORK` WasmPlugin (`pluginConfig.type`): it hands out request or connection contexts,
 //! and coordinates and reports on that type's own channel. It must not record requests or
@@ -20,6 +21,7 @@ use proxy_wasm::traits::{Context, HttpContext, RootContext, StreamContext};
 use proxy_wasm::types::{BufferType, ContextType, LogLevel, MapType};
 
 use super::access_log::{self, LogsInFlight};
+use super::grpc_stream;
 use super::host::{log, now_ms, string_property_at, HostStore};
 use super::http::RequestRecorder;
 use super::tcp::ConnectionRecorder;
@@ -40,6 +42,7 @@ const FAILURE_LOG_EVERY_MS: i64 = 60_000;
 /// One VM's root context.
 #[derive(Default)]
 pub struct MeshtapRoot {
+    context_id: u32,
     plugin_type: PluginType,
     vm: Option<Rc<RefCell<ActiveVm>>>,
     uid: Option<u64>,
@@ -95,6 +98,7 @@ impl Context for MeshtapRoot {
         if let (Some(vm), Some(uid)) = (&self.vm, self.uid) {
             let mut vm = vm.borrow_mut();
             vm.flush_open_connections();
+            grpc_stream::flush_open_streams(&mut vm, self.context_id);
             let totals = TotalsPb::from_vm(&vm.totals, &vm.counters, vm.label_caps.capped());
             let applied = self.eviction.applied_epoch;
             coordinate::publish(&self.store(), uid, now_ms(), totals, applied);
@@ -137,6 +141,7 @@ impl RootContext for MeshtapRoot {
             return;
         };
         vm.borrow_mut().flush_open_connections();
+        grpc_stream::flush_open_streams(&mut vm.borrow_mut(), self.context_id);
         access_log::flush(&mut vm.borrow_mut());
         let store = self.store();
         if let Some(eviction) = self.eviction.refresh(&store) {
@@ -297,9 +302,9 @@ impl RootContext for MeshtapRoot {
         }
     }
 
-    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+    fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
         Some(match &self.vm {
-            Some(vm) => Box::new(RequestRecorder::new(vm.clone())),
+            Some(vm) => Box::new(RequestRecorder::new(vm.clone(), context_id)),
             None => Box::new(Passthrough),
         })
     }
@@ -320,6 +325,14 @@ impl RootContext for MeshtapRoot {
 }
 
 impl MeshtapRoot {
+    /// The root context `context_id`, not configured yet.
+    pub fn new(context_id: u32) -> Self {
+        MeshtapRoot {
+            context_id,
+            ..MeshtapRoot::default()
+        }
+    }
+
     /// Shared data under this plugin type's own keys.
     fn store(&self) -> HostStore {
         match self.plugin_type {

@@ -19,16 +19,16 @@ use proxy_wasm::traits::{Context, StreamContext};
 use proxy_wasm::types::{Action, BufferType};
 
 use super::host::{int_property, property};
-use super::http::{
-    known_cluster, read_sides, PeerSources, Sides, CLUSTER_NAME, LISTENER_DIRECTION, RESPONSE_FLAGS,
+use super::http::RESPONSE_FLAGS;
+use super::peers::{
+    known_cluster, read_sides, reporter, reporter_peer_known, PeerSources, Sides, CLUSTER_NAME,
 };
 use super::vm::{ActiveVm, Known};
 use crate::counters::{CounterKind, CounterValues};
-use crate::facts::{Direction, RequestFacts};
+use crate::facts::RequestFacts;
 use crate::labels::{compute, LabelRules};
 use crate::peer::PeerInfo;
 use crate::tcp::{TcpFlow, Traffic, SNIFF_BYTES};
-use meshtap_report::schema::Reporter;
 
 /// A connection's counters and, once known, its TCP label values.
 #[derive(Default)]
@@ -128,10 +128,9 @@ impl StreamContext for ConnectionRecorder {
         self.label(LabelWhen::Closing);
         let flushed = self.connection.borrow_mut().take_labelled_delta(true);
         if let Some((labels, delta)) = flushed {
-            let labels: Vec<&str> = labels.iter().map(String::as_str).collect();
             self.vm
                 .borrow_mut()
-                .add_counters(CounterKind::Tcp, &labels, &delta);
+                .add_labelled_counters(CounterKind::Tcp, &labels, &delta);
         }
     }
 }
@@ -139,11 +138,7 @@ impl StreamContext for ConnectionRecorder {
 /// The connection's 23 TCP label values, or `None` while the reporter's peer is unknown and
 /// `when` is [`LabelWhen::PeerKnown`].
 fn connection_labels(vm: &mut ActiveVm, when: LabelWhen) -> Option<Rc<[String]>> {
-    let direction = int_property(LISTENER_DIRECTION).and_then(Direction::from_envoy);
-    let reporter = vm.config.reporter.unwrap_or(match direction {
-        Some(Direction::Inbound) => Reporter::Destination,
-        _ => Reporter::Source,
-    });
+    let reporter = reporter(vm);
     let sides: Sides = read_sides(vm, reporter, PeerSources::TCP);
     let peer_of =
         |k: &Option<Known<Option<Rc<PeerInfo>>>>| k.as_ref().and_then(|k| k.value.clone());
@@ -151,12 +146,7 @@ fn connection_labels(vm: &mut ActiveVm, when: LabelWhen) -> Option<Rc<[String]>>
         peer_of(&sides.downstream_peer),
         peer_of(&sides.upstream_peer),
     );
-    let peer_known = match reporter {
-        Reporter::Source => upstream_peer.is_some(),
-        Reporter::Destination => downstream_peer.is_some(),
-        Reporter::Waypoint => upstream_peer.is_some() && downstream_peer.is_some(),
-    };
-    if when == LabelWhen::PeerKnown && !peer_known {
+    if when == LabelWhen::PeerKnown && !reporter_peer_known(reporter, &sides) {
         return None;
     }
     let cluster = property(CLUSTER_NAME).map(|name| known_cluster(vm, &name));

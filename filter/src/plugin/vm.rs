@@ -1,6 +1,6 @@
 //! The state one worker VM shares between its root context and its HTTP or connection contexts:
 //! the checked configuration, the local node identity, the cumulative totals (request series
-//! and plain counters), the connections still open and the per-request caches.
+//! and plain counters), the connections and gRPC streams still open and the per-request caches.
 //!
 //! Owns the bounded caches of host values by their raw bytes (clusters, decoded peers, SANs and
 //! authorities), each entry with an id that stands for the value in [`RequestKey`]s, and the
@@ -16,6 +16,7 @@ use std::rc::{Rc, Weak};
 
 use proxy_wasm::types::LogLevel;
 
+use super::grpc_stream::OpenGrpcStream;
 use super::host::log;
 use super::tcp::OpenConnection;
 use crate::access_log::VmAccessLog;
@@ -61,6 +62,8 @@ pub struct ActiveVm {
     pub label_caps: LabelCaps,
     /// Connections whose deltas are flushed every tick (and at their close).
     pub open_connections: Vec<Weak<RefCell<OpenConnection>>>,
+    /// gRPC streams whose message counts are flushed every tick (and at their end).
+    pub open_grpc_streams: Vec<Weak<RefCell<OpenGrpcStream>>>,
     pub scratch: LabelValues,
     pub shortcuts: Shortcuts,
     pub clusters: BytesCache<Known<ClusterInfo>>,
@@ -99,6 +102,7 @@ impl ActiveVm {
             counters,
             label_caps,
             open_connections: Vec::new(),
+            open_grpc_streams: Vec::new(),
             scratch: LabelValues::default(),
             shortcuts: Shortcuts::default(),
             clusters: BytesCache::default(),
@@ -132,6 +136,17 @@ impl ActiveVm {
         );
     }
 
+    /// Adds counter deltas to a label set held as owned values.
+    pub fn add_labelled_counters(
+        &mut self,
+        kind: CounterKind,
+        labels: &[String],
+        delta: &CounterValues,
+    ) {
+        let labels: Vec<&str> = labels.iter().map(String::as_str).collect();
+        self.add_counters(kind, &labels, delta);
+    }
+
     /// Moves the byte counts of open connections into the counters (each tick, before the
     /// totals are published) and forgets connections that ended.
     pub fn flush_open_connections(&mut self) {
@@ -142,8 +157,7 @@ impl ActiveVm {
             };
             let flushed = connection.borrow_mut().take_labelled_delta(false);
             if let Some((labels, delta)) = flushed {
-                let labels: Vec<&str> = labels.iter().map(String::as_str).collect();
-                self.add_counters(CounterKind::Tcp, &labels, &delta);
+                self.add_labelled_counters(CounterKind::Tcp, &labels, &delta);
             }
             self.open_connections.push(weak);
         }
@@ -165,6 +179,21 @@ impl ActiveVm {
         self.shortcuts.forget(self.totals.generation());
         self.next_id = 1;
     }
+}
+
+/// Adds `item` to a list of weakly held open items (visited by each tick, which forgets the
+/// ended ones). When the list is full it first drops the items that ended since, so a high rate
+/// of short items between two ticks holds memory in proportion to the items open, not to those
+/// seen; the list at least doubles when that frees less than half, keeping a push O(1)
+/// amortized.
+pub fn register_open<T>(list: &mut Vec<Weak<T>>, item: &Rc<T>) {
+    if list.len() == list.capacity() {
+        list.retain(|weak| weak.strong_count() > 0);
+        if list.len() * 2 > list.capacity() {
+            list.reserve(list.len().max(1));
+        }
+    }
+    list.push(Rc::downgrade(item));
 }
 
 /// Adds counter deltas to a label set, logging once when the overflow set starts filling.
@@ -233,6 +262,35 @@ impl<V> BytesCache<V> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn open_lists_forget_ended_items_when_full_and_stay_amortized() {
+        let mut list: Vec<Weak<u32>> = Vec::new();
+        let mut open = Vec::new();
+        for i in 0..10_000u32 {
+            let item = Rc::new(i);
+            register_open(&mut list, &item);
+            if i % 100 == 0 {
+                open.push(item);
+            }
+        }
+        assert_eq!(open.len(), 100);
+        assert!(list.len() <= 4 * open.len(), "{} entries", list.len());
+        let live = list.iter().filter(|w| w.strong_count() > 0).count();
+        assert_eq!(live, open.len(), "every open item is still listed");
+
+        // All open: the list grows by doubling, never scanning on every push.
+        let mut all: Vec<Weak<u32>> = Vec::new();
+        let kept: Vec<Rc<u32>> = (0..1_000).map(Rc::new).collect();
+        let mut growths = 0;
+        for item in &kept {
+            let capacity = all.capacity();
+            register_open(&mut all, item);
+            growths += usize::from(all.capacity() != capacity);
+        }
+        assert_eq!(all.len(), kept.len());
+        assert!(growths <= 12, "{growths} growths");
+    }
 
     #[test]
     fn bytes_cache_finds_by_content_and_stays_bounded() {

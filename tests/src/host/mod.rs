@@ -22,6 +22,7 @@ pub mod proxy;
 pub mod shared;
 pub mod stream;
 pub mod vm;
+mod vm_http;
 pub mod vm_state;
 mod vm_tcp;
 mod wasi;
@@ -38,7 +39,7 @@ pub use plugins::{PluginSpec, Traffic};
 pub use properties::{Phase, Properties, PropertyValue};
 pub use proxy::{NodeInfo, Proxy, ProxyConfig};
 pub use shared::{DispatchedCall, LogEntry, MetricValue};
-pub use stream::{HttpExchange, ResponseSpec, StreamOutcome};
+pub use stream::{HttpExchange, HttpHandle, HttpStep, ResponseSpec, StreamOutcome};
 pub use vm::{VmStatus, WorkerVm};
 
 /// Failures of the host itself (not of the guest, whose traps are recorded on its VM).
@@ -59,10 +60,12 @@ pub enum HostError {
     #[error("the proxy has no worker {0}")]
     NoSuchWorker(usize),
     #[error(
-        "worker {worker} has {open} open TCP connection(s); close them before replacing its VM"
+        "worker {worker} has {open} open TCP connection(s) or HTTP stream(s); close them before replacing its VM"
     )]
     OpenConnections { worker: usize, open: usize },
-    #[error("the TCP connection (context {context}) belongs to a VM that was replaced")]
+    #[error(
+        "the TCP connection or HTTP stream (context {context}) belongs to a VM that was replaced"
+    )]
     StaleConnection { context: u32 },
 }
 

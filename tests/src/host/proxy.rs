@@ -1,6 +1,6 @@
 //! One proxy (one Envoy process, one pod's sidecar): several worker VMs of one module (each
 //! running every configured plugin as its own root context), the state they share, node
-//! properties, the cluster table, open TCP connections, and the scheduling of ticks and call
+//! properties, the cluster table, open TCP connections and HTTP streams, and the scheduling of ticks and call
 //! completions onto each VM's "thread".
 //!
 //! Single-threaded by design: the embedding code drives the proxy (streams, `advance`, `pump`),
@@ -25,7 +25,7 @@ use super::module::FilterModule;
 use super::plugins::{PluginSpec, RootState, Traffic};
 use super::properties::{Phase, Properties, PropertyValue};
 use super::shared::{DispatchedCall, LogEntry, ProxyShared};
-use super::stream::{HttpExchange, StreamOutcome};
+use super::stream::{HttpExchange, HttpHandle, HttpStep, StreamOutcome};
 use super::vm::{VmStatus, WorkerVm};
 use super::vm_state::{CallCompletion, VmState};
 use super::HostError;
@@ -209,6 +209,50 @@ impl Proxy {
         outcome
     }
 
+    /// Opens an HTTP stream on `worker` with `exchange`'s request headers and properties
+    /// (`on_context_create`, `on_request_headers` with `end_of_stream`); it stays open across
+    /// ticks and time, taking [`HttpStep`]s, until [`Proxy::close_http`].
+    pub fn open_http(
+        &mut self,
+        worker: usize,
+        exchange: &HttpExchange,
+        end_of_stream: bool,
+    ) -> Result<(HttpHandle, StreamOutcome), HostError> {
+        let vm = self
+            .vms
+            .get_mut(worker)
+            .ok_or(HostError::NoSuchWorker(worker))?;
+        let (context, outcome) = vm.open_http_stream(exchange, end_of_stream);
+        self.pump();
+        let handle = HttpHandle {
+            worker,
+            // A bypassed stream gets no context; later steps report it bypassed too.
+            context: context.unwrap_or(0),
+            generation: self.generations[worker],
+        };
+        Ok((handle, outcome))
+    }
+
+    /// Delivers one step of an open HTTP stream.
+    pub fn http_step(
+        &mut self,
+        handle: &HttpHandle,
+        step: HttpStep<'_>,
+    ) -> Result<StreamOutcome, HostError> {
+        self.check_generation(handle.worker, handle.generation, handle.context)?;
+        let outcome = self.vms[handle.worker].http_stream_step(handle.context, step);
+        self.pump();
+        Ok(outcome)
+    }
+
+    /// Ends an open HTTP stream (done, log, delete).
+    pub fn close_http(&mut self, handle: HttpHandle) -> Result<StreamOutcome, HostError> {
+        self.check_generation(handle.worker, handle.generation, handle.context)?;
+        let outcome = self.vms[handle.worker].close_http_stream(handle.context);
+        self.pump();
+        Ok(outcome)
+    }
+
     /// Opens a TCP connection on `worker`'s network filter (`on_context_create`,
     /// `on_new_connection`); it stays open across ticks and time until [`Proxy::close_tcp`].
     pub fn open_tcp(
@@ -277,13 +321,19 @@ impl Proxy {
     }
 
     fn check_handle(&self, handle: &TcpHandle) -> Result<(), HostError> {
-        match self.generations.get(handle.worker) {
-            None => Err(HostError::NoSuchWorker(handle.worker)),
-            Some(generation) if *generation != handle.generation => {
-                Err(HostError::StaleConnection {
-                    context: handle.context,
-                })
-            }
+        self.check_generation(handle.worker, handle.generation, handle.context)
+    }
+
+    /// Whether a handle's VM is still the one in its worker slot.
+    fn check_generation(
+        &self,
+        worker: usize,
+        generation: u64,
+        context: u32,
+    ) -> Result<(), HostError> {
+        match self.generations.get(worker) {
+            None => Err(HostError::NoSuchWorker(worker)),
+            Some(current) if *current != generation => Err(HostError::StaleConnection { context }),
             Some(_) => Ok(()),
         }
     }
@@ -367,12 +417,13 @@ impl Proxy {
     /// Replaces the VM of `worker` as Envoy does on a reload: `proxy_on_done` on its root
     /// contexts (waiting, at most `limit`, for `proxy_done` from those that ask for time),
     /// delete, drop, and start a new VM in the slot. Shared data and metrics survive. Refused
-    /// while the VM has open TCP connections (Envoy would keep the old VM for them).
+    /// while the VM has open TCP connections or HTTP streams (Envoy would keep the old VM for
+    /// them).
     pub fn replace_vm(&mut self, worker: usize, limit: Duration) -> Result<(), HostError> {
         if worker >= self.vms.len() {
             return Err(HostError::NoSuchWorker(worker));
         }
-        let open = self.vms[worker].open_connections();
+        let open = self.vms[worker].open_connections() + self.vms[worker].open_streams();
         if open > 0 {
             return Err(HostError::OpenConnections { worker, open });
         }

@@ -1,7 +1,7 @@
 //! What an HTTP stream looks like to the host: the request and response the proxy saw (bodies
 //! as byte chunks) and the properties Envoy would expose for it, plus what the filter did.
 //!
-//! A description only; running it through a VM is `vm.rs`'s job.
+//! A description only; running it through a VM is `vm_http.rs`'s job.
 
 use super::properties::Properties;
 
@@ -30,6 +30,58 @@ pub struct HttpExchange {
     /// Envoy's grpc_stats filter with `emit_filter_state` runs on this stream: the property
     /// `filter_state.envoy.filters.http.grpc_stats` follows the gRPC messages of the bodies.
     pub grpc_stats_filter: bool,
+}
+
+/// An open HTTP stream in one worker VM, returned by `Proxy::open_http`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HttpHandle {
+    pub worker: usize,
+    pub context: u32,
+    /// The VM generation it was opened in (a replaced VM no longer knows the context).
+    pub generation: u64,
+}
+
+/// One step of an open stream after its request headers, named after the callback it causes.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum HttpStep<'a> {
+    /// A request body chunk and whether it ends the request.
+    RequestBody(&'a [u8], bool),
+    RequestTrailers(&'a [(String, String)]),
+    /// Response headers (lower-case names, `:status` included) and whether they end the
+    /// response.
+    ResponseHeaders(&'a [(String, String)], bool),
+    /// A response body chunk and whether it ends the response.
+    ResponseBody(&'a [u8], bool),
+    ResponseTrailers(&'a [(String, String)]),
+}
+
+impl HttpExchange {
+    /// The steps of the whole exchange after its request headers, in Envoy's order: the last
+    /// body chunk ends its direction unless trailers follow.
+    pub fn steps(&self) -> Vec<HttpStep<'_>> {
+        let mut steps = Vec::new();
+        let trailers = self.request_trailers.is_some();
+        for (i, chunk) in self.request_body.iter().enumerate() {
+            let last = i + 1 == self.request_body.len();
+            steps.push(HttpStep::RequestBody(chunk, last && !trailers));
+        }
+        if let Some(trailers) = &self.request_trailers {
+            steps.push(HttpStep::RequestTrailers(trailers));
+        }
+        if let Some(response) = &self.response {
+            let trailers = response.trailers.is_some();
+            let headers_end = response.body.is_empty() && !trailers;
+            steps.push(HttpStep::ResponseHeaders(&response.headers, headers_end));
+            for (i, chunk) in response.body.iter().enumerate() {
+                let last = i + 1 == response.body.len();
+                steps.push(HttpStep::ResponseBody(chunk, last && !trailers));
+            }
+            if let Some(trailers) = &response.trailers {
+                steps.push(HttpStep::ResponseTrailers(trailers));
+            }
+        }
+        steps
+    }
 }
 
 /// What happened to a stream in one VM.

@@ -1,7 +1,7 @@
 //! One worker VM: a wasmtime `Store` + `Instance` of the shared module, started as Envoy starts
 //! a worker (`_initialize`, then per plugin: root context, `on_vm_start`, `on_configure`), then
 //! driven through HTTP streams, ticks, queue notifications and call completions in Envoy's
-//! callback order. TCP connections are in `vm_tcp.rs`.
+//! callback order. HTTP streams are in `vm_http.rs`, TCP connections in `vm_tcp.rs`.
 //!
 //! A trap marks the VM dead (later traffic bypasses it, as with `fail_open`); it never panics
 //! the host. Scheduling across VMs is the proxy's job.
@@ -9,14 +9,11 @@
 use wasmtime::{Instance, Store, WasmParams, WasmResults};
 
 use super::abi::LogLevel;
-use super::grpc_frames::GrpcStats;
 use super::http_client::HttpResponse;
 use super::imports_core::log_line;
 use super::module::FilterModule;
 use super::plugins::Traffic;
-use super::properties::{path_key, Phase};
-use super::stream::{to_pairs, HttpExchange, StreamOutcome};
-use super::vm_state::{CallCompletion, CallResponseView, StreamState, VmState};
+use super::vm_state::{CallCompletion, CallResponseView, VmState};
 use super::HostError;
 
 /// Whether a VM runs the filter.
@@ -235,137 +232,6 @@ impl WorkerVm {
         log_line(state, worker, LogLevel::Error, message.clone());
         self.trap_frames = frames.unwrap_or_default();
         self.trapped = Some(message);
-    }
-
-    /// Runs one HTTP stream on the HTTP root in Envoy's order: create → request headers →
-    /// each request body chunk → trailers → response headers → each response body chunk →
-    /// trailers → done → log → delete. Each body callback sees its own chunk.
-    pub fn run_http_stream(&mut self, exchange: &HttpExchange) -> StreamOutcome {
-        let mut outcome = StreamOutcome::default();
-        let Some(root) = self.root_for(Traffic::Http) else {
-            outcome.bypassed = true;
-            return outcome;
-        };
-        let ctx = self.allocate_context();
-        let grpc = |headers: &[(String, String)]| {
-            headers.iter().any(|(k, v)| {
-                k.eq_ignore_ascii_case("content-type") && v.starts_with("application/grpc")
-            })
-        };
-        let mut stream = StreamState {
-            root,
-            phase: Some(Phase::Request),
-            request_headers: to_pairs(&exchange.request_headers),
-            properties: exchange.properties.clone(),
-            grpc_stats: exchange.grpc_stats_filter.then(GrpcStats::default),
-            ..StreamState::default()
-        };
-        // Envoy's `request.time`: the stream's first byte, on the host clock unless given.
-        let request_time = ["request", "time"];
-        if stream
-            .properties
-            .lookup(&path_key(&request_time), Phase::Log)
-            .is_none()
-        {
-            let now = self.store.data().clock.now_nanos() as i64;
-            stream
-                .properties
-                .set_int(&request_time, now, Phase::Request);
-        }
-        self.store.data_mut().streams.insert(ctx, stream);
-        let id = ctx as i32;
-        self.call::<(i32, i32), ()>("proxy_on_context_create", ctx, (id, root as i32));
-
-        let has_trailers = exchange.request_trailers.is_some();
-        let headers_len = exchange.request_headers.len() as i32;
-        let eos = i32::from(exchange.request_body.is_empty() && !has_trailers);
-        self.action(
-            &mut outcome,
-            "proxy_on_request_headers",
-            ctx,
-            (id, headers_len, eos),
-        );
-        let grpc_request = grpc(&exchange.request_headers);
-        for (i, chunk) in exchange.request_body.iter().enumerate() {
-            let last = i + 1 == exchange.request_body.len();
-            self.with_stream(ctx, |s| s.request_body = chunk.clone());
-            let args = (id, chunk.len() as i32, i32::from(last && !has_trailers));
-            self.action(&mut outcome, "proxy_on_request_body", ctx, args);
-            // grpc_stats sits after the Wasm filter on the request path.
-            self.with_stream(ctx, |s| {
-                s.request_body.clear();
-                if let Some(stats) = s.grpc_stats.as_mut().filter(|_| grpc_request) {
-                    stats.inspect_request(chunk);
-                }
-            });
-        }
-        if let Some(trailers) = &exchange.request_trailers {
-            self.with_stream(ctx, |s| s.request_trailers = Some(to_pairs(trailers)));
-            let n = trailers.len() as i32;
-            if self.call::<(i32, i32), i32>("proxy_on_request_trailers", ctx, (id, n)) == Some(1) {
-                outcome.paused_in.push("proxy_on_request_trailers");
-            }
-        }
-        if let Some(response) = &exchange.response {
-            let has_trailers = response.trailers.is_some();
-            self.with_stream(ctx, |s| {
-                s.phase = Some(Phase::Response);
-                s.response_headers = Some(to_pairs(&response.headers));
-            });
-            let eos = i32::from(response.body.is_empty() && !has_trailers);
-            let n = response.headers.len() as i32;
-            self.action(&mut outcome, "proxy_on_response_headers", ctx, (id, n, eos));
-            let grpc_response = grpc(&response.headers) && eos == 0;
-            for (i, chunk) in response.body.iter().enumerate() {
-                let last = i + 1 == response.body.len();
-                // grpc_stats runs before the Wasm filter on the response path.
-                self.with_stream(ctx, |s| {
-                    s.response_body = chunk.clone();
-                    if let Some(stats) = s.grpc_stats.as_mut().filter(|_| grpc_response) {
-                        stats.inspect_response(chunk);
-                    }
-                });
-                let args = (id, chunk.len() as i32, i32::from(last && !has_trailers));
-                self.action(&mut outcome, "proxy_on_response_body", ctx, args);
-                self.with_stream(ctx, |s| s.response_body.clear());
-            }
-            if let Some(trailers) = &response.trailers {
-                self.with_stream(ctx, |s| s.response_trailers = Some(to_pairs(trailers)));
-                let n = trailers.len() as i32;
-                if self.call::<(i32, i32), i32>("proxy_on_response_trailers", ctx, (id, n))
-                    == Some(1)
-                {
-                    outcome.paused_in.push("proxy_on_response_trailers");
-                }
-            }
-        }
-        self.with_stream(ctx, |s| s.phase = Some(Phase::Log));
-        self.call::<i32, i32>("proxy_on_done", ctx, id);
-        self.call::<i32, ()>("proxy_on_log", ctx, id);
-        self.call::<i32, ()>("proxy_on_delete", ctx, id);
-        let state = self.store.data_mut();
-        state.cancel_calls_of(ctx);
-        outcome.local_response = state.streams.remove(&ctx).and_then(|s| s.local_response);
-        outcome.trapped = self.trapped.clone();
-        outcome
-    }
-
-    fn with_stream(&mut self, ctx: u32, edit: impl FnOnce(&mut StreamState)) {
-        if let Some(stream) = self.store.data_mut().streams.get_mut(&ctx) {
-            edit(stream);
-        }
-    }
-
-    fn action(
-        &mut self,
-        outcome: &mut StreamOutcome,
-        name: &'static str,
-        ctx: u32,
-        args: (i32, i32, i32),
-    ) {
-        if self.call::<(i32, i32, i32), i32>(name, ctx, args) == Some(1) {
-            outcome.paused_in.push(name);
-        }
     }
 
     /// The time (ns since epoch) of this VM's next tick over all its roots.

@@ -48,6 +48,10 @@ pub struct StreamState {
     pub local_response: Option<u32>,
     /// Envoy's grpc_stats filter on this stream, when it emits filter state.
     pub grpc_stats: Option<GrpcStats>,
+    /// The request headers announce gRPC (the grpc_stats filter counts request messages).
+    pub grpc_request: bool,
+    /// The response headers announce a gRPC body (it counts response messages).
+    pub grpc_response: bool,
 }
 
 /// The response being delivered by `proxy_on_http_call_response`, readable through map types

@@ -1,0 +1,394 @@
+//! Who a stream or connection is between, read from the host in its context: the reporter, the
+//! cluster and its Istio services, the peers (peer metadata filter state, `x-envoy-peer-metadata`
+//! headers, endpoint metadata) and the certificate SANs, each recognised by its raw bytes
+//! through the VM's caches. Also an open stream's 20 peer labels once the peer metadata exchange
+//! is over (for the gRPC message counts a tick records). It must not record anything (that is
+//! [`super::http`], [`super::tcp`] and [`super::grpc_stream`]).
+
+use std::rc::Rc;
+
+use proxy_wasm::types::MapType;
+
+use super::host::{header, int_property, property, PropertyPath};
+use super::vm::{ActiveVm, BytesCache, ClusterInfo, Known};
+use crate::facts::{Direction, RequestFacts};
+use crate::labels::{compute, LabelRules};
+use crate::peer::{ClusterServices, PeerInfo};
+use meshtap_report::schema::Reporter;
+
+const PEER_HEADER: &str = "x-envoy-peer-metadata";
+const LISTENER_DIRECTION: PropertyPath = PropertyPath(b"xds\0listener_direction");
+pub(super) const CLUSTER_NAME: PropertyPath = PropertyPath(b"xds\0cluster_name");
+const ROUTE_NAME: PropertyPath = PropertyPath(b"xds\0route_name");
+const CLUSTER_METADATA: PropertyPath = PropertyPath(b"xds\0cluster_metadata");
+const UPSTREAM_HOST_METADATA: PropertyPath = PropertyPath(b"xds\0upstream_host_metadata");
+const DOWNSTREAM_PEER_SAN: PropertyPath = PropertyPath(b"connection\0uri_san_peer_certificate");
+const DOWNSTREAM_LOCAL_SAN: PropertyPath = PropertyPath(b"connection\0uri_san_local_certificate");
+const UPSTREAM_PEER_SAN: PropertyPath = PropertyPath(b"upstream\0uri_san_peer_certificate");
+const UPSTREAM_LOCAL_SAN: PropertyPath = PropertyPath(b"upstream\0uri_san_local_certificate");
+const DOWNSTREAM_PEER: PropertyPath = PropertyPath(b"filter_state\0downstream_peer");
+const UPSTREAM_PEER: PropertyPath = PropertyPath(b"filter_state\0upstream_peer");
+const UPSTREAM_FILTER_STATE_PEER: PropertyPath =
+    PropertyPath(b"upstream_filter_state\0upstream_peer");
+
+/// Which peers a reporter needs.
+fn needs(reporter: Reporter) -> (bool, bool) {
+    match reporter {
+        Reporter::Source => (false, true),
+        Reporter::Destination => (true, false),
+        Reporter::Waypoint => (true, true),
+    }
+}
+
+/// The string of an optional known text.
+fn text_of(known: &Option<Known<Option<Rc<str>>>>) -> &str {
+    known
+        .as_ref()
+        .and_then(|k| k.value.as_deref())
+        .unwrap_or_default()
+}
+
+/// The peer of an optional known peer.
+fn peer_of(known: &Option<Known<Option<Rc<PeerInfo>>>>) -> Option<&PeerInfo> {
+    known.as_ref()?.value.as_deref()
+}
+
+/// The proxy's own SAN of an optional known one.
+fn own_of(known: &Option<Known<Rc<str>>>) -> &str {
+    known.as_ref().map_or("", |k| &k.value)
+}
+
+/// The route names that change labels, as [`crate::shortcut::RequestKey::route`] numbers them.
+const ROUTES: [Option<&str>; 3] = [None, Some("allow_any"), Some("block_all")];
+
+/// What a stream's 20 peer labels are computed from, read from the host in the stream's
+/// context.
+pub(super) struct StreamPeers {
+    pub reporter: Reporter,
+    pub cluster: Option<Known<ClusterInfo>>,
+    /// Index into [`ROUTES`], as [`crate::shortcut::RequestKey::route`] numbers routes.
+    pub route: usize,
+    pub sides: Sides,
+    pub authority: Option<Known<Option<Rc<str>>>>,
+    host_header_fallback: bool,
+}
+
+impl StreamPeers {
+    pub fn read(vm: &mut ActiveVm, sources: PeerSources) -> StreamPeers {
+        let reporter = reporter(vm);
+        let cluster = property(CLUSTER_NAME).map(|name| known_cluster(vm, &name));
+        let services = cluster.as_ref().and_then(|c| c.value.services.as_deref());
+        let route = match services {
+            Some(_) => 0,
+            None => property(ROUTE_NAME).map_or(0, |name| {
+                ROUTES
+                    .iter()
+                    .position(|r| r.map(str::as_bytes) == Some(name.as_slice()))
+                    .unwrap_or(0)
+            }),
+        };
+        let host_header_fallback = !vm.config.disable_host_header_fallback;
+        let authority = if reporter == Reporter::Source
+            && host_header_fallback
+            && services.is_none_or(|s| s.host.is_empty())
+        {
+            known_text(vm, header(MapType::HttpRequestHeaders, ":authority"), true)
+        } else {
+            None
+        };
+        let sides = read_sides(vm, reporter, sources);
+        StreamPeers {
+            reporter,
+            cluster,
+            route,
+            sides,
+            authority,
+            host_header_fallback,
+        }
+    }
+
+    /// The facts the peer labels depend on (the others at their defaults).
+    pub fn facts(&self) -> RequestFacts<'_> {
+        let services = self.cluster.as_ref();
+        let sides = &self.sides;
+        RequestFacts {
+            cluster_name: services.map(|c| &*c.value.name),
+            route_name: ROUTES[self.route],
+            services: services.and_then(|c| c.value.services.as_deref()),
+            downstream_peer: peer_of(&sides.downstream_peer),
+            upstream_peer: peer_of(&sides.upstream_peer),
+            downstream_peer_san: text_of(&sides.downstream_peer_san),
+            downstream_local_san: own_of(&sides.downstream_local_san),
+            upstream_peer_san: text_of(&sides.upstream_peer_san),
+            upstream_local_san: own_of(&sides.upstream_local_san),
+            authority: self.authority.as_ref().and_then(|k| k.value.as_deref()),
+            ..RequestFacts::default()
+        }
+    }
+
+    pub fn rules(&self) -> LabelRules {
+        LabelRules {
+            reporter: self.reporter,
+            host_header_fallback: self.host_header_fallback,
+        }
+    }
+}
+
+/// The reporter of the current stream or connection: the configured one, else from the
+/// listener direction.
+pub(super) fn reporter(vm: &ActiveVm) -> Reporter {
+    let direction = int_property(LISTENER_DIRECTION).and_then(Direction::from_envoy);
+    vm.config.reporter.unwrap_or(match direction {
+        Some(Direction::Inbound) => Reporter::Destination,
+        _ => Reporter::Source,
+    })
+}
+
+/// Whether the peers `reporter` labels with are known (the peer metadata exchange is over).
+pub(super) fn reporter_peer_known(reporter: Reporter, sides: &Sides) -> bool {
+    let (downstream, upstream) = needs(reporter);
+    (!downstream || peer_of(&sides.downstream_peer).is_some())
+        && (!upstream || peer_of(&sides.upstream_peer).is_some())
+}
+
+/// The current (open) stream's 20 peer labels, once the reporter's peer came from the metadata
+/// exchange (filter state or peer header; an endpoint's metadata does not count, as in Istio's
+/// `peerInfoRead`): `None` before. `response_started` says whether its response headers exist.
+pub(super) fn exchanged_peer_labels(
+    vm: &mut ActiveVm,
+    response_started: bool,
+) -> Option<Rc<[String]>> {
+    vm.renew_ids_if_exhausted();
+    let peers = StreamPeers::read(vm, PeerSources::open_http(response_started));
+    if !reporter_peer_known(peers.reporter, &peers.sides) {
+        return None;
+    }
+    compute(&vm.local, peers.rules(), &peers.facts(), &mut vm.scratch);
+    vm.label_caps.apply(&mut vm.scratch, &mut []);
+    Some(
+        vm.scratch
+            .peer_values()
+            .into_iter()
+            .map(String::from)
+            .collect(),
+    )
+}
+
+/// Where a peer may be found besides `filter_state.<downstream|upstream>_peer`.
+#[derive(Clone, Copy)]
+pub(super) struct PeerSources {
+    /// The `x-envoy-peer-metadata` request header (HTTP only).
+    pub request_header: bool,
+    /// The `x-envoy-peer-metadata` response header (HTTP only, and only once the response
+    /// headers exist: before, Envoy answers a read of them with BadArgument, which the SDK
+    /// turns into a panic).
+    pub response_header: bool,
+    /// `upstream_filter_state.upstream_peer`, where the TCP metadata exchange leaves the
+    /// upstream peer on the client side.
+    pub upstream_filter_state: bool,
+    /// `xds.upstream_host_metadata`, the upstream endpoint's metadata, when the exchange left no
+    /// upstream peer.
+    pub endpoint: bool,
+}
+
+impl PeerSources {
+    /// A stream at its end (access-log phase, where absent maps read as not found).
+    pub const HTTP: PeerSources = PeerSources {
+        request_header: true,
+        response_header: true,
+        upstream_filter_state: false,
+        endpoint: true,
+    };
+    /// An open stream: only what the peer metadata exchange left so far.
+    pub const fn open_http(response_started: bool) -> PeerSources {
+        PeerSources {
+            response_header: response_started,
+            endpoint: false,
+            ..PeerSources::HTTP
+        }
+    }
+    pub const TCP: PeerSources = PeerSources {
+        request_header: false,
+        response_header: false,
+        upstream_filter_state: true,
+        endpoint: true,
+    };
+}
+
+/// The peers and certificate SANs a reporter needs, as cached ids and values.
+pub(super) struct Sides {
+    pub downstream_peer: Option<Known<Option<Rc<PeerInfo>>>>,
+    pub upstream_peer: Option<Known<Option<Rc<PeerInfo>>>>,
+    pub downstream_peer_san: Option<Known<Option<Rc<str>>>>,
+    pub upstream_peer_san: Option<Known<Option<Rc<str>>>>,
+    pub downstream_local_san: Option<Known<Rc<str>>>,
+    pub upstream_local_san: Option<Known<Rc<str>>>,
+}
+
+/// Reads the peers and SANs `reporter` needs (the others stay `None`).
+pub(super) fn read_sides(vm: &mut ActiveVm, reporter: Reporter, sources: PeerSources) -> Sides {
+    let (need_downstream, need_upstream) = needs(reporter);
+    let downstream_peer_san = if need_downstream {
+        known_text(vm, property(DOWNSTREAM_PEER_SAN), false)
+    } else {
+        None
+    };
+    let upstream_peer_san = if need_upstream {
+        known_text(vm, property(UPSTREAM_PEER_SAN), false)
+    } else {
+        None
+    };
+    let downstream_local_san = if need_downstream {
+        own_san(vm, downstream_peer_san.is_some(), DOWNSTREAM_LOCAL_SAN)
+    } else {
+        None
+    };
+    let upstream_local_san = if reporter == Reporter::Source {
+        own_san(vm, upstream_peer_san.is_some(), UPSTREAM_LOCAL_SAN)
+    } else {
+        None
+    };
+
+    let downstream_peer = if need_downstream {
+        let raw = property(DOWNSTREAM_PEER)
+            .map(|b| (PeerEncoding::Struct, b))
+            .or_else(|| {
+                let header = sources
+                    .request_header
+                    .then(|| header(MapType::HttpRequestHeaders, PEER_HEADER))?;
+                header.map(|b| (PeerEncoding::Header, b))
+            });
+        known_peer(vm, raw)
+    } else {
+        None
+    };
+    let upstream_peer = if need_upstream {
+        let upstream_state = || {
+            sources
+                .upstream_filter_state
+                .then(|| property(UPSTREAM_FILTER_STATE_PEER))?
+        };
+        let raw = upstream_state()
+            .or_else(|| property(UPSTREAM_PEER))
+            .map(|b| (PeerEncoding::Struct, b))
+            .or_else(|| {
+                let header = sources
+                    .response_header
+                    .then(|| header(MapType::HttpResponseHeaders, PEER_HEADER))?;
+                header.map(|b| (PeerEncoding::Header, b))
+            })
+            .or_else(|| {
+                let metadata = sources.endpoint.then(|| property(UPSTREAM_HOST_METADATA))?;
+                metadata.map(|b| (PeerEncoding::Endpoint, b))
+            });
+        known_peer(vm, raw)
+    } else {
+        None
+    };
+    Sides {
+        downstream_peer,
+        upstream_peer,
+        downstream_peer_san,
+        upstream_peer_san,
+        downstream_local_san,
+        upstream_local_san,
+    }
+}
+
+/// What a cluster name stands for, from the per-VM cache or `xds.cluster_metadata`.
+pub(super) fn known_cluster(vm: &mut ActiveVm, name: &[u8]) -> Known<ClusterInfo> {
+    if let Some(cached) = vm.clusters.get(name) {
+        return cached.clone();
+    }
+    let services = property(CLUSTER_METADATA)
+        .and_then(|bytes| ClusterServices::from_cluster_metadata(&bytes))
+        .map(Rc::new);
+    let known = Known {
+        id: vm.next_id(),
+        value: ClusterInfo {
+            name: Rc::from(String::from_utf8_lossy(name)),
+            services,
+        },
+    };
+    vm.clusters.insert(name, known).clone()
+}
+
+/// A SAN (lossy UTF-8) or, with `strict`, an `:authority` (`None` unless UTF-8), by its bytes.
+fn known_text(
+    vm: &mut ActiveVm,
+    raw: Option<Vec<u8>>,
+    strict: bool,
+) -> Option<Known<Option<Rc<str>>>> {
+    let raw = raw?;
+    if let Some(cached) = vm.texts.get(&raw) {
+        return Some(cached.clone());
+    }
+    let value = match std::str::from_utf8(&raw) {
+        Ok(text) => Some(Rc::from(text)),
+        Err(_) if strict => None,
+        Err(_) => Some(Rc::from(String::from_utf8_lossy(&raw))),
+    };
+    let known = Known {
+        id: vm.next_id(),
+        value,
+    };
+    Some(vm.texts.insert(&raw, known).clone())
+}
+
+/// Where a peer's raw bytes came from.
+#[derive(Clone, Copy)]
+enum PeerEncoding {
+    Struct,
+    Header,
+    Endpoint,
+}
+
+fn peer_cache(vm: &mut ActiveVm, encoding: PeerEncoding) -> &mut PeerCache {
+    match encoding {
+        PeerEncoding::Struct => &mut vm.peers_by_struct,
+        PeerEncoding::Header => &mut vm.peers_by_header,
+        PeerEncoding::Endpoint => &mut vm.peers_by_endpoint,
+    }
+}
+
+type PeerCache = BytesCache<Known<Option<Rc<PeerInfo>>>>;
+
+/// Decodes a peer, remembering decodings by their raw bytes (peers repeat).
+fn known_peer(
+    vm: &mut ActiveVm,
+    raw: Option<(PeerEncoding, Vec<u8>)>,
+) -> Option<Known<Option<Rc<PeerInfo>>>> {
+    let (encoding, bytes) = raw?;
+    if let Some(cached) = peer_cache(vm, encoding).get(&bytes) {
+        return Some(cached.clone());
+    }
+    let decoded = match encoding {
+        PeerEncoding::Struct => PeerInfo::from_struct_bytes(&bytes),
+        PeerEncoding::Header => PeerInfo::from_header(&bytes),
+        PeerEncoding::Endpoint => PeerInfo::from_upstream_host_metadata(&bytes),
+    };
+    let known = Known {
+        id: vm.next_id(),
+        value: decoded.map(Rc::new),
+    };
+    Some(peer_cache(vm, encoding).insert(&bytes, known).clone())
+}
+
+/// The proxy's own SAN: cached once seen, used only when the peer also presented one (so a
+/// plaintext connection still reads as having no local SAN).
+fn own_san(vm: &mut ActiveVm, peer_has_san: bool, path: PropertyPath) -> Option<Known<Rc<str>>> {
+    if peer_has_san {
+        if let Some(san) = &vm.own_san {
+            return Some(san.clone());
+        }
+    }
+    let san = known_text(vm, property(path), false)?;
+    let san = Known {
+        id: san.id,
+        value: san.value.filter(|s| !s.is_empty())?,
+    };
+    if peer_has_san {
+        vm.own_san = Some(san.clone());
+    }
+    Some(san)
+}
