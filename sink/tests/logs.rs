@@ -360,27 +360,8 @@ async fn files_rotated_and_compressed_while_the_sink_was_stopped_are_read_from_w
     expected.extend(middle_lines);
     expected.extend(new_lines);
 
-    let sink = start_sink(&node.yaml(&loki)).await;
-    let addr = sink.local_addr();
-    assert!(
-        wait_until(Duration::from_secs(10), || loki.accepted_lines().len()
-            >= expected.len())
-        .await,
-        "{:?}",
-        loki.accepted_lines()
-    );
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(
-        loki.accepted_lines(),
-        expected,
-        "the compressed file's rest, the later rotated file, then the new file; nothing older"
-    );
-    assert_eq!(
-        self_metric(addr, "meshtap_sink_tail_rotated_files_lost_total").await,
-        Some(0.0)
-    );
-    sink.shutdown().await;
-    loki.stop();
+    // The compressed file's rest, the later rotated file, then the new file; nothing older.
+    restart_and_expect(&node, loki, &expected, 0.0).await;
 }
 
 #[tokio::test]
@@ -404,19 +385,26 @@ async fn a_file_deleted_after_rotation_while_stopped_is_counted_lost_and_the_lat
     expected.extend(later_lines);
     expected.extend(new_lines);
 
+    restart_and_expect(&node, loki, &expected, 1.0).await;
+}
+
+/// Starts the sink again and checks that Loki ends up with exactly `expected` (in order) and
+/// that `lost` files were counted as rotated away.
+async fn restart_and_expect(node: &Node, loki: LokiReceiver, expected: &[String], lost: f64) {
     let sink = start_sink(&node.yaml(&loki)).await;
-    let addr = sink.local_addr();
-    assert!(
-        wait_until(Duration::from_secs(10), || loki.accepted_lines().len()
-            >= expected.len())
-        .await
-    );
+    let arrived = wait_until(Duration::from_secs(10), || {
+        loki.accepted_lines().len() >= expected.len()
+    })
+    .await;
+    assert!(arrived, "{:?}", loki.accepted_lines());
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(loki.accepted_lines(), expected);
-    assert_eq!(
-        self_metric(addr, "meshtap_sink_tail_rotated_files_lost_total").await,
-        Some(1.0)
-    );
+    let counted = self_metric(
+        sink.local_addr(),
+        "meshtap_sink_tail_rotated_files_lost_total",
+    )
+    .await;
+    assert_eq!(counted, Some(lost));
     sink.shutdown().await;
     loki.stop();
 }
