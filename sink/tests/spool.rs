@@ -181,6 +181,8 @@ async fn sigterm_during_an_outage_keeps_the_samples_for_the_next_start() {
         log.contains("kept in the spool for the next start"),
         "{log}"
     );
+    // Every sample is accounted for: the spooled ones and the one being retried.
+    assert!(log.contains(&format!("kept={}", expected.len())), "{log}");
     assert!(!log.contains("dropped at shutdown"), "{log}");
 
     next_sink_delivers(&dir, &yaml, &receiver, "p-term", &expected).await;

@@ -212,11 +212,18 @@ impl LaneSpool {
         let id = *id;
         let segment = self.segments.back_mut().expect("writer segment");
         if let Err(source) = file.write_all(&bytes) {
-            // Leave no partial record behind: the next append starts a fresh segment.
+            // Leave no partial record behind: the next append starts a fresh segment, and a
+            // segment left empty goes (a disk refusing every write would otherwise collect
+            // one empty file per attempt).
             let _ = file.set_len(segment.bytes);
+            let empty = segment.bytes == 0;
             self.writer = None;
+            let path = self.segment_path(id);
+            if empty && fs::remove_file(&path).is_ok() {
+                self.segments.pop_back();
+            }
             return Err(SpoolError::Io {
-                path: self.segment_path(id).display().to_string(),
+                path: path.display().to_string(),
                 source,
             });
         }

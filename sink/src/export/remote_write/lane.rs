@@ -215,18 +215,15 @@ impl Lane {
         self.seal(&mut state);
         let held = (state.queue.queued_samples() + state.in_flight.map_or(0, |(n, _)| n)) as u64;
         state.in_flight = None;
-        let lost = match state.queue.keep_for_restart() {
-            Some(lost) => lost,
-            None => {
-                while state.queue.take().is_some() {
-                    state.queue.finish();
-                }
-                held
+        let (kept, lost) = state.queue.keep_for_restart().unwrap_or_else(|| {
+            while state.queue.take().is_some() {
+                state.queue.finish();
             }
-        };
+            (0, held)
+        });
         self.update_gauges(&state);
         self.room.notify_waiters();
         self.metrics.add_dropped(DropReason::Shutdown, lost);
-        (held.saturating_sub(lost), lost)
+        (kept, lost)
     }
 }

@@ -80,9 +80,9 @@ pub trait BatchQueue: Send {
     /// Timestamp of the oldest stored sample.
     fn oldest_ms(&self) -> Option<i64>;
     /// At shutdown, after the pending batch was pushed: keeps what is stored (and a batch
-    /// taken but not finished) for the next start, returning the samples that could not be
-    /// kept. `None` when nothing survives a restart.
-    fn keep_for_restart(&mut self) -> Option<u64>;
+    /// taken but not finished) for the next start, returning the samples `(kept, lost)`.
+    /// `None` when nothing survives a restart.
+    fn keep_for_restart(&mut self) -> Option<(u64, u64)>;
 }
 
 /// In-memory [`BatchQueue`] bounded by a number of samples.
@@ -131,7 +131,7 @@ impl BatchQueue for MemoryQueue {
         held == 0 || held + incoming <= self.capacity
     }
 
-    fn keep_for_restart(&mut self) -> Option<u64> {
+    fn keep_for_restart(&mut self) -> Option<(u64, u64)> {
         None
     }
 

@@ -19,7 +19,7 @@ use crate::spool::{disk_io, LaneSpool, RecordMeta, Skipped};
 /// Where the batch handed out last came from.
 #[derive(Clone, Copy)]
 enum Taken {
-    Spool,
+    Spool { samples: usize },
     Memory { samples: usize },
 }
 
@@ -152,7 +152,9 @@ impl BatchQueue for SpoolQueue {
         self.count_skipped();
         match spooled {
             Ok(Some(spooled)) => {
-                self.taken = Some(Taken::Spool);
+                self.taken = Some(Taken::Spool {
+                    samples: spooled.meta.samples as usize,
+                });
                 return Some(Outgoing::Spooled(spooled));
             }
             Ok(None) => {}
@@ -172,7 +174,7 @@ impl BatchQueue for SpoolQueue {
     }
 
     fn finish(&mut self) {
-        if let Some(Taken::Spool) = self.taken.take() {
+        if let Some(Taken::Spool { .. }) = self.taken.take() {
             if let Err(e) = disk_io(|| self.spool.finish()) {
                 tracing::error!(endpoint = %self.metrics.name, lane = self.lane, error = %e, "spool: could not acknowledge a sent record (it may be sent again after a restart)");
             }
@@ -195,16 +197,19 @@ impl BatchQueue for SpoolQueue {
             .or_else(|| self.stalled.front().and_then(Batch::oldest_ms))
     }
 
-    fn keep_for_restart(&mut self) -> Option<u64> {
+    fn keep_for_restart(&mut self) -> Option<(u64, u64)> {
         self.retry_stalled();
         if let Err(e) = disk_io(|| self.spool.sync()) {
             tracing::error!(endpoint = %self.metrics.name, lane = self.lane, error = %e, "spool: could not sync to disk at shutdown");
         }
-        let in_flight = match self.taken {
-            Some(Taken::Memory { samples }) => samples,
-            _ => 0,
+        // A record being sent stays on disk; a batch being sent from memory is lost.
+        let (in_flight_kept, in_flight_lost) = match self.taken {
+            Some(Taken::Spool { samples }) => (samples, 0),
+            Some(Taken::Memory { samples }) => (0, samples),
+            None => (0, 0),
         };
-        Some((self.stalled_samples + in_flight) as u64)
+        let kept = self.spool.unread_samples() + in_flight_kept as u64;
+        Some((kept, (self.stalled_samples + in_flight_lost) as u64))
     }
 }
 
@@ -261,7 +266,7 @@ mod tests {
         let evicted: Vec<u64> = (0..3).flat_map(|i| queue.push(batch(40, 10 + i))).collect();
         assert_eq!(evicted, [40]);
         assert_eq!(queue.queued_samples(), 80);
-        assert_eq!(queue.keep_for_restart(), Some(80));
+        assert_eq!(queue.keep_for_restart(), Some((0, 80)));
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
