@@ -46,13 +46,7 @@ pub struct TcpConnection {
 }
 
 /// An open connection in one worker VM, returned by `Proxy::open_tcp`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct TcpHandle {
-    pub worker: usize,
-    pub context: u32,
-    /// The VM generation it was opened in (a replaced VM no longer knows the context).
-    pub generation: u64,
-}
+pub type TcpHandle = super::proxy::ContextHandle;
 
 /// What happened to a connection (or one step of it) in one VM.
 #[derive(Clone, Debug, Default, PartialEq)]

@@ -103,6 +103,15 @@ pub struct Proxy {
 /// How long `advance` waits (real time) for in-flight calls after each tick.
 const SETTLE_LIMIT: Duration = Duration::from_secs(15);
 
+/// An open stream or connection in one worker VM (`HttpHandle`, `TcpHandle`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ContextHandle {
+    pub worker: usize,
+    pub context: u32,
+    /// The VM generation it was opened in (a replaced VM no longer knows the context).
+    pub generation: u64,
+}
+
 impl Proxy {
     /// Starts `config.workers` VMs of `module`.
     pub fn start(module: Arc<FilterModule>, config: ProxyConfig) -> Result<Proxy, HostError> {
@@ -224,13 +233,17 @@ impl Proxy {
             .ok_or(HostError::NoSuchWorker(worker))?;
         let (context, outcome) = vm.open_http_stream(exchange, end_of_stream);
         self.pump();
-        let handle = HttpHandle {
+        Ok((self.handle(worker, context), outcome))
+    }
+
+    /// The handle of a context just opened on `worker`; a bypassed stream or connection gets
+    /// no context, and its later steps report it bypassed too.
+    fn handle(&self, worker: usize, context: Option<u32>) -> ContextHandle {
+        ContextHandle {
             worker,
-            // A bypassed stream gets no context; later steps report it bypassed too.
             context: context.unwrap_or(0),
             generation: self.generations[worker],
-        };
-        Ok((handle, outcome))
+        }
     }
 
     /// Delivers one step of an open HTTP stream.
@@ -266,13 +279,7 @@ impl Proxy {
             .ok_or(HostError::NoSuchWorker(worker))?;
         let (context, outcome) = vm.open_connection(spec);
         self.pump();
-        let handle = TcpHandle {
-            worker,
-            // A bypassed connection gets no context; later steps report it bypassed too.
-            context: context.unwrap_or(0),
-            generation: self.generations[worker],
-        };
-        Ok((handle, outcome))
+        Ok((self.handle(worker, context), outcome))
     }
 
     /// Delivers one chunk of an open connection (`on_downstream_data` / `on_upstream_data`).

@@ -33,13 +33,7 @@ pub struct HttpExchange {
 }
 
 /// An open HTTP stream in one worker VM, returned by `Proxy::open_http`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct HttpHandle {
-    pub worker: usize,
-    pub context: u32,
-    /// The VM generation it was opened in (a replaced VM no longer knows the context).
-    pub generation: u64,
-}
+pub type HttpHandle = super::proxy::ContextHandle;
 
 /// One step of an open stream after its request headers, named after the callback it causes.
 #[derive(Clone, Copy, Debug, PartialEq)]
