@@ -93,7 +93,7 @@ fn through(
 ) -> usize {
     let evicted = queue.push(Batch::new(batch));
     assert!(evicted.is_empty());
-    let len = match queue.take().expect("the batch comes back") {
+    let len = match queue.take(BATCH).expect("the batch comes back") {
         Outgoing::Samples(batch) => encoder.encode(&batch.samples, &[]).len(),
         Outgoing::Spooled(spooled) => spooled.body.len(),
     };
@@ -106,7 +106,7 @@ fn main() {
     let _ = std::fs::remove_dir_all(&dir);
     let template = samples(1_700_000_000_000);
     let metrics = Arc::new(EndpointMetrics::new("bench", 1));
-    let mut memory = MemoryQueue::new(BATCH * 4);
+    let mut memory = MemoryQueue::new(BATCH * 4, true);
     let (lane_spool, _) = LaneSpool::open(&dir, 1 << 30, 16 << 20).expect("spool opens");
     let mut spool = SpoolQueue::new(lane_spool, vec![], BATCH * 4, 0, metrics);
     let mut encoder = RequestEncoder::new();

@@ -26,6 +26,7 @@ use crate::ops::health::{self, OpsState};
 use crate::ops::metrics::SinkMetrics;
 use crate::scrape::merge::record_reported_pod;
 use crate::scrape::{ScrapeStage, ScrapeStartError};
+use crate::spool::Spool;
 use crate::view::{http::get_summary, SummaryView};
 
 /// How often silent pods are looked for.
@@ -59,23 +60,27 @@ pub struct RunningSink {
     tailer: Option<JoinHandle<()>>,
     scrape: Option<Arc<ScrapeStage>>,
     shutdown_timeout: Duration,
-    /// Held while the sink runs, so a second process cannot use the same spool.
-    _spool_lock: Option<std::fs::File>,
+    /// Held while the sink runs: its lock keeps a second process off the same spool, and its
+    /// fsync scheduler runs until it is dropped.
+    _spool: Option<Spool>,
 }
 
 impl RunningSink {
     /// Starts every stage and binds the listener.
     pub async fn start(config: &SinkConfig) -> Result<RunningSink, StartError> {
         let metrics = Arc::new(SinkMetrics::default());
-        let spool_lock = config
+        let spool = config
             .spool
             .as_ref()
-            .map(|spool| spool.lock())
+            .map(Spool::open)
             .transpose()
             .map_err(EndpointError::from)?;
+        if let Some(spool) = &spool {
+            metrics.add_section(spool.sync().clone());
+        }
         let exporter = Arc::new(Exporter::start(
             &config.remote_write,
-            config.spool.as_ref(),
+            spool.as_ref(),
             &metrics,
         )?);
         if config.remote_write.is_empty() {
@@ -92,7 +97,7 @@ impl RunningSink {
         let logs = Arc::new(LokiExporter::start(
             &config.logs,
             &config.ingest.job,
-            config.spool.as_ref(),
+            spool.as_ref(),
             &metrics,
         )?);
         let tailer = match &config.log_files {
@@ -194,7 +199,7 @@ impl RunningSink {
             tailer,
             scrape,
             shutdown_timeout: config.shutdown_timeout.get(),
-            _spool_lock: spool_lock,
+            _spool: spool,
         })
     }
 

@@ -311,7 +311,7 @@ async fn old_samples_are_dropped_while_retrying_and_a_full_queue_drops_the_oldes
     let yaml = sink_yaml(
         &[endpoint_with_queue(
             &receiver.url(),
-            "batch_send_deadline: 20ms, max_samples_per_send: 2, capacity: 4, min_backoff: 50ms, max_backoff: 50ms, max_sample_age: 2s",
+            "batch_send_deadline: 20ms, max_samples_per_send: 2, capacity: 4, min_backoff: 50ms, max_backoff: 50ms, max_sample_age: 2s, when_full: drop_oldest",
             "    send_metadata: false\n",
         )],
         "",
@@ -319,7 +319,8 @@ async fn old_samples_are_dropped_while_retrying_and_a_full_queue_drops_the_oldes
     let sink = start_sink(&yaml).await;
     let addr = sink.local_addr();
     let url = receiver.url();
-    // Ten 2-sample reports while the endpoint fails: capacity 4 keeps only the newest batches.
+    // Ten 2-sample reports while the endpoint fails: capacity 4 keeps only the newest batches
+    // (`drop_oldest`; a `block` endpoint would answer 503 instead).
     let t0 = now_ms();
     for i in 0..10 {
         assert_eq!(

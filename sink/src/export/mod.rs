@@ -7,7 +7,9 @@
 pub mod connection;
 pub mod families;
 pub mod http_client;
+pub mod joined_body;
 pub mod loki;
+pub mod receipt;
 pub mod remote_write;
 pub mod retry;
 pub mod sample;
@@ -20,11 +22,13 @@ use tokio::sync::watch;
 
 use self::families::{FamilyMeta, FamilyRegistry};
 use self::http_client::ClientError;
+use self::receipt::Receipt;
+use self::remote_write::queue::Refusal;
 use self::remote_write::{Endpoint, RemoteWriteConfig};
 use self::sample::ExportSample;
 use crate::ops::metrics::SinkMetrics;
 use crate::series::Sample;
-use crate::spool::{SpoolConfig, SpoolError, SpoolKind};
+use crate::spool::{Spool, SpoolConfig, SpoolError, SpoolKind};
 
 /// Why an endpoint (remote-write or Loki) could not start.
 #[derive(Debug, thiserror::Error)]
@@ -65,7 +69,7 @@ impl Exporter {
     /// when `spool` is set.
     pub fn start(
         configs: &[RemoteWriteConfig],
-        spool: Option<&SpoolConfig>,
+        spool: Option<&Spool>,
         metrics: &SinkMetrics,
     ) -> Result<Exporter, EndpointError> {
         let registry = Arc::new(FamilyRegistry::default());
@@ -87,7 +91,7 @@ impl Exporter {
                 .iter()
                 .map(|c| (c.display_name(), c.url.as_str()))
                 .collect();
-            warn_abandoned_spools(spool, SpoolKind::RemoteWrite, &configured);
+            warn_abandoned_spools(spool.config(), SpoolKind::RemoteWrite, &configured);
         }
         Ok(Exporter {
             endpoints,
@@ -110,11 +114,21 @@ impl Exporter {
         }
     }
 
-    /// Queues samples on every endpoint; a full endpoint queue drops its oldest batches.
-    pub fn enqueue(&self, samples: &[Sample]) {
+    /// Why a report's samples cannot be kept now (the first endpoint that refuses, by name).
+    pub fn refusal(&self) -> Option<(&str, Refusal)> {
+        self.endpoints
+            .iter()
+            .find_map(|e| e.refusal().map(|why| (e.metrics().name.as_str(), why)))
+    }
+
+    /// Queues samples on every endpoint (a full endpoint queue that evicts drops its oldest
+    /// batches); the receipt says where they are kept.
+    pub fn enqueue(&self, samples: &[Sample]) -> Receipt {
+        let mut receipt = Receipt::default();
         for endpoint in &self.endpoints {
-            endpoint.enqueue(samples);
+            endpoint.enqueue(samples, &mut receipt);
         }
+        receipt
     }
 
     /// Queues samples of one source (a scrape target) on every endpoint, all on the lane of

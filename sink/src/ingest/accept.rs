@@ -3,7 +3,8 @@
 //! filter stats and hand-off to export. Also the sweep of silent pods.
 //!
 //! Owns the ordering of those steps (a pod's samples are queued under the tracker lock, so two
-//! posts of one pod can never interleave out of order). It knows nothing about HTTP.
+//! posts of one pod can never interleave out of order) and the rule that a report no endpoint
+//! can keep is refused before anything about it is recorded. It knows nothing about HTTP.
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
@@ -13,13 +14,25 @@ use meshtap_report::Report;
 
 use super::convert::report_to_samples;
 use crate::export::loki::LokiExporter;
+use crate::export::receipt::Receipt;
+use crate::export::remote_write::queue::Refusal;
 use crate::export::Exporter;
-use crate::ops::metrics::{ReportResult, SinkMetrics};
+use crate::ops::metrics::SinkMetrics;
 use crate::scrape::convert::is_filter_family;
 use crate::scrape::merge::ScrapedPods;
 use crate::series::Text;
 use crate::staleness::{Admission, PodKey, ReportClock, StalenessTracker};
 use crate::view::SummaryView;
+
+/// What became of a report.
+pub enum Acceptance {
+    /// Taken: its samples are kept as the receipt says (wait on it before answering).
+    Accepted(Receipt),
+    /// Not newer than the last report of its pod and channel: dropped (a late duplicate).
+    OutOfOrder,
+    /// Not taken, nothing recorded: `endpoint` cannot keep samples now.
+    Refused { endpoint: String, why: Refusal },
+}
 
 /// The ingest stage behind the HTTP handler.
 pub struct Ingestor {
@@ -64,8 +77,9 @@ impl Ingestor {
         self
     }
 
-    /// Accepts a validated report, or refuses it as out of order.
-    pub fn accept(&self, report: &Report) -> ReportResult {
+    /// Accepts a validated report, or refuses it as out of order or because an endpoint
+    /// cannot keep it.
+    pub fn accept(&self, report: &Report) -> Acceptance {
         let proxy = report.proxy.as_ref().expect("validated report has a proxy");
         let scraped_pod: PodKey = (proxy.namespace.clone(), proxy.pod.clone());
         let mut samples = report_to_samples(report, &self.job);
@@ -91,8 +105,15 @@ impl Ingestor {
             timestamp_ms: report.timestamp_ms,
             interval_ms: report.interval_ms,
         };
-        {
+        let mut receipt = {
             let mut tracker = self.tracker.lock().expect("tracker lock");
+            // Checked under the lock, so no report of the pod is admitted in between.
+            if let Some((endpoint, why)) = self.exporter.refusal() {
+                return Acceptance::Refused {
+                    endpoint: endpoint.to_owned(),
+                    why,
+                };
+            }
             match tracker.admit(pod.clone(), clock, &samples, Instant::now()) {
                 Admission::OutOfOrder { last_timestamp_ms } => {
                     tracing::debug!(
@@ -102,21 +123,22 @@ impl Ingestor {
                         last_timestamp_ms,
                         "dropped a report not newer than the last accepted one"
                     );
-                    return ReportResult::OutOfOrder;
+                    return Acceptance::OutOfOrder;
                 }
                 Admission::Accepted { stale_markers } => {
                     self.exporter.observe_families(report);
-                    self.exporter.enqueue(&stale_markers);
-                    self.exporter.enqueue(&samples);
+                    let mut receipt = self.exporter.enqueue(&stale_markers);
+                    receipt.merge(self.exporter.enqueue(&samples));
                     self.metrics
                         .stale_markers
                         .fetch_add(stale_markers.len() as u64, Ordering::Relaxed);
                     self.metrics
                         .active_pods
                         .store(tracker.active_pods() as u64, Ordering::Relaxed);
+                    receipt
                 }
             }
-        }
+        };
         self.metrics
             .samples_ingested
             .fetch_add(samples.len() as u64, Ordering::Relaxed);
@@ -127,9 +149,9 @@ impl Ingestor {
             view.record(&pod, report);
         }
         if let Some(logs) = &self.access_logs {
-            logs.ship_access_logs(report);
+            logs.ship_access_logs(report, &mut receipt);
         }
-        ReportResult::Accepted
+        Acceptance::Accepted(receipt)
     }
 
     /// Sends stale markers for pods silent too long and forgets them. `now_ms` is the wall clock.

@@ -1,5 +1,8 @@
 //! `POST /v1/reports`: authentication, size limits, decoding and validation, with the status
-//! codes of the report protocol (204, 400 with a text reason, 401, 413).
+//! codes of the report protocol (204, 400 with a text reason, 401, 413, 503). A 204 is a
+//! promise: it is sent only once every sample of the report is kept as configured (in the
+//! spool, and on the disk with `spool.sync: always`); a report that cannot be kept is answered
+//! 503.
 //!
 //! Owns the HTTP mapping and result counting; everything after validation is
 //! [`super::accept::Ingestor`]'s.
@@ -12,7 +15,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use meshtap_report::DecodeError;
 
-use super::accept::Ingestor;
+use super::accept::{Acceptance, Ingestor};
 use super::auth::TokenCheck;
 use crate::ops::metrics::{ReportResult, SinkMetrics};
 
@@ -112,8 +115,33 @@ pub async fn post_report(
             format!("invalid report: {e}"),
         );
     }
-    // An out-of-order report is counted and dropped but answered 204: it is a late duplicate
-    // the filter must not retry.
-    let result = endpoint.ingestor.accept(&report);
-    answer(m, result, StatusCode::NO_CONTENT, String::new())
+    match endpoint.ingestor.accept(&report) {
+        // Counted and dropped but answered 204: a late duplicate the filter must not retry.
+        Acceptance::OutOfOrder => answer(
+            m,
+            ReportResult::OutOfOrder,
+            StatusCode::NO_CONTENT,
+            String::new(),
+        ),
+        Acceptance::Refused { endpoint, why } => answer(
+            m,
+            ReportResult::NotStored,
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("report not accepted: remote-write endpoint {endpoint:?}: {why}"),
+        ),
+        Acceptance::Accepted(receipt) => match receipt.kept().await {
+            Ok(()) => answer(
+                m,
+                ReportResult::Accepted,
+                StatusCode::NO_CONTENT,
+                String::new(),
+            ),
+            Err(e) => answer(
+                m,
+                ReportResult::NotStored,
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("report taken but not kept as promised: {e}"),
+            ),
+        },
+    }
 }

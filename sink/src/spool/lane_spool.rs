@@ -7,17 +7,21 @@
 //! at a segment's end is cut off and counted). It knows nothing of what a body holds.
 //!
 //! Durability: every record is written to the operating system before `append` returns, so a
-//! crash of the process loses nothing appended; [`LaneSpool::sync`] (called at shutdown) also
-//! asks the disk to persist it. A record handed out but not acknowledged is handed out again
-//! after a restart (at-least-once).
+//! crash of the process loses nothing appended; written files are registered with the
+//! process's [`SpoolSync`], which persists them to the disk by `spool.sync` policy, and
+//! [`LaneSpool::sync`] (called at shutdown) persists them too. A record handed out but not
+//! acknowledged is handed out again after a restart (at-least-once); several records may be
+//! handed out before one `finish` acknowledges them all.
 
 use std::collections::VecDeque;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use super::record::{self, ReadOutcome, RecordMeta, HEADER_LEN};
+use super::sync::{SpoolSync, SyncRound};
 use super::{SpoolError, SpooledBatch};
 
 const SEGMENT_SUFFIX: &str = ".seg";
@@ -66,6 +70,12 @@ pub struct LaneSpool {
     unread_samples: u64,
     ack: File,
     skipped: Skipped,
+    sync: Option<Arc<SpoolSync>>,
+    /// The fsync round covering the last append (with `spool.sync: always`).
+    last_round: Option<Arc<SyncRound>>,
+    /// Past `max_bytes`, delete the oldest segment; otherwise the writers are held back
+    /// before it is reached (see [`LaneSpool::has_room`]) and nothing is ever deleted unsent.
+    evicts: bool,
 }
 
 /// Records skipped when read back.
@@ -109,6 +119,9 @@ impl LaneSpool {
             unread_samples: 0,
             ack,
             skipped: Skipped::default(),
+            sync: None,
+            last_round: None,
+            evicts: true,
         };
         let mut recovered = Recovered::default();
         for id in segment_ids(dir).map_err(io_err(dir))? {
@@ -128,6 +141,19 @@ impl LaneSpool {
                 .map_err(io_err(&path))?;
         }
         Ok((spool, recovered))
+    }
+
+    /// Registers every file this spool writes with `sync`.
+    pub fn with_sync(mut self, sync: Arc<SpoolSync>) -> LaneSpool {
+        self.sync = Some(sync);
+        self
+    }
+
+    /// Never deletes unsent records to stay within `max_bytes` (the writers check
+    /// [`LaneSpool::has_room`] and wait or refuse instead).
+    pub fn without_eviction(mut self) -> LaneSpool {
+        self.evicts = false;
+        self
     }
 
     /// Reads a segment's records from `start` on, cutting off a damaged or cut-short end.
@@ -206,6 +232,7 @@ impl LaneSpool {
             self.next_segment += 1;
             self.segments.push_back(Segment { id, bytes: 0 });
             self.writer = Some((id, file));
+            self.directory_written();
         }
         let bytes = record::encode(meta, body);
         let (id, file) = self.writer.as_mut().expect("writer opened above");
@@ -237,10 +264,13 @@ impl LaneSpool {
         segment.bytes += bytes.len() as u64;
         self.bytes += bytes.len() as u64;
         self.unread_samples += u64::from(meta.samples);
+        if let Some(sync) = &self.sync {
+            self.last_round = sync.written(&segment_path(&self.dir, id), file);
+        }
         // The record is written: a failed eviction is logged, not returned (the caller would
         // write the record again).
         let mut evicted = Vec::new();
-        while self.bytes > self.max_bytes && self.segments.len() > 1 {
+        while self.evicts && self.bytes > self.max_bytes && self.segments.len() > 1 {
             match self.evict_oldest() {
                 Ok(samples) => evicted.push(samples),
                 Err(e) => {
@@ -250,6 +280,29 @@ impl LaneSpool {
             }
         }
         Ok(evicted)
+    }
+
+    /// A segment was created: the directory entry must reach the disk too.
+    fn directory_written(&mut self) {
+        let Some(sync) = &self.sync else { return };
+        match File::open(&self.dir) {
+            Ok(dir) => {
+                sync.written(&self.dir, &dir);
+            }
+            Err(e) => {
+                tracing::error!(dir = %self.dir.display(), error = %e, "spool: cannot open the lane directory for fsync");
+            }
+        }
+    }
+
+    /// The fsync round that covers the last append, when `spool.sync` is `always`.
+    pub fn last_round(&self) -> Option<Arc<SyncRound>> {
+        self.last_round.clone()
+    }
+
+    /// Samples of the next record to hand out.
+    pub fn next_samples(&self) -> Option<u32> {
+        self.unread.front().map(|r| r.samples)
     }
 
     /// Deletes the oldest segment; returns the samples of its records not yet handed out.
@@ -340,7 +393,7 @@ impl LaneSpool {
         record::read(&mut &bytes[..])
     }
 
-    /// The record handed out last is done with (delivered, refused or dropped): it is
+    /// The records handed out so far are done with (delivered, refused or dropped): they are
     /// acknowledged, and segments with nothing left to send are deleted.
     pub fn finish(&mut self) -> Result<(), SpoolError> {
         let Some(place) = self.taken.take() else {
@@ -349,6 +402,9 @@ impl LaneSpool {
         let ack_path = self.dir.join(ACK_FILE);
         write_ack(&self.ack, place.segment, place.offset + place.len)
             .map_err(SpoolError::at(&ack_path))?;
+        if let Some(sync) = &self.sync {
+            sync.written(&ack_path, &self.ack);
+        }
         let frontier = self
             .unread
             .front()

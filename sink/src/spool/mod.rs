@@ -13,16 +13,20 @@
 
 mod lane_spool;
 mod record;
+mod sync;
 #[cfg(test)]
 mod tests;
 
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
 
 pub use lane_spool::{LaneSpool, Recovered, Skipped};
 pub use record::RecordMeta;
+pub use sync::{SpoolSync, SyncPolicy, SyncRound};
 
 /// Which exporter an endpoint's spool belongs to (the first directory level).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -40,7 +44,7 @@ impl SpoolKind {
     }
 }
 
-use crate::config::ByteSize;
+use crate::config::{ByteSize, HumanDuration};
 
 /// `spool:` — where and how much to keep on disk.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -56,6 +60,16 @@ pub struct SpoolConfig {
     /// Size at which a lane starts a new segment file.
     #[serde(default = "default_segment_bytes")]
     pub segment_bytes: ByteSize,
+    /// When written records are flushed to the disk (see [`SyncPolicy`]).
+    #[serde(default)]
+    pub sync: SyncPolicy,
+    /// How often records are flushed with `sync: interval`.
+    #[serde(default = "default_sync_interval")]
+    pub sync_interval: HumanDuration,
+}
+
+fn default_sync_interval() -> HumanDuration {
+    HumanDuration::from_secs(1)
 }
 
 fn default_max_bytes() -> ByteSize {
@@ -67,10 +81,24 @@ fn default_segment_bytes() -> ByteSize {
 }
 
 impl SpoolConfig {
+    /// A spool in `dir` with the default sizes and sync policy.
+    pub fn new(dir: PathBuf) -> SpoolConfig {
+        SpoolConfig {
+            dir,
+            max_bytes: default_max_bytes(),
+            segment_bytes: default_segment_bytes(),
+            sync: SyncPolicy::default(),
+            sync_interval: default_sync_interval(),
+        }
+    }
+
     /// Checks the sizes against the lane counts of the endpoints that will use the spool.
     pub fn check(&self, lanes: impl IntoIterator<Item = usize>) -> Result<(), String> {
         if self.dir.as_os_str().is_empty() {
             return Err("spool.dir: must not be empty".into());
+        }
+        if self.sync == SyncPolicy::Interval && self.sync_interval.is_zero() {
+            return Err("spool.sync_interval: must be more than 0s (or use `sync: always`)".into());
         }
         if self.segment_bytes.get() < 64 << 10 {
             return Err("spool.segment_bytes: must be at least 64KiB".into());
@@ -110,7 +138,7 @@ impl SpoolConfig {
 
     /// Opens the spools of one endpoint's lanes, adopting lane directories a previous run with
     /// more lanes left behind.
-    pub fn open_endpoint(
+    fn open_lanes(
         &self,
         kind: SpoolKind,
         name: &str,
@@ -161,6 +189,55 @@ impl SpoolConfig {
         self.dir
             .join(kind.dir_name())
             .join(format!("{readable}-{hash:08x}"))
+    }
+}
+
+/// The spool of this process: its directory locked, and its fsync scheduler running.
+pub struct Spool {
+    config: SpoolConfig,
+    sync: Arc<SpoolSync>,
+    /// Dropping the spool stops the scheduler.
+    _stop: watch::Sender<bool>,
+    _lock: fs::File,
+}
+
+impl Spool {
+    /// Locks the directory and starts the fsync scheduler (on the current tokio runtime).
+    pub fn open(config: &SpoolConfig) -> Result<Spool, SpoolError> {
+        let lock = config.lock()?;
+        let sync = SpoolSync::new(config.sync);
+        let (stop, stop_rx) = watch::channel(false);
+        tokio::spawn(sync.clone().run(config.sync_interval.get(), stop_rx));
+        Ok(Spool {
+            config: config.clone(),
+            sync,
+            _stop: stop,
+            _lock: lock,
+        })
+    }
+
+    pub fn config(&self) -> &SpoolConfig {
+        &self.config
+    }
+
+    pub fn sync(&self) -> &Arc<SpoolSync> {
+        &self.sync
+    }
+
+    /// Opens the spools of one endpoint's lanes (see [`SpoolConfig::open_lanes`]), each
+    /// registering its writes with the fsync scheduler.
+    pub fn open_endpoint(
+        &self,
+        kind: SpoolKind,
+        name: &str,
+        url: &str,
+        lanes: usize,
+    ) -> Result<Vec<(LaneSpool, Recovered)>, SpoolError> {
+        let opened = self.config.open_lanes(kind, name, url, lanes)?;
+        Ok(opened
+            .into_iter()
+            .map(|(lane, recovered)| (lane.with_sync(self.sync.clone()), recovered))
+            .collect())
     }
 }
 

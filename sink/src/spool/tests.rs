@@ -199,17 +199,18 @@ fn lanes_gone_after_a_shrink_are_handed_to_the_remaining_ones() {
         dir: dir.0.clone(),
         max_bytes: ByteSize::mib(64),
         segment_bytes: ByteSize::mib(1),
+        ..SpoolConfig::new(PathBuf::new())
     };
     {
         let mut lanes = config
-            .open_endpoint(SpoolKind::RemoteWrite, "mimir/eu", "http://m/push", 4)
+            .open_lanes(SpoolKind::RemoteWrite, "mimir/eu", "http://m/push", 4)
             .unwrap();
         for (i, (spool, _)) in lanes.iter_mut().enumerate() {
             spool.append(meta(i as u32), &body(i as u32)).unwrap();
         }
     }
     let lanes = config
-        .open_endpoint(SpoolKind::RemoteWrite, "mimir/eu", "http://m/push", 2)
+        .open_lanes(SpoolKind::RemoteWrite, "mimir/eu", "http://m/push", 2)
         .unwrap();
     let mut bodies: Vec<Vec<Vec<u8>>> = Vec::new();
     for (mut spool, recovered) in lanes {
@@ -230,16 +231,17 @@ fn the_spool_of_an_endpoint_no_longer_configured_is_reported_while_it_holds_reco
         dir: dir.0.clone(),
         max_bytes: ByteSize::mib(64),
         segment_bytes: ByteSize::mib(1),
+        ..SpoolConfig::new(PathBuf::new())
     };
     let old = ("mimir", "http://old/push");
     let mut lanes = config
-        .open_endpoint(SpoolKind::RemoteWrite, old.0, old.1, 1)
+        .open_lanes(SpoolKind::RemoteWrite, old.0, old.1, 1)
         .unwrap();
     let (spool, _) = &mut lanes[0];
     spool.append(meta(0), &body(0)).unwrap();
     drop(lanes);
     config
-        .open_endpoint(SpoolKind::RemoteWrite, "mimir", "http://new/push", 1)
+        .open_lanes(SpoolKind::RemoteWrite, "mimir", "http://new/push", 1)
         .unwrap();
     let abandoned = config.abandoned(SpoolKind::RemoteWrite, &[("mimir", "http://new/push")]);
     assert_eq!(
@@ -285,10 +287,11 @@ fn records_handed_to_a_drained_lane_after_a_shrink_survive() {
         dir: dir.0.clone(),
         max_bytes: ByteSize::mib(64),
         segment_bytes: ByteSize(64 << 10),
+        ..SpoolConfig::new(PathBuf::new())
     };
     let open_lanes = |n| {
         config
-            .open_endpoint(SpoolKind::RemoteWrite, "rw", "http://m/push", n)
+            .open_lanes(SpoolKind::RemoteWrite, "rw", "http://m/push", n)
             .unwrap()
     };
     {
@@ -313,6 +316,7 @@ fn one_process_at_a_time_holds_a_spool_directory() {
         dir: dir.0.clone(),
         max_bytes: ByteSize::mib(64),
         segment_bytes: ByteSize::mib(1),
+        ..SpoolConfig::new(PathBuf::new())
     };
     let held = config.lock().unwrap();
     let err = config.lock().unwrap_err().to_string();

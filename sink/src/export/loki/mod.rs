@@ -1,5 +1,6 @@
 //! Loki export: every `logs[]` endpoint, the hand-off of filter-shipped access-log records from
-//! accepted reports, and the shutdown flush. The file tailer (`crate::logs`) delivers through
+//! accepted reports (written to the endpoint's spool before the report is answered when there
+//! is one, queued in memory for the batching task otherwise), and the shutdown flush. The file tailer (`crate::logs`) delivers through
 //! the same endpoints, waiting for each acknowledgement before it advances its positions.
 //!
 //! Owns the set of endpoints and their batching tasks; it must not read files nor decode
@@ -27,9 +28,10 @@ use self::metrics::{LogDropReason, LokiMetricsSection};
 use self::push_spool::PushSpool;
 use self::records::{record_entry, record_stream_labels};
 use self::sender::QueuedEntry;
+use crate::export::receipt::{Receipt, Stored};
 use crate::export::{warn_abandoned_spools, EndpointError};
 use crate::ops::metrics::SinkMetrics;
-use crate::spool::{SpoolConfig, SpoolKind};
+use crate::spool::{Spool, SpoolKind};
 
 struct Running {
     endpoint: Arc<LokiEndpoint>,
@@ -50,7 +52,7 @@ impl LokiExporter {
     pub fn start(
         configs: &[LokiConfig],
         job: &str,
-        spool: Option<&SpoolConfig>,
+        spool: Option<&Spool>,
         metrics: &SinkMetrics,
     ) -> Result<LokiExporter, EndpointError> {
         let (flush, flush_rx) = watch::channel(false);
@@ -87,7 +89,7 @@ impl LokiExporter {
                 .iter()
                 .map(|c| (c.display_name(), c.url.as_str()))
                 .collect();
-            warn_abandoned_spools(spool, SpoolKind::Loki, &configured);
+            warn_abandoned_spools(spool.config(), SpoolKind::Loki, &configured);
         }
         Ok(LokiExporter {
             running,
@@ -102,9 +104,11 @@ impl LokiExporter {
         self.running.iter().map(|r| r.endpoint.clone()).collect()
     }
 
-    /// Renders an accepted report's access-log records and queues them on every endpoint.
-    /// Entries that do not fit a full queue are dropped and counted (`reason="queue_full"`).
-    pub fn ship_access_logs(&self, report: &Report) {
+    /// Renders an accepted report's access-log records and hands them to every endpoint: one
+    /// push appended to its spool at once (noted in `receipt`), or without a spool queued for
+    /// its batching task, where entries that do not fit a full queue are dropped and counted
+    /// (`reason="queue_full"`).
+    pub fn ship_access_logs(&self, report: &Report, receipt: &mut Receipt) {
         if report.access_logs.is_empty() || self.running.is_empty() {
             return;
         }
@@ -126,6 +130,15 @@ impl LokiExporter {
                     continue;
                 }
             };
+            if running.endpoint.spool().is_some() {
+                let entries = report
+                    .access_logs
+                    .iter()
+                    .map(|record| record_entry(record, running.endpoint.encoding));
+                receipt.add(running.endpoint.spool_entries(&labels, entries));
+                continue;
+            }
+            receipt.add(Stored::Memory);
             let mut full = 0u64;
             for record in &report.access_logs {
                 let entry = record_entry(record, running.endpoint.encoding);

@@ -1,6 +1,7 @@
-//! The on-disk queue of one Loki endpoint's filter-shipped pushes: the batching task appends
-//! each encoded push, the endpoint's spool task sends them in order and acknowledges each once
-//! Loki answered, so a Loki outage longer than the memory queue, or a restart, loses none.
+//! The on-disk queue of one Loki endpoint's filter-shipped pushes: each accepted report's
+//! records are appended as one encoded push before the report is answered, the endpoint's spool
+//! task sends them in order (consecutive pushes joined) and acknowledges them once Loki
+//! answered, so a Loki outage, a restart or a crash loses none.
 //!
 //! Owns the hand-over between the two tasks (a lock around the lane's spool, a wake-up, the
 //! "no more appends" flag). Tailed files never come here: their positions already make them
@@ -12,6 +13,8 @@ use std::sync::Mutex;
 use meshtap_logformat::loki::EncodedPush;
 use tokio::sync::Notify;
 
+use crate::export::joined_body::join_records;
+use crate::export::receipt::Stored;
 use crate::spool::{disk_io, LaneSpool, RecordMeta, SpoolError, SpooledBatch};
 
 pub struct PushSpool {
@@ -30,28 +33,59 @@ impl PushSpool {
     }
 
     /// Appends a push; returns the entries of unsent pushes evicted to stay within
-    /// `spool.max_bytes`.
-    pub fn append(&self, push: &EncodedPush) -> Result<Vec<u64>, SpoolError> {
+    /// `spool.max_bytes`, and where the push is kept.
+    pub fn append(&self, push: &EncodedPush) -> Result<(Vec<u64>, Stored), SpoolError> {
         let meta = RecordMeta {
             samples: push.entries as u32,
             oldest_ms: 0,
             newest_ms: 0,
         };
-        let evicted = disk_io(|| self.lock().append(meta, &push.body))?;
+        let appended = disk_io(|| {
+            let mut spool = self.lock();
+            let evicted = spool.append(meta, &push.body)?;
+            Ok::<_, SpoolError>((evicted, Stored::Spool(spool.last_round())))
+        })?;
         self.appended.notify_one();
-        Ok(evicted)
+        Ok(appended)
     }
 
-    /// The oldest push not yet handed out; `None` also when it cannot be read now (logged; it
-    /// is tried again at the next wake-up).
-    pub fn take(&self) -> Option<SpooledBatch> {
-        disk_io(|| self.lock().take()).unwrap_or_else(|e| {
-            tracing::error!(error = %e, "spool: cannot read the next push; trying again later");
-            None
-        })
+    /// The oldest pushes not yet handed out, joined while the body stays under `max_bytes`;
+    /// `None` also when the next cannot be read now (logged; it is tried again at the next
+    /// wake-up).
+    pub fn take(&self, max_bytes: usize) -> Option<SpooledBatch> {
+        let mut spool = self.lock();
+        let mut pushes = Vec::new();
+        let mut bytes = 0;
+        loop {
+            match disk_io(|| spool.take()) {
+                Ok(Some(push)) => {
+                    bytes += push.body.len();
+                    pushes.push(push);
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    tracing::error!(error = %e, "spool: cannot read the next push; trying again later");
+                    break;
+                }
+            }
+            if bytes >= max_bytes || spool.next_samples().is_none() {
+                break;
+            }
+        }
+        if pushes.is_empty() {
+            return None;
+        }
+        let (joined, unreadable) = join_records(pushes);
+        if unreadable > 0 {
+            tracing::error!(
+                entries = unreadable,
+                "spool: a push could not be decompressed; its entries are dropped"
+            );
+        }
+        Some(joined)
     }
 
-    /// The push handed out last is done with (acknowledged or refused).
+    /// The pushes handed out so far are done with (acknowledged or refused).
     pub fn finish(&self) {
         if let Err(e) = disk_io(|| self.lock().finish()) {
             tracing::error!(error = %e, "spool: could not acknowledge a sent push (it may be sent again after a restart)");

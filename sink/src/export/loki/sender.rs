@@ -20,6 +20,7 @@ use super::config::{LokiBatchConfig, LokiConfig};
 use super::metrics::{LogDropReason, LokiEndpointMetrics};
 use super::push_spool::PushSpool;
 use crate::export::http_client::ClientError;
+use crate::export::receipt::Stored;
 use crate::export::retry::{Backoff, SendOutcome};
 
 /// Resolves once `stop` is true (the watch guard never lives across an await, so the future
@@ -166,7 +167,7 @@ impl LokiEndpoint {
         };
         let m = &self.metrics;
         match spool.append(&push) {
-            Ok(evicted) => {
+            Ok((evicted, _)) => {
                 for entries in evicted {
                     m.add_dropped(LogDropReason::QueueFull, entries);
                     tracing::warn!(endpoint = %m.name, entries, "Loki spool full: dropped its oldest push");
@@ -180,15 +181,53 @@ impl LokiEndpoint {
         }
     }
 
-    /// Sends the spooled pushes in order, each acknowledged once Loki answered; ends when the
-    /// batching task closed the spool and nothing is left (or when aborted at shutdown: the
-    /// push being sent stays in the spool).
+    /// Encodes `entries` of one stream as one push and appends it to the spool before
+    /// returning. A push the disk refuses is delivered from memory by a task of its own
+    /// ([`Stored::WaitingForDisk`]); one that holds nothing after the line limits (counted)
+    /// needs no keeping.
+    pub fn spool_entries(
+        self: &Arc<Self>,
+        labels: &LabelSet,
+        entries: impl Iterator<Item = LogEntry>,
+    ) -> Stored {
+        let spool = self.spool.as_ref().expect("an endpoint with a spool");
+        let mut batch = self.new_batch();
+        for entry in entries {
+            batch.push(labels, entry);
+        }
+        let Some(push) = self.encode(&mut batch) else {
+            return Stored::Memory;
+        };
+        let m = &self.metrics;
+        match spool.append(&push) {
+            Ok((evicted, stored)) => {
+                for entries in evicted {
+                    m.add_dropped(LogDropReason::QueueFull, entries);
+                    tracing::warn!(endpoint = %m.name, entries, "Loki spool full: dropped its oldest push");
+                }
+                m.spool_bytes.store(spool.bytes(), Ordering::Relaxed);
+                stored
+            }
+            Err(e) => {
+                tracing::error!(endpoint = %m.name, error = %e, "spool write failed; sending the push directly");
+                let endpoint = self.clone();
+                tokio::spawn(async move {
+                    endpoint.deliver(&push.body, push.entries as u64).await;
+                });
+                Stored::WaitingForDisk
+            }
+        }
+    }
+
+    /// Sends the spooled pushes in order (consecutive ones joined up to `batch.max_bytes`),
+    /// acknowledged once Loki answered; ends when the batching task closed the spool and
+    /// nothing is left (or when aborted at shutdown: the pushes being sent stay in the spool).
     pub async fn run_spool(self: Arc<Self>) {
         let Some(spool) = &self.spool else {
             return;
         };
         loop {
-            match spool.take() {
+            match spool.take(self.batch.max_bytes) {
                 Some(push) => {
                     self.deliver(&push.body, u64::from(push.meta.samples)).await;
                     spool.finish();

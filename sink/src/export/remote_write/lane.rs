@@ -1,6 +1,10 @@
 //! One ordered sending lane of an endpoint: a pending batch being filled, sealed batches in a
 //! [`BatchQueue`], and at most one batch in flight.
 //!
+//! With a queue that writes through (the spool), every push is sealed at once, so nothing the
+//! lane accepted exists only in memory; batching by size and age then decides when the sender
+//! takes, and the queue joins what it holds into one request.
+//!
 //! Owns batching by size (`max_samples_per_send`) and by age (`batch_send_deadline`), the
 //! queue-full accounting, waiting for room ([`Lane::push_when_room`]: the scrape stage waits
 //! instead of losing samples, as Prometheus' shards do) and the lane's gauges. Delivery itself (HTTP, retries) belongs to
@@ -13,7 +17,8 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{watch, Notify};
 
-use super::queue::{Batch, BatchQueue, Outgoing};
+use super::queue::{Batch, BatchQueue, Outgoing, Refusal};
+use crate::export::receipt::Stored;
 use crate::export::sample::ExportSample;
 use crate::ops::metrics::{DropReason, EndpointMetrics};
 
@@ -23,6 +28,8 @@ struct LaneState {
     pending_oldest_ms: i64,
     queue: Box<dyn BatchQueue>,
     in_flight: Option<(usize, i64)>,
+    /// With a write-through queue: when the oldest record not yet taken was written.
+    waiting_since: Option<Instant>,
 }
 
 /// A lane; shared by the ingest path (which fills it) and one sender task.
@@ -34,6 +41,8 @@ pub struct Lane {
     room: Notify,
     max_samples_per_send: usize,
     batch_send_deadline: Duration,
+    /// The queue keeps every push at once (see [`BatchQueue::writes_through`]).
+    write_through: bool,
     metrics: Arc<EndpointMetrics>,
 }
 
@@ -45,6 +54,12 @@ impl Lane {
         batch_send_deadline: Duration,
         metrics: Arc<EndpointMetrics>,
     ) -> Lane {
+        let write_through = queue.writes_through();
+        // Records a previous run left are due at once.
+        let waiting_since = (queue.queued_samples() > 0).then(|| {
+            let now = Instant::now();
+            now.checked_sub(batch_send_deadline).unwrap_or(now)
+        });
         Lane {
             index,
             state: Mutex::new(LaneState {
@@ -53,13 +68,21 @@ impl Lane {
                 pending_oldest_ms: i64::MAX,
                 queue,
                 in_flight: None,
+                waiting_since,
             }),
             wake: Notify::new(),
             room: Notify::new(),
             max_samples_per_send,
             batch_send_deadline,
+            write_through,
             metrics,
         }
+    }
+
+    /// Why this lane cannot keep a report's samples now (`block`: the endpoint's `when_full`
+    /// is `block`).
+    pub fn refusal(&self, block: bool) -> Option<Refusal> {
+        self.state.lock().expect("lane lock").queue.refusal(block)
     }
 
     /// Appends samples (in order), waiting, one batch at a time, while the lane's queue has no
@@ -89,12 +112,13 @@ impl Lane {
         }
     }
 
-    /// Appends samples (in order) without waiting; when the queue is full its oldest batches
-    /// are dropped (counted). The sender is woken when a batch is sealed or a new pending
-    /// batch starts (so it can time the send deadline).
-    pub fn push(&self, samples: impl IntoIterator<Item = ExportSample>) {
+    /// Appends samples (in order) without waiting; when the queue is full and evicts, its
+    /// oldest batches are dropped (counted). The sender is woken when a batch is sealed or a
+    /// new pending batch starts (so it can time the send deadline). Returns where the samples
+    /// are kept: with a write-through queue they are sealed and stored before this returns.
+    pub fn push(&self, samples: impl IntoIterator<Item = ExportSample>) -> Stored {
         let mut wake = false;
-        {
+        let stored = {
             let mut state = self.state.lock().expect("lane lock");
             for sample in samples {
                 if state.pending.is_empty() {
@@ -109,11 +133,17 @@ impl Lane {
                     wake = true;
                 }
             }
+            if self.write_through && !state.pending.is_empty() {
+                self.seal(&mut state);
+                wake = true;
+            }
             self.update_gauges(&state);
-        }
+            state.queue.stored()
+        };
         if wake {
             self.wake.notify_one();
         }
+        stored
     }
 
     fn seal(&self, state: &mut LaneState) {
@@ -123,6 +153,9 @@ impl Lane {
         let batch = Batch::new(std::mem::take(&mut state.pending));
         state.pending_since = None;
         state.pending_oldest_ms = i64::MAX;
+        if self.write_through && state.waiting_since.is_none() {
+            state.waiting_since = Some(Instant::now());
+        }
         for evicted in state.queue.push(batch) {
             self.metrics.add_dropped(DropReason::QueueFull, evicted);
             tracing::warn!(
@@ -159,24 +192,44 @@ impl Lane {
             let wait = {
                 let mut state = self.state.lock().expect("lane lock");
                 let flushing = *flush.borrow();
-                let due = state
-                    .pending_since
-                    .is_some_and(|since| since.elapsed() >= self.batch_send_deadline);
-                if flushing || due {
+                let expired = |since: Option<Instant>| {
+                    since.is_some_and(|s| s.elapsed() >= self.batch_send_deadline)
+                };
+                if flushing || expired(state.pending_since) {
                     self.seal(&mut state);
                 }
-                if let Some(batch) = state.queue.take() {
-                    state.in_flight = Some((batch.len(), batch.oldest_ms().unwrap_or(i64::MAX)));
-                    self.update_gauges(&state);
-                    self.room.notify_waiters();
-                    return Some(batch);
+                // A queue written through holds every push: it is taken from when a full
+                // batch waits or its oldest record reached the deadline. Other queues hold
+                // only sealed batches, sent at once.
+                let due = flushing
+                    || !self.write_through
+                    || state.queue.queued_samples() >= self.max_samples_per_send
+                    || expired(state.waiting_since);
+                if due {
+                    if let Some(batch) = state.queue.take(self.max_samples_per_send) {
+                        state.in_flight =
+                            Some((batch.len(), batch.oldest_ms().unwrap_or(i64::MAX)));
+                        if state.queue.queued_samples() == 0 {
+                            state.waiting_since = None;
+                        }
+                        self.update_gauges(&state);
+                        self.room.notify_waiters();
+                        return Some(batch);
+                    }
+                    // Nothing could be taken (empty, or unreadable for now): wait for a push.
+                    if self.write_through {
+                        state.waiting_since = None;
+                    }
                 }
                 if flushing {
                     return None;
                 }
-                state
-                    .pending_since
-                    .map(|since| self.batch_send_deadline.saturating_sub(since.elapsed()))
+                let since = if self.write_through {
+                    state.waiting_since
+                } else {
+                    state.pending_since
+                };
+                since.map(|since| self.batch_send_deadline.saturating_sub(since.elapsed()))
             };
             let sleep = tokio::time::sleep(wait.unwrap_or(Duration::from_secs(3600)));
             tokio::select! {
@@ -216,7 +269,7 @@ impl Lane {
         let held = (state.queue.queued_samples() + state.in_flight.map_or(0, |(n, _)| n)) as u64;
         state.in_flight = None;
         let (kept, lost) = state.queue.keep_for_restart().unwrap_or_else(|| {
-            while state.queue.take().is_some() {
+            while state.queue.take(usize::MAX).is_some() {
                 state.queue.finish();
             }
             (0, held)

@@ -3,7 +3,9 @@
 //! Owns the wiring of one endpoint: samples are sharded onto lanes by series hash (order kept
 //! per series), each lane has one sender task, and the endpoint never waits on another
 //! endpoint. Each lane queues in memory (`queue::MemoryQueue`) or, with `spool:` configured,
-//! on disk (`spool_queue::SpoolQueue`); nothing else differs.
+//! on disk (`spool_queue::SpoolQueue`, every push written before it returns); nothing else
+//! differs. With `queue.when_full: block` nothing accepted is ever dropped to make room:
+//! scrapes wait and reports are refused ([`Endpoint::refusal`]) while a lane is full.
 
 pub mod client;
 pub mod config;
@@ -32,15 +34,16 @@ pub use config::{BasicAuth, QueueConfig, RemoteWriteConfig, TlsConfig, WhenFull}
 
 use self::encoder::RequestEncoder;
 use self::lane::Lane;
-use self::queue::{BatchQueue, MemoryQueue};
+use self::queue::{BatchQueue, MemoryQueue, Refusal};
 use self::retry::Delivery;
 use self::spool_queue::SpoolQueue;
 use crate::export::families::FamilyRegistry;
+use crate::export::receipt::Receipt;
 use crate::export::sample::ExportSample;
 use crate::export::EndpointError;
 use crate::ops::metrics::EndpointMetrics;
 use crate::series::Sample;
-use crate::spool::{SpoolConfig, SpoolKind};
+use crate::spool::{Spool, SpoolKind};
 
 /// One running endpoint.
 pub struct Endpoint {
@@ -58,7 +61,7 @@ impl Endpoint {
         at: &str,
         registry: Arc<FamilyRegistry>,
         flush: watch::Receiver<bool>,
-        spool: Option<&SpoolConfig>,
+        spool: Option<&Spool>,
     ) -> Result<Arc<Endpoint>, EndpointError> {
         let client = Arc::new(RemoteWriteClient::new(config, at)?);
         let q = &config.queue;
@@ -70,9 +73,10 @@ impl Endpoint {
             .filter(|(_, v)| !v.is_empty())
             .map(|(n, v)| (n.clone(), v.clone()))
             .collect();
+        let evicts = q.when_full == WhenFull::DropOldest;
         let queues: Vec<Box<dyn BatchQueue>> = match spool {
             None => (0..q.lanes)
-                .map(|_| Box::new(MemoryQueue::new(lane_capacity)) as Box<dyn BatchQueue>)
+                .map(|_| Box::new(MemoryQueue::new(lane_capacity, evicts)) as Box<dyn BatchQueue>)
                 .collect(),
             Some(spool) => {
                 let opened = spool.open_endpoint(
@@ -90,6 +94,11 @@ impl Endpoint {
                         recovered.corrupt_records,
                         std::sync::atomic::Ordering::Relaxed,
                     );
+                    let lane_spool = if evicts {
+                        lane_spool
+                    } else {
+                        lane_spool.without_eviction()
+                    };
                     queues.push(Box::new(SpoolQueue::new(
                         lane_spool,
                         external_labels.clone(),
@@ -157,13 +166,20 @@ impl Endpoint {
         &self.metrics
     }
 
-    /// Queues samples, each on the lane of its series, without waiting (a full lane drops its
-    /// oldest batches).
-    pub fn enqueue(&self, samples: &[Sample]) {
+    /// Why the endpoint cannot keep a report's samples now: a lane is full and `when_full` is
+    /// `block`, or a lane's spool refuses writes.
+    pub fn refusal(&self) -> Option<Refusal> {
+        let block = self.when_full == WhenFull::Block;
+        self.lanes.iter().find_map(|lane| lane.refusal(block))
+    }
+
+    /// Queues samples, each on the lane of its series, without waiting (a full lane that
+    /// evicts drops its oldest batches); notes in `receipt` where they are kept.
+    pub fn enqueue(&self, samples: &[Sample], receipt: &mut Receipt) {
         let samples = samples.iter().map(ExportSample::from);
         for (lane, samples) in self.lanes.iter().zip(self.by_lane(samples)) {
             if !samples.is_empty() {
-                lane.push(samples);
+                receipt.add(lane.push(samples));
             }
         }
     }

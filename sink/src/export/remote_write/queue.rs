@@ -1,13 +1,16 @@
 //! Sealed batches waiting for delivery to one endpoint lane, behind the [`BatchQueue`] trait.
 //!
 //! This is the seam for durability: [`MemoryQueue`] keeps batches in memory, bounded by a
-//! sample capacity, evicting the OLDEST batches when full; `super::spool_queue::SpoolQueue`
-//! keeps them on disk (`push` appends an encoded record, `take` reads the next one back,
-//! `finish` acknowledges it). The lane (`super::lane`) calls these in that order and never
-//! looks inside.
+//! sample capacity (evicting the OLDEST batches when full, unless the endpoint's `when_full` is
+//! `block`, whose sources wait or are refused instead); `super::spool_queue::SpoolQueue` keeps
+//! them on disk (`push` appends an encoded record at once — the lane writes every push through,
+//! so nothing it accepted lives only in memory — `take` reads records back, `finish`
+//! acknowledges them). The lane (`super::lane`) calls these in that order and never looks
+//! inside. `Stored` tells a pusher where its samples ended up.
 
 use std::collections::VecDeque;
 
+use crate::export::receipt::Stored;
 use crate::export::sample::ExportSample;
 use crate::spool::SpooledBatch;
 
@@ -63,15 +66,35 @@ impl Outgoing {
     }
 }
 
+/// Why a lane cannot take a report's samples now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// The queue (or spool) is at capacity and the endpoint's `when_full` is `block`.
+    #[error("queue full (when_full: block)")]
+    Full,
+    /// The spool refuses writes (full disk, read-only volume, ...).
+    #[error("the spool refuses writes")]
+    DiskRefusing,
+}
+
 /// Storage of sealed batches for one lane, oldest first.
 pub trait BatchQueue: Send {
     /// Appends a batch; returns the sample counts of unsent batches evicted (oldest first) to
     /// stay within capacity.
     fn push(&mut self, batch: Batch) -> Vec<u64>;
-    /// Takes the oldest batch for sending.
-    fn take(&mut self) -> Option<Outgoing>;
-    /// The batch taken last is done with (delivered, refused or dropped).
+    /// Where the batches pushed so far are kept.
+    fn stored(&self) -> Stored;
+    /// True when every push must be sealed at once (a spool: what is pushed is written
+    /// before the pusher is answered); batching then happens when taking.
+    fn writes_through(&self) -> bool;
+    /// Takes the oldest batch for sending (a write-through queue joins consecutive records
+    /// into one batch of at most `max_samples` samples).
+    fn take(&mut self, max_samples: usize) -> Option<Outgoing>;
+    /// The batches taken so far are done with (delivered, refused or dropped).
     fn finish(&mut self);
+    /// Why new samples cannot be kept now, if they cannot; `block` when the endpoint's
+    /// `when_full` is `block` (otherwise a full queue drops its oldest batches instead).
+    fn refusal(&self, block: bool) -> Option<Refusal>;
     /// Whether `incoming` more samples may be added now, with `unsealed` samples pending in
     /// the lane (something always fits in an empty lane).
     fn has_room(&self, unsealed: usize, incoming: usize) -> bool;
@@ -90,14 +113,18 @@ pub struct MemoryQueue {
     batches: VecDeque<(Batch, Option<i64>)>,
     samples: usize,
     capacity: usize,
+    /// Drop the oldest batches past `capacity` (`when_full: drop_oldest`); otherwise the
+    /// sources wait or are refused before it is reached, and a push never drops anything.
+    evicts: bool,
 }
 
 impl MemoryQueue {
-    pub fn new(capacity_samples: usize) -> MemoryQueue {
+    pub fn new(capacity_samples: usize, evicts: bool) -> MemoryQueue {
         MemoryQueue {
             batches: VecDeque::new(),
             samples: 0,
             capacity: capacity_samples,
+            evicts,
         }
     }
 }
@@ -108,7 +135,7 @@ impl BatchQueue for MemoryQueue {
         let oldest = batch.oldest_ms();
         self.batches.push_back((batch, oldest));
         let mut evicted = Vec::new();
-        while self.samples > self.capacity && self.batches.len() > 1 {
+        while self.evicts && self.samples > self.capacity && self.batches.len() > 1 {
             let (old, _) = self.batches.pop_front().expect("more than one batch");
             self.samples -= old.len();
             evicted.push(old.len() as u64);
@@ -116,7 +143,19 @@ impl BatchQueue for MemoryQueue {
         evicted
     }
 
-    fn take(&mut self) -> Option<Outgoing> {
+    fn stored(&self) -> Stored {
+        Stored::Memory
+    }
+
+    fn writes_through(&self) -> bool {
+        false
+    }
+
+    fn refusal(&self, block: bool) -> Option<Refusal> {
+        (block && self.samples >= self.capacity).then_some(Refusal::Full)
+    }
+
+    fn take(&mut self, _max_samples: usize) -> Option<Outgoing> {
         let (batch, _) = self.batches.pop_front()?;
         self.samples -= batch.len();
         Some(Outgoing::Samples(batch))
@@ -175,7 +214,7 @@ mod tests {
 
     #[test]
     fn full_queue_evicts_the_oldest_batches() {
-        let mut q = MemoryQueue::new(10);
+        let mut q = MemoryQueue::new(10, true);
         assert!(q.push(batch(4, 1)).is_empty());
         assert!(q.push(batch(4, 2)).is_empty());
         let evicted = q.push(batch(4, 3));
@@ -184,8 +223,25 @@ mod tests {
         assert_eq!(q.oldest_ms(), Some(2));
         assert!(!q.has_room(0, 3));
         assert!(q.has_room(0, 2));
-        assert_eq!(q.take().unwrap().oldest_ms(), Some(2));
+        assert_eq!(q.refusal(false), None);
+        assert_eq!(q.take(100).unwrap().oldest_ms(), Some(2));
         q.finish();
         assert_eq!(q.queued_samples(), 4);
+    }
+
+    #[test]
+    fn a_blocking_queue_never_evicts_and_refuses_when_full() {
+        let mut q = MemoryQueue::new(10, false);
+        assert_eq!(q.refusal(true), None);
+        assert!(q.push(batch(6, 1)).is_empty());
+        assert!(
+            q.push(batch(6, 2)).is_empty(),
+            "over capacity, nothing dropped"
+        );
+        assert_eq!(q.queued_samples(), 12);
+        assert_eq!(q.refusal(true), Some(Refusal::Full));
+        q.take(100);
+        q.finish();
+        assert_eq!(q.refusal(true), None);
     }
 }

@@ -1,5 +1,7 @@
-//! The on-disk [`BatchQueue`] of a lane: each sealed batch is encoded into its request body at
-//! once and appended to the lane's spool; the sender reads bodies back in order.
+//! The on-disk [`BatchQueue`] of a lane: each push is encoded into a request body at once and
+//! appended to the lane's spool (the lane writes every push through, so a report is answered
+//! only once its samples are in the spool); the sender reads records back in order, joining
+//! consecutive small records into one request of at most `max_samples_per_send`.
 //!
 //! Owns the hand-over between the encoder and `crate::spool::LaneSpool`, and what happens
 //! when the disk refuses a write: the batch waits in memory (bounded by the lane's memory
@@ -12,9 +14,11 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use super::encoder::RequestEncoder;
-use super::queue::{Batch, BatchQueue, Outgoing};
+use super::queue::{Batch, BatchQueue, Outgoing, Refusal};
+use crate::export::joined_body::join_records;
+use crate::export::receipt::Stored;
 use crate::ops::metrics::{DropReason, EndpointMetrics};
-use crate::spool::{disk_io, LaneSpool, RecordMeta, Skipped};
+use crate::spool::{disk_io, LaneSpool, RecordMeta, Skipped, SpooledBatch};
 
 /// Where the batch handed out last came from.
 #[derive(Clone, Copy)]
@@ -118,6 +122,42 @@ impl SpoolQueue {
         }
     }
 
+    /// Hands out the next records from the disk, joined while they fit in `max_samples`;
+    /// `Err` when the next one cannot be read now.
+    fn take_spooled(&mut self, max_samples: usize) -> Result<Option<SpooledBatch>, ()> {
+        let first = match disk_io(|| self.spool.take()) {
+            Ok(Some(first)) => first,
+            Ok(None) => return Ok(None),
+            Err(e) => {
+                // What waits in memory is newer: nothing goes before the record that failed.
+                tracing::error!(endpoint = %self.metrics.name, lane = self.lane, error = %e, "spool: cannot read the next record; trying again at the next batch");
+                return Err(());
+            }
+        };
+        let mut records = vec![first];
+        let mut samples = records[0].meta.samples as usize;
+        while let Some(next) = self.spool.next_samples() {
+            if samples + next as usize > max_samples {
+                break;
+            }
+            match disk_io(|| self.spool.take()) {
+                Ok(Some(record)) => {
+                    samples += record.meta.samples as usize;
+                    records.push(record);
+                }
+                // Skipped or unreadable now: send what was read; the rest comes next time.
+                Ok(None) | Err(_) => break,
+            }
+        }
+        let (joined, unreadable) = join_records(records);
+        if unreadable > 0 {
+            tracing::error!(endpoint = %self.metrics.name, lane = self.lane, samples = unreadable, "spool: a record's body could not be decoded; its samples are dropped");
+            self.metrics
+                .add_dropped(DropReason::SpoolUnreadable, unreadable);
+        }
+        Ok(Some(joined))
+    }
+
     fn update_gauge(&self) {
         self.metrics.lanes[self.lane]
             .spool_bytes
@@ -147,8 +187,30 @@ impl BatchQueue for SpoolQueue {
         self.write_stalled()
     }
 
-    fn take(&mut self) -> Option<Outgoing> {
-        let spooled = disk_io(|| self.spool.take());
+    fn stored(&self) -> Stored {
+        if self.stalled.is_empty() {
+            Stored::Spool(self.spool.last_round())
+        } else {
+            Stored::WaitingForDisk
+        }
+    }
+
+    fn writes_through(&self) -> bool {
+        true
+    }
+
+    fn refusal(&self, block: bool) -> Option<Refusal> {
+        if !self.stalled.is_empty() {
+            Some(Refusal::DiskRefusing)
+        } else if block && !self.spool.has_room() {
+            Some(Refusal::Full)
+        } else {
+            None
+        }
+    }
+
+    fn take(&mut self, max_samples: usize) -> Option<Outgoing> {
+        let spooled = self.take_spooled(max_samples);
         self.count_skipped();
         match spooled {
             Ok(Some(spooled)) => {
@@ -158,11 +220,7 @@ impl BatchQueue for SpoolQueue {
                 return Some(Outgoing::Spooled(spooled));
             }
             Ok(None) => {}
-            Err(e) => {
-                // What waits in memory is newer: nothing goes before the record that failed.
-                tracing::error!(endpoint = %self.metrics.name, lane = self.lane, error = %e, "spool: cannot read the next record; trying again at the next batch");
-                return None;
-            }
+            Err(()) => return None,
         }
         // The disk is empty: what waits in memory is the oldest.
         let batch = self.stalled.pop_front()?;
@@ -247,7 +305,7 @@ mod tests {
             "one per push"
         );
         assert_eq!(queue.queued_samples(), 3 + 4 + 5);
-        assert_eq!(oldest(queue.take()), ("memory", 2));
+        assert_eq!(oldest(queue.take(1000)), ("memory", 2));
         assert_eq!(metrics.spool_skipped_records.load(Ordering::Relaxed), 1);
         assert_eq!(metrics.dropped(DropReason::SpoolUnreadable), 3);
         queue.finish();
@@ -256,17 +314,49 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         assert!(queue.push(batch(6, 4)).is_empty());
         assert_eq!(queue.queued_samples(), 5 + 6);
-        assert_eq!(oldest(queue.take()), ("spool", 3));
+        // At most 5 samples per request: the records go one by one.
+        assert_eq!(oldest(queue.take(5)), ("spool", 3));
         queue.finish();
-        assert_eq!(oldest(queue.take()), ("spool", 4));
+        assert_eq!(oldest(queue.take(5)), ("spool", 4));
         queue.finish();
-        assert!(queue.take().is_none());
+        assert!(queue.take(1000).is_none());
         // Beyond the memory capacity, the oldest waiting batch goes.
         std::fs::remove_dir_all(&dir).unwrap();
         let evicted: Vec<u64> = (0..3).flat_map(|i| queue.push(batch(40, 10 + i))).collect();
         assert_eq!(evicted, [40]);
         assert_eq!(queue.queued_samples(), 80);
         assert_eq!(queue.keep_for_restart(), Some((0, 80)));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn consecutive_records_are_joined_up_to_the_request_size() {
+        let dir = std::env::temp_dir().join(format!("meshtap-spool-join-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let (spool, _) = LaneSpool::open(&dir, 1 << 20, 1 << 16).unwrap();
+        let metrics = Arc::new(EndpointMetrics::new("rw", 1));
+        let mut queue = SpoolQueue::new(spool, vec![], 100, 0, metrics);
+        for (n, ts) in [(3, 1), (4, 2), (5, 3)] {
+            queue.push(batch(n, ts));
+            assert!(matches!(queue.stored(), Stored::Spool(None)));
+        }
+        let Some(Outgoing::Spooled(first)) = queue.take(7) else {
+            panic!("a spooled batch");
+        };
+        assert_eq!((first.meta.samples, first.meta.oldest_ms), (7, 1));
+        let raw = snap::raw::Decoder::new()
+            .decompress_vec(&first.body)
+            .unwrap();
+        let request = <super::super::proto::WriteRequest as prost::Message>::decode(&raw[..]);
+        assert_eq!(request.unwrap().timeseries.len(), 7);
+        queue.finish();
+        assert_eq!(queue.queued_samples(), 5);
+        assert_eq!(oldest(queue.take(7)), ("spool", 3));
+        queue.finish();
+        // Acknowledged together: a reopened spool holds nothing.
+        drop(queue);
+        let (_, recovered) = LaneSpool::open(&dir, 1 << 20, 1 << 16).unwrap();
+        assert_eq!(recovered.records, 0);
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

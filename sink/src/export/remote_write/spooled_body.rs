@@ -59,63 +59,14 @@ pub fn drop_older_than(batch: &mut SpooledBatch, cutoff_ms: i64) -> Result<u64, 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::export::remote_write::proto::{Label, Sample, TimeSeries};
-
-    fn spooled(timestamps: &[&[i64]]) -> SpooledBatch {
-        let request = WriteRequest {
-            timeseries: timestamps
-                .iter()
-                .enumerate()
-                .map(|(i, ts)| TimeSeries {
-                    labels: vec![Label {
-                        name: "__name__".into(),
-                        value: format!("m{i}"),
-                    }],
-                    samples: ts
-                        .iter()
-                        .map(|&timestamp| Sample {
-                            value: 1.0,
-                            timestamp,
-                        })
-                        .collect(),
-                })
-                .collect(),
-            metadata: vec![],
-        };
-        let all: Vec<i64> = timestamps.iter().flat_map(|t| t.iter().copied()).collect();
-        SpooledBatch {
-            meta: RecordMeta {
-                samples: all.len() as u32,
-                oldest_ms: *all.iter().min().unwrap(),
-                newest_ms: *all.iter().max().unwrap(),
-            },
-            body: snap::raw::Encoder::new()
-                .compress_vec(&request.encode_to_vec())
-                .unwrap(),
-        }
-    }
-
-    fn decoded(batch: &SpooledBatch) -> Vec<(String, Vec<i64>)> {
-        let raw = snap::raw::Decoder::new()
-            .decompress_vec(&batch.body)
-            .unwrap();
-        WriteRequest::decode(&raw[..])
-            .unwrap()
-            .timeseries
-            .into_iter()
-            .map(|s| {
-                let ts = s.samples.iter().map(|x| x.timestamp).collect();
-                (s.labels[0].value.clone(), ts)
-            })
-            .collect()
-    }
+    use crate::export::joined_body::test_bodies::{decoded, spooled};
 
     #[test]
     fn only_samples_past_the_cutoff_go_and_empty_series_with_them() {
         let mut batch = spooled(&[&[10, 20, 30], &[5], &[40]]);
         assert_eq!(drop_older_than(&mut batch, 20).unwrap(), 2);
         assert_eq!(
-            decoded(&batch),
+            decoded(&batch.body),
             [("m0".into(), vec![20, 30]), ("m2".into(), vec![40])]
         );
         assert_eq!((batch.meta.samples, batch.meta.oldest_ms), (3, 20));
