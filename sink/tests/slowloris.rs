@@ -296,7 +296,7 @@ async fn slow_clients_are_cut_off_and_the_ops_listener_keeps_answering() {
     let accept_errors = "meshtap_sink_http_accept_errors_total{listener=\"listen\"}";
     assert_eq!(metric(ops, accept_errors).await, 0.0, "descriptors ran out");
 
-    let tally = tally.lock().unwrap();
+    let tally = std::mem::take(&mut *tally.lock().unwrap());
     println!(
         "slowloris under {DESCRIPTORS} descriptors for {attack_lasted:?}: {} connections opened, \
          {} closed by the sink (longest held {:?}), {} answered 408 (after {:?} at the earliest), \
