@@ -3,7 +3,8 @@
 //! The module tree follows the data path: [`ingest`] (HTTP handler, auth, decode, conversion to
 //! [`series`]) → [`staleness`] (ordering, stale markers) → [`export`] (remote-write queues,
 //! encoder, retries), with [`view`] (in-memory summary) and [`ops`] (self-metrics, health) on
-//! the side. [`config`] loads the YAML and [`server`] wires the stages into a running process.
+//! the side. [`config`] loads the YAML, [`serve`] runs the HTTP listeners and [`server`] wires the
+//! stages into a running process.
 //! [`bench`] exposes the hot path for benchmarks.
 
 pub mod bench;
@@ -14,6 +15,7 @@ pub mod logs;
 pub mod ops;
 pub mod scrape;
 pub mod series;
+pub mod serve;
 pub mod server;
 pub mod spool;
 pub mod staleness;

@@ -1,4 +1,4 @@
-//! Assembles and runs the sink: the HTTP listener and its routes, the staleness sweeper, the
+//! Assembles and runs the sink: the HTTP listeners and their routes, the staleness sweeper, the
 //! exporter, and the orderly shutdown (stop accepting, flush queues within the deadline).
 //!
 //! Owns process-level wiring and lifecycle only; every behaviour lives in its stage module.
@@ -26,6 +26,7 @@ use crate::ops::health::{self, OpsState};
 use crate::ops::metrics::SinkMetrics;
 use crate::scrape::merge::record_reported_pod;
 use crate::scrape::{ScrapeStage, ScrapeStartError};
+use crate::serve::{HttpServer, ListenError};
 use crate::spool::Spool;
 use crate::view::{http::get_summary, SummaryView};
 
@@ -41,16 +42,14 @@ pub enum StartError {
     Scrape(#[from] ScrapeStartError),
     #[error("log_files: {0}")]
     Positions(#[from] PositionsError),
-    #[error("cannot listen on {addr}: {source}")]
-    Listen {
-        addr: SocketAddr,
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Listen(#[from] ListenError),
 }
 
 /// A started sink.
 pub struct RunningSink {
     local_addr: SocketAddr,
+    ops_addr: Option<SocketAddr>,
     ops: Arc<OpsState>,
     exporter: Arc<Exporter>,
     stop: watch::Sender<bool>,
@@ -147,34 +146,21 @@ impl RunningSink {
                 record_reported_pod,
             ));
         }
-        let mut app = Router::new()
-            .route(meshtap_report::REPORT_PATH, report_route)
+        let ops_app = Router::new()
             .route("/metrics", get(health::metrics).with_state(ops.clone()))
             .route("/readyz", get(health::readyz).with_state(ops.clone()))
             .route("/healthz", get(health::healthz));
+        let mut app = Router::new()
+            .route(meshtap_report::REPORT_PATH, report_route)
+            .merge(ops_app.clone());
         if let Some(view) = view {
             app = app.route("/v1/summary", get(get_summary).with_state(view));
         }
-        let listener = tokio::net::TcpListener::bind(config.listen)
-            .await
-            .map_err(|source| StartError::Listen {
-                addr: config.listen,
-                source,
-            })?;
-        let local_addr = listener.local_addr().map_err(|source| StartError::Listen {
-            addr: config.listen,
-            source,
-        })?;
+        let http =
+            HttpServer::bind(config.listen, &config.serve, app, ops_app, &ops.metrics).await?;
+        let (local_addr, ops_addr) = (http.local_addr(), http.ops_addr());
         let (stop, stop_rx) = watch::channel(false);
-        let mut server_stop = stop_rx.clone();
-        let server = tokio::spawn(async move {
-            let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
-                let _ = server_stop.wait_for(|stop| *stop).await;
-            });
-            if let Err(e) = serve.await {
-                tracing::error!(error = %e, "HTTP server failed");
-            }
-        });
+        let server = tokio::spawn(http.run(stop_rx.clone()));
         let tailer = tailer.map(|tailer| tokio::spawn(tailer.run(stop_rx.clone())));
         let mut sweeper_stop = stop_rx;
         let sweeper = tokio::spawn(async move {
@@ -186,10 +172,11 @@ impl RunningSink {
                 }
             }
         });
+        tracing::info!(listen = %local_addr, ops_listen = ?ops_addr, endpoints = config.remote_write.len(), "meshtap-sink ready");
         ops.ready.store(true, Ordering::Relaxed);
-        tracing::info!(listen = %local_addr, endpoints = config.remote_write.len(), "meshtap-sink ready");
         Ok(RunningSink {
             local_addr,
+            ops_addr,
             ops,
             exporter,
             stop,
@@ -206,6 +193,11 @@ impl RunningSink {
     /// The bound listener address (useful with port 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The bound `serve.ops_listen` address, when configured.
+    pub fn ops_addr(&self) -> Option<SocketAddr> {
+        self.ops_addr
     }
 
     pub fn metrics(&self) -> &Arc<SinkMetrics> {

@@ -25,6 +25,7 @@ use crate::export::remote_write::RemoteWriteConfig;
 use crate::ingest::IngestConfig;
 use crate::logs::LogFilesConfig;
 use crate::scrape::ScrapeConfig;
+use crate::serve::ServeConfig;
 use crate::spool::SpoolConfig;
 use crate::view::ViewConfig;
 
@@ -38,6 +39,9 @@ pub struct SinkConfig {
     /// On SIGTERM/SIGINT, how long queued samples may take to flush.
     #[serde(default = "default_shutdown_timeout")]
     pub shutdown_timeout: HumanDuration,
+    /// Connection limits and time limits of the listeners; the operations listener.
+    #[serde(default)]
+    pub serve: ServeConfig,
     #[serde(default)]
     pub ingest: IngestConfig,
     #[serde(default)]
@@ -71,6 +75,7 @@ impl Default for SinkConfig {
         SinkConfig {
             listen: default_listen(),
             shutdown_timeout: default_shutdown_timeout(),
+            serve: ServeConfig::default(),
             ingest: IngestConfig::default(),
             remote_write: Vec::new(),
             spool: None,
@@ -150,6 +155,7 @@ impl SinkConfig {
         if self.shutdown_timeout.is_zero() {
             return Err("shutdown_timeout: must be greater than 0".into());
         }
+        self.serve.check()?;
         self.ingest.check()?;
         self.view.check()?;
         if let Some(scrape) = &self.scrape {

@@ -79,6 +79,9 @@ pub async fn post_report(
     }
     let bytes = match axum::body::to_bytes(body, limit).await {
         Ok(bytes) => bytes,
+        Err(e) if crate::serve::is_body_read_timeout(&e) => {
+            return (StatusCode::REQUEST_TIMEOUT, format!("{e}\n")).into_response()
+        }
         Err(_) => {
             return answer(
                 m,

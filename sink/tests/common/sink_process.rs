@@ -27,17 +27,28 @@ impl SinkProcess {
     /// Writes `yaml` (after a `listen:` line of its own) to `dir/sink.yaml`, starts the binary
     /// and waits (at most 15 s) for `/readyz`.
     pub async fn start(dir: &Path, yaml: &str) -> SinkProcess {
+        SinkProcess::start_with(dir, yaml, |_| {}).await
+    }
+
+    /// [`SinkProcess::start`], with `prepare` adjusting the command first (such as resource
+    /// limits set in `pre_exec`).
+    pub async fn start_with(
+        dir: &Path,
+        yaml: &str,
+        prepare: impl FnOnce(&mut Command),
+    ) -> SinkProcess {
         std::fs::create_dir_all(dir).unwrap();
         let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let config: PathBuf = dir.join("sink.yaml");
         std::fs::write(&config, format!("listen: {addr}\n{yaml}")).unwrap();
         let log_path = dir.join(format!("sink-{}.log", addr.port()));
-        let child = Command::new(env!("CARGO_BIN_EXE_meshtap-sink"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_meshtap-sink"));
+        command
             .arg("--config")
             .arg(&config)
-            .stderr(Stdio::from(std::fs::File::create(&log_path).unwrap()))
-            .spawn()
-            .unwrap();
+            .stderr(Stdio::from(std::fs::File::create(&log_path).unwrap()));
+        prepare(&mut command);
+        let child = command.spawn().unwrap();
         let mut sink = SinkProcess {
             child,
             addr,
@@ -85,6 +96,11 @@ impl SinkProcess {
             tokio::time::sleep(Duration::from_millis(50)).await;
         };
         (exit, self.log())
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// What the process wrote to stderr so far.
