@@ -1,5 +1,5 @@
 //! `POST /v1/reports`: authentication, size limits, decoding and validation, with the status
-//! codes of the report protocol (204, 400 with a text reason, 401, 413).
+//! codes of the report protocol (204, 400 with a text reason, 401, 403, 413).
 //!
 //! Owns the HTTP mapping and result counting; everything after validation is
 //! [`super::accept::Ingestor`]'s.
@@ -14,11 +14,13 @@ use meshtap_report::DecodeError;
 
 use super::accept::Ingestor;
 use super::auth::TokenCheck;
+use super::identity::IdentityCheck;
 use crate::ops::metrics::{ReportResult, SinkMetrics};
 
 /// Shared state of the report handler.
 pub struct ReportEndpoint {
     pub tokens: TokenCheck,
+    pub identity: IdentityCheck,
     pub max_body_bytes: usize,
     pub max_decoded_bytes: usize,
     pub ingestor: Arc<Ingestor>,
@@ -111,6 +113,10 @@ pub async fn post_report(
             StatusCode::BAD_REQUEST,
             format!("invalid report: {e}"),
         );
+    }
+    if let Err(refusal) = endpoint.identity.check(&headers, &report) {
+        let reason = refusal.to_string();
+        return answer(m, ReportResult::Forbidden, StatusCode::FORBIDDEN, reason);
     }
     // An out-of-order report is counted and dropped but answered 204: it is a late duplicate
     // the filter must not retry.

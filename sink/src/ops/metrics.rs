@@ -21,16 +21,19 @@ pub enum ReportResult {
     BadBody,
     Invalid,
     OutOfOrder,
+    /// Refused by `ingest.verify_identity` (403).
+    Forbidden,
 }
 
 impl ReportResult {
-    const ALL: [ReportResult; 6] = [
+    const ALL: [ReportResult; 7] = [
         ReportResult::Accepted,
         ReportResult::Unauthorized,
         ReportResult::TooLarge,
         ReportResult::BadBody,
         ReportResult::Invalid,
         ReportResult::OutOfOrder,
+        ReportResult::Forbidden,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -41,6 +44,7 @@ impl ReportResult {
             ReportResult::BadBody => "bad_body",
             ReportResult::Invalid => "invalid",
             ReportResult::OutOfOrder => "out_of_order",
+            ReportResult::Forbidden => "forbidden",
         }
     }
 }
@@ -160,7 +164,7 @@ impl EndpointMetrics {
 /// All of the sink's self-metrics.
 #[derive(Debug, Default)]
 pub struct SinkMetrics {
-    reports: [AtomicU64; 6],
+    reports: [AtomicU64; ReportResult::ALL.len()],
     pub samples_ingested: AtomicU64,
     pub stale_markers: AtomicU64,
     pub active_pods: AtomicU64,
