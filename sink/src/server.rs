@@ -20,11 +20,11 @@ use crate::export::EndpointError;
 use crate::export::{Exporter, ShutdownSummary};
 use crate::ingest::auth::TokenCheck;
 use crate::ingest::handler::{post_report, ReportEndpoint};
+use crate::ingest::identity::IdentityCheck;
 use crate::ingest::Ingestor;
 use crate::logs::{LogTailer, PositionsError};
 use crate::ops::health::{self, OpsState};
 use crate::ops::metrics::SinkMetrics;
-use crate::scrape::merge::record_reported_pod;
 use crate::scrape::{ScrapeStage, ScrapeStartError};
 use crate::serve::{HttpServer, ListenError};
 use crate::spool::Spool;
@@ -124,12 +124,16 @@ impl RunningSink {
             metrics.clone(),
         )
         .with_access_logs(logs.clone());
+        if let Some(scrape) = &scrape {
+            ingestor = ingestor.with_reported_pods(scrape.reported_pods());
+        }
         if let Some(scraped) = scrape.as_ref().and_then(|s| s.scraped_pods()) {
             ingestor = ingestor.with_scraped_pods(scraped);
         }
         let ingestor = Arc::new(ingestor);
         let reports = Arc::new(ReportEndpoint {
             tokens,
+            identity: IdentityCheck::new(config.ingest.verify_identity),
             max_body_bytes: config.ingest.max_body_bytes,
             max_decoded_bytes: config.ingest.max_decoded_bytes,
             ingestor: ingestor.clone(),
@@ -139,13 +143,7 @@ impl RunningSink {
             metrics,
             ready: Default::default(),
         });
-        let mut report_route = post(post_report).with_state(reports);
-        if let Some(scrape) = &scrape {
-            report_route = report_route.layer(axum::middleware::from_fn_with_state(
-                scrape.reported_pods(),
-                record_reported_pod,
-            ));
-        }
+        let report_route = post(post_report).with_state(reports);
         let ops_app = Router::new()
             .route("/metrics", get(health::metrics).with_state(ops.clone()))
             .route("/readyz", get(health::readyz).with_state(ops.clone()))

@@ -1,5 +1,6 @@
-//! What happens to a decoded, validated report: conversion, the `merge.prefer: scrape` rule
-//! (a scraped pod's `istio_*` series are left out), ordering and staleness, the view, per-pod
+//! What happens to a decoded, validated report: conversion, the scrape merge (the pod the
+//! report names is marked as reported; with `merge.prefer: scrape` a scraped pod's `istio_*`
+//! series are left out), ordering and staleness, the view, per-pod
 //! filter stats and hand-off to export. Also the sweep of silent pods.
 //!
 //! Owns the ordering of those steps (a pod's samples are queued under the tracker lock, so two
@@ -19,7 +20,7 @@ use crate::export::remote_write::queue::Refusal;
 use crate::export::Exporter;
 use crate::ops::metrics::SinkMetrics;
 use crate::scrape::convert::is_filter_family;
-use crate::scrape::merge::ScrapedPods;
+use crate::scrape::merge::{ReportedPods, ScrapedPods};
 use crate::series::Text;
 use crate::staleness::{Admission, PodKey, ReportClock, StalenessTracker};
 use crate::view::SummaryView;
@@ -43,6 +44,7 @@ pub struct Ingestor {
     metrics: Arc<SinkMetrics>,
     access_logs: Option<Arc<LokiExporter>>,
     scraped_pods: Option<Arc<ScrapedPods>>,
+    reported_pods: Option<Arc<ReportedPods>>,
 }
 
 impl Ingestor {
@@ -61,6 +63,7 @@ impl Ingestor {
             metrics,
             access_logs: None,
             scraped_pods: None,
+            reported_pods: None,
         }
     }
 
@@ -77,11 +80,21 @@ impl Ingestor {
         self
     }
 
+    /// Marks the pod every validated report names in its body as reported in `reported`
+    /// (`scrape.merge.prefer: filter` drops that pod's scraped `istio_*` series).
+    pub fn with_reported_pods(mut self, reported: Arc<ReportedPods>) -> Ingestor {
+        self.reported_pods = Some(reported);
+        self
+    }
+
     /// Accepts a validated report, or refuses it as out of order or because an endpoint
     /// cannot keep it.
     pub fn accept(&self, report: &Report) -> Acceptance {
         let proxy = report.proxy.as_ref().expect("validated report has a proxy");
         let scraped_pod: PodKey = (proxy.namespace.clone(), proxy.pod.clone());
+        if let Some(reported) = &self.reported_pods {
+            reported.record(scraped_pod.clone(), Instant::now());
+        }
         let mut samples = report_to_samples(report, &self.job);
         if self
             .scraped_pods

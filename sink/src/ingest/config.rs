@@ -18,6 +18,10 @@ pub struct IngestConfig {
     pub job: String,
     /// A pod silent for this many of its report intervals gets stale markers for all its series.
     pub stale_after_intervals: u32,
+    /// Accept a report only from a caller whose SPIFFE identity (the last element of the
+    /// `x-forwarded-client-cert` header the sink's Istio sidecar adds) is in the reported pod's
+    /// namespace; 403 otherwise.
+    pub verify_identity: bool,
 }
 
 impl Default for IngestConfig {
@@ -28,6 +32,7 @@ impl Default for IngestConfig {
             max_decoded_bytes: 32 << 20,
             job: "integrations/istio".to_owned(),
             stale_after_intervals: 3,
+            verify_identity: false,
         }
     }
 }
@@ -51,5 +56,27 @@ impl IngestConfig {
             return Err(format!("ingest.tokens[{i}]: must not be empty"));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::SinkConfig;
+
+    fn load(yaml: &str) -> Result<SinkConfig, String> {
+        SinkConfig::from_yaml(yaml, &|_| None).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn verify_identity_is_off_by_default_and_a_boolean() {
+        assert!(!load("ingest: {job: j}").unwrap().ingest.verify_identity);
+        assert!(
+            load("ingest: {verify_identity: true}")
+                .unwrap()
+                .ingest
+                .verify_identity
+        );
+        let e = load("ingest: {verify_identity: sometimes}").unwrap_err();
+        assert!(e.starts_with("ingest.verify_identity: "), "{e}");
     }
 }

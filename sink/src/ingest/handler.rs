@@ -1,5 +1,5 @@
 //! `POST /v1/reports`: authentication, size limits, decoding and validation, with the status
-//! codes of the report protocol (204, 400 with a text reason, 401, 413, 503). A 204 is a
+//! codes of the report protocol (204, 400 with a text reason, 401, 403, 413, 503). A 204 is a
 //! promise: it is sent only once every sample of the report is kept as configured (in the
 //! spool, and on the disk with `spool.sync: always`); a report that cannot be kept is answered
 //! 503.
@@ -17,11 +17,13 @@ use meshtap_report::DecodeError;
 
 use super::accept::{Acceptance, Ingestor};
 use super::auth::TokenCheck;
+use super::identity::IdentityCheck;
 use crate::ops::metrics::{ReportResult, SinkMetrics};
 
 /// Shared state of the report handler.
 pub struct ReportEndpoint {
     pub tokens: TokenCheck,
+    pub identity: IdentityCheck,
     pub max_body_bytes: usize,
     pub max_decoded_bytes: usize,
     pub ingestor: Arc<Ingestor>,
@@ -117,6 +119,10 @@ pub async fn post_report(
             StatusCode::BAD_REQUEST,
             format!("invalid report: {e}"),
         );
+    }
+    if let Err(refusal) = endpoint.identity.check(&headers, &report) {
+        let reason = refusal.to_string();
+        return answer(m, ReportResult::Forbidden, StatusCode::FORBIDDEN, reason);
     }
     match endpoint.ingestor.accept(&report) {
         // Counted and dropped but answered 204: a late duplicate the filter must not retry.

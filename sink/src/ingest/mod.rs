@@ -1,5 +1,5 @@
-//! Ingest stage: the `POST /v1/reports` handler, its authentication, report decoding and the
-//! conversion of reports into samples.
+//! Ingest stage: the `POST /v1/reports` handler, its authentication and caller-identity check,
+//! report decoding and the conversion of reports into samples.
 //!
 //! Owns everything between the HTTP request and the exporter queue. It must not talk to
 //! remote-write endpoints itself.
@@ -9,6 +9,8 @@ pub mod auth;
 mod config;
 pub mod convert;
 pub mod handler;
+pub mod identity;
+mod xfcc;
 
 pub use accept::Ingestor;
 pub use config::IngestConfig;

@@ -23,10 +23,12 @@ pub enum ReportResult {
     OutOfOrder,
     /// Answered 503: an endpoint could not keep the samples (full, or its spool failing).
     NotStored,
+    /// Refused by `ingest.verify_identity` (403).
+    Forbidden,
 }
 
 impl ReportResult {
-    const ALL: [ReportResult; 7] = [
+    const ALL: [ReportResult; 8] = [
         ReportResult::Accepted,
         ReportResult::Unauthorized,
         ReportResult::TooLarge,
@@ -34,6 +36,7 @@ impl ReportResult {
         ReportResult::Invalid,
         ReportResult::OutOfOrder,
         ReportResult::NotStored,
+        ReportResult::Forbidden,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -45,6 +48,7 @@ impl ReportResult {
             ReportResult::Invalid => "invalid",
             ReportResult::OutOfOrder => "out_of_order",
             ReportResult::NotStored => "not_stored",
+            ReportResult::Forbidden => "forbidden",
         }
     }
 }

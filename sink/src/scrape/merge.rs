@@ -3,18 +3,13 @@
 //! filter-reported `istio_*` series can be left out at ingest (`prefer: scrape`): a pod never
 //! has the same series from two sources.
 //!
-//! Owns the reported-pod registry and the middleware that feeds it from accepted
-//! `POST /v1/reports` (answer 204, pod named by the `x-meshtap-pod` header the filter sends),
-//! and the scraped-pod registry. It must not decode reports nor decide what a scrape keeps.
+//! Owns the reported-pod registry (fed by ingest with the pod each validated report names in
+//! its body) and the scraped-pod registry. It must not decode reports nor decide what a scrape
+//! keeps.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
-
-use axum::extract::{Request, State};
-use axum::http::StatusCode;
-use axum::middleware::Next;
-use axum::response::Response;
 
 use crate::staleness::PodKey;
 
@@ -72,32 +67,6 @@ impl ScrapedPods {
     }
 }
 
-/// The pod named by an `x-meshtap-pod: <namespace>/<pod>` header value.
-pub fn pod_from_header(value: &str) -> Option<PodKey> {
-    let (namespace, pod) = value.split_once('/')?;
-    (!namespace.is_empty() && !pod.is_empty()).then(|| (namespace.to_owned(), pod.to_owned()))
-}
-
-/// Middleware on the report route: records the pod of every report answered 204.
-pub async fn record_reported_pod(
-    State(reported): State<Arc<ReportedPods>>,
-    request: Request,
-    next: Next,
-) -> Response {
-    let pod = request
-        .headers()
-        .get(meshtap_report::POD_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(pod_from_header);
-    let response = next.run(request).await;
-    if response.status() == StatusCode::NO_CONTENT {
-        if let Some(pod) = pod {
-            reported.record(pod, Instant::now());
-        }
-    }
-    response
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -105,14 +74,12 @@ mod tests {
     #[test]
     fn pods_count_as_reported_for_the_ttl() {
         let reported = ReportedPods::new(Duration::from_secs(10));
-        let pod = pod_from_header("default/reviews-1").unwrap();
+        let pod = ("default".to_owned(), "reviews-1".to_owned());
         let t0 = Instant::now();
         assert!(!reported.is_reported(&pod, t0));
         reported.record(pod.clone(), t0);
         assert!(reported.is_reported(&pod, t0 + Duration::from_secs(9)));
         assert!(!reported.is_reported(&pod, t0 + Duration::from_secs(10)));
-        assert_eq!(pod_from_header("nopod"), None);
-        assert_eq!(pod_from_header("/x"), None);
     }
 
     #[test]

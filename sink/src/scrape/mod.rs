@@ -272,7 +272,7 @@ impl ScrapeStage {
         Ok(ScrapeStage { targets, discovery })
     }
 
-    /// The registry of pods the filter reports (fed by the report route's middleware).
+    /// The registry of pods the filter reports (fed by ingest from each validated report).
     pub fn reported_pods(&self) -> Arc<ReportedPods> {
         self.targets.ctx.reported.clone()
     }
