@@ -39,11 +39,11 @@ pub enum StartError {
     #[error(transparent)]
     Scrape(#[from] ScrapeStartError),
     #[error("log_files: {0}")]
-    Positions(#[from] PositionsError),
-    #[error("cannot listen on {addr}: {source}")]
+    Positions(PositionsError),
+    #[error("cannot listen on {addr}: {error}")]
     Listen {
         addr: SocketAddr,
-        source: std::io::Error,
+        error: std::io::Error,
     },
 }
 
@@ -96,12 +96,10 @@ impl RunningSink {
             &metrics,
         )?);
         let tailer = match &config.log_files {
-            Some(files) => Some(LogTailer::new(
-                files,
-                &config.ingest.job,
-                logs.endpoints(),
-                &metrics,
-            )?),
+            Some(files) => Some(
+                LogTailer::new(files, &config.ingest.job, logs.endpoints(), &metrics)
+                    .map_err(StartError::Positions)?,
+            ),
             None => None,
         };
         let scrape = match &config.scrape {
@@ -152,13 +150,13 @@ impl RunningSink {
         }
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
-            .map_err(|source| StartError::Listen {
+            .map_err(|error| StartError::Listen {
                 addr: config.listen,
-                source,
+                error,
             })?;
-        let local_addr = listener.local_addr().map_err(|source| StartError::Listen {
+        let local_addr = listener.local_addr().map_err(|error| StartError::Listen {
             addr: config.listen,
-            source,
+            error,
         })?;
         let (stop, stop_rx) = watch::channel(false);
         let mut server_stop = stop_rx.clone();

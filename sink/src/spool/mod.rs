@@ -118,6 +118,12 @@ impl SpoolConfig {
         lanes: usize,
     ) -> Result<Vec<(LaneSpool, Recovered)>, SpoolError> {
         let dir = self.endpoint_dir(kind, name, url);
+        // An unnamed endpoint whose URL has user info was once named by the whole URL: its
+        // spool moves to the name without the credentials.
+        let named_by_whole_url = self.endpoint_dir(kind, url, url);
+        if named_by_whole_url != dir && named_by_whole_url.exists() && !dir.exists() {
+            fs::rename(&named_by_whole_url, &dir).map_err(SpoolError::at(&dir))?;
+        }
         adopt_orphan_lanes(&dir, lanes)?;
         let per_lane = self.max_bytes.get() / lanes as u64;
         (0..lanes)
@@ -239,11 +245,8 @@ pub struct SpooledBatch {
 /// A spool that cannot be used; the message names the file.
 #[derive(Debug, thiserror::Error)]
 pub enum SpoolError {
-    #[error("spool: {path}: {source}")]
-    Io {
-        path: String,
-        source: std::io::Error,
-    },
+    #[error("spool: {path}: {error}")]
+    Io { path: String, error: std::io::Error },
     #[error(
         "spool: {path} is locked by another process (each sink needs a spool directory of its own)"
     )]
@@ -254,9 +257,9 @@ impl SpoolError {
     /// Maps an I/O error on `path` (for `map_err`).
     pub fn at(path: &Path) -> impl Fn(std::io::Error) -> SpoolError {
         let path = path.display().to_string();
-        move |source| SpoolError::Io {
+        move |error| SpoolError::Io {
             path: path.clone(),
-            source,
+            error,
         }
     }
 }
