@@ -18,7 +18,7 @@ use meshtap_report::AccessLogRecord;
 use meshtap_tests::loki::LokiReceiver;
 
 /// Each secret once, each distinct, none a substring of another or of anything else printed.
-const SECRETS: [(&str, &str); 12] = [
+const SECRETS: [(&str, &str); 14] = [
     ("rw-url-user", "Zq1user"),
     ("rw-url-password", "Zq2pass"),
     ("rw-basic-password", "Zq3basic"),
@@ -31,6 +31,8 @@ const SECRETS: [(&str, &str); 12] = [
     ("loki-cookie", "Zq10cookie"),
     ("ingest-token", "Zq11ingest"),
     ("scrape-token-file", "Zq12scrape"),
+    ("hangup-url-user", "Zq14huser"),
+    ("hangup-url-password", "Zq15hpass"),
 ];
 
 fn secret(name: &str) -> &'static str {
@@ -88,15 +90,57 @@ impl World {
         refuses_500.refuse_with(Some(500));
         let refuses_401 = Receiver::start(vec![]).await;
         refuses_401.refuse_with(Some(401));
-        let accepts = Receiver::start(vec![]).await;
-        let hangup = Hangup::start().await;
         let loki = LokiReceiver::start(vec![]).await;
         loki.refuse_with(Some(500));
-        let token_file = dir.join("scrape-token");
-        std::fs::write(&token_file, secret("scrape-token-file")).unwrap();
-        let with_user_info =
-            |url: String, user_info: &str| url.replacen("://", &format!("://{user_info}@"), 1);
-        let yaml = format!(
+        let world = World {
+            refuses_500,
+            refuses_401,
+            accepts: Receiver::start(vec![]).await,
+            hangup: Hangup::start().await,
+            loki,
+            dir: dir.to_owned(),
+            config: dir.join("sink.yaml"),
+        };
+        std::fs::write(world.dir.join("scrape-token"), secret("scrape-token-file")).unwrap();
+        std::fs::write(&world.config, world.config_text()).unwrap();
+        world
+    }
+
+    /// The config: a secret in every place that takes one.
+    fn config_text(&self) -> String {
+        let with_user_info = |url: String, user: &str, password: Option<&str>| {
+            let user_info = password.map_or(user.to_owned(), |p| format!("{user}:{p}"));
+            url.replacen("://", &format!("://{user_info}@"), 1)
+        };
+        let hangup = self.hangup.addr;
+        let ingest = secret("ingest-token");
+        let spool = self.dir.join("spool");
+        let spool = spool.display();
+        let rw_user_info = with_user_info(
+            self.refuses_500.url(),
+            secret("rw-url-user"),
+            Some(secret("rw-url-password")),
+        );
+        let rw_401 = self.refuses_401.url();
+        let basic = secret("rw-basic-password");
+        let header = secret("rw-header");
+        let bearer = secret("rw-bearer");
+        let rw_token = with_user_info(self.accepts.url(), secret("rw-url-token"), None);
+        let rw_hangup_user_info = with_user_info(
+            format!("http://{hangup}/api/v1/push"),
+            secret("hangup-url-user"),
+            Some(secret("hangup-url-password")),
+        );
+        let loki_user_info = with_user_info(
+            self.loki.url(),
+            secret("loki-url-user"),
+            Some(secret("loki-url-password")),
+        );
+        let loki_bearer = secret("loki-bearer");
+        let cookie = secret("loki-cookie");
+        let token_file = self.dir.join("scrape-token");
+        let token_file = token_file.display();
+        format!(
             r#"listen: 127.0.0.1:0
 shutdown_timeout: 1s
 ingest: {{tokens: ["{ingest}"]}}
@@ -108,15 +152,17 @@ remote_write:
     basic_auth: {{username: meshtap, password: "{basic}"}}
     headers: {{X-Api-Key: "{header}"}}
     queue: {{lanes: 1, batch_send_deadline: 50ms}}
-  - url: "{rw_hangup}"
+  - url: "http://{hangup}/api/v1/push"
     bearer_token: "{bearer}"
     queue: {{lanes: 1, min_backoff: 50ms, max_backoff: 200ms, batch_send_deadline: 50ms}}
   - url: "{rw_token}"
     queue: {{lanes: 1, batch_send_deadline: 50ms}}
+  - url: "{rw_hangup_user_info}"
+    queue: {{lanes: 1, min_backoff: 50ms, max_backoff: 200ms, batch_send_deadline: 50ms}}
 logs:
   - url: "{loki_user_info}"
     batch: {{max_wait: 50ms, min_backoff: 50ms, max_backoff: 200ms}}
-  - url: "{loki_hangup}"
+  - url: "http://{hangup}/loki/api/v1/push"
     bearer_token: "{loki_bearer}"
     headers: {{Cookie: "{cookie}"}}
     batch: {{max_wait: 50ms, min_backoff: 50ms, max_backoff: 200ms}}
@@ -127,44 +173,8 @@ scrape:
     - name: hangup
       bearer_token_file: "{token_file}"
       static_configs: [{{targets: ["{hangup}"]}}]
-"#,
-            ingest = secret("ingest-token"),
-            spool = dir.join("spool").display(),
-            rw_user_info = with_user_info(
-                refuses_500.url(),
-                &format!("{}:{}", secret("rw-url-user"), secret("rw-url-password"))
-            ),
-            rw_401 = refuses_401.url(),
-            basic = secret("rw-basic-password"),
-            header = secret("rw-header"),
-            rw_hangup = format!("http://{}/api/v1/push", hangup.addr),
-            bearer = secret("rw-bearer"),
-            rw_token = with_user_info(accepts.url(), secret("rw-url-token")),
-            loki_user_info = with_user_info(
-                loki.url(),
-                &format!(
-                    "{}:{}",
-                    secret("loki-url-user"),
-                    secret("loki-url-password")
-                )
-            ),
-            loki_hangup = format!("http://{}/loki/api/v1/push", hangup.addr),
-            loki_bearer = secret("loki-bearer"),
-            cookie = secret("loki-cookie"),
-            token_file = token_file.display(),
-            hangup = hangup.addr,
-        );
-        let config = dir.join("sink.yaml");
-        std::fs::write(&config, yaml).unwrap();
-        World {
-            refuses_500,
-            refuses_401,
-            accepts,
-            hangup,
-            loki,
-            dir: dir.to_owned(),
-            config,
-        }
+"#
+        )
     }
 
     fn counts(&self) -> Counts {
