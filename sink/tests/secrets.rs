@@ -18,7 +18,7 @@ use meshtap_report::AccessLogRecord;
 use meshtap_tests::loki::LokiReceiver;
 
 /// Each secret once, each distinct, none a substring of another or of anything else printed.
-const SECRETS: [(&str, &str); 14] = [
+const SECRETS: [(&str, &str); 15] = [
     ("rw-url-user", "Zq1user"),
     ("rw-url-password", "Zq2pass"),
     ("rw-basic-password", "Zq3basic"),
@@ -33,6 +33,7 @@ const SECRETS: [(&str, &str); 14] = [
     ("scrape-token-file", "Zq12scrape"),
     ("hangup-url-user", "Zq14huser"),
     ("hangup-url-password", "Zq15hpass"),
+    ("rw-authorization-header", "Zq16authz"),
 ];
 
 fn secret(name: &str) -> &'static str {
@@ -125,6 +126,7 @@ impl World {
         let basic = secret("rw-basic-password");
         let header = secret("rw-header");
         let bearer = secret("rw-bearer");
+        let authorization = secret("rw-authorization-header");
         let rw_token = with_user_info(self.accepts.url(), secret("rw-url-token"), None);
         let rw_hangup_user_info = with_user_info(
             format!("http://{hangup}/api/v1/push"),
@@ -151,6 +153,10 @@ remote_write:
   - url: "{rw_401}"
     basic_auth: {{username: meshtap, password: "{basic}"}}
     headers: {{X-Api-Key: "{header}"}}
+    queue: {{lanes: 1, batch_send_deadline: 50ms}}
+  - name: authorization-header
+    url: "{rw_401}"
+    headers: {{Authorization: "Bearer {authorization}"}}
     queue: {{lanes: 1, batch_send_deadline: 50ms}}
   - url: "http://{hangup}/api/v1/push"
     bearer_token: "{bearer}"
