@@ -97,7 +97,7 @@ fn not_a_url(e: url::ParseError) -> String {
 
 /// `text` with the user info of its authority (up to the last `@` before the path, query or
 /// fragment) replaced by [`REDACTED`]; works on malformed URLs too, so errors can show them.
-pub fn redact_user_info(text: &str) -> String {
+fn redact_user_info(text: &str) -> String {
     let Some(scheme_end) = text.find("://") else {
         return text.to_owned();
     };

@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 pub use byte_size::{parse_byte_size, ByteSize};
 pub use duration::{parse_duration, HumanDuration};
 pub use expand::ExpandError;
-pub use http_url::{host_port_problem, redact_user_info, HttpUrl};
+pub use http_url::{host_port_problem, HttpUrl};
 pub use redact::{redacted, REDACTED};
 
 use crate::export::loki::LokiConfig;
