@@ -41,7 +41,7 @@ pub enum StartError {
     #[error(transparent)]
     Scrape(#[from] ScrapeStartError),
     #[error("log_files: {0}")]
-    Positions(#[from] PositionsError),
+    Positions(PositionsError),
     #[error(transparent)]
     Listen(#[from] ListenError),
 }
@@ -100,12 +100,10 @@ impl RunningSink {
             &metrics,
         )?);
         let tailer = match &config.log_files {
-            Some(files) => Some(LogTailer::new(
-                files,
-                &config.ingest.job,
-                logs.endpoints(),
-                &metrics,
-            )?),
+            Some(files) => Some(
+                LogTailer::new(files, &config.ingest.job, logs.endpoints(), &metrics)
+                    .map_err(StartError::Positions)?,
+            ),
             None => None,
         };
         let scrape = match &config.scrape {

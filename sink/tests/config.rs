@@ -53,7 +53,10 @@ remote_write:
 "#;
     let c = SinkConfig::from_yaml(yaml, &env).unwrap();
     assert_eq!(c.listen.to_string(), "127.0.0.1:19091");
-    assert_eq!(c.remote_write[0].url, "https://mimir.example/api/v1/push");
+    assert_eq!(
+        c.remote_write[0].url.as_str(),
+        "https://mimir.example/api/v1/push"
+    );
     assert_eq!(c.remote_write[0].headers["X-Scope-OrgID"], "team-a");
     assert_eq!(c.remote_write[0].queue.max_samples_per_send, 500);
     // A numeric-looking value stays a string where a string is expected, and becomes a number
@@ -197,4 +200,151 @@ remote_write:
         "{stderr}"
     );
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// The URLs a user trial found accepted, each with what is wrong with it.
+const BAD_URLS: [(&str, &str); 4] = [
+    (
+        "http://exa mple:99999/",
+        "URL contains ' ' (encode it as %20)",
+    ),
+    (
+        "http://127.0.0.1:99999/x",
+        "invalid port (a port is 1 to 65535)",
+    ),
+    ("http://", "no host"),
+    ("https://[::1", "invalid IPv6 address"),
+];
+
+#[test]
+fn bad_urls_are_refused_at_load_naming_the_key() {
+    for (url, problem) in BAD_URLS {
+        for (yaml, key) in [
+            (
+                format!("remote_write: [{{url: '{url}'}}]"),
+                "remote_write[0].url",
+            ),
+            (
+                format!("logs: [{{url: 'http://l/'}}, {{url: '{url}'}}]"),
+                "logs[1].url",
+            ),
+            (
+                format!("scrape: {{jobs: [{{name: k, kubernetes_sd: {{api_server: '{url}'}}}}]}}"),
+                "scrape.jobs[0].kubernetes_sd.api_server",
+            ),
+        ] {
+            assert_eq!(
+                error_of(&yaml),
+                format!("{key}: {problem} in {url:?}"),
+                "{yaml}"
+            );
+        }
+    }
+    let e = error_of("remote_write: [{url: 'http://alice:pa55@exa mple:99999/'}]");
+    assert_eq!(
+        e,
+        "remote_write[0].url: URL contains ' ' (encode it as %20) in \"http://<redacted>@exa mple:99999/\""
+    );
+    let e = error_of("scrape: {jobs: [{name: a, static_configs: [{targets: ['h:99999']}]}]}");
+    assert_eq!(
+        e,
+        "scrape.jobs[0].static_configs[0].targets[0]: \"h:99999\" is not host:port (invalid port (a port is 1 to 65535))"
+    );
+    let e = error_of("scrape: {jobs: [{name: a, static_configs: [{targets: ['bob:pw@h:1']}]}]}");
+    assert!(
+        e.starts_with("scrape.jobs[0].static_configs[0].targets[0]: user info is not allowed")
+            && !e.contains("pw"),
+        "{e}"
+    );
+    let e = error_of(
+        "remote_write: [{url: 'http://alice:pa55@m/', basic_auth: {username: a, password: b}}]",
+    );
+    assert_eq!(
+        e,
+        "remote_write[0].url: has user info and basic_auth/bearer_token is set too (use one)"
+    );
+}
+
+/// Runs `meshtap-sink check-config` on `yaml`; returns (success, stdout, stderr).
+fn check_config(name: &str, yaml: &str) -> (bool, String, String) {
+    let dir = std::env::temp_dir().join(format!("meshtap-sink-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("sink.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_meshtap-sink"))
+        .arg("check-config")
+        .arg(&path)
+        .output()
+        .unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn check_config_refuses_each_bad_url_saying_why_once() {
+    for (url, problem) in BAD_URLS {
+        let url = url.replacen("://", "://alice:pa55@", 1);
+        let (ok, stdout, stderr) =
+            check_config("bad-url", &format!("remote_write: [{{url: '{url}'}}]\n"));
+        assert!(!ok, "{url} accepted:\n{stdout}");
+        assert_eq!(stderr.matches(problem).count(), 1, "{stderr}");
+        assert!(
+            stderr.contains(&format!("remote_write[0].url: {problem} in ")),
+            "{stderr}"
+        );
+        assert!(
+            !stderr.contains("pa55") && !stderr.contains("alice"),
+            "{stderr}"
+        );
+    }
+}
+
+#[test]
+fn check_config_refuses_an_empty_file_and_shows_a_minimal_one() {
+    for empty in ["", "# nothing yet\n", "{}\n"] {
+        let (ok, stdout, stderr) = check_config("empty", empty);
+        assert!(!ok, "{empty:?} accepted:\n{stdout}");
+        assert!(stderr.contains("the config is empty"), "{stderr}");
+        assert!(
+            stderr.contains("remote_write:\n    - url: http://"),
+            "{stderr}"
+        );
+    }
+    let (ok, _, stderr) = check_config("listen-only", "listen: 127.0.0.1:9091\n");
+    assert!(ok, "{stderr}");
+}
+
+#[test]
+fn a_spool_directory_error_names_its_cause_once() {
+    let dir = std::env::temp_dir().join(format!("meshtap-sink-spool-file-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("a-file");
+    std::fs::write(&file, "not a directory").unwrap();
+    let path = dir.join("sink.yaml");
+    std::fs::write(
+        &path,
+        format!(
+            "listen: 127.0.0.1:0\nspool: {{dir: '{}/spool'}}\nremote_write: [{{url: 'http://127.0.0.1:9/api/v1/push'}}]\n",
+            file.display()
+        ),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_meshtap-sink"))
+        .arg("--config")
+        .arg(&path)
+        .output()
+        .unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    let last = stderr.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with(&format!("meshtap-sink: spool: {}/spool", file.display())),
+        "{stderr}"
+    );
+    assert_eq!(last.matches("Not a directory").count(), 1, "{stderr}");
 }

@@ -8,6 +8,7 @@
 mod byte_size;
 mod duration;
 mod expand;
+mod http_url;
 mod redact;
 
 use std::net::SocketAddr;
@@ -18,6 +19,7 @@ use serde::{Deserialize, Serialize};
 pub use byte_size::{parse_byte_size, ByteSize};
 pub use duration::{parse_duration, HumanDuration};
 pub use expand::ExpandError;
+pub use http_url::{host_port_problem, HttpUrl};
 pub use redact::{redacted, REDACTED};
 
 use crate::export::loki::LokiConfig;
@@ -90,25 +92,24 @@ impl Default for SinkConfig {
 /// Why a config was refused. The message always starts with the offending key's path.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read {path}: {source}")]
-    Read {
-        path: String,
-        source: std::io::Error,
-    },
+    #[error("cannot read {path}: {error}")]
+    Read { path: String, error: std::io::Error },
     #[error("not valid YAML: {0}")]
     Yaml(serde_yaml::Error),
     #[error(transparent)]
     Expand(#[from] ExpandError),
     #[error("{0}")]
     Invalid(String),
+    #[error("the config is empty; a minimal one says where metrics go, for example:\n  remote_write:\n    - url: http://prometheus:9090/api/v1/write\n(a sink that only serves /v1/summary needs at least `listen: 0.0.0.0:9091`)")]
+    Empty,
 }
 
 impl SinkConfig {
     /// Reads, expands (from the process environment) and checks a config file.
     pub fn load(path: &Path) -> Result<SinkConfig, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
             path: path.display().to_string(),
-            source,
+            error,
         })?;
         SinkConfig::from_yaml(&text, &|var| std::env::var(var).ok())
     }
@@ -119,8 +120,8 @@ impl SinkConfig {
         lookup: &dyn Fn(&str) -> Option<String>,
     ) -> Result<SinkConfig, ConfigError> {
         let mut tree: serde_yaml::Value = serde_yaml::from_str(text).map_err(ConfigError::Yaml)?;
-        if tree.is_null() {
-            tree = serde_yaml::Value::Mapping(Default::default());
+        if tree.is_null() || tree.as_mapping().is_some_and(|m| m.is_empty()) {
+            return Err(ConfigError::Empty);
         }
         let expanded = expand::expand_tree(&mut tree, lookup)?;
         // Expanded values are strings; one that fills a number or boolean field is re-read as
@@ -217,9 +218,13 @@ mod tests {
     }
 
     #[test]
-    fn empty_document_is_all_defaults() {
+    fn empty_document_is_refused_and_one_key_takes_the_defaults() {
+        for empty in ["", "# only a comment\n", "{}", "---\n"] {
+            let err = SinkConfig::from_yaml(empty, &no_env).unwrap_err();
+            assert!(matches!(err, ConfigError::Empty), "{empty:?}: {err}");
+        }
         assert_eq!(
-            SinkConfig::from_yaml("", &no_env).unwrap(),
+            SinkConfig::from_yaml("listen: 0.0.0.0:9091", &no_env).unwrap(),
             SinkConfig::default()
         );
     }

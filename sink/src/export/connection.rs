@@ -9,10 +9,11 @@ use std::collections::BTreeMap;
 
 use super::http_client::TlsConfig;
 use super::remote_write::config::BasicAuth;
+use crate::config::HttpUrl;
 
 /// One endpoint's connection settings, borrowed from its config.
 pub struct Connection<'a> {
-    pub url: &'a str,
+    pub url: &'a HttpUrl,
     pub headers: &'a BTreeMap<String, String>,
     pub tenant_id: Option<&'a str>,
     pub basic_auth: Option<&'a BasicAuth>,
@@ -34,12 +35,6 @@ impl Connection<'_> {
     /// Checks the shared keys; `at` is the entry's path (like `logs[0]`), `fixed` the headers
     /// the `protocol` sets itself (lower case), which configured headers may not override.
     pub fn check(&self, at: &str, fixed: &[&str], protocol: &str) -> Result<(), String> {
-        if !(self.url.starts_with("http://") || self.url.starts_with("https://")) {
-            return Err(format!(
-                "{at}.url: must be an http:// or https:// URL, got {:?}",
-                self.url
-            ));
-        }
         for name in self.headers.keys() {
             let lower = name.to_ascii_lowercase();
             if fixed.contains(&lower.as_str()) {
@@ -48,15 +43,22 @@ impl Connection<'_> {
                 ));
             }
             if lower == "authorization"
-                && (self.basic_auth.is_some() || self.bearer_token.is_some())
+                && (self.basic_auth.is_some()
+                    || self.bearer_token.is_some()
+                    || self.url.has_user_info())
             {
                 return Err(format!(
-                    "{at}.headers.{name}: conflicts with basic_auth/bearer_token"
+                    "{at}.headers.{name}: conflicts with basic_auth/bearer_token/the URL's user info"
                 ));
             }
             if self.tenant_id.is_some() && lower == "x-scope-orgid" {
                 return Err(format!("{at}.tenant_id: conflicts with headers.{name}"));
             }
+        }
+        if self.url.has_user_info() && (self.basic_auth.is_some() || self.bearer_token.is_some()) {
+            return Err(format!(
+                "{at}.url: has user info and basic_auth/bearer_token is set too (use one)"
+            ));
         }
         if self.basic_auth.is_some() && self.bearer_token.is_some() {
             return Err(format!(

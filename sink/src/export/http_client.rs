@@ -21,14 +21,15 @@ pub const USER_AGENT: &str = concat!("meshtap/", env!("CARGO_PKG_VERSION"));
 /// Most bytes of a refusal body kept for the log.
 pub const MAX_LOGGED_BODY: usize = 4096;
 
-/// Why an endpoint client could not be built.
+/// Why an endpoint client could not be built. Each message includes its cause (none is
+/// chained as a `source`, so a printed chain shows each cause once).
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    #[error("{at}: cannot read {path}: {source}")]
+    #[error("{at}: cannot read {path}: {error}")]
     Read {
         at: String,
         path: String,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("{at}: {message}")]
     Setup { at: String, message: String },
@@ -42,10 +43,10 @@ pub fn setup_error(at: &str, message: impl std::fmt::Display) -> ClientError {
 }
 
 fn read(at: &str, path: &str) -> Result<Vec<u8>, ClientError> {
-    std::fs::read(path).map_err(|source| ClientError::Read {
+    std::fs::read(path).map_err(|error| ClientError::Read {
         at: at.to_owned(),
         path: path.to_owned(),
-        source,
+        error,
     })
 }
 
@@ -181,6 +182,23 @@ fn base64_encode(input: &[u8]) -> String {
     out
 }
 
+/// A failed request in words, its causes included once each, without the request's URL (its
+/// user info is a credential).
+pub fn request_error_text(error: reqwest::Error) -> String {
+    let error = error.without_url();
+    let mut text = error.to_string();
+    let mut cause = std::error::Error::source(&error);
+    while let Some(next) = cause {
+        let next_text = next.to_string();
+        if !text.ends_with(&next_text) {
+            text.push_str(": ");
+            text.push_str(&next_text);
+        }
+        cause = next.source();
+    }
+    text
+}
+
 /// Sends a push request and classifies the answer the way every exporter retries: 2xx is
 /// delivered; a network error is retried; otherwise `retryable(status)` decides between a
 /// retry (with the answer's `Retry-After`) and a refusal (its body kept for the log).
@@ -192,7 +210,7 @@ pub async fn send_classified(
         Ok(r) => r,
         Err(e) => {
             return SendOutcome::Retry {
-                reason: format!("request failed: {e}"),
+                reason: format!("request failed: {}", request_error_text(e)),
                 retry_after: None,
             }
         }

@@ -152,11 +152,8 @@ pub struct TailedFile {
 /// Why a file could not be tailed.
 #[derive(Debug, thiserror::Error)]
 pub enum OpenError {
-    #[error("{path}: {source}")]
-    Io {
-        path: String,
-        source: std::io::Error,
-    },
+    #[error("{path}: {error}")]
+    Io { path: String, error: std::io::Error },
     #[error("{path}: not a pod log path: {message}")]
     NotAPodLog { path: String, message: String },
 }
@@ -180,9 +177,9 @@ impl TailedFile {
             pod_path.pod.to_owned(),
             pod_path.container.to_owned(),
         );
-        let io = |source| OpenError::Io {
+        let io = |error| OpenError::Io {
             path: text.clone(),
-            source,
+            error,
         };
         let file = File::open(path).map_err(io)?;
         let id = FileId::of(&file.metadata().map_err(io)?);

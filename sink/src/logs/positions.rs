@@ -51,15 +51,12 @@ const VERSION: u32 = 1;
 /// Why the positions file could not be read or written.
 #[derive(Debug, thiserror::Error)]
 pub enum PositionsError {
-    #[error("positions file {path}: {source}")]
-    Io {
-        path: String,
-        source: std::io::Error,
-    },
-    #[error("positions file {path}: not a meshtap positions document: {source}")]
+    #[error("positions file {path}: {error}")]
+    Io { path: String, error: std::io::Error },
+    #[error("positions file {path}: not a meshtap positions document: {error}")]
     Format {
         path: String,
-        source: serde_json::Error,
+        error: serde_json::Error,
     },
 }
 
@@ -75,10 +72,10 @@ impl PositionsFile {
         }
     }
 
-    fn io(&self, source: std::io::Error) -> PositionsError {
+    fn io(&self, error: std::io::Error) -> PositionsError {
         PositionsError::Io {
             path: self.path.display().to_string(),
-            source,
+            error,
         }
     }
 
@@ -90,9 +87,9 @@ impl PositionsFile {
             Err(e) => return Err(self.io(e)),
         };
         let document: PositionsDocument =
-            serde_json::from_slice(&text).map_err(|source| PositionsError::Format {
+            serde_json::from_slice(&text).map_err(|error| PositionsError::Format {
                 path: self.path.display().to_string(),
-                source,
+                error,
             })?;
         Ok(document.files)
     }

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::relabel::RelabelConfig;
-use crate::config::HumanDuration;
+use crate::config::{host_port_problem, HttpUrl, HumanDuration};
 use crate::export::http_client::TlsConfig;
 
 /// `scrape:` — pull-based collection next to the filter's reports.
@@ -47,7 +47,7 @@ pub struct ShardingConfig {
     #[serde(rename = "self")]
     pub member: String,
     /// API server URL; absent = in-cluster service account (or the local kubeconfig).
-    pub api_server: Option<String>,
+    pub api_server: Option<HttpUrl>,
 }
 
 /// One scrape job.
@@ -115,7 +115,7 @@ pub struct KubernetesSd {
     /// Namespaces to watch; empty = all.
     pub namespaces: Vec<String>,
     /// API server URL; absent = in-cluster service account (or the local kubeconfig).
-    pub api_server: Option<String>,
+    pub api_server: Option<HttpUrl>,
 }
 
 /// Which source wins for a pod that both reports (filter) and is scraped.
@@ -149,13 +149,28 @@ impl Default for MergeConfig {
     }
 }
 
-fn check_api_server(at: &str, url: Option<&String>) -> Result<(), String> {
+/// The URL itself is checked at load; user info would not authenticate to the API server.
+fn check_api_server(at: &str, url: Option<&HttpUrl>) -> Result<(), String> {
     match url {
-        Some(url) if !url.starts_with("http://") && !url.starts_with("https://") => {
-            Err(format!("{at}.api_server: {url:?} is not an http(s) URL"))
-        }
+        Some(url) if url.has_user_info() => Err(format!(
+            "{at}.api_server: user info is not used to authenticate to the API server (remove it; credentials come from the service account or kubeconfig)"
+        )),
         _ => Ok(()),
     }
+}
+
+/// A static target is `host:port` (or a bare host): no scheme, path, query or user info.
+fn check_target(at: &str, target: &str) -> Result<(), String> {
+    if target.contains('@') {
+        return Err(format!(
+            "{at}: user info is not allowed in a target (it would show in the `instance` label); use bearer_token_file"
+        ));
+    }
+    let bad = |why: String| Err(format!("{at}: {target:?} is not host:port ({why})"));
+    if target.is_empty() || target.contains(['/', '?', '#']) {
+        return bad("a target names no scheme, path or query".to_owned());
+    }
+    host_port_problem(target).map_or(Ok(()), bad)
 }
 
 impl ShardingConfig {
@@ -294,11 +309,7 @@ impl ScrapeConfig {
             }
             for (s, group) in job.static_configs.iter().enumerate() {
                 for (t, target) in group.targets.iter().enumerate() {
-                    if target.is_empty() || target.contains('/') {
-                        return Err(format!(
-                            "{at}.static_configs[{s}].targets[{t}]: {target:?} is not host:port"
-                        ));
-                    }
+                    check_target(&format!("{at}.static_configs[{s}].targets[{t}]"), target)?;
                 }
             }
             for (kind, rules) in [
@@ -328,7 +339,7 @@ mod tests {
         let scrape = config.scrape.expect("section present");
         assert_eq!(scrape.jobs.len(), 1);
         assert_eq!(scrape.jobs[0].name, "istiod");
-        assert!(load("").unwrap().scrape.is_none());
+        assert!(load("listen: 0.0.0.0:9091").unwrap().scrape.is_none());
 
         let e = load("scrape: {merge: {prefer: newest}}").unwrap_err();
         assert!(
@@ -375,7 +386,17 @@ mod tests {
         );
         let e = load("scrape: {sharding: {service: s, namespace: n, self: p, api_server: x}}")
             .unwrap_err();
-        assert_eq!(e, "scrape.sharding.api_server: \"x\" is not an http(s) URL");
+        assert_eq!(
+            e,
+            "scrape.sharding.api_server: must be an http:// or https:// URL, got \"x\""
+        );
+        let e = load("scrape: {sharding: {service: s, namespace: n, self: p, api_server: 'https://u:kube-pw@k8s:6443'}}")
+            .unwrap_err();
+        assert!(
+            e.starts_with("scrape.sharding.api_server: user info is not used"),
+            "{e}"
+        );
+        assert!(!e.contains("kube-pw"), "{e}");
         let e = load("scrape: {sharding: {service: s, namespace: n, self: p, replicas: 3}}")
             .unwrap_err();
         assert!(

@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use super::config::ScrapeJob;
-use crate::export::http_client::{with_tls, ClientError};
+use crate::export::http_client::{request_error_text, with_tls, ClientError};
 
 /// What Prometheus 2.x asks a target for.
 pub const ACCEPT: &str = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
@@ -17,18 +17,21 @@ pub const ACCEPT: &str = "application/openmetrics-text;version=1.0.0,application
 #[derive(Debug, thiserror::Error)]
 pub enum FetchError {
     #[error("request failed: {0}")]
-    Request(#[from] reqwest::Error),
+    Request(String),
     #[error("timed out after {0:?}")]
     Timeout(Duration),
     #[error("server answered {0}")]
     Status(u16),
     #[error("body larger than {0} bytes")]
     TooLarge(usize),
-    #[error("cannot read bearer_token_file {path}: {source}")]
-    Token {
-        path: String,
-        source: std::io::Error,
-    },
+    #[error("cannot read bearer_token_file {path}: {error}")]
+    Token { path: String, error: std::io::Error },
+}
+
+impl From<reqwest::Error> for FetchError {
+    fn from(error: reqwest::Error) -> Self {
+        FetchError::Request(request_error_text(error))
+    }
 }
 
 /// A successful scrape's body.
@@ -73,9 +76,9 @@ impl JobClient {
         let Some(path) = &self.bearer_token_file else {
             return Ok(None);
         };
-        let token = std::fs::read_to_string(path).map_err(|source| FetchError::Token {
+        let token = std::fs::read_to_string(path).map_err(|error| FetchError::Token {
             path: path.clone(),
-            source,
+            error,
         })?;
         Ok(Some(format!("Bearer {}", token.trim())))
     }

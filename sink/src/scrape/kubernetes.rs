@@ -19,16 +19,18 @@ use super::pods::pod_target_labels;
 use super::relabel::{Labels, RelabelConfig};
 use super::target::build_target;
 use super::TargetSet;
+use crate::config::HttpUrl;
 
 /// A pod by `(namespace, name)`.
 type PodName = (String, String);
 
 /// A client for `api_server`, else the in-cluster service account (or the local kubeconfig).
-pub(super) async fn kube_client(api_server: Option<&str>) -> Result<kube::Client, String> {
+pub(super) async fn kube_client(api_server: Option<&HttpUrl>) -> Result<kube::Client, String> {
     let config = match api_server {
         Some(url) => kube::Config::new(
-            url.parse()
-                .map_err(|e| format!("api_server {url:?}: {e}"))?,
+            url.as_str()
+                .parse()
+                .map_err(|e| format!("api_server {url}: {e}"))?,
         ),
         None => kube::Config::infer().await.map_err(|e| e.to_string())?,
     };
@@ -49,7 +51,7 @@ pub async fn run_pod_discovery(
     sd: KubernetesSd,
     targets: Arc<TargetSet>,
 ) {
-    let client = match kube_client(sd.api_server.as_deref()).await {
+    let client = match kube_client(sd.api_server.as_ref()).await {
         Ok(client) => client,
         Err(error) => {
             tracing::error!(job = %job.name, %error, "kubernetes_sd: no API client; the job discovers no pods");

@@ -71,7 +71,7 @@ pub async fn run_membership(
     targets: Arc<TargetSet>,
     metrics: Arc<MembershipMetrics>,
 ) {
-    let client = match kube_client(config.api_server.as_deref()).await {
+    let client = match kube_client(config.api_server.as_ref()).await {
         Ok(client) => client,
         Err(error) => {
             tracing::error!(%error, "scrape sharding: no API client");

@@ -48,7 +48,13 @@ use crate::ops::metrics::SinkMetrics;
 /// Why the scrape stage could not start.
 #[derive(Debug, thiserror::Error)]
 #[error("cannot build a scrape client: {0}")]
-pub struct ScrapeStartError(#[from] ClientError);
+pub struct ScrapeStartError(ClientError);
+
+impl From<ClientError> for ScrapeStartError {
+    fn from(error: ClientError) -> Self {
+        ScrapeStartError(error)
+    }
+}
 
 struct RunningLoop {
     target: Target,

@@ -36,11 +36,11 @@ const ACCEPT_RETRY_AFTER: Duration = Duration::from_millis(100);
 
 /// A listener could not be bound.
 #[derive(Debug, thiserror::Error)]
-#[error("{key}: cannot listen on {addr}: {source}")]
+#[error("{key}: cannot listen on {addr}: {error}")]
 pub struct ListenError {
     key: &'static str,
     addr: SocketAddr,
-    source: io::Error,
+    error: io::Error,
 }
 
 /// One bound listener with its routes, limit and counters.
@@ -59,7 +59,7 @@ impl Listener {
         app: Router,
         limit: usize,
     ) -> Result<Listener, ListenError> {
-        let error = |source| ListenError { key, addr, source };
+        let error = |error| ListenError { key, addr, error };
         let tcp = TcpListener::bind(addr).await.map_err(error)?;
         let addr = tcp.local_addr().map_err(error)?;
         Ok(Listener {

@@ -251,7 +251,7 @@ impl LaneSpool {
             }
             return Err(SpoolError::Io {
                 path: path.display().to_string(),
-                source,
+                error: source,
             });
         }
         self.unread.push_back(RecordPlace {
@@ -358,7 +358,7 @@ impl LaneSpool {
                     self.unread.push_front(place);
                     return Err(SpoolError::Io {
                         path: path.display().to_string(),
-                        source,
+                        error: source,
                     });
                 }
             };

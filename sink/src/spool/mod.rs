@@ -44,7 +44,7 @@ impl SpoolKind {
     }
 }
 
-use crate::config::{ByteSize, HumanDuration};
+use crate::config::{ByteSize, HttpUrl, HumanDuration};
 
 /// `spool:` — where and how much to keep on disk.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -138,7 +138,7 @@ impl SpoolConfig {
 
     /// Opens the spools of one endpoint's lanes, adopting lane directories a previous run with
     /// more lanes left behind.
-    fn open_lanes(
+    pub fn open_lanes(
         &self,
         kind: SpoolKind,
         name: &str,
@@ -146,6 +146,15 @@ impl SpoolConfig {
         lanes: usize,
     ) -> Result<Vec<(LaneSpool, Recovered)>, SpoolError> {
         let dir = self.endpoint_dir(kind, name, url);
+        // An unnamed endpoint whose URL has user info was once named by the whole URL: its
+        // spool moves to the name without the credentials.
+        // Only an unnamed endpoint (named by its redacted URL) moves: a named endpoint with
+        // the same URL must not take another endpoint's spool.
+        let unnamed = HttpUrl::parse(url).is_ok_and(|u| u.has_user_info() && u.redacted() == name);
+        let named_by_whole_url = self.endpoint_dir(kind, url, url);
+        if unnamed && named_by_whole_url.exists() && !dir.exists() {
+            fs::rename(&named_by_whole_url, &dir).map_err(SpoolError::at(&dir))?;
+        }
         adopt_orphan_lanes(&dir, lanes)?;
         let per_lane = self.max_bytes.get() / lanes as u64;
         (0..lanes)
@@ -316,11 +325,8 @@ pub struct SpooledBatch {
 /// A spool that cannot be used; the message names the file.
 #[derive(Debug, thiserror::Error)]
 pub enum SpoolError {
-    #[error("spool: {path}: {source}")]
-    Io {
-        path: String,
-        source: std::io::Error,
-    },
+    #[error("spool: {path}: {error}")]
+    Io { path: String, error: std::io::Error },
     #[error(
         "spool: {path} is locked by another process (each sink needs a spool directory of its own)"
     )]
@@ -331,9 +337,9 @@ impl SpoolError {
     /// Maps an I/O error on `path` (for `map_err`).
     pub fn at(path: &Path) -> impl Fn(std::io::Error) -> SpoolError {
         let path = path.display().to_string();
-        move |source| SpoolError::Io {
+        move |error| SpoolError::Io {
             path: path.clone(),
-            source,
+            error,
         }
     }
 }

@@ -324,3 +324,27 @@ fn one_process_at_a_time_holds_a_spool_directory() {
     drop(held);
     config.lock().unwrap();
 }
+
+#[test]
+fn a_named_endpoint_never_takes_the_spool_of_an_unnamed_one_with_the_same_url() {
+    let dir = TempDir::new("same-url");
+    let config = SpoolConfig::new(dir.0.clone());
+    let url = "http://m:9009/api/v1/push";
+    let mut unnamed = config
+        .open_lanes(SpoolKind::RemoteWrite, url, url, 1)
+        .unwrap();
+    unnamed[0].0.append(meta(1), &body(1)).unwrap();
+    drop(unnamed);
+    let named = config
+        .open_lanes(SpoolKind::RemoteWrite, "primary", url, 1)
+        .unwrap();
+    assert_eq!(named[0].1.records, 0);
+    drop(named);
+    let unnamed = config
+        .open_lanes(SpoolKind::RemoteWrite, url, url, 1)
+        .unwrap();
+    assert_eq!(
+        unnamed[0].1.records, 1,
+        "the unnamed endpoint keeps its records"
+    );
+}

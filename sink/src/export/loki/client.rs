@@ -8,6 +8,7 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use reqwest::StatusCode;
 
 use super::config::LokiConfig;
+use crate::config::HttpUrl;
 use crate::export::http_client::{
     build_http_client, configured_headers, send_classified, ClientError, USER_AGENT,
 };
@@ -16,7 +17,7 @@ use crate::export::retry::SendOutcome;
 /// A configured Loki push client.
 pub struct LokiClient {
     http: reqwest::Client,
-    url: String,
+    url: HttpUrl,
     headers: HeaderMap,
 }
 
@@ -54,7 +55,7 @@ impl LokiClient {
     pub async fn post(&self, body: Vec<u8>) -> SendOutcome {
         let request = self
             .http
-            .post(&self.url)
+            .post(self.url.as_str())
             .headers(self.headers.clone())
             .body(body);
         send_classified(request, |status| {

@@ -9,7 +9,7 @@ use meshtap_logformat::access::AccessLogEncoding;
 use meshtap_logformat::loki::{OversizeLinePolicy, PushBatchConfig, MAX_LABEL_NAMES_PER_SERIES};
 use serde::{Deserialize, Serialize};
 
-use crate::config::HumanDuration;
+use crate::config::{HttpUrl, HumanDuration};
 use crate::export::connection::Connection;
 use crate::export::remote_write::config::{BasicAuth, TlsConfig};
 
@@ -23,11 +23,12 @@ pub const RESERVED_LABELS: [&str; 4] = ["namespace", "pod", "container", "job"];
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LokiConfig {
-    /// Name in logs and self-metrics (`endpoint` label); defaults to the URL.
+    /// Name in logs and self-metrics (`endpoint` label); defaults to the URL without its user
+    /// info.
     #[serde(default)]
     pub name: Option<String>,
     /// For example `http://loki-gateway.loki.svc/loki/api/v1/push`.
-    pub url: String,
+    pub url: HttpUrl,
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
     /// Shorthand for the `X-Scope-OrgID` header.
@@ -131,7 +132,7 @@ impl LokiBatchConfig {
 impl LokiConfig {
     /// The `endpoint` label and log name.
     pub fn display_name(&self) -> &str {
-        self.name.as_deref().unwrap_or(&self.url)
+        self.name.as_deref().unwrap_or(self.url.redacted())
     }
 
     /// The connection settings shared with the other push endpoints.

@@ -64,7 +64,7 @@ impl LokiExporter {
             if let Some(spool) = spool {
                 let name = config.display_name();
                 let (lane, recovered) = spool
-                    .open_endpoint(SpoolKind::Loki, name, &config.url, 1)?
+                    .open_endpoint(SpoolKind::Loki, name, config.url.as_str(), 1)?
                     .pop()
                     .expect("one lane");
                 if recovered.records > 0 {

@@ -7,6 +7,7 @@ use reqwest::header::{HeaderName, HeaderValue};
 use reqwest::StatusCode;
 
 use super::config::RemoteWriteConfig;
+use crate::config::HttpUrl;
 use crate::export::http_client::{build_http_client, configured_headers, send_classified};
 pub use crate::export::http_client::{ClientError, USER_AGENT};
 pub use crate::export::retry::SendOutcome;
@@ -14,7 +15,7 @@ pub use crate::export::retry::SendOutcome;
 /// A configured endpoint client.
 pub struct RemoteWriteClient {
     http: reqwest::Client,
-    url: String,
+    url: HttpUrl,
     headers: reqwest::header::HeaderMap,
     retry_on_429: bool,
 }
@@ -54,7 +55,7 @@ impl RemoteWriteClient {
     pub async fn post(&self, body: Vec<u8>, attempt: u32) -> SendOutcome {
         let mut request = self
             .http
-            .post(&self.url)
+            .post(self.url.as_str())
             .headers(self.headers.clone())
             .body(body);
         if attempt > 0 {

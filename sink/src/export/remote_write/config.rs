@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::HumanDuration;
+use crate::config::{HttpUrl, HumanDuration};
 use crate::export::connection::Connection;
 pub use crate::export::http_client::TlsConfig;
 
@@ -22,11 +22,12 @@ pub const FIXED_HEADERS: [&str; 4] = [
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RemoteWriteConfig {
-    /// Name in logs and self-metrics (`endpoint` label); defaults to the URL.
+    /// Name in logs and self-metrics (`endpoint` label); defaults to the URL without its user
+    /// info.
     #[serde(default)]
     pub name: Option<String>,
     /// For example `http://mimir:9009/api/v1/push`.
-    pub url: String,
+    pub url: HttpUrl,
     /// Extra request headers (for example `X-Scope-OrgID`).
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
@@ -130,7 +131,7 @@ impl Default for QueueConfig {
 impl RemoteWriteConfig {
     /// The `endpoint` label and log name.
     pub fn display_name(&self) -> &str {
-        self.name.as_deref().unwrap_or(&self.url)
+        self.name.as_deref().unwrap_or(self.url.redacted())
     }
 
     /// The connection settings shared with the other push endpoints.

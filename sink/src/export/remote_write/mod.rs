@@ -82,7 +82,7 @@ impl Endpoint {
                 let opened = spool.open_endpoint(
                     SpoolKind::RemoteWrite,
                     config.display_name(),
-                    &config.url,
+                    config.url.as_str(),
                     q.lanes,
                 )?;
                 let mut queues: Vec<Box<dyn BatchQueue>> = Vec::with_capacity(q.lanes);
