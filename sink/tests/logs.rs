@@ -310,7 +310,11 @@ async fn files_rotated_while_a_push_waits_for_loki_are_all_read_once_it_answers(
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(loki.accepted_lines(), expected, "every file once, in order");
     assert_eq!(
-        self_metric(sink.local_addr(), "meshtap_sink_tail_rotated_files_lost_total").await,
+        self_metric(
+            sink.local_addr(),
+            "meshtap_sink_tail_rotated_files_lost_total"
+        )
+        .await,
         Some(0.0)
     );
     sink.shutdown().await;

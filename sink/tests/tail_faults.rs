@@ -10,7 +10,7 @@ mod common;
 
 use std::collections::HashMap;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use common::sink_process::SinkProcess;
@@ -24,10 +24,8 @@ struct TestDir(PathBuf);
 
 impl TestDir {
     fn new(name: &str) -> TestDir {
-        let dir = std::env::temp_dir().join(format!(
-            "meshtap-tail-faults-{name}-{}",
-            std::process::id()
-        ));
+        let dir =
+            std::env::temp_dir().join(format!("meshtap-tail-faults-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         TestDir(dir)
     }
@@ -56,9 +54,7 @@ struct Writer {
 
 impl Writer {
     fn new(dir: &TestDir) -> Writer {
-        let log = dir
-            .0
-            .join("pods/shop_writer-1_uid/istio-proxy/0.log");
+        let log = dir.0.join("pods/shop_writer-1_uid/istio-proxy/0.log");
         std::fs::create_dir_all(log.parent().unwrap()).unwrap();
         Writer {
             log,

@@ -289,10 +289,9 @@ impl LogTailer {
                 (t.file.path.clone(), known)
             })
             .unzip();
-        let (released, others): (Vec<Position>, Vec<Position>) =
-            std::mem::take(&mut self.released)
-                .into_iter()
-                .partition(|r| live_name(Path::new(&r.path)) == live);
+        let (released, others): (Vec<Position>, Vec<Position>) = std::mem::take(&mut self.released)
+            .into_iter()
+            .partition(|r| live_name(Path::new(&r.path)) == live);
         self.released = others;
         if tailed.is_empty() && released.is_empty() {
             return;
@@ -518,9 +517,7 @@ fn known(position: &Position) -> Known {
 /// Whether two position lists name the same files (ignoring offsets).
 fn same_files(a: &[Position], b: &[Position]) -> bool {
     a.len() == b.len()
-        && a.iter()
-            .zip(b)
-            .all(|(x, y)| {
-                (&x.path, x.id, x.first_line, x.released) == (&y.path, y.id, y.first_line, y.released)
-            })
+        && a.iter().zip(b).all(|(x, y)| {
+            (&x.path, x.id, x.first_line, x.released) == (&y.path, y.id, y.first_line, y.released)
+        })
 }

@@ -149,7 +149,10 @@ fn rotated_siblings(path: &Path) -> Vec<Sibling> {
     // one is complete, the other one may not be yet.
     siblings.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
     siblings.dedup_by(|later, kept| later.0 == kept.0);
-    siblings.into_iter().map(|(_, _, sibling)| sibling).collect()
+    siblings
+        .into_iter()
+        .map(|(_, _, sibling)| sibling)
+        .collect()
 }
 
 #[cfg(test)]
@@ -159,11 +162,7 @@ mod tests {
     #[test]
     fn every_name_of_a_log_leads_to_its_live_name_and_reading_order() {
         let live = Path::new("/var/log/pods/a_b_c/istio-proxy/0.log");
-        for name in [
-            "0.log",
-            "0.log.20240628-064100",
-            "0.log.20240628-064100.gz",
-        ] {
+        for name in ["0.log", "0.log.20240628-064100", "0.log.20240628-064100.gz"] {
             assert_eq!(live_name(&live.with_file_name(name)), live, "{name}");
         }
         let mut paths = [
@@ -225,11 +224,7 @@ mod tests {
             survey(&live, &[by_print(&live), by_print(&files[2])]),
             Survey {
                 found: vec![None, Some(sibling(&files[2]))],
-                unread: vec![
-                    sibling(&files[0]),
-                    sibling(&files[1]),
-                    sibling(&files[3])
-                ],
+                unread: vec![sibling(&files[0]), sibling(&files[1]), sibling(&files[3])],
             }
         );
         // Nothing recognisable: nothing can be told newer.
