@@ -321,6 +321,60 @@ async fn files_rotated_while_a_push_waits_for_loki_are_all_read_once_it_answers(
     loki.stop();
 }
 
+#[tokio::test]
+async fn a_file_rotated_unseen_after_the_last_one_of_its_log_was_released_is_read() {
+    let node = Node::new("rotated-after-release");
+    let loki = LokiReceiver::start(vec![]).await;
+    let log = node.log("shop_reviews-1_uid", "0.log");
+    let (first, mut expected) = numbered(0..2, "first");
+    append(&log, &first);
+    let sink = start_sink(&node.yaml(&loki)).await;
+    assert!(wait_until(Duration::from_secs(10), || loki.accepted_lines().len() == 2).await);
+    // Rotated, read to its end and released: the tailer has no file of this log open.
+    std::fs::rename(&log, log.with_file_name("0.log.20240628-064100")).unwrap();
+    let at = sink.local_addr();
+    let mut released = None;
+    for _ in 0..250 {
+        released = self_metric(at, "meshtap_sink_tail_files_released_total").await;
+        if released == Some(1.0) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(released, Some(1.0));
+
+    // Another pod's push waits for Loki while this log gets a file that is rotated away
+    // before the tailer looks again, then a new one.
+    loki.refuse_with(Some(503));
+    let pushes = loki.pushes().len();
+    let other = node.log("shop_cart-1_uid", "0.log");
+    append(&other, &cri(30, "F", "cart line"));
+    assert!(wait_until(Duration::from_secs(10), || loki.pushes().len() > pushes).await);
+    let (unseen, unseen_lines) = numbered(10..12, "unseen");
+    append(&log, &unseen);
+    std::fs::rename(&log, log.with_file_name("0.log.20240628-064200")).unwrap();
+    let (fresh, new_lines) = numbered(20..22, "new");
+    append(&log, &fresh);
+    expected.push("cart line".into());
+    expected.extend(unseen_lines);
+    expected.extend(new_lines);
+
+    loki.refuse_with(None);
+    assert!(
+        wait_until(Duration::from_secs(10), || loki.accepted_lines().len()
+            >= expected.len())
+        .await
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        loki.accepted_lines(),
+        expected,
+        "the unseen file once, the released one not again"
+    );
+    sink.shutdown().await;
+    loki.stop();
+}
+
 /// Writes two lines to `log`, runs a sink until Loki has them and their position is saved,
 /// then stops it; returns the lines.
 async fn read_two_lines_then_stop(node: &Node, loki: &LokiReceiver, log: &Path) -> Vec<String> {

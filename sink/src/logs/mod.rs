@@ -263,7 +263,9 @@ impl LogTailer {
                 continue;
             };
             let id = FileId::of(&metadata);
-            if self.files.iter().any(|t| t.file.id == id) {
+            if self.files.iter().any(|t| t.file.id == id)
+                || self.ignored.contains(&path.display().to_string())
+            {
                 continue;
             }
             self.open_unread_siblings(&path);
