@@ -3,14 +3,16 @@
 //! (+ each endpoint's static labels) and pushed to every `logs[]` endpoint. A renamed or
 //! deleted file is read to its end (and kept one more second for late writes) before it is
 //! released; a file that shrank (copytruncate) is re-read from the start; new files are found
-//! at every poll (default 250 ms), and a new file under the name of one being tailed (a
-//! rotation) brings along the siblings rotated in between.
+//! at every poll (default 250 ms), and a new file under the live name of a log the tailer
+//! knows (a rotation) brings along the rotated files of that log it never read.
 //!
 //! Every file being tailed is in the positions file from its first read on (saved before the
 //! push that holds its first lines), with two offsets: read, and acknowledged by every
-//! endpoint (at-least-once). A restart finds each one again, among its rotated siblings if the
-//! kubelet rotated (and compressed) it meanwhile, resumes it from its acknowledged offset and
-//! reads every sibling rotated after it; what cannot be found is counted and logged.
+//! endpoint (at-least-once); files read to their end stay listed as released while they tell
+//! which rotated files were read. A restart finds each tailed file again, among its rotated
+//! siblings if the kubelet rotated (and compressed) it meanwhile, resumes it from its
+//! acknowledged offset and reads every rotated file of its log never read; what cannot be
+//! found is counted and logged.
 //!
 //! Owns the poll loop, the set of tailed files and when positions are saved. Line formats
 //! belong to `meshtap_logformat`, HTTP and retries to `export::loki`, finding rotated files to
