@@ -3,7 +3,8 @@
 //! files gzipped, the log renamed to `<n>.log.<stamp>`), while the sink binary is killed with
 //! SIGKILL again and again (and stopped once with SIGTERM), with rotations both while it runs
 //! and while it is down. Once the Loki stand-in answers, the last sink must deliver every line:
-//! lines lost (must be 0) and duplicated are counted against the stand-in and printed. A file
+//! lines lost (must be 0) and duplicated are counted against the stand-in and printed. The
+//! same with Loki answering: kills lose nothing and repeat at most the unsaved pushes. A file
 //! rotated away and deleted before any of it was acknowledged is counted and logged.
 
 mod common;
@@ -206,6 +207,55 @@ async fn no_line_is_lost_across_kills_and_rotations_while_loki_is_down_from_the_
         self_metric(sink.addr, "meshtap_sink_tail_rotated_files_lost_total").await,
         Some(0.0)
     );
+    loki.stop();
+}
+
+#[tokio::test]
+async fn kills_while_loki_answers_lose_nothing_and_repeat_at_most_the_unsaved_pushes() {
+    let dir = TestDir::new("answering");
+    let loki = LokiReceiver::start(vec![]).await;
+    let mut writer = Writer::new(&dir);
+    let kills = 5;
+    for round in 0..kills {
+        writer.write();
+        let sink = SinkProcess::start(&dir.0, &dir.yaml(&loki)).await;
+        let last = writer.written - 1;
+        let arrived = wait_until(Duration::from_secs(15), || {
+            received(&loki).contains_key(&last)
+        })
+        .await;
+        assert!(arrived, "{}", sink.log());
+        // Killed while it reads, pushes or saves the next lines.
+        writer.write();
+        sink.signal("KILL");
+        sink.wait_exit().await;
+        if round % 2 == 0 {
+            writer.rotate();
+        }
+    }
+    writer.write();
+    let sink = SinkProcess::start(&dir.0, &dir.yaml(&loki)).await;
+    let last = writer.written - 1;
+    let arrived = wait_until(Duration::from_secs(15), || {
+        received(&loki).contains_key(&last)
+    })
+    .await;
+    let counts = received(&loki);
+    let lost = (0..writer.written)
+        .filter(|n| !counts.contains_key(n))
+        .count();
+    let duplicated = counts.values().sum::<u32>() - counts.len() as u32;
+    println!(
+        "tail faults, Loki answering: {} lines written, {} rotations, {kills} SIGKILLs; {} distinct lines received, {lost} lost, {duplicated} duplicated",
+        writer.written,
+        writer.rotations,
+        counts.len(),
+    );
+    assert!(arrived, "{}", sink.log());
+    assert_eq!(lost, 0);
+    // A kill repeats at most what was read and not saved as acknowledged: the two bursts
+    // written since the last saved position.
+    assert!(duplicated <= 2 * BURST * kills, "{duplicated} duplicated");
     loki.stop();
 }
 
