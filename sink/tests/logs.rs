@@ -1,8 +1,9 @@
 //! The sink's `log_files` tailer against a loopback Loki receiver, on CRI files written in the
 //! real formats: `P`/`F` chunk joining, pod labels from the path, access-log fields as
 //! structured metadata (other lines passed through), new files picked up, rename rotation (the
-//! old file read to its end), copytruncate, deletion, and positions that advance only after
-//! Loki acknowledged and let a restarted sink resume with nothing lost or repeated.
+//! old file read to its end, and the files rotated while a push waited for Loki), copytruncate,
+//! deletion, and positions that record each file from its first read, advance only after Loki
+//! acknowledged and let a restarted sink resume with nothing lost or repeated.
 
 mod common;
 
@@ -48,15 +49,15 @@ impl Node {
         )
     }
 
-    /// The saved offset of `path`, if any.
-    fn saved_offset(&self, path: &Path) -> Option<u64> {
+    /// A saved offset (`offset`: acknowledged, `read`) of `path`, if any.
+    fn saved(&self, path: &Path, offset: &str) -> Option<u64> {
         let text = std::fs::read_to_string(self.positions()).ok()?;
         let doc: serde_json::Value = serde_json::from_str(&text).unwrap();
         doc["files"]
             .as_array()?
             .iter()
             .find(|f| f["path"] == path.display().to_string())
-            .map(|f| f["offset"].as_u64().unwrap())
+            .map(|f| f[offset].as_u64().unwrap())
     }
 }
 
@@ -243,11 +244,11 @@ async fn positions_advance_only_after_acknowledgement_and_a_restart_loses_nothin
     let sink = start_sink(&node.yaml(&loki)).await;
     // While Loki fails, nothing is acknowledged, so no position is saved past the start.
     assert!(wait_until(Duration::from_secs(10), || loki.pushes().len() >= 2).await);
-    assert!(node.saved_offset(&log).unwrap_or(0) == 0);
+    assert!(node.saved(&log, "offset").unwrap_or(0) == 0);
     assert!(wait_until(Duration::from_secs(10), || loki.accepted_lines().len() == 3).await);
     let length = std::fs::metadata(&log).unwrap().len();
     assert!(
-        wait_until(Duration::from_secs(10), || node.saved_offset(&log)
+        wait_until(Duration::from_secs(10), || node.saved(&log, "offset")
             == Some(length))
         .await
     );
@@ -272,6 +273,108 @@ async fn positions_advance_only_after_acknowledgement_and_a_restart_loses_nothin
     loki.stop();
 }
 
+#[tokio::test]
+async fn files_rotated_while_a_push_waits_for_loki_are_all_read_once_it_answers() {
+    let node = Node::new("rotated-while-waiting");
+    let loki = LokiReceiver::start(vec![]).await;
+    loki.refuse_with(Some(503));
+    let log = node.log("shop_reviews-1_uid", "0.log");
+    let (first, mut expected) = numbered(0..3, "first");
+    append(&log, &first);
+    let sink = start_sink(&node.yaml(&loki)).await;
+    assert!(wait_until(Duration::from_secs(10), || !loki.pushes().is_empty()).await);
+    // Known from its first read on, though nothing was acknowledged.
+    assert_eq!(node.saved(&log, "offset"), Some(0));
+    assert_eq!(node.saved(&log, "read"), Some(first.len() as u64));
+
+    // While the push waits: the file's last lines, a rotation, a file that is rotated away
+    // before the tailer looks again, and the new file.
+    let (rest, more) = numbered(3..5, "first");
+    append(&log, &rest);
+    std::fs::rename(&log, log.with_file_name("0.log.20240628-064100")).unwrap();
+    let (between, between_lines) = numbered(10..12, "between");
+    append(&log, &between);
+    std::fs::rename(&log, log.with_file_name("0.log.20240628-064200")).unwrap();
+    let (fresh, new_lines) = numbered(20..22, "new");
+    append(&log, &fresh);
+    expected.extend(more);
+    expected.extend(between_lines);
+    expected.extend(new_lines);
+
+    loki.refuse_with(None);
+    assert!(
+        wait_until(Duration::from_secs(10), || loki.accepted_lines().len()
+            >= expected.len())
+        .await
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(loki.accepted_lines(), expected, "every file once, in order");
+    assert_eq!(
+        self_metric(
+            sink.local_addr(),
+            "meshtap_sink_tail_rotated_files_lost_total"
+        )
+        .await,
+        Some(0.0)
+    );
+    sink.shutdown().await;
+    loki.stop();
+}
+
+#[tokio::test]
+async fn a_file_rotated_unseen_after_the_last_one_of_its_log_was_released_is_read() {
+    let node = Node::new("rotated-after-release");
+    let loki = LokiReceiver::start(vec![]).await;
+    let log = node.log("shop_reviews-1_uid", "0.log");
+    let (first, mut expected) = numbered(0..2, "first");
+    append(&log, &first);
+    let sink = start_sink(&node.yaml(&loki)).await;
+    assert!(wait_until(Duration::from_secs(10), || loki.accepted_lines().len() == 2).await);
+    // Rotated, read to its end and released: the tailer has no file of this log open.
+    std::fs::rename(&log, log.with_file_name("0.log.20240628-064100")).unwrap();
+    let at = sink.local_addr();
+    let mut released = None;
+    for _ in 0..250 {
+        released = self_metric(at, "meshtap_sink_tail_files_released_total").await;
+        if released == Some(1.0) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(released, Some(1.0));
+
+    // Another pod's push waits for Loki while this log gets a file that is rotated away
+    // before the tailer looks again, then a new one.
+    loki.refuse_with(Some(503));
+    let pushes = loki.pushes().len();
+    let other = node.log("shop_cart-1_uid", "0.log");
+    append(&other, &cri(30, "F", "cart line"));
+    assert!(wait_until(Duration::from_secs(10), || loki.pushes().len() > pushes).await);
+    let (unseen, unseen_lines) = numbered(10..12, "unseen");
+    append(&log, &unseen);
+    std::fs::rename(&log, log.with_file_name("0.log.20240628-064200")).unwrap();
+    let (fresh, new_lines) = numbered(20..22, "new");
+    append(&log, &fresh);
+    expected.push("cart line".into());
+    expected.extend(unseen_lines);
+    expected.extend(new_lines);
+
+    loki.refuse_with(None);
+    assert!(
+        wait_until(Duration::from_secs(10), || loki.accepted_lines().len()
+            >= expected.len())
+        .await
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        loki.accepted_lines(),
+        expected,
+        "the unseen file once, the released one not again"
+    );
+    sink.shutdown().await;
+    loki.stop();
+}
+
 /// Writes two lines to `log`, runs a sink until Loki has them and their position is saved,
 /// then stops it; returns the lines.
 async fn read_two_lines_then_stop(node: &Node, loki: &LokiReceiver, log: &Path) -> Vec<String> {
@@ -281,7 +384,7 @@ async fn read_two_lines_then_stop(node: &Node, loki: &LokiReceiver, log: &Path) 
     assert!(wait_until(Duration::from_secs(10), || loki.accepted_lines().len() == 2).await);
     let length = std::fs::metadata(log).unwrap().len();
     assert!(
-        wait_until(Duration::from_secs(10), || node.saved_offset(log)
+        wait_until(Duration::from_secs(10), || node.saved(log, "offset")
             == Some(length))
         .await
     );

@@ -17,14 +17,15 @@ pub struct TailMetrics {
     pub malformed_lines: AtomicU64,
     /// Joined lines over `log_files.max_line_bytes`, cut.
     pub lines_cut: AtomicU64,
-    /// Files that shrank below the read offset (copytruncate): re-read from the start.
+    /// Files that shrank below the read offset (copytruncate), or below their acknowledged
+    /// offset while the sink was stopped: re-read from the start.
     pub truncations: AtomicU64,
     /// Files released after a rename or deletion, once read to their end.
     pub files_released: AtomicU64,
     pub positions_writes: AtomicU64,
     pub positions_write_errors: AtomicU64,
-    /// Files rotated while the sink was stopped that could not be found again (deleted by the
-    /// kubelet, or not recognisable): their unread lines are lost.
+    /// Tailed files rotated away that a restart could not find again (deleted by the kubelet,
+    /// or not recognisable): their unacknowledged lines are lost.
     pub rotated_files_lost: AtomicU64,
 }
 
@@ -64,7 +65,7 @@ impl MetricsSection for TailMetrics {
             (
                 "meshtap_sink_tail_truncations_total",
                 "counter",
-                "Files found shorter than the read offset (copytruncate), re-read from the start.",
+                "Files found shorter than the read offset (copytruncate) or than their acknowledged offset at a restart, re-read from the start (lines not read before the truncation are lost).",
                 &self.truncations,
             ),
             (
@@ -76,7 +77,7 @@ impl MetricsSection for TailMetrics {
             (
                 "meshtap_sink_tail_positions_writes_total",
                 "counter",
-                "Positions file rewrites after acknowledged pushes.",
+                "Positions file rewrites (files being tailed, their read and acknowledged offsets).",
                 &self.positions_writes,
             ),
             (
@@ -88,7 +89,7 @@ impl MetricsSection for TailMetrics {
             (
                 "meshtap_sink_tail_rotated_files_lost_total",
                 "counter",
-                "Files rotated while the sink was stopped and not found again (lines not read from them yet are lost).",
+                "Tailed files rotated away and not found again after a restart (their unacknowledged lines are lost).",
                 &self.rotated_files_lost,
             ),
         ];

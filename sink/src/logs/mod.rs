@@ -1,23 +1,31 @@
 //! File tailing (DaemonSet mode): container-log files matching `log_files.include` are read as
 //! CRI lines, joined, turned into Loki entries labelled `namespace`, `pod`, `container`, `job`
-//! (+ each endpoint's static labels) and pushed to every `logs[]` endpoint. Positions advance
-//! only after every endpoint answered (at-least-once). A renamed or deleted file is read to its
-//! end (and kept one more second for late writes) before it is released; a file that shrank
-//! (copytruncate) is re-read from the start; new files are found at every poll (default 250 ms).
-//! Files rotated while the sink was stopped are found among their rotated siblings (by inode,
-//! or by their first line once the kubelet compressed them) and finished, followed by the
-//! siblings rotated after them (`.gz` ones decompressed).
+//! (+ each endpoint's static labels) and pushed to every `logs[]` endpoint. A renamed or
+//! deleted file is read to its end (and kept one more second for late writes) before it is
+//! released; a file that shrank (copytruncate) is re-read from the start; new files are found
+//! at every poll (default 250 ms), and a new file under the live name of a log the tailer
+//! knows (a rotation) brings along the rotated files of that log it never read.
+//!
+//! Every file being tailed is in the positions file from its first read on (saved before the
+//! push that holds its first lines), with two offsets: read, and acknowledged by every
+//! endpoint (at-least-once); files read to their end stay listed as released while they tell
+//! which rotated files were read. A restart finds each tailed file again, among its rotated
+//! siblings if the kubelet rotated (and compressed) it meanwhile, resumes it from its
+//! acknowledged offset and reads every rotated file of its log never read; what cannot be
+//! found is counted and logged.
 //!
 //! Owns the poll loop, the set of tailed files and when positions are saved. Line formats
-//! belong to `meshtap_logformat`, HTTP and retries to `export::loki`.
+//! belong to `meshtap_logformat`, HTTP and retries to `export::loki`, finding rotated files to
+//! `rotation`.
 
 pub mod config;
 pub mod file;
 pub mod glob;
 pub mod metrics;
 pub mod positions;
+pub mod rotation;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -31,9 +39,12 @@ use tokio::sync::watch;
 pub use config::LogFilesConfig;
 pub use positions::PositionsError;
 
-use self::file::{first_line_hash, head_of, TailedFile};
+use self::file::TailedFile;
 use self::metrics::TailMetrics;
 use self::positions::{FileId, Position, PositionsFile};
+use self::rotation::{
+    is_rotated_name, live_name, reading_order, same_first_line, survey, Known, Sibling,
+};
 use crate::export::loki::sender::stopped;
 use crate::export::loki::LokiEndpoint;
 use crate::ops::metrics::SinkMetrics;
@@ -46,10 +57,31 @@ struct Tracked {
     file: TailedFile,
     /// Stream labels, one per endpoint.
     labels: Vec<LabelSet>,
-    /// Found under a rotated name at startup: released once read to its end.
+    /// Every line before it was acknowledged by every endpoint: where a restart resumes.
+    acked: u64,
+    /// Opened under a rotated name: released once read to its end.
     release_at_end: bool,
     /// Since when the file, renamed or deleted, has given nothing more (reset by new data).
     drained_since: Option<Instant>,
+}
+
+/// A file to open at startup, from the positions file or as a sibling never read.
+struct Resumed {
+    path: PathBuf,
+    /// The acknowledged offset (0 for a sibling never read).
+    offset: u64,
+    /// Read before the restart but not acknowledged: sent again.
+    resent: u64,
+}
+
+/// What one cycle read, ready to be pushed.
+struct CycleRead {
+    batches: Vec<PushBatch>,
+    /// Indexes of files to release once the push is answered, and whether each was read to
+    /// its end (else reading it failed).
+    released: Vec<(usize, bool)>,
+    /// Data was left unread because the batch was full.
+    more: bool,
 }
 
 /// The tailer's state; [`LogTailer::run`] drives it.
@@ -58,9 +90,10 @@ pub struct LogTailer {
     job: String,
     endpoints: Vec<Arc<LokiEndpoint>>,
     positions_file: PositionsFile,
-    /// Positions loaded at startup, consulted by the first discovery.
-    saved: HashMap<String, Position>,
     files: Vec<Tracked>,
+    /// Files read to their end and released, kept (in the positions file too) while they tell
+    /// which rotated siblings of their log were read already.
+    released: Vec<Position>,
     /// Paths that cannot be tailed (logged once).
     ignored: HashSet<String>,
     last_saved: Vec<Position>,
@@ -68,7 +101,8 @@ pub struct LogTailer {
 }
 
 impl LogTailer {
-    /// Loads the positions file and registers the tailer's metrics.
+    /// Loads the positions file, registers the tailer's metrics and opens every file a
+    /// previous run was tailing (see [`LogTailer::resume`]).
     pub fn new(
         config: &LogFilesConfig,
         job: &str,
@@ -84,13 +118,13 @@ impl LogTailer {
             job: job.to_owned(),
             endpoints,
             positions_file,
-            saved: loaded.iter().map(|p| (p.path.clone(), p.clone())).collect(),
             files: Vec::new(),
+            released: Vec::new(),
             ignored: HashSet::new(),
             last_saved: loaded.clone(),
             metrics,
         };
-        tailer.resume_rotated(&loaded);
+        tailer.resume(&loaded);
         Ok(tailer)
     }
 
@@ -115,76 +149,69 @@ impl LogTailer {
         }
     }
 
-    /// Saved files no longer where they were were rotated while the sink was stopped: each is
-    /// looked for among its rotated siblings (by its first line's fingerprint, as the kubelet
-    /// may have compressed it into a new file and inodes are reused; by identity for positions
-    /// saved without one) and finished from
-    /// its offset; every sibling rotated after it is read whole. A saved position on a rotated
-    /// name (a file being finished when the sink stopped) resumes where it is. Each file is
-    /// opened once, oldest first, and released once read to its end.
-    fn resume_rotated(&mut self, loaded: &[Position]) {
-        // (path, identity, offset, offset saved for this very file)
-        let mut plan: Vec<(PathBuf, FileId, u64, bool)> = Vec::new();
-        let mut add = |path: &Path, id: FileId, offset: u64, saved: bool| match plan
-            .iter_mut()
-            .find(|(_, planned, _, _)| *planned == id)
-        {
-            Some(entry) if saved => *entry = (path.to_owned(), id, offset, true),
-            Some(_) => {}
-            None => plan.push((path.to_owned(), id, offset, saved)),
-        };
+    /// Opens every file of the positions file from its acknowledged offset. A file no longer
+    /// under its name was rotated while the sink was stopped (or while it waited for Loki): it
+    /// is looked for among its rotated siblings (see [`survey`]), and every sibling its log
+    /// never read is read whole. Each file is opened once, oldest first per log; those under a
+    /// rotated name are released once read to their end.
+    fn resume(&mut self, loaded: &[Position]) {
+        let mut logs: BTreeMap<PathBuf, Vec<&Position>> = BTreeMap::new();
         for position in loaded {
-            let path = Path::new(&position.path);
-            let current = std::fs::metadata(path).ok().map(|m| FileId::of(&m));
-            if current == Some(position.id) && same_first_line(path, position) {
-                if is_rotated_name(&position.path) {
-                    add(path, position.id, position.offset, true);
-                }
-                continue;
-            }
-            let siblings = rotated_siblings(path);
-            // The fingerprint decides when known (inodes are reused), else the identity.
-            let ours = siblings
-                .iter()
-                .position(|(sibling, id)| match position.first_line {
-                    Some(saved) => {
-                        head_of(sibling).ok().and_then(|h| first_line_hash(&h)) == Some(saved)
+            logs.entry(live_name(Path::new(&position.path)))
+                .or_default()
+                .push(position);
+        }
+        let mut plan: Vec<Resumed> = Vec::new();
+        for (live, positions) in logs {
+            let (at_live, elsewhere): (Vec<&Position>, Vec<&Position>) =
+                positions.into_iter().partition(|p| still_live(&live, p));
+            plan.extend(
+                at_live
+                    .into_iter()
+                    .filter(|p| !p.released)
+                    .map(|p| Resumed::of(live.clone(), p)),
+            );
+            let recognised: Vec<Known> = elsewhere.iter().map(|p| known(p)).collect();
+            let survey = survey(&live, &recognised);
+            for (position, found) in elsewhere.iter().zip(survey.found) {
+                match found {
+                    _ if position.released => self.released.push((*position).clone()),
+                    Some(found) => {
+                        if found.path != Path::new(&position.path) {
+                            tracing::info!(path = %found.path.display(), was = %position.path, offset = position.offset, "resuming a file rotated since it was last saved");
+                        }
+                        plan.push(Resumed::of(found.path, position));
                     }
-                    None => *id == position.id,
-                });
-            let newer = match ours {
-                Some(i) => {
-                    let (found, id) = &siblings[i];
-                    tracing::info!(path = %found.display(), was = %position.path, offset = position.offset, "resuming a file rotated while the sink was stopped");
-                    add(found, *id, position.offset, true);
-                    &siblings[i + 1..]
+                    None if position.first_line.is_some() => {
+                        self.count_lost(position, "was deleted before it was finished")
+                    }
+                    None => self.count_lost(position, "cannot be found again"),
                 }
-                // The kubelet deletes the oldest rotated files first: all that remain are newer.
-                None if position.first_line.is_some() => {
-                    self.metrics
-                        .rotated_files_lost
-                        .fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(path = %position.path, offset = position.offset, "a file rotated while the sink was stopped was deleted before it was finished: its unread lines are lost");
-                    &siblings[..]
-                }
-                None => {
-                    self.metrics
-                        .rotated_files_lost
-                        .fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(path = %position.path, offset = position.offset, "a file rotated while the sink was stopped cannot be found again: its unread lines are lost");
-                    continue;
-                }
+            }
+            plan.extend(survey.unread.into_iter().map(Resumed::sibling));
+        }
+        plan.sort_by_cached_key(|resumed| reading_order(&resumed.path));
+        for resumed in plan {
+            let Some(mut tracked) = self.open(&resumed.path, resumed.offset) else {
+                continue;
             };
-            for (sibling, id) in newer {
-                add(sibling, *id, 0, false);
+            let from = tracked.file.resume_offset();
+            if from < resumed.offset {
+                self.metrics.truncations.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(path = %tracked.file.path, saved = resumed.offset, "file shorter than its acknowledged offset (truncated while the sink was stopped): reading from the start; lines written before the truncation and not read are lost");
+            } else if resumed.resent > 0 {
+                tracing::info!(path = %tracked.file.path, offset = from, resent_bytes = resumed.resent, "resuming from the acknowledged offset: lines read but not acknowledged before the restart are sent again");
             }
+            tracked.release_at_end = is_rotated_name(&tracked.file.path);
+            self.files.push(tracked);
         }
-        for (path, _, offset, _) in plan {
-            if let Some(mut tracked) = self.open(&path, offset) {
-                tracked.release_at_end = true;
-                self.files.push(tracked);
-            }
-        }
+    }
+
+    fn count_lost(&self, position: &Position, what: &str) {
+        self.metrics
+            .rotated_files_lost
+            .fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(path = %position.path, acknowledged = position.offset, read = position.read, "a tailed file rotated away {what}: its lines past the acknowledged offset are lost");
     }
 
     fn open(&mut self, path: &Path, offset: u64) -> Option<Tracked> {
@@ -217,45 +244,131 @@ impl LogTailer {
                 }
             }
         }
+        let acked = file.resume_offset();
         Some(Tracked {
             file,
             labels,
+            acked,
             release_at_end: false,
             drained_since: None,
         })
     }
 
-    /// Opens files matching the glob that are not tailed yet (resuming saved positions).
+    /// Opens files matching the glob that are not tailed yet, from their start. A new file
+    /// under the name of a log the tailer knows means a rotation: the siblings of that log it
+    /// never read (rotated while it waited for Loki) are opened first.
     fn discover(&mut self) {
-        let tracked: HashSet<FileId> = self.files.iter().map(|t| t.file.id).collect();
+        self.released
+            .retain(|r| Path::new(&r.path).parent().is_some_and(Path::exists));
         for path in glob::expand(&self.config.include) {
             let Ok(metadata) = std::fs::metadata(&path) else {
                 continue;
             };
             let id = FileId::of(&metadata);
-            if tracked.contains(&id) {
+            if self.files.iter().any(|t| t.file.id == id)
+                || self.ignored.contains(&path.display().to_string())
+            {
                 continue;
             }
-            let text = path.display().to_string();
-            let offset = self
-                .saved
-                .remove(&text)
-                .filter(|p| p.id == id && same_first_line(&path, p))
-                .map_or(0, |p| p.offset);
-            if let Some(t) = self.open(&path, offset) {
-                tracing::debug!(path = %t.file.path, offset, "tailing");
+            self.open_unread_siblings(&path);
+            if let Some(t) = self.open(&path, 0) {
+                tracing::debug!(path = %t.file.path, "tailing");
                 self.files.push(t);
             }
         }
     }
 
-    /// One poll: discover, read up to one batch, deliver to every endpoint, then save
-    /// positions and release finished rotated/deleted files. Returns whether data was left
-    /// unread because the batch was full.
+    /// Opens the rotated siblings of the log `live` that are neither tailed nor released, if
+    /// the tailer knows that log; forgets released files no longer needed to tell that.
+    fn open_unread_siblings(&mut self, live: &Path) {
+        let (tailed_paths, tailed): (Vec<String>, Vec<Known>) = self
+            .files
+            .iter_mut()
+            .filter(|t| live_name(Path::new(&t.file.path)) == live)
+            .map(|t| {
+                let known = Known {
+                    id: t.file.id,
+                    first_line: t.file.first_line(),
+                };
+                (t.file.path.clone(), known)
+            })
+            .unzip();
+        let (released, others): (Vec<Position>, Vec<Position>) = std::mem::take(&mut self.released)
+            .into_iter()
+            .partition(|r| live_name(Path::new(&r.path)) == live);
+        self.released = others;
+        if tailed.is_empty() && released.is_empty() {
+            return;
+        }
+        let recognised: Vec<Known> = tailed
+            .iter()
+            .copied()
+            .chain(released.iter().map(known))
+            .collect();
+        let survey = survey(live, &recognised);
+        for ((path, known), found) in tailed_paths.iter().zip(&tailed).zip(&survey.found) {
+            if found.is_none() && known.first_line.is_some() {
+                tracing::warn!(%path, "the kubelet deleted a rotated file before it was read to its end (it is still read, through its open handle); files rotated after it and deleted unread are lost");
+            }
+        }
+        // A released file gone from disk is no longer needed once another known file remains.
+        let found = &survey.found[tailed.len()..];
+        let keep_gone = tailed.is_empty() && found.iter().all(Option::is_none);
+        self.released.extend(
+            released
+                .into_iter()
+                .zip(found)
+                .filter(|(_, at)| keep_gone || at.is_some())
+                .map(|(r, _)| r),
+        );
+        for sibling in survey.unread {
+            if let Some(mut t) = self.open(&sibling.path, 0) {
+                tracing::info!(path = %t.file.path, "reading a file rotated while the tailer waited");
+                t.release_at_end = true;
+                self.files.push(t);
+            }
+        }
+    }
+
+    /// One poll: discover, read up to one batch, save the files being tailed if they changed,
+    /// deliver to every endpoint, then take the read offsets as acknowledged, release finished
+    /// rotated/deleted files and save positions. Returns whether data was left unread because
+    /// the batch was full.
     pub async fn cycle(&mut self) -> bool {
         self.discover();
-        // Saved positions only matter when a file is first seen, which the first discovery did.
-        self.saved.clear();
+        let CycleRead {
+            mut batches,
+            released,
+            more,
+        } = self.read_batch();
+        // Before the push: a restart must find these files even if it is never acknowledged.
+        self.save_positions(true);
+        for (endpoint, batch) in self.endpoints.iter().zip(batches.iter_mut()) {
+            endpoint.flush(batch).await;
+        }
+        for tracked in &mut self.files {
+            tracked.acked = tracked.file.resume_offset();
+        }
+        for (index, read_to_end) in released.into_iter().rev() {
+            let mut tracked = self.files.remove(index);
+            self.metrics.files_released.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(path = %tracked.file.path, "released");
+            if read_to_end {
+                let mut position = tracked.position();
+                position.released = true;
+                self.released.push(position);
+            }
+        }
+        self.metrics
+            .files_tailed
+            .store(self.files.len() as u64, Ordering::Relaxed);
+        self.save_positions(false);
+        more
+    }
+
+    /// Reads from every file, in order, until the smallest endpoint batch is full; marks
+    /// renamed or deleted files drained past the grace for release.
+    fn read_batch(&mut self) -> CycleRead {
         let budget = self
             .endpoints
             .iter()
@@ -276,6 +389,7 @@ impl LogTailer {
                 labels,
                 release_at_end,
                 drained_since,
+                ..
             } = tracked;
             let room = budget - used;
             let mut push = |entry: LogEntry| {
@@ -303,12 +417,12 @@ impl LogTailer {
                         .fetch_add(stats.malformed, Ordering::Relaxed);
                     if stats.truncated {
                         m.truncations.fetch_add(1, Ordering::Relaxed);
-                        tracing::info!(path = %file.path, "file shrank (copytruncate): reading from the start");
+                        tracing::warn!(path = %file.path, "file shrank (copytruncate): reading from the start; lines written before the truncation and not read are lost");
                     }
                 }
                 Err(e) => {
                     tracing::warn!(path = %file.path, error = %e, "read failed; releasing the file");
-                    released.push(index);
+                    released.push((index, false));
                     continue;
                 }
             }
@@ -317,37 +431,28 @@ impl LogTailer {
                 .fetch_add(file.lines_cut() - cut_before, Ordering::Relaxed);
             if drained_since.is_some_and(|since| since.elapsed() >= RELEASE_GRACE) {
                 file.flush_pending(&mut push);
-                released.push(index);
+                released.push((index, true));
             }
         }
-        for (endpoint, batch) in self.endpoints.iter().zip(batches.iter_mut()) {
-            endpoint.flush(batch).await;
+        CycleRead {
+            batches,
+            released,
+            more,
         }
-        for index in released.into_iter().rev() {
-            let tracked = self.files.remove(index);
-            self.metrics.files_released.fetch_add(1, Ordering::Relaxed);
-            tracing::debug!(path = %tracked.file.path, "released");
-        }
-        self.metrics
-            .files_tailed
-            .store(self.files.len() as u64, Ordering::Relaxed);
-        self.save_positions();
-        more
     }
 
-    fn save_positions(&mut self) {
-        let mut positions: Vec<Position> = self
-            .files
-            .iter_mut()
-            .map(|t| Position {
-                path: t.file.path.clone(),
-                id: t.file.id,
-                offset: t.file.resume_offset(),
-                first_line: t.file.first_line(),
-            })
-            .collect();
-        positions.sort_by(|a, b| a.path.cmp(&b.path).then(a.offset.cmp(&b.offset)));
-        if positions == self.last_saved {
+    /// Writes the positions file when it would change; with `files_only`, only when the set of
+    /// files (paths, identities, fingerprints) changed, not their offsets.
+    fn save_positions(&mut self, files_only: bool) {
+        let mut positions: Vec<Position> = self.files.iter_mut().map(Tracked::position).collect();
+        positions.extend(self.released.iter().cloned());
+        positions.sort_by(|a, b| (&a.path, a.id.inode).cmp(&(&b.path, b.id.inode)));
+        let unchanged = if files_only {
+            same_files(&positions, &self.last_saved)
+        } else {
+            positions == self.last_saved
+        };
+        if unchanged {
             return;
         }
         match self.positions_file.save(&positions) {
@@ -361,58 +466,62 @@ impl LogTailer {
                 self.metrics
                     .positions_write_errors
                     .fetch_add(1, Ordering::Relaxed);
-                tracing::error!(error = %e, "cannot save positions (lines may be sent again after a restart)");
+                tracing::error!(error = %e, "cannot save positions (after a restart, lines may be sent again, and files rotated meanwhile missed)");
             }
         }
     }
 }
 
-/// Whether the file at `path` still starts with the saved position's first line (unknown
-/// fingerprints count as the same): an inode freed by a rotation can be reused by the next
-/// file at the same path.
-fn same_first_line(path: &Path, position: &Position) -> bool {
-    let Some(saved) = position.first_line else {
-        return true;
-    };
-    head_of(path)
-        .ok()
-        .and_then(|head| first_line_hash(&head))
-        .is_none_or(|now| now == saved)
+impl Tracked {
+    fn position(&mut self) -> Position {
+        Position {
+            path: self.file.path.clone(),
+            id: self.file.id,
+            offset: self.acked,
+            read: self.file.resume_offset(),
+            first_line: self.file.first_line(),
+            released: false,
+        }
+    }
 }
 
-/// Whether `path` is a rotated name (`<n>.log.<stamp>` or `<n>.log.<stamp>.gz`).
-fn is_rotated_name(path: &str) -> bool {
-    PodLogPath::parse(path).is_ok_and(|p| p.rotated_at.is_some())
+impl Resumed {
+    /// `position`'s file, found at `path`.
+    fn of(path: PathBuf, position: &Position) -> Resumed {
+        Resumed {
+            path,
+            offset: position.offset,
+            resent: position.read.saturating_sub(position.offset),
+        }
+    }
+
+    fn sibling(sibling: Sibling) -> Resumed {
+        Resumed {
+            path: sibling.path,
+            offset: 0,
+            resent: 0,
+        }
+    }
 }
 
-/// The rotated files of the log at `path` (`<name>.<stamp>` and `<name>.<stamp>.gz` in its
-/// directory), oldest first, with their identities.
-fn rotated_siblings(path: &Path) -> Vec<(PathBuf, FileId)> {
-    let (Some(dir), Some(name)) = (path.parent(), path.file_name().and_then(|n| n.to_str())) else {
-        return Vec::new();
-    };
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return Vec::new();
-    };
-    let prefix = format!("{name}.");
-    let mut siblings: Vec<(String, bool, PathBuf, FileId)> = entries
-        .flatten()
-        .filter_map(|entry| {
-            let path = entry.path();
-            let text = path.to_str()?.to_owned();
-            entry.file_name().to_str()?.strip_prefix(&prefix)?;
-            let parsed = PodLogPath::parse(&text).ok()?;
-            let stamp = parsed.rotated_at?.to_owned();
-            let metadata = entry.metadata().ok().filter(|m| m.is_file())?;
-            Some((stamp, parsed.compressed, path, FileId::of(&metadata)))
+/// Whether `position`'s file is still under the live name `live` (same identity and first line).
+fn still_live(live: &Path, position: &Position) -> bool {
+    Path::new(&position.path) == live
+        && std::fs::metadata(live).is_ok_and(|m| FileId::of(&m) == position.id)
+        && same_first_line(live, position.first_line)
+}
+
+fn known(position: &Position) -> Known {
+    Known {
+        id: position.id,
+        first_line: position.first_line,
+    }
+}
+
+/// Whether two position lists name the same files (ignoring offsets).
+fn same_files(a: &[Position], b: &[Position]) -> bool {
+    a.len() == b.len()
+        && a.iter().zip(b).all(|(x, y)| {
+            (&x.path, x.id, x.first_line, x.released) == (&y.path, y.id, y.first_line, y.released)
         })
-        .collect();
-    // While the kubelet compresses a file, `<stamp>` and `<stamp>.gz` both exist: the plain
-    // one is complete, the other one may not be yet.
-    siblings.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
-    siblings.dedup_by(|later, kept| later.0 == kept.0);
-    siblings
-        .into_iter()
-        .map(|(_, _, path, id)| (path, id))
-        .collect()
 }

@@ -1,7 +1,9 @@
-//! The positions file: for every tailed file, its path, identity (device and inode) and the
-//! byte offset up to which its lines were acknowledged by every Loki endpoint. Written
-//! atomically (temp file, fsync, rename, directory fsync) so a crash leaves the old or the new
-//! version, never a torn one.
+//! The positions file: every file being tailed, from its first read on, with its path (as it
+//! was opened), identity (device and inode), first-line fingerprint, the byte offset up to
+//! which its lines were acknowledged by every Loki endpoint, and the offset read so far
+//! (possibly not acknowledged yet); and the files already read and released, to tell which
+//! rotated files were read. Written atomically (temp file, fsync, rename, directory
+//! fsync) so a crash leaves the old or the new version, never a torn one.
 //!
 //! Owns the file format and its durability; what an offset means is the tailer's business.
 
@@ -27,17 +29,26 @@ impl FileId {
     }
 }
 
-/// One file's acknowledged position.
+/// One tailed file's record.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Position {
     pub path: String,
     #[serde(flatten)]
     pub id: FileId,
+    /// Acknowledged: every line before it was accepted by every endpoint. A restart resumes here.
     pub offset: u64,
+    /// Read: lines up to here were read and handed to the endpoints (absent in files written
+    /// before it existed). What lies between `offset` and `read` is sent again after a restart.
+    #[serde(default)]
+    pub read: u64,
     /// Fingerprint of the file's first line: recognises the file after the kubelet rotated and
     /// compressed it (a new inode) while the sink was stopped.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub first_line: Option<u64>,
+    /// Read to its end and released (rotated or deleted): kept only to tell which rotated
+    /// siblings of its log were read already, never opened again.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub released: bool,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -134,17 +145,27 @@ mod tests {
             path: "/var/log/pods/a_b_c/istio-proxy/0.log".into(),
             id: FileId { dev: 1, inode: 2 },
             offset: 300,
+            read: 450,
             first_line: Some(7),
+            released: false,
         };
         file.save(std::slice::from_ref(&one)).unwrap();
         assert_eq!(file.load().unwrap(), vec![one.clone()]);
         let two = Position {
             offset: 600,
             first_line: None,
+            released: true,
             ..one
         };
         file.save(std::slice::from_ref(&two)).unwrap();
         assert_eq!(file.load().unwrap(), vec![two]);
+        // A document written before read offsets existed still loads.
+        std::fs::write(
+            dir.join("sub/positions.json"),
+            br#"{"version":1,"files":[{"path":"/p","dev":1,"inode":2,"offset":5}]}"#,
+        )
+        .unwrap();
+        assert_eq!(file.load().unwrap()[0].read, 0);
         assert!(!dir.join("sub/positions.json.tmp").exists());
         std::fs::write(dir.join("sub/positions.json"), b"{oops").unwrap();
         assert!(matches!(file.load(), Err(PositionsError::Format { .. })));
