@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::sink_process::ready_address;
 use common::{get_text, http_values, post_report, report, requests_family, wait_until, Receiver};
 use meshtap_report::AccessLogRecord;
 use meshtap_tests::loki::LokiReceiver;
@@ -239,7 +240,7 @@ impl Sink {
         let start = Instant::now();
         loop {
             let log = std::fs::read_to_string(&log_path).unwrap_or_default();
-            if let Some(addr) = ready_address(&log) {
+            if let Some(addr) = ready_address(&log, "listen") {
                 return Sink {
                     child,
                     log_path,
@@ -281,15 +282,6 @@ impl Drop for Sink {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// The address in the "meshtap-sink ready" line (`listen=…` in text, `"listen":"…"` in JSON).
-fn ready_address(log: &str) -> Option<SocketAddr> {
-    let line = log.lines().find(|l| l.contains("meshtap-sink ready"))?;
-    let rest = &line[line.find("listen")? + "listen".len()..];
-    let rest = rest.trim_start_matches(['=', '"', ':']);
-    let end = rest.find(|c: char| !(c.is_ascii_digit() || c == '.' || c == ':'))?;
-    rest[..end].parse().ok()
 }
 
 /// Every file and directory name under `dir`, as paths relative to it.

@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::sink_process::SinkProcess;
+use common::sink_process::{ready_address, SinkProcess};
 use common::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -130,16 +130,6 @@ async fn attacker(addr: SocketAddr, kind: Attack, stop: Arc<AtomicBool>, tally: 
     }
 }
 
-/// The `ops_listen` address the sink logged when it became ready.
-fn ops_addr(log: &str) -> SocketAddr {
-    let start = log
-        .find("ops_listen=Some(")
-        .expect("ready line with ops_listen")
-        + 16;
-    let end = start + log[start..].find(')').unwrap();
-    log[start..end].parse().unwrap()
-}
-
 /// A self-metric from `/metrics` on the ops listener.
 async fn metric(ops: SocketAddr, series: &str) -> f64 {
     self_metric(ops, series)
@@ -188,7 +178,7 @@ async fn slow_clients_are_cut_off_and_the_ops_listener_keeps_answering() {
             .any(|l| l.starts_with("Max open files") && l.contains(" 256 ")),
         "{limits}"
     );
-    let ops = ops_addr(&sink.log());
+    let ops = ready_address(&sink.log(), "ops_listen").expect("ready line with ops_listen");
     let report_limit = "meshtap_sink_http_connections_limit{listener=\"listen\"}";
     assert_eq!(metric(ops, report_limit).await, REPORT_LIMIT as f64);
 

@@ -1,10 +1,12 @@
-//! The real `meshtap-sink` binary as a child process: started from a YAML document on a free
-//! loopback port, waited for until `/readyz` answers, signalled, and killed on drop (also when a
-//! test panics). For tests of what only a process shows: signals, crashes, restarts.
+//! The real `meshtap-sink` binary as a child process: started from a YAML document listening on
+//! port 0 of the loopback (its address read from the "ready" line it logs), waited for until
+//! `/readyz` answers, signalled, and killed on drop (also when a test panics). For tests of what
+//! only a process shows: signals, crashes, restarts.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 /// A free TCP port on 127.0.0.1 (nothing listens on it once this returns).
@@ -14,6 +16,21 @@ pub fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
+}
+
+/// The address logged as `key` (`listen`, `ops_listen`) in the sink's "meshtap-sink ready"
+/// line, in the text (`listen=…`, `ops_listen=Some(…)`) or the JSON log format.
+pub fn ready_address(log: &str, key: &str) -> Option<SocketAddr> {
+    let line = log.lines().find(|l| l.contains("meshtap-sink ready"))?;
+    let at = [format!(" {key}="), format!("\"{key}\":")]
+        .iter()
+        .find_map(|pattern| line.find(pattern.as_str()).map(|i| i + pattern.len()))?;
+    let rest = line[at..].trim_start_matches(['"', ' ']);
+    let rest = rest.strip_prefix("Some(").unwrap_or(rest);
+    let end = rest
+        .find(|c: char| !(c.is_ascii_hexdigit() || matches!(c, '.' | ':' | '[' | ']')))
+        .unwrap_or(rest.len());
+    rest[..end].parse().ok()
 }
 
 pub struct SinkProcess {
@@ -37,40 +54,44 @@ impl SinkProcess {
         yaml: &str,
         prepare: impl FnOnce(&mut Command),
     ) -> SinkProcess {
+        static STARTS: AtomicUsize = AtomicUsize::new(0);
         std::fs::create_dir_all(dir).unwrap();
-        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let config: PathBuf = dir.join("sink.yaml");
-        std::fs::write(&config, format!("listen: {addr}\n{yaml}")).unwrap();
-        let log_path = dir.join(format!("sink-{}.log", addr.port()));
+        std::fs::write(&config, format!("listen: 127.0.0.1:0\n{yaml}")).unwrap();
+        let n = STARTS.fetch_add(1, Ordering::Relaxed);
+        let log_path = dir.join(format!("sink-{}-{n}.log", std::process::id()));
         let mut command = Command::new(env!("CARGO_BIN_EXE_meshtap-sink"));
         command
             .arg("--config")
             .arg(&config)
             .stderr(Stdio::from(std::fs::File::create(&log_path).unwrap()));
         prepare(&mut command);
-        let child = command.spawn().unwrap();
-        let mut sink = SinkProcess {
-            child,
-            addr,
-            log_path,
-        };
+        let mut child = command.spawn().unwrap();
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(2))
             .build()
             .unwrap();
         let start = Instant::now();
+        let log = || std::fs::read_to_string(&log_path).unwrap_or_default();
         while start.elapsed() < Duration::from_secs(15) {
-            if let Ok(r) = client.get(format!("http://{addr}/readyz")).send().await {
-                if r.status() == 200 {
-                    return sink;
+            if let Some(addr) = ready_address(&log(), "listen") {
+                if let Ok(r) = client.get(format!("http://{addr}/readyz")).send().await {
+                    if r.status() == 200 {
+                        return SinkProcess {
+                            child,
+                            addr,
+                            log_path,
+                        };
+                    }
                 }
             }
-            if let Some(exit) = sink.child.try_wait().unwrap() {
-                panic!("sink exited before it was ready: {exit:?}\n{}", sink.log());
+            if let Some(exit) = child.try_wait().unwrap() {
+                panic!("sink exited before it was ready: {exit:?}\n{}", log());
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        panic!("sink never became ready\n{}", sink.log());
+        let _ = child.kill();
+        panic!("sink never became ready\n{}", log());
     }
 
     /// Sends a signal (`"TERM"`, `"KILL"`, …) with kill(1).
