@@ -66,32 +66,32 @@ impl SinkProcess {
             .arg(&config)
             .stderr(Stdio::from(std::fs::File::create(&log_path).unwrap()));
         prepare(&mut command);
-        let mut child = command.spawn().unwrap();
+        // Dropped on every early return: the child is killed and reaped.
+        let mut sink = SinkProcess {
+            child: command.spawn().unwrap(),
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            log_path,
+        };
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(2))
             .build()
             .unwrap();
         let start = Instant::now();
-        let log = || std::fs::read_to_string(&log_path).unwrap_or_default();
         while start.elapsed() < Duration::from_secs(15) {
-            if let Some(addr) = ready_address(&log(), "listen") {
+            if let Some(addr) = ready_address(&sink.log(), "listen") {
                 if let Ok(r) = client.get(format!("http://{addr}/readyz")).send().await {
                     if r.status() == 200 {
-                        return SinkProcess {
-                            child,
-                            addr,
-                            log_path,
-                        };
+                        sink.addr = addr;
+                        return sink;
                     }
                 }
             }
-            if let Some(exit) = child.try_wait().unwrap() {
-                panic!("sink exited before it was ready: {exit:?}\n{}", log());
+            if let Some(exit) = sink.child.try_wait().unwrap() {
+                panic!("sink exited before it was ready: {exit:?}\n{}", sink.log());
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        let _ = child.kill();
-        panic!("sink never became ready\n{}", log());
+        panic!("sink never became ready\n{}", sink.log());
     }
 
     /// Sends a signal (`"TERM"`, `"KILL"`, …) with kill(1).
