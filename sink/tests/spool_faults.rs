@@ -4,7 +4,8 @@
 //! time right after a report was answered; the sink started after the outage must deliver
 //! every sample that was answered 204 (counted at the recording receiver, which decodes bodies
 //! with its own messages; duplicates are reported). And a full spool of a `when_full: block`
-//! endpoint answers 503 instead of dropping what it holds.
+//! endpoint answers 503 instead of dropping what it holds, and `spool.sync: always` answers only
+//! after an fsync.
 
 mod common;
 
@@ -212,4 +213,34 @@ async fn a_full_spool_of_a_blocking_endpoint_answers_503_and_drops_nothing() {
     let (r, _) = numbered_report("p-after", now_ms(), 1);
     assert_eq!(post_report(addr, &r, None).await.0, 204);
     sink.shutdown().await;
+}
+
+#[tokio::test]
+async fn with_sync_always_a_report_is_answered_after_an_fsync_covering_it() {
+    let dir = TestDir::new("sync");
+    let receiver = Receiver::start(vec![]).await;
+    receiver.refuse_with(Some(503));
+    let syncs = "meshtap_sink_spool_syncs_total";
+    for (policy, fsynced_before_the_answer) in
+        [("always", true), ("interval, sync_interval: 1h", false)]
+    {
+        let yaml = spooled_yaml(
+            &dir.0.join(policy.replace([',', ':', ' '], "")),
+            &receiver.url(),
+            &format!("max_bytes: 64MiB, segment_bytes: 1MiB, sync: {policy}"),
+            1,
+        );
+        let sink = start_sink(&yaml).await;
+        let addr = sink.local_addr();
+        assert_eq!(self_metric(addr, syncs).await, Some(0.0));
+        let (r, _) = numbered_report("p-sync", now_ms(), 1);
+        assert_eq!(post_report(addr, &r, None).await.0, 204);
+        let after = self_metric(addr, syncs).await.unwrap();
+        assert_eq!(
+            after >= 1.0,
+            fsynced_before_the_answer,
+            "sync: {policy}: {after} rounds"
+        );
+        sink.shutdown().await;
+    }
 }

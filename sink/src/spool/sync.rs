@@ -70,6 +70,8 @@ pub struct SpoolSync {
     dirty: Mutex<Dirty>,
     wake: Notify,
     errors: AtomicU64,
+    /// Rounds that persisted at least one file.
+    rounds: AtomicU64,
 }
 
 impl SpoolSync {
@@ -82,6 +84,7 @@ impl SpoolSync {
             }),
             wake: Notify::new(),
             errors: AtomicU64::new(0),
+            rounds: AtomicU64::new(0),
         })
     }
 
@@ -133,6 +136,9 @@ impl SpoolSync {
                 tracing::error!(path = %path.display(), error = %e, "spool: fsync failed");
             }
         }
+        if !files.is_empty() {
+            self.rounds.fetch_add(1, Ordering::Relaxed);
+        }
         round.done.send_replace(Some(ok));
         ok
     }
@@ -164,14 +170,22 @@ impl SpoolSync {
 
 impl MetricsSection for SpoolSync {
     fn render(&self, out: &mut String) {
-        let name = "meshtap_sink_spool_sync_errors_total";
-        header(
-            out,
-            name,
-            "counter",
-            "fsync calls on spool files that failed.",
-        );
-        out.push_str(&format!("{name} {}\n", self.errors()));
+        let counters = [
+            (
+                "meshtap_sink_spool_syncs_total",
+                "fsync rounds that flushed spool files to the disk.",
+                self.rounds.load(Ordering::Relaxed),
+            ),
+            (
+                "meshtap_sink_spool_sync_errors_total",
+                "fsync calls on spool files that failed.",
+                self.errors(),
+            ),
+        ];
+        for (name, help, value) in counters {
+            header(out, name, "counter", help);
+            out.push_str(&format!("{name} {value}\n"));
+        }
     }
 }
 
