@@ -295,7 +295,7 @@ fn the_compose_sink_writes_to_the_compose_prometheus() {
     assert_eq!(sink.remote_write.len(), 1);
     let url = &sink.remote_write[0].url;
     let prometheus = service(&compose, "prometheus");
-    assert_eq!(url, "http://prometheus:9090/api/v1/write");
+    assert_eq!(url.as_str(), "http://prometheus:9090/api/v1/write");
     assert!(
         string_list(&prometheus["command"]).contains(&"--web.enable-remote-write-receiver".into()),
         "Prometheus must accept remote-write"

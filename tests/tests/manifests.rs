@@ -402,7 +402,10 @@ fn the_base_sink_config_passes_check_config_with_the_secret_values() {
     assert_eq!(config.listen.port(), 9091);
     assert_eq!(config.ingest.tokens, vec![secret["INGEST_TOKEN"].clone()]);
     assert_eq!(config.remote_write.len(), 1);
-    assert_eq!(config.remote_write[0].url, secret["REMOTE_WRITE_URL"]);
+    assert_eq!(
+        config.remote_write[0].url.as_str(),
+        secret["REMOTE_WRITE_URL"]
+    );
 }
 
 /// The WasmPlugin, its plugin config as JSON and its VM environment.
@@ -604,7 +607,7 @@ fn the_xscaler_overlay_writes_metrics_and_logs_to_the_hosted_endpoints() {
     assert_eq!(config.remote_write.len(), 1);
     let remote = &config.remote_write[0];
     assert_eq!(
-        remote.url,
+        remote.url.as_str(),
         format!("https://{region}.xscalerlabs.com/api/v1/push")
     );
     let auth = remote.basic_auth.as_ref().expect("basic auth");
