@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use common::{self_metric, start_sink, wait_until};
-use meshtap_tests::loki::{LokiReceiver, Reply};
+use meshtap_test_support::loki::{LokiReceiver, Reply};
 
 const ACCESS_TEXT: &str = "[2024-06-28T06:40:16.284Z] \"GET /reviews/0 HTTP/1.1\" 200 - via_upstream - \"-\" 0 358 5 4 \"-\" \"curl/8.5.0\" \"7e1c\" \"reviews:9080\" \"10.244.0.12:9080\" outbound|9080||reviews.default.svc.cluster.local 10.244.0.9:51234 10.96.12.3:9080 10.244.0.9:40218 - default";
 const AGENT_LINE: &str = "2024-06-28T06:40:16.285918Z\tinfo\tEnvoy proxy is ready";

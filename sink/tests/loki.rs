@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use common::{post_report, report, self_metric, start_sink, wait_until};
 use meshtap_report::AccessLogRecord;
-use meshtap_tests::loki::{LokiReceiver, Reply};
+use meshtap_test_support::loki::{LokiReceiver, Reply};
 
 const CART_LINE: &str = "[2023-03-14T08:15:42.118Z] \"POST /cart HTTP/2\" 503 UF upstream_reset_before_response_started{connection_failure} - \"-\" 120 91 3 - \"-\" \"grpc-go/1.56\" \"1c9d\" \"cart:80\" \"10.42.0.8:80\" outbound|80||cart.shop.svc.cluster.local - 10.96.0.20:80 10.42.1.9:40990 - default";
 

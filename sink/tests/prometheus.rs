@@ -7,13 +7,13 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
-use meshtap_tests::prometheus::Prometheus;
+use meshtap_test_support::prometheus::Prometheus;
 use serde_json::Value;
 
 const SVC: &str = "reviews.default.svc.cluster.local";
 const BOUNDS: [f64; 4] = [0.5, 1.0, 5.0, 10.0];
 
-/// The shared loopback Prometheus launcher (`meshtap_tests::prometheus`), queried at a
+/// The shared loopback Prometheus launcher (`meshtap_test_support::prometheus`), queried at a
 /// given time and answered as (labels, value) pairs.
 struct PrometheusAt(Prometheus);
 

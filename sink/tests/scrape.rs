@@ -15,7 +15,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use common::*;
-use meshtap_tests::prometheus::Prometheus;
+use meshtap_test_support::prometheus::Prometheus;
 use serde_json::Value;
 
 /// An istiod `:15014/metrics` body: Go text format with HELP/TYPE.

@@ -4,7 +4,6 @@
 //! series stale. The sidecar answers gzip-compressed, as Envoy does when asked.
 
 mod common;
-mod kube_api;
 
 use std::time::Duration;
 
@@ -14,6 +13,7 @@ use axum::Router;
 use common::*;
 use kube_api::{Kind, KubeApi};
 use meshtap_sink::series::is_stale_marker;
+use meshtap_test_support::kube_api;
 
 const BODY: &str = "\
 # TYPE envoy_server_live gauge

@@ -7,7 +7,6 @@
 //! to scraping everything and says so in its self-metrics.
 
 mod common;
-mod kube_api;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -21,6 +20,7 @@ use axum::Router;
 use common::*;
 use kube_api::KubeApi;
 use meshtap_sink::RunningSink;
+use meshtap_test_support::kube_api;
 
 const SERVICE: &str = "meshtap-sink-members";
 const NAMESPACE: &str = "meshtap-system";

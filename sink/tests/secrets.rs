@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use common::sink_process::ready_address;
 use common::{get_text, http_values, post_report, report, requests_family, wait_until, Receiver};
 use meshtap_report::AccessLogRecord;
-use meshtap_tests::loki::LokiReceiver;
+use meshtap_test_support::loki::LokiReceiver;
 
 /// Each secret once, each distinct, none a substring of another or of anything else printed.
 const SECRETS: [(&str, &str); 15] = [

@@ -11,8 +11,8 @@ use std::time::Duration;
 use common::sink_process::{free_port, SinkProcess};
 use common::*;
 use meshtap_report::AccessLogRecord;
-use meshtap_tests::loki::LokiReceiver;
-use meshtap_tests::prometheus::Prometheus;
+use meshtap_test_support::loki::LokiReceiver;
+use meshtap_test_support::prometheus::Prometheus;
 
 const SVC: &str = "ratings.default.svc.cluster.local";
 const REPORTS: i64 = 4;

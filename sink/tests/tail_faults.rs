@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use common::sink_process::SinkProcess;
 use common::{self_metric, wait_until};
-use meshtap_tests::loki::LokiReceiver;
+use meshtap_test_support::loki::LokiReceiver;
 
 /// Lines the writer appends at a time.
 const BURST: u32 = 100;

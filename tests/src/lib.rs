@@ -1,7 +1,7 @@
 //! meshtap's test support: an Envoy-faithful proxy-wasm [`host`] for the compiled filter, the
-//! [`sim`] that drives a simulated mesh through it, [`bench`] helpers and the [`fuel_profile`]
-//! for `cargo xtask bench`, the real [`prometheus`] the end-to-end tests write into, and the
-//! [`loki`] receiver the log tests push to.
+//! [`sim`] that drives a simulated mesh through it, and [`bench`] helpers and the
+//! [`fuel_profile`] for `cargo xtask bench`. The stand-ins for Prometheus and Loki that the
+//! end-to-end tests write into live in `meshtap-test-support` (`tests/support`).
 //!
 //! Library code only; the `meshtap-sim` binary is a thin CLI over [`sim`].
 
@@ -9,6 +9,4 @@ pub mod bench;
 pub mod filter_wasm;
 pub mod fuel_profile;
 pub mod host;
-pub mod loki;
-pub mod prometheus;
 pub mod sim;

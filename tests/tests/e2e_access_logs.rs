@@ -11,8 +11,8 @@ mod support;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use meshtap_test_support::loki::{LokiReceiver, RecvEntry};
 use meshtap_tests::filter_wasm::shared_module;
-use meshtap_tests::loki::{LokiReceiver, RecvEntry};
 use meshtap_tests::sim::{self, Scenario, SimOptions};
 use support::sink::Sink;
 use tokio::runtime::Runtime;

@@ -14,9 +14,9 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
+use meshtap_test_support::prometheus::Prometheus;
 use meshtap_tests::filter_wasm::shared_module;
 use meshtap_tests::host::Clock;
-use meshtap_tests::prometheus::Prometheus;
 use meshtap_tests::sim::expect::{
     grpc_message_totals, request_totals, tcp_totals, FlowKey, TcpTotals,
 };

@@ -7,7 +7,10 @@
 //!
 //! Every change bumps one store-wide resourceVersion, as etcd's revision does, and reaches
 //! every open watch of its kind. Any number of clients may list and watch.
-#![allow(dead_code)]
+//!
+//! Not served: authentication, other resources, field selectors, set-based label selectors,
+//! `410 Gone` for a compacted resourceVersion. It serves what the test applies and deletes and
+//! checks nothing itself: assertions live in the tests.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
