@@ -54,7 +54,9 @@ pub fn decode(body: &[u8], max_decoded: usize) -> Result<Report, DecodeError> {
     if report.protocol_version != crate::PROTOCOL_VERSION {
         return Err(DecodeError::Version(report.protocol_version));
     }
-    let inline_len = raw.len().saturating_add(crate::refs::inline_growth(&report));
+    let inline_len = raw
+        .len()
+        .saturating_add(crate::refs::inline_growth(&report));
     if inline_len > max_decoded {
         return Err(DecodeError::TooLarge {
             len: inline_len,

@@ -20,7 +20,9 @@ fn cri_file(lines: &[(bool, String, Vec<usize>)], order: &[bool]) -> Vec<u8> {
         let mut pieces: Vec<&str> = Vec::new();
         let mut rest = text.as_str();
         for cut in cuts {
-            let at = (0..=rest.len().min(*cut)).rev().find(|i| rest.is_char_boundary(*i));
+            let at = (0..=rest.len().min(*cut))
+                .rev()
+                .find(|i| rest.is_char_boundary(*i));
             let (head, tail) = rest.split_at(at.unwrap_or(0));
             pieces.push(head);
             rest = tail;
@@ -71,9 +73,18 @@ fn quoted() -> impl Strategy<Value = Option<String>> {
 fn text_record() -> impl Strategy<Value = AccessRecord> {
     (
         (0i64..4_102_444_800_000).prop_map(|ms| ms * 1_000_000),
-        prop::option::of(("[A-Z]{1,7}", "/[!-~]{0,12}( [!-~]{1,4})?", "HTTP/[0-9.]{1,3}")),
+        prop::option::of((
+            "[A-Z]{1,7}",
+            "/[!-~]{0,12}( [!-~]{1,4})?",
+            "HTTP/[0-9.]{1,3}",
+        )),
         (any::<u32>(), token(), token(), token(), quoted()),
-        (any::<u64>(), any::<u64>(), prop::option::of(any::<u64>()), token()),
+        (
+            any::<u64>(),
+            any::<u64>(),
+            prop::option::of(any::<u64>()),
+            token(),
+        ),
         (quoted(), quoted(), quoted(), quoted(), quoted()),
         (token(), token(), token(), token(), token(), token()),
     )

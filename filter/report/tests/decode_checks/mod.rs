@@ -36,7 +36,10 @@ pub fn check_body(body: &[u8]) -> Option<Result<(), String>> {
         assert!(series.label_refs.is_empty());
         label_bytes += series.label_values.iter().map(String::len).sum::<usize>();
     }
-    assert!(label_bytes <= MAX_DECODED, "{label_bytes} label bytes resolved");
+    assert!(
+        label_bytes <= MAX_DECODED,
+        "{label_bytes} label bytes resolved"
+    );
     // Compared as messages: an error may carry a NaN value, which is never equal to itself.
     let verdict = validate(&report).map_err(|e| e.to_string());
 

@@ -54,10 +54,17 @@ pub fn check_cri_file(file: &[u8], max_bytes: usize) -> usize {
         let (mut most, mut least) = (0, 0);
         for (_, bytes) in model.iter().filter_map(|s| s.pending.as_ref()) {
             most += bytes.len().min(cap);
-            least += if bytes.len() > cap { cap.saturating_sub(3) } else { bytes.len() };
+            least += if bytes.len() > cap {
+                cap.saturating_sub(3)
+            } else {
+                bytes.len()
+            };
         }
         let held = joiner.pending_bytes();
-        assert!((least..=most).contains(&held), "holds {held}, model {least}..={most}");
+        assert!(
+            (least..=most).contains(&held),
+            "holds {held}, model {least}..={most}"
+        );
     }
     for joined in joiner.flush_pending() {
         let (first_ns, whole) = model[stream_index(joined.stream)]
@@ -94,7 +101,13 @@ fn check_cri_line(raw: &[u8], line: &CriLine<'_>) {
 
 /// A joined line is the whole of its chunks, or, flagged as truncated, a prefix of them no
 /// longer than the cap that gives back at most three bytes to avoid splitting a character.
-fn check_joined(joined: &JoinedLine<'_>, stream: CriStream, first_ns: i64, whole: &[u8], cap: usize) {
+fn check_joined(
+    joined: &JoinedLine<'_>,
+    stream: CriStream,
+    first_ns: i64,
+    whole: &[u8],
+    cap: usize,
+) {
     assert_eq!(joined.stream, stream);
     assert_eq!(joined.timestamp_ns, first_ns);
     if whole.len() <= cap {
@@ -104,7 +117,11 @@ fn check_joined(joined: &JoinedLine<'_>, stream: CriStream, first_ns: i64, whole
         assert!(joined.truncated);
         assert!(whole.starts_with(&joined.message));
         assert!(joined.message.len() <= cap);
-        assert!(joined.message.len() + 3 >= cap, "cut {} of {cap}", joined.message.len());
+        assert!(
+            joined.message.len() + 3 >= cap,
+            "cut {} of {cap}",
+            joined.message.len()
+        );
     }
 }
 

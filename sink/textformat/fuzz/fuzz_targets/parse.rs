@@ -18,7 +18,10 @@ fuzz_target!(|body: &[u8]| {
             items += 1;
             if let Err(skip) = &item {
                 skipped += 1;
-                assert!(skip.line_no > last_skipped_line, "{skip:?} after line {last_skipped_line}");
+                assert!(
+                    skip.line_no > last_skipped_line,
+                    "{skip:?} after line {last_skipped_line}"
+                );
                 assert!(skip.line_no <= body_lines, "{skip:?} in {body_lines} lines");
                 assert_eq!(skip.line_no, parser.line_no());
                 last_skipped_line = skip.line_no;

@@ -1,0 +1,106 @@
+//! The shape every config-loading error must have, shared by the config property tests and the
+//! `config` fuzz target: loading never panics (the callers run it), and every error says where
+//! the problem is. A YAML syntax error carries its line and column, or is one of the
+//! document-level YAML errors that have none; every other error starts with the key path it is
+//! about (`remote_write[0].url: ...`), or is a document-level error naming the key in backquotes.
+//! It checks the shape of errors only, never which documents are valid.
+
+use meshtap_sink::config::ConfigError;
+use meshtap_sink::SinkConfig;
+
+/// YAML errors about the document as a whole, which serde_yaml reports without a position.
+const DOCUMENT_LEVEL_YAML_ERRORS: [&str; 7] = [
+    "more than one document",
+    "repetition limit exceeded",
+    "for merging",
+    "tagged value in merge",
+    "empty YAML tag",
+    "EOF while parsing",
+    "failed to parse YAML number",
+];
+
+/// Errors of the document's root, where there is no key path to name. `?: ` is a top-level key
+/// that is itself a map or a list (YAML's `? ` complex keys), which has no spelling to name.
+const ROOT_ERRORS: [&str; 4] = [
+    "unknown field `",
+    "missing field `",
+    "invalid type: ",
+    "?: invalid type: ",
+];
+
+/// Environment of the loads: the variables the example config and the README's blocks need
+/// (those without a default), two more for expansion into numbers and URLs, nothing else.
+pub fn lookup(var: &str) -> Option<String> {
+    match var {
+        "MESHTAP_INGEST_TOKEN" | "MIMIR_PASSWORD" => Some("s3cret".into()),
+        "POD_NAME" => Some("meshtap-sink-0".into()),
+        "SET_NUMBER" => Some("5".into()),
+        "SET_URL" => Some("http://127.0.0.1:9009/api/v1/push".into()),
+        _ => None,
+    }
+}
+
+/// Loads `text` and checks the error, if any. Returns whether the document was accepted.
+///
+/// A document whose root is a scalar or a list has no key to name; its error is only required
+/// to exist (the loader reports `${VAR}` failures in such a root with an empty path, see
+/// `config_properties::a_scalar_document_names_the_document`).
+pub fn load_and_check(text: &str) -> bool {
+    match SinkConfig::from_yaml(text, &lookup) {
+        Ok(_) => true,
+        Err(err) => {
+            if !root_is_scalar_or_list(text) {
+                check_error(&err);
+            }
+            false
+        }
+    }
+}
+
+fn root_is_scalar_or_list(text: &str) -> bool {
+    matches!(
+        serde_yaml::from_str::<serde_yaml::Value>(text),
+        Ok(serde_yaml::Value::String(_)
+            | serde_yaml::Value::Number(_)
+            | serde_yaml::Value::Bool(_)
+            | serde_yaml::Value::Sequence(_)
+            | serde_yaml::Value::Tagged(_))
+    )
+}
+
+/// Panics when `err` does not say where the problem is.
+pub fn check_error(err: &ConfigError) {
+    let message = err.to_string();
+    match err {
+        ConfigError::Yaml(yaml) => assert!(
+            yaml.location().is_some()
+                || DOCUMENT_LEVEL_YAML_ERRORS
+                    .iter()
+                    .any(|known| message.contains(known)),
+            "YAML error without a position: {message:?}"
+        ),
+        ConfigError::Expand(_) | ConfigError::Invalid(_) => assert!(
+            starts_with_key_path(&message) || ROOT_ERRORS.iter().any(|e| message.starts_with(e)),
+            "config error names no key path: {message:?}"
+        ),
+        ConfigError::Read { .. } => panic!("loading a document read a file: {message:?}"),
+    }
+}
+
+/// A path before the first `: `, whose first key is an identifier (later segments may be map
+/// keys of any spelling, such as label names); or an unknown top-level key of any spelling,
+/// named as the path and in backquotes.
+fn starts_with_key_path(message: &str) -> bool {
+    let Some((path, rest)) = message.split_once(": ") else {
+        return false;
+    };
+    let first = &path[..path.find(['.', '[']).unwrap_or(path.len())];
+    let is_identifier = first
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+        && first
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    is_identifier || rest.starts_with(&format!("unknown field `{path}`"))
+}
