@@ -75,7 +75,7 @@ fn text_record() -> impl Strategy<Value = AccessRecord> {
         (0i64..4_102_444_800_000).prop_map(|ms| ms * 1_000_000),
         prop::option::of((
             "[A-Z]{1,7}",
-            "/[!-~]{0,12}( [!-~]{1,4})?",
+            "/[!#-~]{0,12}( [!#-~]{1,4})?",
             "HTTP/[0-9.]{1,3}",
         )),
         (any::<u32>(), token(), token(), token(), quoted()),
