@@ -213,3 +213,19 @@ fn a_scalar_document_names_the_document() {
         .to_string();
     assert!(!err.starts_with(": "), "{err}");
 }
+
+/// A key that is not a string is named in the path as YAML writes it (it was left out, and the
+/// error read `: environment variable UNSET_VAR is not set ...`).
+#[test]
+fn a_number_key_is_named_in_the_path() {
+    for (document, path) in [
+        ("1: \"${UNSET_VAR}\"", "1: "),
+        (".3: \"NAN${:a\"", "0.3: "),
+        ("view: {true: \"${UNSET_VAR}\"}", "view.true: "),
+    ] {
+        let err = meshtap_sink::SinkConfig::from_yaml(document, &config_check::lookup)
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with(path), "{document}: {err}");
+    }
+}

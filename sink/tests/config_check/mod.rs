@@ -88,21 +88,22 @@ pub fn check_error(err: &ConfigError, text: &str) {
     }
 }
 
-/// A path before the first `: ` whose first key is an identifier, or is written in the
+/// A path before the first `: ` whose first key is a plain word, or is written in the
 /// document as it stands in the path (a misspelt top-level key is named as written; later
-/// segments may be map keys of any spelling, such as label names).
+/// segments may be map keys of any spelling, such as label names); or an unknown key named as
+/// the path and in backquotes.
 fn starts_with_key_path(message: &str, text: &str) -> bool {
-    let Some((path, _)) = message.split_once(": ") else {
+    let Some((path, rest)) = message.split_once(": ") else {
         return false;
     };
     // A key may itself hold `.` or `[`: take its first non-empty piece.
     let first = path.split(['.', '[']).find(|s| !s.is_empty()).unwrap_or("");
-    let is_identifier = first
-        .chars()
-        .next()
-        .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+    // A plain key, or one that is not a string, spelt as YAML writes it (`1`, `-16`, `true`).
+    let is_plain_key = !first.is_empty()
         && first
             .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
-    is_identifier || !first.is_empty() && text.contains(first)
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '+'));
+    is_plain_key
+        || !path.is_empty() && (text.contains(first) || text.contains(path))
+        || rest.starts_with(&format!("unknown field `{path}`"))
 }
