@@ -103,7 +103,9 @@ fn starts_with_key_path(message: &str, text: &str) -> bool {
         && first
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '+'));
+    // A tagged key (`!tag key`) is spelt with its tag percent-encoded, unlike the document.
     is_plain_key
+        || first.starts_with('!')
         || !path.is_empty() && (text.contains(first) || text.contains(path))
         || rest.starts_with(&format!("unknown field `{path}`"))
 }
