@@ -42,19 +42,38 @@ pub fn lookup(var: &str) -> Option<String> {
 
 /// Loads `text` and checks the error, if any. Returns whether the document was accepted.
 ///
-/// A document whose root is a scalar or a list has no key to name; its error is only required
-/// to exist (the loader reports `${VAR}` failures in such a root with an empty path, see
+/// A document whose root is a scalar or a list, or that holds a key with no spelling (empty,
+/// null, tagged), has no key to name; its error is only required to exist (the loader reports `${VAR}` failures in such a root with an empty path, see
 /// `config_properties::a_scalar_document_names_the_document`).
 pub fn load_and_check(text: &str) -> bool {
     match SinkConfig::from_yaml(text, &lookup) {
         Ok(_) => true,
         Err(err) => {
-            if !root_is_scalar_or_list(text) {
+            if !root_is_scalar_or_list(text) && !has_unspellable_key(text) {
                 check_error(&err, text);
             }
             false
         }
     }
+}
+
+fn has_unspellable_key(text: &str) -> bool {
+    fn walk(value: &serde_yaml::Value) -> bool {
+        match value {
+            serde_yaml::Value::Mapping(map) => map.iter().any(|(key, item)| {
+                matches!(key.as_str(), Some("") | None)
+                    && !matches!(
+                        key,
+                        serde_yaml::Value::Number(_) | serde_yaml::Value::Bool(_)
+                    )
+                    || walk(item)
+            }),
+            serde_yaml::Value::Sequence(items) => items.iter().any(walk),
+            serde_yaml::Value::Tagged(tagged) => walk(&tagged.value),
+            _ => false,
+        }
+    }
+    serde_yaml::from_str::<serde_yaml::Value>(text).is_ok_and(|tree| walk(&tree))
 }
 
 fn root_is_scalar_or_list(text: &str) -> bool {
