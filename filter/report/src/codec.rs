@@ -1,7 +1,10 @@
 //! Wire framing of a report: protobuf, then snappy *block* format (as remote-write does).
 //!
 //! Decoding is bounded: the snappy header announces the decompressed length, and a body that
-//! would expand past the caller's limit is refused before anything is allocated.
+//! would expand past the caller's limit is refused before anything is allocated. The same limit
+//! holds after label references are resolved: a report is refused when its inline form (the
+//! decompressed bytes plus every referenced value copied into its series) would be over it, so a
+//! few bytes of references cannot make the receiver copy one long string millions of times.
 
 use prost::Message;
 
@@ -12,6 +15,8 @@ use crate::proto::Report;
 pub enum DecodeError {
     #[error("body is not valid snappy block data: {0}")]
     Snappy(String),
+    /// `len` is the decompressed size, or the size of the inline form once label references
+    /// are resolved (see [`crate::refs::inline_growth`]).
     #[error("body expands to {len} bytes, over the limit of {max}")]
     TooLarge { len: usize, max: usize },
     #[error("body is not a valid report protobuf: {0}")]
@@ -30,9 +35,10 @@ pub fn encode(report: &Report) -> Vec<u8> {
         .expect("snappy block compression of an in-memory buffer cannot fail")
 }
 
-/// Decompresses and decodes a report, refusing bodies that expand past `max_decoded` bytes and
-/// reports of another protocol version. Label references are resolved: every series of the
-/// returned report carries `label_values` (see [`crate::refs`]).
+/// Decompresses and decodes a report, refusing bodies that expand past `max_decoded` bytes
+/// (decompressed, or with label references resolved) and reports of another protocol version.
+/// Label references are resolved: every series of the returned report carries `label_values`
+/// (see [`crate::refs`]).
 pub fn decode(body: &[u8], max_decoded: usize) -> Result<Report, DecodeError> {
     let len = snap::raw::decompress_len(body).map_err(|e| DecodeError::Snappy(e.to_string()))?;
     if len > max_decoded {
@@ -47,6 +53,15 @@ pub fn decode(body: &[u8], max_decoded: usize) -> Result<Report, DecodeError> {
     let report = Report::decode(raw.as_slice())?;
     if report.protocol_version != crate::PROTOCOL_VERSION {
         return Err(DecodeError::Version(report.protocol_version));
+    }
+    let inline_len = raw
+        .len()
+        .saturating_add(crate::refs::inline_growth(&report));
+    if inline_len > max_decoded {
+        return Err(DecodeError::TooLarge {
+            len: inline_len,
+            max: max_decoded,
+        });
     }
     let mut report = report;
     crate::refs::resolve_label_refs(&mut report)?;
@@ -117,6 +132,31 @@ mod tests {
             decode(&encode(&r), 1 << 20),
             Err(DecodeError::LabelRefs(_))
         ));
+    }
+
+    #[cfg_attr(not(target_arch = "wasm32"), test)]
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+    fn refuses_references_that_expand_past_the_limit() {
+        // One 1 KiB string referenced 4 096 times: a body of a few KiB whose inline form is
+        // over 4 MiB.
+        let mut r = sample();
+        r.strings = vec!["x".repeat(1024)];
+        r.families[0].label_names = vec!["reporter".into()];
+        r.families[0].series[0].label_values.clear();
+        r.families[0].series[0].label_refs = vec![0; 4096];
+        let body = encode(&r);
+        assert!(body.len() < 16 << 10);
+        match decode(&body, 1 << 20) {
+            Err(DecodeError::TooLarge { len, max }) => {
+                assert!(len > 4096 * 1024, "{len}");
+                assert_eq!(max, 1 << 20);
+            }
+            other => panic!("expected TooLarge, got {other:?}"),
+        }
+        // The same report decodes under a limit over its inline form (4 096 * 1 026 bytes
+        // plus the decompressed body).
+        let decoded = decode(&body, 5 << 20).unwrap();
+        assert_eq!(decoded.families[0].series[0].label_values.len(), 4096);
     }
 
     #[cfg_attr(not(target_arch = "wasm32"), test)]

@@ -6,6 +6,20 @@
 use crate::proto::Report;
 use crate::validate::{check_label_refs, ValidationError};
 
+/// Bytes that resolving the references adds, counted as the inline form would carry them on the
+/// wire: each referenced value's length plus two (its field tag and a short length). Used to
+/// bound decoding before anything is copied; references outside the table count two bytes
+/// (resolving refuses them anyway).
+pub fn inline_growth(report: &Report) -> usize {
+    report
+        .families
+        .iter()
+        .flat_map(|f| &f.series)
+        .flat_map(|s| &s.label_refs)
+        .map(|r| report.strings.get(*r as usize).map_or(0, String::len) + 2)
+        .fold(0usize, usize::saturating_add)
+}
+
 /// Replaces every series' label references by the strings they point at and empties the string
 /// table. Fails, leaving the report unusable, on a reference outside the table or a series that
 /// mixes both forms.

@@ -73,7 +73,16 @@ fn expand_node(
         }
         Value::Mapping(map) => {
             for (key, item) in map.iter_mut() {
-                let name = key.as_str().map(str::to_owned).unwrap_or_default();
+                // A key that is not a string (`1:`, `true:`) is named as YAML writes it.
+                let name = key.as_str().map_or_else(
+                    || {
+                        serde_yaml::to_string(key)
+                            .unwrap_or_default()
+                            .trim_end()
+                            .to_owned()
+                    },
+                    str::to_owned,
+                );
                 let child = if path.is_empty() {
                     name
                 } else {
