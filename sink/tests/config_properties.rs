@@ -12,8 +12,8 @@ use proptest::prelude::*;
 const EXAMPLE: &str = include_str!("../examples/sink.yaml");
 const README: &str = include_str!("../README.md");
 
-/// The valid documents the mutations start from: the example config, and the README's config
-/// blocks one by one and all together.
+/// The valid documents the mutations start from: the example config, and the README's sink
+/// config blocks (not the Kubernetes objects it shows) one by one and all together.
 fn valid_documents() -> Vec<String> {
     let mut blocks: Vec<String> = Vec::new();
     let mut current: Option<String> = None;
@@ -21,7 +21,9 @@ fn valid_documents() -> Vec<String> {
         match (&mut current, line.trim_start()) {
             (None, "```yaml") => current = Some(String::new()),
             (Some(block), "```") => {
-                blocks.push(std::mem::take(block));
+                if !block.contains("apiVersion:") {
+                    blocks.push(std::mem::take(block));
+                }
                 current = None;
             }
             (Some(block), _) => {
@@ -203,10 +205,9 @@ fn the_starting_documents_load() {
     }
 }
 
-/// A document that is a single string with an unset variable is refused, but its error names
-/// no key and no document: it reads `: environment variable UNSET_VAR is not set ...`.
+/// A document that is a single value is refused naming what the document is, not with an
+/// empty key path.
 #[test]
-#[ignore = "known: the loader expands a scalar root before refusing it, with an empty key path"]
 fn a_scalar_document_names_the_document() {
     let err = meshtap_sink::SinkConfig::from_yaml("\"${UNSET_VAR}\"", &config_check::lookup)
         .unwrap_err()

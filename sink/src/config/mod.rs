@@ -104,6 +104,19 @@ pub enum ConfigError {
     Empty,
 }
 
+/// What a YAML value is, in words.
+fn yaml_kind(value: &serde_yaml::Value) -> &'static str {
+    match value {
+        serde_yaml::Value::Null => "nothing",
+        serde_yaml::Value::Bool(_) => "a boolean",
+        serde_yaml::Value::Number(_) => "a number",
+        serde_yaml::Value::String(_) => "a string",
+        serde_yaml::Value::Sequence(_) => "a list",
+        serde_yaml::Value::Mapping(_) => "a map",
+        serde_yaml::Value::Tagged(_) => "a tagged value",
+    }
+}
+
 impl SinkConfig {
     /// Reads, expands (from the process environment) and checks a config file.
     pub fn load(path: &Path) -> Result<SinkConfig, ConfigError> {
@@ -122,6 +135,12 @@ impl SinkConfig {
         let mut tree: serde_yaml::Value = serde_yaml::from_str(text).map_err(ConfigError::Yaml)?;
         if tree.is_null() || tree.as_mapping().is_some_and(|m| m.is_empty()) {
             return Err(ConfigError::Empty);
+        }
+        if !tree.is_mapping() {
+            return Err(ConfigError::Invalid(format!(
+                "the config must be a map of keys such as `remote_write:`, not {}",
+                yaml_kind(&tree)
+            )));
         }
         let expanded = expand::expand_tree(&mut tree, lookup)?;
         // Expanded values are strings; one that fills a number or boolean field is re-read as

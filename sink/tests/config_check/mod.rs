@@ -21,7 +21,8 @@ const DOCUMENT_LEVEL_YAML_ERRORS: [&str; 7] = [
 
 /// Errors of the document's root, where there is no key path to name. `?: ` is a top-level key
 /// that is itself a map or a list (YAML's `? ` complex keys), which has no spelling to name.
-const ROOT_ERRORS: [&str; 4] = [
+const ROOT_ERRORS: [&str; 5] = [
+    "the config must be a map of keys",
     "unknown field `",
     "missing field `",
     "invalid type: ",
@@ -102,6 +103,11 @@ pub fn check_error(err: &ConfigError, text: &str) {
             starts_with_key_path(&message, text)
                 || ROOT_ERRORS.iter().any(|e| message.starts_with(e)),
             "config error names no key path: {message:?}"
+        ),
+        ConfigError::Empty => assert!(
+            serde_yaml::from_str::<serde_yaml::Value>(text)
+                .is_ok_and(|v| v.is_null() || v.as_mapping().is_some_and(|m| m.is_empty())),
+            "a document with keys refused as empty: {text:?}"
         ),
         ConfigError::Read { .. } => panic!("loading a document read a file: {message:?}"),
     }
