@@ -10,6 +10,7 @@
 pub mod bench;
 pub mod config;
 pub mod export;
+pub mod floor;
 pub mod ingest;
 pub mod logs;
 pub mod ops;

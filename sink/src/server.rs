@@ -15,9 +15,9 @@ use tokio::task::JoinHandle;
 
 use crate::config::SinkConfig;
 use crate::export::loki::LokiExporter;
-use crate::export::remote_write::retry::now_ms;
 use crate::export::EndpointError;
 use crate::export::{Exporter, ShutdownSummary};
+use crate::floor::clock::now_ms;
 use crate::ingest::auth::TokenCheck;
 use crate::ingest::handler::{post_report, ReportEndpoint};
 use crate::ingest::identity::IdentityCheck;

@@ -5,10 +5,7 @@
 //! them (`ingest::config`, `export::remote_write::config`, `view::config`); this module must not
 //! interpret them beyond calling their checks.
 
-mod byte_size;
-mod duration;
 mod expand;
-mod http_url;
 mod redact;
 
 use std::net::SocketAddr;
@@ -16,14 +13,12 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-pub use byte_size::{parse_byte_size, ByteSize};
-pub use duration::{parse_duration, HumanDuration};
 pub use expand::ExpandError;
-pub use http_url::{host_port_problem, HttpUrl};
 pub use redact::{redacted, REDACTED};
 
 use crate::export::loki::LokiConfig;
 use crate::export::remote_write::RemoteWriteConfig;
+use crate::floor::HumanDuration;
 use crate::ingest::IngestConfig;
 use crate::logs::LogFilesConfig;
 use crate::scrape::ScrapeConfig;
@@ -212,6 +207,7 @@ impl SinkConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::floor::ByteSize;
 
     fn no_env(_: &str) -> Option<String> {
         None

@@ -1,17 +1,14 @@
 //! Export stage: fans samples out to every configured remote-write endpoint; `loki` holds the
-//! log endpoints; `connection`, `retry` and `http_client` are shared by both exporters.
+//! log endpoints; the HTTP client side both use is `crate::floor::http`.
 //!
 //! Owns the set of endpoints, the family registry behind metadata, and the shutdown flush. It
 //! must not convert reports (ingest does) nor decide staleness.
 
-pub mod connection;
 pub mod families;
-pub mod http_client;
 pub mod joined_body;
 pub mod loki;
 pub mod receipt;
 pub mod remote_write;
-pub mod retry;
 pub mod sample;
 
 use std::sync::Arc;
@@ -21,11 +18,11 @@ use meshtap_report::Report;
 use tokio::sync::watch;
 
 use self::families::{FamilyMeta, FamilyRegistry};
-use self::http_client::ClientError;
 use self::receipt::Receipt;
 use self::remote_write::queue::Refusal;
 use self::remote_write::{Endpoint, RemoteWriteConfig};
 use self::sample::ExportSample;
+use crate::floor::http::ClientError;
 use crate::ops::metrics::SinkMetrics;
 use crate::series::Sample;
 use crate::spool::{Spool, SpoolConfig, SpoolError, SpoolKind};

@@ -41,8 +41,8 @@ use self::metrics::ScrapeMetrics;
 use self::scrape_loop::{LoopContext, LoopState};
 use self::sharding::{target_key, Membership};
 use self::target::{static_targets, Target};
-use crate::export::http_client::ClientError;
 use crate::export::Exporter;
+use crate::floor::http::client::ClientError;
 use crate::ops::metrics::SinkMetrics;
 
 /// Why the scrape stage could not start.

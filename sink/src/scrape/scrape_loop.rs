@@ -25,8 +25,8 @@ use super::metrics::JobMetrics;
 use super::series_cache::SeriesCache;
 use super::sharding::weight;
 use super::target::Target;
-use crate::export::remote_write::retry::now_ms;
 use crate::export::Exporter;
+use crate::floor::clock::now_ms;
 
 /// How a loop is told to end.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

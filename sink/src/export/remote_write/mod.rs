@@ -30,12 +30,12 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 pub use client::{ClientError, RemoteWriteClient, SendOutcome, USER_AGENT};
-pub use config::{BasicAuth, QueueConfig, RemoteWriteConfig, TlsConfig, WhenFull};
+pub use config::{QueueConfig, RemoteWriteConfig, WhenFull};
 
 use self::encoder::RequestEncoder;
 use self::lane::Lane;
 use self::queue::{BatchQueue, MemoryQueue, Refusal};
-use self::retry::Delivery;
+use self::retry::BatchSender;
 use self::spool_queue::SpoolQueue;
 use crate::export::families::FamilyRegistry;
 use crate::export::receipt::Receipt;
@@ -127,7 +127,7 @@ impl Endpoint {
         for lane in &lanes {
             let lane = lane.clone();
             let mut flush = flush.clone();
-            let mut delivery = Delivery {
+            let mut delivery = BatchSender {
                 client: client.clone(),
                 metrics: metrics.clone(),
                 external_labels: external_labels.clone(),

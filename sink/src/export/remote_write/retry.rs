@@ -1,30 +1,25 @@
-//! Delivery of one batch with retries: exponential backoff with jitter between `min_backoff`
-//! and `max_backoff`, `Retry-After` honoured, and `max_sample_age` applied before each attempt.
+//! Delivery of one batch with retries (the shared loop of `crate::floor::http::retry`: backoff
+//! between `min_backoff` and `max_backoff`, `Retry-After` honoured), with `max_sample_age`
+//! applied before each attempt.
 //!
-//! Owns the retry loop and its accounting (sent, failed, retried, dropped too old). The wire
+//! Owns what an attempt sends and the accounting (sent, failed, retried, dropped too old). The wire
 //! format belongs to `super::encoder` and the meaning of an answer to `super::client`.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use super::client::{RemoteWriteClient, SendOutcome};
 use super::encoder::RequestEncoder;
 use super::lane::Lane;
 use super::queue::Outgoing;
 use super::spooled_body::drop_older_than;
-use crate::export::retry::Backoff;
+use crate::floor::clock::now_ms;
+use crate::floor::http::retry::{push_until_answered, Backoff, FinalAnswer, RetriedPush};
 use crate::ops::metrics::{DropReason, EndpointMetrics};
 
-/// Milliseconds since the Unix epoch.
-pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
-
 /// Everything one lane's sender needs to deliver batches.
-pub struct Delivery {
+pub struct BatchSender {
     pub client: Arc<RemoteWriteClient>,
     pub metrics: Arc<EndpointMetrics>,
     pub external_labels: Vec<(String, String)>,
@@ -35,64 +30,78 @@ pub struct Delivery {
     pub encoder: RequestEncoder,
 }
 
-impl Delivery {
-    /// Sends `batch` until it is delivered, refused, or emptied by the age limit.
-    pub async fn deliver(&mut self, lane: &Lane, mut batch: Outgoing) {
-        let mut backoff = Backoff::new(self.min_backoff, self.max_backoff);
-        let mut attempt: u32 = 0;
-        loop {
-            if !self.max_sample_age.is_zero() {
-                let cutoff = now_ms() - self.max_sample_age.as_millis() as i64;
-                let dropped = self.drop_older_than(&mut batch, cutoff);
-                if dropped > 0 {
-                    self.metrics.add_dropped(DropReason::TooOld, dropped);
-                    tracing::warn!(endpoint = %self.metrics.name, dropped, "dropped samples older than max_sample_age");
-                    lane.set_in_flight(batch.len(), batch.oldest_ms());
-                }
-                if batch.is_empty() {
-                    return;
-                }
+/// One batch being pushed: the retry loop's view of it.
+struct BatchPush<'a> {
+    sender: &'a mut BatchSender,
+    lane: &'a Lane,
+    batch: Outgoing,
+}
+
+impl RetriedPush for BatchPush<'_> {
+    fn endpoint(&self) -> &str {
+        &self.sender.metrics.name
+    }
+
+    /// Applies the age limit, then encodes (or takes the spooled body) and posts.
+    async fn send(&mut self, attempt: u32) -> Option<SendOutcome> {
+        let sender = &mut *self.sender;
+        if !sender.max_sample_age.is_zero() {
+            let cutoff = now_ms() - sender.max_sample_age.as_millis() as i64;
+            let dropped = sender.drop_older_than(&mut self.batch, cutoff);
+            if dropped > 0 {
+                sender.metrics.add_dropped(DropReason::TooOld, dropped);
+                tracing::warn!(endpoint = %sender.metrics.name, dropped, "dropped samples older than max_sample_age");
+                self.lane
+                    .set_in_flight(self.batch.len(), self.batch.oldest_ms());
             }
-            let body = match &batch {
-                Outgoing::Samples(batch) => self
-                    .encoder
-                    .encode(&batch.samples, &self.external_labels)
-                    .to_vec(),
-                Outgoing::Spooled(spooled) => spooled.body.clone(),
-            };
-            let n = batch.len() as u64;
-            match self.client.post(body, attempt).await {
-                SendOutcome::Delivered => {
-                    self.metrics.samples_sent.fetch_add(n, Ordering::Relaxed);
-                    return;
-                }
-                SendOutcome::Refused { status, body } => {
-                    self.metrics.samples_failed.fetch_add(n, Ordering::Relaxed);
-                    tracing::error!(
-                        endpoint = %self.metrics.name,
-                        status,
-                        samples = n,
-                        body = %body,
-                        "remote-write refused a batch; not retrying"
-                    );
-                    return;
-                }
-                SendOutcome::Retry {
-                    reason,
-                    retry_after,
-                } => {
-                    self.metrics.samples_retried.fetch_add(n, Ordering::Relaxed);
-                    let delay = backoff.delay_for(retry_after);
-                    tracing::warn!(
-                        endpoint = %self.metrics.name,
-                        attempt,
-                        delay_ms = delay.as_millis() as u64,
-                        %reason,
-                        "remote-write attempt failed; retrying"
-                    );
-                    tokio::time::sleep(delay).await;
-                    attempt = attempt.saturating_add(1);
-                }
+            if self.batch.is_empty() {
+                return None;
+            }
+        }
+        let body = match &self.batch {
+            Outgoing::Samples(batch) => sender
+                .encoder
+                .encode(&batch.samples, &sender.external_labels)
+                .to_vec(),
+            Outgoing::Spooled(spooled) => spooled.body.clone(),
+        };
+        Some(sender.client.post(body, attempt).await)
+    }
+
+    fn count_retry(&mut self) {
+        let n = self.batch.len() as u64;
+        self.sender
+            .metrics
+            .samples_retried
+            .fetch_add(n, Ordering::Relaxed);
+    }
+}
+
+impl BatchSender {
+    /// Sends `batch` until it is delivered, refused, or emptied by the age limit.
+    pub async fn deliver(&mut self, lane: &Lane, batch: Outgoing) {
+        let backoff = Backoff::new(self.min_backoff, self.max_backoff);
+        let mut push = BatchPush {
+            sender: self,
+            lane,
+            batch,
+        };
+        let answer = push_until_answered(&mut push, backoff, "remote-write attempt").await;
+        let n = push.batch.len() as u64;
+        match answer {
+            None => {}
+            Some(FinalAnswer::Delivered) => {
+                self.metrics.samples_sent.fetch_add(n, Ordering::Relaxed);
+            }
+            Some(FinalAnswer::Refused { status, body }) => {
+                self.metrics.samples_failed.fetch_add(n, Ordering::Relaxed);
+                tracing::error!(
+                    endpoint = %self.metrics.name,
+                    status,
+                    samples = n,
+                    body = %body,
+                    "remote-write refused a batch; not retrying"
+                );
             }
         }
     }
