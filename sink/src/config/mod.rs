@@ -1,9 +1,12 @@
-//! The sink's YAML config: the top-level document, loading with `${VAR}` expansion, and checks.
+//! The sink's YAML config: the top-level document assembled from the sections, loading with
+//! `${VAR}` expansion, the checks across sections, and the redacted printout.
 //!
 //! Owns the document shape and error reporting (every error names the key's path, such as
 //! `remote_write[0].queue.max_backoff`). Each section's keys live beside the code that uses
-//! them (`ingest::config`, `export::remote_write::config`, `view::config`); this module must not
-//! interpret them beyond calling their checks.
+//! them (`ingest::config`, `export::remote_write::config`, `export::loki::config`,
+//! `scrape::config`, `logs::config`, `serve::config`, `spool`, `view::config`), and the units
+//! they share (durations, sizes, URLs) in `crate::floor`; no section imports this module, and
+//! this module must not interpret a section beyond calling its checks.
 
 mod expand;
 mod redact;

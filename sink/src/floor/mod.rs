@@ -14,10 +14,12 @@ pub mod clock;
 pub mod duration;
 pub mod http;
 pub mod http_url;
+pub mod reporter;
 
 pub use byte_size::{parse_byte_size, ByteSize};
 pub use duration::{parse_duration, HumanDuration};
 pub use http_url::{host_port_problem, HttpUrl};
+pub use reporter::{PodKey, ReporterKey};
 
 /// What a secret is printed as (config printouts, URLs with user info).
 pub const REDACTED: &str = "<redacted>";

@@ -1,7 +1,7 @@
 //! The remote-write protocol's side of one POST: its fixed headers and which answers it
 //! retries, on the shared [`PushClient`].
 //!
-//! Owns one POST and what its answer means; it never sleeps or loops (see `super::retry`).
+//! Owns one POST and what its answer means; it never sleeps or loops (see `super::batch_sender`).
 
 use reqwest::StatusCode;
 
