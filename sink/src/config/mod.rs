@@ -17,7 +17,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 pub use expand::ExpandError;
-pub use redact::{redacted, REDACTED};
+pub use redact::redacted;
 
 use crate::export::loki::LokiConfig;
 use crate::export::remote_write::RemoteWriteConfig;

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use super::SinkConfig;
 use crate::floor::http::BasicAuth;
-pub use crate::floor::REDACTED;
+use crate::floor::REDACTED;
 
 /// Header names whose values are credentials (matched case-insensitively, as substrings).
 fn is_secret_header(name: &str) -> bool {
