@@ -13,7 +13,7 @@ use meshtap_report::schema::{
 use meshtap_report::{encode, MetricFamily, MetricKind, Proxy, Report, Series};
 use meshtap_sink::bench::{floor_encode, IngestBench};
 use meshtap_sink::export::remote_write::encoder::{compress_into, RequestEncoder};
-use meshtap_sink::export::sample::ExportSample;
+use meshtap_sink::export::remote_write::sample::ExportSample;
 use meshtap_sink::ingest::report_to_samples;
 
 #[path = "shared/cpu_rate.rs"]

@@ -11,7 +11,7 @@ use prost::Message;
 
 use crate::export::remote_write::encoder::{compress_into, RequestEncoder};
 use crate::export::remote_write::proto;
-use crate::export::sample::ExportSample;
+use crate::export::remote_write::sample::ExportSample;
 use crate::ingest::report_to_samples;
 use crate::series::Text;
 

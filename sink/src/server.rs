@@ -1,5 +1,5 @@
-//! Assembles and runs the sink: the HTTP listeners and their routes, the staleness sweeper, the
-//! exporter, and the orderly shutdown (stop accepting, flush queues within the deadline).
+//! Assembles and runs the sink: the stages, the HTTP listeners and their routes, the staleness
+//! sweeper, and the orderly shutdown (stop accepting, flush queues within the deadline).
 //!
 //! Owns process-level wiring and lifecycle only; every behaviour lives in its stage module.
 
@@ -15,9 +15,10 @@ use tokio::task::JoinHandle;
 
 use crate::config::SinkConfig;
 use crate::export::loki::LokiExporter;
-use crate::export::remote_write::retry::now_ms;
+use crate::export::remote_write::RemoteWriteExporter;
 use crate::export::EndpointError;
-use crate::export::{Exporter, ShutdownSummary};
+use crate::export::ShutdownSummary;
+use crate::floor::clock::now_ms;
 use crate::ingest::auth::TokenCheck;
 use crate::ingest::handler::{post_report, ReportEndpoint};
 use crate::ingest::identity::IdentityCheck;
@@ -51,7 +52,7 @@ pub struct RunningSink {
     local_addr: SocketAddr,
     ops_addr: Option<SocketAddr>,
     ops: Arc<OpsState>,
-    exporter: Arc<Exporter>,
+    exporter: Arc<RemoteWriteExporter>,
     stop: watch::Sender<bool>,
     server: JoinHandle<()>,
     sweeper: JoinHandle<()>,
@@ -64,10 +65,20 @@ pub struct RunningSink {
     _spool: Option<Spool>,
 }
 
-impl RunningSink {
-    /// Starts every stage and binds the listener.
-    pub async fn start(config: &SinkConfig) -> Result<RunningSink, StartError> {
-        let metrics = Arc::new(SinkMetrics::default());
+/// The stages a sink runs, started before its listeners are bound.
+struct Stages {
+    spool: Option<Spool>,
+    exporter: Arc<RemoteWriteExporter>,
+    view: Option<Arc<SummaryView>>,
+    logs: Arc<LokiExporter>,
+    tailer: Option<LogTailer>,
+    scrape: Option<Arc<ScrapeStage>>,
+}
+
+impl Stages {
+    /// Opens the spool, starts the remote-write and Loki exporters, the view, the log tailer
+    /// and the scrape stage, registering their self-metrics with `metrics`.
+    fn start(config: &SinkConfig, metrics: &SinkMetrics) -> Result<Stages, StartError> {
         let spool = config
             .spool
             .as_ref()
@@ -77,17 +88,13 @@ impl RunningSink {
         if let Some(spool) = &spool {
             metrics.add_section(spool.sync().clone());
         }
-        let exporter = Arc::new(Exporter::start(
+        let exporter = Arc::new(RemoteWriteExporter::start(
             &config.remote_write,
             spool.as_ref(),
-            &metrics,
+            metrics,
         )?);
         if config.remote_write.is_empty() {
             tracing::warn!("no remote_write endpoint configured: samples are not exported, the /v1/summary view is the only output");
-        }
-        let tokens = TokenCheck::new(&config.ingest.tokens);
-        if tokens.is_open() {
-            tracing::warn!("ingest.tokens is empty: reports are accepted without authentication");
         }
         let view = config
             .view
@@ -97,11 +104,11 @@ impl RunningSink {
             &config.logs,
             &config.ingest.job,
             spool.as_ref(),
-            &metrics,
+            metrics,
         )?);
         let tailer = match &config.log_files {
             Some(files) => Some(
-                LogTailer::new(files, &config.ingest.job, logs.endpoints(), &metrics)
+                LogTailer::new(files, &config.ingest.job, logs.endpoints(), metrics)
                     .map_err(StartError::Positions)?,
             ),
             None => None,
@@ -110,23 +117,41 @@ impl RunningSink {
             Some(scrape) => Some(Arc::new(ScrapeStage::start(
                 scrape,
                 exporter.clone(),
-                &metrics,
+                metrics,
             )?)),
             None => None,
         };
+        Ok(Stages {
+            spool,
+            exporter,
+            view,
+            logs,
+            tailer,
+            scrape,
+        })
+    }
+
+    /// The `POST /v1/reports` handler's state: the token and identity checks and the ingestor
+    /// that hands accepted reports to the stages.
+    fn report_endpoint(
+        &self,
+        config: &SinkConfig,
+        metrics: &Arc<SinkMetrics>,
+    ) -> (Arc<ReportEndpoint>, Arc<Ingestor>) {
+        let tokens = TokenCheck::new(&config.ingest.tokens);
+        if tokens.is_open() {
+            tracing::warn!("ingest.tokens is empty: reports are accepted without authentication");
+        }
         let mut ingestor = Ingestor::new(
             &config.ingest.job,
             config.ingest.stale_after_intervals,
-            exporter.clone(),
-            view.clone(),
+            self.exporter.clone(),
+            self.view.clone(),
             metrics.clone(),
         )
-        .with_access_logs(logs.clone());
-        if let Some(scrape) = &scrape {
-            ingestor = ingestor.with_reported_pods(scrape.reported_pods());
-        }
-        if let Some(scraped) = scrape.as_ref().and_then(|s| s.scraped_pods()) {
-            ingestor = ingestor.with_scraped_pods(scraped);
+        .with_access_logs(self.logs.clone());
+        if let Some(scrape) = &self.scrape {
+            ingestor = ingestor.with_source_merge(scrape.source_merge());
         }
         let ingestor = Arc::new(ingestor);
         let reports = Arc::new(ReportEndpoint {
@@ -137,37 +162,70 @@ impl RunningSink {
             ingestor: ingestor.clone(),
             metrics: metrics.clone(),
         });
+        (reports, ingestor)
+    }
+}
+
+/// The main listener's routes (reports, the ops routes, and the summary view when enabled) and
+/// the ops routes alone (for `serve.ops_listen`).
+fn routes(
+    reports: Arc<ReportEndpoint>,
+    ops: &Arc<OpsState>,
+    view: Option<Arc<SummaryView>>,
+) -> (Router, Router) {
+    let report_route = post(post_report).with_state(reports);
+    let ops_app = Router::new()
+        .route("/metrics", get(health::metrics).with_state(ops.clone()))
+        .route("/readyz", get(health::readyz).with_state(ops.clone()))
+        .route("/healthz", get(health::healthz));
+    let mut app = Router::new()
+        .route(meshtap_report::REPORT_PATH, report_route)
+        .merge(ops_app.clone());
+    if let Some(view) = view {
+        app = app.route("/v1/summary", get(get_summary).with_state(view));
+    }
+    (app, ops_app)
+}
+
+/// Sweeps silent reporters every [`SWEEP_EVERY`] until `stop` turns true.
+fn spawn_sweeper(ingestor: Arc<Ingestor>, mut stop: watch::Receiver<bool>) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(SWEEP_EVERY);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => ingestor.sweep(Instant::now(), now_ms()),
+                _ = stop.wait_for(|stop| *stop) => return,
+            }
+        }
+    })
+}
+
+impl RunningSink {
+    /// Starts every stage and binds the listener.
+    pub async fn start(config: &SinkConfig) -> Result<RunningSink, StartError> {
+        let metrics = Arc::new(SinkMetrics::default());
+        let stages = Stages::start(config, &metrics)?;
+        let (reports, ingestor) = stages.report_endpoint(config, &metrics);
         let ops = Arc::new(OpsState {
             metrics,
             ready: Default::default(),
         });
-        let report_route = post(post_report).with_state(reports);
-        let ops_app = Router::new()
-            .route("/metrics", get(health::metrics).with_state(ops.clone()))
-            .route("/readyz", get(health::readyz).with_state(ops.clone()))
-            .route("/healthz", get(health::healthz));
-        let mut app = Router::new()
-            .route(meshtap_report::REPORT_PATH, report_route)
-            .merge(ops_app.clone());
-        if let Some(view) = view {
-            app = app.route("/v1/summary", get(get_summary).with_state(view));
-        }
+        let (app, ops_app) = routes(reports, &ops, stages.view.clone());
         let http =
             HttpServer::bind(config.listen, &config.serve, app, ops_app, &ops.metrics).await?;
         let (local_addr, ops_addr) = (http.local_addr(), http.ops_addr());
         let (stop, stop_rx) = watch::channel(false);
         let server = tokio::spawn(http.run(stop_rx.clone()));
+        let Stages {
+            spool,
+            exporter,
+            logs,
+            tailer,
+            scrape,
+            ..
+        } = stages;
         let tailer = tailer.map(|tailer| tokio::spawn(tailer.run(stop_rx.clone())));
-        let mut sweeper_stop = stop_rx;
-        let sweeper = tokio::spawn(async move {
-            let mut tick = tokio::time::interval(SWEEP_EVERY);
-            loop {
-                tokio::select! {
-                    _ = tick.tick() => ingestor.sweep(Instant::now(), now_ms()),
-                    _ = sweeper_stop.wait_for(|stop| *stop) => return,
-                }
-            }
-        });
+        let sweeper = spawn_sweeper(ingestor, stop_rx);
         tracing::info!(listen = %local_addr, ops_listen = ?ops_addr, endpoints = config.remote_write.len(), "meshtap-sink ready");
         ops.ready.store(true, Ordering::Relaxed);
         Ok(RunningSink {

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use meshtap_sink::export::remote_write::encoded_series::LabelInterner;
 use meshtap_sink::export::remote_write::encoder::{compress_into, RequestEncoder};
 use meshtap_sink::export::remote_write::proto;
-use meshtap_sink::export::sample::{ExportSample, ExportSeries};
+use meshtap_sink::export::remote_write::sample::{ExportSample, ExportSeries};
 use meshtap_sink::series::{stale_nan, LabelSet, Sample, SeriesId, Text};
 use prost::Message;
 use serde_json::{json, Value};

@@ -9,6 +9,7 @@ use std::time::Instant;
 
 use common::*;
 use meshtap_report::Report;
+use meshtap_sink::floor::PodKey;
 
 /// Posts `report` with extra request headers; returns (status, body text).
 async fn post_with(sink: SocketAddr, report: &Report, headers: &[(&str, &str)]) -> (u16, String) {
@@ -62,8 +63,8 @@ async fn sink_with_scrape(extra: &str) -> (meshtap_sink::RunningSink, tokio::net
 fn is_reported(sink: &meshtap_sink::RunningSink, namespace: &str, pod: &str) -> bool {
     let stage = sink.scrape().expect("scrape stage running");
     stage
-        .reported_pods()
-        .is_reported(&(namespace.to_owned(), pod.to_owned()), Instant::now())
+        .source_merge()
+        .is_reported(&PodKey::new(namespace, pod), Instant::now())
 }
 
 #[tokio::test]

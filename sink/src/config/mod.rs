@@ -1,14 +1,14 @@
-//! The sink's YAML config: the top-level document, loading with `${VAR}` expansion, and checks.
+//! The sink's YAML config: the top-level document assembled from the sections, loading with
+//! `${VAR}` expansion, the checks across sections, and the redacted printout.
 //!
 //! Owns the document shape and error reporting (every error names the key's path, such as
 //! `remote_write[0].queue.max_backoff`). Each section's keys live beside the code that uses
-//! them (`ingest::config`, `export::remote_write::config`, `view::config`); this module must not
-//! interpret them beyond calling their checks.
+//! them (`ingest::config`, `export::remote_write::config`, `export::loki::config`,
+//! `scrape::config`, `logs::config`, `serve::config`, `spool`, `view::config`), and the units
+//! they share (durations, sizes, URLs) in `crate::floor`; no section imports this module, and
+//! this module must not interpret a section beyond calling its checks.
 
-mod byte_size;
-mod duration;
 mod expand;
-mod http_url;
 mod redact;
 
 use std::net::SocketAddr;
@@ -16,14 +16,12 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-pub use byte_size::{parse_byte_size, ByteSize};
-pub use duration::{parse_duration, HumanDuration};
 pub use expand::ExpandError;
-pub use http_url::{host_port_problem, HttpUrl};
-pub use redact::{redacted, REDACTED};
+pub use redact::redacted;
 
 use crate::export::loki::LokiConfig;
 use crate::export::remote_write::RemoteWriteConfig;
+use crate::floor::HumanDuration;
 use crate::ingest::IngestConfig;
 use crate::logs::LogFilesConfig;
 use crate::scrape::ScrapeConfig;
@@ -231,6 +229,7 @@ impl SinkConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::floor::ByteSize;
 
     fn no_env(_: &str) -> Option<String> {
         None

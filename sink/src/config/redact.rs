@@ -2,15 +2,13 @@
 //!
 //! Owns the list of secret-bearing keys: ingest tokens, each endpoint's `basic_auth.password`,
 //! `bearer_token` and credential headers. URLs redact their own user info when shown
-//! (`super::http_url`). It must never alter the config the sink runs with.
+//! (`crate::floor::http_url`). It must never alter the config the sink runs with.
 
 use std::collections::BTreeMap;
 
 use super::SinkConfig;
-use crate::export::remote_write::BasicAuth;
-
-/// What a secret is printed as.
-pub const REDACTED: &str = "<redacted>";
+use crate::floor::http::BasicAuth;
+use crate::floor::REDACTED;
 
 /// Header names whose values are credentials (matched case-insensitively, as substrings).
 fn is_secret_header(name: &str) -> bool {

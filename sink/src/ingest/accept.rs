@@ -1,7 +1,6 @@
-//! What happens to a decoded, validated report: conversion, the scrape merge (the pod the
-//! report names is marked as reported; with `merge.prefer: scrape` a scraped pod's `istio_*`
-//! series are left out), ordering and staleness, the view, per-pod
-//! filter stats and hand-off to export. Also the sweep of silent pods.
+//! What happens to a decoded, validated report: conversion, the scrape merge (asked of
+//! `crate::scrape::source_merge`), ordering and staleness per reporter, the view, per-reporter
+//! filter stats and hand-off to export. Also the sweep of silent reporters.
 //!
 //! Owns the ordering of those steps (a pod's samples are queued under the tracker lock, so two
 //! posts of one pod can never interleave out of order) and the rule that a report no endpoint
@@ -14,15 +13,15 @@ use std::time::Instant;
 use meshtap_report::Report;
 
 use super::convert::report_to_samples;
+use super::staleness::{Admission, ReportClock, StalenessTracker};
 use crate::export::loki::LokiExporter;
 use crate::export::receipt::Receipt;
 use crate::export::remote_write::queue::Refusal;
-use crate::export::Exporter;
+use crate::export::remote_write::RemoteWriteExporter;
+use crate::floor::{PodKey, ReporterKey};
 use crate::ops::metrics::SinkMetrics;
-use crate::scrape::convert::is_filter_family;
-use crate::scrape::merge::{ReportedPods, ScrapedPods};
+use crate::scrape::source_merge::{is_filter_family, SourceMerge};
 use crate::series::Text;
-use crate::staleness::{Admission, PodKey, ReportClock, StalenessTracker};
 use crate::view::SummaryView;
 
 /// What became of a report.
@@ -39,19 +38,18 @@ pub enum Acceptance {
 pub struct Ingestor {
     job: Text,
     tracker: Mutex<StalenessTracker>,
-    exporter: Arc<Exporter>,
+    exporter: Arc<RemoteWriteExporter>,
     view: Option<Arc<SummaryView>>,
     metrics: Arc<SinkMetrics>,
     access_logs: Option<Arc<LokiExporter>>,
-    scraped_pods: Option<Arc<ScrapedPods>>,
-    reported_pods: Option<Arc<ReportedPods>>,
+    source_merge: Option<Arc<SourceMerge>>,
 }
 
 impl Ingestor {
     pub fn new(
         job: &str,
         stale_after_intervals: u32,
-        exporter: Arc<Exporter>,
+        exporter: Arc<RemoteWriteExporter>,
         view: Option<Arc<SummaryView>>,
         metrics: Arc<SinkMetrics>,
     ) -> Ingestor {
@@ -62,8 +60,7 @@ impl Ingestor {
             view,
             metrics,
             access_logs: None,
-            scraped_pods: None,
-            reported_pods: None,
+            source_merge: None,
         }
     }
 
@@ -73,17 +70,10 @@ impl Ingestor {
         self
     }
 
-    /// Leaves out the `istio_*` series of pods in `scraped` (`scrape.merge.prefer: scrape`);
-    /// series already exported for such a pod get stale markers like any vanished series.
-    pub fn with_scraped_pods(mut self, scraped: Arc<ScrapedPods>) -> Ingestor {
-        self.scraped_pods = Some(scraped);
-        self
-    }
-
-    /// Marks the pod every validated report names in its body as reported in `reported`
-    /// (`scrape.merge.prefer: filter` drops that pod's scraped `istio_*` series).
-    pub fn with_reported_pods(mut self, reported: Arc<ReportedPods>) -> Ingestor {
-        self.reported_pods = Some(reported);
+    /// Notes the pod every validated report names in its body with `merge`, and leaves out
+    /// the report's `istio_*` series when the merge rule gives them to the scrape.
+    pub fn with_source_merge(mut self, merge: Arc<SourceMerge>) -> Ingestor {
+        self.source_merge = Some(merge);
         self
     }
 
@@ -91,27 +81,20 @@ impl Ingestor {
     /// cannot keep it.
     pub fn accept(&self, report: &Report) -> Acceptance {
         let proxy = report.proxy.as_ref().expect("validated report has a proxy");
-        let scraped_pod: PodKey = (proxy.namespace.clone(), proxy.pod.clone());
-        if let Some(reported) = &self.reported_pods {
-            reported.record(scraped_pod.clone(), Instant::now());
-        }
-        let mut samples = report_to_samples(report, &self.job);
-        if self
-            .scraped_pods
+        let pod = PodKey::new(&proxy.namespace, &proxy.pod);
+        let keeps_filter_families = self
+            .source_merge
             .as_ref()
-            .is_some_and(|s| s.contains(&scraped_pod))
-        {
+            .is_none_or(|merge| merge.note_report(&pod, Instant::now()));
+        let mut samples = report_to_samples(report, &self.job);
+        if !keeps_filter_families {
             samples.retain(|s| !is_filter_family(&s.series.name));
         }
         // The HTTP and the network plugin of one pod report apart (own lifetime, sequence and
         // series), so order and staleness are tracked per (pod, channel).
-        let pod: PodKey = if report.channel == meshtap_report::CHANNEL_HTTP {
-            scraped_pod
-        } else {
-            (
-                proxy.namespace.clone(),
-                format!("{}/{}", proxy.pod, report.channel),
-            )
+        let reporter = ReporterKey {
+            pod,
+            channel: report.channel.clone(),
         };
         let clock = ReportClock {
             proxy_start_ms: report.proxy_start_ms,
@@ -127,11 +110,12 @@ impl Ingestor {
                     why,
                 };
             }
-            match tracker.admit(pod.clone(), clock, &samples, Instant::now()) {
+            match tracker.admit(reporter.clone(), clock, &samples, Instant::now()) {
                 Admission::OutOfOrder { last_timestamp_ms } => {
                     tracing::debug!(
-                        namespace = %pod.0,
-                        pod = %pod.1,
+                        namespace = %reporter.pod.namespace,
+                        pod = %reporter.pod.pod,
+                        channel = %reporter.channel_label(),
                         timestamp_ms = report.timestamp_ms,
                         last_timestamp_ms,
                         "dropped a report not newer than the last accepted one"
@@ -156,10 +140,10 @@ impl Ingestor {
             .samples_ingested
             .fetch_add(samples.len() as u64, Ordering::Relaxed);
         if let Some(stats) = &report.stats {
-            self.metrics.set_pod_stats(&pod, stats.clone());
+            self.metrics.set_reporter_stats(&reporter, stats.clone());
         }
         if let Some(view) = &self.view {
-            view.record(&pod, report);
+            view.record(&reporter, report);
         }
         if let Some(logs) = &self.access_logs {
             logs.ship_access_logs(report, &mut receipt);
@@ -171,20 +155,22 @@ impl Ingestor {
     pub fn sweep(&self, now: Instant, now_ms: i64) {
         let mut tracker = self.tracker.lock().expect("tracker lock");
         let silent = tracker.sweep(now, now_ms);
-        for pod in &silent {
+        for gone in &silent {
+            let reporter = &gone.reporter;
             tracing::info!(
-                namespace = %pod.pod.0,
-                pod = %pod.pod.1,
-                series = pod.stale_markers.len(),
+                namespace = %reporter.pod.namespace,
+                pod = %reporter.pod.pod,
+                channel = %reporter.channel_label(),
+                series = gone.stale_markers.len(),
                 "pod stopped reporting: series marked stale"
             );
-            self.exporter.enqueue(&pod.stale_markers);
+            self.exporter.enqueue(&gone.stale_markers);
             self.metrics
                 .stale_markers
-                .fetch_add(pod.stale_markers.len() as u64, Ordering::Relaxed);
-            self.metrics.remove_pod(&pod.pod);
+                .fetch_add(gone.stale_markers.len() as u64, Ordering::Relaxed);
+            self.metrics.remove_reporter(reporter);
             if let Some(view) = &self.view {
-                view.remove_pod(&pod.pod);
+                view.remove_reporter(reporter);
             }
         }
         self.metrics

@@ -10,6 +10,7 @@ mod config;
 pub mod convert;
 pub mod handler;
 pub mod identity;
+pub mod staleness;
 mod xfcc;
 
 pub use accept::Ingestor;

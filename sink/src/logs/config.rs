@@ -6,7 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::HumanDuration;
+use crate::floor::HumanDuration;
 
 /// `log_files:` — tail CRI container logs and push them to every `logs[]` endpoint.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -10,7 +10,7 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 use super::metrics::SinkMetrics;
-use crate::export::remote_write::retry::now_ms;
+use crate::floor::clock::now_ms;
 
 /// Shared state of the operations endpoints.
 pub struct OpsState {

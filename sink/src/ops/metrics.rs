@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 
 use meshtap_report::FilterStats;
 
-use crate::staleness::PodKey;
+use crate::floor::ReporterKey;
 
 /// Outcome of one `POST /v1/reports`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -172,7 +172,7 @@ pub struct SinkMetrics {
     pub samples_ingested: AtomicU64,
     pub stale_markers: AtomicU64,
     pub active_pods: AtomicU64,
-    pods: Mutex<BTreeMap<PodKey, FilterStats>>,
+    reporters: Mutex<BTreeMap<ReporterKey, FilterStats>>,
     endpoints: Mutex<Vec<Arc<EndpointMetrics>>>,
     sections: Mutex<Vec<Arc<dyn MetricsSection>>>,
 }
@@ -227,20 +227,23 @@ impl SinkMetrics {
         self.reports[result as usize].load(Ordering::Relaxed)
     }
 
-    /// Records the filter's own accounting from a pod's latest report.
-    pub fn set_pod_stats(&self, pod: &PodKey, stats: FilterStats) {
-        let mut pods = self.pods.lock().expect("metrics lock");
-        match pods.get_mut(pod) {
+    /// Records the filter's own accounting from a reporter's latest report.
+    pub fn set_reporter_stats(&self, reporter: &ReporterKey, stats: FilterStats) {
+        let mut reporters = self.reporters.lock().expect("metrics lock");
+        match reporters.get_mut(reporter) {
             Some(slot) => *slot = stats,
             None => {
-                pods.insert(pod.clone(), stats);
+                reporters.insert(reporter.clone(), stats);
             }
         }
     }
 
-    /// Forgets a pod that went silent.
-    pub fn remove_pod(&self, pod: &PodKey) {
-        self.pods.lock().expect("metrics lock").remove(pod);
+    /// Forgets a reporter that went silent.
+    pub fn remove_reporter(&self, reporter: &ReporterKey) {
+        self.reporters
+            .lock()
+            .expect("metrics lock")
+            .remove(reporter);
     }
 
     /// Registers an endpoint whose accounting `/metrics` shows.
@@ -303,7 +306,7 @@ impl SinkMetrics {
     }
 
     fn render_pods(&self, out: &mut String) {
-        let pods = self.pods.lock().expect("metrics lock");
+        let reporters = self.reporters.lock().expect("metrics lock");
         type Field = fn(&FilterStats) -> u64;
         let fields: [(&str, &str, &str, Field); 7] = [
             (
@@ -351,15 +354,13 @@ impl SinkMetrics {
         ];
         for (name, kind, help, field) in fields {
             header(out, name, kind, help);
-            for ((namespace, reporter), stats) in pods.iter() {
-                // A reporter other than a pod's HTTP filter is keyed `<pod>/<channel>`.
-                let (pod, channel) = reporter.split_once('/').unwrap_or((reporter, "http"));
+            for (reporter, stats) in reporters.iter() {
                 let _ = writeln!(
                     out,
                     "{name}{{namespace=\"{}\",pod=\"{}\",channel=\"{}\"}} {}",
-                    escape(namespace),
-                    escape(pod),
-                    escape(channel),
+                    escape(&reporter.pod.namespace),
+                    escape(&reporter.pod.pod),
+                    escape(reporter.channel_label()),
                     field(stats)
                 );
             }
@@ -484,8 +485,11 @@ mod tests {
         m.count_report(ReportResult::Accepted);
         m.count_report(ReportResult::Unauthorized);
         m.count_report(ReportResult::Unauthorized);
-        m.set_pod_stats(
-            &("ns".into(), "p\"1".into()),
+        m.set_reporter_stats(
+            &ReporterKey {
+                pod: crate::floor::PodKey::new("ns", "p\"1"),
+                channel: String::new(),
+            },
             FilterStats {
                 series_active: 7,
                 series_evicted: 4,

@@ -9,8 +9,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::relabel::RelabelConfig;
-use crate::config::{host_port_problem, HttpUrl, HumanDuration};
-use crate::export::http_client::TlsConfig;
+use crate::floor::http::client::TlsConfig;
+use crate::floor::{host_port_problem, HttpUrl, HumanDuration};
 
 /// `scrape:` — pull-based collection next to the filter's reports.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

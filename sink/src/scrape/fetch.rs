@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use super::config::ScrapeJob;
-use crate::export::http_client::{request_error_text, with_tls, ClientError};
+use crate::floor::http::client::{request_error_text, with_tls, ClientError};
 
 /// What Prometheus 2.x asks a target for.
 pub const ACCEPT: &str = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
@@ -64,7 +64,7 @@ impl JobClient {
         let builder = with_tls(builder, &job.tls_config, &format!("{at}.tls_config"))?;
         let http = builder
             .build()
-            .map_err(|e| crate::export::http_client::setup_error(at, e))?;
+            .map_err(|e| crate::floor::http::client::setup_error(at, e))?;
         Ok(JobClient {
             http,
             bearer_token_file: job.bearer_token_file.clone(),

@@ -19,7 +19,7 @@ use super::pods::pod_target_labels;
 use super::relabel::{Labels, RelabelConfig};
 use super::target::build_target;
 use super::TargetSet;
-use crate::config::HttpUrl;
+use crate::floor::HttpUrl;
 
 /// A pod by `(namespace, name)`.
 type PodName = (String, String);

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::sharding::Membership;
-use crate::export::remote_write::retry::now_ms;
+use crate::floor::clock::now_ms;
 use crate::ops::metrics::{escape, header, MetricsSection};
 
 /// Upper bounds (seconds) of the scrape-duration histogram.

@@ -6,8 +6,8 @@
 //! [`config`] holds the `scrape:` keys, [`target`] turns discovered labels into targets (with
 //! [`relabel`]), [`pods`] and [`kubernetes`] discover pods, [`membership`] and [`sharding`]
 //! decide which replica scrapes a target, [`fetch`] does one HTTP scrape, [`convert`] turns a
-//! body into samples through a target's [`series_cache`], [`scrape_loop`] runs one target, [`merge`] tracks which pods the filter
-//! reports and which are scraped, [`metrics`] renders the stage's self-metrics. This module
+//! body into samples through a target's [`series_cache`], [`scrape_loop`] runs one target,
+//! [`source_merge`] holds the merge rule between the filter's reports and scrapes, [`metrics`] renders the stage's self-metrics. This module
 //! owns the set of running loops and discovery tasks; it must not parse, fetch or relabel
 //! itself.
 
@@ -17,13 +17,13 @@ pub mod convert;
 pub mod fetch;
 pub mod kubernetes;
 pub mod membership;
-pub mod merge;
 pub mod metrics;
 pub mod pods;
 pub mod relabel;
 pub mod scrape_loop;
 pub mod series_cache;
 pub mod sharding;
+pub mod source_merge;
 pub mod target;
 
 use std::collections::HashMap;
@@ -33,16 +33,15 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use self::config::Prefer;
 pub use self::config::ScrapeConfig;
 use self::fetch::JobClient;
-use self::merge::{ReportedPods, ScrapedPods};
 use self::metrics::ScrapeMetrics;
 use self::scrape_loop::{LoopContext, LoopState};
 use self::sharding::{target_key, Membership};
+use self::source_merge::SourceMerge;
 use self::target::{static_targets, Target};
-use crate::export::http_client::ClientError;
-use crate::export::Exporter;
+use crate::export::remote_write::RemoteWriteExporter;
+use crate::floor::http::client::ClientError;
 use crate::ops::metrics::SinkMetrics;
 
 /// Why the scrape stage could not start.
@@ -78,7 +77,6 @@ struct Targets {
 pub struct TargetSet {
     ctx: LoopContext,
     metrics: Arc<ScrapeMetrics>,
-    scraped_pods: Arc<ScrapedPods>,
     inner: Mutex<Targets>,
 }
 
@@ -91,8 +89,9 @@ impl TargetSet {
             .job(job)
             .targets
             .store(targets.len() as u64, Ordering::Relaxed);
-        self.scraped_pods
-            .set_job(job, targets.iter().filter_map(Target::pod).collect());
+        self.ctx
+            .merge
+            .set_job_pods(job, targets.iter().filter_map(Target::pod).collect());
         let mut inner = self.inner.lock().expect("scrape targets lock");
         inner.all.insert(job.to_owned(), targets);
         self.apply(&mut inner, job);
@@ -217,7 +216,7 @@ impl ScrapeStage {
     /// stage's self-metrics with `sink_metrics`.
     pub fn start(
         config: &ScrapeConfig,
-        exporter: Arc<Exporter>,
+        exporter: Arc<RemoteWriteExporter>,
         sink_metrics: &SinkMetrics,
     ) -> Result<ScrapeStage, ScrapeStartError> {
         let metrics = Arc::new(ScrapeMetrics::new(config.sharding.is_some()));
@@ -231,14 +230,12 @@ impl ScrapeStage {
         let ctx = LoopContext {
             clients: Arc::new(clients),
             exporter,
-            reported: Arc::new(ReportedPods::new(config.merge.report_ttl.get())),
-            prefer: config.merge.prefer,
+            merge: Arc::new(SourceMerge::new(&config.merge)),
             body_size_limit: config.body_size_limit,
         };
         let targets = Arc::new(TargetSet {
             ctx,
             metrics: metrics.clone(),
-            scraped_pods: Arc::new(ScrapedPods::default()),
             inner: Mutex::new(Targets {
                 all: HashMap::new(),
                 membership: match config.sharding {
@@ -278,14 +275,10 @@ impl ScrapeStage {
         Ok(ScrapeStage { targets, discovery })
     }
 
-    /// The registry of pods the filter reports (fed by ingest from each validated report).
-    pub fn reported_pods(&self) -> Arc<ReportedPods> {
-        self.targets.ctx.reported.clone()
-    }
-
-    /// With `merge.prefer: scrape`, the pods whose filter series ingest drops.
-    pub fn scraped_pods(&self) -> Option<Arc<ScrapedPods>> {
-        (self.targets.ctx.prefer == Prefer::Scrape).then(|| self.targets.scraped_pods.clone())
+    /// The merge rule between the filter's reports and the scrapes (ingest notes each
+    /// validated report there).
+    pub fn source_merge(&self) -> Arc<SourceMerge> {
+        self.targets.ctx.merge.clone()
     }
 
     /// See [`TargetSet::set_targets`].

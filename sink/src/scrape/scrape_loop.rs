@@ -17,16 +17,15 @@ use std::time::Instant;
 use tokio::sync::watch;
 
 use super::chunks::chunks_to_samples;
-use super::config::Prefer;
 use super::convert::{ReportSeries, ScrapeReport};
 use super::fetch::{fetch, JobClient};
-use super::merge::ReportedPods;
 use super::metrics::JobMetrics;
 use super::series_cache::SeriesCache;
 use super::sharding::weight;
+use super::source_merge::SourceMerge;
 use super::target::Target;
-use crate::export::remote_write::retry::now_ms;
-use crate::export::Exporter;
+use crate::export::remote_write::RemoteWriteExporter;
+use crate::floor::clock::now_ms;
 
 /// How a loop is told to end.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -44,9 +43,8 @@ pub enum LoopState {
 pub struct LoopContext {
     /// Each job's client, by the configured job name (not the target's `job` label).
     pub clients: Arc<HashMap<String, JobClient>>,
-    pub exporter: Arc<Exporter>,
-    pub reported: Arc<ReportedPods>,
-    pub prefer: Prefer,
+    pub exporter: Arc<RemoteWriteExporter>,
+    pub merge: Arc<SourceMerge>,
     pub body_size_limit: usize,
 }
 
@@ -127,11 +125,10 @@ impl TargetLoop {
         self.metrics.observe_duration(duration);
         let (mut samples, stale_markers, scraped) = match fetched {
             Ok(fetched) => {
-                let drop_filter_families = self.ctx.prefer == Prefer::Filter
-                    && self
-                        .target
-                        .pod()
-                        .is_some_and(|pod| self.ctx.reported.is_reported(&pod, Instant::now()));
+                let drop_filter_families = !self
+                    .ctx
+                    .merge
+                    .scrape_keeps_filter_families(self.target.pod().as_ref(), Instant::now());
                 let mut converted = chunks_to_samples(
                     &fetched.chunks,
                     fetched.content_type.as_deref(),

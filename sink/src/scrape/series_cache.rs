@@ -24,7 +24,7 @@ use std::sync::Arc;
 use rustc_hash::FxHasher;
 
 use crate::export::remote_write::encoded_series::{prefetch, EncodedSeries, LabelInterner};
-use crate::export::sample::{ExportSample, ExportSeries};
+use crate::export::remote_write::sample::{ExportSample, ExportSeries};
 use crate::series::stale_nan;
 
 type FxMap<K, V> = HashMap<K, V, BuildHasherDefault<FxHasher>>;

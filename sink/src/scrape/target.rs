@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use super::config::{ScrapeConfig, ScrapeJob};
 use super::relabel::{relabel, Labels, RelabelConfig};
+use crate::floor::PodKey;
 use crate::series::Text;
 
 /// One thing to scrape.
@@ -25,15 +26,15 @@ pub struct Target {
 }
 
 impl Target {
-    /// The `(namespace, pod)` the target belongs to, when its labels say so.
-    pub fn pod(&self) -> Option<(String, String)> {
+    /// The pod the target belongs to, when its `namespace` and `pod` labels say so.
+    pub fn pod(&self) -> Option<PodKey> {
         let get = |name: &str| {
             self.labels
                 .iter()
                 .find(|(n, _)| &**n == name)
                 .map(|(_, v)| v.to_string())
         };
-        Some((get("namespace")?, get("pod")?))
+        Some(PodKey::new(get("namespace")?, get("pod")?))
     }
 }
 
@@ -160,10 +161,7 @@ jobs:
             Duration::from_secs(2),
             "timeout capped by interval"
         );
-        assert_eq!(
-            t.pod(),
-            Some(("default".to_owned(), "reviews-1".to_owned()))
-        );
+        assert_eq!(t.pod(), Some(PodKey::new("default", "reviews-1")));
         assert!(t
             .labels
             .iter()

@@ -17,7 +17,7 @@ use http_body::{Frame, SizeHint};
 use tokio::time::{Instant, Sleep};
 
 use super::metrics::{ListenerMetrics, TimeoutPhase};
-use crate::config::HumanDuration;
+use crate::floor::HumanDuration;
 
 /// A request body did not arrive whole in time.
 #[derive(Debug, thiserror::Error)]

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::HumanDuration;
+use crate::floor::HumanDuration;
 
 /// `serve:` — how the HTTP listeners treat their connections.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -44,7 +44,7 @@ impl SpoolKind {
     }
 }
 
-use crate::config::{ByteSize, HttpUrl, HumanDuration};
+use crate::floor::{ByteSize, HttpUrl, HumanDuration};
 
 /// `spool:` — where and how much to keep on disk.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::HumanDuration;
+use crate::floor::HumanDuration;
 
 /// `view:` — the in-memory summary of request metrics.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -21,7 +21,7 @@ pub use config::ViewConfig;
 pub use quantile::histogram_quantile;
 pub use render::render_table;
 
-use crate::staleness::PodKey;
+use crate::floor::ReporterKey;
 
 /// (destination service, reporter).
 type ServiceKey = (String, String);
@@ -69,7 +69,7 @@ pub struct Summary {
 /// Snapshots per pod.
 pub struct SummaryView {
     window_ms: i64,
-    pods: Mutex<HashMap<PodKey, VecDeque<Snapshot>>>,
+    pods: Mutex<HashMap<ReporterKey, VecDeque<Snapshot>>>,
 }
 
 fn label_index(family: &MetricFamily, name: &str) -> Option<usize> {
@@ -142,7 +142,7 @@ impl SummaryView {
     }
 
     /// Records an accepted report.
-    pub fn record(&self, pod: &PodKey, report: &Report) {
+    pub fn record(&self, pod: &ReporterKey, report: &Report) {
         let snapshot = Snapshot {
             timestamp_ms: report.timestamp_ms,
             proxy_start_ms: report.proxy_start_ms,
@@ -158,8 +158,8 @@ impl SummaryView {
         }
     }
 
-    /// Forgets a pod that went silent.
-    pub fn remove_pod(&self, pod: &PodKey) {
+    /// Forgets a reporter that went silent.
+    pub fn remove_reporter(&self, pod: &ReporterKey) {
         self.pods.lock().expect("view lock").remove(pod);
     }
 

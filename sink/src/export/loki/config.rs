@@ -9,9 +9,9 @@ use meshtap_logformat::access::AccessLogEncoding;
 use meshtap_logformat::loki::{OversizeLinePolicy, PushBatchConfig, MAX_LABEL_NAMES_PER_SERIES};
 use serde::{Deserialize, Serialize};
 
-use crate::config::{HttpUrl, HumanDuration};
-use crate::export::connection::Connection;
-use crate::export::remote_write::config::{BasicAuth, TlsConfig};
+use crate::floor::http::Connection;
+use crate::floor::http::{BasicAuth, TlsConfig};
+use crate::floor::{HttpUrl, HumanDuration};
 
 /// Headers every push carries; config cannot override them.
 pub const FIXED_HEADERS: [&str; 3] = ["content-encoding", "content-type", "user-agent"];

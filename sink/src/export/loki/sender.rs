@@ -3,7 +3,8 @@
 //! bytes or after `batch.max_wait`, bounded queue, drain on shutdown) and, with a spool, the
 //! task that sends the spooled pushes.
 //!
-//! Owns the retry loop and the endpoint's accounting. Encoding belongs to
+//! Owns what a push attempt sends (the loop is `crate::floor::http::retry`'s) and the endpoint's
+//! accounting. Encoding belongs to
 //! `meshtap_logformat::loki::PushBatch`, the meaning of an answer to `super::client`.
 
 use std::sync::atomic::Ordering;
@@ -19,9 +20,11 @@ use super::client::LokiClient;
 use super::config::{LokiBatchConfig, LokiConfig};
 use super::metrics::{LogDropReason, LokiEndpointMetrics};
 use super::push_spool::PushSpool;
-use crate::export::http_client::ClientError;
 use crate::export::receipt::Stored;
-use crate::export::retry::{Backoff, SendOutcome};
+use crate::floor::http::client::ClientError;
+use crate::floor::http::retry::{
+    push_until_answered, Backoff, FinalAnswer, RetriedPush, SendOutcome,
+};
 
 /// Resolves once `stop` is true (the watch guard never lives across an await, so the future
 /// stays `Send`).
@@ -36,6 +39,30 @@ pub enum Delivery {
     Acknowledged,
     /// Loki refused it without retry (a 400: the valid entries were kept, the rest are lost).
     Refused,
+}
+
+/// One encoded push being sent: the retry loop's view of it.
+struct LokiPush<'a> {
+    endpoint: &'a LokiEndpoint,
+    body: &'a [u8],
+    entries: u64,
+}
+
+impl RetriedPush for LokiPush<'_> {
+    fn endpoint(&self) -> &str {
+        &self.endpoint.metrics.name
+    }
+
+    async fn send(&mut self, _attempt: u32) -> Option<SendOutcome> {
+        Some(self.endpoint.client.post(self.body.to_vec()).await)
+    }
+
+    fn count_retry(&mut self) {
+        self.endpoint
+            .metrics
+            .entries_retried
+            .fetch_add(self.entries, Ordering::Relaxed);
+    }
 }
 
 /// An entry bound for the endpoint's batching task.
@@ -89,41 +116,28 @@ impl LokiEndpoint {
     /// at shutdown).
     pub async fn deliver(&self, body: &[u8], entries: u64) -> Delivery {
         let m = &self.metrics;
-        let mut backoff = Backoff::new(self.batch.min_backoff.get(), self.batch.max_backoff.get());
-        let mut attempt: u32 = 0;
-        loop {
-            match self.client.post(body.to_vec()).await {
-                SendOutcome::Delivered => {
-                    m.entries_sent.fetch_add(entries, Ordering::Relaxed);
-                    return Delivery::Acknowledged;
-                }
-                SendOutcome::Refused { status, body } => {
-                    m.entries_refused.fetch_add(entries, Ordering::Relaxed);
-                    tracing::error!(
-                        endpoint = %m.name,
-                        status,
-                        entries,
-                        body = %body.trim(),
-                        "Loki refused a push (a 400 keeps the valid entries); not retrying"
-                    );
-                    return Delivery::Refused;
-                }
-                SendOutcome::Retry {
-                    reason,
-                    retry_after,
-                } => {
-                    m.entries_retried.fetch_add(entries, Ordering::Relaxed);
-                    let delay = backoff.delay_for(retry_after);
-                    tracing::warn!(
-                        endpoint = %m.name,
-                        attempt,
-                        delay_ms = delay.as_millis() as u64,
-                        %reason,
-                        "Loki push failed; retrying"
-                    );
-                    tokio::time::sleep(delay).await;
-                    attempt = attempt.saturating_add(1);
-                }
+        let backoff = Backoff::new(self.batch.min_backoff.get(), self.batch.max_backoff.get());
+        let mut push = LokiPush {
+            endpoint: self,
+            body,
+            entries,
+        };
+        match push_until_answered(&mut push, backoff, "Loki push").await {
+            // `None` cannot happen: every attempt sends the body.
+            Some(FinalAnswer::Delivered) | None => {
+                m.entries_sent.fetch_add(entries, Ordering::Relaxed);
+                Delivery::Acknowledged
+            }
+            Some(FinalAnswer::Refused { status, body }) => {
+                m.entries_refused.fetch_add(entries, Ordering::Relaxed);
+                tracing::error!(
+                    endpoint = %m.name,
+                    status,
+                    entries,
+                    body = %body.trim(),
+                    "Loki refused a push (a 400 keeps the valid entries); not retrying"
+                );
+                Delivery::Refused
             }
         }
     }

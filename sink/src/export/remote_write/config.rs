@@ -6,9 +6,9 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{HttpUrl, HumanDuration};
-use crate::export::connection::Connection;
-pub use crate::export::http_client::TlsConfig;
+use crate::floor::http::Connection;
+use crate::floor::http::{BasicAuth, TlsConfig};
+use crate::floor::{HttpUrl, HumanDuration};
 
 /// Headers every remote-write request carries; config cannot override them.
 pub const FIXED_HEADERS: [&str; 4] = [
@@ -65,13 +65,6 @@ fn default_metadata_interval() -> HumanDuration {
 
 fn default_remote_timeout() -> HumanDuration {
     HumanDuration::from_secs(30)
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct BasicAuth {
-    pub username: String,
-    pub password: String,
 }
 
 /// `remote_write[i].queue:` — batching, lanes, retries and memory bound.

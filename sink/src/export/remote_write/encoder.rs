@@ -20,9 +20,9 @@ use prost::encoding::{encode_key, encode_varint, encoded_len_varint, WireType};
 
 use super::external_labels::ExternalLabels;
 use super::request_body::{CompressedBody, RepeatIndex, RequestBody};
+use super::sample::{ExportSample, ExportSeries};
 use super::scraped_record::{prefetch_ahead, put_encoded_time_series};
 use super::snappy_body::SnappyBody;
-use crate::export::sample::{ExportSample, ExportSeries};
 use crate::series::{LabelSet, SeriesId};
 
 /// Reusable buffers for encoding and compressing requests.

@@ -8,7 +8,7 @@
 //! Owns batching by size (`max_samples_per_send`) and by age (`batch_send_deadline`), the
 //! queue-full accounting, waiting for room ([`Lane::push_when_room`]: the scrape stage waits
 //! instead of losing samples, as Prometheus' shards do) and the lane's gauges. Delivery itself (HTTP, retries) belongs to
-//! `super::retry`; a lane only hands batches out in order, which keeps each series' samples in
+//! `super::batch_sender`; a lane only hands batches out in order, which keeps each series' samples in
 //! timestamp order because a series always maps to the same lane.
 
 use std::sync::atomic::Ordering;
@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 use tokio::sync::{watch, Notify};
 
 use super::queue::{Batch, BatchQueue, Outgoing, Refusal};
+use super::sample::ExportSample;
 use crate::export::receipt::Stored;
-use crate::export::sample::ExportSample;
 use crate::ops::metrics::{DropReason, EndpointMetrics};
 
 struct LaneState {

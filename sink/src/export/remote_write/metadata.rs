@@ -13,8 +13,8 @@ use tokio::sync::watch;
 
 use super::client::{RemoteWriteClient, SendOutcome};
 use super::encoder::compress_into;
+use super::families::FamilyRegistry;
 use super::proto::{MetricMetadata, WriteRequest};
-use crate::export::families::FamilyRegistry;
 use crate::ops::metrics::EndpointMetrics;
 
 /// Prometheus' `max_samples_per_send` for metadata.

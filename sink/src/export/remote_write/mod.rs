@@ -7,17 +7,20 @@
 //! differs. With `queue.when_full: block` nothing accepted is ever dropped to make room:
 //! scrapes wait and reports are refused ([`Endpoint::refusal`]) while a lane is full.
 
+pub mod batch_sender;
 pub mod client;
 pub mod config;
 pub mod encoded_series;
 pub mod encoder;
+pub mod exporter;
 pub mod external_labels;
+pub mod families;
 pub mod lane;
 pub mod metadata;
 pub mod proto;
 pub mod queue;
 pub mod request_body;
-pub mod retry;
+pub mod sample;
 pub mod scraped_record;
 pub mod snappy_body;
 pub mod spool_queue;
@@ -30,16 +33,17 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 pub use client::{ClientError, RemoteWriteClient, SendOutcome, USER_AGENT};
-pub use config::{BasicAuth, QueueConfig, RemoteWriteConfig, TlsConfig, WhenFull};
+pub use config::{QueueConfig, RemoteWriteConfig, WhenFull};
+pub use exporter::RemoteWriteExporter;
 
+use self::batch_sender::BatchSender;
 use self::encoder::RequestEncoder;
+use self::families::FamilyRegistry;
 use self::lane::Lane;
 use self::queue::{BatchQueue, MemoryQueue, Refusal};
-use self::retry::Delivery;
+use self::sample::ExportSample;
 use self::spool_queue::SpoolQueue;
-use crate::export::families::FamilyRegistry;
 use crate::export::receipt::Receipt;
-use crate::export::sample::ExportSample;
 use crate::export::EndpointError;
 use crate::ops::metrics::EndpointMetrics;
 use crate::series::Sample;
@@ -51,6 +55,77 @@ pub struct Endpoint {
     when_full: WhenFull,
     metrics: Arc<EndpointMetrics>,
     senders: Mutex<Vec<JoinHandle<()>>>,
+}
+
+/// The `external_labels` an endpoint adds to every series (empty values left out).
+fn external_labels(config: &RemoteWriteConfig) -> Vec<(String, String)> {
+    config
+        .external_labels
+        .iter()
+        .filter(|(_, v)| !v.is_empty())
+        .map(|(n, v)| (n.clone(), v.clone()))
+        .collect()
+}
+
+/// One queue per lane: in memory, or on the lanes' spools (opened, their unsent records from
+/// the previous run logged and counted) when `spool` is set.
+fn open_queues(
+    config: &RemoteWriteConfig,
+    spool: Option<&Spool>,
+    metrics: &Arc<EndpointMetrics>,
+    external_labels: &[(String, String)],
+) -> Result<Vec<Box<dyn BatchQueue>>, EndpointError> {
+    let q = &config.queue;
+    let lane_capacity = (q.capacity / q.lanes).max(q.max_samples_per_send);
+    let evicts = q.when_full == WhenFull::DropOldest;
+    let Some(spool) = spool else {
+        return Ok((0..q.lanes)
+            .map(|_| Box::new(MemoryQueue::new(lane_capacity, evicts)) as Box<dyn BatchQueue>)
+            .collect());
+    };
+    let opened = spool.open_endpoint(
+        SpoolKind::RemoteWrite,
+        config.display_name(),
+        config.url.as_str(),
+        q.lanes,
+    )?;
+    let mut queues: Vec<Box<dyn BatchQueue>> = Vec::with_capacity(q.lanes);
+    for (i, (lane_spool, recovered)) in opened.into_iter().enumerate() {
+        if recovered.records > 0 || recovered.discarded_bytes > 0 {
+            tracing::info!(endpoint = %metrics.name, lane = i, records = recovered.records, samples = recovered.samples, corrupt_records = recovered.corrupt_records, discarded_bytes = recovered.discarded_bytes, "spool: unsent records from the previous run will be sent first");
+        }
+        metrics.spool_skipped_records.fetch_add(
+            recovered.corrupt_records,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        let lane_spool = if evicts {
+            lane_spool
+        } else {
+            lane_spool.without_eviction()
+        };
+        queues.push(Box::new(SpoolQueue::new(
+            lane_spool,
+            external_labels.to_vec(),
+            lane_capacity,
+            i,
+            metrics.clone(),
+        )));
+    }
+    Ok(queues)
+}
+
+/// The task that sends `lane`'s batches, one at a time and in order, until `flush` ends it.
+fn spawn_sender(
+    lane: Arc<Lane>,
+    mut sender: BatchSender,
+    mut flush: watch::Receiver<bool>,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        while let Some(batch) = lane.next_batch(&mut flush).await {
+            sender.deliver(&lane, batch).await;
+            lane.finish_batch();
+        }
+    })
 }
 
 impl Endpoint {
@@ -66,50 +141,8 @@ impl Endpoint {
         let client = Arc::new(RemoteWriteClient::new(config, at)?);
         let q = &config.queue;
         let metrics = Arc::new(EndpointMetrics::new(config.display_name(), q.lanes));
-        let lane_capacity = (q.capacity / q.lanes).max(q.max_samples_per_send);
-        let external_labels: Vec<(String, String)> = config
-            .external_labels
-            .iter()
-            .filter(|(_, v)| !v.is_empty())
-            .map(|(n, v)| (n.clone(), v.clone()))
-            .collect();
-        let evicts = q.when_full == WhenFull::DropOldest;
-        let queues: Vec<Box<dyn BatchQueue>> = match spool {
-            None => (0..q.lanes)
-                .map(|_| Box::new(MemoryQueue::new(lane_capacity, evicts)) as Box<dyn BatchQueue>)
-                .collect(),
-            Some(spool) => {
-                let opened = spool.open_endpoint(
-                    SpoolKind::RemoteWrite,
-                    config.display_name(),
-                    config.url.as_str(),
-                    q.lanes,
-                )?;
-                let mut queues: Vec<Box<dyn BatchQueue>> = Vec::with_capacity(q.lanes);
-                for (i, (lane_spool, recovered)) in opened.into_iter().enumerate() {
-                    if recovered.records > 0 || recovered.discarded_bytes > 0 {
-                        tracing::info!(endpoint = %metrics.name, lane = i, records = recovered.records, samples = recovered.samples, corrupt_records = recovered.corrupt_records, discarded_bytes = recovered.discarded_bytes, "spool: unsent records from the previous run will be sent first");
-                    }
-                    metrics.spool_skipped_records.fetch_add(
-                        recovered.corrupt_records,
-                        std::sync::atomic::Ordering::Relaxed,
-                    );
-                    let lane_spool = if evicts {
-                        lane_spool
-                    } else {
-                        lane_spool.without_eviction()
-                    };
-                    queues.push(Box::new(SpoolQueue::new(
-                        lane_spool,
-                        external_labels.clone(),
-                        lane_capacity,
-                        i,
-                        metrics.clone(),
-                    )));
-                }
-                queues
-            }
-        };
+        let external_labels = external_labels(config);
+        let queues = open_queues(config, spool, &metrics, &external_labels)?;
         let lanes: Vec<Arc<Lane>> = queues
             .into_iter()
             .enumerate()
@@ -123,26 +156,21 @@ impl Endpoint {
                 ))
             })
             .collect();
-        let mut senders = Vec::with_capacity(lanes.len());
-        for lane in &lanes {
-            let lane = lane.clone();
-            let mut flush = flush.clone();
-            let mut delivery = Delivery {
-                client: client.clone(),
-                metrics: metrics.clone(),
-                external_labels: external_labels.clone(),
-                min_backoff: q.min_backoff.get(),
-                max_backoff: q.max_backoff.get(),
-                max_sample_age: q.max_sample_age.get(),
-                encoder: RequestEncoder::new(),
-            };
-            senders.push(tokio::spawn(async move {
-                while let Some(batch) = lane.next_batch(&mut flush).await {
-                    delivery.deliver(&lane, batch).await;
-                    lane.finish_batch();
-                }
-            }));
-        }
+        let senders = lanes
+            .iter()
+            .map(|lane| {
+                let sender = BatchSender {
+                    client: client.clone(),
+                    metrics: metrics.clone(),
+                    external_labels: external_labels.clone(),
+                    min_backoff: q.min_backoff.get(),
+                    max_backoff: q.max_backoff.get(),
+                    max_sample_age: q.max_sample_age.get(),
+                    encoder: RequestEncoder::new(),
+                };
+                spawn_sender(lane.clone(), sender, flush.clone())
+            })
+            .collect();
         if config.send_metadata {
             // The metadata task ends by itself on flush; it holds nothing worth waiting for.
             tokio::spawn(metadata::run(

@@ -10,8 +10,8 @@
 
 use std::collections::VecDeque;
 
+use super::sample::ExportSample;
 use crate::export::receipt::Stored;
-use crate::export::sample::ExportSample;
 use crate::spool::SpooledBatch;
 
 /// Samples sent together in one request.
@@ -188,7 +188,7 @@ impl BatchQueue for MemoryQueue {
 pub(super) fn test_batch(n: usize, ts: i64) -> Batch {
     use std::sync::Arc;
 
-    use crate::export::sample::ExportSeries;
+    use super::sample::ExportSeries;
     use crate::series::{LabelSet, SeriesId};
 
     let id = SeriesId {

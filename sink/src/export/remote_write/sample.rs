@@ -1,4 +1,4 @@
-//! The samples the export stage queues: a reported series ([`SeriesId`], labels as text) or a
+//! The samples a remote-write endpoint queues: a reported series ([`SeriesId`], labels as text) or a
 //! scraped one ([`EncodedSeries`], labels already encoded), with its value and timestamp.
 //!
 //! Owns the choice between the two series forms and the lane hash of each. It must not
@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use super::remote_write::encoded_series::EncodedSeries;
+use super::encoded_series::EncodedSeries;
 use crate::series::{Sample, SeriesId};
 
 /// The series of a queued sample.

@@ -10,7 +10,7 @@ use std::fmt;
 
 use serde::{de, Deserialize, Deserializer, Serialize, Serializer};
 
-use super::redact::REDACTED;
+use super::REDACTED;
 
 /// A checked `http(s)://` URL whose user info never reaches a log, a label or a file name.
 #[derive(Clone, PartialEq, Eq)]

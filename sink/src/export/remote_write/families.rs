@@ -9,7 +9,7 @@ use std::sync::Mutex;
 use meshtap_report::{MetricKind, Report};
 use tokio::sync::watch;
 
-use super::remote_write::proto::MetricType;
+use super::proto::MetricType;
 
 /// TYPE, HELP and UNIT of one family.
 #[derive(Clone, Debug, PartialEq)]

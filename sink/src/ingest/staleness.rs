@@ -1,4 +1,4 @@
-//! Per-pod series tracking: report ordering and stale markers.
+//! Per-reporter series tracking: report ordering and stale markers.
 //!
 //! Owns three rules: a report not newer than the last accepted one of the same proxy lifetime
 //! (`proxy_start_ms`) is refused as out of order; a series present in a pod's previous report
@@ -10,14 +10,11 @@
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
+use crate::floor::ReporterKey;
 use crate::series::{stale_nan, Sample, SeriesId};
 
 /// Report interval assumed for a pod that did not announce one.
 const DEFAULT_INTERVAL: Duration = Duration::from_secs(10);
-
-/// A reporter, as `(namespace, pod)` from the report body; a channel other than the HTTP
-/// filter's (`Report.channel`) is keyed `(namespace, "<pod>/<channel>")`.
-pub type PodKey = (String, String);
 
 struct PodState {
     proxy_start_ms: i64,
@@ -44,16 +41,16 @@ pub enum Admission {
     OutOfOrder { last_timestamp_ms: i64 },
 }
 
-/// Stale markers of one pod that went silent.
+/// Stale markers of one reporter that went silent.
 #[derive(Debug)]
-pub struct SilentPod {
-    pub pod: PodKey,
+pub struct SilentReporter {
+    pub reporter: ReporterKey,
     pub stale_markers: Vec<Sample>,
 }
 
 /// Series last reported per pod.
 pub struct StalenessTracker {
-    pods: HashMap<PodKey, PodState>,
+    pods: HashMap<ReporterKey, PodState>,
     stale_after_intervals: u32,
 }
 
@@ -83,7 +80,7 @@ impl StalenessTracker {
     /// Offers a report's samples; on acceptance the pod's series set becomes `samples`.
     pub fn admit(
         &mut self,
-        pod: PodKey,
+        pod: ReporterKey,
         clock: ReportClock,
         samples: &[Sample],
         now: Instant,
@@ -141,9 +138,9 @@ impl StalenessTracker {
 
     /// Forgets pods silent for `stale_after_intervals` report intervals, returning stale markers
     /// for all their series timestamped `now_ms` (or just after their last sample).
-    pub fn sweep(&mut self, now: Instant, now_ms: i64) -> Vec<SilentPod> {
+    pub fn sweep(&mut self, now: Instant, now_ms: i64) -> Vec<SilentReporter> {
         let limit = self.stale_after_intervals;
-        let silent: Vec<PodKey> = self
+        let silent: Vec<ReporterKey> = self
             .pods
             .iter()
             .filter(|(_, s)| now.saturating_duration_since(s.last_seen) >= s.interval * limit)
@@ -154,8 +151,8 @@ impl StalenessTracker {
             .filter_map(|pod| {
                 let state = self.pods.remove(&pod)?;
                 let ts = now_ms.max(state.last_timestamp_ms + 1);
-                Some(SilentPod {
-                    pod,
+                Some(SilentReporter {
+                    reporter: pod,
                     stale_markers: markers(state.series.into_iter(), ts),
                 })
             })
@@ -189,8 +186,11 @@ mod tests {
         }
     }
 
-    fn pod() -> PodKey {
-        ("ns".into(), "p".into())
+    fn pod() -> ReporterKey {
+        ReporterKey {
+            pod: crate::floor::PodKey::new("ns", "p"),
+            channel: String::new(),
+        }
     }
 
     #[test]

@@ -3,13 +3,22 @@
 //!
 //! Owns the checks serde cannot express for those keys and the header set they produce. It
 //! borrows from each endpoint's own config struct and must not hold protocol-specific rules
-//! (those stay in `remote_write::config` and `loki::config`).
+//! (those stay in `export::remote_write::config` and `export::loki::config`).
 
 use std::collections::BTreeMap;
 
-use super::http_client::TlsConfig;
-use super::remote_write::config::BasicAuth;
-use crate::config::HttpUrl;
+use serde::{Deserialize, Serialize};
+
+use super::client::TlsConfig;
+use crate::floor::HttpUrl;
+
+/// `basic_auth:` of a push endpoint.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BasicAuth {
+    pub username: String,
+    pub password: String,
+}
 
 /// One endpoint's connection settings, borrowed from its config.
 pub struct Connection<'a> {

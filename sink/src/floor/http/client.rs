@@ -1,19 +1,22 @@
-//! HTTP client setup shared by every push exporter: TLS (extra CA, client certificate,
-//! skip-verify), the `Authorization` header from basic auth or a bearer token, and extra headers.
+//! HTTP client setup shared by every push exporter and the scraper: TLS (extra CA, client
+//! certificate, skip-verify), the `Authorization` header from basic auth or a bearer token, and
+//! extra headers; one push endpoint's client ([`PushClient`]).
 //!
 //! Owns building a `reqwest::Client` and a header map from config, and sending one push with the
 //! shared classification of its answer ([`send_classified`]). It knows no protocol headers (each
-//! exporter adds its own, last, so config cannot override them) and never sleeps or retries.
+//! exporter passes its own, set last so config cannot override them) and never sleeps or
+//! retries.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
-
+use reqwest::StatusCode;
 use serde::{Deserialize, Serialize};
 
-use super::remote_write::config::BasicAuth;
+use super::connection::{BasicAuth, Connection};
 use super::retry::{parse_retry_after, SendOutcome};
+use crate::floor::HttpUrl;
 
 /// `User-Agent` of every request.
 pub const USER_AGENT: &str = concat!("meshtap/", env!("CARGO_PKG_VERSION"));
@@ -147,6 +150,62 @@ pub fn configured_headers(
     Ok(headers)
 }
 
+/// One push endpoint's client: its URL, its configured headers and the protocol's fixed ones.
+pub struct PushClient {
+    http: reqwest::Client,
+    url: HttpUrl,
+    headers: HeaderMap,
+}
+
+impl PushClient {
+    /// The client of `connection` with `timeout` per request; the protocol's `fixed` headers are
+    /// set last, so configuration cannot override them; `at` is the config path for errors.
+    pub fn new(
+        connection: &Connection<'_>,
+        timeout: Duration,
+        fixed: &[(&'static str, &'static str)],
+        at: &str,
+    ) -> Result<PushClient, ClientError> {
+        let http = build_http_client(connection.tls, timeout, at)?;
+        let mut headers = configured_headers(
+            &connection.extra_headers(),
+            connection.basic_auth,
+            connection.bearer_token,
+            at,
+        )?;
+        for (name, value) in fixed {
+            headers.insert(
+                HeaderName::from_static(name),
+                HeaderValue::from_static(value),
+            );
+        }
+        Ok(PushClient {
+            http,
+            url: connection.url.clone(),
+            headers,
+        })
+    }
+
+    /// Posts one body (with `Retry-Attempt: <attempt>` when `attempt` > 0) and classifies the
+    /// answer with [`send_classified`] and `retryable`.
+    pub async fn post(
+        &self,
+        body: Vec<u8>,
+        attempt: Option<u32>,
+        retryable: impl Fn(StatusCode) -> bool,
+    ) -> SendOutcome {
+        let mut request = self
+            .http
+            .post(self.url.as_str())
+            .headers(self.headers.clone())
+            .body(body);
+        if let Some(attempt) = attempt.filter(|a| *a > 0) {
+            request = request.header("Retry-Attempt", attempt.to_string());
+        }
+        send_classified(request, retryable).await
+    }
+}
+
 /// Reads an answer's body for the log, cut to [`MAX_LOGGED_BODY`] bytes.
 pub async fn body_for_log(response: reqwest::Response) -> String {
     let mut body = response.text().await.unwrap_or_default();
@@ -204,7 +263,7 @@ pub fn request_error_text(error: reqwest::Error) -> String {
 /// retry (with the answer's `Retry-After`) and a refusal (its body kept for the log).
 pub async fn send_classified(
     request: reqwest::RequestBuilder,
-    retryable: impl Fn(reqwest::StatusCode) -> bool,
+    retryable: impl Fn(StatusCode) -> bool,
 ) -> SendOutcome {
     let response = match request.send().await {
         Ok(r) => r,
