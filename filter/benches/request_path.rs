@@ -5,17 +5,17 @@
 use std::time::Instant;
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
-use meshtap_filter::aggregate::Aggregator;
 use meshtap_filter::config::EnabledMetrics;
-use meshtap_filter::coordinate::Collected;
-use meshtap_filter::facts::RequestFacts;
-use meshtap_filter::labels::{compute, LabelRules, LabelValues};
-use meshtap_filter::merge::MergedTotals;
-use meshtap_filter::node::LocalNode;
-use meshtap_filter::peer::{ClusterServices, PeerInfo};
+use meshtap_filter::proxy::coordinate::Collected;
+use meshtap_filter::proxy::merge::MergedTotals;
+use meshtap_filter::proxy::wire::TotalsPb;
+use meshtap_filter::record::facts::RequestFacts;
+use meshtap_filter::record::labels::{compute, LabelRules, LabelValues};
+use meshtap_filter::record::node::LocalNode;
+use meshtap_filter::record::peer::{ClusterServices, PeerInfo};
 use meshtap_filter::report::{self, ReportContext};
-use meshtap_filter::series::Observation;
-use meshtap_filter::wire::TotalsPb;
+use meshtap_filter::store::aggregate::Aggregator;
+use meshtap_filter::store::series::Observation;
 use meshtap_report::schema::Reporter;
 use prost::Message;
 

@@ -11,8 +11,8 @@ use std::collections::BTreeMap;
 use meshtap_report::schema::Reporter;
 use serde::Deserialize;
 
-use crate::buckets::HistogramBounds;
-use crate::dimensions::Dimensions;
+use crate::record::dimensions::Dimensions;
+use crate::store::buckets::HistogramBounds;
 use customise::{histogram_bounds, label_caps, overrides, RawOverride};
 
 mod customise;
@@ -122,7 +122,7 @@ pub struct FilterConfig {
 pub struct AccessLogConfig {
     /// Fraction of the eligible requests kept, 0..=1.
     pub sample_rate: f64,
-    /// Keep only failed requests (see [`crate::access_log::RequestOutcome::is_error`]).
+    /// Keep only failed requests (see [`crate::record::access_log::RequestOutcome::is_error`]).
     pub only_errors: bool,
     /// Records per proxy per report interval (also the bound of each worker VM's buffer).
     pub max_per_interval: u32,

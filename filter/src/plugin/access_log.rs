@@ -3,7 +3,7 @@
 //! leader's side (dequeue every batch, bound the report, carry the records of the report in
 //! flight, put them back on the queue when the post fails).
 //!
-//! Selection, record building and every bound are [`crate::access_log`]'s; this module only moves
+//! Selection, record building and every bound are [`crate::record::access_log`]'s; this module only moves
 //! data between the host and it. Nothing here runs when `access_log.enabled` is false, and the
 //! extra values are read only for a request that was selected and fits the buffer.
 
@@ -17,13 +17,13 @@ use proxy_wasm::types::{LogLevel, MapType};
 
 use super::host::{header, log, property, HostStore, PropertyPath};
 use super::vm::{ActiveVm, ClusterInfo, Known};
-use crate::access_log::{
+use crate::config::FilterConfig;
+use crate::record::access_log::{
     add_dropped, build_record, AccessLogBatchPb, HostValue, RecordContext, ReportLogs,
     RequestOutcome, VmAccessLog, QUEUE_NAME,
 };
-use crate::config::FilterConfig;
-use crate::peer::PeerInfo;
-use crate::shortcut::RequestKey;
+use crate::record::peer::PeerInfo;
+use crate::store::shortcut::RequestKey;
 
 /// Batches a leader dequeues per report at most (more wait for the next report).
 const MAX_BATCHES_PER_REPORT: usize = 4_096;

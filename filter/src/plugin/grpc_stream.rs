@@ -23,8 +23,8 @@ use super::host::property;
 use super::http::GRPC_STATS;
 use super::peers::exchanged_peer_labels;
 use super::vm::{register_open, ActiveVm};
-use crate::counters::{CounterKind, CounterValues};
-use crate::grpc::{parse_grpc_stats, FrameCounter, MessageTally};
+use crate::record::grpc::{parse_grpc_stats, FrameCounter, MessageTally};
+use crate::store::counters::{CounterKind, CounterValues};
 
 /// One open gRPC stream's message counts, shared by its HTTP context and the VM's registry.
 pub struct OpenGrpcStream {

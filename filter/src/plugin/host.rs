@@ -10,7 +10,7 @@ use std::ptr::null_mut;
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{LogLevel, MapType, Status};
 
-use crate::coordinate::{CasMismatch, SharedStore};
+use crate::proxy::coordinate::{CasMismatch, SharedStore};
 
 #[link(wasm_import_module = "env")]
 extern "C" {

@@ -29,12 +29,12 @@ use super::grpc_stream::OpenGrpcStream;
 use super::host::{header, int_property, log, PropertyPath};
 use super::peers::{PeerSources, StreamPeers};
 use super::vm::{add_counters, ActiveVm, Known};
-use crate::aggregate::Recorded;
-use crate::counters::{CounterKind, CounterValues};
-use crate::facts::{is_grpc_content_type, RequestFacts};
-use crate::labels::compute;
-use crate::series::Observation;
-use crate::shortcut::RequestKey;
+use crate::record::facts::{is_grpc_content_type, RequestFacts};
+use crate::record::labels::compute;
+use crate::store::aggregate::Recorded;
+use crate::store::counters::{CounterKind, CounterValues};
+use crate::store::series::Observation;
+use crate::store::shortcut::RequestKey;
 
 const REQUEST_DURATION: PropertyPath = PropertyPath(b"request\0duration");
 const REQUEST_TOTAL_SIZE: PropertyPath = PropertyPath(b"request\0total_size");

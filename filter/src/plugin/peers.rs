@@ -11,9 +11,9 @@ use proxy_wasm::types::MapType;
 
 use super::host::{header, int_property, property, PropertyPath};
 use super::vm::{ActiveVm, BytesCache, ClusterInfo, Known};
-use crate::facts::{Direction, RequestFacts};
-use crate::labels::{compute, LabelRules};
-use crate::peer::{ClusterServices, PeerInfo};
+use crate::record::facts::{Direction, RequestFacts};
+use crate::record::labels::{compute, LabelRules};
+use crate::record::peer::{ClusterServices, PeerInfo};
 use meshtap_report::schema::Reporter;
 
 const PEER_HEADER: &str = "x-envoy-peer-metadata";
@@ -58,7 +58,7 @@ fn own_of(known: &Option<Known<Rc<str>>>) -> &str {
     known.as_ref().map_or("", |k| &k.value)
 }
 
-/// The route names that change labels, as [`crate::shortcut::RequestKey::route`] numbers them.
+/// The route names that change labels, as [`crate::store::shortcut::RequestKey::route`] numbers them.
 const ROUTES: [Option<&str>; 3] = [None, Some("allow_any"), Some("block_all")];
 
 /// What a stream's 20 peer labels are computed from, read from the host in the stream's
@@ -66,7 +66,7 @@ const ROUTES: [Option<&str>; 3] = [None, Some("allow_any"), Some("block_all")];
 pub(super) struct StreamPeers {
     pub reporter: Reporter,
     pub cluster: Option<Known<ClusterInfo>>,
-    /// Index into [`ROUTES`], as [`crate::shortcut::RequestKey::route`] numbers routes.
+    /// Index into [`ROUTES`], as [`crate::store::shortcut::RequestKey::route`] numbers routes.
     pub route: usize,
     pub sides: Sides,
     pub authority: Option<Known<Option<Rc<str>>>>,

@@ -3,11 +3,11 @@
 //! `on_configure` parses the pluginConfig (a bad one is logged once and the filter then passes
 //! traffic untouched), reads the node metadata and sets a first tick 1 s later; nothing
 //! network-related happens there. Each tick the VM publishes its totals to shared data and, if
-//! it holds the lease ([`crate::coordinate`]), builds and dispatches the proxy's report (at most
+//! it holds the lease ([`crate::proxy::coordinate`]), builds and dispatches the proxy's report (at most
 //! one in flight per VM). Before publishing, the VM moves the new counts of its open TCP
 //! connections and gRPC streams ([`super::grpc_stream`]) into its totals and applies the leader's
 //! latest idle-series eviction to them; the leader tracks idle sets and decides the next eviction
-//! ([`crate::evict`]). `on_done` publishes a last snapshot. The same root serves an `HTTP` or
+//! ([`crate::proxy::evict`]). `on_done` publishes a last snapshot. The same root serves an `HTTP` or
 //! a `NETWORK` WasmPlugin (`pluginConfig.type`): it hands out request or connection contexts,
 //! and coordinates and reports on that type's own channel. It must not record requests or
 //! connections (that is [`super::http`] and [`super::tcp`]).
@@ -27,12 +27,12 @@ use super::http::RequestRecorder;
 use super::tcp::ConnectionRecorder;
 use super::vm::ActiveVm;
 use crate::config::{FilterConfig, PluginType};
-use crate::coordinate::{self, Collected, Role, LEASE_INTERVALS, STALE_INTERVALS};
-use crate::evict::EvictionView;
-use crate::idle::IdleTracker;
-use crate::node::LocalNode;
+use crate::proxy::coordinate::{self, Collected, Role, LEASE_INTERVALS, STALE_INTERVALS};
+use crate::proxy::evict::EvictionView;
+use crate::proxy::idle::IdleTracker;
+use crate::proxy::wire::TotalsPb;
+use crate::record::node::LocalNode;
 use crate::report::{self, ReportContext};
-use crate::wire::TotalsPb;
 
 /// Delay of the first tick after configuration.
 const FIRST_TICK: Duration = Duration::from_secs(1);
@@ -357,7 +357,7 @@ impl MeshtapRoot {
         collected: Collected,
         now: i64,
         timeout_ms: i64,
-        collect: impl Fn(&crate::evict::Eviction) -> Result<Collected, coordinate::CoordError>,
+        collect: impl Fn(&crate::proxy::evict::Eviction) -> Result<Collected, coordinate::CoordError>,
     ) -> Result<Collected, coordinate::CoordError> {
         let idle = self.idle.idle_sets(&collected.totals, now, timeout_ms);
         if idle.is_empty() || !collected.eviction_applied {

@@ -8,7 +8,7 @@
 //! shortcuts are dropped together. It must not call the host: the HTTP context reads, this state
 //! remembers.
 //!
-//! [`RequestKey`]: crate::shortcut::RequestKey
+//! [`RequestKey`]: crate::store::shortcut::RequestKey
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -19,16 +19,16 @@ use proxy_wasm::types::LogLevel;
 use super::grpc_stream::OpenGrpcStream;
 use super::host::log;
 use super::tcp::OpenConnection;
-use crate::access_log::VmAccessLog;
-use crate::aggregate::{Aggregator, Recorded};
 use crate::config::FilterConfig;
-use crate::counters::{CounterKind, CounterTotals, CounterValues};
-use crate::hashing::{bytes_equal, hash_bytes, WordBuild};
-use crate::labels::LabelValues;
-use crate::node::LocalNode;
-use crate::overrides::LabelCaps;
-use crate::peer::{ClusterServices, PeerInfo};
-use crate::shortcut::Shortcuts;
+use crate::record::access_log::VmAccessLog;
+use crate::record::labels::LabelValues;
+use crate::record::node::LocalNode;
+use crate::record::peer::{ClusterServices, PeerInfo};
+use crate::store::aggregate::{Aggregator, Recorded};
+use crate::store::counters::{CounterKind, CounterTotals, CounterValues};
+use crate::store::hashing::{bytes_equal, hash_bytes, WordBuild};
+use crate::store::overrides::LabelCaps;
+use crate::store::shortcut::Shortcuts;
 
 /// Entries per cache before it is cleared (bounds memory with many clusters or peers).
 pub const CACHE_CAPACITY: usize = 1024;
