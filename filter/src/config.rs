@@ -18,19 +18,20 @@ use customise::{histogram_bounds, label_caps, overrides, RawOverride};
 mod customise;
 
 /// Default upstream cluster of the sink in an Istio mesh.
-pub const DEFAULT_SINK_CLUSTER: &str = "outbound|9091||meshtap-sink.meshtap.svc.cluster.local";
+pub(crate) const DEFAULT_SINK_CLUSTER: &str =
+    "outbound|9091||meshtap-sink.meshtap.svc.cluster.local";
 /// Default `:authority` of report requests.
-pub const DEFAULT_SINK_AUTHORITY: &str = "meshtap-sink.meshtap.svc.cluster.local:9091";
+pub(crate) const DEFAULT_SINK_AUTHORITY: &str = "meshtap-sink.meshtap.svc.cluster.local:9091";
 /// Default label sets held per worker VM before observations go to the overflow series.
-pub const DEFAULT_MAX_SERIES: usize = 10_000;
+pub(crate) const DEFAULT_MAX_SERIES: usize = 10_000;
 /// A label set unchanged this long is evicted (`series_idle_timeout`).
-pub const DEFAULT_SERIES_IDLE_TIMEOUT_MS: u64 = 600_000;
+pub(crate) const DEFAULT_SERIES_IDLE_TIMEOUT_MS: u64 = 600_000;
 /// Default access-log records per proxy per report interval.
-pub const DEFAULT_ACCESS_LOG_MAX_PER_INTERVAL: u32 = 1_000;
+pub(crate) const DEFAULT_ACCESS_LOG_MAX_PER_INTERVAL: u32 = 1_000;
 
 /// Why a `pluginConfig` was refused.
 #[derive(Debug, PartialEq, thiserror::Error)]
-pub enum ConfigError {
+pub(crate) enum ConfigError {
     #[error("pluginConfig is not valid: {0}")]
     Json(String),
     #[error("pluginConfig.{key}: {value:?} is not a duration like \"500ms\", \"10s\" or \"1m\"")]
@@ -67,7 +68,7 @@ pub struct EnabledMetrics {
 /// `pluginConfig.type` because a Wasm module cannot see it. An `HTTP` instance records request
 /// and gRPC message metrics; a `NETWORK` instance records the TCP metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum PluginType {
+pub(crate) enum PluginType {
     #[default]
     Http,
     Network,
@@ -77,7 +78,7 @@ impl PluginType {
     /// The type a `pluginConfig` asks for, read leniently so that a configuration refused for
     /// another reason still gets the right kind of pass-through context (Envoy would otherwise
     /// call connection callbacks on an HTTP context, which traps).
-    pub fn of_config(json: &[u8]) -> PluginType {
+    pub(crate) fn of_config(json: &[u8]) -> PluginType {
         let value: Option<serde_json::Value> = serde_json::from_slice(json).ok();
         match value.as_ref().and_then(|v| v.get("type")?.as_str()) {
             Some("NETWORK") => PluginType::Network,
@@ -88,7 +89,7 @@ impl PluginType {
 
 /// A checked filter configuration.
 #[derive(Debug, Clone, PartialEq)]
-pub struct FilterConfig {
+pub(crate) struct FilterConfig {
     pub plugin_type: PluginType,
     pub sink_cluster: String,
     pub sink_authority: String,
@@ -119,7 +120,7 @@ pub struct FilterConfig {
 
 /// The `access_log` section when `enabled: true`.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct AccessLogConfig {
+pub(crate) struct AccessLogConfig {
     /// Fraction of the eligible requests kept, 0..=1.
     pub sample_rate: f64,
     /// Keep only failed requests (see [`crate::record::access_log::RequestOutcome::is_error`]).
@@ -178,7 +179,10 @@ struct RawAccessLog {
 impl FilterConfig {
     /// Parses a `pluginConfig` JSON document. An empty document means all defaults.
     /// `env` looks up a VM environment variable (for `ingest_token_env`).
-    pub fn parse(json: &[u8], env: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+    pub(crate) fn parse(
+        json: &[u8],
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
         let raw: RawConfig = if json.iter().all(u8::is_ascii_whitespace) {
             RawConfig::default()
         } else {
@@ -397,7 +401,7 @@ fn duration_or(
 }
 
 /// Parses Istio-style durations: an unsigned integer or decimal followed by `ms`, `s`, `m` or `h`.
-pub fn parse_duration(s: &str) -> Option<Duration> {
+pub(crate) fn parse_duration(s: &str) -> Option<Duration> {
     let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
     let (number, unit) = s.split_at(split);
     if number.is_empty() || number.starts_with('.') || number.ends_with('.') {

@@ -21,7 +21,7 @@ use crate::record::dimensions::{Dimensions, REQUEST_FAMILIES};
 use crate::store::buckets::{Bounds, HistogramBounds};
 
 /// The `histogram_buckets` key that sets every request histogram (Istio's stat prefix).
-pub const ALL_HISTOGRAMS: &str = "istiocustom";
+pub(super) const ALL_HISTOGRAMS: &str = "istiocustom";
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]

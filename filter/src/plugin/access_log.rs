@@ -58,7 +58,7 @@ fn enqueue(batch: &AccessLogBatchPb) -> bool {
 
 /// Per-request hook of `on_log`: selects the request and, if kept, reads its extra values and
 /// buffers its record. The selection uses only what the metrics path already read.
-pub fn on_request(
+pub(crate) fn on_request(
     vm: &mut ActiveVm,
     reporter: Reporter,
     key: &RequestKey,
@@ -98,7 +98,7 @@ pub fn on_request(
 
 /// Tick (and shutdown) hook: hands the VM's buffered records and drop count to the queue. A
 /// batch the host refuses is counted as dropped and travels with the next one.
-pub fn flush(vm: &mut ActiveVm) {
+pub(crate) fn flush(vm: &mut ActiveVm) {
     let Some(logs) = vm.access_log.as_mut() else {
         return;
     };
@@ -112,7 +112,7 @@ pub fn flush(vm: &mut ActiveVm) {
 
 /// The records of the report this VM has in flight, kept until the sink answers.
 #[derive(Default)]
-pub struct LogsInFlight {
+pub(crate) struct LogsInFlight {
     records: Vec<AccessLogRecord>,
     /// Drops not yet added to the shared count (its update was contended).
     uncounted_drops: u64,
@@ -120,14 +120,14 @@ pub struct LogsInFlight {
 
 impl LogsInFlight {
     /// The sink accepted the report: its records are delivered.
-    pub fn delivered(&mut self) {
+    pub(crate) fn delivered(&mut self) {
         self.records.clear();
     }
 
     /// The report failed: its records go back on the queue for the next report (whichever VM
     /// leads then), where the per-report bound applies again. Records the host refuses to take
     /// back are counted as dropped.
-    pub fn failed(&mut self) {
+    pub(crate) fn failed(&mut self) {
         if self.records.is_empty() {
             return;
         }
@@ -161,7 +161,7 @@ impl LogsInFlight {
 
     /// Leader hook: fills the report's access logs from the queue (at most
     /// `max_per_interval`, the rest counted), encodes it, and keeps its records in flight.
-    pub fn encode_report(&mut self, mut report: Report, config: &FilterConfig) -> Vec<u8> {
+    pub(crate) fn encode_report(&mut self, mut report: Report, config: &FilterConfig) -> Vec<u8> {
         let Some(access_log) = config.access_log else {
             return meshtap_report::encode(&report);
         };
@@ -188,7 +188,7 @@ impl LogsInFlight {
 
 /// Shutdown hook: hands the VM's buffer over and puts the records of an unanswered report back
 /// on the queue, so the next leader sends them.
-pub fn on_done(vm: &mut ActiveVm, in_flight: &mut LogsInFlight) {
+pub(crate) fn on_done(vm: &mut ActiveVm, in_flight: &mut LogsInFlight) {
     flush(vm);
     in_flight.failed();
 }

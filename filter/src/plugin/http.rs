@@ -46,7 +46,7 @@ pub(super) const GRPC_STATS: PropertyPath =
 const RESPONSE_GRPC_STATUS: PropertyPath = PropertyPath(b"response\0grpc_status");
 
 /// Records one stream when it is logged.
-pub struct RequestRecorder {
+pub(crate) struct RequestRecorder {
     pub vm: Rc<RefCell<ActiveVm>>,
     /// This stream's context id.
     context_id: u32,
@@ -58,7 +58,7 @@ pub struct RequestRecorder {
 }
 
 impl RequestRecorder {
-    pub fn new(vm: Rc<RefCell<ActiveVm>>, context_id: u32) -> Self {
+    pub(crate) fn new(vm: Rc<RefCell<ActiveVm>>, context_id: u32) -> Self {
         RequestRecorder {
             vm,
             context_id,
@@ -199,9 +199,6 @@ fn record(vm: &mut ActiveVm, grpc: Option<bool>, messages: Option<CounterValues>
         response_code,
         response_flags,
         grpc_status,
-        duration_ns,
-        request_bytes,
-        response_bytes,
         ..peers.facts()
     };
     let ActiveVm {

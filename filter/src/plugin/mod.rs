@@ -9,17 +9,17 @@
 //! Logic lives in the crate's pure modules; this layer only moves data
 //! between the host and them.
 
-pub mod access_log;
+pub(crate) mod access_log;
 #[cfg(target_arch = "wasm32")]
-pub mod alloc;
-pub mod dimensions;
-pub mod grpc_stream;
-pub mod host;
-pub mod http;
-pub mod peers;
-pub mod root;
-pub mod tcp;
-pub mod vm;
+pub(crate) mod alloc;
+pub(crate) mod dimensions;
+pub(crate) mod grpc_stream;
+pub(crate) mod host;
+pub(crate) mod http;
+pub(crate) mod peers;
+pub(crate) mod root;
+pub(crate) mod tcp;
+pub(crate) mod vm;
 
 proxy_wasm::main! {{
     // Also installs the SDK's panic hook, which logs a panic before the VM traps.

@@ -41,7 +41,7 @@ const FAILURE_LOG_EVERY_MS: i64 = 60_000;
 
 /// One VM's root context.
 #[derive(Default)]
-pub struct MeshtapRoot {
+pub(crate) struct MeshtapRoot {
     context_id: u32,
     plugin_type: PluginType,
     vm: Option<Rc<RefCell<ActiveVm>>>,
@@ -326,7 +326,7 @@ impl RootContext for MeshtapRoot {
 
 impl MeshtapRoot {
     /// The root context `context_id`, not configured yet.
-    pub fn new(context_id: u32) -> Self {
+    pub(crate) fn new(context_id: u32) -> Self {
         MeshtapRoot {
             context_id,
             ..MeshtapRoot::default()

@@ -32,7 +32,7 @@ use crate::store::counters::{CounterKind, CounterValues};
 
 /// A connection's counters and, once known, its TCP label values.
 #[derive(Default)]
-pub struct OpenConnection {
+pub(crate) struct OpenConnection {
     flow: TcpFlow,
     labels: Option<Rc<[String]>>,
 }
@@ -40,7 +40,10 @@ pub struct OpenConnection {
 impl OpenConnection {
     /// The deltas to record and the labels to record them under; `None` until labelled or when
     /// there is nothing new.
-    pub fn take_labelled_delta(&mut self, closing: bool) -> Option<(Rc<[String]>, CounterValues)> {
+    pub(crate) fn take_labelled_delta(
+        &mut self,
+        closing: bool,
+    ) -> Option<(Rc<[String]>, CounterValues)> {
         let labels = self.labels.clone()?;
         let delta = self.flow.take_delta(closing)?;
         Some((labels, delta))
@@ -48,14 +51,14 @@ impl OpenConnection {
 }
 
 /// Records one connection.
-pub struct ConnectionRecorder {
+pub(crate) struct ConnectionRecorder {
     pub vm: Rc<RefCell<ActiveVm>>,
     connection: Rc<RefCell<OpenConnection>>,
     upstream_seen: bool,
 }
 
 impl ConnectionRecorder {
-    pub fn new(vm: Rc<RefCell<ActiveVm>>) -> Self {
+    pub(crate) fn new(vm: Rc<RefCell<ActiveVm>>) -> Self {
         let connection = Rc::new(RefCell::new(OpenConnection::default()));
         vm.borrow_mut()
             .open_connections

@@ -38,27 +38,27 @@ use crate::proxy::merge::MergedTotals;
 use crate::proxy::wire::{LiveVmPb, ProxyStatePb, TotalsPb, VmSnapshotPb};
 
 /// Key of the proxy-wide state record.
-pub const PROXY_KEY: &str = "meshtap/proxy";
+pub(crate) const PROXY_KEY: &str = "meshtap/proxy";
 /// Key of the retired VMs' folded totals.
-pub const BASE_KEY: &str = "meshtap/base";
+pub(crate) const BASE_KEY: &str = "meshtap/base";
 /// A leader lease lasts this many report intervals.
-pub const LEASE_INTERVALS: i64 = 3;
+pub(crate) const LEASE_INTERVALS: i64 = 3;
 /// A VM whose snapshot is older than this many intervals is retired.
-pub const STALE_INTERVALS: i64 = 3;
+pub(crate) const STALE_INTERVALS: i64 = 3;
 /// CAS attempts before giving up for this tick.
-pub const MAX_CAS_ATTEMPTS: u32 = 16;
+pub(crate) const MAX_CAS_ATTEMPTS: u32 = 16;
 
 /// The key of a VM's snapshot.
-pub fn vm_key(uid: u64) -> String {
+pub(crate) fn vm_key(uid: u64) -> String {
     format!("meshtap/vm/{uid}")
 }
 
 /// A compare-and-swap write lost the race.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct CasMismatch;
+pub(crate) struct CasMismatch;
 
 /// Envoy's shared data as the protocol needs it.
-pub trait SharedStore {
+pub(crate) trait SharedStore {
     /// The value and its CAS token, `None` if the key does not exist.
     fn get(&self, key: &str) -> Option<(Vec<u8>, u32)>;
     /// Writes `value` if `cas` is 0 or still the key's token.
@@ -67,7 +67,7 @@ pub trait SharedStore {
 
 /// Why a coordination step gave up (it is retried next tick).
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
-pub enum CoordError {
+pub(crate) enum CoordError {
     #[error("shared data key {0} stayed contended for {MAX_CAS_ATTEMPTS} attempts")]
     Contended(&'static str),
     #[error("shared data key {PROXY_KEY} is missing")]
@@ -78,7 +78,7 @@ pub enum CoordError {
 
 /// What a VM is this tick.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Role {
+pub(crate) enum Role {
     /// The VM was retired by a leader: drop its totals and register again.
     Retired,
     /// Another VM holds the lease.
@@ -140,7 +140,7 @@ fn update_state(
 }
 
 /// Registers a VM as live and returns its uid.
-pub fn register(store: &dyn SharedStore, now_ms: i64) -> Result<u64, CoordError> {
+pub(crate) fn register(store: &dyn SharedStore, now_ms: i64) -> Result<u64, CoordError> {
     let mut uid = 0;
     update_state(store, now_ms, |state| {
         uid = state.next_vm_uid.max(1);
@@ -156,7 +156,7 @@ pub fn register(store: &dyn SharedStore, now_ms: i64) -> Result<u64, CoordError>
 
 /// Writes a VM's cumulative totals, with the eviction epoch applied to them, to its own key
 /// (only that VM writes it).
-pub fn publish(
+pub(crate) fn publish(
     store: &dyn SharedStore,
     uid: u64,
     now_ms: i64,
@@ -174,7 +174,7 @@ pub fn publish(
 }
 
 /// Takes or renews the report lease if it is free; on success consumes one sequence number.
-pub fn take_turn(
+pub(crate) fn take_turn(
     store: &dyn SharedStore,
     uid: u64,
     now_ms: i64,
@@ -203,7 +203,7 @@ pub fn take_turn(
 }
 
 /// Counts one failed report in the proxy-wide record.
-pub fn record_failure(store: &dyn SharedStore, now_ms: i64) -> Result<(), CoordError> {
+pub(crate) fn record_failure(store: &dyn SharedStore, now_ms: i64) -> Result<(), CoordError> {
     update_state(store, now_ms, |state| {
         state.reports_failed += 1;
         true
@@ -214,7 +214,7 @@ pub fn record_failure(store: &dyn SharedStore, now_ms: i64) -> Result<(), CoordE
 /// The leader's collection: retires stale VMs (folding them into the base), then sums the base
 /// and the live snapshots. `leader_uid` is never retired by its own collection. The sets of
 /// `eviction` are left out of every VM's totals that do not show its epoch.
-pub fn collect(
+pub(crate) fn collect(
     store: &dyn SharedStore,
     leader_uid: u64,
     now_ms: i64,
@@ -300,7 +300,7 @@ pub fn collect(
 
 /// Publishes the leader's next eviction decision: removes its sets from the base, then writes
 /// the record if it is still the one read with token `cas` (`None`: there was none).
-pub fn publish_eviction(
+pub(crate) fn publish_eviction(
     store: &dyn SharedStore,
     next: &Eviction,
     cas: Option<u32>,
@@ -364,7 +364,7 @@ pub(crate) mod memory {
     use std::collections::HashMap;
 
     #[derive(Default)]
-    pub struct MemoryStore {
+    pub(crate) struct MemoryStore {
         data: RefCell<HashMap<String, (Vec<u8>, u32)>>,
         next_cas: RefCell<u32>,
     }

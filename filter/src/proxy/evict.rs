@@ -34,17 +34,17 @@ use crate::store::counters::CounterTotals;
 use crate::store::hashing::{hash_bytes, WordBuild};
 
 /// Key of the eviction record.
-pub const EVICTED_KEY: &str = "meshtap/evicted";
+pub(crate) const EVICTED_KEY: &str = "meshtap/evicted";
 /// Label sets one epoch evicts at most (the rest wait for the next epoch).
-pub const MAX_SETS_PER_EPOCH: usize = 1024;
+pub(crate) const MAX_SETS_PER_EPOCH: usize = 1024;
 /// The kind number of request label sets in an [`EvictedSetPb`].
-pub const REQUEST_KIND: u32 = 0;
+pub(crate) const REQUEST_KIND: u32 = 0;
 
 /// A label set: its kind ([`REQUEST_KIND`] or a [`CounterKind`](crate::store::counters::CounterKind) number) and label values.
-pub type LabelSet = (u32, Vec<String>);
+pub(crate) type LabelSet = (u32, Vec<String>);
 
 /// Hash of a label set, the same for borrowed and owned values.
-pub fn set_hash<S: AsRef<str>>(kind: u32, labels: &[S]) -> u64 {
+pub(crate) fn set_hash<S: AsRef<str>>(kind: u32, labels: &[S]) -> u64 {
     labels.iter().fold(u64::from(kind), |h, l| {
         (h.rotate_left(7) ^ hash_bytes(l.as_ref().as_bytes())).wrapping_mul(0x9E37_79B9_7F4A_7C15)
     })
@@ -52,7 +52,7 @@ pub fn set_hash<S: AsRef<str>>(kind: u32, labels: &[S]) -> u64 {
 
 /// A decoded eviction record.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct Eviction {
+pub(crate) struct Eviction {
     pub epoch: u64,
     /// Label sets evicted proxy-wide, all epochs.
     pub evicted_total: u64,
@@ -76,19 +76,19 @@ impl Eviction {
 
     /// The decision after this one: the next epoch evicting `sets` (at most
     /// [`MAX_SETS_PER_EPOCH`] are taken).
-    pub fn next(&self, mut sets: Vec<LabelSet>) -> Eviction {
+    pub(crate) fn next(&self, mut sets: Vec<LabelSet>) -> Eviction {
         sets.truncate(MAX_SETS_PER_EPOCH);
         let total = self.evicted_total.saturating_add(sets.len() as u64);
         Eviction::with_sets(self.epoch + 1, total, sets)
     }
 
     /// The sets this epoch evicts.
-    pub fn sets(&self) -> &[LabelSet] {
+    pub(crate) fn sets(&self) -> &[LabelSet] {
         &self.sets
     }
 
     /// Whether this epoch evicts the set `labels` of `kind`.
-    pub fn contains<S: AsRef<str>>(&self, kind: u32, labels: &[S]) -> bool {
+    pub(crate) fn contains<S: AsRef<str>>(&self, kind: u32, labels: &[S]) -> bool {
         let Some(candidates) = self.by_hash.get(&set_hash(kind, labels)) else {
             return false;
         };
@@ -101,7 +101,7 @@ impl Eviction {
     }
 
     /// `None` if the bytes are not a record of this filter build.
-    pub fn decode(bytes: &[u8]) -> Option<Eviction> {
+    pub(crate) fn decode(bytes: &[u8]) -> Option<Eviction> {
         let pb = EvictionRecordPb::decode(bytes).ok()?;
         let mut sets = Vec::with_capacity(pb.sets.len());
         for set in &pb.sets {
@@ -115,7 +115,7 @@ impl Eviction {
         Some(Eviction::with_sets(pb.epoch, pb.evicted_total, sets))
     }
 
-    pub fn encode(&self) -> Vec<u8> {
+    pub(crate) fn encode(&self) -> Vec<u8> {
         let mut strings: Vec<String> = Vec::new();
         let mut ids: HashMap<&str, u32> = HashMap::new();
         let sets = self
@@ -144,7 +144,7 @@ impl Eviction {
     }
 
     /// Removes this epoch's sets from a totals record; returns how many were removed.
-    pub fn strip(&self, totals: &mut TotalsPb) -> usize {
+    pub(crate) fn strip(&self, totals: &mut TotalsPb) -> usize {
         if self.sets.is_empty() {
             return 0;
         }
@@ -166,7 +166,7 @@ impl Eviction {
     }
 
     /// Removes this epoch's sets from a VM's totals; returns how many were held.
-    pub fn apply(&self, totals: &mut Aggregator, counters: &mut CounterTotals) -> usize {
+    pub(crate) fn apply(&self, totals: &mut Aggregator, counters: &mut CounterTotals) -> usize {
         if self.sets.is_empty() {
             return 0;
         }
@@ -179,7 +179,7 @@ impl Eviction {
 /// A VM's view of the eviction record: the last decoded record and the epoch applied to the
 /// VM's totals.
 #[derive(Debug, Default)]
-pub struct EvictionView {
+pub(crate) struct EvictionView {
     pub record: Eviction,
     /// The CAS token the record was decoded from.
     pub cas: Option<u32>,
@@ -190,7 +190,7 @@ impl EvictionView {
     /// Reads the record (decoding it only when its token changed); returns the record to apply
     /// to this VM's totals if its epoch was not applied yet (the caller then calls
     /// [`EvictionView::applied`]).
-    pub fn refresh(&mut self, store: &dyn SharedStore) -> Option<&Eviction> {
+    pub(crate) fn refresh(&mut self, store: &dyn SharedStore) -> Option<&Eviction> {
         match store.get(EVICTED_KEY) {
             Some((bytes, cas)) if self.cas != Some(cas) => {
                 // An undecodable record (another filter build) counts as no decision.
@@ -207,7 +207,7 @@ impl EvictionView {
     }
 
     /// Marks the current record as applied to this VM's totals.
-    pub fn applied(&mut self) {
+    pub(crate) fn applied(&mut self) {
         self.applied_epoch = self.record.epoch;
     }
 }

@@ -22,7 +22,7 @@ struct Seen {
 
 /// When each label set of the proxy-wide totals last changed.
 #[derive(Debug, Default)]
-pub struct IdleTracker {
+pub(crate) struct IdleTracker {
     seen: HashMap<u64, Seen, WordBuild>,
     round: u64,
 }
@@ -30,7 +30,7 @@ pub struct IdleTracker {
 impl IdleTracker {
     /// Notes the totals as of `now_ms` and returns the sets unchanged for at least
     /// `timeout_ms` (at most [`MAX_SETS_PER_EPOCH`], in the totals' order).
-    pub fn idle_sets(
+    pub(crate) fn idle_sets(
         &mut self,
         totals: &MergedTotals,
         now_ms: i64,
@@ -81,16 +81,18 @@ impl IdleTracker {
     }
 
     /// Sets remembered.
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
         self.seen.len()
     }
 
-    pub fn is_empty(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_empty(&self) -> bool {
         self.seen.is_empty()
     }
 
     /// Forgets everything (this VM no longer leads).
-    pub fn clear(&mut self) {
+    pub(crate) fn clear(&mut self) {
         *self = IdleTracker::default();
     }
 }

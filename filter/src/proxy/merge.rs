@@ -142,12 +142,12 @@ impl MergedTotals {
     }
 
     /// Distinct label sets other than the overflow one.
-    pub fn held_label_sets(&self) -> usize {
+    pub(crate) fn held_label_sets(&self) -> usize {
         self.held_label_sets
     }
 
     /// All label sets with their totals, sorted by label values (reports are deterministic).
-    pub fn entries(&self) -> Vec<(Vec<&str>, &SeriesValues)> {
+    pub(crate) fn entries(&self) -> Vec<(Vec<&str>, &SeriesValues)> {
         let mut entries: Vec<(Vec<&str>, &SeriesValues)> = self
             .series
             .iter()
@@ -161,12 +161,12 @@ impl MergedTotals {
     }
 
     /// Counter label sets held, the overflow sets excluded.
-    pub fn held_counter_sets(&self) -> usize {
+    pub(crate) fn held_counter_sets(&self) -> usize {
         self.held_counter_sets
     }
 
     /// All counter label sets with their totals, sorted by kind then label values.
-    pub fn counter_entries(&self) -> Vec<(CounterKind, Vec<&str>, &CounterValues)> {
+    pub(crate) fn counter_entries(&self) -> Vec<(CounterKind, Vec<&str>, &CounterValues)> {
         let mut entries: Vec<_> = self
             .counters
             .iter()
@@ -179,7 +179,7 @@ impl MergedTotals {
         entries
     }
 
-    pub fn to_totals(&self) -> TotalsPb {
+    pub(crate) fn to_totals(&self) -> TotalsPb {
         let mut b = TotalsBuilder::default();
         for (labels, values) in self.entries() {
             b.push(labels.into_iter(), values);

@@ -6,8 +6,12 @@
 //! VM applying it). It works over the [`coordinate::SharedStore`] trait and must not call the
 //! host nor build reports.
 
-pub mod coordinate;
-pub mod evict;
-pub mod idle;
-pub mod merge;
-pub mod wire;
+pub(crate) mod coordinate;
+pub(crate) mod evict;
+pub(crate) mod idle;
+pub(crate) mod merge;
+pub(crate) mod wire;
+
+pub use coordinate::Collected;
+pub use merge::MergedTotals;
+pub use wire::TotalsPb;

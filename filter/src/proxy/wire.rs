@@ -9,7 +9,6 @@
 
 use std::collections::HashMap;
 
-use crate::record::labels::LABEL_COUNT;
 use crate::store::aggregate::Aggregator;
 use crate::store::buckets::BUCKET_SLOTS;
 use crate::store::counters::{CounterKind, CounterTotals, CounterValues};
@@ -20,26 +19,26 @@ use crate::store::series::{Histogram, SeriesValues};
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct TotalsPb {
     #[prost(string, repeated, tag = "1")]
-    pub strings: Vec<String>,
+    pub(crate) strings: Vec<String>,
     #[prost(message, repeated, tag = "2")]
-    pub series: Vec<SeriesPb>,
+    pub(crate) series: Vec<SeriesPb>,
     /// Observations that went to the overflow series.
     #[prost(uint64, tag = "3")]
-    pub overflow_observations: u64,
+    pub(crate) overflow_observations: u64,
     /// The TCP and gRPC-message label sets.
     #[prost(message, repeated, tag = "4")]
-    pub counters: Vec<CounterSeriesPb>,
+    pub(crate) counters: Vec<CounterSeriesPb>,
     /// Counter additions that went to an overflow set.
     #[prost(uint64, tag = "5")]
-    pub counter_overflow_additions: u64,
+    pub(crate) counter_overflow_additions: u64,
     /// Label values replaced because of `label_limits`.
     #[prost(uint64, tag = "6")]
-    pub label_values_capped: u64,
+    pub(crate) label_values_capped: u64,
 }
 
 /// One label set of [`CounterTotals`]: its kind, indexes into [`TotalsPb::strings`] and values.
 #[derive(Clone, PartialEq, prost::Message)]
-pub struct CounterSeriesPb {
+pub(crate) struct CounterSeriesPb {
     /// [`CounterKind`] as a number.
     #[prost(uint32, tag = "1")]
     pub kind: u32,
@@ -52,7 +51,7 @@ pub struct CounterSeriesPb {
 
 /// One label set: indexes into [`TotalsPb::strings`] and its totals.
 #[derive(Clone, PartialEq, prost::Message)]
-pub struct SeriesPb {
+pub(crate) struct SeriesPb {
     #[prost(uint32, repeated, tag = "1")]
     pub labels: Vec<u32>,
     #[prost(uint64, tag = "2")]
@@ -66,7 +65,7 @@ pub struct SeriesPb {
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
-pub struct HistogramPb {
+pub(crate) struct HistogramPb {
     #[prost(uint64, repeated, tag = "1")]
     pub buckets: Vec<u64>,
     #[prost(uint64, tag = "2")]
@@ -75,7 +74,7 @@ pub struct HistogramPb {
 
 /// A worker VM's cumulative totals, under `meshtap/vm/<uid>`.
 #[derive(Clone, PartialEq, prost::Message)]
-pub struct VmSnapshotPb {
+pub(crate) struct VmSnapshotPb {
     #[prost(uint64, tag = "1")]
     pub uid: u64,
     /// When the VM wrote this snapshot (ms since the epoch).
@@ -90,7 +89,7 @@ pub struct VmSnapshotPb {
 
 /// The leader's latest eviction decision, under `meshtap/evicted` (see [`crate::proxy::evict`]).
 #[derive(Clone, PartialEq, prost::Message)]
-pub struct EvictionRecordPb {
+pub(crate) struct EvictionRecordPb {
     /// Increases by one per decision; 0 means no decision yet.
     #[prost(uint64, tag = "1")]
     pub epoch: u64,
@@ -107,7 +106,7 @@ pub struct EvictionRecordPb {
 /// One evicted label set: its kind (0 for the request families, else a [`CounterKind`]) and
 /// indexes into [`EvictionRecordPb::strings`].
 #[derive(Clone, PartialEq, prost::Message)]
-pub struct EvictedSetPb {
+pub(crate) struct EvictedSetPb {
     #[prost(uint32, tag = "1")]
     pub kind: u32,
     #[prost(uint32, repeated, tag = "2")]
@@ -116,7 +115,7 @@ pub struct EvictedSetPb {
 
 /// A VM that is counted as live.
 #[derive(Clone, PartialEq, prost::Message)]
-pub struct LiveVmPb {
+pub(crate) struct LiveVmPb {
     #[prost(uint64, tag = "1")]
     pub uid: u64,
     /// When it registered (ms), so a VM that never published can be retired too.
@@ -126,7 +125,7 @@ pub struct LiveVmPb {
 
 /// The proxy-wide state record, under `meshtap/proxy` (small; every VM reads it each tick).
 #[derive(Clone, PartialEq, prost::Message)]
-pub struct ProxyStatePb {
+pub(crate) struct ProxyStatePb {
     /// When this proxy's counters started (ms); created once, survives VM replacement.
     #[prost(int64, tag = "1")]
     pub start_ms: i64,
@@ -173,7 +172,7 @@ impl HistogramPb {
 }
 
 impl SeriesPb {
-    pub fn values(&self) -> SeriesValues {
+    pub(crate) fn values(&self) -> SeriesValues {
         SeriesValues {
             requests: self.requests,
             duration: HistogramPb::to_histogram(&self.duration),
@@ -195,7 +194,7 @@ impl SeriesPb {
 
 /// Builds a [`TotalsPb`] from label sets given as value slices.
 #[derive(Default)]
-pub struct TotalsBuilder {
+pub(crate) struct TotalsBuilder {
     totals: TotalsPb,
     index: HashMap<String, u32, WordBuild>,
 }
@@ -215,12 +214,16 @@ impl TotalsBuilder {
             .collect()
     }
 
-    pub fn push<'a>(&mut self, labels: impl Iterator<Item = &'a str>, values: &SeriesValues) {
+    pub(crate) fn push<'a>(
+        &mut self,
+        labels: impl Iterator<Item = &'a str>,
+        values: &SeriesValues,
+    ) {
         let refs = self.refs(labels);
         self.totals.series.push(SeriesPb::from_values(refs, values));
     }
 
-    pub fn push_counter<'a>(
+    pub(crate) fn push_counter<'a>(
         &mut self,
         kind: CounterKind,
         labels: impl Iterator<Item = &'a str>,
@@ -235,7 +238,7 @@ impl TotalsBuilder {
         });
     }
 
-    pub fn finish(
+    pub(crate) fn finish(
         mut self,
         overflow_observations: u64,
         counter_overflow_additions: u64,
@@ -248,7 +251,7 @@ impl TotalsBuilder {
 
 impl CounterSeriesPb {
     /// The kind and values; `None` for an unknown kind or too many values (skipped, not trusted).
-    pub fn kind_and_values(&self) -> Option<(CounterKind, CounterValues)> {
+    pub(crate) fn kind_and_values(&self) -> Option<(CounterKind, CounterValues)> {
         let kind = CounterKind::from_wire(self.kind)?;
         let mut values = CounterValues::default();
         if self.values.len() > values.len() {
@@ -262,7 +265,7 @@ impl CounterSeriesPb {
 impl TotalsPb {
     /// A VM's current totals: request series and plain counters, one string table, and the
     /// count of label values its caps replaced.
-    pub fn from_vm(
+    pub(crate) fn from_vm(
         agg: &Aggregator,
         counters: &CounterTotals,
         label_values_capped: u64,
@@ -283,28 +286,23 @@ impl TotalsPb {
     pub fn from_aggregator(agg: &Aggregator) -> TotalsPb {
         TotalsPb::from_vm(agg, &CounterTotals::default(), 0)
     }
-
-    /// The label values of a series (the 25 labels, then any extra dimensions); `None` if it
-    /// points outside the string table or has too few values (a corrupt record is skipped,
-    /// never trusted).
-    pub fn labels_of<'a>(&'a self, s: &SeriesPb) -> Option<Vec<&'a str>> {
-        if s.labels.len() < LABEL_COUNT {
-            return None;
-        }
-        s.labels
-            .iter()
-            .map(|i| self.strings.get(*i as usize).map(String::as_str))
-            .collect()
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::config::EnabledMetrics;
-    use crate::record::labels::LabelValues;
+    use crate::record::labels::{LabelValues, LABEL_COUNT};
     use crate::store::series::Observation;
     use prost::Message;
+
+    /// The label values of a series; `None` if one points outside the string table.
+    fn labels_of<'a>(totals: &'a TotalsPb, s: &SeriesPb) -> Option<Vec<&'a str>> {
+        s.labels
+            .iter()
+            .map(|i| totals.strings.get(*i as usize).map(String::as_str))
+            .collect()
+    }
 
     #[cfg_attr(not(target_arch = "wasm32"), test)]
     #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
@@ -328,16 +326,11 @@ mod tests {
         let back = TotalsPb::decode(totals.encode_to_vec().as_slice()).unwrap();
         assert_eq!(back, totals);
         let s = &back.series[0];
-        assert_eq!(back.labels_of(s).unwrap(), vec!["same"; LABEL_COUNT]);
+        assert_eq!(labels_of(&back, s).unwrap(), vec!["same"; LABEL_COUNT]);
         let v = s.values();
         assert_eq!(v.requests, 1);
         assert_eq!(v.duration.sum, 12);
         assert_eq!(v.response_bytes.buckets[0], 1);
-        let bad = SeriesPb {
-            labels: vec![7; LABEL_COUNT],
-            ..Default::default()
-        };
-        assert_eq!(back.labels_of(&bad), None);
     }
 
     #[cfg_attr(not(target_arch = "wasm32"), test)]

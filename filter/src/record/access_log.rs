@@ -20,13 +20,13 @@ use crate::record::node::LocalNode;
 use crate::record::peer::PeerInfo;
 
 /// Name of the shared queue worker VMs enqueue their batches on.
-pub const QUEUE_NAME: &str = "meshtap/access_log";
+pub(crate) const QUEUE_NAME: &str = "meshtap/access_log";
 /// Shared-data key of the proxy's cumulative count of dropped records (8 bytes, little-endian).
-pub const DROPPED_KEY: &str = "meshtap/access_log/dropped";
+pub(crate) const DROPPED_KEY: &str = "meshtap/access_log/dropped";
 
 /// How a request ended, as the metrics path already read it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct RequestOutcome {
+pub(crate) struct RequestOutcome {
     /// `response.code`, `None` without a response.
     pub response_code: Option<i64>,
     /// `response.flags`.
@@ -38,7 +38,7 @@ pub struct RequestOutcome {
 impl RequestOutcome {
     /// What `only_errors` keeps: a response code of 400 or more, no response (code 0), any
     /// response flag, or a gRPC status other than OK.
-    pub fn is_error(&self) -> bool {
+    pub(crate) fn is_error(&self) -> bool {
         let code = self.response_code.unwrap_or(0);
         code >= 400
             || code == 0
@@ -49,12 +49,12 @@ impl RequestOutcome {
 
 /// A seeded pseudo-random source (SplitMix64): the same seed gives the same decisions.
 #[derive(Debug, Clone)]
-pub struct Sampler {
+pub(crate) struct Sampler {
     state: u64,
 }
 
 impl Sampler {
-    pub fn new(seed: u64) -> Sampler {
+    pub(crate) fn new(seed: u64) -> Sampler {
         Sampler { state: seed }
     }
 
@@ -67,7 +67,7 @@ impl Sampler {
     }
 
     /// Keeps with probability `rate`; rates of 0 and 1 draw nothing.
-    pub fn keep(&mut self, rate: f64) -> bool {
+    pub(crate) fn keep(&mut self, rate: f64) -> bool {
         if rate >= 1.0 {
             return true;
         }
@@ -81,7 +81,7 @@ impl Sampler {
 
 /// One value the glue reads from the host for a kept record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum HostValue {
+pub(crate) enum HostValue {
     /// A property by its wire path (parts joined by NUL).
     Property(&'static [u8]),
     /// A request header (readable in the access-log phase).
@@ -91,36 +91,39 @@ pub enum HostValue {
 }
 
 /// `%START_TIME%`: Envoy serves timestamps as int64 nanoseconds.
-pub const START_TIME: HostValue = HostValue::Property(b"request\0time");
-pub const METHOD: HostValue = HostValue::RequestHeader(":method");
-pub const ORIGINAL_PATH: HostValue = HostValue::RequestHeader("x-envoy-original-path");
-pub const PATH: HostValue = HostValue::RequestHeader(":path");
-pub const PROTOCOL: HostValue = HostValue::Property(b"request\0protocol");
-pub const CODE_DETAILS: HostValue = HostValue::Property(b"response\0code_details");
-pub const TERMINATION_DETAILS: HostValue = HostValue::Property(b"connection\0termination_details");
-pub const TRANSPORT_FAILURE: HostValue = HostValue::Property(b"upstream\0transport_failure_reason");
+pub(crate) const START_TIME: HostValue = HostValue::Property(b"request\0time");
+pub(crate) const METHOD: HostValue = HostValue::RequestHeader(":method");
+pub(crate) const ORIGINAL_PATH: HostValue = HostValue::RequestHeader("x-envoy-original-path");
+pub(crate) const PATH: HostValue = HostValue::RequestHeader(":path");
+pub(crate) const PROTOCOL: HostValue = HostValue::Property(b"request\0protocol");
+pub(crate) const CODE_DETAILS: HostValue = HostValue::Property(b"response\0code_details");
+pub(crate) const TERMINATION_DETAILS: HostValue =
+    HostValue::Property(b"connection\0termination_details");
+pub(crate) const TRANSPORT_FAILURE: HostValue =
+    HostValue::Property(b"upstream\0transport_failure_reason");
 /// `%BYTES_RECEIVED%` / `%BYTES_SENT%`: body sizes.
-pub const REQUEST_BODY_SIZE: HostValue = HostValue::Property(b"request\0size");
-pub const RESPONSE_BODY_SIZE: HostValue = HostValue::Property(b"response\0size");
+pub(crate) const REQUEST_BODY_SIZE: HostValue = HostValue::Property(b"request\0size");
+pub(crate) const RESPONSE_BODY_SIZE: HostValue = HostValue::Property(b"response\0size");
 /// `%DURATION%`: Envoy serves durations as int64 nanoseconds.
-pub const DURATION: HostValue = HostValue::Property(b"request\0duration");
-pub const UPSTREAM_SERVICE_TIME: HostValue =
+pub(crate) const DURATION: HostValue = HostValue::Property(b"request\0duration");
+pub(crate) const UPSTREAM_SERVICE_TIME: HostValue =
     HostValue::ResponseHeader("x-envoy-upstream-service-time");
-pub const X_FORWARDED_FOR: HostValue = HostValue::RequestHeader("x-forwarded-for");
-pub const USER_AGENT: HostValue = HostValue::RequestHeader("user-agent");
-pub const REQUEST_ID: HostValue = HostValue::RequestHeader("x-request-id");
-pub const AUTHORITY: HostValue = HostValue::RequestHeader(":authority");
-pub const UPSTREAM_HOST: HostValue = HostValue::Property(b"upstream\0address");
-pub const UPSTREAM_LOCAL_ADDRESS: HostValue = HostValue::Property(b"upstream\0local_address");
-pub const DOWNSTREAM_LOCAL_ADDRESS: HostValue = HostValue::Property(b"destination\0address");
-pub const DOWNSTREAM_REMOTE_ADDRESS: HostValue = HostValue::Property(b"source\0address");
-pub const REQUESTED_SERVER_NAME: HostValue =
+pub(crate) const X_FORWARDED_FOR: HostValue = HostValue::RequestHeader("x-forwarded-for");
+pub(crate) const USER_AGENT: HostValue = HostValue::RequestHeader("user-agent");
+pub(crate) const REQUEST_ID: HostValue = HostValue::RequestHeader("x-request-id");
+pub(crate) const AUTHORITY: HostValue = HostValue::RequestHeader(":authority");
+pub(crate) const UPSTREAM_HOST: HostValue = HostValue::Property(b"upstream\0address");
+pub(crate) const UPSTREAM_LOCAL_ADDRESS: HostValue =
+    HostValue::Property(b"upstream\0local_address");
+pub(crate) const DOWNSTREAM_LOCAL_ADDRESS: HostValue = HostValue::Property(b"destination\0address");
+pub(crate) const DOWNSTREAM_REMOTE_ADDRESS: HostValue = HostValue::Property(b"source\0address");
+pub(crate) const REQUESTED_SERVER_NAME: HostValue =
     HostValue::Property(b"connection\0requested_server_name");
-pub const ROUTE_NAME: HostValue = HostValue::Property(b"xds\0route_name");
+pub(crate) const ROUTE_NAME: HostValue = HostValue::Property(b"xds\0route_name");
 
 /// What the record of one request is built from besides the values read through [`HostValue`].
 #[derive(Debug, Clone, Copy)]
-pub struct RecordContext<'a> {
+pub(crate) struct RecordContext<'a> {
     pub reporter: Reporter,
     pub outcome: RequestOutcome,
     /// `xds.cluster_name` (`%UPSTREAM_CLUSTER_RAW%`), `""` without one.
@@ -156,7 +159,7 @@ fn workload_of(peer: Option<&PeerInfo>) -> (String, String) {
 
 /// Builds the record of a kept request; `read` returns a host value's raw bytes, `None` when
 /// absent (printed as `-` by the sink).
-pub fn build_record(
+pub(crate) fn build_record(
     ctx: &RecordContext<'_>,
     mut read: impl FnMut(HostValue) -> Option<Vec<u8>>,
 ) -> AccessLogRecord {
@@ -218,7 +221,7 @@ pub fn build_record(
 /// What a worker VM hands to the leader through the shared queue: its records since its last
 /// batch and the records it dropped meanwhile.
 #[derive(Clone, PartialEq, prost::Message)]
-pub struct AccessLogBatchPb {
+pub(crate) struct AccessLogBatchPb {
     #[prost(message, repeated, tag = "1")]
     pub records: Vec<AccessLogRecord>,
     #[prost(uint64, tag = "2")]
@@ -227,7 +230,7 @@ pub struct AccessLogBatchPb {
 
 /// One worker VM's access-log state: the selection and the buffer until the next tick.
 #[derive(Debug, Clone)]
-pub struct VmAccessLog {
+pub(crate) struct VmAccessLog {
     pub config: AccessLogConfig,
     sampler: Sampler,
     records: Vec<AccessLogRecord>,
@@ -235,7 +238,7 @@ pub struct VmAccessLog {
 }
 
 impl VmAccessLog {
-    pub fn new(config: AccessLogConfig, seed: u64) -> VmAccessLog {
+    pub(crate) fn new(config: AccessLogConfig, seed: u64) -> VmAccessLog {
         VmAccessLog {
             config,
             sampler: Sampler::new(seed),
@@ -246,7 +249,7 @@ impl VmAccessLog {
 
     /// Whether a request with this outcome gets a record: `only_errors` first, then sampling,
     /// then the buffer bound (a selected request that does not fit is counted as dropped).
-    pub fn admit(&mut self, outcome: &RequestOutcome) -> bool {
+    pub(crate) fn admit(&mut self, outcome: &RequestOutcome) -> bool {
         if self.config.only_errors && !outcome.is_error() {
             return false;
         }
@@ -261,17 +264,17 @@ impl VmAccessLog {
     }
 
     /// Buffers the record of an admitted request.
-    pub fn push(&mut self, record: AccessLogRecord) {
+    pub(crate) fn push(&mut self, record: AccessLogRecord) {
         self.records.push(record);
     }
 
     /// Counts records lost outside the buffer (e.g. a batch the host refused to enqueue).
-    pub fn count_dropped(&mut self, n: u64) {
+    pub(crate) fn count_dropped(&mut self, n: u64) {
         self.dropped += n;
     }
 
     /// Takes what is buffered; `None` when there is nothing to hand over.
-    pub fn take_batch(&mut self) -> Option<AccessLogBatchPb> {
+    pub(crate) fn take_batch(&mut self) -> Option<AccessLogBatchPb> {
         if self.records.is_empty() && self.dropped == 0 {
             return None;
         }
@@ -280,23 +283,19 @@ impl VmAccessLog {
             dropped: std::mem::take(&mut self.dropped),
         })
     }
-
-    pub fn buffered(&self) -> usize {
-        self.records.len()
-    }
 }
 
 /// The leader's gathering of batches for one report: at most `max` records (the oldest by start
 /// time), every other record counted as dropped.
 #[derive(Debug, Default)]
-pub struct ReportLogs {
+pub(crate) struct ReportLogs {
     max: usize,
     records: Vec<AccessLogRecord>,
     dropped: u64,
 }
 
 impl ReportLogs {
-    pub fn new(max_per_interval: u32) -> ReportLogs {
+    pub(crate) fn new(max_per_interval: u32) -> ReportLogs {
         ReportLogs {
             max: max_per_interval as usize,
             ..ReportLogs::default()
@@ -304,7 +303,7 @@ impl ReportLogs {
     }
 
     /// Adds a batch from the queue; an undecodable one is counted as one dropped record.
-    pub fn absorb(&mut self, bytes: &[u8]) {
+    pub(crate) fn absorb(&mut self, bytes: &[u8]) {
         match AccessLogBatchPb::decode(bytes) {
             Ok(batch) => {
                 self.dropped += batch.dropped;
@@ -325,14 +324,14 @@ impl ReportLogs {
     }
 
     /// The report's records in start-time order, and the records dropped in this gathering.
-    pub fn finish(mut self) -> (Vec<AccessLogRecord>, u64) {
+    pub(crate) fn finish(mut self) -> (Vec<AccessLogRecord>, u64) {
         self.records.sort_by_key(|r| r.start_time_ns);
         (self.records, self.dropped)
     }
 }
 
 /// Adds `n` to the proxy's cumulative count of dropped records and returns the new total.
-pub fn add_dropped(store: &dyn SharedStore, n: u64) -> Result<u64, CoordError> {
+pub(crate) fn add_dropped(store: &dyn SharedStore, n: u64) -> Result<u64, CoordError> {
     for _ in 0..MAX_CAS_ATTEMPTS {
         let (current, cas) = store
             .get(DROPPED_KEY)

@@ -5,7 +5,7 @@
 
 /// Decodes standard base64 (`A-Z a-z 0-9 + /`), padding optional. `None` on any bad character
 /// or an impossible length.
-pub fn decode(input: &[u8]) -> Option<Vec<u8>> {
+pub(crate) fn decode(input: &[u8]) -> Option<Vec<u8>> {
     let trimmed = match input {
         [rest @ .., b'=', b'='] => rest,
         [rest @ .., b'='] => rest,

@@ -16,17 +16,17 @@ use meshtap_report::schema::{
 use crate::record::labels::LABEL_COUNT;
 
 /// Most extra value columns (distinct name and expression pairs) a configuration may have.
-pub const MAX_EXTRA_DIMENSIONS: usize = 8;
+pub(crate) const MAX_EXTRA_DIMENSIONS: usize = 8;
 
 /// Longest label value taken from a header or property, in bytes (longer ones are cut at a
 /// UTF-8 boundary).
-pub const MAX_VALUE_BYTES: usize = 256;
+pub(crate) const MAX_VALUE_BYTES: usize = 256;
 
 /// The value of a header or property that is absent (Istio's default for a missing value).
-pub const MISSING_VALUE: &str = "unknown";
+pub(crate) const MISSING_VALUE: &str = "unknown";
 
 /// The families extra dimensions apply to (`ALL` means these four).
-pub const REQUEST_FAMILIES: [&str; 4] = [
+pub(crate) const REQUEST_FAMILIES: [&str; 4] = [
     REQUESTS_TOTAL,
     REQUEST_DURATION,
     REQUEST_BYTES,
@@ -59,7 +59,7 @@ const PROPERTIES: [(&str, &[u8]); 17] = [
 
 /// Where a dimension's value comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Source {
+pub(crate) enum Source {
     /// A request header (name lower-cased); one host call per request.
     RequestHeader(String),
     /// A response header (name lower-cased); one host call per request.
@@ -74,7 +74,7 @@ pub enum Source {
 
 /// One extra value column: the label name it was configured under and its source.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Column {
+pub(crate) struct Column {
     pub name: String,
     pub source: Source,
 }
@@ -83,20 +83,20 @@ pub struct Column {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Dimensions {
     /// Extra value columns; column `k` is value `25 + k` of a stored label set.
-    pub columns: Vec<Column>,
+    pub(crate) columns: Vec<Column>,
     /// Request families whose labels differ from the standard 25: (label name, position in
     /// the stored label set) in report order.
     layouts: Vec<(&'static str, Vec<(String, usize)>)>,
 }
 
 impl Dimensions {
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.columns.is_empty()
     }
 
     /// Sets label `name` of `family` to the value of `expression` (UPSERT). `Err` says why the
     /// name or expression is refused.
-    pub fn upsert(
+    pub(crate) fn upsert(
         &mut self,
         family: &'static str,
         name: &str,
@@ -146,7 +146,7 @@ impl Dimensions {
 
     /// The labels of a request family as (name, position in the stored label set), in report
     /// order: its configured layout, else the standard 25 (so the extra values are left out).
-    pub fn layout(&self, family: &str) -> Vec<(String, usize)> {
+    pub(crate) fn layout(&self, family: &str) -> Vec<(String, usize)> {
         match self.layouts.iter().find(|(f, _)| *f == family) {
             Some((_, labels)) => labels.clone(),
             None => HTTP_LABELS
@@ -158,7 +158,7 @@ impl Dimensions {
     }
 
     /// Positions in the stored label set of the extra columns configured under `name`.
-    pub fn positions_named<'a>(&'a self, name: &'a str) -> impl Iterator<Item = usize> + 'a {
+    pub(crate) fn positions_named<'a>(&'a self, name: &'a str) -> impl Iterator<Item = usize> + 'a {
         self.columns
             .iter()
             .enumerate()
@@ -168,7 +168,7 @@ impl Dimensions {
 
     /// Replaces every node-metadata source by its value, read through `get` (`unknown` when the
     /// key is absent), so a request reads nothing for it.
-    pub fn resolve_node_metadata(&mut self, get: impl Fn(&str) -> Option<String>) {
+    pub(crate) fn resolve_node_metadata(&mut self, get: impl Fn(&str) -> Option<String>) {
         for column in &mut self.columns {
             if let Source::NodeMetadata(key) = &column.source {
                 let value = get(key).map_or_else(|| MISSING_VALUE.to_string(), |v| truncated(&v));
@@ -196,7 +196,7 @@ fn check_label_name(name: &str) -> Result<(), String> {
 }
 
 /// Parses a value expression (see the module doc and `filter/README.md`).
-pub fn parse_expression(expression: &str) -> Result<Source, String> {
+pub(crate) fn parse_expression(expression: &str) -> Result<Source, String> {
     let e = expression.trim();
     if let Some(text) = quoted(e) {
         return Ok(Source::Literal(text.to_string()));
@@ -258,7 +258,7 @@ fn header_name(key: &str) -> Option<String> {
 
 /// A label value from a header or property: `unknown` when absent, else its text (lossy UTF-8)
 /// cut to [`MAX_VALUE_BYTES`].
-pub fn value_of(raw: Option<&[u8]>) -> String {
+pub(crate) fn value_of(raw: Option<&[u8]>) -> String {
     match raw {
         None => MISSING_VALUE.to_string(),
         Some(bytes) => truncated(&String::from_utf8_lossy(bytes)),
@@ -278,7 +278,7 @@ fn truncated(text: &str) -> String {
 
 /// Appends one raw value to the key that identifies a request's extra values (absent and
 /// empty differ; length-prefixed, so values cannot run into each other).
-pub fn append_key(key: &mut Vec<u8>, raw: Option<&[u8]>) {
+pub(crate) fn append_key(key: &mut Vec<u8>, raw: Option<&[u8]>) {
     match raw {
         None => key.push(0),
         Some(bytes) => {

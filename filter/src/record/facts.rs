@@ -8,14 +8,14 @@ use crate::record::peer::{ClusterServices, PeerInfo};
 
 /// Listener direction as Envoy reports it in `xds.listener_direction`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Direction {
+pub(crate) enum Direction {
     Inbound,
     Outbound,
 }
 
 impl Direction {
     /// Envoy's `envoy.config.core.v3.TrafficDirection` value: 1 inbound, 2 outbound.
-    pub fn from_envoy(value: i64) -> Option<Direction> {
+    pub(crate) fn from_envoy(value: i64) -> Option<Direction> {
         match value {
             1 => Some(Direction::Inbound),
             2 => Some(Direction::Outbound),
@@ -55,16 +55,10 @@ pub struct RequestFacts<'a> {
     pub response_flags: u64,
     /// gRPC status from `response.grpc_status`, else trailers/headers `grpc-status`.
     pub grpc_status: Option<i64>,
-    /// `request.duration` in nanoseconds.
-    pub duration_ns: i64,
-    /// `request.total_size`.
-    pub request_bytes: i64,
-    /// `response.total_size`.
-    pub response_bytes: i64,
 }
 
 /// Whether a request `content-type` marks gRPC (Envoy's `isGrpcRequestHeaders`).
-pub fn is_grpc_content_type(content_type: &[u8]) -> bool {
+pub(crate) fn is_grpc_content_type(content_type: &[u8]) -> bool {
     content_type.starts_with(b"application/grpc")
 }
 

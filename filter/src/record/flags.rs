@@ -6,14 +6,14 @@
 use std::fmt::Write;
 
 /// Short strings by bit position.
-pub const SHORT_FLAGS: [&str; 29] = [
+pub(crate) const SHORT_FLAGS: [&str; 29] = [
     "LH", "UH", "UT", "LR", "UR", "UF", "UC", "UO", "NR", "DI", "FI", "RL", "UAEX", "RLSE", "DC",
     "URX", "SI", "IH", "DPE", "UMSDR", "RFCF", "NFCF", "DT", "UPE", "NC", "OM", "DF", "DO", "DR",
 ];
 
 /// Writes the flags as Envoy's short strings joined by `,` in bit order, `-` when none are set.
 /// Bits Envoy added after this table are written as `0x<bit>` so they stay visible.
-pub fn write_flags(out: &mut String, flags: u64) {
+pub(crate) fn write_flags(out: &mut String, flags: u64) {
     if flags == 0 {
         out.push('-');
         return;

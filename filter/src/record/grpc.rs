@@ -12,11 +12,11 @@
 use crate::store::counters::CounterValues;
 
 /// Bytes of a gRPC frame prefix: a compressed flag and a 4-byte big-endian length.
-pub const PREFIX_LEN: usize = 5;
+pub(crate) const PREFIX_LEN: usize = 5;
 
 /// Counts the gRPC messages of one direction of a stream across body chunks.
 #[derive(Debug, Default, Clone)]
-pub struct FrameCounter {
+pub(crate) struct FrameCounter {
     /// Message bytes of the current frame not yet seen.
     remaining: u64,
     prefix: [u8; PREFIX_LEN],
@@ -28,7 +28,11 @@ impl FrameCounter {
     /// Walks one body chunk of `len` bytes. `read(offset, size)` returns up to `size` bytes of
     /// the chunk from `offset` (the host's body buffer); a failed read stops the walk for this
     /// chunk and loses no count already made.
-    pub fn feed(&mut self, len: usize, mut read: impl FnMut(usize, usize) -> Option<Vec<u8>>) {
+    pub(crate) fn feed(
+        &mut self,
+        len: usize,
+        mut read: impl FnMut(usize, usize) -> Option<Vec<u8>>,
+    ) {
         let mut pos = 0usize;
         while pos < len {
             if self.remaining > 0 {
@@ -60,7 +64,7 @@ impl FrameCounter {
     }
 
     /// Messages whose prefix was seen.
-    pub fn messages(&self) -> u64 {
+    pub(crate) fn messages(&self) -> u64 {
         self.messages
     }
 }
@@ -69,14 +73,14 @@ impl FrameCounter {
 /// stream's end hand out only what is new: the deltas add up to the largest count seen, and a
 /// count read lower than before (a source that lags) hands out nothing and takes nothing back.
 #[derive(Debug, Default, Clone)]
-pub struct MessageTally {
+pub(crate) struct MessageTally {
     handed_out: [u64; 2],
 }
 
 impl MessageTally {
     /// The `(request, response)` counts new since the last call, as the gRPC message counter
     /// values `[request, response, 0, 0]`; `None` when nothing is new.
-    pub fn take_delta(&mut self, (request, response): (u64, u64)) -> Option<CounterValues> {
+    pub(crate) fn take_delta(&mut self, (request, response): (u64, u64)) -> Option<CounterValues> {
         let [request_before, response_before] = self.handed_out;
         let delta = [
             request.saturating_sub(request_before),
@@ -89,14 +93,14 @@ impl MessageTally {
     }
 
     /// Whether `counts` hold anything not yet handed out.
-    pub fn has_news(&self, (request, response): (u64, u64)) -> bool {
+    pub(crate) fn has_news(&self, (request, response): (u64, u64)) -> bool {
         request > self.handed_out[0] || response > self.handed_out[1]
     }
 }
 
 /// The `(request, response)` message counts of the grpc_stats filter state, in its textual form
 /// `"3,5"` or as the `FilterObject` protobuf (fields 1 and 2, varints).
-pub fn parse_grpc_stats(bytes: &[u8]) -> Option<(u64, u64)> {
+pub(crate) fn parse_grpc_stats(bytes: &[u8]) -> Option<(u64, u64)> {
     if let Some(text) = std::str::from_utf8(bytes).ok().filter(|t| t.contains(',')) {
         let (request, response) = text.trim().split_once(',')?;
         return Some((request.trim().parse().ok()?, response.trim().parse().ok()?));

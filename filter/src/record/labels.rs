@@ -16,7 +16,7 @@ use crate::record::node::LocalNode;
 use crate::record::peer::{namespace_from_san, PeerInfo};
 
 /// Number of labels of the request metrics.
-pub const LABEL_COUNT: usize = HTTP_LABELS.len();
+pub(crate) const LABEL_COUNT: usize = HTTP_LABELS.len();
 
 const UNKNOWN: &str = "unknown";
 const LATEST: &str = "latest";
@@ -35,12 +35,12 @@ const SELF_NAMING_CLUSTERS: [&str; 5] = [
 pub struct LabelValues(pub [String; LABEL_COUNT]);
 
 impl LabelValues {
-    pub fn get(&self, index: usize) -> &str {
+    pub(crate) fn get(&self, index: usize) -> &str {
         &self.0[index]
     }
 
     /// The 20 peer labels, which the gRPC message families carry alone.
-    pub fn peer_values(&self) -> Vec<&str> {
+    pub(crate) fn peer_values(&self) -> Vec<&str> {
         self.0[..PEER_LABELS.len()]
             .iter()
             .map(String::as_str)
@@ -49,7 +49,7 @@ impl LabelValues {
 
     /// Istio's 23 TCP labels from labels computed for a connection: the peer labels,
     /// `request_protocol="tcp"`, the response flags and the security policy.
-    pub fn tcp_values(&self) -> Vec<&str> {
+    pub(crate) fn tcp_values(&self) -> Vec<&str> {
         let mut values = self.peer_values();
         values.push("tcp");
         values.push(&self.0[RESPONSE_FLAGS]);

@@ -8,14 +8,20 @@
 //! request for the filter-shipped access logs and builds its record. Nothing here reads the host
 //! (the glue does) or holds totals (that is [`crate::store`]).
 
-pub mod access_log;
-pub mod base64;
-pub mod dimensions;
-pub mod facts;
-pub mod flags;
-pub mod grpc;
-pub mod labels;
-pub mod node;
-pub mod peer;
-pub mod protobuf;
-pub mod tcp;
+pub(crate) mod access_log;
+pub(crate) mod base64;
+pub(crate) mod dimensions;
+pub(crate) mod facts;
+pub(crate) mod flags;
+pub(crate) mod grpc;
+pub(crate) mod labels;
+pub(crate) mod node;
+pub(crate) mod peer;
+pub(crate) mod protobuf;
+pub(crate) mod tcp;
+
+pub use dimensions::Dimensions;
+pub use facts::RequestFacts;
+pub use labels::{compute, LabelRules, LabelValues};
+pub use node::LocalNode;
+pub use peer::{ClusterServices, PeerInfo};

@@ -29,7 +29,7 @@ pub struct LocalNode {
 }
 
 /// Every property path [`LocalNode::read`] asks for, for hosts and tests.
-pub const NODE_PATHS: [&[&str]; 14] = [
+pub(crate) const NODE_PATHS: [&[&str]; 14] = [
     &["node", "metadata", "WORKLOAD_NAME"],
     &["node", "metadata", "NAMESPACE"],
     &["node", "metadata", "NAME"],
@@ -89,7 +89,7 @@ impl LocalNode {
     }
 
     /// The `x-meshtap-pod` header value, `<namespace>/<pod>`.
-    pub fn pod_header(&self) -> String {
+    pub(crate) fn pod_header(&self) -> String {
         format!("{}/{}", self.namespace, self.pod)
     }
 }
@@ -99,7 +99,7 @@ pub(crate) mod fixtures {
     //! Node metadata of the test client (`productpage-v1`) and server (`ratings-v1`).
     use super::LocalNode;
 
-    pub fn client() -> LocalNode {
+    pub(crate) fn client() -> LocalNode {
         LocalNode::read(|p| {
             let v = match p {
                 ["node", "metadata", "WORKLOAD_NAME"] => "productpage-v1",
@@ -121,7 +121,7 @@ pub(crate) mod fixtures {
         })
     }
 
-    pub fn server() -> LocalNode {
+    pub(crate) fn server() -> LocalNode {
         LocalNode::read(|p| {
             let v = match p {
                 ["node", "metadata", "WORKLOAD_NAME"] => "ratings-v1",

@@ -24,15 +24,15 @@ pub struct PeerInfo {
 }
 
 /// Label keys Istio reads app/version/canonical names from.
-pub const LABEL_APP: &str = "app";
-pub const LABEL_VERSION: &str = "version";
-pub const LABEL_K8S_NAME: &str = "app.kubernetes.io/name";
-pub const LABEL_K8S_VERSION: &str = "app.kubernetes.io/version";
-pub const LABEL_CANONICAL_NAME: &str = "service.istio.io/canonical-name";
-pub const LABEL_CANONICAL_REVISION: &str = "service.istio.io/canonical-revision";
+pub(crate) const LABEL_APP: &str = "app";
+pub(crate) const LABEL_VERSION: &str = "version";
+pub(crate) const LABEL_K8S_NAME: &str = "app.kubernetes.io/name";
+pub(crate) const LABEL_K8S_VERSION: &str = "app.kubernetes.io/version";
+pub(crate) const LABEL_CANONICAL_NAME: &str = "service.istio.io/canonical-name";
+pub(crate) const LABEL_CANONICAL_REVISION: &str = "service.istio.io/canonical-revision";
 
 /// Picks `preferred` when non-empty, else `fallback` (Istio prefers `app.kubernetes.io/*`).
-pub fn prefer(preferred: Option<&str>, fallback: Option<&str>) -> String {
+pub(crate) fn prefer(preferred: Option<&str>, fallback: Option<&str>) -> String {
     match preferred {
         Some(p) if !p.is_empty() => p.to_string(),
         _ => fallback.unwrap_or_default().to_string(),
@@ -44,7 +44,7 @@ impl PeerInfo {
     /// (lowercase keys `workload, namespace, cluster, service, revision, app, version, identity`)
     /// or the header/node-metadata form (`WORKLOAD_NAME, NAMESPACE, CLUSTER_ID, LABELS{..}`).
     /// `None` if the bytes are not a Struct or carry no identity at all.
-    pub fn from_struct_bytes(bytes: &[u8]) -> Option<PeerInfo> {
+    pub(crate) fn from_struct_bytes(bytes: &[u8]) -> Option<PeerInfo> {
         let s = Struct::decode(bytes).ok()?;
         let peer = if s.fields.contains_key("WORKLOAD_NAME")
             || s.fields.contains_key("NAMESPACE")
@@ -90,13 +90,13 @@ impl PeerInfo {
     }
 
     /// Decodes a base64 `x-envoy-peer-metadata` header value.
-    pub fn from_header(value: &[u8]) -> Option<PeerInfo> {
+    pub(crate) fn from_header(value: &[u8]) -> Option<PeerInfo> {
         Self::from_struct_bytes(&crate::record::base64::decode(value)?)
     }
 
     /// Istio's endpoint-metadata fallback: `filter_metadata["istio"]["workload"]` =
     /// `"workload;namespace;canonical-service;canonical-revision;cluster-id"` (at least 5 parts).
-    pub fn from_upstream_host_metadata(bytes: &[u8]) -> Option<PeerInfo> {
+    pub(crate) fn from_upstream_host_metadata(bytes: &[u8]) -> Option<PeerInfo> {
         let md = Metadata::decode(bytes).ok()?;
         let value = md.filter_metadata.get("istio")?.str("workload")?;
         let parts: Vec<&str> = value.split(';').collect();
@@ -127,7 +127,7 @@ pub struct ClusterServices {
 
 impl ClusterServices {
     /// Decodes `envoy.config.core.v3.Metadata` bytes; `None` when there is no istio service.
-    pub fn from_cluster_metadata(bytes: &[u8]) -> Option<ClusterServices> {
+    pub(crate) fn from_cluster_metadata(bytes: &[u8]) -> Option<ClusterServices> {
         let md = Metadata::decode(bytes).ok()?;
         let first = md
             .filter_metadata
@@ -146,7 +146,7 @@ impl ClusterServices {
 }
 
 /// The namespace of a SPIFFE id `spiffe://<trust-domain>/ns/<ns>/sa/<sa>`, if it has one.
-pub fn namespace_from_san(san: &str) -> Option<&str> {
+pub(crate) fn namespace_from_san(san: &str) -> Option<&str> {
     let path = san.strip_prefix("spiffe://")?;
     let mut parts = path.split('/').skip(1);
     while let Some(part) = parts.next() {

@@ -9,21 +9,21 @@ use std::collections::BTreeMap;
 
 /// `google.protobuf.Struct`.
 #[derive(Clone, PartialEq, prost::Message)]
-pub struct Struct {
+pub(crate) struct Struct {
     #[prost(btree_map = "string, message", tag = "1")]
     pub fields: BTreeMap<String, Value>,
 }
 
 /// `google.protobuf.Value`.
 #[derive(Clone, PartialEq, prost::Message)]
-pub struct Value {
+pub(crate) struct Value {
     #[prost(oneof = "Kind", tags = "1, 2, 3, 4, 5, 6")]
     pub kind: Option<Kind>,
 }
 
 /// `google.protobuf.Value.kind`.
 #[derive(Clone, PartialEq, prost::Oneof)]
-pub enum Kind {
+pub(crate) enum Kind {
     #[prost(int32, tag = "1")]
     Null(i32),
     #[prost(double, tag = "2")]
@@ -40,21 +40,21 @@ pub enum Kind {
 
 /// `google.protobuf.ListValue`.
 #[derive(Clone, PartialEq, prost::Message)]
-pub struct ListValue {
+pub(crate) struct ListValue {
     #[prost(message, repeated, tag = "1")]
     pub values: Vec<Value>,
 }
 
 /// `envoy.config.core.v3.Metadata` (only `filter_metadata`).
 #[derive(Clone, PartialEq, prost::Message)]
-pub struct Metadata {
+pub(crate) struct Metadata {
     #[prost(btree_map = "string, message", tag = "1")]
     pub filter_metadata: BTreeMap<String, Struct>,
 }
 
 impl Struct {
     /// The string value of `key`, if present and a string.
-    pub fn str(&self, key: &str) -> Option<&str> {
+    pub(crate) fn str(&self, key: &str) -> Option<&str> {
         match self.fields.get(key)?.kind.as_ref()? {
             Kind::String(s) => Some(s),
             _ => None,
@@ -62,7 +62,7 @@ impl Struct {
     }
 
     /// The struct value of `key`, if present and a struct.
-    pub fn sub(&self, key: &str) -> Option<&Struct> {
+    pub(crate) fn sub(&self, key: &str) -> Option<&Struct> {
         match self.fields.get(key)?.kind.as_ref()? {
             Kind::Struct(s) => Some(s),
             _ => None,
@@ -70,7 +70,7 @@ impl Struct {
     }
 
     /// The list value of `key`, if present and a list.
-    pub fn list(&self, key: &str) -> Option<&[Value]> {
+    pub(crate) fn list(&self, key: &str) -> Option<&[Value]> {
         match self.fields.get(key)?.kind.as_ref()? {
             Kind::List(l) => Some(&l.values),
             _ => None,
@@ -79,7 +79,7 @@ impl Struct {
 }
 
 impl Value {
-    pub fn as_struct(&self) -> Option<&Struct> {
+    pub(crate) fn as_struct(&self) -> Option<&Struct> {
         match self.kind.as_ref()? {
             Kind::Struct(s) => Some(s),
             _ => None,
@@ -92,13 +92,13 @@ pub(crate) mod build {
     //! Builders for test fixtures.
     use super::*;
 
-    pub fn string(s: &str) -> Value {
+    pub(crate) fn string(s: &str) -> Value {
         Value {
             kind: Some(Kind::String(s.to_string())),
         }
     }
 
-    pub fn object(pairs: &[(&str, Value)]) -> Struct {
+    pub(crate) fn object(pairs: &[(&str, Value)]) -> Struct {
         Struct {
             fields: pairs
                 .iter()
@@ -107,13 +107,13 @@ pub(crate) mod build {
         }
     }
 
-    pub fn nested(s: Struct) -> Value {
+    pub(crate) fn nested(s: Struct) -> Value {
         Value {
             kind: Some(Kind::Struct(s)),
         }
     }
 
-    pub fn list(values: Vec<Value>) -> Value {
+    pub(crate) fn list(values: Vec<Value>) -> Value {
         Value {
             kind: Some(Kind::List(ListValue { values })),
         }

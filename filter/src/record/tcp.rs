@@ -13,7 +13,7 @@ use crate::store::counters::CounterValues;
 
 /// What the connection turned out to carry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Traffic {
+pub(crate) enum Traffic {
     /// No data seen yet.
     Undecided,
     /// Plain TCP (or TLS the proxy does not terminate): recorded.
@@ -23,7 +23,7 @@ pub enum Traffic {
 }
 
 /// Bytes of the first downstream data needed to recognise HTTP.
-pub const SNIFF_BYTES: usize = 16;
+pub(crate) const SNIFF_BYTES: usize = 16;
 
 const HTTP2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n";
 const HTTP1_METHODS: [&[u8]; 9] = [
@@ -39,7 +39,7 @@ const HTTP1_METHODS: [&[u8]; 9] = [
 ];
 
 /// Whether the first bytes a client sent start an HTTP/1.x request or the HTTP/2 preface.
-pub fn looks_like_http(first_bytes: &[u8]) -> bool {
+pub(crate) fn looks_like_http(first_bytes: &[u8]) -> bool {
     let prefix = &first_bytes[..first_bytes.len().min(SNIFF_BYTES)];
     let starts = |pattern: &[u8]| {
         let n = prefix.len().min(pattern.len());
@@ -50,7 +50,7 @@ pub fn looks_like_http(first_bytes: &[u8]) -> bool {
 
 /// The counters of one connection not yet handed out.
 #[derive(Debug, Clone)]
-pub struct TcpFlow {
+pub(crate) struct TcpFlow {
     traffic: Traffic,
     received: u64,
     sent: u64,
@@ -71,18 +71,18 @@ impl Default for TcpFlow {
 }
 
 impl TcpFlow {
-    pub fn traffic(&self) -> Traffic {
+    pub(crate) fn traffic(&self) -> Traffic {
         self.traffic
     }
 
     /// Whether the first downstream chunk still has to be looked at.
-    pub fn wants_first_bytes(&self) -> bool {
+    pub(crate) fn wants_first_bytes(&self) -> bool {
         self.traffic == Traffic::Undecided
     }
 
     /// Data from the downstream (client to proxy). `first_bytes` is the start of the chunk when
     /// [`TcpFlow::wants_first_bytes`] was true.
-    pub fn downstream_data(&mut self, len: usize, first_bytes: Option<&[u8]>) {
+    pub(crate) fn downstream_data(&mut self, len: usize, first_bytes: Option<&[u8]>) {
         if self.traffic == Traffic::Undecided {
             self.traffic = match first_bytes {
                 Some(bytes) if looks_like_http(bytes) => Traffic::Http,
@@ -95,7 +95,7 @@ impl TcpFlow {
 
     /// Data from the upstream, sent on to the downstream. A server that speaks first (MySQL,
     /// SMTP) decides the connection is not HTTP.
-    pub fn upstream_data(&mut self, len: usize) {
+    pub(crate) fn upstream_data(&mut self, len: usize) {
         if self.traffic == Traffic::Undecided && len > 0 {
             self.traffic = Traffic::Tcp;
         }
@@ -103,18 +103,19 @@ impl TcpFlow {
     }
 
     /// Whether the connection is recorded at all.
-    pub fn recorded(&self) -> bool {
+    pub(crate) fn recorded(&self) -> bool {
         self.traffic != Traffic::Http
     }
 
     /// Whether a flush would hand out anything.
-    pub fn has_delta(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn has_delta(&self) -> bool {
         self.recorded() && (!self.opened_recorded || self.received > 0 || self.sent > 0)
     }
 
     /// The deltas since the last flush: `[opened, closed, sent, received]`. With `closing`,
     /// also the close (once). `None` for HTTP connections and when there is nothing new.
-    pub fn take_delta(&mut self, closing: bool) -> Option<CounterValues> {
+    pub(crate) fn take_delta(&mut self, closing: bool) -> Option<CounterValues> {
         if !self.recorded() || self.closed {
             return None;
         }

@@ -24,7 +24,7 @@ use crate::store::intern::{GroupTable, IdIndex, StringTable};
 use crate::store::series::{CompactValues, Observation, SeriesValues};
 
 /// Every label value of the overflow series.
-pub const OVERFLOW_VALUE: &str = "overflow";
+pub(crate) const OVERFLOW_VALUE: &str = "overflow";
 
 /// Label value ids per group.
 const GROUP: usize = 5;
@@ -139,7 +139,7 @@ impl Aggregator {
     }
 
     /// Histograms on `bounds`, and `extra_count` extra dimension values per label set.
-    pub fn configured(
+    pub(crate) fn configured(
         max_series: usize,
         enabled: EnabledMetrics,
         bounds: HistogramBounds,
@@ -270,7 +270,7 @@ impl Aggregator {
 
     /// Adds an observation to the series at `slot` (from [`Aggregator::record`] in this
     /// generation).
-    pub fn record_at(&mut self, slot: SeriesSlot, obs: Observation) {
+    pub(crate) fn record_at(&mut self, slot: SeriesSlot, obs: Observation) {
         let enabled = self.enabled;
         if slot == SeriesSlot::OVERFLOW {
             observe_wide(&mut self.overflow, obs, enabled, &self.bounds);
@@ -290,7 +290,7 @@ impl Aggregator {
     }
 
     /// Changes whenever previously returned [`SeriesSlot`]s become invalid.
-    pub fn generation(&self) -> u64 {
+    pub(crate) fn generation(&self) -> u64 {
         self.generation
     }
 
@@ -299,21 +299,17 @@ impl Aggregator {
         self.len
     }
 
-    pub fn overflow_observations(&self) -> u64 {
+    pub(crate) fn overflow_observations(&self) -> u64 {
         self.overflow_observations
     }
 
-    pub fn enabled(&self) -> EnabledMetrics {
-        self.enabled
-    }
-
     /// Values per label set: the 25 labels and the extra dimensions.
-    pub fn label_count(&self) -> usize {
+    pub(crate) fn label_count(&self) -> usize {
         LABEL_COUNT + self.extra_count
     }
 
     /// The held label sets with their totals, then the overflow series if it was used.
-    pub fn series(&self) -> impl Iterator<Item = (SeriesLabels<'_>, SeriesValues)> {
+    pub(crate) fn series(&self) -> impl Iterator<Item = (SeriesLabels<'_>, SeriesValues)> {
         let overflow = (self.overflow_observations > 0)
             .then_some((SeriesLabels::Overflow(self.label_count()), self.overflow));
         (0..self.len as u32)
@@ -336,7 +332,7 @@ impl Aggregator {
     /// Keeps only the held label sets `keep` accepts (the overflow series always stays), with
     /// their totals; returns how many were dropped. The storage is rebuilt, so the memory of
     /// dropped sets (their strings included) is freed, and slots are invalidated.
-    pub fn retain(&mut self, mut keep: impl FnMut(&[&str]) -> bool) -> usize {
+    pub(crate) fn retain(&mut self, mut keep: impl FnMut(&[&str]) -> bool) -> usize {
         let mut kept = Aggregator::configured(
             self.max_series,
             self.enabled,
@@ -375,7 +371,7 @@ impl Aggregator {
     }
 
     /// Forgets everything (the VM's totals were folded into the proxy's base elsewhere).
-    pub fn clear(&mut self) {
+    pub(crate) fn clear(&mut self) {
         self.strings.clear();
         self.groups.clear();
         self.extras = ExtraTable::default();
@@ -391,7 +387,7 @@ impl Aggregator {
 
 /// The label values of a series from [`Aggregator::series`].
 #[derive(Debug, Clone, Copy)]
-pub enum SeriesLabels<'a> {
+pub(crate) enum SeriesLabels<'a> {
     Held {
         groups: &'a [u32; GROUPS],
         extras: &'a [u32],
@@ -402,7 +398,7 @@ pub enum SeriesLabels<'a> {
 }
 
 impl SeriesLabels<'_> {
-    pub fn value(&self, index: usize) -> &str {
+    pub(crate) fn value(&self, index: usize) -> &str {
         match self {
             SeriesLabels::Held {
                 groups,
@@ -419,15 +415,11 @@ impl SeriesLabels<'_> {
         }
     }
 
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         match self {
             SeriesLabels::Held { extras, .. } => LABEL_COUNT + extras.len(),
             SeriesLabels::Overflow(count) => *count,
         }
-    }
-
-    pub fn is_empty(&self) -> bool {
-        false
     }
 }
 

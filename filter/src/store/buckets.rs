@@ -9,14 +9,14 @@
 use meshtap_report::schema::DEFAULT_BUCKETS;
 
 /// Most bounds a configured list may have (Envoy's default list has this many).
-pub const MAX_BOUNDS: usize = DEFAULT_BUCKETS.len();
+pub(crate) const MAX_BOUNDS: usize = DEFAULT_BUCKETS.len();
 
 /// Bucket slots of a histogram's storage: [`MAX_BOUNDS`] bounds plus `+Inf`.
-pub const BUCKET_SLOTS: usize = MAX_BOUNDS + 1;
+pub(crate) const BUCKET_SLOTS: usize = MAX_BOUNDS + 1;
 
 /// Why a bound list was refused.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum BoundsError {
+pub(crate) enum BoundsError {
     #[error("at least one bound is needed")]
     Empty,
     #[error("at most {MAX_BOUNDS} bounds are allowed (Envoy's default list has {MAX_BOUNDS})")]
@@ -29,7 +29,7 @@ pub enum BoundsError {
 
 /// The inclusive upper bounds of one histogram (without `+Inf`).
 #[derive(Debug, Clone, PartialEq)]
-pub struct Bounds {
+pub(crate) struct Bounds {
     bounds: Vec<f64>,
     /// The bounds for whole-number observations (an integer `v` is `<= b` exactly when
     /// `v <= floor(b)`), padded with `u64::MAX` so every list searches the same array.
@@ -44,7 +44,7 @@ impl Default for Bounds {
 
 impl Bounds {
     /// Checks a configured list: 1..=[`MAX_BOUNDS`] finite bounds above 0, strictly increasing.
-    pub fn new(bounds: &[f64]) -> Result<Bounds, BoundsError> {
+    pub(crate) fn new(bounds: &[f64]) -> Result<Bounds, BoundsError> {
         if bounds.is_empty() {
             return Err(BoundsError::Empty);
         }
@@ -70,28 +70,24 @@ impl Bounds {
     /// The bucket slot of a whole-number observation: the first bound it does not exceed, else
     /// the `+Inf` slot (index [`Bounds::len`]).
     #[inline]
-    pub fn slot_of(&self, value: u64) -> usize {
+    pub(crate) fn slot_of(&self, value: u64) -> usize {
         self.integer.partition_point(|b| *b < value)
     }
 
     /// The bounds as reported (`MetricFamily.bounds`).
-    pub fn as_slice(&self) -> &[f64] {
+    pub(crate) fn as_slice(&self) -> &[f64] {
         &self.bounds
     }
 
     /// Number of bounds; the `+Inf` slot has this index.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.bounds.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.bounds.is_empty()
     }
 
     /// A storage histogram's per-slot counts as reported: one count per bound plus `+Inf`.
     /// Counts in slots past this list's `+Inf` slot (left by a configuration with more bounds
     /// in the same proxy) are added to `+Inf`, so no observation is lost.
-    pub fn report_counts(&self, slots: &[u64; BUCKET_SLOTS]) -> Vec<u64> {
+    pub(crate) fn report_counts(&self, slots: &[u64; BUCKET_SLOTS]) -> Vec<u64> {
         let mut counts = Vec::with_capacity(self.len() + 1);
         counts.extend_from_slice(&slots[..self.len()]);
         counts.push(
@@ -106,18 +102,18 @@ impl Bounds {
 /// The bounds of `istio_request_duration_milliseconds`, `istio_request_bytes` and
 /// `istio_response_bytes`, in that order.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct HistogramBounds(pub [Bounds; 3]);
+pub struct HistogramBounds(pub(crate) [Bounds; 3]);
 
 impl HistogramBounds {
-    pub fn duration(&self) -> &Bounds {
+    pub(crate) fn duration(&self) -> &Bounds {
         &self.0[0]
     }
 
-    pub fn request_bytes(&self) -> &Bounds {
+    pub(crate) fn request_bytes(&self) -> &Bounds {
         &self.0[1]
     }
 
-    pub fn response_bytes(&self) -> &Bounds {
+    pub(crate) fn response_bytes(&self) -> &Bounds {
         &self.0[2]
     }
 }

@@ -20,18 +20,18 @@ use crate::store::intern::StringTable;
 /// Counter values per label set: for [`CounterKind::Tcp`] connections opened, connections
 /// closed, bytes sent and bytes received; for [`CounterKind::GrpcMessages`] request messages and
 /// response messages (the last two stay 0).
-pub type CounterValues = [u64; 4];
+pub(crate) type CounterValues = [u64; 4];
 
 /// Which families a label set belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum CounterKind {
+pub(crate) enum CounterKind {
     Tcp = 1,
     GrpcMessages = 2,
 }
 
 impl CounterKind {
     /// The wire number of a kind (see [`crate::proxy::wire::CounterSeriesPb`]).
-    pub fn from_wire(value: u32) -> Option<CounterKind> {
+    pub(crate) fn from_wire(value: u32) -> Option<CounterKind> {
         match value {
             1 => Some(CounterKind::Tcp),
             2 => Some(CounterKind::GrpcMessages),
@@ -40,7 +40,7 @@ impl CounterKind {
     }
 
     /// Number of label values of a set of this kind.
-    pub fn label_count(self) -> usize {
+    pub(crate) fn label_count(self) -> usize {
         match self {
             CounterKind::Tcp => TCP_LABELS.len(),
             CounterKind::GrpcMessages => PEER_LABELS.len(),
@@ -57,7 +57,7 @@ struct CounterKey {
 
 /// The plain-counter totals of one worker VM.
 #[derive(Debug, Default)]
-pub struct CounterTotals {
+pub(crate) struct CounterTotals {
     strings: StringTable,
     series: HashMap<CounterKey, CounterValues, WordBuild>,
     /// Distinct label sets held, the overflow sets excluded.
@@ -67,14 +67,14 @@ pub struct CounterTotals {
 }
 
 /// Adds `delta` into `total`, saturating.
-pub fn add_values(total: &mut CounterValues, delta: &CounterValues) {
+pub(crate) fn add_values(total: &mut CounterValues, delta: &CounterValues) {
     for (t, d) in total.iter_mut().zip(delta) {
         *t = t.saturating_add(*d);
     }
 }
 
 impl CounterTotals {
-    pub fn new(max_series: usize) -> Self {
+    pub(crate) fn new(max_series: usize) -> Self {
         CounterTotals {
             max_series,
             ..Default::default()
@@ -83,7 +83,12 @@ impl CounterTotals {
 
     /// Adds `delta` to the label set `labels` of `kind` (which must have
     /// [`CounterKind::label_count`] values).
-    pub fn add(&mut self, kind: CounterKind, labels: &[&str], delta: &CounterValues) -> Recorded {
+    pub(crate) fn add(
+        &mut self,
+        kind: CounterKind,
+        labels: &[&str],
+        delta: &CounterValues,
+    ) -> Recorded {
         debug_assert_eq!(labels.len(), kind.label_count());
         let ids: Box<[u32]> = labels.iter().map(|v| self.strings.intern(v)).collect();
         let key = CounterKey { kind, labels: ids };
@@ -108,7 +113,7 @@ impl CounterTotals {
     }
 
     /// Every label set with its totals (overflow sets included), in no particular order.
-    pub fn entries(&self) -> impl Iterator<Item = (CounterKind, Vec<&str>, &CounterValues)> {
+    pub(crate) fn entries(&self) -> impl Iterator<Item = (CounterKind, Vec<&str>, &CounterValues)> {
         self.series.iter().map(|(key, values)| {
             let labels = key.labels.iter().map(|id| self.strings.get(*id)).collect();
             (key.kind, labels, values)
@@ -116,18 +121,19 @@ impl CounterTotals {
     }
 
     /// Distinct label sets held, the overflow sets excluded.
-    pub fn held_label_sets(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn held_label_sets(&self) -> usize {
         self.held
     }
 
     /// Additions that went to an overflow set.
-    pub fn overflow_additions(&self) -> u64 {
+    pub(crate) fn overflow_additions(&self) -> u64 {
         self.overflow_additions
     }
 
     /// Keeps only the held label sets `keep` accepts (the overflow sets always stay); returns
     /// how many were dropped. The string table is rebuilt, so dropped sets' memory is freed.
-    pub fn retain(&mut self, mut keep: impl FnMut(CounterKind, &[&str]) -> bool) -> usize {
+    pub(crate) fn retain(&mut self, mut keep: impl FnMut(CounterKind, &[&str]) -> bool) -> usize {
         let mut kept = CounterTotals::new(self.max_series);
         kept.overflow_additions = self.overflow_additions;
         let mut dropped = 0;
@@ -147,7 +153,7 @@ impl CounterTotals {
     }
 
     /// Forgets everything (the VM's totals were folded into the proxy's base elsewhere).
-    pub fn clear(&mut self) {
+    pub(crate) fn clear(&mut self) {
         *self = CounterTotals::new(self.max_series);
     }
 }

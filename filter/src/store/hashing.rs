@@ -41,7 +41,7 @@ const SAMPLED_WORDS: usize = 4;
 /// (peer metadata runs to hundreds of bytes) by their length, first and last 32 bytes and a few
 /// words in between. Equal strings always hash equal; tables using it compare keys in full, so a
 /// sampled collision costs one extra comparison, never a wrong match.
-pub fn hash_bytes(bytes: &[u8]) -> u64 {
+pub(crate) fn hash_bytes(bytes: &[u8]) -> u64 {
     let mut h = mix(SEED, bytes.len() as u64);
     if bytes.len() <= 64 {
         let mut words = bytes.chunks_exact(8);
@@ -71,7 +71,7 @@ fn finish(mut h: u64) -> u64 {
 }
 
 /// `a == b`, compared 32 bytes per step.
-pub fn bytes_equal(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn bytes_equal(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
         return false;
     }
@@ -99,7 +99,7 @@ pub fn bytes_equal(a: &[u8], b: &[u8]) -> bool {
 }
 
 /// Hash of fixed-size id arrays (label ids, group ids).
-pub fn hash_ids(ids: &[u32]) -> u64 {
+pub(crate) fn hash_ids(ids: &[u32]) -> u64 {
     let mut h = SEED;
     for pair in ids.chunks(2) {
         let word = u64::from(pair[0]) | pair.get(1).map_or(0, |v| u64::from(*v) << 32);
@@ -109,7 +109,7 @@ pub fn hash_ids(ids: &[u32]) -> u64 {
 }
 
 /// Word-at-a-time hasher for `HashMap`s keyed by strings, byte strings or small integers.
-pub struct WordHasher(u64);
+pub(crate) struct WordHasher(u64);
 
 impl Default for WordHasher {
     fn default() -> Self {
@@ -144,7 +144,7 @@ impl Hasher for WordHasher {
 }
 
 /// Build hasher for [`WordHasher`]-keyed maps.
-pub type WordBuild = BuildHasherDefault<WordHasher>;
+pub(crate) type WordBuild = BuildHasherDefault<WordHasher>;
 
 #[cfg(test)]
 mod tests {

@@ -10,14 +10,14 @@ use crate::store::hashing::{bytes_equal, hash_bytes, hash_ids};
 /// Open-addressing index of ids by hash (linear probing, load at most 1/2). Slots hold `id + 1`
 /// (0 = empty); equality and rehashing are answered by the owner, which stores the values.
 #[derive(Debug, Default, Clone)]
-pub struct IdIndex {
+pub(crate) struct IdIndex {
     slots: Vec<u32>,
     len: usize,
 }
 
 impl IdIndex {
     /// The id whose value `is_match` accepts among those stored under `hash`.
-    pub fn find(&self, hash: u64, mut is_match: impl FnMut(u32) -> bool) -> Option<u32> {
+    pub(crate) fn find(&self, hash: u64, mut is_match: impl FnMut(u32) -> bool) -> Option<u32> {
         if self.slots.is_empty() {
             return None;
         }
@@ -33,7 +33,7 @@ impl IdIndex {
     }
 
     /// Adds `id` (not present yet) under `hash`; `hash_of` re-hashes stored ids when growing.
-    pub fn insert(&mut self, hash: u64, id: u32, hash_of: impl Fn(u32) -> u64) {
+    pub(crate) fn insert(&mut self, hash: u64, id: u32, hash_of: impl Fn(u32) -> u64) {
         if (self.len + 1) * 2 > self.slots.len() {
             let size = (self.slots.len() * 2).max(16);
             let old = std::mem::replace(&mut self.slots, vec![0; size]);
@@ -54,7 +54,7 @@ impl IdIndex {
         self.slots[at] = slot;
     }
 
-    pub fn clear(&mut self) {
+    pub(crate) fn clear(&mut self) {
         self.slots = Vec::new();
         self.len = 0;
     }
@@ -62,7 +62,7 @@ impl IdIndex {
 
 /// Distinct strings by id, stored back to back in one arena.
 #[derive(Debug, Default, Clone)]
-pub struct StringTable {
+pub(crate) struct StringTable {
     text: String,
     /// (start, end) of each id's text.
     spans: Vec<(u32, u32)>,
@@ -71,7 +71,7 @@ pub struct StringTable {
 
 impl StringTable {
     /// The id of `value` if it was interned.
-    pub fn find(&self, value: &str) -> Option<u32> {
+    pub(crate) fn find(&self, value: &str) -> Option<u32> {
         self.find_hashed(hash_bytes(value.as_bytes()), value)
     }
 
@@ -87,7 +87,7 @@ impl StringTable {
     }
 
     /// The id of `value`, adding it if new.
-    pub fn intern(&mut self, value: &str) -> u32 {
+    pub(crate) fn intern(&mut self, value: &str) -> u32 {
         let hash = hash_bytes(value.as_bytes());
         if let Some(id) = self.find_hashed(hash, value) {
             return id;
@@ -105,19 +105,19 @@ impl StringTable {
     }
 
     /// The string of an id from [`StringTable::intern`].
-    pub fn get(&self, id: u32) -> &str {
+    pub(crate) fn get(&self, id: u32) -> &str {
         let (start, end) = self.spans[id as usize];
         &self.text[start as usize..end as usize]
     }
 
-    pub fn clear(&mut self) {
+    pub(crate) fn clear(&mut self) {
         *self = StringTable::default();
     }
 }
 
 /// Distinct fixed-size groups of ids, by id.
 #[derive(Debug, Clone)]
-pub struct GroupTable<const N: usize> {
+pub(crate) struct GroupTable<const N: usize> {
     groups: Vec<[u32; N]>,
     index: IdIndex,
 }
@@ -133,13 +133,13 @@ impl<const N: usize> Default for GroupTable<N> {
 
 impl<const N: usize> GroupTable<N> {
     /// The id of `group` if it was interned.
-    pub fn find(&self, group: &[u32; N]) -> Option<u32> {
+    pub(crate) fn find(&self, group: &[u32; N]) -> Option<u32> {
         self.index
             .find(hash_ids(group), |id| self.groups[id as usize] == *group)
     }
 
     /// The id of `group`, adding it if new.
-    pub fn intern(&mut self, group: &[u32; N]) -> u32 {
+    pub(crate) fn intern(&mut self, group: &[u32; N]) -> u32 {
         if let Some(id) = self.find(group) {
             return id;
         }
@@ -151,11 +151,11 @@ impl<const N: usize> GroupTable<N> {
         id
     }
 
-    pub fn get(&self, id: u32) -> &[u32; N] {
+    pub(crate) fn get(&self, id: u32) -> &[u32; N] {
         &self.groups[id as usize]
     }
 
-    pub fn clear(&mut self) {
+    pub(crate) fn clear(&mut self) {
         *self = GroupTable::default();
     }
 }

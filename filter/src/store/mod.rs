@@ -7,11 +7,16 @@
 //! `tags_to_remove` the report applies). Everything here is bounded by `max_series` or a fixed
 //! size. It must not know how totals leave the VM: that is [`crate::proxy`].
 
-pub mod aggregate;
-pub mod buckets;
-pub mod counters;
-pub mod hashing;
-pub mod intern;
-pub mod overrides;
-pub mod series;
-pub mod shortcut;
+pub(crate) mod aggregate;
+pub(crate) mod buckets;
+pub(crate) mod counters;
+pub(crate) mod hashing;
+pub(crate) mod intern;
+pub(crate) mod overrides;
+pub(crate) mod series;
+pub(crate) mod shortcut;
+
+pub use aggregate::Aggregator;
+pub use aggregate::{Recorded, SeriesSlot};
+pub use buckets::HistogramBounds;
+pub use series::Observation;

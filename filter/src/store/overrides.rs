@@ -14,12 +14,12 @@ use crate::record::labels::{LabelValues, LABEL_COUNT};
 use crate::store::hashing::WordBuild;
 
 /// The value a capped label records once its cap is reached.
-pub const CAPPED_VALUE: &str = "other";
+pub(crate) const CAPPED_VALUE: &str = "other";
 
 /// Removes `tags` from a family (names it does not have are ignored), summing the series whose
 /// remaining label values are equal. Series must use label references (as the report builder
 /// makes them); merged series keep the first series' order.
-pub fn remove_tags(family: &mut MetricFamily, tags: &[String]) {
+pub(crate) fn remove_tags(family: &mut MetricFamily, tags: &[String]) {
     let keep: Vec<usize> = (0..family.label_names.len())
         .filter(|i| !tags.contains(&family.label_names[*i]))
         .collect();
@@ -36,7 +36,7 @@ pub fn remove_tags(family: &mut MetricFamily, tags: &[String]) {
 /// Gives a family the labels `names`, label `j` taking the value at position `positions[j]` of
 /// each series' current values, and sums the series whose new values are equal (series use
 /// label references; merged series keep the first series' order).
-pub fn select_labels(family: &mut MetricFamily, names: Vec<String>, positions: &[usize]) {
+pub(crate) fn select_labels(family: &mut MetricFamily, names: Vec<String>, positions: &[usize]) {
     let keep = positions;
     family.label_names = names;
     let mut merged: Vec<Series> = Vec::with_capacity(family.series.len());
@@ -66,7 +66,7 @@ pub fn select_labels(family: &mut MetricFamily, names: Vec<String>, positions: &
 
 /// Caps on the distinct values of some labels, per VM.
 #[derive(Debug, Default)]
-pub struct LabelCaps {
+pub(crate) struct LabelCaps {
     /// (position in the stored label set — the 25 request labels, then the extra dimension
     /// values —, cap, values admitted so far).
     caps: Vec<(usize, usize, HashSet<String, WordBuild>)>,
@@ -76,7 +76,7 @@ pub struct LabelCaps {
 
 impl LabelCaps {
     /// Caps as (label position, cap) pairs.
-    pub fn new(caps: &[(usize, usize)]) -> Self {
+    pub(crate) fn new(caps: &[(usize, usize)]) -> Self {
         LabelCaps {
             caps: caps
                 .iter()
@@ -88,7 +88,7 @@ impl LabelCaps {
 
     /// Replaces values past their label's cap, among the 25 labels and the extra dimension
     /// values (positions from 25 on). A value admitted once stays admitted.
-    pub fn apply(&mut self, labels: &mut LabelValues, extra: &mut [String]) {
+    pub(crate) fn apply(&mut self, labels: &mut LabelValues, extra: &mut [String]) {
         for (index, cap, seen) in &mut self.caps {
             let value = match index.checked_sub(LABEL_COUNT) {
                 None => &mut labels.0[*index],
@@ -111,17 +111,17 @@ impl LabelCaps {
     }
 
     /// Whether any label is capped (so the glue can skip the call).
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.caps.is_empty()
     }
 
     /// Label values replaced so far.
-    pub fn capped(&self) -> u64 {
+    pub(crate) fn capped(&self) -> u64 {
         self.capped
     }
 
     /// Forgets the admitted values and the count (the VM starts over).
-    pub fn clear(&mut self) {
+    pub(crate) fn clear(&mut self) {
         for (_, _, seen) in &mut self.caps {
             seen.clear();
         }

@@ -10,7 +10,7 @@ use crate::store::buckets::{Bounds, HistogramBounds, BUCKET_SLOTS};
 
 /// A histogram: per-slot (not cumulative) counts on its [`Bounds`] and the exact sum.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Histogram {
+pub(crate) struct Histogram {
     pub buckets: [u64; BUCKET_SLOTS],
     pub sum: u64,
 }
@@ -25,16 +25,16 @@ impl Default for Histogram {
 }
 
 impl Histogram {
-    pub fn observe(&mut self, value: u64, bounds: &Bounds) {
+    pub(crate) fn observe(&mut self, value: u64, bounds: &Bounds) {
         self.buckets[bounds.slot_of(value)] += 1;
         self.sum = self.sum.saturating_add(value);
     }
 
-    pub fn count(&self) -> u64 {
+    pub(crate) fn count(&self) -> u64 {
         self.buckets.iter().sum()
     }
 
-    pub fn add(&mut self, other: &Histogram) {
+    pub(crate) fn add(&mut self, other: &Histogram) {
         for (a, b) in self.buckets.iter_mut().zip(other.buckets.iter()) {
             *a = a.saturating_add(*b);
         }
@@ -64,7 +64,7 @@ impl Observation {
 
 /// Cumulative values of one label set.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct SeriesValues {
+pub(crate) struct SeriesValues {
     pub requests: u64,
     pub duration: Histogram,
     pub request_bytes: Histogram,
@@ -72,7 +72,8 @@ pub struct SeriesValues {
 }
 
 impl SeriesValues {
-    pub fn observe(&mut self, o: Observation, bounds: &HistogramBounds) {
+    #[cfg(test)]
+    pub(crate) fn observe(&mut self, o: Observation, bounds: &HistogramBounds) {
         self.requests += 1;
         self.duration.observe(o.duration_ms, bounds.duration());
         self.request_bytes
@@ -81,7 +82,7 @@ impl SeriesValues {
             .observe(o.response_bytes, bounds.response_bytes());
     }
 
-    pub fn add(&mut self, other: &SeriesValues) {
+    pub(crate) fn add(&mut self, other: &SeriesValues) {
         self.requests = self.requests.saturating_add(other.requests);
         self.duration.add(&other.duration);
         self.request_bytes.add(&other.request_bytes);
@@ -94,7 +95,7 @@ impl SeriesValues {
 /// bucket of each histogram, so no count exceeds `requests`: [`CompactValues::observe`] refuses
 /// when `requests` is full, and the owner moves the values into a [`SeriesValues`] first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct CompactValues {
+pub(crate) struct CompactValues {
     requests: u32,
     buckets: [[u32; BUCKET_SLOTS]; 3],
     sums: [u64; 3],
@@ -113,7 +114,7 @@ impl Default for CompactValues {
 impl CompactValues {
     /// Adds an observation to the enabled families; `false` (nothing changed) when the counts
     /// are full.
-    pub fn observe(
+    pub(crate) fn observe(
         &mut self,
         o: Observation,
         enabled: EnabledMetrics,
@@ -147,7 +148,7 @@ impl CompactValues {
     }
 
     /// The same values with 64-bit counts.
-    pub fn widen(&self) -> SeriesValues {
+    pub(crate) fn widen(&self) -> SeriesValues {
         let histogram = |i: usize| Histogram {
             buckets: self.buckets[i].map(u64::from),
             sum: self.sums[i],

@@ -13,12 +13,12 @@ use crate::store::aggregate::SeriesSlot;
 use crate::store::hashing::WordHasher;
 
 /// Entries of the cache.
-pub const SHORTCUT_ENTRIES: usize = 512;
+pub(crate) const SHORTCUT_ENTRIES: usize = 512;
 
 /// Everything the label values of a request depend on besides the VM's constant identity.
 /// String inputs are ids handed out by the glue's caches (0 = absent).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
-pub struct RequestKey {
+pub(crate) struct RequestKey {
     pub reporter: u8,
     pub grpc: bool,
     /// 0 other or none, 1 `allow_any`, 2 `block_all` (all the route name can change).
@@ -39,7 +39,7 @@ pub struct RequestKey {
 }
 
 /// Direct-mapped `RequestKey → SeriesSlot` cache for one aggregator generation.
-pub struct Shortcuts {
+pub(crate) struct Shortcuts {
     entries: Vec<Option<(RequestKey, SeriesSlot)>>,
     generation: u64,
 }
@@ -61,7 +61,7 @@ fn position(key: &RequestKey) -> usize {
 
 impl Shortcuts {
     /// The slot `key` was recorded in, if known in this aggregator `generation`.
-    pub fn get(&mut self, key: &RequestKey, generation: u64) -> Option<SeriesSlot> {
+    pub(crate) fn get(&mut self, key: &RequestKey, generation: u64) -> Option<SeriesSlot> {
         if generation != self.generation {
             self.forget(generation);
             return None;
@@ -72,7 +72,7 @@ impl Shortcuts {
         }
     }
 
-    pub fn insert(&mut self, key: RequestKey, slot: SeriesSlot, generation: u64) {
+    pub(crate) fn insert(&mut self, key: RequestKey, slot: SeriesSlot, generation: u64) {
         if generation != self.generation {
             self.forget(generation);
         }
@@ -80,7 +80,7 @@ impl Shortcuts {
     }
 
     /// Drops every entry (ids they hold were reissued, or the aggregator moved on).
-    pub fn forget(&mut self, generation: u64) {
+    pub(crate) fn forget(&mut self, generation: u64) {
         self.entries.iter_mut().for_each(|e| *e = None);
         self.generation = generation;
     }
