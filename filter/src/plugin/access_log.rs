@@ -1,7 +1,8 @@
 //! The glue of filter-shipped access logs: the per-request hook that reads the extra host values
 //! of a kept request, the tick hand-over of a worker VM's batch to Envoy's shared queue, and the
-//! leader's side (dequeue every batch, bound the report, carry the records of the report in
-//! flight, put them back on the queue when the post fails).
+//! leader's side (dequeue every batch and bound the report's records, hold the records of the
+//! report in flight, put them back on the queue when the post fails). The report room encodes
+//! the records into the body ([`crate::report::encode`]).
 //!
 //! Selection, record building and every bound are [`crate::record::access_log`]'s; this module only moves
 //! data between the host and it. Nothing here runs when `access_log.enabled` is false, and the
@@ -10,7 +11,7 @@
 use std::rc::Rc;
 
 use meshtap_report::schema::Reporter;
-use meshtap_report::{AccessLogRecord, Report};
+use meshtap_report::AccessLogRecord;
 use prost::Message;
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{LogLevel, MapType};
@@ -23,6 +24,7 @@ use crate::record::access_log::{
     RequestOutcome, VmAccessLog, QUEUE_NAME,
 };
 use crate::record::peer::PeerInfo;
+use crate::report::ReportAccessLogs;
 use crate::store::shortcut::RequestKey;
 
 /// Batches a leader dequeues per report at most (more wait for the next report).
@@ -159,12 +161,11 @@ impl LogsInFlight {
         }
     }
 
-    /// Leader hook: fills the report's access logs from the queue (at most
-    /// `max_per_interval`, the rest counted), encodes it, and keeps its records in flight.
-    pub(crate) fn encode_report(&mut self, mut report: Report, config: &FilterConfig) -> Vec<u8> {
-        let Some(access_log) = config.access_log else {
-            return meshtap_report::encode(&report);
-        };
+    /// Leader hook: dequeues the access logs of the next report (at most `max_per_interval`
+    /// records, the rest counted as dropped) with the proxy's drop count; `None` when access
+    /// logs are off.
+    pub(crate) fn gather(&mut self, config: &FilterConfig) -> Option<ReportAccessLogs> {
+        let access_log = config.access_log?;
         let mut gathered = ReportLogs::new(access_log.max_per_interval);
         if let Some(id) = queue() {
             for _ in 0..MAX_BATCHES_PER_REPORT {
@@ -175,14 +176,16 @@ impl LogsInFlight {
             }
         }
         let (records, dropped) = gathered.finish();
-        let total_dropped = self.count_drops(dropped);
-        if let Some(stats) = report.stats.as_mut() {
-            stats.access_logs_dropped = total_dropped;
-        }
-        report.access_logs = records;
-        let body = meshtap_report::encode(&report);
-        self.records = report.access_logs;
-        body
+        let dropped_total = self.count_drops(dropped);
+        Some(ReportAccessLogs {
+            records,
+            dropped_total,
+        })
+    }
+
+    /// Keeps the records of the report just sent until the sink answers.
+    pub(crate) fn hold(&mut self, records: Vec<AccessLogRecord>) {
+        self.records = records;
     }
 }
 
