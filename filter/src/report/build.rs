@@ -16,6 +16,7 @@ use std::collections::HashMap;
 
 use crate::config::EnabledMetrics;
 use crate::proxy::coordinate::Collected;
+use crate::proxy::merge::MergedTotals;
 use crate::record::dimensions::{Dimensions, REQUEST_FAMILIES};
 use crate::record::labels::LABEL_COUNT;
 use crate::store::buckets::{Bounds, HistogramBounds};
@@ -130,10 +131,80 @@ impl<'a> ReportStrings<'a> {
     }
 }
 
+/// The request histogram families: enabled, name, help, which histogram, which bounds.
+fn request_histograms(
+    enabled: &EnabledMetrics,
+) -> [(bool, &'static str, &'static str, HistogramOf, BoundsOf); 3] {
+    [
+        (
+            enabled.request_duration,
+            REQUEST_DURATION,
+            "Request duration in milliseconds",
+            |v| &v.duration,
+            HistogramBounds::duration,
+        ),
+        (
+            enabled.request_bytes,
+            REQUEST_BYTES,
+            "Request size in bytes",
+            |v| &v.request_bytes,
+            HistogramBounds::request_bytes,
+        ),
+        (
+            enabled.response_bytes,
+            RESPONSE_BYTES,
+            "Response size in bytes",
+            |v| &v.response_bytes,
+            HistogramBounds::response_bytes,
+        ),
+    ]
+}
+
 /// Builds the report of one leader turn. Label values go into the report's string table once;
 /// every series references them (`Series.label_refs`).
 pub fn build(ctx: ReportContext, collected: &Collected) -> Report {
     let totals = &collected.totals;
+    let mut table = ReportStrings::default();
+    let mut families = request_families(&ctx, totals, &mut table);
+    families.extend(counter_families_of(&ctx.enabled, totals, &mut table));
+    apply_overrides(&ctx, &mut families);
+    if let Some(tag) = &ctx.build_tag {
+        families.push(build_family(tag, &mut table));
+    }
+    Report {
+        protocol_version: meshtap_report::PROTOCOL_VERSION,
+        proxy: Some(ctx.proxy),
+        proxy_start_ms: collected.start_ms,
+        timestamp_ms: ctx.timestamp_ms,
+        sequence: ctx.sequence,
+        interval_ms: ctx.interval_ms,
+        families,
+        stats: Some(FilterStats {
+            series_active: (totals.held_label_sets() + totals.held_counter_sets()) as u64,
+            series_limit: ctx.series_limit,
+            overflow_observations: totals
+                .overflow_observations
+                .saturating_add(totals.counter_overflow_additions),
+            label_values_capped: totals.label_values_capped,
+            worker_vms: collected.live_vms,
+            retired_vms: collected.retired_vms,
+            reports_failed: collected.reports_failed,
+            series_evicted: collected.series_evicted,
+            ..Default::default()
+        }),
+        strings: table.strings,
+        channel: ctx.channel.to_string(),
+        ..Default::default()
+    }
+}
+
+/// The enabled request families (`istio_requests_total` and the three histograms), labelled
+/// with the 25 labels and the extra dimensions as stored.
+fn request_families<'a>(
+    ctx: &ReportContext,
+    totals: &'a MergedTotals,
+    table: &mut ReportStrings<'a>,
+) -> Vec<MetricFamily> {
     // Label sets stored with another number of extra dimensions (a configuration the proxy
     // ran before) do not fit these families.
     let width = LABEL_COUNT + ctx.dimensions.columns.len();
@@ -144,7 +215,6 @@ pub fn build(ctx: ReportContext, collected: &Collected) -> Report {
         .map(|s| s.to_string())
         .chain(ctx.dimensions.columns.iter().map(|c| c.name.clone()))
         .collect();
-    let mut table = ReportStrings::default();
     let refs: Vec<Vec<u32>> = entries
         .iter()
         .map(|(labels, _)| table.refs(labels))
@@ -174,30 +244,7 @@ pub fn build(ctx: ReportContext, collected: &Collected) -> Report {
         }
         families.push(f);
     }
-    let histograms: [(bool, &str, &str, HistogramOf, BoundsOf); 3] = [
-        (
-            ctx.enabled.request_duration,
-            REQUEST_DURATION,
-            "Request duration in milliseconds",
-            |v| &v.duration,
-            HistogramBounds::duration,
-        ),
-        (
-            ctx.enabled.request_bytes,
-            REQUEST_BYTES,
-            "Request size in bytes",
-            |v| &v.request_bytes,
-            HistogramBounds::request_bytes,
-        ),
-        (
-            ctx.enabled.response_bytes,
-            RESPONSE_BYTES,
-            "Response size in bytes",
-            |v| &v.response_bytes,
-            HistogramBounds::response_bytes,
-        ),
-    ];
-    for (enabled, name, help, pick, bounds_of) in histograms {
+    for (enabled, name, help, pick, bounds_of) in request_histograms(&ctx.enabled) {
         if !enabled {
             continue;
         }
@@ -219,12 +266,22 @@ pub fn build(ctx: ReportContext, collected: &Collected) -> Report {
         }
         families.push(f);
     }
+    families
+}
+
+/// The enabled TCP and gRPC-message families that have series.
+fn counter_families_of<'a>(
+    enabled: &EnabledMetrics,
+    totals: &'a MergedTotals,
+    table: &mut ReportStrings<'a>,
+) -> Vec<MetricFamily> {
     let counters = totals.counter_entries();
     let counter_refs: Vec<Vec<u32>> = counters
         .iter()
         .map(|(_, labels, _)| table.refs(labels))
         .collect();
-    for (kind, enabled, name, help, index) in counter_families(&ctx.enabled) {
+    let mut families = Vec::new();
+    for (kind, enabled, name, help, index) in counter_families(enabled) {
         let mut f = MetricFamily {
             name: name.to_string(),
             kind: MetricKind::Counter as i32,
@@ -244,6 +301,11 @@ pub fn build(ctx: ReportContext, collected: &Collected) -> Report {
             families.push(f);
         }
     }
+    families
+}
+
+/// Each request family's label layout with extra dimensions, then `tags_to_remove`.
+fn apply_overrides(ctx: &ReportContext, families: &mut [MetricFamily]) {
     if !ctx.dimensions.is_empty() {
         let request_families = families
             .iter_mut()
@@ -259,43 +321,20 @@ pub fn build(ctx: ReportContext, collected: &Collected) -> Report {
             remove_tags(f, tags);
         }
     }
-    if let Some(tag) = &ctx.build_tag {
-        families.push(MetricFamily {
-            name: BUILD.to_string(),
-            kind: MetricKind::Gauge as i32,
-            help: "Istio component build info".to_string(),
-            label_names: vec!["component".to_string(), "tag".to_string()],
-            series: vec![Series {
-                label_refs: table.refs(&["proxy", tag]),
-                value: 1.0,
-                ..Default::default()
-            }],
+}
+
+/// `istio_build{component="proxy",tag}`.
+fn build_family<'a>(tag: &'a str, table: &mut ReportStrings<'a>) -> MetricFamily {
+    MetricFamily {
+        name: BUILD.to_string(),
+        kind: MetricKind::Gauge as i32,
+        help: "Istio component build info".to_string(),
+        label_names: vec!["component".to_string(), "tag".to_string()],
+        series: vec![Series {
+            label_refs: table.refs(&["proxy", tag]),
+            value: 1.0,
             ..Default::default()
-        });
-    }
-    Report {
-        protocol_version: meshtap_report::PROTOCOL_VERSION,
-        proxy: Some(ctx.proxy),
-        proxy_start_ms: collected.start_ms,
-        timestamp_ms: ctx.timestamp_ms,
-        sequence: ctx.sequence,
-        interval_ms: ctx.interval_ms,
-        families,
-        stats: Some(FilterStats {
-            series_active: (totals.held_label_sets() + totals.held_counter_sets()) as u64,
-            series_limit: ctx.series_limit,
-            overflow_observations: totals
-                .overflow_observations
-                .saturating_add(totals.counter_overflow_additions),
-            label_values_capped: totals.label_values_capped,
-            worker_vms: collected.live_vms,
-            retired_vms: collected.retired_vms,
-            reports_failed: collected.reports_failed,
-            series_evicted: collected.series_evicted,
-            ..Default::default()
-        }),
-        strings: table.strings,
-        channel: ctx.channel.to_string(),
+        }],
         ..Default::default()
     }
 }
