@@ -1,12 +1,14 @@
 //! The state one worker VM shares between its root context and its HTTP or connection contexts:
 //! the checked configuration, the local node identity, the cumulative totals (request series
-//! and plain counters), the connections and gRPC streams still open and the per-request caches.
+//! and plain counters) with their label caps, the connections and gRPC streams still open, the
+//! access-log buffer and the per-request caches.
 //!
-//! Owns the bounded caches of host values by their raw bytes (clusters, decoded peers, SANs and
-//! authorities), each entry with an id that stands for the value in [`RequestKey`]s, and the
-//! [`Shortcuts`] those keys index. Ids are never reused: when they run out, every cache and the
-//! shortcuts are dropped together. It must not call the host: the HTTP context reads, this state
-//! remembers.
+//! Owns the bounded caches of host values by their raw bytes (clusters, decoded peers, SANs,
+//! authorities and extra dimension values), each entry with an id that stands for the value in
+//! [`RequestKey`]s, and the [`Shortcuts`] those keys index. Ids are never reused: when they run
+//! out, every cache and the shortcuts are dropped together. It must not read from the host (the
+//! contexts read, this state remembers); its only host call is the one-time warning when the
+//! counter label sets overflow.
 //!
 //! [`RequestKey`]: crate::store::shortcut::RequestKey
 
