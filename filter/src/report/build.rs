@@ -210,11 +210,7 @@ fn request_families<'a>(
     let width = LABEL_COUNT + ctx.dimensions.columns.len();
     let mut entries = totals.entries();
     entries.retain(|(labels, _)| labels.len() == width);
-    let stored_names: Vec<String> = HTTP_LABELS
-        .iter()
-        .map(|s| s.to_string())
-        .chain(ctx.dimensions.columns.iter().map(|c| c.name.clone()))
-        .collect();
+    let stored_names = stored_label_names(&ctx.dimensions);
     let refs: Vec<Vec<u32>> = entries
         .iter()
         .map(|(labels, _)| table.refs(labels))
@@ -267,6 +263,15 @@ fn request_families<'a>(
         families.push(f);
     }
     families
+}
+
+/// The names of a stored request label set: Istio's 25, then the extra dimensions.
+fn stored_label_names(dimensions: &Dimensions) -> Vec<String> {
+    HTTP_LABELS
+        .iter()
+        .map(|s| s.to_string())
+        .chain(dimensions.columns.iter().map(|c| c.name.clone()))
+        .collect()
 }
 
 /// The enabled TCP and gRPC-message families that have series.
