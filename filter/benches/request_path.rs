@@ -5,17 +5,13 @@
 use std::time::Instant;
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
-use meshtap_filter::aggregate::Aggregator;
 use meshtap_filter::config::EnabledMetrics;
-use meshtap_filter::coordinate::Collected;
-use meshtap_filter::facts::RequestFacts;
-use meshtap_filter::labels::{compute, LabelRules, LabelValues};
-use meshtap_filter::merge::MergedTotals;
-use meshtap_filter::node::LocalNode;
-use meshtap_filter::peer::{ClusterServices, PeerInfo};
+use meshtap_filter::proxy::{Collected, MergedTotals, TotalsPb};
+use meshtap_filter::record::{
+    compute, ClusterServices, LabelRules, LabelValues, LocalNode, PeerInfo, RequestFacts,
+};
 use meshtap_filter::report::{self, ReportContext};
-use meshtap_filter::series::Observation;
-use meshtap_filter::wire::TotalsPb;
+use meshtap_filter::store::{Aggregator, Observation};
 use meshtap_report::schema::Reporter;
 use prost::Message;
 
@@ -72,6 +68,7 @@ fn request_path(c: &mut Criterion) {
     let mut i = 0usize;
     let mut one = |agg: &mut Aggregator, scratch: &mut LabelValues| {
         let (peer, services) = &destinations[i % destinations.len()];
+        let duration_ns = 3_400_000 + (i as i64 % 1000) * 10_000;
         let facts = RequestFacts {
             cluster_name: Some("outbound|9080||reviews.default.svc.cluster.local"),
             services: Some(services),
@@ -79,14 +76,10 @@ fn request_path(c: &mut Criterion) {
             upstream_peer_san: "spiffe://cluster.local/ns/default/sa/bookinfo-reviews",
             upstream_local_san: "spiffe://cluster.local/ns/default/sa/bookinfo-productpage",
             response_code: Some(codes[i % codes.len()]),
-            duration_ns: 3_400_000 + (i as i64 % 1000) * 10_000,
-            request_bytes: 700,
-            response_bytes: 2_400,
             ..Default::default()
         };
         compute(&local, rules, &facts, scratch);
-        let obs =
-            Observation::from_raw(facts.duration_ns, facts.request_bytes, facts.response_bytes);
+        let obs = Observation::from_raw(duration_ns, 700, 2_400);
         black_box(agg.record(scratch, &[], obs));
         i += 1;
     };
@@ -112,7 +105,6 @@ fn request_path(c: &mut Criterion) {
         services: Some(services),
         upstream_peer: Some(peer),
         response_code: Some(200),
-        duration_ns: 3_400_000,
         ..Default::default()
     };
     c.bench_function("labels only", |b| {

@@ -11,26 +11,27 @@ use std::collections::BTreeMap;
 use meshtap_report::schema::Reporter;
 use serde::Deserialize;
 
-use crate::buckets::HistogramBounds;
-use crate::dimensions::Dimensions;
+use crate::record::dimensions::Dimensions;
+use crate::store::buckets::HistogramBounds;
 use customise::{histogram_bounds, label_caps, overrides, RawOverride};
 
 mod customise;
 
 /// Default upstream cluster of the sink in an Istio mesh.
-pub const DEFAULT_SINK_CLUSTER: &str = "outbound|9091||meshtap-sink.meshtap.svc.cluster.local";
+pub(crate) const DEFAULT_SINK_CLUSTER: &str =
+    "outbound|9091||meshtap-sink.meshtap.svc.cluster.local";
 /// Default `:authority` of report requests.
-pub const DEFAULT_SINK_AUTHORITY: &str = "meshtap-sink.meshtap.svc.cluster.local:9091";
+pub(crate) const DEFAULT_SINK_AUTHORITY: &str = "meshtap-sink.meshtap.svc.cluster.local:9091";
 /// Default label sets held per worker VM before observations go to the overflow series.
-pub const DEFAULT_MAX_SERIES: usize = 10_000;
+pub(crate) const DEFAULT_MAX_SERIES: usize = 10_000;
 /// A label set unchanged this long is evicted (`series_idle_timeout`).
-pub const DEFAULT_SERIES_IDLE_TIMEOUT_MS: u64 = 600_000;
+pub(crate) const DEFAULT_SERIES_IDLE_TIMEOUT_MS: u64 = 600_000;
 /// Default access-log records per proxy per report interval.
-pub const DEFAULT_ACCESS_LOG_MAX_PER_INTERVAL: u32 = 1_000;
+pub(crate) const DEFAULT_ACCESS_LOG_MAX_PER_INTERVAL: u32 = 1_000;
 
 /// Why a `pluginConfig` was refused.
 #[derive(Debug, PartialEq, thiserror::Error)]
-pub enum ConfigError {
+pub(crate) enum ConfigError {
     #[error("pluginConfig is not valid: {0}")]
     Json(String),
     #[error("pluginConfig.{key}: {value:?} is not a duration like \"500ms\", \"10s\" or \"1m\"")]
@@ -67,7 +68,7 @@ pub struct EnabledMetrics {
 /// `pluginConfig.type` because a Wasm module cannot see it. An `HTTP` instance records request
 /// and gRPC message metrics; a `NETWORK` instance records the TCP metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum PluginType {
+pub(crate) enum PluginType {
     #[default]
     Http,
     Network,
@@ -77,7 +78,7 @@ impl PluginType {
     /// The type a `pluginConfig` asks for, read leniently so that a configuration refused for
     /// another reason still gets the right kind of pass-through context (Envoy would otherwise
     /// call connection callbacks on an HTTP context, which traps).
-    pub fn of_config(json: &[u8]) -> PluginType {
+    pub(crate) fn of_config(json: &[u8]) -> PluginType {
         let value: Option<serde_json::Value> = serde_json::from_slice(json).ok();
         match value.as_ref().and_then(|v| v.get("type")?.as_str()) {
             Some("NETWORK") => PluginType::Network,
@@ -88,7 +89,7 @@ impl PluginType {
 
 /// A checked filter configuration.
 #[derive(Debug, Clone, PartialEq)]
-pub struct FilterConfig {
+pub(crate) struct FilterConfig {
     pub plugin_type: PluginType,
     pub sink_cluster: String,
     pub sink_authority: String,
@@ -119,10 +120,10 @@ pub struct FilterConfig {
 
 /// The `access_log` section when `enabled: true`.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct AccessLogConfig {
+pub(crate) struct AccessLogConfig {
     /// Fraction of the eligible requests kept, 0..=1.
     pub sample_rate: f64,
-    /// Keep only failed requests (see [`crate::access_log::RequestOutcome::is_error`]).
+    /// Keep only failed requests (see [`crate::record::access_log::RequestOutcome::is_error`]).
     pub only_errors: bool,
     /// Records per proxy per report interval (also the bound of each worker VM's buffer).
     pub max_per_interval: u32,
@@ -178,99 +179,29 @@ struct RawAccessLog {
 impl FilterConfig {
     /// Parses a `pluginConfig` JSON document. An empty document means all defaults.
     /// `env` looks up a VM environment variable (for `ingest_token_env`).
-    pub fn parse(json: &[u8], env: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+    pub(crate) fn parse(
+        json: &[u8],
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
         let raw: RawConfig = if json.iter().all(u8::is_ascii_whitespace) {
             RawConfig::default()
         } else {
             serde_json::from_slice(json).map_err(|e| ConfigError::Json(e.to_string()))?
         };
-        let report_interval = duration_or("report_interval", raw.report_interval, 10_000)?;
-        let report_timeout = duration_or("report_timeout", raw.report_timeout, 5_000)?;
-        if report_interval < Duration::from_secs(1) {
-            return Err(ConfigError::Value {
-                key: "report_interval",
-                requirement: "at least 1s",
-            });
-        }
-        if report_timeout.is_zero() || report_timeout > report_interval {
-            return Err(ConfigError::Value {
-                key: "report_timeout",
-                requirement: "above 0 and not longer than report_interval",
-            });
-        }
+        let (report_interval, report_timeout) =
+            report_timing(raw.report_interval, raw.report_timeout)?;
         let series_idle_timeout = idle_timeout(raw.series_idle_timeout, report_interval)?;
         let sink_cluster = non_empty("sink_cluster", raw.sink_cluster, DEFAULT_SINK_CLUSTER)?;
         let sink_authority =
             non_empty("sink_authority", raw.sink_authority, DEFAULT_SINK_AUTHORITY)?;
-        let sink_path = non_empty("sink_path", raw.sink_path, meshtap_report::REPORT_PATH)?;
-        if !sink_path.starts_with('/') {
-            return Err(ConfigError::Value {
-                key: "sink_path",
-                requirement: "an absolute path starting with '/'",
-            });
-        }
-        let ingest_token = match (raw.ingest_token, raw.ingest_token_env) {
-            (Some(_), Some(_)) => return Err(ConfigError::TwoTokens),
-            (Some(token), None) if token.is_empty() => {
-                return Err(ConfigError::Value {
-                    key: "ingest_token",
-                    requirement: "non-empty",
-                })
-            }
-            (Some(token), None) => Some(token),
-            (None, Some(var)) => match env(&var) {
-                Some(token) if !token.is_empty() => Some(token),
-                _ => return Err(ConfigError::TokenEnvMissing(var)),
-            },
-            (None, None) => None,
-        };
-        let reporter = match raw.reporter.as_deref() {
-            None => None,
-            Some("source") => Some(Reporter::Source),
-            Some("destination") => Some(Reporter::Destination),
-            Some("waypoint") => Some(Reporter::Waypoint),
-            Some(_) => {
-                return Err(ConfigError::Value {
-                    key: "reporter",
-                    requirement: "one of \"source\", \"destination\", \"waypoint\"",
-                })
-            }
-        };
-        let max_series = match raw.max_series {
-            None => DEFAULT_MAX_SERIES,
-            Some(n) if (1..=1_000_000).contains(&n) => n as usize,
-            Some(_) => {
-                return Err(ConfigError::Value {
-                    key: "max_series",
-                    requirement: "between 1 and 1000000",
-                })
-            }
-        };
-        let metrics = match raw.metrics {
-            None => EnabledMetrics::all(),
-            Some(m) => EnabledMetrics {
-                requests_total: m.requests_total.unwrap_or(true),
-                request_duration: m.request_duration.unwrap_or(true),
-                request_bytes: m.request_bytes.unwrap_or(true),
-                response_bytes: m.response_bytes.unwrap_or(true),
-                request_messages: m.request_messages.unwrap_or(true),
-                response_messages: m.response_messages.unwrap_or(true),
-                tcp_connections_opened: m.tcp_connections_opened.unwrap_or(true),
-                tcp_connections_closed: m.tcp_connections_closed.unwrap_or(true),
-                tcp_sent_bytes: m.tcp_sent_bytes.unwrap_or(true),
-                tcp_received_bytes: m.tcp_received_bytes.unwrap_or(true),
-            },
-        };
-        let plugin_type = match raw.plugin_type.as_deref() {
-            None | Some("HTTP") => PluginType::Http,
-            Some("NETWORK") => PluginType::Network,
-            Some(_) => {
-                return Err(ConfigError::Value {
-                    key: "type",
-                    requirement: "\"HTTP\" or \"NETWORK\" (the WasmPlugin's type)",
-                })
-            }
-        };
+        let sink_path = sink_path(raw.sink_path)?;
+        let ingest_token = ingest_token(raw.ingest_token, raw.ingest_token_env, env)?;
+        let reporter = reporter(raw.reporter.as_deref())?;
+        let max_series = max_series(raw.max_series)?;
+        let mut metrics = raw
+            .metrics
+            .map_or_else(EnabledMetrics::all, RawMetrics::enabled);
+        let plugin_type = plugin_type(raw.plugin_type.as_deref())?;
         let access_log = match raw.access_log {
             Some(section) => access_log_config(section)?,
             None => None,
@@ -281,7 +212,6 @@ impl FilterConfig {
                 requirement: "false with type NETWORK (access logs come from the HTTP plugin)",
             });
         }
-        let mut metrics = metrics;
         let (tags_to_remove, dimensions) =
             overrides(raw.overrides.unwrap_or_default(), &mut metrics)?;
         let label_caps = label_caps(raw.label_limits.unwrap_or_default(), &dimensions)?;
@@ -305,6 +235,118 @@ impl FilterConfig {
             metrics,
             access_log,
         })
+    }
+}
+
+/// `report_interval` (at least 1s) and `report_timeout` (above 0, not longer than it).
+fn report_timing(
+    interval: Option<String>,
+    timeout: Option<String>,
+) -> Result<(Duration, Duration), ConfigError> {
+    let report_interval = duration_or("report_interval", interval, 10_000)?;
+    let report_timeout = duration_or("report_timeout", timeout, 5_000)?;
+    if report_interval < Duration::from_secs(1) {
+        return Err(ConfigError::Value {
+            key: "report_interval",
+            requirement: "at least 1s",
+        });
+    }
+    if report_timeout.is_zero() || report_timeout > report_interval {
+        return Err(ConfigError::Value {
+            key: "report_timeout",
+            requirement: "above 0 and not longer than report_interval",
+        });
+    }
+    Ok((report_interval, report_timeout))
+}
+
+/// `sink_path`: non-empty and absolute.
+fn sink_path(raw: Option<String>) -> Result<String, ConfigError> {
+    let sink_path = non_empty("sink_path", raw, meshtap_report::REPORT_PATH)?;
+    if !sink_path.starts_with('/') {
+        return Err(ConfigError::Value {
+            key: "sink_path",
+            requirement: "an absolute path starting with '/'",
+        });
+    }
+    Ok(sink_path)
+}
+
+/// The ingest token: `ingest_token` itself, or the VM environment variable `ingest_token_env`
+/// names (never both; unset or empty is an error).
+fn ingest_token(
+    token: Option<String>,
+    token_env: Option<String>,
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<Option<String>, ConfigError> {
+    match (token, token_env) {
+        (Some(_), Some(_)) => Err(ConfigError::TwoTokens),
+        (Some(token), None) if token.is_empty() => Err(ConfigError::Value {
+            key: "ingest_token",
+            requirement: "non-empty",
+        }),
+        (Some(token), None) => Ok(Some(token)),
+        (None, Some(var)) => match env(&var) {
+            Some(token) if !token.is_empty() => Ok(Some(token)),
+            _ => Err(ConfigError::TokenEnvMissing(var)),
+        },
+        (None, None) => Ok(None),
+    }
+}
+
+/// `reporter`: `None` means from the listener direction.
+fn reporter(raw: Option<&str>) -> Result<Option<Reporter>, ConfigError> {
+    match raw {
+        None => Ok(None),
+        Some("source") => Ok(Some(Reporter::Source)),
+        Some("destination") => Ok(Some(Reporter::Destination)),
+        Some("waypoint") => Ok(Some(Reporter::Waypoint)),
+        Some(_) => Err(ConfigError::Value {
+            key: "reporter",
+            requirement: "one of \"source\", \"destination\", \"waypoint\"",
+        }),
+    }
+}
+
+/// `max_series`: 1..=1000000.
+fn max_series(raw: Option<u64>) -> Result<usize, ConfigError> {
+    match raw {
+        None => Ok(DEFAULT_MAX_SERIES),
+        Some(n) if (1..=1_000_000).contains(&n) => Ok(n as usize),
+        Some(_) => Err(ConfigError::Value {
+            key: "max_series",
+            requirement: "between 1 and 1000000",
+        }),
+    }
+}
+
+/// `type`: `HTTP` (the default) or `NETWORK`.
+fn plugin_type(raw: Option<&str>) -> Result<PluginType, ConfigError> {
+    match raw {
+        None | Some("HTTP") => Ok(PluginType::Http),
+        Some("NETWORK") => Ok(PluginType::Network),
+        Some(_) => Err(ConfigError::Value {
+            key: "type",
+            requirement: "\"HTTP\" or \"NETWORK\" (the WasmPlugin's type)",
+        }),
+    }
+}
+
+impl RawMetrics {
+    /// The families to record: every one not set to `false`.
+    fn enabled(self) -> EnabledMetrics {
+        EnabledMetrics {
+            requests_total: self.requests_total.unwrap_or(true),
+            request_duration: self.request_duration.unwrap_or(true),
+            request_bytes: self.request_bytes.unwrap_or(true),
+            response_bytes: self.response_bytes.unwrap_or(true),
+            request_messages: self.request_messages.unwrap_or(true),
+            response_messages: self.response_messages.unwrap_or(true),
+            tcp_connections_opened: self.tcp_connections_opened.unwrap_or(true),
+            tcp_connections_closed: self.tcp_connections_closed.unwrap_or(true),
+            tcp_sent_bytes: self.tcp_sent_bytes.unwrap_or(true),
+            tcp_received_bytes: self.tcp_received_bytes.unwrap_or(true),
+        }
     }
 }
 
@@ -397,7 +439,7 @@ fn duration_or(
 }
 
 /// Parses Istio-style durations: an unsigned integer or decimal followed by `ms`, `s`, `m` or `h`.
-pub fn parse_duration(s: &str) -> Option<Duration> {
+pub(crate) fn parse_duration(s: &str) -> Option<Duration> {
     let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
     let (number, unit) = s.split_at(split);
     if number.is_empty() || number.starts_with('.') || number.ends_with('.') {

@@ -17,11 +17,11 @@ use serde::de::{MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 
 use super::{ConfigError, EnabledMetrics};
-use crate::buckets::{Bounds, HistogramBounds};
-use crate::dimensions::{Dimensions, REQUEST_FAMILIES};
+use crate::record::dimensions::{Dimensions, REQUEST_FAMILIES};
+use crate::store::buckets::{Bounds, HistogramBounds};
 
 /// The `histogram_buckets` key that sets every request histogram (Istio's stat prefix).
-pub const ALL_HISTOGRAMS: &str = "istiocustom";
+pub(super) const ALL_HISTOGRAMS: &str = "istiocustom";
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -1,29 +1,31 @@
 //! The glue of filter-shipped access logs: the per-request hook that reads the extra host values
 //! of a kept request, the tick hand-over of a worker VM's batch to Envoy's shared queue, and the
-//! leader's side (dequeue every batch, bound the report, carry the records of the report in
-//! flight, put them back on the queue when the post fails).
+//! leader's side (dequeue every batch and bound the report's records, hold the records of the
+//! report in flight, put them back on the queue when the post fails). The report room encodes
+//! the records into the body ([`crate::report::encode`]).
 //!
-//! Selection, record building and every bound are [`crate::access_log`]'s; this module only moves
+//! Selection, record building and every bound are [`crate::record::access_log`]'s; this module only moves
 //! data between the host and it. Nothing here runs when `access_log.enabled` is false, and the
 //! extra values are read only for a request that was selected and fits the buffer.
 
 use std::rc::Rc;
 
 use meshtap_report::schema::Reporter;
-use meshtap_report::{AccessLogRecord, Report};
+use meshtap_report::AccessLogRecord;
 use prost::Message;
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{LogLevel, MapType};
 
 use super::host::{header, log, property, HostStore, PropertyPath};
 use super::vm::{ActiveVm, ClusterInfo, Known};
-use crate::access_log::{
+use crate::config::FilterConfig;
+use crate::record::access_log::{
     add_dropped, build_record, AccessLogBatchPb, HostValue, RecordContext, ReportLogs,
     RequestOutcome, VmAccessLog, QUEUE_NAME,
 };
-use crate::config::FilterConfig;
-use crate::peer::PeerInfo;
-use crate::shortcut::RequestKey;
+use crate::record::peer::PeerInfo;
+use crate::report::ReportAccessLogs;
+use crate::store::shortcut::RequestKey;
 
 /// Batches a leader dequeues per report at most (more wait for the next report).
 const MAX_BATCHES_PER_REPORT: usize = 4_096;
@@ -58,7 +60,7 @@ fn enqueue(batch: &AccessLogBatchPb) -> bool {
 
 /// Per-request hook of `on_log`: selects the request and, if kept, reads its extra values and
 /// buffers its record. The selection uses only what the metrics path already read.
-pub fn on_request(
+pub(crate) fn on_request(
     vm: &mut ActiveVm,
     reporter: Reporter,
     key: &RequestKey,
@@ -98,7 +100,7 @@ pub fn on_request(
 
 /// Tick (and shutdown) hook: hands the VM's buffered records and drop count to the queue. A
 /// batch the host refuses is counted as dropped and travels with the next one.
-pub fn flush(vm: &mut ActiveVm) {
+pub(crate) fn flush(vm: &mut ActiveVm) {
     let Some(logs) = vm.access_log.as_mut() else {
         return;
     };
@@ -112,7 +114,7 @@ pub fn flush(vm: &mut ActiveVm) {
 
 /// The records of the report this VM has in flight, kept until the sink answers.
 #[derive(Default)]
-pub struct LogsInFlight {
+pub(crate) struct LogsInFlight {
     records: Vec<AccessLogRecord>,
     /// Drops not yet added to the shared count (its update was contended).
     uncounted_drops: u64,
@@ -120,14 +122,14 @@ pub struct LogsInFlight {
 
 impl LogsInFlight {
     /// The sink accepted the report: its records are delivered.
-    pub fn delivered(&mut self) {
+    pub(crate) fn delivered(&mut self) {
         self.records.clear();
     }
 
     /// The report failed: its records go back on the queue for the next report (whichever VM
     /// leads then), where the per-report bound applies again. Records the host refuses to take
     /// back are counted as dropped.
-    pub fn failed(&mut self) {
+    pub(crate) fn failed(&mut self) {
         if self.records.is_empty() {
             return;
         }
@@ -159,12 +161,11 @@ impl LogsInFlight {
         }
     }
 
-    /// Leader hook: fills the report's access logs from the queue (at most
-    /// `max_per_interval`, the rest counted), encodes it, and keeps its records in flight.
-    pub fn encode_report(&mut self, mut report: Report, config: &FilterConfig) -> Vec<u8> {
-        let Some(access_log) = config.access_log else {
-            return meshtap_report::encode(&report);
-        };
+    /// Leader hook: dequeues the access logs of the next report (at most `max_per_interval`
+    /// records, the rest counted as dropped) with the proxy's drop count; `None` when access
+    /// logs are off.
+    pub(crate) fn gather(&mut self, config: &FilterConfig) -> Option<ReportAccessLogs> {
+        let access_log = config.access_log?;
         let mut gathered = ReportLogs::new(access_log.max_per_interval);
         if let Some(id) = queue() {
             for _ in 0..MAX_BATCHES_PER_REPORT {
@@ -175,20 +176,22 @@ impl LogsInFlight {
             }
         }
         let (records, dropped) = gathered.finish();
-        let total_dropped = self.count_drops(dropped);
-        if let Some(stats) = report.stats.as_mut() {
-            stats.access_logs_dropped = total_dropped;
-        }
-        report.access_logs = records;
-        let body = meshtap_report::encode(&report);
-        self.records = report.access_logs;
-        body
+        let dropped_total = self.count_drops(dropped);
+        Some(ReportAccessLogs {
+            records,
+            dropped_total,
+        })
+    }
+
+    /// Keeps the records of the report just sent until the sink answers.
+    pub(crate) fn hold(&mut self, records: Vec<AccessLogRecord>) {
+        self.records = records;
     }
 }
 
 /// Shutdown hook: hands the VM's buffer over and puts the records of an unanswered report back
 /// on the queue, so the next leader sends them.
-pub fn on_done(vm: &mut ActiveVm, in_flight: &mut LogsInFlight) {
+pub(crate) fn on_done(vm: &mut ActiveVm, in_flight: &mut LogsInFlight) {
     flush(vm);
     in_flight.failed();
 }

@@ -18,7 +18,7 @@ const LARGEST: usize = 1024;
 const CLASSES: usize = (LARGEST / SMALLEST).trailing_zeros() as usize + 1;
 
 /// Free-list allocator for small blocks over [`System`].
-pub struct PooledAlloc {
+pub(crate) struct PooledAlloc {
     /// Head of each class's list of free blocks; a free block's first word links the next.
     free: UnsafeCell<[*mut u8; CLASSES]>,
 }
@@ -27,7 +27,7 @@ pub struct PooledAlloc {
 unsafe impl Sync for PooledAlloc {}
 
 impl PooledAlloc {
-    pub const fn new() -> Self {
+    pub(crate) const fn new() -> Self {
         PooledAlloc {
             free: UnsafeCell::new([null_mut(); CLASSES]),
         }

@@ -3,7 +3,7 @@
 //! when the plugin is configured), and none at all when no dimension is configured.
 //!
 //! Owns the per-VM cache from the raw values to their label values and id (the id goes into the
-//! request's shortcut key). It must not decide what a value means: [`crate::dimensions`] does.
+//! request's shortcut key). It must not decide what a value means: [`crate::record::dimensions`] does.
 
 use std::rc::Rc;
 
@@ -11,7 +11,7 @@ use proxy_wasm::types::MapType;
 
 use super::host::{header, property, string_property_at, PropertyPath};
 use super::vm::{ActiveVm, Known};
-use crate::dimensions::{append_key, value_of, Dimensions, Source, MISSING_VALUE};
+use crate::record::dimensions::{append_key, value_of, Dimensions, Source, MISSING_VALUE};
 
 /// Replaces node-metadata sources by the proxy's values (at configure time).
 pub(super) fn resolve_node_metadata(dimensions: &mut Dimensions) {

@@ -23,11 +23,11 @@ use super::host::property;
 use super::http::GRPC_STATS;
 use super::peers::exchanged_peer_labels;
 use super::vm::{register_open, ActiveVm};
-use crate::counters::{CounterKind, CounterValues};
-use crate::grpc::{parse_grpc_stats, FrameCounter, MessageTally};
+use crate::record::grpc::{parse_grpc_stats, FrameCounter, MessageTally};
+use crate::store::counters::{CounterKind, CounterValues};
 
 /// One open gRPC stream's message counts, shared by its HTTP context and the VM's registry.
-pub struct OpenGrpcStream {
+pub(crate) struct OpenGrpcStream {
     context_id: u32,
     /// Frames counted in the request (0) and response (1) bodies.
     frames: [FrameCounter; 2],
@@ -42,7 +42,7 @@ pub struct OpenGrpcStream {
 
 impl OpenGrpcStream {
     /// A stream of context `context_id`, registered with the VM's open streams.
-    pub fn open(vm: &mut ActiveVm, context_id: u32) -> Rc<RefCell<OpenGrpcStream>> {
+    pub(crate) fn open(vm: &mut ActiveVm, context_id: u32) -> Rc<RefCell<OpenGrpcStream>> {
         let stream = Rc::new(RefCell::new(OpenGrpcStream {
             context_id,
             frames: Default::default(),
@@ -56,7 +56,7 @@ impl OpenGrpcStream {
     }
 
     /// Counts the frames of a body chunk of one direction (0 request, 1 response).
-    pub fn count_frames(&mut self, direction: usize, body_size: usize) {
+    pub(crate) fn count_frames(&mut self, direction: usize, body_size: usize) {
         let buffer = [BufferType::HttpRequestBody, BufferType::HttpResponseBody][direction];
         self.frames[direction].feed(body_size, |offset, size| {
             hostcalls::get_buffer(buffer, offset, size).ok().flatten()
@@ -73,7 +73,7 @@ impl OpenGrpcStream {
 
     /// At the stream's end (in its `on_log`): the counts not handed out yet, with the labels a
     /// tick computed if any. The stream then leaves the registry at the next tick.
-    pub fn take_rest(&mut self) -> Option<(CounterValues, Option<Rc<[String]>>)> {
+    pub(crate) fn take_rest(&mut self) -> Option<(CounterValues, Option<Rc<[String]>>)> {
         self.ended = true;
         let delta = self.tally.take_delta(self.counts())?;
         Some((delta, self.labels.clone()))
@@ -101,7 +101,7 @@ impl OpenGrpcStream {
 /// Records the new message counts of the VM's open gRPC streams (each tick, before the totals
 /// are published) and forgets the streams that ended. `root_context` is made the effective
 /// context again afterwards.
-pub fn flush_open_streams(vm: &mut ActiveVm, root_context: u32) {
+pub(crate) fn flush_open_streams(vm: &mut ActiveVm, root_context: u32) {
     if vm.open_grpc_streams.is_empty() {
         return;
     }

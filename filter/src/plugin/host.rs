@@ -10,7 +10,7 @@ use std::ptr::null_mut;
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{LogLevel, MapType, Status};
 
-use crate::coordinate::{CasMismatch, SharedStore};
+use crate::proxy::coordinate::{CasMismatch, SharedStore};
 
 #[link(wasm_import_module = "env")]
 extern "C" {
@@ -28,11 +28,11 @@ const STATUS_OK: u32 = Status::Ok as u32;
 
 /// A property path already in wire form: its parts joined by NUL bytes.
 #[derive(Clone, Copy)]
-pub struct PropertyPath(pub &'static [u8]);
+pub(crate) struct PropertyPath(pub &'static [u8]);
 
 /// A property's raw bytes; `None` when absent (NotFound) or for any other status (never traps).
 /// The path is passed as-is, so the only allocation is the host's returned buffer.
-pub fn property(path: PropertyPath) -> Option<Vec<u8>> {
+pub(crate) fn property(path: PropertyPath) -> Option<Vec<u8>> {
     let mut data: *mut u8 = null_mut();
     let mut size: usize = 0;
     // SAFETY: the host writes a buffer it allocated through this module's allocator
@@ -47,7 +47,7 @@ pub fn property(path: PropertyPath) -> Option<Vec<u8>> {
 }
 
 /// A property at a dynamic path (configure time only: allocates the path).
-pub fn property_at(path: &[&str]) -> Option<Vec<u8>> {
+pub(crate) fn property_at(path: &[&str]) -> Option<Vec<u8>> {
     hostcalls::get_property(path.to_vec()).ok().flatten()
 }
 
@@ -58,30 +58,25 @@ fn into_string(bytes: Vec<u8>) -> String {
     }
 }
 
-/// A string property (lossy UTF-8); `None` when absent.
-pub fn string_property(path: PropertyPath) -> Option<String> {
-    property(path).map(into_string)
-}
-
 /// A string property at a dynamic path (configure time only).
-pub fn string_property_at(path: &[&str]) -> Option<String> {
+pub(crate) fn string_property_at(path: &[&str]) -> Option<String> {
     property_at(path).map(into_string)
 }
 
 /// An int64/uint64 property (8-byte little-endian); `None` when absent or mistyped.
-pub fn int_property(path: PropertyPath) -> Option<i64> {
+pub(crate) fn int_property(path: PropertyPath) -> Option<i64> {
     let bytes = property(path)?;
     let array: [u8; 8] = bytes.as_slice().try_into().ok()?;
     Some(i64::from_le_bytes(array))
 }
 
 /// A header value from one of the stream's maps; `None` when absent.
-pub fn header(map: MapType, name: &str) -> Option<Vec<u8>> {
+pub(crate) fn header(map: MapType, name: &str) -> Option<Vec<u8>> {
     hostcalls::get_map_value_bytes(map, name).ok().flatten()
 }
 
 /// Milliseconds since the epoch from the host clock (`proxy_get_current_time_nanoseconds`).
-pub fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     hostcalls::get_current_time()
         .ok()
         .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
@@ -90,22 +85,22 @@ pub fn now_ms() -> i64 {
 }
 
 /// Logs through `proxy_log`.
-pub fn log(level: LogLevel, message: &str) {
+pub(crate) fn log(level: LogLevel, message: &str) {
     let _ = hostcalls::log(level, message);
 }
 
 /// Envoy's shared data for this vm_id, under a key prefix: the HTTP and the network plugin
 /// instances of a proxy may share a VM (and its shared data) or not, so each coordinates under
 /// its own prefix and reports on its own channel.
-pub struct HostStore {
+pub(crate) struct HostStore {
     pub key_prefix: &'static str,
 }
 
 impl HostStore {
     /// The HTTP plugin's keys (unprefixed).
-    pub const HTTP: HostStore = HostStore { key_prefix: "" };
+    pub(crate) const HTTP: HostStore = HostStore { key_prefix: "" };
     /// The network plugin's keys.
-    pub const NETWORK: HostStore = HostStore { key_prefix: "tcp/" };
+    pub(crate) const NETWORK: HostStore = HostStore { key_prefix: "tcp/" };
 
     fn key<'a>(&self, key: &'a str) -> std::borrow::Cow<'a, str> {
         if self.key_prefix.is_empty() {

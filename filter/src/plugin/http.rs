@@ -29,12 +29,12 @@ use super::grpc_stream::OpenGrpcStream;
 use super::host::{header, int_property, log, PropertyPath};
 use super::peers::{PeerSources, StreamPeers};
 use super::vm::{add_counters, ActiveVm, Known};
-use crate::aggregate::Recorded;
-use crate::counters::{CounterKind, CounterValues};
-use crate::facts::{is_grpc_content_type, RequestFacts};
-use crate::labels::compute;
-use crate::series::Observation;
-use crate::shortcut::RequestKey;
+use crate::record::facts::{is_grpc_content_type, RequestFacts};
+use crate::record::labels::compute;
+use crate::store::aggregate::Recorded;
+use crate::store::counters::{CounterKind, CounterValues};
+use crate::store::series::Observation;
+use crate::store::shortcut::RequestKey;
 
 const REQUEST_DURATION: PropertyPath = PropertyPath(b"request\0duration");
 const REQUEST_TOTAL_SIZE: PropertyPath = PropertyPath(b"request\0total_size");
@@ -46,7 +46,7 @@ pub(super) const GRPC_STATS: PropertyPath =
 const RESPONSE_GRPC_STATUS: PropertyPath = PropertyPath(b"response\0grpc_status");
 
 /// Records one stream when it is logged.
-pub struct RequestRecorder {
+pub(crate) struct RequestRecorder {
     pub vm: Rc<RefCell<ActiveVm>>,
     /// This stream's context id.
     context_id: u32,
@@ -58,7 +58,7 @@ pub struct RequestRecorder {
 }
 
 impl RequestRecorder {
-    pub fn new(vm: Rc<RefCell<ActiveVm>>, context_id: u32) -> Self {
+    pub(crate) fn new(vm: Rc<RefCell<ActiveVm>>, context_id: u32) -> Self {
         RequestRecorder {
             vm,
             context_id,
@@ -134,11 +134,44 @@ fn id_of<T>(known: &Option<Known<T>>) -> u32 {
     known.as_ref().map_or(0, |k| k.id)
 }
 
+/// How a finished stream ended, as `on_log` reads it.
+struct StreamOutcome {
+    grpc: bool,
+    grpc_status: Option<i64>,
+    response_code: Option<i64>,
+    response_flags: u64,
+    observation: Observation,
+}
+
 /// Records a finished stream. `grpc` is known when the request headers were seen; `messages`
 /// are the gRPC message counts of a gRPC stream not yet recorded, when no tick labelled it.
 fn record(vm: &mut ActiveVm, grpc: Option<bool>, messages: Option<CounterValues>) {
     vm.renew_ids_if_exhausted();
     let peers = StreamPeers::read(vm, PeerSources::HTTP);
+    let outcome = read_outcome(vm, grpc);
+    let extra = super::dimensions::read_extra(vm);
+    let key = request_key(&peers, &outcome, &extra);
+    let sides = &peers.sides;
+    super::access_log::on_request(
+        vm,
+        peers.reporter,
+        &key,
+        &peers.cluster,
+        &sides.downstream_peer,
+        &sides.upstream_peer,
+    );
+    let generation = vm.totals.generation();
+    // Messages without labels need the stream's peer labels, which the shortcut skips.
+    if let (Some(slot), None) = (vm.shortcuts.get(&key, generation), messages) {
+        vm.totals.record_at(slot, outcome.observation);
+        return;
+    }
+    record_labelled(vm, &peers, &outcome, extra, key, messages);
+}
+
+/// Reads how the stream ended: gRPC or not, its status, code, flags and the observation (the
+/// byte sizes only when their family is enabled).
+fn read_outcome(vm: &ActiveVm, grpc: Option<bool>) -> StreamOutcome {
     let grpc = grpc.unwrap_or_else(|| {
         let content_type = header(MapType::HttpRequestHeaders, "content-type");
         content_type.as_deref().is_some_and(is_grpc_content_type)
@@ -158,13 +191,25 @@ fn record(vm: &mut ActiveVm, grpc: Option<bool>, messages: Option<CounterValues>
     };
     let response_code = int_property(RESPONSE_CODE);
     let response_flags = int_property(RESPONSE_FLAGS).unwrap_or(0) as u64;
-    let observation = Observation::from_raw(duration_ns, request_bytes, response_bytes);
-    let extra = super::dimensions::read_extra(vm);
-
-    let sides = &peers.sides;
-    let key = RequestKey {
-        reporter: peers.reporter as u8,
+    StreamOutcome {
         grpc,
+        grpc_status,
+        response_code,
+        response_flags,
+        observation: Observation::from_raw(duration_ns, request_bytes, response_bytes),
+    }
+}
+
+/// The shortcut key of a stream: the ids of its inputs and its outcome.
+fn request_key(
+    peers: &StreamPeers,
+    outcome: &StreamOutcome,
+    extra: &Option<Known<Rc<[String]>>>,
+) -> RequestKey {
+    let sides = &peers.sides;
+    RequestKey {
+        reporter: peers.reporter as u8,
+        grpc: outcome.grpc,
         route: peers.route as u8,
         cluster: id_of(&peers.cluster),
         downstream_peer: id_of(&sides.downstream_peer),
@@ -174,34 +219,29 @@ fn record(vm: &mut ActiveVm, grpc: Option<bool>, messages: Option<CounterValues>
         upstream_peer_san: id_of(&sides.upstream_peer_san),
         upstream_local_san: id_of(&sides.upstream_local_san),
         authority: id_of(&peers.authority),
-        extras: id_of(&extra),
-        response_code,
-        response_flags,
-        grpc_status,
-    };
-    super::access_log::on_request(
-        vm,
-        peers.reporter,
-        &key,
-        &peers.cluster,
-        &sides.downstream_peer,
-        &sides.upstream_peer,
-    );
-    let generation = vm.totals.generation();
-    // Messages without labels need the stream's peer labels, which the shortcut skips.
-    if let (Some(slot), None) = (vm.shortcuts.get(&key, generation), messages) {
-        vm.totals.record_at(slot, observation);
-        return;
+        extras: id_of(extra),
+        response_code: outcome.response_code,
+        response_flags: outcome.response_flags,
+        grpc_status: outcome.grpc_status,
     }
+}
 
+/// A stream the shortcut does not know: computes its labels (capped), records it, remembers
+/// its slot under `key` and adds the gRPC `messages` under its peer labels.
+fn record_labelled(
+    vm: &mut ActiveVm,
+    peers: &StreamPeers,
+    outcome: &StreamOutcome,
+    extra: Option<Known<Rc<[String]>>>,
+    key: RequestKey,
+    messages: Option<CounterValues>,
+) {
+    let generation = vm.totals.generation();
     let facts = RequestFacts {
-        grpc,
-        response_code,
-        response_flags,
-        grpc_status,
-        duration_ns,
-        request_bytes,
-        response_bytes,
+        grpc: outcome.grpc,
+        response_code: outcome.response_code,
+        response_flags: outcome.response_flags,
+        grpc_status: outcome.grpc_status,
         ..peers.facts()
     };
     let ActiveVm {
@@ -222,7 +262,7 @@ fn record(vm: &mut ActiveVm, grpc: Option<bool>, messages: Option<CounterValues>
     if !label_caps.is_empty() {
         label_caps.apply(scratch, extra_scratch);
     }
-    let (recorded, slot) = totals.record(scratch, extra_scratch, observation);
+    let (recorded, slot) = totals.record(scratch, extra_scratch, outcome.observation);
     shortcuts.insert(key, slot, generation);
     if let Some(delta) = messages {
         let labels = scratch.peer_values();

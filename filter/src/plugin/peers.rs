@@ -11,9 +11,9 @@ use proxy_wasm::types::MapType;
 
 use super::host::{header, int_property, property, PropertyPath};
 use super::vm::{ActiveVm, BytesCache, ClusterInfo, Known};
-use crate::facts::{Direction, RequestFacts};
-use crate::labels::{compute, LabelRules};
-use crate::peer::{ClusterServices, PeerInfo};
+use crate::record::facts::{Direction, RequestFacts};
+use crate::record::labels::{compute, LabelRules};
+use crate::record::peer::{ClusterServices, PeerInfo};
 use meshtap_report::schema::Reporter;
 
 const PEER_HEADER: &str = "x-envoy-peer-metadata";
@@ -58,7 +58,7 @@ fn own_of(known: &Option<Known<Rc<str>>>) -> &str {
     known.as_ref().map_or("", |k| &k.value)
 }
 
-/// The route names that change labels, as [`crate::shortcut::RequestKey::route`] numbers them.
+/// The route names that change labels, as [`crate::store::shortcut::RequestKey::route`] numbers them.
 const ROUTES: [Option<&str>; 3] = [None, Some("allow_any"), Some("block_all")];
 
 /// What a stream's 20 peer labels are computed from, read from the host in the stream's
@@ -66,7 +66,7 @@ const ROUTES: [Option<&str>; 3] = [None, Some("allow_any"), Some("block_all")];
 pub(super) struct StreamPeers {
     pub reporter: Reporter,
     pub cluster: Option<Known<ClusterInfo>>,
-    /// Index into [`ROUTES`], as [`crate::shortcut::RequestKey::route`] numbers routes.
+    /// Index into [`ROUTES`], as [`crate::store::shortcut::RequestKey::route`] numbers routes.
     pub route: usize,
     pub sides: Sides,
     pub authority: Option<Known<Option<Rc<str>>>>,
@@ -74,7 +74,7 @@ pub(super) struct StreamPeers {
 }
 
 impl StreamPeers {
-    pub fn read(vm: &mut ActiveVm, sources: PeerSources) -> StreamPeers {
+    pub(super) fn read(vm: &mut ActiveVm, sources: PeerSources) -> StreamPeers {
         let reporter = reporter(vm);
         let cluster = property(CLUSTER_NAME).map(|name| known_cluster(vm, &name));
         let services = cluster.as_ref().and_then(|c| c.value.services.as_deref());
@@ -108,7 +108,7 @@ impl StreamPeers {
     }
 
     /// The facts the peer labels depend on (the others at their defaults).
-    pub fn facts(&self) -> RequestFacts<'_> {
+    pub(super) fn facts(&self) -> RequestFacts<'_> {
         let services = self.cluster.as_ref();
         let sides = &self.sides;
         RequestFacts {
@@ -126,7 +126,7 @@ impl StreamPeers {
         }
     }
 
-    pub fn rules(&self) -> LabelRules {
+    pub(super) fn rules(&self) -> LabelRules {
         LabelRules {
             reporter: self.reporter,
             host_header_fallback: self.host_header_fallback,
@@ -193,21 +193,21 @@ pub(super) struct PeerSources {
 
 impl PeerSources {
     /// A stream at its end (access-log phase, where absent maps read as not found).
-    pub const HTTP: PeerSources = PeerSources {
+    pub(super) const HTTP: PeerSources = PeerSources {
         request_header: true,
         response_header: true,
         upstream_filter_state: false,
         endpoint: true,
     };
     /// An open stream: only what the peer metadata exchange left so far.
-    pub const fn open_http(response_started: bool) -> PeerSources {
+    pub(super) const fn open_http(response_started: bool) -> PeerSources {
         PeerSources {
             response_header: response_started,
             endpoint: false,
             ..PeerSources::HTTP
         }
     }
-    pub const TCP: PeerSources = PeerSources {
+    pub(super) const TCP: PeerSources = PeerSources {
         request_header: false,
         response_header: false,
         upstream_filter_state: true,

@@ -3,11 +3,11 @@
 //! `on_configure` parses the pluginConfig (a bad one is logged once and the filter then passes
 //! traffic untouched), reads the node metadata and sets a first tick 1 s later; nothing
 //! network-related happens there. Each tick the VM publishes its totals to shared data and, if
-//! it holds the lease ([`crate::coordinate`]), builds and dispatches the proxy's report (at most
+//! it holds the lease ([`crate::proxy::coordinate`]), builds and dispatches the proxy's report (at most
 //! one in flight per VM). Before publishing, the VM moves the new counts of its open TCP
 //! connections and gRPC streams ([`super::grpc_stream`]) into its totals and applies the leader's
 //! latest idle-series eviction to them; the leader tracks idle sets and decides the next eviction
-//! ([`crate::evict`]). `on_done` publishes a last snapshot. The same root serves an `HTTP` or
+//! ([`crate::proxy::evict`]). `on_done` publishes a last snapshot. The same root serves an `HTTP` or
 //! a `NETWORK` WasmPlugin (`pluginConfig.type`): it hands out request or connection contexts,
 //! and coordinates and reports on that type's own channel. It must not record requests or
 //! connections (that is [`super::http`] and [`super::tcp`]).
@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext, StreamContext};
-use proxy_wasm::types::{BufferType, ContextType, LogLevel, MapType};
+use proxy_wasm::types::{BufferType, ContextType, LogLevel, MapType, Status};
 
 use super::access_log::{self, LogsInFlight};
 use super::grpc_stream;
@@ -27,12 +27,12 @@ use super::http::RequestRecorder;
 use super::tcp::ConnectionRecorder;
 use super::vm::ActiveVm;
 use crate::config::{FilterConfig, PluginType};
-use crate::coordinate::{self, Collected, Role, LEASE_INTERVALS, STALE_INTERVALS};
-use crate::evict::EvictionView;
-use crate::idle::IdleTracker;
-use crate::node::LocalNode;
+use crate::proxy::coordinate::{self, Collected, Role, LEASE_INTERVALS, STALE_INTERVALS};
+use crate::proxy::evict::EvictionView;
+use crate::proxy::idle::IdleTracker;
+use crate::proxy::wire::TotalsPb;
+use crate::record::node::LocalNode;
 use crate::report::{self, ReportContext};
-use crate::wire::TotalsPb;
 
 /// Delay of the first tick after configuration.
 const FIRST_TICK: Duration = Duration::from_secs(1);
@@ -41,7 +41,7 @@ const FAILURE_LOG_EVERY_MS: i64 = 60_000;
 
 /// One VM's root context.
 #[derive(Default)]
-pub struct MeshtapRoot {
+pub(crate) struct MeshtapRoot {
     context_id: u32,
     plugin_type: PluginType,
     vm: Option<Rc<RefCell<ActiveVm>>>,
@@ -140,158 +140,23 @@ impl RootContext for MeshtapRoot {
         let Some(vm) = self.vm.clone() else {
             return;
         };
-        vm.borrow_mut().flush_open_connections();
-        grpc_stream::flush_open_streams(&mut vm.borrow_mut(), self.context_id);
-        access_log::flush(&mut vm.borrow_mut());
-        let store = self.store();
-        if let Some(eviction) = self.eviction.refresh(&store) {
-            let mut vm = vm.borrow_mut();
-            let vm = &mut *vm;
-            eviction.apply(&mut vm.totals, &mut vm.counters);
-            self.eviction.applied();
-        }
+        self.bring_totals_up_to_date(&vm);
+        let turn = match self.publish_and_take_turn(&vm.borrow()) {
+            Turn::Lead(turn) => turn,
+            Turn::StartOver => return self.start_over(),
+            Turn::Wait => return,
+        };
         let vm = vm.borrow();
-        let interval = vm.config.report_interval;
-        if !self.interval_set {
-            let _ = hostcalls::set_tick_period(interval);
-            self.interval_set = true;
-        }
-        let interval_ms = interval.as_millis() as i64;
-        let now = now_ms();
-        let uid = match self.uid {
-            Some(uid) => uid,
-            None => match coordinate::register(&store, now) {
-                Ok(uid) => *self.uid.insert(uid),
-                Err(e) => {
-                    log(
-                        LogLevel::Warn,
-                        &format!("meshtap: cannot register this VM yet: {e}"),
-                    );
-                    return;
-                }
-            },
-        };
-        coordinate::publish(
-            &store,
-            uid,
-            now,
-            TotalsPb::from_vm(&vm.totals, &vm.counters, vm.label_caps.capped()),
-            self.eviction.applied_epoch,
-        );
-        if self.in_flight.is_some() {
+        let Some(collected) = self.collect(&vm, &turn) else {
             return;
+        };
+        let report = report::build(self.report_context(&vm, &turn), &collected);
+        let access_logs = self.logs_in_flight.gather(&vm.config);
+        let (body, carried) = report::encode(report, access_logs);
+        if let Some(records) = carried {
+            self.logs_in_flight.hold(records);
         }
-        let sequence = match coordinate::take_turn(&store, uid, now, LEASE_INTERVALS * interval_ms)
-        {
-            Ok(Role::Leader { sequence }) => sequence,
-            Ok(Role::Follower) => {
-                self.idle.clear();
-                return;
-            }
-            Ok(Role::Retired) => {
-                log(
-                    LogLevel::Warn,
-                    "meshtap: this VM was retired while stalled; its totals were folded, it starts over",
-                );
-                drop(vm);
-                if let Some(vm) = &self.vm {
-                    let mut vm = vm.borrow_mut();
-                    vm.totals.clear();
-                    vm.counters.clear();
-                    vm.label_caps.clear();
-                }
-                self.uid = None;
-                return;
-            }
-            Err(e) => {
-                log(LogLevel::Warn, &format!("meshtap: {e}"));
-                return;
-            }
-        };
-        let collect = |eviction: &_| {
-            coordinate::collect(
-                &store,
-                uid,
-                now,
-                STALE_INTERVALS * interval_ms,
-                vm.config.max_series,
-                eviction,
-            )
-        };
-        let collected = match collect(&self.eviction.record) {
-            Ok(c) => match vm.config.series_idle_timeout {
-                Some(timeout) => self.evict_idle(c, now, timeout.as_millis() as i64, collect),
-                None => Ok(c),
-            },
-            Err(e) => Err(e),
-        };
-        let collected = match collected {
-            Ok(c) => c,
-            Err(e) => {
-                log(
-                    LogLevel::Warn,
-                    &format!("meshtap: cannot collect totals: {e}"),
-                );
-                return;
-            }
-        };
-        if collected.newly_retired > 0 {
-            log(
-                LogLevel::Info,
-                &format!(
-                    "meshtap: folded {} silent worker VM(s) into the proxy's base",
-                    collected.newly_retired
-                ),
-            );
-        }
-        let ctx = ReportContext {
-            proxy: vm.local.proxy(),
-            timestamp_ms: now,
-            sequence,
-            interval_ms: interval_ms as u32,
-            enabled: vm.config.metrics,
-            series_limit: vm.config.max_series as u64,
-            channel: self.channel(),
-            tags_to_remove: vm.config.tags_to_remove.clone(),
-            dimensions: vm.config.dimensions.clone(),
-            histogram_bounds: vm.config.histogram_bounds.clone(),
-            // One channel per proxy carries the build gauge: the HTTP one.
-            build_tag: (self.plugin_type == PluginType::Http).then(|| {
-                let version = vm.local.proxy().istio_version;
-                if version.is_empty() {
-                    "unknown".to_string()
-                } else {
-                    version
-                }
-            }),
-        };
-        let body = self
-            .logs_in_flight
-            .encode_report(report::build(ctx, &collected), &vm.config);
-        let pod = vm.local.pod_header();
-        let authorization = vm
-            .config
-            .ingest_token
-            .as_ref()
-            .map(|t| format!("Bearer {t}"));
-        let mut headers = vec![
-            (":method", "POST"),
-            (":path", vm.config.sink_path.as_str()),
-            (":authority", vm.config.sink_authority.as_str()),
-            ("content-type", meshtap_report::CONTENT_TYPE),
-            ("content-encoding", meshtap_report::CONTENT_ENCODING),
-            (meshtap_report::POD_HEADER, pod.as_str()),
-        ];
-        if let Some(a) = &authorization {
-            headers.push(("authorization", a.as_str()));
-        }
-        let sent = hostcalls::dispatch_http_call(
-            &vm.config.sink_cluster,
-            headers,
-            Some(&body),
-            Vec::new(),
-            vm.config.report_timeout,
-        );
+        let sent = dispatch_report(&vm, &body);
         let cluster = vm.config.sink_cluster.clone();
         drop(vm);
         match sent {
@@ -326,7 +191,7 @@ impl RootContext for MeshtapRoot {
 
 impl MeshtapRoot {
     /// The root context `context_id`, not configured yet.
-    pub fn new(context_id: u32) -> Self {
+    pub(crate) fn new(context_id: u32) -> Self {
         MeshtapRoot {
             context_id,
             ..MeshtapRoot::default()
@@ -349,6 +214,166 @@ impl MeshtapRoot {
         }
     }
 
+    /// Moves the new counts of open connections and gRPC streams into the totals, hands the
+    /// buffered access-log records to the queue and applies the leader's latest eviction.
+    fn bring_totals_up_to_date(&mut self, vm: &RefCell<ActiveVm>) {
+        vm.borrow_mut().flush_open_connections();
+        grpc_stream::flush_open_streams(&mut vm.borrow_mut(), self.context_id);
+        access_log::flush(&mut vm.borrow_mut());
+        if let Some(eviction) = self.eviction.refresh(&self.store()) {
+            let mut vm = vm.borrow_mut();
+            let vm = &mut *vm;
+            eviction.apply(&mut vm.totals, &mut vm.counters);
+            self.eviction.applied();
+        }
+    }
+
+    /// Publishes this VM's totals (registering it first if needed) and, unless a report is in
+    /// flight, tries to take or renew the lease.
+    fn publish_and_take_turn(&mut self, vm: &ActiveVm) -> Turn {
+        let interval = vm.config.report_interval;
+        if !self.interval_set {
+            let _ = hostcalls::set_tick_period(interval);
+            self.interval_set = true;
+        }
+        let interval_ms = interval.as_millis() as i64;
+        let now = now_ms();
+        let store = self.store();
+        let Some(uid) = self.registered_uid(now) else {
+            return Turn::Wait;
+        };
+        coordinate::publish(
+            &store,
+            uid,
+            now,
+            TotalsPb::from_vm(&vm.totals, &vm.counters, vm.label_caps.capped()),
+            self.eviction.applied_epoch,
+        );
+        if self.in_flight.is_some() {
+            return Turn::Wait;
+        }
+        match coordinate::take_turn(&store, uid, now, LEASE_INTERVALS * interval_ms) {
+            Ok(Role::Leader { sequence }) => Turn::Lead(LeaderTurn {
+                uid,
+                now,
+                interval_ms,
+                sequence,
+            }),
+            Ok(Role::Follower) => {
+                self.idle.clear();
+                Turn::Wait
+            }
+            Ok(Role::Retired) => {
+                log(
+                    LogLevel::Warn,
+                    "meshtap: this VM was retired while stalled; its totals were folded, it starts over",
+                );
+                Turn::StartOver
+            }
+            Err(e) => {
+                log(LogLevel::Warn, &format!("meshtap: {e}"));
+                Turn::Wait
+            }
+        }
+    }
+
+    /// This VM's uid, registering it on first use; `None` (logged) while registration fails.
+    fn registered_uid(&mut self, now: i64) -> Option<u64> {
+        if let Some(uid) = self.uid {
+            return Some(uid);
+        }
+        match coordinate::register(&self.store(), now) {
+            Ok(uid) => Some(*self.uid.insert(uid)),
+            Err(e) => {
+                log(
+                    LogLevel::Warn,
+                    &format!("meshtap: cannot register this VM yet: {e}"),
+                );
+                None
+            }
+        }
+    }
+
+    /// A retired VM drops its totals (they were folded into the base) and registers again at
+    /// the next tick.
+    fn start_over(&mut self) {
+        if let Some(vm) = &self.vm {
+            let mut vm = vm.borrow_mut();
+            vm.totals.clear();
+            vm.counters.clear();
+            vm.label_caps.clear();
+        }
+        self.uid = None;
+    }
+
+    /// The leader's proxy-wide totals (after the idle-series eviction step when it is on);
+    /// `None` (logged) when they cannot be collected this tick.
+    fn collect(&mut self, vm: &ActiveVm, turn: &LeaderTurn) -> Option<Collected> {
+        let store = self.store();
+        let collect = |eviction: &_| {
+            coordinate::collect(
+                &store,
+                turn.uid,
+                turn.now,
+                STALE_INTERVALS * turn.interval_ms,
+                vm.config.max_series,
+                eviction,
+            )
+        };
+        let collected = match collect(&self.eviction.record) {
+            Ok(c) => match vm.config.series_idle_timeout {
+                Some(timeout) => self.evict_idle(c, turn.now, timeout.as_millis() as i64, collect),
+                None => Ok(c),
+            },
+            Err(e) => Err(e),
+        };
+        let collected = match collected {
+            Ok(c) => c,
+            Err(e) => {
+                log(
+                    LogLevel::Warn,
+                    &format!("meshtap: cannot collect totals: {e}"),
+                );
+                return None;
+            }
+        };
+        if collected.newly_retired > 0 {
+            log(
+                LogLevel::Info,
+                &format!(
+                    "meshtap: folded {} silent worker VM(s) into the proxy's base",
+                    collected.newly_retired
+                ),
+            );
+        }
+        Some(collected)
+    }
+
+    /// The report's fields that do not come from the totals.
+    fn report_context(&self, vm: &ActiveVm, turn: &LeaderTurn) -> ReportContext {
+        ReportContext {
+            proxy: vm.local.proxy(),
+            timestamp_ms: turn.now,
+            sequence: turn.sequence,
+            interval_ms: turn.interval_ms as u32,
+            enabled: vm.config.metrics,
+            series_limit: vm.config.max_series as u64,
+            channel: self.channel(),
+            tags_to_remove: vm.config.tags_to_remove.clone(),
+            dimensions: vm.config.dimensions.clone(),
+            histogram_bounds: vm.config.histogram_bounds.clone(),
+            // One channel per proxy carries the build gauge: the HTTP one.
+            build_tag: (self.plugin_type == PluginType::Http).then(|| {
+                let version = vm.local.proxy().istio_version;
+                if version.is_empty() {
+                    "unknown".to_string()
+                } else {
+                    version
+                }
+            }),
+        }
+    }
+
     /// The leader's eviction step: notes the collected totals, and when sets were idle for
     /// `timeout_ms` and every live VM applied the current record, publishes the next one and
     /// collects again without those sets. A failed publication is logged and retried next tick.
@@ -357,7 +382,7 @@ impl MeshtapRoot {
         collected: Collected,
         now: i64,
         timeout_ms: i64,
-        collect: impl Fn(&crate::evict::Eviction) -> Result<Collected, coordinate::CoordError>,
+        collect: impl Fn(&crate::proxy::evict::Eviction) -> Result<Collected, coordinate::CoordError>,
     ) -> Result<Collected, coordinate::CoordError> {
         let idle = self.idle.idle_sets(&collected.totals, now, timeout_ms);
         if idle.is_empty() || !collected.eviction_applied {
@@ -407,6 +432,52 @@ impl MeshtapRoot {
             ),
         );
     }
+}
+
+/// What a tick does once the VM has published its totals.
+enum Turn {
+    /// This VM leads: it collects, builds and sends the proxy's report.
+    Lead(LeaderTurn),
+    /// This VM was retired while it stalled: it drops its totals and registers again.
+    StartOver,
+    /// Nothing more this tick (a follower, a report in flight, or shared data unavailable).
+    Wait,
+}
+
+/// The leader's tick: its uid, the tick's time and interval, the report's sequence number.
+struct LeaderTurn {
+    uid: u64,
+    now: i64,
+    interval_ms: i64,
+    sequence: u64,
+}
+
+/// Posts a report body to the sink; the call's token, or the host's refusal.
+fn dispatch_report(vm: &ActiveVm, body: &[u8]) -> Result<u32, Status> {
+    let pod = vm.local.pod_header();
+    let authorization = vm
+        .config
+        .ingest_token
+        .as_ref()
+        .map(|t| format!("Bearer {t}"));
+    let mut headers = vec![
+        (":method", "POST"),
+        (":path", vm.config.sink_path.as_str()),
+        (":authority", vm.config.sink_authority.as_str()),
+        ("content-type", meshtap_report::CONTENT_TYPE),
+        ("content-encoding", meshtap_report::CONTENT_ENCODING),
+        (meshtap_report::POD_HEADER, pod.as_str()),
+    ];
+    if let Some(a) = &authorization {
+        headers.push(("authorization", a.as_str()));
+    }
+    hostcalls::dispatch_http_call(
+        &vm.config.sink_cluster,
+        headers,
+        Some(body),
+        Vec::new(),
+        vm.config.report_timeout,
+    )
 }
 
 /// The HTTP or connection context of a VM whose configuration was refused: does nothing.

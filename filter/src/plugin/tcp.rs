@@ -2,7 +2,7 @@
 //! connection, with the 23 TCP labels.
 //!
 //! Data callbacks only count bytes (and look at the first downstream bytes once, to leave HTTP
-//! on network filter chains alone, see [`crate::tcp`]). The labels are computed once per
+//! on network filter chains alone, see [`crate::record::tcp`]). The labels are computed once per
 //! connection, in the connection's own callbacks where the host answers for it: at the first
 //! downstream data if the peer metadata exchange already left the peer, else at the first
 //! upstream data (by then the exchange is over on both sides), else at the close. Until then
@@ -24,15 +24,15 @@ use super::peers::{
     known_cluster, read_sides, reporter, reporter_peer_known, PeerSources, Sides, CLUSTER_NAME,
 };
 use super::vm::{ActiveVm, Known};
-use crate::counters::{CounterKind, CounterValues};
-use crate::facts::RequestFacts;
-use crate::labels::{compute, LabelRules};
-use crate::peer::PeerInfo;
-use crate::tcp::{TcpFlow, Traffic, SNIFF_BYTES};
+use crate::record::facts::RequestFacts;
+use crate::record::labels::{compute, LabelRules};
+use crate::record::peer::PeerInfo;
+use crate::record::tcp::{TcpFlow, Traffic, SNIFF_BYTES};
+use crate::store::counters::{CounterKind, CounterValues};
 
 /// A connection's counters and, once known, its TCP label values.
 #[derive(Default)]
-pub struct OpenConnection {
+pub(crate) struct OpenConnection {
     flow: TcpFlow,
     labels: Option<Rc<[String]>>,
 }
@@ -40,7 +40,10 @@ pub struct OpenConnection {
 impl OpenConnection {
     /// The deltas to record and the labels to record them under; `None` until labelled or when
     /// there is nothing new.
-    pub fn take_labelled_delta(&mut self, closing: bool) -> Option<(Rc<[String]>, CounterValues)> {
+    pub(crate) fn take_labelled_delta(
+        &mut self,
+        closing: bool,
+    ) -> Option<(Rc<[String]>, CounterValues)> {
         let labels = self.labels.clone()?;
         let delta = self.flow.take_delta(closing)?;
         Some((labels, delta))
@@ -48,14 +51,14 @@ impl OpenConnection {
 }
 
 /// Records one connection.
-pub struct ConnectionRecorder {
+pub(crate) struct ConnectionRecorder {
     pub vm: Rc<RefCell<ActiveVm>>,
     connection: Rc<RefCell<OpenConnection>>,
     upstream_seen: bool,
 }
 
 impl ConnectionRecorder {
-    pub fn new(vm: Rc<RefCell<ActiveVm>>) -> Self {
+    pub(crate) fn new(vm: Rc<RefCell<ActiveVm>>) -> Self {
         let connection = Rc::new(RefCell::new(OpenConnection::default()));
         vm.borrow_mut()
             .open_connections

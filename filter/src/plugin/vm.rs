@@ -1,14 +1,16 @@
 //! The state one worker VM shares between its root context and its HTTP or connection contexts:
 //! the checked configuration, the local node identity, the cumulative totals (request series
-//! and plain counters), the connections and gRPC streams still open and the per-request caches.
+//! and plain counters) with their label caps, the connections and gRPC streams still open, the
+//! access-log buffer and the per-request caches.
 //!
-//! Owns the bounded caches of host values by their raw bytes (clusters, decoded peers, SANs and
-//! authorities), each entry with an id that stands for the value in [`RequestKey`]s, and the
-//! [`Shortcuts`] those keys index. Ids are never reused: when they run out, every cache and the
-//! shortcuts are dropped together. It must not call the host: the HTTP context reads, this state
-//! remembers.
+//! Owns the bounded caches of host values by their raw bytes (clusters, decoded peers, SANs,
+//! authorities and extra dimension values), each entry with an id that stands for the value in
+//! [`RequestKey`]s, and the [`Shortcuts`] those keys index. Ids are never reused: when they run
+//! out, every cache and the shortcuts are dropped together. It must not read from the host (the
+//! contexts read, this state remembers); its only host call is the one-time warning when the
+//! counter label sets overflow.
 //!
-//! [`RequestKey`]: crate::shortcut::RequestKey
+//! [`RequestKey`]: crate::store::shortcut::RequestKey
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -19,19 +21,19 @@ use proxy_wasm::types::LogLevel;
 use super::grpc_stream::OpenGrpcStream;
 use super::host::log;
 use super::tcp::OpenConnection;
-use crate::access_log::VmAccessLog;
-use crate::aggregate::{Aggregator, Recorded};
 use crate::config::FilterConfig;
-use crate::counters::{CounterKind, CounterTotals, CounterValues};
-use crate::hashing::{bytes_equal, hash_bytes, WordBuild};
-use crate::labels::LabelValues;
-use crate::node::LocalNode;
-use crate::overrides::LabelCaps;
-use crate::peer::{ClusterServices, PeerInfo};
-use crate::shortcut::Shortcuts;
+use crate::record::access_log::VmAccessLog;
+use crate::record::labels::LabelValues;
+use crate::record::node::LocalNode;
+use crate::record::peer::{ClusterServices, PeerInfo};
+use crate::store::aggregate::{Aggregator, Recorded};
+use crate::store::counters::{CounterKind, CounterTotals, CounterValues};
+use crate::store::hashing::{bytes_equal, hash_bytes, WordBuild};
+use crate::store::overrides::LabelCaps;
+use crate::store::shortcut::Shortcuts;
 
 /// Entries per cache before it is cleared (bounds memory with many clusters or peers).
-pub const CACHE_CAPACITY: usize = 1024;
+pub(crate) const CACHE_CAPACITY: usize = 1024;
 
 /// Ids one request can hand out at most (one per cache lookup), kept in reserve so a request
 /// never sees ids from before and after a renewal.
@@ -39,20 +41,20 @@ const IDS_PER_REQUEST: u32 = 16;
 
 /// A host value seen before, with the id that stands for it in shortcut keys (never 0).
 #[derive(Clone)]
-pub struct Known<T> {
+pub(crate) struct Known<T> {
     pub id: u32,
     pub value: T,
 }
 
 /// What a cluster name stands for.
 #[derive(Clone)]
-pub struct ClusterInfo {
+pub(crate) struct ClusterInfo {
     pub name: Rc<str>,
     pub services: Option<Rc<ClusterServices>>,
 }
 
 /// A configured, recording VM.
-pub struct ActiveVm {
+pub(crate) struct ActiveVm {
     pub config: FilterConfig,
     pub local: LocalNode,
     pub totals: Aggregator,
@@ -86,7 +88,7 @@ pub struct ActiveVm {
 }
 
 impl ActiveVm {
-    pub fn new(config: FilterConfig, local: LocalNode) -> Self {
+    pub(crate) fn new(config: FilterConfig, local: LocalNode) -> Self {
         let totals = Aggregator::configured(
             config.max_series,
             config.metrics,
@@ -119,14 +121,19 @@ impl ActiveVm {
     }
 
     /// A fresh id for a cache entry.
-    pub fn next_id(&mut self) -> u32 {
+    pub(crate) fn next_id(&mut self) -> u32 {
         let id = self.next_id;
         self.next_id += 1;
         id
     }
 
     /// Adds counter deltas to a label set (see [`add_counters`]).
-    pub fn add_counters(&mut self, kind: CounterKind, labels: &[&str], delta: &CounterValues) {
+    pub(crate) fn add_counters(
+        &mut self,
+        kind: CounterKind,
+        labels: &[&str],
+        delta: &CounterValues,
+    ) {
         add_counters(
             &mut self.counters,
             self.config.max_series,
@@ -137,7 +144,7 @@ impl ActiveVm {
     }
 
     /// Adds counter deltas to a label set held as owned values.
-    pub fn add_labelled_counters(
+    pub(crate) fn add_labelled_counters(
         &mut self,
         kind: CounterKind,
         labels: &[String],
@@ -149,7 +156,7 @@ impl ActiveVm {
 
     /// Moves the byte counts of open connections into the counters (each tick, before the
     /// totals are published) and forgets connections that ended.
-    pub fn flush_open_connections(&mut self) {
+    pub(crate) fn flush_open_connections(&mut self) {
         let open = std::mem::take(&mut self.open_connections);
         for weak in open {
             let Some(connection) = weak.upgrade() else {
@@ -165,7 +172,7 @@ impl ActiveVm {
 
     /// Called before each request: when ids are about to run out, forgets every id holder so
     /// ids can start over without ever meaning two values at once.
-    pub fn renew_ids_if_exhausted(&mut self) {
+    pub(crate) fn renew_ids_if_exhausted(&mut self) {
         if self.next_id < u32::MAX - IDS_PER_REQUEST {
             return;
         }
@@ -186,7 +193,7 @@ impl ActiveVm {
 /// of short items between two ticks holds memory in proportion to the items open, not to those
 /// seen; the list at least doubles when that frees less than half, keeping a push O(1)
 /// amortized.
-pub fn register_open<T>(list: &mut Vec<Weak<T>>, item: &Rc<T>) {
+pub(crate) fn register_open<T>(list: &mut Vec<Weak<T>>, item: &Rc<T>) {
     if list.len() == list.capacity() {
         list.retain(|weak| weak.strong_count() > 0);
         if list.len() * 2 > list.capacity() {
@@ -197,7 +204,7 @@ pub fn register_open<T>(list: &mut Vec<Weak<T>>, item: &Rc<T>) {
 }
 
 /// Adds counter deltas to a label set, logging once when the overflow set starts filling.
-pub fn add_counters(
+pub(crate) fn add_counters(
     counters: &mut CounterTotals,
     max_series: usize,
     kind: CounterKind,
@@ -219,7 +226,7 @@ type Bucket<V> = Vec<(Box<[u8]>, V)>;
 
 /// A map from byte strings to values that forgets everything when it reaches
 /// [`CACHE_CAPACITY`] entries. Keys are hashed and compared 8 bytes at a time.
-pub struct BytesCache<V> {
+pub(crate) struct BytesCache<V> {
     buckets: HashMap<u64, Bucket<V>, WordBuild>,
     len: usize,
 }
@@ -234,7 +241,7 @@ impl<V> Default for BytesCache<V> {
 }
 
 impl<V> BytesCache<V> {
-    pub fn get(&self, key: &[u8]) -> Option<&V> {
+    pub(crate) fn get(&self, key: &[u8]) -> Option<&V> {
         self.buckets
             .get(&hash_bytes(key))?
             .iter()
@@ -243,7 +250,7 @@ impl<V> BytesCache<V> {
     }
 
     /// Adds a value for a key that is not present.
-    pub fn insert(&mut self, key: &[u8], value: V) -> &V {
+    pub(crate) fn insert(&mut self, key: &[u8], value: V) -> &V {
         if self.len >= CACHE_CAPACITY {
             self.clear();
         }
@@ -253,7 +260,7 @@ impl<V> BytesCache<V> {
         &bucket.last().expect("just pushed").1
     }
 
-    pub fn clear(&mut self) {
+    pub(crate) fn clear(&mut self) {
         self.buckets.clear();
         self.len = 0;
     }
