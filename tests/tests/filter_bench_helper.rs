@@ -96,22 +96,24 @@ fn the_bench_helper_measures_each_unit_on_the_recording_path() {
 }
 
 /// The fuel profile's samples account for the whole request: a request of F units traps for
-/// every budget `k × STEP < F` and completes at the first budget ≥ F, so there are exactly
+/// every budget `k × STEP < F` and completes at the first budget ≥ F, so there are
 /// `ceil(F / STEP) - 1` samples, whatever the module's function names (the CI build is
-/// stripped, so every frame is `?` and one layer takes all).
+/// stripped, so every frame is `?` and one layer takes all). wasmtime checks fuel at function
+/// entries and loop headers only, so a last budget less than one straight-line stretch
+/// (`FUEL_CHECK_SLACK`) short of F may complete instead of trapping: one sample fewer.
 #[test]
 fn the_fuel_profile_samples_cover_exactly_one_request() {
     const STEP: u64 = 250;
+    const FUEL_CHECK_SLACK: u64 = 64;
     let wasm = filter_wasm::locate().unwrap_or_else(|e| panic!("{e}"));
     let module = FilterModule::load(&wasm, true).unwrap();
     let profile = profile_request(module, "{}", STEP).unwrap();
     assert!(profile.fuel_per_request > 1_000, "{profile:?}");
     let sampled: u64 = profile.layers.iter().map(|(_, fuel)| fuel).sum();
-    assert_eq!(
-        sampled,
-        (profile.fuel_per_request.div_ceil(STEP) - 1) * STEP,
-        "{profile:?}"
-    );
+    let all_budgets = (profile.fuel_per_request.div_ceil(STEP) - 1) * STEP;
+    let last_unnoticed =
+        sampled + STEP == all_budgets && profile.fuel_per_request - all_budgets < FUEL_CHECK_SLACK;
+    assert!(sampled == all_budgets || last_unnoticed, "{profile:?}");
     let by_self: u64 = profile.functions.iter().map(|f| f.self_fuel).sum();
     assert_eq!(by_self, sampled, "every sample has one innermost function");
     assert!(profile
