@@ -13,7 +13,7 @@ use meshtap_logformat::access::{
 };
 use meshtap_logformat::cri::PodLogPath;
 use meshtap_logformat::cri::{parse_cri_line, PartialJoiner, DEFAULT_MAX_JOINED_BYTES};
-use meshtap_logformat::loki::{LabelSet, PushBatch, PushBatchConfig};
+use meshtap_logformat::loki::{PushBatch, PushBatchConfig, StreamLabels};
 use meshtap_logformat::{log_entry_from_line, pod_stream_labels, DEFAULT_JOB};
 
 /// containerd's `max_container_log_line_size`.
@@ -183,7 +183,7 @@ fn cri_file(style: QueryStyle) -> (Vec<u8>, usize) {
     (file, lines)
 }
 
-fn stream_labels() -> LabelSet {
+fn stream_labels() -> StreamLabels {
     let path = PodLogPath::parse(
         "/var/log/pods/bookinfo_productpage-v1-6b746f74dc-9stvs_0b1e2c3d-4e5f-6a7b-8c9d-0e1f2a3b4c5d/istio-proxy/0.log",
     )
@@ -192,7 +192,7 @@ fn stream_labels() -> LabelSet {
 }
 
 /// The whole path; returns compressed bytes produced.
-fn run_pipeline(file: &[u8], labels: &LabelSet) -> usize {
+fn run_pipeline(file: &[u8], labels: &StreamLabels) -> usize {
     let mut joiner = PartialJoiner::new(DEFAULT_MAX_JOINED_BYTES);
     let mut batch = PushBatch::new(PushBatchConfig::default());
     let mut compressed = 0;
@@ -315,7 +315,7 @@ fn main() {
 }
 
 /// Times the whole path outside criterion and prints wall-clock and per-core (CPU-time) rates.
-fn print_summary(name: &str, file: &[u8], lines: usize, labels: &LabelSet) {
+fn print_summary(name: &str, file: &[u8], lines: usize, labels: &StreamLabels) {
     let (wall, cpu) = best_time(5, || {
         black_box(run_pipeline(file, labels));
     });

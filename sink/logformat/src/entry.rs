@@ -4,7 +4,7 @@
 
 use crate::access::parse_access_log;
 use crate::cri::{JoinedLine, PodLogPath};
-use crate::loki::{LabelError, LabelPairAdapter, LabelSet, LogEntry};
+use crate::loki::{LabelError, LabelPairAdapter, LogEntry, StreamLabels};
 
 /// The `job` label Istio's dashboards and the Grafana Istio integration expect.
 pub const DEFAULT_JOB: &str = "integrations/istio";
@@ -15,14 +15,14 @@ pub fn pod_stream_labels(
     path: &PodLogPath<'_>,
     job: &str,
     static_labels: &[(String, String)],
-) -> Result<LabelSet, LabelError> {
+) -> Result<StreamLabels, LabelError> {
     let fixed = [
         ("namespace", path.namespace),
         ("pod", path.pod),
         ("container", path.container),
         ("job", job),
     ];
-    LabelSet::new(
+    StreamLabels::new(
         fixed.into_iter().chain(
             static_labels
                 .iter()

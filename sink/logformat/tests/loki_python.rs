@@ -10,7 +10,7 @@ use std::borrow::Cow;
 use meshtap_logformat::cri::{CriStream, JoinedLine};
 use meshtap_logformat::log_entry_from_line;
 use meshtap_logformat::loki::{
-    LabelPairAdapter, LabelSet, LogEntry, OversizeLinePolicy, PushBatch, PushBatchConfig,
+    LabelPairAdapter, LogEntry, OversizeLinePolicy, PushBatch, PushBatchConfig, StreamLabels,
 };
 use serde_json::json;
 
@@ -31,7 +31,7 @@ fn metadata(pairs: &[(&str, &str)]) -> Vec<LabelPairAdapter> {
 #[test]
 fn python_decodes_what_push_batch_encodes() {
     let awkward_value = "quote\" backslash\\ newline\n tab\t ctl\u{1} del\u{7f} é ☃";
-    let proxy_stream = LabelSet::new([
+    let proxy_stream = StreamLabels::new([
         ("namespace", "shop"),
         ("pod", "cart-7f9c"),
         ("container", "istio-proxy"),
@@ -39,7 +39,7 @@ fn python_decodes_what_push_batch_encodes() {
         ("note", awkward_value),
     ])
     .unwrap();
-    let app_stream = LabelSet::new([("namespace", "shop"), ("pod", "orders-1")]).unwrap();
+    let app_stream = StreamLabels::new([("namespace", "shop"), ("pod", "orders-1")]).unwrap();
 
     let mut batch = PushBatch::new(PushBatchConfig {
         max_line_bytes: 600,
@@ -166,8 +166,8 @@ fn python_decodes_what_push_batch_encodes() {
 #[test]
 fn python_decodes_a_large_batch_of_many_streams() {
     let mut batch = PushBatch::new(PushBatchConfig::default());
-    let streams: Vec<LabelSet> = (0..20)
-        .map(|index| LabelSet::new([("pod", format!("pod-{index}"))]).unwrap())
+    let streams: Vec<StreamLabels> = (0..20)
+        .map(|index| StreamLabels::new([("pod", format!("pod-{index}"))]).unwrap())
         .collect();
     for sequence in (0..2000_i64).rev() {
         batch.push(

@@ -32,7 +32,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use meshtap_logformat::cri::PodLogPath;
-use meshtap_logformat::loki::{LabelSet, LogEntry, PushBatch};
+use meshtap_logformat::loki::{LogEntry, PushBatch, StreamLabels};
 use meshtap_logformat::pod_stream_labels;
 use tokio::sync::watch;
 
@@ -56,7 +56,7 @@ const RELEASE_GRACE: Duration = Duration::from_secs(1);
 struct Tracked {
     file: TailedFile,
     /// Stream labels, one per endpoint.
-    labels: Vec<LabelSet>,
+    labels: Vec<StreamLabels>,
     /// Every line before it was acknowledged by every endpoint: where a restart resumes.
     acked: u64,
     /// Opened under a rotated name: released once read to its end.

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use prost::Message;
 use thiserror::Error;
 
-use super::labels::LabelSet;
+use super::labels::StreamLabels;
 use super::proto::{EntryAdapter, LabelPairAdapter, PushRequest, StreamAdapter, Timestamp};
 
 /// What to do with a line longer than `max_line_bytes`.
@@ -132,7 +132,7 @@ impl PushBatch {
     }
 
     /// Adds an entry to the stream named by `labels`, applying the per-line limits.
-    pub fn push(&mut self, labels: &LabelSet, mut entry: LogEntry) -> PushOutcome {
+    pub fn push(&mut self, labels: &StreamLabels, mut entry: LogEntry) -> PushOutcome {
         let mut outcome = PushOutcome::Accepted;
         if entry.line.len() > self.config.max_line_bytes {
             match self.config.oversize_lines {
@@ -266,8 +266,8 @@ impl PushBatch {
 mod tests {
     use super::*;
 
-    fn labels(pod: &str) -> LabelSet {
-        LabelSet::new([("namespace", "shop"), ("pod", pod)]).unwrap()
+    fn labels(pod: &str) -> StreamLabels {
+        StreamLabels::new([("namespace", "shop"), ("pod", pod)]).unwrap()
     }
 
     fn entry(timestamp_ns: i64, line: &str) -> LogEntry {

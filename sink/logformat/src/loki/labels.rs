@@ -33,12 +33,12 @@ pub enum LabelError {
 
 /// A validated, name-sorted label set and its rendered form (the stream's identity).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct LabelSet {
+pub struct StreamLabels {
     pairs: Vec<(String, String)>,
     rendered: String,
 }
 
-impl LabelSet {
+impl StreamLabels {
     /// Validates and sorts `(name, value)` pairs. Pairs with an empty value are left out (Loki,
     /// like Prometheus, treats an empty value as an absent label).
     pub fn new<N, V>(pairs: impl IntoIterator<Item = (N, V)>) -> Result<Self, LabelError>
@@ -74,7 +74,7 @@ impl LabelSet {
             return Err(LabelError::DuplicateName(duplicate[0].0.clone()));
         }
         let rendered = render(&pairs);
-        Ok(LabelSet { pairs, rendered })
+        Ok(StreamLabels { pairs, rendered })
     }
 
     /// The pairs, sorted by name.
@@ -141,7 +141,7 @@ mod tests {
 
     #[test]
     fn sorts_and_renders_prometheus_style() {
-        let labels = LabelSet::new([
+        let labels = StreamLabels::new([
             ("pod", "reviews-v1-545db77b95-2ps7q"),
             ("job", "integrations/istio"),
             ("namespace", "bookinfo"),
@@ -157,48 +157,48 @@ mod tests {
 
     #[test]
     fn escapes_values() {
-        let labels = LabelSet::new([("a", "q\"b\\n\nt\tc\u{1}d\u{7f}é\u{85}")]).unwrap();
+        let labels = StreamLabels::new([("a", "q\"b\\n\nt\tc\u{1}d\u{7f}é\u{85}")]).unwrap();
         assert_eq!(labels.as_str(), r#"{a="q\"b\\n\nt\tc\x01d\x7fé\u0085"}"#);
     }
 
     #[test]
     fn drops_empty_values() {
-        let labels = LabelSet::new([("a", "1"), ("b", "")]).unwrap();
+        let labels = StreamLabels::new([("a", "1"), ("b", "")]).unwrap();
         assert_eq!(labels.as_str(), r#"{a="1"}"#);
-        assert_eq!(LabelSet::new([("b", "")]), Err(LabelError::Empty));
+        assert_eq!(StreamLabels::new([("b", "")]), Err(LabelError::Empty));
     }
 
     #[test]
     fn enforces_loki_limits() {
         let fifteen: Vec<(String, String)> =
             (0..15).map(|i| (format!("l{i}"), "v".to_owned())).collect();
-        assert!(LabelSet::new(fifteen.clone()).is_ok());
+        assert!(StreamLabels::new(fifteen.clone()).is_ok());
         let mut sixteen = fifteen;
         sixteen.push(("l15".into(), "v".into()));
         assert_eq!(
-            LabelSet::new(sixteen),
+            StreamLabels::new(sixteen),
             Err(LabelError::TooMany { count: 16 })
         );
         assert_eq!(
-            LabelSet::new([("0abc", "v")]),
+            StreamLabels::new([("0abc", "v")]),
             Err(LabelError::InvalidName("0abc".into()))
         );
         assert_eq!(
-            LabelSet::new([("a-b", "v")]),
+            StreamLabels::new([("a-b", "v")]),
             Err(LabelError::InvalidName("a-b".into()))
         );
         assert_eq!(
-            LabelSet::new([("a", "1"), ("a", "2")]),
+            StreamLabels::new([("a", "1"), ("a", "2")]),
             Err(LabelError::DuplicateName("a".into()))
         );
         assert!(matches!(
-            LabelSet::new([("a".repeat(1025), "v".to_owned())]),
+            StreamLabels::new([("a".repeat(1025), "v".to_owned())]),
             Err(LabelError::NameTooLong { .. })
         ));
         assert_eq!(
-            LabelSet::new([("a".to_owned(), "v".repeat(2049))]),
+            StreamLabels::new([("a".to_owned(), "v".repeat(2049))]),
             Err(LabelError::ValueTooLong { name: "a".into() })
         );
-        assert!(LabelSet::new([("a".to_owned(), "v".repeat(2048))]).is_ok());
+        assert!(StreamLabels::new([("a".to_owned(), "v".repeat(2048))]).is_ok());
     }
 }

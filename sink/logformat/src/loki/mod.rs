@@ -12,7 +12,8 @@ pub use batch::{
     PushBatchError, PushOutcome,
 };
 pub use labels::{
-    LabelError, LabelSet, MAX_LABEL_NAMES_PER_SERIES, MAX_LABEL_NAME_LENGTH, MAX_LABEL_VALUE_LENGTH,
+    LabelError, StreamLabels, MAX_LABEL_NAMES_PER_SERIES, MAX_LABEL_NAME_LENGTH,
+    MAX_LABEL_VALUE_LENGTH,
 };
 pub use proto::{EntryAdapter, LabelPairAdapter, PushRequest, StreamAdapter, Timestamp};
 

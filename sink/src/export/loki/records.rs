@@ -5,7 +5,7 @@
 //! Owns that conversion only; batching and sending belong to the sender.
 
 use meshtap_logformat::access::{render_access_log, AccessLogEncoding, AccessRecord, PeerWorkload};
-use meshtap_logformat::loki::{LabelError, LabelPairAdapter, LabelSet, LogEntry};
+use meshtap_logformat::loki::{LabelError, LabelPairAdapter, LogEntry, StreamLabels};
 use meshtap_report::AccessLogRecord;
 
 fn present(value: &str) -> Option<String> {
@@ -84,8 +84,8 @@ pub fn record_stream_labels(
     pod: &str,
     job: &str,
     static_labels: &[(String, String)],
-) -> Result<LabelSet, LabelError> {
-    LabelSet::new(
+) -> Result<StreamLabels, LabelError> {
+    StreamLabels::new(
         [("namespace", namespace), ("pod", pod), ("job", job)]
             .into_iter()
             .chain(static_labels.iter().map(|(n, v)| (n.as_str(), v.as_str()))),

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use meshtap_logformat::access::AccessLogEncoding;
-use meshtap_logformat::loki::{EncodedPush, LabelSet, LogEntry, PushBatch};
+use meshtap_logformat::loki::{EncodedPush, LogEntry, PushBatch, StreamLabels};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
@@ -68,7 +68,7 @@ impl RetriedPush for LokiPush<'_> {
 /// An entry bound for the endpoint's batching task.
 #[derive(Debug)]
 pub struct QueuedEntry {
-    pub labels: LabelSet,
+    pub labels: StreamLabels,
     pub entry: LogEntry,
 }
 
@@ -201,7 +201,7 @@ impl LokiEndpoint {
     /// needs no keeping.
     pub fn spool_entries(
         self: &Arc<Self>,
-        labels: &LabelSet,
+        labels: &StreamLabels,
         entries: impl Iterator<Item = LogEntry>,
     ) -> Stored {
         let spool = self.spool.as_ref().expect("an endpoint with a spool");
