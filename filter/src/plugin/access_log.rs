@@ -17,7 +17,7 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::types::{LogLevel, MapType};
 
 use super::host::{header, log, property, HostStore, PropertyPath};
-use super::vm::{ActiveVm, ClusterInfo, Known};
+use super::vm::{ActiveVm, ClusterInfo, Interned};
 use crate::config::FilterConfig;
 use crate::record::access_log::{
     add_dropped, build_record, AccessLogBatchPb, HostValue, RecordContext, ReportLogs,
@@ -31,7 +31,7 @@ use crate::store::shortcut::RequestKey;
 const MAX_BATCHES_PER_REPORT: usize = 4_096;
 
 /// A peer as the HTTP context knows it.
-type KnownPeer = Option<Known<Option<Rc<PeerInfo>>>>;
+type KnownPeer = Option<Interned<Option<Rc<PeerInfo>>>>;
 
 fn now_ns() -> i64 {
     hostcalls::get_current_time()
@@ -64,7 +64,7 @@ pub(crate) fn on_request(
     vm: &mut ActiveVm,
     reporter: Reporter,
     key: &RequestKey,
-    cluster: &Option<Known<ClusterInfo>>,
+    cluster: &Option<Interned<ClusterInfo>>,
     downstream_peer: &KnownPeer,
     upstream_peer: &KnownPeer,
 ) {

@@ -10,7 +10,7 @@ use std::rc::Rc;
 use proxy_wasm::types::MapType;
 
 use super::host::{header, property, string_property_at, PropertyPath};
-use super::vm::{ActiveVm, Known};
+use super::vm::{ActiveVm, Interned};
 use crate::record::dimensions::{append_key, value_of, Dimensions, Source, MISSING_VALUE};
 
 /// Replaces node-metadata sources by the proxy's values (at configure time).
@@ -19,7 +19,7 @@ pub(super) fn resolve_node_metadata(dimensions: &mut Dimensions) {
 }
 
 /// The extra values of the request being logged; `None` when none are configured.
-pub(super) fn read_extra(vm: &mut ActiveVm) -> Option<Known<Rc<[String]>>> {
+pub(super) fn read_extra(vm: &mut ActiveVm) -> Option<Interned<Rc<[String]>>> {
     if vm.config.dimensions.is_empty() {
         return None;
     }
@@ -54,7 +54,7 @@ pub(super) fn read_extra(vm: &mut ActiveVm) -> Option<Known<Rc<[String]>>> {
             _ => value_of(raw.as_deref()),
         })
         .collect();
-    let known = Known {
+    let known = Interned {
         id: vm.next_id(),
         value: values,
     };

@@ -28,7 +28,7 @@ use proxy_wasm::types::{Action, LogLevel, MapType};
 use super::grpc_stream::OpenGrpcStream;
 use super::host::{header, int_property, log, PropertyPath};
 use super::peers::{PeerSources, StreamPeers};
-use super::vm::{add_counters, ActiveVm, Known};
+use super::vm::{add_counters, ActiveVm, Interned};
 use crate::record::facts::{is_grpc_content_type, RequestFacts};
 use crate::record::labels::compute;
 use crate::store::aggregate::Recorded;
@@ -130,7 +130,7 @@ impl HttpContext for RequestRecorder {
 }
 
 /// The id of an optional known value (0 when absent).
-fn id_of<T>(known: &Option<Known<T>>) -> u32 {
+fn id_of<T>(known: &Option<Interned<T>>) -> u32 {
     known.as_ref().map_or(0, |k| k.id)
 }
 
@@ -204,7 +204,7 @@ fn read_outcome(vm: &ActiveVm, grpc: Option<bool>) -> StreamOutcome {
 fn request_key(
     peers: &StreamPeers,
     outcome: &StreamOutcome,
-    extra: &Option<Known<Rc<[String]>>>,
+    extra: &Option<Interned<Rc<[String]>>>,
 ) -> RequestKey {
     let sides = &peers.sides;
     RequestKey {
@@ -232,7 +232,7 @@ fn record_labelled(
     vm: &mut ActiveVm,
     peers: &StreamPeers,
     outcome: &StreamOutcome,
-    extra: Option<Known<Rc<[String]>>>,
+    extra: Option<Interned<Rc<[String]>>>,
     key: RequestKey,
     messages: Option<CounterValues>,
 ) {

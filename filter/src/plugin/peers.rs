@@ -10,7 +10,7 @@ use std::rc::Rc;
 use proxy_wasm::types::MapType;
 
 use super::host::{header, int_property, property, PropertyPath};
-use super::vm::{ActiveVm, BytesCache, ClusterInfo, Known};
+use super::vm::{ActiveVm, BytesCache, ClusterInfo, Interned};
 use crate::record::facts::{Direction, RequestFacts};
 use crate::record::labels::{compute, LabelRules};
 use crate::record::peer::{ClusterServices, PeerInfo};
@@ -41,7 +41,7 @@ fn needs(reporter: Reporter) -> (bool, bool) {
 }
 
 /// The string of an optional known text.
-fn text_of(known: &Option<Known<Option<Rc<str>>>>) -> &str {
+fn text_of(known: &Option<Interned<Option<Rc<str>>>>) -> &str {
     known
         .as_ref()
         .and_then(|k| k.value.as_deref())
@@ -49,12 +49,12 @@ fn text_of(known: &Option<Known<Option<Rc<str>>>>) -> &str {
 }
 
 /// The peer of an optional known peer.
-fn peer_of(known: &Option<Known<Option<Rc<PeerInfo>>>>) -> Option<&PeerInfo> {
+fn peer_of(known: &Option<Interned<Option<Rc<PeerInfo>>>>) -> Option<&PeerInfo> {
     known.as_ref()?.value.as_deref()
 }
 
 /// The proxy's own SAN of an optional known one.
-fn own_of(known: &Option<Known<Rc<str>>>) -> &str {
+fn own_of(known: &Option<Interned<Rc<str>>>) -> &str {
     known.as_ref().map_or("", |k| &k.value)
 }
 
@@ -65,11 +65,11 @@ const ROUTES: [Option<&str>; 3] = [None, Some("allow_any"), Some("block_all")];
 /// context.
 pub(super) struct StreamPeers {
     pub reporter: Reporter,
-    pub cluster: Option<Known<ClusterInfo>>,
+    pub cluster: Option<Interned<ClusterInfo>>,
     /// Index into [`ROUTES`], as [`crate::store::shortcut::RequestKey::route`] numbers routes.
     pub route: usize,
     pub sides: Sides,
-    pub authority: Option<Known<Option<Rc<str>>>>,
+    pub authority: Option<Interned<Option<Rc<str>>>>,
     host_header_fallback: bool,
 }
 
@@ -217,12 +217,12 @@ impl PeerSources {
 
 /// The peers and certificate SANs a reporter needs, as cached ids and values.
 pub(super) struct Sides {
-    pub downstream_peer: Option<Known<Option<Rc<PeerInfo>>>>,
-    pub upstream_peer: Option<Known<Option<Rc<PeerInfo>>>>,
-    pub downstream_peer_san: Option<Known<Option<Rc<str>>>>,
-    pub upstream_peer_san: Option<Known<Option<Rc<str>>>>,
-    pub downstream_local_san: Option<Known<Rc<str>>>,
-    pub upstream_local_san: Option<Known<Rc<str>>>,
+    pub downstream_peer: Option<Interned<Option<Rc<PeerInfo>>>>,
+    pub upstream_peer: Option<Interned<Option<Rc<PeerInfo>>>>,
+    pub downstream_peer_san: Option<Interned<Option<Rc<str>>>>,
+    pub upstream_peer_san: Option<Interned<Option<Rc<str>>>>,
+    pub downstream_local_san: Option<Interned<Rc<str>>>,
+    pub upstream_local_san: Option<Interned<Rc<str>>>,
 }
 
 /// Reads the peers and SANs `reporter` needs (the others stay `None`).
@@ -296,14 +296,14 @@ pub(super) fn read_sides(vm: &mut ActiveVm, reporter: Reporter, sources: PeerSou
 }
 
 /// What a cluster name stands for, from the per-VM cache or `xds.cluster_metadata`.
-pub(super) fn known_cluster(vm: &mut ActiveVm, name: &[u8]) -> Known<ClusterInfo> {
+pub(super) fn known_cluster(vm: &mut ActiveVm, name: &[u8]) -> Interned<ClusterInfo> {
     if let Some(cached) = vm.clusters.get(name) {
         return cached.clone();
     }
     let services = property(CLUSTER_METADATA)
         .and_then(|bytes| ClusterServices::from_cluster_metadata(&bytes))
         .map(Rc::new);
-    let known = Known {
+    let known = Interned {
         id: vm.next_id(),
         value: ClusterInfo {
             name: Rc::from(String::from_utf8_lossy(name)),
@@ -318,7 +318,7 @@ fn known_text(
     vm: &mut ActiveVm,
     raw: Option<Vec<u8>>,
     strict: bool,
-) -> Option<Known<Option<Rc<str>>>> {
+) -> Option<Interned<Option<Rc<str>>>> {
     let raw = raw?;
     if let Some(cached) = vm.texts.get(&raw) {
         return Some(cached.clone());
@@ -328,7 +328,7 @@ fn known_text(
         Err(_) if strict => None,
         Err(_) => Some(Rc::from(String::from_utf8_lossy(&raw))),
     };
-    let known = Known {
+    let known = Interned {
         id: vm.next_id(),
         value,
     };
@@ -351,13 +351,13 @@ fn peer_cache(vm: &mut ActiveVm, encoding: PeerEncoding) -> &mut PeerCache {
     }
 }
 
-type PeerCache = BytesCache<Known<Option<Rc<PeerInfo>>>>;
+type PeerCache = BytesCache<Interned<Option<Rc<PeerInfo>>>>;
 
 /// Decodes a peer, remembering decodings by their raw bytes (peers repeat).
 fn known_peer(
     vm: &mut ActiveVm,
     raw: Option<(PeerEncoding, Vec<u8>)>,
-) -> Option<Known<Option<Rc<PeerInfo>>>> {
+) -> Option<Interned<Option<Rc<PeerInfo>>>> {
     let (encoding, bytes) = raw?;
     if let Some(cached) = peer_cache(vm, encoding).get(&bytes) {
         return Some(cached.clone());
@@ -367,7 +367,7 @@ fn known_peer(
         PeerEncoding::Header => PeerInfo::from_header(&bytes),
         PeerEncoding::Endpoint => PeerInfo::from_upstream_host_metadata(&bytes),
     };
-    let known = Known {
+    let known = Interned {
         id: vm.next_id(),
         value: decoded.map(Rc::new),
     };
@@ -376,14 +376,14 @@ fn known_peer(
 
 /// The proxy's own SAN: cached once seen, used only when the peer also presented one (so a
 /// plaintext connection still reads as having no local SAN).
-fn own_san(vm: &mut ActiveVm, peer_has_san: bool, path: PropertyPath) -> Option<Known<Rc<str>>> {
+fn own_san(vm: &mut ActiveVm, peer_has_san: bool, path: PropertyPath) -> Option<Interned<Rc<str>>> {
     if peer_has_san {
         if let Some(san) = &vm.own_san {
             return Some(san.clone());
         }
     }
     let san = known_text(vm, property(path), false)?;
-    let san = Known {
+    let san = Interned {
         id: san.id,
         value: san.value.filter(|s| !s.is_empty())?,
     };

@@ -23,7 +23,7 @@ use super::http::RESPONSE_FLAGS;
 use super::peers::{
     known_cluster, read_sides, reporter, reporter_peer_known, PeerSources, Sides, CLUSTER_NAME,
 };
-use super::vm::{ActiveVm, Known};
+use super::vm::{ActiveVm, Interned};
 use crate::record::facts::RequestFacts;
 use crate::record::labels::{compute, LabelRules};
 use crate::record::peer::PeerInfo;
@@ -144,7 +144,7 @@ fn connection_labels(vm: &mut ActiveVm, when: LabelWhen) -> Option<Rc<[String]>>
     let reporter = reporter(vm);
     let sides: Sides = read_sides(vm, reporter, PeerSources::TCP);
     let peer_of =
-        |k: &Option<Known<Option<Rc<PeerInfo>>>>| k.as_ref().and_then(|k| k.value.clone());
+        |k: &Option<Interned<Option<Rc<PeerInfo>>>>| k.as_ref().and_then(|k| k.value.clone());
     let (downstream_peer, upstream_peer) = (
         peer_of(&sides.downstream_peer),
         peer_of(&sides.upstream_peer),
@@ -153,8 +153,8 @@ fn connection_labels(vm: &mut ActiveVm, when: LabelWhen) -> Option<Rc<[String]>>
         return None;
     }
     let cluster = property(CLUSTER_NAME).map(|name| known_cluster(vm, &name));
-    let text = |k: &Option<Known<Option<Rc<str>>>>| k.as_ref().and_then(|k| k.value.clone());
-    let own = |k: &Option<Known<Rc<str>>>| k.as_ref().map(|k| k.value.clone());
+    let text = |k: &Option<Interned<Option<Rc<str>>>>| k.as_ref().and_then(|k| k.value.clone());
+    let own = |k: &Option<Interned<Rc<str>>>| k.as_ref().map(|k| k.value.clone());
     let (downstream_peer_san, upstream_peer_san) = (
         text(&sides.downstream_peer_san),
         text(&sides.upstream_peer_san),

@@ -39,9 +39,10 @@ pub(crate) const CACHE_CAPACITY: usize = 1024;
 /// never sees ids from before and after a renewal.
 const IDS_PER_REQUEST: u32 = 16;
 
-/// A host value seen before, with the id that stands for it in shortcut keys (never 0).
+/// A host value seen before (interned), with the id that stands for it in shortcut keys (never
+/// 0).
 #[derive(Clone)]
-pub(crate) struct Known<T> {
+pub(crate) struct Interned<T> {
     pub id: u32,
     pub value: T,
 }
@@ -68,20 +69,20 @@ pub(crate) struct ActiveVm {
     pub open_grpc_streams: Vec<Weak<RefCell<OpenGrpcStream>>>,
     pub scratch: LabelValues,
     pub shortcuts: Shortcuts,
-    pub clusters: BytesCache<Known<ClusterInfo>>,
+    pub clusters: BytesCache<Interned<ClusterInfo>>,
     /// Decoded peers by raw bytes, one cache per encoding.
-    pub peers_by_struct: BytesCache<Known<Option<Rc<PeerInfo>>>>,
-    pub peers_by_header: BytesCache<Known<Option<Rc<PeerInfo>>>>,
-    pub peers_by_endpoint: BytesCache<Known<Option<Rc<PeerInfo>>>>,
+    pub peers_by_struct: BytesCache<Interned<Option<Rc<PeerInfo>>>>,
+    pub peers_by_header: BytesCache<Interned<Option<Rc<PeerInfo>>>>,
+    pub peers_by_endpoint: BytesCache<Interned<Option<Rc<PeerInfo>>>>,
     /// Certificate SANs and `:authority` values (lossy UTF-8; `None` for an authority that is
     /// not UTF-8).
-    pub texts: BytesCache<Known<Option<Rc<str>>>>,
+    pub texts: BytesCache<Interned<Option<Rc<str>>>>,
     /// Extra dimension values by their raw host values (`plugin/dimensions.rs`).
-    pub extra_values: BytesCache<Known<Rc<[String]>>>,
+    pub extra_values: BytesCache<Interned<Rc<[String]>>>,
     /// The extra dimension values of the label set being recorded.
     pub extra_scratch: Vec<String>,
     /// This proxy's certificate URI SAN, once seen on a connection.
-    pub own_san: Option<Known<Rc<str>>>,
+    pub own_san: Option<Interned<Rc<str>>>,
     /// Access-log selection and buffer, created on first use when `access_log` is enabled.
     pub access_log: Option<VmAccessLog>,
     next_id: u32,
