@@ -121,6 +121,22 @@ fn received(loki: &LokiReceiver) -> HashMap<u32, u32> {
     counts
 }
 
+/// Starts a sink and waits (bounded) until the last line written so far reached Loki; returns
+/// the sink and whether it did.
+async fn start_until_the_last_line_arrives(
+    dir: &TestDir,
+    loki: &LokiReceiver,
+    writer: &Writer,
+) -> (SinkProcess, bool) {
+    let sink = SinkProcess::start(&dir.0, &dir.yaml(loki)).await;
+    let last = writer.written - 1;
+    let arrived = wait_until(Duration::from_secs(15), || {
+        received(loki).contains_key(&last)
+    })
+    .await;
+    (sink, arrived)
+}
+
 /// Starts the sink and waits until it tried to push (so it read its files and saved them).
 async fn start_and_wait_for_a_push(dir: &TestDir, loki: &LokiReceiver) -> SinkProcess {
     let before = loki.pushes().len();
@@ -218,12 +234,7 @@ async fn kills_while_loki_answers_lose_nothing_and_repeat_at_most_the_unsaved_pu
     let kills = 5;
     for round in 0..kills {
         writer.write();
-        let sink = SinkProcess::start(&dir.0, &dir.yaml(&loki)).await;
-        let last = writer.written - 1;
-        let arrived = wait_until(Duration::from_secs(15), || {
-            received(&loki).contains_key(&last)
-        })
-        .await;
+        let (sink, arrived) = start_until_the_last_line_arrives(&dir, &loki, &writer).await;
         assert!(arrived, "{}", sink.log());
         // Killed while it reads, pushes or saves the next lines.
         writer.write();
@@ -234,12 +245,7 @@ async fn kills_while_loki_answers_lose_nothing_and_repeat_at_most_the_unsaved_pu
         }
     }
     writer.write();
-    let sink = SinkProcess::start(&dir.0, &dir.yaml(&loki)).await;
-    let last = writer.written - 1;
-    let arrived = wait_until(Duration::from_secs(15), || {
-        received(&loki).contains_key(&last)
-    })
-    .await;
+    let (sink, arrived) = start_until_the_last_line_arrives(&dir, &loki, &writer).await;
     let counts = received(&loki);
     let lost = (0..writer.written)
         .filter(|n| !counts.contains_key(n))
