@@ -7,13 +7,13 @@
 use std::time::Duration;
 
 use criterion::{black_box, Criterion, Throughput};
+use meshtap_remotewrite::encoder::{compress_into, RequestEncoder};
+use meshtap_remotewrite::sample::ExportSample;
 use meshtap_report::schema::{
     DEFAULT_BUCKETS, HTTP_LABELS, REQUESTS_TOTAL, REQUEST_BYTES, REQUEST_DURATION, RESPONSE_BYTES,
 };
 use meshtap_report::{encode, MetricFamily, MetricKind, Proxy, Report, Series};
 use meshtap_sink::bench::{floor_encode, IngestBench};
-use meshtap_sink::export::remote_write::encoder::{compress_into, RequestEncoder};
-use meshtap_sink::export::remote_write::sample::ExportSample;
 use meshtap_sink::ingest::report_to_samples;
 
 #[path = "shared/cpu_rate.rs"]

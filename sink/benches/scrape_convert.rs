@@ -12,7 +12,7 @@ mod sidecar_body;
 use std::time::Duration;
 
 use criterion::{black_box, Criterion, Throughput};
-use meshtap_sink::export::remote_write::encoder::RequestEncoder;
+use meshtap_remotewrite::encoder::RequestEncoder;
 use meshtap_sink::scrape::chunks::chunks_to_samples;
 use meshtap_sink::scrape::config::ScrapeConfig;
 use meshtap_sink::scrape::convert::body_to_samples;

@@ -7,12 +7,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::{black_box, Criterion, Throughput};
-use meshtap_sink::export::remote_write::encoder::RequestEncoder;
+use meshtap_remotewrite::encoder::RequestEncoder;
+use meshtap_remotewrite::sample::{ExportSample, ExportSeries};
+use meshtap_remotewrite::series::{SeriesId, SeriesLabels, Text};
 use meshtap_sink::export::remote_write::queue::{Batch, BatchQueue, MemoryQueue, Outgoing};
-use meshtap_sink::export::remote_write::sample::{ExportSample, ExportSeries};
 use meshtap_sink::export::remote_write::spool_queue::SpoolQueue;
 use meshtap_sink::ops::metrics::EndpointMetrics;
-use meshtap_sink::series::{LabelSet, SeriesId, Text};
 use meshtap_sink::spool::LaneSpool;
 
 #[path = "shared/cpu_rate.rs"]
@@ -74,7 +74,7 @@ fn samples(ts: i64) -> Vec<ExportSample> {
             ExportSample {
                 series: ExportSeries::Labels(SeriesId {
                     name: Arc::from("istio_requests_total"),
-                    labels: Arc::new(LabelSet::from_sorted(pairs)),
+                    labels: Arc::new(SeriesLabels::from_sorted(pairs)),
                     le: None,
                 }),
                 value: i as f64,

@@ -9,11 +9,11 @@ use std::sync::Arc;
 use meshtap_report::{decode, validate, Report};
 use prost::Message;
 
-use crate::export::remote_write::encoder::{compress_into, RequestEncoder};
-use crate::export::remote_write::proto;
-use crate::export::remote_write::sample::ExportSample;
 use crate::ingest::report_to_samples;
-use crate::series::Text;
+use meshtap_remotewrite::encoder::{compress_into, RequestEncoder};
+use meshtap_remotewrite::proto;
+use meshtap_remotewrite::sample::ExportSample;
+use meshtap_remotewrite::series::Text;
 
 /// Reusable state of [`ingest_to_remote_write`].
 pub struct IngestBench {

@@ -2,7 +2,7 @@
 //! see) and writes Prometheus remote-write and Loki pushes.
 //!
 //! The module tree follows the data path: [`ingest`] (HTTP handler, auth, decode, conversion to
-//! [`series`], ordering and stale markers per reporter) and [`scrape`] (pulled Prometheus text,
+//! `meshtap_remotewrite::series`, ordering and stale markers per reporter) and [`scrape`] (pulled Prometheus text,
 //! and the merge rule between both sources) → [`export`] (`remote_write` queues, encoder and
 //! sender; `loki` batches), with [`spool`] (disk queues), [`logs`] (tailed files to Loki),
 //! [`view`] (in-memory summary) and [`ops`] (self-metrics, health) beside them. Every stage
@@ -18,7 +18,6 @@ pub mod ingest;
 pub mod logs;
 pub mod ops;
 pub mod scrape;
-pub mod series;
 pub mod serve;
 pub mod server;
 pub mod spool;

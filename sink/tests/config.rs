@@ -348,3 +348,17 @@ fn a_spool_directory_error_names_its_cause_once() {
     );
     assert_eq!(last.matches("Not a directory").count(), 1, "{stderr}");
 }
+
+#[test]
+fn verify_identity_is_off_by_default_and_a_boolean() {
+    let load = |yaml: &str| SinkConfig::from_yaml(yaml, &env);
+    assert!(!load("ingest: {job: j}").unwrap().ingest.verify_identity);
+    assert!(
+        load("ingest: {verify_identity: true}")
+            .unwrap()
+            .ingest
+            .verify_identity
+    );
+    let e = error_of("ingest: {verify_identity: sometimes}");
+    assert!(e.starts_with("ingest.verify_identity: "), "{e}");
+}

@@ -9,11 +9,11 @@
 
 use std::sync::Arc;
 
-use meshtap_sink::export::remote_write::encoded_series::LabelInterner;
-use meshtap_sink::export::remote_write::encoder::{compress_into, RequestEncoder};
-use meshtap_sink::export::remote_write::proto;
-use meshtap_sink::export::remote_write::sample::{ExportSample, ExportSeries};
-use meshtap_sink::series::{stale_nan, LabelSet, Sample, SeriesId, Text};
+use meshtap_remotewrite::encoded_series::LabelInterner;
+use meshtap_remotewrite::encoder::{compress_into, RequestEncoder};
+use meshtap_remotewrite::proto;
+use meshtap_remotewrite::sample::{ExportSample, ExportSeries};
+use meshtap_remotewrite::series::{stale_nan, Sample, SeriesId, SeriesLabels, Text};
 use prost::Message;
 use serde_json::{json, Value};
 
@@ -26,7 +26,7 @@ fn text(s: &str) -> Text {
 }
 
 /// A label set of Istio's size: 25 family labels and the target labels, some values long.
-fn label_set(i: usize) -> Arc<LabelSet> {
+fn label_set(i: usize) -> Arc<SeriesLabels> {
     let mut pairs: Vec<(Text, Text)> = (0..25)
         .map(|j| {
             (
@@ -39,13 +39,13 @@ fn label_set(i: usize) -> Arc<LabelSet> {
     pairs.push((text("pod"), text(&format!("reviews-v{i}-5d8f7b9c4-abcde"))));
     pairs.push((text("quote"), text("é ☃ \"quoted\"\n")));
     pairs.sort_by(|a, b| a.0.cmp(&b.0));
-    Arc::new(LabelSet::from_sorted(pairs))
+    Arc::new(SeriesLabels::from_sorted(pairs))
 }
 
 /// Histograms, counters, stale markers and zero values over interleaved label sets, long
 /// enough to span several 64 KiB snappy blocks.
 fn samples() -> Vec<Sample> {
-    let sets: Vec<Arc<LabelSet>> = (0..12).map(label_set).collect();
+    let sets: Vec<Arc<SeriesLabels>> = (0..12).map(label_set).collect();
     let les = ["0.5", "1", "10", "1800000", "+Inf"];
     let mut samples = Vec::new();
     for round in 0..6_i64 {
@@ -232,7 +232,7 @@ fn assert_python_decodes_as_prost(export: impl Fn(&[Sample]) -> Vec<ExportSample
 fn negative_zero_is_sent_with_its_sign() {
     // prost leaves a proto3 double out when it equals 0.0, which drops the sign of -0.0; the
     // encoder writes every value whose bits are not all zero, so Prometheus gets -0.0 back.
-    let labels = Arc::new(LabelSet::from_sorted(vec![(text("pod"), text("p-1"))]));
+    let labels = Arc::new(SeriesLabels::from_sorted(vec![(text("pod"), text("p-1"))]));
     let samples: Vec<Sample> = [-0.0, 0.0]
         .into_iter()
         .map(|value| Sample {

@@ -12,7 +12,7 @@ use axum::routing::get;
 use axum::Router;
 use common::*;
 use kube_api::{Kind, KubeApi};
-use meshtap_sink::series::is_stale_marker;
+use meshtap_remotewrite::series::is_stale_marker;
 use meshtap_test_support::kube_api;
 
 const BODY: &str = "\

@@ -50,8 +50,8 @@ pub fn join_records(mut records: Vec<SpooledBatch>) -> (SpooledBatch, u64) {
 pub(crate) mod test_bodies {
     use prost::Message;
 
-    use crate::export::remote_write::proto::{Label, Sample, TimeSeries, WriteRequest};
     use crate::spool::{RecordMeta, SpooledBatch};
+    use meshtap_remotewrite::proto::{Label, Sample, TimeSeries, WriteRequest};
 
     /// A record of one series per entry of `timestamps` (`m0`, `m1`, ...), value 1.
     pub fn spooled(timestamps: &[&[i64]]) -> SpooledBatch {

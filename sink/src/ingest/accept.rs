@@ -21,8 +21,8 @@ use crate::export::remote_write::RemoteWriteExporter;
 use crate::floor::{PodKey, ReporterKey};
 use crate::ops::metrics::SinkMetrics;
 use crate::scrape::source_merge::{is_filter_family, SourceMerge};
-use crate::series::Text;
 use crate::view::SummaryView;
+use meshtap_remotewrite::series::Text;
 
 /// What became of a report.
 pub enum Acceptance {

@@ -58,25 +58,3 @@ impl IngestConfig {
         Ok(())
     }
 }
-
-#[cfg(test)]
-mod tests {
-    use crate::config::SinkConfig;
-
-    fn load(yaml: &str) -> Result<SinkConfig, String> {
-        SinkConfig::from_yaml(yaml, &|_| None).map_err(|e| e.to_string())
-    }
-
-    #[test]
-    fn verify_identity_is_off_by_default_and_a_boolean() {
-        assert!(!load("ingest: {job: j}").unwrap().ingest.verify_identity);
-        assert!(
-            load("ingest: {verify_identity: true}")
-                .unwrap()
-                .ingest
-                .verify_identity
-        );
-        let e = load("ingest: {verify_identity: sometimes}").unwrap_err();
-        assert!(e.starts_with("ingest.verify_identity: "), "{e}");
-    }
-}

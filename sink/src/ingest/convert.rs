@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use meshtap_report::{MetricFamily, MetricKind, Report};
 
-use crate::series::{LabelSet, Sample, SeriesId, Text};
+use meshtap_remotewrite::series::{Sample, SeriesId, SeriesLabels, Text};
 
 /// The port Prometheus scrapes a sidecar's merged metrics on; the `instance` label uses it.
 pub const MERGED_METRICS_PORT: u16 = 15020;
@@ -86,7 +86,7 @@ pub fn report_to_samples(report: &Report, job: &Text) -> Vec<Sample> {
     let mut samples = Vec::with_capacity(sample_count(report));
     // Families with the same label names (Istio's HTTP families) share one label set per
     // distinct label values.
-    let mut shared: HashMap<&[String], Arc<LabelSet>> = HashMap::new();
+    let mut shared: HashMap<&[String], Arc<SeriesLabels>> = HashMap::new();
     let mut shared_names: Option<&[String]> = None;
     for family in &report.families {
         if shared_names != Some(family.label_names.as_slice()) {
@@ -156,7 +156,7 @@ pub fn report_to_samples(report: &Report, job: &Text) -> Vec<Sample> {
 }
 
 /// The sorted label set of one series' values.
-fn label_set(slots: &[(Text, Slot)], values: &[String]) -> Arc<LabelSet> {
+fn label_set(slots: &[(Text, Slot)], values: &[String]) -> Arc<SeriesLabels> {
     let mut pairs = Vec::with_capacity(slots.len());
     for (_, slot) in slots {
         match slot {
@@ -169,7 +169,7 @@ fn label_set(slots: &[(Text, Slot)], values: &[String]) -> Arc<LabelSet> {
             Slot::Target(name, value) => pairs.push((name.clone(), value.clone())),
         }
     }
-    Arc::new(LabelSet::from_sorted(pairs))
+    Arc::new(SeriesLabels::from_sorted(pairs))
 }
 
 /// How many samples a report converts to.

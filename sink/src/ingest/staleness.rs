@@ -11,7 +11,7 @@ use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use crate::floor::ReporterKey;
-use crate::series::{stale_nan, Sample, SeriesId};
+use meshtap_remotewrite::series::{stale_nan, Sample, SeriesId};
 
 /// Report interval assumed for a pod that did not announce one.
 const DEFAULT_INTERVAL: Duration = Duration::from_secs(10);
@@ -163,14 +163,14 @@ impl StalenessTracker {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::series::{is_stale_marker, LabelSet};
+    use meshtap_remotewrite::series::{is_stale_marker, SeriesLabels};
     use std::sync::Arc;
 
     fn sample(name: &str, ts: i64) -> Sample {
         Sample {
             series: SeriesId {
                 name: Arc::from(name),
-                labels: Arc::new(LabelSet::from_sorted(vec![])),
+                labels: Arc::new(SeriesLabels::from_sorted(vec![])),
                 le: None,
             },
             value: 1.0,

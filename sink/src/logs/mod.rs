@@ -43,7 +43,7 @@ use self::file::TailedFile;
 use self::metrics::TailMetrics;
 use self::positions::{FileId, Position, PositionsFile};
 use self::rotation::{
-    is_rotated_name, live_name, reading_order, same_first_line, survey, Known, Sibling,
+    is_rotated_name, live_name, reading_order, same_first_line, survey, FileMark, Sibling,
 };
 use crate::export::loki::sender::stopped;
 use crate::export::loki::LokiEndpoint;
@@ -171,7 +171,7 @@ impl LogTailer {
                     .filter(|p| !p.released)
                     .map(|p| Resumed::of(live.clone(), p)),
             );
-            let recognised: Vec<Known> = elsewhere.iter().map(|p| known(p)).collect();
+            let recognised: Vec<FileMark> = elsewhere.iter().map(|p| file_mark(p)).collect();
             let survey = survey(&live, &recognised);
             for (position, found) in elsewhere.iter().zip(survey.found) {
                 match found {
@@ -281,12 +281,12 @@ impl LogTailer {
     /// Opens the rotated siblings of the log `live` that are neither tailed nor released, if
     /// the tailer knows that log; forgets released files no longer needed to tell that.
     fn open_unread_siblings(&mut self, live: &Path) {
-        let (tailed_paths, tailed): (Vec<String>, Vec<Known>) = self
+        let (tailed_paths, tailed): (Vec<String>, Vec<FileMark>) = self
             .files
             .iter_mut()
             .filter(|t| live_name(Path::new(&t.file.path)) == live)
             .map(|t| {
-                let known = Known {
+                let known = FileMark {
                     id: t.file.id,
                     first_line: t.file.first_line(),
                 };
@@ -300,10 +300,10 @@ impl LogTailer {
         if tailed.is_empty() && released.is_empty() {
             return;
         }
-        let recognised: Vec<Known> = tailed
+        let recognised: Vec<FileMark> = tailed
             .iter()
             .copied()
-            .chain(released.iter().map(known))
+            .chain(released.iter().map(file_mark))
             .collect();
         let survey = survey(live, &recognised);
         for ((path, known), found) in tailed_paths.iter().zip(&tailed).zip(&survey.found) {
@@ -511,8 +511,8 @@ fn still_live(live: &Path, position: &Position) -> bool {
         && same_first_line(live, position.first_line)
 }
 
-fn known(position: &Position) -> Known {
-    Known {
+fn file_mark(position: &Position) -> FileMark {
+    FileMark {
         id: position.id,
         first_line: position.first_line,
     }

@@ -20,9 +20,9 @@ pub struct Sibling {
     pub id: FileId,
 }
 
-/// A file the tailer knows: how it is recognised.
+/// How the tailer recognises a file it knows: its identity and, once read, its fingerprint.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Known {
+pub struct FileMark {
     pub id: FileId,
     pub first_line: Option<u64>,
 }
@@ -43,14 +43,14 @@ pub struct Survey {
 /// files of that log the tailer knows that are not under the live name. A known file is
 /// recognised by its fingerprint when it has one (inodes are reused, and compression makes a
 /// new file), else by its identity.
-pub fn survey(live: &Path, known: &[Known]) -> Survey {
+pub fn survey(live: &Path, known: &[FileMark]) -> Survey {
     let siblings = rotated_siblings(live);
     let prints: Vec<Option<u64>> = if known.iter().any(|k| k.first_line.is_some()) {
         siblings.iter().map(|s| fingerprint(&s.path)).collect()
     } else {
         vec![None; siblings.len()]
     };
-    let is = |i: usize, k: &Known| match k.first_line {
+    let is = |i: usize, k: &FileMark| match k.first_line {
         Some(print) => prints[i] == Some(print),
         None => siblings[i].id == k.id,
     };
@@ -202,13 +202,13 @@ mod tests {
             path: p.to_owned(),
             id: FileId::of(&std::fs::metadata(p).unwrap()),
         };
-        let by_print = |p: &Path| Known {
+        let by_print = |p: &Path| FileMark {
             id: FileId { dev: 0, inode: 0 },
             first_line: fingerprint(p),
         };
         // Known: the second (by fingerprint) and the fourth (by identity only). The first is
         // older than anything known: not read.
-        let fourth = Known {
+        let fourth = FileMark {
             id: sibling(&files[3]).id,
             first_line: None,
         };
@@ -228,7 +228,7 @@ mod tests {
             }
         );
         // Nothing recognisable: nothing can be told newer.
-        let unknown = Known {
+        let unknown = FileMark {
             id: FileId { dev: 0, inode: 0 },
             first_line: None,
         };

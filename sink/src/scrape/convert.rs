@@ -19,11 +19,11 @@ use super::relabel::{relabel, Labels};
 use super::series_cache::{text_key, Outcome, SeriesCache, TextEntry};
 use super::source_merge::is_filter_family;
 use super::target::Target;
-use crate::export::remote_write::encoded_series::{EncodedSeries, LabelInterner};
 use crate::export::remote_write::families::FamilyMeta;
-use crate::export::remote_write::proto::MetricType;
-use crate::export::remote_write::sample::{ExportSample, ExportSeries};
-use crate::series::stale_nan;
+use meshtap_remotewrite::encoded_series::{EncodedSeries, LabelInterner};
+use meshtap_remotewrite::proto::MetricType;
+use meshtap_remotewrite::sample::{ExportSample, ExportSeries};
+use meshtap_remotewrite::series::stale_nan;
 
 /// What one body turned into.
 #[derive(Debug, Default)]

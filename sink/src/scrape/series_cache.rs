@@ -23,9 +23,9 @@ use std::sync::Arc;
 
 use rustc_hash::FxHasher;
 
-use crate::export::remote_write::encoded_series::{prefetch, EncodedSeries, LabelInterner};
-use crate::export::remote_write::sample::{ExportSample, ExportSeries};
-use crate::series::stale_nan;
+use meshtap_remotewrite::encoded_series::{prefetch, EncodedSeries, LabelInterner};
+use meshtap_remotewrite::sample::{ExportSample, ExportSeries};
+use meshtap_remotewrite::series::stale_nan;
 
 type FxMap<K, V> = HashMap<K, V, BuildHasherDefault<FxHasher>>;
 
@@ -319,7 +319,7 @@ impl SeriesCache {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::series::is_stale_marker;
+    use meshtap_remotewrite::series::is_stale_marker;
 
     fn series(cache: &mut SeriesCache, name: &str) -> EncodedSeries {
         cache.interner().series([("__name__", name)])

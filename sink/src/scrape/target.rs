@@ -11,7 +11,7 @@ use std::time::Duration;
 use super::config::{ScrapeConfig, ScrapeJob};
 use super::relabel::{relabel, Labels, RelabelConfig};
 use crate::floor::PodKey;
-use crate::series::Text;
+use meshtap_remotewrite::series::Text;
 
 /// One thing to scrape.
 #[derive(Clone, Debug, PartialEq)]

@@ -3,20 +3,20 @@
 //! applied before each attempt.
 //!
 //! Owns what an attempt sends and the accounting (sent, failed, retried, dropped too old). The wire
-//! format belongs to `super::encoder` and the meaning of an answer to `super::client`.
+//! format belongs to `meshtap_remotewrite::encoder` and the meaning of an answer to `super::client`.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
 use super::client::{RemoteWriteClient, SendOutcome};
-use super::encoder::RequestEncoder;
 use super::lane::Lane;
 use super::queue::Outgoing;
 use super::spooled_body::drop_older_than;
 use crate::floor::clock::now_ms;
 use crate::floor::http::retry::{push_until_answered, Backoff, FinalAnswer, RetriedPush};
 use crate::ops::metrics::{DropReason, EndpointMetrics};
+use meshtap_remotewrite::encoder::RequestEncoder;
 
 /// Everything one lane's sender needs to deliver batches.
 pub struct BatchSender {

@@ -12,13 +12,13 @@ use tokio::sync::watch;
 
 use super::families::{FamilyMeta, FamilyRegistry};
 use super::queue::Refusal;
-use super::sample::ExportSample;
 use super::{Endpoint, RemoteWriteConfig};
 use crate::export::receipt::Receipt;
 use crate::export::{warn_abandoned_spools, EndpointError, ShutdownSummary};
 use crate::ops::metrics::SinkMetrics;
-use crate::series::Sample;
 use crate::spool::{Spool, SpoolKind};
+use meshtap_remotewrite::sample::ExportSample;
+use meshtap_remotewrite::series::Sample;
 
 /// All remote-write endpoints.
 pub struct RemoteWriteExporter {

@@ -9,7 +9,7 @@ use std::sync::Mutex;
 use meshtap_report::{MetricKind, Report};
 use tokio::sync::watch;
 
-use super::proto::MetricType;
+use meshtap_remotewrite::proto::MetricType;
 
 /// TYPE, HELP and UNIT of one family.
 #[derive(Clone, Debug, PartialEq)]

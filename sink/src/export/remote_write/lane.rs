@@ -18,9 +18,9 @@ use std::time::{Duration, Instant};
 use tokio::sync::{watch, Notify};
 
 use super::queue::{Batch, BatchQueue, Outgoing, Refusal};
-use super::sample::ExportSample;
 use crate::export::receipt::Stored;
 use crate::ops::metrics::{DropReason, EndpointMetrics};
+use meshtap_remotewrite::sample::ExportSample;
 
 struct LaneState {
     pending: Vec<ExportSample>,

@@ -12,10 +12,10 @@ use prost::Message;
 use tokio::sync::watch;
 
 use super::client::{RemoteWriteClient, SendOutcome};
-use super::encoder::compress_into;
 use super::families::FamilyRegistry;
-use super::proto::{MetricMetadata, WriteRequest};
 use crate::ops::metrics::EndpointMetrics;
+use meshtap_remotewrite::encoder::compress_into;
+use meshtap_remotewrite::proto::{MetricMetadata, WriteRequest};
 
 /// Prometheus' `max_samples_per_send` for metadata.
 const MAX_METADATA_PER_SEND: usize = 2000;

@@ -10,19 +10,11 @@
 pub mod batch_sender;
 pub mod client;
 pub mod config;
-pub mod encoded_series;
-pub mod encoder;
 pub mod exporter;
-pub mod external_labels;
 pub mod families;
 pub mod lane;
 pub mod metadata;
-pub mod proto;
 pub mod queue;
-pub mod request_body;
-pub mod sample;
-pub mod scraped_record;
-pub mod snappy_body;
 pub mod spool_queue;
 pub mod spooled_body;
 
@@ -37,17 +29,17 @@ pub use config::{QueueConfig, RemoteWriteConfig, WhenFull};
 pub use exporter::RemoteWriteExporter;
 
 use self::batch_sender::BatchSender;
-use self::encoder::RequestEncoder;
 use self::families::FamilyRegistry;
 use self::lane::Lane;
 use self::queue::{BatchQueue, MemoryQueue, Refusal};
-use self::sample::ExportSample;
 use self::spool_queue::SpoolQueue;
 use crate::export::receipt::Receipt;
 use crate::export::EndpointError;
 use crate::ops::metrics::EndpointMetrics;
-use crate::series::Sample;
 use crate::spool::{Spool, SpoolKind};
+use meshtap_remotewrite::encoder::RequestEncoder;
+use meshtap_remotewrite::sample::ExportSample;
+use meshtap_remotewrite::series::Sample;
 
 /// One running endpoint.
 pub struct Endpoint {

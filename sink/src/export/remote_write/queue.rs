@@ -10,9 +10,9 @@
 
 use std::collections::VecDeque;
 
-use super::sample::ExportSample;
 use crate::export::receipt::Stored;
 use crate::spool::SpooledBatch;
+use meshtap_remotewrite::sample::ExportSample;
 
 /// Samples sent together in one request.
 #[derive(Debug)]
@@ -188,12 +188,12 @@ impl BatchQueue for MemoryQueue {
 pub(super) fn test_batch(n: usize, ts: i64) -> Batch {
     use std::sync::Arc;
 
-    use super::sample::ExportSeries;
-    use crate::series::{LabelSet, SeriesId};
+    use meshtap_remotewrite::sample::ExportSeries;
+    use meshtap_remotewrite::series::{SeriesId, SeriesLabels};
 
     let id = SeriesId {
         name: Arc::from("m"),
-        labels: Arc::new(LabelSet::from_sorted(vec![])),
+        labels: Arc::new(SeriesLabels::from_sorted(vec![])),
         le: None,
     };
     Batch::new(

@@ -13,12 +13,12 @@ use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use super::encoder::RequestEncoder;
 use super::queue::{Batch, BatchQueue, Outgoing, Refusal};
 use crate::export::joined_body::join_records;
 use crate::export::receipt::Stored;
 use crate::ops::metrics::{DropReason, EndpointMetrics};
 use crate::spool::{disk_io, LaneSpool, RecordMeta, Skipped, SpooledBatch};
+use meshtap_remotewrite::encoder::RequestEncoder;
 
 /// Where the batch handed out last came from.
 #[derive(Clone, Copy)]
@@ -347,7 +347,8 @@ mod tests {
         let raw = snap::raw::Decoder::new()
             .decompress_vec(&first.body)
             .unwrap();
-        let request = <super::super::proto::WriteRequest as prost::Message>::decode(&raw[..]);
+        let request =
+            <meshtap_remotewrite::proto::WriteRequest as prost::Message>::decode(&raw[..]);
         assert_eq!(request.unwrap().timeseries.len(), 7);
         queue.finish();
         assert_eq!(queue.queued_samples(), 5);

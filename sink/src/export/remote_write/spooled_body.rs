@@ -2,13 +2,13 @@
 //!
 //! Owns the slow path only: a spooled body is sent as written unless its oldest sample is past
 //! the cutoff, and only then decoded (snappy, protobuf), filtered and encoded again with the
-//! plain prost messages of `super::proto`. It must not be used for fresh batches (the
+//! plain prost messages of `meshtap_remotewrite::proto`. It must not be used for fresh batches (the
 //! encoder writes those).
 
 use prost::Message;
 
-use super::proto::WriteRequest;
 use crate::spool::{RecordMeta, SpooledBatch};
+use meshtap_remotewrite::proto::WriteRequest;
 
 /// Why a spooled body could not be filtered.
 #[derive(Debug, thiserror::Error)]

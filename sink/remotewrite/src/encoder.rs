@@ -3,11 +3,11 @@
 //! Owns the byte layout of sample requests: one `TimeSeries` per sample, labels sorted and
 //! unique (series labels, `__name__`, `le`, then external labels that do not clash), fields in
 //! the order prost would write them, so the output is byte-identical to prost encoding
-//! [`super::proto::WriteRequest`] (tested), except that a value of -0.0 is written with its sign
+//! [`crate::proto::WriteRequest`] (tested), except that a value of -0.0 is written with its sign
 //! where prost would leave the field out. A reported series' own labels are encoded once per
 //! run of consecutive samples sharing them and then copied; the body is compressed by `snap`
 //! 64 KiB block by block while it is written ([`SnappyBody`]), so it stays small and in cache.
-//! A scraped series ([`super::encoded_series`], its record written by [`super::scraped_record`])
+//! A scraped series ([`crate::encoded_series`], its record written by [`crate::scraped_record`])
 //! carries its labels encoded and interned, so a label already written in the body is known by
 //! its identity: it becomes a snappy copy of its last occurrence ([`RepeatIndex`]) and is
 //! neither copied nor searched for; a record's header, sample field prefix and timestamp
@@ -18,12 +18,12 @@ use std::sync::Arc;
 
 use prost::encoding::{encode_key, encode_varint, encoded_len_varint, WireType};
 
-use super::external_labels::ExternalLabels;
-use super::request_body::{CompressedBody, RepeatIndex, RequestBody};
-use super::sample::{ExportSample, ExportSeries};
-use super::scraped_record::{prefetch_ahead, put_encoded_time_series};
-use super::snappy_body::SnappyBody;
-use crate::series::{LabelSet, SeriesId};
+use crate::external_labels::ExternalLabels;
+use crate::request_body::{CompressedBody, RepeatIndex, RequestBody};
+use crate::sample::{ExportSample, ExportSeries};
+use crate::scraped_record::{prefetch_ahead, put_encoded_time_series};
+use crate::series::{SeriesId, SeriesLabels};
+use crate::snappy_body::SnappyBody;
 
 /// Reusable buffers for encoding and compressing requests.
 #[derive(Default)]
@@ -48,7 +48,7 @@ enum Extra {
 /// labels are copied as bytes instead of being encoded again.
 #[derive(Default)]
 struct BaseLabels {
-    set: Option<Arc<LabelSet>>,
+    set: Option<Arc<SeriesLabels>>,
     bytes: Vec<u8>,
     /// End offset in `bytes` of each label.
     ends: Vec<usize>,
@@ -100,7 +100,7 @@ fn put_label_field(buf: &mut Vec<u8>, name: &str, value: &str) {
 }
 
 impl BaseLabels {
-    fn load(&mut self, set: &Arc<LabelSet>, external: &[(String, String)]) {
+    fn load(&mut self, set: &Arc<SeriesLabels>, external: &[(String, String)]) {
         if self.set.as_ref().is_some_and(|s| Arc::ptr_eq(s, set)) {
             return;
         }
@@ -308,13 +308,13 @@ mod tests {
     use prost::Message;
 
     use super::*;
-    use crate::export::remote_write::encoded_series::LabelInterner;
-    use crate::export::remote_write::proto;
+    use crate::encoded_series::LabelInterner;
+    use crate::proto;
     use crate::series::{stale_nan, Sample};
 
     #[test]
     fn bytes_match_the_prost_messages() {
-        let labels = Arc::new(LabelSet::from_sorted(vec![
+        let labels = Arc::new(SeriesLabels::from_sorted(vec![
             (Arc::from("app"), Arc::from("reviews")),
             (Arc::from("pod"), Arc::from("p-1")),
         ]));
@@ -340,7 +340,7 @@ mod tests {
             Sample {
                 series: SeriesId {
                     name: Arc::from("gone"),
-                    labels: Arc::new(LabelSet::from_sorted(vec![])),
+                    labels: Arc::new(SeriesLabels::from_sorted(vec![])),
                     le: None,
                 },
                 value: stale_nan(),
@@ -401,7 +401,7 @@ mod tests {
         let mut interner = LabelInterner::default();
         let reported = SeriesId {
             name: Arc::from("m_bucket"),
-            labels: Arc::new(LabelSet::from_sorted(vec![
+            labels: Arc::new(SeriesLabels::from_sorted(vec![
                 (Arc::from("app"), Arc::from("reviews")),
                 (Arc::from("le"), Arc::from("0.5")),
                 (Arc::from("pod"), Arc::from("p-1")),
@@ -438,9 +438,9 @@ mod tests {
 
     #[test]
     fn body_compressed_while_encoding_is_the_compressed_raw_request() {
-        let sets: Vec<Arc<LabelSet>> = (0..7)
+        let sets: Vec<Arc<SeriesLabels>> = (0..7)
             .map(|i| {
-                Arc::new(LabelSet::from_sorted(
+                Arc::new(SeriesLabels::from_sorted(
                     (0..30)
                         .map(|j| {
                             (
@@ -517,7 +517,7 @@ mod tests {
                 samples.push(ExportSample::from(&Sample {
                     series: SeriesId {
                         name: Arc::from("reported_total"),
-                        labels: Arc::new(LabelSet::from_sorted(vec![(
+                        labels: Arc::new(SeriesLabels::from_sorted(vec![(
                             Arc::from("pod"),
                             Arc::from("p"),
                         )])),

@@ -2,7 +2,7 @@
 //! [`SnappyBody`] in which a label written earlier in the same body becomes a copy of its last
 //! occurrence.
 //!
-//! A label is known by a key: the address of an interned [`super::encoded_series::EncodedLabel`]
+//! A label is known by a key: the address of an interned [`crate::encoded_series::EncodedLabel`]
 //! (alive, so unique, for as long as the samples being encoded hold it) or the index of an
 //! external label. [`RepeatIndex`] remembers the keys of the previous record by their index in
 //! it (consecutive series mostly differ in a label or two, and this needs no hashing), and
@@ -14,8 +14,8 @@
 
 use std::sync::Arc;
 
-use super::encoded_series::EncodedLabel;
-use super::snappy_body::SnappyBody;
+use crate::encoded_series::EncodedLabel;
+use crate::snappy_body::SnappyBody;
 
 /// Where a request's bytes are written.
 pub trait RequestBody {

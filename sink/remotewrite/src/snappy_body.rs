@@ -244,7 +244,7 @@ mod tests {
     use rand::{Rng, SeedableRng};
 
     use super::*;
-    use crate::export::remote_write::encoder::compress_into;
+    use crate::encoder::compress_into;
 
     /// Repetitive text with some variation, like label blocks, of `len` bytes.
     fn body(len: usize) -> Vec<u8> {

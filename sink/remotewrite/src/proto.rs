@@ -1,7 +1,7 @@
 //! Prometheus remote-write 1.0 messages (`prometheus.WriteRequest` and friends), declared with
 //! prost from the spec's field numbers.
 //!
-//! Owns the wire schema only. Sample batches are written by the hand-rolled [`super::encoder`]
+//! Owns the wire schema only. Sample batches are written by the hand-rolled [`crate::encoder`]
 //! (same bytes, no per-sample allocation); these messages encode metadata requests and are the
 //! reference the encoder is tested against.
 

@@ -233,7 +233,7 @@ mod tests {
     use prost::Message;
 
     use super::*;
-    use crate::export::remote_write::proto;
+    use crate::proto;
 
     #[test]
     fn labels_are_encoded_like_prost_and_shared() {

@@ -10,7 +10,7 @@
 
 use std::sync::Arc;
 
-use super::encoded_series::EncodedLabel;
+use crate::encoded_series::EncodedLabel;
 
 /// Where an external label went in the last series placed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -114,7 +114,7 @@ impl ExternalLabels {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::export::remote_write::encoded_series::LabelInterner;
+    use crate::encoded_series::LabelInterner;
 
     /// The places found by searching, for every series in a mix where neighbours change, an
     /// external name is sometimes the series' own, and labels come and go at the ends.

@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use super::encoded_series::EncodedSeries;
+use crate::encoded_series::EncodedSeries;
 use crate::series::{Sample, SeriesId};
 
 /// The series of a queued sample.

@@ -7,11 +7,11 @@
 
 use std::sync::Arc;
 
-use super::encoded_series::{prefetch, EncodedSeries};
-use super::encoder::{put_sample_field_prefix, put_time_series_header, put_timestamp_field};
-use super::external_labels::ExternalLabels;
-use super::request_body::{Piece, RequestBody};
-use super::sample::{ExportSample, ExportSeries};
+use crate::encoded_series::{prefetch, EncodedSeries};
+use crate::encoder::{put_sample_field_prefix, put_time_series_header, put_timestamp_field};
+use crate::external_labels::ExternalLabels;
+use crate::request_body::{Piece, RequestBody};
+use crate::sample::{ExportSample, ExportSeries};
 
 /// Samples ahead of sample `i` whose scraped series are brought into cache: the series itself
 /// [`SERIES_AHEAD`] samples ahead, its label pointers (read through the series, by then in

@@ -1,7 +1,7 @@
 //! The sink's internal sample model, shared by ingest, staleness and export.
 //!
 //! A [`Sample`] names its series by a [`SeriesId`]: the metric name, a shared sorted
-//! [`LabelSet`] (family labels plus target labels, empty values already dropped) and, for
+//! [`SeriesLabels`] (family labels plus target labels, empty values already dropped) and, for
 //! histogram buckets, the `le` value. Sharing the label set between a histogram's buckets, sum
 //! and count keeps conversion cheap. This module owns label ordering and the stale-marker value;
 //! it must not know about reports or remote-write framing.
@@ -28,14 +28,14 @@ pub fn is_stale_marker(value: f64) -> bool {
 
 /// Label pairs sorted by name, names unique, values non-empty; hashed once.
 #[derive(Debug)]
-pub struct LabelSet {
+pub struct SeriesLabels {
     pairs: Box<[(Text, Text)]>,
     hash: u64,
 }
 
-impl LabelSet {
+impl SeriesLabels {
     /// Builds a set from pairs already sorted by name with unique names and non-empty values.
-    pub fn from_sorted(pairs: Vec<(Text, Text)>) -> LabelSet {
+    pub fn from_sorted(pairs: Vec<(Text, Text)>) -> SeriesLabels {
         debug_assert!(
             pairs.windows(2).all(|w| w[0].0 < w[1].0),
             "labels not sorted/unique"
@@ -49,7 +49,7 @@ impl LabelSet {
             name.hash(&mut hasher);
             value.hash(&mut hasher);
         }
-        LabelSet {
+        SeriesLabels {
             pairs: pairs.into_boxed_slice(),
             hash: hasher.finish(),
         }
@@ -73,15 +73,15 @@ impl LabelSet {
     }
 }
 
-impl PartialEq for LabelSet {
+impl PartialEq for SeriesLabels {
     fn eq(&self, other: &Self) -> bool {
         self.hash == other.hash && self.pairs == other.pairs
     }
 }
 
-impl Eq for LabelSet {}
+impl Eq for SeriesLabels {}
 
-impl Hash for LabelSet {
+impl Hash for SeriesLabels {
     fn hash<H: Hasher>(&self, state: &mut H) {
         state.write_u64(self.hash);
     }
@@ -92,7 +92,7 @@ impl Hash for LabelSet {
 pub struct SeriesId {
     /// `__name__`, for example `istio_request_bytes_bucket`.
     pub name: Text,
-    pub labels: Arc<LabelSet>,
+    pub labels: Arc<SeriesLabels>,
     /// The `le` label of a histogram bucket.
     pub le: Option<Text>,
 }
@@ -176,7 +176,7 @@ mod tests {
 
     #[test]
     fn labels_are_merged_sorted_and_series_labels_win() {
-        let labels = LabelSet::from_sorted(vec![
+        let labels = SeriesLabels::from_sorted(vec![
             (text("app"), text("a")),
             (text("cluster"), text("own")),
             (text("zone"), text("z")),
