@@ -101,39 +101,10 @@ pub(super) fn overrides(
     let mut removals: Vec<(String, Vec<String>)> = Vec::new();
     let mut dimensions = Dimensions::default();
     for (i, o) in raw.into_iter().enumerate() {
-        let chosen: Vec<_> = families()
-            .into_iter()
-            .filter(|(name, _, _)| o.metric == "ALL" || o.metric == *name)
-            .collect();
-        if chosen.is_empty() {
-            return Err(ConfigError::Customisation {
-                path: format!("overrides[{i}].metric"),
-                problem: format!(
-                    "{:?} is not ALL or one of istio_requests_total, istio_request_duration_milliseconds, istio_request_bytes, istio_response_bytes, istio_request_messages_total, istio_response_messages_total, istio_tcp_connections_opened_total, istio_tcp_connections_closed_total, istio_tcp_sent_bytes_total, istio_tcp_received_bytes_total",
-                    o.metric
-                ),
-            });
-        }
+        let chosen = chosen_families(i, &o.metric)?;
         let tags = o.tags_to_remove.unwrap_or_default();
-        for tag in &tags {
-            if !chosen
-                .iter()
-                .any(|(_, labels, _)| labels.contains(&tag.as_str()))
-            {
-                return Err(ConfigError::Customisation {
-                    path: format!("overrides[{i}].tags_to_remove"),
-                    problem: format!("{tag:?} is not a label of {}", o.metric),
-                });
-            }
-        }
         let upserts = o.tags.map(|t| t.0).unwrap_or_default();
-        let path = |name: &str| format!("overrides[{i}].tags.{name}");
-        if let Some((name, _)) = upserts.iter().find(|(n, _)| tags.contains(n)) {
-            return Err(ConfigError::Customisation {
-                path: path(name),
-                problem: "a label cannot be both set and removed by one override".into(),
-            });
-        }
+        check_tags(i, &o.metric, &chosen, &tags, &upserts)?;
         for (name, labels, enabled) in chosen {
             if o.drop.unwrap_or(false) {
                 *enabled(metrics) = false;
@@ -146,31 +117,84 @@ pub(super) fn overrides(
             if !own.is_empty() {
                 removals.push((name.to_string(), own));
             }
-            if upserts.is_empty() {
+            if upserts.is_empty() || (o.metric == "ALL" && !REQUEST_FAMILIES.contains(&name)) {
                 continue;
             }
-            if !REQUEST_FAMILIES.contains(&name) {
-                if o.metric == "ALL" {
-                    continue;
-                }
-                return Err(ConfigError::Customisation {
-                    path: format!("overrides[{i}].tags"),
-                    problem: format!(
-                        "extra dimensions apply to the request families only (istio_requests_total, istio_request_duration_milliseconds, istio_request_bytes, istio_response_bytes), not {name}"
-                    ),
-                });
-            }
-            for (label, expression) in &upserts {
-                dimensions
-                    .upsert(name, label, expression)
-                    .map_err(|problem| ConfigError::Customisation {
-                        path: path(label),
-                        problem,
-                    })?;
-            }
+            add_dimensions(i, name, &upserts, &mut dimensions)?;
         }
     }
     Ok((removals, dimensions))
+}
+
+/// The families override `i` names: `ALL`, or the one family of that name.
+fn chosen_families(i: usize, metric: &str) -> Result<Vec<Family>, ConfigError> {
+    let chosen: Vec<Family> = families()
+        .into_iter()
+        .filter(|(name, _, _)| metric == "ALL" || metric == *name)
+        .collect();
+    if chosen.is_empty() {
+        return Err(ConfigError::Customisation {
+            path: format!("overrides[{i}].metric"),
+            problem: format!(
+                "{metric:?} is not ALL or one of istio_requests_total, istio_request_duration_milliseconds, istio_request_bytes, istio_response_bytes, istio_request_messages_total, istio_response_messages_total, istio_tcp_connections_opened_total, istio_tcp_connections_closed_total, istio_tcp_sent_bytes_total, istio_tcp_received_bytes_total"
+            ),
+        });
+    }
+    Ok(chosen)
+}
+
+/// Every tag to remove is a label of a chosen family, and no label is both set and removed.
+fn check_tags(
+    i: usize,
+    metric: &str,
+    chosen: &[Family],
+    tags: &[String],
+    upserts: &[(String, String)],
+) -> Result<(), ConfigError> {
+    for tag in tags {
+        if !chosen
+            .iter()
+            .any(|(_, labels, _)| labels.contains(&tag.as_str()))
+        {
+            return Err(ConfigError::Customisation {
+                path: format!("overrides[{i}].tags_to_remove"),
+                problem: format!("{tag:?} is not a label of {metric}"),
+            });
+        }
+    }
+    if let Some((name, _)) = upserts.iter().find(|(n, _)| tags.contains(n)) {
+        return Err(ConfigError::Customisation {
+            path: format!("overrides[{i}].tags.{name}"),
+            problem: "a label cannot be both set and removed by one override".into(),
+        });
+    }
+    Ok(())
+}
+
+/// Adds override `i`'s extra dimensions to `family`, which must be a request family.
+fn add_dimensions(
+    i: usize,
+    family: &'static str,
+    upserts: &[(String, String)],
+    dimensions: &mut Dimensions,
+) -> Result<(), ConfigError> {
+    if !REQUEST_FAMILIES.contains(&family) {
+        return Err(ConfigError::Customisation {
+            path: format!("overrides[{i}].tags"),
+            problem: format!(
+                "extra dimensions apply to the request families only (istio_requests_total, istio_request_duration_milliseconds, istio_request_bytes, istio_response_bytes), not {family}"
+            ),
+        });
+    }
+    for (label, expression) in upserts {
+        dimensions
+            .upsert(family, label, expression)
+            .map_err(|problem| ConfigError::Customisation {
+                path: format!("overrides[{i}].tags.{label}"),
+                problem,
+            })?;
+    }
+    Ok(())
 }
 
 /// Checks `label_limits`: a request label name or an extra dimension's name, caps from 1 to

@@ -250,38 +250,12 @@ pub(super) fn read_sides(vm: &mut ActiveVm, reporter: Reporter, sources: PeerSou
     };
 
     let downstream_peer = if need_downstream {
-        let raw = property(DOWNSTREAM_PEER)
-            .map(|b| (PeerEncoding::Struct, b))
-            .or_else(|| {
-                let header = sources
-                    .request_header
-                    .then(|| header(MapType::HttpRequestHeaders, PEER_HEADER))?;
-                header.map(|b| (PeerEncoding::Header, b))
-            });
-        known_peer(vm, raw)
+        known_peer(vm, raw_downstream_peer(sources))
     } else {
         None
     };
     let upstream_peer = if need_upstream {
-        let upstream_state = || {
-            sources
-                .upstream_filter_state
-                .then(|| property(UPSTREAM_FILTER_STATE_PEER))?
-        };
-        let raw = upstream_state()
-            .or_else(|| property(UPSTREAM_PEER))
-            .map(|b| (PeerEncoding::Struct, b))
-            .or_else(|| {
-                let header = sources
-                    .response_header
-                    .then(|| header(MapType::HttpResponseHeaders, PEER_HEADER))?;
-                header.map(|b| (PeerEncoding::Header, b))
-            })
-            .or_else(|| {
-                let metadata = sources.endpoint.then(|| property(UPSTREAM_HOST_METADATA))?;
-                metadata.map(|b| (PeerEncoding::Endpoint, b))
-            });
-        known_peer(vm, raw)
+        known_peer(vm, raw_upstream_peer(sources))
     } else {
         None
     };
@@ -293,6 +267,41 @@ pub(super) fn read_sides(vm: &mut ActiveVm, reporter: Reporter, sources: PeerSou
         downstream_local_san,
         upstream_local_san,
     }
+}
+
+/// The downstream peer's bytes: its filter state, else the exchange request header.
+fn raw_downstream_peer(sources: PeerSources) -> Option<(PeerEncoding, Vec<u8>)> {
+    property(DOWNSTREAM_PEER)
+        .map(|b| (PeerEncoding::Struct, b))
+        .or_else(|| {
+            let header = sources
+                .request_header
+                .then(|| header(MapType::HttpRequestHeaders, PEER_HEADER))?;
+            header.map(|b| (PeerEncoding::Header, b))
+        })
+}
+
+/// The upstream peer's bytes: the upstream filter state, the peer's filter state, the exchange
+/// response header, else the endpoint's metadata, each when its source is enabled.
+fn raw_upstream_peer(sources: PeerSources) -> Option<(PeerEncoding, Vec<u8>)> {
+    let upstream_state = || {
+        sources
+            .upstream_filter_state
+            .then(|| property(UPSTREAM_FILTER_STATE_PEER))?
+    };
+    upstream_state()
+        .or_else(|| property(UPSTREAM_PEER))
+        .map(|b| (PeerEncoding::Struct, b))
+        .or_else(|| {
+            let header = sources
+                .response_header
+                .then(|| header(MapType::HttpResponseHeaders, PEER_HEADER))?;
+            header.map(|b| (PeerEncoding::Header, b))
+        })
+        .or_else(|| {
+            let metadata = sources.endpoint.then(|| property(UPSTREAM_HOST_METADATA))?;
+            metadata.map(|b| (PeerEncoding::Endpoint, b))
+        })
 }
 
 /// What a cluster name stands for, from the per-VM cache or `xds.cluster_metadata`.

@@ -223,56 +223,12 @@ pub(crate) fn collect(
     eviction: &Eviction,
 ) -> Result<Collected, CoordError> {
     let (state, _) = read_state(store).ok_or(CoordError::NoProxyState)?;
-    let mut live = Vec::new();
-    let mut stale: Vec<(u64, Option<TotalsPb>)> = Vec::new();
-    for vm in &state.live {
-        let snapshot = store
-            .get(&vm_key(vm.uid))
-            .and_then(|(bytes, _)| VmSnapshotPb::decode(bytes.as_slice()).ok())
-            .map(|mut s| {
-                if s.applied_eviction_epoch < eviction.epoch {
-                    if let Some(t) = &mut s.totals {
-                        eviction.strip(t);
-                    }
-                }
-                s
-            });
-        match snapshot {
-            Some(s) if vm.uid == leader_uid || now_ms - s.heartbeat_ms <= stale_ms => live.push(s),
-            Some(s) => stale.push((vm.uid, s.totals)),
-            None if vm.uid != leader_uid && now_ms - vm.since_ms > stale_ms => {
-                stale.push((vm.uid, None))
-            }
-            None => {}
-        }
-    }
-
-    let mut newly_retired = 0;
-    let mut state = state;
-    if !stale.is_empty() {
-        let mut removed: Vec<u64> = Vec::new();
-        state = update_state(store, now_ms, |st| {
-            removed.clear();
-            st.live.retain(|v| {
-                let is_stale = stale.iter().any(|(uid, _)| *uid == v.uid);
-                if is_stale {
-                    removed.push(v.uid);
-                }
-                !is_stale
-            });
-            st.retired_vms += removed.len() as u32;
-            !removed.is_empty()
-        })?;
-        newly_retired = removed.len() as u32;
-        let folded: Vec<&TotalsPb> = stale
-            .iter()
-            .filter(|(uid, _)| removed.contains(uid))
-            .filter_map(|(_, t)| t.as_ref())
-            .collect();
-        if !folded.is_empty() {
-            fold_into_base(store, &folded, max_series)?;
-        }
-    }
+    let (live, stale) = read_snapshots(store, &state, leader_uid, now_ms, stale_ms, eviction);
+    let (state, newly_retired) = if stale.is_empty() {
+        (state, 0)
+    } else {
+        retire(store, now_ms, &stale, max_series)?
+    };
 
     let mut totals = MergedTotals::new(max_series);
     if let Some(base) = read_base(store) {
@@ -296,6 +252,75 @@ pub(crate) fn collect(
         reports_failed: state.reports_failed,
         newly_retired,
     })
+}
+
+/// The snapshots of the live VMs (the leader's always; with `eviction`'s sets stripped where
+/// the VM has not applied them yet), and the VMs gone stale with their last totals.
+#[allow(clippy::type_complexity)]
+fn read_snapshots(
+    store: &dyn SharedStore,
+    state: &ProxyStatePb,
+    leader_uid: u64,
+    now_ms: i64,
+    stale_ms: i64,
+    eviction: &Eviction,
+) -> (Vec<VmSnapshotPb>, Vec<(u64, Option<TotalsPb>)>) {
+    let mut live = Vec::new();
+    let mut stale = Vec::new();
+    for vm in &state.live {
+        let snapshot = store
+            .get(&vm_key(vm.uid))
+            .and_then(|(bytes, _)| VmSnapshotPb::decode(bytes.as_slice()).ok())
+            .map(|mut s| {
+                if s.applied_eviction_epoch < eviction.epoch {
+                    if let Some(t) = &mut s.totals {
+                        eviction.strip(t);
+                    }
+                }
+                s
+            });
+        match snapshot {
+            Some(s) if vm.uid == leader_uid || now_ms - s.heartbeat_ms <= stale_ms => live.push(s),
+            Some(s) => stale.push((vm.uid, s.totals)),
+            None if vm.uid != leader_uid && now_ms - vm.since_ms > stale_ms => {
+                stale.push((vm.uid, None))
+            }
+            None => {}
+        }
+    }
+    (live, stale)
+}
+
+/// Removes the `stale` VMs from the proxy state and folds the totals of those this call
+/// removed into the base; returns the new state and how many it retired.
+fn retire(
+    store: &dyn SharedStore,
+    now_ms: i64,
+    stale: &[(u64, Option<TotalsPb>)],
+    max_series: usize,
+) -> Result<(ProxyStatePb, u32), CoordError> {
+    let mut removed: Vec<u64> = Vec::new();
+    let state = update_state(store, now_ms, |st| {
+        removed.clear();
+        st.live.retain(|v| {
+            let is_stale = stale.iter().any(|(uid, _)| *uid == v.uid);
+            if is_stale {
+                removed.push(v.uid);
+            }
+            !is_stale
+        });
+        st.retired_vms += removed.len() as u32;
+        !removed.is_empty()
+    })?;
+    let folded: Vec<&TotalsPb> = stale
+        .iter()
+        .filter(|(uid, _)| removed.contains(uid))
+        .filter_map(|(_, t)| t.as_ref())
+        .collect();
+    if !folded.is_empty() {
+        fold_into_base(store, &folded, max_series)?;
+    }
+    Ok((state, removed.len() as u32))
 }
 
 /// Publishes the leader's next eviction decision: removes its sets from the base, then writes
