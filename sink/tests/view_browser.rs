@@ -57,7 +57,13 @@ fn edge_values(source: &str, service: &str, code: &str, reporter: &str) -> Vec<S
 }
 
 /// The `n`th report of a destination pod serving `service` to `source`, with a 5xx share.
-fn pod_report(pod: &str, source: &str, service: &str, n: u64, start_ms: i64) -> meshtap_report::Report {
+fn pod_report(
+    pod: &str,
+    source: &str,
+    service: &str,
+    n: u64,
+    start_ms: i64,
+) -> meshtap_report::Report {
     let ok = 20.0 * n as f64;
     let errors = n as f64;
     let buckets = vec![12 * n, 6 * n, 2 * n, 0];
@@ -74,7 +80,11 @@ fn pod_report(pod: &str, source: &str, service: &str, n: u64, start_ms: i64) -> 
             histogram_family(
                 "istio_request_duration_milliseconds",
                 &BOUNDS,
-                vec![(edge_values(source, service, "200", "destination"), buckets, 0.0)],
+                vec![(
+                    edge_values(source, service, "200", "destination"),
+                    buckets,
+                    0.0,
+                )],
             ),
         ],
     );
@@ -228,7 +238,10 @@ async fn the_live_view_shows_the_mesh_in_chromium() {
         output.status
     );
     let png = std::fs::read(&screenshot).expect("screenshot written");
-    assert!(png.starts_with(b"\x89PNG") && png.len() > 10_000, "screenshot too small");
+    assert!(
+        png.starts_with(b"\x89PNG") && png.len() > 10_000,
+        "screenshot too small"
+    );
     eprintln!("screenshot: {}", screenshot.display());
     sink.shutdown().await;
 }

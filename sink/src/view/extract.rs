@@ -220,11 +220,7 @@ impl Values {
                     Histogram::Convergence
                 };
                 if let Some(le) = le {
-                    add_bucket(
-                        self.histograms.entry(histogram).or_default(),
-                        le,
-                        value,
-                    );
+                    add_bucket(self.histograms.entry(histogram).or_default(), le, value);
                 }
                 None
             }
@@ -307,7 +303,12 @@ mod tests {
             sample("pilot_xds_pushes_total", &[("type", "cds")], None, 1.0),
             sample("pilot_xds_cds_reject", &[], None, 2.0),
             sample("pilot_xds_write_timeout_total", &[], None, 1.0),
-            sample("up", &[("instance", "a:15014"), ("job", "istiod")], None, 1.0),
+            sample(
+                "up",
+                &[("instance", "a:15014"), ("job", "istiod")],
+                None,
+                1.0,
+            ),
             sample(CONVERGENCE_BUCKET, &[], Some("+Inf"), 9.0),
             sample(CONVERGENCE_BUCKET, &[], Some("0.1"), 5.0),
             sample("unrelated_total", &[], None, 1.0),
@@ -319,7 +320,10 @@ mod tests {
                 reporter: "destination".into(),
             },
         };
-        assert_eq!(values.counters[&Counter::Requests(edge.clone(), false)], 10.0);
+        assert_eq!(
+            values.counters[&Counter::Requests(edge.clone(), false)],
+            10.0
+        );
         assert_eq!(values.counters[&Counter::Requests(edge, true)], 3.0);
         assert_eq!(values.counters[&Counter::Pushes("cds".into())], 5.0);
         let fault = |n: &str| values.counters[&Counter::ControlPlaneFault(n.into())];

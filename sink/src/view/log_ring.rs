@@ -183,7 +183,10 @@ mod tests {
     #[test]
     fn service_from_cluster_then_authority() {
         assert_eq!(
-            service_of(Some("outbound|9080||reviews.default.svc.cluster.local"), Some("x:1")),
+            service_of(
+                Some("outbound|9080||reviews.default.svc.cluster.local"),
+                Some("x:1")
+            ),
             Some("reviews.default.svc.cluster.local".into())
         );
         assert_eq!(

@@ -116,7 +116,10 @@ mod tests {
             meshtap_sink_log_entries_sent_total{endpoint=\"loki\"} 7\n\
             meshtap_sink_scrape_targets{job=\"istiod\"} 1\n";
         let health = PipelineHealth::of_exposition(text);
-        assert_eq!((health.reports_accepted, health.reports_refused), (4.0, 1.0));
+        assert_eq!(
+            (health.reports_accepted, health.reports_refused),
+            (4.0, 1.0)
+        );
         let mimir = &health.remote_write[0];
         assert_eq!(mimir.endpoint, "mimir");
         assert_eq!((mimir.queued, mimir.dropped), (12.0, 5.0));

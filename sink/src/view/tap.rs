@@ -41,7 +41,10 @@ impl ViewTap {
         );
         for record in &report.access_logs {
             let access = access_record(record);
-            let service = service_of(access.upstream_cluster.as_deref(), access.authority.as_deref());
+            let service = service_of(
+                access.upstream_cluster.as_deref(),
+                access.authority.as_deref(),
+            );
             self.0.push_log(LogLine {
                 timestamp_ms: record.start_time_ns / 1_000_000,
                 origin: LogOrigin::Filter,
