@@ -1,7 +1,7 @@
 //! The live view in a real browser: a sink fed with filter reports (requests and access-log
 //! records), a scraped istiod-shaped loopback server and a tailed CRI log file; then Debian's
 //! headless chromium, driven by `browser/view.mjs` (playwright-core), checks the services'
-//! rates, the graph's edges, istiod's pushes, the log lines and their filters, and that the
+//! rates, the graph's edges, TCP traffic, istiod's pushes, the log lines and their filters, and that the
 //! page logs no error. The screenshot lands in the target dir.
 //!
 //! Skipped (with a message) only when chromium, node or playwright-core is missing and
@@ -17,13 +17,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
-use meshtap_report::schema::HTTP_LABELS;
-use meshtap_report::AccessLogRecord;
+use meshtap_report::schema::{
+    HTTP_LABELS, TCP_CLOSED, TCP_LABELS, TCP_OPENED, TCP_RECEIVED_BYTES, TCP_SENT_BYTES,
+};
+use meshtap_report::{AccessLogRecord, MetricFamily, MetricKind, Series};
 use meshtap_test_support::loki::LokiReceiver;
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 const REVIEWS: &str = "reviews.default.svc.cluster.local";
 const RATINGS: &str = "ratings.default.svc.cluster.local";
+const MONGODB: &str = "mongodb.default.svc.cluster.local";
 const BOUNDS: [f64; 3] = [10.0, 50.0, 250.0];
 
 fn browser_dir() -> PathBuf {
@@ -104,6 +107,37 @@ fn access_record(service: &str, status: u32) -> AccessLogRecord {
         upstream_cluster: format!("inbound|9080||{service}"),
         ..Default::default()
     }
+}
+
+/// The `n`th report of the mongodb pod's network plugin: TCP counters from ratings.
+fn tcp_report(n: u64, start_ms: i64) -> meshtap_report::Report {
+    let values: Vec<String> = TCP_LABELS
+        .iter()
+        .map(|name| match *name {
+            "reporter" => "destination".to_owned(),
+            "destination_service" => MONGODB.to_owned(),
+            "source_workload" => "ratings-v1".to_owned(),
+            _ => "x".to_owned(),
+        })
+        .collect();
+    let family = |name: &str, per_report: f64| MetricFamily {
+        name: name.into(),
+        kind: MetricKind::Counter as i32,
+        label_names: TCP_LABELS.iter().map(|s| s.to_string()).collect(),
+        series: vec![Series {
+            label_values: values.clone(),
+            value: per_report * n as f64,
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let families = vec![
+        family(TCP_SENT_BYTES, 48_000.0),
+        family(TCP_RECEIVED_BYTES, 9_000.0),
+        family(TCP_OPENED, 2.0),
+        family(TCP_CLOSED, 2.0),
+    ];
+    report("default", "mongodb-v1-1", start_ms, now_ms(), families)
 }
 
 /// An istiod `:15014/metrics` whose counters grow with every scrape.
@@ -203,6 +237,8 @@ async fn the_live_view_shows_the_mesh_in_chromium() {
                 let r = pod_report(pod, source, service, n, start_ms);
                 assert_eq!(post_report(addr, &r, None).await.0, 204);
             }
+            let r = tcp_report(n, start_ms);
+            assert_eq!(post_report(addr, &r, None).await.0, 204);
             tokio::time::sleep(Duration::from_millis(300)).await;
         }
     });
@@ -213,6 +249,7 @@ async fn the_live_view_shows_the_mesh_in_chromium() {
         "edges": [["productpage-v1.default", REVIEWS], ["reviews-v1.default", RATINGS]],
         "push_types": ["cds", "eds", "lds"],
         "log_service": RATINGS,
+        "tcp_services": [MONGODB],
     });
     let run = tokio::process::Command::new("node")
         .current_dir(browser_dir())

@@ -47,6 +47,15 @@ try {
   const edgeLabels = await page.$$eval("#graph g.edge text", (texts) => texts.map((t) => t.textContent));
   check(edgeLabels.every((label) => /\/s/.test(label)), `edge labels without a rate: ${edgeLabels}`);
 
+  // TCP traffic per service, with a rate.
+  await page.waitForFunction((services) => {
+    const rows = [...document.querySelectorAll("#tcp tbody tr")];
+    return services.every((name) => rows.some((row) => {
+      const cells = row.querySelectorAll("td");
+      return cells[0]?.textContent === name && parseFloat(cells[1].textContent) > 0;
+    }));
+  }, expect.tcp_services, { timeout: STEP_MS });
+
   // istiod's pushes, with a rate.
   await page.waitForFunction((types) => {
     const rows = [...document.querySelectorAll("#pushes tbody tr")];
