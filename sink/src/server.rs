@@ -29,7 +29,7 @@ use crate::ops::metrics::SinkMetrics;
 use crate::scrape::{ScrapeStage, ScrapeStartError};
 use crate::serve::{HttpServer, ListenError};
 use crate::spool::Spool;
-use crate::view::{http::get_summary, SummaryView};
+use crate::view::{LiveView, ViewTap};
 
 /// How often silent pods are looked for.
 const SWEEP_EVERY: Duration = Duration::from_millis(250);
@@ -69,7 +69,7 @@ pub struct RunningSink {
 struct Stages {
     spool: Option<Spool>,
     exporter: Arc<RemoteWriteExporter>,
-    view: Option<Arc<SummaryView>>,
+    view: Option<Arc<LiveView>>,
     logs: Arc<LokiExporter>,
     tailer: Option<LogTailer>,
     scrape: Option<Arc<ScrapeStage>>,
@@ -78,7 +78,7 @@ struct Stages {
 impl Stages {
     /// Opens the spool, starts the remote-write and Loki exporters, the view, the log tailer
     /// and the scrape stage, registering their self-metrics with `metrics`.
-    fn start(config: &SinkConfig, metrics: &SinkMetrics) -> Result<Stages, StartError> {
+    fn start(config: &SinkConfig, metrics: &Arc<SinkMetrics>) -> Result<Stages, StartError> {
         let spool = config
             .spool
             .as_ref()
@@ -99,7 +99,8 @@ impl Stages {
         let view = config
             .view
             .enabled
-            .then(|| Arc::new(SummaryView::new(&config.view)));
+            .then(|| Arc::new(LiveView::new(&config.view, metrics.clone())));
+        let tap = view.clone().map(ViewTap::new);
         let logs = Arc::new(LokiExporter::start(
             &config.logs,
             &config.ingest.job,
@@ -109,7 +110,8 @@ impl Stages {
         let tailer = match &config.log_files {
             Some(files) => Some(
                 LogTailer::new(files, &config.ingest.job, logs.endpoints(), metrics)
-                    .map_err(StartError::Positions)?,
+                    .map_err(StartError::Positions)?
+                    .with_view(tap.clone()),
             ),
             None => None,
         };
@@ -118,6 +120,7 @@ impl Stages {
                 scrape,
                 exporter.clone(),
                 metrics,
+                tap.clone(),
             )?)),
             None => None,
         };
@@ -146,7 +149,7 @@ impl Stages {
             &config.ingest.job,
             config.ingest.stale_after_intervals,
             self.exporter.clone(),
-            self.view.clone(),
+            self.view.clone().map(ViewTap::new),
             metrics.clone(),
         )
         .with_access_logs(self.logs.clone());
@@ -166,12 +169,12 @@ impl Stages {
     }
 }
 
-/// The main listener's routes (reports, the ops routes, and the summary view when enabled) and
+/// The main listener's routes (reports, the ops routes, and the live view when enabled) and
 /// the ops routes alone (for `serve.ops_listen`).
 fn routes(
     reports: Arc<ReportEndpoint>,
     ops: &Arc<OpsState>,
-    view: Option<Arc<SummaryView>>,
+    view: Option<Arc<LiveView>>,
 ) -> (Router, Router) {
     let report_route = post(post_report).with_state(reports);
     let ops_app = Router::new()
@@ -182,7 +185,7 @@ fn routes(
         .route(meshtap_report::REPORT_PATH, report_route)
         .merge(ops_app.clone());
     if let Some(view) = view {
-        app = app.route("/v1/summary", get(get_summary).with_state(view));
+        app = app.merge(crate::view::http::routes(view));
     }
     (app, ops_app)
 }
@@ -222,9 +225,12 @@ impl RunningSink {
             logs,
             tailer,
             scrape,
-            ..
+            view,
         } = stages;
         let tailer = tailer.map(|tailer| tokio::spawn(tailer.run(stop_rx.clone())));
+        if let Some(view) = view {
+            tokio::spawn(view.run_trends(stop_rx.clone()));
+        }
         let sweeper = spawn_sweeper(ingestor, stop_rx);
         tracing::info!(listen = %local_addr, ops_listen = ?ops_addr, endpoints = config.remote_write.len(), "meshtap-sink ready");
         ops.ready.store(true, Ordering::Relaxed);

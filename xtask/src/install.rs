@@ -2,7 +2,8 @@
 //! `prometheus` (the real receiver of the end-to-end tests), the `wasm-bindgen-test-runner`
 //! whose version must equal the `wasm-bindgen` in Cargo.lock, and the Python packages that
 //! decode our Loki push bodies independently of our encoder (`protoc` from grpcio-tools,
-//! `protobuf`, and `cramjam` for snappy).
+//! `protobuf`, and `cramjam` for snappy), and through `install_browser` chromium and
+//! playwright-core for the live view's browser test.
 //!
 //! Each step checks first and does nothing when the tool is already there.
 
@@ -20,6 +21,7 @@ pub fn everything() -> Result<()> {
     prometheus()?;
     wasm_bindgen_runner()?;
     python_decoders()?;
+    crate::install_browser::chromium_and_playwright()?;
     if !has_program("node") {
         bail!("node is required for the V8 tests (wasm-bindgen-test); install Debian's nodejs");
     }
@@ -52,6 +54,15 @@ fn prometheus() -> Result<()> {
     if std::path::Path::new("/usr/bin/prometheus").exists() {
         return Ok(());
     }
+    apt_get_install("prometheus")?;
+    // Debian's package may start a system Prometheus on :9090; the tests start their own on a
+    // free loopback port, so it is left alone.
+    Ok(())
+}
+
+/// Installs a Debian package with apt-get (through sudo unless root), updating the package
+/// lists first if the install fails without.
+pub fn apt_get_install(package: &str) -> Result<()> {
     let root_user = Command::new("id")
         .arg("-u")
         .output()
@@ -68,12 +79,10 @@ fn prometheus() -> Result<()> {
         cmd.env("DEBIAN_FRONTEND", "noninteractive").args(args);
         cmd
     };
-    if run(&mut apt(&["install", "-y", "-q", "prometheus"])).is_err() {
+    if run(&mut apt(&["install", "-y", "-q", package])).is_err() {
         run(&mut apt(&["update", "-q"]))?;
-        run(&mut apt(&["install", "-y", "-q", "prometheus"]))?;
+        run(&mut apt(&["install", "-y", "-q", package]))?;
     }
-    // Debian's package may start a system Prometheus on :9090; the tests start their own on a
-    // free loopback port, so it is left alone.
     Ok(())
 }
 

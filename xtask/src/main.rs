@@ -9,6 +9,7 @@ mod build;
 mod demo;
 mod image;
 mod install;
+mod install_browser;
 mod manifests;
 mod process;
 mod test;

@@ -21,7 +21,7 @@ use crate::export::remote_write::RemoteWriteExporter;
 use crate::floor::{PodKey, ReporterKey};
 use crate::ops::metrics::SinkMetrics;
 use crate::scrape::source_merge::{is_filter_family, SourceMerge};
-use crate::view::SummaryView;
+use crate::view::ViewTap;
 use meshtap_remotewrite::series::Text;
 
 /// What became of a report.
@@ -39,7 +39,7 @@ pub struct Ingestor {
     job: Text,
     tracker: Mutex<StalenessTracker>,
     exporter: Arc<RemoteWriteExporter>,
-    view: Option<Arc<SummaryView>>,
+    view: Option<ViewTap>,
     metrics: Arc<SinkMetrics>,
     access_logs: Option<Arc<LokiExporter>>,
     source_merge: Option<Arc<SourceMerge>>,
@@ -50,7 +50,7 @@ impl Ingestor {
         job: &str,
         stale_after_intervals: u32,
         exporter: Arc<RemoteWriteExporter>,
-        view: Option<Arc<SummaryView>>,
+        view: Option<ViewTap>,
         metrics: Arc<SinkMetrics>,
     ) -> Ingestor {
         Ingestor {
@@ -143,7 +143,7 @@ impl Ingestor {
             self.metrics.set_reporter_stats(&reporter, stats.clone());
         }
         if let Some(view) = &self.view {
-            view.record(&reporter, report);
+            view.report(&reporter, report, &samples);
         }
         if let Some(logs) = &self.access_logs {
             logs.ship_access_logs(report, &mut receipt);
@@ -170,7 +170,7 @@ impl Ingestor {
                 .fetch_add(gone.stale_markers.len() as u64, Ordering::Relaxed);
             self.metrics.remove_reporter(reporter);
             if let Some(view) = &self.view {
-                view.remove_reporter(reporter);
+                view.reporter_gone(reporter);
             }
         }
         self.metrics

@@ -48,6 +48,7 @@ use self::rotation::{
 use crate::export::loki::sender::stopped;
 use crate::export::loki::LokiEndpoint;
 use crate::ops::metrics::SinkMetrics;
+use crate::view::ViewTap;
 
 /// How long a renamed or deleted file must stay at its end before it is released: the runtime
 /// may still write to it until it reopens its log (kubelet renames first, then asks it to).
@@ -98,6 +99,8 @@ pub struct LogTailer {
     ignored: HashSet<String>,
     last_saved: Vec<Position>,
     metrics: Arc<TailMetrics>,
+    /// Shown every line read.
+    view: Option<ViewTap>,
 }
 
 impl LogTailer {
@@ -123,9 +126,16 @@ impl LogTailer {
             ignored: HashSet::new(),
             last_saved: loaded.clone(),
             metrics,
+            view: None,
         };
         tailer.resume(&loaded);
         Ok(tailer)
+    }
+
+    /// Also shows every line read to `view`, when there is one.
+    pub fn with_view(mut self, view: Option<ViewTap>) -> LogTailer {
+        self.view = view;
+        self
     }
 
     pub fn metrics(&self) -> &Arc<TailMetrics> {
@@ -392,7 +402,11 @@ impl LogTailer {
                 ..
             } = tracked;
             let room = budget - used;
+            let view = self.view.as_ref().map(|view| (view, file.path.clone()));
             let mut push = |entry: LogEntry| {
+                if let Some((view, path)) = &view {
+                    view.tailed(path, &entry);
+                }
                 used += entry.line.len();
                 for (batch, set) in batches.iter_mut().zip(labels.iter()) {
                     batch.push(set, entry.clone());

@@ -43,6 +43,7 @@ use self::target::{static_targets, Target};
 use crate::export::remote_write::RemoteWriteExporter;
 use crate::floor::http::client::ClientError;
 use crate::ops::metrics::SinkMetrics;
+use crate::view::ViewTap;
 
 /// Why the scrape stage could not start.
 #[derive(Debug, thiserror::Error)]
@@ -213,11 +214,12 @@ pub struct ScrapeStage {
 impl ScrapeStage {
     /// Starts one loop per static target of every job, one discovery task per
     /// `kubernetes_sd` job and, with `sharding`, the membership watcher; registers the
-    /// stage's self-metrics with `sink_metrics`.
+    /// stage's self-metrics with `sink_metrics`; `view` is shown every scrape's samples.
     pub fn start(
         config: &ScrapeConfig,
         exporter: Arc<RemoteWriteExporter>,
         sink_metrics: &SinkMetrics,
+        view: Option<ViewTap>,
     ) -> Result<ScrapeStage, ScrapeStartError> {
         let metrics = Arc::new(ScrapeMetrics::new(config.sharding.is_some()));
         sink_metrics.add_section(metrics.clone());
@@ -232,6 +234,7 @@ impl ScrapeStage {
             exporter,
             merge: Arc::new(SourceMerge::new(&config.merge)),
             body_size_limit: config.body_size_limit,
+            view,
         };
         let targets = Arc::new(TargetSet {
             ctx,

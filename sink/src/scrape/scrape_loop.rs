@@ -26,6 +26,7 @@ use super::source_merge::SourceMerge;
 use super::target::Target;
 use crate::export::remote_write::RemoteWriteExporter;
 use crate::floor::clock::now_ms;
+use crate::view::ViewTap;
 
 /// How a loop is told to end.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -46,6 +47,8 @@ pub struct LoopContext {
     pub exporter: Arc<RemoteWriteExporter>,
     pub merge: Arc<SourceMerge>,
     pub body_size_limit: usize,
+    /// Shown every scrape's queued samples.
+    pub view: Option<ViewTap>,
 }
 
 struct TargetLoop {
@@ -180,6 +183,9 @@ impl TargetLoop {
         self.metrics
             .stale_markers
             .fetch_add(stale_markers.len() as u64, Ordering::Relaxed);
+        if let Some(view) = &self.ctx.view {
+            view.scraped(&self.target.url, scrape_ms, &samples);
+        }
         let exporter = &self.ctx.exporter;
         exporter
             .enqueue_when_room_on(self.lane_shard, stale_markers)
@@ -219,6 +225,9 @@ impl TargetLoop {
         let marker_ms = self
             .last_scrape_ms
             .map_or_else(now_ms, |last| now_ms().max(last + 1));
+        if let Some(view) = &self.ctx.view {
+            view.target_gone(&self.target.url);
+        }
         let mut markers = self.cache.clear(marker_ms);
         self.count_series();
         if self.last_scrape_ms.is_some() {

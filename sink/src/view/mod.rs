@@ -1,63 +1,44 @@
-//! The in-memory view for the demo: recent cumulative request counts and latency histograms
-//! per pod, summarised per destination service on `GET /v1/summary`.
+//! The in-memory live view: recent cumulative values per source (reporting pod or scrape
+//! target), recent access-log lines and trend points, served as the browser page on `/`,
+//! its JSON on `/v1/live` and the per-service summary on `/v1/summary`.
 //!
-//! Owns the snapshots and the rate/error/latency arithmetic over a trailing window. It reads
-//! only `istio_requests_total` and `istio_request_duration_milliseconds` and must never feed
-//! anything back into export.
+//! Owns the view's state and its locking. Other stages reach it only through [`ViewTap`]
+//! (what they saw) and it reads the sink's self-metrics; it must never feed anything back
+//! into export. Memory is bounded by `view.max_sources`, `max_services`, `max_edges`,
+//! `max_log_lines` and `trend_points`.
 
 mod config;
+mod extract;
 pub mod http;
+mod live;
+mod log_ring;
+mod pipeline;
 mod quantile;
 mod render;
+mod store;
+mod tap;
+mod trend;
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
-use meshtap_report::schema::{REQUESTS_TOTAL, REQUEST_DURATION};
-use meshtap_report::{MetricFamily, Report};
 use serde::Serialize;
+use tokio::sync::watch;
 
 pub use config::ViewConfig;
+pub use live::ServiceSummary;
+pub use log_ring::{LogFilter, LogLine, LogOrigin};
 pub use quantile::histogram_quantile;
 pub use render::render_table;
+pub use tap::ViewTap;
 
-use crate::floor::ReporterKey;
-
-/// (destination service, reporter).
-type ServiceKey = (String, String);
-
-#[derive(Clone, Debug, Default)]
-struct ServiceTotals {
-    requests: f64,
-    errors: f64,
-    bounds: Vec<f64>,
-    /// Per-bucket duration counts.
-    duration_counts: Vec<u64>,
-}
-
-#[derive(Debug)]
-struct Snapshot {
-    timestamp_ms: i64,
-    proxy_start_ms: i64,
-    services: HashMap<ServiceKey, ServiceTotals>,
-}
-
-/// One row of the summary.
-#[derive(Clone, Debug, Serialize, PartialEq)]
-pub struct ServiceSummary {
-    pub service: String,
-    /// `destination`, or `source` when no destination proxy reports this service.
-    pub reporter: String,
-    /// Requests per second over the window.
-    pub request_rate: f64,
-    /// Share of 5xx answers over the window (`None` without requests).
-    pub error_rate: Option<f64>,
-    pub p50_ms: Option<f64>,
-    pub p99_ms: Option<f64>,
-    /// Cumulative requests reported by live pods.
-    pub requests_total: f64,
-    pub pods: usize,
-}
+use self::extract::Values;
+use self::live::{ControlPlane, Dropped, Edge, TargetUp, TcpService};
+use self::log_ring::LogRing;
+use self::pipeline::PipelineHealth;
+use self::store::{Snapshot, SourceId, SourceStore};
+use self::trend::{ServiceTrend, Trends};
+use crate::floor::clock::now_ms;
+use crate::ops::metrics::SinkMetrics;
 
 /// The summary document of `/v1/summary`.
 #[derive(Clone, Debug, Serialize)]
@@ -66,171 +47,149 @@ pub struct Summary {
     pub services: Vec<ServiceSummary>,
 }
 
-/// Snapshots per pod.
-pub struct SummaryView {
-    window_ms: i64,
-    pods: Mutex<HashMap<ReporterKey, VecDeque<Snapshot>>>,
+/// A service row of the live view with its trend lines.
+#[derive(Clone, Debug, Serialize)]
+pub struct LiveService {
+    #[serde(flatten)]
+    pub summary: ServiceSummary,
+    pub trend: ServiceTrend,
 }
 
-fn label_index(family: &MetricFamily, name: &str) -> Option<usize> {
-    family.label_names.iter().position(|n| n == name)
+/// The document of `/v1/live`, which the page polls.
+#[derive(Clone, Debug, Serialize)]
+pub struct LiveDocument {
+    pub generated_ms: i64,
+    pub window_seconds: f64,
+    pub trend_step_seconds: f64,
+    pub services: Vec<LiveService>,
+    pub edges: Vec<Edge>,
+    pub tcp: Vec<TcpService>,
+    pub control_plane: ControlPlane,
+    pub pushes_trend: Vec<Option<f64>>,
+    pub scrape_targets: Vec<TargetUp>,
+    pub pipeline: PipelineHealth,
+    pub logs: Vec<LogLine>,
+    /// Services named by the kept log lines (the log filter's choices).
+    pub log_services: Vec<String>,
+    pub dropped: Dropped,
+    /// Snapshots not kept because `view.max_sources` sources were already tracked.
+    pub sources_refused: u64,
 }
 
-/// The service a series is about: `destination_service`, else `destination_service_name`.
-fn service_of(values: &[String], service: Option<usize>, service_name: Option<usize>) -> String {
-    let pick = |i: Option<usize>| i.map(|i| values[i].as_str()).filter(|v| !v.is_empty());
-    pick(service)
-        .or_else(|| pick(service_name))
-        .unwrap_or("unknown")
-        .to_owned()
+/// Log lines sent to the page at most.
+const LOG_LINES_SHOWN: usize = 200;
+
+struct State {
+    store: SourceStore,
+    logs: LogRing,
+    trends: Trends,
 }
 
-fn totals_of(report: &Report) -> HashMap<ServiceKey, ServiceTotals> {
-    let mut services: HashMap<ServiceKey, ServiceTotals> = HashMap::new();
-    for family in &report.families {
-        let is_requests = family.name == REQUESTS_TOTAL;
-        if !is_requests && family.name != REQUEST_DURATION {
-            continue;
-        }
-        let reporter = label_index(family, "reporter");
-        let service = label_index(family, "destination_service");
-        let service_name = label_index(family, "destination_service_name");
-        let code = label_index(family, "response_code");
-        for series in &family.series {
-            let v = &series.label_values;
-            let key = (
-                service_of(v, service, service_name),
-                reporter.map(|i| v[i].clone()).unwrap_or_default(),
-            );
-            let totals = services.entry(key).or_default();
-            if is_requests {
-                totals.requests += series.value;
-                if code.is_some_and(|i| v[i].starts_with('5')) {
-                    totals.errors += series.value;
-                }
-            } else {
-                if totals.bounds != family.bounds {
-                    totals.bounds = family.bounds.clone();
-                    totals.duration_counts = vec![0; family.bounds.len() + 1];
-                }
-                for (sum, n) in totals.duration_counts.iter_mut().zip(&series.bucket_counts) {
-                    *sum += n;
-                }
-            }
-        }
-    }
-    services
+/// The live view.
+pub struct LiveView {
+    config: ViewConfig,
+    metrics: Arc<SinkMetrics>,
+    state: Mutex<State>,
 }
 
-#[derive(Default)]
-struct Accumulated {
-    rate: f64,
-    requests_delta: f64,
-    errors_delta: f64,
-    requests_total: f64,
-    bounds: Vec<f64>,
-    duration_delta: Vec<u64>,
-    pods: usize,
-}
-
-impl SummaryView {
-    pub fn new(config: &ViewConfig) -> SummaryView {
-        SummaryView {
-            window_ms: config.window.get().as_millis() as i64,
-            pods: Mutex::new(HashMap::new()),
+impl LiveView {
+    pub fn new(config: &ViewConfig, metrics: Arc<SinkMetrics>) -> LiveView {
+        let window_ms = config.window.get().as_millis() as i64;
+        LiveView {
+            config: config.clone(),
+            metrics,
+            state: Mutex::new(State {
+                store: SourceStore::new(window_ms, config.max_sources),
+                logs: LogRing::new(config.max_log_lines),
+                trends: Trends::new(config.trend_points),
+            }),
         }
     }
 
-    /// Records an accepted report.
-    pub fn record(&self, pod: &ReporterKey, report: &Report) {
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().expect("view lock")
+    }
+
+    fn record(&self, source: SourceId, generation: i64, timestamp_ms: i64, values: Values) {
         let snapshot = Snapshot {
-            timestamp_ms: report.timestamp_ms,
-            proxy_start_ms: report.proxy_start_ms,
-            services: totals_of(report),
+            timestamp_ms,
+            generation,
+            values,
         };
-        let mut pods = self.pods.lock().expect("view lock");
-        let history = pods.entry(pod.clone()).or_default();
-        history.push_back(snapshot);
-        // Keep the newest snapshot at or before the window start as the base.
-        let window_start = report.timestamp_ms - self.window_ms;
-        while history.len() > 2 && history[1].timestamp_ms <= window_start {
-            history.pop_front();
-        }
+        self.state().store.record(source, snapshot);
     }
 
-    /// Forgets a reporter that went silent.
-    pub fn remove_reporter(&self, pod: &ReporterKey) {
-        self.pods.lock().expect("view lock").remove(pod);
+    fn remove(&self, source: &SourceId) {
+        self.state().store.remove(source);
+    }
+
+    fn push_log(&self, line: LogLine) {
+        self.state().logs.push(line);
     }
 
     /// Rates, error shares and latency quantiles per service over the window.
     pub fn summary(&self) -> Summary {
-        let pods = self.pods.lock().expect("view lock");
-        let mut acc: BTreeMap<ServiceKey, Accumulated> = BTreeMap::new();
-        for history in pods.values() {
-            let Some(latest) = history.back() else {
-                continue;
-            };
-            let base = history.front().filter(|b| {
-                b.timestamp_ms < latest.timestamp_ms && b.proxy_start_ms == latest.proxy_start_ms
-            });
-            let dt_s = base.map(|b| (latest.timestamp_ms - b.timestamp_ms) as f64 / 1000.0);
-            for (key, now) in &latest.services {
-                let before = base.and_then(|b| b.services.get(key));
-                let a = acc.entry(key.clone()).or_default();
-                a.pods += 1;
-                a.requests_total += now.requests;
-                let Some(dt_s) = dt_s else { continue };
-                let requests = now.requests - before.map_or(0.0, |b| b.requests);
-                a.rate += requests / dt_s;
-                a.requests_delta += requests;
-                a.errors_delta += now.errors - before.map_or(0.0, |b| b.errors);
-                if !now.bounds.is_empty() {
-                    if a.bounds.is_empty() {
-                        a.bounds = now.bounds.clone();
-                        a.duration_delta = vec![0; now.duration_counts.len()];
-                    }
-                    if a.bounds == now.bounds {
-                        let old = before.filter(|b| b.bounds == now.bounds);
-                        for (i, n) in now.duration_counts.iter().enumerate() {
-                            let prev = old.map_or(0, |b| b.duration_counts[i]);
-                            a.duration_delta[i] += n.saturating_sub(prev);
-                        }
-                    }
-                }
-            }
+        let totals = self.state().store.totals();
+        Summary {
+            window_seconds: self.config.window.get().as_secs_f64(),
+            services: live::services(&totals, self.config.max_services).0,
         }
-        // Per service, prefer the destination proxies' view, then the source side.
-        let mut chosen: BTreeMap<String, (String, Accumulated)> = BTreeMap::new();
-        for ((service, reporter), a) in acc {
-            let rank = |r: &str| match r {
-                "destination" => 0,
-                "source" => 1,
-                _ => 2,
-            };
-            let better = chosen
-                .get(&service)
-                .is_none_or(|(current, _)| rank(&reporter) < rank(current));
-            if better {
-                chosen.insert(service, (reporter, a));
-            }
-        }
-        let services = chosen
+    }
+
+    /// Everything the page shows, log lines as `filter` keeps them.
+    pub fn live(&self, filter: &LogFilter) -> LiveDocument {
+        let pipeline = PipelineHealth::of(&self.metrics, now_ms());
+        let state = self.state();
+        let totals = state.store.totals();
+        let (services, services_dropped) = live::services(&totals, self.config.max_services);
+        let (edges, edges_dropped) = live::edges(&totals, self.config.max_edges);
+        let services = services
             .into_iter()
-            .map(|(service, (reporter, a))| ServiceSummary {
-                service,
-                reporter,
-                request_rate: a.rate,
-                error_rate: (a.requests_delta > 0.0).then(|| a.errors_delta / a.requests_delta),
-                p50_ms: histogram_quantile(0.5, &a.bounds, &a.duration_delta),
-                p99_ms: histogram_quantile(0.99, &a.bounds, &a.duration_delta),
-                requests_total: a.requests_total,
-                pods: a.pods,
+            .map(|summary| LiveService {
+                trend: state.trends.service(&summary.service),
+                summary,
             })
             .collect();
-        Summary {
-            window_seconds: self.window_ms as f64 / 1000.0,
+        LiveDocument {
+            generated_ms: now_ms(),
+            window_seconds: self.config.window.get().as_secs_f64(),
+            trend_step_seconds: self.config.trend_step.get().as_secs_f64(),
             services,
+            edges,
+            tcp: live::tcp(&totals, self.config.max_services),
+            control_plane: live::control_plane(&totals),
+            pushes_trend: state.trends.pushes(),
+            scrape_targets: live::targets_up(&totals),
+            pipeline,
+            logs: state.logs.newest(filter, LOG_LINES_SHOWN),
+            log_services: state.logs.services(),
+            dropped: Dropped {
+                services: services_dropped,
+                edges: edges_dropped,
+            },
+            sources_refused: state.store.refused_snapshots,
+        }
+    }
+
+    /// Adds one point to every trend line.
+    fn add_trend_point(&self) {
+        let mut state = self.state();
+        let totals = state.store.totals();
+        let services = live::services(&totals, self.config.max_services).0;
+        let plane = live::control_plane(&totals);
+        let pushes = (!plane.pushes.is_empty()).then(|| plane.pushes.iter().map(|p| p.rate).sum());
+        state.trends.add(&services, pushes);
+    }
+
+    /// Adds a trend point every `view.trend_step` until `stop` turns true.
+    pub async fn run_trends(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+        let mut tick = tokio::time::interval(self.config.trend_step.get());
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => self.add_trend_point(),
+                _ = stop.wait_for(|stop| *stop) => return,
+            }
         }
     }
 }

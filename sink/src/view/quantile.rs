@@ -3,34 +3,36 @@
 //!
 //! Owns the arithmetic only.
 
-/// The `q` quantile of observations in buckets with upper `bounds` (finite, increasing) plus a
-/// final `+Inf` bucket; `counts` are per bucket (not cumulative). `None` without observations.
-pub fn histogram_quantile(q: f64, bounds: &[f64], counts: &[u64]) -> Option<f64> {
-    let total: u64 = counts.iter().sum();
-    if total == 0 || counts.len() != bounds.len() + 1 || !(0.0..=1.0).contains(&q) {
+/// The `q` quantile of observations in `buckets`: `(upper bound, count in that bucket)` in
+/// increasing bound order, the last bound usually `+Inf`. `None` without observations.
+pub fn histogram_quantile(q: f64, buckets: &[(f64, f64)]) -> Option<f64> {
+    let total: f64 = buckets.iter().map(|(_, n)| n).sum();
+    if total <= 0.0 || !(0.0..=1.0).contains(&q) {
         return None;
     }
-    let rank = q * total as f64;
-    let mut below = 0u64;
-    for (i, count) in counts.iter().enumerate() {
+    let highest_finite = buckets
+        .iter()
+        .rev()
+        .map(|(le, _)| *le)
+        .find(|le| le.is_finite());
+    let rank = q * total;
+    let mut below = 0.0;
+    let mut lower = 0.0_f64;
+    for (upper, count) in buckets {
         let cumulative = below + count;
-        if cumulative as f64 >= rank && *count > 0 {
-            if i == bounds.len() {
+        if cumulative >= rank && *count > 0.0 {
+            if upper.is_infinite() {
                 // In the +Inf bucket: the highest finite bound, as Prometheus answers.
-                return bounds.last().copied();
+                return highest_finite;
             }
-            let upper = bounds[i];
-            let lower = if i == 0 {
-                0.0_f64.min(upper)
-            } else {
-                bounds[i - 1]
-            };
-            let within = (rank - below as f64) / *count as f64;
+            let lower = lower.min(*upper);
+            let within = (rank - below) / count;
             return Some(lower + (upper - lower) * within);
         }
         below = cumulative;
+        lower = *upper;
     }
-    bounds.last().copied()
+    highest_finite
 }
 
 #[cfg(test)]
@@ -39,14 +41,22 @@ mod tests {
 
     #[test]
     fn interpolates_like_prometheus() {
-        let bounds = [10.0, 20.0, 40.0];
+        let buckets = |counts: [f64; 4]| {
+            [10.0, 20.0, 40.0, f64::INFINITY]
+                .into_iter()
+                .zip(counts)
+                .collect::<Vec<_>>()
+        };
         // 10 in (0,10], 10 in (10,20], none above.
-        let counts = [10, 10, 0, 0];
-        assert_eq!(histogram_quantile(0.5, &bounds, &counts), Some(10.0));
-        assert_eq!(histogram_quantile(0.25, &bounds, &counts), Some(5.0));
-        assert_eq!(histogram_quantile(0.75, &bounds, &counts), Some(15.0));
-        assert_eq!(histogram_quantile(0.99, &bounds, &counts), Some(19.8));
-        assert_eq!(histogram_quantile(0.99, &bounds, &[0, 0, 0, 5]), Some(40.0));
-        assert_eq!(histogram_quantile(0.5, &bounds, &[0, 0, 0, 0]), None);
+        let counts = buckets([10.0, 10.0, 0.0, 0.0]);
+        assert_eq!(histogram_quantile(0.5, &counts), Some(10.0));
+        assert_eq!(histogram_quantile(0.25, &counts), Some(5.0));
+        assert_eq!(histogram_quantile(0.75, &counts), Some(15.0));
+        assert_eq!(histogram_quantile(0.99, &counts), Some(19.8));
+        assert_eq!(
+            histogram_quantile(0.99, &buckets([0.0, 0.0, 0.0, 5.0])),
+            Some(40.0)
+        );
+        assert_eq!(histogram_quantile(0.5, &buckets([0.0; 4])), None);
     }
 }

@@ -1,6 +1,6 @@
 //! The terminal table of `GET /v1/summary?format=text`.
 //!
-//! Owns layout only; the numbers come from [`super::SummaryView::summary`].
+//! Owns layout only; the numbers come from [`super::LiveView::summary`].
 
 use std::fmt::Write;
 
