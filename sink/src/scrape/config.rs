@@ -318,6 +318,50 @@ impl ScrapeJob {
 }
 
 impl ScrapeJob {
+    /// The job's own rules; `at` is its path (`scrape.jobs[0]`, or where a Prometheus
+    /// `scrape_configs` entry came from).
+    pub fn check(&self, at: &str) -> Result<(), String> {
+        if self.name.is_empty() {
+            return Err(format!("{at}.name: must not be empty"));
+        }
+        if self.interval.is_some_and(HumanDuration::is_zero) {
+            return Err(format!("{at}.interval: must be greater than 0"));
+        }
+        if self.timeout.is_some_and(HumanDuration::is_zero) {
+            return Err(format!("{at}.timeout: must be greater than 0"));
+        }
+        if !self.metrics_path.starts_with('/') {
+            return Err(format!("{at}.metrics_path: must start with '/'"));
+        }
+        self.tls_config.check(&format!("{at}.tls_config"))?;
+        self.check_authentication(at)?;
+        if self.static_configs.is_empty() && self.kubernetes_sd.is_none() {
+            return Err(format!("{at}: a job needs static_configs or kubernetes_sd"));
+        }
+        if !self.static_configs.is_empty() && self.kubernetes_sd.is_some() {
+            return Err(format!(
+                "{at}: static_configs and kubernetes_sd exclude each other (use two jobs)"
+            ));
+        }
+        if let Some(sd) = &self.kubernetes_sd {
+            check_api_server(&format!("{at}.kubernetes_sd"), sd.api_server.as_ref())?;
+        }
+        for (s, group) in self.static_configs.iter().enumerate() {
+            for (t, target) in group.targets.iter().enumerate() {
+                check_target(&format!("{at}.static_configs[{s}].targets[{t}]"), target)?;
+            }
+        }
+        for (kind, rules) in [
+            ("relabel_configs", &self.relabel_configs),
+            ("metric_relabel_configs", &self.metric_relabel_configs),
+        ] {
+            for (r, rule) in rules.iter().enumerate() {
+                rule.check().map_err(|e| format!("{at}.{kind}[{r}]: {e}"))?;
+            }
+        }
+        Ok(())
+    }
+
     /// One way of authenticating at most, each complete; `at` is the job's path.
     fn check_authentication(&self, at: &str) -> Result<(), String> {
         let set: Vec<&str> = [
@@ -382,46 +426,9 @@ impl ScrapeConfig {
         let mut names = std::collections::BTreeSet::new();
         for (i, job) in self.jobs.iter().enumerate() {
             let at = format!("scrape.jobs[{i}]");
-            if job.name.is_empty() {
-                return Err(format!("{at}.name: must not be empty"));
-            }
+            job.check(&at)?;
             if !names.insert(job.name.as_str()) {
                 return Err(format!("{at}.name: two jobs are named {:?}", job.name));
-            }
-            if job.interval.is_some_and(HumanDuration::is_zero) {
-                return Err(format!("{at}.interval: must be greater than 0"));
-            }
-            if job.timeout.is_some_and(HumanDuration::is_zero) {
-                return Err(format!("{at}.timeout: must be greater than 0"));
-            }
-            if !job.metrics_path.starts_with('/') {
-                return Err(format!("{at}.metrics_path: must start with '/'"));
-            }
-            job.tls_config.check(&format!("{at}.tls_config"))?;
-            job.check_authentication(&at)?;
-            if job.static_configs.is_empty() && job.kubernetes_sd.is_none() {
-                return Err(format!("{at}: a job needs static_configs or kubernetes_sd"));
-            }
-            if !job.static_configs.is_empty() && job.kubernetes_sd.is_some() {
-                return Err(format!(
-                    "{at}: static_configs and kubernetes_sd exclude each other (use two jobs)"
-                ));
-            }
-            if let Some(sd) = &job.kubernetes_sd {
-                check_api_server(&format!("{at}.kubernetes_sd"), sd.api_server.as_ref())?;
-            }
-            for (s, group) in job.static_configs.iter().enumerate() {
-                for (t, target) in group.targets.iter().enumerate() {
-                    check_target(&format!("{at}.static_configs[{s}].targets[{t}]"), target)?;
-                }
-            }
-            for (kind, rules) in [
-                ("relabel_configs", &job.relabel_configs),
-                ("metric_relabel_configs", &job.metric_relabel_configs),
-            ] {
-                for (r, rule) in rules.iter().enumerate() {
-                    rule.check().map_err(|e| format!("{at}.{kind}[{r}]: {e}"))?;
-                }
             }
         }
         Ok(())
