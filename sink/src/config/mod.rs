@@ -200,6 +200,10 @@ impl SinkConfig {
             )));
         }
         include_prometheus_file(&mut tree, dir)?;
+        let lists_jobs = tree
+            .get("scrape")
+            .and_then(|scrape| scrape.get("jobs"))
+            .is_some();
         let expanded = expand::expand_tree(&mut tree, lookup)?;
         // Expanded values are strings; one that fills a number or boolean field is re-read as
         // such and the document deserialized again (at most once per expanded value).
@@ -226,17 +230,25 @@ impl SinkConfig {
             }
         };
         let mut config = config;
-        config.absorb_prometheus().map_err(ConfigError::Invalid)?;
+        config
+            .absorb_prometheus(lists_jobs)
+            .map_err(ConfigError::Invalid)?;
         config.check().map_err(ConfigError::Invalid)?;
         Ok(config)
     }
 
     /// Moves the `prometheus:` section's jobs into `scrape.jobs` (a `scrape` section of its
-    /// own defaults and these jobs alone when absent) and its endpoints into `remote_write`.
-    fn absorb_prometheus(&mut self) -> Result<(), String> {
+    /// own defaults when absent; the default istiod job only when `scrape.jobs` lists it,
+    /// `lists_jobs`) and its endpoints into `remote_write`.
+    fn absorb_prometheus(&mut self, lists_jobs: bool) -> Result<(), String> {
         let Some(prometheus) = self.prometheus.take() else {
             return Ok(());
         };
+        if let (Some(scrape), false) = (&mut self.scrape, lists_jobs) {
+            if !prometheus.scrape_configs.is_empty() {
+                scrape.jobs.clear();
+            }
+        }
         let taken: Vec<String> = self
             .scrape
             .iter()

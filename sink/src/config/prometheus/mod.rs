@@ -60,12 +60,14 @@ pub struct PrometheusConfig {
     runtime: Option<NotSupported>,
 }
 
-/// `global:` — defaults of every scrape config, and labels of every series written.
-#[derive(Clone, Debug, PartialEq, Deserialize)]
+/// `global:` — defaults of every scrape config, and labels of every series written. An
+/// interval or timeout set neither here nor in the scrape config is the sink's
+/// `scrape.interval` / `scrape.timeout` (15s / 10s unless set), not Prometheus' 1m.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Global {
-    pub scrape_interval: HumanDuration,
-    pub scrape_timeout: HumanDuration,
+    pub scrape_interval: Option<HumanDuration>,
+    pub scrape_timeout: Option<HumanDuration>,
     /// Added to every series sent to the `remote_write` endpoints of this section.
     pub external_labels: BTreeMap<String, String>,
     evaluation_interval: Option<NotSupported>,
@@ -75,23 +77,6 @@ pub struct Global {
     body_size_limit: Option<NotSupported>,
     sample_limit: Option<NotSupported>,
     scrape_protocols: Option<NotSupported>,
-}
-
-impl Default for Global {
-    fn default() -> Self {
-        Global {
-            scrape_interval: HumanDuration::from_secs(60),
-            scrape_timeout: HumanDuration::from_secs(10),
-            external_labels: BTreeMap::new(),
-            evaluation_interval: None,
-            rule_query_offset: None,
-            query_log_file: None,
-            scrape_failure_log_file: None,
-            body_size_limit: None,
-            sample_limit: None,
-            scrape_protocols: None,
-        }
-    }
 }
 
 /// `tls_config:` as Prometheus writes it.

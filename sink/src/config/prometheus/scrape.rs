@@ -143,16 +143,15 @@ impl PromKubernetesSd {
 impl PromScrapeConfig {
     /// The scrape job this entry stands for; `at` is its path.
     pub fn translate(&self, global: &Global, at: &str) -> Result<ScrapeJob, String> {
-        let interval = self.scrape_interval.unwrap_or(global.scrape_interval);
-        let timeout = match self.scrape_timeout {
-            Some(timeout) if timeout.get() > interval.get() => {
+        let interval = self.scrape_interval.or(global.scrape_interval);
+        let timeout = self.scrape_timeout.or(global.scrape_timeout);
+        if let (Some(interval), Some(timeout)) = (interval, self.scrape_timeout) {
+            if timeout.get() > interval.get() {
                 return Err(format!(
                     "{at}.scrape_timeout: {timeout} is greater than scrape_interval {interval}"
-                ))
+                ));
             }
-            Some(timeout) => timeout,
-            None => global.scrape_timeout,
-        };
+        }
         let kubernetes_sd = match self.kubernetes_sd_configs.as_slice() {
             [] => None,
             [sd] => Some(sd.translate(&format!("{at}.kubernetes_sd_configs[0]"))?),
@@ -169,8 +168,8 @@ impl PromScrapeConfig {
         }
         let job = ScrapeJob {
             name: self.job_name.clone(),
-            interval: Some(interval),
-            timeout: Some(timeout),
+            interval,
+            timeout,
             scheme: self.scheme,
             metrics_path: self.metrics_path.clone(),
             tls_config: self.tls_config.translate(),
