@@ -308,3 +308,80 @@ mod tests {
         assert_eq!(get(&labels, "__metrics_path__"), None);
     }
 }
+
+#[cfg(test)]
+mod role_pod_tests {
+    use super::*;
+
+    /// Prometheus' documented role-pod targets: one per declared port, one per container
+    /// without ports (bare IP), init containers flagged, all pod-level meta labels.
+    #[test]
+    fn one_target_per_port_and_per_portless_container() {
+        let pod: Pod = serde_json::from_str(
+            r#"{
+  "metadata": {"name": "reviews-v1-abc", "namespace": "bookinfo", "uid": "u-1",
+    "labels": {"app.kubernetes.io/name": "reviews"}, "annotations": {"prometheus.io/scrape": "true"},
+    "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "reviews-v1", "uid": "r", "controller": true}]},
+  "spec": {"nodeName": "node-1",
+    "containers": [
+      {"name": "reviews", "image": "reviews:1", "ports": [{"containerPort": 9080, "name": "http", "protocol": "TCP"}, {"containerPort": 9443, "protocol": "TCP"}]},
+      {"name": "sidecar", "image": "s:1"}],
+    "initContainers": [{"name": "istio-init", "image": "proxyv2:1"}]},
+  "status": {"phase": "Running", "podIP": "fd00::7", "hostIP": "192.168.0.1",
+    "conditions": [{"type": "Ready", "status": "False"}],
+    "containerStatuses": [{"name": "reviews", "containerID": "containerd://abc", "image": "", "imageID": "", "ready": true, "restartCount": 0}]}
+}"#,
+        )
+        .unwrap();
+        let targets = pod_targets(&pod);
+        let value = |t: &Labels, n: &str| {
+            t.iter()
+                .find(|(name, _)| name == &format!("{META}{n}") || name == n)
+                .map(|(_, v)| v.clone())
+        };
+        let addresses: Vec<String> = targets
+            .iter()
+            .map(|t| value(t, "__address__").unwrap())
+            .collect();
+        assert_eq!(
+            addresses,
+            ["[fd00::7]:9080", "[fd00::7]:9443", "fd00::7", "fd00::7"]
+        );
+        let first = &targets[0];
+        for (name, expected) in [
+            ("namespace", "bookinfo"),
+            ("pod_name", "reviews-v1-abc"),
+            ("pod_uid", "u-1"),
+            ("pod_ip", "fd00::7"),
+            ("pod_host_ip", "192.168.0.1"),
+            ("pod_node_name", "node-1"),
+            ("pod_phase", "Running"),
+            ("pod_ready", "false"),
+            ("pod_label_app_kubernetes_io_name", "reviews"),
+            ("pod_labelpresent_app_kubernetes_io_name", "true"),
+            ("pod_annotation_prometheus_io_scrape", "true"),
+            ("pod_annotationpresent_prometheus_io_scrape", "true"),
+            ("pod_controller_kind", "ReplicaSet"),
+            ("pod_controller_name", "reviews-v1"),
+            ("pod_container_name", "reviews"),
+            ("pod_container_image", "reviews:1"),
+            ("pod_container_id", "containerd://abc"),
+            ("pod_container_init", "false"),
+            ("pod_container_port_name", "http"),
+            ("pod_container_port_number", "9080"),
+            ("pod_container_port_protocol", "TCP"),
+        ] {
+            assert_eq!(value(first, name).as_deref(), Some(expected), "{name}");
+        }
+        assert_eq!(value(&targets[1], "pod_container_port_name"), None);
+        assert_eq!(
+            value(&targets[2], "pod_container_name").as_deref(),
+            Some("sidecar")
+        );
+        assert_eq!(value(&targets[2], "pod_container_port_number"), None);
+        assert_eq!(
+            value(&targets[3], "pod_container_init").as_deref(),
+            Some("true")
+        );
+    }
+}
