@@ -144,7 +144,8 @@ fn include_prometheus_file(tree: &mut serde_yaml::Value, dir: &Path) -> Result<(
         ));
     }
     let path = dir.join(file);
-    let text = read_file(&path)?;
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| invalid(format!("cannot read {}: {e}", path.display())))?;
     let document: serde_yaml::Value = serde_yaml::from_str(&text)
         .map_err(|e| invalid(format!("{}: not valid YAML: {e}", path.display())))?;
     map.insert("prometheus".into(), document);
