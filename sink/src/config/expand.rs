@@ -152,6 +152,12 @@ fn expand_str(
             });
         };
         let inner = &rest[start + 2..start + 2 + len];
+        // `${1}` is a regular-expression group in a relabel replacement, never a variable.
+        if !inner.is_empty() && inner.bytes().all(|b| b.is_ascii_digit()) {
+            out.push_str(&rest[start..start + 2 + len + 1]);
+            rest = &rest[start + 2 + len + 1..];
+            continue;
+        }
         let (var, default) = match inner.split_once(":-") {
             Some((var, default)) => (var, Some(default)),
             None => (inner, None),
@@ -210,6 +216,11 @@ mod tests {
         assert!(matches!(e("${NOPE}"), Err(ExpandError::Unset { .. })));
         assert!(matches!(e("${HOST"), Err(ExpandError::Unterminated { .. })));
         assert!(matches!(e("${1X}"), Err(ExpandError::BadName { .. })));
+        assert_eq!(
+            e("${1}:${HOST}").unwrap().unwrap(),
+            "${1}:mimir",
+            "a regex group stays"
+        );
     }
 
     #[test]

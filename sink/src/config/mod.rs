@@ -6,9 +6,12 @@
 //! them (`ingest::config`, `export::remote_write::config`, `export::loki::config`,
 //! `scrape::config`, `logs::config`, `serve::config`, `spool`, `view::config`), and the units
 //! they share (durations, sizes, URLs) in `crate::floor`; no section imports this module, and
-//! this module must not interpret a section beyond calling its checks.
+//! this module must not interpret a section beyond calling its checks. [`prometheus`] reads
+//! Prometheus' own `scrape_configs` and `remote_write` (inline under `prometheus:` or from the
+//! file `prometheus_config:` names) and translates them into the sections' configs at load.
 
 mod expand;
+pub mod prometheus;
 mod redact;
 
 use std::net::SocketAddr;
@@ -28,6 +31,7 @@ use crate::scrape::ScrapeConfig;
 use crate::serve::ServeConfig;
 use crate::spool::SpoolConfig;
 use crate::view::ViewConfig;
+use prometheus::PrometheusConfig;
 
 /// The whole config file.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -60,7 +64,15 @@ pub struct SinkConfig {
     /// Tail container-log files (DaemonSet mode); absent = no tailing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub log_files: Option<LogFilesConfig>,
+    /// Prometheus' `global`, `scrape_configs` and `remote_write`, as written in a
+    /// `prometheus.yml`; translated into `scrape.jobs` and `remote_write` at load (so the
+    /// printed effective config shows them there), then empty.
+    #[serde(default, skip_serializing)]
+    pub prometheus: Option<PrometheusConfig>,
 }
+
+/// The key naming a `prometheus.yml` to read into `prometheus:`.
+const PROMETHEUS_FILE_KEY: &str = "prometheus_config";
 
 fn default_listen() -> SocketAddr {
     SocketAddr::from(([0, 0, 0, 0], 9091))
@@ -83,6 +95,7 @@ impl Default for SinkConfig {
             scrape: None,
             logs: Vec::new(),
             log_files: None,
+            prometheus: None,
         }
     }
 }
@@ -102,6 +115,43 @@ pub enum ConfigError {
     Empty,
 }
 
+fn read_file(path: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
+        path: path.display().to_string(),
+        error,
+    })
+}
+
+/// Replaces `prometheus_config: <file>` with `prometheus: <the file's document>`, the path
+/// relative to `dir`.
+fn include_prometheus_file(tree: &mut serde_yaml::Value, dir: &Path) -> Result<(), ConfigError> {
+    let Some(map) = tree.as_mapping_mut() else {
+        return Ok(());
+    };
+    let Some(file) = map.remove(PROMETHEUS_FILE_KEY) else {
+        return Ok(());
+    };
+    let invalid = |why: String| ConfigError::Invalid(format!("{PROMETHEUS_FILE_KEY}: {why}"));
+    let Some(file) = file.as_str() else {
+        return Err(invalid(format!(
+            "must be a file path, not {}",
+            yaml_kind(&file)
+        )));
+    };
+    if map.contains_key("prometheus") {
+        return Err(invalid(
+            "set either `prometheus:` or `prometheus_config:`, not both".into(),
+        ));
+    }
+    let path = dir.join(file);
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| invalid(format!("cannot read {}: {e}", path.display())))?;
+    let document: serde_yaml::Value = serde_yaml::from_str(&text)
+        .map_err(|e| invalid(format!("{}: not valid YAML: {e}", path.display())))?;
+    map.insert("prometheus".into(), document);
+    Ok(())
+}
+
 /// What a YAML value is, in words.
 fn yaml_kind(value: &serde_yaml::Value) -> &'static str {
     match value {
@@ -116,18 +166,28 @@ fn yaml_kind(value: &serde_yaml::Value) -> &'static str {
 }
 
 impl SinkConfig {
-    /// Reads, expands (from the process environment) and checks a config file.
+    /// Reads, expands (from the process environment) and checks a config file; a
+    /// `prometheus_config:` file is read relative to its directory.
     pub fn load(path: &Path) -> Result<SinkConfig, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
-            path: path.display().to_string(),
-            error,
-        })?;
-        SinkConfig::from_yaml(&text, &|var| std::env::var(var).ok())
+        let text = read_file(path)?;
+        let dir = path.parent().unwrap_or(Path::new("."));
+        SinkConfig::from_yaml_in(&text, dir, &|var| std::env::var(var).ok())
     }
 
-    /// Parses, expands with `lookup` and checks a config document.
+    /// Parses, expands with `lookup` and checks a config document (a `prometheus_config:`
+    /// file is read relative to the working directory).
     pub fn from_yaml(
         text: &str,
+        lookup: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<SinkConfig, ConfigError> {
+        SinkConfig::from_yaml_in(text, Path::new("."), lookup)
+    }
+
+    /// Parses, expands with `lookup` and checks a config document whose relative
+    /// `prometheus_config:` path starts at `dir`.
+    pub fn from_yaml_in(
+        text: &str,
+        dir: &Path,
         lookup: &dyn Fn(&str) -> Option<String>,
     ) -> Result<SinkConfig, ConfigError> {
         let mut tree: serde_yaml::Value = serde_yaml::from_str(text).map_err(ConfigError::Yaml)?;
@@ -140,6 +200,11 @@ impl SinkConfig {
                 yaml_kind(&tree)
             )));
         }
+        include_prometheus_file(&mut tree, dir)?;
+        let lists_jobs = tree
+            .get("scrape")
+            .and_then(|scrape| scrape.get("jobs"))
+            .is_some();
         let expanded = expand::expand_tree(&mut tree, lookup)?;
         // Expanded values are strings; one that fills a number or boolean field is re-read as
         // such and the document deserialized again (at most once per expanded value).
@@ -165,8 +230,41 @@ impl SinkConfig {
                 }
             }
         };
+        let mut config = config;
+        config
+            .absorb_prometheus(lists_jobs)
+            .map_err(ConfigError::Invalid)?;
         config.check().map_err(ConfigError::Invalid)?;
         Ok(config)
+    }
+
+    /// Moves the `prometheus:` section's jobs into `scrape.jobs` (a `scrape` section of its
+    /// own defaults when absent; the default istiod job only when `scrape.jobs` lists it,
+    /// `lists_jobs`) and its endpoints into `remote_write`.
+    fn absorb_prometheus(&mut self, lists_jobs: bool) -> Result<(), String> {
+        let Some(prometheus) = self.prometheus.take() else {
+            return Ok(());
+        };
+        if let (Some(scrape), false) = (&mut self.scrape, lists_jobs) {
+            if !prometheus.scrape_configs.is_empty() {
+                scrape.jobs.clear();
+            }
+        }
+        let taken: Vec<String> = self
+            .scrape
+            .iter()
+            .flat_map(|s| s.jobs.iter().map(|j| j.name.clone()))
+            .collect();
+        let translated = prometheus.translate(&taken)?;
+        if !translated.jobs.is_empty() {
+            let scrape = self.scrape.get_or_insert_with(|| ScrapeConfig {
+                jobs: Vec::new(),
+                ..ScrapeConfig::default()
+            });
+            scrape.jobs.extend(translated.jobs);
+        }
+        self.remote_write.extend(translated.remote_write);
+        Ok(())
     }
 
     fn check(&self) -> Result<(), String> {

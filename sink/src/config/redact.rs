@@ -1,7 +1,8 @@
 //! Secret redaction for printing the effective config (`check-config`, startup log).
 //!
 //! Owns the list of secret-bearing keys: ingest tokens, each endpoint's `basic_auth.password`,
-//! `bearer_token` and credential headers. URLs redact their own user info when shown
+//! `bearer_token` and credential headers, each scrape job's `bearer_token`,
+//! `basic_auth.password` and `authorization.credentials`. URLs redact their own user info when shown
 //! (`crate::floor::http_url`). It must never alter the config the sink runs with.
 
 use std::collections::BTreeMap;
@@ -44,6 +45,19 @@ pub fn redacted(config: &SinkConfig) -> SinkConfig {
             &mut loki.headers,
         );
     }
+    let jobs = out.scrape.iter_mut().flat_map(|s| s.jobs.iter_mut());
+    for job in jobs {
+        let secrets = [
+            job.bearer_token.as_mut(),
+            job.basic_auth.as_mut().and_then(|b| b.password.as_mut()),
+            job.authorization
+                .as_mut()
+                .and_then(|a| a.credentials.as_mut()),
+        ];
+        for secret in secrets.into_iter().flatten() {
+            *secret = REDACTED.to_owned();
+        }
+    }
     out
 }
 
@@ -85,13 +99,18 @@ logs:
     headers: {X-Auth-Token: h3ad, Cookie: c00kie}
   - url: http://l0ki-tok3n@loki2/loki/api/v1/push
 scrape:
-  jobs: [{name: k, kubernetes_sd: {api_server: 'https://k8s:6443'}}]
+  jobs:
+    - {name: k, kubernetes_sd: {api_server: 'https://k8s:6443'}}
+    - {name: b, basic_auth: {username: u, password: scr4pe}, static_configs: [{targets: ['h:1']}]}
+    - {name: a, authorization: {credentials: cr3d}, static_configs: [{targets: ['h:1']}]}
+    - {name: t, bearer_token: b3arer, static_configs: [{targets: ['h:1']}]}
 "#;
         let config = SinkConfig::from_yaml(text, &|_| None).unwrap();
         let printed = serde_yaml::to_string(&redacted(&config)).unwrap();
         let debug = format!("{:?}", redacted(&config));
         for secret in [
             "t0p", "s3cret", "k3y", "fk3y", "l0ki", "h3ad", "c00kie", "rw-user", "rwpa55", "tok3n",
+            "scr4pe", "cr3d", "b3arer",
         ] {
             assert!(!printed.contains(secret), "{secret} leaked in {printed}");
             assert!(!debug.contains(secret), "{secret} leaked in {debug}");

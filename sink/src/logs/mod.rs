@@ -14,11 +14,17 @@
 //! acknowledged offset and reads every rotated file of its log never read; what cannot be
 //! found is counted and logged.
 //!
+//! With `log_files.kubernetes_sd`, the files and their stream labels come from pod discovery
+//! and relabeling instead ([`discovery`], Alloy's and Promtail's `__path__`): a file gets the
+//! labels of the first target whose pattern names it (a file resumed from the positions file
+//! that no current target names keeps the labels its path gives).
+//!
 //! Owns the poll loop, the set of tailed files and when positions are saved. Line formats
 //! belong to `meshtap_logformat`, HTTP and retries to `export::loki`, finding rotated files to
 //! `rotation`.
 
 pub mod config;
+pub mod discovery;
 pub mod file;
 pub mod glob;
 pub mod metrics;
@@ -35,10 +41,12 @@ use meshtap_logformat::cri::PodLogPath;
 use meshtap_logformat::loki::{LogEntry, PushBatch, StreamLabels};
 use meshtap_logformat::pod_stream_labels;
 use tokio::sync::watch;
+use tokio::task::JoinHandle;
 
 pub use config::LogFilesConfig;
 pub use positions::PositionsError;
 
+use self::discovery::{pattern_matches, start_discovery, LogTargets};
 use self::file::TailedFile;
 use self::metrics::TailMetrics;
 use self::positions::{FileId, Position, PositionsFile};
@@ -101,6 +109,15 @@ pub struct LogTailer {
     metrics: Arc<TailMetrics>,
     /// Shown every line read.
     view: Option<ViewTap>,
+    /// With `kubernetes_sd`: the discovered targets, the watch task, and the positions to
+    /// resume once the first targets are known.
+    discovery: Option<Discovery>,
+}
+
+struct Discovery {
+    targets: LogTargets,
+    task: JoinHandle<()>,
+    resume: Vec<Position>,
 }
 
 impl LogTailer {
@@ -127,8 +144,19 @@ impl LogTailer {
             last_saved: loaded.clone(),
             metrics,
             view: None,
+            discovery: None,
         };
-        tailer.resume(&loaded);
+        match &config.kubernetes_sd {
+            Some(sd) => {
+                let (targets, task) = start_discovery(sd.clone(), config.relabel_configs.clone());
+                tailer.discovery = Some(Discovery {
+                    targets,
+                    task,
+                    resume: loaded,
+                });
+            }
+            None => tailer.resume(&loaded),
+        }
         Ok(tailer)
     }
 
@@ -143,8 +171,23 @@ impl LogTailer {
     }
 
     /// Polls until `stop` turns true; a cycle that filled a batch is followed at once by the next.
+    /// With discovery, files are resumed once the first targets are known.
     pub async fn run(mut self, mut stop: watch::Receiver<bool>) {
         let poll = self.config.poll_interval.get();
+        if let Some(discovery) = &mut self.discovery {
+            let mut targets = discovery.targets.clone();
+            tokio::select! {
+                _ = targets.wait_for(Option::is_some) => {}
+                _ = stopped(&mut stop) => return discovery.task.abort(),
+            }
+            let loaded = std::mem::take(&mut discovery.resume);
+            self.resume(&loaded);
+        }
+        let _abort_discovery = self
+            .discovery
+            .as_ref()
+            .map(|d| d.task.abort_handle())
+            .map(AbortOnDrop);
         loop {
             let more = self.cycle().await;
             if *stop.borrow() {
@@ -242,10 +285,17 @@ impl LogTailer {
                 return None;
             }
         };
+        let target = self.target_labels(&text);
         let mut labels = Vec::with_capacity(self.endpoints.len());
         for endpoint in &self.endpoints {
             let pod_path = PodLogPath::parse(&text).expect("parsed when opened");
-            match pod_stream_labels(&pod_path, &self.job, &endpoint.static_labels) {
+            let set = match &target {
+                Some(target) => {
+                    StreamLabels::new(target.iter().chain(&endpoint.static_labels).cloned())
+                }
+                None => pod_stream_labels(&pod_path, &self.job, &endpoint.static_labels),
+            };
+            match set {
                 Ok(set) => labels.push(set),
                 Err(e) => {
                     self.ignored.insert(text.clone());
@@ -270,7 +320,7 @@ impl LogTailer {
     fn discover(&mut self) {
         self.released
             .retain(|r| Path::new(&r.path).parent().is_some_and(Path::exists));
-        for path in glob::expand(&self.config.include) {
+        for path in self.candidate_paths() {
             let Ok(metadata) = std::fs::metadata(&path) else {
                 continue;
             };
@@ -286,6 +336,31 @@ impl LogTailer {
                 self.files.push(t);
             }
         }
+    }
+
+    /// The files to tail: those of the discovered targets, else of `include`.
+    fn candidate_paths(&self) -> Vec<PathBuf> {
+        let Some(discovery) = &self.discovery else {
+            return glob::expand(&self.config.include);
+        };
+        let targets = discovery.targets.borrow().clone().unwrap_or_default();
+        let mut paths: Vec<PathBuf> = targets
+            .iter()
+            .flat_map(|t| glob::expand(&t.pattern))
+            .collect();
+        paths.sort();
+        paths.dedup();
+        paths
+    }
+
+    /// The labels of the first discovered target naming `path` (a rotated file: its live
+    /// name), with discovery.
+    fn target_labels(&self, path: &str) -> Option<Vec<(String, String)>> {
+        let targets = self.discovery.as_ref()?.targets.borrow().clone()?;
+        let live = live_name(Path::new(path));
+        let live = live.to_str()?;
+        let target = targets.iter().find(|t| pattern_matches(&t.pattern, live))?;
+        Some(target.labels.clone())
     }
 
     /// Opens the rotated siblings of the log `live` that are neither tailed nor released, if
@@ -519,6 +594,15 @@ impl Resumed {
 }
 
 /// Whether `position`'s file is still under the live name `live` (same identity and first line).
+/// Aborts a task when dropped (the discovery watch ends with the tailer).
+struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 fn still_live(live: &Path, position: &Position) -> bool {
     Path::new(&position.path) == live
         && std::fs::metadata(live).is_ok_and(|m| FileId::of(&m) == position.id)

@@ -69,6 +69,23 @@ pub struct ScrapeJob {
     /// rotated service-account tokens are picked up).
     #[serde(default)]
     pub bearer_token_file: Option<String>,
+    /// `Authorization: Bearer <bearer_token>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bearer_token: Option<String>,
+    /// `Authorization: Basic …`; a `password_file` is read at every scrape.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub basic_auth: Option<ScrapeBasicAuth>,
+    /// `Authorization: <type> <credentials>`; a `credentials_file` is read at every scrape.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authorization: Option<Authorization>,
+    /// Keep a scraped label that clashes with a target label as it is (the target's is
+    /// dropped) instead of renaming it `exported_<name>`.
+    #[serde(default)]
+    pub honor_labels: bool,
+    /// URL query parameters of every scrape (`__param_<name>` target labels, which relabeling
+    /// may change).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub params: BTreeMap<String, Vec<String>>,
     #[serde(default)]
     pub static_configs: Vec<StaticConfig>,
     /// Pods discovered from the Kubernetes API (`prometheus.io/*` annotations).
@@ -108,10 +125,49 @@ pub struct StaticConfig {
     pub labels: BTreeMap<String, String>,
 }
 
+/// `basic_auth:` of a scrape job: the password inline or in a file read at every scrape.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ScrapeBasicAuth {
+    pub username: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub password_file: Option<String>,
+}
+
+/// `authorization:` of a scrape job: `Authorization: <type> <credentials>`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Authorization {
+    #[serde(rename = "type", default = "default_authorization_type")]
+    pub kind: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials_file: Option<String>,
+}
+
+fn default_authorization_type() -> String {
+    "Bearer".to_owned()
+}
+
+/// What pod discovery makes of a pod.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PodRole {
+    /// meshtap's shorthand: annotated pods only, one target each at their annotated port.
+    #[default]
+    Annotated,
+    /// Prometheus' `role: pod`: every pod, one target per container port, relabeling decides.
+    Pod,
+}
+
 /// `kubernetes_sd:` — pod discovery with a watch on the API server.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct KubernetesSd {
+    pub role: PodRole,
     /// Namespaces to watch; empty = all.
     pub namespaces: Vec<String>,
     /// API server URL; absent = in-cluster service account (or the local kubeconfig).
@@ -214,6 +270,11 @@ pub fn istiod_job() -> ScrapeJob {
         metrics_path: default_metrics_path(),
         tls_config: TlsConfig::default(),
         bearer_token_file: None,
+        bearer_token: None,
+        basic_auth: None,
+        authorization: None,
+        honor_labels: false,
+        params: BTreeMap::new(),
         static_configs: vec![StaticConfig {
             targets: vec!["istiod.istio-system.svc:15014".to_owned()],
             labels: BTreeMap::new(),
@@ -256,6 +317,94 @@ impl ScrapeJob {
     }
 }
 
+impl ScrapeJob {
+    /// The job's own rules; `at` is its path (`scrape.jobs[0]`, or where a Prometheus
+    /// `scrape_configs` entry came from).
+    pub fn check(&self, at: &str) -> Result<(), String> {
+        if self.name.is_empty() {
+            return Err(format!("{at}.name: must not be empty"));
+        }
+        if self.interval.is_some_and(HumanDuration::is_zero) {
+            return Err(format!("{at}.interval: must be greater than 0"));
+        }
+        if self.timeout.is_some_and(HumanDuration::is_zero) {
+            return Err(format!("{at}.timeout: must be greater than 0"));
+        }
+        if !self.metrics_path.starts_with('/') {
+            return Err(format!("{at}.metrics_path: must start with '/'"));
+        }
+        self.tls_config.check(&format!("{at}.tls_config"))?;
+        self.check_authentication(at)?;
+        if self.static_configs.is_empty() && self.kubernetes_sd.is_none() {
+            return Err(format!("{at}: a job needs static_configs or kubernetes_sd"));
+        }
+        if !self.static_configs.is_empty() && self.kubernetes_sd.is_some() {
+            return Err(format!(
+                "{at}: static_configs and kubernetes_sd exclude each other (use two jobs)"
+            ));
+        }
+        if let Some(sd) = &self.kubernetes_sd {
+            check_api_server(&format!("{at}.kubernetes_sd"), sd.api_server.as_ref())?;
+        }
+        for (s, group) in self.static_configs.iter().enumerate() {
+            for (t, target) in group.targets.iter().enumerate() {
+                check_target(&format!("{at}.static_configs[{s}].targets[{t}]"), target)?;
+            }
+        }
+        for (kind, rules) in [
+            ("relabel_configs", &self.relabel_configs),
+            ("metric_relabel_configs", &self.metric_relabel_configs),
+        ] {
+            for (r, rule) in rules.iter().enumerate() {
+                rule.check().map_err(|e| format!("{at}.{kind}[{r}]: {e}"))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// One way of authenticating at most, each complete; `at` is the job's path.
+    fn check_authentication(&self, at: &str) -> Result<(), String> {
+        let set: Vec<&str> = [
+            ("basic_auth", self.basic_auth.is_some()),
+            ("authorization", self.authorization.is_some()),
+            ("bearer_token", self.bearer_token.is_some()),
+            ("bearer_token_file", self.bearer_token_file.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(key, set)| set.then_some(key))
+        .collect();
+        if set.len() > 1 {
+            return Err(format!(
+                "{at}: at most one of basic_auth, authorization, bearer_token and bearer_token_file may be set (got {})",
+                set.join(", ")
+            ));
+        }
+        if self.bearer_token_file.as_deref() == Some("") {
+            return Err(format!("{at}.bearer_token_file: must not be empty"));
+        }
+        if let Some(basic) = &self.basic_auth {
+            if basic.password.is_some() && basic.password_file.is_some() {
+                return Err(format!(
+                    "{at}.basic_auth: at most one of password and password_file may be set"
+                ));
+            }
+        }
+        if let Some(auth) = &self.authorization {
+            if auth.credentials.is_some() && auth.credentials_file.is_some() {
+                return Err(format!(
+                    "{at}.authorization: at most one of credentials and credentials_file may be set"
+                ));
+            }
+            if auth.kind.eq_ignore_ascii_case("basic") {
+                return Err(format!(
+                    "{at}.authorization.type: authorization type cannot be set to \"basic\", use \"basic_auth\" instead"
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
 impl ScrapeConfig {
     /// Rules serde cannot express; the error names the key.
     pub fn check(&self) -> Result<(), String> {
@@ -277,48 +426,9 @@ impl ScrapeConfig {
         let mut names = std::collections::BTreeSet::new();
         for (i, job) in self.jobs.iter().enumerate() {
             let at = format!("scrape.jobs[{i}]");
-            if job.name.is_empty() {
-                return Err(format!("{at}.name: must not be empty"));
-            }
+            job.check(&at)?;
             if !names.insert(job.name.as_str()) {
                 return Err(format!("{at}.name: two jobs are named {:?}", job.name));
-            }
-            if job.interval.is_some_and(HumanDuration::is_zero) {
-                return Err(format!("{at}.interval: must be greater than 0"));
-            }
-            if job.timeout.is_some_and(HumanDuration::is_zero) {
-                return Err(format!("{at}.timeout: must be greater than 0"));
-            }
-            if !job.metrics_path.starts_with('/') {
-                return Err(format!("{at}.metrics_path: must start with '/'"));
-            }
-            job.tls_config.check(&format!("{at}.tls_config"))?;
-            if job.bearer_token_file.as_deref() == Some("") {
-                return Err(format!("{at}.bearer_token_file: must not be empty"));
-            }
-            if job.static_configs.is_empty() && job.kubernetes_sd.is_none() {
-                return Err(format!("{at}: a job needs static_configs or kubernetes_sd"));
-            }
-            if !job.static_configs.is_empty() && job.kubernetes_sd.is_some() {
-                return Err(format!(
-                    "{at}: static_configs and kubernetes_sd exclude each other (use two jobs)"
-                ));
-            }
-            if let Some(sd) = &job.kubernetes_sd {
-                check_api_server(&format!("{at}.kubernetes_sd"), sd.api_server.as_ref())?;
-            }
-            for (s, group) in job.static_configs.iter().enumerate() {
-                for (t, target) in group.targets.iter().enumerate() {
-                    check_target(&format!("{at}.static_configs[{s}].targets[{t}]"), target)?;
-                }
-            }
-            for (kind, rules) in [
-                ("relabel_configs", &job.relabel_configs),
-                ("metric_relabel_configs", &job.metric_relabel_configs),
-            ] {
-                for (r, rule) in rules.iter().enumerate() {
-                    rule.check().map_err(|e| format!("{at}.{kind}[{r}]: {e}"))?;
-                }
             }
         }
         Ok(())
@@ -358,11 +468,18 @@ mod tests {
         let e = load("scrape: {jobs: [{name: a, static_configs: [{targets: ['h:1']}], metric_relabel_configs: [{action: labeldrop, target_label: x}]}]}").unwrap_err();
         assert_eq!(
             e,
-            "scrape.jobs[0].metric_relabel_configs[0]: action labeldrop takes neither source_labels nor target_label"
+            "scrape.jobs[0].metric_relabel_configs[0]: labeldrop action requires only 'regex', and no other fields"
         );
-        let e = load("scrape: {jobs: [{name: a, static_configs: [{targets: ['h:1']}], relabel_configs: [{action: hashmod}]}]}").unwrap_err();
+        let e = load("scrape: {jobs: [{name: a, static_configs: [{targets: ['h:1']}], relabel_configs: [{action: hashmod, target_label: x}]}]}").unwrap_err();
+        assert_eq!(
+            e,
+            "scrape.jobs[0].relabel_configs[0]: relabel configuration for hashmod requires non-zero modulus"
+        );
+        let e = load("scrape: {jobs: [{name: a, static_configs: [{targets: ['h:1']}], relabel_configs: [{action: rewrite}]}]}").unwrap_err();
         assert!(
-            e.starts_with("scrape.jobs[0].relabel_configs[0].action: unknown variant `hashmod`"),
+            e.starts_with(
+                "scrape.jobs[0].relabel_configs[0].action: unknown relabel action \"rewrite\""
+            ),
             "{e}"
         );
     }

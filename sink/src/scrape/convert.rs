@@ -1,5 +1,6 @@
 //! One scrape body into samples: each scraped series gets the target's labels (a scraped label
 //! that clashes with a target label is kept as `exported_<name>`, as Prometheus does without
+//! `honor_labels`; with it the scraped label stays and the target's is left out,
 //! `honor_labels`), then the job's `metric_relabel_configs`; empty values are dropped. Also the
 //! per-target report series `up`, `scrape_duration_seconds`, `scrape_samples_scraped`,
 //! `scrape_samples_post_metric_relabeling` and `scrape_series_added`.
@@ -43,8 +44,9 @@ pub struct ScrapedSamples {
 /// The series of a parsed sample for `target`: its slot in `cache`, or why it has none.
 fn convert_series(typed: &TypedSample<'_>, target: &Target, cache: &mut SeriesCache) -> Outcome {
     let mut labels: Labels = Vec::with_capacity(typed.sample.labels.len() + 6);
+    let target_has = |name: &str| target.labels.iter().any(|(n, _)| &**n == name);
     for (name, value) in typed.normalized_labels() {
-        let clashes = name == "__name__" || target.labels.iter().any(|(n, _)| &**n == name);
+        let clashes = name == "__name__" || (!target.honor_labels && target_has(name));
         let name = if clashes {
             format!("exported_{name}")
         } else {
@@ -53,12 +55,13 @@ fn convert_series(typed: &TypedSample<'_>, target: &Target, cache: &mut SeriesCa
         labels.push((name, value.into_owned()));
     }
     labels.push(("__name__".to_owned(), typed.sample.name.to_owned()));
-    labels.extend(
-        target
-            .labels
-            .iter()
-            .map(|(n, v)| (n.to_string(), v.to_string())),
-    );
+    let scraped = labels.len();
+    for (name, value) in target.labels.iter() {
+        if target.honor_labels && labels[..scraped].iter().any(|(n, _)| n == &**name) {
+            continue;
+        }
+        labels.push((name.to_string(), value.to_string()));
+    }
     if !relabel(&target.metric_relabel_configs, &mut labels) {
         return Outcome::Dropped;
     }

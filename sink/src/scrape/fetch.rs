@@ -2,12 +2,14 @@
 //! headers, gzip accepted (and undone), the body read up to a size limit, as the chunks it
 //! arrived in (not joined: see `super::chunks`), all within the target's timeout.
 //!
-//! Owns the HTTP exchange and each job's client (TLS settings, bearer token file); it must not
-//! parse the body.
+//! Owns the HTTP exchange and each job's client (TLS settings, the `Authorization` header from
+//! basic auth, `authorization`, a bearer token or a file, files read at every scrape so rotated
+//! secrets are used); it must not parse the body.
 
 use std::time::Duration;
 
 use super::config::ScrapeJob;
+use crate::floor::http::base64_encode;
 use crate::floor::http::client::{request_error_text, with_tls, ClientError};
 
 /// What Prometheus 2.x asks a target for.
@@ -24,8 +26,12 @@ pub enum FetchError {
     Status(u16),
     #[error("body larger than {0} bytes")]
     TooLarge(usize),
-    #[error("cannot read bearer_token_file {path}: {error}")]
-    Token { path: String, error: std::io::Error },
+    #[error("cannot read {key} {path}: {error}")]
+    Token {
+        key: &'static str,
+        path: String,
+        error: std::io::Error,
+    },
 }
 
 impl From<reqwest::Error> for FetchError {
@@ -42,12 +48,112 @@ pub struct Fetched {
     pub content_type: Option<String>,
 }
 
-/// How one job's targets are fetched: the HTTP client (with the job's TLS settings) and where
-/// its bearer token is read from.
+/// A secret given inline or as a file read at every scrape.
+#[derive(Clone, Debug)]
+enum Secret {
+    Inline(String),
+    File { key: &'static str, path: String },
+}
+
+impl Secret {
+    fn of(
+        inline: Option<&String>,
+        file: Option<&String>,
+        file_key: &'static str,
+    ) -> Option<Secret> {
+        match (inline, file) {
+            (_, Some(path)) => Some(Secret::File {
+                key: file_key,
+                path: path.clone(),
+            }),
+            (Some(value), None) => Some(Secret::Inline(value.clone())),
+            (None, None) => None,
+        }
+    }
+
+    fn read(&self) -> Result<String, FetchError> {
+        match self {
+            Secret::Inline(value) => Ok(value.clone()),
+            Secret::File { key, path } => std::fs::read_to_string(path)
+                .map(|text| text.trim().to_owned())
+                .map_err(|error| FetchError::Token {
+                    key,
+                    path: path.clone(),
+                    error,
+                }),
+        }
+    }
+}
+
+/// The `Authorization` header of a job's scrapes.
+#[derive(Clone, Debug)]
+enum ScrapeAuth {
+    Basic {
+        username: String,
+        password: Option<Secret>,
+    },
+    /// `<scheme> <credentials>` (`Bearer` for bearer tokens).
+    Scheme {
+        scheme: String,
+        credentials: Option<Secret>,
+    },
+}
+
+impl ScrapeAuth {
+    fn of(job: &ScrapeJob) -> Option<ScrapeAuth> {
+        if let Some(basic) = &job.basic_auth {
+            return Some(ScrapeAuth::Basic {
+                username: basic.username.clone(),
+                password: Secret::of(
+                    basic.password.as_ref(),
+                    basic.password_file.as_ref(),
+                    "basic_auth.password_file",
+                ),
+            });
+        }
+        if let Some(auth) = &job.authorization {
+            return Some(ScrapeAuth::Scheme {
+                scheme: auth.kind.clone(),
+                credentials: Secret::of(
+                    auth.credentials.as_ref(),
+                    auth.credentials_file.as_ref(),
+                    "authorization.credentials_file",
+                ),
+            });
+        }
+        let bearer = Secret::of(
+            job.bearer_token.as_ref(),
+            job.bearer_token_file.as_ref(),
+            "bearer_token_file",
+        )?;
+        Some(ScrapeAuth::Scheme {
+            scheme: "Bearer".to_owned(),
+            credentials: Some(bearer),
+        })
+    }
+
+    fn header(&self) -> Result<String, FetchError> {
+        let read =
+            |secret: &Option<Secret>| secret.as_ref().map_or(Ok(String::new()), Secret::read);
+        Ok(match self {
+            ScrapeAuth::Basic { username, password } => {
+                let pair = format!("{username}:{}", read(password)?);
+                format!("Basic {}", base64_encode(pair.as_bytes()))
+            }
+            ScrapeAuth::Scheme {
+                scheme,
+                credentials,
+            } => format!("{scheme} {}", read(credentials)?),
+        })
+    }
+}
+
+/// How one job's targets are fetched: the HTTP client (with the job's TLS settings) and its
+/// `Authorization` header.
 #[derive(Clone, Debug)]
 pub struct JobClient {
     http: reqwest::Client,
-    bearer_token_file: Option<String>,
+    auth: Option<ScrapeAuth>,
 }
 
 impl JobClient {
@@ -67,20 +173,13 @@ impl JobClient {
             .map_err(|e| crate::floor::http::client::setup_error(at, e))?;
         Ok(JobClient {
             http,
-            bearer_token_file: job.bearer_token_file.clone(),
+            auth: ScrapeAuth::of(job),
         })
     }
 
-    /// The `Authorization` value, read from the token file now (tokens rotate).
+    /// The `Authorization` value, its files read now (secrets rotate).
     fn authorization(&self) -> Result<Option<String>, FetchError> {
-        let Some(path) = &self.bearer_token_file else {
-            return Ok(None);
-        };
-        let token = std::fs::read_to_string(path).map_err(|error| FetchError::Token {
-            path: path.clone(),
-            error,
-        })?;
-        Ok(Some(format!("Bearer {}", token.trim())))
+        self.auth.as_ref().map(ScrapeAuth::header).transpose()
     }
 }
 

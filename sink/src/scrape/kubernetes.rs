@@ -1,8 +1,9 @@
-//! Kubernetes pod discovery for a job's `kubernetes_sd`: a kube-rs watcher (list, then watch,
-//! re-listing with backoff after errors) per configured namespace, or one over all namespaces;
-//! every change recomputes the job's targets from the scrapeable pods.
+//! Kubernetes pod discovery (`kubernetes_sd`): a kube-rs watcher (list, then watch, re-listing
+//! with backoff after errors) per configured namespace, or one over all namespaces; every
+//! change hands the discovered label sets of all pods to a callback: a scrape job turns them
+//! into targets, the log tailer into files to tail.
 //!
-//! Owns the API-server conversation and the pod set; the pod → labels rule is in
+//! Owns the API-server conversation and the pod set; the pod → labels rules are in
 //! [`super::pods`], target building in [`super::target`]. It must not scrape.
 
 use std::collections::HashMap;
@@ -14,8 +15,8 @@ use kube::runtime::watcher::{self, Event};
 use kube::runtime::WatchStreamExt;
 use kube::Api;
 
-use super::config::{KubernetesSd, ScrapeConfig, ScrapeJob};
-use super::pods::pod_target_labels;
+use super::config::{KubernetesSd, PodRole, ScrapeConfig, ScrapeJob};
+use super::pods::{annotated_pod_target, pod_targets};
 use super::relabel::{Labels, RelabelConfig};
 use super::target::build_target;
 use super::TargetSet;
@@ -44,17 +45,21 @@ fn name_of(pod: &Pod) -> PodName {
     )
 }
 
-/// Watches pods for `job` until the task is aborted, keeping `targets` current.
-pub async fn run_pod_discovery(
-    section: Arc<ScrapeConfig>,
-    job: ScrapeJob,
-    sd: KubernetesSd,
-    targets: Arc<TargetSet>,
-) {
+/// The discovered label sets of one pod under `role`.
+fn discovered(role: PodRole, pod: &Pod) -> Vec<Labels> {
+    match role {
+        PodRole::Annotated => annotated_pod_target(pod).into_iter().collect(),
+        PodRole::Pod => pod_targets(pod),
+    }
+}
+
+/// Watches the pods `sd` selects until the task is aborted, calling `on_change` with the
+/// discovered label sets of every pod after each change (`what` names the watch in logs).
+pub async fn watch_pods(sd: KubernetesSd, what: String, mut on_change: impl FnMut(Vec<Labels>)) {
     let client = match kube_client(sd.api_server.as_ref()).await {
         Ok(client) => client,
         Err(error) => {
-            tracing::error!(job = %job.name, %error, "kubernetes_sd: no API client; the job discovers no pods");
+            tracing::error!(%what, %error, "kubernetes_sd: no API client; nothing is discovered");
             return;
         }
     };
@@ -73,14 +78,13 @@ pub async fn run_pod_discovery(
             .boxed()
     });
     let mut events = futures_util::stream::select_all(watchers);
-    let metric_rules: Arc<[RelabelConfig]> = job.metric_relabel_configs.clone().into();
     let count = sd.namespaces.len().max(1);
-    let mut pods: Vec<HashMap<PodName, Labels>> = vec![HashMap::new(); count];
-    let mut listing: Vec<Option<HashMap<PodName, Labels>>> = vec![None; count];
+    let mut pods: Vec<HashMap<PodName, Vec<Labels>>> = vec![HashMap::new(); count];
+    let mut listing: Vec<Option<HashMap<PodName, Vec<Labels>>>> = vec![None; count];
     while let Some((i, event)) = events.next().await {
         let changed = match event {
             Err(error) => {
-                tracing::warn!(job = %job.name, %error, "kubernetes_sd: watch failed; retrying with backoff");
+                tracing::warn!(%what, %error, "kubernetes_sd: watch failed; retrying with backoff");
                 false
             }
             Ok(Event::Init) => {
@@ -88,8 +92,9 @@ pub async fn run_pod_discovery(
                 false
             }
             Ok(Event::InitApply(pod)) => {
-                if let (Some(buffer), Some(labels)) = (&mut listing[i], pod_target_labels(&pod)) {
-                    buffer.insert(name_of(&pod), labels);
+                let found = discovered(sd.role, &pod);
+                if let (Some(buffer), false) = (&mut listing[i], found.is_empty()) {
+                    buffer.insert(name_of(&pod), found);
                 }
                 false
             }
@@ -98,22 +103,38 @@ pub async fn run_pod_discovery(
                 true
             }
             Ok(Event::Apply(pod)) => {
-                match pod_target_labels(&pod) {
-                    Some(labels) => pods[i].insert(name_of(&pod), labels),
-                    None => pods[i].remove(&name_of(&pod)),
+                let found = discovered(sd.role, &pod);
+                match found.is_empty() {
+                    false => pods[i].insert(name_of(&pod), found),
+                    true => pods[i].remove(&name_of(&pod)),
                 };
                 true
             }
             Ok(Event::Delete(pod)) => pods[i].remove(&name_of(&pod)).is_some(),
         };
         if changed {
-            let list: Vec<_> = pods
-                .iter()
-                .flat_map(HashMap::values)
-                .filter_map(|labels| build_target(&section, &job, labels.clone(), &metric_rules))
-                .collect();
-            tracing::debug!(job = %job.name, targets = list.len(), "kubernetes_sd: targets updated");
-            targets.set_targets(&job.name, list);
+            let all = pods.iter().flat_map(HashMap::values).flatten().cloned();
+            on_change(all.collect());
         }
     }
+}
+
+/// Keeps the targets of `job` equal to what its pod discovery finds, until aborted.
+pub async fn run_pod_discovery(
+    section: Arc<ScrapeConfig>,
+    job: ScrapeJob,
+    sd: KubernetesSd,
+    targets: Arc<TargetSet>,
+) {
+    let metric_rules: Arc<[RelabelConfig]> = job.metric_relabel_configs.clone().into();
+    let what = format!("scrape job {}", job.name);
+    watch_pods(sd, what, |discovered| {
+        let list: Vec<_> = discovered
+            .into_iter()
+            .filter_map(|labels| build_target(&section, &job, labels, &metric_rules))
+            .collect();
+        tracing::debug!(job = %job.name, targets = list.len(), "kubernetes_sd: targets updated");
+        targets.set_targets(&job.name, list);
+    })
+    .await;
 }

@@ -1,15 +1,22 @@
-//! Kubernetes pods as scrape targets: a pod annotated `prometheus.io/scrape: "true"`, not
-//! finished and with an IP, becomes one target at `<pod IP>:<prometheus.io/port>` (else its
-//! first declared container port) and `prometheus.io/path` (else the job's path), scheme from
-//! `prometheus.io/scheme`. Istio rewrites these annotations to its agent's merged endpoint
-//! `15020 /stats/prometheus`, so `instance` = `<pod IP>:15020`, as on the filter's series.
+//! Kubernetes pods as targets, two ways over the same pod-level labels:
 //!
-//! Owns the pod → discovered-labels rule: `__address__`, `__metrics_path__`, `__scheme__`,
-//! `namespace`, `pod`, `container` (the container declaring the port, else `istio-proxy` when
-//! present, else the first) and `__meta_kubernetes_pod_*` labels for relabeling. It must not
-//! talk to the API server.
+//! - Prometheus' `role: pod` ([`pod_targets`]): every pod with an IP gives one target per
+//!   declared container port (`<pod IP>:<port>`) and one per container without ports (the bare
+//!   pod IP), init containers included, each with Prometheus' full set of `__meta_kubernetes_*`
+//!   labels (namespace; pod name, IP, UID, node name, host IP, phase, ready; labels and
+//!   annotations with their `…present_` twins; controller kind and name; container name, image,
+//!   ID, init flag, port name, number and protocol). Relabeling picks and shapes them.
+//! - meshtap's shorthand ([`annotated_pod_target`]): a pod annotated `prometheus.io/scrape:
+//!   "true"`, not finished and with an IP, becomes one target at `<pod IP>:<prometheus.io/port>`
+//!   (else its first declared container port), path `prometheus.io/path`, scheme
+//!   `prometheus.io/scheme`, labelled `namespace`, `pod`, `container` (the container declaring
+//!   the port, else `istio-proxy`, else the first). Istio rewrites these annotations to its
+//!   agent's merged endpoint `15020 /stats/prometheus`, so `instance` = `<pod IP>:15020`, as on
+//!   the filter's series.
+//!
+//! Owns the pod → discovered-labels rules. It must not talk to the API server.
 
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Container, ContainerStatus, Pod};
 
 use super::relabel::Labels;
 
@@ -17,6 +24,7 @@ const SCRAPE: &str = "prometheus.io/scrape";
 const PORT: &str = "prometheus.io/port";
 const PATH: &str = "prometheus.io/path";
 const SCHEME: &str = "prometheus.io/scheme";
+const META: &str = "__meta_kubernetes_";
 
 /// A Kubernetes label or annotation name as a Prometheus label-name suffix.
 fn sanitize(name: &str) -> String {
@@ -25,8 +33,162 @@ fn sanitize(name: &str) -> String {
         .collect()
 }
 
-/// The discovered labels of a pod's target, or `None` when the pod is not to be scraped.
-pub fn pod_target_labels(pod: &Pod) -> Option<Labels> {
+/// Pushes `__meta_kubernetes_<suffix>` unless `value` is empty (Prometheus treats an empty
+/// label as absent).
+fn push_meta(labels: &mut Labels, suffix: &str, value: &str) {
+    if !value.is_empty() {
+        labels.push((format!("{META}{suffix}"), value.to_owned()));
+    }
+}
+
+/// The pod's IP, when it has one.
+fn pod_ip(pod: &Pod) -> Option<&str> {
+    let ip = pod.status.as_ref()?.pod_ip.as_deref()?;
+    (!ip.is_empty()).then_some(ip)
+}
+
+/// `host:port`, the host in brackets when it is an IPv6 address.
+fn join_host_port(ip: &str, port: i32) -> String {
+    if ip.contains(':') {
+        format!("[{ip}]:{port}")
+    } else {
+        format!("{ip}:{port}")
+    }
+}
+
+fn text(value: Option<&String>) -> &str {
+    value.map_or("", String::as_str)
+}
+
+/// The labels every target of the pod shares, as Prometheus' role pod sets them.
+pub fn pod_labels(pod: &Pod) -> Labels {
+    let meta = &pod.metadata;
+    let status = pod.status.as_ref();
+    let mut labels = Labels::new();
+    push_meta(&mut labels, "namespace", text(meta.namespace.as_ref()));
+    push_meta(&mut labels, "pod_name", text(meta.name.as_ref()));
+    push_meta(&mut labels, "pod_uid", text(meta.uid.as_ref()));
+    push_meta(&mut labels, "pod_ip", pod_ip(pod).unwrap_or_default());
+    push_meta(
+        &mut labels,
+        "pod_node_name",
+        text(pod.spec.as_ref().and_then(|s| s.node_name.as_ref())),
+    );
+    push_meta(
+        &mut labels,
+        "pod_host_ip",
+        text(status.and_then(|s| s.host_ip.as_ref())),
+    );
+    push_meta(
+        &mut labels,
+        "pod_phase",
+        text(status.and_then(|s| s.phase.as_ref())),
+    );
+    let ready = status
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|c| c.iter().find(|c| c.type_ == "Ready"))
+        .map_or("unknown".to_owned(), |c| c.status.to_lowercase());
+    push_meta(&mut labels, "pod_ready", &ready);
+    for (kind, map) in [("label", &meta.labels), ("annotation", &meta.annotations)] {
+        for (name, value) in map.iter().flatten() {
+            let name = sanitize(name);
+            push_meta(&mut labels, &format!("pod_{kind}_{name}"), value);
+            push_meta(&mut labels, &format!("pod_{kind}present_{name}"), "true");
+        }
+    }
+    let controller = meta
+        .owner_references
+        .iter()
+        .flatten()
+        .find(|r| r.controller == Some(true));
+    if let Some(owner) = controller {
+        push_meta(&mut labels, "pod_controller_kind", &owner.kind);
+        push_meta(&mut labels, "pod_controller_name", &owner.name);
+    }
+    labels
+}
+
+/// Prometheus' role pod: one target per declared container port, one per container without
+/// ports; none for a pod without an IP.
+pub fn pod_targets(pod: &Pod) -> Vec<Labels> {
+    let Some(ip) = pod_ip(pod) else {
+        return Vec::new();
+    };
+    let shared = pod_labels(pod);
+    let spec = pod.spec.as_ref();
+    let status = pod.status.as_ref();
+    let regular = spec.map(|s| s.containers.as_slice()).unwrap_or_default();
+    let init = spec
+        .and_then(|s| s.init_containers.as_deref())
+        .unwrap_or_default();
+    let statuses = |init: bool| {
+        status
+            .and_then(|s| match init {
+                false => s.container_statuses.as_deref(),
+                true => s.init_container_statuses.as_deref(),
+            })
+            .unwrap_or_default()
+    };
+    let mut targets = Vec::new();
+    for (containers, is_init) in [(regular, false), (init, true)] {
+        for container in containers {
+            let mut base = shared.clone();
+            container_labels(&mut base, container, statuses(is_init), is_init);
+            let ports = container.ports.as_deref().unwrap_or_default();
+            if ports.is_empty() {
+                base.push(("__address__".into(), ip.to_owned()));
+                targets.push(base);
+                continue;
+            }
+            for port in ports {
+                let mut labels = base.clone();
+                labels.push((
+                    "__address__".into(),
+                    join_host_port(ip, port.container_port),
+                ));
+                let number = port.container_port.to_string();
+                push_meta(&mut labels, "pod_container_port_number", &number);
+                push_meta(
+                    &mut labels,
+                    "pod_container_port_name",
+                    port.name.as_deref().unwrap_or_default(),
+                );
+                push_meta(
+                    &mut labels,
+                    "pod_container_port_protocol",
+                    port.protocol.as_deref().unwrap_or_default(),
+                );
+                targets.push(labels);
+            }
+        }
+    }
+    targets
+}
+
+fn container_labels(
+    labels: &mut Labels,
+    container: &Container,
+    statuses: &[ContainerStatus],
+    is_init: bool,
+) {
+    let id = statuses
+        .iter()
+        .find(|s| s.name == container.name)
+        .and_then(|s| s.container_id.as_deref())
+        .unwrap_or_default();
+    push_meta(labels, "pod_container_name", &container.name);
+    push_meta(
+        labels,
+        "pod_container_image",
+        container.image.as_deref().unwrap_or_default(),
+    );
+    push_meta(labels, "pod_container_id", id);
+    push_meta(labels, "pod_container_init", &is_init.to_string());
+}
+
+/// meshtap's shorthand: the one target of an annotated pod, or `None` when the pod is not to
+/// be scraped.
+pub fn annotated_pod_target(pod: &Pod) -> Option<Labels> {
     let meta = &pod.metadata;
     let annotations = meta.annotations.as_ref()?;
     if annotations.get(SCRAPE).map(String::as_str) != Some("true") {
@@ -36,7 +198,7 @@ pub fn pod_target_labels(pod: &Pod) -> Option<Labels> {
     if matches!(status.phase.as_deref(), Some("Succeeded" | "Failed")) {
         return None;
     }
-    let ip = status.pod_ip.as_deref().filter(|ip| !ip.is_empty())?;
+    let ip = pod_ip(pod)?;
     let containers = pod
         .spec
         .as_ref()
@@ -63,15 +225,8 @@ pub fn pod_target_labels(pod: &Pod) -> Option<Labels> {
                 .map(|c| c.name.as_str())
         })
         .or_else(|| containers.first().map(|c| c.name.as_str()));
-    let host = if ip.contains(':') {
-        format!("[{ip}]")
-    } else {
-        ip.to_owned()
-    };
-    let mut labels: Labels = vec![
-        ("__address__".into(), format!("{host}:{port}")),
-        ("__meta_kubernetes_pod_ip".into(), ip.to_owned()),
-    ];
+    let mut labels = pod_labels(pod);
+    labels.push(("__address__".into(), join_host_port(ip, port)));
     if let Some(path) = annotations.get(PATH) {
         labels.push(("__metrics_path__".into(), path.clone()));
     }
@@ -86,15 +241,6 @@ pub fn pod_target_labels(pod: &Pod) -> Option<Labels> {
     }
     if let Some(container) = container {
         labels.push(("container".into(), container.to_owned()));
-    }
-    if let Some(node) = pod.spec.as_ref().and_then(|s| s.node_name.as_ref()) {
-        labels.push(("__meta_kubernetes_pod_node_name".into(), node.clone()));
-    }
-    for (name, value) in meta.labels.iter().flatten() {
-        labels.push((
-            format!("__meta_kubernetes_pod_label_{}", sanitize(name)),
-            value.clone(),
-        ));
     }
     Some(labels)
 }
@@ -132,7 +278,7 @@ mod tests {
             r#"{"prometheus.io/scrape": "true", "prometheus.io/port": "15020", "prometheus.io/path": "/stats/prometheus"}"#,
             "10.1.2.3",
         );
-        let labels = pod_target_labels(&p).unwrap();
+        let labels = annotated_pod_target(&p).unwrap();
         assert_eq!(get(&labels, "__address__"), Some("10.1.2.3:15020"));
         assert_eq!(get(&labels, "__metrics_path__"), Some("/stats/prometheus"));
         assert_eq!(get(&labels, "namespace"), Some("default"));
@@ -149,16 +295,93 @@ mod tests {
 
     #[test]
     fn unannotated_bad_port_and_ipv6_pods() {
-        assert!(pod_target_labels(&pod("{}", "10.1.2.3")).is_none());
-        assert!(pod_target_labels(&pod(
+        assert!(annotated_pod_target(&pod("{}", "10.1.2.3")).is_none());
+        assert!(annotated_pod_target(&pod(
             r#"{"prometheus.io/scrape": "true", "prometheus.io/port": "http"}"#,
             "10.1.2.3"
         ))
         .is_none());
         let labels =
-            pod_target_labels(&pod(r#"{"prometheus.io/scrape": "true"}"#, "fd00::7")).unwrap();
+            annotated_pod_target(&pod(r#"{"prometheus.io/scrape": "true"}"#, "fd00::7")).unwrap();
         assert_eq!(get(&labels, "__address__"), Some("[fd00::7]:9080"));
         assert_eq!(get(&labels, "container"), Some("reviews"));
         assert_eq!(get(&labels, "__metrics_path__"), None);
+    }
+}
+
+#[cfg(test)]
+mod role_pod_tests {
+    use super::*;
+
+    /// Prometheus' documented role-pod targets: one per declared port, one per container
+    /// without ports (bare IP), init containers flagged, all pod-level meta labels.
+    #[test]
+    fn one_target_per_port_and_per_portless_container() {
+        let pod: Pod = serde_json::from_str(
+            r#"{
+  "metadata": {"name": "reviews-v1-abc", "namespace": "bookinfo", "uid": "u-1",
+    "labels": {"app.kubernetes.io/name": "reviews"}, "annotations": {"prometheus.io/scrape": "true"},
+    "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "reviews-v1", "uid": "r", "controller": true}]},
+  "spec": {"nodeName": "node-1",
+    "containers": [
+      {"name": "reviews", "image": "reviews:1", "ports": [{"containerPort": 9080, "name": "http", "protocol": "TCP"}, {"containerPort": 9443, "protocol": "TCP"}]},
+      {"name": "sidecar", "image": "s:1"}],
+    "initContainers": [{"name": "istio-init", "image": "proxyv2:1"}]},
+  "status": {"phase": "Running", "podIP": "fd00::7", "hostIP": "192.168.0.1",
+    "conditions": [{"type": "Ready", "status": "False"}],
+    "containerStatuses": [{"name": "reviews", "containerID": "containerd://abc", "image": "", "imageID": "", "ready": true, "restartCount": 0}]}
+}"#,
+        )
+        .unwrap();
+        let targets = pod_targets(&pod);
+        let value = |t: &Labels, n: &str| {
+            t.iter()
+                .find(|(name, _)| name == &format!("{META}{n}") || name == n)
+                .map(|(_, v)| v.clone())
+        };
+        let addresses: Vec<String> = targets
+            .iter()
+            .map(|t| value(t, "__address__").unwrap())
+            .collect();
+        assert_eq!(
+            addresses,
+            ["[fd00::7]:9080", "[fd00::7]:9443", "fd00::7", "fd00::7"]
+        );
+        let first = &targets[0];
+        for (name, expected) in [
+            ("namespace", "bookinfo"),
+            ("pod_name", "reviews-v1-abc"),
+            ("pod_uid", "u-1"),
+            ("pod_ip", "fd00::7"),
+            ("pod_host_ip", "192.168.0.1"),
+            ("pod_node_name", "node-1"),
+            ("pod_phase", "Running"),
+            ("pod_ready", "false"),
+            ("pod_label_app_kubernetes_io_name", "reviews"),
+            ("pod_labelpresent_app_kubernetes_io_name", "true"),
+            ("pod_annotation_prometheus_io_scrape", "true"),
+            ("pod_annotationpresent_prometheus_io_scrape", "true"),
+            ("pod_controller_kind", "ReplicaSet"),
+            ("pod_controller_name", "reviews-v1"),
+            ("pod_container_name", "reviews"),
+            ("pod_container_image", "reviews:1"),
+            ("pod_container_id", "containerd://abc"),
+            ("pod_container_init", "false"),
+            ("pod_container_port_name", "http"),
+            ("pod_container_port_number", "9080"),
+            ("pod_container_port_protocol", "TCP"),
+        ] {
+            assert_eq!(value(first, name).as_deref(), Some(expected), "{name}");
+        }
+        assert_eq!(value(&targets[1], "pod_container_port_name"), None);
+        assert_eq!(
+            value(&targets[2], "pod_container_name").as_deref(),
+            Some("sidecar")
+        );
+        assert_eq!(value(&targets[2], "pod_container_port_number"), None);
+        assert_eq!(
+            value(&targets[3], "pod_container_init").as_deref(),
+            Some("true")
+        );
     }
 }

@@ -1,31 +1,82 @@
-//! Prometheus `relabel_config` for the actions `replace`, `keep`, `drop`, `labelmap` and
-//! `labeldrop`, with Prometheus' defaults (`separator: ";"`, `regex: "(.*)"`,
-//! `replacement: "$1"`, `action: replace`) and its fully anchored regular expressions.
+//! Prometheus `relabel_config` with every action Prometheus has (`replace`, `keep`, `drop`,
+//! `keepequal`, `dropequal`, `hashmod`, `labelmap`, `labeldrop`, `labelkeep`, `lowercase`,
+//! `uppercase`), its defaults (`separator: ";"`, `regex: "(.*)"`, `replacement: "$1"`,
+//! `action: replace`), its fully anchored regular expressions (`^(?s:…)$`) and the checks its
+//! config loader makes.
 //!
 //! Owns the rule model and its application to one label list; it must not know where the labels
-//! come from (targets or scraped series).
+//! come from (targets, scraped series or log files).
 
 use std::fmt;
 
+use md5::{Digest, Md5};
 use regex::Regex;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// A label list being relabeled: `(name, value)`, names unique.
 pub type Labels = Vec<(String, String)>;
 
-/// The supported actions.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// The actions, written in lower case (Prometheus accepts any case on input).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Action {
     #[default]
     Replace,
     Keep,
     Drop,
+    KeepEqual,
+    DropEqual,
+    HashMod,
     Labelmap,
     Labeldrop,
+    Labelkeep,
+    Lowercase,
+    Uppercase,
 }
 
-/// A regular expression anchored at both ends, as Prometheus anchors relabel regexes.
+const ACTIONS: [(&str, Action); 11] = [
+    ("replace", Action::Replace),
+    ("keep", Action::Keep),
+    ("drop", Action::Drop),
+    ("keepequal", Action::KeepEqual),
+    ("dropequal", Action::DropEqual),
+    ("hashmod", Action::HashMod),
+    ("labelmap", Action::Labelmap),
+    ("labeldrop", Action::Labeldrop),
+    ("labelkeep", Action::Labelkeep),
+    ("lowercase", Action::Lowercase),
+    ("uppercase", Action::Uppercase),
+];
+
+impl Action {
+    fn name(self) -> &'static str {
+        ACTIONS
+            .iter()
+            .find(|(_, a)| *a == self)
+            .map_or("replace", |(n, _)| n)
+    }
+}
+
+impl<'de> Deserialize<'de> for Action {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        let lower = text.to_ascii_lowercase();
+        ACTIONS
+            .iter()
+            .find(|(n, _)| *n == lower)
+            .map(|(_, a)| *a)
+            .ok_or_else(|| {
+                let names: Vec<&str> = ACTIONS.iter().map(|(n, _)| *n).collect();
+                serde::de::Error::custom(format!(
+                    "unknown relabel action {text:?} (one of {})",
+                    names.join(", ")
+                ))
+            })
+    }
+}
+
+/// A regular expression anchored at both ends with `.` matching newlines, as Prometheus
+/// compiles relabel regexes (`^(?s:<regex>)$`).
 #[derive(Clone)]
 pub struct AnchoredRegex {
     source: String,
@@ -36,14 +87,19 @@ impl AnchoredRegex {
     pub fn new(source: &str) -> Result<AnchoredRegex, regex::Error> {
         Ok(AnchoredRegex {
             source: source.to_owned(),
-            compiled: Regex::new(&format!("^(?:{source})$"))?,
+            compiled: Regex::new(&format!("^(?s:{source})$"))?,
         })
+    }
+
+    /// Whether the whole of `text` matches.
+    pub fn is_match(&self, text: &str) -> bool {
+        self.compiled.is_match(text)
     }
 }
 
 impl Default for AnchoredRegex {
     fn default() -> Self {
-        AnchoredRegex::new("(.*)").expect("the default regex compiles")
+        AnchoredRegex::new(DEFAULT_REGEX).expect("the default regex compiles")
     }
 }
 
@@ -72,6 +128,10 @@ impl<'de> Deserialize<'de> for AnchoredRegex {
     }
 }
 
+const DEFAULT_REGEX: &str = "(.*)";
+const DEFAULT_SEPARATOR: &str = ";";
+const DEFAULT_REPLACEMENT: &str = "$1";
+
 /// One rule.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -82,6 +142,9 @@ pub struct RelabelConfig {
     pub separator: String,
     #[serde(default)]
     pub regex: AnchoredRegex,
+    /// `hashmod`'s divisor.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub modulus: Option<u64>,
     pub target_label: Option<String>,
     #[serde(default = "default_replacement")]
     pub replacement: String,
@@ -90,34 +153,116 @@ pub struct RelabelConfig {
 }
 
 fn default_separator() -> String {
-    ";".to_owned()
+    DEFAULT_SEPARATOR.to_owned()
 }
 
 fn default_replacement() -> String {
-    "$1".to_owned()
+    DEFAULT_REPLACEMENT.to_owned()
+}
+
+/// A Prometheus label name (`[a-zA-Z_][a-zA-Z0-9_]*`).
+pub fn is_label_name(name: &str) -> bool {
+    name.chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// A label name that may hold `$1`, `${1}` or `$name` references (Prometheus'
+/// `relabelTargetLegacy`: `^(?:(?:[a-zA-Z_]|\$(?:\{\w+\}|\w+))+\w*)+$`).
+fn is_label_template(name: &str) -> bool {
+    let mut rest = name;
+    let mut first = true;
+    while let Some(c) = rest.chars().next() {
+        if c == '$' {
+            let after = &rest[1..];
+            let len = if let Some(inner) = after.strip_prefix('{') {
+                match inner.find('}') {
+                    Some(end) if end > 0 && inner[..end].chars().all(is_word) => end + 2,
+                    _ => return false,
+                }
+            } else {
+                after.chars().take_while(|c| is_word(*c)).count()
+            };
+            if len == 0 {
+                return false;
+            }
+            rest = &after[len..];
+        } else if is_word(c) && (!first || !c.is_ascii_digit()) {
+            rest = &rest[1..];
+        } else {
+            return false;
+        }
+        first = false;
+    }
+    !name.is_empty()
+}
+
+fn is_word(c: char) -> bool {
+    c.is_ascii_alphanumeric() || c == '_'
 }
 
 impl RelabelConfig {
-    /// Combinations Prometheus refuses too.
+    /// The checks Prometheus' config loader makes, with its wording.
     pub fn check(&self) -> Result<(), String> {
-        match self.action {
-            Action::Replace if self.target_label.is_none() => {
-                Err("action replace needs target_label".into())
-            }
-            Action::Keep | Action::Drop if self.source_labels.is_empty() => {
-                Err(format!("action {:?} needs source_labels", self.action).to_lowercase())
-            }
-            Action::Labelmap | Action::Labeldrop
-                if self.target_label.is_some() || !self.source_labels.is_empty() =>
-            {
-                Err(format!(
-                    "action {:?} takes neither source_labels nor target_label",
-                    self.action
-                )
-                .to_lowercase())
-            }
-            _ => Ok(()),
+        let action = self.action.name();
+        let target = self.target_label.as_deref().unwrap_or_default();
+        let default_replacement = self.replacement == DEFAULT_REPLACEMENT;
+        use Action::*;
+        if self.action == HashMod && self.modulus.unwrap_or(0) == 0 {
+            return Err("relabel configuration for hashmod requires non-zero modulus".into());
         }
+        if matches!(
+            self.action,
+            Replace | HashMod | Lowercase | Uppercase | KeepEqual | DropEqual
+        ) && target.is_empty()
+        {
+            return Err(format!(
+                "relabel configuration for {action} action requires 'target_label' value"
+            ));
+        }
+        let valid_target = match self.action {
+            Replace => is_label_template(target),
+            HashMod | Lowercase | Uppercase | KeepEqual | DropEqual => is_label_name(target),
+            _ => true,
+        };
+        if !valid_target {
+            return Err(format!(
+                "{target:?} is invalid 'target_label' for {action} action"
+            ));
+        }
+        if matches!(self.action, Lowercase | Uppercase | KeepEqual | DropEqual)
+            && !default_replacement
+        {
+            return Err(format!("'replacement' can not be set for {action} action"));
+        }
+        if self.action == Labelmap && !is_label_template(&self.replacement) {
+            return Err(format!(
+                "{:?} is invalid 'replacement' for {action} action",
+                self.replacement
+            ));
+        }
+        if matches!(self.action, KeepEqual | DropEqual)
+            && (self.regex.source != DEFAULT_REGEX
+                || self.modulus.is_some()
+                || self.separator != DEFAULT_SEPARATOR)
+        {
+            return Err(format!(
+                "{action} action requires only 'source_labels' and `target_label`, and no other fields"
+            ));
+        }
+        if matches!(self.action, Labeldrop | Labelkeep)
+            && (!self.source_labels.is_empty()
+                || self.target_label.is_some()
+                || self.modulus.is_some()
+                || self.separator != DEFAULT_SEPARATOR
+                || !default_replacement)
+        {
+            return Err(format!(
+                "{action} action requires only 'regex', and no other fields"
+            ));
+        }
+        Ok(())
     }
 
     fn source_value(&self, labels: &Labels) -> String {
@@ -126,11 +271,13 @@ impl RelabelConfig {
             if i > 0 {
                 value.push_str(&self.separator);
             }
-            if let Some((_, v)) = labels.iter().find(|(n, _)| n == name) {
-                value.push_str(v);
-            }
+            value.push_str(get(labels, name));
         }
         value
+    }
+
+    fn target(&self) -> &str {
+        self.target_label.as_deref().unwrap_or_default()
     }
 
     /// Applies the rule; `false` means the label list is dropped.
@@ -139,20 +286,28 @@ impl RelabelConfig {
         match self.action {
             Action::Keep => regex.is_match(&self.source_value(labels)),
             Action::Drop => !regex.is_match(&self.source_value(labels)),
+            Action::KeepEqual => get(labels, self.target()) == self.source_value(labels),
+            Action::DropEqual => get(labels, self.target()) != self.source_value(labels),
             Action::Replace => {
-                let value = self.source_value(labels);
-                let Some(captures) = regex.captures(&value) else {
-                    return true;
-                };
-                let target_template = self.target_label.as_deref().unwrap_or_default();
-                let mut target = String::new();
-                captures.expand(target_template, &mut target);
-                let mut replaced = String::new();
-                captures.expand(&self.replacement, &mut replaced);
-                if target.is_empty() {
-                    return true;
-                }
-                set_label(labels, &target, replaced);
+                self.replace(labels);
+                true
+            }
+            Action::Lowercase => {
+                let value = self.source_value(labels).to_lowercase();
+                set_label(labels, self.target(), value);
+                true
+            }
+            Action::Uppercase => {
+                let value = self.source_value(labels).to_uppercase();
+                set_label(labels, self.target(), value);
+                true
+            }
+            Action::HashMod => {
+                let hash = Md5::digest(self.source_value(labels).as_bytes());
+                let tail: [u8; 8] = hash[8..].try_into().expect("an MD5 sum has 16 bytes");
+                let modulus = self.modulus.unwrap_or(1).max(1);
+                let value = (u64::from_be_bytes(tail) % modulus).to_string();
+                set_label(labels, self.target(), value);
                 true
             }
             Action::Labelmap => {
@@ -174,8 +329,37 @@ impl RelabelConfig {
                 labels.retain(|(name, _)| !regex.is_match(name));
                 true
             }
+            Action::Labelkeep => {
+                labels.retain(|(name, _)| regex.is_match(name));
+                true
+            }
         }
     }
+
+    /// `replace`: nothing happens without a match or when the expanded target is not a label
+    /// name; an empty result removes the target label.
+    fn replace(&self, labels: &mut Labels) {
+        let value = self.source_value(labels);
+        let Some(captures) = self.regex.compiled.captures(&value) else {
+            return;
+        };
+        let mut target = String::new();
+        captures.expand(self.target(), &mut target);
+        if !is_label_name(&target) {
+            return;
+        }
+        let mut replaced = String::new();
+        captures.expand(&self.replacement, &mut replaced);
+        set_label(labels, &target, replaced);
+    }
+}
+
+/// A label's value, empty when absent (Prometheus does not tell the two apart).
+fn get<'a>(labels: &'a Labels, name: &str) -> &'a str {
+    labels
+        .iter()
+        .find(|(n, _)| n == name)
+        .map_or("", |(_, v)| v.as_str())
 }
 
 /// Sets (or, for an empty value, removes) one label.
@@ -299,9 +483,12 @@ mod tests {
         let r: Vec<RelabelConfig> = serde_yaml::from_str("- {source_labels: [a]}").unwrap();
         assert_eq!(
             r[0].check().unwrap_err(),
-            "action replace needs target_label"
+            "relabel configuration for replace action requires 'target_label' value"
         );
-        let r: Vec<RelabelConfig> = serde_yaml::from_str("- {action: keep}").unwrap();
-        assert_eq!(r[0].check().unwrap_err(), "action keep needs source_labels");
+        let r: Vec<RelabelConfig> = serde_yaml::from_str("- {action: lowercase}").unwrap();
+        assert_eq!(
+            r[0].check().unwrap_err(),
+            "relabel configuration for lowercase action requires 'target_label' value"
+        );
     }
 }

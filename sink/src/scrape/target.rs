@@ -2,8 +2,8 @@
 //! fetch and the target labels (`job`, `instance`, the group's labels) every series gets.
 //!
 //! Owns the Prometheus target-label rules (`__address__`, `__scheme__`, `__metrics_path__`,
-//! `instance` defaulting to the address, `__`-prefixed labels removed after relabeling). It
-//! must not fetch anything.
+//! `__param_<name>` for the URL's query, `instance` defaulting to the address, `__`-prefixed
+//! labels removed after relabeling). It must not fetch anything.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,6 +23,8 @@ pub struct Target {
     pub interval: Duration,
     pub timeout: Duration,
     pub metric_relabel_configs: Arc<[RelabelConfig]>,
+    /// Scraped labels win over target labels of the same name.
+    pub honor_labels: bool,
 }
 
 impl Target {
@@ -84,12 +86,18 @@ pub fn build_target(
     set_default(&mut labels, "job", &job.name);
     set_default(&mut labels, "__scheme__", job.scheme.as_str());
     set_default(&mut labels, "__metrics_path__", &job.metrics_path);
+    for (name, values) in &job.params {
+        if let Some(first) = values.first() {
+            set_default(&mut labels, &format!("__param_{name}"), first);
+        }
+    }
     if !relabel(&job.relabel_configs, &mut labels) {
         return None;
     }
     let address = take(&labels, "__address__").filter(|a| !a.is_empty())?;
     let scheme = take(&labels, "__scheme__").unwrap_or_else(|| job.scheme.as_str().into());
     let path = take(&labels, "__metrics_path__").unwrap_or_else(|| job.metrics_path.clone());
+    let query = url_query(job, &labels);
     set_default(&mut labels, "instance", &address);
     let mut kept: Vec<(Text, Text)> = labels
         .into_iter()
@@ -104,12 +112,40 @@ pub fn build_target(
         .map_or_else(|| Text::from(job.name.as_str()), |(_, v)| v.clone());
     Some(Target {
         job: job_label,
-        url: format!("{scheme}://{address}{path}"),
+        url: format!("{scheme}://{address}{path}{query}"),
         labels: kept,
         interval,
         timeout,
         metric_relabel_configs: metric_relabel_configs.clone(),
+        honor_labels: job.honor_labels,
     })
+}
+
+/// `?name=value&…` from the job's `params`, each name's first value taken from its
+/// `__param_<name>` label as relabeling left it, and `__param_<name>` labels relabeling added;
+/// empty without parameters.
+fn url_query(job: &ScrapeJob, labels: &Labels) -> String {
+    let mut query = url::form_urlencoded::Serializer::new(String::new());
+    for (name, values) in &job.params {
+        let first = take(labels, &format!("__param_{name}"));
+        for value in first.iter().chain(values.iter().skip(1)) {
+            query.append_pair(name, value);
+        }
+    }
+    for (label, value) in labels {
+        let Some(name) = label.strip_prefix("__param_") else {
+            continue;
+        };
+        if !job.params.contains_key(name) {
+            query.append_pair(name, value);
+        }
+    }
+    let query = query.finish();
+    if query.is_empty() {
+        query
+    } else {
+        format!("?{query}")
+    }
 }
 
 #[cfg(test)]

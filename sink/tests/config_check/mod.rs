@@ -33,7 +33,8 @@ const ROOT_ERRORS: [&str; 5] = [
 /// (those without a default), two more for expansion into numbers and URLs, nothing else.
 pub fn lookup(var: &str) -> Option<String> {
     match var {
-        "MESHTAP_INGEST_TOKEN" | "MIMIR_PASSWORD" => Some("s3cret".into()),
+        "MESHTAP_INGEST_TOKEN" | "MIMIR_PASSWORD" | "XSCALER_TOKEN" => Some("s3cret".into()),
+        "XSCALER_TENANT_ID" => Some("tenant-1".into()),
         "POD_NAME" => Some("meshtap-sink-0".into()),
         "SET_NUMBER" => Some("5".into()),
         "SET_URL" => Some("http://127.0.0.1:9009/api/v1/push".into()),

@@ -8,6 +8,9 @@
 //! Every change bumps one store-wide resourceVersion, as etcd's revision does, and reaches
 //! every open watch of its kind. Any number of clients may list and watch.
 //!
+//! [`PodBuilder`] writes pods as the API server returns them (container ports, statuses with
+//! container IDs, init containers, phase, the `Ready` condition, owner references).
+//!
 //! Not served: authentication, other resources, field selectors, set-based label selectors,
 //! `410 Gone` for a compacted resourceVersion. It serves what the test applies and deletes and
 //! checks nothing itself: assertions live in the tests.
@@ -283,19 +286,154 @@ fn serve(
         .into_response()
 }
 
-/// A pod in the API's shape, annotated with `annotations` (a JSON object text).
+/// A pod in the API's shape, annotated with `annotations` (a JSON object text): namespace
+/// `default`, two containers (`app` on 9080, `istio-proxy` on 15090).
 pub fn pod(name: &str, annotations: &str, ip: &str) -> Value {
     let annotations: Value = serde_json::from_str(annotations).expect("annotations JSON");
-    json!({
-        "apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": name, "namespace": "default", "uid": format!("uid-{name}"),
-            "labels": {"app": name}, "annotations": annotations},
-        "spec": {"nodeName": "node-1", "containers": [
-            {"name": "app", "image": "app:1", "ports": [{"containerPort": 9080, "protocol": "TCP"}]},
-            {"name": "istio-proxy", "image": "proxyv2:1.14.3",
-             "ports": [{"containerPort": 15090, "name": "http-envoy-prom", "protocol": "TCP"}]}]},
-        "status": {"phase": "Running", "podIP": ip, "podIPs": [{"ip": ip}]}
-    })
+    let mut pod = PodBuilder::new("default", name, ip)
+        .label("app", name)
+        .container("app", "app:1", &[(None, 9080)])
+        .container(
+            "istio-proxy",
+            "proxyv2:1.14.3",
+            &[(Some("http-envoy-prom"), 15090)],
+        );
+    for (key, value) in annotations.as_object().expect("annotations object") {
+        pod = pod.annotation(key, value.as_str().expect("annotation text"));
+    }
+    pod.build()
+}
+
+/// A pod as the API server returns it, built field by field: containers with ports (and their
+/// statuses with container IDs), init containers, labels, annotations, phase, the `Ready`
+/// condition, the host IP and a controlling owner reference.
+pub struct PodBuilder {
+    namespace: String,
+    name: String,
+    ip: String,
+    labels: serde_json::Map<String, Value>,
+    annotations: serde_json::Map<String, Value>,
+    containers: Vec<Value>,
+    init_containers: Vec<Value>,
+    phase: String,
+    ready: bool,
+    owner: Option<(String, String)>,
+}
+
+fn container(name: &str, image: &str, ports: &[(Option<&str>, u16)]) -> Value {
+    let ports: Vec<Value> = ports
+        .iter()
+        .map(|(port_name, number)| match port_name {
+            Some(port_name) => {
+                json!({"name": port_name, "containerPort": number, "protocol": "TCP"})
+            }
+            None => json!({"containerPort": number, "protocol": "TCP"}),
+        })
+        .collect();
+    let mut container = json!({"name": name, "image": image});
+    if !ports.is_empty() {
+        container["ports"] = json!(ports);
+    }
+    container
+}
+
+fn statuses(containers: &[Value]) -> Vec<Value> {
+    containers
+        .iter()
+        .map(|c| {
+            let name = c["name"].as_str().unwrap();
+            json!({"name": name, "image": c["image"], "imageID": "", "ready": true,
+                "restartCount": 0, "containerID": format!("containerd://{name}-0123abcd")})
+        })
+        .collect()
+}
+
+impl PodBuilder {
+    /// A running, ready pod on `node-1` (host IP 192.168.0.1) with no containers yet.
+    pub fn new(namespace: &str, name: &str, ip: &str) -> PodBuilder {
+        PodBuilder {
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+            ip: ip.to_owned(),
+            labels: serde_json::Map::new(),
+            annotations: serde_json::Map::new(),
+            containers: Vec::new(),
+            init_containers: Vec::new(),
+            phase: "Running".to_owned(),
+            ready: true,
+            owner: None,
+        }
+    }
+
+    pub fn label(mut self, key: &str, value: &str) -> PodBuilder {
+        self.labels.insert(key.to_owned(), json!(value));
+        self
+    }
+
+    pub fn annotation(mut self, key: &str, value: &str) -> PodBuilder {
+        self.annotations.insert(key.to_owned(), json!(value));
+        self
+    }
+
+    /// A container with `(port name, number)` ports (none: a container without ports).
+    pub fn container(
+        mut self,
+        name: &str,
+        image: &str,
+        ports: &[(Option<&str>, u16)],
+    ) -> PodBuilder {
+        self.containers.push(container(name, image, ports));
+        self
+    }
+
+    pub fn init_container(mut self, name: &str, image: &str) -> PodBuilder {
+        self.init_containers.push(container(name, image, &[]));
+        self
+    }
+
+    pub fn phase(mut self, phase: &str) -> PodBuilder {
+        self.phase = phase.to_owned();
+        self
+    }
+
+    pub fn ready(mut self, ready: bool) -> PodBuilder {
+        self.ready = ready;
+        self
+    }
+
+    /// The controlling owner reference (`ReplicaSet`, `DaemonSet`, `Job`, …).
+    pub fn owner(mut self, kind: &str, name: &str) -> PodBuilder {
+        self.owner = Some((kind.to_owned(), name.to_owned()));
+        self
+    }
+
+    /// The pod's uid: `uid-<name>`.
+    pub fn uid(name: &str) -> String {
+        format!("uid-{name}")
+    }
+
+    pub fn build(self) -> Value {
+        let mut metadata = json!({"name": self.name, "namespace": self.namespace,
+            "uid": PodBuilder::uid(&self.name), "labels": self.labels,
+            "annotations": self.annotations});
+        if let Some((kind, name)) = &self.owner {
+            metadata["ownerReferences"] = json!([{"apiVersion": "apps/v1", "kind": kind,
+                "name": name, "uid": format!("uid-{name}"), "controller": true,
+                "blockOwnerDeletion": true}]);
+        }
+        let ready = if self.ready { "True" } else { "False" };
+        json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": metadata,
+            "spec": {"nodeName": "node-1", "containers": self.containers,
+                "initContainers": self.init_containers},
+            "status": {"phase": self.phase, "podIP": self.ip, "podIPs": [{"ip": self.ip}],
+                "hostIP": "192.168.0.1",
+                "conditions": [{"type": "Ready", "status": ready}],
+                "containerStatuses": statuses(&self.containers),
+                "initContainerStatuses": statuses(&self.init_containers)}
+        })
+    }
 }
 
 /// The EndpointSlice of headless Service `service` in `namespace` with one ready endpoint per

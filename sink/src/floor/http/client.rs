@@ -220,7 +220,7 @@ pub async fn body_for_log(response: reqwest::Response) -> String {
 }
 
 /// Standard base64 (RFC 4648, padded), for the basic-auth header.
-fn base64_encode(input: &[u8]) -> String {
+pub fn base64_encode(input: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(input.len().div_ceil(3) * 4);
     for chunk in input.chunks(3) {

@@ -10,8 +10,8 @@ pub mod connection;
 pub mod retry;
 
 pub use client::{
-    body_for_log, build_http_client, configured_headers, request_error_text, setup_error, with_tls,
-    ClientError, TlsConfig, USER_AGENT,
+    base64_encode, body_for_log, build_http_client, configured_headers, request_error_text,
+    setup_error, with_tls, ClientError, TlsConfig, USER_AGENT,
 };
 pub use connection::{BasicAuth, Connection};
 pub use retry::{parse_retry_after, Backoff, SendOutcome};
