@@ -3,10 +3,12 @@
 //! client and the server sidecar, TCP connections kept open across time, ticks and report
 //! posts driven to a sink or to a loopback [`ReportReceiver`].
 //!
-//! Scheduling and bookkeeping only: what each side observes comes from `mesh.rs`.
+//! Scheduling and bookkeeping only: what each side observes comes from `mesh.rs`; with
+//! [`Simulation::start_cluster`] each observation is also recorded into `cluster/`.
 
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -17,6 +19,7 @@ use rand::{Rng, SeedableRng};
 
 use crate::host::{Clock, FilterModule, HostError, PluginSpec, Proxy, ProxyConfig, Traffic};
 
+use super::cluster::{Announcement, Cluster, Reporter, SideOfCall};
 use super::mesh::{CallInstance, ResolvedWorkload, Target};
 use super::receiver::ReportReceiver;
 use super::scenario::{Protocol, Scenario, ScenarioError};
@@ -76,6 +79,8 @@ pub struct Simulation {
     tcp: TcpConnections,
     /// Calls run so far (numbers the calls' request ids).
     calls_run: u64,
+    /// The cluster endpoints, once started.
+    cluster: Option<Cluster>,
 }
 
 impl Simulation {
@@ -147,6 +152,7 @@ impl Simulation {
             totals: SimTotals::default(),
             tcp: TcpConnections::default(),
             calls_run: 0,
+            cluster: None,
         })
     }
 
@@ -182,11 +188,18 @@ impl Simulation {
             .unwrap_or_default()
     }
 
-    fn resolved(&self, name: &str) -> &ResolvedWorkload {
-        self.workloads
-            .iter()
-            .find(|w| w.name == name)
-            .expect("scenario validation checked workload names")
+    /// Starts serving what a cluster would besides reports (each sidecar's `:15020`, istiod's
+    /// `:15014`, the sidecars' CRI log files under `pod_log_root`); calls run from now on
+    /// move them.
+    pub fn start_cluster(&mut self, pod_log_root: &Path) -> std::io::Result<&Announcement> {
+        let cluster = Cluster::start(
+            &self.workloads,
+            &self.scenario.mesh,
+            self.scenario.seed,
+            self.clock.clone(),
+            pod_log_root,
+        )?;
+        Ok(self.cluster.insert(cluster).announcement())
     }
 
     /// Runs one call of `scenario.calls[call]` with outcome `outcome` through both sidecars. A
@@ -217,8 +230,11 @@ impl Simulation {
             ),
         };
         self.calls_run += 1;
-        let from = self.resolved(&spec.from);
-        let to = spec.to.as_deref().map(|name| self.resolved(name));
+        let from = resolved(&self.workloads, &spec.from);
+        let to = spec
+            .to
+            .as_deref()
+            .map(|name| resolved(&self.workloads, name));
         let target = match (to, spec.external.as_deref()) {
             (Some(to), _) => Target::Workload(to),
             (None, Some(host)) => Target::External(host),
@@ -234,6 +250,22 @@ impl Simulation {
                     .map(|view| (to.name.clone(), view))
             });
             let data = instance.tcp_data();
+            if let Some(cluster) = self.cluster.as_mut() {
+                for (reporter, observed) in [
+                    (Reporter::Source, &client),
+                    (Reporter::Destination, &server),
+                ] {
+                    if let Some((_, spec)) = observed {
+                        let side = SideOfCall {
+                            reporter,
+                            from,
+                            target,
+                            instance: &instance,
+                        };
+                        cluster.record_tcp(&side, &spec.properties, &data);
+                    }
+                }
+            }
             let mut sides = Vec::new();
             for (is_client, observed) in [(true, client), (false, server)] {
                 let Some((workload, spec)) = observed else {
@@ -265,6 +297,22 @@ impl Simulation {
                 .server_view(from, to)
                 .map(|view| (to.name.clone(), view))
         });
+        if let Some(cluster) = self.cluster.as_mut() {
+            for (reporter, observed) in [
+                (Reporter::Source, &client),
+                (Reporter::Destination, &server),
+            ] {
+                if let Some((_, exchange)) = observed {
+                    let side = SideOfCall {
+                        reporter,
+                        from,
+                        target,
+                        instance: &instance,
+                    };
+                    cluster.record_http(&side, exchange);
+                }
+            }
+        }
         for (is_client, observed) in [(true, client), (false, server)] {
             let Some((workload, exchange)) = observed else {
                 continue;
@@ -347,6 +395,7 @@ impl Simulation {
     }
 
     fn fire_and_settle(&mut self) {
+        self.tick_cluster();
         self.tcp.run_due(&mut self.proxies, self.clock.now_nanos());
         for proxy in self.proxies.values_mut() {
             proxy.fire_due_ticks();
@@ -386,6 +435,7 @@ impl Simulation {
                     *due += Duration::from_secs_f64(1.0 / rate);
                 }
             }
+            self.tick_cluster();
             self.tcp.run_due(&mut self.proxies, self.clock.now_nanos());
             for proxy in self.proxies.values_mut() {
                 proxy.fire_due_ticks();
@@ -394,6 +444,12 @@ impl Simulation {
             let next_call = next_due.iter().min().copied().filter(|_| traffic);
             let wake = next_call.unwrap_or(now + poll).min(Instant::now() + poll);
             std::thread::sleep(wake.saturating_duration_since(Instant::now()));
+        }
+    }
+
+    fn tick_cluster(&mut self) {
+        if let Some(cluster) = self.cluster.as_mut() {
+            cluster.tick();
         }
     }
 
@@ -409,6 +465,13 @@ impl Simulation {
         }
         unreachable!("pick is below the total weight")
     }
+}
+
+fn resolved<'a>(workloads: &'a [ResolvedWorkload], name: &str) -> &'a ResolvedWorkload {
+    workloads
+        .iter()
+        .find(|w| w.name == name)
+        .expect("scenario validation checked workload names")
 }
 
 /// Splits `count` by `weights` exactly (largest remainder; ties to the earlier entry).
