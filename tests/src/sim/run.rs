@@ -527,7 +527,7 @@ fn plugin_config(
 }
 
 /// With TCP calls, the NETWORK plugin every proxy runs next to the HTTP one: the same
-/// configuration plus `"type": "NETWORK"`.
+/// configuration plus `"type": "NETWORK"`, without `access_log`.
 fn network_plugin(
     scenario: &Scenario,
     http_config: &serde_json::Map<String, serde_json::Value>,
@@ -537,6 +537,8 @@ fn network_plugin(
     }
     let mut config = http_config.clone();
     config.insert("type".into(), serde_json::Value::String("NETWORK".into()));
+    // Access logs come from the HTTP plugin only (the filter refuses them with NETWORK).
+    config.remove("access_log");
     vec![PluginSpec {
         root_id: TCP_PLUGIN.into(),
         plugin_name: TCP_PLUGIN.into(),
