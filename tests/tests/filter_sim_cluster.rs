@@ -18,6 +18,7 @@ use meshtap_logformat::cri::{parse_cri_line, PodLogPath};
 use meshtap_tests::filter_wasm::shared_module;
 use meshtap_tests::host::Clock;
 use meshtap_tests::sim::cluster::pod_logs::pod_uid;
+use meshtap_tests::sim::cluster::Cluster;
 use meshtap_tests::sim::{expect, Scenario, SimOptions, Simulation, CALL_SPACING};
 use meshtap_textformat::{Parser, TypedSamples};
 
@@ -81,14 +82,11 @@ fn cluster_endpoints_serve_istio_shaped_bodies_that_move_with_traffic() {
     let expected_requests = expect::request_totals(&scenario);
     let root = std::env::temp_dir().join(format!("meshtap-cluster-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&root);
-    let mut sim = Simulation::start(
-        shared_module(),
-        scenario,
-        &SimOptions::default(),
-        Clock::manual_now(),
-    )
-    .unwrap();
-    let cluster = sim.start_cluster(&root).unwrap().clone();
+    let clock = Clock::manual_now();
+    let cluster = Cluster::for_scenario(&scenario, clock.clone(), &root).unwrap();
+    let mut sim =
+        Simulation::start(shared_module(), scenario, &SimOptions::default(), clock).unwrap();
+    let cluster = sim.attach_cluster(cluster).clone();
     let istiod_before = parse_with_sink_parser(&get(cluster.istiod, "/metrics"));
     sim.run_counts(CALL_SPACING);
     sim.flush();

@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use clap::Parser;
 use meshtap_tests::host::{Clock, FilterModule, VmStatus};
-use meshtap_tests::sim::cluster::sink_config;
+use meshtap_tests::sim::cluster::{sink_config, Cluster};
 use meshtap_tests::sim::{Scenario, SimOptions, Simulation, CALL_SPACING};
 
 #[derive(Parser, Debug)]
@@ -46,16 +46,21 @@ struct Args {
 
 /// Starts the cluster endpoints under `dir` (emptied first) and announces them as sink config
 /// sections, each file written whole (temporary name, then rename).
-fn start_cluster(sim: &mut Simulation, dir: &Path, scrape_interval: &str) -> anyhow::Result<()> {
+fn start_cluster(
+    sim: &mut Simulation,
+    clock: Clock,
+    dir: &Path,
+    scrape_interval: &str,
+) -> anyhow::Result<()> {
     let pods = dir.join("pods");
     if pods.exists() {
         std::fs::remove_dir_all(&pods).with_context(|| format!("emptying {}", pods.display()))?;
     }
     let positions = dir.join("positions.json");
     let _ = std::fs::remove_file(&positions);
-    let announcement = sim
-        .start_cluster(&pods)
+    let cluster = Cluster::for_scenario(sim.scenario(), clock, &pods)
         .context("starting the cluster endpoints")?;
+    let announcement = sim.attach_cluster(cluster);
     for (name, text) in [
         (
             "scrape.yaml",
@@ -104,10 +109,10 @@ fn main() -> anyhow::Result<()> {
     } else {
         Clock::Real
     };
-    let mut sim = Simulation::start(module, scenario, &options, clock)?;
+    let mut sim = Simulation::start(module, scenario, &options, clock.clone())?;
     if let Some(dir) = &args.cluster_dir {
         std::fs::create_dir_all(dir)?;
-        start_cluster(&mut sim, dir, &args.scrape_interval)?;
+        start_cluster(&mut sim, clock, dir, &args.scrape_interval)?;
     }
     if count_mode {
         sim.run_counts(CALL_SPACING);

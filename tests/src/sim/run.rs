@@ -8,7 +8,6 @@
 
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -113,12 +112,7 @@ impl Simulation {
                 (Some(receiver), addr)
             }
         };
-        let workloads: Vec<ResolvedWorkload> = scenario
-            .workloads
-            .iter()
-            .enumerate()
-            .map(|(i, w)| ResolvedWorkload::resolve(&scenario.mesh, i, w))
-            .collect();
+        let workloads = ResolvedWorkload::resolve_all(&scenario);
         let extra_plugins = network_plugin(&scenario, &plugin_config);
         let config_text = serde_json::Value::Object(plugin_config).to_string();
         let mut proxies = BTreeMap::new();
@@ -188,18 +182,10 @@ impl Simulation {
             .unwrap_or_default()
     }
 
-    /// Starts serving what a cluster would besides reports (each sidecar's `:15020`, istiod's
-    /// `:15014`, the sidecars' CRI log files under `pod_log_root`); calls run from now on
-    /// move them.
-    pub fn start_cluster(&mut self, pod_log_root: &Path) -> std::io::Result<&Announcement> {
-        let cluster = Cluster::start(
-            &self.workloads,
-            &self.scenario.mesh,
-            self.scenario.seed,
-            self.clock.clone(),
-            pod_log_root,
-        )?;
-        Ok(self.cluster.insert(cluster).announcement())
+    /// Records every call from now on into `cluster` (started with
+    /// [`Cluster::for_scenario`] on this scenario and clock), and lets its istiod tick.
+    pub fn attach_cluster(&mut self, cluster: Cluster) -> &Announcement {
+        self.cluster.insert(cluster).announcement()
     }
 
     /// Runs one call of `scenario.calls[call]` with outcome `outcome` through both sidecars. A

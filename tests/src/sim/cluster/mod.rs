@@ -26,7 +26,7 @@ use crate::host::{Clock, HttpExchange, Phase, Properties};
 
 use super::mesh::ResolvedWorkload;
 use super::mesh_tcp::TcpData;
-use super::scenario::MeshSettings;
+use super::scenario::{MeshSettings, Scenario};
 use istiod::ControlPlane;
 use pod_logs::PodLogs;
 use serve::StatsServer;
@@ -85,6 +85,23 @@ fn seconds(nanos: u64) -> f64 {
 }
 
 impl Cluster {
+    /// The cluster of `scenario`'s workloads (before the [`crate::sim::Simulation`] that
+    /// records into it, so a sink can be configured with its addresses first).
+    pub fn for_scenario(
+        scenario: &Scenario,
+        clock: Clock,
+        pod_log_root: &Path,
+    ) -> std::io::Result<Cluster> {
+        let workloads = ResolvedWorkload::resolve_all(scenario);
+        Cluster::start(
+            &workloads,
+            &scenario.mesh,
+            scenario.seed,
+            clock,
+            pod_log_root,
+        )
+    }
+
     /// Binds one loopback listener per sidecar and one for istiod, and creates the log files
     /// under `pod_log_root`.
     pub fn start(
