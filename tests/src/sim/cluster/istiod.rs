@@ -129,7 +129,7 @@ impl ControlPlane {
             if !change.registry {
                 self.validation_passed += 1;
             }
-            if self.changes % 4 == 0 {
+            if self.changes.is_multiple_of(4) {
                 // A config refused at admission, and a proxy rejecting a cluster update.
                 self.validation_failed += 1;
                 *self.rejects.entry("cds").or_default() += 1;

@@ -13,6 +13,9 @@ use meshtap_report::schema::DEFAULT_BUCKETS;
 use super::histogram::Histogram;
 use super::standard_labels::{HttpLabels, TcpLabels};
 
+/// Picks one histogram of a series.
+type HistogramOf = fn(&HttpSeries) -> &Histogram;
+
 #[derive(Clone, Debug)]
 struct HttpSeries {
     requests: u64,
@@ -99,7 +102,7 @@ impl StandardStats {
 
     /// The three request histograms.
     pub fn render_histograms(&self, out: &mut String) {
-        let histograms: [(&str, fn(&HttpSeries) -> &Histogram); 3] = [
+        let histograms: [(&str, HistogramOf); 3] = [
             ("istio_request_bytes", |s| &s.request_bytes),
             ("istio_request_duration_milliseconds", |s| &s.duration_ms),
             ("istio_response_bytes", |s| &s.response_bytes),
