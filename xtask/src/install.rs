@@ -28,7 +28,9 @@ pub fn everything() -> Result<()> {
     Ok(())
 }
 
-fn rust_targets() -> Result<()> {
+/// Adds the wasm targets the filter (and the V8 tests) build for, when rustup lacks them.
+/// `cargo xtask demo` runs this too: it builds the filter.
+pub fn rust_targets() -> Result<()> {
     let out = Command::new("rustup")
         .args(["target", "list", "--installed"])
         .current_dir(root())

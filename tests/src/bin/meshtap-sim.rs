@@ -3,12 +3,13 @@
 //!
 //! A thin CLI over `meshtap_tests::sim`; all behaviour lives in the library.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::Parser;
 use meshtap_tests::host::{Clock, FilterModule, VmStatus};
+use meshtap_tests::sim::cluster::{sink_config, Cluster};
 use meshtap_tests::sim::{Scenario, SimOptions, Simulation, CALL_SPACING};
 
 #[derive(Parser, Debug)]
@@ -33,6 +34,54 @@ struct Args {
     /// Ingest token put into the filter config (and checked by the loopback receiver).
     #[arg(long, env = "MESHTAP_INGEST_TOKEN")]
     token: Option<String>,
+    /// Also serve what a cluster would (each sidecar's :15020, istiod's :15014 on loopback
+    /// ports, CRI pod logs under DIR/pods), and write the sink config sections that collect
+    /// them: DIR/scrape.yaml and DIR/log_files.yaml (positions in DIR/positions.json).
+    #[arg(long, value_name = "DIR")]
+    cluster_dir: Option<PathBuf>,
+    /// Scrape interval written into DIR/scrape.yaml.
+    #[arg(long, default_value = "5s")]
+    scrape_interval: String,
+}
+
+/// Starts the cluster endpoints under `dir` (emptied first) and announces them as sink config
+/// sections, each file written whole (temporary name, then rename).
+fn start_cluster(
+    sim: &mut Simulation,
+    clock: Clock,
+    dir: &Path,
+    scrape_interval: &str,
+) -> anyhow::Result<()> {
+    let pods = dir.join("pods");
+    if pods.exists() {
+        std::fs::remove_dir_all(&pods).with_context(|| format!("emptying {}", pods.display()))?;
+    }
+    let positions = dir.join("positions.json");
+    let _ = std::fs::remove_file(&positions);
+    let cluster = Cluster::for_scenario(sim.scenario(), clock, &pods)
+        .context("starting the cluster endpoints")?;
+    let announcement = sim.attach_cluster(cluster);
+    for (name, text) in [
+        (
+            "scrape.yaml",
+            sink_config::scrape_section(announcement, scrape_interval),
+        ),
+        (
+            "log_files.yaml",
+            sink_config::log_files_section(announcement, &positions),
+        ),
+    ] {
+        let temporary = dir.join(format!(".{name}.tmp"));
+        std::fs::write(&temporary, text)?;
+        std::fs::rename(&temporary, dir.join(name))?;
+    }
+    eprintln!(
+        "meshtap-sim: istiod metrics on http://{}/metrics, {} sidecars' stats, pod logs in {}",
+        announcement.istiod,
+        announcement.sidecars.len(),
+        pods.display()
+    );
+    Ok(())
 }
 
 fn main() -> anyhow::Result<()> {
@@ -60,7 +109,11 @@ fn main() -> anyhow::Result<()> {
     } else {
         Clock::Real
     };
-    let mut sim = Simulation::start(module, scenario, &options, clock)?;
+    let mut sim = Simulation::start(module, scenario, &options, clock.clone())?;
+    if let Some(dir) = &args.cluster_dir {
+        std::fs::create_dir_all(dir)?;
+        start_cluster(&mut sim, clock, dir, &args.scrape_interval)?;
+    }
     if count_mode {
         sim.run_counts(CALL_SPACING);
         sim.flush();

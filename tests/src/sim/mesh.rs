@@ -13,7 +13,7 @@ use crate::host::grpc_frames::{frames, split, FRAME_HEADER_LEN};
 use crate::host::{HttpExchange, NodeInfo, Phase, Properties, PropertyValue, ResponseSpec};
 
 use super::mesh_access_log::Connection;
-use super::scenario::{Call, Exchange, MeshSettings, Outcome, Protocol, Workload};
+use super::scenario::{Call, Exchange, MeshSettings, Outcome, Protocol, Scenario, Workload};
 
 /// A workload with every default applied.
 #[derive(Clone, Debug, PartialEq)]
@@ -82,6 +82,16 @@ impl ResolvedWorkload {
                 .clone()
                 .unwrap_or_else(|| format!("10.1.0.{}", index + 10)),
         }
+    }
+
+    /// Every workload of `scenario`, resolved.
+    pub fn resolve_all(scenario: &Scenario) -> Vec<ResolvedWorkload> {
+        scenario
+            .workloads
+            .iter()
+            .enumerate()
+            .map(|(i, w)| ResolvedWorkload::resolve(&scenario.mesh, i, w))
+            .collect()
     }
 
     /// `<name>` of the service host (up to its first dot).

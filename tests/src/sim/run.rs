@@ -3,7 +3,8 @@
 //! client and the server sidecar, TCP connections kept open across time, ticks and report
 //! posts driven to a sink or to a loopback [`ReportReceiver`].
 //!
-//! Scheduling and bookkeeping only: what each side observes comes from `mesh.rs`.
+//! Scheduling and bookkeeping only: what each side observes comes from `mesh.rs`; with
+//! [`Simulation::start_cluster`] each observation is also recorded into `cluster/`.
 
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -17,6 +18,7 @@ use rand::{Rng, SeedableRng};
 
 use crate::host::{Clock, FilterModule, HostError, PluginSpec, Proxy, ProxyConfig, Traffic};
 
+use super::cluster::{Announcement, Cluster, Reporter, SideOfCall};
 use super::mesh::{CallInstance, ResolvedWorkload, Target};
 use super::receiver::ReportReceiver;
 use super::scenario::{Protocol, Scenario, ScenarioError};
@@ -76,6 +78,8 @@ pub struct Simulation {
     tcp: TcpConnections,
     /// Calls run so far (numbers the calls' request ids).
     calls_run: u64,
+    /// The cluster endpoints, once started.
+    cluster: Option<Cluster>,
 }
 
 impl Simulation {
@@ -108,12 +112,7 @@ impl Simulation {
                 (Some(receiver), addr)
             }
         };
-        let workloads: Vec<ResolvedWorkload> = scenario
-            .workloads
-            .iter()
-            .enumerate()
-            .map(|(i, w)| ResolvedWorkload::resolve(&scenario.mesh, i, w))
-            .collect();
+        let workloads = ResolvedWorkload::resolve_all(&scenario);
         let extra_plugins = network_plugin(&scenario, &plugin_config);
         let config_text = serde_json::Value::Object(plugin_config).to_string();
         let mut proxies = BTreeMap::new();
@@ -147,6 +146,7 @@ impl Simulation {
             totals: SimTotals::default(),
             tcp: TcpConnections::default(),
             calls_run: 0,
+            cluster: None,
         })
     }
 
@@ -182,11 +182,10 @@ impl Simulation {
             .unwrap_or_default()
     }
 
-    fn resolved(&self, name: &str) -> &ResolvedWorkload {
-        self.workloads
-            .iter()
-            .find(|w| w.name == name)
-            .expect("scenario validation checked workload names")
+    /// Records every call from now on into `cluster` (started with
+    /// [`Cluster::for_scenario`] on this scenario and clock), and lets its istiod tick.
+    pub fn attach_cluster(&mut self, cluster: Cluster) -> &Announcement {
+        self.cluster.insert(cluster).announcement()
     }
 
     /// Runs one call of `scenario.calls[call]` with outcome `outcome` through both sidecars. A
@@ -217,8 +216,11 @@ impl Simulation {
             ),
         };
         self.calls_run += 1;
-        let from = self.resolved(&spec.from);
-        let to = spec.to.as_deref().map(|name| self.resolved(name));
+        let from = resolved(&self.workloads, &spec.from);
+        let to = spec
+            .to
+            .as_deref()
+            .map(|name| resolved(&self.workloads, name));
         let target = match (to, spec.external.as_deref()) {
             (Some(to), _) => Target::Workload(to),
             (None, Some(host)) => Target::External(host),
@@ -234,6 +236,22 @@ impl Simulation {
                     .map(|view| (to.name.clone(), view))
             });
             let data = instance.tcp_data();
+            if let Some(cluster) = self.cluster.as_mut() {
+                for (reporter, observed) in [
+                    (Reporter::Source, &client),
+                    (Reporter::Destination, &server),
+                ] {
+                    if let Some((_, spec)) = observed {
+                        let side = SideOfCall {
+                            reporter,
+                            from,
+                            target,
+                            instance: &instance,
+                        };
+                        cluster.record_tcp(&side, &spec.properties, &data);
+                    }
+                }
+            }
             let mut sides = Vec::new();
             for (is_client, observed) in [(true, client), (false, server)] {
                 let Some((workload, spec)) = observed else {
@@ -265,6 +283,22 @@ impl Simulation {
                 .server_view(from, to)
                 .map(|view| (to.name.clone(), view))
         });
+        if let Some(cluster) = self.cluster.as_mut() {
+            for (reporter, observed) in [
+                (Reporter::Source, &client),
+                (Reporter::Destination, &server),
+            ] {
+                if let Some((_, exchange)) = observed {
+                    let side = SideOfCall {
+                        reporter,
+                        from,
+                        target,
+                        instance: &instance,
+                    };
+                    cluster.record_http(&side, exchange);
+                }
+            }
+        }
         for (is_client, observed) in [(true, client), (false, server)] {
             let Some((workload, exchange)) = observed else {
                 continue;
@@ -347,6 +381,7 @@ impl Simulation {
     }
 
     fn fire_and_settle(&mut self) {
+        self.tick_cluster();
         self.tcp.run_due(&mut self.proxies, self.clock.now_nanos());
         for proxy in self.proxies.values_mut() {
             proxy.fire_due_ticks();
@@ -386,6 +421,7 @@ impl Simulation {
                     *due += Duration::from_secs_f64(1.0 / rate);
                 }
             }
+            self.tick_cluster();
             self.tcp.run_due(&mut self.proxies, self.clock.now_nanos());
             for proxy in self.proxies.values_mut() {
                 proxy.fire_due_ticks();
@@ -394,6 +430,12 @@ impl Simulation {
             let next_call = next_due.iter().min().copied().filter(|_| traffic);
             let wake = next_call.unwrap_or(now + poll).min(Instant::now() + poll);
             std::thread::sleep(wake.saturating_duration_since(Instant::now()));
+        }
+    }
+
+    fn tick_cluster(&mut self) {
+        if let Some(cluster) = self.cluster.as_mut() {
+            cluster.tick();
         }
     }
 
@@ -409,6 +451,13 @@ impl Simulation {
         }
         unreachable!("pick is below the total weight")
     }
+}
+
+fn resolved<'a>(workloads: &'a [ResolvedWorkload], name: &str) -> &'a ResolvedWorkload {
+    workloads
+        .iter()
+        .find(|w| w.name == name)
+        .expect("scenario validation checked workload names")
 }
 
 /// Splits `count` by `weights` exactly (largest remainder; ties to the earlier entry).
@@ -464,7 +513,7 @@ fn plugin_config(
 }
 
 /// With TCP calls, the NETWORK plugin every proxy runs next to the HTTP one: the same
-/// configuration plus `"type": "NETWORK"`.
+/// configuration plus `"type": "NETWORK"`, without `access_log`.
 fn network_plugin(
     scenario: &Scenario,
     http_config: &serde_json::Map<String, serde_json::Value>,
@@ -474,6 +523,8 @@ fn network_plugin(
     }
     let mut config = http_config.clone();
     config.insert("type".into(), serde_json::Value::String("NETWORK".into()));
+    // Access logs come from the HTTP plugin only (the filter refuses them with NETWORK).
+    config.remove("access_log");
     vec![PluginSpec {
         root_id: TCP_PLUGIN.into(),
         plugin_name: TCP_PLUGIN.into(),
