@@ -11,6 +11,8 @@
 //! compare with those templates. Shared by `filter_waypoint.rs` and `manifests.rs`; asserts
 //! nothing.
 
+#![allow(dead_code)] // each including test crate uses its own part of the call
+
 use std::collections::BTreeMap;
 
 use meshtap_tests::host::envoy_messages::{
