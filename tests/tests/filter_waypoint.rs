@@ -130,13 +130,20 @@ fn receiver() -> ReportReceiver {
     ReportReceiver::start(SocketAddr::from(([127, 0, 0, 1], 0)), None, false).unwrap()
 }
 
-/// The family `name` of the latest report that has it.
+/// The family `name` of the latest report that has series of it. The HTTP and the NETWORK
+/// plugin report on their own channels, each with its own sequence, and a channel's report may
+/// list a family it never records.
 fn latest_family(reports: &[Report], name: &str) -> MetricFamily {
     let mut reports: Vec<&Report> = reports.iter().collect();
     reports.sort_by_key(|r| std::cmp::Reverse(r.sequence));
     reports
         .into_iter()
-        .find_map(|r| r.families.iter().find(|f| f.name == name).cloned())
+        .find_map(|r| {
+            r.families
+                .iter()
+                .find(|f| f.name == name && !f.series.is_empty())
+                .cloned()
+        })
         .unwrap_or_else(|| panic!("no report holds {name}"))
 }
 

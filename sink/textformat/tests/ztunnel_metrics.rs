@@ -107,7 +107,7 @@ fn the_reference_body_has_ztunnels_families_typed_under_either_content_type() {
     ] {
         let (kind, label_sets, _) = &om[family];
         assert_eq!(*kind, MetricKind::Counter, "{family}");
-        assert_eq!(label_sets, &[tcp.clone()], "{family}");
+        assert_eq!(label_sets, std::slice::from_ref(&tcp), "{family}");
     }
     let expect = |family: &str, kind: MetricKind, labels: &[&str]| {
         let (got_kind, label_sets, _) = &om[family];
