@@ -10,6 +10,8 @@
 #[allow(dead_code)] // Shared with manifests.rs, which also runs the client side.
 #[path = "deploy/plugin_run.rs"]
 mod plugin_run;
+#[path = "waypoint_call/mod.rs"]
+mod waypoint_call;
 
 use std::collections::BTreeMap;
 use std::path::{Component, Path, PathBuf};

@@ -30,6 +30,10 @@ const DOWNSTREAM_PEER: PropertyPath = PropertyPath(b"filter_state\0downstream_pe
 const UPSTREAM_PEER: PropertyPath = PropertyPath(b"filter_state\0upstream_peer");
 const UPSTREAM_FILTER_STATE_PEER: PropertyPath =
     PropertyPath(b"upstream_filter_state\0upstream_peer");
+/// The client's and the waypoint's identities, left by the waypoint's `connect_authority`
+/// filter (the TLS connection of the CONNECT tunnel is not the stream's connection there).
+const PEER_PRINCIPAL: PropertyPath = PropertyPath(b"filter_state\0io.istio.peer_principal");
+const LOCAL_PRINCIPAL: PropertyPath = PropertyPath(b"filter_state\0io.istio.local_principal");
 
 /// Which peers a reporter needs.
 fn needs(reporter: Reporter) -> (bool, bool) {
@@ -134,21 +138,30 @@ impl StreamPeers {
     }
 }
 
-/// The reporter of the current stream or connection: the configured one, else from the
-/// listener direction.
+/// The reporter of the current stream or connection: the configured one, else `waypoint` on a
+/// waypoint's node (as istiod configures Istio's stats filter there), else from the listener
+/// direction.
 pub(super) fn reporter(vm: &ActiveVm) -> Reporter {
-    let direction = int_property(LISTENER_DIRECTION).and_then(Direction::from_envoy);
-    vm.config.reporter.unwrap_or(match direction {
+    if let Some(configured) = vm.config.reporter {
+        return configured;
+    }
+    if vm.local.is_waypoint() {
+        return Reporter::Waypoint;
+    }
+    match int_property(LISTENER_DIRECTION).and_then(Direction::from_envoy) {
         Some(Direction::Inbound) => Reporter::Destination,
         _ => Reporter::Source,
-    })
+    }
 }
 
-/// Whether the peers `reporter` labels with are known (the peer metadata exchange is over).
+/// Whether the peer metadata exchange is over for `reporter`: the upstream peer on the client
+/// side, the downstream peer on the server side and on waypoints (Istio's `peerInfoRead`; a
+/// waypoint learns its upstream peer only with the response).
 pub(super) fn reporter_peer_known(reporter: Reporter, sides: &Sides) -> bool {
-    let (downstream, upstream) = needs(reporter);
-    (!downstream || peer_of(&sides.downstream_peer).is_some())
-        && (!upstream || peer_of(&sides.upstream_peer).is_some())
+    match reporter {
+        Reporter::Source => peer_of(&sides.upstream_peer).is_some(),
+        Reporter::Destination | Reporter::Waypoint => peer_of(&sides.downstream_peer).is_some(),
+    }
 }
 
 /// The current (open) stream's 20 peer labels, once the reporter's peer came from the metadata
@@ -213,6 +226,20 @@ impl PeerSources {
         upstream_filter_state: true,
         endpoint: true,
     };
+    /// Only the stream's filter state, for `reporter`'s sake: a waypoint's peers come from its
+    /// workload discovery (`downstream_peer`, `upstream_peer`) and nowhere else (Istio's
+    /// `peerInfo` for `ServerGateway`: no header exchange, no endpoint metadata).
+    const fn for_reporter(self, reporter: Reporter) -> PeerSources {
+        match reporter {
+            Reporter::Waypoint => PeerSources {
+                request_header: false,
+                response_header: false,
+                upstream_filter_state: false,
+                endpoint: false,
+            },
+            Reporter::Source | Reporter::Destination => self,
+        }
+    }
 }
 
 /// The peers and certificate SANs a reporter needs, as cached ids and values.
@@ -228,25 +255,20 @@ pub(super) struct Sides {
 /// Reads the peers and SANs `reporter` needs (the others stay `None`).
 pub(super) fn read_sides(vm: &mut ActiveVm, reporter: Reporter, sources: PeerSources) -> Sides {
     let (need_downstream, need_upstream) = needs(reporter);
-    let downstream_peer_san = if need_downstream {
-        known_text(vm, property(DOWNSTREAM_PEER_SAN), false)
-    } else {
-        None
+    let sources = sources.for_reporter(reporter);
+    let (downstream_peer_san, downstream_local_san) = match reporter {
+        Reporter::Source => (None, None),
+        Reporter::Destination => downstream_sans(vm),
+        Reporter::Waypoint => tunnel_principals(vm).unwrap_or_else(|| downstream_sans(vm)),
     };
-    let upstream_peer_san = if need_upstream {
-        known_text(vm, property(UPSTREAM_PEER_SAN), false)
-    } else {
-        None
-    };
-    let downstream_local_san = if need_downstream {
-        own_san(vm, downstream_peer_san.is_some(), DOWNSTREAM_LOCAL_SAN)
-    } else {
-        None
-    };
-    let upstream_local_san = if reporter == Reporter::Source {
-        own_san(vm, upstream_peer_san.is_some(), UPSTREAM_LOCAL_SAN)
-    } else {
-        None
+    let (upstream_peer_san, upstream_local_san) = match reporter {
+        Reporter::Source => {
+            let peer = known_text(vm, property(UPSTREAM_PEER_SAN), false);
+            let local = own_san(vm, peer.is_some(), UPSTREAM_LOCAL_SAN);
+            (peer, local)
+        }
+        // A waypoint's destination principal is the upstream peer's identity, not a SAN.
+        Reporter::Destination | Reporter::Waypoint => (None, None),
     };
 
     let downstream_peer = if need_downstream {
@@ -267,6 +289,29 @@ pub(super) fn read_sides(vm: &mut ActiveVm, reporter: Reporter, sources: PeerSou
         downstream_local_san,
         upstream_local_san,
     }
+}
+
+type PeerAndLocalSan = (Option<Interned<Option<Rc<str>>>>, Option<Interned<Rc<str>>>);
+
+/// The downstream connection's peer and local certificate SANs.
+fn downstream_sans(vm: &mut ActiveVm) -> PeerAndLocalSan {
+    let peer = known_text(vm, property(DOWNSTREAM_PEER_SAN), false);
+    let local = own_san(vm, peer.is_some(), DOWNSTREAM_LOCAL_SAN);
+    (peer, local)
+}
+
+/// `io.istio.peer_principal` and `io.istio.local_principal` from filter state, `None` when both
+/// are absent or empty (then Istio falls back to the connection's SANs: `populatePeerInfo`,
+/// case `ServerGateway`, istio/proxy `istio_stats.cc`).
+fn tunnel_principals(vm: &mut ActiveVm) -> Option<PeerAndLocalSan> {
+    let peer = known_text(vm, property(PEER_PRINCIPAL), false);
+    let local = known_text(vm, property(LOCAL_PRINCIPAL), false).and_then(|known| {
+        Some(Interned {
+            id: known.id,
+            value: known.value.filter(|s| !s.is_empty())?,
+        })
+    });
+    (!text_of(&peer).is_empty() || local.is_some()).then_some((peer, local))
 }
 
 /// The downstream peer's bytes: its filter state, else the exchange request header.

@@ -92,7 +92,7 @@ pub fn compute(local: &LocalNode, rules: LabelRules, facts: &RequestFacts, out: 
         }
         Reporter::Waypoint => {
             peer_source(facts, out);
-            peer_destination(facts, out);
+            waypoint_destination(facts, out);
             server_security(facts, out);
         }
     }
@@ -180,6 +180,30 @@ fn peer_destination(facts: &RequestFacts, out: &mut LabelValues) {
     out.set_or(DESTINATION_CLUSTER, &peer.cluster, UNKNOWN);
 }
 
+/// The destination at a waypoint: the upstream peer as the waypoint's workload discovery found
+/// it for the selected endpoint, with no certificate involved. Follows the `ServerGateway` case of
+/// `IstioStatsFilter::populatePeerInfo` (istio/proxy `istio_stats.cc`): namespace from the peer
+/// (not from a SAN), principal = the peer's `identity`, revision defaulting to `unknown`.
+fn waypoint_destination(facts: &RequestFacts, out: &mut LabelValues) {
+    let peer = facts.upstream_peer.unwrap_or(EMPTY_PEER);
+    out.set_or(DESTINATION_WORKLOAD, &peer.workload, UNKNOWN);
+    out.set_or(DESTINATION_WORKLOAD_NAMESPACE, &peer.namespace, UNKNOWN);
+    out.set_or(DESTINATION_PRINCIPAL, &peer.identity, UNKNOWN);
+    out.set_or(DESTINATION_APP, &peer.app, UNKNOWN);
+    out.set_or(DESTINATION_VERSION, &peer.version, UNKNOWN);
+    out.set_or(
+        DESTINATION_CANONICAL_SERVICE,
+        &peer.canonical_service,
+        UNKNOWN,
+    );
+    out.set_or(
+        DESTINATION_CANONICAL_REVISION,
+        &peer.canonical_revision,
+        UNKNOWN,
+    );
+    out.set_or(DESTINATION_CLUSTER, &peer.cluster, UNKNOWN);
+}
+
 fn server_security(facts: &RequestFacts, out: &mut LabelValues) {
     let mtls = !facts.downstream_peer_san.is_empty() && !facts.downstream_local_san.is_empty();
     out.set(
@@ -233,13 +257,14 @@ fn destination_service(
     }
 
     let service_namespace = services.map(|s| s.namespace.as_str()).unwrap_or_default();
-    let fallback_namespace = if server {
-        local.namespace.as_str()
-    } else {
-        facts
+    // A waypoint has no fallback: `services[0].namespace` or `unknown`.
+    let fallback_namespace = match rules.reporter {
+        Reporter::Destination => local.namespace.as_str(),
+        Reporter::Source => facts
             .upstream_peer
             .map(|p| p.namespace.as_str())
-            .unwrap_or_default()
+            .unwrap_or_default(),
+        Reporter::Waypoint => "",
     };
     let namespace = if service_namespace.is_empty() {
         fallback_namespace

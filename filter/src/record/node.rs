@@ -88,6 +88,14 @@ impl LocalNode {
         }
     }
 
+    /// Whether this proxy is an ambient waypoint: its node id has Istio's node type `waypoint`
+    /// (`waypoint~<ip>~<pod>.<ns>~<domain>`, `pkg/model/proxy.go` in istio/istio). istiod uses
+    /// the same node type to give the stats filter `reporter: SERVER_GATEWAY`
+    /// (`generateStatsConfig`, `pilot/pkg/model/telemetry.go`).
+    pub(crate) fn is_waypoint(&self) -> bool {
+        self.node_id.starts_with("waypoint~")
+    }
+
     /// The `x-meshtap-pod` header value, `<namespace>/<pod>`.
     pub(crate) fn pod_header(&self) -> String {
         format!("{}/{}", self.namespace, self.pod)
@@ -156,6 +164,25 @@ mod tests {
         assert_eq!(p.pod, "productpage-v1-84975bc778-pxz2w");
         assert_eq!(p.filter_version, env!("CARGO_PKG_VERSION"));
         assert_eq!(n.pod_header(), "default/productpage-v1-84975bc778-pxz2w");
+        assert!(!n.is_waypoint());
+    }
+
+    #[cfg_attr(not(target_arch = "wasm32"), test)]
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+    fn waypoint_node_type_comes_from_the_node_id() {
+        let node = |id: &'static str| {
+            LocalNode::read(move |p| (p == ["node", "id"]).then(|| id.to_string()))
+        };
+        let id = "waypoint~10.244.1.30~waypoint-7d4f9c8b6-abcde.default~default.svc.cluster.local";
+        assert!(node(id).is_waypoint());
+        assert!(!node(
+            "sidecar~10.244.1.12~curl-5b549b49b8-mq2ws.default~default.svc.cluster.local"
+        )
+        .is_waypoint());
+        assert!(!node(
+            "router~10.244.1.5~istio-ingressgateway-1.istio-system~istio-system.svc.cluster.local"
+        )
+        .is_waypoint());
     }
 
     #[cfg_attr(not(target_arch = "wasm32"), test)]

@@ -3,7 +3,7 @@
 //! returns what came out: reports, warning/error logs and VM statuses.
 //!
 //! It drives one sleep → httpbin call per worker, from the client side (outbound) or the server
-//! side (inbound), and lets two report intervals pass. It asserts nothing itself.
+//! side (inbound), or one call through an ambient waypoint, and lets two report intervals pass. It asserts nothing itself.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -13,6 +13,8 @@ use meshtap_tests::filter_wasm::shared_module;
 use meshtap_tests::host::{Clock, LogLevel, NodeInfo, Proxy, ProxyConfig, VmStatus};
 use meshtap_tests::sim::receiver::ReceivedPost;
 use meshtap_tests::sim::{OneCall, ReportReceiver};
+
+use crate::waypoint_call::{waypoint_node, waypoint_request, WaypointPeers};
 
 const SCENARIO: &str = "
 workloads:
@@ -29,6 +31,8 @@ pub enum Side {
     Client,
     /// The callee's sidecar (inbound listener).
     Server,
+    /// An ambient waypoint between them (`crate::waypoint_call`).
+    Waypoint,
 }
 
 /// What a filter deployment needs to run.
@@ -85,6 +89,10 @@ pub fn run_plugin(run: PluginRun<'_>) -> PluginOutcome {
         Side::Server => (
             call.server.expect("the server sidecar sees the call"),
             call.server_node,
+        ),
+        Side::Waypoint => (
+            waypoint_request(&WaypointPeers::template()),
+            waypoint_node(),
         ),
     };
     let node = run.node.unwrap_or(own_node);

@@ -343,25 +343,84 @@ fn client_principal_falls_back_to_peer_identity() {
 #[cfg_attr(not(target_arch = "wasm32"), test)]
 #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
 fn waypoint_uses_both_peers() {
-    let (down, up, services) = (client_peer(), server_peer(), server_services());
+    // Istio's `server_waypoint_proxy_request_total.yaml.tmpl` (plaintext to the waypoint).
+    let down = client_peer();
+    let up = PeerInfo {
+        identity: "spiffe://cluster.global/ns/default/sa/ratings".into(),
+        version: "version-1".into(),
+        cluster: "ratings-cluster".into(),
+        ..server_peer()
+    };
+    let services = server_services();
     let facts = RequestFacts {
         downstream_peer: Some(&down),
         upstream_peer: Some(&up),
         services: Some(&services),
-        upstream_peer_san: "spiffe://cluster.global/ns/default/sa/ratings",
         response_code: Some(200),
         ..Default::default()
     };
     let got = labels(&fixtures::server(), Reporter::Waypoint, &facts);
-    assert_eq!(got[REPORTER], "waypoint");
-    assert_eq!(got[SOURCE_WORKLOAD], "productpage-v1");
-    assert_eq!(got[DESTINATION_WORKLOAD], "ratings-v1");
+    let expected = [
+        "waypoint",
+        "productpage-v1",
+        "productpage-v1",
+        "version-1",
+        "default",
+        "unknown",
+        "productpage",
+        "v1",
+        "client-cluster",
+        "ratings-v1",
+        "default",
+        "spiffe://cluster.global/ns/default/sa/ratings",
+        "ratings",
+        "version-1",
+        "server.default.svc.cluster.local",
+        "ratings",
+        "version-1",
+        "server",
+        "default",
+        "ratings-cluster",
+        "http",
+        "200",
+        "",
+        "-",
+        "none",
+    ];
+    assert_eq!(got, expected);
+}
+
+#[cfg_attr(not(target_arch = "wasm32"), test)]
+#[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+fn waypoint_destination_ignores_sans_and_has_no_namespace_fallback() {
+    // The upstream SAN is not read at a waypoint; a peer without revision gives `unknown`
+    // (`..._emptymeta_request_total.yaml.tmpl`), and without cluster services the service
+    // namespace stays `unknown` rather than the peer's.
+    let up = PeerInfo {
+        namespace: "default".into(),
+        identity: "spiffe://cluster.local/ns/default/sa/default".into(),
+        ..PeerInfo::default()
+    };
+    let facts = RequestFacts {
+        upstream_peer: Some(&up),
+        upstream_peer_san: "spiffe://td/ns/other/sa/r",
+        downstream_peer_san: "spiffe://cluster.local/ns/default/sa/client",
+        downstream_local_san: "spiffe://cluster.local/ns/default/sa/waypoint",
+        ..Default::default()
+    };
+    let got = labels(&fixtures::server(), Reporter::Waypoint, &facts);
+    assert_eq!(got[DESTINATION_WORKLOAD], "unknown");
+    assert_eq!(got[DESTINATION_WORKLOAD_NAMESPACE], "default");
     assert_eq!(
         got[DESTINATION_PRINCIPAL],
-        "spiffe://cluster.global/ns/default/sa/ratings"
+        "spiffe://cluster.local/ns/default/sa/default"
     );
-    assert_eq!(got[DESTINATION_SERVICE], "server.default.svc.cluster.local");
-    assert_eq!(got[CONNECTION_SECURITY_POLICY], "none");
+    assert_eq!(got[DESTINATION_CANONICAL_REVISION], "unknown");
+    assert_eq!(got[DESTINATION_SERVICE], "unknown");
+    assert_eq!(got[DESTINATION_SERVICE_NAMESPACE], "unknown");
+    assert_eq!(got[SOURCE_WORKLOAD_NAMESPACE], "default");
+    assert_eq!(got[SOURCE_CANONICAL_REVISION], "latest");
+    assert_eq!(got[CONNECTION_SECURITY_POLICY], "mutual_tls");
 }
 
 #[cfg_attr(not(target_arch = "wasm32"), test)]
