@@ -362,3 +362,92 @@ fn verify_identity_is_off_by_default_and_a_boolean() {
     let e = error_of("ingest: {verify_identity: sometimes}");
     assert!(e.starts_with("ingest.verify_identity: "), "{e}");
 }
+
+fn load_scrape(yaml: &str) -> Result<SinkConfig, String> {
+    SinkConfig::from_yaml(yaml, &|_| None).map_err(|e| e.to_string())
+}
+
+#[test]
+fn scrape_section_defaults_to_istiod_and_bad_keys_name_their_path() {
+    let config = load_scrape("scrape: {}").unwrap();
+    let scrape = config.scrape.expect("section present");
+    assert_eq!(scrape.jobs.len(), 1);
+    assert_eq!(scrape.jobs[0].name, "istiod");
+    assert!(load_scrape("listen: 0.0.0.0:9091")
+        .unwrap()
+        .scrape
+        .is_none());
+
+    let e = load_scrape("scrape: {merge: {prefer: newest}}").unwrap_err();
+    assert!(
+        e.starts_with("scrape.merge.prefer: unknown variant `newest`"),
+        "{e}"
+    );
+    let merge = load_scrape("scrape: {merge: {prefer: scrape}}").unwrap();
+    assert_eq!(
+        merge.scrape.unwrap().merge.prefer,
+        meshtap_sink::scrape::config::Prefer::Scrape
+    );
+    let e = load_scrape("scrape: {jobs: [{name: a}]}").unwrap_err();
+    assert_eq!(
+        e,
+        "scrape.jobs[0]: a job needs static_configs or kubernetes_sd"
+    );
+    let e = load_scrape("scrape: {jobs: [{name: a, static_configs: [{targets: ['h:1']}]}, {name: a, static_configs: [{targets: ['h:2']}]}]}").unwrap_err();
+    assert_eq!(e, "scrape.jobs[1].name: two jobs are named \"a\"");
+    let e = load_scrape("scrape: {jobs: [{name: a, static_configs: [{targets: ['h:1']}], metric_relabel_configs: [{action: labeldrop, target_label: x}]}]}").unwrap_err();
+    assert_eq!(
+        e,
+        "scrape.jobs[0].metric_relabel_configs[0]: labeldrop action requires only 'regex', and no other fields"
+    );
+    let e = load_scrape("scrape: {jobs: [{name: a, static_configs: [{targets: ['h:1']}], relabel_configs: [{action: hashmod, target_label: x}]}]}").unwrap_err();
+    assert_eq!(
+        e,
+        "scrape.jobs[0].relabel_configs[0]: relabel configuration for hashmod requires non-zero modulus"
+    );
+    let e = load_scrape("scrape: {jobs: [{name: a, static_configs: [{targets: ['h:1']}], relabel_configs: [{action: rewrite}]}]}").unwrap_err();
+    assert!(
+        e.starts_with(
+            "scrape.jobs[0].relabel_configs[0].action: unknown relabel action \"rewrite\""
+        ),
+        "{e}"
+    );
+}
+
+#[test]
+fn scrape_sharding_keys_expand_and_name_their_path() {
+    let yaml = "scrape: {sharding: {service: meshtap-sink-members, namespace: meshtap-system, self: '${POD_NAME}'}}";
+    let config = SinkConfig::from_yaml(yaml, &|var| {
+        (var == "POD_NAME").then(|| "meshtap-sink-7d9f-abcde".to_owned())
+    })
+    .unwrap();
+    let sharding = config.scrape.unwrap().sharding.unwrap();
+    assert_eq!(sharding.member, "meshtap-sink-7d9f-abcde");
+    assert_eq!(sharding.service, "meshtap-sink-members");
+    let e = load_scrape("scrape: {sharding: {service: s, namespace: n, self: ''}}").unwrap_err();
+    assert_eq!(e, "scrape.sharding.self: must not be empty");
+    let e = load_scrape("scrape: {sharding: {service: s, namespace: n}}").unwrap_err();
+    assert!(
+        e.starts_with("scrape.sharding: missing field `self`"),
+        "{e}"
+    );
+    let e = load_scrape("scrape: {sharding: {service: s, namespace: n, self: p, api_server: x}}")
+        .unwrap_err();
+    assert_eq!(
+        e,
+        "scrape.sharding.api_server: must be an http:// or https:// URL, got \"x\""
+    );
+    let e = load_scrape("scrape: {sharding: {service: s, namespace: n, self: p, api_server: 'https://u:kube-pw@k8s:6443'}}")
+        .unwrap_err();
+    assert!(
+        e.starts_with("scrape.sharding.api_server: user info is not used"),
+        "{e}"
+    );
+    assert!(!e.contains("kube-pw"), "{e}");
+    let e = load_scrape("scrape: {sharding: {service: s, namespace: n, self: p, replicas: 3}}")
+        .unwrap_err();
+    assert!(
+        e.starts_with("scrape.sharding.replicas: unknown field `replicas`"),
+        "{e}"
+    );
+}
