@@ -297,7 +297,9 @@ impl RemoteWriteExporter {
     pub fn enqueue_export_on(&self, shard: u64, samples: &[ExportSample]) {
         let endpoints = self.endpoints.read().expect("endpoints lock");
         for configured in endpoints.iter() {
-            configured.endpoint.enqueue_export_on(shard, samples.to_vec());
+            configured
+                .endpoint
+                .enqueue_export_on(shard, samples.to_vec());
         }
     }
 
