@@ -17,6 +17,7 @@ pub mod floor;
 pub mod ingest;
 pub mod logs;
 pub mod ops;
+pub mod reload;
 pub mod scrape;
 pub mod serve;
 pub mod server;

@@ -1,7 +1,7 @@
 //! The `meshtap-sink` binary: CLI, logging, signals. `meshtap-sink --config FILE` runs the sink;
 //! `meshtap-sink check-config FILE` validates a config and prints it with secrets redacted.
 //!
-//! Owns the process edge only (argument parsing, exit codes, SIGTERM/SIGINT); the sink itself is
+//! Owns the process edge only (argument parsing, exit codes, SIGTERM/SIGINT, SIGHUP to reload); the sink itself is
 //! the `meshtap_sink` library.
 
 use std::path::{Path, PathBuf};
@@ -56,14 +56,35 @@ fn load(path: &Path) -> Result<SinkConfig> {
     SinkConfig::load(path).with_context(|| format!("invalid config {}", path.display()))
 }
 
-async fn wait_for_signal() -> Result<&'static str> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
-    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
-    Ok(tokio::select! {
-        _ = term.recv() => "SIGTERM",
-        _ = int.recv() => "SIGINT",
-    })
+/// The signals the sink handles, installed before it starts (so a SIGHUP right after the
+/// ready line reloads rather than ends the process).
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> Result<Signals> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Signals {
+            term: signal(SignalKind::terminate()).context("installing the SIGTERM handler")?,
+            int: signal(SignalKind::interrupt()).context("installing the SIGINT handler")?,
+            hup: signal(SignalKind::hangup()).context("installing the SIGHUP handler")?,
+        })
+    }
+
+    /// Waits for SIGTERM or SIGINT, reloading the config at every SIGHUP meanwhile.
+    async fn wait(&mut self, sink: &RunningSink) -> &'static str {
+        loop {
+            tokio::select! {
+                _ = self.term.recv() => return "SIGTERM",
+                _ = self.int.recv() => return "SIGINT",
+                // The outcome is logged and counted by the reloader.
+                _ = self.hup.recv() => { let _ = sink.reload_trigger().reload("SIGHUP").await; }
+            }
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -91,8 +112,9 @@ fn run(cli: Cli) -> Result<()> {
     tracing::info!(config = %serde_json::to_string(&redacted(&config))?, "effective config");
     let runtime = tokio::runtime::Runtime::new().context("starting the tokio runtime")?;
     runtime.block_on(async {
-        let sink = RunningSink::start(&config).await?;
-        let signal = wait_for_signal().await?;
+        let mut signals = Signals::install()?;
+        let sink = RunningSink::start_from_file(&path, &config).await?;
+        let signal = signals.wait(&sink).await;
         tracing::info!(
             signal,
             "shutting down: no longer accepting reports, flushing queues"

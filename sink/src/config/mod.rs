@@ -11,6 +11,7 @@
 //! file `prometheus_config:` names) and translates them into the sections' configs at load.
 
 mod expand;
+mod live;
 pub mod prometheus;
 mod redact;
 
@@ -20,6 +21,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 pub use expand::ExpandError;
+pub use live::fixed_key_change;
 pub use redact::redacted;
 
 use crate::export::loki::LokiConfig;
@@ -27,6 +29,7 @@ use crate::export::remote_write::RemoteWriteConfig;
 use crate::floor::HumanDuration;
 use crate::ingest::IngestConfig;
 use crate::logs::LogFilesConfig;
+use crate::reload::ReloadConfig;
 use crate::scrape::ScrapeConfig;
 use crate::serve::ServeConfig;
 use crate::spool::SpoolConfig;
@@ -69,6 +72,9 @@ pub struct SinkConfig {
     /// printed effective config shows them there), then empty.
     #[serde(default, skip_serializing)]
     pub prometheus: Option<PrometheusConfig>,
+    /// SIGHUP, `POST /-/reload` and the file watch.
+    #[serde(default)]
+    pub reload: ReloadConfig,
 }
 
 /// The key naming a `prometheus.yml` to read into `prometheus:`.
@@ -96,6 +102,7 @@ impl Default for SinkConfig {
             logs: Vec::new(),
             log_files: None,
             prometheus: None,
+            reload: ReloadConfig::default(),
         }
     }
 }
@@ -120,6 +127,20 @@ fn read_file(path: &Path) -> Result<String, ConfigError> {
         path: path.display().to_string(),
         error,
     })
+}
+
+/// The files a config is read from: `path` and the `prometheus_config:` file it names, if
+/// any (what `reload.watch` reads).
+pub fn source_files(path: &Path) -> Vec<std::path::PathBuf> {
+    let mut files = vec![path.to_path_buf()];
+    let named = read_file(path)
+        .ok()
+        .and_then(|text| serde_yaml::from_str::<serde_yaml::Value>(&text).ok())
+        .and_then(|tree| Some(tree.get(PROMETHEUS_FILE_KEY)?.as_str()?.to_owned()));
+    if let Some(file) = named {
+        files.push(path.parent().unwrap_or(Path::new(".")).join(file));
+    }
+    files
 }
 
 /// Replaces `prometheus_config: <file>` with `prometheus: <the file's document>`, the path
@@ -274,6 +295,7 @@ impl SinkConfig {
         self.serve.check()?;
         self.ingest.check()?;
         self.view.check()?;
+        self.reload.check()?;
         if let Some(scrape) = &self.scrape {
             scrape.check()?;
         }

@@ -32,6 +32,9 @@ fn is_secret_header(name: &str) -> bool {
 /// A copy of `config` with tokens, passwords and credential headers replaced by [`REDACTED`].
 pub fn redacted(config: &SinkConfig) -> SinkConfig {
     let mut out = config.clone();
+    if let Some(token) = &mut out.reload.token {
+        *token = REDACTED.to_owned();
+    }
     for token in &mut out.ingest.tokens {
         *token = REDACTED.to_owned();
     }

@@ -251,6 +251,14 @@ impl SinkMetrics {
         self.endpoints.lock().expect("metrics lock").push(endpoint);
     }
 
+    /// Forgets an endpoint that left the config (its drain is logged, not shown).
+    pub fn remove_endpoint(&self, endpoint: &Arc<EndpointMetrics>) {
+        self.endpoints
+            .lock()
+            .expect("metrics lock")
+            .retain(|e| !Arc::ptr_eq(e, endpoint));
+    }
+
     /// Registers a stage's block of metrics.
     pub fn add_section(&self, section: Arc<dyn MetricsSection>) {
         self.sections.lock().expect("metrics lock").push(section);

@@ -33,7 +33,7 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-pub use self::config::ScrapeConfig;
+pub use self::config::{ScrapeConfig, ScrapeJob};
 use self::fetch::JobClient;
 use self::metrics::ScrapeMetrics;
 use self::scrape_loop::{LoopContext, LoopState};
@@ -62,6 +62,16 @@ struct RunningLoop {
     task: JoinHandle<()>,
 }
 
+/// The clients of `jobs` (with their index in `scrape.jobs`, for error messages).
+fn job_clients<'a>(
+    config: &ScrapeConfig,
+    jobs: impl Iterator<Item = (usize, &'a ScrapeJob)>,
+) -> Result<Vec<JobClient>, ScrapeStartError> {
+    let member = config.sharding.as_ref().map(|s| s.member.as_str());
+    jobs.map(|(i, job)| Ok(JobClient::new(job, member, &format!("scrape.jobs[{i}]"))?))
+        .collect()
+}
+
 /// A loop's key: (job, URL).
 type LoopKey = (String, String);
 
@@ -72,6 +82,9 @@ struct Targets {
     /// Without sharding this stays [`Membership::Unknown`]: every target is owned.
     membership: Membership,
     loops: HashMap<LoopKey, RunningLoop>,
+    /// Each configured job's client, by the configured job name (not the target's `job`
+    /// label); a job without one is no longer configured.
+    clients: HashMap<String, JobClient>,
 }
 
 /// The running scrape loops and what they are derived from.
@@ -86,6 +99,11 @@ impl TargetSet {
     /// start, changed ones restart, vanished ones get stale markers for all their series and
     /// stop.
     pub fn set_targets(&self, job: &str, targets: Vec<Target>) {
+        let mut inner = self.inner.lock().expect("scrape targets lock");
+        if !inner.clients.contains_key(job) {
+            // The job left the config at a reload while its discovery was answering.
+            return;
+        }
         self.metrics
             .job(job)
             .targets
@@ -93,7 +111,6 @@ impl TargetSet {
         self.ctx
             .merge
             .set_job_pods(job, targets.iter().filter_map(Target::pod).collect());
-        let mut inner = self.inner.lock().expect("scrape targets lock");
         inner.all.insert(job.to_owned(), targets);
         self.apply(&mut inner, job);
     }
@@ -123,6 +140,7 @@ impl TargetSet {
             all,
             membership,
             loops,
+            clients,
         } = inner;
         let all_of_job: HashMap<LoopKey, &Target> = all
             .get(job)
@@ -156,12 +174,9 @@ impl TargetSet {
             .targets_owned
             .store(wanted.len() as u64, Ordering::Relaxed);
         // Keyed by the configured job: relabeling may give a target another `job` label.
-        let client = self
-            .ctx
-            .clients
-            .get(job)
-            .expect("every configured job has its client")
-            .clone();
+        let Some(client) = clients.get(job).cloned() else {
+            return;
+        };
         for (key, target) in wanted {
             if loops.contains_key(key) {
                 continue;
@@ -183,6 +198,29 @@ impl TargetSet {
                 },
             );
         }
+    }
+
+    /// Adds a job (or replaces its client); its targets follow with
+    /// [`TargetSet::set_targets`].
+    fn add_job(&self, job: &str, client: JobClient) {
+        let mut inner = self.inner.lock().expect("scrape targets lock");
+        inner.clients.insert(job.to_owned(), client);
+    }
+
+    /// Ends a job's loops, which send `end` (stale markers for a job that left the config,
+    /// none for one that is replaced), and forgets its targets and client.
+    fn end_job(&self, job: &str, end: LoopState) {
+        let mut inner = self.inner.lock().expect("scrape targets lock");
+        inner.clients.remove(job);
+        inner.all.remove(job);
+        inner.loops.retain(|key, running| {
+            let keep = key.0 != job;
+            if !keep {
+                running.state.send_replace(end);
+            }
+            keep
+        });
+        self.ctx.merge.set_job_pods(job, Default::default());
     }
 
     /// The targets this replica currently scrapes.
@@ -208,7 +246,19 @@ impl TargetSet {
 /// The scrape stage: target loops plus discovery tasks.
 pub struct ScrapeStage {
     targets: Arc<TargetSet>,
-    discovery: Vec<JoinHandle<()>>,
+    /// The `scrape:` section running now (its jobs change at a reload).
+    section: Mutex<Arc<ScrapeConfig>>,
+    /// Each `kubernetes_sd` job's discovery task, by job name.
+    discovery: Mutex<HashMap<String, JoinHandle<()>>>,
+    membership: Option<JoinHandle<()>>,
+}
+
+/// What a reload did to the scrape jobs, by name.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct JobChanges {
+    pub added: Vec<String>,
+    pub removed: Vec<String>,
+    pub changed: Vec<String>,
 }
 
 impl ScrapeStage {
@@ -221,16 +271,10 @@ impl ScrapeStage {
         sink_metrics: &SinkMetrics,
         view: Option<ViewTap>,
     ) -> Result<ScrapeStage, ScrapeStartError> {
+        let clients = job_clients(config, config.jobs.iter().enumerate())?;
         let metrics = Arc::new(ScrapeMetrics::new(config.sharding.is_some()));
         sink_metrics.add_section(metrics.clone());
-        let member = config.sharding.as_ref().map(|s| s.member.as_str());
-        let mut clients = HashMap::new();
-        for (i, job) in config.jobs.iter().enumerate() {
-            let client = JobClient::new(job, member, &format!("scrape.jobs[{i}]"))?;
-            clients.insert(job.name.clone(), client);
-        }
         let ctx = LoopContext {
-            clients: Arc::new(clients),
             exporter,
             merge: Arc::new(SourceMerge::new(&config.merge)),
             body_size_limit: config.body_size_limit,
@@ -246,36 +290,103 @@ impl ScrapeStage {
                     None => Membership::Unknown,
                 },
                 loops: HashMap::new(),
+                clients: HashMap::new(),
             }),
         });
-        let section = Arc::new(config.clone());
-        let mut discovery = Vec::new();
+        let mut membership = None;
         if let (Some(sharding), Some(membership_metrics)) =
             (&config.sharding, metrics.membership.clone())
         {
             tracing::info!(service = %sharding.service, namespace = %sharding.namespace, member = %sharding.member, "scrape sharding: waiting for the Service's EndpointSlices");
-            discovery.push(tokio::spawn(membership::run_membership(
+            membership = Some(tokio::spawn(membership::run_membership(
                 sharding.clone(),
                 config.interval.get(),
                 targets.clone(),
                 membership_metrics,
             )));
         }
-        for job in &config.jobs {
-            let fixed = static_targets(config, job);
-            tracing::info!(job = %job.name, static_targets = fixed.len(), kubernetes_sd = job.kubernetes_sd.is_some(), "scrape job started");
-            match &job.kubernetes_sd {
-                // Discovered pods replace the job's targets as a whole.
-                Some(sd) => discovery.push(tokio::spawn(kubernetes::run_pod_discovery(
+        let stage = ScrapeStage {
+            targets,
+            section: Mutex::new(Arc::new(config.clone())),
+            discovery: Mutex::new(HashMap::new()),
+            membership,
+        };
+        let section = stage.section();
+        for (job, client) in config.jobs.iter().zip(clients) {
+            stage.start_job(&section, job, client);
+        }
+        Ok(stage)
+    }
+
+    fn section(&self) -> Arc<ScrapeConfig> {
+        self.section.lock().expect("scrape section lock").clone()
+    }
+
+    /// Starts a job: its client, then its static targets or its discovery task.
+    fn start_job(&self, section: &Arc<ScrapeConfig>, job: &ScrapeJob, client: JobClient) {
+        self.targets.add_job(&job.name, client);
+        let fixed = static_targets(section, job);
+        tracing::info!(job = %job.name, static_targets = fixed.len(), kubernetes_sd = job.kubernetes_sd.is_some(), "scrape job started");
+        match &job.kubernetes_sd {
+            // Discovered pods replace the job's targets as a whole.
+            Some(sd) => {
+                let task = tokio::spawn(kubernetes::run_pod_discovery(
                     section.clone(),
                     job.clone(),
                     sd.clone(),
-                    targets.clone(),
-                ))),
-                None => targets.set_targets(&job.name, fixed),
+                    self.targets.clone(),
+                ));
+                let mut discovery = self.discovery.lock().expect("discovery lock");
+                if let Some(previous) = discovery.insert(job.name.clone(), task) {
+                    previous.abort();
+                }
+            }
+            None => self.targets.set_targets(&job.name, fixed),
+        }
+    }
+
+    /// Ends a job: its discovery task, then its loops (see [`TargetSet::end_job`]).
+    fn end_job(&self, job: &str, end: LoopState) {
+        if let Some(task) = self.discovery.lock().expect("discovery lock").remove(job) {
+            task.abort();
+        }
+        self.targets.end_job(job, end);
+    }
+
+    /// Makes `config.jobs` the running jobs: a job whose config is unchanged keeps its loops
+    /// (and their series caches) untouched; a removed job's targets get stale markers and
+    /// stop; a changed job's loops stop without markers and the job starts again (series its
+    /// new config no longer yields are not marked stale). Only the jobs may differ from the
+    /// running section (the caller refuses other changes). When a job's client cannot be
+    /// built nothing changes.
+    pub fn apply_jobs(&self, config: &ScrapeConfig) -> Result<JobChanges, ScrapeStartError> {
+        let old = self.section();
+        let running = |name: &str| old.jobs.iter().find(|j| j.name == name);
+        let starting = config
+            .jobs
+            .iter()
+            .enumerate()
+            .filter(|(_, job)| running(&job.name) != Some(*job));
+        let clients = job_clients(config, starting.clone())?;
+        let new = Arc::new(config.clone());
+        *self.section.lock().expect("scrape section lock") = new.clone();
+        let mut changes = JobChanges::default();
+        for gone in old.jobs.iter() {
+            if !config.jobs.iter().any(|j| j.name == gone.name) {
+                self.end_job(&gone.name, LoopState::Removed);
+                changes.removed.push(gone.name.clone());
             }
         }
-        Ok(ScrapeStage { targets, discovery })
+        for ((_, job), client) in starting.zip(clients) {
+            if running(&job.name).is_some() {
+                self.end_job(&job.name, LoopState::Shutdown);
+                changes.changed.push(job.name.clone());
+            } else {
+                changes.added.push(job.name.clone());
+            }
+            self.start_job(&new, job, client);
+        }
+        Ok(changes)
     }
 
     /// The merge rule between the filter's reports and the scrapes (ingest notes each
@@ -301,7 +412,10 @@ impl ScrapeStage {
 
     /// Stops discovery and every loop (no stale markers: the targets still exist).
     pub async fn stop(&self) {
-        for task in &self.discovery {
+        for task in self.discovery.lock().expect("discovery lock").values() {
+            task.abort();
+        }
+        if let Some(task) = &self.membership {
             task.abort();
         }
         self.targets.stop().await;

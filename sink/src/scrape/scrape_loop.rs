@@ -9,7 +9,6 @@
 //! when the target is removed. A sink shutdown sends none (the target still exists).
 //! Owns the per-target cycle; it must not discover targets or talk to remote-write itself.
 
-use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
@@ -42,8 +41,6 @@ pub enum LoopState {
 /// Everything a loop uses besides its target.
 #[derive(Clone)]
 pub struct LoopContext {
-    /// Each job's client, by the configured job name (not the target's `job` label).
-    pub clients: Arc<HashMap<String, JobClient>>,
     pub exporter: Arc<RemoteWriteExporter>,
     pub merge: Arc<SourceMerge>,
     pub body_size_limit: usize,

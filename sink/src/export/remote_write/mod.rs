@@ -47,6 +47,9 @@ pub struct Endpoint {
     when_full: WhenFull,
     metrics: Arc<EndpointMetrics>,
     senders: Mutex<Vec<JoinHandle<()>>>,
+    /// Turned true to make the senders send what is queued and end (shutdown, or the endpoint
+    /// leaving at a reload).
+    flush: watch::Sender<bool>,
 }
 
 /// The `external_labels` an endpoint adds to every series (empty values left out).
@@ -127,9 +130,9 @@ impl Endpoint {
         config: &RemoteWriteConfig,
         at: &str,
         registry: Arc<FamilyRegistry>,
-        flush: watch::Receiver<bool>,
         spool: Option<&Spool>,
     ) -> Result<Arc<Endpoint>, EndpointError> {
+        let (flush_tx, flush) = watch::channel(false);
         let client = Arc::new(RemoteWriteClient::new(config, at)?);
         let q = &config.queue;
         let metrics = Arc::new(EndpointMetrics::new(config.display_name(), q.lanes));
@@ -179,6 +182,7 @@ impl Endpoint {
             when_full: q.when_full,
             metrics,
             senders: Mutex::new(senders),
+            flush: flush_tx,
         }))
     }
 
@@ -240,9 +244,20 @@ impl Endpoint {
         per_lane
     }
 
-    /// After flush was signalled: waits up to `timeout` for the lanes to drain, then keeps
-    /// what is left in the spool, if any, or drops it. Returns `(kept, dropped)` samples.
+    /// Stops the senders at once, without waiting for the batch in flight: a spooled endpoint
+    /// keeps every unacknowledged record on disk, for the endpoint that opens its spool next
+    /// (the batch in flight is sent again).
+    pub fn hand_over_spool(&self) {
+        self.flush.send_replace(true);
+        for sender in self.senders.lock().expect("senders lock").drain(..) {
+            sender.abort();
+        }
+    }
+
+    /// Signals flush, waits up to `timeout` for the lanes to drain, then keeps what is left in
+    /// the spool, if any, or drops it. Returns `(kept, dropped)` samples.
     pub async fn drain(&self, timeout: Duration) -> (u64, u64) {
+        self.flush.send_replace(true);
         let senders: Vec<JoinHandle<()>> =
             std::mem::take(&mut *self.senders.lock().expect("senders lock"));
         let aborts: Vec<_> = senders.iter().map(|h| h.abort_handle()).collect();

@@ -2,8 +2,12 @@
 //! sweeper, and the orderly shutdown (stop accepting, flush queues within the deadline).
 //!
 //! Owns process-level wiring and lifecycle only; every behaviour lives in its stage module.
+//! [`reload`] serves reload requests (SIGHUP, `POST /-/reload`, the file watch).
+
+mod reload;
 
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -26,6 +30,7 @@ use crate::ingest::Ingestor;
 use crate::logs::{LogTailer, PositionsError};
 use crate::ops::health::{self, OpsState};
 use crate::ops::metrics::SinkMetrics;
+use crate::reload::{ReloadMetrics, ReloadTrigger};
 use crate::scrape::{ScrapeStage, ScrapeStartError};
 use crate::serve::{HttpServer, ListenError};
 use crate::spool::Spool;
@@ -60,14 +65,16 @@ pub struct RunningSink {
     tailer: Option<JoinHandle<()>>,
     scrape: Option<Arc<ScrapeStage>>,
     shutdown_timeout: Duration,
+    reload: ReloadTrigger,
+    reloader: JoinHandle<()>,
     /// Held while the sink runs: its lock keeps a second process off the same spool, and its
     /// fsync scheduler runs until it is dropped.
-    _spool: Option<Spool>,
+    _spool: Option<Arc<Spool>>,
 }
 
 /// The stages a sink runs, started before its listeners are bound.
 struct Stages {
-    spool: Option<Spool>,
+    spool: Option<Arc<Spool>>,
     exporter: Arc<RemoteWriteExporter>,
     view: Option<Arc<LiveView>>,
     logs: Arc<LokiExporter>,
@@ -84,13 +91,14 @@ impl Stages {
             .as_ref()
             .map(Spool::open)
             .transpose()
-            .map_err(EndpointError::from)?;
+            .map_err(EndpointError::from)?
+            .map(Arc::new);
         if let Some(spool) = &spool {
             metrics.add_section(spool.sync().clone());
         }
         let exporter = Arc::new(RemoteWriteExporter::start(
             &config.remote_write,
-            spool.as_ref(),
+            spool.as_deref(),
             metrics,
         )?);
         if config.remote_write.is_empty() {
@@ -104,7 +112,7 @@ impl Stages {
         let logs = Arc::new(LokiExporter::start(
             &config.logs,
             &config.ingest.job,
-            spool.as_ref(),
+            spool.as_deref(),
             metrics,
         )?);
         let tailer = match &config.log_files {
@@ -170,14 +178,16 @@ impl Stages {
 }
 
 /// The main listener's routes (reports, the ops routes, and the live view when enabled) and
-/// the ops routes alone (for `serve.ops_listen`).
+/// the ops routes alone (for `serve.ops_listen`). `POST /-/reload` (with `reload.http`) is on
+/// the ops listener when there is one, else on the main one.
 fn routes(
     reports: Arc<ReportEndpoint>,
     ops: &Arc<OpsState>,
     view: Option<Arc<LiveView>>,
+    (config, reload): (&SinkConfig, &ReloadTrigger),
 ) -> (Router, Router) {
     let report_route = post(post_report).with_state(reports);
-    let ops_app = Router::new()
+    let mut ops_app = Router::new()
         .route("/metrics", get(health::metrics).with_state(ops.clone()))
         .route("/readyz", get(health::readyz).with_state(ops.clone()))
         .route("/healthz", get(health::healthz));
@@ -186,6 +196,13 @@ fn routes(
         .merge(ops_app.clone());
     if let Some(view) = view {
         app = app.merge(crate::view::http::routes(view));
+    }
+    if config.reload.http {
+        let route = crate::reload::http::route(reload.clone(), config.reload.token.clone());
+        match config.serve.ops_listen {
+            Some(_) => ops_app = ops_app.merge(route),
+            None => app = app.merge(route),
+        }
     }
     (app, ops_app)
 }
@@ -204,16 +221,45 @@ fn spawn_sweeper(ingestor: Arc<Ingestor>, mut stop: watch::Receiver<bool>) -> Jo
 }
 
 impl RunningSink {
-    /// Starts every stage and binds the listener.
+    /// Starts every stage and binds the listener; a reload has no file to re-read (use
+    /// [`RunningSink::start_from_file`]).
     pub async fn start(config: &SinkConfig) -> Result<RunningSink, StartError> {
+        RunningSink::start_with(config, None).await
+    }
+
+    /// Starts every stage with `config`, loaded from `path`, which a reload reads again.
+    pub async fn start_from_file(
+        path: &Path,
+        config: &SinkConfig,
+    ) -> Result<RunningSink, StartError> {
+        RunningSink::start_with(config, Some(path.to_path_buf())).await
+    }
+
+    async fn start_with(
+        config: &SinkConfig,
+        path: Option<PathBuf>,
+    ) -> Result<RunningSink, StartError> {
         let metrics = Arc::new(SinkMetrics::default());
         let stages = Stages::start(config, &metrics)?;
         let (reports, ingestor) = stages.report_endpoint(config, &metrics);
+        let (reload, requests) = ReloadTrigger::channel();
+        let reload_metrics = Arc::new(ReloadMetrics::new(now_ms()));
+        metrics.add_section(reload_metrics.clone());
+        let reloader = reload::Reloader {
+            path: path.clone(),
+            running: config.clone(),
+            exporter: stages.exporter.clone(),
+            scrape: stages.scrape.clone(),
+            spool: stages.spool.clone(),
+            sink_metrics: metrics.clone(),
+            metrics: reload_metrics,
+        }
+        .spawn(requests);
         let ops = Arc::new(OpsState {
             metrics,
             ready: Default::default(),
         });
-        let (app, ops_app) = routes(reports, &ops, stages.view.clone());
+        let (app, ops_app) = routes(reports, &ops, stages.view.clone(), (config, &reload));
         let http =
             HttpServer::bind(config.listen, &config.serve, app, ops_app, &ops.metrics).await?;
         let (local_addr, ops_addr) = (http.local_addr(), http.ops_addr());
@@ -231,6 +277,14 @@ impl RunningSink {
         if let Some(view) = view {
             tokio::spawn(view.run_trends(stop_rx.clone()));
         }
+        if let (Some(path), true) = (path, config.reload.watch) {
+            tokio::spawn(crate::reload::watch::run_watch(
+                config.reload.watch_interval.get(),
+                move || reload::config_fingerprint(&path),
+                reload.clone(),
+                stop_rx.clone(),
+            ));
+        }
         let sweeper = spawn_sweeper(ingestor, stop_rx);
         tracing::info!(listen = %local_addr, ops_listen = ?ops_addr, endpoints = config.remote_write.len(), "meshtap-sink ready");
         ops.ready.store(true, Ordering::Relaxed);
@@ -246,6 +300,8 @@ impl RunningSink {
             tailer,
             scrape,
             shutdown_timeout: config.shutdown_timeout.get(),
+            reload,
+            reloader,
             _spool: spool,
         })
     }
@@ -264,6 +320,11 @@ impl RunningSink {
         &self.ops.metrics
     }
 
+    /// Asks for a reload of the config file (as SIGHUP does); see [`crate::reload`].
+    pub fn reload_trigger(&self) -> &ReloadTrigger {
+        &self.reload
+    }
+
     /// The scrape stage, when `scrape:` is configured.
     pub fn scrape(&self) -> Option<&Arc<ScrapeStage>> {
         self.scrape.as_ref()
@@ -275,6 +336,8 @@ impl RunningSink {
         let deadline = Instant::now() + self.shutdown_timeout;
         self.ops.ready.store(false, Ordering::Relaxed);
         self.stop.send_replace(true);
+        // Between requests (a reload runs without awaiting), so none is cut in half.
+        self.reloader.abort();
         let server = self.server.abort_handle();
         if tokio::time::timeout(self.shutdown_timeout, self.server)
             .await
