@@ -266,7 +266,7 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use meshtap_remotewrite::series::{SeriesLabels, SeriesId};
+    use meshtap_remotewrite::series::{SeriesId, SeriesLabels};
 
     fn sample(name: &str, labels: &[(&str, &str)], le: Option<&str>, value: f64) -> Sample {
         let mut pairs: Vec<_> = labels
