@@ -5,6 +5,7 @@
 //! receiver. Owns their configurations and command lines; it must not measure.
 
 use std::net::SocketAddr;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
@@ -72,6 +73,14 @@ impl Contender {
             Contender::Vmagent => vmagent(at, false),
             Contender::VmagentStream => vmagent(at, true),
         };
+        // SAFETY: `prctl` is async-signal-safe and touches no memory of the parent; it makes
+        // the kernel kill the contender if the bench dies before killing it.
+        unsafe {
+            command.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
         command
             .stdout(Stdio::null())
             .spawn()
