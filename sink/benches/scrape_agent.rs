@@ -10,8 +10,8 @@
 //!
 //! Settings (environment): `MESHTAP_SINK_BIN` (required, the release `meshtap-sink`),
 //! `BENCH_TARGETS` (`200`; a comma list is a scale curve, e.g. `50,200,500`), `BENCH_SERIES`
-//! (2000 per target), `BENCH_INTERVAL_SECONDS` (5), `BENCH_SECONDS` (60, after two warm-up
-//! intervals), `BENCH_CONTENDERS` (a comma list of `sink`, `sink-spool`, `agent`, `vmagent`,
+//! (2000 per target), `BENCH_INTERVAL_SECONDS` (5), `BENCH_SECONDS` (60, after a warm-up of two
+//! intervals and two rounds of samples delivered), `BENCH_CONTENDERS` (a comma list of `sink`, `sink-spool`, `agent`, `vmagent`,
 //! `vmagent-stream`; default all). Figures are comparable within one run only.
 
 use std::path::PathBuf;
@@ -146,7 +146,7 @@ async fn run(s: &Settings) -> Vec<Row> {
     let targets = measure::serve_targets(bodies, &counters).await;
     let write = measure::serve_receiver(&counters).await;
     println!(
-        "scrape bench: {:?} targets x {} series, {} s interval, {} s measured after {} s warm-up, contenders one at a time",
+        "scrape bench: {:?} targets x {} series, {} s interval, {} s measured after a warm-up of at least {} s and two rounds of samples, contenders one at a time",
         s.targets,
         s.series,
         s.interval,
@@ -187,7 +187,7 @@ async fn measure_one(
     });
     let pid = child.id();
     let ticks = measure::clock_ticks();
-    tokio::time::sleep(Duration::from_secs(2 * s.interval)).await;
+    warm_up(s, targets.len(), counters).await;
     let snapshot = || {
         (
             measure::cpu_seconds(pid, ticks),
@@ -216,6 +216,24 @@ async fn measure_one(
         active_series: (targets.len() * s.series) as f64,
     }
 }
+
+/// Waits two intervals, and then until the contender has delivered two rounds of every
+/// target's samples (a loaded peer takes longer to create its series), at most
+/// [`WARM_UP_LIMIT`].
+async fn warm_up(s: &Settings, targets: usize, counters: &Counters) {
+    let started = std::time::Instant::now();
+    let from = counters.samples.load(Ordering::Relaxed);
+    let rounds = 2 * (targets * s.series) as u64;
+    tokio::time::sleep(Duration::from_secs(2 * s.interval)).await;
+    while counters.samples.load(Ordering::Relaxed) - from < rounds
+        && started.elapsed() < WARM_UP_LIMIT
+    {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// The longest warm-up; a contender still behind then is measured as it is.
+const WARM_UP_LIMIT: Duration = Duration::from_secs(120);
 
 /// Each contender's CPU per sample and RSS per series over the sink's at the same number of
 /// targets.
