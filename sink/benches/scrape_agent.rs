@@ -1,256 +1,129 @@
-//! `cargo xtask bench scrape`: the sink's scrape stage and Prometheus 2.42 in agent mode
-//! (`--enable-feature=agent`) side by side in one run, scraping the same loopback targets
-//! (15020-shaped bodies with Istio's label sets) at the same interval and remote-writing to one
-//! counting receiver each. Prints, per side, CPU seconds (utime + stime from `/proc/<pid>/stat`)
-//! over the measured window, peak RSS (`VmHWM`), samples delivered, scrapes served, and the
-//! derived CPU-µs per sample, bytes of RSS per active series and compressed remote-write bytes
-//! per sample.
+//! `cargo xtask bench scrape`: the sink's scrape stage beside every peer that runs here —
+//! Prometheus 2.42 in agent mode and vmagent 1.79 (default and `-promscrape.streamParse=true`) —
+//! and the sink with its disk spool, on the same loopback targets (15020-shaped bodies with
+//! Istio's label sets), at the same interval and with the same external label, remote-writing to
+//! one counting receiver. The contenders run one after another (each alone on the machine but
+//! for the targets and the receiver), at each number of targets of the scale curve. Per
+//! contender: CPU seconds (utime + stime from `/proc/<pid>/stat`) over the measured window, peak
+//! RSS (`VmHWM`), samples delivered, scrapes served, CPU-µs per sample, bytes of RSS per active
+//! series, compressed remote-write bytes per sample; then one table of the ratios to the sink.
 //!
 //! Settings (environment): `MESHTAP_SINK_BIN` (required, the release `meshtap-sink`),
-//! `BENCH_TARGETS` (200), `BENCH_SERIES` (2000 per target), `BENCH_INTERVAL_SECONDS` (5),
-//! `BENCH_SECONDS` (60, after two warm-up intervals). Both processes run on the same machine
-//! at the same time, so the figures are comparable within one run only.
+//! `BENCH_TARGETS` (`200`; a comma list is a scale curve, e.g. `50,200,500`), `BENCH_SERIES`
+//! (2000 per target), `BENCH_INTERVAL_SECONDS` (5), `BENCH_SECONDS` (60, after a warm-up of two
+//! intervals and two rounds of samples delivered), `BENCH_CONTENDERS` (a comma list of `sink`, `sink-spool`, `agent`, `vmagent`,
+//! `vmagent-stream`; default all). Figures are comparable within one run only.
 
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::HeaderMap;
-use axum::routing::{get, post};
-use axum::Router;
 
+#[path = "scrape_peers/contenders.rs"]
+mod contenders;
+#[path = "scrape_peers/measure.rs"]
+mod measure;
 #[path = "shared/sidecar_body.rs"]
 mod sidecar_body;
 
+use contenders::{Contender, Launch};
+use measure::Counters;
 use sidecar_body::sidecar_body;
 
-const PROMETHEUS_BIN: &str = "/usr/bin/prometheus";
-
 struct Settings {
-    targets: usize,
+    targets: Vec<usize>,
     series: usize,
     interval: u64,
     seconds: u64,
+    contenders: Vec<Contender>,
     sink_bin: PathBuf,
 }
 
-fn env_number(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .map(|v| {
-            v.parse()
-                .unwrap_or_else(|_| panic!("{name}={v:?} is not a number"))
-        })
-        .unwrap_or(default)
+fn env_list(name: &str, default: &str) -> Vec<String> {
+    let value = std::env::var(name).unwrap_or_else(|_| default.to_owned());
+    value.split(',').map(|v| v.trim().to_owned()).collect()
 }
 
-/// Scrapes served, by who asked (`User-Agent`).
-#[derive(Default)]
-struct Served {
-    sink: AtomicU64,
-    prometheus: AtomicU64,
-}
-
-async fn serve_target(
-    State((body, served)): State<(Bytes, Arc<Served>)>,
-    headers: HeaderMap,
-) -> Bytes {
-    let agent = headers
-        .get("user-agent")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default();
-    let counter = if agent.starts_with("Prometheus/") {
-        &served.prometheus
-    } else {
-        &served.sink
-    };
-    counter.fetch_add(1, Ordering::Relaxed);
-    body
-}
-
-/// Samples a receiver decoded, and the compressed bytes they came in.
-#[derive(Default)]
-struct Delivered {
-    samples: AtomicU64,
-    bytes: AtomicU64,
-}
-
-fn varint(buf: &[u8], at: &mut usize) -> u64 {
-    let mut value = 0;
-    for shift in (0..64).step_by(7) {
-        let byte = buf[*at];
-        *at += 1;
-        value |= u64::from(byte & 0x7f) << shift;
-        if byte < 0x80 {
-            break;
-        }
-    }
+fn number(name: &str, value: &str) -> u64 {
     value
+        .parse()
+        .unwrap_or_else(|_| panic!("{name}={value:?} is not a number"))
 }
 
-/// Calls `each(field, payload)` for the length-delimited fields of a protobuf message and
-/// skips the others.
-fn length_delimited(buf: &[u8], mut each: impl FnMut(u64, &[u8])) {
-    let mut at = 0;
-    while at < buf.len() {
-        let key = varint(buf, &mut at);
-        match key & 7 {
-            0 => {
-                varint(buf, &mut at);
-            }
-            1 => at += 8,
-            2 => {
-                let len = varint(buf, &mut at) as usize;
-                each(key >> 3, &buf[at..at + len]);
-                at += len;
-            }
-            5 => at += 4,
-            other => panic!("wire type {other} in a WriteRequest"),
-        }
-    }
-}
-
-/// Counts `WriteRequest.timeseries[].samples` without decoding labels (the receiver must not
-/// be the bottleneck of the run).
-async fn receive(State(delivered): State<Arc<Delivered>>, body: Bytes) -> &'static str {
-    let raw = snap::raw::Decoder::new()
-        .decompress_vec(&body)
-        .expect("remote-write bodies are snappy block data");
-    let mut samples = 0;
-    length_delimited(&raw, |field, series| {
-        if field == 1 {
-            length_delimited(series, |field, _| samples += u64::from(field == 2));
-        }
-    });
-    delivered.samples.fetch_add(samples, Ordering::Relaxed);
-    delivered
-        .bytes
-        .fetch_add(body.len() as u64, Ordering::Relaxed);
-    ""
-}
-
-async fn listen(router: Router) -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
-    addr
-}
-
-/// CPU seconds (user + system) a process has used.
-fn cpu_seconds(pid: u32, ticks_per_second: f64) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("/proc/<pid>/stat");
-    // Fields after the command name (which may hold spaces): state is field 3, utime 14.
-    let rest = &stat[stat.rfind(')').expect("stat has (comm)") + 2..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
-    ticks / ticks_per_second
-}
-
-/// Peak resident set size in bytes (`VmHWM`).
-fn peak_rss_bytes(pid: u32) -> u64 {
-    let status =
-        std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc/<pid>/status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .expect("VmHWM in status")
-        * 1024
-}
-
-fn clock_ticks() -> f64 {
-    let out = Command::new("getconf").arg("CLK_TCK").output();
-    out.ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(100.0)
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn target_list(targets: &[SocketAddr]) -> String {
-    let quoted: Vec<String> = targets.iter().map(|t| format!("'{t}'")).collect();
-    quoted.join(", ")
-}
-
-fn start_sink(s: &Settings, dir: &Path, targets: &[SocketAddr], write: SocketAddr) -> Child {
-    let config = dir.join("sink.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            "listen: 127.0.0.1:{}\nremote_write:\n  - url: http://{write}/api/v1/write\n    external_labels: {{cluster: bench}}\nscrape:\n  interval: {i}s\n  timeout: {i}s\n  jobs:\n    - name: bench\n      metrics_path: /stats/prometheus\n      static_configs: [{{targets: [{}]}}]\n",
-            free_port(),
-            target_list(targets),
-            i = s.interval
-        ),
-    )
-    .unwrap();
-    Command::new(&s.sink_bin)
-        .arg("--config")
-        .arg(&config)
-        .env("MESHTAP_LOG", "warn")
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("starting meshtap-sink")
-}
-
-fn start_agent(s: &Settings, dir: &Path, targets: &[SocketAddr], write: SocketAddr) -> Child {
-    let config = dir.join("prometheus.yml");
-    std::fs::write(
-        &config,
-        format!(
-            "global:\n  scrape_interval: {i}s\n  scrape_timeout: {i}s\n  external_labels: {{cluster: bench}}\nscrape_configs:\n  - job_name: bench\n    metrics_path: /stats/prometheus\n    static_configs: [{{targets: [{}]}}]\nremote_write:\n  - url: http://{write}/api/v1/write\n",
-            target_list(targets),
-            i = s.interval
-        ),
-    )
-    .unwrap();
-    Command::new(PROMETHEUS_BIN)
-        .arg("--enable-feature=agent")
-        .arg(format!("--config.file={}", config.display()))
-        .arg(format!(
-            "--storage.agent.path={}",
-            dir.join("agent").display()
-        ))
-        .arg(format!("--web.listen-address=127.0.0.1:{}", free_port()))
-        .arg("--log.level=warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("starting prometheus --enable-feature=agent")
-}
-
-/// One side's counters at an instant.
-#[derive(Clone, Copy)]
-struct Snapshot {
-    cpu: f64,
-    delivered: u64,
-    bytes: u64,
-    served: u64,
-}
-
-fn main() {
+fn settings() -> Settings {
     let sink_bin = std::env::var_os("MESHTAP_SINK_BIN")
         .map(PathBuf::from)
         .expect("MESHTAP_SINK_BIN: run through `cargo xtask bench scrape`");
-    let s = Settings {
-        targets: env_number("BENCH_TARGETS", 200) as usize,
-        series: env_number("BENCH_SERIES", 2000) as usize,
-        interval: env_number("BENCH_INTERVAL_SECONDS", 5),
-        seconds: env_number("BENCH_SECONDS", 60),
+    let one = |name: &str, default: &str| number(name, &env_list(name, default)[0]);
+    let mut targets: Vec<usize> = env_list("BENCH_TARGETS", "200")
+        .iter()
+        .map(|t| number("BENCH_TARGETS", t) as usize)
+        .collect();
+    targets.sort_unstable();
+    let all: Vec<&str> = contenders::ALL.iter().map(|c| c.key()).collect();
+    let contenders = env_list("BENCH_CONTENDERS", &all.join(","))
+        .iter()
+        .map(|key| {
+            *contenders::ALL
+                .iter()
+                .find(|c| c.key() == key)
+                .unwrap_or_else(|| panic!("unknown contender {key:?} (known: {all:?})"))
+        })
+        .collect();
+    Settings {
+        targets,
+        series: one("BENCH_SERIES", "2000") as usize,
+        interval: one("BENCH_INTERVAL_SECONDS", "5"),
+        seconds: one("BENCH_SECONDS", "60"),
+        contenders,
         sink_bin,
-    };
+    }
+}
+
+/// One contender's run at one number of targets.
+struct Row {
+    targets: usize,
+    contender: Contender,
+    cpu_seconds: f64,
+    samples: u64,
+    scrapes: u64,
+    bytes: u64,
+    peak_rss: u64,
+    active_series: f64,
+}
+
+impl Row {
+    fn cpu_us_per_sample(&self) -> f64 {
+        self.cpu_seconds * 1e6 / self.samples.max(1) as f64
+    }
+
+    fn rss_per_series(&self) -> f64 {
+        self.peak_rss as f64 / self.active_series
+    }
+
+    fn print(&self) {
+        println!(
+            "{:>7} {:<26} {:>8.2} {:>10} {:>8} {:>9.1} {:>10.3} {:>9.1} {:>9.0} {:>9.1}",
+            self.targets,
+            self.contender.title(),
+            self.cpu_seconds,
+            self.samples,
+            self.scrapes,
+            self.samples as f64 / self.scrapes.max(1) as f64,
+            self.cpu_us_per_sample(),
+            self.peak_rss as f64 / (1 << 20) as f64,
+            self.rss_per_series(),
+            self.bytes as f64 / self.samples.max(1) as f64,
+        );
+    }
+}
+
+const HEADER: &str = "targets contender                     CPU s    samples  scrapes smp/scrp CPU-us/smp  RSS MiB B/series body B/smp";
+
+fn main() {
+    let s = settings();
     assert!(
         s.series >= 23,
         "BENCH_SERIES must hold one Istio label set (23 samples)"
@@ -260,94 +133,129 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    runtime.block_on(run(s));
+    let rows = runtime.block_on(run(&s));
+    print_ratios(&rows);
 }
 
-async fn run(s: Settings) {
-    let served = Arc::new(Served::default());
-    let mut targets = Vec::new();
-    for t in 0..s.targets {
-        let body = Bytes::from(sidecar_body(t, s.series));
-        let router = Router::new()
-            .route("/stats/prometheus", get(serve_target))
-            .with_state((body, served.clone()));
-        targets.push(listen(router).await);
-    }
-    let sink_delivered = Arc::new(Delivered::default());
-    let agent_delivered = Arc::new(Delivered::default());
-    let receiver = |d: &Arc<Delivered>| {
-        Router::new()
-            .route("/api/v1/write", post(receive))
-            .with_state(d.clone())
-    };
-    let sink_write = listen(receiver(&sink_delivered)).await;
-    let agent_write = listen(receiver(&agent_delivered)).await;
-    let dir = std::env::temp_dir().join(format!("meshtap-bench-scrape-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let mut sink = start_sink(&s, &dir, &targets, sink_write);
-    let mut agent = start_agent(&s, &dir, &targets, agent_write);
-    let ticks = clock_ticks();
+async fn run(s: &Settings) -> Vec<Row> {
+    let counters = Arc::new(Counters::default());
+    let most = *s.targets.last().expect("at least one number of targets");
+    let bodies = (0..most)
+        .map(|t| Bytes::from(sidecar_body(t, s.series)))
+        .collect();
+    let targets = measure::serve_targets(bodies, &counters).await;
+    let write = measure::serve_receiver(&counters).await;
     println!(
-        "scrape bench: {} targets x {} series, {} s interval, {} s measured after {} s warm-up",
+        "scrape bench: {:?} targets x {} series, {} s interval, {} s measured after a warm-up of at least {} s and two rounds of samples, contenders one at a time",
         s.targets,
         s.series,
         s.interval,
         s.seconds,
         2 * s.interval
     );
-    tokio::time::sleep(Duration::from_secs(2 * s.interval)).await;
-    let snapshot = |pid: u32, delivered: &Delivered, served: &AtomicU64| Snapshot {
-        cpu: cpu_seconds(pid, ticks),
-        delivered: delivered.samples.load(Ordering::Relaxed),
-        bytes: delivered.bytes.load(Ordering::Relaxed),
-        served: served.load(Ordering::Relaxed),
-    };
-    let started = Instant::now();
-    let sink_0 = snapshot(sink.id(), &sink_delivered, &served.sink);
-    let agent_0 = snapshot(agent.id(), &agent_delivered, &served.prometheus);
-    tokio::time::sleep(Duration::from_secs(s.seconds)).await;
-    let sink_1 = snapshot(sink.id(), &sink_delivered, &served.sink);
-    let agent_1 = snapshot(agent.id(), &agent_delivered, &served.prometheus);
-    let window = started.elapsed().as_secs_f64();
-    let sink_rss = peak_rss_bytes(sink.id());
-    let agent_rss = peak_rss_bytes(agent.id());
-    let _ = sink.kill();
-    let _ = agent.kill();
-    let _ = sink.wait();
-    let _ = agent.wait();
-    let _ = std::fs::remove_dir_all(&dir);
-
-    let active_series = (s.targets * s.series) as f64;
-    println!("measured over {window:.1} s");
-    println!(
-        "{:<22} {:>9} {:>12} {:>10} {:>13} {:>11} {:>14}",
-        "", "CPU s", "samples", "scrapes", "samples/scr", "CPU-us/smp", "RSS peak MiB"
-    );
+    println!("{HEADER}");
     let mut rows = Vec::new();
-    for (name, a, b, rss) in [
-        ("meshtap-sink", sink_0, sink_1, sink_rss),
-        ("prometheus agent 2.42", agent_0, agent_1, agent_rss),
-    ] {
-        let cpu = b.cpu - a.cpu;
-        let samples = b.delivered - a.delivered;
-        let scrapes = b.served - a.served;
-        let per_sample_us = cpu * 1e6 / samples.max(1) as f64;
-        println!(
-            "{name:<22} {cpu:>9.2} {samples:>12} {scrapes:>10} {:>13.1} {per_sample_us:>11.3} {:>14.1}",
-            samples as f64 / scrapes.max(1) as f64,
-            rss as f64 / (1 << 20) as f64
-        );
-        println!(
-            "{:<22} RSS per active series: {:.0} bytes; remote-write body bytes per sample: {:.1}",
-            "",
-            rss as f64 / active_series,
-            (b.bytes - a.bytes) as f64 / samples.max(1) as f64
-        );
-        rows.push((per_sample_us, rss as f64));
+    for &n in &s.targets {
+        for &contender in &s.contenders {
+            let row = measure_one(s, contender, &targets[..n], write, &counters).await;
+            row.print();
+            rows.push(row);
+        }
     }
+    rows
+}
+
+async fn measure_one(
+    s: &Settings,
+    contender: Contender,
+    targets: &[std::net::SocketAddr],
+    write: std::net::SocketAddr,
+    counters: &Counters,
+) -> Row {
+    let dir = std::env::temp_dir().join(format!(
+        "meshtap-bench-scrape-{}-{}",
+        std::process::id(),
+        contender.key()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut child = contender.start(&Launch {
+        dir: &dir,
+        targets,
+        write,
+        interval: s.interval,
+        sink_bin: &s.sink_bin,
+    });
+    let pid = child.id();
+    let ticks = measure::clock_ticks();
+    warm_up(s, targets.len(), counters).await;
+    let snapshot = || {
+        (
+            measure::cpu_seconds(pid, ticks),
+            counters.samples.load(Ordering::Relaxed),
+            counters.scrapes.load(Ordering::Relaxed),
+            counters.bytes.load(Ordering::Relaxed),
+        )
+    };
+    let (cpu_0, samples_0, scrapes_0, bytes_0) = snapshot();
+    tokio::time::sleep(Duration::from_secs(s.seconds)).await;
+    let (cpu_1, samples_1, scrapes_1, bytes_1) = snapshot();
+    let peak_rss = measure::peak_rss_bytes(pid);
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+    // Let the last scrapes and writes of this contender end before the next one starts.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    Row {
+        targets: targets.len(),
+        contender,
+        cpu_seconds: cpu_1 - cpu_0,
+        samples: samples_1 - samples_0,
+        scrapes: scrapes_1 - scrapes_0,
+        bytes: bytes_1 - bytes_0,
+        peak_rss,
+        active_series: (targets.len() * s.series) as f64,
+    }
+}
+
+/// Waits two intervals, and then until the contender has delivered two rounds of every
+/// target's samples (a loaded peer takes longer to create its series), at most
+/// [`WARM_UP_LIMIT`].
+async fn warm_up(s: &Settings, targets: usize, counters: &Counters) {
+    let started = std::time::Instant::now();
+    let from = counters.samples.load(Ordering::Relaxed);
+    let rounds = 2 * (targets * s.series) as u64;
+    tokio::time::sleep(Duration::from_secs(2 * s.interval)).await;
+    while counters.samples.load(Ordering::Relaxed) - from < rounds
+        && started.elapsed() < WARM_UP_LIMIT
+    {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// The longest warm-up; a contender still behind then is measured as it is.
+const WARM_UP_LIMIT: Duration = Duration::from_secs(120);
+
+/// Each contender's CPU per sample and RSS per series over the sink's at the same number of
+/// targets.
+fn print_ratios(rows: &[Row]) {
+    println!("\nratios to meshtap-sink at the same number of targets (CPU per sample, peak RSS)");
     println!(
-        "meshtap / agent: CPU per sample {:.3}x, peak RSS {:.3}x",
-        rows[0].0 / rows[1].0,
-        rows[0].1 / rows[1].1
+        "{:>7} {:<26} {:>10} {:>10}",
+        "targets", "contender", "CPU x", "RSS x"
     );
+    for row in rows {
+        let Some(sink) = rows
+            .iter()
+            .find(|r| r.targets == row.targets && r.contender == Contender::Sink)
+        else {
+            continue;
+        };
+        println!(
+            "{:>7} {:<26} {:>10.2} {:>10.2}",
+            row.targets,
+            row.contender.title(),
+            row.cpu_us_per_sample() / sink.cpu_us_per_sample(),
+            row.peak_rss as f64 / sink.peak_rss as f64
+        );
+    }
 }

@@ -137,6 +137,25 @@ async fn start_until_the_last_line_arrives(
     (sink, arrived)
 }
 
+/// Whether the positions file holds the live log acknowledged up to its current length.
+fn acknowledged_to_the_end(dir: &TestDir, writer: &Writer) -> bool {
+    let Ok(length) = std::fs::metadata(&writer.log).map(|m| m.len()) else {
+        return false;
+    };
+    let Ok(text) = std::fs::read(dir.0.join("state/positions.json")) else {
+        return false;
+    };
+    let Ok(document) = serde_json::from_slice::<serde_json::Value>(&text) else {
+        return false;
+    };
+    let live = writer.log.to_string_lossy();
+    document["files"].as_array().is_some_and(|files| {
+        files.iter().any(|file| {
+            file["path"].as_str() == Some(live.as_ref()) && file["offset"].as_u64() == Some(length)
+        })
+    })
+}
+
 /// Starts the sink and waits until it tried to push (so it read its files and saved them).
 async fn start_and_wait_for_a_push(dir: &TestDir, loki: &LokiReceiver) -> SinkProcess {
     let before = loki.pushes().len();
@@ -236,6 +255,18 @@ async fn kills_while_loki_answers_lose_nothing_and_repeat_at_most_the_unsaved_pu
         writer.write();
         let (sink, arrived) = start_until_the_last_line_arrives(&dir, &loki, &writer).await;
         assert!(arrived, "{}", sink.log());
+        // The push was answered; its acknowledgement is saved a moment later (on a loaded
+        // machine, possibly after the test's next step): wait for it, so that what a kill may
+        // repeat is bounded by what follows.
+        let saved = wait_until(Duration::from_secs(15), || {
+            acknowledged_to_the_end(&dir, &writer)
+        })
+        .await;
+        assert!(
+            saved,
+            "positions never acknowledged the whole log\n{}",
+            sink.log()
+        );
         // Killed while it reads, pushes or saves the next lines.
         writer.write();
         sink.signal("KILL");

@@ -1,7 +1,7 @@
 //! `cargo xtask bench [filter|ingest|spool|logs|all|scrape]`: runs the criterion benchmarks and the
-//! `.wasm` measurements in the test host (`all`), or the scrape side-by-side against
-//! Prometheus' agent mode ([`crate::bench_scrape`], not part of `all`: it runs processes for
-//! a minute and more). Figures are printed by the benches themselves; compare
+//! `.wasm` measurements in the test host (`all`), or the scrape comparison with Prometheus'
+//! agent mode and vmagent ([`crate::bench_scrape`], not part of `all`: it runs processes for
+//! minutes). Figures are printed by the benches themselves; compare
 //! them as ratios within one run, never across machines.
 
 use anyhow::{bail, Result};

@@ -1,37 +1,57 @@
-//! `cargo xtask bench scrape [--targets N] [--series N] [--interval SECONDS] [--seconds N]`:
-//! builds the release `meshtap-sink` and runs the side-by-side bench (`sink/benches/
-//! scrape_agent.rs`) against Prometheus 2.42 in agent mode on the same loopback targets.
+//! `cargo xtask bench scrape [--targets N[,N…]] [--series N] [--interval SECONDS] [--seconds N]
+//! [--contenders LIST] [--short]`: installs the peers (Debian's `prometheus` and
+//! `victoria-metrics` for vmagent), builds the release `meshtap-sink` and runs the bench
+//! (`sink/benches/scrape_agent.rs`): the sink, the sink with its spool, Prometheus' agent mode
+//! and vmagent on the same loopback targets, at each number of targets given. `--short` is a
+//! quick scale curve: 50, 200 and 500 targets, 20 s measured each.
 //!
-//! Owns the options and the build; the measurement itself lives in the bench.
+//! Owns the options, the installs and the build; the measurement itself lives in the bench.
 
 use anyhow::{bail, Context, Result};
 
-use crate::process::{cargo, has_program, run, target_dir};
+use crate::install;
+use crate::process::{cargo, run, target_dir};
 
 /// Option name → the bench's environment variable.
-const OPTIONS: [(&str, &str); 4] = [
+const OPTIONS: [(&str, &str); 5] = [
     ("--targets", "BENCH_TARGETS"),
     ("--series", "BENCH_SERIES"),
     ("--interval", "BENCH_INTERVAL_SECONDS"),
     ("--seconds", "BENCH_SECONDS"),
+    ("--contenders", "BENCH_CONTENDERS"),
 ];
 
-pub fn command(args: &[String]) -> Result<()> {
+/// What `--short` sets (options given after it win).
+const SHORT: [(&str, &str); 2] = [("BENCH_TARGETS", "50,200,500"), ("BENCH_SECONDS", "20")];
+
+fn options(args: &[String]) -> Result<Vec<(&'static str, String)>> {
     let mut env = Vec::new();
     let mut it = args.iter();
     while let Some(arg) = it.next() {
+        if arg == "--short" {
+            env.extend(SHORT.iter().map(|(var, value)| (*var, value.to_string())));
+            continue;
+        }
         let Some((_, var)) = OPTIONS.iter().find(|(name, _)| name == arg) else {
-            bail!("unknown option {arg:?} for `bench scrape` (known: --targets, --series, --interval, --seconds)");
+            bail!("unknown option {arg:?} for `bench scrape` (known: --targets, --series, --interval, --seconds, --contenders, --short)");
         };
         let value = it.next().with_context(|| format!("{arg} needs a value"))?;
-        value
-            .parse::<u64>()
-            .with_context(|| format!("{arg} takes a number, not {value:?}"))?;
+        if *var != "BENCH_CONTENDERS" {
+            for number in value.split(',') {
+                number
+                    .parse::<u64>()
+                    .with_context(|| format!("{arg} takes numbers, not {value:?}"))?;
+            }
+        }
         env.push((*var, value.clone()));
     }
-    if !has_program("/usr/bin/prometheus") {
-        bail!("/usr/bin/prometheus is missing (Debian's `prometheus` package, 2.42)");
-    }
+    Ok(env)
+}
+
+pub fn command(args: &[String]) -> Result<()> {
+    let env = options(args)?;
+    install::prometheus()?;
+    install::vmagent()?;
     run(cargo().args([
         "build",
         "--release",

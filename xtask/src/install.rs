@@ -52,7 +52,7 @@ pub fn rust_targets() -> Result<()> {
     Ok(())
 }
 
-fn prometheus() -> Result<()> {
+pub fn prometheus() -> Result<()> {
     if std::path::Path::new("/usr/bin/prometheus").exists() {
         return Ok(());
     }
@@ -60,6 +60,15 @@ fn prometheus() -> Result<()> {
     // Debian's package may start a system Prometheus on :9090; the tests start their own on a
     // free loopback port, so it is left alone.
     Ok(())
+}
+
+/// vmagent for `cargo xtask bench scrape` (Debian's `victoria-metrics`, 1.79; the package's own
+/// service is not needed: the bench starts vmagent itself).
+pub fn vmagent() -> Result<()> {
+    if std::path::Path::new("/usr/bin/vmagent").exists() {
+        return Ok(());
+    }
+    apt_get_install("victoria-metrics")
 }
 
 /// Installs a Debian package with apt-get (through sudo unless root), updating the package

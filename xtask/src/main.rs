@@ -39,8 +39,9 @@ commands:
       --remote-write-url URL  also write to this Prometheus remote-write endpoint
       --sink-config FILE      use this sink config instead of the generated one
   bench [filter|ingest|logs|all]   run the benchmarks (criterion, plus the .wasm in the test host)
-  bench scrape [--targets N] [--series N] [--interval S] [--seconds N]
-                                   the sink's scrape stage vs Prometheus 2.42 agent mode, side by side
+  bench scrape [--targets N[,N..]] [--series N] [--interval S] [--seconds N] [--contenders LIST] [--short]
+                                   the sink's scrape stage (also with its spool) vs Prometheus 2.42 agent
+                                   mode and vmagent 1.79 (default and streamParse), one after another
 ";
 
 fn main() -> Result<()> {

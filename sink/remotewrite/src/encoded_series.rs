@@ -88,11 +88,31 @@ impl Hash for Interned {
     }
 }
 
+/// Names of the labels a series keeps as its own rather than in its shared [`LabelSet`]: they
+/// tell apart the series of one family and label set (a histogram's buckets, its `_sum` and
+/// `_count`), which share every other label.
+const OWN_NAMES: [&str; 3] = ["__name__", "le", "quantile"];
+/// Own labels per series at most (the others of [`OWN_NAMES`] stay in the shared set).
+const OWN: usize = 2;
+/// [`LabelSet::own_at`] of an own label the series does not have.
+const NO_PLACE: u8 = u8::MAX;
+
+/// The labels several series of one owner have in common (all but their own), interned, and
+/// where the series' own labels go among them.
+#[derive(Debug)]
+pub struct LabelSet {
+    labels: Box<[Arc<EncodedLabel>]>,
+    /// Index of each own label among the series' sorted labels, or [`NO_PLACE`].
+    own_at: [u8; OWN],
+    fields_len: u32,
+}
+
 /// The labels in use by one owner's series (for the scrape stage: one target), each stored
-/// once.
+/// once, and the shared label sets of its series.
 #[derive(Debug, Default)]
 pub struct LabelInterner {
     labels: HashSet<Interned, BuildHasherDefault<FxHasher>>,
+    sets: HashSet<Arc<LabelSet>, BuildHasherDefault<FxHasher>>,
 }
 
 impl LabelInterner {
@@ -113,30 +133,46 @@ impl LabelInterner {
         &mut self,
         labels: impl IntoIterator<Item = (&'a str, &'a str)>,
     ) -> EncodedSeries {
-        let labels: Box<[Arc<EncodedLabel>]> = labels
-            .into_iter()
-            .map(|(name, value)| self.label(name, value))
-            .collect();
-        debug_assert!(
-            labels.windows(2).all(|w| w[0].name() < w[1].name()),
-            "labels not sorted/unique"
-        );
-        let mut hasher = FxHasher::default();
-        let mut fields_len = 0;
-        for label in labels.iter() {
-            label.field.hash(&mut hasher);
-            fields_len += label.field.len();
+        let mut own: [Option<Arc<EncodedLabel>>; OWN] = Default::default();
+        let mut own_at = [NO_PLACE; OWN];
+        let mut shared = Vec::new();
+        let mut kept = 0;
+        for (at, (name, value)) in labels.into_iter().enumerate() {
+            let label = self.label(name, value);
+            debug_assert!(
+                shared
+                    .last()
+                    .is_none_or(|l: &Arc<EncodedLabel>| l.name() < name),
+                "labels not sorted/unique"
+            );
+            if kept < OWN && at < usize::from(NO_PLACE) && OWN_NAMES.contains(&name) {
+                own[kept] = Some(label);
+                own_at[kept] = at as u8;
+                kept += 1;
+            } else {
+                shared.push(label);
+            }
         }
-        EncodedSeries {
-            labels,
-            // The upper half: FxHasher's best-mixed bits.
-            hash: (hasher.finish() >> 32) as u32,
+        let fields_len = shared.iter().map(|l| l.field.len()).sum::<usize>();
+        let set = LabelSet {
+            labels: shared.into_boxed_slice(),
+            own_at,
             fields_len: u32::try_from(fields_len).expect("a series' labels fit in 4 GiB"),
-        }
+        };
+        let shared = match self.sets.get(&set) {
+            Some(known) => known.clone(),
+            None => {
+                let set = Arc::new(set);
+                self.sets.insert(set.clone());
+                set
+            }
+        };
+        EncodedSeries { shared, own }
     }
 
-    /// Forgets labels no series uses any more.
+    /// Forgets the label sets and labels no series uses any more.
     pub fn prune(&mut self) {
+        self.sets.retain(|s| Arc::strong_count(s) > 1);
         self.labels.retain(|l| Arc::strong_count(&l.0) > 1);
     }
 
@@ -150,33 +186,52 @@ impl LabelInterner {
     }
 }
 
-/// A series as its sorted, encoded labels. Two series are equal when they hold the same
+/// A series as its encoded labels: a shared, interned [`LabelSet`] and its own labels
+/// (`__name__`, a bucket's `le`), 24 bytes. Two series are equal when they hold the same
 /// interned labels, so only series from one [`LabelInterner`] may be compared.
 #[derive(Debug)]
 pub struct EncodedSeries {
-    labels: Box<[Arc<EncodedLabel>]>,
-    /// 32 bits each, so that a series stays 24 bytes.
-    hash: u32,
-    fields_len: u32,
+    shared: Arc<LabelSet>,
+    own: [Option<Arc<EncodedLabel>>; OWN],
 }
 
 impl EncodedSeries {
     /// The labels, sorted by name.
-    pub fn labels(&self) -> &[Arc<EncodedLabel>] {
-        &self.labels
+    pub fn labels(&self) -> impl Iterator<Item = &EncodedLabel> + '_ {
+        let set = &*self.shared;
+        let mut shared = set.labels.iter();
+        let mut own = self
+            .own
+            .iter()
+            .zip(set.own_at)
+            .filter_map(|(label, at)| Some((usize::from(at), label.as_deref()?)))
+            .peekable();
+        let len = set.labels.len() + self.own.iter().flatten().count();
+        (0..len).map(move |i| match own.next_if(|&(at, _)| at == i) {
+            Some((_, label)) => label,
+            None => shared.next().expect("labels counted"),
+        })
     }
 
-    /// Hash of the labels, for sharding onto lanes.
+    /// Replaces the contents of `out` with [`Self::labels`].
+    pub fn labels_into<'a>(&'a self, out: &mut Vec<&'a EncodedLabel>) {
+        out.clear();
+        out.extend(self.labels());
+    }
+
+    /// Hash of the labels' identities, for sharding onto lanes within this process.
     pub fn shard_hash(&self) -> u64 {
-        u64::from(self.hash)
+        let mut hasher = FxHasher::default();
+        self.hash(&mut hasher);
+        hasher.finish()
     }
 
-    /// Asks the CPU to bring the series' label pointers into cache ahead of their use (the
-    /// encoder does this a few samples ahead: they are a separate allocation per series, and
-    /// otherwise the encoder's main cache miss). A hint: it has no effect on results.
+    /// Asks the CPU to bring the series' shared label pointers into cache ahead of their use
+    /// (the encoder does this a few samples ahead: otherwise its main cache miss). A hint: it
+    /// has no effect on results.
     pub fn prefetch_labels(&self) {
-        let start = self.labels.as_ptr().cast::<u8>();
-        let bytes = std::mem::size_of_val(&*self.labels);
+        let start = self.shared.labels.as_ptr().cast::<u8>();
+        let bytes = std::mem::size_of_val(&*self.shared.labels);
         for offset in (0..bytes).step_by(64) {
             prefetch(start.wrapping_add(offset));
         }
@@ -184,15 +239,13 @@ impl EncodedSeries {
 
     /// Length of the labels' encoded fields together.
     pub fn fields_len(&self) -> usize {
-        self.fields_len as usize
+        let own: usize = self.own.iter().flatten().map(|l| l.field.len()).sum();
+        self.shared.fields_len as usize + own
     }
 
     /// The value of label `name`, if present.
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.labels
-            .binary_search_by(|l| l.name().cmp(name))
-            .ok()
-            .map(|i| self.labels[i].value())
+        self.labels().find(|l| l.name() == name).map(|l| l.value())
     }
 }
 
@@ -208,9 +261,18 @@ pub fn prefetch<T>(at: *const T) {
     let _ = at;
 }
 
-impl PartialEq for EncodedSeries {
+/// The identity of an interned label (labels from one interner are equal when they are one).
+fn address(label: &Arc<EncodedLabel>) -> usize {
+    Arc::as_ptr(label) as usize
+}
+
+fn own_addresses(own: &[Option<Arc<EncodedLabel>>; OWN]) -> [usize; OWN] {
+    own.each_ref().map(|l| l.as_ref().map_or(0, address))
+}
+
+impl PartialEq for LabelSet {
     fn eq(&self, other: &Self) -> bool {
-        self.hash == other.hash
+        self.own_at == other.own_at
             && self.labels.len() == other.labels.len()
             && self
                 .labels
@@ -220,11 +282,30 @@ impl PartialEq for EncodedSeries {
     }
 }
 
+impl Eq for LabelSet {}
+
+impl Hash for LabelSet {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.own_at.hash(state);
+        for label in self.labels.iter() {
+            state.write_usize(address(label));
+        }
+    }
+}
+
+impl PartialEq for EncodedSeries {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.shared, &other.shared)
+            && own_addresses(&self.own) == own_addresses(&other.own)
+    }
+}
+
 impl Eq for EncodedSeries {}
 
 impl Hash for EncodedSeries {
     fn hash<H: Hasher>(&self, state: &mut H) {
-        state.write_u32(self.hash);
+        state.write_usize(Arc::as_ptr(&self.shared) as usize);
+        own_addresses(&self.own).hash(state);
     }
 }
 
@@ -247,7 +328,7 @@ mod tests {
         assert_eq!(a.get("job"), Some("j"));
         assert_eq!(
             a.fields_len(),
-            a.labels().iter().map(|l| l.field().len()).sum::<usize>()
+            a.labels().map(|l| l.field().len()).sum::<usize>()
         );
         assert_eq!(std::mem::size_of::<EncodedSeries>(), 24);
         let expected = proto::Label {
@@ -258,9 +339,47 @@ mod tests {
         encode_key(1, WireType::LengthDelimited, &mut field);
         encode_varint(expected.encoded_len() as u64, &mut field);
         expected.encode(&mut field).unwrap();
-        assert_eq!(a.labels()[1].field(), field.as_slice());
+        assert_eq!(a.labels().nth(1).unwrap().field(), field.as_slice());
         drop((a, b));
         interner.prune();
         assert_eq!(interner.len(), 2, "the labels of c stay");
+    }
+
+    #[test]
+    fn a_family_shares_its_label_set_and_keeps_name_and_bucket_own() {
+        let mut interner = LabelInterner::default();
+        let mut bucket = |le| {
+            interner.series([
+                ("Zone", "z"),
+                ("__name__", "h_bucket"),
+                ("app", "a"),
+                ("le", le),
+                ("pod", "p"),
+            ])
+        };
+        let (a, b) = (bucket("1"), bucket("+Inf"));
+        assert!(Arc::ptr_eq(&a.shared, &b.shared));
+        assert_ne!(a, b);
+        let names: Vec<&str> = b.labels().map(|l| l.name()).collect();
+        assert_eq!(names, ["Zone", "__name__", "app", "le", "pod"]);
+        assert_eq!(b.get("le"), Some("+Inf"));
+        let mut out = Vec::new();
+        b.labels_into(&mut out);
+        assert_eq!(out[3].value(), "+Inf");
+        let sum = interner.series([
+            ("Zone", "z"),
+            ("__name__", "h_sum"),
+            ("app", "a"),
+            ("pod", "p"),
+        ]);
+        assert!(
+            !Arc::ptr_eq(&a.shared, &sum.shared),
+            "its own labels sit elsewhere"
+        );
+        let names: Vec<&str> = sum.labels().map(|l| l.name()).collect();
+        assert_eq!(names, ["Zone", "__name__", "app", "pod"]);
+        drop((a, b));
+        interner.prune();
+        assert_eq!(interner.sets.len(), 1, "the buckets' set is forgotten");
     }
 }

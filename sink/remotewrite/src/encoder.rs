@@ -204,6 +204,7 @@ fn put_samples(
     samples: &[ExportSample],
     external: &[(String, String)],
 ) {
+    let mut labels = Vec::new();
     for (i, sample) in samples.iter().enumerate() {
         prefetch_ahead(samples, i);
         match &sample.series {
@@ -212,9 +213,14 @@ fn put_samples(
                 put_time_series(body.raw(), base, series, sample, external);
                 body.raw_written();
             }
-            ExportSeries::Encoded(series) => {
-                put_encoded_time_series(body, series, sample, external, external_fields)
-            }
+            ExportSeries::Encoded(series) => put_encoded_time_series(
+                body,
+                series,
+                sample,
+                external,
+                external_fields,
+                &mut labels,
+            ),
         }
     }
     // Do not keep a label set alive past the request.

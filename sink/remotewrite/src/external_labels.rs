@@ -8,8 +8,6 @@
 //! comparisons instead of a binary search per external label. Owns that placement; it must not
 //! write bytes.
 
-use std::sync::Arc;
-
 use crate::encoded_series::EncodedLabel;
 
 /// Where an external label went in the last series placed.
@@ -37,8 +35,10 @@ pub struct ExternalLabels {
     spliced_len: usize,
 }
 
-fn address(labels: &[Arc<EncodedLabel>], i: usize) -> usize {
-    labels.get(i).map_or(0, |l| Arc::as_ptr(l) as usize)
+fn address(labels: &[&EncodedLabel], i: usize) -> usize {
+    labels
+        .get(i)
+        .map_or(0, |l| *l as *const EncodedLabel as usize)
 }
 
 impl ExternalLabels {
@@ -64,7 +64,7 @@ impl ExternalLabels {
 
     /// Places the external labels among `labels` (a series' sorted labels); then
     /// [`Self::splices`] and [`Self::spliced_len`] describe them.
-    pub fn place(&mut self, labels: &[Arc<EncodedLabel>], external: &[(String, String)]) {
+    pub fn place(&mut self, labels: &[&EncodedLabel], external: &[(String, String)]) {
         let still = self.places.len() == external.len()
             && self.places.iter().all(|place| match *place {
                 Place::Spliced { at, left, right } => {
@@ -145,12 +145,13 @@ mod tests {
         for round in 0..3 {
             for (i, shape) in shapes.iter().enumerate() {
                 let series = interner.series(shape.iter().copied());
-                reused.place(series.labels(), &external);
+                let labels: Vec<_> = series.labels().collect();
+                reused.place(&labels, &external);
                 let mut searched = ExternalLabels::default();
                 searched.load(&external, |f, n, v| {
                     f.extend_from_slice(format!("{n}={v}").as_bytes())
                 });
-                searched.place(series.labels(), &external);
+                searched.place(&labels, &external);
                 assert_eq!(
                     reused.splices(),
                     searched.splices(),

@@ -12,8 +12,6 @@
 //! it becomes long copies across its fields. Owns that bookkeeping; it must not lay out
 //! messages.
 
-use std::sync::Arc;
-
 use crate::encoded_series::EncodedLabel;
 use crate::snappy_body::SnappyBody;
 
@@ -32,7 +30,7 @@ pub trait RequestBody {
     /// follow, then [`Self::end_labels`].
     fn begin_labels(&mut self) {}
     /// Appends interned labels' encoded fields.
-    fn labels(&mut self, labels: &[Arc<EncodedLabel>]);
+    fn labels(&mut self, labels: &[&EncodedLabel]);
     /// Appends a label that is not interned; `key` is a small number that stands for the same
     /// bytes within one body.
     fn label(&mut self, key: usize, field: &[u8]);
@@ -53,7 +51,7 @@ impl RequestBody for Vec<u8> {
         self.extend_from_slice(piece.bytes());
     }
 
-    fn labels(&mut self, labels: &[Arc<EncodedLabel>]) {
+    fn labels(&mut self, labels: &[&EncodedLabel]) {
         for label in labels {
             self.extend_from_slice(label.field());
         }
@@ -62,6 +60,11 @@ impl RequestBody for Vec<u8> {
     fn label(&mut self, _key: usize, field: &[u8]) {
         self.extend_from_slice(field);
     }
+}
+
+/// The key of an interned label: its address.
+fn label_key(label: &EncodedLabel) -> usize {
+    label as *const EncodedLabel as usize
 }
 
 /// Kinds of pieces [`RequestBody::piece`] tells apart.
@@ -236,7 +239,7 @@ impl CompressedBody<'_> {
 
     /// Takes the longest stretch at the front of `labels` that the previous record holds at
     /// the same indexes, as one copy, without touching the labels; returns how many it took.
-    fn same_as_previous(&mut self, labels: &[Arc<EncodedLabel>]) -> usize {
+    fn same_as_previous(&mut self, labels: &[&EncodedLabel]) -> usize {
         let RepeatIndex {
             previous_keys,
             previous_starts,
@@ -250,7 +253,7 @@ impl CompressedBody<'_> {
         let n = labels
             .iter()
             .zip(previous)
-            .take_while(|(label, key)| Arc::as_ptr(label) as usize == **key)
+            .take_while(|(label, key)| label_key(label) == **key)
             .count();
         if n == 0 {
             return 0;
@@ -304,12 +307,12 @@ impl RequestBody for CompressedBody<'_> {
         index.position = self.snappy.position();
     }
 
-    fn labels(&mut self, labels: &[Arc<EncodedLabel>]) {
+    fn labels(&mut self, labels: &[&EncodedLabel]) {
         let mut rest = labels;
         while !rest.is_empty() {
             rest = &rest[self.same_as_previous(rest)..];
             if let Some((label, tail)) = rest.split_first() {
-                self.label_by_key(Arc::as_ptr(label) as usize, || label.field());
+                self.label_by_key(label_key(label), || label.field());
                 rest = tail;
             }
         }

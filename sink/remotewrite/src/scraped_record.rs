@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 
-use crate::encoded_series::{prefetch, EncodedSeries};
+use crate::encoded_series::{prefetch, EncodedLabel, EncodedSeries};
 use crate::encoder::{put_sample_field_prefix, put_time_series_header, put_timestamp_field};
 use crate::external_labels::ExternalLabels;
 use crate::request_body::{Piece, RequestBody};
@@ -28,16 +28,18 @@ pub(super) fn prefetch_ahead(samples: &[ExportSample], i: usize) {
     }
 }
 
-/// Writes a scraped sample: its encoded labels, with the external labels it does not have
-/// spliced in at their sorted positions.
-pub(super) fn put_encoded_time_series(
+/// Writes a scraped sample: its encoded labels (laid out in `labels`, a scratch list), with the
+/// external labels it does not have spliced in at their sorted positions.
+pub(super) fn put_encoded_time_series<'a>(
     body: &mut impl RequestBody,
-    series: &EncodedSeries,
+    series: &'a EncodedSeries,
     sample: &ExportSample,
     external: &[(String, String)],
     external_fields: &mut ExternalLabels,
+    labels: &mut Vec<&'a EncodedLabel>,
 ) {
-    let labels = series.labels();
+    series.labels_into(labels);
+    let labels = &labels[..];
     external_fields.place(labels, external);
     let labels_len = series.fields_len() + external_fields.spliced_len();
     let header = Piece::of(|buf| put_time_series_header(buf, labels_len, sample));

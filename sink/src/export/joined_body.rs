@@ -3,45 +3,61 @@
 //!
 //! Both protocols' bodies are a snappy block holding a protobuf message whose top-level fields
 //! are all repeated (`WriteRequest.timeseries`, `PushRequest.streams`), and protobuf merges
-//! concatenated encodings of a message by appending repeated fields. Records are therefore only
-//! decompressed, concatenated and compressed again, never decoded. It must not be used for
-//! bodies of any other shape.
+//! concatenated encodings of a message by appending repeated fields. A snappy block is its
+//! uncompressed length (a varint) and then elements whose copies reach back by an offset within
+//! what the block has produced so far, so the elements of consecutive blocks, behind one length
+//! covering them all, decompress to the concatenated messages: records are joined without
+//! being decompressed, decoded or compressed again (each body's integrity is its record's
+//! CRC, checked when the spool reads it back). It must not be used for bodies of any other
+//! shape.
+
+use prost::encoding::encode_varint;
 
 use crate::spool::{RecordMeta, SpooledBatch};
 
+/// A snappy block's uncompressed length and where its elements start, if its preamble (a
+/// varint of at most 32 bits) reads.
+fn preamble(body: &[u8]) -> Option<(u64, usize)> {
+    let mut len = 0u64;
+    for (i, &byte) in body.iter().take(5).enumerate() {
+        len |= u64::from(byte & 0x7f) << (7 * i);
+        if byte < 0x80 {
+            return (len <= u64::from(u32::MAX)).then_some((len, i + 1));
+        }
+    }
+    None
+}
+
 /// Joins records (in order) into one body; returns it with the samples of records whose body
-/// could not be decompressed (left out).
+/// has no snappy preamble (left out).
 pub fn join_records(mut records: Vec<SpooledBatch>) -> (SpooledBatch, u64) {
     if records.len() == 1 {
         return (records.pop().expect("one record"), 0);
     }
-    let mut decoder = snap::raw::Decoder::new();
-    let mut raw = Vec::new();
     let mut meta = RecordMeta {
         samples: 0,
         oldest_ms: i64::MAX,
         newest_ms: i64::MIN,
     };
     let mut unreadable = 0u64;
+    let mut raw_len = 0u64;
+    let mut elements = Vec::with_capacity(records.len());
     for record in &records {
-        let len = snap::raw::decompress_len(&record.body).unwrap_or(0);
-        let start = raw.len();
-        raw.resize(start + len, 0);
-        match decoder.decompress(&record.body, &mut raw[start..]) {
-            Ok(n) => raw.truncate(start + n),
-            Err(_) => {
-                raw.truncate(start);
-                unreadable += u64::from(record.meta.samples);
-                continue;
-            }
-        }
+        let Some((len, start)) = preamble(&record.body) else {
+            unreadable += u64::from(record.meta.samples);
+            continue;
+        };
+        raw_len += len;
+        elements.push(&record.body[start..]);
         meta.samples += record.meta.samples;
         meta.oldest_ms = meta.oldest_ms.min(record.meta.oldest_ms);
         meta.newest_ms = meta.newest_ms.max(record.meta.newest_ms);
     }
-    let body = snap::raw::Encoder::new()
-        .compress_vec(&raw)
-        .expect("snappy compresses any input");
+    let mut body = Vec::with_capacity(10 + elements.iter().map(|e| e.len()).sum::<usize>());
+    encode_varint(raw_len, &mut body);
+    for part in elements {
+        body.extend_from_slice(part);
+    }
     (SpooledBatch { meta, body }, unreadable)
 }
 
@@ -137,5 +153,22 @@ mod tests {
             ),
             (4, 10, 30)
         );
+    }
+
+    /// Records of several snappy blocks each (over 64 KiB uncompressed), full of copies.
+    #[test]
+    fn large_records_join_without_recompression() {
+        let timestamps: Vec<[i64; 2]> = (0..5000).map(|i| [i, i + 1]).collect();
+        let series: Vec<&[i64]> = timestamps.iter().map(|t| &t[..]).collect();
+        let (a, b) = (spooled(&series), spooled(&series[..4000]));
+        let lens = a.body.len() + b.body.len();
+        let (joined, unreadable) = join_records(vec![a, b]);
+        assert_eq!(unreadable, 0);
+        assert!(joined.body.len() <= lens, "the bodies, one preamble less");
+        let decoded = decoded(&joined.body);
+        assert_eq!(decoded.len(), 9000);
+        assert_eq!(decoded[4999], ("m4999".into(), vec![4999, 5000]));
+        assert_eq!(decoded[5000], ("m0".into(), vec![0, 1]));
+        assert_eq!(joined.meta.samples, 18000);
     }
 }

@@ -15,19 +15,22 @@
 //! appears in consecutive scrapes (a `# TYPE` line changing under an unchanged text keeps the
 //! first reading, as in Prometheus' scrape cache).
 //!
+//!
+//! Memory per series is what bounds a sink with many targets, so entries are small: a text is
+//! 32 bytes, both hash tables hold 4-byte indexes (the text's hash is its key; a series' hash is
+//! taken from its labels' identities), a slot is 16 bytes, and a series shares all its labels
+//! but `__name__` and `le` with the other series of its label set (see
+//! [`meshtap_remotewrite::encoded_series`]).
+//!
 //! Owns the cache and staleness of scraped series. It must not parse lines nor relabel.
 
-use std::collections::HashMap;
-use std::hash::BuildHasherDefault;
 use std::sync::Arc;
 
-use rustc_hash::FxHasher;
+use hashbrown::HashTable;
 
 use meshtap_remotewrite::encoded_series::{prefetch, EncodedSeries, LabelInterner};
 use meshtap_remotewrite::sample::{ExportSample, ExportSeries};
 use meshtap_remotewrite::series::stale_nan;
-
-type FxMap<K, V> = HashMap<K, V, BuildHasherDefault<FxHasher>>;
 
 /// The cache key of a series text.
 pub fn text_key(series_text: &[u8]) -> u128 {
@@ -41,8 +44,10 @@ pub enum Outcome {
     Dropped,
     /// Its labels are unusable after relabeling (a repeated name, no `__name__`): a bad line.
     Invalid,
-    /// A series slot, valid while the slot's generation is unchanged.
-    Series { slot: u32, generation: u32 },
+    /// A series slot, valid while the slot's generation is unchanged (16 bits are plenty: an
+    /// outcome is checked at every scrape that holds its text, and a slot is freed at most
+    /// once per scrape).
+    Series { slot: u32, generation: u16 },
 }
 
 /// A cached series text.
@@ -62,13 +67,30 @@ pub struct TextEntry {
 struct Slot {
     series: Option<Arc<EncodedSeries>>,
     seen: u32,
-    generation: u32,
+    generation: u16,
+}
+
+/// A text's key in two halves (8-byte aligned, where a `u128` would pad a [`Text`] to 48
+/// bytes).
+type Key = [u64; 2];
+
+fn split(key: u128) -> Key {
+    [key as u64, (key >> 64) as u64]
+}
+
+/// The hash of a key in the index: its low half (XXH3's bits are already spread).
+fn key_hash(key: &Key) -> u64 {
+    key[0]
+}
+
+fn series_hash(series: &EncodedSeries) -> u64 {
+    series.shard_hash()
 }
 
 /// A cached text and its key.
 #[derive(Clone, Copy, Debug)]
 struct Text {
-    key: u128,
+    key: Key,
     entry: TextEntry,
 }
 
@@ -81,8 +103,8 @@ const PREFETCH_AHEAD: usize = 4;
 pub struct SeriesCache {
     /// In the order of the last scrape (new texts at the end until the next rebuild).
     texts: Vec<Text>,
-    /// Key → index in `texts`.
-    index: FxMap<u128, u32>,
+    /// Indexes in `texts`, found by key.
+    index: HashTable<u32>,
     /// Where the next line's text is expected.
     cursor: usize,
     /// Indexes in `texts` of this scrape's texts, in the order first seen.
@@ -91,7 +113,8 @@ pub struct SeriesCache {
     in_sequence: bool,
     slots: Vec<Slot>,
     free: Vec<u32>,
-    by_series: FxMap<Arc<EncodedSeries>, u32>,
+    /// Live slots, found by their series.
+    by_series: HashTable<u32>,
     interner: LabelInterner,
     epoch: u32,
     /// Series created in the current scrape.
@@ -116,17 +139,34 @@ impl SeriesCache {
 
     /// The entry of a text, marked as seen in this scrape.
     pub fn text(&mut self, key: u128) -> Option<TextEntry> {
+        let key = split(key);
         let at = if self.texts.get(self.cursor).is_some_and(|t| t.key == key) {
             self.cursor
         } else if self.cursor > 0 && self.texts[self.cursor - 1].key == key {
             // The same text asked again (a quick read that needs the full parse).
             self.cursor - 1
         } else {
-            *self.index.get(&key)? as usize
+            self.find_text(&key)?
         };
         self.cursor = at + 1;
         self.prefetch_series(at + PREFETCH_AHEAD);
         Some(self.see(at))
+    }
+
+    fn find_text(&self, key: &Key) -> Option<usize> {
+        let texts = &self.texts;
+        let at = self
+            .index
+            .find(key_hash(key), |&at| texts[at as usize].key == *key)?;
+        Some(*at as usize)
+    }
+
+    fn index_text(&mut self, at: usize) {
+        let texts = &self.texts;
+        self.index
+            .insert_unique(key_hash(&texts[at].key), at as u32, |&at| {
+                key_hash(&texts[at as usize].key)
+            });
     }
 
     /// Marks the text at `at` as seen in this scrape and returns its entry.
@@ -169,9 +209,9 @@ impl SeriesCache {
             quick,
             filter_family,
         };
-        let at = match self.index.get(&key) {
-            Some(&at) => {
-                let at = at as usize;
+        let key = split(key);
+        let at = match self.find_text(&key) {
+            Some(at) => {
                 self.texts[at].entry = TextEntry {
                     seen: self.texts[at].entry.seen,
                     ..entry
@@ -181,7 +221,7 @@ impl SeriesCache {
             None => {
                 let at = self.texts.len();
                 self.texts.push(Text { key, entry });
-                self.index.insert(key, at as u32);
+                self.index_text(at);
                 at
             }
         };
@@ -191,7 +231,10 @@ impl SeriesCache {
 
     /// The slot of `series`, created if it is not live (counted as added).
     pub fn series(&mut self, series: EncodedSeries) -> Outcome {
-        if let Some(&slot) = self.by_series.get(&series) {
+        let hash = series_hash(&series);
+        let slots = &self.slots;
+        let live = |&slot: &u32| slots[slot as usize].series.as_deref() == Some(&series);
+        if let Some(&slot) = self.by_series.find(hash, live) {
             let generation = self.slots[slot as usize].generation;
             return Outcome::Series { slot, generation };
         }
@@ -210,7 +253,10 @@ impl SeriesCache {
                 (self.slots.len() - 1) as u32
             }
         };
-        self.by_series.insert(series, slot);
+        let slots = &self.slots;
+        self.by_series.insert_unique(hash, slot, |&slot| {
+            series_hash(slots[slot as usize].series.as_ref().expect("live slot"))
+        });
         self.added += 1;
         Outcome::Series {
             slot,
@@ -271,8 +317,8 @@ impl SeriesCache {
             let old = std::mem::take(&mut self.texts);
             self.texts = self.order.iter().map(|&at| old[at as usize]).collect();
             self.index.clear();
-            for (at, text) in self.texts.iter().enumerate() {
-                self.index.insert(text.key, at as u32);
+            for at in 0..self.texts.len() {
+                self.index_text(at);
             }
         }
         self.order.clear();
@@ -302,7 +348,13 @@ impl SeriesCache {
                 continue;
             }
             let series = slot.series.take().expect("live slot");
-            self.by_series.remove(&series);
+            let at = index as u32;
+            if let Ok(entry) = self
+                .by_series
+                .find_entry(series_hash(&series), |&s| s == at)
+            {
+                entry.remove();
+            }
             slot.generation = slot.generation.wrapping_add(1);
             self.free.push(index as u32);
             markers.push(ExportSample {
@@ -405,11 +457,14 @@ mod tests {
                 assert!(cache.emit(slot).is_some(), "{name} once per scrape");
             }
             let stale = cache.finish(1).len();
-            let order: Vec<u128> = cache.texts.iter().map(|t| t.key).collect();
+            let order: Vec<Key> = cache.texts.iter().map(|t| t.key).collect();
             (stale, order)
         };
-        let keys = |names: &[&str]| -> Vec<u128> {
-            names.iter().map(|n| text_key(n.as_bytes())).collect()
+        let keys = |names: &[&str]| -> Vec<Key> {
+            names
+                .iter()
+                .map(|n| split(text_key(n.as_bytes())))
+                .collect()
         };
         assert_eq!(
             scrape(&mut cache, &["a", "b", "c", "d"]),

@@ -1,0 +1,81 @@
+//! Memory held per scraped series, counted: a target's series cache after three scrapes of
+//! the 15020-shaped body `cargo xtask bench scrape` serves (2,000 series: Istio's counter and
+//! duration histogram with 25 labels per label set, then Envoy counters), with the bytes every
+//! allocation occupies counted by this binary's global allocator. The figure is deterministic
+//! (the same allocations for the same body), so it is a regression guard for the bench's RSS
+//! per series, whose largest part it is.
+
+#[path = "../benches/shared/sidecar_body.rs"]
+mod sidecar_body;
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use meshtap_sink::scrape::config::ScrapeConfig;
+use meshtap_sink::scrape::convert::body_to_samples;
+use meshtap_sink::scrape::series_cache::SeriesCache;
+use meshtap_sink::scrape::target::{static_targets, Target};
+
+/// Bytes of the live allocations, each counted as the chunk glibc's malloc gives it (its size
+/// plus an 8-byte header, rounded up to 16, at least 32), which is what it occupies in RSS.
+static HELD: AtomicUsize = AtomicUsize::new(0);
+
+struct Counting;
+
+fn chunk(layout: Layout) -> usize {
+    ((layout.size() + 8).div_ceil(16) * 16).max(32)
+}
+
+// SAFETY: every call is forwarded to the system allocator unchanged; only a counter is added.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        HELD.fetch_add(chunk(layout), Ordering::Relaxed);
+        // SAFETY: the caller's contract, forwarded.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        HELD.fetch_sub(chunk(layout), Ordering::Relaxed);
+        // SAFETY: the caller's contract, forwarded.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+/// The bytes the series cache may hold per series of the body.
+const MAX_BYTES_PER_SERIES: usize = 160;
+
+fn target() -> Target {
+    let section: ScrapeConfig = serde_yaml::from_str(
+        "jobs: [{name: bench, metrics_path: /stats/prometheus, static_configs: [{targets: ['10.1.2.3:15020'], labels: {namespace: bookinfo, pod: reviews-v1-abc}}]}]",
+    )
+    .unwrap();
+    section.check().unwrap();
+    static_targets(&section, &section.jobs[0]).remove(0)
+}
+
+#[test]
+fn the_series_cache_holds_at_most_its_bound_per_series() {
+    let body = sidecar_body::sidecar_body(0, 2000).into_bytes();
+    let target = target();
+    let before = HELD.load(Ordering::Relaxed);
+    let mut cache = SeriesCache::default();
+    for scrape in 1..=3 {
+        let samples = body_to_samples(&body, None, &target, scrape, false, &mut cache).samples;
+        assert_eq!(samples.len(), 2000);
+        drop(samples);
+        assert!(cache.finish(scrape).is_empty());
+    }
+    let held = HELD.load(Ordering::Relaxed) - before;
+    let per_series = held / cache.len();
+    println!(
+        "series cache: {held} bytes for {} series, {per_series} bytes per series",
+        cache.len()
+    );
+    assert!(
+        per_series <= MAX_BYTES_PER_SERIES,
+        "{per_series} bytes per series (at most {MAX_BYTES_PER_SERIES})"
+    );
+}
