@@ -13,8 +13,8 @@ use super::{read_secret, Global, NotSupported, PromAuthorization, PromBasicAuth,
 use crate::export::remote_write::config::QueueConfig;
 use crate::export::remote_write::RemoteWriteConfig;
 use crate::floor::http::BasicAuth;
-use crate::floor::{HttpUrl, HumanDuration};
 use crate::floor::relabel::RelabelConfig;
+use crate::floor::{HttpUrl, HumanDuration};
 
 /// `remote_write[]`.
 #[derive(Clone, Debug, PartialEq, Deserialize)]
