@@ -153,3 +153,22 @@ fn prometheus_config_file_is_read_beside_the_sink_config() {
     );
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn write_relabel_configs_are_taken_and_their_rules_checked() {
+    let config = load(
+        "prometheus: {remote_write: [{url: 'http://r:9/api/v1/push', write_relabel_configs: [{source_labels: [__name__], regex: 'go_.*', action: drop}]}]}",
+    )
+    .unwrap();
+    let rules = &config.remote_write[0].write_relabel_configs;
+    assert_eq!(rules.len(), 1);
+    assert!(rules[0].regex.is_match("go_goroutines"));
+    let refused = load(
+        "prometheus: {remote_write: [{url: 'http://r:9/api/v1/push', write_relabel_configs: [{action: hashmod, target_label: x}]}]}",
+    )
+    .unwrap_err();
+    assert!(
+        refused.contains("remote_write[0].write_relabel_configs[0]: relabel configuration for hashmod requires non-zero modulus"),
+        "{refused}"
+    );
+}

@@ -6,14 +6,15 @@
 //! checks that the stages import one another without a circle.
 //!
 //! Owns the units of config values (durations, sizes, URLs), the clock, the HTTP client side
-//! (connection settings, one client builder, one retry loop) and the key that names a
-//! reporter (namespace, pod, channel).
+//! (connection settings, one client builder, one retry loop), Prometheus' relabel rules and
+//! the key that names a reporter (namespace, pod, channel).
 
 pub mod byte_size;
 pub mod clock;
 pub mod duration;
 pub mod http;
 pub mod http_url;
+pub mod relabel;
 pub mod reporter;
 
 pub use byte_size::{parse_byte_size, ByteSize};

@@ -114,6 +114,8 @@ pub struct EndpointMetrics {
     pub samples_failed: AtomicU64,
     /// Samples in attempts that failed and were retried.
     pub samples_retried: AtomicU64,
+    /// Samples of series the endpoint's `write_relabel_configs` drop (never queued).
+    pub samples_relabel_dropped: AtomicU64,
     dropped: [AtomicU64; 4],
     pub metadata_sent: AtomicU64,
     pub metadata_failed: AtomicU64,
@@ -131,6 +133,7 @@ impl EndpointMetrics {
             samples_sent: AtomicU64::new(0),
             samples_failed: AtomicU64::new(0),
             samples_retried: AtomicU64::new(0),
+            samples_relabel_dropped: AtomicU64::new(0),
             dropped: Default::default(),
             metadata_sent: AtomicU64::new(0),
             metadata_failed: AtomicU64::new(0),
@@ -377,7 +380,7 @@ impl SinkMetrics {
 
     fn render_endpoints(&self, out: &mut String, now_ms: i64) {
         let endpoints = self.endpoints.lock().expect("metrics lock");
-        let counters: [EndpointFamily<EndpointMetrics>; 10] = [
+        let counters: [EndpointFamily<EndpointMetrics>; 11] = [
             (
                 "meshtap_sink_samples_sent_total",
                 "counter",
@@ -395,6 +398,12 @@ impl SinkMetrics {
                 "counter",
                 "Samples in attempts that failed and were retried.",
                 |e| e.samples_retried.load(Ordering::Relaxed),
+            ),
+            (
+                "meshtap_sink_samples_relabel_dropped_total",
+                "counter",
+                "Samples of series the endpoint's write_relabel_configs drop (never queued).",
+                |e| e.samples_relabel_dropped.load(Ordering::Relaxed),
             ),
             (
                 "meshtap_sink_metadata_sent_total",

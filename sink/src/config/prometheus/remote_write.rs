@@ -1,6 +1,7 @@
 //! One Prometheus `remote_write[]` entry and its translation into a remote-write endpoint:
 //! URL, headers, `basic_auth`, `authorization`, `bearer_token(_file)`, TLS, `queue_config`,
-//! `metadata_config`, `global.external_labels`. Secret files are read once, at load.
+//! `metadata_config`, `write_relabel_configs`, `global.external_labels`. Secret files are read
+//! once, at load.
 //!
 //! Owns these keys and how they map onto the endpoint's own; it must not send anything.
 
@@ -12,8 +13,8 @@ use super::{read_secret, Global, NotSupported, PromAuthorization, PromBasicAuth,
 use crate::export::remote_write::config::QueueConfig;
 use crate::export::remote_write::RemoteWriteConfig;
 use crate::floor::http::BasicAuth;
+use crate::floor::relabel::RelabelConfig;
 use crate::floor::{HttpUrl, HumanDuration};
-use crate::scrape::relabel::RelabelConfig;
 
 /// `remote_write[]`.
 #[derive(Clone, Debug, PartialEq, Deserialize)]
@@ -121,11 +122,6 @@ impl Default for PromMetadataConfig {
 impl PromRemoteWrite {
     /// The endpoint this entry stands for; `at` is its path.
     pub fn translate(&self, global: &Global, at: &str) -> Result<RemoteWriteConfig, String> {
-        if !self.write_relabel_configs.is_empty() {
-            return Err(format!(
-                "{at}.write_relabel_configs: not supported by meshtap yet (use the scrape jobs' metric_relabel_configs)"
-            ));
-        }
         if self.send_exemplars {
             return Err(format!(
                 "{at}.send_exemplars: not supported by meshtap (it sends no exemplars)"
@@ -212,6 +208,7 @@ impl PromRemoteWrite {
             bearer_token,
             tls: self.tls_config.translate(),
             external_labels: global.external_labels.clone(),
+            write_relabel_configs: self.write_relabel_configs.clone(),
             send_metadata: self.metadata_config.send,
             metadata_interval: self.metadata_config.send_interval,
             remote_timeout: self

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::floor::http::Connection;
 use crate::floor::http::{BasicAuth, TlsConfig};
+use crate::floor::relabel::RelabelConfig;
 use crate::floor::{HttpUrl, HumanDuration};
 
 /// Headers every remote-write request carries; config cannot override them.
@@ -43,6 +44,10 @@ pub struct RemoteWriteConfig {
     /// Labels added to every series sent here (a series' own label of the same name wins).
     #[serde(default)]
     pub external_labels: BTreeMap<String, String>,
+    /// Rules applied to every series sent here (after `external_labels` are added, as in
+    /// Prometheus); a series they drop is not sent to this endpoint.
+    #[serde(default)]
+    pub write_relabel_configs: Vec<RelabelConfig>,
     /// Send TYPE/HELP metadata (once per `metadata_interval` and when a family appears).
     #[serde(default = "default_true")]
     pub send_metadata: bool,
@@ -161,6 +166,10 @@ impl RemoteWriteConfig {
                     "{at}.external_labels.{name}: not a valid label name"
                 ));
             }
+        }
+        for (r, rule) in self.write_relabel_configs.iter().enumerate() {
+            rule.check()
+                .map_err(|e| format!("{at}.write_relabel_configs[{r}]: {e}"))?;
         }
         if self.metadata_interval.is_zero() {
             return Err(format!("{at}.metadata_interval: must be greater than 0"));

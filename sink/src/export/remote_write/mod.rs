@@ -6,6 +6,8 @@
 //! on disk (`spool_queue::SpoolQueue`, every push written before it returns); nothing else
 //! differs. With `queue.when_full: block` nothing accepted is ever dropped to make room:
 //! scrapes wait and reports are refused ([`Endpoint::refusal`]) while a lane is full.
+//! Samples entering the endpoint first pass its `write_relabel_configs`, if any
+//! ([`write_relabel::WriteRelabel`]).
 
 pub mod batch_sender;
 pub mod client;
@@ -17,6 +19,7 @@ pub mod metadata;
 pub mod queue;
 pub mod spool_queue;
 pub mod spooled_body;
+pub mod write_relabel;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -33,6 +36,7 @@ use self::families::FamilyRegistry;
 use self::lane::Lane;
 use self::queue::{BatchQueue, MemoryQueue, Refusal};
 use self::spool_queue::SpoolQueue;
+use self::write_relabel::WriteRelabel;
 use crate::export::receipt::Receipt;
 use crate::export::EndpointError;
 use crate::ops::metrics::EndpointMetrics;
@@ -45,6 +49,8 @@ use meshtap_remotewrite::series::Sample;
 pub struct Endpoint {
     lanes: Vec<Arc<Lane>>,
     when_full: WhenFull,
+    /// `None` when the endpoint has no `write_relabel_configs`.
+    write_relabel: Option<WriteRelabel>,
     metrics: Arc<EndpointMetrics>,
     senders: Mutex<Vec<JoinHandle<()>>>,
     /// Turned true to make the senders send what is queued and end (shutdown, or the endpoint
@@ -137,6 +143,14 @@ impl Endpoint {
         let q = &config.queue;
         let metrics = Arc::new(EndpointMetrics::new(config.display_name(), q.lanes));
         let external_labels = external_labels(config);
+        let write_relabel = WriteRelabel::new(&config.write_relabel_configs, &external_labels);
+        // With rules, the rewritten series carry the external labels already (Prometheus
+        // relabels after adding them), so the queues add none.
+        let external_labels = if write_relabel.is_some() {
+            Vec::new()
+        } else {
+            external_labels
+        };
         let queues = open_queues(config, spool, &metrics, &external_labels)?;
         let lanes: Vec<Arc<Lane>> = queues
             .into_iter()
@@ -180,6 +194,7 @@ impl Endpoint {
         Ok(Arc::new(Endpoint {
             lanes,
             when_full: q.when_full,
+            write_relabel,
             metrics,
             senders: Mutex::new(senders),
             flush: flush_tx,
@@ -201,7 +216,11 @@ impl Endpoint {
     /// evicts drops its oldest batches); notes in `receipt` where they are kept.
     pub fn enqueue(&self, samples: &[Sample], receipt: &mut Receipt) {
         let samples = samples.iter().map(ExportSample::from);
-        for (lane, samples) in self.lanes.iter().zip(self.by_lane(samples)) {
+        let per_lane = match &self.write_relabel {
+            None => self.by_lane(samples),
+            Some(_) => self.by_lane(self.relabeled(samples.collect())),
+        };
+        for (lane, samples) in self.lanes.iter().zip(per_lane) {
             if !samples.is_empty() {
                 receipt.add(lane.push(samples));
             }
@@ -212,6 +231,7 @@ impl Endpoint {
     /// its own (a scrape target) keeps each series' order this way, and its series stay
     /// together in a batch, where consecutive series share most labels.
     pub fn enqueue_export_on(&self, shard: u64, samples: Vec<ExportSample>) {
+        let samples = self.relabeled(samples);
         if !samples.is_empty() {
             self.lane_of(shard).push(samples);
         }
@@ -222,9 +242,24 @@ impl Endpoint {
     pub async fn enqueue_when_room_on(&self, shard: u64, samples: Vec<ExportSample>) {
         if self.when_full == WhenFull::DropOldest {
             self.enqueue_export_on(shard, samples);
-        } else if !samples.is_empty() {
+            return;
+        }
+        let samples = self.relabeled(samples);
+        if !samples.is_empty() {
             self.lane_of(shard).push_when_room(samples).await;
         }
+    }
+
+    /// The samples as this endpoint's `write_relabel_configs` leave them (the ones dropped
+    /// counted); unchanged without rules.
+    fn relabeled(&self, mut samples: Vec<ExportSample>) -> Vec<ExportSample> {
+        if let Some(write_relabel) = &self.write_relabel {
+            let dropped = write_relabel.apply(&mut samples);
+            self.metrics
+                .samples_relabel_dropped
+                .fetch_add(dropped, std::sync::atomic::Ordering::Relaxed);
+        }
+        samples
     }
 
     fn lane_of(&self, shard: u64) -> &Lane {

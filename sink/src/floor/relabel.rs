@@ -5,7 +5,7 @@
 //! config loader makes.
 //!
 //! Owns the rule model and its application to one label list; it must not know where the labels
-//! come from (targets, scraped series or log files).
+//! come from (targets, scraped series, log files or series sent by remote-write).
 
 use std::fmt;
 
