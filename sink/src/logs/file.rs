@@ -381,7 +381,7 @@ mod tests {
         let first = cri("F", "first");
         let partial = cri("P", "half ");
         std::fs::write(&path, format!("{first}{partial}{}", "incomplete")).unwrap();
-        let mut file = TailedFile::open(&path, 0, 1024, false).unwrap();
+        let mut file = TailedFile::open(&path, 0, 1024, LineFormat::Unparsed).unwrap();
         assert_eq!(
             (file.namespace.as_str(), file.pod.as_str()),
             ("shop", "cart-1")

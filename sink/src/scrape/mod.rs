@@ -221,6 +221,7 @@ impl ScrapeStage {
         sink_metrics: &SinkMetrics,
         view: Option<ViewTap>,
     ) -> Result<ScrapeStage, ScrapeStartError> {
+        let config = &config.with_builtin_jobs();
         let metrics = Arc::new(ScrapeMetrics::new(config.sharding.is_some()));
         sink_metrics.add_section(metrics.clone());
         let member = config.sharding.as_ref().map(|s| s.member.as_str());
