@@ -5,6 +5,7 @@
 //! Prometheus, where each ztunnel's `istio_tcp_*` series carry exactly ztunnel's 27 labels plus
 //! the target labels `job`, `instance`, `namespace`, `pod`, `node`, `app` and their totals.
 
+#[allow(dead_code)]
 mod support;
 
 use std::collections::BTreeMap;
@@ -15,7 +16,7 @@ use meshtap_test_support::kube_api::{KubeApi, PodBuilder};
 use meshtap_test_support::prometheus::Prometheus;
 use meshtap_tests::sim::ambient::ztunnel_stats::{traffic_labels, ztunnel_metrics_body};
 use meshtap_tests::sim::ambient::{AmbientPeer, Direction, L4Leg};
-use meshtap_tests::sim::cluster::serve::StatsServer;
+use meshtap_tests::sim::cluster::StatsServer;
 use support::sink::Sink;
 
 fn peer(name: &str, sa: &str, ip: &str, zone: &str) -> AmbientPeer {
@@ -108,11 +109,11 @@ fn ztunnel_l4_series_arrive_with_every_label_and_their_node() {
     let result = prom.wait_for(
         "istio_tcp_connections_opened_total",
         Duration::from_secs(60),
-        |v| v["data"]["result"].as_array().is_some_and(|r| r.len() == 2),
+        |v| v.as_array().is_some_and(|r| r.len() == 2),
     );
-    let mut got: Vec<(BTreeMap<String, String>, String)> = result["data"]["result"]
+    let mut got: Vec<(BTreeMap<String, String>, String)> = result
         .as_array()
-        .unwrap()
+        .unwrap_or_else(|| panic!("no series: {result}"))
         .iter()
         .map(|s| {
             let metric = serde_json::from_value(s["metric"].clone()).unwrap();
@@ -162,11 +163,7 @@ fn ztunnel_l4_series_arrive_with_every_label_and_their_node() {
                     .as_array()
                     .is_some_and(|r| !r.is_empty())
             });
-            assert_eq!(
-                v["data"]["result"][0]["value"][1],
-                total.to_string(),
-                "{promql}"
-            );
+            assert_eq!(v[0]["value"][1], total.to_string(), "{promql}");
         }
     }
     let active = prom.scalar("sum(workload_manager_active_proxy_count{app=\"ztunnel\"})");

@@ -48,3 +48,81 @@ pub fn ztunnel_access_lines(leg: &L4Leg, time: &str) -> Vec<String> {
 pub fn cri_line(time: &str, message: &str) -> String {
     format!("{time} stdout F {message}\n")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sim::ambient::AmbientPeer;
+    use meshtap_logformat::ztunnel::{parse_ztunnel_access_log, FieldValue};
+
+    fn peer(name: &str, ip: &str) -> AmbientPeer {
+        AmbientPeer {
+            workload: name.to_owned(),
+            pod: format!("{name}-54bb874995-hbj5v"),
+            namespace: "default".to_owned(),
+            canonical_service: name.to_owned(),
+            canonical_revision: "v1".to_owned(),
+            service_account: name.to_owned(),
+            ip: ip.to_owned(),
+            region: "r".to_owned(),
+            zone: "z".to_owned(),
+        }
+    }
+
+    /// The field names, order and quoting of the reference record (ztunnel's own formatter,
+    /// `/work/shared/reference/ambient/ztunnel-access.log`, HBONE outbound line).
+    #[test]
+    fn records_have_ztunnels_fields_in_its_order_and_quoting() {
+        let leg = L4Leg {
+            direction: Direction::Outbound,
+            source: peer("curl", "10.244.1.12"),
+            destination: peer("productpage", "10.244.1.17"),
+            service: "productpage.default.svc.cluster.local".to_owned(),
+            port: 9080,
+            connections: 2,
+            received_bytes: 172,
+            sent_bytes: 10586,
+            response_flags: "-".to_owned(),
+        };
+        let lines = ztunnel_access_lines(&leg, "2026-09-21T14:03:17.482913Z");
+        assert_eq!(lines.len(), 2);
+        let record = parse_ztunnel_access_log(&lines[0]).unwrap();
+        assert_eq!(
+            (record.level.as_str(), record.message.as_str()),
+            ("info", "connection complete")
+        );
+        let shape: Vec<(&str, &str)> = record
+            .fields
+            .iter()
+            .map(|(name, value)| {
+                let kind = match value {
+                    FieldValue::Quoted(_) => "quoted",
+                    FieldValue::Bare(_) | FieldValue::Number(_) => "bare",
+                };
+                (name.as_str(), kind)
+            })
+            .collect();
+        let want = [
+            ("src.addr", "bare"),
+            ("src.workload", "quoted"),
+            ("src.namespace", "quoted"),
+            ("src.identity", "quoted"),
+            ("src.cluster", "quoted"),
+            ("dst.addr", "bare"),
+            ("dst.hbone_addr", "bare"),
+            ("dst.service", "quoted"),
+            ("dst.workload", "quoted"),
+            ("dst.namespace", "quoted"),
+            ("dst.identity", "quoted"),
+            ("dst.cluster", "quoted"),
+            ("direction", "quoted"),
+            ("bytes_sent", "bare"),
+            ("bytes_recv", "bare"),
+            ("duration", "quoted"),
+        ];
+        assert_eq!(shape, want);
+        assert!(lines[0].contains("dst.addr=10.244.1.17:15008 dst.hbone_addr=10.244.1.17:9080"));
+        assert!(lines[0].contains("bytes_sent=86 bytes_recv=5293"));
+        assert!(cri_line("2026-09-21T14:03:17.483047761Z", &lines[0]).ends_with("\"3ms\"\n"));
+    }
+}

@@ -54,7 +54,7 @@ pub fn ztunnel_metrics_body(legs: &[L4Leg], active_proxies: usize) -> String {
     out.push_str(
         "istio_xds_message_total{url=\"type.googleapis.com/istio.workload.Address\"} 12\n",
     );
-    let tcp: [(&str, &str, fn(&L4Leg) -> u64); 4] = [
+    let tcp: [TcpFamily; 4] = [
         (
             "istio_tcp_connections_opened",
             "The total number of TCP connections opened.",
@@ -106,6 +106,9 @@ pub fn ztunnel_metrics_body(legs: &[L4Leg], active_proxies: usize) -> String {
     out.push_str("workload_manager_pending_proxy_count 0\n# EOF\n");
     out
 }
+
+/// An `istio_tcp_*` family: name, HELP text, and its value for a leg.
+type TcpFamily = (&'static str, &'static str, fn(&L4Leg) -> u64);
 
 fn family(out: &mut String, name: &str, help: &str, kind: &str) {
     let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
