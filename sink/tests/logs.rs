@@ -1,6 +1,7 @@
 //! The sink's `log_files` tailer against a loopback Loki receiver, on CRI files written in the
 //! real formats: `P`/`F` chunk joining, pod labels from the path, access-log fields as
-//! structured metadata (other lines passed through), new files picked up, rename rotation (the
+//! structured metadata (other lines passed through; ztunnel's connection records in ztunnel
+//! pods' files, named by `ztunnel_files`), new files picked up, rename rotation (the
 //! old file read to its end, and the files rotated while a push waited for Loki), copytruncate,
 //! deletion, and positions that record each file from its first read, advance only after Loki
 //! acknowledged and let a restarted sink resume with nothing lost or repeated.
@@ -15,6 +16,8 @@ use common::{self_metric, start_sink, wait_until};
 use meshtap_test_support::loki::{LokiReceiver, Reply};
 
 const ACCESS_TEXT: &str = "[2024-06-28T06:40:16.284Z] \"GET /reviews/0 HTTP/1.1\" 200 - via_upstream - \"-\" 0 358 5 4 \"-\" \"curl/8.5.0\" \"7e1c\" \"reviews:9080\" \"10.244.0.12:9080\" outbound|9080||reviews.default.svc.cluster.local 10.244.0.9:51234 10.96.12.3:9080 10.244.0.9:40218 - default";
+/// A connection record as ztunnel's `IstioFormat` writes it (istio/ztunnel `src/telemetry.rs`).
+const ZTUNNEL_TEXT: &str = "2026-09-21T14:03:18.120334Z\tinfo\taccess\tconnection complete\tsrc.addr=10.244.1.17:39112 src.workload=\"productpage-v1-54bb874995-hbj5v\" src.namespace=\"default\" src.cluster=\"Kubernetes\" dst.addr=203.0.113.10:443 direction=\"outbound\" bytes_sent=801 bytes_recv=4344 duration=\"1873ms\"";
 const AGENT_LINE: &str = "2024-06-28T06:40:16.285918Z\tinfo\tEnvoy proxy is ready";
 
 /// A scratch directory laid out like a node's `/var/log/pods`.
@@ -508,6 +511,61 @@ async fn restart_and_expect(node: &Node, loki: LokiReceiver, expected: &[String]
     )
     .await;
     assert_eq!(counted, Some(lost));
+    sink.shutdown().await;
+    loki.stop();
+}
+
+#[tokio::test]
+async fn ztunnel_pods_files_get_ztunnel_fields_and_sidecars_files_envoy_fields() {
+    let node = Node::new("ztunnel");
+    let loki = LokiReceiver::start(vec![]).await;
+    let ztunnel = node.log("istio-system_ztunnel-x7k2p_5c1d", "0.log");
+    append(&ztunnel, &cri(18, "F", ZTUNNEL_TEXT));
+    let sidecar = node.log("shop_reviews-v1-7f9c_0b1e2d", "0.log");
+    append(
+        &sidecar,
+        &format!(
+            "{}{}",
+            cri(19, "F", ZTUNNEL_TEXT),
+            cri(20, "F", ACCESS_TEXT)
+        ),
+    );
+    let yaml = node.yaml(&loki).replace(
+        "  poll_interval: 50ms\n",
+        &format!(
+            "  poll_interval: 50ms\n  ztunnel_files: {}/pods/*_ztunnel-*/istio-proxy/*.log\n",
+            node.root.display()
+        ),
+    );
+    let sink = start_sink(&yaml).await;
+    assert!(wait_until(Duration::from_secs(10), || loki.accepted_lines().len() == 3).await);
+    let entries = loki.accepted_entries();
+    let of_pod = |pod: &str| {
+        entries
+            .iter()
+            .filter(|(labels, _)| labels.contains(&format!("pod=\"{pod}\"")))
+            .map(|(_, entry)| entry)
+            .collect::<Vec<_>>()
+    };
+    let [record] = of_pod("ztunnel-x7k2p")[..] else {
+        panic!("{entries:?}")
+    };
+    assert_eq!(record.line, ZTUNNEL_TEXT);
+    assert_eq!(record.metadata("level"), Some("info"));
+    assert_eq!(record.metadata("message"), Some("connection complete"));
+    assert_eq!(
+        record.metadata("src_workload"),
+        Some("productpage-v1-54bb874995-hbj5v")
+    );
+    assert_eq!(record.metadata("dst_addr"), Some("203.0.113.10:443"));
+    assert_eq!(record.metadata("direction"), Some("outbound"));
+    assert_eq!(record.metadata("bytes_recv"), Some("4344"));
+    assert_eq!(record.metadata("duration"), Some("1873ms"));
+    let [not_envoy, access] = of_pod("reviews-v1-7f9c")[..] else {
+        panic!("{entries:?}")
+    };
+    assert!(not_envoy.structured_metadata.is_empty(), "a sidecar's file");
+    assert_eq!(access.metadata("response_code"), Some("200"));
     sink.shutdown().await;
     loki.stop();
 }

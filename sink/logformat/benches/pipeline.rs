@@ -14,7 +14,7 @@ use meshtap_logformat::access::{
 use meshtap_logformat::cri::PodLogPath;
 use meshtap_logformat::cri::{parse_cri_line, PartialJoiner, DEFAULT_MAX_JOINED_BYTES};
 use meshtap_logformat::loki::{PushBatch, PushBatchConfig, StreamLabels};
-use meshtap_logformat::{log_entry_from_line, pod_stream_labels, DEFAULT_JOB};
+use meshtap_logformat::{log_entry_from_line, pod_stream_labels, LineFormat, DEFAULT_JOB};
 
 /// containerd's `max_container_log_line_size`.
 const RUNTIME_CHUNK_BYTES: usize = 16 * 1024;
@@ -202,7 +202,7 @@ fn run_pipeline(file: &[u8], labels: &StreamLabels) -> usize {
     {
         let cri = parse_cri_line(line).expect("generated CRI line");
         if let Some(joined) = joiner.push(cri) {
-            batch.push(labels, log_entry_from_line(joined, true));
+            batch.push(labels, log_entry_from_line(joined, LineFormat::Envoy));
             if batch.payload_bytes() >= FLUSH_PAYLOAD_BYTES {
                 compressed += batch.finish().unwrap().unwrap().body.len();
             }

@@ -8,10 +8,10 @@
 use std::borrow::Cow;
 
 use meshtap_logformat::cri::{CriStream, JoinedLine};
-use meshtap_logformat::log_entry_from_line;
 use meshtap_logformat::loki::{
     LabelPairAdapter, LogEntry, OversizeLinePolicy, PushBatch, PushBatchConfig, StreamLabels,
 };
+use meshtap_logformat::{log_entry_from_line, LineFormat};
 use serde_json::json;
 
 #[path = "../../tests/protodecode/run.rs"]
@@ -54,7 +54,7 @@ fn python_decodes_what_push_batch_encodes() {
             message: Cow::Borrowed(access_line.as_bytes()),
             truncated: false,
         },
-        true,
+        LineFormat::Envoy,
     );
     batch.push(&proxy_stream, access_entry);
     batch.push(

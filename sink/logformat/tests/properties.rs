@@ -6,9 +6,10 @@
 
 mod format_checks;
 
-use format_checks::{check_access_line, check_cri_file};
+use format_checks::{check_access_line, check_cri_file, check_ztunnel_line};
 use meshtap_logformat::access::{render_access_log, AccessLogEncoding, AccessRecord};
 use meshtap_logformat::cri::{parse_cri_line, CriStream, PartialJoiner};
+use meshtap_logformat::ztunnel::{render_ztunnel_access_log, FieldValue, ZtunnelRecord};
 use proptest::prelude::*;
 
 /// A CRI file written from whole lines per stream: each line cut into `P` chunks and a final
@@ -124,6 +125,37 @@ fn text_record() -> impl Strategy<Value = AccessRecord> {
         })
 }
 
+/// A ztunnel field value of any kind ztunnel writes: any string (quoted), a Display token (no
+/// space), an integer.
+fn ztunnel_value() -> impl Strategy<Value = FieldValue> {
+    prop_oneof![
+        ".{0,16}".prop_map(FieldValue::Quoted),
+        "[0-9]{1,3}\\.[0-9a-f.:]{0,17}".prop_map(FieldValue::Bare),
+        any::<u64>().prop_map(|n| FieldValue::Number(n.to_string())),
+    ]
+}
+
+/// A connection record as ztunnel writes one: its levels, target `access`, field names in
+/// its dotted style.
+fn ztunnel_record() -> impl Strategy<Value = ZtunnelRecord> {
+    (
+        prop::sample::select(vec!["info", "error", "warn", "debug"]),
+        prop::sample::select(vec!["connection complete", "connection opened"]),
+        0u32..1_000_000,
+        prop::collection::vec(("[a-z_]{1,8}(\\.[a-z_]{1,8})?", ztunnel_value()), 0..8),
+    )
+        .prop_map(|(level, message, micros, fields)| ZtunnelRecord {
+            time: format!("2026-09-21T14:03:17.{micros:06}Z"),
+            level: level.to_owned(),
+            target: "access".to_owned(),
+            message: message.to_owned(),
+            fields: fields
+                .into_iter()
+                .filter(|(name, _)| !["level", "time", "scope", "message"].contains(&name.as_str()))
+                .collect(),
+        })
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
 
@@ -133,6 +165,7 @@ proptest! {
         if let Ok(text) = std::str::from_utf8(&data) {
             for line in text.split_inclusive('\n') {
                 check_access_line(line);
+                check_ztunnel_line(line);
             }
         }
     }
@@ -211,5 +244,16 @@ proptest! {
         prop_assert_eq!(back.path, dash(&record.path));
         prop_assert_eq!(back.route_name, dash(&record.route_name));
         prop_assert!(check_access_line(&json));
+    }
+
+    #[test]
+    fn ztunnel_records_round_trip(record in ztunnel_record()) {
+        for encoding in [AccessLogEncoding::Text, AccessLogEncoding::Json] {
+            let line = render_ztunnel_access_log(&record, encoding);
+            prop_assert!(check_ztunnel_line(&line), "not parsed back: {}", line);
+        }
+        let text = render_ztunnel_access_log(&record, AccessLogEncoding::Text);
+        let back = meshtap_logformat::ztunnel::parse_ztunnel_text(&text).unwrap();
+        prop_assert_eq!(back, record);
     }
 }

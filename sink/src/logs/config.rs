@@ -1,6 +1,8 @@
 //! The `log_files:` section: which container-log files the sink tails (DaemonSet mode), where
 //! it keeps its read positions, how often it looks, and whether access-log lines are parsed
-//! into structured metadata.
+//! into structured metadata (Envoy's access logs, or ztunnel's connection records in the files
+//! of ztunnel pods: those discovery finds labelled `app=ztunnel`, else those `ztunnel_files`
+//! names).
 //!
 //! With `kubernetes_sd` (role `pod`) and `relabel_configs`, the files and their stream labels
 //! come from pod discovery instead of `include` (see `super::discovery`).
@@ -25,6 +27,10 @@ pub struct LogFilesConfig {
     pub poll_interval: HumanDuration,
     /// Parse Istio access-log lines (TEXT and JSON) into structured metadata.
     pub parse_access_logs: bool,
+    /// Files read as ztunnel's connection records instead of Envoy's access logs (ztunnel's
+    /// container is also `istio-proxy`); with `kubernetes_sd`, only files of no discovered target
+    /// (the pod label `app=ztunnel` decides for the others).
+    pub ztunnel_files: String,
     /// Longest line after joining CRI `P` chunks; longer lines are cut (and counted).
     pub max_line_bytes: usize,
     /// Find the files from the pods the API server lists (role `pod`) instead of `include`.
@@ -38,6 +44,9 @@ pub struct LogFilesConfig {
 
 const DEFAULT_INCLUDE: &str = "/var/log/pods/*/istio-proxy/*.log";
 
+/// The pods of ztunnel's DaemonSet (`ztunnel-<5 chars>`) in any namespace.
+const DEFAULT_ZTUNNEL_FILES: &str = "/var/log/pods/*_ztunnel-*/istio-proxy/*.log";
+
 impl Default for LogFilesConfig {
     fn default() -> Self {
         LogFilesConfig {
@@ -45,6 +54,7 @@ impl Default for LogFilesConfig {
             positions_file: "/var/lib/meshtap/positions.json".into(),
             poll_interval: HumanDuration::from_millis(250),
             parse_access_logs: true,
+            ztunnel_files: DEFAULT_ZTUNNEL_FILES.into(),
             max_line_bytes: meshtap_logformat::cri::DEFAULT_MAX_JOINED_BYTES,
             kubernetes_sd: None,
             relabel_configs: Vec::new(),
@@ -55,14 +65,20 @@ impl Default for LogFilesConfig {
 impl LogFilesConfig {
     /// Rules serde cannot express.
     pub fn check(&self) -> Result<(), String> {
-        if !self.include.starts_with('/') {
-            return Err(format!(
-                "log_files.include: must be an absolute path pattern, got {:?}",
-                self.include
-            ));
-        }
-        if self.include.contains("**") || self.include.contains('[') {
-            return Err("log_files.include: only `*` and `?` wildcards are supported".into());
+        for (key, pattern) in [
+            ("include", &self.include),
+            ("ztunnel_files", &self.ztunnel_files),
+        ] {
+            if !pattern.starts_with('/') {
+                return Err(format!(
+                    "log_files.{key}: must be an absolute path pattern, got {pattern:?}"
+                ));
+            }
+            if pattern.contains("**") || pattern.contains('[') {
+                return Err(format!(
+                    "log_files.{key}: only `*` and `?` wildcards are supported"
+                ));
+            }
         }
         if self.positions_file.is_empty() {
             return Err("log_files.positions_file: must not be empty".into());

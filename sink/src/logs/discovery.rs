@@ -2,7 +2,8 @@
 //! `loki.source.file` (or Promtail) finds them: pods from the same watch as scraping (role
 //! `pod`), relabeled by `log_files.relabel_configs`; each target that keeps a `__path__` (a
 //! pattern such as `/var/log/pods/*<uid>/<container>/*.log`) names its files, and its labels
-//! not starting with `__` are the stream labels of those files.
+//! not starting with `__` are the stream labels of those files. A pod labelled `app=ztunnel`
+//! (ztunnel's DaemonSet selector) gets its files read as ztunnel's connection records.
 //!
 //! Owns the discovered labels → log targets rule and which target a file belongs to. It must
 //! not read files (the tailer does) nor talk to the API server itself.
@@ -24,7 +25,14 @@ pub struct LogTarget {
     pub pattern: String,
     /// Sorted, without `__` labels.
     pub labels: Vec<(String, String)>,
+    /// The pod is a ztunnel (label `app=ztunnel` before relabeling): its files hold ztunnel's
+    /// connection records, not Envoy's access logs, though its container is also `istio-proxy`.
+    pub ztunnel: bool,
 }
+
+/// The discovered label naming a ztunnel pod (istio/istio `manifests/charts/ztunnel`: the
+/// DaemonSet's selector `app: ztunnel`).
+const ZTUNNEL_POD_LABEL: (&str, &str) = ("__meta_kubernetes_pod_label_app", "ztunnel");
 
 /// The current targets; `None` until the first pod list.
 pub type LogTargets = watch::Receiver<Option<Arc<Vec<LogTarget>>>>;
@@ -35,6 +43,9 @@ pub fn log_targets(discovered: Vec<Labels>, rules: &[RelabelConfig]) -> Vec<LogT
     let mut targets: Vec<LogTarget> = discovered
         .into_iter()
         .filter_map(|mut labels| {
+            let ztunnel = labels
+                .iter()
+                .any(|(n, v)| (n.as_str(), v.as_str()) == ZTUNNEL_POD_LABEL);
             if !relabel(rules, &mut labels) {
                 return None;
             }
@@ -45,7 +56,11 @@ pub fn log_targets(discovered: Vec<Labels>, rules: &[RelabelConfig]) -> Vec<LogT
                 .filter(|p| p.starts_with('/'))?;
             labels.retain(|(n, v)| !n.starts_with("__") && !v.is_empty());
             labels.sort();
-            Some(LogTarget { pattern, labels })
+            Some(LogTarget {
+                pattern,
+                labels,
+                ztunnel,
+            })
         })
         .collect();
     targets.sort();
@@ -109,6 +124,7 @@ mod tests {
         let targets = log_targets(vec![port("10.0.0.1:15090"), port("10.0.0.1:15021")], &rules);
         assert_eq!(targets.len(), 1, "{targets:?}");
         assert_eq!(targets[0].pattern, "/var/log/pods/*u-1/istio-proxy/*.log");
+        assert!(!targets[0].ztunnel);
         assert_eq!(
             targets[0].labels,
             [
@@ -124,5 +140,8 @@ mod tests {
             &targets[0].pattern,
             "/var/log/pods/bookinfo_reviews_u-1/app/0.log"
         ));
+        let mut ztunnel = port("10.0.0.2:15020");
+        ztunnel.push(("__meta_kubernetes_pod_label_app".into(), "ztunnel".into()));
+        assert!(log_targets(vec![ztunnel], &rules)[0].ztunnel);
     }
 }

@@ -14,8 +14,8 @@ use std::path::Path;
 use flate2::read::GzDecoder;
 
 use meshtap_logformat::cri::{parse_cri_line, PartialJoiner, PodLogPath};
-use meshtap_logformat::log_entry_from_line;
 use meshtap_logformat::loki::LogEntry;
+use meshtap_logformat::{log_entry_from_line, LineFormat};
 
 use super::positions::FileId;
 
@@ -145,7 +145,7 @@ pub struct TailedFile {
     /// Where a restart resumes: the end of the last line after which no `P` chunk was pending.
     resume_offset: u64,
     joiner: PartialJoiner,
-    parse_access_logs: bool,
+    format: LineFormat,
     buffer: Vec<u8>,
 }
 
@@ -165,7 +165,7 @@ impl TailedFile {
         path: &Path,
         offset: u64,
         max_line_bytes: usize,
-        parse_access_logs: bool,
+        format: LineFormat,
     ) -> Result<TailedFile, OpenError> {
         let text = path.display().to_string();
         let pod_path = PodLogPath::parse(&text).map_err(|e| OpenError::NotAPodLog {
@@ -211,7 +211,7 @@ impl TailedFile {
             offset,
             resume_offset: offset,
             joiner: PartialJoiner::new(max_line_bytes),
-            parse_access_logs,
+            format,
             buffer: Vec::new(),
         })
     }
@@ -251,7 +251,7 @@ impl TailedFile {
             self.resume_offset = 0;
             self.first_line = None;
             for joined in self.joiner.flush_pending() {
-                sink(log_entry_from_line(joined, self.parse_access_logs));
+                sink(log_entry_from_line(joined, self.format));
             }
             stats.truncated = true;
         }
@@ -282,7 +282,7 @@ impl TailedFile {
                 match parse_cri_line(line) {
                     Ok(cri) => {
                         if let Some(joined) = self.joiner.push(cri) {
-                            sink(log_entry_from_line(joined, self.parse_access_logs));
+                            sink(log_entry_from_line(joined, self.format));
                         }
                     }
                     Err(_) => stats.malformed += 1,
@@ -304,7 +304,7 @@ impl TailedFile {
     /// Emits `P` chunks still waiting for their `F` (the file is being released).
     pub fn flush_pending(&mut self, sink: &mut dyn FnMut(LogEntry)) {
         for joined in self.joiner.flush_pending() {
-            sink(log_entry_from_line(joined, self.parse_access_logs));
+            sink(log_entry_from_line(joined, self.format));
         }
         self.resume_offset = self.offset;
     }
@@ -381,7 +381,7 @@ mod tests {
         let first = cri("F", "first");
         let partial = cri("P", "half ");
         std::fs::write(&path, format!("{first}{partial}{}", "incomplete")).unwrap();
-        let mut file = TailedFile::open(&path, 0, 1024, false).unwrap();
+        let mut file = TailedFile::open(&path, 0, 1024, LineFormat::Unparsed).unwrap();
         assert_eq!(
             (file.namespace.as_str(), file.pod.as_str()),
             ("shop", "cart-1")

@@ -39,14 +39,14 @@ use std::time::{Duration, Instant};
 
 use meshtap_logformat::cri::PodLogPath;
 use meshtap_logformat::loki::{LogEntry, PushBatch, StreamLabels};
-use meshtap_logformat::pod_stream_labels;
+use meshtap_logformat::{pod_stream_labels, LineFormat};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 pub use config::LogFilesConfig;
 pub use positions::PositionsError;
 
-use self::discovery::{pattern_matches, start_discovery, LogTargets};
+use self::discovery::{pattern_matches, start_discovery, LogTarget, LogTargets};
 use self::file::TailedFile;
 use self::metrics::TailMetrics;
 use self::positions::{FileId, Position, PositionsFile};
@@ -272,11 +272,12 @@ impl LogTailer {
         if self.ignored.contains(&text) {
             return None;
         }
+        let target = self.discovered_target(&text);
         let file = match TailedFile::open(
             path,
             offset,
             self.config.max_line_bytes,
-            self.config.parse_access_logs,
+            self.line_format(&text, target.as_ref()),
         ) {
             Ok(file) => file,
             Err(e) => {
@@ -285,13 +286,12 @@ impl LogTailer {
                 return None;
             }
         };
-        let target = self.target_labels(&text);
         let mut labels = Vec::with_capacity(self.endpoints.len());
         for endpoint in &self.endpoints {
             let pod_path = PodLogPath::parse(&text).expect("parsed when opened");
             let set = match &target {
                 Some(target) => {
-                    StreamLabels::new(target.iter().chain(&endpoint.static_labels).cloned())
+                    StreamLabels::new(target.labels.iter().chain(&endpoint.static_labels).cloned())
                 }
                 None => pod_stream_labels(&pod_path, &self.job, &endpoint.static_labels),
             };
@@ -353,14 +353,33 @@ impl LogTailer {
         paths
     }
 
-    /// The labels of the first discovered target naming `path` (a rotated file: its live
-    /// name), with discovery.
-    fn target_labels(&self, path: &str) -> Option<Vec<(String, String)>> {
+    /// The first discovered target naming `path` (a rotated file: its live name), with
+    /// discovery.
+    fn discovered_target(&self, path: &str) -> Option<LogTarget> {
         let targets = self.discovery.as_ref()?.targets.borrow().clone()?;
         let live = live_name(Path::new(path));
         let live = live.to_str()?;
         let target = targets.iter().find(|t| pattern_matches(&t.pattern, live))?;
-        Some(target.labels.clone())
+        Some(target.clone())
+    }
+
+    /// How the file's lines are parsed: ztunnel's records for a ztunnel pod's files (its
+    /// discovered target says so, or, with none, `ztunnel_files` names the file), else Envoy's.
+    fn line_format(&self, path: &str, target: Option<&LogTarget>) -> LineFormat {
+        if !self.config.parse_access_logs {
+            return LineFormat::Unparsed;
+        }
+        let ztunnel = match target {
+            Some(target) => target.ztunnel,
+            None => live_name(Path::new(path))
+                .to_str()
+                .is_some_and(|live| pattern_matches(&self.config.ztunnel_files, live)),
+        };
+        if ztunnel {
+            LineFormat::Ztunnel
+        } else {
+            LineFormat::Envoy
+        }
     }
 
     /// Opens the rotated siblings of the log `live` that are neither tailed nor released, if

@@ -1,12 +1,16 @@
 //! The `scrape:` config section: jobs (static targets, interval, timeout, path, relabeling),
-//! the merge rule between the filter's reports and scraped `istio_*` series, and sharding of
-//! the targets over the sink's replicas.
+//! the merge rule between the filter's reports and scraped `istio_*` series, sharding of the
+//! targets over the sink's replicas, and the built-in ztunnel job's switch (`ztunnel`).
 //!
 //! Owns the keys, their defaults and their checks; it must not scrape or convert anything.
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
+
+mod ztunnel;
+
+pub use ztunnel::{ZtunnelScrape, ZTUNNEL_JOB};
 
 use super::relabel::RelabelConfig;
 use crate::floor::http::client::TlsConfig;
@@ -32,6 +36,9 @@ pub struct ScrapeConfig {
     pub merge: MergeConfig,
     /// Split the targets over the sink's replicas; absent = this replica scrapes every target.
     pub sharding: Option<ShardingConfig>,
+    /// The built-in ztunnel job (ambient mode); absent or `enabled: false` = off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ztunnel: Option<ZtunnelScrape>,
 }
 
 /// `scrape.sharding:` — membership from the EndpointSlices of the sink's headless Service.
@@ -298,6 +305,7 @@ impl Default for ScrapeConfig {
             jobs: default_jobs(),
             merge: MergeConfig::default(),
             sharding: None,
+            ztunnel: None,
         }
     }
 }
@@ -406,6 +414,15 @@ impl ScrapeJob {
 }
 
 impl ScrapeConfig {
+    /// The section with the switched-on built-in jobs appended to `jobs` (what the stage runs).
+    pub fn with_builtin_jobs(&self) -> ScrapeConfig {
+        let mut section = self.clone();
+        if let Some(ztunnel) = self.ztunnel.as_ref().filter(|z| z.enabled) {
+            section.jobs.push(ztunnel.job());
+        }
+        section
+    }
+
     /// Rules serde cannot express; the error names the key.
     pub fn check(&self) -> Result<(), String> {
         if self.interval.is_zero() {
@@ -422,6 +439,14 @@ impl ScrapeConfig {
         }
         if let Some(sharding) = &self.sharding {
             sharding.check()?;
+        }
+        if let Some(ztunnel) = self.ztunnel.as_ref().filter(|z| z.enabled) {
+            check_api_server("scrape.ztunnel", ztunnel.api_server.as_ref())?;
+            if self.jobs.iter().any(|job| job.name == ZTUNNEL_JOB) {
+                return Err(format!(
+                    "scrape.ztunnel: a job is already named {ZTUNNEL_JOB:?} (rename it or drop the switch)"
+                ));
+            }
         }
         let mut names = std::collections::BTreeSet::new();
         for (i, job) in self.jobs.iter().enumerate() {

@@ -272,6 +272,7 @@ impl ScrapeStage {
         sink_metrics: &SinkMetrics,
         view: Option<ViewTap>,
     ) -> Result<ScrapeStage, ScrapeStartError> {
+        let config = &config.with_builtin_jobs();
         let clients = job_clients(config, config.jobs.iter().enumerate())?;
         let metrics = Arc::new(ScrapeMetrics::new(config.sharding.is_some()));
         sink_metrics.add_section(metrics.clone());
@@ -361,6 +362,7 @@ impl ScrapeStage {
     /// running section (the caller refuses other changes). When a job's client cannot be
     /// built nothing changes.
     pub fn apply_jobs(&self, config: &ScrapeConfig) -> Result<JobChanges, ScrapeStartError> {
+        let config = &config.with_builtin_jobs();
         let old = self.section();
         let running = |name: &str| old.jobs.iter().find(|j| j.name == name);
         let starting = config

@@ -3,6 +3,7 @@
 //!
 //! Entry points: [`Simulation`] to drive step by step, [`run`] for a whole count-mode scenario.
 
+pub mod ambient;
 pub mod cluster;
 pub mod expect;
 pub mod mesh;

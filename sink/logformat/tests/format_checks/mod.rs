@@ -2,14 +2,21 @@
 //! `cri` and `access_log` fuzz targets: parsing never panics, a CRI line's message is the
 //! line's own tail, the partial-line joiner agrees with a plain model of joining (per-stream
 //! concatenation, first chunk's timestamp, cut under the cap at a UTF-8 boundary, every cut
-//! counted), and an access-log record survives rendering (TEXT and JSON, and TEXT through JSON).
+//! counted), an access-log record survives rendering (TEXT and JSON, and TEXT through JSON), and
+//! so does a ztunnel connection record (text and JSON, and its structured metadata across them).
 //! It checks properties only; the examples live in the crate's unit and fixture tests.
 
 use meshtap_logformat::access::{
     parse_access_log, parse_json, parse_text, render_access_log, AccessLogEncoding, AccessRecord,
 };
 use meshtap_logformat::cri::{parse_cri_line, CriLine, CriStream, JoinedLine, PartialJoiner};
-use meshtap_logformat::{log_entry_from_line, parse_rfc3339_nanos, write_rfc3339_millis};
+use meshtap_logformat::ztunnel::{
+    parse_ztunnel_access_log, parse_ztunnel_json, parse_ztunnel_text, render_ztunnel_access_log,
+    ZtunnelRecord,
+};
+use meshtap_logformat::{
+    log_entry_from_line, parse_rfc3339_nanos, write_rfc3339_millis, LineFormat,
+};
 
 /// What the model holds for one stream: the first chunk's timestamp and every byte since.
 #[derive(Default)]
@@ -45,7 +52,8 @@ pub fn check_cri_file(file: &[u8], max_bytes: usize) -> usize {
                 check_joined(&joined, line.stream, first_ns, &whole, cap);
                 truncated += u64::from(joined.truncated);
                 emitted += 1;
-                log_entry_from_line(joined, true);
+                log_entry_from_line(joined.clone(), LineFormat::Envoy);
+                log_entry_from_line(joined, LineFormat::Ztunnel);
             }
             (got, want) => panic!("joiner emitted {got:?}, model expected {want:?}"),
         }
@@ -176,4 +184,45 @@ fn comparable(record: &AccessRecord) -> AccessRecord {
         }
     }
     r
+}
+
+/// Parses `line` as a ztunnel connection record in either encoding; the parsed record must
+/// render and parse back to itself in each encoding, and its structured metadata must be the
+/// same through the other encoding (what JSON cannot tell apart, quoted or bare, is not
+/// metadata). Returns whether the line was a connection record.
+pub fn check_ztunnel_line(line: &str) -> bool {
+    let Ok(record) = parse_ztunnel_access_log(line) else {
+        return false;
+    };
+    let json = render_ztunnel_access_log(&record, AccessLogEncoding::Json);
+    let from_json = parse_ztunnel_json(&json).unwrap_or_else(|e| panic!("{e}: {json}"));
+    let text = render_ztunnel_access_log(&record, AccessLogEncoding::Text);
+    let from_text = parse_ztunnel_text(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
+    let (own, other) = if line.starts_with('{') {
+        (from_json, from_text)
+    } else {
+        (from_text, from_json)
+    };
+    assert_eq!(own, record, "through its own encoding");
+    if text_can_carry(&record) {
+        let want = record.into_structured_metadata();
+        assert_eq!(
+            other.into_structured_metadata(),
+            want,
+            "through the other encoding"
+        );
+    }
+    true
+}
+
+/// Whether the text form can hold what a (JSON) record holds: a message without tab or line
+/// break, and field names that are not empty and hold no space, quote, `=`, tab or line break.
+fn text_can_carry(record: &ZtunnelRecord) -> bool {
+    let breaks = ['\t', '\n', '\r'];
+    !record.message.contains(breaks)
+        && record.fields.iter().all(|(name, _)| {
+            !name.is_empty()
+                && !name.contains([' ', '"', '=', '\t', '\n', '\r'])
+                && !["level", "time", "scope", "message"].contains(&name.as_str())
+        })
 }

@@ -29,11 +29,11 @@ use super::mesh_tcp::TcpData;
 use super::scenario::{MeshSettings, Scenario};
 use istiod::ControlPlane;
 use pod_logs::PodLogs;
-use serve::StatsServer;
 use sidecar_stats::{Listener, SidecarStats};
 use standard_stats::{HttpObservation, TcpObservation};
 
 pub use access_line::rfc3339;
+pub use serve::StatsServer;
 pub use standard_labels::{Reporter, SideOfCall};
 
 /// The path of a sidecar's merged metrics (istio-agent, port 15020).
