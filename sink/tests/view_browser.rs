@@ -235,7 +235,13 @@ async fn the_live_view_shows_the_mesh_in_chromium() {
     let (screenshot_path, browser_work) = (screenshot.clone(), work.clone());
     let url = format!("http://{addr}/");
     let checked = tokio::task::spawn_blocking(move || {
-        browser::check_view(&url, &expect, &screenshot_path, &browser_work, BROWSER_TIMEOUT)
+        browser::check_view(
+            &url,
+            &expect,
+            &screenshot_path,
+            &browser_work,
+            BROWSER_TIMEOUT,
+        )
     })
     .await
     .unwrap();

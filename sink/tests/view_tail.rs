@@ -75,7 +75,11 @@ async fn tailed_lines_reach_the_view_without_loki_and_are_not_shown_twice() {
     while saved_offset(&positions) != Some(length) && start.elapsed() < Duration::from_secs(10) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert_eq!(saved_offset(&positions), Some(length), "offset saved as done");
+    assert_eq!(
+        saved_offset(&positions),
+        Some(length),
+        "offset saved as done"
+    );
     sink.shutdown().await;
 
     let mut file = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
@@ -86,7 +90,11 @@ async fn tailed_lines_reach_the_view_without_loki_and_are_not_shown_twice() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     let lines_after = file_lines(sink.local_addr()).await;
     assert_eq!(lines, lines_after);
-    assert_eq!(lines.len(), 1, "only the new line after a restart: {lines:?}");
+    assert_eq!(
+        lines.len(),
+        1,
+        "only the new line after a restart: {lines:?}"
+    );
     assert!(lines[0].contains("/ratings/3"));
     sink.shutdown().await;
 }

@@ -17,12 +17,31 @@ use std::time::Duration;
 use meshtap_test_support::prometheus::Prometheus;
 use support::demo_mesh::DemoMesh;
 
-/// `(dashboard, panel title)` the demo cannot answer, and why.
-const CANNOT_ANSWER: &[(&str, &str, &str)] = &[];
+/// Why the panels in [`CANNOT_ANSWER`] stay empty.
+const CADVISOR: &str = "cAdvisor's `container_*` series (CPU, memory, disk of containers): \
+    the kubelet serves them, meshtap and its simulator do not";
 
-/// Enough samples for the dashboards' `[1m]` rates: three reports (5 s apart) of every
-/// reviews-v1 series, HTTP and TCP, both reporters.
-const ENOUGH_SAMPLES: &str = r#"min(count_over_time(istio_requests_total{destination_workload="reviews-v1"}[1m])) >= 3 and min(count_over_time(istio_tcp_received_bytes_total{source_workload="reviews-v1"}[1m])) >= 3"#;
+/// `(dashboard, panel id, panel title, why)` of the panels the demo cannot answer.
+const CANNOT_ANSWER: &[(&str, u64, &str, &str)] = &[
+    ("pilot-dashboard", 6, "CPU Usage", CADVISOR),
+    ("istio-performance-dashboard", 4, "vCPU / 1k rps", CADVISOR),
+    ("istio-performance-dashboard", 7, "vCPU", CADVISOR),
+    ("istio-performance-dashboard", 902, "Memory Usage", CADVISOR),
+    ("istio-performance-dashboard", 72, "Memory", CADVISOR),
+    ("istio-performance-dashboard", 73, "vCPU", CADVISOR),
+    ("istio-performance-dashboard", 702, "Disk", CADVISOR),
+];
+
+/// How a panel is named in the test's messages: dashboard, panel id (`-` for Kiali's
+/// queries, which have none) and title.
+fn panel_name(dashboard: &str, id: Option<u64>, title: &str) -> String {
+    let id = id.map_or("-".to_owned(), |id| id.to_string());
+    format!("{dashboard} #{id} {title}")
+}
+
+/// Enough samples for the dashboards' `[1m]` rates: three reports (5 s apart) of a
+/// reviews-v1 HTTP and a reviews-v1 TCP series.
+const ENOUGH_SAMPLES: &str = r#"max(count_over_time(istio_requests_total{destination_workload="reviews-v1"}[1m])) >= 3 and max(count_over_time(istio_tcp_received_bytes_total{source_workload="reviews-v1"}[1m])) >= 3"#;
 
 /// `../shared` beside the workspace root, where CI checks it out.
 fn shared_dir() -> PathBuf {
@@ -42,7 +61,13 @@ fn shared_dir() -> PathBuf {
 fn empty_panels(shared: &Path, prometheus: &Prometheus, out: &Path, extra: &[&str]) -> Vec<String> {
     let run = Command::new("python3")
         .arg(shared.join("tools/check_dashboards.py"))
-        .args(["--prom", &prometheus.base(), "--per-panel", "--timeout", "10"])
+        .args([
+            "--prom",
+            &prometheus.base(),
+            "--per-panel",
+            "--timeout",
+            "10",
+        ])
         .args(["--var", "workload=reviews-v1"])
         .args(["--var", "service=reviews.default.svc.cluster.local"])
         .arg("--json-out")
@@ -55,10 +80,10 @@ fn empty_panels(shared: &Path, prometheus: &Prometheus, out: &Path, extra: &[&st
     let text = std::fs::read_to_string(out).expect("check_dashboards.py wrote --json-out");
     let results: Vec<serde_json::Value> = serde_json::from_str(&text).unwrap();
     let panel = |r: &serde_json::Value| {
-        format!(
-            "{} / {}",
+        panel_name(
             r["dashboard"].as_str().unwrap_or("?"),
-            r["panel_title"].as_str().unwrap_or("?")
+            r["panel_id"].as_u64(),
+            r["panel_title"].as_str().unwrap_or("?"),
         )
     };
     let answered: BTreeSet<String> = results
@@ -89,7 +114,11 @@ fn the_dashboards_and_kiali_answer_on_the_demo() {
         "reviews-v1's series did not reach Prometheus:\n{}",
         mesh.sim_log()
     );
-    assert!(mesh.sim_running(), "meshtap-sim stopped:\n{}", mesh.sim_log());
+    assert!(
+        mesh.sim_running(),
+        "meshtap-sim stopped:\n{}",
+        mesh.sim_log()
+    );
 
     let mut empty = empty_panels(&shared, &prometheus, &work.join("dashboards.json"), &[]);
     let kiali = shared.join("reference/kiali_queries.json");
@@ -102,9 +131,12 @@ fn the_dashboards_and_kiali_answer_on_the_demo() {
     ));
     let allowed: BTreeSet<String> = CANNOT_ANSWER
         .iter()
-        .map(|(dashboard, title, _)| format!("{dashboard} / {title}"))
+        .map(|(dashboard, id, title, _)| panel_name(dashboard, Some(*id), title))
         .collect();
     let unexpected: Vec<&String> = empty.iter().filter(|p| !allowed.contains(*p)).collect();
+    for answered in allowed.iter().filter(|p| !empty.contains(p)) {
+        eprintln!("now answers (take it off CANNOT_ANSWER): {answered}");
+    }
     assert!(
         unexpected.is_empty(),
         "{} panels without data on the demo:\n{}",

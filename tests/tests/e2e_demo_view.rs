@@ -54,7 +54,11 @@ fn the_demo_mesh_shows_in_chromium() {
         &work.join("browser"),
         BROWSER_TIMEOUT,
     );
-    assert!(mesh.sim_running(), "meshtap-sim stopped:\n{}", mesh.sim_log());
+    assert!(
+        mesh.sim_running(),
+        "meshtap-sim stopped:\n{}",
+        mesh.sim_log()
+    );
     if let Err(failure) = checked {
         panic!("{failure}\nsimulator:\n{}", mesh.sim_log());
     }

@@ -137,7 +137,10 @@ fn wait_ready(sink: &mut Child, log: &Path) -> Result<String> {
             bail!("meshtap-sink exited with {status}:\n{text}");
         }
         if Instant::now() > deadline {
-            bail!("meshtap-sink was not ready within {START_LIMIT:?} (log: {})", log.display());
+            bail!(
+                "meshtap-sink was not ready within {START_LIMIT:?} (log: {})",
+                log.display()
+            );
         }
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -204,7 +207,10 @@ pub fn command(args: &[String]) -> Result<()> {
         }
         None => start_with_cluster(&o, &bin, &wasm, &dir, &sink_log)?,
     };
-    println!("meshtap demo: live view on http://{addr}/ (sink log: {})", sink_log.display());
+    println!(
+        "meshtap demo: live view on http://{addr}/ (sink log: {})",
+        sink_log.display()
+    );
     let result = redraw_until_done(&o, &addr, &mut sim);
     let _ = sim.kill();
     let _ = sim.wait();

@@ -83,7 +83,11 @@ pub fn check_view(
     let stderr = std::fs::read_to_string(&err_path).unwrap_or_default();
     match status {
         Some(status) if status.success() && stdout.contains("\"ok\":true") => Ok(stdout),
-        Some(status) => Err(format!("browser checks failed ({status}):\n{stdout}\n{stderr}")),
-        None => Err(format!("browser run exceeded {timeout:?}:\n{stdout}\n{stderr}")),
+        Some(status) => Err(format!(
+            "browser checks failed ({status}):\n{stdout}\n{stderr}"
+        )),
+        None => Err(format!(
+            "browser run exceeded {timeout:?}:\n{stdout}\n{stderr}"
+        )),
     }
 }

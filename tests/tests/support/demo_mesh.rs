@@ -43,21 +43,23 @@ impl DemoMesh {
         std::fs::create_dir_all(dir).unwrap();
         let scenario = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/demo.yaml");
         let wasm = filter_wasm::locate().unwrap_or_else(|hint| panic!("{hint}"));
-        let mut sim = SimProcess(Command::new(env!("CARGO_BIN_EXE_meshtap-sim"))
-            .arg("--wasm")
-            .arg(wasm)
-            .arg("--scenario")
-            .arg(scenario)
-            .args(["--sink-url", "-", "--token", DEMO_TOKEN])
-            .args(["--seconds", &seconds.to_string()])
-            .args(["--scrape-interval", scrape_interval])
-            .arg("--cluster-dir")
-            .arg(dir.join("cluster"))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.join("sim.log")).unwrap())
-            .spawn()
-            .expect("meshtap-sim starts"));
+        let mut sim = SimProcess(
+            Command::new(env!("CARGO_BIN_EXE_meshtap-sim"))
+                .arg("--wasm")
+                .arg(wasm)
+                .arg("--scenario")
+                .arg(scenario)
+                .args(["--sink-url", "-", "--token", DEMO_TOKEN])
+                .args(["--seconds", &seconds.to_string()])
+                .args(["--scrape-interval", scrape_interval])
+                .arg("--cluster-dir")
+                .arg(dir.join("cluster"))
+                .stdin(Stdio::piped())
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(dir.join("sim.log")).unwrap())
+                .spawn()
+                .expect("meshtap-sim starts"),
+        );
         let config = wait_for_sink_config(&mut sim, dir);
         let sink = Sink::from_yaml(&format!("{config}{backends}"));
         let mut stdin = sim.0.stdin.take().unwrap();
