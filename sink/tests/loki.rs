@@ -147,8 +147,8 @@ fn log_config_errors_name_the_key() {
             .to_string()
     };
     assert_eq!(
-        refuse("log_files: {}"),
-        "log_files: needs at least one `logs` endpoint to send to"
+        refuse("view: {enabled: false}\nlog_files: {include: /var/log/pods/*/*/*.log}"),
+        "log_files: needs at least one `logs` endpoint or the live view (`view.enabled`) to send to"
     );
     assert!(refuse("logs: [{url: http://l, batch: {max_wait: 5x}}]")
         .starts_with("logs[0].batch.max_wait"));

@@ -10,8 +10,7 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,30 +20,14 @@ use meshtap_report::schema::{
     HTTP_LABELS, TCP_CLOSED, TCP_LABELS, TCP_OPENED, TCP_RECEIVED_BYTES, TCP_SENT_BYTES,
 };
 use meshtap_report::{AccessLogRecord, MetricFamily, MetricKind, Series};
+use meshtap_test_support::browser;
 use meshtap_test_support::loki::LokiReceiver;
 
-const CHROMIUM: &str = "/usr/bin/chromium";
 const REVIEWS: &str = "reviews.default.svc.cluster.local";
 const RATINGS: &str = "ratings.default.svc.cluster.local";
 const MONGODB: &str = "mongodb.default.svc.cluster.local";
 const BOUNDS: [f64; 3] = [10.0, 50.0, 250.0];
-
-fn browser_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser")
-}
-
-/// Why the browser test cannot run here, if it cannot.
-fn missing_tools() -> Option<String> {
-    if !Path::new(CHROMIUM).exists() {
-        return Some(format!("{CHROMIUM} is missing (Debian package chromium)"));
-    }
-    let node = std::process::Command::new("node").arg("--version").output();
-    if !node.is_ok_and(|o| o.status.success()) {
-        return Some("node is missing".into());
-    }
-    let playwright = browser_dir().join("node_modules/playwright-core/package.json");
-    (!playwright.exists()).then(|| format!("{} is missing (npm ci)", playwright.display()))
-}
+const BROWSER_TIMEOUT: Duration = Duration::from_secs(150);
 
 /// HTTP label values with the source workload and its namespace set.
 fn edge_values(source: &str, service: &str, code: &str, reporter: &str) -> Vec<String> {
@@ -204,11 +187,7 @@ fn httpdate_rfc3339() -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_live_view_shows_the_mesh_in_chromium() {
-    if let Some(missing) = missing_tools() {
-        if std::env::var_os("MESHTAP_REQUIRE_BROWSER").is_some() {
-            panic!("MESHTAP_REQUIRE_BROWSER is set but {missing}: run `cargo xtask install`");
-        }
-        eprintln!("SKIPPED the_live_view_shows_the_mesh_in_chromium: {missing}");
+    if !browser::require_or_skip("the_live_view_shows_the_mesh_in_chromium") {
         return;
     }
     let work = Path::new(env!("CARGO_TARGET_TMPDIR")).join("view_browser");
@@ -250,30 +229,26 @@ async fn the_live_view_shows_the_mesh_in_chromium() {
         "push_types": ["cds", "eds", "lds"],
         "log_service": RATINGS,
         "tcp_services": [MONGODB],
+        "log_origins": ["filter", "file"],
+        "scrape_jobs": ["istiod"],
     });
-    let run = tokio::process::Command::new("node")
-        .current_dir(browser_dir())
-        .arg("view.mjs")
-        .arg(format!("http://{addr}/"))
-        .arg(&screenshot)
-        .arg(work.join("chromium-profile"))
-        .arg(expect.to_string())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .output();
-    let output = tokio::time::timeout(Duration::from_secs(150), run)
-        .await
-        .expect("the browser run finishes within 150 s")
-        .expect("node starts");
+    let (screenshot_path, browser_work) = (screenshot.clone(), work.clone());
+    let url = format!("http://{addr}/");
+    let checked = tokio::task::spawn_blocking(move || {
+        browser::check_view(
+            &url,
+            &expect,
+            &screenshot_path,
+            &browser_work,
+            BROWSER_TIMEOUT,
+        )
+    })
+    .await
+    .unwrap();
     feeder.abort();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success() && stdout.contains("\"ok\":true"),
-        "browser checks failed ({}):\n{stdout}\n{stderr}",
-        output.status
-    );
+    if let Err(failure) = checked {
+        panic!("{failure}");
+    }
     let png = std::fs::read(&screenshot).expect("screenshot written");
     assert!(
         png.starts_with(b"\x89PNG") && png.len() > 10_000,

@@ -5,6 +5,7 @@
 //! mixed scenario TCP connections and bytes (the NETWORK plugin) and gRPC messages — and an
 //! evicted idle series goes stale while an active one stays.
 
+#[allow(dead_code)]
 mod support;
 
 #[path = "support/sleep_sidecar.rs"]

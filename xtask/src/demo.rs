@@ -2,17 +2,21 @@
 //! binaries, starts `meshtap-sim` on a scenario (HTTP, gRPC and TCP through the compiled filter,
 //! posting reports and filter-shipped access logs to the sink, and serving what a cluster
 //! would: each sidecar's `:15020`, istiod's `:15014`, CRI pod logs), then `meshtap-sink` on
-//! loopback scraping those endpoints and tailing the logs, and redraws the sink's per-service
-//! summary (request rate, error rate, p50/p99) until Ctrl-C or `--seconds`.
+//! the sink config the simulator writes (loopback port 0, scraping those endpoints and tailing
+//! the logs into the live view), tells the simulator the sink's address (read from the sink's
+//! "ready" line), prints the page's URL and redraws the sink's per-service summary (request
+//! rate, error rate, p50/p99) until Ctrl-C or `--seconds`.
 //!
 //! With `--remote-write-url` the sink also writes remote-write there, with `--loki-url` it
 //! pushes the access logs (shipped and tailed) there; with `--sink-config` the given config is
-//! used as is (its `listen` address is read back to find the sink) and no cluster is served.
+//! used as is (the sink is started first, its address read back the same way) and no cluster
+//! is served. The demo's sink config itself is the simulator's (`sink_config::demo_sink`), so
+//! the end-to-end tests of the demo run the same one.
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
@@ -20,10 +24,14 @@ use anyhow::{bail, Context, Result};
 use crate::install;
 use crate::process::{build_filter, cargo, root, run, spawn, target_dir};
 
+#[path = "../../sink/tests/common/ready_line.rs"]
+mod ready_line;
+
 const DEMO_TOKEN: &str = "meshtap-demo-token";
-/// The sink config sections `meshtap-sim --cluster-dir` writes (in this order).
-const SCRAPE_SECTION: &str = "scrape.yaml";
-const LOG_FILES_SECTION: &str = "log_files.yaml";
+/// The whole sink config `meshtap-sim --cluster-dir` writes once its endpoints are served.
+const SINK_CONFIG: &str = "sink.yaml";
+/// How long the simulator (loading the filter) and the sink may take to start.
+const START_LIMIT: Duration = Duration::from_secs(120);
 
 struct Options {
     seconds: Option<u64>,
@@ -63,42 +71,18 @@ fn parse(args: &[String]) -> Result<Options> {
     Ok(o)
 }
 
-fn free_loopback_port() -> Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
-
-/// The `listen` address of a sink config file (a top-level `listen: host:port` line).
-fn listen_of(config: &str) -> Option<String> {
-    config.lines().find_map(|l| {
-        l.strip_prefix("listen:")
-            .map(|v| v.trim().trim_matches('"').replace("0.0.0.0", "127.0.0.1"))
-    })
-}
-
-/// The sink config: the user's, or one listening on `addr` that scrapes and tails the
-/// simulated cluster announced in `cluster_dir` and writes to the given endpoints.
-fn write_sink_config(
-    o: &Options,
-    dir: &Path,
-    addr: &str,
-    cluster_dir: Option<&Path>,
-) -> Result<PathBuf> {
+/// The sink config: the user's, or the simulator's (announced in `cluster_dir`) with the
+/// endpoints given on the command line appended.
+fn write_sink_config(o: &Options, dir: &Path, cluster_dir: &Path) -> Result<PathBuf> {
     if let Some(path) = &o.sink_config {
         return Ok(path.clone());
     }
-    let mut text = format!("listen: {addr}\ningest:\n  tokens: [\"{DEMO_TOKEN}\"]\n");
+    let mut text = std::fs::read_to_string(cluster_dir.join(SINK_CONFIG))?;
     if let Some(url) = &o.remote_write_url {
         text.push_str(&format!("remote_write:\n  - url: \"{url}\"\n"));
     }
     if let Some(url) = &o.loki_url {
         text.push_str(&format!("logs:\n  - url: \"{url}\"\n"));
-    }
-    if let Some(cluster) = cluster_dir {
-        text.push_str(&std::fs::read_to_string(cluster.join(SCRAPE_SECTION))?);
-        // Tailing needs somewhere to push to (`log_files` requires a `logs` endpoint).
-        if o.loki_url.is_some() {
-            text.push_str(&std::fs::read_to_string(cluster.join(LOG_FILES_SECTION))?);
-        }
     }
     let path = dir.join("sink.yaml");
     std::fs::write(&path, text)?;
@@ -107,17 +91,76 @@ fn write_sink_config(
 
 /// Waits until `meshtap-sim` has announced its cluster endpoints (or exited).
 fn wait_for_cluster(sim: &mut Child, cluster_dir: &Path) -> Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while !cluster_dir.join(LOG_FILES_SECTION).exists() {
+    let deadline = Instant::now() + START_LIMIT;
+    while !cluster_dir.join(SINK_CONFIG).exists() {
         if let Some(status) = sim.try_wait()? {
             bail!("meshtap-sim exited with {status} before serving its cluster endpoints");
         }
         if Instant::now() > deadline {
-            bail!("meshtap-sim did not announce its cluster endpoints within 120 s");
+            bail!("meshtap-sim did not announce its cluster endpoints within {START_LIMIT:?}");
         }
         std::thread::sleep(Duration::from_millis(100));
     }
     Ok(())
+}
+
+/// Starts the sink on `config`, its log in `log`, and waits for its "ready" line and
+/// `/readyz`; returns it and the address it listens on (loopback for a wildcard address).
+fn start_sink(bin: &Path, config: &Path, log: &Path) -> Result<(Child, String)> {
+    let mut sink = spawn(
+        Command::new(bin.join("meshtap-sink"))
+            .arg("--config")
+            .arg(config)
+            .stdin(Stdio::null())
+            .stderr(std::fs::File::create(log)?),
+    )?;
+    match wait_ready(&mut sink, log) {
+        Ok(addr) => Ok((sink, addr)),
+        Err(error) => {
+            stop_sink(&mut sink);
+            Err(error)
+        }
+    }
+}
+
+fn wait_ready(sink: &mut Child, log: &Path) -> Result<String> {
+    let deadline = Instant::now() + START_LIMIT;
+    loop {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        if let Some(addr) = ready_line::ready_address(&text, "listen").map(reachable) {
+            let addr = addr.to_string();
+            if matches!(http_get(&addr, "/readyz"), Ok((200, _))) {
+                return Ok(addr);
+            }
+        }
+        if let Some(status) = sink.try_wait()? {
+            bail!("meshtap-sink exited with {status}:\n{text}");
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "meshtap-sink was not ready within {START_LIMIT:?} (log: {})",
+                log.display()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A listen address as a client on this machine reaches it.
+fn reachable(mut addr: SocketAddr) -> SocketAddr {
+    if addr.ip().is_unspecified() {
+        addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    addr
+}
+
+/// SIGTERM lets the sink flush its queues.
+fn stop_sink(sink: &mut Child) {
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(sink.id().to_string())
+        .status();
+    let _ = sink.wait();
 }
 
 /// A plain HTTP/1.0 GET on loopback; enough to poll the sink without an HTTP client crate.
@@ -155,51 +198,68 @@ pub fn command(args: &[String]) -> Result<()> {
     let bin = target_dir().join("debug");
     let dir = target_dir().join("demo");
     std::fs::create_dir_all(&dir)?;
-    let addr = match &o.sink_config {
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("reading {}", path.display()))?;
-            listen_of(&text).context("the sink config has no top-level `listen:` line")?
+    let sink_log = dir.join("sink.log");
+    let (mut sim, mut sink, addr) = match &o.sink_config {
+        Some(config) => {
+            let (sink, addr) = start_sink(&bin, config, &sink_log)?;
+            let sim = start_sim(&o, &bin, &wasm, &format!("http://{addr}"), None)?;
+            (sim, sink, addr)
         }
-        None => format!("127.0.0.1:{}", free_loopback_port()?),
+        None => start_with_cluster(&o, &bin, &wasm, &dir, &sink_log)?,
     };
-    let cluster_dir = o.sink_config.is_none().then(|| dir.join("cluster"));
-    if let Some(cluster) = &cluster_dir {
-        std::fs::create_dir_all(cluster)?;
-        for stale in [SCRAPE_SECTION, LOG_FILES_SECTION] {
-            let _ = std::fs::remove_file(cluster.join(stale));
-        }
-    }
-
-    let mut sim = start_sim(&o, &bin, &wasm, &addr, cluster_dir.as_deref())?;
-    if let Some(cluster) = &cluster_dir {
-        if let Err(error) = wait_for_cluster(&mut sim, cluster) {
-            let _ = sim.kill();
-            return Err(error);
-        }
-    }
-    let config = write_sink_config(&o, &dir, &addr, cluster_dir.as_deref())?;
-    let mut sink = spawn(
-        Command::new(bin.join("meshtap-sink"))
-            .arg("--config")
-            .arg(&config),
-    )?;
-    let result = wait_ready(&addr).and_then(|()| redraw_until_done(&o, &addr, &mut sim));
+    println!(
+        "meshtap demo: live view on http://{addr}/ (sink log: {})",
+        sink_log.display()
+    );
+    let result = redraw_until_done(&o, &addr, &mut sim);
     let _ = sim.kill();
-    // SIGTERM lets the sink flush its queues.
-    let _ = Command::new("kill")
-        .arg("-TERM")
-        .arg(sink.id().to_string())
-        .status();
-    let _ = sink.wait();
+    let _ = sim.wait();
+    stop_sink(&mut sink);
     result
 }
 
+/// Starts the simulator serving a cluster (its sink URL to come on stdin), the sink on the
+/// config it writes, then hands the simulator the sink's address.
+fn start_with_cluster(
+    o: &Options,
+    bin: &Path,
+    wasm: &Path,
+    dir: &Path,
+    sink_log: &Path,
+) -> Result<(Child, Child, String)> {
+    let cluster = dir.join("cluster");
+    std::fs::create_dir_all(&cluster)?;
+    let _ = std::fs::remove_file(cluster.join(SINK_CONFIG));
+    let mut sim = start_sim(o, bin, wasm, "-", Some(&cluster))?;
+    let started = wait_for_cluster(&mut sim, &cluster)
+        .and_then(|()| write_sink_config(o, dir, &cluster))
+        .and_then(|config| start_sink(bin, &config, sink_log));
+    let (mut sink, addr) = match started {
+        Ok(started) => started,
+        Err(error) => {
+            let _ = sim.kill();
+            return Err(error);
+        }
+    };
+    let told = sim
+        .stdin
+        .take()
+        .context("the simulator's stdin")
+        .and_then(|mut stdin| Ok(writeln!(stdin, "http://{addr}")?));
+    if let Err(error) = told {
+        let _ = sim.kill();
+        stop_sink(&mut sink);
+        return Err(error);
+    }
+    Ok((sim, sink, addr))
+}
+
+/// Starts `meshtap-sim` posting to `sink_url` (`-`: read from its stdin, which is piped).
 fn start_sim(
     o: &Options,
     bin: &Path,
     wasm: &Path,
-    addr: &str,
+    sink_url: &str,
     cluster_dir: Option<&Path>,
 ) -> Result<Child> {
     let mut sim_cmd = Command::new(bin.join("meshtap-sim"));
@@ -209,10 +269,15 @@ fn start_sim(
         .arg("--scenario")
         .arg(&o.scenario)
         .arg("--sink-url")
-        .arg(format!("http://{addr}"))
+        .arg(sink_url)
         .arg("--token")
         .arg(DEMO_TOKEN)
-        .stdout(std::process::Stdio::null());
+        .stdin(if sink_url == "-" {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::null());
     if let Some(s) = o.seconds {
         sim_cmd.arg("--seconds").arg(s.to_string());
     }
@@ -220,17 +285,6 @@ fn start_sim(
         sim_cmd.arg("--cluster-dir").arg(cluster);
     }
     spawn(&mut sim_cmd)
-}
-
-fn wait_ready(addr: &str) -> Result<()> {
-    let ready_deadline = Instant::now() + Duration::from_secs(30);
-    while !matches!(http_get(addr, "/readyz"), Ok((200, _))) {
-        if Instant::now() > ready_deadline {
-            bail!("the sink did not become ready on {addr} within 30 s");
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    Ok(())
 }
 
 /// Redraws the summary every two seconds until the simulator ends or `--seconds` (+10 s) pass.
@@ -242,7 +296,7 @@ fn redraw_until_done(o: &Options, addr: &str, sim: &mut Child) -> Result<()> {
             Ok((200, table)) => {
                 print!("\x1b[2J\x1b[H");
                 println!(
-                    "meshtap demo — sink http://{addr} — {} s — Ctrl-C to stop\n",
+                    "meshtap demo — live view http://{addr}/ — {} s — Ctrl-C to stop\n",
                     started.elapsed().as_secs()
                 );
                 println!("{table}");

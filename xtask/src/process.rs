@@ -45,11 +45,10 @@ pub fn run(cmd: &mut Command) -> Result<()> {
     Ok(())
 }
 
-/// Starts a command in the background.
+/// Starts a command in the background (its stdin is the caller's to set).
 pub fn spawn(cmd: &mut Command) -> Result<Child> {
     eprintln!("\x1b[1m$ {} &\x1b[0m", describe(cmd));
-    cmd.stdin(Stdio::null())
-        .spawn()
+    cmd.spawn()
         .with_context(|| format!("could not start {}", describe(cmd)))
 }
 

@@ -338,8 +338,12 @@ impl SinkConfig {
         }
         if let Some(files) = &self.log_files {
             files.check()?;
-            if self.logs.is_empty() {
-                return Err("log_files: needs at least one `logs` endpoint to send to".into());
+            // Without an endpoint the lines go to the live view only (nothing to acknowledge).
+            if self.logs.is_empty() && !self.view.enabled {
+                return Err(
+                    "log_files: needs at least one `logs` endpoint or the live view (`view.enabled`) to send to"
+                        .into(),
+                );
             }
         }
         Ok(())

@@ -62,15 +62,29 @@ impl LogFilter {
 }
 
 /// The service an access log is about: the host of an `outbound|port|subset|host` upstream
-/// cluster, else the authority without its port.
-pub fn service_of(upstream_cluster: Option<&str>, authority: Option<&str>) -> Option<String> {
+/// cluster; else (an inbound line, whose cluster is `inbound|port||` since Istio 1.10) the host
+/// of the mTLS SNI `outbound_.port_.subset_.host` the client asked for; else the authority
+/// without its port. So a request shows under one name on both of its sidecars.
+pub fn service_of(
+    upstream_cluster: Option<&str>,
+    requested_server_name: Option<&str>,
+    authority: Option<&str>,
+) -> Option<String> {
     let from_cluster = upstream_cluster
         .and_then(|cluster| cluster.split('|').nth(3))
+        .filter(|host| !host.is_empty());
+    let from_sni = requested_server_name
+        .filter(|sni| sni.starts_with("outbound_."))
+        .and_then(|sni| sni.splitn(4, '_').nth(3))
+        .and_then(|host| host.strip_prefix('.'))
         .filter(|host| !host.is_empty());
     let from_authority = authority
         .map(|a| a.rsplit_once(':').map_or(a, |(host, _)| host))
         .filter(|host| !host.is_empty() && *host != "-");
-    from_cluster.or(from_authority).map(str::to_owned)
+    from_cluster
+        .or(from_sni)
+        .or(from_authority)
+        .map(str::to_owned)
 }
 
 /// A tailed entry as a line: its access-log fields, when parsed, give service and status.
@@ -87,7 +101,11 @@ pub fn tailed_line(namespace: &str, pod: &str, entry: &LogEntry) -> LogLine {
         origin: LogOrigin::File,
         namespace: namespace.to_owned(),
         pod: pod.to_owned(),
-        service: service_of(field("upstream_cluster"), field("authority")),
+        service: service_of(
+            field("upstream_cluster"),
+            field("requested_server_name"),
+            field("authority"),
+        ),
         status: field("response_code").and_then(|code| code.parse().ok()),
         line: entry.line.clone(),
     }
@@ -185,14 +203,27 @@ mod tests {
         assert_eq!(
             service_of(
                 Some("outbound|9080||reviews.default.svc.cluster.local"),
+                None,
                 Some("x:1")
             ),
             Some("reviews.default.svc.cluster.local".into())
         );
         assert_eq!(
-            service_of(Some("inbound|9080||"), Some("ratings:9080")),
+            service_of(Some("inbound|9080||"), None, Some("ratings:9080")),
             Some("ratings".into())
         );
-        assert_eq!(service_of(None, Some("-")), None);
+        assert_eq!(
+            service_of(
+                Some("inbound|9080||"),
+                Some("outbound_.9080_.v1_.ratings.default.svc.cluster.local"),
+                Some("ratings:9080")
+            ),
+            Some("ratings.default.svc.cluster.local".into())
+        );
+        assert_eq!(
+            service_of(Some("inbound|9080||"), Some("api.example.com"), Some("r:1")),
+            Some("r".into())
+        );
+        assert_eq!(service_of(None, None, Some("-")), None);
     }
 }

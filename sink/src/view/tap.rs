@@ -43,6 +43,7 @@ impl ViewTap {
             let access = access_record(record);
             let service = service_of(
                 access.upstream_cluster.as_deref(),
+                access.requested_server_name.as_deref(),
                 access.authority.as_deref(),
             );
             self.0.push_log(LogLine {

@@ -1,6 +1,9 @@
 // Drives Debian's chromium (headless) against the sink's live view and checks what a person
-// would see. Run by sink/tests/view_browser.rs:
+// would see. Run through meshtap_test_support::browser by sink/tests/view_browser.rs (a sink fed
+// by the test) and tests/tests/e2e_demo_view.rs (the demo mesh):
 //   node view.mjs <page url> <screenshot path> <user data dir> <expectations JSON>
+// Expectations: services, edges, tcp_services, push_types, log_service, log_origins,
+// scrape_jobs (each job must have a target `up`).
 // Every step has its own timeout; the first failed check exits 1 with a message.
 import { chromium } from "playwright-core";
 
@@ -65,11 +68,11 @@ try {
     }));
   }, expect.push_types, { timeout: STEP_MS });
 
-  // Log lines from the filter's reports and from the tailed file.
-  await page.waitForFunction(() => {
+  // Log lines from the filter's reports and from the tailed files.
+  await page.waitForFunction((wanted) => {
     const origins = [...document.querySelectorAll("#logs tbody tr td:nth-child(2)")].map((td) => td.textContent);
-    return origins.includes("filter") && origins.includes("file");
-  }, null, { timeout: STEP_MS });
+    return wanted.every((origin) => origins.includes(origin));
+  }, expect.log_origins, { timeout: STEP_MS });
 
   // Filtering by status keeps only matching lines.
   await page.selectOption("#log-status", "5xx");
@@ -85,9 +88,11 @@ try {
   }, expect.log_service, { timeout: STEP_MS });
   await page.selectOption("#log-service", "");
 
-  // The pipeline panel names the scrape job as up.
-  await page.waitForFunction(() => [...document.querySelectorAll("#targets tbody tr")]
-    .some((row) => row.textContent.includes("istiod") && row.textContent.includes("up")), null, { timeout: STEP_MS });
+  // The pipeline panel names every scrape job as up.
+  await page.waitForFunction((jobs) => {
+    const rows = [...document.querySelectorAll("#targets tbody tr")].map((row) => row.textContent);
+    return jobs.every((job) => rows.some((text) => text.includes(job) && text.includes("up")));
+  }, expect.scrape_jobs, { timeout: STEP_MS });
 
   // Let a few more polls and trend points land, then keep the picture.
   await page.waitForTimeout(2500);

@@ -4,6 +4,7 @@
 //! Everything listens on 127.0.0.1 and every wait is bounded.
 #![allow(dead_code)]
 
+pub mod ready_line;
 pub mod sink_process;
 pub mod tls_server;
 

@@ -9,6 +9,8 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+pub use super::ready_line::ready_address;
+
 /// A free TCP port on 127.0.0.1 (nothing listens on it once this returns).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -16,21 +18,6 @@ pub fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
-}
-
-/// The address logged as `key` (`listen`, `ops_listen`) in the sink's "meshtap-sink ready"
-/// line, in the text (`listen=…`, `ops_listen=Some(…)`) or the JSON log format.
-pub fn ready_address(log: &str, key: &str) -> Option<SocketAddr> {
-    let line = log.lines().find(|l| l.contains("meshtap-sink ready"))?;
-    let at = [format!(" {key}="), format!("\"{key}\":")]
-        .iter()
-        .find_map(|pattern| line.find(pattern.as_str()).map(|i| i + pattern.len()))?;
-    let rest = line[at..].trim_start_matches(['"', ' ']);
-    let rest = rest.strip_prefix("Some(").unwrap_or(rest);
-    let end = rest
-        .find(|c: char| !(c.is_ascii_hexdigit() || matches!(c, '.' | ':' | '[' | ']')))
-        .unwrap_or(rest.len());
-    rest[..end].parse().ok()
 }
 
 pub struct SinkProcess {

@@ -21,7 +21,8 @@ struct Args {
     /// The YAML scenario.
     #[arg(long)]
     scenario: PathBuf,
-    /// Post reports to this sink (http://host:port) instead of the loopback receiver.
+    /// Post reports to this sink (http://host:port) instead of the loopback receiver; `-`
+    /// reads it from the first line of stdin once the cluster endpoints are announced.
     #[arg(long)]
     sink_url: Option<String>,
     /// Print every received report as one JSON line (loopback receiver only).
@@ -36,7 +37,8 @@ struct Args {
     token: Option<String>,
     /// Also serve what a cluster would (each sidecar's :15020, istiod's :15014 on loopback
     /// ports, CRI pod logs under DIR/pods), and write the sink config sections that collect
-    /// them: DIR/scrape.yaml and DIR/log_files.yaml (positions in DIR/positions.json).
+    /// them: DIR/scrape.yaml and DIR/log_files.yaml (positions in DIR/positions.json), and the
+    /// demo's whole sink config, DIR/sink.yaml (loopback port 0, the token, both sections).
     #[arg(long, value_name = "DIR")]
     cluster_dir: Option<PathBuf>,
     /// Scrape interval written into DIR/scrape.yaml.
@@ -45,30 +47,36 @@ struct Args {
 }
 
 /// Starts the cluster endpoints under `dir` (emptied first) and announces them as sink config
-/// sections, each file written whole (temporary name, then rename).
+/// sections and as the demo's whole sink config, each file written whole (temporary name,
+/// then rename; `sink.yaml` last).
 fn start_cluster(
-    sim: &mut Simulation,
+    scenario: &Scenario,
     clock: Clock,
     dir: &Path,
-    scrape_interval: &str,
-) -> anyhow::Result<()> {
+    args: &Args,
+) -> anyhow::Result<Cluster> {
     let pods = dir.join("pods");
     if pods.exists() {
         std::fs::remove_dir_all(&pods).with_context(|| format!("emptying {}", pods.display()))?;
     }
     let positions = dir.join("positions.json");
     let _ = std::fs::remove_file(&positions);
-    let cluster = Cluster::for_scenario(sim.scenario(), clock, &pods)
-        .context("starting the cluster endpoints")?;
-    let announcement = sim.attach_cluster(cluster);
+    let cluster =
+        Cluster::for_scenario(scenario, clock, &pods).context("starting the cluster endpoints")?;
+    let announcement = cluster.announcement();
+    let interval = &args.scrape_interval;
     for (name, text) in [
         (
             "scrape.yaml",
-            sink_config::scrape_section(announcement, scrape_interval),
+            sink_config::scrape_section(announcement, interval),
         ),
         (
             "log_files.yaml",
             sink_config::log_files_section(announcement, &positions),
+        ),
+        (
+            "sink.yaml",
+            sink_config::demo_sink(announcement, args.token.as_deref(), interval, &positions),
         ),
     ] {
         let temporary = dir.join(format!(".{name}.tmp"));
@@ -81,7 +89,26 @@ fn start_cluster(
         announcement.sidecars.len(),
         pods.display()
     );
-    Ok(())
+    Ok(cluster)
+}
+
+/// The sink URL: as given, or with `-` the first line of stdin (read once the cluster is
+/// announced, so the sink can be started on its config first).
+fn sink_url(arg: Option<&str>) -> anyhow::Result<Option<String>> {
+    match arg {
+        Some("-") => {
+            let mut line = String::new();
+            std::io::stdin()
+                .read_line(&mut line)
+                .context("reading the sink URL from stdin")?;
+            let url = line.trim();
+            if url.is_empty() {
+                bail!("--sink-url -: stdin closed before a URL arrived");
+            }
+            Ok(Some(url.to_owned()))
+        }
+        other => Ok(other.map(str::to_owned)),
+    }
 }
 
 fn main() -> anyhow::Result<()> {
@@ -98,21 +125,27 @@ fn main() -> anyhow::Result<()> {
     let scenario = Scenario::load(&args.scenario)?;
     let module = FilterModule::load(&args.wasm, false)
         .with_context(|| format!("loading {}", args.wasm.display()))?;
-    let options = SimOptions {
-        sink_url: args.sink_url.clone(),
-        token: args.token.clone(),
-        print_reports: args.print_reports,
-    };
     let count_mode = scenario.is_count_mode();
     let clock = if count_mode {
         Clock::manual_now()
     } else {
         Clock::Real
     };
-    let mut sim = Simulation::start(module, scenario, &options, clock.clone())?;
-    if let Some(dir) = &args.cluster_dir {
-        std::fs::create_dir_all(dir)?;
-        start_cluster(&mut sim, clock, dir, &args.scrape_interval)?;
+    let cluster = match &args.cluster_dir {
+        Some(dir) => {
+            std::fs::create_dir_all(dir)?;
+            Some(start_cluster(&scenario, clock.clone(), dir, &args)?)
+        }
+        None => None,
+    };
+    let options = SimOptions {
+        sink_url: sink_url(args.sink_url.as_deref())?,
+        token: args.token.clone(),
+        print_reports: args.print_reports,
+    };
+    let mut sim = Simulation::start(module, scenario, &options, clock)?;
+    if let Some(cluster) = cluster {
+        sim.attach_cluster(cluster);
     }
     if count_mode {
         sim.run_counts(CALL_SPACING);

@@ -22,8 +22,14 @@ impl Sink {
 
     /// A sink on loopback accepting `token`, with the given top-level config sections.
     pub fn with_sections(token: &str, sections: &str) -> Sink {
-        let yaml = format!("listen: 127.0.0.1:0\ningest:\n  tokens: [\"{token}\"]\n{sections}");
-        let config = SinkConfig::from_yaml(&yaml, &|_| None).expect("the e2e sink config is valid");
+        Sink::from_yaml(&format!(
+            "listen: 127.0.0.1:0\ningest:\n  tokens: [\"{token}\"]\n{sections}"
+        ))
+    }
+
+    /// A sink running the whole config `yaml` (such as the demo's, written by the simulator).
+    pub fn from_yaml(yaml: &str) -> Sink {
+        let config = SinkConfig::from_yaml(yaml, &|_| None).expect("the e2e sink config is valid");
         let runtime = Runtime::new().expect("tokio runtime");
         let running = runtime
             .block_on(RunningSink::start(&config))

@@ -97,8 +97,11 @@ function nodeOfWorkload(workload, services) {
   return workload;
 }
 
+// A node as the graph labels it: `name.namespace`, or `unknown` for a caller without a sidecar
+// (Istio reports its workload and namespace as `unknown`).
 function shortName(node) {
   const parts = node.split(".");
+  if (parts[0] === "unknown" && (parts.length === 1 || parts[1] === "unknown")) return "unknown";
   return parts.length > 1 ? `${parts[0]}.${parts[1]}` : node;
 }
 

@@ -2,7 +2,9 @@
 //! istiod and every sidecar as static targets (target labels lining up with the filter's
 //! series, `merge: {prefer: filter}`), and `log_files:` tailing the pod-log directory.
 //!
-//! Text only; `cargo xtask demo` and the end-to-end tests append them to their own sections.
+//! Text only. [`demo_sink`] puts them together into the whole sink config of the demo
+//! (`meshtap-sim --cluster-dir` writes it as `sink.yaml`; `cargo xtask demo` and the demo's
+//! end-to-end tests run it, appending only their backends).
 
 use std::fmt::Write;
 use std::path::Path;
@@ -37,4 +39,23 @@ pub fn log_files_section(cluster: &Announcement, positions_file: &Path) -> Strin
         cluster.pod_log_root.display(),
         positions_file.display()
     )
+}
+
+/// The demo's whole sink config: listening on a loopback port of its own choosing (the
+/// address is in its "meshtap-sink ready" line), taking reports with `token`, scraping every
+/// endpoint of `cluster` every `interval` and tailing its pod logs into the live view (and to
+/// any `logs:` endpoint appended after it), positions in `positions_file`.
+pub fn demo_sink(
+    cluster: &Announcement,
+    token: Option<&str>,
+    interval: &str,
+    positions_file: &Path,
+) -> String {
+    let mut out = String::from("listen: 127.0.0.1:0\n");
+    if let Some(token) = token {
+        let _ = writeln!(out, "ingest:\n  tokens: [\"{token}\"]");
+    }
+    out.push_str(&scrape_section(cluster, interval));
+    out.push_str(&log_files_section(cluster, positions_file));
+    out
 }
