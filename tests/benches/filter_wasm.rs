@@ -9,7 +9,10 @@
 //! requests with distinct Host headers, with the default `max_series` (linear memory after the
 //! first 10,000 and at the end, held label sets, overflow) and with a `destination_service`
 //! cap of 100. The HTTP request is measured again with two extra dimensions (a request header
-//! and a property) and custom histogram buckets. Measures only; the issue's targets are printed beside the per-request figures
+//! and a property) and custom histogram buckets. With `MESHTAP_EMPTY_FILTER_WASM` (the
+//! `meshtap-empty-filter` crate, built like the filter), the same HTTP request through that
+//! baseline's two variants in the same host, and meshtap's marginal fuel and ns over each.
+//! Measures only; the issue's targets are printed beside the per-request figures
 //! for the reader.
 
 use std::path::Path;
@@ -115,8 +118,11 @@ fn main() {
     };
     let customised_request = customised.measure(Unit::Request);
 
+    let baselines = measure_baselines();
+
     print_header(&wasm);
     row("HTTP request", &request, ["3000", "10", "2000"]);
+    print_marginal(&request, &baselines);
     let none = ["", "", ""];
     row(
         "HTTP request, header + property dimension",
@@ -210,6 +216,49 @@ fn host_fan_out(module: Arc<FilterModule>) {
             s.overflow_observations
         ),
         None => println!("    no report arrived"),
+    }
+}
+
+/// The bench request through the empty filter's two variants, when it was built.
+fn measure_baselines() -> Vec<(&'static str, Figure)> {
+    let Some(path) = std::env::var_os("MESHTAP_EMPTY_FILTER_WASM") else {
+        return Vec::new();
+    };
+    let path = std::path::PathBuf::from(path);
+    let plain = FilterModule::load(&path, false).expect("empty filter loads");
+    let variants = [
+        ("empty filter (same SDK, no reads)", CONFIG),
+        (
+            "empty filter + meshtap's 10 host reads",
+            r#"{"host_reads": true}"#,
+        ),
+    ];
+    variants
+        .into_iter()
+        .map(|(name, config)| {
+            let mut benches = Benches {
+                metered: FilterBench::new(&path, config).expect("empty filter loads with fuel"),
+                timed: FilterBench::with_module(plain.clone(), config).expect("empty filter"),
+            };
+            (name, benches.measure(Unit::Request))
+        })
+        .collect()
+}
+
+/// Each baseline's HTTP request, then meshtap's request minus it.
+fn print_marginal(request: &Figure, baselines: &[(&str, Figure)]) {
+    if baselines.is_empty() {
+        println!("  (set MESHTAP_EMPTY_FILTER_WASM for meshtap's cost over an empty filter)");
+    }
+    let none = ["", "", ""];
+    for (name, baseline) in baselines {
+        row(&format!("  {name}"), baseline, none);
+        let marginal = Figure {
+            fuel: request.fuel - baseline.fuel,
+            host_calls: request.host_calls - baseline.host_calls,
+            ns: request.ns - baseline.ns,
+        };
+        row("    meshtap's marginal cost over it", &marginal, none);
     }
 }
 

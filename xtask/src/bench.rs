@@ -6,16 +6,32 @@
 
 use anyhow::{bail, Result};
 
-use crate::process::{build_filter, build_named_filter, cargo, run};
+use crate::process::{build_filter, build_named_filter, cargo, run, target_dir};
+
+/// The baseline filter of `filter_wasm`'s marginal figures (`tests/empty-filter`), built like
+/// the filter (release, wasm32-wasip1).
+fn build_empty_filter() -> Result<std::path::PathBuf> {
+    run(cargo().args([
+        "build",
+        "--release",
+        "--target",
+        "wasm32-wasip1",
+        "-p",
+        "meshtap-empty-filter",
+    ]))?;
+    Ok(target_dir().join("wasm32-wasip1/release/meshtap_empty_filter.wasm"))
+}
 
 fn filter() -> Result<()> {
     let wasm = build_filter()?;
+    let empty = build_empty_filter()?;
     // The per-request path natively (criterion).
     run(cargo().args(["bench", "-p", "meshtap-filter", "--bench", "request_path"]))?;
     // The compiled .wasm in the Envoy stand-in: instructions (fuel), ns, host calls, memory.
     run(cargo()
         .args(["bench", "-p", "meshtap-tests", "--bench", "filter_wasm"])
-        .env("MESHTAP_FILTER_WASM", &wasm))?;
+        .env("MESHTAP_FILTER_WASM", &wasm)
+        .env("MESHTAP_EMPTY_FILTER_WASM", &empty))?;
     // Where a request's fuel goes, on the same code built with its function names.
     let named = build_named_filter()?;
     run(cargo()

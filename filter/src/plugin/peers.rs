@@ -10,10 +10,11 @@ use std::rc::Rc;
 use proxy_wasm::types::MapType;
 
 use super::host::{header, int_property, property, PropertyPath};
-use super::vm::{ActiveVm, BytesCache, ClusterInfo, Interned};
+use super::vm::{ActiveVm, ClusterInfo, Interned};
 use crate::record::facts::{Direction, RequestFacts};
 use crate::record::labels::{compute, LabelRules};
 use crate::record::peer::{ClusterServices, PeerInfo};
+use crate::store::bytes_cache::BytesCache;
 use meshtap_report::schema::Reporter;
 
 const PEER_HEADER: &str = "x-envoy-peer-metadata";

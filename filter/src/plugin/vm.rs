@@ -13,7 +13,6 @@
 //! [`RequestKey`]: crate::store::shortcut::RequestKey
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::rc::{Rc, Weak};
 
 use proxy_wasm::types::LogLevel;
@@ -27,13 +26,10 @@ use crate::record::labels::LabelValues;
 use crate::record::node::LocalNode;
 use crate::record::peer::{ClusterServices, PeerInfo};
 use crate::store::aggregate::{Aggregator, Recorded};
+use crate::store::bytes_cache::BytesCache;
 use crate::store::counters::{CounterKind, CounterTotals, CounterValues};
-use crate::store::hashing::{bytes_equal, hash_bytes, WordBuild};
 use crate::store::overrides::LabelCaps;
 use crate::store::shortcut::Shortcuts;
-
-/// Entries per cache before it is cleared (bounds memory with many clusters or peers).
-pub(crate) const CACHE_CAPACITY: usize = 1024;
 
 /// Ids one request can hand out at most (one per cache lookup), kept in reserve so a request
 /// never sees ids from before and after a renewal.
@@ -222,51 +218,6 @@ pub(crate) fn add_counters(
     }
 }
 
-/// The entries of a [`BytesCache`] whose keys share a hash.
-type Bucket<V> = Vec<(Box<[u8]>, V)>;
-
-/// A map from byte strings to values that forgets everything when it reaches
-/// [`CACHE_CAPACITY`] entries. Keys are hashed and compared 8 bytes at a time.
-pub(crate) struct BytesCache<V> {
-    buckets: HashMap<u64, Bucket<V>, WordBuild>,
-    len: usize,
-}
-
-impl<V> Default for BytesCache<V> {
-    fn default() -> Self {
-        BytesCache {
-            buckets: HashMap::default(),
-            len: 0,
-        }
-    }
-}
-
-impl<V> BytesCache<V> {
-    pub(crate) fn get(&self, key: &[u8]) -> Option<&V> {
-        self.buckets
-            .get(&hash_bytes(key))?
-            .iter()
-            .find(|(k, _)| bytes_equal(k, key))
-            .map(|(_, v)| v)
-    }
-
-    /// Adds a value for a key that is not present.
-    pub(crate) fn insert(&mut self, key: &[u8], value: V) -> &V {
-        if self.len >= CACHE_CAPACITY {
-            self.clear();
-        }
-        self.len += 1;
-        let bucket = self.buckets.entry(hash_bytes(key)).or_default();
-        bucket.push((key.into(), value));
-        &bucket.last().expect("just pushed").1
-    }
-
-    pub(crate) fn clear(&mut self) {
-        self.buckets.clear();
-        self.len = 0;
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -298,21 +249,5 @@ mod tests {
         }
         assert_eq!(all.len(), kept.len());
         assert!(growths <= 12, "{growths} growths");
-    }
-
-    #[test]
-    fn bytes_cache_finds_by_content_and_stays_bounded() {
-        let mut c = BytesCache::default();
-        assert!(c.get(b"a").is_none());
-        assert_eq!(*c.insert(b"a", 1), 1);
-        assert_eq!(*c.insert(b"a longer key than eight bytes", 2), 2);
-        assert_eq!(c.get(b"a"), Some(&1));
-        assert_eq!(c.get(b"a longer key than eight bytes"), Some(&2));
-        assert_eq!(c.get(b"a longer key than eight bytez"), None);
-        for i in 0..CACHE_CAPACITY {
-            c.insert(format!("k{i}").as_bytes(), 0);
-        }
-        assert!(c.len <= CACHE_CAPACITY);
-        assert!(c.get(b"a").is_none(), "cleared at capacity");
     }
 }
