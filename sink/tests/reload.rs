@@ -138,12 +138,14 @@ async fn reload_under_load_loses_nothing(spool: bool) {
     let sink = SinkProcess::start(&dir, first.trim_start_matches("listen: 127.0.0.1:0\n")).await;
     let file = dir.join("sink.yaml");
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let poster = spawn_poster(sink.addr, stop.clone());
+    // The first phase starts before the first report: a sample answered before every phase
+    // would be due nowhere and everywhere.
     let phases = Mutex::new(vec![Phase {
         receivers: vec![0, 1],
         from: Instant::now(),
         until: None,
     }]);
+    let poster = spawn_poster(sink.addr, stop.clone());
     let reload = |yaml: String, receivers: Vec<usize>, how: &'static str| {
         let (sink, phases, file) = (&sink, &phases, &file);
         async move {
