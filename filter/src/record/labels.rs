@@ -157,13 +157,30 @@ fn peer_source(facts: &RequestFacts, out: &mut LabelValues) {
 fn peer_destination(facts: &RequestFacts, out: &mut LabelValues) {
     let peer = facts.upstream_peer.unwrap_or(EMPTY_PEER);
     let san = facts.upstream_peer_san;
-    out.set_or(DESTINATION_WORKLOAD, &peer.workload, UNKNOWN);
-    out.set_or(
-        DESTINATION_WORKLOAD_NAMESPACE,
-        workload_namespace(san, peer),
-        UNKNOWN,
-    );
     let principal = if san.is_empty() { &peer.identity } else { san };
+    set_destination(out, peer, workload_namespace(san, peer), principal, LATEST);
+}
+
+/// The destination at a waypoint: the upstream peer as the waypoint's workload discovery found
+/// it for the selected endpoint, with no certificate involved. Follows the `ServerGateway` case of
+/// `IstioStatsFilter::populatePeerInfo` (istio/proxy `istio_stats.cc`): namespace from the peer
+/// (not from a SAN), principal = the peer's `identity`, revision defaulting to `unknown`.
+fn waypoint_destination(facts: &RequestFacts, out: &mut LabelValues) {
+    let peer = facts.upstream_peer.unwrap_or(EMPTY_PEER);
+    set_destination(out, peer, &peer.namespace, &peer.identity, UNKNOWN);
+}
+
+/// The destination workload labels of `peer`, with the namespace and principal the reporter
+/// found and the revision used when the peer has none.
+fn set_destination(
+    out: &mut LabelValues,
+    peer: &PeerInfo,
+    namespace: &str,
+    principal: &str,
+    revision_default: &'static str,
+) {
+    out.set_or(DESTINATION_WORKLOAD, &peer.workload, UNKNOWN);
+    out.set_or(DESTINATION_WORKLOAD_NAMESPACE, namespace, UNKNOWN);
     out.set_or(DESTINATION_PRINCIPAL, principal, UNKNOWN);
     out.set_or(DESTINATION_APP, &peer.app, UNKNOWN);
     out.set_or(DESTINATION_VERSION, &peer.version, UNKNOWN);
@@ -175,31 +192,7 @@ fn peer_destination(facts: &RequestFacts, out: &mut LabelValues) {
     out.set_or(
         DESTINATION_CANONICAL_REVISION,
         &peer.canonical_revision,
-        LATEST,
-    );
-    out.set_or(DESTINATION_CLUSTER, &peer.cluster, UNKNOWN);
-}
-
-/// The destination at a waypoint: the upstream peer as the waypoint's workload discovery found
-/// it for the selected endpoint, with no certificate involved. Follows the `ServerGateway` case of
-/// `IstioStatsFilter::populatePeerInfo` (istio/proxy `istio_stats.cc`): namespace from the peer
-/// (not from a SAN), principal = the peer's `identity`, revision defaulting to `unknown`.
-fn waypoint_destination(facts: &RequestFacts, out: &mut LabelValues) {
-    let peer = facts.upstream_peer.unwrap_or(EMPTY_PEER);
-    out.set_or(DESTINATION_WORKLOAD, &peer.workload, UNKNOWN);
-    out.set_or(DESTINATION_WORKLOAD_NAMESPACE, &peer.namespace, UNKNOWN);
-    out.set_or(DESTINATION_PRINCIPAL, &peer.identity, UNKNOWN);
-    out.set_or(DESTINATION_APP, &peer.app, UNKNOWN);
-    out.set_or(DESTINATION_VERSION, &peer.version, UNKNOWN);
-    out.set_or(
-        DESTINATION_CANONICAL_SERVICE,
-        &peer.canonical_service,
-        UNKNOWN,
-    );
-    out.set_or(
-        DESTINATION_CANONICAL_REVISION,
-        &peer.canonical_revision,
-        UNKNOWN,
+        revision_default,
     );
     out.set_or(DESTINATION_CLUSTER, &peer.cluster, UNKNOWN);
 }
