@@ -1,23 +1,32 @@
-//! A scrape body converted from the chunks it arrived in, without joining them, when every line
-//! is one the target's [`SeriesCache`] reads with the quick split: the usual scrape of a target
-//! whose series did not change. Joining a body copies it once more (about as much work as the
-//! kernel's copy off the socket), so the join is left to the scrapes that need the full parser.
+//! A scrape body converted while it arrives, chunk by chunk, so that a body is never held
+//! whole when every line is one the target's [`SeriesCache`] reads with the quick split (the
+//! usual scrape of a target whose series did not change): each chunk is converted and let go
+//! as soon as it is read, and a body the sink cannot convert as fast as it arrives waits in
+//! the socket rather than in memory.
 //!
-//! The pass takes blank lines, comments (the `# TYPE` and `# HELP` lines only matter to texts
-//! the cache does not know; a `# EOF` inside Istio's concatenated 15020 body changes nothing
-//! for the samples after it) and lines whose series text the cache knows, read as
-//! [`super::convert::body_to_samples`] reads them. Anything else (an unknown or changed series,
-//! a line the quick split declines) ends the pass: the cache's scrape is begun again and the
-//! joined body goes through `body_to_samples`, so the result is the same either way. Owns the line splitting across chunks; it must not parse or convert lines.
+//! The quick pass takes blank lines, comments (the `# TYPE`, `# HELP` and `# UNIT` lines are
+//! kept aside: the full parser needs them for the lines after them; a `# EOF` inside Istio's
+//! concatenated 15020 body changes nothing for the samples after it) and lines whose series
+//! text the cache knows, read as [`super::convert::body_to_samples`] reads them. At the first
+//! line it cannot take (an unknown or changed series, a line the quick split declines) the
+//! rest of the body, from that line on, is collected and goes through the full parser after the
+//! kept metadata lines, continuing the same scrape of the cache: the result is the one the
+//! full parse of the whole body gives. Owns the line splitting across chunks; it must not parse
+//! or convert lines.
 
 use meshtap_textformat::{quick_sample, Format};
 use prost::bytes::Bytes;
 
-use super::convert::{body_to_samples, ScrapedSamples};
+use super::convert::{convert_lines, ScrapedSamples};
+use super::fetch::BodySink;
 use super::series_cache::{text_key, SeriesCache};
 use super::target::Target;
 
-/// What a scrape of `target` turned into (see [`body_to_samples`] for the arguments).
+/// Metadata line prefixes the full parser needs from the part of a body the quick pass took.
+const METADATA: [&[u8]; 3] = [b"# TYPE ", b"# HELP ", b"# UNIT "];
+
+/// What a scrape of `target` turned into, from the chunks of its body (see
+/// [`convert_lines`] for the arguments).
 pub fn chunks_to_samples(
     chunks: &[Bytes],
     content_type: Option<&str>,
@@ -26,69 +35,132 @@ pub fn chunks_to_samples(
     drop_filter_families: bool,
     cache: &mut SeriesCache,
 ) -> ScrapedSamples {
-    let mut out = ScrapedSamples::default();
-    // Room for the target's series and its report series, so the samples are never moved.
-    out.samples.reserve(cache.len() + 8);
-    let mut pass = QuickPass {
-        format: Format::from_content_type(content_type),
-        scrape_ms,
-        drop_filter_families,
-        cache,
-        out,
-    };
-    if pass.run(chunks).is_some() {
-        return pass.out;
+    let mut conversion = ChunkConversion::new(target, scrape_ms, drop_filter_families, cache);
+    conversion.content_type(content_type);
+    for chunk in chunks {
+        conversion.chunk(chunk);
     }
-    let body = chunks.concat();
-    body_to_samples(
-        &body,
-        content_type,
-        target,
-        scrape_ms,
-        drop_filter_families,
-        cache,
-    )
+    conversion.finish()
 }
 
-struct QuickPass<'c> {
-    format: Format,
+/// Where a conversion is in its body.
+enum Pass {
+    /// Every line so far was known: `carry` holds a line cut by a chunk's end, `metadata` the
+    /// metadata lines seen.
+    Quick { carry: Vec<u8>, metadata: Vec<u8> },
+    /// A line needed the full parser: the metadata lines, then the body from that line on.
+    Full { rest: Vec<u8> },
+}
+
+/// One scrape's body being converted through the target's cache (a scrape of the cache is
+/// begun when it is made; the caller finishes it).
+pub struct ChunkConversion<'a> {
+    target: &'a Target,
     scrape_ms: i64,
     drop_filter_families: bool,
-    cache: &'c mut SeriesCache,
+    cache: &'a mut SeriesCache,
+    content_type: Option<String>,
+    format: Format,
+    pass: Pass,
     out: ScrapedSamples,
 }
 
-impl QuickPass<'_> {
-    /// Every line of the chunks, in order; `None` at the first line the pass cannot take.
-    fn run(&mut self, chunks: &[Bytes]) -> Option<()> {
-        self.cache.begin();
-        // A line cut by a chunk's end: its start, completed by the next chunks.
-        let mut carry: Vec<u8> = Vec::new();
-        for chunk in chunks {
-            let mut rest: &[u8] = chunk;
-            if !carry.is_empty() {
-                let Some(end) = memchr::memchr(b'\n', rest) else {
-                    carry.extend_from_slice(rest);
-                    continue;
-                };
-                carry.extend_from_slice(&rest[..end]);
-                self.line(&carry)?;
-                carry.clear();
-                rest = &rest[end + 1..];
-            }
-            while let Some(end) = memchr::memchr(b'\n', rest) {
-                self.line(&rest[..end])?;
-                rest = &rest[end + 1..];
-            }
-            carry.extend_from_slice(rest);
+impl<'a> ChunkConversion<'a> {
+    pub fn new(
+        target: &'a Target,
+        scrape_ms: i64,
+        drop_filter_families: bool,
+        cache: &'a mut SeriesCache,
+    ) -> ChunkConversion<'a> {
+        cache.begin();
+        let mut out = ScrapedSamples::default();
+        // Room for the target's series and its report series, so the samples are never moved.
+        out.samples.reserve(cache.len() + 8);
+        ChunkConversion {
+            target,
+            scrape_ms,
+            drop_filter_families,
+            cache,
+            content_type: None,
+            format: Format::from_content_type(None),
+            pass: Pass::Quick {
+                carry: Vec::new(),
+                metadata: Vec::new(),
+            },
+            out,
         }
-        if !carry.is_empty() {
-            self.line(&carry)?;
-        }
-        Some(())
     }
 
-    fn line(&mut self, line: &[u8]) -> Option<()> {
+    /// The samples of the whole body (after its last chunk).
+    pub fn finish(mut self) -> ScrapedSamples {
+        match std::mem::replace(&mut self.pass, Pass::Full { rest: Vec::new() }) {
+            Pass::Quick { carry, metadata } => {
+                if !carry.is_empty() && self.quick_line(&carry).is_none() {
+                    let mut rest = metadata;
+                    rest.extend_from_slice(&carry);
+                    self.full_parse(&rest);
+                }
+            }
+            Pass::Full { rest } => self.full_parse(&rest),
+        }
+        self.out
+    }
+
+    fn full_parse(&mut self, rest: &[u8]) {
+        convert_lines(
+            rest,
+            self.content_type.as_deref(),
+            self.target,
+            self.scrape_ms,
+            self.drop_filter_families,
+            self.cache,
+            &mut self.out,
+        );
+    }
+
+    /// Takes the lines of `chunk` on the quick pass; `Err` with the unread part (from the
+    /// first line it cannot take) when that line needs the full parser.
+    fn quick_chunk<'c>(
+        &mut self,
+        carry: &mut Vec<u8>,
+        metadata: &mut Vec<u8>,
+        chunk: &'c [u8],
+    ) -> Result<(), &'c [u8]> {
+        let mut rest = chunk;
+        if !carry.is_empty() {
+            let Some(end) = memchr::memchr(b'\n', rest) else {
+                carry.extend_from_slice(rest);
+                return Ok(());
+            };
+            carry.extend_from_slice(&rest[..=end]);
+            if self.line(metadata, carry).is_none() {
+                // The cut line starts the rest: `carry` holds it.
+                return Err(&rest[end + 1..]);
+            }
+            carry.clear();
+            rest = &rest[end + 1..];
+        }
+        while let Some(end) = memchr::memchr(b'\n', rest) {
+            if self.line(metadata, &rest[..=end]).is_none() {
+                return Err(rest);
+            }
+            rest = &rest[end + 1..];
+        }
+        carry.extend_from_slice(rest);
+        Ok(())
+    }
+
+    /// One line (with its `\n`) on the quick pass: `None` when it needs the full parser.
+    fn line(&mut self, metadata: &mut Vec<u8>, line: &[u8]) -> Option<()> {
+        if METADATA.iter().any(|prefix| line.starts_with(prefix)) {
+            metadata.extend_from_slice(line);
+            return Some(());
+        }
+        self.quick_line(line)
+    }
+
+    fn quick_line(&mut self, line: &[u8]) -> Option<()> {
+        let line = line.strip_suffix(b"\n").unwrap_or(line);
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         match line.first() {
             None | Some(b'#') => return Some(()),
@@ -111,26 +183,52 @@ impl QuickPass<'_> {
     }
 }
 
+impl BodySink for ChunkConversion<'_> {
+    fn content_type(&mut self, content_type: Option<&str>) {
+        self.format = Format::from_content_type(content_type);
+        self.content_type = content_type.map(str::to_owned);
+    }
+
+    fn chunk(&mut self, chunk: &[u8]) {
+        match &mut self.pass {
+            Pass::Full { rest } => rest.extend_from_slice(chunk),
+            Pass::Quick { carry, metadata } => {
+                let (mut carry, mut metadata) = (std::mem::take(carry), std::mem::take(metadata));
+                match self.quick_chunk(&mut carry, &mut metadata, chunk) {
+                    Ok(()) => self.pass = Pass::Quick { carry, metadata },
+                    Err(unread) => {
+                        let mut rest = metadata;
+                        rest.extend_from_slice(&carry);
+                        rest.extend_from_slice(unread);
+                        self.pass = Pass::Full { rest };
+                    }
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::scrape::convert::body_to_samples;
     use crate::scrape::convert::tests::{target, text, BODY};
 
-    /// The quick pass alone: `None` when it would fall back to the full parse.
+    /// The quick pass alone: `None` when it fell back to the full parse.
     fn quick_pass(
         cache: &mut SeriesCache,
         chunks: &[Bytes],
         scrape_ms: i64,
     ) -> Option<ScrapedSamples> {
-        let mut pass = QuickPass {
-            format: Format::PrometheusText,
-            scrape_ms,
-            drop_filter_families: false,
-            cache,
-            out: ScrapedSamples::default(),
-        };
-        pass.run(chunks)?;
-        Some(pass.out)
+        let t = target("jobs: [{name: pods, static_configs: [{targets: ['10.1.2.3:15020']}]}]");
+        let mut conversion = ChunkConversion::new(&t, scrape_ms, false, cache);
+        conversion.content_type(None);
+        for chunk in chunks {
+            conversion.chunk(chunk);
+        }
+        let quick = matches!(&conversion.pass, Pass::Quick { carry, .. } if carry.is_empty());
+        let out = conversion.finish();
+        quick.then_some(out)
     }
 
     fn summary(out: &ScrapedSamples) -> (Vec<String>, u64, u64, u64) {
@@ -184,6 +282,46 @@ mod tests {
             assert_eq!(out.scraped, expected.1 + 1);
             assert_eq!(cache.added(), 1);
             assert!(cache.finish(3000).is_empty());
+        }
+    }
+
+    /// A body whose series changed in the middle of a histogram (a new bucket, then a new
+    /// family) falls back to the full parser there, after the metadata lines the quick pass
+    /// saw, and gives what the full parse of the whole body gives, wherever it is cut.
+    #[test]
+    fn a_fallback_mid_body_gives_the_full_parse() {
+        let t = target("jobs: [{name: pods, static_configs: [{targets: ['10.1.2.3:15020']}]}]");
+        let known = || {
+            let mut cache = SeriesCache::default();
+            body_to_samples(BODY.as_bytes(), None, &t, 1000, false, &mut cache);
+            assert!(cache.finish(1000).is_empty());
+            cache
+        };
+        let changed = BODY
+            .replace(
+                "le=\"1.0\"} 2\n",
+                "le=\"1.0\"} 2\nenvoy_cluster_upstream_rq_time_bucket{le=\"2.50\"} 2\n",
+            )
+            .replace("envoy_server_live{} 1\n", "# TYPE late gauge\nlate 4\n");
+        let mut whole_cache = known();
+        let whole = body_to_samples(changed.as_bytes(), None, &t, 2000, false, &mut whole_cache);
+        let expected = summary(&whole);
+        assert!(
+            expected.0.iter().any(|s| s.contains("le=2.5,")),
+            "the new bucket's le is read as a histogram's: {expected:?}"
+        );
+        let whole_stale = whole_cache.finish(2000).len();
+        let bytes = Bytes::from(changed);
+        for cut in (0..=bytes.len()).step_by(3) {
+            let mut cache = known();
+            let chunks = [bytes.slice(..cut), bytes.slice(cut..)];
+            let out = chunks_to_samples(&chunks, None, &t, 2000, false, &mut cache);
+            assert_eq!(summary(&out), expected, "cut at {cut}");
+            let mut families: Vec<&str> = out.families.iter().map(|(n, _)| n.as_str()).collect();
+            families.sort_unstable();
+            assert!(families.contains(&"late"), "cut at {cut}: {families:?}");
+            assert_eq!(cache.added(), whole_cache.added(), "cut at {cut}");
+            assert_eq!(cache.finish(2000).len(), whole_stale, "cut at {cut}");
         }
     }
 

@@ -29,17 +29,24 @@ pub struct RecordMeta {
     pub newest_ms: i64,
 }
 
-/// The bytes of one record (header and body), ready to append.
-pub fn encode(meta: RecordMeta, body: &[u8]) -> Vec<u8> {
+/// The header of a record of `body`; the record is the header followed by the body.
+pub fn header(meta: RecordMeta, body: &[u8]) -> [u8; HEADER_LEN] {
     assert!(body.len() <= MAX_BODY_LEN, "spool record body too large");
-    let mut out = Vec::with_capacity(HEADER_LEN + body.len());
-    out.extend_from_slice(&MAGIC);
-    out.extend_from_slice(&(body.len() as u32).to_le_bytes());
-    out.extend_from_slice(&meta.samples.to_le_bytes());
-    out.extend_from_slice(&meta.oldest_ms.to_le_bytes());
-    out.extend_from_slice(&meta.newest_ms.to_le_bytes());
-    let crc = checksum(&out[4..28], body);
-    out.extend_from_slice(&crc.to_le_bytes());
+    let mut header = [0u8; HEADER_LEN];
+    header[..4].copy_from_slice(&MAGIC);
+    header[4..8].copy_from_slice(&(body.len() as u32).to_le_bytes());
+    header[8..12].copy_from_slice(&meta.samples.to_le_bytes());
+    header[12..20].copy_from_slice(&meta.oldest_ms.to_le_bytes());
+    header[20..28].copy_from_slice(&meta.newest_ms.to_le_bytes());
+    let crc = checksum(&header[4..28], body);
+    header[28..].copy_from_slice(&crc.to_le_bytes());
+    header
+}
+
+/// A whole record, header then body (the spool writes the two parts without joining them).
+#[cfg(test)]
+pub fn encode(meta: RecordMeta, body: &[u8]) -> Vec<u8> {
+    let mut out = header(meta, body).to_vec();
     out.extend_from_slice(body);
     out
 }
