@@ -1,20 +1,19 @@
-//! A scrape body converted while it arrives, chunk by chunk, so that a body is never held
-//! whole when every line is one the target's [`SeriesCache`] reads with the quick split (the
-//! usual scrape of a target whose series did not change): each chunk is converted and let go
-//! as soon as it is read, and a body the sink cannot convert as fast as it arrives waits in
-//! the socket rather than in memory.
+//! A scrape body converted while it arrives, chunk by chunk: a body is never held whole, and
+//! one the sink cannot convert as fast as it arrives waits in the socket rather than in
+//! memory. A line cut by a chunk's end is completed by the next chunks.
 //!
-//! The quick pass takes blank lines, comments (the `# TYPE`, `# HELP` and `# UNIT` lines are
-//! kept aside: the full parser needs them for the lines after them; a `# EOF` inside Istio's
-//! concatenated 15020 body changes nothing for the samples after it) and lines whose series
-//! text the cache knows, read as [`super::convert::body_to_samples`] reads them. At the first
-//! line it cannot take (an unknown or changed series, a line the quick split declines) the
-//! rest of the body, from that line on, is collected and goes through the full parser after the
-//! kept metadata lines, continuing the same scrape of the cache: the result is the one the
-//! full parse of the whole body gives. Owns the line splitting across chunks; it must not parse
-//! or convert lines.
+//! Lines whose series text the target's [`SeriesCache`] knows are read with the quick split
+//! (the usual scrape of a target whose series did not change), as
+//! [`super::convert::body_to_samples`] reads them; blank lines and comments are passed over,
+//! but the valid `# TYPE`, `# HELP` and `# UNIT` lines are kept aside (a `# EOF` inside
+//! Istio's concatenated 15020 body changes nothing for the samples after it). At a line the
+//! quick split cannot take (an unknown or changed series, a line it declines), the chunk's
+//! complete lines from there on go through the full parser after the kept metadata lines, so
+//! they are read in the families the whole body gives them, continuing the same scrape of the
+//! cache: the result is the one the full parse of the whole body gives. Owns the line splitting
+//! across chunks; it must not parse or convert lines.
 
-use meshtap_textformat::{quick_sample, Format};
+use meshtap_textformat::{quick_sample, Format, Parser};
 use prost::bytes::Bytes;
 
 use super::convert::{convert_lines, ScrapedSamples};
@@ -22,7 +21,7 @@ use super::fetch::BodySink;
 use super::series_cache::{text_key, SeriesCache};
 use super::target::Target;
 
-/// Metadata line prefixes the full parser needs from the part of a body the quick pass took.
+/// Metadata line prefixes the full parser needs from the lines before the ones it reads.
 const METADATA: [&[u8]; 3] = [b"# TYPE ", b"# HELP ", b"# UNIT "];
 
 /// What a scrape of `target` turned into, from the chunks of its body (see
@@ -43,15 +42,6 @@ pub fn chunks_to_samples(
     conversion.finish()
 }
 
-/// Where a conversion is in its body.
-enum Pass {
-    /// Every line so far was known: `carry` holds a line cut by a chunk's end, `metadata` the
-    /// metadata lines seen.
-    Quick { carry: Vec<u8>, metadata: Vec<u8> },
-    /// A line needed the full parser: the metadata lines, then the body from that line on.
-    Full { rest: Vec<u8> },
-}
-
 /// One scrape's body being converted through the target's cache (a scrape of the cache is
 /// begun when it is made; the caller finishes it).
 pub struct ChunkConversion<'a> {
@@ -61,7 +51,12 @@ pub struct ChunkConversion<'a> {
     cache: &'a mut SeriesCache,
     content_type: Option<String>,
     format: Format,
-    pass: Pass,
+    /// A line cut by a chunk's end: its start.
+    carry: Vec<u8>,
+    /// The valid metadata lines seen so far, each with its `\n`.
+    metadata: Vec<u8>,
+    /// Some lines went through the full parser (the families are then reported).
+    parsed_in_full: bool,
     out: ScrapedSamples,
 }
 
@@ -83,32 +78,66 @@ impl<'a> ChunkConversion<'a> {
             cache,
             content_type: None,
             format: Format::from_content_type(None),
-            pass: Pass::Quick {
-                carry: Vec::new(),
-                metadata: Vec::new(),
-            },
+            carry: Vec::new(),
+            metadata: Vec::new(),
+            parsed_in_full: false,
             out,
         }
     }
 
     /// The samples of the whole body (after its last chunk).
     pub fn finish(mut self) -> ScrapedSamples {
-        match std::mem::replace(&mut self.pass, Pass::Full { rest: Vec::new() }) {
-            Pass::Quick { carry, metadata } => {
-                if !carry.is_empty() && self.quick_line(&carry).is_none() {
-                    let mut rest = metadata;
-                    rest.extend_from_slice(&carry);
-                    self.full_parse(&rest);
-                }
-            }
-            Pass::Full { rest } => self.full_parse(&rest),
+        let mut last = std::mem::take(&mut self.carry);
+        if !last.is_empty() {
+            last.push(b'\n');
+            self.lines(&last);
+        }
+        if self.parsed_in_full {
+            // The families of every metadata line, the ones after the last full parse too.
+            let metadata = std::mem::take(&mut self.metadata);
+            self.full_parse(&metadata, b"");
         }
         self.out
     }
 
-    fn full_parse(&mut self, rest: &[u8]) {
+    /// Complete lines (each ending with `\n`): on the quick split while it takes them, then
+    /// the rest through the full parser.
+    fn lines(&mut self, mut lines: &[u8]) {
+        while let Some(end) = memchr::memchr(b'\n', lines) {
+            let line = &lines[..=end];
+            if METADATA.iter().any(|prefix| line.starts_with(prefix)) {
+                if !self.keep_metadata(line) {
+                    self.out.bad_lines += 1;
+                }
+            } else if self.quick_line(line).is_none() {
+                self.full_lines(lines);
+                return;
+            }
+            lines = &lines[end + 1..];
+        }
+    }
+
+    /// Lines the full parser reads, after the metadata lines seen before them; the metadata
+    /// lines among them are kept for the lines after.
+    fn full_lines(&mut self, lines: &[u8]) {
+        let metadata = std::mem::take(&mut self.metadata);
+        self.full_parse(&metadata, lines);
+        self.metadata = metadata;
+        self.parsed_in_full = true;
+        for line in lines.split_inclusive(|&b| b == b'\n') {
+            if METADATA.iter().any(|prefix| line.starts_with(prefix)) {
+                // A bad one was counted by the parse above.
+                self.keep_metadata(line);
+            }
+        }
+    }
+
+    fn full_parse(&mut self, metadata: &[u8], lines: &[u8]) {
+        let mut text = Vec::with_capacity(metadata.len() + lines.len());
+        text.extend_from_slice(metadata);
+        text.extend_from_slice(lines);
         convert_lines(
-            rest,
+            &text,
             self.content_type.as_deref(),
             self.target,
             self.scrape_ms,
@@ -118,47 +147,19 @@ impl<'a> ChunkConversion<'a> {
         );
     }
 
-    /// Takes the lines of `chunk` on the quick pass; `Err` with the unread part (from the
-    /// first line it cannot take) when that line needs the full parser.
-    fn quick_chunk<'c>(
-        &mut self,
-        carry: &mut Vec<u8>,
-        metadata: &mut Vec<u8>,
-        chunk: &'c [u8],
-    ) -> Result<(), &'c [u8]> {
-        let mut rest = chunk;
-        if !carry.is_empty() {
-            let Some(end) = memchr::memchr(b'\n', rest) else {
-                carry.extend_from_slice(rest);
-                return Ok(());
-            };
-            carry.extend_from_slice(&rest[..=end]);
-            if self.line(metadata, carry).is_none() {
-                // The cut line starts the rest: `carry` holds it.
-                return Err(&rest[end + 1..]);
-            }
-            carry.clear();
-            rest = &rest[end + 1..];
+    /// Keeps a metadata line for the full parser if it reads as one (a line that does not is
+    /// never given to the parser again); false for such a bad line.
+    fn keep_metadata(&mut self, line: &[u8]) -> bool {
+        let mut parser = Parser::new(line, self.format);
+        let read = parser.next_line().and_then(|bare| parser.read_line(bare));
+        let valid = !matches!(read, Some(Err(_)));
+        if valid {
+            self.metadata.extend_from_slice(line);
         }
-        while let Some(end) = memchr::memchr(b'\n', rest) {
-            if self.line(metadata, &rest[..=end]).is_none() {
-                return Err(rest);
-            }
-            rest = &rest[end + 1..];
-        }
-        carry.extend_from_slice(rest);
-        Ok(())
+        valid
     }
 
-    /// One line (with its `\n`) on the quick pass: `None` when it needs the full parser.
-    fn line(&mut self, metadata: &mut Vec<u8>, line: &[u8]) -> Option<()> {
-        if METADATA.iter().any(|prefix| line.starts_with(prefix)) {
-            metadata.extend_from_slice(line);
-            return Some(());
-        }
-        self.quick_line(line)
-    }
-
+    /// One line on the quick split: `None` when it needs the full parser.
     fn quick_line(&mut self, line: &[u8]) -> Option<()> {
         let line = line.strip_suffix(b"\n").unwrap_or(line);
         let line = line.strip_suffix(b"\r").unwrap_or(line);
@@ -189,22 +190,22 @@ impl BodySink for ChunkConversion<'_> {
         self.content_type = content_type.map(str::to_owned);
     }
 
-    fn chunk(&mut self, chunk: &[u8]) {
-        match &mut self.pass {
-            Pass::Full { rest } => rest.extend_from_slice(chunk),
-            Pass::Quick { carry, metadata } => {
-                let (mut carry, mut metadata) = (std::mem::take(carry), std::mem::take(metadata));
-                match self.quick_chunk(&mut carry, &mut metadata, chunk) {
-                    Ok(()) => self.pass = Pass::Quick { carry, metadata },
-                    Err(unread) => {
-                        let mut rest = metadata;
-                        rest.extend_from_slice(&carry);
-                        rest.extend_from_slice(unread);
-                        self.pass = Pass::Full { rest };
-                    }
-                }
-            }
+    fn chunk(&mut self, mut chunk: &[u8]) {
+        if !self.carry.is_empty() {
+            let Some(end) = memchr::memchr(b'\n', chunk) else {
+                self.carry.extend_from_slice(chunk);
+                return;
+            };
+            let mut line = std::mem::take(&mut self.carry);
+            line.extend_from_slice(&chunk[..=end]);
+            self.lines(&line);
+            line.clear();
+            self.carry = line;
+            chunk = &chunk[end + 1..];
         }
+        let complete = memchr::memrchr(b'\n', chunk).map_or(0, |end| end + 1);
+        self.lines(&chunk[..complete]);
+        self.carry.extend_from_slice(&chunk[complete..]);
     }
 }
 
@@ -226,7 +227,7 @@ mod tests {
         for chunk in chunks {
             conversion.chunk(chunk);
         }
-        let quick = matches!(&conversion.pass, Pass::Quick { carry, .. } if carry.is_empty());
+        let quick = conversion.carry.is_empty() && !conversion.parsed_in_full;
         let out = conversion.finish();
         quick.then_some(out)
     }

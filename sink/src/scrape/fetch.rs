@@ -13,7 +13,7 @@
 
 use std::time::Duration;
 
-use super::config::{ScrapeJob, Scheme};
+use super::config::{Scheme, ScrapeJob};
 use crate::floor::http::base64_encode;
 use crate::floor::http::client::{request_error_text, with_tls, ClientError};
 

@@ -100,7 +100,11 @@ fn records_past_the_memory_kept_are_read_back_in_order() {
     let kept = bodies.len();
     assert!((1..6).contains(&kept), "{kept} records came from memory");
     assert_eq!(bodies, (0..kept as u32).map(big).collect::<Vec<_>>());
-    assert_eq!(spool.skipped().records, 6 - kept as u64, "the others were read back");
+    assert_eq!(
+        spool.skipped().records,
+        6 - kept as u64,
+        "the others were read back"
+    );
 }
 
 #[test]
