@@ -15,7 +15,7 @@
 
 use std::collections::VecDeque;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
+use std::io::{self, BufReader, Read, Seek, SeekFrom};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -269,7 +269,7 @@ impl LaneSpool {
     fn write_record(&mut self, header: &[u8], body: &[u8]) -> Result<u64, SpoolError> {
         let (id, file) = self.writer.as_mut().expect("writer opened");
         let id = *id;
-        let Err(source) = write_all_parts(file, &[header, body]) else {
+        let Err(source) = record::write_all_parts(file, &[header, body]) else {
             return Ok((header.len() + body.len()) as u64);
         };
         let segment = self.segments.back_mut().expect("writer segment");
@@ -525,30 +525,6 @@ impl LaneSpool {
     pub fn skipped(&self) -> Skipped {
         self.skipped
     }
-}
-
-/// Writes all of `parts`, in order, with as few `write` calls as the file takes.
-fn write_all_parts(file: &mut File, parts: &[&[u8]]) -> io::Result<()> {
-    let mut parts: Vec<&[u8]> = parts.iter().copied().filter(|p| !p.is_empty()).collect();
-    while !parts.is_empty() {
-        let slices: Vec<io::IoSlice<'_>> = parts.iter().map(|p| io::IoSlice::new(p)).collect();
-        let mut written = match file.write_vectored(&slices) {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        while written > 0 {
-            if written >= parts[0].len() {
-                written -= parts[0].len();
-                parts.remove(0);
-            } else {
-                parts[0] = &parts[0][written..];
-                written = 0;
-            }
-        }
-    }
-    Ok(())
 }
 
 /// The file of segment `id` in a lane directory.

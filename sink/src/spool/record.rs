@@ -14,7 +14,8 @@
 //! [`ReadOutcome::Truncated`], damaged bytes as [`ReadOutcome::Corrupt`]; this module never
 //! decides what to do about either (see `super::lane_spool`).
 
-use std::io::{self, Read};
+use std::fs::File;
+use std::io::{self, Read, Write};
 
 pub const MAGIC: [u8; 4] = *b"MTS1";
 pub const HEADER_LEN: usize = 32;
@@ -56,6 +57,30 @@ fn checksum(header: &[u8], body: &[u8]) -> u32 {
     hasher.update(header);
     hasher.update(body);
     hasher.finalize()
+}
+
+/// Writes all of `parts`, in order, with as few `write` calls as the file takes.
+pub fn write_all_parts(file: &mut File, parts: &[&[u8]]) -> io::Result<()> {
+    let mut parts: Vec<&[u8]> = parts.iter().copied().filter(|p| !p.is_empty()).collect();
+    while !parts.is_empty() {
+        let slices: Vec<io::IoSlice<'_>> = parts.iter().map(|p| io::IoSlice::new(p)).collect();
+        let mut written = match file.write_vectored(&slices) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        while written > 0 {
+            if written >= parts[0].len() {
+                written -= parts[0].len();
+                parts.remove(0);
+            } else {
+                parts[0] = &parts[0][written..];
+                written = 0;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The result of reading at one offset.
