@@ -209,13 +209,26 @@ fn ztunnel_pod(target: &ZtunnelTarget) -> serde_json::Value {
 }
 
 /// The ztunnel series expected for `family` (value: connections or bytes of the leg).
+/// One ztunnel leg: node, reporter, source, destination, service, HBONE, connections,
+/// bytes up, bytes down.
+type ExpectedLeg = (
+    &'static str,
+    &'static str,
+    &'static Peer,
+    &'static Peer,
+    &'static Peer,
+    bool,
+    u64,
+    u64,
+    u64,
+);
+
 fn expected_ztunnel(
     family: &str,
     ztunnels: &[ZtunnelTarget],
     value: impl Fn(u64, u64, u64) -> u64,
 ) -> Vec<(Labels, f64)> {
-    // (node, reporter, source, destination, service, HBONE, connections, bytes up, bytes down)
-    let legs: [(&str, &str, &Peer, &Peer, &Peer, bool, u64, u64, u64); 10] = [
+    let legs: [ExpectedLeg; 10] = [
         (
             "node-1",
             "source",
