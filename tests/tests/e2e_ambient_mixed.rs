@@ -189,6 +189,18 @@ fn series(prom: &Prometheus, promql: &str) -> Vec<(Labels, f64)> {
     out
 }
 
+/// Waits (bounded) until `promql` returns exactly `want`, then asserts it: scrapes and reports
+/// from before the run's end may still be the newest samples for a moment.
+fn assert_series_become(prom: &Prometheus, promql: &str, want: &[(Labels, f64)]) {
+    let deadline = std::time::Instant::now() + WAIT;
+    let mut got = series(prom, promql);
+    while got != want && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+        got = series(prom, promql);
+    }
+    assert_eq!(got, want, "{promql}");
+}
+
 fn sorted(mut v: Vec<(Labels, f64)>) -> Vec<(Labels, f64)> {
     v.sort_by(|a, b| a.0.cmp(&b.0));
     v
@@ -453,10 +465,7 @@ fn assert_ztunnel_series(mesh: &MixedMesh) {
     let (prom, ztunnels) = (&mesh.prom, &mesh.ztunnels);
     let opened = "istio_tcp_connections_opened_total";
     let want = expected_ztunnel(opened, ztunnels, |n, _, _| n);
-    prom.wait_for(&format!("{opened}{{app=\"ztunnel\"}}"), WAIT, |r| {
-        r.as_array().is_some_and(|a| a.len() == want.len())
-    });
-    assert_eq!(series(prom, &format!("{opened}{{app=\"ztunnel\"}}")), want);
+    assert_series_become(prom, &format!("{opened}{{app=\"ztunnel\"}}"), &want);
     for (family, value) in [
         (
             "istio_tcp_connections_closed_total",
@@ -465,8 +474,8 @@ fn assert_ztunnel_series(mesh: &MixedMesh) {
         ("istio_tcp_received_bytes_total", |_, up, _| up),
         ("istio_tcp_sent_bytes_total", |_, _, down| down),
     ] {
-        let got = series(prom, &format!("{family}{{app=\"ztunnel\"}}"));
-        assert_eq!(got, expected_ztunnel(family, ztunnels, value), "{family}");
+        let want = expected_ztunnel(family, ztunnels, value);
+        assert_series_become(prom, &format!("{family}{{app=\"ztunnel\"}}"), &want);
     }
 }
 
@@ -486,20 +495,14 @@ fn assert_waypoint_series(mesh: &MixedMesh) {
         request(&CATALOG, "http", "503", None, store, 2.0),
         request(&CHECKOUT, "grpc", "200", Some("0"), checkout, 4.0),
     ]);
-    // Wait until the last reports arrived: three series, 14 requests.
     let query = format!("{requests}{{reporter=\"waypoint\"}}");
-    let got = prom.wait_for(&format!("sum({query})"), WAIT, |r| {
-        r[0]["value"][1].as_str() == Some("14")
-    });
-    assert_eq!(got[0]["value"][1], "14", "{got}");
-    assert_eq!(series(prom, &query), want_requests);
-    let tcp_opened = format!("{opened}{{reporter=\"waypoint\"}}");
-    assert_eq!(
-        series(prom, &tcp_opened),
-        [(
-            with_waypoint_target(waypoint_peer_labels(&CART, &CACHE, "tcp"), opened, store),
-            2.0
-        )]
+    assert_series_become(prom, &query, &want_requests);
+    let tcp = waypoint_peer_labels(&CART, &CACHE, "tcp");
+    let want_tcp = [(with_waypoint_target(tcp, opened, store), 2.0)];
+    assert_series_become(
+        prom,
+        &format!("{opened}{{reporter=\"waypoint\"}}"),
+        &want_tcp,
     );
 }
 

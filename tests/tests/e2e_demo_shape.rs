@@ -119,13 +119,9 @@ fn the_demo_delivers_reports_scrapes_and_logs() {
             r#"istio_requests_total{reporter="waypoint",destination_workload="flights-v1",namespace="travel"}"#
         ) > 0
     );
-    assert_eq!(
-        count(
-            &prometheus,
-            r#"count by (node) (istio_tcp_connections_opened_total{job="ztunnel",app="ztunnel",namespace="istio-system"})"#
-        ),
-        2
-    );
+    let nodes = r#"count by (node) (istio_tcp_connections_opened_total{job="ztunnel",app="ztunnel",namespace="istio-system"})"#;
+    let both = prometheus.wait_for(nodes, WAIT, |r| r.as_array().is_some_and(|a| a.len() == 2));
+    assert_eq!(both.as_array().map(Vec::len), Some(2), "{both}");
     assert!(count(&prometheus, r#"pilot_xds_pushes{job="istiod",type="eds"}"#) > 0);
     assert_eq!(count(&prometheus, r#"pilot_xds{app="istiod"}"#), 1);
     assert!(count(&prometheus, r#"process_cpu_seconds_total{app="istiod"}"#) > 0);
