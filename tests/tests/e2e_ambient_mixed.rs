@@ -235,109 +235,27 @@ type ExpectedLeg = (
     u64,
 );
 
+#[rustfmt::skip]
+const LEGS: [ExpectedLeg; 10] = [
+    ("node-1", "source", &CART, &STORE_WAYPOINT, &CATALOG, true, 10, 2000, 10000),
+    ("node-1", "source", &CART, &STORE_WAYPOINT, &CACHE, true, 2, 600, 1400),
+    ("node-1", "source", &CART, &CHECKOUT_WAYPOINT, &CHECKOUT, true, 4, 480, 1320),
+    ("node-1", "destination", &WEB, &LEDGER, &LEDGER, false, 2, 800, 2400),
+    ("node-1", "destination", &CHECKOUT, &LEDGER, &LEDGER, true, 3, 1500, 4500),
+    ("node-2", "destination", &STORE_WAYPOINT, &CATALOG, &CATALOG, true, 10, 2000, 10000),
+    ("node-2", "destination", &STORE_WAYPOINT, &CACHE, &CACHE, true, 2, 600, 1400),
+    ("node-2", "destination", &CHECKOUT_WAYPOINT, &CHECKOUT, &CHECKOUT, true, 4, 480, 1320),
+    ("node-2", "source", &CHECKOUT, &LEDGER, &LEDGER, true, 3, 1500, 4500),
+    ("node-2", "source", &CHECKOUT, &INVENTORY, &INVENTORY, false, 5, 500, 2000),
+];
+
 fn expected_ztunnel(
     family: &str,
     ztunnels: &[ZtunnelTarget],
     value: impl Fn(u64, u64, u64) -> u64,
 ) -> Vec<(Labels, f64)> {
-    let legs: [ExpectedLeg; 10] = [
-        (
-            "node-1",
-            "source",
-            &CART,
-            &STORE_WAYPOINT,
-            &CATALOG,
-            true,
-            10,
-            2000,
-            10000,
-        ),
-        (
-            "node-1",
-            "source",
-            &CART,
-            &STORE_WAYPOINT,
-            &CACHE,
-            true,
-            2,
-            600,
-            1400,
-        ),
-        (
-            "node-1",
-            "source",
-            &CART,
-            &CHECKOUT_WAYPOINT,
-            &CHECKOUT,
-            true,
-            4,
-            480,
-            1320,
-        ),
-        (
-            "node-1",
-            "destination",
-            &WEB,
-            &LEDGER,
-            &LEDGER,
-            false,
-            2,
-            800,
-            2400,
-        ),
-        (
-            "node-1",
-            "destination",
-            &CHECKOUT,
-            &LEDGER,
-            &LEDGER,
-            true,
-            3,
-            1500,
-            4500,
-        ),
-        (
-            "node-2",
-            "destination",
-            &STORE_WAYPOINT,
-            &CATALOG,
-            &CATALOG,
-            true,
-            10,
-            2000,
-            10000,
-        ),
-        (
-            "node-2",
-            "destination",
-            &STORE_WAYPOINT,
-            &CACHE,
-            &CACHE,
-            true,
-            2,
-            600,
-            1400,
-        ),
-        (
-            "node-2",
-            "destination",
-            &CHECKOUT_WAYPOINT,
-            &CHECKOUT,
-            &CHECKOUT,
-            true,
-            4,
-            480,
-            1320,
-        ),
-        (
-            "node-2", "source", &CHECKOUT, &LEDGER, &LEDGER, true, 3, 1500, 4500,
-        ),
-        (
-            "node-2", "source", &CHECKOUT, &INVENTORY, &INVENTORY, false, 5, 500, 2000,
-        ),
-    ];
     sorted(
-        legs.iter()
+        LEGS.iter()
             .map(|(node, reporter, s, d, service, hbone, n, up, down)| {
                 let target = ztunnels.iter().find(|z| z.node == *node).unwrap();
                 let mut l = l4(reporter, s, d, service, *hbone);

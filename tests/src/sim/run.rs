@@ -135,25 +135,7 @@ impl Simulation {
             clusters: vec![(sink_cluster, sink_addr)],
             ..ProxyConfig::default()
         };
-        let sidecars = workloads
-            .iter()
-            .enumerate()
-            .filter(|(_, w)| w.sidecar)
-            .map(|(i, w)| (i, w.name.clone(), w.node(&scenario.mesh), w.workers));
-        let waypoint_proxies = waypoints.iter().enumerate().map(|(i, wp)| {
-            let seed_index = workloads.len() + i;
-            (
-                seed_index,
-                wp.proxy_key(),
-                wp.node(&scenario.mesh),
-                wp.workers,
-            )
-        });
-        let mut proxies = BTreeMap::new();
-        for (i, key, node, workers) in sidecars.chain(waypoint_proxies) {
-            let config = proxy_config(&base, node, workers, scenario.seed, i);
-            proxies.insert(key, Proxy::start(module.clone(), config)?);
-        }
+        let proxies = start_proxies(&module, &scenario, &workloads, &waypoints, &base)?;
         Ok(Simulation {
             rng: StdRng::seed_from_u64(scenario.seed),
             scenario,
@@ -343,6 +325,33 @@ impl Simulation {
         }
         unreachable!("pick is below the total weight")
     }
+}
+
+/// A proxy per sidecar workload (keyed by name) and per waypoint (by its proxy key), each
+/// `base` with its node, workers and VM seed.
+fn start_proxies(
+    module: &Arc<FilterModule>,
+    scenario: &Scenario,
+    workloads: &[ResolvedWorkload],
+    waypoints: &[ResolvedWaypoint],
+    base: &ProxyConfig,
+) -> Result<BTreeMap<String, Proxy>, SimError> {
+    let mesh = &scenario.mesh;
+    let sidecars = workloads
+        .iter()
+        .enumerate()
+        .filter(|(_, w)| w.sidecar)
+        .map(|(i, w)| (i, w.name.clone(), w.node(mesh), w.workers));
+    let waypoint_proxies = waypoints.iter().enumerate().map(|(i, wp)| {
+        let seed_index = workloads.len() + i;
+        (seed_index, wp.proxy_key(), wp.node(mesh), wp.workers)
+    });
+    let mut proxies = BTreeMap::new();
+    for (i, key, node, workers) in sidecars.chain(waypoint_proxies) {
+        let config = proxy_config(base, node, workers, scenario.seed, i);
+        proxies.insert(key, Proxy::start(module.clone(), config)?);
+    }
+    Ok(proxies)
 }
 
 /// One proxy's config: `base` with its node, workers and VM seed.

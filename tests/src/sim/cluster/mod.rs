@@ -143,25 +143,7 @@ impl Cluster {
             ztunnels: Ztunnel::for_nodes(workloads, waypoints),
         }));
         let ztunnels = state.lock().expect("cluster state lock").ztunnels.clone();
-        let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
-        let listeners = (0..=sidecars.len() + ztunnels.len())
-            .map(|_| TcpListener::bind(loopback))
-            .collect::<std::io::Result<Vec<_>>>()?;
-        let mut paths = vec![SIDECAR_STATS_PATH; sidecars.len()];
-        paths.push(ISTIOD_METRICS_PATH);
-        paths.extend(ztunnels.iter().map(|_| ZTUNNEL_METRICS_PATH));
-        let server = {
-            let (state, clock) = (state.clone(), clock.clone());
-            StatsServer::start(listeners, paths, move |i| {
-                let state = state.lock().expect("cluster state lock");
-                let now_s = seconds(clock.now_nanos());
-                match i.checked_sub(state.sidecars.len()) {
-                    None => state.sidecars[i].render(now_s),
-                    Some(0) => state.istiod.render(now_s),
-                    Some(z) => state.ztunnels[z - 1].render(),
-                }
-            })?
-        };
+        let server = serve(&state, &clock)?;
         let addrs = server.addrs();
         let announcement = Announcement {
             istiod: addrs[sidecars.len()],
@@ -304,6 +286,32 @@ impl Cluster {
             }
         }
     }
+}
+
+/// Serves `state` on loopback ports: the sidecars' stats, then istiod's metrics, then the
+/// ztunnels' metrics, each rendered when scraped.
+fn serve(state: &Arc<Mutex<ClusterState>>, clock: &Clock) -> std::io::Result<StatsServer> {
+    let (sidecars, ztunnels) = {
+        let state = state.lock().expect("cluster state lock");
+        (state.sidecars.len(), state.ztunnels.len())
+    };
+    let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
+    let bound = (0..sidecars + 1 + ztunnels)
+        .map(|_| TcpListener::bind(loopback))
+        .collect::<std::io::Result<Vec<_>>>()?;
+    let mut paths = vec![SIDECAR_STATS_PATH; sidecars];
+    paths.push(ISTIOD_METRICS_PATH);
+    paths.extend(std::iter::repeat_n(ZTUNNEL_METRICS_PATH, ztunnels));
+    let (state, clock) = (state.clone(), clock.clone());
+    StatsServer::start(bound, paths, move |i| {
+        let state = state.lock().expect("cluster state lock");
+        let now_s = seconds(clock.now_nanos());
+        match i.checked_sub(state.sidecars.len()) {
+            None => state.sidecars[i].render(now_s),
+            Some(0) => state.istiod.render(now_s),
+            Some(z) => state.ztunnels[z - 1].render(),
+        }
+    })
 }
 
 /// The key of a node's ztunnel log among the pod logs (no workload name has a `/`).
