@@ -172,3 +172,67 @@ impl Scenario {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MESH: &str = "
+namespaces:
+  - {name: store, dataplane: ambient, waypoint: waypoint}
+waypoints:
+  - {name: waypoint, namespace: store}
+  - {name: own, namespace: store}
+workloads:
+  - {name: web, namespace: shop, app: web}
+  - {name: cart, namespace: store, app: cart}
+  - {name: catalog, namespace: store, app: catalog, waypoint: own}
+  - {name: legacy, namespace: store, app: legacy, dataplane: none}
+  - {name: old, namespace: shop, app: old, sidecar: false}
+calls:
+  - {from: cart, to: catalog, count: 1}
+";
+
+    #[test]
+    fn data_planes_and_waypoints_resolve_from_workload_then_namespace() {
+        let s = Scenario::from_yaml(MESH).unwrap();
+        let planes: Vec<Dataplane> = ["web", "cart", "legacy", "old"]
+            .iter()
+            .map(|w| s.dataplane_of(w))
+            .collect();
+        use Dataplane::*;
+        assert_eq!(planes, [Sidecar, Ambient, None, None]);
+        assert_eq!(
+            s.waypoint_of("cart").map(|w| w.name.as_str()),
+            Some("waypoint")
+        );
+        assert_eq!(
+            s.waypoint_of("catalog").map(|w| w.name.as_str()),
+            Some("own")
+        );
+        assert!(s.waypoint_of("legacy").is_none() && s.waypoint_of("web").is_none());
+    }
+
+    #[test]
+    fn routes_the_simulator_does_not_model_are_refused() {
+        let refused = |yaml: String| match Scenario::from_yaml(&yaml) {
+            Err(ScenarioError::Invalid(message)) => message,
+            other => panic!("accepted: {other:?}"),
+        };
+        let sidecar_to_waypoint =
+            MESH.replace("{from: cart, to: catalog", "{from: web, to: catalog");
+        assert!(refused(sidecar_to_waypoint).contains("behind a waypoint"));
+        let external = MESH.replace("to: catalog, count: 1", "external: x.example.com, count: 1");
+        assert!(refused(external).contains("external host"));
+        let elsewhere = MESH.replace("waypoint: own}", "waypoint: nowhere}");
+        assert!(refused(elsewhere).contains("waypoint \"nowhere\""));
+        let on_sidecar = MESH.replace(
+            "{name: web, namespace: shop, app: web}",
+            "{name: web, namespace: shop, app: web, waypoint: own}",
+        );
+        assert!(refused(on_sidecar).contains("needs an ambient workload"));
+        // A pod outside the mesh goes straight to the pod, without the waypoint.
+        let from_outside = MESH.replace("{from: cart, to: catalog", "{from: old, to: catalog");
+        assert!(Scenario::from_yaml(&from_outside).is_ok());
+    }
+}
