@@ -16,7 +16,7 @@ use meshtap_test_support::kube_api::{KubeApi, PodBuilder};
 use meshtap_test_support::prometheus::Prometheus;
 use meshtap_tests::sim::ambient::ztunnel_stats::{traffic_labels, ztunnel_metrics_body};
 use meshtap_tests::sim::ambient::{AmbientPeer, Direction, L4Leg};
-use meshtap_tests::sim::cluster::StatsServer;
+use meshtap_tests::sim::cluster::{Endpoint, StatsServer, ZTUNNEL_CONTENT_TYPE};
 use support::sink::Sink;
 
 fn peer(name: &str, sa: &str, ip: &str, zone: &str) -> AmbientPeer {
@@ -89,7 +89,11 @@ fn ztunnel_l4_series_arrive_with_every_label_and_their_node() {
         .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
         .collect();
     let by_node = [vec![legs[0].clone()], vec![legs[1].clone()]];
-    let server = StatsServer::start(listeners, vec!["/metrics"; 2], move |i| {
+    let endpoint = Endpoint {
+        path: "/metrics",
+        content_type: ZTUNNEL_CONTENT_TYPE,
+    };
+    let server = StatsServer::start(listeners, vec![endpoint; 2], move |i| {
         ztunnel_metrics_body(&by_node[i], 1)
     })
     .unwrap();

@@ -39,7 +39,7 @@ use standard_stats::{HttpObservation, TcpObservation};
 use ztunnels::{Ztunnel, ZTUNNEL_METRICS_PATH, ZTUNNEL_NAMESPACE};
 
 pub use access_line::rfc3339;
-pub use serve::StatsServer;
+pub use serve::{Endpoint, StatsServer, TEXT_CONTENT_TYPE, ZTUNNEL_CONTENT_TYPE};
 pub use standard_labels::{Reporter, SideOfCall};
 
 /// The path of a sidecar's merged metrics (istio-agent, port 15020).
@@ -299,11 +299,19 @@ fn serve(state: &Arc<Mutex<ClusterState>>, clock: &Clock) -> std::io::Result<Sta
     let bound = (0..sidecars + 1 + ztunnels)
         .map(|_| TcpListener::bind(loopback))
         .collect::<std::io::Result<Vec<_>>>()?;
-    let mut paths = vec![SIDECAR_STATS_PATH; sidecars];
-    paths.push(ISTIOD_METRICS_PATH);
-    paths.extend(std::iter::repeat_n(ZTUNNEL_METRICS_PATH, ztunnels));
+    let text = |path| Endpoint {
+        path,
+        content_type: TEXT_CONTENT_TYPE,
+    };
+    let mut endpoints = vec![text(SIDECAR_STATS_PATH); sidecars];
+    endpoints.push(text(ISTIOD_METRICS_PATH));
+    let ztunnel = Endpoint {
+        path: ZTUNNEL_METRICS_PATH,
+        content_type: ZTUNNEL_CONTENT_TYPE,
+    };
+    endpoints.extend(std::iter::repeat_n(ztunnel, ztunnels));
     let (state, clock) = (state.clone(), clock.clone());
-    StatsServer::start(bound, paths, move |i| {
+    StatsServer::start(bound, endpoints, move |i| {
         let state = state.lock().expect("cluster state lock");
         let now_s = seconds(clock.now_nanos());
         match i.checked_sub(state.sidecars.len()) {
