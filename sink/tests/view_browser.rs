@@ -69,11 +69,7 @@ fn pod_report(
             histogram_family(
                 "istio_request_duration_milliseconds",
                 &BOUNDS,
-                vec![(
-                    edge_values(source, service, "200", reporter),
-                    buckets,
-                    0.0,
-                )],
+                vec![(edge_values(source, service, "200", reporter), buckets, 0.0)],
             ),
         ],
     );
@@ -183,9 +179,10 @@ fn ztunnel_labels(reporter: &str, source: &str, destination: &str, service: &str
     )
 }
 
-/// A ztunnel `:15020/metrics` whose `istio_tcp_*` counters grow with every scrape: both nodes'
-/// ztunnels' legs of productpage → reviews (the server's counts 90 % of the client's bytes, so
-/// the chosen side shows) and the client's leg of curl → the waypoint.
+/// A ztunnel `:15020/metrics` whose `istio_tcp_*` counters grow with every scrape (2
+/// connections, a fifth of the response bytes as request bytes): both nodes' ztunnels' legs of
+/// productpage → reviews (the server's counts 90 % of the client's bytes, so the chosen side
+/// shows) and the client's leg of curl → the waypoint.
 async fn start_ztunnel() -> SocketAddr {
     let scrapes = Arc::new(AtomicU64::new(0));
     let app = axum::Router::new().route(
@@ -193,16 +190,33 @@ async fn start_ztunnel() -> SocketAddr {
         axum::routing::get(move || {
             let n = scrapes.fetch_add(1, Ordering::Relaxed) + 1;
             let legs = [
-                ("source", "productpage-v1", "reviews-v1", "reviews", 1000),
-                ("destination", "productpage-v1", "reviews-v1", "reviews", 900),
+                (
+                    "source",
+                    "productpage-v1",
+                    "reviews-v1",
+                    "reviews",
+                    1000_u64,
+                ),
+                (
+                    "destination",
+                    "productpage-v1",
+                    "reviews-v1",
+                    "reviews",
+                    900,
+                ),
                 ("source", "curl", "waypoint", "details", 300),
             ];
             let mut body = String::new();
-            for family in ["istio_tcp_connections_opened", "istio_tcp_sent_bytes"] {
+            let families = [
+                ("istio_tcp_connections_opened", 0),
+                ("istio_tcp_received_bytes", 5),
+                ("istio_tcp_sent_bytes", 1),
+            ];
+            for (family, bytes_divisor) in families {
                 body.push_str(&format!("# TYPE {family} counter\n"));
                 for (reporter, source, destination, service, bytes) in legs {
                     let labels = ztunnel_labels(reporter, source, destination, service);
-                    let per_scrape = if family.ends_with("bytes") { bytes } else { 2 };
+                    let per_scrape = bytes.checked_div(bytes_divisor).unwrap_or(2);
                     body.push_str(&format!("{family}_total{{{labels}}} {}\n", per_scrape * n));
                 }
             }

@@ -95,15 +95,37 @@ mod tests {
         let mut totals = WindowTotals::default();
         // Both nodes' ztunnels saw productpage → reviews; only the client's saw the leg to
         // the waypoint.
-        add(&mut totals, "productpage-v1.bookinfo", "reviews-v1.bookinfo", "source", 100.0);
-        add(&mut totals, "productpage-v1.bookinfo", "reviews-v1.bookinfo", "destination", 90.0);
-        add(&mut totals, "curl.default", "waypoint.bookinfo", "source", 7.0);
+        add(
+            &mut totals,
+            "productpage-v1.bookinfo",
+            "reviews-v1.bookinfo",
+            "source",
+            100.0,
+        );
+        add(
+            &mut totals,
+            "productpage-v1.bookinfo",
+            "reviews-v1.bookinfo",
+            "destination",
+            90.0,
+        );
+        add(
+            &mut totals,
+            "curl.default",
+            "waypoint.bookinfo",
+            "source",
+            7.0,
+        );
         let (rows, dropped) = pairs(&totals, 10);
         assert_eq!(dropped, 0);
         let seen: Vec<(&str, &str, &str, f64)> = rows
             .iter()
             .map(|r| {
-                let (s, d, rep) = (r.source.as_str(), r.destination.as_str(), r.reporter.as_str());
+                let (s, d, rep) = (
+                    r.source.as_str(),
+                    r.destination.as_str(),
+                    r.reporter.as_str(),
+                );
                 (s, d, rep, r.sent_bytes_rate)
             })
             .collect();
@@ -111,7 +133,12 @@ mod tests {
             seen,
             [
                 ("curl.default", "waypoint.bookinfo", "source", 7.0),
-                ("productpage-v1.bookinfo", "reviews-v1.bookinfo", "destination", 90.0),
+                (
+                    "productpage-v1.bookinfo",
+                    "reviews-v1.bookinfo",
+                    "destination",
+                    90.0
+                ),
             ]
         );
         assert_eq!(rows[1].services, ["reviews.bookinfo.svc.cluster.local"]);

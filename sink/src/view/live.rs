@@ -110,7 +110,9 @@ fn reporter_rank(reporter: &str) -> u8 {
 }
 
 /// Per `K`, the row of the most trusted reporter only.
-pub(super) fn prefer_reporter<K: Ord, V>(rows: BTreeMap<(K, String), V>) -> BTreeMap<K, (String, V)> {
+pub(super) fn prefer_reporter<K: Ord, V>(
+    rows: BTreeMap<(K, String), V>,
+) -> BTreeMap<K, (String, V)> {
     let mut chosen: BTreeMap<K, (String, V)> = BTreeMap::new();
     for ((key, reporter), row) in rows {
         let better = chosen
@@ -125,7 +127,11 @@ pub(super) fn prefer_reporter<K: Ord, V>(rows: BTreeMap<(K, String), V>) -> BTre
 
 /// All rows in their order, or when over `cap` the `cap` busiest, busiest first; and how
 /// many were left out.
-pub(super) fn keep_busiest<T>(mut rows: Vec<T>, cap: usize, rate: impl Fn(&T) -> f64) -> (Vec<T>, usize) {
+pub(super) fn keep_busiest<T>(
+    mut rows: Vec<T>,
+    cap: usize,
+    rate: impl Fn(&T) -> f64,
+) -> (Vec<T>, usize) {
     let dropped = rows.len().saturating_sub(cap);
     if dropped > 0 {
         rows.sort_by(|a, b| rate(b).total_cmp(&rate(a)));
