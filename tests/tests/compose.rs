@@ -398,7 +398,13 @@ fn grafana_provisions_meshtaps_own_dashboards() {
     assert_eq!(normalize(&host), workspace().join("manifests/dashboards"));
     let dashboards = std::fs::read_dir(&host)
         .unwrap()
-        .filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "json"))
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|x| x == "json")
+        })
         .count();
     assert_eq!(dashboards, 4, "mesh, service, workload and ztunnel");
 }

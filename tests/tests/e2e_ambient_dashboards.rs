@@ -170,16 +170,31 @@ fn extract_queries(tool: &Path, out: &Path) {
         .arg(out)
         .output()
         .expect("python3 runs");
-    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
 }
 
 /// `dashboard: title` of every panel without data with `qrep` set, per panel.
-fn empty_panels(tool: &Path, queries: &Path, prometheus: &Prometheus, qrep: &str) -> BTreeSet<String> {
+fn empty_panels(
+    tool: &Path,
+    queries: &Path,
+    prometheus: &Prometheus,
+    qrep: &str,
+) -> BTreeSet<String> {
     let out = queries.with_file_name(format!("results-{qrep}.json"));
     let mut check = Command::new("python3");
     check
         .arg(tool)
-        .args(["--prom", &prometheus.base(), "--per-panel", "--timeout", "10"])
+        .args([
+            "--prom",
+            &prometheus.base(),
+            "--per-panel",
+            "--timeout",
+            "10",
+        ])
         .arg("--queries")
         .arg(queries)
         .args(["--var", &format!("qrep={qrep}")])
@@ -231,7 +246,11 @@ fn every_panel_of_our_dashboards_answers_on_a_mixed_mesh() {
         "the mesh's and the ztunnels' series did not reach Prometheus:\n{}",
         mesh.sim_log()
     );
-    assert!(mesh.sim_running(), "meshtap-sim stopped:\n{}", mesh.sim_log());
+    assert!(
+        mesh.sim_running(),
+        "meshtap-sim stopped:\n{}",
+        mesh.sim_log()
+    );
 
     let queries = work.join("queries.json");
     extract_queries(&tool, &queries);
@@ -250,6 +269,10 @@ fn every_panel_of_our_dashboards_answers_on_a_mixed_mesh() {
         unexpected.is_empty(),
         "{} panels without data:\n{}",
         unexpected.len(),
-        unexpected.iter().map(|p| p.as_str()).collect::<Vec<_>>().join("\n")
+        unexpected
+            .iter()
+            .map(|p| p.as_str())
+            .collect::<Vec<_>>()
+            .join("\n")
     );
 }
