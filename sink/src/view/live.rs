@@ -312,3 +312,47 @@ pub fn targets_up(totals: &WindowTotals) -> Vec<TargetUp> {
     rows.sort_by(|a, b| (&a.job, &a.instance).cmp(&(&b.job, &b.instance)));
     rows
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::view::extract::EdgeKey;
+
+    #[test]
+    fn a_waypoint_counts_before_the_client_side_and_after_a_server_sidecar() {
+        let mut totals = WindowTotals::default();
+        let mut add = |service: &str, reporter: &str, rate: f64| {
+            let edge = EdgeKey {
+                source: "cart-v1.store".into(),
+                to: ServiceKey {
+                    service: service.into(),
+                    reporter: reporter.into(),
+                },
+            };
+            let counter = Counter::Requests(edge, false);
+            totals.totals.insert(counter.clone(), rate * 10.0);
+            totals.rates.insert(counter.clone(), rate);
+            totals.sources.insert(counter, 1);
+        };
+        // catalog is ambient behind a waypoint, inventory has a sidecar.
+        add("catalog", "source", 5.0);
+        add("catalog", "waypoint", 4.0);
+        add("inventory", "waypoint", 3.0);
+        add("inventory", "destination", 2.0);
+        let rows: Vec<(String, String, f64)> = services(&totals, 10)
+            .0
+            .into_iter()
+            .map(|s| (s.service, s.reporter, s.request_rate))
+            .collect();
+        assert_eq!(
+            rows,
+            [
+                ("catalog".into(), "waypoint".into(), 4.0),
+                ("inventory".into(), "destination".into(), 2.0),
+            ]
+        );
+        let edges = edges(&totals, 10).0;
+        assert_eq!(edges[0].reporter, "waypoint");
+        assert_eq!(edges[0].request_rate, 4.0);
+    }
+}
