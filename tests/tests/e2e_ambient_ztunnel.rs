@@ -26,7 +26,8 @@ fn peer(name: &str, sa: &str, ip: &str, zone: &str) -> AmbientPeer {
         namespace: "bookinfo".to_owned(),
         canonical_service: name.to_owned(),
         canonical_revision: "v1".to_owned(),
-        service_account: sa.to_owned(),
+        identity: format!("spiffe://cluster.local/ns/bookinfo/sa/{sa}"),
+        cluster: "Kubernetes".to_owned(),
         ip: ip.to_owned(),
         region: "us-east1".to_owned(),
         zone: zone.to_owned(),
@@ -51,6 +52,7 @@ fn legs() -> [L4Leg; 2] {
         received_bytes: 600,
         sent_bytes: 3000,
         response_flags: "-".to_owned(),
+        mtls: true,
     };
     [leg(Direction::Outbound), leg(Direction::Inbound)]
 }
@@ -158,10 +160,8 @@ fn ztunnel_l4_series_arrive_with_every_label_and_their_node() {
     ] {
         for reporter in ["source", "destination"] {
             let promql = format!("sum({family}{{app=\"ztunnel\",reporter=\"{reporter}\"}})");
-            let v = prom.wait_for(&promql, Duration::from_secs(30), |v| {
-                v["data"]["result"]
-                    .as_array()
-                    .is_some_and(|r| !r.is_empty())
+            let v = prom.wait_for(&promql, Duration::from_secs(30), |r| {
+                r.as_array().is_some_and(|r| !r.is_empty())
             });
             assert_eq!(v[0]["value"][1], total.to_string(), "{promql}");
         }
