@@ -16,7 +16,7 @@
 #[allow(dead_code)]
 mod support;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
@@ -53,62 +53,31 @@ impl Peer {
     }
 }
 
-const WEB: Peer = Peer {
-    workload: "web-v1",
-    namespace: "shop",
-    app: "web",
-    version: "v1",
-};
-const INVENTORY: Peer = Peer {
-    workload: "inventory-v1",
-    namespace: "shop",
-    app: "inventory",
-    version: "v1",
-};
-const CART: Peer = Peer {
-    workload: "cart-v1",
-    namespace: "store",
-    app: "cart",
-    version: "v1",
-};
-const CATALOG: Peer = Peer {
-    workload: "catalog-v1",
-    namespace: "store",
-    app: "catalog",
-    version: "v2",
-};
-const CACHE: Peer = Peer {
-    workload: "cache-v1",
-    namespace: "store",
-    app: "cache",
-    version: "v1",
-};
-const CHECKOUT: Peer = Peer {
-    workload: "checkout-v1",
-    namespace: "orders",
-    app: "checkout",
-    version: "v1",
-};
-const LEDGER: Peer = Peer {
-    workload: "ledger-v1",
-    namespace: "orders",
-    app: "ledger",
-    version: "v1",
-};
+const fn peer(
+    workload: &'static str,
+    namespace: &'static str,
+    app: &'static str,
+    version: &'static str,
+) -> Peer {
+    Peer {
+        workload,
+        namespace,
+        app,
+        version,
+    }
+}
+
+const WEB: Peer = peer("web-v1", "shop", "web", "v1");
+const INVENTORY: Peer = peer("inventory-v1", "shop", "inventory", "v1");
+const CART: Peer = peer("cart-v1", "store", "cart", "v1");
+const CATALOG: Peer = peer("catalog-v1", "store", "catalog", "v2");
+const CACHE: Peer = peer("cache-v1", "store", "cache", "v1");
+const CHECKOUT: Peer = peer("checkout-v1", "orders", "checkout", "v1");
+const LEDGER: Peer = peer("ledger-v1", "orders", "ledger", "v1");
 /// Waypoints: Deployment, service account and canonical name = the Gateway's name, canonical
 /// revision `latest` (istio/istio `waypoint.yaml` pod labels).
-const STORE_WAYPOINT: Peer = Peer {
-    workload: "waypoint",
-    namespace: "store",
-    app: "waypoint",
-    version: "latest",
-};
-const CHECKOUT_WAYPOINT: Peer = Peer {
-    workload: "checkout-waypoint",
-    namespace: "orders",
-    app: "checkout-waypoint",
-    version: "latest",
-};
+const STORE_WAYPOINT: Peer = peer("waypoint", "store", "waypoint", "latest");
+const CHECKOUT_WAYPOINT: Peer = peer("checkout-waypoint", "orders", "checkout-waypoint", "latest");
 
 fn service_of(peer: &Peer) -> String {
     format!("{}.{}.svc.cluster.local", peer.app, peer.namespace)
@@ -383,57 +352,98 @@ fn scenario() -> Scenario {
     Scenario::load(&path).unwrap()
 }
 
-#[test]
-fn a_mixed_mesh_lands_with_exact_ztunnel_waypoint_and_sidecar_series() {
-    let scenario = scenario();
-    let waypoints = ResolvedWaypoint::resolve_all(&scenario);
-    let waypoint = |name: &str| waypoints.iter().find(|w| w.name == name).unwrap();
-    let root = std::env::temp_dir().join(format!("meshtap-ambient-mixed-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&root);
-    let clock = Clock::manual_now();
-    let cluster = Cluster::for_scenario(&scenario, clock.clone(), &root.join("pods")).unwrap();
-    let ztunnels = cluster.announcement().ztunnels.clone();
-    assert_eq!(
-        ztunnels.iter().map(|z| z.node.as_str()).collect::<Vec<_>>(),
-        ["node-1", "node-2"]
-    );
+/// The scenario run to its end into a real sink and Prometheus; the ztunnels keep serving
+/// (the cluster lives with the simulation) until it is dropped.
+/// Fields drop in order: the simulation, then the sink, then Prometheus.
+struct MixedMesh {
+    _sim: Simulation,
+    _sink: Sink,
+    prom: Prometheus,
+    scenario: Scenario,
+    ztunnels: Vec<ZtunnelTarget>,
+    waypoints: Vec<ResolvedWaypoint>,
+    root: std::path::PathBuf,
+    _api: KubeApi,
+    _runtime: tokio::runtime::Runtime,
+}
 
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let api = runtime.block_on(KubeApi::start());
-    for target in &ztunnels {
-        api.apply(ztunnel_pod(target));
+impl MixedMesh {
+    fn run() -> MixedMesh {
+        let scenario = scenario();
+        let waypoints = ResolvedWaypoint::resolve_all(&scenario);
+        let root =
+            std::env::temp_dir().join(format!("meshtap-ambient-mixed-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let clock = Clock::manual_now();
+        let cluster = Cluster::for_scenario(&scenario, clock.clone(), &root.join("pods")).unwrap();
+        let ztunnels = cluster.announcement().ztunnels.clone();
+        assert_eq!(
+            ztunnels.iter().map(|z| z.node.as_str()).collect::<Vec<_>>(),
+            ["node-1", "node-2"]
+        );
+
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let api = runtime.block_on(KubeApi::start());
+        for target in &ztunnels {
+            api.apply(ztunnel_pod(target));
+        }
+        let prom = Prometheus::start();
+        let sink = Sink::with_sections(
+            TOKEN,
+            &format!(
+                "remote_write:\n  - url: \"{}\"\n    queue:\n      batch_send_deadline: 200ms\nscrape:\n  interval: 200ms\n  jobs: []\n  ztunnel: {{enabled: true, api_server: '{}'}}\n",
+                prom.write_url(),
+                api.url()
+            ),
+        );
+        let options = SimOptions {
+            sink_url: Some(sink.url()),
+            token: Some(TOKEN.into()),
+            print_reports: false,
+        };
+        let mut sim =
+            Simulation::start(shared_module(), scenario.clone(), &options, clock).unwrap();
+        sim.attach_cluster(cluster);
+        sim.run_counts(CALL_SPACING);
+        sim.flush();
+        let totals = sim.totals();
+        assert_eq!(
+            (totals.waypoint_streams, totals.waypoint_connections),
+            (14, 2)
+        );
+        MixedMesh {
+            scenario,
+            prom,
+            ztunnels,
+            waypoints,
+            root,
+            _sim: sim,
+            _sink: sink,
+            _api: api,
+            _runtime: runtime,
+        }
     }
-    let prom = Prometheus::start();
-    let sink = Sink::with_sections(
-        TOKEN,
-        &format!(
-            "remote_write:\n  - url: \"{}\"\n    queue:\n      batch_send_deadline: 200ms\nscrape:\n  interval: 200ms\n  jobs: []\n  ztunnel: {{enabled: true, api_server: '{}'}}\n",
-            prom.write_url(),
-            api.url()
-        ),
-    );
-    let options = SimOptions {
-        sink_url: Some(sink.url()),
-        token: Some(TOKEN.into()),
-        print_reports: false,
-    };
-    let mut sim = Simulation::start(shared_module(), scenario.clone(), &options, clock).unwrap();
-    sim.attach_cluster(cluster);
-    sim.run_counts(CALL_SPACING);
-    sim.flush();
-    let totals = sim.totals();
-    assert_eq!(
-        (totals.waypoint_streams, totals.waypoint_connections),
-        (14, 2)
-    );
 
-    // ztunnel: every leg on its node's ztunnel, every label.
+    fn waypoint(&self, name: &str) -> &ResolvedWaypoint {
+        self.waypoints.iter().find(|w| w.name == name).unwrap()
+    }
+}
+
+impl Drop for MixedMesh {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.root);
+    }
+}
+
+/// ztunnel: every leg on its node's ztunnel, every label.
+fn assert_ztunnel_series(mesh: &MixedMesh) {
+    let (prom, ztunnels) = (&mesh.prom, &mesh.ztunnels);
     let opened = "istio_tcp_connections_opened_total";
-    let want = expected_ztunnel(opened, &ztunnels, |n, _, _| n);
+    let want = expected_ztunnel(opened, ztunnels, |n, _, _| n);
     prom.wait_for(&format!("{opened}{{app=\"ztunnel\"}}"), WAIT, |r| {
         r.as_array().is_some_and(|a| a.len() == want.len())
     });
-    assert_eq!(series(&prom, &format!("{opened}{{app=\"ztunnel\"}}")), want);
+    assert_eq!(series(prom, &format!("{opened}{{app=\"ztunnel\"}}")), want);
     for (family, value) in [
         (
             "istio_tcp_connections_closed_total",
@@ -442,64 +452,46 @@ fn a_mixed_mesh_lands_with_exact_ztunnel_waypoint_and_sidecar_series() {
         ("istio_tcp_received_bytes_total", |_, up, _| up),
         ("istio_tcp_sent_bytes_total", |_, _, down| down),
     ] {
-        let got = series(&prom, &format!("{family}{{app=\"ztunnel\"}}"));
-        assert_eq!(got, expected_ztunnel(family, &ztunnels, value), "{family}");
+        let got = series(prom, &format!("{family}{{app=\"ztunnel\"}}"));
+        assert_eq!(got, expected_ztunnel(family, ztunnels, value), "{family}");
     }
+}
 
-    // Waypoints: each request once, reporter="waypoint", every label.
+/// Waypoints: each request once, `reporter="waypoint"`, every label.
+fn assert_waypoint_series(mesh: &MixedMesh) {
+    let prom = &mesh.prom;
+    let opened = "istio_tcp_connections_opened_total";
     let requests = "istio_requests_total";
-    let store = waypoint("waypoint");
-    let checkout = waypoint("checkout-waypoint");
+    let store = mesh.waypoint("waypoint");
+    let checkout = mesh.waypoint("checkout-waypoint");
+    let request = |d: &Peer, protocol, code, grpc, waypoint, n: f64| {
+        let l = waypoint_request(&CART, d, protocol, code, grpc);
+        (with_waypoint_target(l, requests, waypoint), n)
+    };
     let want_requests = sorted(vec![
-        (
-            with_waypoint_target(
-                waypoint_request(&CART, &CATALOG, "http", "200", None),
-                requests,
-                store,
-            ),
-            8.0,
-        ),
-        (
-            with_waypoint_target(
-                waypoint_request(&CART, &CATALOG, "http", "503", None),
-                requests,
-                store,
-            ),
-            2.0,
-        ),
-        (
-            with_waypoint_target(
-                waypoint_request(&CART, &CHECKOUT, "grpc", "200", Some("0")),
-                requests,
-                checkout,
-            ),
-            4.0,
-        ),
+        request(&CATALOG, "http", "200", None, store, 8.0),
+        request(&CATALOG, "http", "503", None, store, 2.0),
+        request(&CHECKOUT, "grpc", "200", Some("0"), checkout, 4.0),
     ]);
+    // Wait until the last reports arrived: three series, 14 requests.
     let query = format!("{requests}{{reporter=\"waypoint\"}}");
-    prom.wait_for(&query, WAIT, |r| {
-        r.as_array().is_some_and(|a| {
-            a.len() == 3
-                && a.iter()
-                    .map(|s| s["value"][1].as_str())
-                    .all(|v| v.is_some())
-        })
-    });
     let got = prom.wait_for(&format!("sum({query})"), WAIT, |r| {
         r[0]["value"][1].as_str() == Some("14")
     });
     assert_eq!(got[0]["value"][1], "14", "{got}");
-    assert_eq!(series(&prom, &query), want_requests);
+    assert_eq!(series(prom, &query), want_requests);
     let tcp_opened = format!("{opened}{{reporter=\"waypoint\"}}");
     assert_eq!(
-        series(&prom, &tcp_opened),
+        series(prom, &tcp_opened),
         [(
             with_waypoint_target(waypoint_peer_labels(&CART, &CACHE, "tcp"), opened, store),
             2.0
         )]
     );
+}
 
-    // The same bytes and connections at a waypoint and at the ztunnels around it.
+/// The same bytes and connections at a waypoint and at the ztunnels around it.
+fn assert_bytes_agree(prom: &Prometheus) {
     for (service, requests) in [("catalog-v1", 10.0), ("checkout-v1", 4.0)] {
         let l7 = |family: &str| {
             prom.scalar(&format!(
@@ -529,10 +521,12 @@ fn a_mixed_mesh_lands_with_exact_ztunnel_waypoint_and_sidecar_series() {
     let messages = |family: &str| prom.scalar(&format!("sum({family}{{reporter=\"waypoint\"}})"));
     assert_eq!(messages("istio_request_messages_total"), 8.0);
     assert_eq!(messages("istio_response_messages_total"), 12.0);
+}
 
-    // Sidecars: as in a sidecar-only mesh. web → inventory over mTLS, checkout (ambient)
-    // → inventory in plain text from an unknown source, web → ledger (ambient) named from
-    // the endpoint metadata on the client side only.
+/// Sidecars: as in a sidecar-only mesh. web → inventory over mTLS, checkout (ambient) →
+/// inventory in plain text from an unknown source, web → ledger (ambient) named from the
+/// endpoint metadata on the client side only.
+fn assert_sidecar_series(prom: &Prometheus, scenario: &Scenario) {
     let sidecars = "{job=\"integrations/istio\",reporter=~\"source|destination\"}";
     for (family, total) in [
         ("istio_requests_total", "17"),
@@ -542,68 +536,72 @@ fn a_mixed_mesh_lands_with_exact_ztunnel_waypoint_and_sidecar_series() {
         let got = prom.wait_for(&query, WAIT, |r| r[0]["value"][1].as_str() == Some(total));
         assert_eq!(got[0]["value"][1], total, "{query}: {got}");
     }
-    let flows = series(
-        &prom,
-        "sum by (reporter, source_workload, destination_workload, source_principal, connection_security_policy) (istio_requests_total{job=\"integrations/istio\",reporter=~\"source|destination\"})",
-    );
-    let flow = |values: [&str; 5], v: f64| {
-        let names = [
-            "reporter",
-            "source_workload",
-            "destination_workload",
-            "source_principal",
-            "connection_security_policy",
-        ];
-        let l: Labels = names
-            .iter()
-            .zip(values)
-            .map(|(n, v)| (n.to_string(), v.to_string()))
-            .collect();
-        (l, v)
+    let keyed = |names: &[&str], values: &[&str], v: f64| -> (Labels, f64) {
+        let pairs = names.iter().zip(values);
+        (
+            pairs.map(|(n, v)| (n.to_string(), v.to_string())).collect(),
+            v,
+        )
     };
+    let flow = ["reporter", "source_workload", "destination_workload"];
+    let requests = [
+        &flow[..],
+        &["source_principal", "connection_security_policy"],
+    ]
+    .concat();
     let web = WEB.principal();
     assert_eq!(
-        flows,
+        series(
+            prom,
+            &format!(
+                "sum by ({}) (istio_requests_total{sidecars})",
+                requests.join(",")
+            )
+        ),
         sorted(vec![
-            flow(["source", "web-v1", "inventory-v1", &web, "unknown"], 6.0),
-            flow(
-                ["destination", "web-v1", "inventory-v1", &web, "mutual_tls"],
+            keyed(
+                &requests,
+                &["source", "web-v1", "inventory-v1", &web, "unknown"],
                 6.0
             ),
-            flow(
-                ["destination", "unknown", "inventory-v1", "unknown", "none"],
+            keyed(
+                &requests,
+                &["destination", "web-v1", "inventory-v1", &web, "mutual_tls"],
+                6.0
+            ),
+            keyed(
+                &requests,
+                &["destination", "unknown", "inventory-v1", "unknown", "none"],
                 5.0
             ),
         ])
     );
-    let by_workload = request_totals(&scenario);
-    let sidecar_workloads: BTreeSet<&str> = by_workload.keys().map(|(w, _)| w.as_str()).collect();
+    let key = |w: &str, r: &str| (w.to_owned(), r.to_owned());
+    let want = BTreeMap::from([
+        (key("inventory-v1", "destination"), 11),
+        (key("web-v1", "source"), 6),
+    ]);
+    assert_eq!(request_totals(scenario), want, "sim::expect agrees");
     assert_eq!(
-        sidecar_workloads,
-        BTreeSet::from(["inventory-v1", "web-v1"])
-    );
-    let tcp = series(
-        &prom,
-        "sum by (reporter, source_workload, destination_workload) (istio_tcp_sent_bytes_total{job=\"integrations/istio\"})",
-    );
-    let tcp_flow = |reporter: &str, from: &str, to: &str, v: f64| {
-        (
-            labels(&[
-                ("reporter", reporter.into()),
-                ("source_workload", from.into()),
-                ("destination_workload", to.into()),
-            ]),
-            v,
-        )
-    };
-    assert_eq!(
-        tcp,
+        series(
+            prom,
+            &format!(
+                "sum by ({}) (istio_tcp_sent_bytes_total{{job=\"integrations/istio\"}})",
+                flow.join(",")
+            )
+        ),
         sorted(vec![
-            tcp_flow("source", "web-v1", "ledger-v1", 2400.0),
-            tcp_flow("waypoint", "cart-v1", "cache-v1", 1400.0),
+            keyed(&flow, &["source", "web-v1", "ledger-v1"], 2400.0),
+            keyed(&flow, &["waypoint", "cart-v1", "cache-v1"], 1400.0),
         ])
     );
-    drop(sim);
-    drop(sink);
-    std::fs::remove_dir_all(&root).unwrap();
+}
+
+#[test]
+fn a_mixed_mesh_lands_with_exact_ztunnel_waypoint_and_sidecar_series() {
+    let mesh = MixedMesh::run();
+    assert_ztunnel_series(&mesh);
+    assert_waypoint_series(&mesh);
+    assert_bytes_agree(&mesh.prom);
+    assert_sidecar_series(&mesh.prom, &mesh.scenario);
 }
