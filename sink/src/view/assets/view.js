@@ -75,7 +75,7 @@ const isAmbient = (reporter) => reporter === "waypoint";
 
 function reporterCell(reporter) {
   return isAmbient(reporter)
-    ? el("td", { class: "ambient" }, el("span", { class: "badge" }, "ambient"), " waypoint")
+    ? el("td", {}, el("span", { class: "badge" }, "ambient"), " waypoint")
     : el("td", { class: "muted" }, reporter);
 }
 
