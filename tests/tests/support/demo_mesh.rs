@@ -1,6 +1,5 @@
 //! The demo as `cargo xtask demo` runs it, for the demo's end-to-end tests: the `meshtap-sim`
-//! binary on `scenarios/demo.yaml` (or another rate-mode scenario) serving its cluster
-//! (`--cluster-dir`), a real
+//! binary on `scenarios/demo.yaml` in rate mode serving its cluster (`--cluster-dir`), a real
 //! meshtap-sink (in-process) on the sink config the simulator writes plus the test's backends,
 //! and the sink's URL handed to the simulator on stdin. The simulator is killed on drop.
 //!
@@ -40,22 +39,9 @@ impl DemoMesh {
     /// `scrape_interval`, with `backends` (top-level sink config sections) appended to the
     /// simulator's sink config.
     pub fn start(dir: &Path, seconds: u64, scrape_interval: &str, backends: &str) -> DemoMesh {
-        DemoMesh::start_scenario("demo.yaml", dir, seconds, scrape_interval, backends)
-    }
-
-    /// As [`DemoMesh::start`], on `tests/scenarios/<scenario>`.
-    pub fn start_scenario(
-        scenario: &str,
-        dir: &Path,
-        seconds: u64,
-        scrape_interval: &str,
-        backends: &str,
-    ) -> DemoMesh {
         let _ = std::fs::remove_dir_all(dir);
         std::fs::create_dir_all(dir).unwrap();
-        let scenario = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("scenarios")
-            .join(scenario);
+        let scenario = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/demo.yaml");
         let wasm = filter_wasm::locate().unwrap_or_else(|hint| panic!("{hint}"));
         let mut sim = SimProcess(
             Command::new(env!("CARGO_BIN_EXE_meshtap-sim"))
