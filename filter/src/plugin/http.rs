@@ -35,7 +35,7 @@ use crate::record::labels::compute;
 use crate::store::aggregate::Recorded;
 use crate::store::counters::{CounterKind, CounterValues};
 use crate::store::series::Observation;
-use crate::store::shortcut::RequestKey;
+use crate::store::shortcut::{PackedKey, RequestKey};
 
 const REQUEST_DURATION: PropertyPath = PropertyPath(b"request\0duration");
 const REQUEST_TOTAL_SIZE: PropertyPath = PropertyPath(b"request\0total_size");
@@ -83,11 +83,11 @@ impl HttpContext for RequestRecorder {
         let content_type = header(MapType::HttpRequestHeaders, "content-type");
         let grpc = content_type.as_deref().is_some_and(is_grpc_content_type);
         self.grpc = Some(grpc);
-        let messages_enabled = {
+        let messages_enabled = || {
             let enabled = self.vm.borrow().config.metrics;
             enabled.request_messages || enabled.response_messages
         };
-        if grpc && messages_enabled {
+        if grpc && messages_enabled() {
             let stream = OpenGrpcStream::open(&mut self.vm.borrow_mut(), self.context_id);
             self.messages = Some(stream);
         }
@@ -154,12 +154,13 @@ fn record(vm: &mut ActiveVm, grpc: Option<bool>, messages: Option<CounterValues>
     let key = request_key(&peers, &outcome, extra);
     super::access_log::on_request(vm, &peers, &key);
     let generation = vm.totals.generation();
+    let packed = key.packed();
     // Messages without labels need the stream's peer labels, which the shortcut skips.
-    if let (Some(slot), None) = (vm.shortcuts.get(&key, generation), messages) {
+    if let (Some(slot), None) = (vm.shortcuts.get(&packed, generation), messages) {
         vm.totals.record_at(slot, outcome.observation);
         return;
     }
-    record_labelled(vm, &peers, &outcome, extra, key, messages);
+    record_labelled(vm, &peers, &outcome, extra, packed, messages);
 }
 
 /// Reads how the stream ended: gRPC or not, its status, code, flags and the observation (the
@@ -224,7 +225,7 @@ fn record_labelled(
     peers: &StreamPeers,
     outcome: &StreamOutcome,
     extra: Option<Known>,
-    key: RequestKey,
+    key: PackedKey,
     messages: Option<CounterValues>,
 ) {
     let generation = vm.totals.generation();

@@ -119,11 +119,8 @@ impl StreamPeers {
 /// waypoint's node (as istiod configures Istio's stats filter there), else from the listener
 /// direction.
 pub(super) fn reporter(vm: &ActiveVm) -> Reporter {
-    if let Some(configured) = vm.config.reporter {
-        return configured;
-    }
-    if vm.local.is_waypoint() {
-        return Reporter::Waypoint;
+    if let Some(fixed) = vm.fixed_reporter {
+        return fixed;
     }
     match int_property(LISTENER_DIRECTION).and_then(Direction::from_envoy) {
         Some(Direction::Inbound) => Reporter::Destination,

@@ -11,6 +11,7 @@
 use std::cell::RefCell;
 use std::rc::{Rc, Weak};
 
+use meshtap_report::schema::Reporter;
 use proxy_wasm::types::LogLevel;
 
 use super::grpc_stream::OpenGrpcStream;
@@ -30,6 +31,9 @@ use crate::store::shortcut::Shortcuts;
 pub(crate) struct ActiveVm {
     pub config: FilterConfig,
     pub local: LocalNode,
+    /// The reporter when it does not depend on the stream: configured, or `waypoint` on a
+    /// waypoint's node (decided once, not per request).
+    pub fixed_reporter: Option<Reporter>,
     pub totals: Aggregator,
     /// TCP and gRPC message counters.
     pub counters: CounterTotals,
@@ -59,9 +63,13 @@ impl ActiveVm {
         );
         let counters = CounterTotals::new(config.max_series);
         let label_caps = LabelCaps::new(&config.label_caps);
+        let fixed_reporter = config
+            .reporter
+            .or(local.is_waypoint().then_some(Reporter::Waypoint));
         ActiveVm {
             config,
             local,
+            fixed_reporter,
             totals,
             counters,
             label_caps,

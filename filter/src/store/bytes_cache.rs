@@ -50,6 +50,7 @@ impl<V> Default for BytesCache<V> {
 
 impl<V> BytesCache<V> {
     /// The entry cached for exactly `key`.
+    #[inline]
     pub(crate) fn get(&mut self, key: &[u8]) -> Option<u32> {
         let index = self.find(key)?;
         self.last_hit = index;
@@ -62,6 +63,7 @@ impl<V> BytesCache<V> {
         &self.entries[entry as usize].value
     }
 
+    #[inline]
     fn find(&self, key: &[u8]) -> Option<u32> {
         if let Some(last) = self.entries.get(self.last_hit as usize) {
             if bytes_equal(&last.key, key) {
