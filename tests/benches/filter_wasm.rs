@@ -121,18 +121,18 @@ fn main() {
     let customised_request = customised.measure(Unit::Request);
 
     let baselines = measure_baselines();
-    let before = measure_before();
+    let earlier = measure_earlier();
 
     print_header(&wasm);
     row("HTTP request", &request, ["3000", "10", "2000"]);
     print_marginal(&request, &baselines);
-    if let Some((path, before)) = &before {
+    if let Some((path, earlier)) = &earlier {
         println!(
-            "  the same request on the filter before ({}):",
+            "  the same request on the earlier filter ({}):",
             path.display()
         );
-        row("  HTTP request, before", before, ["", "", ""]);
-        print_marginal(before, &baselines);
+        row("  HTTP request, earlier filter", earlier, ["", "", ""]);
+        print_marginal(earlier, &baselines);
     }
     let none = ["", "", ""];
     row(
@@ -257,7 +257,7 @@ fn measure_baselines() -> Vec<(&'static str, Figure)> {
 }
 
 /// The bench request through an earlier build of the filter, when one is given.
-fn measure_before() -> Option<(std::path::PathBuf, Figure)> {
+fn measure_earlier() -> Option<(std::path::PathBuf, Figure)> {
     let path = std::path::PathBuf::from(std::env::var_os("MESHTAP_FILTER_WASM_BEFORE")?);
     let plain = FilterModule::load(&path, false).expect("the earlier filter loads");
     let mut benches = Benches {
