@@ -23,15 +23,11 @@ use support::demo_mesh::DemoMesh;
 
 const CADVISOR: &str = "cAdvisor's `container_*` series (the kubelet serves them; meshtap and \
     its simulator do not)";
-const NOT_SIMULATED: &str = "a ztunnel family the simulated ztunnel does not serve \
-    (`istio_tcp_sockets_open`, ztunnel 1.29+; `istio_dns_*`, only with DNS capture)";
 
 /// `(dashboard, panel title, why)` of the panels the scenario cannot answer.
 const CANNOT_ANSWER: &[(&str, &str, &str)] = &[
     ("meshtap-ztunnel", "Memory Usage", CADVISOR),
     ("meshtap-ztunnel", "CPU Usage", CADVISOR),
-    ("meshtap-ztunnel", "Open Sockets", NOT_SIMULATED),
-    ("meshtap-ztunnel", "DNS Requests", NOT_SIMULATED),
 ];
 
 /// The dashboards' variables for a sidecar workload of the demo, and for the ambient server

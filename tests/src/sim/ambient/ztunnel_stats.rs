@@ -3,6 +3,11 @@
 //! four locality labels last; HELP texts with the registry's trailing `.`; counters sampled as
 //! `_total` under a TYPE line without it; no timestamps; `# EOF`). Health families (`process_*`,
 //! `istio_build`, `istio_xds_*`, `workload_manager_*`) come with fixed plausible values.
+//! `istio_tcp_sockets_open` (per reporter) and `istio_dns_requests` (DNS capture, on by default
+//! for ambient pods) follow from the legs: the simulator counts a leg once its connections
+//! closed, so no socket is open, and each outbound connection of an ambient client was preceded
+//! by one `A` query over UDP that its node's ztunnel answered itself (a mesh service name, so
+//! nothing is forwarded upstream and the `istio_dns_upstream_*` families stay absent).
 
 use std::fmt::Write as _;
 
@@ -90,6 +95,7 @@ pub fn ztunnel_metrics_body(legs: &[L4Leg], active_proxies: usize) -> String {
             );
         }
     }
+    sockets_and_dns(&mut out, legs);
     family(
         &mut out,
         "workload_manager_active_proxy_count",
@@ -105,6 +111,70 @@ pub fn ztunnel_metrics_body(legs: &[L4Leg], active_proxies: usize) -> String {
     );
     out.push_str("workload_manager_pending_proxy_count 0\n# EOF\n");
     out
+}
+
+/// `istio_tcp_sockets_open` for each reporter the legs have (all closed: 0), then
+/// `istio_dns_requests` per ambient client (canonical service and revision) in first-seen order.
+fn sockets_and_dns(out: &mut String, legs: &[L4Leg]) {
+    let reporters = [
+        (Direction::Outbound, "source"),
+        (Direction::Inbound, "destination"),
+    ];
+    let seen: Vec<&str> = reporters
+        .iter()
+        .filter(|(d, _)| legs.iter().any(|l| l.direction == *d))
+        .map(|(_, reporter)| *reporter)
+        .collect();
+    if !seen.is_empty() {
+        family(
+            out,
+            "istio_tcp_sockets_open",
+            "The current number of open TCP sockets (unstable).",
+            "gauge",
+        );
+        for reporter in seen {
+            let _ = writeln!(out, "istio_tcp_sockets_open{{reporter=\"{reporter}\"}} 0");
+        }
+    }
+    let mut clients: Vec<(&str, &str, u64)> = Vec::new();
+    for leg in legs.iter().filter(|l| l.direction == Direction::Outbound) {
+        let (service, revision) = (
+            &leg.source.canonical_service,
+            &leg.source.canonical_revision,
+        );
+        match clients
+            .iter_mut()
+            .find(|(s, r, _)| s == service && r == revision)
+        {
+            Some((_, _, queries)) => *queries += leg.connections,
+            None => clients.push((service, revision, leg.connections)),
+        }
+    }
+    if clients.is_empty() {
+        return;
+    }
+    family(
+        out,
+        "istio_dns_requests",
+        "Total number of DNS requests (unstable).",
+        "counter",
+    );
+    for (service, revision, queries) in clients {
+        let _ = writeln!(
+            out,
+            "istio_dns_requests_total{{request_query_type=\"a\",request_protocol=\"udp\",\
+             source_canonical_service=\"{service}\",source_canonical_revision=\"{revision}\"}} {queries}"
+        );
+    }
+}
+
+/// ztunnel's `DefaultedUnknown`: an empty label value is encoded `unknown`.
+fn or_unknown(value: &str) -> &str {
+    if value.is_empty() {
+        "unknown"
+    } else {
+        value
+    }
 }
 
 /// An `istio_tcp_*` family: name, HELP text, and its value for a leg.
@@ -171,14 +241,7 @@ pub fn traffic_labels(leg: &L4Leg) -> String {
     ];
     let rendered: Vec<String> = pairs
         .iter()
-        .map(|(name, value)| {
-            let value = if value.is_empty() {
-                "unknown"
-            } else {
-                value.as_str()
-            };
-            format!("{name}=\"{value}\"")
-        })
+        .map(|(name, value)| format!("{name}=\"{}\"", or_unknown(value)))
         .collect();
     rendered.join(",")
 }
