@@ -473,15 +473,15 @@ impl Tracked {
         metrics
             .lines_cut
             .fetch_add(self.file.lines_cut() - cut_before, Ordering::Relaxed);
-        if !self
+        if self
             .drained_since
             .is_some_and(|since| since.elapsed() >= RELEASE_GRACE)
         {
-            return None;
+            self.file
+                .flush_pending(&mut |entry| fill.push(path.as_deref(), &self.labels, entry));
+            return Some(true);
         }
-        self.file
-            .flush_pending(&mut |entry| fill.push(path.as_deref(), &self.labels, entry));
-        Some(true)
+        None
     }
 
     /// Starts or resets the release grace: new data resets it; a renamed or deleted file (or

@@ -383,8 +383,16 @@ impl SinkMetrics {
     }
 }
 
-/// The filters' own accounting, one series per reporter: name, TYPE, HELP, and the field.
-const POD_FAMILIES: [(&str, &str, &str, fn(&FilterStats) -> u64); 7] = [
+/// One family of the filters' own accounting: name, TYPE, HELP, and its field.
+type PodFamily = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&FilterStats) -> u64,
+);
+
+/// The filters' own accounting, one series per reporter.
+const POD_FAMILIES: [PodFamily; 7] = [
     (
         "meshtap_filter_series_active",
         "gauge",
