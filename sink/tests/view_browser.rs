@@ -1,8 +1,11 @@
 //! The live view in a real browser: a sink fed with filter reports (requests and access-log
-//! records), a scraped istiod-shaped loopback server and a tailed CRI log file; then Debian's
-//! headless chromium, driven by `browser/view.mjs` (playwright-core), checks the services'
-//! rates, the graph's edges, TCP traffic, istiod's pushes, the log lines and their filters, and that the
-//! page logs no error. The screenshot lands in the target dir.
+//! records, from sidecars and from an ambient waypoint), a scraped istiod-shaped loopback
+//! server, a scraped ztunnel-shaped one and a tailed CRI log file; then Debian's headless
+//! chromium, driven by `browser/view.mjs` (playwright-core), checks the services' rates, the
+//! graph's edges, TCP traffic, the ambient part (the waypoint's service and edge marked ambient
+//! and preferred over the client sidecar's report of the same requests; ztunnel's workload
+//! pairs, each counted by one ztunnel), istiod's pushes, the log lines and their filters, and
+//! that the page logs no error. The screenshot lands in the target dir.
 //!
 //! Skipped (with a message) only when chromium, node or playwright-core is missing and
 //! `MESHTAP_REQUIRE_BROWSER` is unset; `cargo xtask test` sets it.
@@ -26,6 +29,8 @@ use meshtap_test_support::loki::LokiReceiver;
 const REVIEWS: &str = "reviews.default.svc.cluster.local";
 const RATINGS: &str = "ratings.default.svc.cluster.local";
 const MONGODB: &str = "mongodb.default.svc.cluster.local";
+/// Served through an ambient waypoint.
+const DETAILS: &str = "details.default.svc.cluster.local";
 const BOUNDS: [f64; 3] = [10.0, 50.0, 250.0];
 const BROWSER_TIMEOUT: Duration = Duration::from_secs(150);
 
@@ -42,11 +47,9 @@ fn edge_values(source: &str, service: &str, code: &str, reporter: &str) -> Vec<S
     values
 }
 
-/// The `n`th report of a destination pod serving `service` to `source`, with a 5xx share.
+/// The `n`th report of a pod that saw `source` call `service` as `reporter`, with a 5xx share.
 fn pod_report(
-    pod: &str,
-    source: &str,
-    service: &str,
+    (pod, source, service, reporter): (&str, &str, &str, &str),
     n: u64,
     start_ms: i64,
 ) -> meshtap_report::Report {
@@ -60,17 +63,13 @@ fn pod_report(
         now_ms(),
         vec![
             requests_family(vec![
-                (edge_values(source, service, "200", "destination"), ok),
-                (edge_values(source, service, "503", "destination"), errors),
+                (edge_values(source, service, "200", reporter), ok),
+                (edge_values(source, service, "503", reporter), errors),
             ]),
             histogram_family(
                 "istio_request_duration_milliseconds",
                 &BOUNDS,
-                vec![(
-                    edge_values(source, service, "200", "destination"),
-                    buckets,
-                    0.0,
-                )],
+                vec![(edge_values(source, service, "200", reporter), buckets, 0.0)],
             ),
         ],
     );
@@ -165,6 +164,72 @@ async fn start_istiod() -> SocketAddr {
     addr
 }
 
+/// ztunnel's labels of one connection leg (its order, locality labels last), as the
+/// `reporter` side saw `source` → `destination` for `service`, all in namespace bookinfo.
+fn ztunnel_labels(reporter: &str, source: &str, destination: &str, service: &str) -> String {
+    let peer = |side: &str, workload: &str| {
+        format!(
+            "{side}_workload=\"{workload}\",{side}_canonical_service=\"{workload}\",{side}_canonical_revision=\"v1\",{side}_workload_namespace=\"bookinfo\",{side}_principal=\"spiffe://cluster.local/ns/bookinfo/sa/{workload}\",{side}_app=\"{workload}\",{side}_version=\"v1\",{side}_cluster=\"Kubernetes\""
+        )
+    };
+    format!(
+        "reporter=\"{reporter}\",{},destination_service=\"{service}.bookinfo.svc.cluster.local\",destination_service_namespace=\"bookinfo\",destination_service_name=\"{service}\",{},request_protocol=\"tcp\",response_flags=\"-\",connection_security_policy=\"mutual_tls\",source_region=\"r1\",source_zone=\"z1\",destination_region=\"r1\",destination_zone=\"z2\"",
+        peer("source", source),
+        peer("destination", destination)
+    )
+}
+
+/// A ztunnel `:15020/metrics` whose `istio_tcp_*` counters grow with every scrape (2
+/// connections, a fifth of the response bytes as request bytes): both nodes' ztunnels' legs of
+/// productpage → reviews (the server's counts 90 % of the client's bytes, so the chosen side
+/// shows) and the client's leg of curl → the waypoint.
+async fn start_ztunnel() -> SocketAddr {
+    let scrapes = Arc::new(AtomicU64::new(0));
+    let app = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || {
+            let n = scrapes.fetch_add(1, Ordering::Relaxed) + 1;
+            let legs = [
+                (
+                    "source",
+                    "productpage-v1",
+                    "reviews-v1",
+                    "reviews",
+                    1000_u64,
+                ),
+                (
+                    "destination",
+                    "productpage-v1",
+                    "reviews-v1",
+                    "reviews",
+                    900,
+                ),
+                ("source", "curl", "waypoint", "details", 300),
+            ];
+            let mut body = String::new();
+            let families = [
+                ("istio_tcp_connections_opened", 0),
+                ("istio_tcp_received_bytes", 5),
+                ("istio_tcp_sent_bytes", 1),
+            ];
+            for (family, bytes_divisor) in families {
+                body.push_str(&format!("# TYPE {family} counter\n"));
+                for (reporter, source, destination, service, bytes) in legs {
+                    let labels = ztunnel_labels(reporter, source, destination, service);
+                    let per_scrape = bytes.checked_div(bytes_divisor).unwrap_or(2);
+                    body.push_str(&format!("{family}_total{{{labels}}} {}\n", per_scrape * n));
+                }
+            }
+            body.push_str("# EOF\n");
+            async move { body }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    addr
+}
+
 /// A kubelet pod log of the ratings sidecar with two access-log lines (200 and 404).
 fn write_pod_log(root: &Path) {
     let dir = root.join("pods/default_ratings-v1-5f9c_0a1b/istio-proxy");
@@ -195,10 +260,12 @@ async fn the_live_view_shows_the_mesh_in_chromium() {
     std::fs::create_dir_all(&work).unwrap();
     write_pod_log(&work);
     let istiod = start_istiod().await;
+    let ztunnel = start_ztunnel().await;
     let loki = LokiReceiver::start(vec![]).await;
     let sink = start_sink(&format!(
         "view: {{window: 10s, trend_step: 500ms}}\n\
          scrape:\n  interval: 300ms\n  jobs:\n    - name: istiod\n      static_configs: [{{targets: ['{istiod}']}}]\n\
+         \x20   - name: ztunnel\n      static_configs: [{{targets: ['{ztunnel}'], labels: {{app: ztunnel}}}}]\n\
          log_files:\n  include: {root}/pods/*/istio-proxy/*.log\n  positions_file: {root}/positions.json\n  poll_interval: 100ms\n\
          logs:\n  - name: loki\n    url: {loki}\n",
         root = work.display(),
@@ -209,11 +276,14 @@ async fn the_live_view_shows_the_mesh_in_chromium() {
     let feeder = tokio::spawn(async move {
         let start_ms = now_ms();
         for n in 1..=600u64 {
-            for (pod, source, service) in [
-                ("reviews-v1-1", "productpage-v1", REVIEWS),
-                ("ratings-v1-1", "reviews-v1", RATINGS),
+            for reporting in [
+                ("reviews-v1-1", "productpage-v1", REVIEWS, "destination"),
+                ("ratings-v1-1", "reviews-v1", RATINGS, "destination"),
+                // The same requests to details, from the client's sidecar and the waypoint.
+                ("productpage-v1-1", "productpage-v1", DETAILS, "source"),
+                ("waypoint-6f8d-1", "productpage-v1", DETAILS, "waypoint"),
             ] {
-                let r = pod_report(pod, source, service, n, start_ms);
+                let r = pod_report(reporting, n, start_ms);
                 assert_eq!(post_report(addr, &r, None).await.0, 204);
             }
             let r = tcp_report(n, start_ms);
@@ -224,13 +294,19 @@ async fn the_live_view_shows_the_mesh_in_chromium() {
 
     let screenshot = Path::new(env!("CARGO_TARGET_TMPDIR")).join("live-view.png");
     let expect = serde_json::json!({
-        "services": [REVIEWS, RATINGS],
+        "services": [REVIEWS, RATINGS, DETAILS],
         "edges": [["productpage-v1.default", REVIEWS], ["reviews-v1.default", RATINGS]],
+        "ambient_services": [DETAILS],
+        "ambient_edges": [["productpage-v1.default", DETAILS]],
+        "ambient_pairs": [
+            ["productpage-v1.bookinfo", "reviews-v1.bookinfo", "destination"],
+            ["curl.bookinfo", "waypoint.bookinfo", "source"],
+        ],
         "push_types": ["cds", "eds", "lds"],
         "log_service": RATINGS,
         "tcp_services": [MONGODB],
         "log_origins": ["filter", "file"],
-        "scrape_jobs": ["istiod"],
+        "scrape_jobs": ["istiod", "ztunnel"],
     });
     let (screenshot_path, browser_work) = (screenshot.clone(), work.clone());
     let url = format!("http://{addr}/");

@@ -383,3 +383,28 @@ fn grafana_gets_prometheus_loki_and_istio_dashboards() {
         "{grafana_volumes:?}"
     );
 }
+
+#[test]
+fn grafana_provisions_meshtaps_own_dashboards() {
+    let compose = compose();
+    let provider = yaml(&compose_dir().join("grafana/provisioning/dashboards/meshtap.yaml"));
+    let path = provider["providers"][0]["options"]["path"]
+        .as_str()
+        .unwrap();
+    let (host, _) = bind_mounts(service(&compose, "grafana"))
+        .into_iter()
+        .find(|(_, target)| target == path)
+        .unwrap_or_else(|| panic!("nothing mounted at {path}"));
+    assert_eq!(normalize(&host), workspace().join("manifests/dashboards"));
+    let dashboards = std::fs::read_dir(&host)
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|x| x == "json")
+        })
+        .count();
+    assert_eq!(dashboards, 4, "mesh, service, workload and ztunnel");
+}

@@ -16,7 +16,7 @@ use meshtap_test_support::kube_api::{KubeApi, PodBuilder};
 use meshtap_test_support::prometheus::Prometheus;
 use meshtap_tests::sim::ambient::ztunnel_stats::{traffic_labels, ztunnel_metrics_body};
 use meshtap_tests::sim::ambient::{AmbientPeer, Direction, L4Leg};
-use meshtap_tests::sim::cluster::StatsServer;
+use meshtap_tests::sim::cluster::{Endpoint, StatsServer, ZTUNNEL_CONTENT_TYPE};
 use support::sink::Sink;
 
 fn peer(name: &str, sa: &str, ip: &str, zone: &str) -> AmbientPeer {
@@ -26,7 +26,8 @@ fn peer(name: &str, sa: &str, ip: &str, zone: &str) -> AmbientPeer {
         namespace: "bookinfo".to_owned(),
         canonical_service: name.to_owned(),
         canonical_revision: "v1".to_owned(),
-        service_account: sa.to_owned(),
+        identity: format!("spiffe://cluster.local/ns/bookinfo/sa/{sa}"),
+        cluster: "Kubernetes".to_owned(),
         ip: ip.to_owned(),
         region: "us-east1".to_owned(),
         zone: zone.to_owned(),
@@ -51,6 +52,7 @@ fn legs() -> [L4Leg; 2] {
         received_bytes: 600,
         sent_bytes: 3000,
         response_flags: "-".to_owned(),
+        mtls: true,
     };
     [leg(Direction::Outbound), leg(Direction::Inbound)]
 }
@@ -87,7 +89,11 @@ fn ztunnel_l4_series_arrive_with_every_label_and_their_node() {
         .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
         .collect();
     let by_node = [vec![legs[0].clone()], vec![legs[1].clone()]];
-    let server = StatsServer::start(listeners, vec!["/metrics"; 2], move |i| {
+    let endpoint = Endpoint {
+        path: "/metrics",
+        content_type: ZTUNNEL_CONTENT_TYPE,
+    };
+    let server = StatsServer::start(listeners, vec![endpoint; 2], move |i| {
         ztunnel_metrics_body(&by_node[i], 1)
     })
     .unwrap();
@@ -158,10 +164,8 @@ fn ztunnel_l4_series_arrive_with_every_label_and_their_node() {
     ] {
         for reporter in ["source", "destination"] {
             let promql = format!("sum({family}{{app=\"ztunnel\",reporter=\"{reporter}\"}})");
-            let v = prom.wait_for(&promql, Duration::from_secs(30), |v| {
-                v["data"]["result"]
-                    .as_array()
-                    .is_some_and(|r| !r.is_empty())
+            let v = prom.wait_for(&promql, Duration::from_secs(30), |r| {
+                r.as_array().is_some_and(|r| !r.is_empty())
             });
             assert_eq!(v[0]["value"][1], total.to_string(), "{promql}");
         }

@@ -3,7 +3,8 @@
 //! the simulated cluster (every sidecar's `:15020`, istiod's `:15014`, `merge: prefer
 //! filter`) and tails its CRI pod logs, writing to a real Prometheus and a Loki stand-in.
 //! Prometheus gets the filter's request and TCP series once (no scraped copy), istiod's pilot
-//! series and the sidecars' Envoy and agent series; Loki gets shipped and tailed lines.
+//! series and the sidecars' Envoy and agent series, the ambient namespace's waypoint series
+//! and both nodes' ztunnel series; Loki gets shipped and tailed lines, ztunnel's records too.
 
 // Only `Sink::with_sections` of the shared support is used here.
 #[allow(dead_code)]
@@ -111,6 +112,16 @@ fn the_demo_delivers_reports_scrapes_and_logs() {
         count(&prometheus, "istio_agent_process_cpu_seconds_total"),
         sidecars
     );
+    // The ambient namespace: the waypoint's filter reports, both nodes' ztunnels are scraped.
+    assert!(
+        count(
+            &prometheus,
+            r#"istio_requests_total{reporter="waypoint",destination_workload="flights-v1",namespace="travel"}"#
+        ) > 0
+    );
+    let nodes = r#"count by (node) (istio_tcp_connections_opened_total{job="ztunnel",app="ztunnel",namespace="istio-system"})"#;
+    let both = prometheus.wait_for(nodes, WAIT, |r| r.as_array().is_some_and(|a| a.len() == 2));
+    assert_eq!(both.as_array().map(Vec::len), Some(2), "{both}");
     assert!(count(&prometheus, r#"pilot_xds_pushes{job="istiod",type="eds"}"#) > 0);
     assert_eq!(count(&prometheus, r#"pilot_xds{app="istiod"}"#), 1);
     assert!(count(&prometheus, r#"process_cpu_seconds_total{app="istiod"}"#) > 0);
@@ -118,7 +129,7 @@ fn the_demo_delivers_reports_scrapes_and_logs() {
     // Loki: the filter's records (stream without `container`) and the tailed files' lines
     // (stream with `container="istio-proxy"`), both Istio TEXT access lines.
     let deadline = std::time::Instant::now() + WAIT;
-    let (shipped, tailed) = loop {
+    let (shipped, tailed, ztunnel_records) = loop {
         let entries = loki.accepted_entries();
         let is_access = |line: &str| line.starts_with("[") && line.contains("\" 200 ");
         let tailed = entries
@@ -131,13 +142,24 @@ fn the_demo_delivers_reports_scrapes_and_logs() {
             .iter()
             .filter(|(labels, e)| !labels.contains("container=") && is_access(&e.line))
             .count();
-        if (shipped > 0 && tailed > 0) || std::time::Instant::now() > deadline {
-            break (shipped, tailed);
+        let ztunnel_records = entries
+            .iter()
+            .filter(|(labels, e)| {
+                labels.contains("ztunnel-") && e.line.contains("connection complete")
+            })
+            .count();
+        let all = shipped > 0 && tailed > 0 && ztunnel_records > 0;
+        if all || std::time::Instant::now() > deadline {
+            break (shipped, tailed, ztunnel_records);
         }
         std::thread::sleep(Duration::from_millis(200));
     };
     assert!(shipped > 0, "filter-shipped access lines at Loki");
     assert!(tailed > 0, "tailed access lines at Loki");
+    assert!(
+        ztunnel_records > 0,
+        "tailed ztunnel connection records at Loki"
+    );
     drop(sim);
     drop(sink);
     std::fs::remove_dir_all(&root).unwrap();

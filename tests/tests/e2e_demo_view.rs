@@ -2,8 +2,10 @@
 //! `meshtap-sim` binary serving its cluster, the sink on the config the simulator writes (as
 //! `cargo xtask demo` runs them, no backend), and headless chromium driven by
 //! `sink/tests/browser/view.mjs` checking what a person would see: the demo's services with
-//! non-zero rates, the graph's edges, TCP rows, istiod's pushes, filter-shipped and tailed
-//! access-log lines, both scrape jobs `up`, and no console error. The screenshot lands in the
+//! non-zero rates, the graph's edges, TCP rows, the ambient namespace `travel` (its waypoint's
+//! services and edges marked ambient, its ztunnels' workload pairs each counted by one ztunnel),
+//! istiod's pushes, filter-shipped and tailed access-log lines, the scrape jobs `up`, and no
+//! console error. The screenshot lands in the
 //! target dir (`demo-live-view.png`; the README's `sink/docs/live-view.png` is one of these).
 //!
 //! Skipped (with a message) only when chromium, node or playwright-core is missing and
@@ -41,10 +43,20 @@ fn the_demo_mesh_shows_in_chromium() {
             ["reviews-v3.default", service("ratings")],
         ],
         "tcp_services": [service("mysqldb"), service("redis")],
+        "ambient_services": ["flights.travel.svc.cluster.local", "hotels.travel.svc.cluster.local"],
+        "ambient_edges": [
+            ["frontend-v1.travel", "flights.travel.svc.cluster.local"],
+            ["frontend-v1.travel", "hotels.travel.svc.cluster.local"],
+        ],
+        "ambient_pairs": [
+            ["frontend-v1.travel", "waypoint.travel", "source"],
+            ["waypoint.travel", "flights-v1.travel", "destination"],
+            ["hotels-v1.travel", "bookings-db-v1.travel", "destination"],
+        ],
         "push_types": ["cds", "eds", "lds"],
         "log_service": service("reviews"),
         "log_origins": ["filter", "file"],
-        "scrape_jobs": ["istiod", "integrations/istio"],
+        "scrape_jobs": ["istiod", "integrations/istio", "ztunnel"],
     });
     let screenshot = Path::new(env!("CARGO_TARGET_TMPDIR")).join("demo-live-view.png");
     let checked = browser::check_view(

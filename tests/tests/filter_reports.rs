@@ -275,10 +275,16 @@ fn known_counts_give_exactly_the_expected_series_for_both_reporters() {
             (with(&to_echo, &[("grpc_response_status", "14")]), 1),
             (endpoint_fallback_httpbin.clone(), 2),
             (passthrough, 1),
+            // Plain text: no certificates, and the exchanged peer metadata carries no identity
+            // (Istio's `convertStructToWorkloadMetadata`), so both principals are unknown.
             (
                 with(
                     &to_httpbin,
-                    &[("response_code", "200"), ("source_principal", "unknown")],
+                    &[
+                        ("response_code", "200"),
+                        ("source_principal", "unknown"),
+                        ("destination_principal", "unknown"),
+                    ],
                 ),
                 2,
             ),

@@ -25,7 +25,7 @@ fn bookinfo_reports_count_every_call_once_per_sidecar() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "meshtap-sim failed: {stderr}");
     assert!(
-        stderr.contains("261 client-side and 252 server-side streams"),
+        stderr.contains("261 client-side, 0 waypoint and 252 server-side streams"),
         "{stderr}"
     );
 

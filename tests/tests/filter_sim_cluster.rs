@@ -3,7 +3,8 @@
 //! parse with the sink's own parser (`meshtap-textformat`, no skipped line) and with
 //! Prometheus' (`promtool check metrics`, from Debian's prometheus package), hold the families
 //! a real sidecar and istiod expose, and move: request counters equal the scenario's totals,
-//! istiod's pushes grow with simulated time. The CRI log files have the kubelet's layout and
+//! byte histograms sum the wire sizes where the filter reports the total sizes, istiod's
+//! pushes grow with simulated time. The CRI log files have the kubelet's layout and
 //! one Istio TEXT access line per request each sidecar saw.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -145,6 +146,39 @@ fn cluster_endpoints_serve_istio_shaped_bodies_that_move_with_traffic() {
             "reviews-v1"
         ])
     );
+
+    // Istio's native filter meters the wire: productpage → details (only details-v1's
+    // inbound traffic) sets wire sizes of 95 and 262 bytes against total sizes of 120 and
+    // 300, which is what the filter reports.
+    let details = cluster
+        .sidecars
+        .iter()
+        .find(|s| s.workload == "details-v1")
+        .unwrap();
+    let native = parse_with_sink_parser(&get(details.stats, "/stats/prometheus"));
+    assert_eq!(native["istio_request_bytes_sum"], 20.0 * 95.0);
+    assert_eq!(native["istio_response_bytes_sum"], 20.0 * 262.0);
+    let reported = |family: &str| -> f64 {
+        let reports = sim.reports();
+        let last = reports
+            .iter()
+            .filter(|r| r.proxy.as_ref().is_some_and(|p| p.pod == details.pod))
+            .filter(|r| {
+                r.families
+                    .iter()
+                    .any(|f| f.name == family && !f.series.is_empty())
+            })
+            .max_by_key(|r| r.sequence)
+            .expect("details-v1 reported");
+        last.families
+            .iter()
+            .filter(|f| f.name == family)
+            .flat_map(|f| &f.series)
+            .map(|s| s.sum)
+            .sum()
+    };
+    assert_eq!(reported("istio_request_bytes"), 20.0 * 120.0);
+    assert_eq!(reported("istio_response_bytes"), 20.0 * 300.0);
 
     let istiod_body = get(cluster.istiod, "/metrics");
     assert_prometheus_parses(&istiod_body);

@@ -23,7 +23,8 @@ pub struct ViewConfig {
     pub max_sources: usize,
     /// Destination services shown (requests and TCP); more are counted as dropped.
     pub max_services: usize,
-    /// Graph edges (source workload → destination service) shown; more are counted as dropped.
+    /// Graph edges (source workload → destination service) shown, and as many ztunnel workload
+    /// pairs; more are counted as dropped.
     pub max_edges: usize,
     /// Access-log lines kept (filter-shipped and tailed together, the oldest dropped).
     pub max_log_lines: usize,

@@ -1,7 +1,7 @@
 //! From one source's samples (a report's or a scrape's, after the scrape merge rule) to the
 //! cumulative values the view keeps: requests per graph edge, request latency and TCP
-//! counters per destination service, istiod's push counters, connected proxies and
-//! convergence histogram, and scrape `up`.
+//! counters per destination service, ztunnel's L4 counters per workload pair (ambient mode),
+//! istiod's push counters, connected proxies and convergence histogram, and scrape `up`.
 //!
 //! Owns which families the view reads and how their labels become keys. It must not keep
 //! state between calls nor compute rates (that is [`super::store`]).
@@ -97,7 +97,19 @@ impl TcpField {
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ServiceKey {
     pub service: String,
-    /// `destination` or `source`.
+    /// `destination`, `source` or `waypoint`.
+    pub reporter: String,
+}
+
+/// A connection between two workloads as one ztunnel saw it: the client's (`source`) or the
+/// server's (`destination`).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct WorkloadPairKey {
+    /// `workload.namespace` of both ends (through a waypoint, the waypoint is one of them).
+    pub source: String,
+    pub destination: String,
+    /// The service dialled.
+    pub service: String,
     pub reporter: String,
 }
 
@@ -113,7 +125,10 @@ pub struct EdgeKey {
 pub enum Counter {
     /// `istio_requests_total`; `true` counts 5xx answers only, `false` all of them.
     Requests(EdgeKey, bool),
+    /// Sidecars' and waypoints' `istio_tcp_*`.
     Tcp(ServiceKey, TcpField),
+    /// ztunnel's `istio_tcp_*` (ambient L4).
+    AmbientTcp(WorkloadPairKey, TcpField),
     /// `pilot_xds_pushes` by `type`.
     Pushes(String),
     /// One of [`CONTROL_PLANE_FAULTS`], or a `pilot_xds_*_reject` counter, by family name.
@@ -166,13 +181,23 @@ fn service_key(sample: &impl SampleLabels) -> ServiceKey {
     }
 }
 
-/// The source workload of a request series, as `workload.namespace` (Kiali's node name).
-fn source_workload(sample: &impl SampleLabels) -> String {
-    let workload = sample.label("source_workload").unwrap_or("unknown");
-    match sample.label("source_workload_namespace") {
+/// The `source` or `destination` workload of a series, as `workload.namespace` (Kiali's node
+/// name).
+fn workload(sample: &impl SampleLabels, side: &str) -> String {
+    let workload = sample
+        .label(&format!("{side}_workload"))
+        .unwrap_or("unknown");
+    match sample.label(&format!("{side}_workload_namespace")) {
         Some(namespace) => format!("{workload}.{namespace}"),
         None => workload.to_owned(),
     }
+}
+
+/// Whether a series comes from ztunnel: scraped from a pod labelled `app=ztunnel` (the sink's
+/// ztunnel job and Istio's usual pod job carry the pod label), or carrying the locality labels
+/// only ztunnel's `istio_tcp_*` have.
+fn is_ztunnel(sample: &impl SampleLabels) -> bool {
+    sample.label("app") == Some("ztunnel") || sample.label("destination_zone").is_some()
 }
 
 fn add_bucket(buckets: &mut Buckets, le: f64, count: f64) {
@@ -202,7 +227,7 @@ impl Values {
         let counter = match name {
             REQUESTS => {
                 let edge = EdgeKey {
-                    source: source_workload(sample),
+                    source: workload(sample, "source"),
                     to: service_key(sample),
                 };
                 let is_error = sample
@@ -244,6 +269,15 @@ impl Values {
     /// TCP and istiod counters.
     fn other_counter(&self, name: &str, sample: &impl SampleLabels) -> Option<Counter> {
         if let Some(field) = TcpField::of_family(name) {
+            if is_ztunnel(sample) {
+                let pair = WorkloadPairKey {
+                    source: workload(sample, "source"),
+                    destination: workload(sample, "destination"),
+                    service: service_key(sample).service,
+                    reporter: sample.label("reporter").unwrap_or_default().to_owned(),
+                };
+                return Some(Counter::AmbientTcp(pair, field));
+            }
             return Some(Counter::Tcp(service_key(sample), field));
         }
         let base = base_name(name);
@@ -338,5 +372,55 @@ mod tests {
             values.histograms[&Histogram::Convergence],
             vec![(0.1, 5.0), (f64::INFINITY, 9.0)]
         );
+    }
+
+    #[test]
+    fn ztunnel_tcp_counts_per_workload_pair_apart_from_sidecar_tcp() {
+        let tcp = |extra: &[(&'static str, &'static str)]| {
+            let mut labels = vec![
+                ("destination_service", "mysql.data.svc.cluster.local"),
+                ("destination_workload", "mysql-v1"),
+                ("destination_workload_namespace", "data"),
+                ("reporter", "destination"),
+                ("source_workload", "reviews-v1"),
+                ("source_workload_namespace", "shop"),
+            ];
+            labels.extend_from_slice(extra);
+            labels
+        };
+        let values = Values::of_samples(&[
+            sample("istio_tcp_sent_bytes_total", &tcp(&[]), None, 10.0),
+            sample(
+                "istio_tcp_sent_bytes_total",
+                &tcp(&[("app", "ztunnel")]),
+                None,
+                20.0,
+            ),
+            sample(
+                "istio_tcp_sent_bytes_total",
+                &tcp(&[("destination_zone", "us-east1-b")]),
+                None,
+                5.0,
+            ),
+        ]);
+        let service = ServiceKey {
+            service: "mysql.data.svc.cluster.local".into(),
+            reporter: "destination".into(),
+        };
+        let pair = WorkloadPairKey {
+            source: "reviews-v1.shop".into(),
+            destination: "mysql-v1.data".into(),
+            service: service.service.clone(),
+            reporter: "destination".into(),
+        };
+        assert_eq!(
+            values.counters[&Counter::Tcp(service, TcpField::SentBytes)],
+            10.0
+        );
+        assert_eq!(
+            values.counters[&Counter::AmbientTcp(pair, TcpField::SentBytes)],
+            25.0
+        );
+        assert_eq!(values.counters.len(), 2);
     }
 }

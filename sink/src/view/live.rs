@@ -3,8 +3,9 @@
 //! health and the scrape targets' `up`.
 //!
 //! Owns the choice of reporter (the destination proxies' view of a service or edge, else the
-//! source side's, never both added) and the caps on services and edges (highest rate kept).
-//! It must not keep state: trends and logs live in their own files.
+//! waypoint's in ambient mode, else the source side's, never two added) and the caps on
+//! services and edges (highest rate kept). It must not keep state: trends and logs live in
+//! their own files; ztunnel's L4 rows are [`super::ambient`]'s.
 
 use std::collections::BTreeMap;
 
@@ -18,7 +19,8 @@ use super::store::WindowTotals;
 #[derive(Clone, Debug, Serialize, PartialEq)]
 pub struct ServiceSummary {
     pub service: String,
-    /// `destination`, or `source` when no destination proxy reports this service.
+    /// `destination`; `waypoint` when no server sidecar reports this service (ambient); else
+    /// `source`.
     pub reporter: String,
     /// Requests per second over the window.
     pub request_rate: f64,
@@ -92,18 +94,25 @@ pub struct TargetUp {
 pub struct Dropped {
     pub services: usize,
     pub edges: usize,
+    /// ztunnel workload pairs over `view.max_edges`.
+    pub ambient_pairs: usize,
 }
 
+/// The server side first: a sidecar's `destination`, then an ambient waypoint (which reports
+/// each request once, for the server), then the client side.
 fn reporter_rank(reporter: &str) -> u8 {
     match reporter {
         "destination" => 0,
-        "source" => 1,
-        _ => 2,
+        "waypoint" => 1,
+        "source" => 2,
+        _ => 3,
     }
 }
 
 /// Per `K`, the row of the most trusted reporter only.
-fn prefer_reporter<K: Ord, V>(rows: BTreeMap<(K, String), V>) -> BTreeMap<K, (String, V)> {
+pub(super) fn prefer_reporter<K: Ord, V>(
+    rows: BTreeMap<(K, String), V>,
+) -> BTreeMap<K, (String, V)> {
     let mut chosen: BTreeMap<K, (String, V)> = BTreeMap::new();
     for ((key, reporter), row) in rows {
         let better = chosen
@@ -118,7 +127,11 @@ fn prefer_reporter<K: Ord, V>(rows: BTreeMap<(K, String), V>) -> BTreeMap<K, (St
 
 /// All rows in their order, or when over `cap` the `cap` busiest, busiest first; and how
 /// many were left out.
-fn keep_busiest<T>(mut rows: Vec<T>, cap: usize, rate: impl Fn(&T) -> f64) -> (Vec<T>, usize) {
+pub(super) fn keep_busiest<T>(
+    mut rows: Vec<T>,
+    cap: usize,
+    rate: impl Fn(&T) -> f64,
+) -> (Vec<T>, usize) {
     let dropped = rows.len().saturating_sub(cap);
     if dropped > 0 {
         rows.sort_by(|a, b| rate(b).total_cmp(&rate(a)));
@@ -298,4 +311,48 @@ pub fn targets_up(totals: &WindowTotals) -> Vec<TargetUp> {
         .collect();
     rows.sort_by(|a, b| (&a.job, &a.instance).cmp(&(&b.job, &b.instance)));
     rows
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::view::extract::EdgeKey;
+
+    #[test]
+    fn a_waypoint_counts_before_the_client_side_and_after_a_server_sidecar() {
+        let mut totals = WindowTotals::default();
+        let mut add = |service: &str, reporter: &str, rate: f64| {
+            let edge = EdgeKey {
+                source: "cart-v1.store".into(),
+                to: ServiceKey {
+                    service: service.into(),
+                    reporter: reporter.into(),
+                },
+            };
+            let counter = Counter::Requests(edge, false);
+            totals.totals.insert(counter.clone(), rate * 10.0);
+            totals.rates.insert(counter.clone(), rate);
+            totals.sources.insert(counter, 1);
+        };
+        // catalog is ambient behind a waypoint, inventory has a sidecar.
+        add("catalog", "source", 5.0);
+        add("catalog", "waypoint", 4.0);
+        add("inventory", "waypoint", 3.0);
+        add("inventory", "destination", 2.0);
+        let rows: Vec<(String, String, f64)> = services(&totals, 10)
+            .0
+            .into_iter()
+            .map(|s| (s.service, s.reporter, s.request_rate))
+            .collect();
+        assert_eq!(
+            rows,
+            [
+                ("catalog".into(), "waypoint".into(), 4.0),
+                ("inventory".into(), "destination".into(), 2.0),
+            ]
+        );
+        let edges = edges(&totals, 10).0;
+        assert_eq!(edges[0].reporter, "waypoint");
+        assert_eq!(edges[0].request_rate, 4.0);
+    }
 }

@@ -1,5 +1,5 @@
 //! The in-memory live view: recent cumulative values per source (reporting pod or scrape
-//! target), recent access-log lines and trend points, served as the browser page on `/`,
+//! target, ztunnels included), recent access-log lines and trend points, served as the browser page on `/`,
 //! its JSON on `/v1/live` and the per-service summary on `/v1/summary`.
 //!
 //! Owns the view's state and its locking. Other stages reach it only through [`ViewTap`]
@@ -7,6 +7,7 @@
 //! into export. Memory is bounded by `view.max_sources`, `max_services`, `max_edges`,
 //! `max_log_lines` and `trend_points`.
 
+mod ambient;
 mod config;
 mod extract;
 pub mod http;
@@ -24,6 +25,7 @@ use std::sync::{Arc, Mutex};
 use serde::Serialize;
 use tokio::sync::watch;
 
+pub use ambient::AmbientPair;
 pub use config::ViewConfig;
 pub use live::ServiceSummary;
 pub use log_ring::{LogFilter, LogLine, LogOrigin};
@@ -64,6 +66,8 @@ pub struct LiveDocument {
     pub services: Vec<LiveService>,
     pub edges: Vec<Edge>,
     pub tcp: Vec<TcpService>,
+    /// ztunnel's L4 traffic per workload pair (ambient mode).
+    pub ambient_l4: Vec<AmbientPair>,
     pub control_plane: ControlPlane,
     pub pushes_trend: Vec<Option<f64>>,
     pub scrape_targets: Vec<TargetUp>,
@@ -143,6 +147,7 @@ impl LiveView {
         let totals = state.store.totals();
         let (services, services_dropped) = live::services(&totals, self.config.max_services);
         let (edges, edges_dropped) = live::edges(&totals, self.config.max_edges);
+        let (ambient_l4, pairs_dropped) = ambient::pairs(&totals, self.config.max_edges);
         let services = services
             .into_iter()
             .map(|summary| LiveService {
@@ -157,6 +162,7 @@ impl LiveView {
             services,
             edges,
             tcp: live::tcp(&totals, self.config.max_services),
+            ambient_l4,
             control_plane: live::control_plane(&totals),
             pushes_trend: state.trends.pushes(),
             scrape_targets: live::targets_up(&totals),
@@ -166,6 +172,7 @@ impl LiveView {
             dropped: Dropped {
                 services: services_dropped,
                 edges: edges_dropped,
+                ambient_pairs: pairs_dropped,
             },
             sources_refused: state.store.refused_snapshots,
         }

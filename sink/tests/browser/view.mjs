@@ -3,7 +3,9 @@
 // by the test) and tests/tests/e2e_demo_view.rs (the demo mesh):
 //   node view.mjs <page url> <screenshot path> <user data dir> <expectations JSON>
 // Expectations: services, edges, tcp_services, push_types, log_service, log_origins,
-// scrape_jobs (each job must have a target `up`).
+// scrape_jobs (each job must have a target `up`); optionally the ambient part: ambient_services
+// (service rows a waypoint reports, marked ambient), ambient_edges (dashed graph edges) and
+// ambient_pairs ([source, destination, counted by] rows of ztunnel's L4 table with a rate).
 // Every step has its own timeout; the first failed check exits 1 with a message.
 import { chromium } from "playwright-core";
 
@@ -58,6 +60,31 @@ try {
       return cells[0]?.textContent === name && parseFloat(cells[1].textContent) > 0;
     }));
   }, expect.tcp_services, { timeout: STEP_MS });
+
+  // Ambient: waypoint-reported services and edges marked as such, ztunnel's workload pairs.
+  if (expect.ambient_services) {
+    await page.waitForFunction((services) => {
+      const rows = [...document.querySelectorAll("#services tbody tr")];
+      return services.every((name) => rows.some((row) => {
+        const cells = row.querySelectorAll("td");
+        return cells[0]?.textContent === name && cells[1].querySelector(".badge")?.textContent === "ambient"
+          && parseFloat(cells[2].textContent) > 0;
+      }));
+    }, expect.ambient_services, { timeout: STEP_MS });
+    await page.waitForFunction((edges) => edges.every(([from, to]) =>
+      document.querySelector(`#graph g.edge.ambient[data-from="${from}"][data-to="${to}"]`)),
+    expect.ambient_edges, { timeout: STEP_MS });
+    const solid = await page.$$eval("#graph g.edge:not(.ambient)", (edges) => edges.map((e) => e.dataset.reporter));
+    check(solid.every((reporter) => reporter !== "waypoint"), `waypoint edges not marked ambient: ${solid}`);
+    await page.waitForFunction((pairs) => {
+      const rows = [...document.querySelectorAll("#ambient tbody tr")].map((row) =>
+        [...row.querySelectorAll("td")].map((td) => td.textContent));
+      return pairs.every(([source, destination, reporter]) => rows.filter((cells) =>
+        cells[0] === source && cells[1] === destination).length === 1 && rows.some((cells) =>
+        cells[0] === source && cells[1] === destination && cells[3] === `${reporter} ztunnel`
+          && parseFloat(cells[6]) > 0));
+    }, expect.ambient_pairs, { timeout: STEP_MS });
+  }
 
   // istiod's pushes, with a rate.
   await page.waitForFunction((types) => {

@@ -35,8 +35,8 @@ struct Args {
     /// Ingest token put into the filter config (and checked by the loopback receiver).
     #[arg(long, env = "MESHTAP_INGEST_TOKEN")]
     token: Option<String>,
-    /// Also serve what a cluster would (each sidecar's :15020, istiod's :15014 on loopback
-    /// ports, CRI pod logs under DIR/pods), and write the sink config sections that collect
+    /// Also serve what a cluster would (each sidecar's :15020, istiod's :15014, each node's
+    /// ztunnel :15020 in ambient scenarios on loopback ports, CRI pod logs under DIR/pods), and write the sink config sections that collect
     /// them: DIR/scrape.yaml and DIR/log_files.yaml (positions in DIR/positions.json), and the
     /// demo's whole sink config, DIR/sink.yaml (loopback port 0, the token, both sections).
     #[arg(long, value_name = "DIR")]
@@ -84,9 +84,10 @@ fn start_cluster(
         std::fs::rename(&temporary, dir.join(name))?;
     }
     eprintln!(
-        "meshtap-sim: istiod metrics on http://{}/metrics, {} sidecars' stats, pod logs in {}",
+        "meshtap-sim: istiod metrics on http://{}/metrics, {} sidecars' and {} ztunnels' stats, pod logs in {}",
         announcement.istiod,
         announcement.sidecars.len(),
+        announcement.ztunnels.len(),
         pods.display()
     );
     Ok(cluster)
@@ -159,15 +160,19 @@ fn main() -> anyhow::Result<()> {
     }
     let totals = sim.totals();
     eprintln!(
-        "meshtap-sim: {} client-side and {} server-side streams, {} reports received",
+        "meshtap-sim: {} client-side, {} waypoint and {} server-side streams, {} reports received",
         totals.client_streams,
+        totals.waypoint_streams,
         totals.server_streams,
         sim.reports().len()
     );
-    if totals.client_connections + totals.server_connections > 0 {
+    let connections =
+        totals.client_connections + totals.waypoint_connections + totals.server_connections;
+    if connections > 0 {
         eprintln!(
-            "meshtap-sim: {} client-side and {} server-side TCP connections, {} still open",
+            "meshtap-sim: {} client-side, {} waypoint and {} server-side TCP connections, {} still open",
             totals.client_connections,
+            totals.waypoint_connections,
             totals.server_connections,
             sim.open_connections()
         );

@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 
 use super::run::split_by_weight;
-use super::scenario::{Call, Outcome, Protocol, Range, Scenario};
+use super::scenario::{Call, Dataplane, Outcome, Protocol, Range, Scenario};
 
 /// `(reporter, source workload, destination workload)`; reporter is `source` or `destination`.
 pub type FlowKey = (String, String, String);
@@ -61,7 +61,7 @@ type Share<'a> = (
 );
 
 fn shares(scenario: &Scenario, protocol: Protocol) -> Vec<Share<'_>> {
-    let sidecar = |name: &str| scenario.workload(name).is_some_and(|w| w.sidecar);
+    let sidecar = |name: &str| scenario.dataplane_of(name) == Dataplane::Sidecar;
     let mut out = Vec::new();
     for (index, call) in scenario.calls.iter().enumerate() {
         if call.protocol != protocol {
@@ -90,7 +90,7 @@ fn shares(scenario: &Scenario, protocol: Protocol) -> Vec<Share<'_>> {
 /// calls are connections, not requests.
 pub fn request_totals(scenario: &Scenario) -> BTreeMap<(String, String), u64> {
     let mut totals = BTreeMap::new();
-    let sidecar = |name: &str| scenario.workload(name).is_some_and(|w| w.sidecar);
+    let sidecar = |name: &str| scenario.dataplane_of(name) == Dataplane::Sidecar;
     for call in scenario
         .calls
         .iter()
@@ -128,7 +128,8 @@ pub fn tcp_totals(scenario: &Scenario) -> Result<BTreeMap<FlowKey, TcpTotals>, E
         let reached = outcome.server_sees_it();
         // Without mTLS there is no TCP metadata exchange: the server side cannot name its
         // client (the client side still names the server from endpoint metadata).
-        let plaintext = !call.mtls.unwrap_or(scenario.mesh.mtls);
+        let plaintext = !call.mtls.unwrap_or(scenario.mesh.mtls)
+            || scenario.dataplane_of(&call.from) != Dataplane::Sidecar;
         let server = server.map(|(reporter, from, to)| {
             let from = if plaintext {
                 "unknown".to_string()

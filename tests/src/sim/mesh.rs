@@ -7,174 +7,19 @@
 
 use crate::host::envoy_messages::{
     cluster_metadata, peer_filter_state, peer_metadata_header, response_flag_bits,
-    upstream_host_metadata, PeerWorkload, ServiceRef,
+    upstream_host_metadata, ServiceRef,
 };
 use crate::host::grpc_frames::{frames, split, FRAME_HEADER_LEN};
-use crate::host::{HttpExchange, NodeInfo, Phase, Properties, PropertyValue, ResponseSpec};
+use crate::host::{HttpExchange, Phase, Properties, PropertyValue, ResponseSpec};
 
 use super::mesh_access_log::Connection;
-use super::scenario::{Call, Exchange, MeshSettings, Outcome, Protocol, Scenario, Workload};
-
-/// A workload with every default applied.
-#[derive(Clone, Debug, PartialEq)]
-pub struct ResolvedWorkload {
-    pub name: String,
-    pub namespace: String,
-    pub app: Option<String>,
-    pub version: Option<String>,
-    pub canonical_service: String,
-    pub canonical_revision: String,
-    pub cluster: String,
-    /// Service FQDN, if a service fronts the workload.
-    pub service_host: Option<String>,
-    pub port: u16,
-    pub workers: usize,
-    pub identity: String,
-    pub sidecar: bool,
-    pub pod: String,
-    pub ip: String,
-}
-
-impl ResolvedWorkload {
-    pub fn resolve(mesh: &MeshSettings, index: usize, w: &Workload) -> ResolvedWorkload {
-        let service_host = w.service.clone().or_else(|| {
-            w.app
-                .as_ref()
-                .map(|app| format!("{app}.{}.svc.cluster.local", w.namespace))
-        });
-        let account = w.app.clone().unwrap_or_else(|| w.name.clone());
-        ResolvedWorkload {
-            name: w.name.clone(),
-            namespace: w.namespace.clone(),
-            app: w.app.clone(),
-            version: w.version.clone(),
-            canonical_service: w
-                .canonical_service
-                .clone()
-                .or_else(|| w.app.clone())
-                .unwrap_or_else(|| w.name.clone()),
-            canonical_revision: w
-                .canonical_revision
-                .clone()
-                .or_else(|| w.version.clone())
-                .unwrap_or_else(|| "latest".into()),
-            cluster: w.cluster.clone().unwrap_or_else(|| mesh.cluster.clone()),
-            service_host,
-            port: w.port,
-            workers: w.workers,
-            identity: w.identity.clone().unwrap_or_else(|| {
-                format!(
-                    "spiffe://{}/ns/{}/sa/{account}",
-                    mesh.trust_domain, w.namespace
-                )
-            }),
-            sidecar: w.sidecar,
-            pod: w.pod.clone().unwrap_or_else(|| {
-                format!(
-                    "{}-{:x}-{:05x}",
-                    w.name,
-                    0x5f00 + index,
-                    index * 7919 + 4242
-                )
-            }),
-            ip: w
-                .ip
-                .clone()
-                .unwrap_or_else(|| format!("10.1.0.{}", index + 10)),
-        }
-    }
-
-    /// Every workload of `scenario`, resolved.
-    pub fn resolve_all(scenario: &Scenario) -> Vec<ResolvedWorkload> {
-        scenario
-            .workloads
-            .iter()
-            .enumerate()
-            .map(|(i, w)| ResolvedWorkload::resolve(&scenario.mesh, i, w))
-            .collect()
-    }
-
-    /// `<name>` of the service host (up to its first dot).
-    pub fn service_name(&self) -> Option<&str> {
-        self.service_host
-            .as_deref()
-            .map(|h| h.split('.').next().unwrap_or(h))
-    }
-
-    /// Namespace of the service host (`name.ns.svc...`), else the workload's namespace.
-    pub fn service_namespace(&self) -> &str {
-        self.service_host
-            .as_deref()
-            .and_then(|h| h.split('.').nth(1))
-            .unwrap_or(&self.namespace)
-    }
-
-    /// Envoy's node identity for this workload's sidecar.
-    pub fn node(&self, mesh: &MeshSettings) -> NodeInfo {
-        let mut node = NodeInfo {
-            id: format!(
-                "sidecar~{}~{}.{}~{}.svc.cluster.local",
-                self.ip, self.pod, self.namespace, self.namespace
-            ),
-            ..NodeInfo::default()
-        };
-        for (key, value) in [
-            ("WORKLOAD_NAME", self.name.as_str()),
-            ("NAMESPACE", &self.namespace),
-            ("NAME", &self.pod),
-            ("CLUSTER_ID", &self.cluster),
-            ("ISTIO_VERSION", &mesh.istio_version),
-            ("MESH_ID", &mesh.mesh_id),
-            ("INSTANCE_IPS", &self.ip),
-        ] {
-            node.metadata.insert(key.into(), value.into());
-        }
-        if let Some(app) = &self.app {
-            node.labels.insert("app".into(), app.clone());
-        }
-        if let Some(version) = &self.version {
-            node.labels.insert("version".into(), version.clone());
-        }
-        node.labels.insert(
-            "service.istio.io/canonical-name".into(),
-            self.canonical_service.clone(),
-        );
-        node.labels.insert(
-            "service.istio.io/canonical-revision".into(),
-            self.canonical_revision.clone(),
-        );
-        node
-    }
-
-    /// This workload as a peer, for metadata exchange.
-    pub fn peer(&self) -> PeerWorkload {
-        PeerWorkload {
-            name: self.pod.clone(),
-            namespace: self.namespace.clone(),
-            workload: self.name.clone(),
-            workload_type: "deployment".into(),
-            cluster: self.cluster.clone(),
-            service: self.canonical_service.clone(),
-            revision: self.canonical_revision.clone(),
-            app: self.app.clone().unwrap_or_default(),
-            version: self.version.clone().unwrap_or_default(),
-            identity: self.identity.clone(),
-        }
-    }
-
-    fn service_ref(&self) -> Option<ServiceRef> {
-        Some(ServiceRef {
-            host: self.service_host.clone()?,
-            name: self.service_name()?.to_string(),
-            namespace: self.service_namespace().to_string(),
-        })
-    }
-}
+use super::scenario::{Call, Exchange, MeshSettings, Outcome, Protocol};
+pub use super::workload::ResolvedWorkload;
 
 /// The port of the application's connection to its sidecar, in the simulated addresses.
-const CLIENT_PORT: u16 = 51_000;
+pub(super) const CLIENT_PORT: u16 = 51_000;
 /// The local port of a sidecar's upstream connection, in the simulated addresses.
-const UPSTREAM_LOCAL_PORT: u16 = 40_000;
+pub(super) const UPSTREAM_LOCAL_PORT: u16 = 40_000;
 
 /// Where a call goes.
 #[derive(Clone, Copy, Debug)]
@@ -190,8 +35,13 @@ pub struct CallInstance<'a> {
     pub call: &'a Call,
     pub outcome: &'a Outcome,
     pub latency_ms: u64,
+    /// `request.total_size` and the request body length.
     pub request_bytes: u64,
+    /// `response.total_size` and the response body length.
     pub response_bytes: u64,
+    /// Bytes on the wire each way (what Istio's native filter and ztunnel count).
+    pub request_wire_bytes: u64,
+    pub response_wire_bytes: u64,
     /// gRPC messages each way (1 for other protocols).
     pub request_messages: u64,
     pub response_messages: u64,
@@ -240,7 +90,7 @@ impl CallInstance<'_> {
         }
     }
 
-    fn request_headers(&self, target: Target<'_>) -> Vec<(String, String)> {
+    pub(super) fn request_headers(&self, target: Target<'_>) -> Vec<(String, String)> {
         let authority = match target {
             Target::Workload(to) => {
                 format!("{}:{}", to.service_name().unwrap_or(&to.name), to.port)
@@ -275,7 +125,7 @@ impl CallInstance<'_> {
         headers
     }
 
-    fn response(&self, code: u16, peer_header: Option<String>) -> Option<ResponseSpec> {
+    pub(super) fn response(&self, code: u16, peer_header: Option<String>) -> Option<ResponseSpec> {
         if code == 0 {
             return None;
         }
@@ -312,7 +162,7 @@ impl CallInstance<'_> {
         })
     }
 
-    fn exchange_of(
+    pub(super) fn exchange_of(
         &self,
         request_headers: Vec<(String, String)>,
         response: Option<ResponseSpec>,
@@ -328,7 +178,7 @@ impl CallInstance<'_> {
         }
     }
 
-    fn end_of_stream_properties(&self, props: &mut Properties, code: u16, flags: u64) {
+    pub(super) fn end_of_stream_properties(&self, props: &mut Properties, code: u16, flags: u64) {
         if code != 0 {
             props.set_int(&["response", "code"], i64::from(code), Phase::Response);
         }

@@ -4,7 +4,7 @@
 //! Istio's TCP metadata exchange runs over mTLS only: with it both sides get the peer's
 //! filter state (`upstream_peer` on the client, `downstream_peer` on the server) once the first
 //! bytes flowed; plaintext and PassthroughCluster connections carry none. Pure construction;
-//! `tcp_connections.rs` drives it.
+//! `open_traffic.rs` drives it.
 
 use crate::host::envoy_messages::{peer_filter_state, response_flag_bits};
 use crate::host::grpc_frames::split;

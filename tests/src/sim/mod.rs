@@ -1,5 +1,6 @@
 //! `meshtap-sim`'s engine: a YAML [`scenario`] of workloads and calls, run through the host
-//! with one proxy per sidecar, both sidecars observing every call as Istio would set them up.
+//! with one proxy per sidecar and per waypoint, every proxy on a call's [`route`] observing it
+//! as Istio would set it up, and the ztunnels of ambient pods counting its connections.
 //!
 //! Entry points: [`Simulation`] to drive step by step, [`run`] for a whole count-mode scenario.
 
@@ -10,11 +11,16 @@ pub mod mesh;
 mod mesh_access_log;
 pub mod mesh_tcp;
 pub mod one_call;
+pub mod open_traffic;
 pub mod receiver;
 pub mod report_json;
+pub mod route;
 pub mod run;
+mod run_call;
 pub mod scenario;
-pub mod tcp_connections;
+mod scenario_ambient;
+pub mod waypoint;
+pub mod workload;
 
 use std::sync::Arc;
 use std::time::Duration;

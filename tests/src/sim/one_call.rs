@@ -35,8 +35,8 @@ impl OneCall {
         response_bytes: u64,
     ) -> OneCall {
         let scenario = Scenario::from_yaml(yaml).expect("the fixed scenario parses");
-        let from = ResolvedWorkload::resolve(&scenario.mesh, 0, &scenario.workloads[0]);
-        let to = ResolvedWorkload::resolve(&scenario.mesh, 1, &scenario.workloads[1]);
+        let from = ResolvedWorkload::resolve(&scenario, 0);
+        let to = ResolvedWorkload::resolve(&scenario, 1);
         let call = &scenario.calls[0];
         let instance = CallInstance {
             call,
@@ -44,6 +44,8 @@ impl OneCall {
             latency_ms,
             request_bytes,
             response_bytes,
+            request_wire_bytes: request_bytes,
+            response_wire_bytes: response_bytes,
             request_messages: 1,
             response_messages: 1,
             mesh: &scenario.mesh,

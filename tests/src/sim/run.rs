@@ -1,10 +1,11 @@
-//! Runs a scenario: one proxy per sidecar workload (all sharing one compiled module and one
-//! clock; with TCP calls every proxy also runs the NETWORK plugin), every call observed by the
-//! client and the server sidecar, TCP connections kept open across time, ticks and report
-//! posts driven to a sink or to a loopback [`ReportReceiver`].
+//! Runs a scenario: one proxy per sidecar workload and per waypoint (all sharing one compiled
+//! module and one clock; with TCP calls every proxy also runs the NETWORK plugin), every call
+//! observed by the proxies on its route (`run_call.rs`), TCP connections and gRPC streams kept
+//! open across time, ticks and report posts driven to a sink or to a loopback
+//! [`ReportReceiver`].
 //!
-//! Scheduling and bookkeeping only: what each side observes comes from `mesh.rs`; with
-//! [`Simulation::start_cluster`] each observation is also recorded into `cluster/`.
+//! Scheduling and bookkeeping only: what each side observes comes from `route.rs`; with
+//! [`Simulation::attach_cluster`] each observation is also recorded into `cluster/`.
 
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -16,13 +17,16 @@ use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 
-use crate::host::{Clock, FilterModule, HostError, PluginSpec, Proxy, ProxyConfig, Traffic};
+use crate::host::{
+    Clock, FilterModule, HostError, NodeInfo, PluginSpec, Proxy, ProxyConfig, Traffic,
+};
 
-use super::cluster::{Announcement, Cluster, Reporter, SideOfCall};
-use super::mesh::{CallInstance, ResolvedWorkload, Target};
+use super::cluster::{Announcement, Cluster};
+use super::mesh::ResolvedWorkload;
+use super::open_traffic::OpenTraffic;
 use super::receiver::ReportReceiver;
 use super::scenario::{Protocol, Scenario, ScenarioError};
-use super::tcp_connections::{ConnectionSide, TcpConnections};
+use super::waypoint::ResolvedWaypoint;
 
 /// The cluster reports go to unless the plugin config names another.
 pub const DEFAULT_SINK_CLUSTER: &str = "outbound|9091||meshtap-sink.meshtap.svc.cluster.local";
@@ -60,30 +64,35 @@ pub enum SimError {
 pub struct SimTotals {
     pub client_streams: u64,
     pub server_streams: u64,
+    pub waypoint_streams: u64,
     pub client_connections: u64,
     pub server_connections: u64,
+    pub waypoint_connections: u64,
 }
 
 /// A scenario being run, step by step.
 pub struct Simulation {
-    scenario: Scenario,
-    clock: Clock,
-    workloads: Vec<ResolvedWorkload>,
-    proxies: BTreeMap<String, Proxy>,
+    pub(super) scenario: Scenario,
+    pub(super) clock: Clock,
+    pub(super) workloads: Vec<ResolvedWorkload>,
+    pub(super) waypoints: Vec<ResolvedWaypoint>,
+    /// By workload name (sidecars) or [`ResolvedWaypoint::proxy_key`].
+    pub(super) proxies: BTreeMap<String, Proxy>,
     next_worker: BTreeMap<String, usize>,
     receiver: Option<ReportReceiver>,
-    rng: StdRng,
+    pub(super) rng: StdRng,
     report_interval: Duration,
-    totals: SimTotals,
-    tcp: TcpConnections,
+    pub(super) totals: SimTotals,
+    pub(super) open: OpenTraffic,
     /// Calls run so far (numbers the calls' request ids).
-    calls_run: u64,
+    pub(super) calls_run: u64,
     /// The cluster endpoints, once started.
-    cluster: Option<Cluster>,
+    pub(super) cluster: Option<Cluster>,
 }
 
 impl Simulation {
-    /// Starts a proxy per sidecar workload and the loopback receiver if no sink URL is given.
+    /// Starts a proxy per sidecar workload and per waypoint, and the loopback receiver if no
+    /// sink URL is given.
     pub fn start(
         module: Arc<FilterModule>,
         scenario: Scenario,
@@ -113,38 +122,32 @@ impl Simulation {
             }
         };
         let workloads = ResolvedWorkload::resolve_all(&scenario);
-        let extra_plugins = network_plugin(&scenario, &plugin_config);
-        let config_text = serde_json::Value::Object(plugin_config).to_string();
-        let mut proxies = BTreeMap::new();
-        for (i, workload) in workloads.iter().enumerate().filter(|(_, w)| w.sidecar) {
-            let config = ProxyConfig {
-                plugin_config: config_text.clone(),
-                extra_plugins: extra_plugins.clone(),
-                env: scenario
-                    .env
-                    .iter()
-                    .map(|(k, v)| (k.clone(), v.clone()))
-                    .collect(),
-                node: workload.node(&scenario.mesh),
-                workers: workload.workers,
-                clock: clock.clone(),
-                seed: scenario.seed.wrapping_mul(1000).wrapping_add(i as u64),
-                clusters: vec![(sink_cluster.clone(), sink_addr)],
-                ..ProxyConfig::default()
-            };
-            proxies.insert(workload.name.clone(), Proxy::start(module.clone(), config)?);
-        }
+        let waypoints = ResolvedWaypoint::resolve_all(&scenario);
+        let base = ProxyConfig {
+            plugin_config: serde_json::Value::Object(plugin_config.clone()).to_string(),
+            extra_plugins: network_plugin(&scenario, &plugin_config),
+            env: scenario
+                .env
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            clock: clock.clone(),
+            clusters: vec![(sink_cluster, sink_addr)],
+            ..ProxyConfig::default()
+        };
+        let proxies = start_proxies(&module, &scenario, &workloads, &waypoints, &base)?;
         Ok(Simulation {
             rng: StdRng::seed_from_u64(scenario.seed),
             scenario,
             clock,
             workloads,
+            waypoints,
             proxies,
             next_worker: BTreeMap::new(),
             receiver,
             report_interval,
             totals: SimTotals::default(),
-            tcp: TcpConnections::default(),
+            open: OpenTraffic::default(),
             calls_run: 0,
             cluster: None,
         })
@@ -188,147 +191,18 @@ impl Simulation {
         self.cluster.insert(cluster).announcement()
     }
 
-    /// Runs one call of `scenario.calls[call]` with outcome `outcome` through both sidecars. A
-    /// TCP call opens its connections now; their data and close follow as time advances.
-    pub fn run_call(&mut self, call: usize, outcome: usize) {
-        let spec = &self.scenario.calls[call];
-        let sample = |rng: &mut StdRng, range: super::scenario::Range| {
-            let (lo, hi) = range.bounds();
-            rng.random_range(lo..=hi)
-        };
-        let latency_ms = sample(&mut self.rng, spec.latency_ms);
-        let request_bytes = sample(&mut self.rng, spec.request_bytes);
-        let response_bytes = sample(&mut self.rng, spec.response_bytes);
-        let request_messages = sample(&mut self.rng, spec.request_messages);
-        let response_messages = sample(&mut self.rng, spec.response_messages);
-        let instance = CallInstance {
-            call: spec,
-            outcome: &spec.outcomes[outcome],
-            latency_ms,
-            request_bytes,
-            response_bytes,
-            request_messages,
-            response_messages,
-            mesh: &self.scenario.mesh,
-            request_id: format!(
-                "{:08x}-0000-4000-8000-{:012x}",
-                self.scenario.seed as u32, self.calls_run
-            ),
-        };
-        self.calls_run += 1;
-        let from = resolved(&self.workloads, &spec.from);
-        let to = spec
-            .to
-            .as_deref()
-            .map(|name| resolved(&self.workloads, name));
-        let target = match (to, spec.external.as_deref()) {
-            (Some(to), _) => Target::Workload(to),
-            (None, Some(host)) => Target::External(host),
-            (None, None) => unreachable!("scenario validation requires `to` or `external`"),
-        };
-        if spec.protocol == Protocol::Tcp {
-            let client = from
-                .sidecar
-                .then(|| (from.name.clone(), instance.tcp_client_view(from, target)));
-            let server = to.and_then(|to| {
-                instance
-                    .tcp_server_view(from, to)
-                    .map(|view| (to.name.clone(), view))
-            });
-            let data = instance.tcp_data();
-            if let Some(cluster) = self.cluster.as_mut() {
-                for (reporter, observed) in [
-                    (Reporter::Source, &client),
-                    (Reporter::Destination, &server),
-                ] {
-                    if let Some((_, spec)) = observed {
-                        let side = SideOfCall {
-                            reporter,
-                            from,
-                            target,
-                            instance: &instance,
-                        };
-                        cluster.record_tcp(&side, &spec.properties, &data);
-                    }
-                }
-            }
-            let mut sides = Vec::new();
-            for (is_client, observed) in [(true, client), (false, server)] {
-                let Some((workload, spec)) = observed else {
-                    continue;
-                };
-                let worker = self.next_worker_of(&workload);
-                sides.push(ConnectionSide {
-                    workload,
-                    worker,
-                    spec,
-                });
-                if is_client {
-                    self.totals.client_connections += 1;
-                } else {
-                    self.totals.server_connections += 1;
-                }
-            }
-            let now = self.clock.now_nanos();
-            let duration = latency_ms * 1_000_000;
-            self.tcp.open(&mut self.proxies, sides, data, now, duration);
-            self.tcp.run_due(&mut self.proxies, now);
-            return;
-        }
-        let client = from
-            .sidecar
-            .then(|| (from.name.clone(), instance.client_view(from, target)));
-        let server = to.and_then(|to| {
-            instance
-                .server_view(from, to)
-                .map(|view| (to.name.clone(), view))
-        });
-        if let Some(cluster) = self.cluster.as_mut() {
-            for (reporter, observed) in [
-                (Reporter::Source, &client),
-                (Reporter::Destination, &server),
-            ] {
-                if let Some((_, exchange)) = observed {
-                    let side = SideOfCall {
-                        reporter,
-                        from,
-                        target,
-                        instance: &instance,
-                    };
-                    cluster.record_http(&side, exchange);
-                }
-            }
-        }
-        for (is_client, observed) in [(true, client), (false, server)] {
-            let Some((workload, exchange)) = observed else {
-                continue;
-            };
-            let worker = self.next_worker_of(&workload);
-            let proxy = self
-                .proxies
-                .get_mut(&workload)
-                .expect("sidecar workloads have proxies");
-            proxy.run_http_stream(worker, &exchange);
-            if is_client {
-                self.totals.client_streams += 1;
-            } else {
-                self.totals.server_streams += 1;
-            }
-        }
-    }
-
-    /// Round-robin over the workload's workers.
-    fn next_worker_of(&mut self, workload: &str) -> usize {
-        let workers = self.proxies[workload].workers();
-        let slot = self.next_worker.entry(workload.to_string()).or_default();
+    /// Round-robin over the proxy's workers.
+    pub(super) fn next_worker_of(&mut self, proxy: &str) -> usize {
+        let workers = self.proxies[proxy].workers();
+        let slot = self.next_worker.entry(proxy.to_string()).or_default();
         let worker = *slot % workers;
         *slot += 1;
         worker
     }
 
-    /// TCP connections still open.
+    /// TCP connections and gRPC streams still open (one per proxy that sees them).
     pub fn open_connections(&self) -> usize {
-        self.tcp.len()
+        self.open.len()
     }
 
     /// Every call of a count-mode scenario, each call's count split exactly by outcome weight,
@@ -351,19 +225,19 @@ impl Simulation {
                 self.advance(spacing);
             }
         }
-        while let Some(due) = self.tcp.next_due() {
+        while let Some(due) = self.open.next_due() {
             let now = self.clock.now_nanos();
             self.advance(Duration::from_nanos(due.saturating_sub(now)));
         }
     }
 
-    /// Moves the manual clock, delivering TCP steps and firing ticks of every proxy in time
+    /// Moves the manual clock, delivering open traffic's steps and firing ticks of every proxy in time
     /// order, and letting report posts complete before time moves on.
     pub fn advance(&mut self, by: Duration) {
         let target = self.clock.now_nanos() + by.as_nanos() as u64;
         loop {
             let tick = self.proxies.values().filter_map(Proxy::next_tick).min();
-            let due = tick.into_iter().chain(self.tcp.next_due()).min();
+            let due = tick.into_iter().chain(self.open.next_due()).min();
             let Some(due) = due.filter(|d| *d <= target) else {
                 break;
             };
@@ -382,7 +256,7 @@ impl Simulation {
 
     fn fire_and_settle(&mut self) {
         self.tick_cluster();
-        self.tcp.run_due(&mut self.proxies, self.clock.now_nanos());
+        self.open.run_due(&mut self.proxies, self.clock.now_nanos());
         for proxy in self.proxies.values_mut() {
             proxy.fire_due_ticks();
         }
@@ -422,7 +296,7 @@ impl Simulation {
                 }
             }
             self.tick_cluster();
-            self.tcp.run_due(&mut self.proxies, self.clock.now_nanos());
+            self.open.run_due(&mut self.proxies, self.clock.now_nanos());
             for proxy in self.proxies.values_mut() {
                 proxy.fire_due_ticks();
                 proxy.pump();
@@ -453,11 +327,47 @@ impl Simulation {
     }
 }
 
-fn resolved<'a>(workloads: &'a [ResolvedWorkload], name: &str) -> &'a ResolvedWorkload {
-    workloads
+/// A proxy per sidecar workload (keyed by name) and per waypoint (by its proxy key), each
+/// `base` with its node, workers and VM seed.
+fn start_proxies(
+    module: &Arc<FilterModule>,
+    scenario: &Scenario,
+    workloads: &[ResolvedWorkload],
+    waypoints: &[ResolvedWaypoint],
+    base: &ProxyConfig,
+) -> Result<BTreeMap<String, Proxy>, SimError> {
+    let mesh = &scenario.mesh;
+    let sidecars = workloads
         .iter()
-        .find(|w| w.name == name)
-        .expect("scenario validation checked workload names")
+        .enumerate()
+        .filter(|(_, w)| w.sidecar)
+        .map(|(i, w)| (i, w.name.clone(), w.node(mesh), w.workers));
+    let waypoint_proxies = waypoints.iter().enumerate().map(|(i, wp)| {
+        let seed_index = workloads.len() + i;
+        (seed_index, wp.proxy_key(), wp.node(mesh), wp.workers)
+    });
+    let mut proxies = BTreeMap::new();
+    for (i, key, node, workers) in sidecars.chain(waypoint_proxies) {
+        let config = proxy_config(base, node, workers, scenario.seed, i);
+        proxies.insert(key, Proxy::start(module.clone(), config)?);
+    }
+    Ok(proxies)
+}
+
+/// One proxy's config: `base` with its node, workers and VM seed.
+fn proxy_config(
+    base: &ProxyConfig,
+    node: NodeInfo,
+    workers: usize,
+    seed: u64,
+    index: usize,
+) -> ProxyConfig {
+    ProxyConfig {
+        node,
+        workers,
+        seed: seed.wrapping_mul(1000).wrapping_add(index as u64),
+        ..base.clone()
+    }
 }
 
 /// Splits `count` by `weights` exactly (largest remainder; ties to the earlier entry).

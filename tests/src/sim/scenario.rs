@@ -3,12 +3,15 @@
 //! chunks, mTLS, metadata exchange, the grpc_stats filter).
 //!
 //! Parsing, defaults and validation only; turning a scenario into proxies and streams is
-//! `mesh.rs`'s job. The format is documented in `tests/README.md`.
+//! `mesh.rs`'s job. Ambient mode (data planes, waypoints, nodes) is in `scenario_ambient.rs`.
+//! The format is documented in `tests/README.md`.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde::Deserialize;
+
+pub use super::scenario_ambient::{Dataplane, Namespace, Waypoint, DEFAULT_NODE};
 
 /// A whole scenario file.
 #[derive(Clone, Debug, Deserialize)]
@@ -25,6 +28,12 @@ pub struct Scenario {
     /// WasmPlugin `vmConfig.env` for every proxy.
     #[serde(default)]
     pub env: BTreeMap<String, String>,
+    /// Namespaces' data plane and waypoint (absent: sidecar mode, no waypoint).
+    #[serde(default)]
+    pub namespaces: Vec<Namespace>,
+    /// Waypoints of ambient namespaces.
+    #[serde(default)]
+    pub waypoints: Vec<Waypoint>,
     pub workloads: Vec<Workload>,
     pub calls: Vec<Call>,
 }
@@ -102,6 +111,17 @@ pub struct Workload {
     /// Pod IP; defaults to `10.1.0.<index + 10>`.
     #[serde(default)]
     pub ip: Option<String>,
+    /// `istio.io/dataplane-mode` of the pod; defaults to `none` with `sidecar: false`, else to
+    /// the namespace's (sidecar unless the namespace says ambient).
+    #[serde(default)]
+    pub dataplane: Option<Dataplane>,
+    /// `istio.io/use-waypoint` on the workload's Service: a waypoint of its namespace
+    /// (ambient workloads only; wins over the namespace's).
+    #[serde(default)]
+    pub waypoint: Option<String>,
+    /// The node the pod runs on (its ztunnel counts its ambient traffic); default `node-1`.
+    #[serde(default)]
+    pub node: Option<String>,
 }
 
 /// Calls from one workload to a workload or an external host.
@@ -140,6 +160,14 @@ pub struct Call {
     /// `response.total_size` and the response body length (TCP: bytes the server sends).
     #[serde(default = "default_size")]
     pub response_bytes: Range,
+    /// HTTP and gRPC: the request's bytes on the downstream wire (Envoy's `BytesMeter`, which
+    /// Istio's native stats filter reports as `istio_request_bytes` and ztunnel counts); a
+    /// Wasm filter sees only `request.total_size`. Default: `request_bytes`.
+    #[serde(default)]
+    pub request_wire_bytes: Option<Range>,
+    /// The response's bytes on the wire; default: `response_bytes`.
+    #[serde(default)]
+    pub response_wire_bytes: Option<Range>,
     /// gRPC: messages in the request body (1 = unary request).
     #[serde(default = "default_messages")]
     pub request_messages: Range,
@@ -338,6 +366,13 @@ impl Scenario {
                     return invalid(format!("{what}: grpc_status on a non-gRPC call"));
                 }
             }
+            let wire = call.request_wire_bytes.is_some() || call.response_wire_bytes.is_some();
+            if wire && call.protocol == Protocol::Tcp {
+                return invalid(format!(
+                    "{what}: request_wire_bytes/response_wire_bytes are for HTTP and gRPC; a TCP \
+                     call's bytes are its wire bytes"
+                ));
+            }
             if call.chunks == 0 {
                 return invalid(format!("{what}: `chunks` must be at least 1"));
             }
@@ -369,7 +404,7 @@ impl Scenario {
         if counted != 0 && counted != self.calls.len() {
             return invalid("mix of `count` and `rate` calls; use one mode per scenario".into());
         }
-        Ok(())
+        self.validate_ambient()
     }
 }
 

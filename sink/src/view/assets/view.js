@@ -70,11 +70,20 @@ function fillRows(table, rows, columns) {
   }
 }
 
+// A waypoint reports for ambient workloads; its rows and edges are marked as such.
+const isAmbient = (reporter) => reporter === "waypoint";
+
+function reporterCell(reporter) {
+  return isAmbient(reporter)
+    ? el("td", {}, el("span", { class: "badge" }, "ambient"), " waypoint")
+    : el("td", { class: "muted" }, reporter);
+}
+
 function renderServices(doc) {
   $("window").textContent = `rates over the last ${doc.window_seconds}s`;
   fillRows("services", doc.services.map((s) => [
     el("td", {}, s.service),
-    el("td", { class: "muted" }, s.reporter),
+    reporterCell(s.reporter),
     el("td", { class: "num" }, fixed(s.request_rate, 2)),
     el("td", {}, sparkline(s.trend.rate, "rate")),
     el("td", { class: "num" + (s.error_rate > 0 ? " bad" : "") }, percent(s.error_rate)),
@@ -156,7 +165,8 @@ function renderGraph(doc) {
     const mid = (x1 + x2) / 2;
     const bad = link.error_rate > 0;
     const label = `${fixed(link.request_rate, 1)}/s` + (bad ? ` · ${percent(link.error_rate)}` : "");
-    svg.append(el("svg:g", { class: "edge" + (bad ? " bad" : ""), "data-from": link.source, "data-to": link.destination },
+    const kind = "edge" + (bad ? " bad" : "") + (isAmbient(link.reporter) ? " ambient" : "");
+    svg.append(el("svg:g", { class: kind, "data-from": link.source, "data-to": link.destination, "data-reporter": link.reporter },
       el("svg:path", { d: `M${x1},${y1} C${mid},${y1} ${mid},${y2} ${x2},${y2}`,
         "stroke-width": Math.min(6, 1 + Math.log1p(link.request_rate)) }),
       el("svg:text", { x: mid, y: (y1 + y2) / 2 - 4, "text-anchor": "middle" }, label)));
@@ -179,6 +189,18 @@ function renderTcp(doc) {
     el("td", { class: "num" }, fixed(t.opened_rate, 2)),
     el("td", { class: "num" }, fixed(t.closed_rate, 2)),
   ]), 5);
+}
+
+function renderAmbient(doc) {
+  fillRows("ambient", doc.ambient_l4.map((p) => [
+    el("td", {}, shortName(p.source)),
+    el("td", {}, shortName(p.destination)),
+    el("td", { class: "muted" }, p.services.join(", ")),
+    el("td", {}, `${p.reporter} ztunnel`),
+    el("td", { class: "num" }, fixed(p.opened_rate, 2)),
+    el("td", { class: "num" }, bytes(p.received_bytes_rate)),
+    el("td", { class: "num" }, bytes(p.sent_bytes_rate)),
+  ]), 7);
 }
 
 function keyValues(pairs) {
@@ -237,7 +259,8 @@ function renderPipeline(doc) {
     keyValues([
       ["reports accepted / refused", el("span", {}, `${fixed(p.reports_accepted, 0)} / ${fixed(p.reports_refused, 0)}`)],
       ["sources not kept (view.max_sources)", el("span", {}, doc.sources_refused)],
-      ["rows over the caps (services, edges)", el("span", {}, `${doc.dropped.services}, ${doc.dropped.edges}`)],
+      ["rows over the caps (services, edges, ambient pairs)",
+        el("span", {}, `${doc.dropped.services}, ${doc.dropped.edges}, ${doc.dropped.ambient_pairs}`)],
     ]),
     endpointTable("remote-write", p.remote_write, "samples"),
     endpointTable("Loki", p.loki, "entries"),
@@ -274,6 +297,7 @@ async function poll() {
     renderServices(doc);
     renderGraph(doc);
     renderTcp(doc);
+    renderAmbient(doc);
     renderControlPlane(doc);
     renderPipeline(doc);
     renderLogs(doc);

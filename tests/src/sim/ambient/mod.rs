@@ -6,6 +6,7 @@
 //! `src/telemetry.rs`, prometheus-client's text encoder), not through meshtap's parsers, so the
 //! sink's parsing is checked against an independent writer.
 
+pub mod legs;
 pub mod ztunnel_logs;
 pub mod ztunnel_stats;
 
@@ -19,20 +20,14 @@ pub struct AmbientPeer {
     pub namespace: String,
     pub canonical_service: String,
     pub canonical_revision: String,
-    pub service_account: String,
+    /// `spiffe://<trust domain>/ns/<ns>/sa/<service account>`, as WDS computes it.
+    pub identity: String,
+    /// `CLUSTER_ID` of the workload.
+    pub cluster: String,
     pub ip: String,
+    /// Locality; empty when the node has no topology labels (encoded `unknown`).
     pub region: String,
     pub zone: String,
-}
-
-impl AmbientPeer {
-    /// `spiffe://cluster.local/ns/<ns>/sa/<sa>`.
-    pub fn principal(&self) -> String {
-        format!(
-            "spiffe://cluster.local/ns/{}/sa/{}",
-            self.namespace, self.service_account
-        )
-    }
 }
 
 /// Which ztunnel counts a leg: the client's node (`source`, outbound) or the server's
@@ -43,7 +38,7 @@ pub enum Direction {
     Inbound,
 }
 
-/// One connection leg as one ztunnel saw it (HBONE, so `mutual_tls`), with its totals.
+/// One connection leg as one ztunnel saw it, with its totals.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct L4Leg {
     pub direction: Direction,
@@ -61,7 +56,8 @@ pub struct L4Leg {
     pub sent_bytes: u64,
     /// ztunnel's flag at close: `-`, `DENY`, `CONNECT`, …
     pub response_flags: String,
+    /// HBONE (`mutual_tls`, the source's identity known from its certificate); `false` for
+    /// plain TCP to or from a pod that does not speak HBONE (`unknown` policy and source
+    /// principal).
+    pub mtls: bool,
 }
-
-/// The cluster id ztunnel reports (Istio's default).
-pub const CLUSTER_ID: &str = "Kubernetes";

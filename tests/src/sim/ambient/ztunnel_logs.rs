@@ -6,10 +6,12 @@
 
 use std::fmt::Write as _;
 
-use super::{Direction, L4Leg, CLUSTER_ID};
+use super::{Direction, L4Leg};
 
 /// The text records of one leg's connections; `time` is written as ztunnel's microsecond UTC
 /// timestamp. Bytes are from the local app's side (outbound: request bytes are `bytes_sent`).
+/// HBONE legs name both identities and the HBONE target (`dst.addr` is the next hop's `:15008`);
+/// plain TCP legs have neither, and `dst.addr` is the original destination.
 pub fn ztunnel_access_lines(leg: &L4Leg, time: &str) -> Vec<String> {
     let (s, d) = (&leg.source, &leg.destination);
     let per = |total: u64| total / leg.connections.max(1);
@@ -27,17 +29,37 @@ pub fn ztunnel_access_lines(leg: &L4Leg, time: &str) -> Vec<String> {
             let mut line = format!("{time}\t{level}\taccess\tconnection complete\t");
             let _ = write!(
                 line,
-                "src.addr={}:{} src.workload={:?} src.namespace={:?} src.identity={:?} src.cluster={CLUSTER_ID:?} ",
-                s.ip, 40000 + i, s.pod, s.namespace, s.principal()
+                "src.addr={}:{} src.workload={:?} src.namespace={:?} ",
+                s.ip,
+                40000 + i,
+                s.pod,
+                s.namespace
             );
+            if leg.mtls {
+                let _ = write!(line, "src.identity={:?} ", s.identity);
+            }
+            let _ = write!(line, "src.cluster={:?} ", s.cluster);
+            if leg.mtls {
+                let _ = write!(
+                    line,
+                    "dst.addr={}:15008 dst.hbone_addr={}:{} ",
+                    d.ip, d.ip, leg.port
+                );
+            } else {
+                let _ = write!(line, "dst.addr={}:{} ", d.ip, leg.port);
+            }
             let _ = write!(
                 line,
-                "dst.addr={}:15008 dst.hbone_addr={}:{} dst.service={:?} dst.workload={:?} dst.namespace={:?} dst.identity={:?} dst.cluster={CLUSTER_ID:?} ",
-                d.ip, d.ip, leg.port, leg.service, d.pod, d.namespace, d.principal()
+                "dst.service={:?} dst.workload={:?} dst.namespace={:?} ",
+                leg.service, d.pod, d.namespace
             );
+            if leg.mtls {
+                let _ = write!(line, "dst.identity={:?} ", d.identity);
+            }
             let _ = write!(
                 line,
-                "direction={direction:?} bytes_sent={sent} bytes_recv={recv} duration=\"3ms\""
+                "dst.cluster={:?} direction={direction:?} bytes_sent={sent} bytes_recv={recv} duration=\"3ms\"",
+                d.cluster
             );
             line
         })
@@ -62,7 +84,8 @@ mod tests {
             namespace: "default".to_owned(),
             canonical_service: name.to_owned(),
             canonical_revision: "v1".to_owned(),
-            service_account: name.to_owned(),
+            identity: format!("spiffe://cluster.local/ns/default/sa/{name}"),
+            cluster: "Kubernetes".to_owned(),
             ip: ip.to_owned(),
             region: "r".to_owned(),
             zone: "z".to_owned(),
@@ -83,6 +106,7 @@ mod tests {
             received_bytes: 172,
             sent_bytes: 10586,
             response_flags: "-".to_owned(),
+            mtls: true,
         };
         let lines = ztunnel_access_lines(&leg, "2026-09-21T14:03:17.482913Z");
         assert_eq!(lines.len(), 2);

@@ -6,7 +6,7 @@
 
 use std::fmt::Write as _;
 
-use super::{Direction, L4Leg, CLUSTER_ID};
+use super::{Direction, L4Leg};
 
 /// The build tag ztunnel reports in `istio_build`.
 pub const ZTUNNEL_TAG: &str = "1.31.0";
@@ -116,9 +116,15 @@ fn family(out: &mut String, name: &str, help: &str, kind: &str) {
 
 /// The 27 labels of `CommonTrafficLabels` + `LocalityLabels`, in ztunnel's order and spelling
 /// (`source_app`/`source_version` copy the canonical name/revision; `request_protocol` is
-/// always `tcp`; HBONE legs are `mutual_tls`).
+/// always `tcp`; HBONE legs are `mutual_tls` with the source principal from the certificate,
+/// plain TCP legs `unknown` for both; empty values are `unknown`, ztunnel's `DefaultedUnknown`).
 pub fn traffic_labels(leg: &L4Leg) -> String {
     let (s, d) = (&leg.source, &leg.destination);
+    let (source_principal, policy) = if leg.mtls {
+        (s.identity.clone(), "mutual_tls")
+    } else {
+        ("unknown".to_owned(), "unknown")
+    };
     let (service_name, service_namespace) = leg
         .service
         .split_once('.')
@@ -134,10 +140,10 @@ pub fn traffic_labels(leg: &L4Leg) -> String {
         ("source_canonical_service", s.canonical_service.clone()),
         ("source_canonical_revision", s.canonical_revision.clone()),
         ("source_workload_namespace", s.namespace.clone()),
-        ("source_principal", s.principal()),
+        ("source_principal", source_principal),
         ("source_app", s.canonical_service.clone()),
         ("source_version", s.canonical_revision.clone()),
-        ("source_cluster", CLUSTER_ID.to_owned()),
+        ("source_cluster", s.cluster.clone()),
         ("destination_service", leg.service.clone()),
         (
             "destination_service_namespace",
@@ -151,13 +157,13 @@ pub fn traffic_labels(leg: &L4Leg) -> String {
             d.canonical_revision.clone(),
         ),
         ("destination_workload_namespace", d.namespace.clone()),
-        ("destination_principal", d.principal()),
+        ("destination_principal", d.identity.clone()),
         ("destination_app", d.canonical_service.clone()),
         ("destination_version", d.canonical_revision.clone()),
-        ("destination_cluster", CLUSTER_ID.to_owned()),
+        ("destination_cluster", d.cluster.clone()),
         ("request_protocol", "tcp".to_owned()),
         ("response_flags", leg.response_flags.clone()),
-        ("connection_security_policy", "mutual_tls".to_owned()),
+        ("connection_security_policy", policy.to_owned()),
         ("source_region", s.region.clone()),
         ("source_zone", s.zone.clone()),
         ("destination_region", d.region.clone()),
@@ -165,7 +171,14 @@ pub fn traffic_labels(leg: &L4Leg) -> String {
     ];
     let rendered: Vec<String> = pairs
         .iter()
-        .map(|(name, value)| format!("{name}=\"{value}\""))
+        .map(|(name, value)| {
+            let value = if value.is_empty() {
+                "unknown"
+            } else {
+                value.as_str()
+            };
+            format!("{name}=\"{value}\"")
+        })
         .collect();
     rendered.join(",")
 }

@@ -1,4 +1,4 @@
-//! The sidecars' container logs as the kubelet lays them out on a node:
+//! The sidecars' and ztunnels' container logs as the kubelet lays them out on a node:
 //! `<root>/<namespace>_<pod>_<uid>/istio-proxy/0.log`, each line in the CRI format
 //! `<RFC3339Nano> stdout F <line>` (containerd's `Z` timestamps).
 //!
@@ -29,38 +29,37 @@ impl PodLogs {
         sidecars: impl Iterator<Item = &'a ResolvedWorkload>,
         now_nanos: u64,
     ) -> std::io::Result<PodLogs> {
-        let mut files = BTreeMap::new();
-        for workload in sidecars {
-            let dir = root
-                .join(format!(
-                    "{}_{}_{}",
-                    workload.namespace,
-                    workload.pod,
-                    pod_uid(&workload.pod)
-                ))
-                .join(CONTAINER);
-            std::fs::create_dir_all(&dir)?;
-            let file = File::create(dir.join("0.log"))?;
-            files.insert(workload.name.clone(), file);
-        }
         let mut logs = PodLogs {
             root: root.to_path_buf(),
-            files,
+            files: BTreeMap::new(),
         };
-        let names: Vec<String> = logs.files.keys().cloned().collect();
-        for name in names {
-            logs.append(&name, now_nanos, "info\tEnvoy proxy is ready")?;
+        for workload in sidecars {
+            logs.add_pod(&workload.name, &workload.namespace, &workload.pod)?;
+            logs.append(&workload.name, now_nanos, "info\tEnvoy proxy is ready")?;
         }
         Ok(logs)
+    }
+
+    /// Creates the empty `0.log` of container `istio-proxy` of `pod`, appended to as `key`.
+    pub fn add_pod(&mut self, key: &str, namespace: &str, pod: &str) -> std::io::Result<()> {
+        let dir = self
+            .root
+            .join(format!("{namespace}_{pod}_{}", pod_uid(pod)))
+            .join(CONTAINER);
+        std::fs::create_dir_all(&dir)?;
+        let file = File::create(dir.join("0.log"))?;
+        self.files.insert(key.to_owned(), file);
+        Ok(())
     }
 
     pub fn root(&self) -> &Path {
         &self.root
     }
 
-    /// Appends one full (`F`) stdout line to `workload`'s log, if it has a sidecar.
-    pub fn append(&mut self, workload: &str, now_nanos: u64, line: &str) -> std::io::Result<()> {
-        let Some(file) = self.files.get_mut(workload) else {
+    /// Appends one full (`F`) stdout line to the log of `key` (a sidecar's workload name or a
+    /// key given to [`PodLogs::add_pod`]), if there is one.
+    pub fn append(&mut self, key: &str, now_nanos: u64, line: &str) -> std::io::Result<()> {
+        let Some(file) = self.files.get_mut(key) else {
             return Ok(());
         };
         writeln!(file, "{} stdout F {line}", rfc3339(now_nanos, 9))

@@ -1,6 +1,7 @@
 //! The loopback HTTP/1.1 listeners of the simulated cluster: each answers `GET <its path>`
-//! with a body rendered at request time (Prometheus text 0.0.4), 404 otherwise, and closes
-//! the connection. One thread polls every listener; it stops when the server is dropped.
+//! with a body rendered at request time under its endpoint's content type (Prometheus text
+//! 0.0.4 for istio-agent and istiod, ztunnel's `text/plain` for its OpenMetrics body), 404
+//! otherwise, and closes the connection. One thread polls every listener; it stops when the server is dropped.
 //!
 //! Serving only; the bodies come from the caller's `render`.
 
@@ -13,6 +14,16 @@ use std::time::Duration;
 
 /// Prometheus' text format, as istio-agent and istiod serve it.
 pub const TEXT_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+/// What ztunnel says of its OpenMetrics body unless OpenMetrics is asked for (istio/ztunnel
+/// `src/metrics/server.rs` `content_type()`).
+pub const ZTUNNEL_CONTENT_TYPE: &str = "text/plain; charset=utf-8";
+
+/// One listener's path and the content type of its body.
+#[derive(Clone, Copy, Debug)]
+pub struct Endpoint {
+    pub path: &'static str,
+    pub content_type: &'static str,
+}
 /// Longest request head read.
 const MAX_HEAD: usize = 16 * 1024;
 
@@ -24,10 +35,10 @@ pub struct StatsServer {
 }
 
 impl StatsServer {
-    /// Serves `listeners[i]` (already bound) at `paths[i]` with `render(i)`.
+    /// Serves `listeners[i]` (already bound) at `endpoints[i]` with `render(i)`.
     pub fn start(
         listeners: Vec<TcpListener>,
-        paths: Vec<&'static str>,
+        endpoints: Vec<Endpoint>,
         render: impl Fn(usize) -> String + Send + 'static,
     ) -> std::io::Result<StatsServer> {
         let mut addrs = Vec::new();
@@ -44,7 +55,7 @@ impl StatsServer {
                     for (i, listener) in listeners.iter().enumerate() {
                         if let Ok((stream, _)) = listener.accept() {
                             idle = false;
-                            if let Err(error) = answer(stream, paths[i], || render(i)) {
+                            if let Err(error) = answer(stream, endpoints[i], || render(i)) {
                                 tracing::debug!(%error, "cluster endpoint: bad exchange");
                             }
                         }
@@ -79,7 +90,7 @@ impl Drop for StatsServer {
 
 fn answer(
     mut stream: TcpStream,
-    path: &str,
+    endpoint: Endpoint,
     render: impl FnOnce() -> String,
 ) -> std::io::Result<()> {
     stream.set_nonblocking(false)?;
@@ -97,8 +108,8 @@ fn answer(
     let mut parts = line.split_whitespace();
     let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
     let requested = target.split('?').next().unwrap_or("");
-    let (status, content_type, body) = if method == "GET" && requested == path {
-        ("200 OK", TEXT_CONTENT_TYPE, render())
+    let (status, content_type, body) = if method == "GET" && requested == endpoint.path {
+        ("200 OK", endpoint.content_type, render())
     } else {
         (
             "404 Not Found",

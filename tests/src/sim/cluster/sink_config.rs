@@ -1,6 +1,8 @@
 //! The meshtap-sink config sections that point a sink at a simulated cluster: `scrape:` with
 //! istiod and every sidecar as static targets (target labels lining up with the filter's
-//! series, `merge: {prefer: filter}`), and `log_files:` tailing the pod-log directory.
+//! series, `merge: {prefer: filter}`) and every ztunnel as a static target of job `ztunnel`
+//! with the labels the built-in `scrape.ztunnel` job gives it from pod discovery, and
+//! `log_files:` tailing the pod-log directory (ztunnels' files read as ztunnel's records).
 //!
 //! Text only. [`demo_sink`] puts them together into the whole sink config of the demo
 //! (`meshtap-sim --cluster-dir` writes it as `sink.yaml`; `cargo xtask demo` and the demo's
@@ -10,6 +12,7 @@ use std::fmt::Write;
 use std::path::Path;
 
 use super::pod_logs::CONTAINER;
+use super::ztunnels::{ZTUNNEL_METRICS_PATH, ZTUNNEL_NAMESPACE};
 use super::{Announcement, ISTIOD_NAMESPACE, ISTIOD_POD, SIDECAR_STATS_PATH};
 
 /// The job of the sidecar targets: the sink's default `ingest.job`, so scraped and reported
@@ -29,14 +32,27 @@ pub fn scrape_section(cluster: &Announcement, interval: &str) -> String {
             sidecar.stats, sidecar.namespace, sidecar.pod, sidecar.ip
         );
     }
+    if !cluster.ztunnels.is_empty() {
+        let _ = writeln!(
+            out,
+            "    - name: ztunnel\n      metrics_path: {ZTUNNEL_METRICS_PATH}\n      static_configs:"
+        );
+    }
+    for ztunnel in &cluster.ztunnels {
+        let _ = writeln!(
+            out,
+            "        - targets: [\"{}\"]\n          labels: {{namespace: {ZTUNNEL_NAMESPACE}, pod: {}, node: {}, app: ztunnel}}",
+            ztunnel.stats, ztunnel.pod, ztunnel.node
+        );
+    }
     out
 }
 
 /// `log_files:` tailing the sidecars' logs of `cluster`, keeping positions in `positions_file`.
 pub fn log_files_section(cluster: &Announcement, positions_file: &Path) -> String {
+    let root = cluster.pod_log_root.display();
     format!(
-        "log_files:\n  include: \"{}/*/{CONTAINER}/*.log\"\n  positions_file: \"{}\"\n",
-        cluster.pod_log_root.display(),
+        "log_files:\n  include: \"{root}/*/{CONTAINER}/*.log\"\n  ztunnel_files: \"{root}/*_ztunnel-*/{CONTAINER}/*.log\"\n  positions_file: \"{}\"\n",
         positions_file.display()
     )
 }
