@@ -9,7 +9,8 @@
 //!   label values computed from them (plus the access-log record of a kept request).
 //! - [`store`]: one worker VM's cumulative totals by label set, interned and capped.
 //! - [`proxy`]: the proxy-wide view across worker VMs through Envoy's shared data: snapshots,
-//!   the leader lease, the merge, idle-series eviction.
+//!   the leader lease, the merge, idle-series eviction, the access-log batches on their way to
+//!   the leader's report.
 //! - [`report`]: the report the leader builds from the merged totals, and its encoding.
 //!
 //! The path of one request: the glue reads host properties into a

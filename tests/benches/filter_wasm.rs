@@ -12,6 +12,8 @@
 //! and a property) and custom histogram buckets. With `MESHTAP_EMPTY_FILTER_WASM` (the
 //! `meshtap-empty-filter` crate, built like the filter), the same HTTP request through that
 //! baseline's two variants in the same host, and meshtap's marginal fuel and ns over each.
+//! With `MESHTAP_FILTER_WASM_BEFORE` (an earlier build of the filter), the same HTTP request
+//! through it too, with its marginal costs, so a change is measured before and after in one run.
 //! Measures only; the targets are printed beside the per-request figures
 //! for the reader.
 
@@ -119,10 +121,19 @@ fn main() {
     let customised_request = customised.measure(Unit::Request);
 
     let baselines = measure_baselines();
+    let earlier = measure_earlier();
 
     print_header(&wasm);
     row("HTTP request", &request, ["3000", "10", "2000"]);
     print_marginal(&request, &baselines);
+    if let Some((path, earlier)) = &earlier {
+        println!(
+            "  the same request on the earlier filter ({}):",
+            path.display()
+        );
+        row("  HTTP request, earlier filter", earlier, ["", "", ""]);
+        print_marginal(earlier, &baselines);
+    }
     let none = ["", "", ""];
     row(
         "HTTP request, header + property dimension",
@@ -243,6 +254,18 @@ fn measure_baselines() -> Vec<(&'static str, Figure)> {
             (name, benches.measure(Unit::Request))
         })
         .collect()
+}
+
+/// The bench request through an earlier build of the filter, when one is given.
+fn measure_earlier() -> Option<(std::path::PathBuf, Figure)> {
+    let path = std::path::PathBuf::from(std::env::var_os("MESHTAP_FILTER_WASM_BEFORE")?);
+    let plain = FilterModule::load(&path, false).expect("the earlier filter loads");
+    let mut benches = Benches {
+        metered: FilterBench::new(&path, CONFIG).expect("the earlier filter loads with fuel"),
+        timed: FilterBench::with_module(plain, CONFIG).expect("the earlier filter starts"),
+    };
+    let figure = benches.measure(Unit::Request);
+    Some((path, figure))
 }
 
 /// Each baseline's HTTP request, then meshtap's request minus it.

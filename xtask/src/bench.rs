@@ -1,7 +1,7 @@
-//! `cargo xtask bench [filter|ingest|spool|logs|all|scrape]`: runs the criterion benchmarks and the
-//! `.wasm` measurements in the test host (`all`), or the scrape comparison with Prometheus'
-//! agent mode and vmagent ([`crate::bench_scrape`], not part of `all`: it runs processes for
-//! minutes). Figures are printed by the benches themselves; compare
+//! `cargo xtask bench [filter|ingest|spool|logs|all|scrape|push]`: runs the criterion benchmarks
+//! and the `.wasm` measurements in the test host (`all`), the scrape comparison with Prometheus'
+//! agent mode and vmagent ([`crate::bench_scrape`]) or push versus scrape
+//! ([`crate::bench_push`]); the last two are not part of `all`: they run processes for minutes. Figures are printed by the benches themselves; compare
 //! them as ratios within one run, never across machines.
 
 use anyhow::{bail, Result};
@@ -60,12 +60,15 @@ pub fn command(args: &[String]) -> Result<()> {
         "logs" => logs(),
         "spool" => spool(),
         "scrape" => crate::bench_scrape::command(&args[1..]),
+        "push" => crate::bench_push::command(&args[1..]),
         "all" => {
             filter()?;
             ingest()?;
             spool()?;
             logs()
         }
-        other => bail!("unknown bench {other:?} (known: filter, ingest, spool, logs, all, scrape)"),
+        other => {
+            bail!("unknown bench {other:?} (known: filter, ingest, spool, logs, all, scrape, push)")
+        }
     }
 }

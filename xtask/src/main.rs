@@ -4,6 +4,7 @@
 //! and starts the binaries the workspace builds. It holds no product logic.
 
 mod bench;
+mod bench_push;
 mod bench_scrape;
 mod build;
 mod demo;
@@ -42,6 +43,9 @@ commands:
   bench scrape [--targets N[,N..]] [--series N] [--interval S] [--seconds N] [--contenders LIST] [--short]
                                    the sink's scrape stage (also with its spool) vs Prometheus 2.42 agent
                                    mode and vmagent 1.79 (default and streamParse), one after another
+  bench push [--targets N] [--series N] [--interval S] [--seconds N]
+                                   the sink's CPU and memory per sample: filter reports pushed vs
+                                   the same series scraped from 15020-shaped bodies
 ";
 
 fn main() -> Result<()> {

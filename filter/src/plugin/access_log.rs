@@ -4,34 +4,29 @@
 //! report in flight, put them back on the queue when the post fails). The report room encodes
 //! the records into the body ([`crate::report::encode`]).
 //!
-//! Selection, record building and every bound are [`crate::record::access_log`]'s; this module only moves
-//! data between the host and it. Nothing here runs when `access_log.enabled` is false, and the
+//! Selection, record building and the per-VM bound are [`crate::record::access_log`]'s, the
+//! batches, the per-report bound and the shared drop count [`crate::proxy::access_log`]'s; this
+//! module only moves data between the host and them. Nothing here runs when `access_log.enabled` is false, and the
 //! extra values are read only for a request that was selected and fits the buffer.
 
-use std::rc::Rc;
-
-use meshtap_report::schema::Reporter;
 use meshtap_report::AccessLogRecord;
 use prost::Message;
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{LogLevel, MapType};
 
 use super::host::{header, log, property, HostStore, PropertyPath};
-use super::vm::{ActiveVm, ClusterInfo, Interned};
+use super::peers::StreamPeers;
+use super::vm::ActiveVm;
 use crate::config::FilterConfig;
+use crate::proxy::access_log::{add_dropped, AccessLogBatchPb, ReportLogs, QUEUE_NAME};
 use crate::record::access_log::{
-    add_dropped, build_record, AccessLogBatchPb, HostValue, RecordContext, ReportLogs,
-    RequestOutcome, VmAccessLog, QUEUE_NAME,
+    build_record, HostValue, RecordContext, RequestOutcome, VmAccessLog,
 };
-use crate::record::peer::PeerInfo;
 use crate::report::ReportAccessLogs;
 use crate::store::shortcut::RequestKey;
 
 /// Batches a leader dequeues per report at most (more wait for the next report).
 const MAX_BATCHES_PER_REPORT: usize = 4_096;
-
-/// A peer as the HTTP context knows it.
-type KnownPeer = Option<Interned<Option<Rc<PeerInfo>>>>;
 
 fn now_ns() -> i64 {
     hostcalls::get_current_time()
@@ -60,19 +55,15 @@ fn enqueue(batch: &AccessLogBatchPb) -> bool {
 
 /// Per-request hook of `on_log`: selects the request and, if kept, reads its extra values and
 /// buffers its record. The selection uses only what the metrics path already read.
-pub(crate) fn on_request(
-    vm: &mut ActiveVm,
-    reporter: Reporter,
-    key: &RequestKey,
-    cluster: &Option<Interned<ClusterInfo>>,
-    downstream_peer: &KnownPeer,
-    upstream_peer: &KnownPeer,
-) {
+pub(super) fn on_request(vm: &mut ActiveVm, peers: &StreamPeers, key: &RequestKey) {
     let Some(config) = vm.config.access_log else {
         return;
     };
     let ActiveVm {
-        access_log, local, ..
+        access_log,
+        local,
+        caches,
+        ..
     } = vm;
     // Seeded on first use from the host clock, so worker VMs draw different sequences.
     let logs = access_log.get_or_insert_with(|| VmAccessLog::new(config, now_ns() as u64));
@@ -84,15 +75,14 @@ pub(crate) fn on_request(
     if !logs.admit(&outcome) {
         return;
     }
-    let peer = |p: &KnownPeer| p.as_ref().and_then(|k| k.value.clone());
-    let (downstream_peer, upstream_peer) = (peer(downstream_peer), peer(upstream_peer));
+    let facts = peers.facts(caches);
     let ctx = RecordContext {
-        reporter,
+        reporter: peers.reporter,
         outcome,
-        upstream_cluster: cluster.as_ref().map_or("", |c| &c.value.name),
+        upstream_cluster: facts.cluster_name.unwrap_or_default(),
         local,
-        downstream_peer: downstream_peer.as_deref(),
-        upstream_peer: upstream_peer.as_deref(),
+        downstream_peer: facts.downstream_peer,
+        upstream_peer: facts.upstream_peer,
         now_ns,
     };
     logs.push(build_record(&ctx, read));
@@ -104,9 +94,10 @@ pub(crate) fn flush(vm: &mut ActiveVm) {
     let Some(logs) = vm.access_log.as_mut() else {
         return;
     };
-    let Some(batch) = logs.take_batch() else {
+    let Some((records, dropped)) = logs.take_batch() else {
         return;
     };
+    let batch = AccessLogBatchPb { records, dropped };
     if !enqueue(&batch) {
         logs.count_dropped(batch.records.len() as u64 + batch.dropped);
     }

@@ -5,12 +5,11 @@
 //! Owns the per-VM cache from the raw values to their label values and id (the id goes into the
 //! request's shortcut key). It must not decide what a value means: [`crate::record::dimensions`] does.
 
-use std::rc::Rc;
-
 use proxy_wasm::types::MapType;
 
 use super::host::{header, property, string_property_at, PropertyPath};
-use super::vm::{ActiveVm, Interned};
+use super::id_caches::Known;
+use super::vm::ActiveVm;
 use crate::record::dimensions::{append_key, value_of, Dimensions, Source, MISSING_VALUE};
 
 /// Replaces node-metadata sources by the proxy's values (at configure time).
@@ -19,7 +18,7 @@ pub(super) fn resolve_node_metadata(dimensions: &mut Dimensions) {
 }
 
 /// The extra values of the request being logged; `None` when none are configured.
-pub(super) fn read_extra(vm: &mut ActiveVm) -> Option<Interned<Rc<[String]>>> {
+pub(super) fn read_extra(vm: &mut ActiveVm) -> Option<Known> {
     if vm.config.dimensions.is_empty() {
         return None;
     }
@@ -39,10 +38,10 @@ pub(super) fn read_extra(vm: &mut ActiveVm) -> Option<Interned<Rc<[String]>>> {
     for value in &raw {
         append_key(&mut key, value.as_deref());
     }
-    if let Some(known) = vm.extra_values.get(&key) {
-        return Some(known.clone());
+    if let Some(known) = vm.caches.find_extra(&key) {
+        return Some(known);
     }
-    let values: Rc<[String]> = vm
+    let values: Box<[String]> = vm
         .config
         .dimensions
         .columns
@@ -54,9 +53,5 @@ pub(super) fn read_extra(vm: &mut ActiveVm) -> Option<Interned<Rc<[String]>>> {
             _ => value_of(raw.as_deref()),
         })
         .collect();
-    let known = Interned {
-        id: vm.next_id(),
-        value: values,
-    };
-    Some(vm.extra_values.insert(&key, known).clone())
+    Some(vm.caches.add_extra(&key, values))
 }

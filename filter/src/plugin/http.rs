@@ -27,14 +27,15 @@ use proxy_wasm::types::{Action, LogLevel, MapType};
 
 use super::grpc_stream::OpenGrpcStream;
 use super::host::{header, int_property, log, PropertyPath};
+use super::id_caches::{Known, KnownPeer, KnownSan};
 use super::peers::{PeerSources, StreamPeers};
-use super::vm::{add_counters, ActiveVm, Interned};
+use super::vm::{add_counters, ActiveVm};
 use crate::record::facts::{is_grpc_content_type, RequestFacts};
 use crate::record::labels::compute;
 use crate::store::aggregate::Recorded;
 use crate::store::counters::{CounterKind, CounterValues};
 use crate::store::series::Observation;
-use crate::store::shortcut::RequestKey;
+use crate::store::shortcut::{PackedKey, RequestKey};
 
 const REQUEST_DURATION: PropertyPath = PropertyPath(b"request\0duration");
 const REQUEST_TOTAL_SIZE: PropertyPath = PropertyPath(b"request\0total_size");
@@ -82,11 +83,11 @@ impl HttpContext for RequestRecorder {
         let content_type = header(MapType::HttpRequestHeaders, "content-type");
         let grpc = content_type.as_deref().is_some_and(is_grpc_content_type);
         self.grpc = Some(grpc);
-        let messages_enabled = {
+        let messages_enabled = || {
             let enabled = self.vm.borrow().config.metrics;
             enabled.request_messages || enabled.response_messages
         };
-        if grpc && messages_enabled {
+        if grpc && messages_enabled() {
             let stream = OpenGrpcStream::open(&mut self.vm.borrow_mut(), self.context_id);
             self.messages = Some(stream);
         }
@@ -130,8 +131,8 @@ impl HttpContext for RequestRecorder {
 }
 
 /// The id of an optional known value (0 when absent).
-fn id_of<T>(known: &Option<Interned<T>>) -> u32 {
-    known.as_ref().map_or(0, |k| k.id)
+fn id_of(known: Option<Known>) -> u32 {
+    known.map_or(0, |k| k.id)
 }
 
 /// How a finished stream ended, as `on_log` reads it.
@@ -146,27 +147,20 @@ struct StreamOutcome {
 /// Records a finished stream. `grpc` is known when the request headers were seen; `messages`
 /// are the gRPC message counts of a gRPC stream not yet recorded, when no tick labelled it.
 fn record(vm: &mut ActiveVm, grpc: Option<bool>, messages: Option<CounterValues>) {
-    vm.renew_ids_if_exhausted();
+    vm.start_lookups();
     let peers = StreamPeers::read(vm, PeerSources::HTTP);
     let outcome = read_outcome(vm, grpc);
     let extra = super::dimensions::read_extra(vm);
-    let key = request_key(&peers, &outcome, &extra);
-    let sides = &peers.sides;
-    super::access_log::on_request(
-        vm,
-        peers.reporter,
-        &key,
-        &peers.cluster,
-        &sides.downstream_peer,
-        &sides.upstream_peer,
-    );
+    let key = request_key(&peers, &outcome, extra);
+    super::access_log::on_request(vm, &peers, &key);
     let generation = vm.totals.generation();
+    let packed = key.packed();
     // Messages without labels need the stream's peer labels, which the shortcut skips.
-    if let (Some(slot), None) = (vm.shortcuts.get(&key, generation), messages) {
+    if let (Some(slot), None) = (vm.shortcuts.get(&packed, generation), messages) {
         vm.totals.record_at(slot, outcome.observation);
         return;
     }
-    record_labelled(vm, &peers, &outcome, extra, key, messages);
+    record_labelled(vm, &peers, &outcome, extra, packed, messages);
 }
 
 /// Reads how the stream ended: gRPC or not, its status, code, flags and the observation (the
@@ -201,24 +195,22 @@ fn read_outcome(vm: &ActiveVm, grpc: Option<bool>) -> StreamOutcome {
 }
 
 /// The shortcut key of a stream: the ids of its inputs and its outcome.
-fn request_key(
-    peers: &StreamPeers,
-    outcome: &StreamOutcome,
-    extra: &Option<Interned<Rc<[String]>>>,
-) -> RequestKey {
+fn request_key(peers: &StreamPeers, outcome: &StreamOutcome, extra: Option<Known>) -> RequestKey {
     let sides = &peers.sides;
+    let peer_id = |p: Option<KnownPeer>| id_of(p.map(|p| p.known));
+    let san_id = |s: Option<KnownSan>| s.map_or(0, KnownSan::id);
     RequestKey {
         reporter: peers.reporter as u8,
         grpc: outcome.grpc,
         route: peers.route as u8,
-        cluster: id_of(&peers.cluster),
-        downstream_peer: id_of(&sides.downstream_peer),
-        upstream_peer: id_of(&sides.upstream_peer),
-        downstream_peer_san: id_of(&sides.downstream_peer_san),
-        downstream_local_san: id_of(&sides.downstream_local_san),
-        upstream_peer_san: id_of(&sides.upstream_peer_san),
-        upstream_local_san: id_of(&sides.upstream_local_san),
-        authority: id_of(&peers.authority),
+        cluster: id_of(peers.cluster),
+        downstream_peer: peer_id(sides.downstream_peer),
+        upstream_peer: peer_id(sides.upstream_peer),
+        downstream_peer_san: id_of(sides.downstream_peer_san),
+        downstream_local_san: san_id(sides.downstream_local_san),
+        upstream_peer_san: id_of(sides.upstream_peer_san),
+        upstream_local_san: san_id(sides.upstream_local_san),
+        authority: id_of(peers.authority),
         extras: id_of(extra),
         response_code: outcome.response_code,
         response_flags: outcome.response_flags,
@@ -232,18 +224,11 @@ fn record_labelled(
     vm: &mut ActiveVm,
     peers: &StreamPeers,
     outcome: &StreamOutcome,
-    extra: Option<Interned<Rc<[String]>>>,
-    key: RequestKey,
+    extra: Option<Known>,
+    key: PackedKey,
     messages: Option<CounterValues>,
 ) {
     let generation = vm.totals.generation();
-    let facts = RequestFacts {
-        grpc: outcome.grpc,
-        response_code: outcome.response_code,
-        response_flags: outcome.response_flags,
-        grpc_status: outcome.grpc_status,
-        ..peers.facts()
-    };
     let ActiveVm {
         local,
         scratch,
@@ -252,12 +237,20 @@ fn record_labelled(
         shortcuts,
         label_caps,
         extra_scratch,
+        caches,
         ..
     } = vm;
+    let facts = RequestFacts {
+        grpc: outcome.grpc,
+        response_code: outcome.response_code,
+        response_flags: outcome.response_flags,
+        grpc_status: outcome.grpc_status,
+        ..peers.facts(caches)
+    };
     compute(local, peers.rules(), &facts, scratch);
     extra_scratch.clear();
-    if let Some(extra) = &extra {
-        extra_scratch.extend(extra.value.iter().cloned());
+    if let Some(extra) = extra {
+        extra_scratch.extend(caches.extra(extra).iter().cloned());
     }
     if !label_caps.is_empty() {
         label_caps.apply(scratch, extra_scratch);

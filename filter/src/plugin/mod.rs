@@ -6,7 +6,8 @@
 //! through [`dimensions`]; [`grpc_stream`] flushes the message counts of open gRPC streams at
 //! each tick; [`tcp`] records each connection; [`access_log`] moves filter-shipped access-log
 //! records from requests to the report in flight; [`host`] wraps host calls so none can trap;
-//! [`vm`] is the state one worker VM shares between them; `alloc` (wasm32 only) is the VM's
+//! [`vm`] is the state one worker VM shares between them, with [`id_caches`], the host values it
+//! recognised by their raw bytes; `alloc` (wasm32 only) is the VM's
 //! small-block allocator. Logic lives in the pure rooms ([`crate::record`], [`crate::store`],
 //! [`crate::proxy`], [`crate::report`]); this layer only moves data between the host and them.
 
@@ -17,6 +18,7 @@ pub(crate) mod dimensions;
 pub(crate) mod grpc_stream;
 pub(crate) mod host;
 pub(crate) mod http;
+pub(crate) mod id_caches;
 pub(crate) mod peers;
 pub(crate) mod root;
 pub(crate) mod tcp;

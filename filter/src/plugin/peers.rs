@@ -1,20 +1,21 @@
 //! Who a stream or connection is between, read from the host in its context: the reporter, the
 //! cluster and its Istio services, the peers (peer metadata filter state, `x-envoy-peer-metadata`
 //! headers, endpoint metadata) and the certificate SANs, each recognised by its raw bytes
-//! through the VM's caches. Also an open stream's 20 peer labels once the peer metadata exchange
-//! is over (for the gRPC message counts a tick records). It must not record anything (that is
-//! [`super::http`], [`super::tcp`] and [`super::grpc_stream`]).
+//! through the VM's caches and held as a [`Known`] handle (the values are read through the
+//! handles only when labels are computed). Also an open stream's 20 peer labels once the peer
+//! metadata exchange is over (for the gRPC message counts a tick records). It must not record
+//! anything (that is [`super::http`], [`super::tcp`] and [`super::grpc_stream`]).
 
 use std::rc::Rc;
 
 use proxy_wasm::types::MapType;
 
 use super::host::{header, int_property, property, PropertyPath};
-use super::vm::{ActiveVm, ClusterInfo, Interned};
+use super::id_caches::{ClusterInfo, IdCaches, Known, KnownPeer, KnownSan, PeerEncoding};
+use super::vm::ActiveVm;
 use crate::record::facts::{Direction, RequestFacts};
 use crate::record::labels::{compute, LabelRules};
 use crate::record::peer::{ClusterServices, PeerInfo};
-use crate::store::bytes_cache::BytesCache;
 use meshtap_report::schema::Reporter;
 
 const PEER_HEADER: &str = "x-envoy-peer-metadata";
@@ -45,36 +46,18 @@ fn needs(reporter: Reporter) -> (bool, bool) {
     }
 }
 
-/// The string of an optional known text.
-fn text_of(known: &Option<Interned<Option<Rc<str>>>>) -> &str {
-    known
-        .as_ref()
-        .and_then(|k| k.value.as_deref())
-        .unwrap_or_default()
-}
-
-/// The peer of an optional known peer.
-fn peer_of(known: &Option<Interned<Option<Rc<PeerInfo>>>>) -> Option<&PeerInfo> {
-    known.as_ref()?.value.as_deref()
-}
-
-/// The proxy's own SAN of an optional known one.
-fn own_of(known: &Option<Interned<Rc<str>>>) -> &str {
-    known.as_ref().map_or("", |k| &k.value)
-}
-
 /// The route names that change labels, as [`crate::store::shortcut::RequestKey::route`] numbers them.
 const ROUTES: [Option<&str>; 3] = [None, Some("allow_any"), Some("block_all")];
 
 /// What a stream's 20 peer labels are computed from, read from the host in the stream's
-/// context.
+/// context, as handles into the VM's caches.
 pub(super) struct StreamPeers {
     pub reporter: Reporter,
-    pub cluster: Option<Interned<ClusterInfo>>,
+    pub cluster: Option<Known>,
     /// Index into [`ROUTES`], as [`crate::store::shortcut::RequestKey::route`] numbers routes.
     pub route: usize,
     pub sides: Sides,
-    pub authority: Option<Interned<Option<Rc<str>>>>,
+    pub authority: Option<Known>,
     host_header_fallback: bool,
 }
 
@@ -82,7 +65,7 @@ impl StreamPeers {
     pub(super) fn read(vm: &mut ActiveVm, sources: PeerSources) -> StreamPeers {
         let reporter = reporter(vm);
         let cluster = property(CLUSTER_NAME).map(|name| known_cluster(vm, &name));
-        let services = cluster.as_ref().and_then(|c| c.value.services.as_deref());
+        let services = cluster.and_then(|c| vm.caches.cluster(c).services.as_ref());
         let route = match services {
             Some(_) => 0,
             None => property(ROUTE_NAME).map_or(0, |name| {
@@ -112,22 +95,15 @@ impl StreamPeers {
         }
     }
 
-    /// The facts the peer labels depend on (the others at their defaults).
-    pub(super) fn facts(&self) -> RequestFacts<'_> {
-        let services = self.cluster.as_ref();
-        let sides = &self.sides;
+    /// The facts the peer labels depend on (the others at their defaults), read from `caches`.
+    pub(super) fn facts<'a>(&self, caches: &'a IdCaches) -> RequestFacts<'a> {
+        let cluster = self.cluster.map(|c| caches.cluster(c));
         RequestFacts {
-            cluster_name: services.map(|c| &*c.value.name),
+            cluster_name: cluster.map(|c| &*c.name),
             route_name: ROUTES[self.route],
-            services: services.and_then(|c| c.value.services.as_deref()),
-            downstream_peer: peer_of(&sides.downstream_peer),
-            upstream_peer: peer_of(&sides.upstream_peer),
-            downstream_peer_san: text_of(&sides.downstream_peer_san),
-            downstream_local_san: own_of(&sides.downstream_local_san),
-            upstream_peer_san: text_of(&sides.upstream_peer_san),
-            upstream_local_san: own_of(&sides.upstream_local_san),
-            authority: self.authority.as_ref().and_then(|k| k.value.as_deref()),
-            ..RequestFacts::default()
+            services: cluster.and_then(|c| c.services.as_ref()),
+            authority: self.authority.and_then(|k| caches.text(k)),
+            ..self.sides.facts(caches)
         }
     }
 
@@ -143,11 +119,8 @@ impl StreamPeers {
 /// waypoint's node (as istiod configures Istio's stats filter there), else from the listener
 /// direction.
 pub(super) fn reporter(vm: &ActiveVm) -> Reporter {
-    if let Some(configured) = vm.config.reporter {
-        return configured;
-    }
-    if vm.local.is_waypoint() {
-        return Reporter::Waypoint;
+    if let Some(fixed) = vm.fixed_reporter {
+        return fixed;
     }
     match int_property(LISTENER_DIRECTION).and_then(Direction::from_envoy) {
         Some(Direction::Inbound) => Reporter::Destination,
@@ -158,11 +131,12 @@ pub(super) fn reporter(vm: &ActiveVm) -> Reporter {
 /// Whether the peer metadata exchange is over for `reporter`: the upstream peer on the client
 /// side, the downstream peer on the server side and on waypoints (Istio's `peerInfoRead`; a
 /// waypoint learns its upstream peer only with the response).
-pub(super) fn reporter_peer_known(reporter: Reporter, sides: &Sides) -> bool {
-    match reporter {
-        Reporter::Source => peer_of(&sides.upstream_peer).is_some(),
-        Reporter::Destination | Reporter::Waypoint => peer_of(&sides.downstream_peer).is_some(),
-    }
+pub(super) fn reporter_peer_known(reporter: Reporter, sides: &Sides, caches: &IdCaches) -> bool {
+    let peer = match reporter {
+        Reporter::Source => sides.upstream_peer,
+        Reporter::Destination | Reporter::Waypoint => sides.downstream_peer,
+    };
+    peer.and_then(|p| caches.peer(p)).is_some()
 }
 
 /// The current (open) stream's 20 peer labels, once the reporter's peer came from the metadata
@@ -172,12 +146,13 @@ pub(super) fn exchanged_peer_labels(
     vm: &mut ActiveVm,
     response_started: bool,
 ) -> Option<Rc<[String]>> {
-    vm.renew_ids_if_exhausted();
+    vm.start_lookups();
     let peers = StreamPeers::read(vm, PeerSources::open_http(response_started));
-    if !reporter_peer_known(peers.reporter, &peers.sides) {
+    if !reporter_peer_known(peers.reporter, &peers.sides, &vm.caches) {
         return None;
     }
-    compute(&vm.local, peers.rules(), &peers.facts(), &mut vm.scratch);
+    let facts = peers.facts(&vm.caches);
+    compute(&vm.local, peers.rules(), &facts, &mut vm.scratch);
     vm.label_caps.apply(&mut vm.scratch, &mut []);
     Some(
         vm.scratch
@@ -243,14 +218,32 @@ impl PeerSources {
     }
 }
 
-/// The peers and certificate SANs a reporter needs, as cached ids and values.
+/// The peers and certificate SANs a reporter needs, as handles into the VM's caches.
+#[derive(Clone, Copy, Default)]
 pub(super) struct Sides {
-    pub downstream_peer: Option<Interned<Option<Rc<PeerInfo>>>>,
-    pub upstream_peer: Option<Interned<Option<Rc<PeerInfo>>>>,
-    pub downstream_peer_san: Option<Interned<Option<Rc<str>>>>,
-    pub upstream_peer_san: Option<Interned<Option<Rc<str>>>>,
-    pub downstream_local_san: Option<Interned<Rc<str>>>,
-    pub upstream_local_san: Option<Interned<Rc<str>>>,
+    pub downstream_peer: Option<KnownPeer>,
+    pub upstream_peer: Option<KnownPeer>,
+    pub downstream_peer_san: Option<Known>,
+    pub upstream_peer_san: Option<Known>,
+    pub downstream_local_san: Option<KnownSan>,
+    pub upstream_local_san: Option<KnownSan>,
+}
+
+impl Sides {
+    /// The peer and SAN facts, read from `caches` (the others at their defaults).
+    pub(super) fn facts<'a>(&self, caches: &'a IdCaches) -> RequestFacts<'a> {
+        let text = |k: Option<Known>| k.and_then(|k| caches.text(k)).unwrap_or_default();
+        let san = |k: Option<KnownSan>| k.map_or("", |k| caches.san(k));
+        RequestFacts {
+            downstream_peer: self.downstream_peer.and_then(|p| caches.peer(p)),
+            upstream_peer: self.upstream_peer.and_then(|p| caches.peer(p)),
+            downstream_peer_san: text(self.downstream_peer_san),
+            downstream_local_san: san(self.downstream_local_san),
+            upstream_peer_san: text(self.upstream_peer_san),
+            upstream_local_san: san(self.upstream_local_san),
+            ..RequestFacts::default()
+        }
+    }
 }
 
 /// Reads the peers and SANs `reporter` needs (the others stay `None`).
@@ -292,7 +285,7 @@ pub(super) fn read_sides(vm: &mut ActiveVm, reporter: Reporter, sources: PeerSou
     }
 }
 
-type PeerAndLocalSan = (Option<Interned<Option<Rc<str>>>>, Option<Interned<Rc<str>>>);
+type PeerAndLocalSan = (Option<Known>, Option<KnownSan>);
 
 /// The downstream connection's peer and local certificate SANs.
 fn downstream_sans(vm: &mut ActiveVm) -> PeerAndLocalSan {
@@ -306,13 +299,11 @@ fn downstream_sans(vm: &mut ActiveVm) -> PeerAndLocalSan {
 /// case `ServerGateway`, istio/proxy `istio_stats.cc`).
 fn tunnel_principals(vm: &mut ActiveVm) -> Option<PeerAndLocalSan> {
     let peer = known_text(vm, property(PEER_PRINCIPAL), false);
-    let local = known_text(vm, property(LOCAL_PRINCIPAL), false).and_then(|known| {
-        Some(Interned {
-            id: known.id,
-            value: known.value.filter(|s| !s.is_empty())?,
-        })
-    });
-    (!text_of(&peer).is_empty() || local.is_some()).then_some((peer, local))
+    let local = known_text(vm, property(LOCAL_PRINCIPAL), false)
+        .filter(|k| !vm.caches.text(*k).unwrap_or_default().is_empty())
+        .map(KnownSan::Text);
+    let peer_principal = peer.and_then(|k| vm.caches.text(k)).unwrap_or_default();
+    (!peer_principal.is_empty() || local.is_some()).then_some((peer, local))
 }
 
 /// The downstream peer's bytes: its filter state, else the exchange request header.
@@ -351,99 +342,61 @@ fn raw_upstream_peer(sources: PeerSources) -> Option<(PeerEncoding, Vec<u8>)> {
 }
 
 /// What a cluster name stands for, from the per-VM cache or `xds.cluster_metadata`.
-pub(super) fn known_cluster(vm: &mut ActiveVm, name: &[u8]) -> Interned<ClusterInfo> {
-    if let Some(cached) = vm.clusters.get(name) {
-        return cached.clone();
+pub(super) fn known_cluster(vm: &mut ActiveVm, name: &[u8]) -> Known {
+    if let Some(cached) = vm.caches.find_cluster(name) {
+        return cached;
     }
-    let services = property(CLUSTER_METADATA)
-        .and_then(|bytes| ClusterServices::from_cluster_metadata(&bytes))
-        .map(Rc::new);
-    let known = Interned {
-        id: vm.next_id(),
-        value: ClusterInfo {
-            name: Rc::from(String::from_utf8_lossy(name)),
-            services,
-        },
+    let services =
+        property(CLUSTER_METADATA).and_then(|bytes| ClusterServices::from_cluster_metadata(&bytes));
+    let info = ClusterInfo {
+        name: Box::from(String::from_utf8_lossy(name)),
+        services,
     };
-    vm.clusters.insert(name, known).clone()
+    vm.caches.add_cluster(name, info)
 }
 
 /// A SAN (lossy UTF-8) or, with `strict`, an `:authority` (`None` unless UTF-8), by its bytes.
-fn known_text(
-    vm: &mut ActiveVm,
-    raw: Option<Vec<u8>>,
-    strict: bool,
-) -> Option<Interned<Option<Rc<str>>>> {
+fn known_text(vm: &mut ActiveVm, raw: Option<Vec<u8>>, strict: bool) -> Option<Known> {
     let raw = raw?;
-    if let Some(cached) = vm.texts.get(&raw) {
-        return Some(cached.clone());
+    if let Some(cached) = vm.caches.find_text(&raw) {
+        return Some(cached);
     }
     let value = match std::str::from_utf8(&raw) {
-        Ok(text) => Some(Rc::from(text)),
+        Ok(text) => Some(Box::from(text)),
         Err(_) if strict => None,
-        Err(_) => Some(Rc::from(String::from_utf8_lossy(&raw))),
+        Err(_) => Some(Box::from(String::from_utf8_lossy(&raw))),
     };
-    let known = Interned {
-        id: vm.next_id(),
-        value,
-    };
-    Some(vm.texts.insert(&raw, known).clone())
+    Some(vm.caches.add_text(&raw, value))
 }
-
-/// Where a peer's raw bytes came from.
-#[derive(Clone, Copy)]
-enum PeerEncoding {
-    Struct,
-    Header,
-    Endpoint,
-}
-
-fn peer_cache(vm: &mut ActiveVm, encoding: PeerEncoding) -> &mut PeerCache {
-    match encoding {
-        PeerEncoding::Struct => &mut vm.peers_by_struct,
-        PeerEncoding::Header => &mut vm.peers_by_header,
-        PeerEncoding::Endpoint => &mut vm.peers_by_endpoint,
-    }
-}
-
-type PeerCache = BytesCache<Interned<Option<Rc<PeerInfo>>>>;
 
 /// Decodes a peer, remembering decodings by their raw bytes (peers repeat).
-fn known_peer(
-    vm: &mut ActiveVm,
-    raw: Option<(PeerEncoding, Vec<u8>)>,
-) -> Option<Interned<Option<Rc<PeerInfo>>>> {
+fn known_peer(vm: &mut ActiveVm, raw: Option<(PeerEncoding, Vec<u8>)>) -> Option<KnownPeer> {
     let (encoding, bytes) = raw?;
-    if let Some(cached) = peer_cache(vm, encoding).get(&bytes) {
-        return Some(cached.clone());
+    if let Some(cached) = vm.caches.find_peer(encoding, &bytes) {
+        return Some(cached);
     }
     let decoded = match encoding {
         PeerEncoding::Struct => PeerInfo::from_struct_bytes(&bytes),
         PeerEncoding::Header => PeerInfo::from_header(&bytes),
         PeerEncoding::Endpoint => PeerInfo::from_upstream_host_metadata(&bytes),
     };
-    let known = Interned {
-        id: vm.next_id(),
-        value: decoded.map(Rc::new),
-    };
-    Some(peer_cache(vm, encoding).insert(&bytes, known).clone())
+    Some(vm.caches.add_peer(encoding, &bytes, decoded))
 }
 
 /// The proxy's own SAN: cached once seen, used only when the peer also presented one (so a
 /// plaintext connection still reads as having no local SAN).
-fn own_san(vm: &mut ActiveVm, peer_has_san: bool, path: PropertyPath) -> Option<Interned<Rc<str>>> {
+fn own_san(vm: &mut ActiveVm, peer_has_san: bool, path: PropertyPath) -> Option<KnownSan> {
     if peer_has_san {
-        if let Some(san) = &vm.own_san {
-            return Some(san.clone());
+        if let Some(san) = vm.caches.own_san() {
+            return Some(san);
         }
     }
     let san = known_text(vm, property(path), false)?;
-    let san = Interned {
-        id: san.id,
-        value: san.value.filter(|s| !s.is_empty())?,
-    };
-    if peer_has_san {
-        vm.own_san = Some(san.clone());
+    if vm.caches.text(san).unwrap_or_default().is_empty() {
+        return None;
     }
-    Some(san)
+    if peer_has_san {
+        return Some(vm.caches.set_own_san(san));
+    }
+    Some(KnownSan::Text(san))
 }

@@ -21,12 +21,11 @@ use proxy_wasm::types::{Action, BufferType};
 use super::host::{int_property, property};
 use super::http::RESPONSE_FLAGS;
 use super::peers::{
-    known_cluster, read_sides, reporter, reporter_peer_known, PeerSources, Sides, CLUSTER_NAME,
+    known_cluster, read_sides, reporter, reporter_peer_known, PeerSources, CLUSTER_NAME,
 };
-use super::vm::{ActiveVm, Interned};
+use super::vm::ActiveVm;
 use crate::record::facts::RequestFacts;
 use crate::record::labels::{compute, LabelRules};
-use crate::record::peer::PeerInfo;
 use crate::record::tcp::{TcpFlow, Traffic, SNIFF_BYTES};
 use crate::store::counters::{CounterKind, CounterValues};
 
@@ -141,39 +140,20 @@ impl StreamContext for ConnectionRecorder {
 /// The connection's 23 TCP label values, or `None` while the reporter's peer is unknown and
 /// `when` is [`LabelWhen::PeerKnown`].
 fn connection_labels(vm: &mut ActiveVm, when: LabelWhen) -> Option<Rc<[String]>> {
+    vm.start_lookups();
     let reporter = reporter(vm);
-    let sides: Sides = read_sides(vm, reporter, PeerSources::TCP);
-    let peer_of =
-        |k: &Option<Interned<Option<Rc<PeerInfo>>>>| k.as_ref().and_then(|k| k.value.clone());
-    let (downstream_peer, upstream_peer) = (
-        peer_of(&sides.downstream_peer),
-        peer_of(&sides.upstream_peer),
-    );
-    if when == LabelWhen::PeerKnown && !reporter_peer_known(reporter, &sides) {
+    let sides = read_sides(vm, reporter, PeerSources::TCP);
+    if when == LabelWhen::PeerKnown && !reporter_peer_known(reporter, &sides, &vm.caches) {
         return None;
     }
     let cluster = property(CLUSTER_NAME).map(|name| known_cluster(vm, &name));
-    let text = |k: &Option<Interned<Option<Rc<str>>>>| k.as_ref().and_then(|k| k.value.clone());
-    let own = |k: &Option<Interned<Rc<str>>>| k.as_ref().map(|k| k.value.clone());
-    let (downstream_peer_san, upstream_peer_san) = (
-        text(&sides.downstream_peer_san),
-        text(&sides.upstream_peer_san),
-    );
-    let (downstream_local_san, upstream_local_san) = (
-        own(&sides.downstream_local_san),
-        own(&sides.upstream_local_san),
-    );
+    let response_flags = int_property(RESPONSE_FLAGS).unwrap_or(0) as u64;
+    let cluster = cluster.map(|c| vm.caches.cluster(c));
     let facts = RequestFacts {
-        cluster_name: cluster.as_ref().map(|c| &*c.value.name),
-        services: cluster.as_ref().and_then(|c| c.value.services.as_deref()),
-        downstream_peer: downstream_peer.as_deref(),
-        upstream_peer: upstream_peer.as_deref(),
-        downstream_peer_san: downstream_peer_san.as_deref().unwrap_or_default(),
-        downstream_local_san: downstream_local_san.as_deref().unwrap_or_default(),
-        upstream_peer_san: upstream_peer_san.as_deref().unwrap_or_default(),
-        upstream_local_san: upstream_local_san.as_deref().unwrap_or_default(),
-        response_flags: int_property(RESPONSE_FLAGS).unwrap_or(0) as u64,
-        ..Default::default()
+        cluster_name: cluster.map(|c| &*c.name),
+        services: cluster.and_then(|c| c.services.as_ref()),
+        response_flags,
+        ..sides.facts(&vm.caches)
     };
     let rules = LabelRules {
         reporter,

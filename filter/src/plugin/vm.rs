@@ -3,57 +3,37 @@
 //! and plain counters) with their label caps, the connections and gRPC streams still open, the
 //! access-log buffer and the per-request caches.
 //!
-//! Owns the bounded caches of host values by their raw bytes (clusters, decoded peers, SANs,
-//! authorities and extra dimension values), each entry with an id that stands for the value in
-//! [`RequestKey`]s, and the [`Shortcuts`] those keys index. Ids are never reused: when they run
-//! out, every cache and the shortcuts are dropped together. It must not read from the host (the
-//! contexts read, this state remembers); its only host call is the one-time warning when the
-//! counter label sets overflow.
-//!
-//! [`RequestKey`]: crate::store::shortcut::RequestKey
+//! Holds the [`IdCaches`] of host values by their raw bytes and the [`Shortcuts`] indexed by
+//! their ids, and drops the shortcuts whenever the caches' ids start over. It must not read from
+//! the host (the contexts read, this state remembers); its only host call is the one-time
+//! warning when the counter label sets overflow.
 
 use std::cell::RefCell;
 use std::rc::{Rc, Weak};
 
+use meshtap_report::schema::Reporter;
 use proxy_wasm::types::LogLevel;
 
 use super::grpc_stream::OpenGrpcStream;
 use super::host::log;
+use super::id_caches::IdCaches;
 use super::tcp::OpenConnection;
 use crate::config::FilterConfig;
 use crate::record::access_log::VmAccessLog;
 use crate::record::labels::LabelValues;
 use crate::record::node::LocalNode;
-use crate::record::peer::{ClusterServices, PeerInfo};
 use crate::store::aggregate::{Aggregator, Recorded};
-use crate::store::bytes_cache::BytesCache;
 use crate::store::counters::{CounterKind, CounterTotals, CounterValues};
 use crate::store::overrides::LabelCaps;
 use crate::store::shortcut::Shortcuts;
-
-/// Ids one request can hand out at most (one per cache lookup), kept in reserve so a request
-/// never sees ids from before and after a renewal.
-const IDS_PER_REQUEST: u32 = 16;
-
-/// A host value seen before (interned), with the id that stands for it in shortcut keys (never
-/// 0).
-#[derive(Clone)]
-pub(crate) struct Interned<T> {
-    pub id: u32,
-    pub value: T,
-}
-
-/// What a cluster name stands for.
-#[derive(Clone)]
-pub(crate) struct ClusterInfo {
-    pub name: Rc<str>,
-    pub services: Option<Rc<ClusterServices>>,
-}
 
 /// A configured, recording VM.
 pub(crate) struct ActiveVm {
     pub config: FilterConfig,
     pub local: LocalNode,
+    /// The reporter when it does not depend on the stream: configured, or `waypoint` on a
+    /// waypoint's node (decided once, not per request).
+    pub fixed_reporter: Option<Reporter>,
     pub totals: Aggregator,
     /// TCP and gRPC message counters.
     pub counters: CounterTotals,
@@ -65,23 +45,12 @@ pub(crate) struct ActiveVm {
     pub open_grpc_streams: Vec<Weak<RefCell<OpenGrpcStream>>>,
     pub scratch: LabelValues,
     pub shortcuts: Shortcuts,
-    pub clusters: BytesCache<Interned<ClusterInfo>>,
-    /// Decoded peers by raw bytes, one cache per encoding.
-    pub peers_by_struct: BytesCache<Interned<Option<Rc<PeerInfo>>>>,
-    pub peers_by_header: BytesCache<Interned<Option<Rc<PeerInfo>>>>,
-    pub peers_by_endpoint: BytesCache<Interned<Option<Rc<PeerInfo>>>>,
-    /// Certificate SANs and `:authority` values (lossy UTF-8; `None` for an authority that is
-    /// not UTF-8).
-    pub texts: BytesCache<Interned<Option<Rc<str>>>>,
-    /// Extra dimension values by their raw host values (`plugin/dimensions.rs`).
-    pub extra_values: BytesCache<Interned<Rc<[String]>>>,
+    /// Host values by their raw bytes, with the ids the shortcut keys hold.
+    pub caches: IdCaches,
     /// The extra dimension values of the label set being recorded.
     pub extra_scratch: Vec<String>,
-    /// This proxy's certificate URI SAN, once seen on a connection.
-    pub own_san: Option<Interned<Rc<str>>>,
     /// Access-log selection and buffer, created on first use when `access_log` is enabled.
     pub access_log: Option<VmAccessLog>,
-    next_id: u32,
 }
 
 impl ActiveVm {
@@ -94,9 +63,13 @@ impl ActiveVm {
         );
         let counters = CounterTotals::new(config.max_series);
         let label_caps = LabelCaps::new(&config.label_caps);
+        let fixed_reporter = config
+            .reporter
+            .or(local.is_waypoint().then_some(Reporter::Waypoint));
         ActiveVm {
             config,
             local,
+            fixed_reporter,
             totals,
             counters,
             label_caps,
@@ -104,24 +77,10 @@ impl ActiveVm {
             open_grpc_streams: Vec::new(),
             scratch: LabelValues::default(),
             shortcuts: Shortcuts::default(),
-            clusters: BytesCache::default(),
-            peers_by_struct: BytesCache::default(),
-            peers_by_header: BytesCache::default(),
-            peers_by_endpoint: BytesCache::default(),
-            texts: BytesCache::default(),
-            extra_values: BytesCache::default(),
+            caches: IdCaches::default(),
             extra_scratch: Vec::new(),
-            own_san: None,
             access_log: None,
-            next_id: 1,
         }
-    }
-
-    /// A fresh id for a cache entry.
-    pub(crate) fn next_id(&mut self) -> u32 {
-        let id = self.next_id;
-        self.next_id += 1;
-        id
     }
 
     /// Adds counter deltas to a label set (see [`add_counters`]).
@@ -167,21 +126,12 @@ impl ActiveVm {
         }
     }
 
-    /// Called before each request: when ids are about to run out, forgets every id holder so
-    /// ids can start over without ever meaning two values at once.
-    pub(crate) fn renew_ids_if_exhausted(&mut self) {
-        if self.next_id < u32::MAX - IDS_PER_REQUEST {
-            return;
+    /// Called before the cache lookups of each request, connection or stream visit (see
+    /// [`IdCaches::start_lookups`]); forgets the shortcuts when the ids start over.
+    pub(crate) fn start_lookups(&mut self) {
+        if self.caches.start_lookups() {
+            self.shortcuts.forget(self.totals.generation());
         }
-        self.clusters.clear();
-        self.peers_by_struct.clear();
-        self.peers_by_header.clear();
-        self.peers_by_endpoint.clear();
-        self.texts.clear();
-        self.extra_values.clear();
-        self.own_san = None;
-        self.shortcuts.forget(self.totals.generation());
-        self.next_id = 1;
     }
 }
 

@@ -1,28 +1,20 @@
-//! Filter-shipped access logs, as pure logic: which requests are kept (`only_errors`, then
-//! sampling), the [`AccessLogRecord`] of a kept request built from the values the glue reads,
-//! the bounded per-VM buffer, the batch a worker VM hands to the leader through Envoy's shared
-//! queue, the leader's per-report bound, and the proxy-wide count of dropped records in shared
-//! data.
+//! Filter-shipped access logs within one worker VM, as pure logic: which requests are kept
+//! (`only_errors`, then sampling), the [`AccessLogRecord`] of a kept request built from the
+//! values the glue reads, and the bounded per-VM buffer with its count of dropped records.
 //!
-//! Every bound drops by counting: a record that does not fit is added to a `dropped` count that
-//! travels with the records and ends in the report's `FilterStats.access_logs_dropped`. This
-//! module must not call the host: the glue (`plugin::access_log`) reads the values named by
-//! [`HostValue`] and moves the batches.
+//! A selected request that does not fit the buffer is counted, and the count travels with the
+//! records the VM hands over. What happens to them across the proxy's VMs (the shared queue,
+//! the leader's per-report bound, the proxy-wide drop count) is
+//! [`crate::proxy::access_log`]'s. This module must not call the host: the glue
+//! (`plugin::access_log`) reads the values named by [`HostValue`] and moves the records.
 
 use meshtap_report::schema::Reporter;
 use meshtap_report::AccessLogRecord;
-use prost::Message;
 
 use crate::config::AccessLogConfig;
-use crate::proxy::coordinate::{CoordError, SharedStore, MAX_CAS_ATTEMPTS};
 use crate::record::flags::write_flags;
 use crate::record::node::LocalNode;
 use crate::record::peer::PeerInfo;
-
-/// Name of the shared queue worker VMs enqueue their batches on.
-pub(crate) const QUEUE_NAME: &str = "meshtap/access_log";
-/// Shared-data key of the proxy's cumulative count of dropped records (8 bytes, little-endian).
-pub(crate) const DROPPED_KEY: &str = "meshtap/access_log/dropped";
 
 /// How a request ended, as the metrics path already read it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -218,16 +210,6 @@ pub(crate) fn build_record(
     }
 }
 
-/// What a worker VM hands to the leader through the shared queue: its records since its last
-/// batch and the records it dropped meanwhile.
-#[derive(Clone, PartialEq, prost::Message)]
-pub(crate) struct AccessLogBatchPb {
-    #[prost(message, repeated, tag = "1")]
-    pub records: Vec<AccessLogRecord>,
-    #[prost(uint64, tag = "2")]
-    pub dropped: u64,
-}
-
 /// One worker VM's access-log state: the selection and the buffer until the next tick.
 #[derive(Debug, Clone)]
 pub(crate) struct VmAccessLog {
@@ -273,79 +255,17 @@ impl VmAccessLog {
         self.dropped += n;
     }
 
-    /// Takes what is buffered; `None` when there is nothing to hand over.
-    pub(crate) fn take_batch(&mut self) -> Option<AccessLogBatchPb> {
+    /// Takes what is buffered: the records and the count dropped since the last hand-over;
+    /// `None` when there is nothing to hand over.
+    pub(crate) fn take_batch(&mut self) -> Option<(Vec<AccessLogRecord>, u64)> {
         if self.records.is_empty() && self.dropped == 0 {
             return None;
         }
-        Some(AccessLogBatchPb {
-            records: std::mem::take(&mut self.records),
-            dropped: std::mem::take(&mut self.dropped),
-        })
+        Some((
+            std::mem::take(&mut self.records),
+            std::mem::take(&mut self.dropped),
+        ))
     }
-}
-
-/// The leader's gathering of batches for one report: at most `max` records (the oldest by start
-/// time), every other record counted as dropped.
-#[derive(Debug, Default)]
-pub(crate) struct ReportLogs {
-    max: usize,
-    records: Vec<AccessLogRecord>,
-    dropped: u64,
-}
-
-impl ReportLogs {
-    pub(crate) fn new(max_per_interval: u32) -> ReportLogs {
-        ReportLogs {
-            max: max_per_interval as usize,
-            ..ReportLogs::default()
-        }
-    }
-
-    /// Adds a batch from the queue; an undecodable one is counted as one dropped record.
-    pub(crate) fn absorb(&mut self, bytes: &[u8]) {
-        match AccessLogBatchPb::decode(bytes) {
-            Ok(batch) => {
-                self.dropped += batch.dropped;
-                self.records.extend(batch.records);
-                self.trim();
-            }
-            Err(_) => self.dropped += 1,
-        }
-    }
-
-    /// Keeps the `max` oldest records so memory stays bounded while batches are absorbed.
-    fn trim(&mut self) {
-        if self.records.len() > self.max {
-            self.records.sort_by_key(|r| r.start_time_ns);
-            self.dropped += (self.records.len() - self.max) as u64;
-            self.records.truncate(self.max);
-        }
-    }
-
-    /// The report's records in start-time order, and the records dropped in this gathering.
-    pub(crate) fn finish(mut self) -> (Vec<AccessLogRecord>, u64) {
-        self.records.sort_by_key(|r| r.start_time_ns);
-        (self.records, self.dropped)
-    }
-}
-
-/// Adds `n` to the proxy's cumulative count of dropped records and returns the new total.
-pub(crate) fn add_dropped(store: &dyn SharedStore, n: u64) -> Result<u64, CoordError> {
-    for _ in 0..MAX_CAS_ATTEMPTS {
-        let (current, cas) = store
-            .get(DROPPED_KEY)
-            .map(|(bytes, cas)| (int(Some(bytes)).unwrap_or(0) as u64, cas))
-            .unwrap_or((0, 0));
-        if n == 0 {
-            return Ok(current);
-        }
-        let total = current.saturating_add(n);
-        if store.set(DROPPED_KEY, &total.to_le_bytes(), cas).is_ok() {
-            return Ok(total);
-        }
-    }
-    Err(CoordError::Contended(DROPPED_KEY))
 }
 
 #[cfg(test)]

@@ -59,7 +59,12 @@ pub struct RequestFacts<'a> {
 
 /// Whether a request `content-type` marks gRPC (Envoy's `isGrpcRequestHeaders`).
 pub(crate) fn is_grpc_content_type(content_type: &[u8]) -> bool {
-    content_type.starts_with(b"application/grpc")
+    // Compared as one 16-byte word: `starts_with` goes through a byte-at-a-time `memcmp` in
+    // wasm, a dozen steps for every `application/...` request.
+    const GRPC: &[u8; 16] = b"application/grpc";
+    content_type
+        .first_chunk::<16>()
+        .is_some_and(|head| u128::from_le_bytes(*head) == u128::from_le_bytes(*GRPC))
 }
 
 #[cfg(test)]

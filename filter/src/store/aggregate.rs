@@ -52,7 +52,7 @@ pub enum Recorded {
 pub struct SeriesSlot(u32);
 
 impl SeriesSlot {
-    const OVERFLOW: SeriesSlot = SeriesSlot(u32::MAX);
+    pub(crate) const OVERFLOW: SeriesSlot = SeriesSlot(u32::MAX);
 }
 
 /// One label set and its totals.

@@ -27,13 +27,20 @@ pub(crate) enum BoundsError {
     NotIncreasing,
 }
 
+/// Values of `u64::leading_zeros`-derived bit lengths: 0 (for the value 0) to 64.
+const BIT_LENGTHS: usize = 65;
+
 /// The inclusive upper bounds of one histogram (without `+Inf`).
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Bounds {
     bounds: Vec<f64>,
     /// The bounds for whole-number observations (an integer `v` is `<= b` exactly when
-    /// `v <= floor(b)`), padded with `u64::MAX` so every list searches the same array.
+    /// `v <= floor(b)`), padded with `u64::MAX` so a forward scan stops at the `+Inf` slot.
     integer: [u64; MAX_BOUNDS],
+    /// Per bit length of an observation (`64 - leading_zeros`), the number of integer bounds
+    /// below the smallest value of that length: where the scan for its slot starts, at most a
+    /// few bounds before the slot (bounds are rarely denser than one per power of two).
+    first_slot: [u8; BIT_LENGTHS],
 }
 
 impl Default for Bounds {
@@ -61,17 +68,29 @@ impl Bounds {
         for (slot, b) in integer.iter_mut().zip(bounds) {
             *slot = *b as u64;
         }
+        let first_slot = std::array::from_fn(|length| {
+            let smallest = if length == 0 { 0 } else { 1u64 << (length - 1) };
+            integer[..bounds.len()].partition_point(|b| *b < smallest) as u8
+        });
         Ok(Bounds {
             bounds: bounds.to_vec(),
             integer,
+            first_slot,
         })
     }
 
     /// The bucket slot of a whole-number observation: the first bound it does not exceed, else
-    /// the `+Inf` slot (index [`Bounds::len`]).
+    /// the `+Inf` slot (index [`Bounds::len`]). Starts at the first bound of the value's power
+    /// of two and scans forward: a few comparisons and no unpredictable binary search.
     #[inline]
     pub(crate) fn slot_of(&self, value: u64) -> usize {
-        self.integer.partition_point(|b| *b < value)
+        let length = (u64::BITS - value.leading_zeros()) as usize;
+        let mut slot = usize::from(self.first_slot[length]);
+        // Ends at the `+Inf` slot at the latest (padding is `u64::MAX`, which no value exceeds).
+        while slot < MAX_BOUNDS && self.integer[slot] < value {
+            slot += 1;
+        }
+        slot
     }
 
     /// The bounds as reported (`MetricFamily.bounds`).
@@ -144,6 +163,34 @@ mod tests {
         assert_eq!(custom.len(), 4);
         let huge = Bounds::new(&[1e30]).unwrap();
         assert_eq!(huge.slot_of(u64::MAX), 0, "every integer is below 1e30");
+    }
+
+    #[cfg_attr(not(target_arch = "wasm32"), test)]
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+    fn the_scan_finds_the_binary_search_slot_for_every_power_of_two_and_its_neighbours() {
+        let dense: Vec<f64> = (1..=MAX_BOUNDS).map(|i| i as f64 * 1.5).collect();
+        let lists = [
+            DEFAULT_BUCKETS.to_vec(),
+            dense,
+            vec![0.5, 1.0, 1.2, 1.9, 2.0, 1e12, 1e19, 1e30],
+            vec![7.0],
+        ];
+        for list in lists {
+            let bounds = Bounds::new(&list).unwrap();
+            let mut values = vec![0u64, u64::MAX];
+            for bit in 0..64 {
+                let power = 1u64 << bit;
+                values.extend([power - 1, power, power + 1]);
+            }
+            values.extend(list.iter().flat_map(|b| {
+                let b = *b as u64;
+                [b.saturating_sub(1), b, b.saturating_add(1)]
+            }));
+            for v in values {
+                let expected = list.partition_point(|b| (*b as u64) < v);
+                assert_eq!(bounds.slot_of(v), expected, "{v} in {list:?}");
+            }
+        }
     }
 
     #[cfg_attr(not(target_arch = "wasm32"), test)]

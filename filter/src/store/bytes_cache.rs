@@ -6,14 +6,17 @@
 //! cluster, one peer, one SAN per connection) — is one length check and one comparison of the
 //! bytes with that last hit, no hashing and no table probe. Otherwise the key is hashed
 //! ([`hash_bytes`]) and the entries with that hash are compared in full, so a hit is always
-//! exact. Everything is forgotten when [`CACHE_CAPACITY`] entries are reached (bounded memory).
+//! exact. A lookup hands out the entry's index, valid until the cache is cleared; the owner
+//! clears it once it [`is_full`](BytesCache::is_full) (at [`CACHE_CAPACITY`] entries), between
+//! two rounds of lookups, so memory stays bounded and no index it handed out goes stale in use.
 //! It must not know what the values are.
 
 use std::collections::HashMap;
 
 use crate::store::hashing::{bytes_equal, hash_bytes, WordBuild};
 
-/// Entries per cache before it is cleared (bounds memory with many clusters or peers).
+/// Entries from which a cache is full and its owner clears it (bounds memory with many
+/// clusters or peers).
 pub(crate) const CACHE_CAPACITY: usize = 1024;
 
 /// No entry (end of a hash chain, or no last hit).
@@ -46,13 +49,21 @@ impl<V> Default for BytesCache<V> {
 }
 
 impl<V> BytesCache<V> {
-    /// The value cached for exactly `key`.
-    pub(crate) fn get(&mut self, key: &[u8]) -> Option<&V> {
+    /// The entry cached for exactly `key`.
+    #[inline]
+    pub(crate) fn get(&mut self, key: &[u8]) -> Option<u32> {
         let index = self.find(key)?;
         self.last_hit = index;
-        Some(&self.entries[index as usize].value)
+        Some(index)
     }
 
+    /// The value of an entry [`get`](Self::get) or [`insert`](Self::insert) handed out since
+    /// the last [`clear`](Self::clear).
+    pub(crate) fn at(&self, entry: u32) -> &V {
+        &self.entries[entry as usize].value
+    }
+
+    #[inline]
     fn find(&self, key: &[u8]) -> Option<u32> {
         if let Some(last) = self.entries.get(self.last_hit as usize) {
             if bytes_equal(&last.key, key) {
@@ -70,11 +81,9 @@ impl<V> BytesCache<V> {
         None
     }
 
-    /// Adds a value for a key that is not present.
-    pub(crate) fn insert(&mut self, key: &[u8], value: V) -> &V {
-        if self.entries.len() >= CACHE_CAPACITY {
-            self.clear();
-        }
+    /// Adds a value for a key that is not present and returns its entry (also past
+    /// [`CACHE_CAPACITY`]: clearing is the owner's, see [`is_full`](Self::is_full)).
+    pub(crate) fn insert(&mut self, key: &[u8], value: V) -> u32 {
         let index = self.entries.len() as u32;
         let same_hash = self.by_hash.insert(hash_bytes(key), index).unwrap_or(NONE);
         self.entries.push(Entry {
@@ -83,18 +92,18 @@ impl<V> BytesCache<V> {
             same_hash,
         });
         self.last_hit = index;
-        &self.entries[index as usize].value
+        index
+    }
+
+    /// Whether the cache holds [`CACHE_CAPACITY`] entries or more (time to clear it).
+    pub(crate) fn is_full(&self) -> bool {
+        self.entries.len() >= CACHE_CAPACITY
     }
 
     pub(crate) fn clear(&mut self) {
         self.entries.clear();
         self.by_hash.clear();
         self.last_hit = NONE;
-    }
-
-    #[cfg(test)]
-    fn len(&self) -> usize {
-        self.entries.len()
     }
 }
 
@@ -104,21 +113,33 @@ mod tests {
 
     #[cfg_attr(not(target_arch = "wasm32"), test)]
     #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
-    fn finds_by_content_and_stays_bounded() {
+    fn finds_by_content_and_says_when_full() {
         let mut c = BytesCache::default();
+        let value = |c: &BytesCache<i32>, entry: Option<u32>| entry.map(|e| *c.at(e));
         assert!(c.get(b"a").is_none());
-        assert_eq!(*c.insert(b"a", 1), 1);
-        assert_eq!(*c.insert(b"a longer key than eight bytes", 2), 2);
-        assert_eq!(c.get(b"a"), Some(&1));
-        assert_eq!(c.get(b"a"), Some(&1), "the last hit again");
-        assert_eq!(c.get(b"a longer key than eight bytes"), Some(&2));
+        let a = c.insert(b"a", 1);
+        assert_eq!(*c.at(a), 1);
+        let long = c.insert(b"a longer key than eight bytes", 2);
+        assert_eq!(*c.at(long), 2);
+        let found = c.get(b"a");
+        assert_eq!(value(&c, found), Some(1));
+        let again = c.get(b"a");
+        assert_eq!(value(&c, again), Some(1), "the last hit again");
+        let found = c.get(b"a longer key than eight bytes");
+        assert_eq!(value(&c, found), Some(2));
         assert_eq!(c.get(b"a longer key than eight bytez"), None);
-        assert_eq!(c.get(b"a longer key than eight bytes"), Some(&2));
-        for i in 0..CACHE_CAPACITY {
+        let found = c.get(b"a longer key than eight bytes");
+        assert_eq!(value(&c, found), Some(2));
+        for i in 2..CACHE_CAPACITY {
+            assert!(!c.is_full(), "{i} entries");
             c.insert(format!("k{i}").as_bytes(), 0);
         }
-        assert!(c.len() <= CACHE_CAPACITY);
-        assert!(c.get(b"a").is_none(), "cleared at capacity");
+        assert!(c.is_full());
+        let found = c.get(b"a");
+        assert_eq!(value(&c, found), Some(1), "entries stay until cleared");
+        c.clear();
+        assert!(!c.is_full());
+        assert!(c.get(b"a").is_none(), "cleared");
     }
 
     #[cfg_attr(not(target_arch = "wasm32"), test)]
@@ -135,8 +156,10 @@ mod tests {
         assert_eq!(c.get(&second), None);
         c.insert(&second, 2);
         for _ in 0..2 {
-            assert_eq!(c.get(&first), Some(&1));
-            assert_eq!(c.get(&second), Some(&2));
+            let found = c.get(&first).map(|e| *c.at(e));
+            assert_eq!(found, Some(1));
+            let found = c.get(&second).map(|e| *c.at(e));
+            assert_eq!(found, Some(2));
         }
         c.clear();
         assert_eq!(c.get(&first), None, "no last hit survives a clear");

@@ -2,15 +2,12 @@
 //! small ids and numbers) to the [`SeriesSlot`] they were recorded in, so a repeated request
 //! skips computing and looking up its 25 label values.
 //!
-//! Owns the key and the cache (direct-mapped: a colliding key replaces the older one; fixed
-//! memory, no growth with series). Every id in a key must identify its input exactly for as long
+//! Owns the key, its packed form (eight words, hashed and compared as words) and the cache
+//! (direct-mapped: a colliding key replaces the older one; fixed memory, no growth with series). Every id in a key must identify its input exactly for as long
 //! as the cache is kept (the glue's id caches never reuse an id). It must not compute labels nor
 //! read from the host.
 
-use std::hash::Hasher;
-
 use crate::store::aggregate::SeriesSlot;
-use crate::store::hashing::WordHasher;
 
 /// Entries of the cache.
 pub(crate) const SHORTCUT_ENTRIES: usize = 512;
@@ -38,65 +35,97 @@ pub(crate) struct RequestKey {
     pub grpc_status: Option<i64>,
 }
 
+/// Words of a [`PackedKey`].
+const KEY_WORDS: usize = 8;
+
+/// Set in the first word of every packed key, so an empty entry (all zero) matches none.
+const PACKED: u64 = 1 << 31;
+
+/// A [`RequestKey`]'s fields packed into words: what the cache hashes, stores and compares
+/// (eight word comparisons, no per-field branches).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct PackedKey([u64; KEY_WORDS]);
+
+impl RequestKey {
+    pub(crate) fn packed(&self) -> PackedKey {
+        let pair = |a: u32, b: u32| u64::from(a) | u64::from(b) << 32;
+        let optional = |v: Option<i64>| v.map_or(u64::MAX, |v| v as u64);
+        let small =
+            u32::from(self.reporter) | u32::from(self.grpc) << 8 | u32::from(self.route) << 16;
+        PackedKey([
+            pair(small, self.cluster) | PACKED,
+            pair(self.downstream_peer, self.upstream_peer),
+            pair(self.downstream_peer_san, self.downstream_local_san),
+            pair(self.upstream_peer_san, self.upstream_local_san),
+            pair(self.authority, self.extras),
+            optional(self.response_code),
+            self.response_flags,
+            optional(self.grpc_status),
+        ])
+    }
+}
+
+impl PackedKey {
+    /// The cache entry of this key: its words folded by multiply-xor, the top bits.
+    fn position(&self) -> usize {
+        let folded = (self.0.iter()).fold(0u64, |h, w| (h ^ w).wrapping_mul(0x9e37_79b9_7f4a_7c15));
+        (folded >> (u64::BITS - SHORTCUT_ENTRIES.trailing_zeros())) as usize
+    }
+
+    fn matches(&self, other: &PackedKey) -> bool {
+        let differ = self.0.iter().zip(&other.0).fold(0, |d, (a, b)| d | (a ^ b));
+        differ == 0
+    }
+}
+
+/// One entry: a packed key (all zero when empty) and its slot.
+#[derive(Clone, Copy)]
+struct Entry {
+    key: PackedKey,
+    slot: SeriesSlot,
+}
+
+const EMPTY: Entry = Entry {
+    key: PackedKey([0; KEY_WORDS]),
+    slot: SeriesSlot::OVERFLOW,
+};
+
 /// Direct-mapped `RequestKey → SeriesSlot` cache for one aggregator generation.
 pub(crate) struct Shortcuts {
-    entries: Vec<Option<(RequestKey, SeriesSlot)>>,
+    entries: Box<[Entry; SHORTCUT_ENTRIES]>,
     generation: u64,
 }
 
 impl Default for Shortcuts {
     fn default() -> Self {
         Shortcuts {
-            entries: vec![None; SHORTCUT_ENTRIES],
+            entries: Box::new([EMPTY; SHORTCUT_ENTRIES]),
             generation: 0,
         }
     }
 }
 
-/// The entry of `key`: its fields packed into eight words and mixed (a fraction of what hashing
-/// them one by one through `Hash` costs; the entry's key is compared in full anyway).
-fn position(key: &RequestKey) -> usize {
-    let pair = |a: u32, b: u32| u64::from(a) | u64::from(b) << 32;
-    let optional = |v: Option<i64>| v.map_or(u64::MAX, |v| v as u64);
-    let small = u32::from(key.reporter) | u32::from(key.grpc) << 8 | u32::from(key.route) << 16;
-    let words = [
-        pair(small, key.cluster),
-        pair(key.downstream_peer, key.upstream_peer),
-        pair(key.downstream_peer_san, key.downstream_local_san),
-        pair(key.upstream_peer_san, key.upstream_local_san),
-        pair(key.authority, key.extras),
-        optional(key.response_code),
-        key.response_flags,
-        optional(key.grpc_status),
-    ];
-    let mut h = WordHasher::default();
-    words.iter().for_each(|w| h.write_u64(*w));
-    h.finish() as usize % SHORTCUT_ENTRIES
-}
-
 impl Shortcuts {
     /// The slot `key` was recorded in, if known in this aggregator `generation`.
-    pub(crate) fn get(&mut self, key: &RequestKey, generation: u64) -> Option<SeriesSlot> {
+    pub(crate) fn get(&mut self, key: &PackedKey, generation: u64) -> Option<SeriesSlot> {
         if generation != self.generation {
             self.forget(generation);
             return None;
         }
-        match &self.entries[position(key)] {
-            Some((k, slot)) if k == key => Some(*slot),
-            _ => None,
-        }
+        let entry = &self.entries[key.position()];
+        entry.key.matches(key).then_some(entry.slot)
     }
 
-    pub(crate) fn insert(&mut self, key: RequestKey, slot: SeriesSlot, generation: u64) {
+    pub(crate) fn insert(&mut self, key: PackedKey, slot: SeriesSlot, generation: u64) {
         if generation != self.generation {
             self.forget(generation);
         }
-        self.entries[position(&key)] = Some((key, slot));
+        self.entries[key.position()] = Entry { key, slot };
     }
 
     /// Drops every entry (ids they hold were reissued, or the aggregator moved on).
     pub(crate) fn forget(&mut self, generation: u64) {
-        self.entries.iter_mut().for_each(|e| *e = None);
+        self.entries.fill(EMPTY);
         self.generation = generation;
     }
 }
@@ -125,10 +154,16 @@ mod tests {
             response_code: Some(201),
             ..key
         };
+        let (key, other) = (key.packed(), other.packed());
         assert_eq!(s.get(&key, agg.generation()), None);
         s.insert(key, slot, agg.generation());
         assert_eq!(s.get(&key, agg.generation()), Some(slot));
         assert_eq!(s.get(&other, agg.generation()), None);
+        assert_eq!(
+            s.get(&RequestKey::default().packed(), agg.generation()),
+            None,
+            "an empty entry matches no key, not even one of zeros"
+        );
         agg.clear();
         assert_eq!(s.get(&key, agg.generation()), None, "cleared aggregator");
         s.insert(key, slot, agg.generation());

@@ -116,11 +116,34 @@ pub fn body_to_samples(
     drop_filter_families: bool,
     cache: &mut SeriesCache,
 ) -> ScrapedSamples {
+    let mut out = ScrapedSamples::default();
+    cache.begin();
+    convert_lines(
+        body,
+        content_type,
+        target,
+        scrape_ms,
+        drop_filter_families,
+        cache,
+        &mut out,
+    );
+    out
+}
+
+/// [`body_to_samples`] of the lines of `body` within a scrape of `cache` already begun,
+/// adding to `out`.
+pub(super) fn convert_lines(
+    body: &[u8],
+    content_type: Option<&str>,
+    target: &Target,
+    scrape_ms: i64,
+    drop_filter_families: bool,
+    cache: &mut SeriesCache,
+    out: &mut ScrapedSamples,
+) {
     let parser = Parser::for_content_type(body, content_type);
     let format = parser.format();
     let mut reader = TypedSamples::new(parser);
-    let mut out = ScrapedSamples::default();
-    cache.begin();
     while let Some(line) = reader.next_line() {
         let quick = quick_sample(line, format);
         if let Some(quick) = quick {
@@ -177,7 +200,6 @@ pub fn body_to_samples(
     }
     out.bad_lines += reader.stats().bad_lines;
     out.families = family_metadata(reader.families(), drop_filter_families);
-    out
 }
 
 /// The families of a parsed body that had `# TYPE`, `# HELP` or `# UNIT` lines (Istio's

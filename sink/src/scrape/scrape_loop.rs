@@ -11,13 +11,13 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
-use super::chunks::chunks_to_samples;
-use super::convert::{ReportSeries, ScrapeReport};
-use super::fetch::{fetch, JobClient};
+use super::chunks::ChunkConversion;
+use super::convert::{ReportSeries, ScrapeReport, ScrapedSamples};
+use super::fetch::{fetch, FetchError, JobClient};
 use super::metrics::JobMetrics;
 use super::series_cache::SeriesCache;
 use super::sharding::weight;
@@ -26,6 +26,7 @@ use super::target::Target;
 use crate::export::remote_write::RemoteWriteExporter;
 use crate::floor::clock::now_ms;
 use crate::view::ViewTap;
+use meshtap_remotewrite::sample::ExportSample;
 
 /// How a loop is told to end.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -46,6 +47,14 @@ pub struct LoopContext {
     pub body_size_limit: usize,
     /// Shown every scrape's queued samples.
     pub view: Option<ViewTap>,
+}
+
+/// What one scrape gave: its samples, the stale markers of what vanished, and the samples in
+/// the body (`None`: the scrape failed).
+struct ScrapeOutcome {
+    samples: Vec<ExportSample>,
+    stale_markers: Vec<ExportSample>,
+    scraped: Option<u64>,
 }
 
 struct TargetLoop {
@@ -114,55 +123,84 @@ impl TargetLoop {
             tracing::warn!(url = %self.target.url, scrape_ms, last_timestamp_ms = last, "wall clock went back: scrape skipped");
             return;
         }
+        let drop_filter_families = !self
+            .ctx
+            .merge
+            .scrape_keeps_filter_families(self.target.pod().as_ref(), Instant::now());
+        let mut conversion = ChunkConversion::new(
+            &self.target,
+            scrape_ms,
+            drop_filter_families,
+            &mut self.cache,
+        );
         let fetched = fetch(
             &self.client,
             &self.target.url,
             self.target.timeout,
             self.ctx.body_size_limit,
+            &mut conversion,
         )
         .await;
         let duration = started.elapsed();
         self.metrics.observe_duration(duration);
-        let (mut samples, stale_markers, scraped) = match fetched {
-            Ok(fetched) => {
-                let drop_filter_families = !self
-                    .ctx
-                    .merge
-                    .scrape_keeps_filter_families(self.target.pod().as_ref(), Instant::now());
-                let mut converted = chunks_to_samples(
-                    &fetched.chunks,
-                    fetched.content_type.as_deref(),
-                    &self.target,
-                    scrape_ms,
-                    drop_filter_families,
-                    &mut self.cache,
-                );
-                drop(fetched);
-                self.ctx
-                    .exporter
-                    .observe_scraped_families(std::mem::take(&mut converted.families));
-                let stale_markers = self.cache.finish(scrape_ms);
-                self.metrics
-                    .scrapes_succeeded
-                    .fetch_add(1, Ordering::Relaxed);
-                self.metrics
-                    .samples
-                    .fetch_add(converted.scraped, Ordering::Relaxed);
-                self.metrics
-                    .bad_lines
-                    .fetch_add(converted.bad_lines, Ordering::Relaxed);
-                if converted.bad_lines > 0 || converted.duplicates > 0 {
-                    tracing::debug!(url = %self.target.url, bad_lines = converted.bad_lines, duplicates = converted.duplicates, "scrape body had unusable samples");
-                }
-                self.log_up(true, None);
-                (converted.samples, stale_markers, Some(converted.scraped))
+        let outcome = match fetched {
+            Ok(()) => {
+                let converted = conversion.finish();
+                self.converted(converted, scrape_ms)
             }
-            Err(e) => {
-                self.metrics.scrapes_failed.fetch_add(1, Ordering::Relaxed);
-                self.log_up(false, Some(&e.to_string()));
-                (Vec::new(), self.cache.clear(scrape_ms), None)
-            }
+            Err(e) => self.failed(&e, scrape_ms),
         };
+        let samples = self.with_report(outcome.samples, outcome.scraped, duration, scrape_ms);
+        self.count_series();
+        self.last_scrape_ms = Some(scrape_ms);
+        self.queue(outcome.stale_markers, samples, scrape_ms).await;
+    }
+
+    /// A converted body ends the scrape of the cache (stale markers for what vanished);
+    /// counts the scrape.
+    fn converted(&mut self, mut converted: ScrapedSamples, scrape_ms: i64) -> ScrapeOutcome {
+        self.ctx
+            .exporter
+            .observe_scraped_families(std::mem::take(&mut converted.families));
+        let stale_markers = self.cache.finish(scrape_ms);
+        let metrics = &self.metrics;
+        metrics.scrapes_succeeded.fetch_add(1, Ordering::Relaxed);
+        metrics
+            .samples
+            .fetch_add(converted.scraped, Ordering::Relaxed);
+        metrics
+            .bad_lines
+            .fetch_add(converted.bad_lines, Ordering::Relaxed);
+        if converted.bad_lines > 0 || converted.duplicates > 0 {
+            tracing::debug!(url = %self.target.url, bad_lines = converted.bad_lines, duplicates = converted.duplicates, "scrape body had unusable samples");
+        }
+        self.log_up(true, None);
+        ScrapeOutcome {
+            samples: converted.samples,
+            stale_markers,
+            scraped: Some(converted.scraped),
+        }
+    }
+
+    /// A failed scrape: every cached series goes stale.
+    fn failed(&mut self, error: &FetchError, scrape_ms: i64) -> ScrapeOutcome {
+        self.metrics.scrapes_failed.fetch_add(1, Ordering::Relaxed);
+        self.log_up(false, Some(&error.to_string()));
+        ScrapeOutcome {
+            samples: Vec::new(),
+            stale_markers: self.cache.clear(scrape_ms),
+            scraped: None,
+        }
+    }
+
+    /// `samples` with the scrape's report series after them.
+    fn with_report(
+        &self,
+        mut samples: Vec<ExportSample>,
+        scraped: Option<u64>,
+        duration: Duration,
+        scrape_ms: i64,
+    ) -> Vec<ExportSample> {
         let report = ScrapeReport {
             up: scraped.is_some(),
             duration_seconds: duration.as_secs_f64(),
@@ -175,8 +213,17 @@ impl TargetLoop {
             },
         };
         samples.extend(self.report_series.samples(report, scrape_ms));
-        self.count_series();
-        self.last_scrape_ms = Some(scrape_ms);
+        samples
+    }
+
+    /// Shows the scrape to the view and queues its stale markers, then its samples, waiting
+    /// for room.
+    async fn queue(
+        &self,
+        stale_markers: Vec<ExportSample>,
+        samples: Vec<ExportSample>,
+        scrape_ms: i64,
+    ) {
         self.metrics
             .stale_markers
             .fetch_add(stale_markers.len() as u64, Ordering::Relaxed);

@@ -15,7 +15,7 @@
 
 use std::collections::VecDeque;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
+use std::io::{self, BufReader, Read, Seek, SeekFrom};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -25,6 +25,10 @@ use super::sync::{SpoolSync, SyncRound};
 use super::{SpoolError, SpooledBatch};
 
 const SEGMENT_SUFFIX: &str = ".seg";
+/// Bytes of record bodies a lane keeps in memory after writing them, for the sender to take
+/// without reading them back: a few requests' worth. Records appended while the lane is
+/// behind (past this, or behind records that are only on disk) are read back from the disk.
+const FRESH_BYTES: usize = 1 << 20;
 const ACK_FILE: &str = "ack";
 
 /// Where a record sits and what it holds.
@@ -62,6 +66,10 @@ pub struct LaneSpool {
     segment_bytes: u64,
     segments: VecDeque<Segment>,
     unread: VecDeque<RecordPlace>,
+    /// The bodies of the first `fresh.len()` records of `unread`, kept from `append` so the
+    /// sender takes what was just written without reading it back (see [`FRESH_BYTES`]).
+    fresh: VecDeque<(RecordMeta, Vec<u8>)>,
+    fresh_bytes: usize,
     taken: Option<RecordPlace>,
     writer: Option<(u64, File)>,
     reader: Option<(u64, File)>,
@@ -111,6 +119,8 @@ impl LaneSpool {
             segment_bytes,
             segments: VecDeque::new(),
             unread: VecDeque::new(),
+            fresh: VecDeque::new(),
+            fresh_bytes: 0,
             taken: None,
             writer: None,
             reader: None,
@@ -213,7 +223,20 @@ impl LaneSpool {
     /// Appends a record; returns the samples of unsent records evicted to stay within
     /// `max_bytes` (whole oldest segments, one entry each).
     pub fn append(&mut self, meta: RecordMeta, body: &[u8]) -> Result<Vec<u64>, SpoolError> {
-        // The writer's segment is always the newest one.
+        self.roll_if_full();
+        if self.writer.is_none() {
+            self.open_writer()?;
+        }
+        let header = record::header(meta, body);
+        let len = self.write_record(&header, body)?;
+        let place = self.record_written(meta, len);
+        self.keep_fresh(place, meta, body);
+        Ok(self.evict_past_max_bytes())
+    }
+
+    /// Closes the writer's segment once it reached `segment_bytes` (the writer's segment is
+    /// always the newest one).
+    fn roll_if_full(&mut self) {
         let writer_full = self
             .segments
             .back()
@@ -221,54 +244,74 @@ impl LaneSpool {
         if writer_full {
             self.writer = None;
         }
-        if self.writer.is_none() {
-            let id = self.next_segment;
-            let path = self.segment_path(id);
-            let file = OpenOptions::new()
-                .append(true)
-                .create_new(true)
-                .open(&path)
-                .map_err(SpoolError::at(&path))?;
-            self.next_segment += 1;
-            self.segments.push_back(Segment { id, bytes: 0 });
-            self.writer = Some((id, file));
-            self.directory_written();
-        }
-        let bytes = record::encode(meta, body);
-        let (id, file) = self.writer.as_mut().expect("writer opened above");
+    }
+
+    /// Starts the next segment file.
+    fn open_writer(&mut self) -> Result<(), SpoolError> {
+        let id = self.next_segment;
+        let path = self.segment_path(id);
+        let file = OpenOptions::new()
+            .append(true)
+            .create_new(true)
+            .open(&path)
+            .map_err(SpoolError::at(&path))?;
+        self.next_segment += 1;
+        self.segments.push_back(Segment { id, bytes: 0 });
+        self.writer = Some((id, file));
+        self.directory_written();
+        Ok(())
+    }
+
+    /// Writes a record's header and body to the writer's segment in one call; returns its
+    /// length. A failed write leaves no partial record behind: the next append starts a fresh
+    /// segment, and a segment left empty goes (a disk refusing every write would otherwise
+    /// collect one empty file per attempt).
+    fn write_record(&mut self, header: &[u8], body: &[u8]) -> Result<u64, SpoolError> {
+        let (id, file) = self.writer.as_mut().expect("writer opened");
         let id = *id;
+        let Err(source) = record::write_all_parts(file, &[header, body]) else {
+            return Ok((header.len() + body.len()) as u64);
+        };
         let segment = self.segments.back_mut().expect("writer segment");
-        if let Err(source) = file.write_all(&bytes) {
-            // Leave no partial record behind: the next append starts a fresh segment, and a
-            // segment left empty goes (a disk refusing every write would otherwise collect
-            // one empty file per attempt).
-            let _ = file.set_len(segment.bytes);
-            let empty = segment.bytes == 0;
-            self.writer = None;
-            let path = self.segment_path(id);
-            if empty && fs::remove_file(&path).is_ok() {
-                self.segments.pop_back();
-            }
-            return Err(SpoolError::Io {
-                path: path.display().to_string(),
-                error: source,
-            });
+        let _ = file.set_len(segment.bytes);
+        let empty = segment.bytes == 0;
+        self.writer = None;
+        let path = self.segment_path(id);
+        if empty && fs::remove_file(&path).is_ok() {
+            self.segments.pop_back();
         }
-        self.unread.push_back(RecordPlace {
-            segment: id,
+        Err(SpoolError::Io {
+            path: path.display().to_string(),
+            error: source,
+        })
+    }
+
+    /// Accounts for a record of `len` bytes just written to the writer's segment, and hands
+    /// the file to the sync policy.
+    fn record_written(&mut self, meta: RecordMeta, len: u64) -> RecordPlace {
+        let (id, file) = self.writer.as_ref().expect("writer open");
+        let segment = self.segments.back_mut().expect("writer segment");
+        let place = RecordPlace {
+            segment: *id,
             offset: segment.bytes,
-            len: bytes.len() as u64,
+            len,
             samples: meta.samples,
             oldest_ms: meta.oldest_ms,
-        });
-        segment.bytes += bytes.len() as u64;
-        self.bytes += bytes.len() as u64;
+        };
+        self.unread.push_back(place);
+        segment.bytes += len;
+        self.bytes += len;
         self.unread_samples += u64::from(meta.samples);
         if let Some(sync) = &self.sync {
-            self.last_round = sync.written(&segment_path(&self.dir, id), file);
+            self.last_round = sync.written(&segment_path(&self.dir, *id), file);
         }
-        // The record is written: a failed eviction is logged, not returned (the caller would
-        // write the record again).
+        place
+    }
+
+    /// Evicts whole oldest segments while past `max_bytes` (when this spool evicts); returns
+    /// the samples of each. The record is written: a failed eviction is logged, not returned
+    /// (the caller would write the record again).
+    fn evict_past_max_bytes(&mut self) -> Vec<u64> {
         let mut evicted = Vec::new();
         while self.evicts && self.bytes > self.max_bytes && self.segments.len() > 1 {
             match self.evict_oldest() {
@@ -279,7 +322,29 @@ impl LaneSpool {
                 }
             }
         }
-        Ok(evicted)
+        evicted
+    }
+
+    /// Keeps the body of the record just written at `place` in memory while every unread
+    /// record before it is kept too and the bodies stay within [`FRESH_BYTES`].
+    fn keep_fresh(&mut self, place: RecordPlace, meta: RecordMeta, body: &[u8]) {
+        let all_before_kept = self.fresh.len() + 1 == self.unread.len();
+        if all_before_kept && self.fresh_bytes + body.len() <= FRESH_BYTES {
+            debug_assert_eq!(self.unread.back().map(|r| r.offset), Some(place.offset));
+            self.fresh_bytes += body.len();
+            self.fresh.push_back((meta, body.to_vec()));
+        }
+    }
+
+    /// Hands out the oldest record not yet handed out if its body is still in memory (no
+    /// disk access).
+    pub fn take_fresh(&mut self) -> Option<SpooledBatch> {
+        let (meta, body) = self.fresh.pop_front()?;
+        self.fresh_bytes -= body.len();
+        let place = self.unread.pop_front().expect("fresh records are unread");
+        self.unread_samples -= u64::from(place.samples);
+        self.taken = Some(place);
+        Some(SpooledBatch { meta, body })
     }
 
     /// A segment was created: the directory entry must reach the disk too.
@@ -315,6 +380,9 @@ impl LaneSpool {
         while self.unread.front().is_some_and(|r| r.segment == id) {
             let place = self.unread.pop_front().expect("checked");
             samples += u64::from(place.samples);
+            if let Some((_, body)) = self.fresh.pop_front() {
+                self.fresh_bytes -= body.len();
+            }
         }
         self.unread_samples -= samples;
         self.forget_oldest();
@@ -340,6 +408,9 @@ impl LaneSpool {
     /// one tried; another read error leaves the record first in line and is returned, to be
     /// tried again later.
     pub fn take(&mut self) -> Result<Option<SpooledBatch>, SpoolError> {
+        if let Some(fresh) = self.take_fresh() {
+            return Ok(Some(fresh));
+        }
         while let Some(place) = self.unread.pop_front() {
             let path = self.segment_path(place.segment);
             let outcome = match self.read_at(place) {

@@ -14,7 +14,8 @@
 //! [`ReadOutcome::Truncated`], damaged bytes as [`ReadOutcome::Corrupt`]; this module never
 //! decides what to do about either (see `super::lane_spool`).
 
-use std::io::{self, Read};
+use std::fs::File;
+use std::io::{self, Read, Write};
 
 pub const MAGIC: [u8; 4] = *b"MTS1";
 pub const HEADER_LEN: usize = 32;
@@ -29,17 +30,24 @@ pub struct RecordMeta {
     pub newest_ms: i64,
 }
 
-/// The bytes of one record (header and body), ready to append.
-pub fn encode(meta: RecordMeta, body: &[u8]) -> Vec<u8> {
+/// The header of a record of `body`; the record is the header followed by the body.
+pub fn header(meta: RecordMeta, body: &[u8]) -> [u8; HEADER_LEN] {
     assert!(body.len() <= MAX_BODY_LEN, "spool record body too large");
-    let mut out = Vec::with_capacity(HEADER_LEN + body.len());
-    out.extend_from_slice(&MAGIC);
-    out.extend_from_slice(&(body.len() as u32).to_le_bytes());
-    out.extend_from_slice(&meta.samples.to_le_bytes());
-    out.extend_from_slice(&meta.oldest_ms.to_le_bytes());
-    out.extend_from_slice(&meta.newest_ms.to_le_bytes());
-    let crc = checksum(&out[4..28], body);
-    out.extend_from_slice(&crc.to_le_bytes());
+    let mut header = [0u8; HEADER_LEN];
+    header[..4].copy_from_slice(&MAGIC);
+    header[4..8].copy_from_slice(&(body.len() as u32).to_le_bytes());
+    header[8..12].copy_from_slice(&meta.samples.to_le_bytes());
+    header[12..20].copy_from_slice(&meta.oldest_ms.to_le_bytes());
+    header[20..28].copy_from_slice(&meta.newest_ms.to_le_bytes());
+    let crc = checksum(&header[4..28], body);
+    header[28..].copy_from_slice(&crc.to_le_bytes());
+    header
+}
+
+/// A whole record, header then body (the spool writes the two parts without joining them).
+#[cfg(test)]
+pub fn encode(meta: RecordMeta, body: &[u8]) -> Vec<u8> {
+    let mut out = header(meta, body).to_vec();
     out.extend_from_slice(body);
     out
 }
@@ -49,6 +57,30 @@ fn checksum(header: &[u8], body: &[u8]) -> u32 {
     hasher.update(header);
     hasher.update(body);
     hasher.finalize()
+}
+
+/// Writes all of `parts`, in order, with as few `write` calls as the file takes.
+pub fn write_all_parts(file: &mut File, parts: &[&[u8]]) -> io::Result<()> {
+    let mut parts: Vec<&[u8]> = parts.iter().copied().filter(|p| !p.is_empty()).collect();
+    while !parts.is_empty() {
+        let slices: Vec<io::IoSlice<'_>> = parts.iter().map(|p| io::IoSlice::new(p)).collect();
+        let mut written = match file.write_vectored(&slices) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        while written > 0 {
+            if written >= parts[0].len() {
+                written -= parts[0].len();
+                parts.remove(0);
+            } else {
+                parts[0] = &parts[0][written..];
+                written = 0;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The result of reading at one offset.

@@ -77,6 +77,36 @@ fn records_come_back_in_order_and_consumed_segments_go() {
     );
 }
 
+/// Records written while the sender is behind by more than the spool keeps in memory come
+/// back in order, the first from memory and the rest read back from the disk (a record damaged
+/// on disk after it was written shows which).
+#[test]
+fn records_past_the_memory_kept_are_read_back_in_order() {
+    let dir = TempDir::new("fresh");
+    let (mut spool, _) = open(&dir.0, 64 << 20, 16 << 20);
+    let big = |i: u32| vec![i as u8; 300 << 10];
+    for i in 0..6 {
+        spool.append(meta(i), &big(i)).unwrap();
+    }
+    // Damage every record's first body byte on disk: a record read back is then skipped.
+    let segment = segment_path(&dir.0, segment_ids(&dir.0).unwrap()[0]);
+    let mut bytes = fs::read(&segment).unwrap();
+    let record_len = record::HEADER_LEN + (300 << 10);
+    for i in 0..6 {
+        bytes[i * record_len + record::HEADER_LEN] ^= 0xff;
+    }
+    fs::write(&segment, bytes).unwrap();
+    let bodies = drain(&mut spool);
+    let kept = bodies.len();
+    assert!((1..6).contains(&kept), "{kept} records came from memory");
+    assert_eq!(bodies, (0..kept as u32).map(big).collect::<Vec<_>>());
+    assert_eq!(
+        spool.skipped().records,
+        6 - kept as u64,
+        "the others were read back"
+    );
+}
+
 #[test]
 fn a_restart_resends_from_the_first_record_not_acknowledged() {
     let dir = TempDir::new("restart");

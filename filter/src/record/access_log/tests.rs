@@ -1,10 +1,9 @@
-//! Access-log selection (only_errors, seeded sampling), record building from host values, the
-//! per-VM bound, the leader's per-report bound and the shared dropped count.
+//! Access-log selection (only_errors, seeded sampling), record building from host values and the
+//! per-VM bound.
 
 use std::collections::HashMap;
 
 use super::*;
-use crate::proxy::coordinate::memory::MemoryStore;
 use crate::record::node::fixtures;
 
 fn config(sample_rate: f64, only_errors: bool, max_per_interval: u32) -> AccessLogConfig {
@@ -85,12 +84,12 @@ fn only_errors_keeps_failures_and_the_bound_counts_drops() {
     assert!(!vm.admit(&failed), "the buffer is full");
     assert!(!vm.admit(&failed));
     assert!(!vm.admit(&ok()), "not selected, so not dropped either");
-    let batch = vm.take_batch().unwrap();
-    assert_eq!((batch.records.len(), batch.dropped), (2, 2));
+    let (records, dropped) = vm.take_batch().unwrap();
+    assert_eq!((records.len(), dropped), (2, 2));
     assert_eq!(vm.take_batch(), None, "taken, the buffer starts over");
     assert!(vm.admit(&failed), "room again after the hand-over");
     vm.count_dropped(3);
-    assert_eq!(vm.take_batch().unwrap().dropped, 3);
+    assert_eq!(vm.take_batch().unwrap().1, 3);
 }
 
 #[cfg_attr(not(target_arch = "wasm32"), test)]
@@ -102,40 +101,6 @@ fn sampled_vm_keeps_a_seeded_share() {
     };
     assert_eq!(kept(3), kept(3));
     assert!((1_800..=2_200).contains(&kept(3)), "{}", kept(3));
-}
-
-#[cfg_attr(not(target_arch = "wasm32"), test)]
-#[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
-fn leader_keeps_the_oldest_records_up_to_the_bound() {
-    let batch = |starts: &[i64], dropped| {
-        AccessLogBatchPb {
-            records: starts.iter().map(|s| record_at(*s)).collect(),
-            dropped,
-        }
-        .encode_to_vec()
-    };
-    let mut logs = ReportLogs::new(3);
-    logs.absorb(&batch(&[50, 10], 1));
-    logs.absorb(&batch(&[40, 20, 60], 2));
-    logs.absorb(b"\xff not a batch");
-    let (records, dropped) = logs.finish();
-    let starts: Vec<i64> = records.iter().map(|r| r.start_time_ns).collect();
-    assert_eq!(starts, [10, 20, 40]);
-    assert_eq!(
-        dropped,
-        1 + 2 + 2 + 1,
-        "VM drops, two over the bound, one bad batch"
-    );
-}
-
-#[cfg_attr(not(target_arch = "wasm32"), test)]
-#[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
-fn dropped_count_accumulates_in_shared_data() {
-    let store = MemoryStore::default();
-    assert_eq!(add_dropped(&store, 0), Ok(0));
-    assert_eq!(add_dropped(&store, 5), Ok(5));
-    assert_eq!(add_dropped(&store, 0), Ok(5));
-    assert_eq!(add_dropped(&store, 2), Ok(7));
 }
 
 fn host_values() -> HashMap<HostValue, Vec<u8>> {

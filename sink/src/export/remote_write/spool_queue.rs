@@ -17,7 +17,7 @@ use super::queue::{Batch, BatchQueue, Outgoing, Refusal};
 use crate::export::joined_body::join_records;
 use crate::export::receipt::Stored;
 use crate::ops::metrics::{DropReason, EndpointMetrics};
-use crate::spool::{disk_io, LaneSpool, RecordMeta, Skipped, SpooledBatch};
+use crate::spool::{disk_io, LaneSpool, RecordMeta, Skipped, SpoolError, SpooledBatch};
 use meshtap_remotewrite::encoder::RequestEncoder;
 
 /// Where the batch handed out last came from.
@@ -122,10 +122,10 @@ impl SpoolQueue {
         }
     }
 
-    /// Hands out the next records from the disk, joined while they fit in `max_samples`;
-    /// `Err` when the next one cannot be read now.
+    /// Hands out the next records, joined while they fit in `max_samples`; `Err` when the
+    /// next one cannot be read now.
     fn take_spooled(&mut self, max_samples: usize) -> Result<Option<SpooledBatch>, ()> {
-        let first = match disk_io(|| self.spool.take()) {
+        let first = match self.take_record() {
             Ok(Some(first)) => first,
             Ok(None) => return Ok(None),
             Err(e) => {
@@ -140,7 +140,7 @@ impl SpoolQueue {
             if samples + next as usize > max_samples {
                 break;
             }
-            match disk_io(|| self.spool.take()) {
+            match self.take_record() {
                 Ok(Some(record)) => {
                     samples += record.meta.samples as usize;
                     records.push(record);
@@ -156,6 +156,15 @@ impl SpoolQueue {
                 .add_dropped(DropReason::SpoolUnreadable, unreadable);
         }
         Ok(Some(joined))
+    }
+
+    /// The next record: from memory when the spool still holds its body (the usual case: the
+    /// sender keeps up), otherwise read back from the disk.
+    fn take_record(&mut self) -> Result<Option<SpooledBatch>, SpoolError> {
+        if let Some(fresh) = self.spool.take_fresh() {
+            return Ok(Some(fresh));
+        }
+        disk_io(|| self.spool.take())
     }
 
     fn update_gauge(&self) {
@@ -295,7 +304,8 @@ mod tests {
         assert_eq!(queue.queued_samples(), 3);
         assert!(metrics.lanes[0].spool_bytes.load(Ordering::Relaxed) > 0);
 
-        // The directory vanishes: batch 1's file cannot be read, new files cannot be made.
+        // The directory vanishes: new files cannot be made (batch 1 was written, and its
+        // body is still in memory: it is sent from there).
         std::fs::remove_dir_all(&dir).unwrap();
         assert!(queue.push(batch(4, 2)).is_empty());
         assert!(queue.push(batch(5, 3)).is_empty());
@@ -305,9 +315,11 @@ mod tests {
             "one per push"
         );
         assert_eq!(queue.queued_samples(), 3 + 4 + 5);
+        assert_eq!(oldest(queue.take(1000)), ("spool", 1));
+        assert_eq!(metrics.spool_skipped_records.load(Ordering::Relaxed), 0);
+        queue.finish();
         assert_eq!(oldest(queue.take(1000)), ("memory", 2));
-        assert_eq!(metrics.spool_skipped_records.load(Ordering::Relaxed), 1);
-        assert_eq!(metrics.dropped(DropReason::SpoolUnreadable), 3);
+        assert_eq!(metrics.dropped(DropReason::SpoolUnreadable), 0);
         queue.finish();
 
         // The disk works again: what waited goes first, then the new batch, all on disk.
