@@ -155,6 +155,56 @@ fn prometheus_config_file_is_read_beside_the_sink_config() {
 }
 
 #[test]
+fn remote_write_credentials_come_from_one_key_each() {
+    let dir = std::env::temp_dir().join(format!("meshtap-promcreds-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let token = dir.join("token");
+    std::fs::write(&token, "from-file\n").unwrap();
+    let token = token.display();
+    let endpoint = |entry: &str| {
+        load(&format!(
+            "prometheus: {{remote_write: [{{url: 'http://r:9/api/v1/push', {entry}}}]}}"
+        ))
+        .map(|config| config.remote_write[0].clone())
+    };
+    let one_kind = "remote_write[0].authorization: at most one of basic_auth, authorization and bearer_token may be set";
+    for (entry, expected) in [
+        (
+            format!("basic_auth: {{username: u, password: p, password_file: {token}}}"),
+            "remote_write[0].basic_auth: at most one of password and password_file may be set",
+        ),
+        (
+            format!("bearer_token: t, bearer_token_file: {token}"),
+            "remote_write[0]: at most one of bearer_token and bearer_token_file may be set",
+        ),
+        (
+            format!("authorization: {{credentials: c, credentials_file: {token}}}"),
+            "remote_write[0].authorization: at most one of credentials and credentials_file may be set",
+        ),
+        ("bearer_token: t, authorization: {credentials: c}".to_owned(), one_kind),
+        ("basic_auth: {username: u}, authorization: {credentials: c}".to_owned(), one_kind),
+    ] {
+        let error = endpoint(&entry).unwrap_err();
+        assert!(error.contains(expected), "{entry}: {error}");
+    }
+    let from_file = endpoint(&format!("bearer_token_file: {token}")).unwrap();
+    assert_eq!(from_file.bearer_token.as_deref(), Some("from-file"));
+    let basic = endpoint("basic_auth: {username: u, password: p}").unwrap();
+    let basic = basic.basic_auth.unwrap();
+    assert_eq!(
+        (basic.username.as_str(), basic.password.as_str()),
+        ("u", "p")
+    );
+    let bearer = endpoint(&format!("authorization: {{credentials_file: {token}}}")).unwrap();
+    assert_eq!(bearer.bearer_token.as_deref(), Some("from-file"));
+    assert!(!bearer.headers.contains_key("Authorization"));
+    let other = endpoint("authorization: {type: Custom, credentials: c}").unwrap();
+    assert_eq!(other.headers["Authorization"], "Custom c");
+    assert_eq!(other.bearer_token, None);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
 fn write_relabel_configs_are_taken_and_their_rules_checked() {
     let config = load(
         "prometheus: {remote_write: [{url: 'http://r:9/api/v1/push', write_relabel_configs: [{source_labels: [__name__], regex: 'go_.*', action: drop}]}]}",

@@ -151,30 +151,14 @@ fn reproducible_tar(entries: &[(&str, &[u8])]) -> Result<Vec<u8>> {
 /// Writes the layout directory and the archive; returns the digests.
 fn write_image(wasm: &[u8], repository: &str, tag: &str) -> Result<ImageInfo> {
     let layer_tar = reproducible_tar(&[(PLUGIN_FILE, wasm)])?;
-    let mut gz = GzBuilder::new()
-        .mtime(0)
-        .write(Vec::new(), Compression::best());
-    gz.write_all(&layer_tar)?;
-    let layer = gz.finish()?;
-
+    let layer = gzip(&layer_tar)?;
     let config = serde_json::to_vec(&json!({
         "architecture": "wasm",
         "os": "wasip1",
         "rootfs": {"type": "layers", "diff_ids": [digest(&layer_tar)]},
         "config": {},
     }))?;
-    let manifest = serde_json::to_vec(&json!({
-        "schemaVersion": 2,
-        "mediaType": MANIFEST_MEDIA_TYPE,
-        "config": {"mediaType": CONFIG_MEDIA_TYPE, "digest": digest(&config), "size": config.len()},
-        "layers": [{"mediaType": LAYER_MEDIA_TYPE, "digest": digest(&layer), "size": layer.len()}],
-        "annotations": {
-            "module.wasm.image/variant": "compat",
-            "org.opencontainers.image.title": "meshtap-filter",
-            "org.opencontainers.image.source": "https://github.com/meshtap/meshtap",
-            "org.opencontainers.image.version": tag,
-        },
-    }))?;
+    let manifest = manifest(&config, &layer, tag)?;
     let manifest_digest = digest(&manifest);
     let index = serde_json::to_vec(&json!({
         "schemaVersion": 2,
@@ -189,29 +173,58 @@ fn write_image(wasm: &[u8], repository: &str, tag: &str) -> Result<ImageInfo> {
     let oci_layout = br#"{"imageLayoutVersion":"1.0.0"}"#.to_vec();
 
     let blob_name = |d: &str| format!("blobs/sha256/{}", d.trim_start_matches("sha256:"));
-    let files: Vec<(String, &[u8])> = vec![
+    write_layout(&[
         ("oci-layout".into(), &oci_layout),
         ("index.json".into(), &index),
         (blob_name(&digest(&config)), &config),
         (blob_name(&digest(&layer)), &layer),
         (blob_name(&manifest_digest), &manifest),
-    ];
-    let layout = layout_dir();
-    if layout.exists() {
-        std::fs::remove_dir_all(&layout)?;
-    }
-    for (name, data) in &files {
-        write_file(&layout.join(name), data)?;
-    }
-    let entries: Vec<(&str, &[u8])> = files.iter().map(|(n, d)| (n.as_str(), *d)).collect();
-    std::fs::write(archive_path(), reproducible_tar(&entries)?)?;
-
+    ])?;
     Ok(ImageInfo {
         repository: repository.to_owned(),
         tag: tag.to_owned(),
         digest: manifest_digest,
         wasm_sha256: hex(&Sha256::digest(wasm)),
     })
+}
+
+/// `data` gzipped with no timestamp and the best compression (the same bytes every build).
+fn gzip(data: &[u8]) -> Result<Vec<u8>> {
+    let mut gz = GzBuilder::new()
+        .mtime(0)
+        .write(Vec::new(), Compression::best());
+    gz.write_all(data)?;
+    Ok(gz.finish()?)
+}
+
+/// The image manifest of one `config` and one `layer` blob, annotated as a compat wasm image.
+fn manifest(config: &[u8], layer: &[u8], tag: &str) -> Result<Vec<u8>> {
+    Ok(serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "mediaType": MANIFEST_MEDIA_TYPE,
+        "config": {"mediaType": CONFIG_MEDIA_TYPE, "digest": digest(config), "size": config.len()},
+        "layers": [{"mediaType": LAYER_MEDIA_TYPE, "digest": digest(layer), "size": layer.len()}],
+        "annotations": {
+            "module.wasm.image/variant": "compat",
+            "org.opencontainers.image.title": "meshtap-filter",
+            "org.opencontainers.image.source": "https://github.com/meshtap/meshtap",
+            "org.opencontainers.image.version": tag,
+        },
+    }))?)
+}
+
+/// Replaces the layout directory with `files` and writes them as the archive too.
+fn write_layout(files: &[(String, &[u8])]) -> Result<()> {
+    let layout = layout_dir();
+    if layout.exists() {
+        std::fs::remove_dir_all(&layout)?;
+    }
+    for (name, data) in files {
+        write_file(&layout.join(name), data)?;
+    }
+    let entries: Vec<(&str, &[u8])> = files.iter().map(|(n, d)| (n.as_str(), *d)).collect();
+    std::fs::write(archive_path(), reproducible_tar(&entries)?)?;
+    Ok(())
 }
 
 fn write_file(path: &Path, data: &[u8]) -> Result<()> {

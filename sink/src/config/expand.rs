@@ -151,42 +151,50 @@ fn expand_str(
                 text: text.to_owned(),
             });
         };
+        let reference = &rest[start..start + 2 + len + 1];
         let inner = &rest[start + 2..start + 2 + len];
         // `${1}` is a regular-expression group in a relabel replacement, never a variable.
         if !inner.is_empty() && inner.bytes().all(|b| b.is_ascii_digit()) {
-            out.push_str(&rest[start..start + 2 + len + 1]);
-            rest = &rest[start + 2 + len + 1..];
-            continue;
-        }
-        let (var, default) = match inner.split_once(":-") {
-            Some((var, default)) => (var, Some(default)),
-            None => (inner, None),
-        };
-        let valid = var
-            .chars()
-            .next()
-            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-            && var.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-        if !valid {
-            return Err(ExpandError::BadName {
-                path: path.to_owned(),
-                var: var.to_owned(),
-            });
-        }
-        match (lookup(var).filter(|v| !v.is_empty()), default) {
-            (Some(v), _) => out.push_str(&v),
-            (None, Some(d)) => out.push_str(d),
-            (None, None) => {
-                return Err(ExpandError::Unset {
-                    path: path.to_owned(),
-                    var: var.to_owned(),
-                })
-            }
+            out.push_str(reference);
+        } else {
+            out.push_str(&variable_value(inner, path, lookup)?);
         }
         rest = &rest[start + 2 + len + 1..];
     }
     out.push_str(rest);
     Ok(Some(out))
+}
+
+/// What `${inner}` stands for: the variable `NAME`, or with `NAME:-default` the default when
+/// the variable is unset or empty.
+fn variable_value(
+    inner: &str,
+    path: &str,
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> Result<String, ExpandError> {
+    let (var, default) = match inner.split_once(":-") {
+        Some((var, default)) => (var, Some(default)),
+        None => (inner, None),
+    };
+    let valid = var
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && var.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if !valid {
+        return Err(ExpandError::BadName {
+            path: path.to_owned(),
+            var: var.to_owned(),
+        });
+    }
+    match (lookup(var).filter(|v| !v.is_empty()), default) {
+        (Some(value), _) => Ok(value),
+        (None, Some(default)) => Ok(default.to_owned()),
+        (None, None) => Err(ExpandError::Unset {
+            path: path.to_owned(),
+            var: var.to_owned(),
+        }),
+    }
 }
 
 #[cfg(test)]

@@ -22,7 +22,7 @@ use crate::floor::{PodKey, ReporterKey};
 use crate::ops::metrics::SinkMetrics;
 use crate::scrape::source_merge::{is_filter_family, SourceMerge};
 use crate::view::ViewTap;
-use meshtap_remotewrite::series::Text;
+use meshtap_remotewrite::series::{Sample, Text};
 
 /// What became of a report.
 pub enum Acceptance {
@@ -82,73 +82,106 @@ impl Ingestor {
     pub fn accept(&self, report: &Report) -> Acceptance {
         let proxy = report.proxy.as_ref().expect("validated report has a proxy");
         let pod = PodKey::new(&proxy.namespace, &proxy.pod);
-        let keeps_filter_families = self
-            .source_merge
-            .as_ref()
-            .is_none_or(|merge| merge.note_report(&pod, Instant::now()));
-        let mut samples = report_to_samples(report, &self.job);
-        if !keeps_filter_families {
-            samples.retain(|s| !is_filter_family(&s.series.name));
-        }
+        let samples = self.samples(report, &pod);
         // The HTTP and the network plugin of one pod report apart (own lifetime, sequence and
         // series), so order and staleness are tracked per (pod, channel).
         let reporter = ReporterKey {
             pod,
             channel: report.channel.clone(),
         };
+        match self.queue_in_order(report, &reporter, &samples) {
+            Acceptance::Accepted(mut receipt) => {
+                self.record_accepted(report, &reporter, &samples, &mut receipt);
+                Acceptance::Accepted(receipt)
+            }
+            not_taken => not_taken,
+        }
+    }
+
+    /// The report's samples, without its `istio_*` series when the merge rule gives them to
+    /// the scrape (noting the pod's report with the merge).
+    fn samples(&self, report: &Report, pod: &PodKey) -> Vec<Sample> {
+        let keeps_filter_families = self
+            .source_merge
+            .as_ref()
+            .is_none_or(|merge| merge.note_report(pod, Instant::now()));
+        let mut samples = report_to_samples(report, &self.job);
+        if !keeps_filter_families {
+            samples.retain(|s| !is_filter_family(&s.series.name));
+        }
+        samples
+    }
+
+    /// Under the tracker lock: refuses the report when an endpoint cannot keep it, drops it
+    /// when it is not newer than the reporter's last, else queues its stale markers and
+    /// samples.
+    fn queue_in_order(
+        &self,
+        report: &Report,
+        reporter: &ReporterKey,
+        samples: &[Sample],
+    ) -> Acceptance {
         let clock = ReportClock {
             proxy_start_ms: report.proxy_start_ms,
             timestamp_ms: report.timestamp_ms,
             interval_ms: report.interval_ms,
         };
-        let mut receipt = {
-            let mut tracker = self.tracker.lock().expect("tracker lock");
-            // Checked under the lock, so no report of the pod is admitted in between.
-            if let Some((endpoint, why)) = self.exporter.refusal() {
-                return Acceptance::Refused {
-                    endpoint: endpoint.to_owned(),
-                    why,
-                };
+        let mut tracker = self.tracker.lock().expect("tracker lock");
+        // Checked under the lock, so no report of the pod is admitted in between.
+        if let Some((endpoint, why)) = self.exporter.refusal() {
+            return Acceptance::Refused {
+                endpoint: endpoint.to_owned(),
+                why,
+            };
+        }
+        match tracker.admit(reporter.clone(), clock, samples, Instant::now()) {
+            Admission::OutOfOrder { last_timestamp_ms } => {
+                tracing::debug!(
+                    namespace = %reporter.pod.namespace,
+                    pod = %reporter.pod.pod,
+                    channel = %reporter.channel_label(),
+                    timestamp_ms = report.timestamp_ms,
+                    last_timestamp_ms,
+                    "dropped a report not newer than the last accepted one"
+                );
+                Acceptance::OutOfOrder
             }
-            match tracker.admit(reporter.clone(), clock, &samples, Instant::now()) {
-                Admission::OutOfOrder { last_timestamp_ms } => {
-                    tracing::debug!(
-                        namespace = %reporter.pod.namespace,
-                        pod = %reporter.pod.pod,
-                        channel = %reporter.channel_label(),
-                        timestamp_ms = report.timestamp_ms,
-                        last_timestamp_ms,
-                        "dropped a report not newer than the last accepted one"
-                    );
-                    return Acceptance::OutOfOrder;
-                }
-                Admission::Accepted { stale_markers } => {
-                    self.exporter.observe_families(report);
-                    let mut receipt = self.exporter.enqueue(&stale_markers);
-                    receipt.merge(self.exporter.enqueue(&samples));
-                    self.metrics
-                        .stale_markers
-                        .fetch_add(stale_markers.len() as u64, Ordering::Relaxed);
-                    self.metrics
-                        .active_pods
-                        .store(tracker.active_pods() as u64, Ordering::Relaxed);
-                    receipt
-                }
+            Admission::Accepted { stale_markers } => {
+                self.exporter.observe_families(report);
+                let mut receipt = self.exporter.enqueue(&stale_markers);
+                receipt.merge(self.exporter.enqueue(samples));
+                self.metrics
+                    .stale_markers
+                    .fetch_add(stale_markers.len() as u64, Ordering::Relaxed);
+                self.metrics
+                    .active_pods
+                    .store(tracker.active_pods() as u64, Ordering::Relaxed);
+                Acceptance::Accepted(receipt)
             }
-        };
+        }
+    }
+
+    /// What an accepted report leaves besides its queued samples: counts, the filter's own
+    /// stats, the view, and its access-log records (added to `receipt`).
+    fn record_accepted(
+        &self,
+        report: &Report,
+        reporter: &ReporterKey,
+        samples: &[Sample],
+        receipt: &mut Receipt,
+    ) {
         self.metrics
             .samples_ingested
             .fetch_add(samples.len() as u64, Ordering::Relaxed);
         if let Some(stats) = &report.stats {
-            self.metrics.set_reporter_stats(&reporter, stats.clone());
+            self.metrics.set_reporter_stats(reporter, stats.clone());
         }
         if let Some(view) = &self.view {
-            view.report(&reporter, report, &samples);
+            view.report(reporter, report, samples);
         }
         if let Some(logs) = &self.access_logs {
-            logs.ship_access_logs(report, &mut receipt);
+            logs.ship_access_logs(report, receipt);
         }
-        Acceptance::Accepted(receipt)
     }
 
     /// Sends stale markers for pods silent too long and forgets them. `now_ms` is the wall clock.

@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use meshtap_report::{MetricFamily, MetricKind, Report};
+use meshtap_report::{MetricFamily, MetricKind, Report, Series};
 
 use meshtap_remotewrite::series::{Sample, SeriesId, SeriesLabels, Text};
 
@@ -101,55 +101,7 @@ pub fn report_to_samples(report: &Report, job: &Text) -> Vec<Sample> {
                 .entry(series.label_values.as_slice())
                 .or_insert_with(|| label_set(&slots, &series.label_values))
                 .clone();
-            match &names {
-                FamilyNames::Plain(name) => samples.push(Sample {
-                    series: SeriesId {
-                        name: name.clone(),
-                        labels,
-                        le: None,
-                    },
-                    value: series.value,
-                    timestamp_ms: ts,
-                }),
-                FamilyNames::Histogram {
-                    bucket,
-                    sum,
-                    count,
-                    les,
-                } => {
-                    let mut cumulative: u64 = 0;
-                    for (le, n) in les.iter().zip(&series.bucket_counts) {
-                        cumulative = cumulative.saturating_add(*n);
-                        samples.push(Sample {
-                            series: SeriesId {
-                                name: bucket.clone(),
-                                labels: labels.clone(),
-                                le: Some(le.clone()),
-                            },
-                            value: cumulative as f64,
-                            timestamp_ms: ts,
-                        });
-                    }
-                    samples.push(Sample {
-                        series: SeriesId {
-                            name: sum.clone(),
-                            labels: labels.clone(),
-                            le: None,
-                        },
-                        value: series.sum,
-                        timestamp_ms: ts,
-                    });
-                    samples.push(Sample {
-                        series: SeriesId {
-                            name: count.clone(),
-                            labels,
-                            le: None,
-                        },
-                        value: cumulative as f64,
-                        timestamp_ms: ts,
-                    });
-                }
-            }
+            names.push_samples(labels, series, ts, &mut samples);
         }
     }
     samples
@@ -216,6 +168,45 @@ impl FamilyNames {
             sum: Arc::from(format!("{}_sum", family.name)),
             count: Arc::from(format!("{}_count", family.name)),
             les,
+        }
+    }
+
+    /// Appends the samples of one series with `labels` at `ts`: its value, or a histogram's
+    /// cumulative buckets, sum and count.
+    fn push_samples(
+        &self,
+        labels: Arc<SeriesLabels>,
+        series: &Series,
+        ts: i64,
+        samples: &mut Vec<Sample>,
+    ) {
+        let sample =
+            |name: &Text, labels: Arc<SeriesLabels>, le: Option<Text>, value: f64| Sample {
+                series: SeriesId {
+                    name: name.clone(),
+                    labels,
+                    le,
+                },
+                value,
+                timestamp_ms: ts,
+            };
+        match self {
+            FamilyNames::Plain(name) => samples.push(sample(name, labels, None, series.value)),
+            FamilyNames::Histogram {
+                bucket,
+                sum,
+                count,
+                les,
+            } => {
+                let mut cumulative: u64 = 0;
+                for (le, n) in les.iter().zip(&series.bucket_counts) {
+                    cumulative = cumulative.saturating_add(*n);
+                    let le = Some(le.clone());
+                    samples.push(sample(bucket, labels.clone(), le, cumulative as f64));
+                }
+                samples.push(sample(sum, labels.clone(), None, series.sum));
+                samples.push(sample(count, labels, None, cumulative as f64));
+            }
         }
     }
 }

@@ -245,14 +245,8 @@ impl TailedFile {
         sink: &mut dyn FnMut(LogEntry),
     ) -> std::io::Result<ReadStats> {
         let mut stats = ReadStats::default();
-        let len = self.source.len()?;
-        if len < self.offset {
-            self.offset = 0;
-            self.resume_offset = 0;
-            self.first_line = None;
-            for joined in self.joiner.flush_pending() {
-                sink(log_entry_from_line(joined, self.format));
-            }
+        if self.source.len()? < self.offset {
+            self.restart_truncated(sink);
             stats.truncated = true;
         }
         let mut remaining = budget.max(1);
@@ -272,25 +266,7 @@ impl TailedFile {
                 None if self.buffer.len() == READ_CHUNK => READ_CHUNK,
                 None => break,
             };
-            let mut start = 0;
-            for end in memchr_lines(&self.buffer[..complete]) {
-                let raw = &self.buffer[start..end];
-                start = end;
-                let line = raw.strip_suffix(b"\n").unwrap_or(raw);
-                let line = line.strip_suffix(b"\r").unwrap_or(line);
-                stats.lines += 1;
-                match parse_cri_line(line) {
-                    Ok(cri) => {
-                        if let Some(joined) = self.joiner.push(cri) {
-                            sink(log_entry_from_line(joined, self.format));
-                        }
-                    }
-                    Err(_) => stats.malformed += 1,
-                }
-                if self.joiner.pending_bytes() == 0 {
-                    self.resume_offset = self.offset + end as u64;
-                }
-            }
+            self.take_lines(complete, sink, &mut stats);
             self.offset += complete as u64;
             stats.bytes += complete as u64;
             remaining = remaining.saturating_sub(complete);
@@ -299,6 +275,47 @@ impl TailedFile {
             }
         }
         Ok(stats)
+    }
+
+    /// The file shrank below the read offset (copytruncate): emits the chunks waiting for
+    /// their end and starts over at 0.
+    fn restart_truncated(&mut self, sink: &mut dyn FnMut(LogEntry)) {
+        self.offset = 0;
+        self.resume_offset = 0;
+        self.first_line = None;
+        for joined in self.joiner.flush_pending() {
+            sink(log_entry_from_line(joined, self.format));
+        }
+    }
+
+    /// Parses and joins the first `complete` bytes of the buffer (whole lines read at
+    /// `offset`), hands finished lines to `sink` and moves the resume offset past every line
+    /// that leaves no chunk pending.
+    fn take_lines(
+        &mut self,
+        complete: usize,
+        sink: &mut dyn FnMut(LogEntry),
+        stats: &mut ReadStats,
+    ) {
+        let mut start = 0;
+        for end in memchr_lines(&self.buffer[..complete]) {
+            let raw = &self.buffer[start..end];
+            start = end;
+            let line = raw.strip_suffix(b"\n").unwrap_or(raw);
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            stats.lines += 1;
+            match parse_cri_line(line) {
+                Ok(cri) => {
+                    if let Some(joined) = self.joiner.push(cri) {
+                        sink(log_entry_from_line(joined, self.format));
+                    }
+                }
+                Err(_) => stats.malformed += 1,
+            }
+            if self.joiner.pending_bytes() == 0 {
+                self.resume_offset = self.offset + end as u64;
+            }
+        }
     }
 
     /// Emits `P` chunks still waiting for their `F` (the file is being released).

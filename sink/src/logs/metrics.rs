@@ -5,7 +5,8 @@
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::ops::metrics::MetricsSection;
+use super::file::ReadStats;
+use crate::ops::metrics::{header, MetricsSection};
 
 /// Counters and gauges of the `log_files` tailer.
 #[derive(Debug, Default)]
@@ -29,76 +30,95 @@ pub struct TailMetrics {
     pub rotated_files_lost: AtomicU64,
 }
 
+impl TailMetrics {
+    /// Counts one read of a file.
+    pub fn count_read(&self, stats: &ReadStats) {
+        self.bytes_read.fetch_add(stats.bytes, Ordering::Relaxed);
+        self.lines_read.fetch_add(stats.lines, Ordering::Relaxed);
+        self.malformed_lines
+            .fetch_add(stats.malformed, Ordering::Relaxed);
+        if stats.truncated {
+            self.truncations.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// One family of the tailer: name, TYPE, HELP, and its atomic.
+type TailFamily = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&TailMetrics) -> &AtomicU64,
+);
+
+const FAMILIES: [TailFamily; 10] = [
+        (
+            "meshtap_sink_tail_files",
+            "gauge",
+            "Container-log files being tailed.",
+            |m| &m.files_tailed,
+        ),
+        (
+            "meshtap_sink_tail_bytes_read_total",
+            "counter",
+            "Bytes of complete lines read.",
+            |m| &m.bytes_read,
+        ),
+        (
+            "meshtap_sink_tail_lines_read_total",
+            "counter",
+            "CRI lines read (before joining P chunks).",
+            |m| &m.lines_read,
+        ),
+        (
+            "meshtap_sink_tail_malformed_lines_total",
+            "counter",
+            "Lines that are not CRI lines (skipped).",
+            |m| &m.malformed_lines,
+        ),
+        (
+            "meshtap_sink_tail_lines_cut_total",
+            "counter",
+            "Joined lines cut to log_files.max_line_bytes.",
+            |m| &m.lines_cut,
+        ),
+        (
+            "meshtap_sink_tail_truncations_total",
+            "counter",
+            "Files found shorter than the read offset (copytruncate) or than their acknowledged offset at a restart, re-read from the start (lines not read before the truncation are lost).",
+            |m| &m.truncations,
+        ),
+        (
+            "meshtap_sink_tail_files_released_total",
+            "counter",
+            "Rotated or deleted files released after being read to their end.",
+            |m| &m.files_released,
+        ),
+        (
+            "meshtap_sink_tail_positions_writes_total",
+            "counter",
+            "Positions file rewrites (files being tailed, their read and acknowledged offsets).",
+            |m| &m.positions_writes,
+        ),
+        (
+            "meshtap_sink_tail_positions_write_errors_total",
+            "counter",
+            "Positions file rewrites that failed.",
+            |m| &m.positions_write_errors,
+        ),
+        (
+            "meshtap_sink_tail_rotated_files_lost_total",
+            "counter",
+            "Tailed files rotated away and not found again after a restart (their unacknowledged lines are lost).",
+            |m| &m.rotated_files_lost,
+        ),
+];
+
 impl MetricsSection for TailMetrics {
     fn render(&self, out: &mut String) {
-        let all: [(&str, &str, &str, &AtomicU64); 10] = [
-            (
-                "meshtap_sink_tail_files",
-                "gauge",
-                "Container-log files being tailed.",
-                &self.files_tailed,
-            ),
-            (
-                "meshtap_sink_tail_bytes_read_total",
-                "counter",
-                "Bytes of complete lines read.",
-                &self.bytes_read,
-            ),
-            (
-                "meshtap_sink_tail_lines_read_total",
-                "counter",
-                "CRI lines read (before joining P chunks).",
-                &self.lines_read,
-            ),
-            (
-                "meshtap_sink_tail_malformed_lines_total",
-                "counter",
-                "Lines that are not CRI lines (skipped).",
-                &self.malformed_lines,
-            ),
-            (
-                "meshtap_sink_tail_lines_cut_total",
-                "counter",
-                "Joined lines cut to log_files.max_line_bytes.",
-                &self.lines_cut,
-            ),
-            (
-                "meshtap_sink_tail_truncations_total",
-                "counter",
-                "Files found shorter than the read offset (copytruncate) or than their acknowledged offset at a restart, re-read from the start (lines not read before the truncation are lost).",
-                &self.truncations,
-            ),
-            (
-                "meshtap_sink_tail_files_released_total",
-                "counter",
-                "Rotated or deleted files released after being read to their end.",
-                &self.files_released,
-            ),
-            (
-                "meshtap_sink_tail_positions_writes_total",
-                "counter",
-                "Positions file rewrites (files being tailed, their read and acknowledged offsets).",
-                &self.positions_writes,
-            ),
-            (
-                "meshtap_sink_tail_positions_write_errors_total",
-                "counter",
-                "Positions file rewrites that failed.",
-                &self.positions_write_errors,
-            ),
-            (
-                "meshtap_sink_tail_rotated_files_lost_total",
-                "counter",
-                "Tailed files rotated away and not found again after a restart (their unacknowledged lines are lost).",
-                &self.rotated_files_lost,
-            ),
-        ];
-        for (name, kind, help, value) in all {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {}",
-                value.load(Ordering::Relaxed)
-            );
+        for (name, kind, help, value) in FAMILIES {
+            header(out, name, kind, help);
+            let _ = writeln!(out, "{name} {}", value(self).load(Ordering::Relaxed));
         }
     }
 }

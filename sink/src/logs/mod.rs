@@ -48,7 +48,7 @@ pub use config::LogFilesConfig;
 pub use positions::PositionsError;
 
 use self::discovery::{pattern_matches, start_discovery, LogTarget, LogTargets};
-use self::file::TailedFile;
+use self::file::{ReadStats, TailedFile};
 use self::metrics::TailMetrics;
 use self::positions::{FileId, Position, PositionsFile};
 use self::rotation::{
@@ -92,6 +92,32 @@ struct CycleRead {
     released: Vec<(usize, bool)>,
     /// Data was left unread because the batch was full.
     more: bool,
+}
+
+/// The endpoints' batches one cycle fills, with every file's lines in the order read.
+struct BatchFill<'v> {
+    /// One batch per endpoint.
+    batches: Vec<PushBatch>,
+    /// Line bytes taken so far (the same in every batch).
+    used: usize,
+    /// Data was left unread because the budget was spent.
+    more: bool,
+    /// Shown every line read.
+    view: Option<&'v ViewTap>,
+}
+
+impl BatchFill<'_> {
+    /// Adds one entry of a file with `labels` (one per endpoint) to every batch; `path` is
+    /// the file's, given when there is a view to show the entry.
+    fn push(&mut self, path: Option<&str>, labels: &[StreamLabels], entry: LogEntry) {
+        if let (Some(view), Some(path)) = (self.view, path) {
+            view.tailed(path, &entry);
+        }
+        self.used += entry.line.len();
+        for (batch, set) in self.batches.iter_mut().zip(labels) {
+            batch.push(set, entry.clone());
+        }
+    }
 }
 
 /// The tailer's state; [`LogTailer::run`] drives it.
@@ -360,73 +386,27 @@ impl LogTailer {
             .map(|e| e.batch.max_bytes)
             .min()
             .unwrap_or(1024 * 1024);
-        let mut batches: Vec<PushBatch> = self.endpoints.iter().map(|e| e.new_batch()).collect();
-        let mut used = 0usize;
+        let mut fill = BatchFill {
+            batches: self.endpoints.iter().map(|e| e.new_batch()).collect(),
+            used: 0,
+            more: false,
+            view: self.view.as_ref(),
+        };
         let mut released = Vec::new();
-        let mut more = false;
         for (index, tracked) in self.files.iter_mut().enumerate() {
-            if used >= budget {
-                more = true;
+            if fill.used >= budget {
+                fill.more = true;
                 break;
             }
-            let Tracked {
-                file,
-                labels,
-                release_at_end,
-                drained_since,
-                ..
-            } = tracked;
-            let room = budget - used;
-            let view = self.view.as_ref().map(|view| (view, file.path.clone()));
-            let mut push = |entry: LogEntry| {
-                if let Some((view, path)) = &view {
-                    view.tailed(path, &entry);
-                }
-                used += entry.line.len();
-                for (batch, set) in batches.iter_mut().zip(labels.iter()) {
-                    batch.push(set, entry.clone());
-                }
-            };
-            let cut_before = file.lines_cut();
-            match file.read_lines(room, &mut push) {
-                Ok(stats) => {
-                    more |= stats.budget_spent;
-                    if stats.bytes > 0 || stats.budget_spent {
-                        *drained_since = None;
-                    } else if *release_at_end
-                        || std::fs::metadata(&file.path).map_or(true, |m| FileId::of(&m) != file.id)
-                    {
-                        // Renamed or deleted and nothing more to read: released after the grace.
-                        drained_since.get_or_insert_with(Instant::now);
-                    }
-                    let m = &self.metrics;
-                    m.bytes_read.fetch_add(stats.bytes, Ordering::Relaxed);
-                    m.lines_read.fetch_add(stats.lines, Ordering::Relaxed);
-                    m.malformed_lines
-                        .fetch_add(stats.malformed, Ordering::Relaxed);
-                    if stats.truncated {
-                        m.truncations.fetch_add(1, Ordering::Relaxed);
-                        tracing::warn!(path = %file.path, "file shrank (copytruncate): reading from the start; lines written before the truncation and not read are lost");
-                    }
-                }
-                Err(e) => {
-                    tracing::warn!(path = %file.path, error = %e, "read failed; releasing the file");
-                    released.push((index, false));
-                    continue;
-                }
-            }
-            self.metrics
-                .lines_cut
-                .fetch_add(file.lines_cut() - cut_before, Ordering::Relaxed);
-            if drained_since.is_some_and(|since| since.elapsed() >= RELEASE_GRACE) {
-                file.flush_pending(&mut push);
-                released.push((index, true));
+            let room = budget - fill.used;
+            if let Some(read_to_end) = tracked.read_into(room, &mut fill, &self.metrics) {
+                released.push((index, read_to_end));
             }
         }
         CycleRead {
-            batches,
+            batches: fill.batches,
             released,
-            more,
+            more: fill.more,
         }
     }
 
@@ -462,6 +442,61 @@ impl LogTailer {
 }
 
 impl Tracked {
+    /// Reads up to `room` bytes of lines into `fill` and counts them. Returns
+    /// `Some(read_to_end)` when the file is to be released: reading it failed (`false`), or,
+    /// renamed or deleted, it gave nothing more for [`RELEASE_GRACE`] (`true`).
+    fn read_into(
+        &mut self,
+        room: usize,
+        fill: &mut BatchFill<'_>,
+        metrics: &TailMetrics,
+    ) -> Option<bool> {
+        let path = fill.view.map(|_| self.file.path.clone());
+        let cut_before = self.file.lines_cut();
+        let read = self.file.read_lines(room, &mut |entry| {
+            fill.push(path.as_deref(), &self.labels, entry)
+        });
+        match read {
+            Ok(stats) => {
+                fill.more |= stats.budget_spent;
+                self.note_progress(&stats);
+                metrics.count_read(&stats);
+                if stats.truncated {
+                    tracing::warn!(path = %self.file.path, "file shrank (copytruncate): reading from the start; lines written before the truncation and not read are lost");
+                }
+            }
+            Err(e) => {
+                tracing::warn!(path = %self.file.path, error = %e, "read failed; releasing the file");
+                return Some(false);
+            }
+        }
+        metrics
+            .lines_cut
+            .fetch_add(self.file.lines_cut() - cut_before, Ordering::Relaxed);
+        if self
+            .drained_since
+            .is_some_and(|since| since.elapsed() >= RELEASE_GRACE)
+        {
+            self.file
+                .flush_pending(&mut |entry| fill.push(path.as_deref(), &self.labels, entry));
+            return Some(true);
+        }
+        None
+    }
+
+    /// Starts or resets the release grace: new data resets it; a renamed or deleted file (or
+    /// one opened under a rotated name) with nothing more to read starts it.
+    fn note_progress(&mut self, stats: &ReadStats) {
+        if stats.bytes > 0 || stats.budget_spent {
+            self.drained_since = None;
+        } else if self.release_at_end
+            || std::fs::metadata(&self.file.path).map_or(true, |m| FileId::of(&m) != self.file.id)
+        {
+            // Renamed or deleted and nothing more to read: released after the grace.
+            self.drained_since.get_or_insert_with(Instant::now);
+        }
+    }
+
     fn position(&mut self) -> Position {
         Position {
             path: self.file.path.clone(),

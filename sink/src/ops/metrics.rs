@@ -221,6 +221,24 @@ pub fn render_endpoint_families<T>(
     }
 }
 
+/// Renders the counter `name` with one `{endpoint, reason}` series per
+/// `(endpoint, reason, value)` row.
+pub fn render_dropped_by_reason<'a>(
+    out: &mut String,
+    name: &str,
+    help: &str,
+    rows: impl IntoIterator<Item = (&'a str, &'a str, u64)>,
+) {
+    header(out, name, "counter", help);
+    for (endpoint, reason, value) in rows {
+        let _ = writeln!(
+            out,
+            "{name}{{endpoint=\"{}\",reason=\"{reason}\"}} {value}",
+            escape(endpoint)
+        );
+    }
+}
+
 impl SinkMetrics {
     pub fn count_report(&self, result: ReportResult) {
         self.reports[result as usize].fetch_add(1, Ordering::Relaxed);
@@ -318,52 +336,7 @@ impl SinkMetrics {
 
     fn render_pods(&self, out: &mut String) {
         let reporters = self.reporters.lock().expect("metrics lock");
-        type Field = fn(&FilterStats) -> u64;
-        let fields: [(&str, &str, &str, Field); 7] = [
-            (
-                "meshtap_filter_series_active",
-                "gauge",
-                "Label sets the pod's filter holds.",
-                |s| s.series_active,
-            ),
-            (
-                "meshtap_filter_series_limit",
-                "gauge",
-                "The pod's filter max_series.",
-                |s| s.series_limit,
-            ),
-            (
-                "meshtap_filter_overflow_observations_total",
-                "counter",
-                "Observations folded into the overflow series.",
-                |s| s.overflow_observations,
-            ),
-            (
-                "meshtap_filter_reports_failed_total",
-                "counter",
-                "Report posts the pod's filter saw fail.",
-                |s| s.reports_failed,
-            ),
-            (
-                "meshtap_filter_access_logs_dropped_total",
-                "counter",
-                "Access-log records the pod's filter could not ship (over its bound).",
-                |s| s.access_logs_dropped,
-            ),
-            (
-                "meshtap_filter_label_values_capped_total",
-                "counter",
-                "Label values the pod's filter recorded as \"other\" (label_limits).",
-                |s| s.label_values_capped,
-            ),
-            (
-                "meshtap_filter_series_evicted_total",
-                "counter",
-                "Label sets the pod's filter evicted after series_idle_timeout without change.",
-                |s| s.series_evicted,
-            ),
-        ];
-        for (name, kind, help, field) in fields {
+        for (name, kind, help, field) in POD_FAMILIES {
             header(out, name, kind, help);
             for (reporter, stats) in reporters.iter() {
                 let _ = writeln!(
@@ -380,99 +353,17 @@ impl SinkMetrics {
 
     fn render_endpoints(&self, out: &mut String, now_ms: i64) {
         let endpoints = self.endpoints.lock().expect("metrics lock");
-        let counters: [EndpointFamily<EndpointMetrics>; 11] = [
-            (
-                "meshtap_sink_samples_sent_total",
-                "counter",
-                "Samples the endpoint accepted.",
-                |e| e.samples_sent.load(Ordering::Relaxed),
-            ),
-            (
-                "meshtap_sink_samples_failed_total",
-                "counter",
-                "Samples the endpoint refused with a non-retryable status.",
-                |e| e.samples_failed.load(Ordering::Relaxed),
-            ),
-            (
-                "meshtap_sink_samples_retried_total",
-                "counter",
-                "Samples in attempts that failed and were retried.",
-                |e| e.samples_retried.load(Ordering::Relaxed),
-            ),
-            (
-                "meshtap_sink_samples_relabel_dropped_total",
-                "counter",
-                "Samples of series the endpoint's write_relabel_configs drop (never queued).",
-                |e| e.samples_relabel_dropped.load(Ordering::Relaxed),
-            ),
-            (
-                "meshtap_sink_metadata_sent_total",
-                "counter",
-                "Metadata requests the endpoint accepted.",
-                |e| e.metadata_sent.load(Ordering::Relaxed),
-            ),
-            (
-                "meshtap_sink_metadata_failed_total",
-                "counter",
-                "Metadata requests that failed.",
-                |e| e.metadata_failed.load(Ordering::Relaxed),
-            ),
-            (
-                "meshtap_sink_queue_samples",
-                "gauge",
-                "Samples waiting to be sent (pending, queued, in flight).",
-                |e| e.queued_samples(),
-            ),
-            (
-                "meshtap_sink_queue_lanes",
-                "gauge",
-                "Parallel sending lanes.",
-                |e| e.lanes.len() as u64,
-            ),
-            (
-                "meshtap_sink_spool_bytes",
-                "gauge",
-                "Bytes of the endpoint's spool files on disk (0 without a spool).",
-                |e| {
-                    e.lanes
-                        .iter()
-                        .map(|l| l.spool_bytes.load(Ordering::Relaxed))
-                        .sum()
-                },
-            ),
-            (
-                "meshtap_sink_spool_write_errors_total",
-                "counter",
-                "Spool writes the disk refused (the batches waited in memory).",
-                |e| e.spool_write_errors.load(Ordering::Relaxed),
-            ),
-            (
-                "meshtap_sink_spool_skipped_records_total",
-                "counter",
-                "Spool records that could not be read back (their samples are dropped as spool_unreadable).",
-                |e| e.spool_skipped_records.load(Ordering::Relaxed),
-            ),
-        ];
         let named: Vec<(&str, &EndpointMetrics)> =
             endpoints.iter().map(|e| (e.name.as_str(), &**e)).collect();
-        render_endpoint_families(out, &counters, &named);
-        header(
+        render_endpoint_families(out, &ENDPOINT_FAMILIES, &named);
+        render_dropped_by_reason(
             out,
             "meshtap_sink_samples_dropped_total",
-            "counter",
             "Samples dropped before delivery, by reason.",
+            endpoints.iter().flat_map(|e| {
+                DropReason::ALL.map(|reason| (e.name.as_str(), reason.as_str(), e.dropped(reason)))
+            }),
         );
-        for e in endpoints.iter() {
-            for reason in DropReason::ALL {
-                let _ = writeln!(
-                    out,
-                    "meshtap_sink_samples_dropped_total{{endpoint=\"{}\",reason=\"{}\"}} {}",
-                    escape(&e.name),
-                    reason.as_str(),
-                    e.dropped(reason)
-                );
-            }
-        }
         header(
             out,
             "meshtap_sink_queue_lag_seconds",
@@ -491,6 +382,135 @@ impl SinkMetrics {
         }
     }
 }
+
+/// One family of the filters' own accounting: name, TYPE, HELP, and its field.
+type PodFamily = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&FilterStats) -> u64,
+);
+
+/// The filters' own accounting, one series per reporter.
+const POD_FAMILIES: [PodFamily; 7] = [
+    (
+        "meshtap_filter_series_active",
+        "gauge",
+        "Label sets the pod's filter holds.",
+        |s| s.series_active,
+    ),
+    (
+        "meshtap_filter_series_limit",
+        "gauge",
+        "The pod's filter max_series.",
+        |s| s.series_limit,
+    ),
+    (
+        "meshtap_filter_overflow_observations_total",
+        "counter",
+        "Observations folded into the overflow series.",
+        |s| s.overflow_observations,
+    ),
+    (
+        "meshtap_filter_reports_failed_total",
+        "counter",
+        "Report posts the pod's filter saw fail.",
+        |s| s.reports_failed,
+    ),
+    (
+        "meshtap_filter_access_logs_dropped_total",
+        "counter",
+        "Access-log records the pod's filter could not ship (over its bound).",
+        |s| s.access_logs_dropped,
+    ),
+    (
+        "meshtap_filter_label_values_capped_total",
+        "counter",
+        "Label values the pod's filter recorded as \"other\" (label_limits).",
+        |s| s.label_values_capped,
+    ),
+    (
+        "meshtap_filter_series_evicted_total",
+        "counter",
+        "Label sets the pod's filter evicted after series_idle_timeout without change.",
+        |s| s.series_evicted,
+    ),
+];
+
+/// The remote-write endpoints' families with one series per endpoint.
+const ENDPOINT_FAMILIES: [EndpointFamily<EndpointMetrics>; 11] = [
+    (
+        "meshtap_sink_samples_sent_total",
+        "counter",
+        "Samples the endpoint accepted.",
+        |e| e.samples_sent.load(Ordering::Relaxed),
+    ),
+    (
+        "meshtap_sink_samples_failed_total",
+        "counter",
+        "Samples the endpoint refused with a non-retryable status.",
+        |e| e.samples_failed.load(Ordering::Relaxed),
+    ),
+    (
+        "meshtap_sink_samples_retried_total",
+        "counter",
+        "Samples in attempts that failed and were retried.",
+        |e| e.samples_retried.load(Ordering::Relaxed),
+    ),
+    (
+        "meshtap_sink_samples_relabel_dropped_total",
+        "counter",
+        "Samples of series the endpoint's write_relabel_configs drop (never queued).",
+        |e| e.samples_relabel_dropped.load(Ordering::Relaxed),
+    ),
+    (
+        "meshtap_sink_metadata_sent_total",
+        "counter",
+        "Metadata requests the endpoint accepted.",
+        |e| e.metadata_sent.load(Ordering::Relaxed),
+    ),
+    (
+        "meshtap_sink_metadata_failed_total",
+        "counter",
+        "Metadata requests that failed.",
+        |e| e.metadata_failed.load(Ordering::Relaxed),
+    ),
+    (
+        "meshtap_sink_queue_samples",
+        "gauge",
+        "Samples waiting to be sent (pending, queued, in flight).",
+        |e| e.queued_samples(),
+    ),
+    (
+        "meshtap_sink_queue_lanes",
+        "gauge",
+        "Parallel sending lanes.",
+        |e| e.lanes.len() as u64,
+    ),
+    (
+        "meshtap_sink_spool_bytes",
+        "gauge",
+        "Bytes of the endpoint's spool files on disk (0 without a spool).",
+        |e| {
+            e.lanes
+                .iter()
+                .map(|l| l.spool_bytes.load(Ordering::Relaxed))
+                .sum()
+        },
+    ),
+    (
+        "meshtap_sink_spool_write_errors_total",
+        "counter",
+        "Spool writes the disk refused (the batches waited in memory).",
+        |e| e.spool_write_errors.load(Ordering::Relaxed),
+    ),
+    (
+        "meshtap_sink_spool_skipped_records_total",
+        "counter",
+        "Spool records that could not be read back (their samples are dropped as spool_unreadable).",
+        |e| e.spool_skipped_records.load(Ordering::Relaxed),
+    ),
+];
 
 #[cfg(test)]
 mod tests {

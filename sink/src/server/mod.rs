@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use axum::routing::{get, post};
 use axum::Router;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::config::SinkConfig;
@@ -30,7 +30,7 @@ use crate::ingest::Ingestor;
 use crate::logs::{LogTailer, PositionsError};
 use crate::ops::health::{self, OpsState};
 use crate::ops::metrics::SinkMetrics;
-use crate::reload::{ReloadMetrics, ReloadTrigger};
+use crate::reload::{ReloadMetrics, ReloadRequest, ReloadTrigger};
 use crate::scrape::{ScrapeStage, ScrapeStartError};
 use crate::serve::{HttpServer, ListenError};
 use crate::spool::Spool;
@@ -142,6 +142,29 @@ impl Stages {
         })
     }
 
+    /// Registers the reload metrics and starts the task that serves reload `requests`,
+    /// re-reading `path` (when the config came from a file) into the running stages.
+    fn spawn_reloader(
+        &self,
+        config: &SinkConfig,
+        path: Option<PathBuf>,
+        metrics: &Arc<SinkMetrics>,
+        requests: mpsc::Receiver<ReloadRequest>,
+    ) -> JoinHandle<()> {
+        let reload_metrics = Arc::new(ReloadMetrics::new(now_ms()));
+        metrics.add_section(reload_metrics.clone());
+        reload::Reloader {
+            path,
+            running: config.clone(),
+            exporter: self.exporter.clone(),
+            scrape: self.scrape.clone(),
+            spool: self.spool.clone(),
+            sink_metrics: metrics.clone(),
+            metrics: reload_metrics,
+        }
+        .spawn(requests)
+    }
+
     /// The `POST /v1/reports` handler's state: the token and identity checks and the ingestor
     /// that hands accepted reports to the stages.
     fn report_endpoint(
@@ -207,6 +230,22 @@ fn routes(
     (app, ops_app)
 }
 
+/// Asks for a reload whenever the config file at `path` changes (`reload.watch`), until
+/// `stop` turns true.
+fn spawn_config_watch(
+    path: PathBuf,
+    config: &SinkConfig,
+    reload: &ReloadTrigger,
+    stop: &watch::Receiver<bool>,
+) {
+    tokio::spawn(crate::reload::watch::run_watch(
+        config.reload.watch_interval.get(),
+        move || reload::config_fingerprint(&path),
+        reload.clone(),
+        stop.clone(),
+    ));
+}
+
 /// Sweeps silent reporters every [`SWEEP_EVERY`] until `stop` turns true.
 fn spawn_sweeper(ingestor: Arc<Ingestor>, mut stop: watch::Receiver<bool>) -> JoinHandle<()> {
     tokio::spawn(async move {
@@ -243,18 +282,7 @@ impl RunningSink {
         let stages = Stages::start(config, &metrics)?;
         let (reports, ingestor) = stages.report_endpoint(config, &metrics);
         let (reload, requests) = ReloadTrigger::channel();
-        let reload_metrics = Arc::new(ReloadMetrics::new(now_ms()));
-        metrics.add_section(reload_metrics.clone());
-        let reloader = reload::Reloader {
-            path: path.clone(),
-            running: config.clone(),
-            exporter: stages.exporter.clone(),
-            scrape: stages.scrape.clone(),
-            spool: stages.spool.clone(),
-            sink_metrics: metrics.clone(),
-            metrics: reload_metrics,
-        }
-        .spawn(requests);
+        let reloader = stages.spawn_reloader(config, path.clone(), &metrics, requests);
         let ops = Arc::new(OpsState {
             metrics,
             ready: Default::default(),
@@ -278,12 +306,7 @@ impl RunningSink {
             tokio::spawn(view.run_trends(stop_rx.clone()));
         }
         if let (Some(path), true) = (path, config.reload.watch) {
-            tokio::spawn(crate::reload::watch::run_watch(
-                config.reload.watch_interval.get(),
-                move || reload::config_fingerprint(&path),
-                reload.clone(),
-                stop_rx.clone(),
-            ));
+            spawn_config_watch(path, config, &reload, &stop_rx);
         }
         let sweeper = spawn_sweeper(ingestor, stop_rx);
         tracing::info!(listen = %local_addr, ops_listen = ?ops_addr, endpoints = config.remote_write.len(), "meshtap-sink ready");

@@ -122,83 +122,16 @@ impl Default for PromMetadataConfig {
 impl PromRemoteWrite {
     /// The endpoint this entry stands for; `at` is its path.
     pub fn translate(&self, global: &Global, at: &str) -> Result<RemoteWriteConfig, String> {
-        if self.send_exemplars {
-            return Err(format!(
-                "{at}.send_exemplars: not supported by meshtap (it sends no exemplars)"
-            ));
-        }
-        if self.send_native_histograms {
-            return Err(format!(
-                "{at}.send_native_histograms: not supported by meshtap (it sends classic histograms)"
-            ));
-        }
+        self.refuse_what_meshtap_does_not_send(at)?;
         let mut headers = self.headers.clone();
-        let basic_auth = match &self.basic_auth {
-            Some(basic) => Some(BasicAuth {
-                username: basic.username.clone(),
-                password: match (&basic.password, &basic.password_file) {
-                    (Some(_), Some(_)) => {
-                        return Err(format!(
-                            "{at}.basic_auth: at most one of password and password_file may be set"
-                        ))
-                    }
-                    (_, Some(file)) => {
-                        read_secret(&format!("{at}.basic_auth.password_file"), file)?
-                    }
-                    (password, None) => password.clone().unwrap_or_default(),
-                },
-            }),
-            None => None,
-        };
-        let mut bearer_token = match (&self.bearer_token, &self.bearer_token_file) {
-            (Some(_), Some(_)) => {
-                return Err(format!(
-                    "{at}: at most one of bearer_token and bearer_token_file may be set"
-                ))
-            }
-            (_, Some(file)) => Some(read_secret(&format!("{at}.bearer_token_file"), file)?),
-            (token, None) => token.clone(),
-        };
-        if let Some(auth) = &self.authorization {
-            let credentials = match (&auth.credentials, &auth.credentials_file) {
-                (Some(_), Some(_)) => {
-                    return Err(format!(
-                        "{at}.authorization: at most one of credentials and credentials_file may be set"
-                    ))
-                }
-                (_, Some(file)) => {
-                    read_secret(&format!("{at}.authorization.credentials_file"), file)?
-                }
-                (credentials, None) => credentials.clone().unwrap_or_default(),
-            };
-            if basic_auth.is_some() || bearer_token.is_some() {
-                return Err(format!(
-                    "{at}.authorization: at most one of basic_auth, authorization and bearer_token may be set"
-                ));
-            }
-            if auth.kind.eq_ignore_ascii_case("bearer") {
-                bearer_token = Some(credentials);
-            } else {
-                headers.insert(
-                    "Authorization".into(),
-                    format!("{} {credentials}", auth.kind),
-                );
-            }
-        }
-        let queue = self
-            .queue_config
-            .as_ref()
-            .map_or_else(QueueConfig::default, |q| QueueConfig {
-                max_samples_per_send: q.max_samples_per_send,
-                batch_send_deadline: q.batch_send_deadline,
-                lanes: q.max_shards,
-                min_backoff: q.min_backoff,
-                max_backoff: q.max_backoff,
-                retry_on_429: q.retry_on_http_429,
-                max_sample_age: q.sample_age_limit,
-                capacity: q.capacity.saturating_mul(q.max_shards),
-                ..QueueConfig::default()
-            });
+        let basic_auth = self.basic_auth(at)?;
+        let mut bearer_token = inline_or_file(
+            at,
+            "bearer_token",
+            self.bearer_token.as_deref(),
+            self.bearer_token_file.as_deref(),
+        )?;
+        self.apply_authorization(at, basic_auth.is_some(), &mut bearer_token, &mut headers)?;
         let config = RemoteWriteConfig {
             name: self.name.clone(),
             url: self.url.clone(),
@@ -214,9 +147,111 @@ impl PromRemoteWrite {
             remote_timeout: self
                 .remote_timeout
                 .unwrap_or_else(|| HumanDuration::from_secs(30)),
-            queue,
+            queue: self.queue(),
         };
         config.check(at)?;
         Ok(config)
+    }
+
+    /// Exemplars and native histograms: meshtap has none to send.
+    fn refuse_what_meshtap_does_not_send(&self, at: &str) -> Result<(), String> {
+        if self.send_exemplars {
+            return Err(format!(
+                "{at}.send_exemplars: not supported by meshtap (it sends no exemplars)"
+            ));
+        }
+        if self.send_native_histograms {
+            return Err(format!(
+                "{at}.send_native_histograms: not supported by meshtap (it sends classic histograms)"
+            ));
+        }
+        Ok(())
+    }
+
+    /// `basic_auth:` with its password read from `password_file` when given.
+    fn basic_auth(&self, at: &str) -> Result<Option<BasicAuth>, String> {
+        let Some(basic) = &self.basic_auth else {
+            return Ok(None);
+        };
+        let at = format!("{at}.basic_auth");
+        let password = inline_or_file(
+            &at,
+            "password",
+            basic.password.as_deref(),
+            basic.password_file.as_deref(),
+        )?;
+        Ok(Some(BasicAuth {
+            username: basic.username.clone(),
+            password: password.unwrap_or_default(),
+        }))
+    }
+
+    /// `authorization:` as the bearer token (type `Bearer`) or an `Authorization` header
+    /// (any other type); refused beside `basic_auth` or a bearer token.
+    fn apply_authorization(
+        &self,
+        at: &str,
+        has_basic_auth: bool,
+        bearer_token: &mut Option<String>,
+        headers: &mut BTreeMap<String, String>,
+    ) -> Result<(), String> {
+        let Some(auth) = &self.authorization else {
+            return Ok(());
+        };
+        let credentials = inline_or_file(
+            &format!("{at}.authorization"),
+            "credentials",
+            auth.credentials.as_deref(),
+            auth.credentials_file.as_deref(),
+        )?
+        .unwrap_or_default();
+        if has_basic_auth || bearer_token.is_some() {
+            return Err(format!(
+                "{at}.authorization: at most one of basic_auth, authorization and bearer_token may be set"
+            ));
+        }
+        if auth.kind.eq_ignore_ascii_case("bearer") {
+            *bearer_token = Some(credentials);
+        } else {
+            headers.insert(
+                "Authorization".into(),
+                format!("{} {credentials}", auth.kind),
+            );
+        }
+        Ok(())
+    }
+
+    /// `queue_config:` in the endpoint's terms (`capacity` is per shard in Prometheus, for
+    /// all lanes in meshtap).
+    fn queue(&self) -> QueueConfig {
+        self.queue_config
+            .as_ref()
+            .map_or_else(QueueConfig::default, |q| QueueConfig {
+                max_samples_per_send: q.max_samples_per_send,
+                batch_send_deadline: q.batch_send_deadline,
+                lanes: q.max_shards,
+                min_backoff: q.min_backoff,
+                max_backoff: q.max_backoff,
+                retry_on_429: q.retry_on_http_429,
+                max_sample_age: q.sample_age_limit,
+                capacity: q.capacity.saturating_mul(q.max_shards),
+                ..QueueConfig::default()
+            })
+    }
+}
+
+/// `<key>` or `<key>_file` (read now) under `at`, not both; `None` when neither is set.
+fn inline_or_file(
+    at: &str,
+    key: &str,
+    inline: Option<&str>,
+    file: Option<&str>,
+) -> Result<Option<String>, String> {
+    match (inline, file) {
+        (Some(_), Some(_)) => Err(format!(
+            "{at}: at most one of {key} and {key}_file may be set"
+        )),
+        (_, Some(file)) => read_secret(&format!("{at}.{key}_file"), file).map(Some),
+        (inline, None) => Ok(inline.map(str::to_owned)),
     }
 }

@@ -2,11 +2,12 @@
 //!
 //! Owns the `meshtap_sink_log_*` metric names; the sender and the tailer only bump the atomics.
 
-use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use crate::ops::metrics::{escape, render_endpoint_families, EndpointFamily, MetricsSection};
+use crate::ops::metrics::{
+    render_dropped_by_reason, render_endpoint_families, EndpointFamily, MetricsSection,
+};
 
 /// Why log entries were dropped before delivery.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -92,71 +93,66 @@ pub struct LokiMetricsSection {
 
 impl MetricsSection for LokiMetricsSection {
     fn render(&self, out: &mut String) {
-        let counters: [EndpointFamily<LokiEndpointMetrics>; 7] = [
-            (
-                "meshtap_sink_log_entries_sent_total",
-                "counter",
-                "Log entries Loki acknowledged.",
-                |e| e.entries_sent.load(Ordering::Relaxed),
-            ),
-            (
-                "meshtap_sink_log_entries_refused_total",
-                "counter",
-                "Log entries in pushes Loki refused without retry (400 = partial success).",
-                |e| e.entries_refused.load(Ordering::Relaxed),
-            ),
-            (
-                "meshtap_sink_log_entries_retried_total",
-                "counter",
-                "Log entries in attempts that failed and were retried.",
-                |e| e.entries_retried.load(Ordering::Relaxed),
-            ),
-            (
-                "meshtap_sink_log_lines_truncated_total",
-                "counter",
-                "Log lines cut to batch.max_line_bytes.",
-                |e| e.lines_truncated.load(Ordering::Relaxed),
-            ),
-            (
-                "meshtap_sink_log_metadata_stripped_total",
-                "counter",
-                "Log entries sent without their structured metadata (over Loki's limits).",
-                |e| e.metadata_stripped.load(Ordering::Relaxed),
-            ),
-            (
-                "meshtap_sink_log_queue_entries",
-                "gauge",
-                "Filter-shipped log entries waiting to be sent.",
-                |e| e.queued_entries.load(Ordering::Relaxed),
-            ),
-            (
-                "meshtap_sink_log_spool_bytes",
-                "gauge",
-                "Bytes of the endpoint's spool files of filter-shipped pushes (0 without a spool).",
-                |e| e.spool_bytes.load(Ordering::Relaxed),
-            ),
-        ];
         let named: Vec<(&str, &LokiEndpointMetrics)> = self
             .endpoints
             .iter()
             .map(|e| (e.name.as_str(), &**e))
             .collect();
-        render_endpoint_families(out, &counters, &named);
-        let name = "meshtap_sink_log_entries_dropped_total";
-        let _ = writeln!(
+        render_endpoint_families(out, &LOKI_FAMILIES, &named);
+        render_dropped_by_reason(
             out,
-            "# HELP {name} Log entries dropped before delivery, by reason.\n# TYPE {name} counter"
+            "meshtap_sink_log_entries_dropped_total",
+            "Log entries dropped before delivery, by reason.",
+            self.endpoints.iter().flat_map(|e| {
+                LogDropReason::ALL
+                    .map(|reason| (e.name.as_str(), reason.as_str(), e.dropped(reason)))
+            }),
         );
-        for e in &self.endpoints {
-            for reason in LogDropReason::ALL {
-                let _ = writeln!(
-                    out,
-                    "{name}{{endpoint=\"{}\",reason=\"{}\"}} {}",
-                    escape(&e.name),
-                    reason.as_str(),
-                    e.dropped(reason)
-                );
-            }
-        }
     }
 }
+
+/// The Loki endpoints' families with one series per endpoint.
+const LOKI_FAMILIES: [EndpointFamily<LokiEndpointMetrics>; 7] = [
+    (
+        "meshtap_sink_log_entries_sent_total",
+        "counter",
+        "Log entries Loki acknowledged.",
+        |e| e.entries_sent.load(Ordering::Relaxed),
+    ),
+    (
+        "meshtap_sink_log_entries_refused_total",
+        "counter",
+        "Log entries in pushes Loki refused without retry (400 = partial success).",
+        |e| e.entries_refused.load(Ordering::Relaxed),
+    ),
+    (
+        "meshtap_sink_log_entries_retried_total",
+        "counter",
+        "Log entries in attempts that failed and were retried.",
+        |e| e.entries_retried.load(Ordering::Relaxed),
+    ),
+    (
+        "meshtap_sink_log_lines_truncated_total",
+        "counter",
+        "Log lines cut to batch.max_line_bytes.",
+        |e| e.lines_truncated.load(Ordering::Relaxed),
+    ),
+    (
+        "meshtap_sink_log_metadata_stripped_total",
+        "counter",
+        "Log entries sent without their structured metadata (over Loki's limits).",
+        |e| e.metadata_stripped.load(Ordering::Relaxed),
+    ),
+    (
+        "meshtap_sink_log_queue_entries",
+        "gauge",
+        "Filter-shipped log entries waiting to be sent.",
+        |e| e.queued_entries.load(Ordering::Relaxed),
+    ),
+    (
+        "meshtap_sink_log_spool_bytes",
+        "gauge",
+        "Bytes of the endpoint's spool files of filter-shipped pushes (0 without a spool).",
+        |e| e.spool_bytes.load(Ordering::Relaxed),
+    ),
+];

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::client::{RemoteWriteClient, SendOutcome};
+use super::config::QueueConfig;
 use super::lane::Lane;
 use super::queue::Outgoing;
 use super::spooled_body::drop_older_than;
@@ -78,6 +79,25 @@ impl RetriedPush for BatchPush<'_> {
 }
 
 impl BatchSender {
+    /// A lane's sender through `client`, adding `external_labels`, with the backoff and age
+    /// limit of `queue`.
+    pub fn new(
+        client: &Arc<RemoteWriteClient>,
+        metrics: &Arc<EndpointMetrics>,
+        external_labels: &[(String, String)],
+        queue: &QueueConfig,
+    ) -> BatchSender {
+        BatchSender {
+            client: client.clone(),
+            metrics: metrics.clone(),
+            external_labels: external_labels.to_vec(),
+            min_backoff: queue.min_backoff.get(),
+            max_backoff: queue.max_backoff.get(),
+            max_sample_age: queue.max_sample_age.get(),
+            encoder: RequestEncoder::new(),
+        }
+    }
+
     /// Sends `batch` until it is delivered, refused, or emptied by the age limit.
     pub async fn deliver(&mut self, lane: &Lane, batch: Outgoing) {
         let backoff = Backoff::new(self.min_backoff, self.max_backoff);

@@ -41,7 +41,6 @@ use crate::export::receipt::Receipt;
 use crate::export::EndpointError;
 use crate::ops::metrics::EndpointMetrics;
 use crate::spool::{Spool, SpoolKind};
-use meshtap_remotewrite::encoder::RequestEncoder;
 use meshtap_remotewrite::sample::ExportSample;
 use meshtap_remotewrite::series::Sample;
 
@@ -115,6 +114,27 @@ fn open_queues(
     Ok(queues)
 }
 
+/// One lane over each queue, cutting batches as `queue` says.
+fn lanes_over(
+    queues: Vec<Box<dyn BatchQueue>>,
+    queue: &QueueConfig,
+    metrics: &Arc<EndpointMetrics>,
+) -> Vec<Arc<Lane>> {
+    queues
+        .into_iter()
+        .enumerate()
+        .map(|(i, lane_queue)| {
+            Arc::new(Lane::new(
+                i,
+                lane_queue,
+                queue.max_samples_per_send,
+                queue.batch_send_deadline.get(),
+                metrics.clone(),
+            ))
+        })
+        .collect()
+}
+
 /// The task that sends `lane`'s batches, one at a time and in order, until `flush` ends it.
 fn spawn_sender(
     lane: Arc<Lane>,
@@ -152,31 +172,11 @@ impl Endpoint {
             external_labels
         };
         let queues = open_queues(config, spool, &metrics, &external_labels)?;
-        let lanes: Vec<Arc<Lane>> = queues
-            .into_iter()
-            .enumerate()
-            .map(|(i, queue)| {
-                Arc::new(Lane::new(
-                    i,
-                    queue,
-                    q.max_samples_per_send,
-                    q.batch_send_deadline.get(),
-                    metrics.clone(),
-                ))
-            })
-            .collect();
+        let lanes = lanes_over(queues, q, &metrics);
         let senders = lanes
             .iter()
             .map(|lane| {
-                let sender = BatchSender {
-                    client: client.clone(),
-                    metrics: metrics.clone(),
-                    external_labels: external_labels.clone(),
-                    min_backoff: q.min_backoff.get(),
-                    max_backoff: q.max_backoff.get(),
-                    max_sample_age: q.max_sample_age.get(),
-                    encoder: RequestEncoder::new(),
-                };
+                let sender = BatchSender::new(&client, &metrics, &external_labels, q);
                 spawn_sender(lane.clone(), sender, flush.clone())
             })
             .collect();
