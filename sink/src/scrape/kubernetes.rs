@@ -78,43 +78,62 @@ pub async fn watch_pods(sd: KubernetesSd, what: String, mut on_change: impl FnMu
             .boxed()
     });
     let mut events = futures_util::stream::select_all(watchers);
-    let count = sd.namespaces.len().max(1);
-    let mut pods: Vec<HashMap<PodName, Vec<Labels>>> = vec![HashMap::new(); count];
-    let mut listing: Vec<Option<HashMap<PodName, Vec<Labels>>>> = vec![None; count];
+    let mut watched = vec![WatchedPods::default(); sd.namespaces.len().max(1)];
     while let Some((i, event)) = events.next().await {
         let changed = match event {
             Err(error) => {
                 tracing::warn!(%what, %error, "kubernetes_sd: watch failed; retrying with backoff");
                 false
             }
-            Ok(Event::Init) => {
-                listing[i] = Some(HashMap::new());
+            Ok(event) => watched[i].apply(sd.role, event),
+        };
+        if changed {
+            let all = watched
+                .iter()
+                .flat_map(|w| w.pods.values())
+                .flatten()
+                .cloned();
+            on_change(all.collect());
+        }
+    }
+}
+
+/// One watch's discovered label sets per pod, and the set a relist is building (swapped in
+/// whole at `InitDone`, so a relist never shows a partial set).
+#[derive(Clone, Default)]
+struct WatchedPods {
+    pods: HashMap<PodName, Vec<Labels>>,
+    listing: Option<HashMap<PodName, Vec<Labels>>>,
+}
+
+impl WatchedPods {
+    /// Applies one watch event; true when the current set changed.
+    fn apply(&mut self, role: PodRole, event: Event<Pod>) -> bool {
+        match event {
+            Event::Init => {
+                self.listing = Some(HashMap::new());
                 false
             }
-            Ok(Event::InitApply(pod)) => {
-                let found = discovered(sd.role, &pod);
-                if let (Some(buffer), false) = (&mut listing[i], found.is_empty()) {
+            Event::InitApply(pod) => {
+                let found = discovered(role, &pod);
+                if let (Some(buffer), false) = (&mut self.listing, found.is_empty()) {
                     buffer.insert(name_of(&pod), found);
                 }
                 false
             }
-            Ok(Event::InitDone) => {
-                pods[i] = listing[i].take().unwrap_or_default();
+            Event::InitDone => {
+                self.pods = self.listing.take().unwrap_or_default();
                 true
             }
-            Ok(Event::Apply(pod)) => {
-                let found = discovered(sd.role, &pod);
+            Event::Apply(pod) => {
+                let found = discovered(role, &pod);
                 match found.is_empty() {
-                    false => pods[i].insert(name_of(&pod), found),
-                    true => pods[i].remove(&name_of(&pod)),
+                    false => self.pods.insert(name_of(&pod), found),
+                    true => self.pods.remove(&name_of(&pod)),
                 };
                 true
             }
-            Ok(Event::Delete(pod)) => pods[i].remove(&name_of(&pod)).is_some(),
-        };
-        if changed {
-            let all = pods.iter().flat_map(HashMap::values).flatten().cloned();
-            on_change(all.collect());
+            Event::Delete(pod) => self.pods.remove(&name_of(&pod)).is_some(),
         }
     }
 }

@@ -85,8 +85,7 @@ pub async fn run_membership(
     let mut events = watcher::watcher(api, watcher::Config::default().labels(&selector))
         .default_backoff()
         .boxed();
-    let mut slices = Slices::new();
-    let mut listing: Option<Slices> = None;
+    let mut watched = WatchedSlices::default();
     let mut waiting_for_list = true;
     let first_list_deadline = tokio::time::sleep(wait);
     tokio::pin!(first_list_deadline);
@@ -107,31 +106,50 @@ pub async fn run_membership(
                 metrics.count_error();
                 false
             }
-            Ok(Event::Init) => {
-                listing = Some(Slices::new());
+            Ok(event) => {
+                waiting_for_list &= !matches!(event, Event::InitDone);
+                watched.apply(event)
+            }
+        };
+        if changed {
+            metrics.count_update();
+            let membership = Membership::from_slices(watched.slices.values(), &config.member);
+            publish(&targets, &metrics, &config, membership);
+        }
+    }
+}
+
+/// The EndpointSlices the watch has delivered: the current set, and the one a relist is
+/// building (swapped in whole at `InitDone`, so a relist never shows a partial membership).
+#[derive(Default)]
+struct WatchedSlices {
+    slices: Slices,
+    listing: Option<Slices>,
+}
+
+impl WatchedSlices {
+    /// Applies one watch event; true when the current set changed.
+    fn apply(&mut self, event: Event<EndpointSlice>) -> bool {
+        match event {
+            Event::Init => {
+                self.listing = Some(Slices::new());
                 false
             }
-            Ok(Event::InitApply(slice)) => {
-                if let Some(buffer) = &mut listing {
+            Event::InitApply(slice) => {
+                if let Some(buffer) = &mut self.listing {
                     buffer.insert(slice_name(&slice), slice);
                 }
                 false
             }
-            Ok(Event::InitDone) => {
-                slices = listing.take().unwrap_or_default();
-                waiting_for_list = false;
+            Event::InitDone => {
+                self.slices = self.listing.take().unwrap_or_default();
                 true
             }
-            Ok(Event::Apply(slice)) => {
-                slices.insert(slice_name(&slice), slice);
+            Event::Apply(slice) => {
+                self.slices.insert(slice_name(&slice), slice);
                 true
             }
-            Ok(Event::Delete(slice)) => slices.remove(&slice_name(&slice)).is_some(),
-        };
-        if changed {
-            metrics.count_update();
-            let membership = Membership::from_slices(slices.values(), &config.member);
-            publish(&targets, &metrics, &config, membership);
+            Event::Delete(slice) => self.slices.remove(&slice_name(&slice)).is_some(),
         }
     }
 }

@@ -154,22 +154,7 @@ impl TargetSet {
             .filter(|(key, _)| membership.owns(&target_key(&key.0, &key.1)))
             .map(|(key, t)| (key, *t))
             .collect();
-        let ending: Vec<LoopKey> = loops
-            .iter()
-            .filter(|(key, running)| key.0 == job && wanted.get(key) != Some(&&running.target))
-            .map(|(key, _)| key.clone())
-            .collect();
-        for key in ending {
-            let Some(running) = loops.remove(&key) else {
-                continue;
-            };
-            let handed_over = all_of_job.get(&key) == Some(&&running.target);
-            running.state.send_replace(if handed_over {
-                LoopState::Shutdown
-            } else {
-                LoopState::Removed
-            });
-        }
+        end_unwanted_loops(loops, job, &wanted, &all_of_job);
         let job_metrics = self.metrics.job(job);
         job_metrics
             .targets_owned
@@ -422,5 +407,31 @@ impl ScrapeStage {
             task.abort();
         }
         self.targets.stop().await;
+    }
+}
+
+/// Stops the job's loops whose target is no longer wanted here: `Shutdown` when the target
+/// still exists (another replica owns it now, so no stale markers), `Removed` when it is gone.
+fn end_unwanted_loops(
+    loops: &mut HashMap<LoopKey, RunningLoop>,
+    job: &str,
+    wanted: &HashMap<&LoopKey, &Target>,
+    all_of_job: &HashMap<LoopKey, &Target>,
+) {
+    let ending: Vec<LoopKey> = loops
+        .iter()
+        .filter(|(key, running)| key.0 == job && wanted.get(key) != Some(&&running.target))
+        .map(|(key, _)| key.clone())
+        .collect();
+    for key in ending {
+        let Some(running) = loops.remove(&key) else {
+            continue;
+        };
+        let handed_over = all_of_job.get(&key) == Some(&&running.target);
+        running.state.send_replace(if handed_over {
+            LoopState::Shutdown
+        } else {
+            LoopState::Removed
+        });
     }
 }
