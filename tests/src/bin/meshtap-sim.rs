@@ -158,6 +158,12 @@ fn main() -> anyhow::Result<()> {
         let drain = sim.report_interval() * 2 + Duration::from_secs(1);
         sim.idle(drain);
     }
+    print_summary(&sim);
+    check_vms(&sim)
+}
+
+/// Prints how many streams, connections and reports the run produced (stderr).
+fn print_summary(sim: &Simulation) {
     let totals = sim.totals();
     eprintln!(
         "meshtap-sim: {} client-side, {} waypoint and {} server-side streams, {} reports received",
@@ -177,6 +183,10 @@ fn main() -> anyhow::Result<()> {
             sim.open_connections()
         );
     }
+}
+
+/// Fails when any proxy's filter VM is not running (each one named on stderr).
+fn check_vms(sim: &Simulation) -> anyhow::Result<()> {
     let mut failed = false;
     for (name, proxy) in sim.proxies() {
         for (worker, status) in proxy.vm_statuses().into_iter().enumerate() {
