@@ -211,47 +211,18 @@ impl CallInstance<'_> {
     pub fn client_view(&self, from: &ResolvedWorkload, target: Target<'_>) -> HttpExchange {
         let flags = response_flag_bits(self.flags_text()).expect("flags were validated");
         let reached = self.outcome.server_sees_it();
-        let exchange = self.exchange();
         let mut request_headers = self.request_headers(target);
         let mut props = Properties::new();
         self.outbound_properties(&mut props, from, target);
-        let mut peer_header = None;
-        match target {
+        let peer_header = match target {
             Target::Workload(to) => {
-                if exchange == Exchange::Headers {
-                    request_headers.push((
-                        "x-envoy-peer-metadata".into(),
-                        peer_metadata_header(&from.peer()),
-                    ));
-                    request_headers
-                        .push(("x-envoy-peer-metadata-id".into(), from.node(self.mesh).id));
-                }
-                if !self.has_flag("NR") && !self.has_flag("NC") {
-                    let host = to.service_host.clone().unwrap_or_default();
-                    props.set_string(
-                        &["xds", "route_name"],
-                        &format!("{host}:{}", to.port),
-                        Phase::Request,
-                    );
-                }
-                if to.sidecar && reached && self.outcome.code != 0 {
-                    match exchange {
-                        Exchange::FilterState => {
-                            props.set(
-                                &["filter_state", "upstream_peer"],
-                                PropertyValue::Bytes(peer_filter_state(&to.peer())),
-                                Phase::Response,
-                            );
-                        }
-                        Exchange::Headers => peer_header = Some(peer_metadata_header(&to.peer())),
-                        Exchange::None => {}
-                    }
-                }
+                self.client_view_of_workload(from, to, &mut request_headers, &mut props)
             }
             Target::External(_) => {
                 props.set_string(&["xds", "route_name"], "allow_any", Phase::Request);
+                None
             }
-        }
+        };
         self.end_of_stream_properties(&mut props, self.outcome.code, flags);
         let upstream_address = match target {
             Target::Workload(to) => format!("{}:{}", to.ip, to.port),
@@ -274,6 +245,49 @@ impl CallInstance<'_> {
             self.response(self.outcome.code, peer_header),
             props,
         )
+    }
+
+    /// The client sidecar's view of a call to a mesh workload: the peer headers it sends in
+    /// header-exchange mode, the route it matched, and what it learns of the server peer (filter
+    /// state, or the response header returned here) once a sidecar answered.
+    fn client_view_of_workload(
+        &self,
+        from: &ResolvedWorkload,
+        to: &ResolvedWorkload,
+        request_headers: &mut Vec<(String, String)>,
+        props: &mut Properties,
+    ) -> Option<String> {
+        let exchange = self.exchange();
+        if exchange == Exchange::Headers {
+            request_headers.push((
+                "x-envoy-peer-metadata".into(),
+                peer_metadata_header(&from.peer()),
+            ));
+            request_headers.push(("x-envoy-peer-metadata-id".into(), from.node(self.mesh).id));
+        }
+        if !self.has_flag("NR") && !self.has_flag("NC") {
+            let host = to.service_host.clone().unwrap_or_default();
+            props.set_string(
+                &["xds", "route_name"],
+                &format!("{host}:{}", to.port),
+                Phase::Request,
+            );
+        }
+        if !(to.sidecar && self.outcome.server_sees_it() && self.outcome.code != 0) {
+            return None;
+        }
+        match exchange {
+            Exchange::FilterState => {
+                props.set(
+                    &["filter_state", "upstream_peer"],
+                    PropertyValue::Bytes(peer_filter_state(&to.peer())),
+                    Phase::Response,
+                );
+                None
+            }
+            Exchange::Headers => Some(peer_metadata_header(&to.peer())),
+            Exchange::None => None,
+        }
     }
 
     /// What every outbound view (HTTP or TCP) shares: direction, cluster and its metadata, the
