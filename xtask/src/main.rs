@@ -38,6 +38,7 @@ commands:
       --seconds N             stop after N seconds (default: until Ctrl-C)
       --scenario FILE         scenario to run (default tests/scenarios/demo.yaml)
       --remote-write-url URL  also write to this Prometheus remote-write endpoint
+      --loki-url URL          also push the access logs to this Loki push endpoint
       --sink-config FILE      use this sink config instead of the generated one
   bench [filter|ingest|logs|all]   run the benchmarks (criterion, plus the .wasm in the test host)
   bench scrape [--targets N[,N..]] [--series N] [--interval S] [--seconds N] [--contenders LIST] [--short]
@@ -55,6 +56,10 @@ fn main() -> Result<()> {
         bail!("no command given");
     };
     let rest: Vec<String> = args.collect();
+    if rest.iter().any(|a| a == "--help" || a == "-h") {
+        print!("{USAGE}");
+        return Ok(());
+    }
     match cmd.as_str() {
         "build-filter" => {
             let wasm = process::build_filter()?;
