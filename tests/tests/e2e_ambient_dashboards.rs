@@ -164,23 +164,13 @@ fn every_panel_of_our_dashboards_answers_on_a_mixed_mesh() {
     let tool = check_tool();
     let prometheus = Prometheus::start();
     let work = Path::new(env!("CARGO_TARGET_TMPDIR")).join("e2e_ambient_dashboards");
-    let backend = format!(
-        "remote_write:\n  - url: \"{}\"\n    queue: {{batch_send_deadline: 200ms}}\n",
-        prometheus.write_url()
-    );
-    let mut mesh = DemoMesh::start(&work, 120, "1s", &backend);
-    let enough = prometheus.wait_for(ENOUGH_SAMPLES, Duration::from_secs(60), |r| {
-        r.as_array().is_some_and(|a| !a.is_empty())
-    });
-    assert!(
-        enough.as_array().is_some_and(|a| !a.is_empty()),
-        "the sidecars', the waypoint's and the ztunnels' series did not reach Prometheus:\n{}",
-        mesh.sim_log()
-    );
-    assert!(
-        mesh.sim_running(),
-        "meshtap-sim stopped:\n{}",
-        mesh.sim_log()
+    // Held to the end: dropping it stops the simulator.
+    let _mesh = DemoMesh::start_into_prometheus(
+        &work,
+        &prometheus,
+        ENOUGH_SAMPLES,
+        Duration::from_secs(60),
+        "the sidecars', the waypoint's and the ztunnels' series",
     );
 
     let queries = work.join("queries.json");

@@ -101,23 +101,13 @@ fn the_dashboards_and_kiali_answer_on_the_demo() {
     let shared = shared_dir();
     let prometheus = Prometheus::start();
     let work = Path::new(env!("CARGO_TARGET_TMPDIR")).join("e2e_demo_dashboards");
-    let backend = format!(
-        "remote_write:\n  - url: \"{}\"\n    queue: {{batch_send_deadline: 200ms}}\n",
-        prometheus.write_url()
-    );
-    let mut mesh = DemoMesh::start(&work, 120, "1s", &backend);
-    let enough = prometheus.wait_for(ENOUGH_SAMPLES, Duration::from_secs(45), |r| {
-        r.as_array().is_some_and(|a| !a.is_empty())
-    });
-    assert!(
-        enough.as_array().is_some_and(|a| !a.is_empty()),
-        "reviews-v1's series did not reach Prometheus:\n{}",
-        mesh.sim_log()
-    );
-    assert!(
-        mesh.sim_running(),
-        "meshtap-sim stopped:\n{}",
-        mesh.sim_log()
+    // Held to the end: dropping it stops the simulator.
+    let _mesh = DemoMesh::start_into_prometheus(
+        &work,
+        &prometheus,
+        ENOUGH_SAMPLES,
+        Duration::from_secs(45),
+        "reviews-v1's series",
     );
 
     let mut empty = empty_panels(&shared, &prometheus, &work.join("dashboards.json"), &[]);

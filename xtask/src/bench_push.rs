@@ -7,7 +7,7 @@
 
 use anyhow::{bail, Context, Result};
 
-use crate::process::{cargo, run, target_dir};
+use crate::process::run_sink_process_bench;
 
 /// Option name → the bench's environment variable.
 const OPTIONS: [(&str, &str); 4] = [
@@ -35,19 +35,5 @@ fn options(args: &[String]) -> Result<Vec<(&'static str, String)>> {
 
 pub fn command(args: &[String]) -> Result<()> {
     let env = options(args)?;
-    run(cargo().args([
-        "build",
-        "--release",
-        "-p",
-        "meshtap-sink",
-        "--bin",
-        "meshtap-sink",
-    ]))?;
-    let sink = target_dir().join("release/meshtap-sink");
-    let mut bench = cargo();
-    bench
-        .args(["bench", "-p", "meshtap-sink", "--bench", "push_scrape"])
-        .env("MESHTAP_SINK_BIN", &sink)
-        .envs(env);
-    run(&mut bench)
+    run_sink_process_bench("push_scrape", env)
 }

@@ -10,7 +10,7 @@
 use anyhow::{bail, Context, Result};
 
 use crate::install;
-use crate::process::{cargo, run, target_dir};
+use crate::process::run_sink_process_bench;
 
 /// Option name → the bench's environment variable.
 const OPTIONS: [(&str, &str); 5] = [
@@ -52,19 +52,5 @@ pub fn command(args: &[String]) -> Result<()> {
     let env = options(args)?;
     install::prometheus()?;
     install::vmagent()?;
-    run(cargo().args([
-        "build",
-        "--release",
-        "-p",
-        "meshtap-sink",
-        "--bin",
-        "meshtap-sink",
-    ]))?;
-    let sink = target_dir().join("release/meshtap-sink");
-    let mut bench = cargo();
-    bench
-        .args(["bench", "-p", "meshtap-sink", "--bench", "scrape_agent"])
-        .env("MESHTAP_SINK_BIN", &sink)
-        .envs(env);
-    run(&mut bench)
+    run_sink_process_bench("scrape_agent", env)
 }

@@ -99,3 +99,23 @@ fn build_filter_with_profile(profile: &str) -> Result<PathBuf> {
     }
     Ok(wasm)
 }
+
+/// Builds the release `meshtap-sink` and runs the sink bench `bench`, which starts that binary
+/// (`MESHTAP_SINK_BIN`) as a process; `env` carries the bench's options.
+pub fn run_sink_process_bench(bench: &str, env: Vec<(&'static str, String)>) -> Result<()> {
+    run(cargo().args([
+        "build",
+        "--release",
+        "-p",
+        "meshtap-sink",
+        "--bin",
+        "meshtap-sink",
+    ]))?;
+    let sink = target_dir().join("release/meshtap-sink");
+    let mut command = cargo();
+    command
+        .args(["bench", "-p", "meshtap-sink", "--bench", bench])
+        .env("MESHTAP_SINK_BIN", &sink)
+        .envs(env);
+    run(&mut command)
+}

@@ -237,18 +237,21 @@ mod tests {
         (samples, out.scraped, out.bad_lines, out.duplicates)
     }
 
+    /// A cache that has seen `BODY` once (at 1000 ms) for `t`.
+    fn known_cache(t: &Target) -> SeriesCache {
+        let mut cache = SeriesCache::default();
+        body_to_samples(BODY.as_bytes(), None, t, 1000, false, &mut cache);
+        assert!(cache.finish(1000).is_empty());
+        cache
+    }
+
     /// The body cut at many places into three chunks gives, on a known target, the samples of
     /// the whole body without the full parse; a new line falls back to the full parse and
     /// still gives the whole body's result.
     #[test]
     fn chunks_give_the_samples_of_the_whole_body() {
         let t = target("jobs: [{name: pods, static_configs: [{targets: ['10.1.2.3:15020']}]}]");
-        let known = || {
-            let mut cache = SeriesCache::default();
-            body_to_samples(BODY.as_bytes(), None, &t, 1000, false, &mut cache);
-            assert!(cache.finish(1000).is_empty());
-            cache
-        };
+        let known = || known_cache(&t);
         let mut cache = known();
         let expected = summary(&body_to_samples(
             BODY.as_bytes(),
@@ -292,12 +295,7 @@ mod tests {
     #[test]
     fn a_fallback_mid_body_gives_the_full_parse() {
         let t = target("jobs: [{name: pods, static_configs: [{targets: ['10.1.2.3:15020']}]}]");
-        let known = || {
-            let mut cache = SeriesCache::default();
-            body_to_samples(BODY.as_bytes(), None, &t, 1000, false, &mut cache);
-            assert!(cache.finish(1000).is_empty());
-            cache
-        };
+        let known = || known_cache(&t);
         let changed = BODY
             .replace(
                 "le=\"1.0\"} 2\n",

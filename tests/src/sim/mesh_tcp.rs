@@ -44,13 +44,7 @@ impl CallInstance<'_> {
                 );
             }
         }
-        let flags = response_flag_bits(self.flags_text()).expect("flags were validated");
-        props.set(
-            &["response", "flags"],
-            PropertyValue::Uint(flags),
-            Phase::Log,
-        );
-        TcpConnectionSpec { properties: props }
+        self.tcp_connection(props)
     }
 
     /// The connection the server sidecar's inbound listener sees, if it sees it at all.
@@ -86,5 +80,18 @@ impl CallInstance<'_> {
             sent: split(&payload(self.request_bytes), self.call.chunks),
             received: split(&payload(self.response_bytes), self.call.chunks),
         }
+    }
+}
+
+impl CallInstance<'_> {
+    /// A TCP connection's spec: `props` plus the outcome's response flags, set at log time.
+    pub(super) fn tcp_connection(&self, mut props: Properties) -> TcpConnectionSpec {
+        let flags = response_flag_bits(self.flags_text()).expect("flags were validated");
+        props.set(
+            &["response", "flags"],
+            PropertyValue::Uint(flags),
+            Phase::Log,
+        );
+        TcpConnectionSpec { properties: props }
     }
 }

@@ -223,12 +223,6 @@ impl CallInstance<'_> {
                 Phase::Request,
             );
         }
-        let flags = response_flag_bits(self.flags_text()).expect("flags were validated");
-        props.set(
-            &["response", "flags"],
-            PropertyValue::Uint(flags),
-            Phase::Log,
-        );
-        TcpConnectionSpec { properties: props }
+        self.tcp_connection(props)
     }
 }

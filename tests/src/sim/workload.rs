@@ -177,16 +177,10 @@ impl ResolvedWorkload {
     /// revision, the identity is computed from namespace and service account.
     pub fn wds_peer(&self) -> PeerWorkload {
         PeerWorkload {
-            name: self.pod.clone(),
-            namespace: self.namespace.clone(),
-            workload: self.name.clone(),
-            workload_type: "deployment".into(),
-            cluster: self.cluster.clone(),
-            service: self.canonical_service.clone(),
-            revision: self.canonical_revision.clone(),
             app: self.canonical_service.clone(),
             version: self.canonical_revision.clone(),
             identity: self.identity.clone(),
+            ..self.peer()
         }
     }
 

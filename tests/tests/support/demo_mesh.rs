@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use meshtap_test_support::prometheus::Prometheus;
 use meshtap_tests::filter_wasm;
 
 use super::sink::Sink;
@@ -74,6 +75,40 @@ impl DemoMesh {
     /// The page's address.
     pub fn page_url(&self) -> String {
         format!("{}/", self.sink.url())
+    }
+
+    /// Runs the demo (120 s of traffic, 1 s scrapes) writing to `prometheus`, and waits up to
+    /// `wait` until the query `enough` returns a series; panics naming `what` did not arrive.
+    #[allow(
+        dead_code,
+        reason = "used by the dashboards tests, not by every test binary"
+    )]
+    pub fn start_into_prometheus(
+        dir: &Path,
+        prometheus: &Prometheus,
+        enough: &str,
+        wait: Duration,
+        what: &str,
+    ) -> DemoMesh {
+        let backend = format!(
+            "remote_write:\n  - url: \"{}\"\n    queue: {{batch_send_deadline: 200ms}}\n",
+            prometheus.write_url()
+        );
+        let mut mesh = DemoMesh::start(dir, 120, "1s", &backend);
+        let answer = prometheus.wait_for(enough, wait, |r| {
+            r.as_array().is_some_and(|a| !a.is_empty())
+        });
+        assert!(
+            answer.as_array().is_some_and(|a| !a.is_empty()),
+            "{what} did not reach Prometheus:\n{}",
+            mesh.sim_log()
+        );
+        assert!(
+            mesh.sim_running(),
+            "meshtap-sim stopped:\n{}",
+            mesh.sim_log()
+        );
+        mesh
     }
 
     /// What the simulator wrote to stderr so far.
