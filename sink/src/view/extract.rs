@@ -169,15 +169,69 @@ fn base_name(name: &str) -> &str {
     name.strip_suffix("_total").unwrap_or(name)
 }
 
-/// The service a series is about: `destination_service`, else `destination_service_name`.
-fn service_key(sample: &impl SampleLabels) -> ServiceKey {
+/// The service a series is about (`destination_service`, else `destination_service_name`)
+/// and its reporter, borrowed from the sample.
+fn service_of(sample: &impl SampleLabels) -> (&str, &str) {
     let service = sample
         .label("destination_service")
         .or_else(|| sample.label("destination_service_name"))
         .unwrap_or("unknown");
+    (service, sample.label("reporter").unwrap_or_default())
+}
+
+/// [`service_of`] as a key.
+fn service_key(sample: &impl SampleLabels) -> ServiceKey {
+    let (service, reporter) = service_of(sample);
     ServiceKey {
         service: service.to_owned(),
-        reporter: sample.label("reporter").unwrap_or_default().to_owned(),
+        reporter: reporter.to_owned(),
+    }
+}
+
+/// The request-duration buckets of consecutive samples of one service: a histogram's buckets
+/// come one after another, so they are gathered under a key compared as text, and the key is
+/// built and hashed once per run rather than per bucket.
+#[derive(Default)]
+struct DurationRun(Option<(ServiceKey, Buckets)>);
+
+impl DurationRun {
+    /// Adds a bucket of `sample`'s service, after moving a run of another service into
+    /// `histograms`.
+    fn add(
+        &mut self,
+        histograms: &mut HashMap<Histogram, Buckets>,
+        sample: &impl SampleLabels,
+        le: f64,
+        count: f64,
+    ) {
+        let (service, reporter) = service_of(sample);
+        let same = self
+            .0
+            .as_ref()
+            .is_some_and(|(key, _)| key.service == service && key.reporter == reporter);
+        if !same {
+            self.flush(histograms);
+            self.0 = Some((service_key(sample), Buckets::new()));
+        }
+        let (_, buckets) = self.0.as_mut().expect("a run was started");
+        add_bucket(buckets, le, count);
+    }
+
+    /// Moves the run's buckets into `histograms` (added to what its service holds there).
+    fn flush(&mut self, histograms: &mut HashMap<Histogram, Buckets>) {
+        let Some((key, buckets)) = self.0.take() else {
+            return;
+        };
+        let held = histograms
+            .entry(Histogram::RequestDuration(key))
+            .or_default();
+        if held.is_empty() {
+            *held = buckets;
+        } else {
+            for (le, count) in buckets {
+                add_bucket(held, le, count);
+            }
+        }
     }
 }
 
@@ -211,16 +265,18 @@ impl Values {
     /// Reads the families the view knows from `samples`; anything else is skipped.
     pub fn of_samples(samples: &[impl SampleLabels]) -> Values {
         let mut values = Values::default();
+        let mut durations = DurationRun::default();
         for sample in samples {
             if sample.value().is_nan() || is_stale_marker(sample.value()) {
                 continue;
             }
-            values.add(sample);
+            values.add(sample, &mut durations);
         }
+        durations.flush(&mut values.histograms);
         values
     }
 
-    fn add(&mut self, sample: &impl SampleLabels) {
+    fn add(&mut self, sample: &impl SampleLabels, durations: &mut DurationRun) {
         let name = sample.name();
         let value = sample.value();
         let le = sample.le().and_then(|le| le.parse().ok());
@@ -238,14 +294,16 @@ impl Values {
                 }
                 Some(Counter::Requests(edge, false))
             }
-            DURATION_BUCKET | CONVERGENCE_BUCKET => {
-                let histogram = if name == DURATION_BUCKET {
-                    Histogram::RequestDuration(service_key(sample))
-                } else {
-                    Histogram::Convergence
-                };
+            DURATION_BUCKET => {
                 if let Some(le) = le {
-                    add_bucket(self.histograms.entry(histogram).or_default(), le, value);
+                    durations.add(&mut self.histograms, sample, le, value);
+                }
+                None
+            }
+            CONVERGENCE_BUCKET => {
+                if let Some(le) = le {
+                    let buckets = self.histograms.entry(Histogram::Convergence).or_default();
+                    add_bucket(buckets, le, value);
                 }
                 None
             }
@@ -372,6 +430,41 @@ mod tests {
             values.histograms[&Histogram::Convergence],
             vec![(0.1, 5.0), (f64::INFINITY, 9.0)]
         );
+    }
+
+    /// Duration buckets of two services in runs that come back (A, B, A, by another
+    /// reporter, A again) sum per service, reporter and bound.
+    #[test]
+    fn duration_buckets_sum_per_service_across_runs() {
+        let bucket = |service: &str, reporter: &str, le: &str, value: f64| {
+            let labels = [("destination_service", service), ("reporter", reporter)];
+            sample(DURATION_BUCKET, &labels, Some(le), value)
+        };
+        let values = Values::of_samples(&[
+            bucket("a", "destination", "1", 1.0),
+            bucket("a", "destination", "+Inf", 2.0),
+            bucket("b", "destination", "1", 10.0),
+            bucket("a", "destination", "5", 4.0),
+            bucket("a", "destination", "+Inf", 8.0),
+            bucket("a", "source", "1", 100.0),
+            bucket("a", "destination", "1", 16.0),
+        ]);
+        let key = |service: &str, reporter: &str| {
+            Histogram::RequestDuration(ServiceKey {
+                service: service.into(),
+                reporter: reporter.into(),
+            })
+        };
+        assert_eq!(values.histograms.len(), 3);
+        assert_eq!(
+            values.histograms[&key("a", "destination")],
+            vec![(1.0, 17.0), (5.0, 4.0), (f64::INFINITY, 10.0)]
+        );
+        assert_eq!(
+            values.histograms[&key("b", "destination")],
+            vec![(1.0, 10.0)]
+        );
+        assert_eq!(values.histograms[&key("a", "source")], vec![(1.0, 100.0)]);
     }
 
     #[test]
