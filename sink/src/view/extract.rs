@@ -6,7 +6,7 @@
 //! Owns which families the view reads and how their labels become keys. It must not keep
 //! state between calls nor compute rates (that is [`super::store`]).
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 use std::sync::Arc;
 
 use meshtap_remotewrite::sample::{ExportSample, ExportSeries};
