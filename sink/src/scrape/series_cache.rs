@@ -1,5 +1,5 @@
 //! One target's series cache: what each series text of its bodies converts to, the series
-//! that are live, and the scrape epoch in which each was last seen.
+//! that are live, and which of them the current scrape has seen.
 //!
 //! A series text (the metric name and label block exactly as scraped) is looked up by its
 //! 128-bit XXH3 hash; an entry gives the converted series (or that relabeling dropped it),
@@ -8,13 +8,12 @@
 //! is expected at a cursor and found by one comparison in memory read in sequence; the hash
 //! map is the fallback, and the order is rebuilt after a scrape that broke it. Several texts may name
 //! one series (`le="1.0"` and `le="1"`); series are slots in a slab, shared by their texts and
-//! stamped with the epoch of their last sample, which is how duplicates in a body and series
-//! that vanished are found without building sets. A series absent from a scrape gets its
+//! marked when they give a sample, which is how duplicates in a body and series that vanished
+//! are found. A series absent from a scrape gets its
 //! stale marker and is removed, with the texts not seen in that scrape, so the cache holds
 //! what the latest scrape held. The conversion of a text is made once and kept while the text
 //! appears in consecutive scrapes (a `# TYPE` line changing under an unchanged text keeps the
 //! first reading, as in Prometheus' scrape cache).
-//!
 //!
 //! Memory per series is what bounds a sink with many targets, so what stays between scrapes
 //! is small: a text is 24 bytes (its 128-bit hash and its outcome packed in 8), a slot is its
