@@ -90,8 +90,8 @@ impl Signals {
 /// The allocator. glibc's malloc kept the buffers that scrapes free (bodies read, sample
 /// batches) as holes between long-lived series, and its resident memory stayed far above the
 /// live heap (about twice the live heap at 200 targets); jemalloc keeps allocations of
-/// different sizes apart and returns unused pages (in the scrape bench at 200 targets: 25-31 % less peak RSS,
-/// no more CPU per sample).
+/// different sizes apart and returns unused pages (in the scrape bench at 200 targets:
+/// 25-31 % less peak RSS, no more CPU per sample).
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
