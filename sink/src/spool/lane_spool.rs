@@ -223,14 +223,38 @@ impl LaneSpool {
     /// Appends a record; returns the samples of unsent records evicted to stay within
     /// `max_bytes` (whole oldest segments, one entry each).
     pub fn append(&mut self, meta: RecordMeta, body: &[u8]) -> Result<Vec<u64>, SpoolError> {
+        self.append_all(vec![(meta, body.to_vec())])
+    }
+
+    /// Appends records, in order, with one write: all of them or, when the write fails, none.
+    /// Returns the samples of unsent records evicted to stay within `max_bytes` (whole oldest
+    /// segments, one entry each).
+    pub fn append_all(
+        &mut self,
+        records: Vec<(RecordMeta, Vec<u8>)>,
+    ) -> Result<Vec<u64>, SpoolError> {
+        if records.is_empty() {
+            return Ok(Vec::new());
+        }
         self.roll_if_full();
         if self.writer.is_none() {
             self.open_writer()?;
         }
-        let header = record::header(meta, body);
-        let len = self.write_record(&header, body)?;
-        let place = self.record_written(meta, len);
-        self.keep_fresh(place, meta, body);
+        let headers: Vec<[u8; HEADER_LEN]> = records
+            .iter()
+            .map(|(meta, body)| record::header(*meta, body))
+            .collect();
+        let parts: Vec<&[u8]> = headers
+            .iter()
+            .zip(&records)
+            .flat_map(|(header, (_, body))| [&header[..], &body[..]])
+            .collect();
+        self.write_records(&parts)?;
+        for (meta, body) in records {
+            let place = self.record_written(meta, (HEADER_LEN + body.len()) as u64);
+            self.keep_fresh(place, meta, body);
+        }
+        self.register_write();
         Ok(self.evict_past_max_bytes())
     }
 
@@ -262,15 +286,15 @@ impl LaneSpool {
         Ok(())
     }
 
-    /// Writes a record's header and body to the writer's segment in one call; returns its
-    /// length. A failed write leaves no partial record behind: the next append starts a fresh
-    /// segment, and a segment left empty goes (a disk refusing every write would otherwise
-    /// collect one empty file per attempt).
-    fn write_record(&mut self, header: &[u8], body: &[u8]) -> Result<u64, SpoolError> {
+    /// Writes records' headers and bodies (`parts`) to the writer's segment in one call. A
+    /// failed write leaves no partial record behind: the next append starts a fresh segment,
+    /// and a segment left empty goes (a disk refusing every write would otherwise collect one
+    /// empty file per attempt).
+    fn write_records(&mut self, parts: &[&[u8]]) -> Result<(), SpoolError> {
         let (id, file) = self.writer.as_mut().expect("writer opened");
         let id = *id;
-        let Err(source) = record::write_all_parts(file, &[header, body]) else {
-            return Ok((header.len() + body.len()) as u64);
+        let Err(source) = record::write_all_parts(file, parts) else {
+            return Ok(());
         };
         let segment = self.segments.back_mut().expect("writer segment");
         let _ = file.set_len(segment.bytes);
@@ -286,10 +310,9 @@ impl LaneSpool {
         })
     }
 
-    /// Accounts for a record of `len` bytes just written to the writer's segment, and hands
-    /// the file to the sync policy.
+    /// Accounts for a record of `len` bytes just written to the writer's segment.
     fn record_written(&mut self, meta: RecordMeta, len: u64) -> RecordPlace {
-        let (id, file) = self.writer.as_ref().expect("writer open");
+        let (id, _) = self.writer.as_ref().expect("writer open");
         let segment = self.segments.back_mut().expect("writer segment");
         let place = RecordPlace {
             segment: *id,
@@ -302,10 +325,15 @@ impl LaneSpool {
         segment.bytes += len;
         self.bytes += len;
         self.unread_samples += u64::from(meta.samples);
+        place
+    }
+
+    /// Hands the writer's segment, just written, to the sync policy.
+    fn register_write(&mut self) {
+        let (id, file) = self.writer.as_ref().expect("writer open");
         if let Some(sync) = &self.sync {
             self.last_round = sync.written(&segment_path(&self.dir, *id), file);
         }
-        place
     }
 
     /// Evicts whole oldest segments while past `max_bytes` (when this spool evicts); returns
@@ -327,12 +355,12 @@ impl LaneSpool {
 
     /// Keeps the body of the record just written at `place` in memory while every unread
     /// record before it is kept too and the bodies stay within [`FRESH_BYTES`].
-    fn keep_fresh(&mut self, place: RecordPlace, meta: RecordMeta, body: &[u8]) {
+    fn keep_fresh(&mut self, place: RecordPlace, meta: RecordMeta, body: Vec<u8>) {
         let all_before_kept = self.fresh.len() + 1 == self.unread.len();
         if all_before_kept && self.fresh_bytes + body.len() <= FRESH_BYTES {
             debug_assert_eq!(self.unread.back().map(|r| r.offset), Some(place.offset));
             self.fresh_bytes += body.len();
-            self.fresh.push_back((meta, body.to_vec()));
+            self.fresh.push_back((meta, body));
         }
     }
 
