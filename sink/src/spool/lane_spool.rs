@@ -11,7 +11,10 @@
 //! process's [`SpoolSync`], which persists them to the disk by `spool.sync` policy, and
 //! [`LaneSpool::sync`] (called at shutdown) persists them too. A record handed out but not
 //! acknowledged is handed out again after a restart (at-least-once); several records may be
-//! handed out before one `finish` acknowledges them all.
+//! handed out before one `finish` acknowledges them all. The acknowledgement itself is left to
+//! the [`SpoolSync`]'s next round, so a crash also sends again what was delivered since.
+//! Appending and reading back run through [`disk_io`] at the caller; `finish` calls it itself,
+//! only when it deletes a segment (or writes the acknowledgement without a [`SpoolSync`]).
 
 use std::collections::VecDeque;
 use std::fs::{self, File, OpenOptions};
@@ -22,7 +25,7 @@ use std::sync::Arc;
 
 use super::record::{self, ReadOutcome, RecordMeta, HEADER_LEN};
 use super::sync::{SpoolSync, SyncRound};
-use super::{SpoolError, SpooledBatch};
+use super::{disk_io, SpoolError, SpooledBatch};
 
 const SEGMENT_SUFFIX: &str = ".seg";
 /// Bytes of record bodies a lane keeps in memory after writing them, for the sender to take
@@ -77,6 +80,7 @@ pub struct LaneSpool {
     bytes: u64,
     unread_samples: u64,
     ack: File,
+    ack_path: PathBuf,
     skipped: Skipped,
     sync: Option<Arc<SpoolSync>>,
     /// The fsync round covering the last append (with `spool.sync: always`).
@@ -128,6 +132,7 @@ impl LaneSpool {
             bytes: 0,
             unread_samples: 0,
             ack,
+            ack_path,
             skipped: Skipped::default(),
             sync: None,
             last_round: None,
@@ -493,16 +498,19 @@ impl LaneSpool {
     }
 
     /// The records handed out so far are done with (delivered, refused or dropped): they are
-    /// acknowledged, and segments with nothing left to send are deleted.
+    /// acknowledged, and segments with nothing left to send are deleted. With a
+    /// [`SpoolSync`] the acknowledgement is written by its next round (a kill before it sends
+    /// those records again: at most a `sync_interval` of deliveries) and only deleting a
+    /// segment leaves the runtime for the disk; without one it is written at once.
     pub fn finish(&mut self) -> Result<(), SpoolError> {
         let Some(place) = self.taken.take() else {
             return Ok(());
         };
-        let ack_path = self.dir.join(ACK_FILE);
-        write_ack(&self.ack, place.segment, place.offset + place.len)
-            .map_err(SpoolError::at(&ack_path))?;
-        if let Some(sync) = &self.sync {
-            sync.written(&ack_path, &self.ack);
+        let ack = ack_bytes(place.segment, place.offset + place.len);
+        match &self.sync {
+            Some(sync) => sync.write_later(&self.ack_path, &self.ack, &ack),
+            None => disk_io(|| self.ack.write_all_at(&ack, 0))
+                .map_err(SpoolError::at(&self.ack_path))?,
         }
         let frontier = self
             .unread
@@ -510,6 +518,14 @@ impl LaneSpool {
             .map(|r| r.segment)
             .or(self.writer.as_ref().map(|(id, _)| *id))
             .unwrap_or(u64::MAX);
+        if self.segments.front().is_some_and(|s| s.id < frontier) {
+            disk_io(|| self.delete_segments_before(frontier))?;
+        }
+        Ok(())
+    }
+
+    /// Deletes the segments older than `frontier` (all of their records acknowledged).
+    fn delete_segments_before(&mut self, frontier: u64) -> Result<(), SpoolError> {
         while let Some(segment) = self.segments.front().filter(|s| s.id < frontier) {
             let path = self.segment_path(segment.id);
             fs::remove_file(&path).map_err(SpoolError::at(&path))?;
@@ -518,14 +534,26 @@ impl LaneSpool {
         Ok(())
     }
 
-    /// Asks the disk to persist the open segment and the acknowledgement.
+    /// Persists the open segment and the acknowledgement: through the [`SpoolSync`] (a round
+    /// of its own, so an acknowledgement left to it is written first), or directly.
     pub fn sync(&mut self) -> Result<(), SpoolError> {
+        if let Some(sync) = &self.sync {
+            if let Some((id, file)) = &self.writer {
+                sync.written(&self.segment_path(*id), file);
+            }
+            return match sync.sync_now() {
+                true => Ok(()),
+                false => Err(SpoolError::Io {
+                    path: self.dir.display().to_string(),
+                    error: io::Error::other("fsync failed (logged)"),
+                }),
+            };
+        }
         if let Some((id, file)) = &self.writer {
             let path = self.segment_path(*id);
             file.sync_data().map_err(SpoolError::at(&path))?;
         }
-        let ack_path = self.dir.join(ACK_FILE);
-        self.ack.sync_data().map_err(SpoolError::at(&ack_path))
+        self.ack.sync_data().map_err(SpoolError::at(&self.ack_path))
     }
 
     /// Bytes on disk (segment files).
@@ -589,13 +617,13 @@ pub(super) fn first_free_id(dir: &Path) -> io::Result<u64> {
 }
 
 /// The acknowledgement: segment id and offset, with a CRC so a torn write reads as "none".
-fn write_ack(file: &File, segment: u64, offset: u64) -> io::Result<()> {
+fn ack_bytes(segment: u64, offset: u64) -> [u8; 20] {
     let mut bytes = [0u8; 20];
     bytes[..8].copy_from_slice(&segment.to_le_bytes());
     bytes[8..16].copy_from_slice(&offset.to_le_bytes());
     let crc = crc32fast::hash(&bytes[..16]);
     bytes[16..].copy_from_slice(&crc.to_le_bytes());
-    file.write_all_at(&bytes, 0)
+    bytes
 }
 
 fn read_ack(mut file: &File) -> io::Result<Option<(u64, u64)>> {

@@ -310,7 +310,7 @@ impl BatchQueue for SpoolQueue {
 
     fn finish(&mut self) {
         if let Some(Taken::Spool { .. }) = self.taken.take() {
-            if let Err(e) = disk_io(|| self.spool.finish()) {
+            if let Err(e) = self.spool.finish() {
                 tracing::error!(endpoint = %self.metrics.name, lane = self.lane, error = %e, "spool: could not acknowledge a sent record (it may be sent again after a restart)");
             }
             self.update_gauge();
