@@ -131,7 +131,7 @@ impl SpoolQueue {
         let rest = samples - first;
         std::iter::once(first)
             .chain(std::iter::repeat_n(max, rest / max))
-            .chain((rest % max > 0).then_some(rest % max))
+            .chain(std::iter::once(rest % max))
             .filter(|&n| n > 0)
             .collect()
     }
