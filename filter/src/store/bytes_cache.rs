@@ -13,7 +13,8 @@
 
 use std::collections::HashMap;
 
-use crate::store::hashing::{bytes_equal, hash_bytes, WordBuild};
+use crate::store::compare::bytes_equal;
+use crate::store::hashing::{hash_bytes, WordBuild};
 
 /// Entries from which a cache is full and its owner clears it (bounds memory with many
 /// clusters or peers).
