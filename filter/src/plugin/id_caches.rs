@@ -113,10 +113,10 @@ impl Default for IdCaches {
 }
 
 /// The entry of `key` in `cache`, as a [`Known`].
-fn find<T>(cache: &mut BytesCache<Interned<T>>, key: &[u8]) -> Option<Known> {
-    let entry = cache.get(key)?;
+fn find<T>(cache: &BytesCache<Interned<T>>, key: &[u8]) -> Option<Known> {
+    let (entry, interned) = cache.get(key)?;
     Some(Known {
-        id: cache.at(entry).id,
+        id: interned.id,
         entry,
     })
 }
@@ -126,11 +126,20 @@ impl IdCaches {
     /// caches that filled up, and when ids are about to run out clears everything so ids can
     /// start over without ever meaning two values at once. Returns whether ids started over
     /// (every key holding the old ones must be forgotten).
+    #[inline]
     pub(crate) fn start_lookups(&mut self) -> bool {
         let renew = self.next_id >= u32::MAX - IDS_PER_REQUEST;
         if !self.full && !renew {
             return false;
         }
+        self.clear(renew)
+    }
+
+    /// Clears the caches that filled up, or all of them with `renew`; returns `renew`. Rare,
+    /// so kept out of the per-request path.
+    #[cold]
+    #[inline(never)]
+    fn clear(&mut self, renew: bool) -> bool {
         reset(&mut self.clusters, renew);
         self.peers.iter_mut().for_each(|cache| reset(cache, renew));
         reset(&mut self.texts, renew);
@@ -158,8 +167,8 @@ impl IdCaches {
         Known { id, entry }
     }
 
-    pub(crate) fn find_cluster(&mut self, name: &[u8]) -> Option<Known> {
-        find(&mut self.clusters, name)
+    pub(crate) fn find_cluster(&self, name: &[u8]) -> Option<Known> {
+        find(&self.clusters, name)
     }
 
     pub(crate) fn add_cluster(&mut self, name: &[u8], value: ClusterInfo) -> Known {
@@ -176,8 +185,8 @@ impl IdCaches {
         &self.clusters.at(known.entry).value
     }
 
-    pub(crate) fn find_peer(&mut self, encoding: PeerEncoding, raw: &[u8]) -> Option<KnownPeer> {
-        let known = find(&mut self.peers[encoding as usize], raw)?;
+    pub(crate) fn find_peer(&self, encoding: PeerEncoding, raw: &[u8]) -> Option<KnownPeer> {
+        let known = find(&self.peers[encoding as usize], raw)?;
         Some(KnownPeer { encoding, known })
     }
 
@@ -201,8 +210,8 @@ impl IdCaches {
             .as_ref()
     }
 
-    pub(crate) fn find_text(&mut self, raw: &[u8]) -> Option<Known> {
-        find(&mut self.texts, raw)
+    pub(crate) fn find_text(&self, raw: &[u8]) -> Option<Known> {
+        find(&self.texts, raw)
     }
 
     pub(crate) fn add_text(&mut self, raw: &[u8], text: Option<Box<str>>) -> Known {
@@ -243,8 +252,8 @@ impl IdCaches {
         KnownSan::Own(known.id)
     }
 
-    pub(crate) fn find_extra(&mut self, raw: &[u8]) -> Option<Known> {
-        find(&mut self.extra_values, raw)
+    pub(crate) fn find_extra(&self, raw: &[u8]) -> Option<Known> {
+        find(&self.extra_values, raw)
     }
 
     pub(crate) fn add_extra(&mut self, raw: &[u8], values: Box<[String]>) -> Known {
