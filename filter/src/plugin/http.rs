@@ -133,7 +133,7 @@ impl HttpContext for RequestRecorder {
 
 /// The id of an optional known value (0 when absent).
 fn id_of(known: Option<Known>) -> u32 {
-    known.map_or(0, |k| k.id)
+    known.map_or(0, |k| k.id.get())
 }
 
 /// How a finished stream ended, as `on_log` reads it.
@@ -199,7 +199,7 @@ fn read_outcome(vm: &ActiveVm, grpc: Option<bool>) -> StreamOutcome {
 fn request_key(peers: &StreamPeers, outcome: &StreamOutcome, extra: Option<Known>) -> RequestKey {
     let sides = &peers.sides;
     let peer_id = |p: Option<KnownPeer>| id_of(p.map(|p| p.known));
-    let san_id = |s: Option<KnownSan>| s.map_or(0, KnownSan::id);
+    let san_id = |s: Option<KnownSan>| s.map_or(0, |s| s.id().get());
     RequestKey {
         reporter: peers.reporter as u8,
         grpc: outcome.grpc,

@@ -12,6 +12,8 @@
 //!
 //! [`RequestKey`]: crate::store::shortcut::RequestKey
 
+use std::num::NonZeroU32;
+
 use crate::record::peer::{ClusterServices, PeerInfo};
 use crate::store::bytes_cache::BytesCache;
 
@@ -20,9 +22,10 @@ use crate::store::bytes_cache::BytesCache;
 /// capacity within one request.
 const IDS_PER_REQUEST: u32 = 16;
 
-/// A cached value with the id that stands for it in shortcut keys (never 0).
+/// A cached value with the id that stands for it in shortcut keys (never 0, so an absent
+/// value's `Option` is the id's niche and reads as id 0 for free).
 pub(crate) struct Interned<T> {
-    pub id: u32,
+    pub id: NonZeroU32,
     pub value: T,
 }
 
@@ -43,7 +46,7 @@ fn reset<V>(cache: &mut BytesCache<V>, all: bool) {
 /// next [`IdCaches::start_lookups`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Known {
-    pub id: u32,
+    pub id: NonZeroU32,
     entry: u32,
 }
 
@@ -67,11 +70,11 @@ pub(crate) struct KnownPeer {
 pub(crate) enum KnownSan {
     Text(Known),
     /// [`IdCaches::own_san`], with its id.
-    Own(u32),
+    Own(NonZeroU32),
 }
 
 impl KnownSan {
-    pub(crate) fn id(self) -> u32 {
+    pub(crate) fn id(self) -> NonZeroU32 {
         match self {
             KnownSan::Text(known) => known.id,
             KnownSan::Own(id) => id,
@@ -160,7 +163,7 @@ impl IdCaches {
         key: &[u8],
         value: T,
     ) -> Known {
-        let id = *next_id;
+        let id = NonZeroU32::new(*next_id).expect("ids start at 1 and renew before u32::MAX");
         *next_id += 1;
         let entry = cache.insert(key, Interned { id, value });
         *full |= cache.is_full();
