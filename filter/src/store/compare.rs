@@ -1,14 +1,14 @@
 //! Exact equality of byte strings, done as wide as the target allows.
 //!
-//! The per-request path recognises every raw host value by comparing it with the cached one
-//! (about 600 bytes a request, 500 of them the peer's filter-state Struct), so this comparison is
-//! a large share of the filter's own work. It compares in lanes: 16 bytes per `v128`
-//! instruction when the module is built with wasm SIMD (`simd128`, which `.cargo/config.toml`
-//! enables for the wasm targets; `filter/README.md` says which runtimes accept it), else 8-byte
-//! words (native builds, and a wasm build without SIMD). Whole 128-byte blocks go through one
-//! non-inlined function, the last one overlapping the one before when the length is not a
-//! multiple; shorter strings are compared lane by lane, the last lane overlapping. Byte-at-a-time loops (libc `memcmp`) cost several wasm instructions per
-//! byte. It must stay free of anything but comparison.
+//! The per-request path recognises every raw host value (cluster, SAN, the peer's filter-state
+//! Struct) by comparing it with the cached one, so this comparison is a large share of the
+//! filter's own work. It compares in lanes: 16 bytes per `v128` instruction when the module is
+//! built with wasm SIMD (`simd128`, which `.cargo/config.toml` enables for the wasm targets;
+//! `filter/README.md` says which runtimes accept it), else 8-byte words (native builds, and a
+//! wasm build without SIMD). Whole 128-byte blocks go through one non-inlined function, the last
+//! one overlapping the one before when the length is not a multiple; shorter strings are
+//! compared lane by lane, the last lane overlapping. Byte-at-a-time loops (libc `memcmp`) cost
+//! several wasm instructions per byte. It must stay free of anything but comparison.
 
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 mod lane {

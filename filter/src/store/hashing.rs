@@ -4,8 +4,8 @@
 //! module's imports to what the filter needs and make iteration order reproducible. The maps
 //! they serve are bounded, so hash flooding can only slow a bounded structure. Everything here
 //! works 8 bytes at a time: in wasm, byte-at-a-time loops (FNV) cost several instructions per
-//! byte and dominated the per-request path (keys are compared by [`super::compare`]). This module must stay free of
-//! anything else.
+//! byte and dominated the per-request path (keys are compared by [`super::compare`]). This
+//! module must stay free of anything else.
 
 use std::hash::{BuildHasherDefault, Hasher};
 
