@@ -6,7 +6,8 @@
 //! Owns which families the view reads and how their labels become keys. It must not keep
 //! state between calls nor compute rates (that is [`super::store`]).
 
-use std::collections::HashMap;
+use foldhash::HashMap;
+use std::sync::Arc;
 
 use meshtap_remotewrite::sample::{ExportSample, ExportSeries};
 use meshtap_remotewrite::series::{is_stale_marker, Sample};
@@ -17,6 +18,9 @@ pub trait SampleLabels {
     fn label(&self, name: &str) -> Option<&str>;
     fn le(&self) -> Option<&str>;
     fn value(&self) -> f64;
+    /// The identity of the labels other than `__name__` and `le`, which a histogram's buckets
+    /// share: two samples of one slice with the same identity have the same such labels.
+    fn shared_labels_id(&self) -> usize;
 }
 
 impl SampleLabels for Sample {
@@ -31,6 +35,9 @@ impl SampleLabels for Sample {
     }
     fn value(&self) -> f64 {
         self.value
+    }
+    fn shared_labels_id(&self) -> usize {
+        Arc::as_ptr(&self.series.labels) as usize
     }
 }
 
@@ -53,6 +60,12 @@ impl SampleLabels for ExportSample {
     }
     fn value(&self) -> f64 {
         self.value
+    }
+    fn shared_labels_id(&self) -> usize {
+        match &self.series {
+            ExportSeries::Labels(id) => Arc::as_ptr(&id.labels) as usize,
+            ExportSeries::Encoded(series) => series.shared_labels_id(),
+        }
     }
 }
 
@@ -181,13 +194,22 @@ fn service_key(sample: &impl SampleLabels) -> ServiceKey {
     }
 }
 
+/// The end of a connection a workload label names.
+#[derive(Clone, Copy)]
+enum Side {
+    Source,
+    Destination,
+}
+
 /// The `source` or `destination` workload of a series, as `workload.namespace` (Kiali's node
 /// name).
-fn workload(sample: &impl SampleLabels, side: &str) -> String {
-    let workload = sample
-        .label(&format!("{side}_workload"))
-        .unwrap_or("unknown");
-    match sample.label(&format!("{side}_workload_namespace")) {
+fn workload(sample: &impl SampleLabels, side: Side) -> String {
+    let (workload, namespace) = match side {
+        Side::Source => ("source_workload", "source_workload_namespace"),
+        Side::Destination => ("destination_workload", "destination_workload_namespace"),
+    };
+    let workload = sample.label(workload).unwrap_or("unknown");
+    match sample.label(namespace) {
         Some(namespace) => format!("{workload}.{namespace}"),
         None => workload.to_owned(),
     }
@@ -198,6 +220,14 @@ fn workload(sample: &impl SampleLabels, side: &str) -> String {
 /// only ztunnel's `istio_tcp_*` have.
 fn is_ztunnel(sample: &impl SampleLabels) -> bool {
     sample.label("app") == Some("ztunnel") || sample.label("destination_zone").is_some()
+}
+
+/// The buckets of one request-duration histogram being read (see
+/// [`Values::add_duration_bucket`]).
+struct PendingDuration {
+    labels_id: usize,
+    service: ServiceKey,
+    buckets: Buckets,
 }
 
 fn add_bucket(buckets: &mut Buckets, le: f64, count: f64) {
@@ -211,23 +241,63 @@ impl Values {
     /// Reads the families the view knows from `samples`; anything else is skipped.
     pub fn of_samples(samples: &[impl SampleLabels]) -> Values {
         let mut values = Values::default();
+        let mut pending: Option<PendingDuration> = None;
         for sample in samples {
             if sample.value().is_nan() || is_stale_marker(sample.value()) {
                 continue;
             }
-            values.add(sample);
+            let name = sample.name();
+            if name == DURATION_BUCKET {
+                values.add_duration_bucket(&mut pending, sample);
+            } else {
+                values.add(name, sample);
+            }
         }
+        values.flush_duration(pending);
         values
     }
 
-    fn add(&mut self, sample: &impl SampleLabels) {
-        let name = sample.name();
+    /// A bucket of `istio_request_duration_milliseconds`: a histogram's buckets come one after
+    /// the other and share their other labels, so they are summed aside and its service key is
+    /// made once per histogram, not once per bucket.
+    fn add_duration_bucket(
+        &mut self,
+        pending: &mut Option<PendingDuration>,
+        sample: &impl SampleLabels,
+    ) {
+        let Some(le) = sample.le().and_then(|le| le.parse().ok()) else {
+            return;
+        };
+        let labels_id = sample.shared_labels_id();
+        if pending.as_ref().is_none_or(|p| p.labels_id != labels_id) {
+            self.flush_duration(pending.take());
+            *pending = Some(PendingDuration {
+                labels_id,
+                service: service_key(sample),
+                buckets: Buckets::new(),
+            });
+        }
+        let pending = pending.as_mut().expect("set above");
+        add_bucket(&mut pending.buckets, le, sample.value());
+    }
+
+    fn flush_duration(&mut self, pending: Option<PendingDuration>) {
+        let Some(pending) = pending else {
+            return;
+        };
+        let histogram = Histogram::RequestDuration(pending.service);
+        let buckets = self.histograms.entry(histogram).or_default();
+        for (le, count) in pending.buckets {
+            add_bucket(buckets, le, count);
+        }
+    }
+
+    fn add(&mut self, name: &str, sample: &impl SampleLabels) {
         let value = sample.value();
-        let le = sample.le().and_then(|le| le.parse().ok());
         let counter = match name {
             REQUESTS => {
                 let edge = EdgeKey {
-                    source: workload(sample, "source"),
+                    source: workload(sample, Side::Source),
                     to: service_key(sample),
                 };
                 let is_error = sample
@@ -238,14 +308,10 @@ impl Values {
                 }
                 Some(Counter::Requests(edge, false))
             }
-            DURATION_BUCKET | CONVERGENCE_BUCKET => {
-                let histogram = if name == DURATION_BUCKET {
-                    Histogram::RequestDuration(service_key(sample))
-                } else {
-                    Histogram::Convergence
-                };
-                if let Some(le) = le {
-                    add_bucket(self.histograms.entry(histogram).or_default(), le, value);
+            CONVERGENCE_BUCKET => {
+                if let Some(le) = sample.le().and_then(|le| le.parse().ok()) {
+                    let buckets = self.histograms.entry(Histogram::Convergence);
+                    add_bucket(buckets.or_default(), le, value);
                 }
                 None
             }
@@ -271,8 +337,8 @@ impl Values {
         if let Some(field) = TcpField::of_family(name) {
             if is_ztunnel(sample) {
                 let pair = WorkloadPairKey {
-                    source: workload(sample, "source"),
-                    destination: workload(sample, "destination"),
+                    source: workload(sample, Side::Source),
+                    destination: workload(sample, Side::Destination),
                     service: service_key(sample).service,
                     reporter: sample.label("reporter").unwrap_or_default().to_owned(),
                 };
@@ -422,5 +488,50 @@ mod tests {
             25.0
         );
         assert_eq!(values.counters.len(), 2);
+    }
+
+    /// Scraped duration buckets share their label set per histogram; histograms of one service
+    /// from two sources, interleaved with other series, add up bucket by bucket.
+    #[test]
+    fn request_duration_buckets_add_up_per_service_across_histograms() {
+        use meshtap_remotewrite::encoded_series::LabelInterner;
+        let mut interner = LabelInterner::default();
+        let mut bucket = |source: &str, le: &str, value: f64| {
+            let series = interner.series([
+                ("__name__", DURATION_BUCKET),
+                ("destination_service", "reviews.default.svc.cluster.local"),
+                ("le", le),
+                ("reporter", "destination"),
+                ("source_workload", source),
+            ]);
+            ExportSample {
+                series: ExportSeries::Encoded(Arc::new(series)),
+                value,
+                timestamp_ms: 0,
+            }
+        };
+        let samples = [
+            bucket("a", "10", 1.0),
+            bucket("a", "+Inf", 2.0),
+            bucket("b", "10", 4.0),
+            bucket("b", "+Inf", 8.0),
+            bucket("a", "10", 16.0),
+        ];
+        assert_eq!(
+            samples[0].shared_labels_id(),
+            samples[1].shared_labels_id(),
+            "a histogram's buckets share their labels"
+        );
+        assert_ne!(samples[1].shared_labels_id(), samples[2].shared_labels_id());
+        let values = Values::of_samples(&samples);
+        let service = ServiceKey {
+            service: "reviews.default.svc.cluster.local".into(),
+            reporter: "destination".into(),
+        };
+        assert_eq!(
+            values.histograms[&Histogram::RequestDuration(service)],
+            vec![(10.0, 21.0), (f64::INFINITY, 10.0)]
+        );
+        assert_eq!(values.histograms.len(), 1);
     }
 }

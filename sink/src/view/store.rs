@@ -6,7 +6,9 @@
 //! window adds no increase for it. It must not decide what is shown (that is
 //! [`super::live`]).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+
+use foldhash::HashMap;
 
 use super::extract::{Buckets, Counter, Gauge, Histogram, Values};
 use crate::floor::ReporterKey;
@@ -62,7 +64,7 @@ impl SourceStore {
         SourceStore {
             window_ms,
             max_sources,
-            sources: HashMap::new(),
+            sources: HashMap::default(),
             refused_snapshots: 0,
         }
     }
