@@ -9,10 +9,11 @@
 //! series, compressed remote-write bytes per sample; then one table of the ratios to the sink.
 //!
 //! Settings (environment): `MESHTAP_SINK_BIN` (required, the release `meshtap-sink`),
+//! `MESHTAP_SINK_BIN_BEFORE` (an earlier build, measured as `sink-before` before the others),
 //! `BENCH_TARGETS` (`200`; a comma list is a scale curve, e.g. `50,200,500`), `BENCH_SERIES`
 //! (2000 per target), `BENCH_INTERVAL_SECONDS` (5), `BENCH_SECONDS` (60, after a warm-up of two
-//! intervals and two rounds of samples delivered), `BENCH_CONTENDERS` (a comma list of `sink`, `sink-spool`, `agent`, `vmagent`,
-//! `vmagent-stream`; default all). Figures are comparable within one run only.
+//! intervals and two rounds of samples delivered), `BENCH_CONTENDERS` (a comma list of `sink-before`, `sink`, `sink-spool`, `agent`,
+//! `vmagent`, `vmagent-stream`; default all, `sink-before` when its build is given). Figures are comparable within one run only.
 
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
@@ -39,6 +40,7 @@ struct Settings {
     seconds: u64,
     contenders: Vec<Contender>,
     sink_bin: PathBuf,
+    sink_bin_before: Option<PathBuf>,
 }
 
 fn env_list(name: &str, default: &str) -> Vec<String> {
@@ -62,8 +64,14 @@ fn settings() -> Settings {
         .map(|t| number("BENCH_TARGETS", t) as usize)
         .collect();
     targets.sort_unstable();
+    let sink_bin_before = std::env::var_os("MESHTAP_SINK_BIN_BEFORE").map(PathBuf::from);
     let all: Vec<&str> = contenders::ALL.iter().map(|c| c.key()).collect();
-    let contenders = env_list("BENCH_CONTENDERS", &all.join(","))
+    let default: Vec<&str> = contenders::ALL
+        .iter()
+        .filter(|c| sink_bin_before.is_some() || **c != Contender::SinkBefore)
+        .map(|c| c.key())
+        .collect();
+    let contenders = env_list("BENCH_CONTENDERS", &default.join(","))
         .iter()
         .map(|key| {
             *contenders::ALL
@@ -79,6 +87,7 @@ fn settings() -> Settings {
         seconds: one("BENCH_SECONDS", "60"),
         contenders,
         sink_bin,
+        sink_bin_before,
     }
 }
 
@@ -184,6 +193,7 @@ async fn measure_one(
         write,
         interval: s.interval,
         sink_bin: &s.sink_bin,
+        sink_bin_before: s.sink_bin_before.as_ref(),
     });
     let pid = child.id();
     let ticks = measure::clock_ticks();

@@ -108,7 +108,7 @@ fn main() {
     let metrics = Arc::new(EndpointMetrics::new("bench", 1));
     let mut memory = MemoryQueue::new(BATCH * 4, true);
     let (lane_spool, _) = LaneSpool::open(&dir, 1 << 30, 16 << 20).expect("spool opens");
-    let mut spool = SpoolQueue::new(lane_spool, vec![], BATCH * 4, 0, metrics);
+    let mut spool = SpoolQueue::new(lane_spool, vec![], BATCH * 4, BATCH, 0, metrics);
     let mut encoder = RequestEncoder::new();
 
     let mut c = Criterion::default()

@@ -45,7 +45,7 @@ unsafe impl GlobalAlloc for Counting {
 static ALLOCATOR: Counting = Counting;
 
 /// The bytes the series cache may hold per series of the body.
-const MAX_BYTES_PER_SERIES: usize = 160;
+const MAX_BYTES_PER_SERIES: usize = 125;
 
 fn target() -> Target {
     let section: ScrapeConfig = serde_yaml::from_str(

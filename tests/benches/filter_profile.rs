@@ -9,7 +9,8 @@ use meshtap_tests::fuel_profile::profile_request;
 use meshtap_tests::host::FilterModule;
 
 const CONFIG: &str = r#"{"report_interval": "10s"}"#;
-/// Fuel per sample: about 300 samples for a request of 6,000.
+/// Fuel per sample by default: about 200 samples for a request of 4,000
+/// (`MESHTAP_FUEL_STEP` sets another: 1 samples every unit, slowly).
 const STEP: u64 = 20;
 const TOP_FUNCTIONS: usize = 25;
 
@@ -19,7 +20,12 @@ fn main() {
         panic!("set MESHTAP_FILTER_WASM_NAMED to a filter built with --profile wasm-named (cargo xtask bench filter does)");
     };
     let module = FilterModule::load(&wasm, true).expect("filter loads with fuel metering");
-    let profile = profile_request(module, CONFIG, STEP).expect("profile");
+    let step = std::env::var("MESHTAP_FUEL_STEP")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .filter(|step| *step > 0)
+        .unwrap_or(STEP);
+    let profile = profile_request(module, CONFIG, step).expect("profile");
     println!();
     println!(
         "fuel profile of one HTTP request ({} fuel; one sample per {} fuel; {})",

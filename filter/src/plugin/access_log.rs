@@ -23,7 +23,6 @@ use crate::record::access_log::{
     build_record, HostValue, RecordContext, RequestOutcome, VmAccessLog,
 };
 use crate::report::ReportAccessLogs;
-use crate::store::shortcut::RequestKey;
 
 /// Batches a leader dequeues per report at most (more wait for the next report).
 const MAX_BATCHES_PER_REPORT: usize = 4_096;
@@ -55,7 +54,7 @@ fn enqueue(batch: &AccessLogBatchPb) -> bool {
 
 /// Per-request hook of `on_log`: selects the request and, if kept, reads its extra values and
 /// buffers its record. The selection uses only what the metrics path already read.
-pub(super) fn on_request(vm: &mut ActiveVm, peers: &StreamPeers, key: &RequestKey) {
+pub(super) fn on_request(vm: &mut ActiveVm, peers: &StreamPeers, outcome: RequestOutcome) {
     let Some(config) = vm.config.access_log else {
         return;
     };
@@ -67,11 +66,6 @@ pub(super) fn on_request(vm: &mut ActiveVm, peers: &StreamPeers, key: &RequestKe
     } = vm;
     // Seeded on first use from the host clock, so worker VMs draw different sequences.
     let logs = access_log.get_or_insert_with(|| VmAccessLog::new(config, now_ns() as u64));
-    let outcome = RequestOutcome {
-        response_code: key.response_code,
-        response_flags: key.response_flags,
-        grpc_status: key.grpc_status,
-    };
     if !logs.admit(&outcome) {
         return;
     }

@@ -30,6 +30,7 @@ use super::host::{header, int_property, log, PropertyPath};
 use super::id_caches::{Known, KnownPeer, KnownSan};
 use super::peers::{PeerSources, StreamPeers};
 use super::vm::{add_counters, ActiveVm};
+use crate::record::access_log::RequestOutcome;
 use crate::record::facts::{is_grpc_content_type, RequestFacts};
 use crate::record::labels::compute;
 use crate::store::aggregate::Recorded;
@@ -132,15 +133,13 @@ impl HttpContext for RequestRecorder {
 
 /// The id of an optional known value (0 when absent).
 fn id_of(known: Option<Known>) -> u32 {
-    known.map_or(0, |k| k.id)
+    known.map_or(0, |k| k.id.get())
 }
 
 /// How a finished stream ended, as `on_log` reads it.
 struct StreamOutcome {
     grpc: bool,
-    grpc_status: Option<i64>,
-    response_code: Option<i64>,
-    response_flags: u64,
+    ended: RequestOutcome,
     observation: Observation,
 }
 
@@ -152,7 +151,7 @@ fn record(vm: &mut ActiveVm, grpc: Option<bool>, messages: Option<CounterValues>
     let outcome = read_outcome(vm, grpc);
     let extra = super::dimensions::read_extra(vm);
     let key = request_key(&peers, &outcome, extra);
-    super::access_log::on_request(vm, &peers, &key);
+    super::access_log::on_request(vm, &peers, outcome.ended);
     let generation = vm.totals.generation();
     let packed = key.packed();
     // Messages without labels need the stream's peer labels, which the shortcut skips.
@@ -187,9 +186,11 @@ fn read_outcome(vm: &ActiveVm, grpc: Option<bool>) -> StreamOutcome {
     let response_flags = int_property(RESPONSE_FLAGS).unwrap_or(0) as u64;
     StreamOutcome {
         grpc,
-        grpc_status,
-        response_code,
-        response_flags,
+        ended: RequestOutcome {
+            response_code,
+            response_flags,
+            grpc_status,
+        },
         observation: Observation::from_raw(duration_ns, request_bytes, response_bytes),
     }
 }
@@ -198,7 +199,7 @@ fn read_outcome(vm: &ActiveVm, grpc: Option<bool>) -> StreamOutcome {
 fn request_key(peers: &StreamPeers, outcome: &StreamOutcome, extra: Option<Known>) -> RequestKey {
     let sides = &peers.sides;
     let peer_id = |p: Option<KnownPeer>| id_of(p.map(|p| p.known));
-    let san_id = |s: Option<KnownSan>| s.map_or(0, KnownSan::id);
+    let san_id = |s: Option<KnownSan>| s.map_or(0, |s| s.id().get());
     RequestKey {
         reporter: peers.reporter as u8,
         grpc: outcome.grpc,
@@ -212,9 +213,9 @@ fn request_key(peers: &StreamPeers, outcome: &StreamOutcome, extra: Option<Known
         upstream_local_san: san_id(sides.upstream_local_san),
         authority: id_of(peers.authority),
         extras: id_of(extra),
-        response_code: outcome.response_code,
-        response_flags: outcome.response_flags,
-        grpc_status: outcome.grpc_status,
+        response_code: outcome.ended.response_code,
+        response_flags: outcome.ended.response_flags,
+        grpc_status: outcome.ended.grpc_status,
     }
 }
 
@@ -242,9 +243,9 @@ fn record_labelled(
     } = vm;
     let facts = RequestFacts {
         grpc: outcome.grpc,
-        response_code: outcome.response_code,
-        response_flags: outcome.response_flags,
-        grpc_status: outcome.grpc_status,
+        response_code: outcome.ended.response_code,
+        response_flags: outcome.ended.response_flags,
+        grpc_status: outcome.ended.grpc_status,
         ..peers.facts(caches)
     };
     compute(local, peers.rules(), &facts, scratch);

@@ -12,6 +12,8 @@
 //!
 //! [`RequestKey`]: crate::store::shortcut::RequestKey
 
+use std::num::NonZeroU32;
+
 use crate::record::peer::{ClusterServices, PeerInfo};
 use crate::store::bytes_cache::BytesCache;
 
@@ -20,9 +22,10 @@ use crate::store::bytes_cache::BytesCache;
 /// capacity within one request.
 const IDS_PER_REQUEST: u32 = 16;
 
-/// A cached value with the id that stands for it in shortcut keys (never 0).
+/// A cached value with the id that stands for it in shortcut keys (never 0, so an absent
+/// value's `Option` is the id's niche and reads as id 0 for free).
 pub(crate) struct Interned<T> {
-    pub id: u32,
+    pub id: NonZeroU32,
     pub value: T,
 }
 
@@ -43,7 +46,7 @@ fn reset<V>(cache: &mut BytesCache<V>, all: bool) {
 /// next [`IdCaches::start_lookups`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Known {
-    pub id: u32,
+    pub id: NonZeroU32,
     entry: u32,
 }
 
@@ -67,11 +70,11 @@ pub(crate) struct KnownPeer {
 pub(crate) enum KnownSan {
     Text(Known),
     /// [`IdCaches::own_san`], with its id.
-    Own(u32),
+    Own(NonZeroU32),
 }
 
 impl KnownSan {
-    pub(crate) fn id(self) -> u32 {
+    pub(crate) fn id(self) -> NonZeroU32 {
         match self {
             KnownSan::Text(known) => known.id,
             KnownSan::Own(id) => id,
@@ -113,10 +116,10 @@ impl Default for IdCaches {
 }
 
 /// The entry of `key` in `cache`, as a [`Known`].
-fn find<T>(cache: &mut BytesCache<Interned<T>>, key: &[u8]) -> Option<Known> {
-    let entry = cache.get(key)?;
+fn find<T>(cache: &BytesCache<Interned<T>>, key: &[u8]) -> Option<Known> {
+    let (entry, interned) = cache.get(key)?;
     Some(Known {
-        id: cache.at(entry).id,
+        id: interned.id,
         entry,
     })
 }
@@ -126,11 +129,20 @@ impl IdCaches {
     /// caches that filled up, and when ids are about to run out clears everything so ids can
     /// start over without ever meaning two values at once. Returns whether ids started over
     /// (every key holding the old ones must be forgotten).
+    #[inline]
     pub(crate) fn start_lookups(&mut self) -> bool {
         let renew = self.next_id >= u32::MAX - IDS_PER_REQUEST;
         if !self.full && !renew {
             return false;
         }
+        self.clear(renew)
+    }
+
+    /// Clears the caches that filled up, or all of them with `renew`; returns `renew`. Rare,
+    /// so kept out of the per-request path.
+    #[cold]
+    #[inline(never)]
+    fn clear(&mut self, renew: bool) -> bool {
         reset(&mut self.clusters, renew);
         self.peers.iter_mut().for_each(|cache| reset(cache, renew));
         reset(&mut self.texts, renew);
@@ -151,15 +163,15 @@ impl IdCaches {
         key: &[u8],
         value: T,
     ) -> Known {
-        let id = *next_id;
+        let id = NonZeroU32::new(*next_id).expect("ids start at 1 and renew before u32::MAX");
         *next_id += 1;
         let entry = cache.insert(key, Interned { id, value });
         *full |= cache.is_full();
         Known { id, entry }
     }
 
-    pub(crate) fn find_cluster(&mut self, name: &[u8]) -> Option<Known> {
-        find(&mut self.clusters, name)
+    pub(crate) fn find_cluster(&self, name: &[u8]) -> Option<Known> {
+        find(&self.clusters, name)
     }
 
     pub(crate) fn add_cluster(&mut self, name: &[u8], value: ClusterInfo) -> Known {
@@ -176,8 +188,8 @@ impl IdCaches {
         &self.clusters.at(known.entry).value
     }
 
-    pub(crate) fn find_peer(&mut self, encoding: PeerEncoding, raw: &[u8]) -> Option<KnownPeer> {
-        let known = find(&mut self.peers[encoding as usize], raw)?;
+    pub(crate) fn find_peer(&self, encoding: PeerEncoding, raw: &[u8]) -> Option<KnownPeer> {
+        let known = find(&self.peers[encoding as usize], raw)?;
         Some(KnownPeer { encoding, known })
     }
 
@@ -201,8 +213,8 @@ impl IdCaches {
             .as_ref()
     }
 
-    pub(crate) fn find_text(&mut self, raw: &[u8]) -> Option<Known> {
-        find(&mut self.texts, raw)
+    pub(crate) fn find_text(&self, raw: &[u8]) -> Option<Known> {
+        find(&self.texts, raw)
     }
 
     pub(crate) fn add_text(&mut self, raw: &[u8], text: Option<Box<str>>) -> Known {
@@ -243,8 +255,8 @@ impl IdCaches {
         KnownSan::Own(known.id)
     }
 
-    pub(crate) fn find_extra(&mut self, raw: &[u8]) -> Option<Known> {
-        find(&mut self.extra_values, raw)
+    pub(crate) fn find_extra(&self, raw: &[u8]) -> Option<Known> {
+        find(&self.extra_values, raw)
     }
 
     pub(crate) fn add_extra(&mut self, raw: &[u8], values: Box<[String]>) -> Known {

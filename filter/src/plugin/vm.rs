@@ -128,6 +128,7 @@ impl ActiveVm {
 
     /// Called before the cache lookups of each request, connection or stream visit (see
     /// [`IdCaches::start_lookups`]); forgets the shortcuts when the ids start over.
+    #[inline]
     pub(crate) fn start_lookups(&mut self) {
         if self.caches.start_lookups() {
             self.shortcuts.forget(self.totals.generation());

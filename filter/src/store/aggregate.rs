@@ -270,19 +270,34 @@ impl Aggregator {
 
     /// Adds an observation to the series at `slot` (from [`Aggregator::record`] in this
     /// generation).
+    #[inline]
     pub(crate) fn record_at(&mut self, slot: SeriesSlot, obs: Observation) {
-        let enabled = self.enabled;
         if slot == SeriesSlot::OVERFLOW {
-            observe_wide(&mut self.overflow, obs, enabled, &self.bounds);
-            self.overflow_observations += 1;
-            return;
+            return self.record_overflow_at(obs);
         }
         let values = &mut self.chunks[slot.0 as usize / CHUNK][slot.0 as usize % CHUNK].values;
-        if !values.observe(obs, enabled, &self.bounds) {
-            self.spilled.entry(slot.0).or_default().add(&values.widen());
-            *values = CompactValues::default();
-            values.observe(obs, enabled, &self.bounds);
+        if !values.observe(obs, self.enabled, &self.bounds) {
+            self.spill(slot, obs);
         }
+    }
+
+    /// Adds an observation to the overflow series.
+    #[cold]
+    #[inline(never)]
+    fn record_overflow_at(&mut self, obs: Observation) {
+        observe_wide(&mut self.overflow, obs, self.enabled, &self.bounds);
+        self.overflow_observations += 1;
+    }
+
+    /// Moves the full compact counts of the series at `slot` into its 64-bit totals on the
+    /// side, then adds the observation to the emptied counts (once per 2^32 requests).
+    #[cold]
+    #[inline(never)]
+    fn spill(&mut self, slot: SeriesSlot, obs: Observation) {
+        let values = &mut self.chunks[slot.0 as usize / CHUNK][slot.0 as usize % CHUNK].values;
+        self.spilled.entry(slot.0).or_default().add(&values.widen());
+        *values = CompactValues::default();
+        values.observe(obs, self.enabled, &self.bounds);
     }
 
     fn entry(&self, id: u32) -> &Entry {

@@ -11,9 +11,11 @@
 //! two rounds of lookups, so memory stays bounded and no index it handed out goes stale in use.
 //! It must not know what the values are.
 
+use std::cell::Cell;
 use std::collections::HashMap;
 
-use crate::store::hashing::{bytes_equal, hash_bytes, WordBuild};
+use crate::store::compare::bytes_equal;
+use crate::store::hashing::{hash_bytes, WordBuild};
 
 /// Entries from which a cache is full and its owner clears it (bounds memory with many
 /// clusters or peers).
@@ -34,8 +36,8 @@ pub(crate) struct BytesCache<V> {
     entries: Vec<Entry<V>>,
     /// The newest entry of each key hash.
     by_hash: HashMap<u64, u32, WordBuild>,
-    /// The entry the previous successful lookup found.
-    last_hit: u32,
+    /// The entry the previous successful lookup found (a lookup only reads the cache).
+    last_hit: Cell<u32>,
 }
 
 impl<V> Default for BytesCache<V> {
@@ -43,18 +45,18 @@ impl<V> Default for BytesCache<V> {
         BytesCache {
             entries: Vec::new(),
             by_hash: HashMap::default(),
-            last_hit: NONE,
+            last_hit: Cell::new(NONE),
         }
     }
 }
 
 impl<V> BytesCache<V> {
-    /// The entry cached for exactly `key`.
+    /// The entry cached for exactly `key`, with its value.
     #[inline]
-    pub(crate) fn get(&mut self, key: &[u8]) -> Option<u32> {
-        let index = self.find(key)?;
-        self.last_hit = index;
-        Some(index)
+    pub(crate) fn get(&self, key: &[u8]) -> Option<(u32, &V)> {
+        let (index, entry) = self.find(key)?;
+        self.last_hit.set(index);
+        Some((index, &entry.value))
     }
 
     /// The value of an entry [`get`](Self::get) or [`insert`](Self::insert) handed out since
@@ -64,17 +66,18 @@ impl<V> BytesCache<V> {
     }
 
     #[inline]
-    fn find(&self, key: &[u8]) -> Option<u32> {
-        if let Some(last) = self.entries.get(self.last_hit as usize) {
+    fn find(&self, key: &[u8]) -> Option<(u32, &Entry<V>)> {
+        let last_hit = self.last_hit.get();
+        if let Some(last) = self.entries.get(last_hit as usize) {
             if bytes_equal(&last.key, key) {
-                return Some(self.last_hit);
+                return Some((last_hit, last));
             }
         }
         let mut index = *self.by_hash.get(&hash_bytes(key))?;
         while index != NONE {
             let entry = &self.entries[index as usize];
             if bytes_equal(&entry.key, key) {
-                return Some(index);
+                return Some((index, entry));
             }
             index = entry.same_hash;
         }
@@ -91,7 +94,7 @@ impl<V> BytesCache<V> {
             value,
             same_hash,
         });
-        self.last_hit = index;
+        self.last_hit.set(index);
         index
     }
 
@@ -103,7 +106,7 @@ impl<V> BytesCache<V> {
     pub(crate) fn clear(&mut self) {
         self.entries.clear();
         self.by_hash.clear();
-        self.last_hit = NONE;
+        self.last_hit.set(NONE);
     }
 }
 
@@ -115,28 +118,28 @@ mod tests {
     #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
     fn finds_by_content_and_says_when_full() {
         let mut c = BytesCache::default();
-        let value = |c: &BytesCache<i32>, entry: Option<u32>| entry.map(|e| *c.at(e));
+        let value = |found: Option<(u32, &i32)>| found.map(|(_, v)| *v);
         assert!(c.get(b"a").is_none());
         let a = c.insert(b"a", 1);
         assert_eq!(*c.at(a), 1);
         let long = c.insert(b"a longer key than eight bytes", 2);
         assert_eq!(*c.at(long), 2);
         let found = c.get(b"a");
-        assert_eq!(value(&c, found), Some(1));
+        assert_eq!(value(found), Some(1));
         let again = c.get(b"a");
-        assert_eq!(value(&c, again), Some(1), "the last hit again");
+        assert_eq!(value(again), Some(1), "the last hit again");
         let found = c.get(b"a longer key than eight bytes");
-        assert_eq!(value(&c, found), Some(2));
+        assert_eq!(value(found), Some(2));
         assert_eq!(c.get(b"a longer key than eight bytez"), None);
         let found = c.get(b"a longer key than eight bytes");
-        assert_eq!(value(&c, found), Some(2));
+        assert_eq!(value(found), Some(2));
         for i in 2..CACHE_CAPACITY {
             assert!(!c.is_full(), "{i} entries");
             c.insert(format!("k{i}").as_bytes(), 0);
         }
         assert!(c.is_full());
         let found = c.get(b"a");
-        assert_eq!(value(&c, found), Some(1), "entries stay until cleared");
+        assert_eq!(value(found), Some(1), "entries stay until cleared");
         c.clear();
         assert!(!c.is_full());
         assert!(c.get(b"a").is_none(), "cleared");
@@ -156,9 +159,9 @@ mod tests {
         assert_eq!(c.get(&second), None);
         c.insert(&second, 2);
         for _ in 0..2 {
-            let found = c.get(&first).map(|e| *c.at(e));
+            let found = c.get(&first).map(|(_, v)| *v);
             assert_eq!(found, Some(1));
-            let found = c.get(&second).map(|e| *c.at(e));
+            let found = c.get(&second).map(|(_, v)| *v);
             assert_eq!(found, Some(2));
         }
         c.clear();

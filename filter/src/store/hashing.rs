@@ -1,11 +1,11 @@
-//! Deterministic hashing and byte comparison for the filter's in-VM maps and tables.
+//! Deterministic hashing for the filter's in-VM maps and tables.
 //!
 //! std's default `RandomState` seeds itself through WASI `random_get`; these hashers keep the
 //! module's imports to what the filter needs and make iteration order reproducible. The maps
 //! they serve are bounded, so hash flooding can only slow a bounded structure. Everything here
-//! works 8 bytes at a time: in wasm, byte-at-a-time loops (FNV, libc `memcmp`) cost several
-//! instructions per byte and dominated the per-request path. This module must stay free of
-//! anything else.
+//! works 8 bytes at a time: in wasm, byte-at-a-time loops (FNV) cost several instructions per
+//! byte and dominated the per-request path (keys are compared by [`super::compare`]). This
+//! module must stay free of anything else.
 
 use std::hash::{BuildHasherDefault, Hasher};
 
@@ -68,50 +68,6 @@ fn finish(mut h: u64) -> u64 {
     h ^= h >> 33;
     h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
     h ^ (h >> 33)
-}
-
-/// Bytes [`bytes_equal`] compares per step (eight words).
-const BLOCK: usize = 64;
-
-/// Whether two blocks differ anywhere. Not inlined on purpose: from a reference parameter,
-/// wasm addresses the eight words as constant offsets of one local (inlined into the loop, each
-/// address is recomputed, a third more instructions).
-#[inline(never)]
-fn blocks_differ(a: &[u8; BLOCK], b: &[u8; BLOCK]) -> bool {
-    let word = |block: &[u8; BLOCK], i: usize| {
-        let mut word = [0u8; 8];
-        word.copy_from_slice(&block[8 * i..8 * i + 8]);
-        u64::from_le_bytes(word)
-    };
-    (0..BLOCK / 8).fold(0, |differ, i| differ | (word(a, i) ^ word(b, i))) != 0
-}
-
-/// `a == b`, compared 64 bytes per step, then 8, then the last (overlapping) word.
-pub(crate) fn bytes_equal(a: &[u8], b: &[u8]) -> bool {
-    let len = a.len();
-    if len != b.len() {
-        return false;
-    }
-    if len < 8 {
-        return a == b;
-    }
-    let (blocks_a, rest_a) = a.as_chunks::<BLOCK>();
-    let (blocks_b, rest_b) = b.as_chunks::<BLOCK>();
-    if blocks_a
-        .iter()
-        .zip(blocks_b)
-        .any(|(x, y)| blocks_differ(x, y))
-    {
-        return false;
-    }
-    let (words_a, _) = rest_a.as_chunks::<8>();
-    let (words_b, _) = rest_b.as_chunks::<8>();
-    if words_a.iter().zip(words_b).any(|(x, y)| x != y) {
-        return false;
-    }
-    // The last eight bytes cover the tail the words left (the length is at least eight).
-    let last = len - 8;
-    word_at(a, last) == word_at(b, last)
 }
 
 /// Hash of fixed-size id arrays (label ids, group ids).
@@ -179,30 +135,5 @@ mod tests {
         assert_ne!(hash_bytes(&long[..70]), hash_bytes(&long[..71]));
         assert_ne!(hash_ids(&[1, 2]), hash_ids(&[2, 1]));
         assert_ne!(hash_ids(&[1, 0, 0]), hash_ids(&[0, 1, 0]));
-    }
-
-    #[cfg_attr(not(target_arch = "wasm32"), test)]
-    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
-    fn compares_like_slices() {
-        let cases: [(&[u8], &[u8]); 6] = [
-            (b"", b""),
-            (b"abc", b"abc"),
-            (b"abc", b"abd"),
-            (b"0123456789abcdef!", b"0123456789abcdef!"),
-            (b"0123456789abcdef!", b"0123456789abcdef?"),
-            (b"01234567", b"01234567\0"),
-        ];
-        for len in [8, 9, 15, 63, 64, 65, 71, 72, 127, 128, 129, 200, 500] {
-            let long: Vec<u8> = (0..len).map(|i| (i * 7) as u8).collect();
-            assert!(bytes_equal(&long, &long.clone()), "{len} bytes");
-            for at in 0..len {
-                let mut other = long.clone();
-                other[at] ^= 1;
-                assert!(!bytes_equal(&long, &other), "{len} bytes, differs at {at}");
-            }
-        }
-        for (a, b) in cases {
-            assert_eq!(bytes_equal(a, b), a == b, "{a:?} vs {b:?}");
-        }
     }
 }

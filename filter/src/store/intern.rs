@@ -5,7 +5,8 @@
 //! budget: a value or group seen again costs nothing. Ids are dense, starting at 0, and stay
 //! valid until `clear`. This module must not know what the values mean.
 
-use crate::store::hashing::{bytes_equal, hash_bytes, hash_ids};
+use crate::store::compare::bytes_equal;
+use crate::store::hashing::{hash_bytes, hash_ids};
 
 /// Open-addressing index of ids by hash (linear probing, load at most 1/2). Slots hold `id + 1`
 /// (0 = empty); equality and rehashing are answered by the owner, which stores the values.

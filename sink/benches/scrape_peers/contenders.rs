@@ -1,4 +1,5 @@
-//! The scrapers the scrape bench compares: the sink (in memory and with its disk spool),
+//! The scrapers the scrape bench compares: the sink (in memory and with its disk spool; and an
+//! earlier build of it, `MESHTAP_SINK_BIN_BEFORE`, for a before/after pair in one run),
 //! Prometheus 2.42 in agent mode, and vmagent (Debian's `victoria-metrics`, 1.79) in its default
 //! and `-promscrape.streamParse=true` modes. Each is started on the same targets, at the same
 //! interval, with the same external label (`cluster`), remote-writing to the bench's counting
@@ -19,13 +20,16 @@ pub const VMAGENT_BIN: &str = "/usr/bin/vmagent";
 pub enum Contender {
     Sink,
     SinkSpool,
+    /// The earlier build, in memory.
+    SinkBefore,
     Agent,
     Vmagent,
     VmagentStream,
 }
 
-/// Every contender, in the order they run and are printed.
-pub const ALL: [Contender; 5] = [
+/// Every contender, in the order they run and are printed (`sink-before` only when asked for).
+pub const ALL: [Contender; 6] = [
+    Contender::SinkBefore,
     Contender::Sink,
     Contender::SinkSpool,
     Contender::Agent,
@@ -40,6 +44,7 @@ pub struct Launch<'a> {
     pub write: SocketAddr,
     pub interval: u64,
     pub sink_bin: &'a PathBuf,
+    pub sink_bin_before: Option<&'a PathBuf>,
 }
 
 impl Contender {
@@ -48,6 +53,7 @@ impl Contender {
         match self {
             Contender::Sink => "sink",
             Contender::SinkSpool => "sink-spool",
+            Contender::SinkBefore => "sink-before",
             Contender::Agent => "agent",
             Contender::Vmagent => "vmagent",
             Contender::VmagentStream => "vmagent-stream",
@@ -59,6 +65,7 @@ impl Contender {
         match self {
             Contender::Sink => "meshtap-sink",
             Contender::SinkSpool => "meshtap-sink + spool",
+            Contender::SinkBefore => "meshtap-sink (before)",
             Contender::Agent => "prometheus 2.42 agent",
             Contender::Vmagent => "vmagent 1.79",
             Contender::VmagentStream => "vmagent 1.79 streamParse",
@@ -67,8 +74,14 @@ impl Contender {
 
     pub fn start(self, at: &Launch<'_>) -> Child {
         let mut command = match self {
-            Contender::Sink => sink(at, false),
-            Contender::SinkSpool => sink(at, true),
+            Contender::Sink => sink(at, at.sink_bin, false),
+            Contender::SinkSpool => sink(at, at.sink_bin, true),
+            Contender::SinkBefore => sink(
+                at,
+                at.sink_bin_before
+                    .expect("sink-before needs MESHTAP_SINK_BIN_BEFORE"),
+                false,
+            ),
             Contender::Agent => agent(at),
             Contender::Vmagent => vmagent(at, false),
             Contender::VmagentStream => vmagent(at, true),
@@ -93,7 +106,7 @@ fn target_list(targets: &[SocketAddr]) -> String {
     quoted.join(", ")
 }
 
-fn sink(at: &Launch<'_>, spool: bool) -> Command {
+fn sink(at: &Launch<'_>, bin: &Path, spool: bool) -> Command {
     let config = at.dir.join("sink.yaml");
     let spool = if spool {
         format!("spool:\n  dir: {}\n", at.dir.join("spool").display())
@@ -111,7 +124,7 @@ fn sink(at: &Launch<'_>, spool: bool) -> Command {
         ),
     )
     .unwrap();
-    let mut command = Command::new(at.sink_bin);
+    let mut command = Command::new(bin);
     command
         .arg("--config")
         .arg(&config)

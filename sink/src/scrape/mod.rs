@@ -16,6 +16,7 @@ pub mod config;
 pub mod convert;
 pub mod fetch;
 pub mod kubernetes;
+mod marks;
 pub mod membership;
 pub mod metrics;
 pub mod pods;

@@ -1,5 +1,5 @@
 //! One target's series cache: what each series text of its bodies converts to, the series
-//! that are live, and the scrape epoch in which each was last seen.
+//! that are live, and which of them the current scrape has seen.
 //!
 //! A series text (the metric name and label block exactly as scraped) is looked up by its
 //! 128-bit XXH3 hash; an entry gives the converted series (or that relabeling dropped it),
@@ -8,19 +8,21 @@
 //! is expected at a cursor and found by one comparison in memory read in sequence; the hash
 //! map is the fallback, and the order is rebuilt after a scrape that broke it. Several texts may name
 //! one series (`le="1.0"` and `le="1"`); series are slots in a slab, shared by their texts and
-//! stamped with the epoch of their last sample, which is how duplicates in a body and series
-//! that vanished are found without building sets. A series absent from a scrape gets its
+//! marked when they give a sample, which is how duplicates in a body and series that vanished
+//! are found. A series absent from a scrape gets its
 //! stale marker and is removed, with the texts not seen in that scrape, so the cache holds
 //! what the latest scrape held. The conversion of a text is made once and kept while the text
 //! appears in consecutive scrapes (a `# TYPE` line changing under an unchanged text keeps the
 //! first reading, as in Prometheus' scrape cache).
 //!
-//!
-//! Memory per series is what bounds a sink with many targets, so entries are small: a text is
-//! 32 bytes, both hash tables hold 4-byte indexes (the text's hash is its key; a series' hash is
-//! taken from its labels' identities), a slot is 16 bytes, and a series shares all its labels
-//! but `__name__` and `le` with the other series of its label set (see
-//! [`meshtap_remotewrite::encoded_series`]).
+//! Memory per series is what bounds a sink with many targets, so what stays between scrapes
+//! is small: a text is 24 bytes (its 128-bit hash and its outcome packed in 8), a slot is its
+//! series pointer and a 16-bit generation, and a series shares all its labels but `__name__`
+//! and `le` with the other series of its label set (see
+//! [`meshtap_remotewrite::encoded_series`]). What a scrape marks (texts and series seen) are
+//! bits, cleared when the next one begins. The two hash indexes (texts by key, live series by
+//! labels) are built only when a scrape needs them — a text off the cursor, a new series — and
+//! dropped when it ends: a target whose body repeats itself keeps neither.
 //!
 //! Owns the cache and staleness of scraped series. It must not parse lines nor relabel.
 
@@ -28,6 +30,7 @@ use std::sync::Arc;
 
 use hashbrown::HashTable;
 
+use super::marks::Marks;
 use meshtap_remotewrite::encoded_series::{prefetch, EncodedSeries, LabelInterner};
 use meshtap_remotewrite::sample::{ExportSample, ExportSeries};
 use meshtap_remotewrite::series::stale_nan;
@@ -53,8 +56,6 @@ pub enum Outcome {
 /// A cached series text.
 #[derive(Clone, Copy, Debug)]
 pub struct TextEntry {
-    /// Epoch of the last scrape that held the text.
-    seen: u32,
     pub outcome: Outcome,
     /// Lines of this text may be read with the quick split (see `meshtap_textformat::quick`).
     pub quick: bool,
@@ -63,14 +64,7 @@ pub struct TextEntry {
     pub filter_family: bool,
 }
 
-#[derive(Debug)]
-struct Slot {
-    series: Option<Arc<EncodedSeries>>,
-    seen: u32,
-    generation: u16,
-}
-
-/// A text's key in two halves (8-byte aligned, where a `u128` would pad a [`Text`] to 48
+/// A text's key in two halves (8-byte aligned, where a `u128` would pad a [`Text`] to 32
 /// bytes).
 type Key = [u64; 2];
 
@@ -87,11 +81,56 @@ fn series_hash(series: &EncodedSeries) -> u64 {
     series.shard_hash()
 }
 
-/// A cached text and its key.
+/// [`Text::kind`] of each [`Outcome`].
+const DROPPED: u8 = 0;
+const INVALID: u8 = 1;
+const SERIES: u8 = 2;
+/// [`Text::flags`] bits.
+const QUICK: u8 = 1;
+const FILTER_FAMILY: u8 = 2;
+
+/// A cached text: its key and its [`TextEntry`] packed in 8 bytes (24 in all).
 #[derive(Clone, Copy, Debug)]
 struct Text {
     key: Key,
-    entry: TextEntry,
+    slot: u32,
+    generation: u16,
+    kind: u8,
+    flags: u8,
+}
+
+impl Text {
+    fn new(key: Key, entry: TextEntry) -> Text {
+        let (kind, slot, generation) = match entry.outcome {
+            Outcome::Dropped => (DROPPED, 0, 0),
+            Outcome::Invalid => (INVALID, 0, 0),
+            Outcome::Series { slot, generation } => (SERIES, slot, generation),
+        };
+        let flag = |on: bool, bit: u8| if on { bit } else { 0 };
+        Text {
+            key,
+            slot,
+            generation,
+            kind,
+            flags: flag(entry.quick, QUICK) | flag(entry.filter_family, FILTER_FAMILY),
+        }
+    }
+
+    fn entry(&self) -> TextEntry {
+        let outcome = match self.kind {
+            DROPPED => Outcome::Dropped,
+            INVALID => Outcome::Invalid,
+            _ => Outcome::Series {
+                slot: self.slot,
+                generation: self.generation,
+            },
+        };
+        TextEntry {
+            outcome,
+            quick: self.flags & QUICK != 0,
+            filter_family: self.flags & FILTER_FAMILY != 0,
+        }
+    }
 }
 
 /// Texts ahead of the cursor whose series are brought into cache (their counters are touched
@@ -103,20 +142,29 @@ const PREFETCH_AHEAD: usize = 4;
 pub struct SeriesCache {
     /// In the order of the last scrape (new texts at the end until the next rebuild).
     texts: Vec<Text>,
-    /// Indexes in `texts`, found by key.
-    index: HashTable<u32>,
+    /// Indexes in `texts`, found by key; built when a scrape first looks off the cursor.
+    index: Option<HashTable<u32>>,
     /// Where the next line's text is expected.
     cursor: usize,
-    /// Indexes in `texts` of this scrape's texts, in the order first seen.
+    /// Texts seen in this scrape.
+    texts_seen: Marks,
+    /// This scrape's texts so far are `texts[..in_sequence]`, in that order (the usual case:
+    /// nothing to record).
+    in_sequence: Option<usize>,
+    /// Otherwise the indexes in `texts` of this scrape's texts, in the order first seen.
     order: Vec<u32>,
-    /// `order` is `0, 1, 2, …` so far.
-    in_sequence: bool,
-    slots: Vec<Slot>,
+    /// Each slot's series (`None`: free).
+    slots: Vec<Option<Arc<EncodedSeries>>>,
+    /// Each slot's generation, bumped when its series is removed.
+    generations: Vec<u16>,
+    /// Slots that gave a sample in this scrape.
+    emitted: Marks,
     free: Vec<u32>,
-    /// Live slots, found by their series.
-    by_series: HashTable<u32>,
+    /// Live slots.
+    live: usize,
+    /// Live slots, found by their series; built when a scrape first creates a series.
+    by_series: Option<HashTable<u32>>,
     interner: LabelInterner,
-    epoch: u32,
     /// Series created in the current scrape.
     added: u64,
     /// Series were removed: forget their labels at the next scrape, when their stale markers
@@ -127,11 +175,12 @@ pub struct SeriesCache {
 impl SeriesCache {
     /// Starts a scrape.
     pub fn begin(&mut self) {
-        self.epoch = self.epoch.wrapping_add(1).max(1);
         self.added = 0;
         self.cursor = 0;
+        self.texts_seen.reset(self.texts.len());
+        self.emitted.reset(self.slots.len());
+        self.in_sequence = Some(0);
         self.order.clear();
-        self.in_sequence = true;
         if std::mem::take(&mut self.prune_pending) {
             self.interner.prune();
         }
@@ -150,81 +199,67 @@ impl SeriesCache {
         };
         self.cursor = at + 1;
         self.prefetch_series(at + PREFETCH_AHEAD);
-        Some(self.see(at))
+        self.see(at);
+        Some(self.texts[at].entry())
     }
 
-    fn find_text(&self, key: &Key) -> Option<usize> {
+    fn find_text(&mut self, key: &Key) -> Option<usize> {
         let texts = &self.texts;
-        let at = self
-            .index
-            .find(key_hash(key), |&at| texts[at as usize].key == *key)?;
+        let index = self.index.get_or_insert_with(|| {
+            let mut index = HashTable::with_capacity(texts.len());
+            for at in 0..texts.len() {
+                insert_text_index(&mut index, texts, at);
+            }
+            index
+        });
+        let at = index.find(key_hash(key), |&at| texts[at as usize].key == *key)?;
         Some(*at as usize)
     }
 
-    fn index_text(&mut self, at: usize) {
-        let texts = &self.texts;
-        self.index
-            .insert_unique(key_hash(&texts[at].key), at as u32, |&at| {
-                key_hash(&texts[at as usize].key)
-            });
-    }
-
-    /// Marks the text at `at` as seen in this scrape and returns its entry.
-    fn see(&mut self, at: usize) -> TextEntry {
-        let epoch = self.epoch;
-        let entry = &mut self.texts[at].entry;
-        if entry.seen != epoch {
-            entry.seen = epoch;
-            self.in_sequence &= at == self.order.len();
-            self.order.push(at as u32);
+    /// Marks the text at `at` as seen in this scrape.
+    fn see(&mut self, at: usize) {
+        if !self.texts_seen.set(at) {
+            return;
         }
-        *entry
+        match self.in_sequence {
+            Some(next) if next == at => self.in_sequence = Some(next + 1),
+            Some(next) => {
+                self.order.extend(0..next as u32);
+                self.order.push(at as u32);
+                self.in_sequence = None;
+            }
+            None => self.order.push(at as u32),
+        }
     }
 
     fn prefetch_series(&self, at: usize) {
-        if let Some(Text {
-            entry:
-                TextEntry {
-                    outcome: Outcome::Series { slot, .. },
-                    ..
-                },
-            ..
-        }) = self.texts.get(at)
-        {
-            if let Some(series) = self
-                .slots
-                .get(*slot as usize)
-                .and_then(|s| s.series.as_ref())
-            {
-                prefetch(Arc::as_ptr(series));
-            }
+        let Some(text) = self.texts.get(at).filter(|t| t.kind == SERIES) else {
+            return;
+        };
+        if let Some(Some(series)) = self.slots.get(text.slot as usize) {
+            prefetch(Arc::as_ptr(series));
         }
     }
 
     /// Records what a text converts to (seen in this scrape).
     pub fn insert_text(&mut self, key: u128, outcome: Outcome, quick: bool, filter_family: bool) {
         let entry = TextEntry {
-            seen: 0,
             outcome,
             quick,
             filter_family,
         };
         let key = split(key);
         let at = match self.find_text(&key) {
-            Some(at) => {
-                self.texts[at].entry = TextEntry {
-                    seen: self.texts[at].entry.seen,
-                    ..entry
-                };
-                at
-            }
+            Some(at) => at,
             None => {
                 let at = self.texts.len();
-                self.texts.push(Text { key, entry });
-                self.index_text(at);
+                self.texts.push(Text::new(key, entry));
+                let index = self.index.as_mut().expect("built by find_text");
+                insert_text_index(index, &self.texts, at);
                 at
             }
         };
+        self.texts[at] = Text::new(key, entry);
         self.cursor = at + 1;
         self.see(at);
     }
@@ -233,34 +268,42 @@ impl SeriesCache {
     pub fn series(&mut self, series: EncodedSeries) -> Outcome {
         let hash = series_hash(&series);
         let slots = &self.slots;
-        let live = |&slot: &u32| slots[slot as usize].series.as_deref() == Some(&series);
-        if let Some(&slot) = self.by_series.find(hash, live) {
-            let generation = self.slots[slot as usize].generation;
+        let by_series = self.by_series.get_or_insert_with(|| {
+            let mut index = HashTable::with_capacity(slots.len());
+            for (slot, live) in slots.iter().enumerate() {
+                if let Some(live) = live {
+                    index.insert_unique(series_hash(live), slot as u32, |&s| slot_hash(slots, s));
+                }
+            }
+            index
+        });
+        let found = by_series.find(hash, |&slot| {
+            slots[slot as usize].as_deref() == Some(&series)
+        });
+        if let Some(&slot) = found {
+            let generation = self.generations[slot as usize];
             return Outcome::Series { slot, generation };
         }
-        let series = Arc::new(series);
+        let series = Some(Arc::new(series));
         let slot = match self.free.pop() {
             Some(slot) => {
-                self.slots[slot as usize].series = Some(series.clone());
+                self.slots[slot as usize] = series;
                 slot
             }
             None => {
-                self.slots.push(Slot {
-                    series: Some(series.clone()),
-                    seen: 0,
-                    generation: 0,
-                });
+                self.slots.push(series);
+                self.generations.push(0);
                 (self.slots.len() - 1) as u32
             }
         };
         let slots = &self.slots;
-        self.by_series.insert_unique(hash, slot, |&slot| {
-            series_hash(slots[slot as usize].series.as_ref().expect("live slot"))
-        });
+        let by_series = self.by_series.as_mut().expect("built above");
+        by_series.insert_unique(hash, slot, |&s| slot_hash(slots, s));
+        self.live += 1;
         self.added += 1;
         Outcome::Series {
             slot,
-            generation: self.slots[slot as usize].generation,
+            generation: self.generations[slot as usize],
         }
     }
 
@@ -270,8 +313,8 @@ impl SeriesCache {
         match outcome {
             Outcome::Dropped | Outcome::Invalid => true,
             Outcome::Series { slot, generation } => {
-                let slot = &self.slots[slot as usize];
-                slot.series.is_some() && slot.generation == generation
+                let slot = slot as usize;
+                self.slots[slot].is_some() && self.generations[slot] == generation
             }
         }
     }
@@ -279,13 +322,10 @@ impl SeriesCache {
     /// Notes a sample of the series in `slot` (a current outcome) in this scrape: the series
     /// if it is its first sample in the scrape, `None` for a duplicate (the first is kept).
     pub fn emit(&mut self, slot: u32) -> Option<Arc<EncodedSeries>> {
-        let epoch = self.epoch;
-        let slot = &mut self.slots[slot as usize];
-        if slot.seen == epoch {
+        if !self.emitted.set(slot as usize) {
             return None;
         }
-        slot.seen = epoch;
-        slot.series.clone()
+        self.slots[slot as usize].clone()
     }
 
     /// The interner of the target's labels.
@@ -300,29 +340,29 @@ impl SeriesCache {
 
     /// Live series.
     pub fn len(&self) -> usize {
-        self.by_series.len()
+        self.live
     }
 
     pub fn is_empty(&self) -> bool {
-        self.by_series.is_empty()
+        self.live == 0
     }
 
     /// Ends a successful scrape: stale markers at `marker_ms` for the series without a sample
     /// in it, which are removed, as are the texts it did not hold.
     pub fn finish(&mut self, marker_ms: i64) -> Vec<ExportSample> {
-        let epoch = self.epoch;
-        let markers = self.remove_slots(marker_ms, |slot| slot.seen != epoch);
-        if !self.in_sequence || self.order.len() != self.texts.len() {
+        let emitted = std::mem::take(&mut self.emitted);
+        let markers = self.remove_slots(marker_ms, |slot| !emitted.get(slot));
+        self.emitted = emitted;
+        match self.in_sequence {
+            // Only texts at the end were not seen.
+            Some(seen) => self.texts.truncate(seen),
             // Keep this scrape's texts, in its order.
-            let old = std::mem::take(&mut self.texts);
-            self.texts = self.order.iter().map(|&at| old[at as usize]).collect();
-            self.index.clear();
-            for at in 0..self.texts.len() {
-                self.index_text(at);
+            None => {
+                let old = std::mem::take(&mut self.texts);
+                self.texts = self.order.iter().map(|&at| old[at as usize]).collect();
             }
         }
-        self.order.clear();
-        self.in_sequence = true;
+        self.end_scrape();
         markers
     }
 
@@ -330,32 +370,32 @@ impl SeriesCache {
     /// scrape or a removed target).
     pub fn clear(&mut self, marker_ms: i64) -> Vec<ExportSample> {
         let markers = self.remove_slots(marker_ms, |_| true);
-        self.texts.clear();
-        self.index.clear();
-        self.order.clear();
-        self.cursor = 0;
+        self.texts = Vec::new();
+        self.end_scrape();
         markers
+    }
+
+    /// Drops what only a scrape uses: the indexes and the order.
+    fn end_scrape(&mut self) {
+        self.index = None;
+        self.by_series = None;
+        self.order = Vec::new();
+        self.in_sequence = Some(0);
+        self.cursor = 0;
     }
 
     fn remove_slots(
         &mut self,
         marker_ms: i64,
-        remove: impl Fn(&Slot) -> bool,
+        remove: impl Fn(usize) -> bool,
     ) -> Vec<ExportSample> {
         let mut markers = Vec::new();
         for (index, slot) in self.slots.iter_mut().enumerate() {
-            if slot.series.is_none() || !remove(slot) {
+            if slot.is_none() || !remove(index) {
                 continue;
             }
-            let series = slot.series.take().expect("live slot");
-            let at = index as u32;
-            if let Ok(entry) = self
-                .by_series
-                .find_entry(series_hash(&series), |&s| s == at)
-            {
-                entry.remove();
-            }
-            slot.generation = slot.generation.wrapping_add(1);
+            let series = slot.take().expect("live slot");
+            self.generations[index] = self.generations[index].wrapping_add(1);
             self.free.push(index as u32);
             markers.push(ExportSample {
                 series: ExportSeries::Encoded(series),
@@ -363,9 +403,23 @@ impl SeriesCache {
                 timestamp_ms: marker_ms,
             });
         }
-        self.prune_pending |= !markers.is_empty();
+        self.live -= markers.len();
+        if !markers.is_empty() {
+            self.by_series = None;
+            self.prune_pending = true;
+        }
         markers
     }
+}
+
+fn insert_text_index(index: &mut HashTable<u32>, texts: &[Text], at: usize) {
+    index.insert_unique(key_hash(&texts[at].key), at as u32, |&at| {
+        key_hash(&texts[at as usize].key)
+    });
+}
+
+fn slot_hash(slots: &[Option<Arc<EncodedSeries>>], slot: u32) -> u64 {
+    series_hash(slots[slot as usize].as_ref().expect("live slot"))
 }
 
 #[cfg(test)]
@@ -482,11 +536,12 @@ mod tests {
             };
             assert!(cache.emit(slot).is_some());
         }
-        assert!(
-            cache.in_sequence,
-            "the repeated order is read on the cursor"
+        assert_eq!(
+            (cache.in_sequence, cache.index.is_none()),
+            (Some(4), true),
+            "the repeated order is read on the cursor, without the index"
         );
         assert_eq!(cache.finish(2).len(), 0);
-        assert_eq!(cache.index.len(), 4);
+        assert_eq!(cache.texts.len(), 4);
     }
 }

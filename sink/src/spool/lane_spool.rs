@@ -11,7 +11,10 @@
 //! process's [`SpoolSync`], which persists them to the disk by `spool.sync` policy, and
 //! [`LaneSpool::sync`] (called at shutdown) persists them too. A record handed out but not
 //! acknowledged is handed out again after a restart (at-least-once); several records may be
-//! handed out before one `finish` acknowledges them all.
+//! handed out before one `finish` acknowledges them all. The acknowledgement itself is left to
+//! the [`SpoolSync`]'s next round, so a crash also sends again what was delivered since.
+//! Appending and reading back run through [`disk_io`] at the caller; `finish` calls it itself,
+//! only when it deletes a segment (or writes the acknowledgement without a [`SpoolSync`]).
 
 use std::collections::VecDeque;
 use std::fs::{self, File, OpenOptions};
@@ -22,7 +25,7 @@ use std::sync::Arc;
 
 use super::record::{self, ReadOutcome, RecordMeta, HEADER_LEN};
 use super::sync::{SpoolSync, SyncRound};
-use super::{SpoolError, SpooledBatch};
+use super::{disk_io, SpoolError, SpooledBatch};
 
 const SEGMENT_SUFFIX: &str = ".seg";
 /// Bytes of record bodies a lane keeps in memory after writing them, for the sender to take
@@ -77,6 +80,7 @@ pub struct LaneSpool {
     bytes: u64,
     unread_samples: u64,
     ack: File,
+    ack_path: PathBuf,
     skipped: Skipped,
     sync: Option<Arc<SpoolSync>>,
     /// The fsync round covering the last append (with `spool.sync: always`).
@@ -128,6 +132,7 @@ impl LaneSpool {
             bytes: 0,
             unread_samples: 0,
             ack,
+            ack_path,
             skipped: Skipped::default(),
             sync: None,
             last_round: None,
@@ -223,14 +228,38 @@ impl LaneSpool {
     /// Appends a record; returns the samples of unsent records evicted to stay within
     /// `max_bytes` (whole oldest segments, one entry each).
     pub fn append(&mut self, meta: RecordMeta, body: &[u8]) -> Result<Vec<u64>, SpoolError> {
+        self.append_all(vec![(meta, body.to_vec())])
+    }
+
+    /// Appends records, in order, with one write: all of them or, when the write fails, none.
+    /// Returns the samples of unsent records evicted to stay within `max_bytes` (whole oldest
+    /// segments, one entry each).
+    pub fn append_all(
+        &mut self,
+        records: Vec<(RecordMeta, Vec<u8>)>,
+    ) -> Result<Vec<u64>, SpoolError> {
+        if records.is_empty() {
+            return Ok(Vec::new());
+        }
         self.roll_if_full();
         if self.writer.is_none() {
             self.open_writer()?;
         }
-        let header = record::header(meta, body);
-        let len = self.write_record(&header, body)?;
-        let place = self.record_written(meta, len);
-        self.keep_fresh(place, meta, body);
+        let headers: Vec<[u8; HEADER_LEN]> = records
+            .iter()
+            .map(|(meta, body)| record::header(*meta, body))
+            .collect();
+        let parts: Vec<&[u8]> = headers
+            .iter()
+            .zip(&records)
+            .flat_map(|(header, (_, body))| [&header[..], &body[..]])
+            .collect();
+        self.write_records(&parts)?;
+        for (meta, body) in records {
+            let place = self.record_written(meta, (HEADER_LEN + body.len()) as u64);
+            self.keep_fresh(place, meta, body);
+        }
+        self.register_write();
         Ok(self.evict_past_max_bytes())
     }
 
@@ -262,15 +291,15 @@ impl LaneSpool {
         Ok(())
     }
 
-    /// Writes a record's header and body to the writer's segment in one call; returns its
-    /// length. A failed write leaves no partial record behind: the next append starts a fresh
-    /// segment, and a segment left empty goes (a disk refusing every write would otherwise
-    /// collect one empty file per attempt).
-    fn write_record(&mut self, header: &[u8], body: &[u8]) -> Result<u64, SpoolError> {
+    /// Writes records' headers and bodies (`parts`) to the writer's segment in one call. A
+    /// failed write leaves no partial record behind: the next append starts a fresh segment,
+    /// and a segment left empty goes (a disk refusing every write would otherwise collect one
+    /// empty file per attempt).
+    fn write_records(&mut self, parts: &[&[u8]]) -> Result<(), SpoolError> {
         let (id, file) = self.writer.as_mut().expect("writer opened");
         let id = *id;
-        let Err(source) = record::write_all_parts(file, &[header, body]) else {
-            return Ok((header.len() + body.len()) as u64);
+        let Err(source) = record::write_all_parts(file, parts) else {
+            return Ok(());
         };
         let segment = self.segments.back_mut().expect("writer segment");
         let _ = file.set_len(segment.bytes);
@@ -286,10 +315,9 @@ impl LaneSpool {
         })
     }
 
-    /// Accounts for a record of `len` bytes just written to the writer's segment, and hands
-    /// the file to the sync policy.
+    /// Accounts for a record of `len` bytes just written to the writer's segment.
     fn record_written(&mut self, meta: RecordMeta, len: u64) -> RecordPlace {
-        let (id, file) = self.writer.as_ref().expect("writer open");
+        let (id, _) = self.writer.as_ref().expect("writer open");
         let segment = self.segments.back_mut().expect("writer segment");
         let place = RecordPlace {
             segment: *id,
@@ -302,10 +330,15 @@ impl LaneSpool {
         segment.bytes += len;
         self.bytes += len;
         self.unread_samples += u64::from(meta.samples);
+        place
+    }
+
+    /// Hands the writer's segment, just written, to the sync policy.
+    fn register_write(&mut self) {
+        let (id, file) = self.writer.as_ref().expect("writer open");
         if let Some(sync) = &self.sync {
             self.last_round = sync.written(&segment_path(&self.dir, *id), file);
         }
-        place
     }
 
     /// Evicts whole oldest segments while past `max_bytes` (when this spool evicts); returns
@@ -327,12 +360,12 @@ impl LaneSpool {
 
     /// Keeps the body of the record just written at `place` in memory while every unread
     /// record before it is kept too and the bodies stay within [`FRESH_BYTES`].
-    fn keep_fresh(&mut self, place: RecordPlace, meta: RecordMeta, body: &[u8]) {
+    fn keep_fresh(&mut self, place: RecordPlace, meta: RecordMeta, body: Vec<u8>) {
         let all_before_kept = self.fresh.len() + 1 == self.unread.len();
         if all_before_kept && self.fresh_bytes + body.len() <= FRESH_BYTES {
             debug_assert_eq!(self.unread.back().map(|r| r.offset), Some(place.offset));
             self.fresh_bytes += body.len();
-            self.fresh.push_back((meta, body.to_vec()));
+            self.fresh.push_back((meta, body));
         }
     }
 
@@ -465,16 +498,19 @@ impl LaneSpool {
     }
 
     /// The records handed out so far are done with (delivered, refused or dropped): they are
-    /// acknowledged, and segments with nothing left to send are deleted.
+    /// acknowledged, and segments with nothing left to send are deleted. With a
+    /// [`SpoolSync`] the acknowledgement is written by its next round (a kill before it sends
+    /// those records again: at most a `sync_interval` of deliveries) and only deleting a
+    /// segment leaves the runtime for the disk; without one it is written at once.
     pub fn finish(&mut self) -> Result<(), SpoolError> {
         let Some(place) = self.taken.take() else {
             return Ok(());
         };
-        let ack_path = self.dir.join(ACK_FILE);
-        write_ack(&self.ack, place.segment, place.offset + place.len)
-            .map_err(SpoolError::at(&ack_path))?;
-        if let Some(sync) = &self.sync {
-            sync.written(&ack_path, &self.ack);
+        let ack = ack_bytes(place.segment, place.offset + place.len);
+        match &self.sync {
+            Some(sync) => sync.write_later(&self.ack_path, &self.ack, &ack),
+            None => disk_io(|| self.ack.write_all_at(&ack, 0))
+                .map_err(SpoolError::at(&self.ack_path))?,
         }
         let frontier = self
             .unread
@@ -482,6 +518,14 @@ impl LaneSpool {
             .map(|r| r.segment)
             .or(self.writer.as_ref().map(|(id, _)| *id))
             .unwrap_or(u64::MAX);
+        if self.segments.front().is_some_and(|s| s.id < frontier) {
+            disk_io(|| self.delete_segments_before(frontier))?;
+        }
+        Ok(())
+    }
+
+    /// Deletes the segments older than `frontier` (all of their records acknowledged).
+    fn delete_segments_before(&mut self, frontier: u64) -> Result<(), SpoolError> {
         while let Some(segment) = self.segments.front().filter(|s| s.id < frontier) {
             let path = self.segment_path(segment.id);
             fs::remove_file(&path).map_err(SpoolError::at(&path))?;
@@ -490,14 +534,26 @@ impl LaneSpool {
         Ok(())
     }
 
-    /// Asks the disk to persist the open segment and the acknowledgement.
+    /// Persists the open segment and the acknowledgement: through the [`SpoolSync`] (a round
+    /// of its own, so an acknowledgement left to it is written first), or directly.
     pub fn sync(&mut self) -> Result<(), SpoolError> {
+        if let Some(sync) = &self.sync {
+            if let Some((id, file)) = &self.writer {
+                sync.written(&self.segment_path(*id), file);
+            }
+            return match sync.sync_now() {
+                true => Ok(()),
+                false => Err(SpoolError::Io {
+                    path: self.dir.display().to_string(),
+                    error: io::Error::other("fsync failed (logged)"),
+                }),
+            };
+        }
         if let Some((id, file)) = &self.writer {
             let path = self.segment_path(*id);
             file.sync_data().map_err(SpoolError::at(&path))?;
         }
-        let ack_path = self.dir.join(ACK_FILE);
-        self.ack.sync_data().map_err(SpoolError::at(&ack_path))
+        self.ack.sync_data().map_err(SpoolError::at(&self.ack_path))
     }
 
     /// Bytes on disk (segment files).
@@ -561,13 +617,13 @@ pub(super) fn first_free_id(dir: &Path) -> io::Result<u64> {
 }
 
 /// The acknowledgement: segment id and offset, with a CRC so a torn write reads as "none".
-fn write_ack(file: &File, segment: u64, offset: u64) -> io::Result<()> {
+fn ack_bytes(segment: u64, offset: u64) -> [u8; 20] {
     let mut bytes = [0u8; 20];
     bytes[..8].copy_from_slice(&segment.to_le_bytes());
     bytes[8..16].copy_from_slice(&offset.to_le_bytes());
     let crc = crc32fast::hash(&bytes[..16]);
     bytes[16..].copy_from_slice(&crc.to_le_bytes());
-    file.write_all_at(&bytes, 0)
+    bytes
 }
 
 fn read_ack(mut file: &File) -> io::Result<Option<(u64, u64)>> {

@@ -8,10 +8,13 @@
 //! the last interval with `interval`.
 //!
 //! Owns the set of files written since the last fsync and the rounds that persist them. Spool
-//! files register themselves here after writing ([`SpoolSync::written`]); this module never
-//! writes a byte itself and knows nothing about records.
+//! files register themselves here after writing ([`SpoolSync::written`]); small overwrites
+//! that need not happen at once (a lane's acknowledgement) are handed here instead
+//! ([`SpoolSync::write_later`]) and written by the next round, on its blocking thread, before
+//! its fsyncs. Beyond those bytes this module writes nothing and knows nothing about records.
 
 use std::fs::File;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -60,7 +63,17 @@ impl SyncRound {
 #[derive(Debug)]
 struct Dirty {
     files: Vec<(PathBuf, File)>,
+    /// Bytes the round writes at the start of a file (the latest per file) before its fsyncs.
+    overwrites: Vec<Overwrite>,
     round: Arc<SyncRound>,
+}
+
+/// Bytes handed to [`SpoolSync::write_later`].
+#[derive(Debug)]
+struct Overwrite {
+    path: PathBuf,
+    file: File,
+    bytes: Vec<u8>,
 }
 
 /// The spool's fsync scheduler, shared by every lane of every endpoint.
@@ -68,6 +81,8 @@ struct Dirty {
 pub struct SpoolSync {
     policy: SyncPolicy,
     dirty: Mutex<Dirty>,
+    /// Held for a whole round: rounds write and persist in the order they started.
+    rounds_in_order: Mutex<()>,
     wake: Notify,
     errors: AtomicU64,
     /// Rounds that persisted at least one file.
@@ -80,8 +95,10 @@ impl SpoolSync {
             policy,
             dirty: Mutex::new(Dirty {
                 files: Vec::new(),
+                overwrites: Vec::new(),
                 round: SyncRound::new(),
             }),
+            rounds_in_order: Mutex::new(()),
             wake: Notify::new(),
             errors: AtomicU64::new(0),
             rounds: AtomicU64::new(0),
@@ -115,6 +132,35 @@ impl SpoolSync {
         }
     }
 
+    /// Hands over `bytes` to be written at the start of `file` (at `path`) by the next round,
+    /// replacing bytes handed over earlier for the same file and not yet written; the round
+    /// persists the file too. Nobody waits: with `always` the round starts at once, with
+    /// `interval` at the next tick.
+    pub fn write_later(&self, path: &Path, file: &File, bytes: &[u8]) {
+        let mut dirty = self.dirty.lock().expect("spool sync lock");
+        if let Some(waiting) = dirty.overwrites.iter_mut().find(|o| o.path == path) {
+            waiting.bytes.clear();
+            waiting.bytes.extend_from_slice(bytes);
+        } else {
+            match file.try_clone() {
+                Ok(file) => dirty.overwrites.push(Overwrite {
+                    path: path.to_owned(),
+                    file,
+                    bytes: bytes.to_vec(),
+                }),
+                Err(e) => {
+                    tracing::error!(path = %path.display(), error = %e, "spool: cannot keep a handle to write later");
+                    self.errors.fetch_add(1, Ordering::Relaxed);
+                    return;
+                }
+            }
+        }
+        drop(dirty);
+        if self.policy == SyncPolicy::Always {
+            self.wake.notify_one();
+        }
+    }
+
     /// fsync failures since start (`meshtap_sink_spool_sync_errors_total`).
     pub fn errors(&self) -> u64 {
         self.errors.load(Ordering::Relaxed)
@@ -123,12 +169,29 @@ impl SpoolSync {
     /// Persists what was written since the last round; returns whether all of it reached the
     /// disk. Called by [`SpoolSync::run`] and at shutdown.
     pub fn sync_now(&self) -> bool {
-        let (files, round) = {
+        let _in_order = self.rounds_in_order.lock().expect("spool rounds lock");
+        let (mut files, overwrites, round) = {
             let mut dirty = self.dirty.lock().expect("spool sync lock");
             let files = std::mem::take(&mut dirty.files);
-            (files, std::mem::replace(&mut dirty.round, SyncRound::new()))
+            let overwrites = std::mem::take(&mut dirty.overwrites);
+            (
+                files,
+                overwrites,
+                std::mem::replace(&mut dirty.round, SyncRound::new()),
+            )
         };
         let mut ok = true;
+        for Overwrite { path, file, bytes } in overwrites {
+            match file.write_all_at(&bytes, 0) {
+                Ok(()) if files.iter().any(|(p, _)| *p == path) => {}
+                Ok(()) => files.push((path, file)),
+                Err(e) => {
+                    ok = false;
+                    self.errors.fetch_add(1, Ordering::Relaxed);
+                    tracing::error!(path = %path.display(), error = %e, "spool: write failed");
+                }
+            }
+        }
         for (path, file) in &files {
             if let Err(e) = file.sync_data() {
                 ok = false;
@@ -178,7 +241,7 @@ impl MetricsSection for SpoolSync {
             ),
             (
                 "meshtap_sink_spool_sync_errors_total",
-                "fsync calls on spool files that failed.",
+                "fsync calls on spool files (and acknowledgement writes left to fsync rounds) that failed.",
                 self.errors(),
             ),
         ];

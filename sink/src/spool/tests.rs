@@ -131,6 +131,36 @@ fn a_restart_resends_from_the_first_record_not_acknowledged() {
     assert_eq!(recovered, Recovered::default(), "everything acknowledged");
 }
 
+/// With a fsync scheduler, `finish` leaves the acknowledgement to its next round: a kill
+/// before it sends those records again (never fewer), and a round or a shutdown sync writes it.
+#[test]
+fn the_acknowledgement_is_written_by_the_next_sync_round() {
+    let dir = TempDir::new("ack-round");
+    let sync = SpoolSync::new(SyncPolicy::Interval);
+    let recovered_after = |dir: &Path| open(dir, 1 << 20, 1 << 16).1.records;
+    let (spool, _) = open(&dir.0, 1 << 20, 1 << 16);
+    let mut spool = spool.with_sync(sync.clone());
+    spool
+        .append_all((0..4).map(|i| (meta(i), body(i))).collect())
+        .unwrap();
+    spool.take().unwrap().unwrap();
+    spool.finish().unwrap();
+    assert_eq!(
+        recovered_after(&dir.0),
+        4,
+        "not written yet: a kill now sends it again"
+    );
+    assert!(sync.sync_now());
+    assert_eq!(recovered_after(&dir.0), 3);
+    spool.take().unwrap().unwrap();
+    spool.finish().unwrap();
+    spool.sync().unwrap();
+    drop(spool);
+    let (mut spool, recovered) = open(&dir.0, 1 << 20, 1 << 16);
+    assert_eq!(recovered.records, 2, "the shutdown sync wrote it");
+    assert_eq!(drain(&mut spool), [body(2), body(3)]);
+}
+
 #[test]
 fn a_record_cut_short_by_a_crash_is_cut_off_and_writing_goes_on() {
     let dir = TempDir::new("crash");

@@ -1,9 +1,10 @@
 //! One ordered sending lane of an endpoint: a pending batch being filled, sealed batches in a
 //! [`BatchQueue`], and at most one batch in flight.
 //!
-//! With a queue that writes through (the spool), every push is sealed at once, so nothing the
-//! lane accepted exists only in memory; batching by size and age then decides when the sender
-//! takes, and the queue joins what it holds into one request.
+//! With a queue that writes through (the spool), every push is sealed at once, whole (the
+//! queue cuts it into requests), so nothing the lane accepted exists only in memory; batching
+//! by size and age then decides when the sender takes, and the queue joins what it holds into
+//! one request.
 //!
 //! Owns batching by size (`max_samples_per_send`) and by age (`batch_send_deadline`), the
 //! queue-full accounting, waiting for room ([`Lane::push_when_room`]: the scrape stage waits
@@ -92,7 +93,12 @@ impl Lane {
     pub async fn push_when_room(&self, samples: Vec<ExportSample>) {
         let mut samples = samples.into_iter();
         while samples.len() > 0 {
-            let chunk = samples.len().min(self.max_samples_per_send);
+            // A write-through queue cuts a push into requests itself: one push, one write.
+            let chunk = if self.write_through {
+                samples.len()
+            } else {
+                samples.len().min(self.max_samples_per_send)
+            };
             loop {
                 let room = self.room.notified();
                 tokio::pin!(room);
@@ -128,7 +134,7 @@ impl Lane {
                 }
                 state.pending_oldest_ms = state.pending_oldest_ms.min(sample.timestamp_ms);
                 state.pending.push(sample);
-                if state.pending.len() >= self.max_samples_per_send {
+                if !self.write_through && state.pending.len() >= self.max_samples_per_send {
                     self.seal(&mut state);
                     wake = true;
                 }

@@ -107,6 +107,7 @@ fn open_queues(
             lane_spool,
             external_labels.to_vec(),
             lane_capacity,
+            q.max_samples_per_send,
             i,
             metrics.clone(),
         )));

@@ -84,8 +84,9 @@ pub trait BatchQueue: Send {
     fn push(&mut self, batch: Batch) -> Vec<u64>;
     /// Where the batches pushed so far are kept.
     fn stored(&self) -> Stored;
-    /// True when every push must be sealed at once (a spool: what is pushed is written
-    /// before the pusher is answered); batching then happens when taking.
+    /// True when every push must be sealed at once, whole (a spool: what is pushed is written
+    /// before the pusher is answered; the queue cuts it into requests); batching then happens
+    /// when taking.
     fn writes_through(&self) -> bool;
     /// Takes the oldest batch for sending (a write-through queue joins consecutive records
     /// into one batch of at most `max_samples` samples).

@@ -1,7 +1,10 @@
-//! The on-disk [`BatchQueue`] of a lane: each push is encoded into a request body at once and
-//! appended to the lane's spool (the lane writes every push through, so a report is answered
-//! only once its samples are in the spool); the sender reads records back in order, joining
-//! consecutive small records into one request of at most `max_samples_per_send`.
+//! The on-disk [`BatchQueue`] of a lane: each push is encoded into request bodies at once and
+//! appended to the lane's spool with one write (the lane writes every push through, so a report
+//! is answered only once its samples are in the spool); the sender reads records back in
+//! order, joining consecutive records into one request of at most `max_samples_per_send`.
+//! A push is cut into records at the boundaries of those requests (the first record fills the
+//! request the previous pushes left open), so a request holds `max_samples_per_send` samples
+//! however the pushes fall, as it does without a spool.
 //!
 //! Owns the hand-over between the encoder and `crate::spool::LaneSpool`, and what happens
 //! when the disk refuses a write: the batch waits in memory (bounded by the lane's memory
@@ -36,6 +39,10 @@ pub struct SpoolQueue {
     stalled: VecDeque<Batch>,
     stalled_samples: usize,
     memory_capacity: usize,
+    max_samples_per_send: usize,
+    /// Samples of the records that the sender, joining from the oldest, puts in the last
+    /// request (see [`SpoolQueue::record_sizes`]).
+    open_request: usize,
     taken: Option<Taken>,
     /// The last write failed (errors are logged when this turns on, and when it turns off).
     write_failing: bool,
@@ -45,10 +52,13 @@ pub struct SpoolQueue {
 }
 
 impl SpoolQueue {
+    /// `memory_capacity` samples may wait in memory while the disk refuses writes; requests
+    /// hold at most `max_samples_per_send`.
     pub fn new(
         spool: LaneSpool,
         external_labels: Vec<(String, String)>,
         memory_capacity: usize,
+        max_samples_per_send: usize,
         lane: usize,
         metrics: Arc<EndpointMetrics>,
     ) -> SpoolQueue {
@@ -59,6 +69,8 @@ impl SpoolQueue {
             stalled: VecDeque::new(),
             stalled_samples: 0,
             memory_capacity,
+            max_samples_per_send: max_samples_per_send.max(1),
+            open_request: 0,
             taken: None,
             write_failing: false,
             skipped_seen: Skipped::default(),
@@ -74,19 +86,10 @@ impl SpoolQueue {
     fn write_stalled(&mut self) -> Vec<u64> {
         let mut evicted = Vec::new();
         while let Some(batch) = self.stalled.front() {
-            let meta = RecordMeta {
-                samples: batch.len() as u32,
-                oldest_ms: batch.oldest_ms().unwrap_or(0),
-                newest_ms: batch
-                    .samples
-                    .iter()
-                    .map(|s| s.timestamp_ms)
-                    .max()
-                    .unwrap_or(0),
-            };
-            let body = self.encoder.encode(&batch.samples, &self.external_labels);
+            let sizes = self.record_sizes(batch.len());
+            let records = self.encode_records(&sizes);
             let spool = &mut self.spool;
-            match disk_io(|| spool.append(meta, body)) {
+            match disk_io(|| spool.append_all(records)) {
                 Ok(dropped) => evicted.extend(dropped),
                 Err(e) => {
                     self.metrics
@@ -101,6 +104,9 @@ impl SpoolQueue {
             if std::mem::take(&mut self.write_failing) {
                 tracing::info!(endpoint = %self.metrics.name, lane = self.lane, "spool writes work again");
             }
+            for size in sizes {
+                self.open_request = self.request_after(size);
+            }
             let batch = self.stalled.pop_front().expect("front exists");
             self.stalled_samples -= batch.len();
         }
@@ -111,6 +117,58 @@ impl SpoolQueue {
         }
         self.update_gauge();
         evicted
+    }
+
+    /// The samples of each record a batch of `samples` is cut into: the first fills the open
+    /// request, the next ones fill a request each, the last holds the rest.
+    fn record_sizes(&self, samples: usize) -> Vec<usize> {
+        let max = self.max_samples_per_send;
+        let room = match max - self.open_request {
+            0 => max,
+            room => room,
+        };
+        let first = samples.min(room);
+        let rest = samples - first;
+        std::iter::once(first)
+            .chain(std::iter::repeat_n(max, rest / max))
+            .chain(std::iter::once(rest % max))
+            .filter(|&n| n > 0)
+            .collect()
+    }
+
+    /// The samples of the last request once a record of `samples` is appended (the sender
+    /// joins a record into the request while the request stays within the maximum).
+    fn request_after(&self, samples: usize) -> usize {
+        if self.open_request + samples > self.max_samples_per_send {
+            samples
+        } else {
+            self.open_request + samples
+        }
+    }
+
+    /// The records of the oldest stalled batch, cut into `sizes`: each encoded into a request
+    /// body.
+    fn encode_records(&mut self, sizes: &[usize]) -> Vec<(RecordMeta, Vec<u8>)> {
+        let batch = self.stalled.front().expect("a stalled batch");
+        let mut start = 0;
+        sizes
+            .iter()
+            .map(|&n| {
+                let samples = &batch.samples[start..start + n];
+                start += n;
+                let (oldest_ms, newest_ms) =
+                    samples.iter().fold((i64::MAX, i64::MIN), |(lo, hi), s| {
+                        (lo.min(s.timestamp_ms), hi.max(s.timestamp_ms))
+                    });
+                let meta = RecordMeta {
+                    samples: n as u32,
+                    oldest_ms,
+                    newest_ms,
+                };
+                let body = self.encoder.encode(samples, &self.external_labels);
+                (meta, body.to_vec())
+            })
+            .collect()
     }
 
     /// Tries the disk again for batches it refused (evictions counted here, as no push
@@ -221,6 +279,10 @@ impl BatchQueue for SpoolQueue {
     fn take(&mut self, max_samples: usize) -> Option<Outgoing> {
         let spooled = self.take_spooled(max_samples);
         self.count_skipped();
+        if self.spool.next_samples().is_none() {
+            // The request just taken was the last one: the next record starts a new one.
+            self.open_request = 0;
+        }
         match spooled {
             Ok(Some(spooled)) => {
                 self.taken = Some(Taken::Spool {
@@ -231,8 +293,14 @@ impl BatchQueue for SpoolQueue {
             Ok(None) => {}
             Err(()) => return None,
         }
-        // The disk is empty: what waits in memory is the oldest.
-        let batch = self.stalled.pop_front()?;
+        // The disk is empty: what waits in memory is the oldest, sent a request at a time.
+        let front = self.stalled.front_mut()?;
+        let batch = if front.len() > max_samples {
+            let rest = front.samples.split_off(max_samples);
+            Batch::new(std::mem::replace(&mut front.samples, rest))
+        } else {
+            self.stalled.pop_front().expect("front exists")
+        };
         self.stalled_samples -= batch.len();
         self.taken = Some(Taken::Memory {
             samples: batch.len(),
@@ -242,7 +310,7 @@ impl BatchQueue for SpoolQueue {
 
     fn finish(&mut self) {
         if let Some(Taken::Spool { .. }) = self.taken.take() {
-            if let Err(e) = disk_io(|| self.spool.finish()) {
+            if let Err(e) = self.spool.finish() {
                 tracing::error!(endpoint = %self.metrics.name, lane = self.lane, error = %e, "spool: could not acknowledge a sent record (it may be sent again after a restart)");
             }
             self.update_gauge();
@@ -299,7 +367,7 @@ mod tests {
         // One-byte segments: every append opens a new file.
         let (spool, _) = LaneSpool::open(&dir, 1 << 20, 1).unwrap();
         let metrics = Arc::new(EndpointMetrics::new("rw", 1));
-        let mut queue = SpoolQueue::new(spool, vec![], 100, 0, metrics.clone());
+        let mut queue = SpoolQueue::new(spool, vec![], 100, 1000, 0, metrics.clone());
         assert!(queue.push(batch(3, 1)).is_empty());
         assert_eq!(queue.queued_samples(), 3);
         assert!(metrics.lanes[0].spool_bytes.load(Ordering::Relaxed) > 0);
@@ -347,7 +415,7 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
         let (spool, _) = LaneSpool::open(&dir, 1 << 20, 1 << 16).unwrap();
         let metrics = Arc::new(EndpointMetrics::new("rw", 1));
-        let mut queue = SpoolQueue::new(spool, vec![], 100, 0, metrics);
+        let mut queue = SpoolQueue::new(spool, vec![], 100, 1000, 0, metrics);
         for (n, ts) in [(3, 1), (4, 2), (5, 3)] {
             queue.push(batch(n, ts));
             assert!(matches!(queue.stored(), Stored::Spool(None)));
@@ -370,6 +438,59 @@ mod tests {
         drop(queue);
         let (_, recovered) = LaneSpool::open(&dir, 1 << 20, 1 << 16).unwrap();
         assert_eq!(recovered.records, 0);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Samples in each request body the queue hands out, taking `max` at a time until empty.
+    fn request_sizes(queue: &mut SpoolQueue, max: usize) -> Vec<usize> {
+        let mut sizes = Vec::new();
+        while let Some(outgoing) = queue.take(max) {
+            let n = match &outgoing {
+                Outgoing::Spooled(spooled) => {
+                    let raw = snap::raw::Decoder::new()
+                        .decompress_vec(&spooled.body)
+                        .unwrap();
+                    let request =
+                        <meshtap_remotewrite::proto::WriteRequest as prost::Message>::decode(
+                            &raw[..],
+                        );
+                    request.unwrap().timeseries.len()
+                }
+                Outgoing::Samples(batch) => batch.len(),
+            };
+            assert_eq!(n, outgoing.len(), "the header's count matches the body");
+            sizes.push(n);
+            queue.finish();
+        }
+        sizes
+    }
+
+    #[test]
+    fn a_push_is_written_at_once_and_cut_at_the_requests_boundaries() {
+        let dir = std::env::temp_dir().join(format!("meshtap-spool-cut-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        // One-byte segments: every write opens a new file.
+        let (spool, _) = LaneSpool::open(&dir, 1 << 20, 1).unwrap();
+        let metrics = Arc::new(EndpointMetrics::new("rw", 1));
+        let mut queue = SpoolQueue::new(spool, vec![], 100, 10, 0, metrics.clone());
+        for ts in 1..=3 {
+            assert!(queue.push(batch(25, ts)).is_empty());
+        }
+        let segments = std::fs::read_dir(dir.join(".")).unwrap().count() - 1;
+        assert_eq!(segments, 3, "one write per push (and the ack file)");
+        assert_eq!(
+            request_sizes(&mut queue, 10),
+            [10; 7].into_iter().chain([5]).collect::<Vec<_>>()
+        );
+        // Pushes after the last request was taken start a new one.
+        queue.push(batch(4, 4));
+        queue.push(batch(8, 5));
+        assert_eq!(request_sizes(&mut queue, 10), [10, 2]);
+        // Batches waiting in memory while the disk refuses go a request at a time too.
+        std::fs::remove_dir_all(&dir).unwrap();
+        queue.push(batch(25, 6));
+        assert_eq!(request_sizes(&mut queue, 10), [10, 10, 5]);
+        assert_eq!(metrics.dropped(DropReason::SpoolUnreadable), 0);
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
