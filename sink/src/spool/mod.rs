@@ -11,6 +11,7 @@
 //! index no longer exists after `queue.lanes` shrank; the files themselves belong to
 //! `lane_spool`, the record format to `record`. It must not know what a body holds.
 
+mod lane_files;
 mod lane_spool;
 mod record;
 mod sync;
@@ -255,7 +256,7 @@ fn holds_segments(endpoint_dir: &Path) -> bool {
     fs::read_dir(endpoint_dir).is_ok_and(|lanes| {
         lanes
             .flatten()
-            .any(|lane| lane_spool::segment_ids(&lane.path()).is_ok_and(|ids| !ids.is_empty()))
+            .any(|lane| lane_files::segment_ids(&lane.path()).is_ok_and(|ids| !ids.is_empty()))
     })
 }
 
@@ -290,11 +291,11 @@ fn adopt_orphan_lanes(endpoint_dir: &Path, lanes: usize) -> Result<(), SpoolErro
         fs::create_dir_all(&to).map_err(io(&to))?;
         let (spool, _) = LaneSpool::open(&from, u64::MAX, u64::MAX)?;
         drop(spool);
-        let first = lane_spool::first_free_id(&to).map_err(io(&to))?;
-        let moving = lane_spool::segment_ids(&from).map_err(io(&from))?;
+        let first = lane_files::first_free_id(&to).map_err(io(&to))?;
+        let moving = lane_files::segment_ids(&from).map_err(io(&from))?;
         for (id, new_id) in moving.into_iter().zip(first..) {
-            let source = lane_spool::segment_path(&from, id);
-            fs::rename(&source, lane_spool::segment_path(&to, new_id)).map_err(io(&source))?;
+            let source = lane_files::segment_path(&from, id);
+            fs::rename(&source, lane_files::segment_path(&to, new_id)).map_err(io(&source))?;
         }
         fs::remove_dir_all(&from).map_err(io(&from))?;
         tracing::warn!(from = %from.display(), to = %to.display(), "spool: lane count shrank; the lane's unsent records were moved to another lane (samples near the restart may arrive out of order)");

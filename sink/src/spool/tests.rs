@@ -5,7 +5,7 @@ use std::fs::{self, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use super::lane_spool::{segment_ids, segment_path};
+use super::lane_files::{segment_ids, segment_path};
 use super::*;
 
 struct TempDir(PathBuf);

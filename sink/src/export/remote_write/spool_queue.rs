@@ -360,14 +360,25 @@ mod tests {
         }
     }
 
+    /// A spooled queue in a fresh directory `meshtap-spool-<name>-<pid>` (1 MiB spool,
+    /// `segment_bytes`-byte segments, requests of `max_samples` samples), and its metrics.
+    fn queue_in(
+        name: &str,
+        segment_bytes: u64,
+        max_samples: usize,
+    ) -> (std::path::PathBuf, SpoolQueue, Arc<EndpointMetrics>) {
+        let dir = std::env::temp_dir().join(format!("meshtap-spool-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let (spool, _) = LaneSpool::open(&dir, 1 << 20, segment_bytes).unwrap();
+        let metrics = Arc::new(EndpointMetrics::new("rw", 1));
+        let queue = SpoolQueue::new(spool, vec![], 100, max_samples, 0, metrics.clone());
+        (dir, queue, metrics)
+    }
+
     #[test]
     fn batches_the_disk_refuses_wait_in_memory_in_order_until_it_takes_writes_again() {
-        let dir = std::env::temp_dir().join(format!("meshtap-spool-queue-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
         // One-byte segments: every append opens a new file.
-        let (spool, _) = LaneSpool::open(&dir, 1 << 20, 1).unwrap();
-        let metrics = Arc::new(EndpointMetrics::new("rw", 1));
-        let mut queue = SpoolQueue::new(spool, vec![], 100, 1000, 0, metrics.clone());
+        let (dir, mut queue, metrics) = queue_in("queue", 1, 1000);
         assert!(queue.push(batch(3, 1)).is_empty());
         assert_eq!(queue.queued_samples(), 3);
         assert!(metrics.lanes[0].spool_bytes.load(Ordering::Relaxed) > 0);
@@ -411,11 +422,7 @@ mod tests {
 
     #[test]
     fn consecutive_records_are_joined_up_to_the_request_size() {
-        let dir = std::env::temp_dir().join(format!("meshtap-spool-join-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        let (spool, _) = LaneSpool::open(&dir, 1 << 20, 1 << 16).unwrap();
-        let metrics = Arc::new(EndpointMetrics::new("rw", 1));
-        let mut queue = SpoolQueue::new(spool, vec![], 100, 1000, 0, metrics);
+        let (dir, mut queue, _) = queue_in("join", 1 << 16, 1000);
         for (n, ts) in [(3, 1), (4, 2), (5, 3)] {
             queue.push(batch(n, ts));
             assert!(matches!(queue.stored(), Stored::Spool(None)));
@@ -467,12 +474,8 @@ mod tests {
 
     #[test]
     fn a_push_is_written_at_once_and_cut_at_the_requests_boundaries() {
-        let dir = std::env::temp_dir().join(format!("meshtap-spool-cut-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
         // One-byte segments: every write opens a new file.
-        let (spool, _) = LaneSpool::open(&dir, 1 << 20, 1).unwrap();
-        let metrics = Arc::new(EndpointMetrics::new("rw", 1));
-        let mut queue = SpoolQueue::new(spool, vec![], 100, 10, 0, metrics.clone());
+        let (dir, mut queue, metrics) = queue_in("cut", 1, 10);
         for ts in 1..=3 {
             assert!(queue.push(batch(25, ts)).is_empty());
         }
