@@ -7,52 +7,11 @@ use std::fmt::{self, Write as _};
 
 use crate::format::Format;
 
-/// Powers of ten that are exact as `f64` (up to 10^22; plain decimals need 10^15 at most).
-const EXACT_POWERS_OF_TEN: [f64; 16] = [
-    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
-];
-
-/// The usual sample value, a plain decimal (`1234`, `-77.5`, `.5`: at most 15 digits, an
-/// optional `-` and point, no exponent), read without the general parser: its digits are an
-/// integer below 2^53 and the power of ten is exact, so one division gives the correctly
-/// rounded value, the one `str::parse` gives. `None` for anything else.
-fn parse_plain_decimal(bytes: &[u8]) -> Option<f64> {
-    let (negative, digits) = match bytes.split_first() {
-        Some((b'-', rest)) => (true, rest),
-        _ => (false, bytes),
-    };
-    if digits.len() > 16 {
-        return None;
-    }
-    let mut mantissa = 0u64;
-    let mut count = 0;
-    let mut point = None;
-    for (at, &byte) in digits.iter().enumerate() {
-        match byte {
-            b'0'..=b'9' => {
-                mantissa = mantissa * 10 + u64::from(byte - b'0');
-                count += 1;
-            }
-            b'.' if point.is_none() => point = Some(at),
-            _ => return None,
-        }
-    }
-    if count == 0 || count > 15 {
-        return None;
-    }
-    let decimals = point.map_or(0, |at| digits.len() - at - 1);
-    let value = mantissa as f64 / EXACT_POWERS_OF_TEN[decimals];
-    Some(if negative { -value } else { value })
-}
-
 /// Parses a sample value: decimal floats (`1`, `-1.5e-3`, `.5`), and `NaN`, `Inf`, `+Inf`,
 /// `-Inf`, `Infinity` in any case, as Go's `ParseFloat` accepts. Hexadecimal floats are
 /// refused.
 pub(crate) fn parse_value(token: &str) -> Option<f64> {
     let bytes = token.as_bytes();
-    if let Some(value) = parse_plain_decimal(bytes) {
-        return Some(value);
-    }
     let first = *bytes.first()?;
     // Rust's parser also accepts signed NaN (`-nan`), which Go refuses; refuse it too.
     if (first == b'+' || first == b'-')
@@ -199,55 +158,6 @@ mod tests {
             "", "-nan", "+NaN", "0x10", "1_000", "1,5", "one", "1e", "--1",
         ] {
             assert_eq!(parse_value(bad), None, "{bad}");
-        }
-    }
-
-    proptest::proptest! {
-        /// Plain decimals and near misses (exponents, signs, two points, 16+ digits) read as
-        /// the general parser reads them, to the bit.
-        #[test]
-        fn plain_decimals_read_as_the_general_parser_reads_them(
-            token in "[-+]?[0-9]{0,18}(\\.[0-9]{0,18})?(\\.|e-?[0-9]{1,2})?"
-        ) {
-            let expected = token.parse::<f64>().ok();
-            let got = parse_value(&token);
-            proptest::prop_assert_eq!(got.map(f64::to_bits), expected.map(f64::to_bits));
-        }
-    }
-
-    #[test]
-    fn plain_decimals_take_the_short_path() {
-        for (token, value) in [
-            ("0", 0.0),
-            ("1234", 1234.0),
-            ("-77.5", -77.5),
-            (".5", 0.5),
-            ("5.", 5.0),
-            ("999999999999999", 999_999_999_999_999.0),
-            ("0.00000000000001", 1e-14),
-            ("0.1", 0.1),
-        ] {
-            assert_eq!(
-                parse_plain_decimal(token.as_bytes()),
-                Some(value),
-                "{token}"
-            );
-        }
-        assert_eq!(
-            parse_plain_decimal(b"-0").map(f64::to_bits),
-            Some((-0.0f64).to_bits())
-        );
-        for other in [
-            "",
-            ".",
-            "-",
-            "1e3",
-            "+1",
-            "1.2.3",
-            "1234567890123456",
-            "NaN",
-        ] {
-            assert_eq!(parse_plain_decimal(other.as_bytes()), None, "{other}");
         }
     }
 
