@@ -84,8 +84,8 @@ pub fn run_if_asked() -> bool {
     true
 }
 
-/// Every `interval` from `offset`: the target's body read to its end and dropped, then the
-/// request posted on a kept-alive connection (the cheapest exchange HTTP/1.1 allows).
+/// Every `interval` from `offset`: the target's body read and dropped, then the request posted;
+/// both connections kept alive (the cheapest exchange HTTP/1.1 allows).
 async fn scrape_and_post(
     target: SocketAddr,
     write: SocketAddr,
@@ -93,78 +93,76 @@ async fn scrape_and_post(
     interval: Duration,
     offset: Duration,
 ) {
+    const GET: &[u8] = b"GET /stats/prometheus HTTP/1.1\r\nHost: target\r\n\r\n";
     let mut buffer = vec![0u8; 64 * 1024];
+    let mut scrape: Option<TcpStream> = None;
     let mut receiver: Option<TcpStream> = None;
     let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + offset, interval);
     loop {
         ticks.tick().await;
-        if fetch(target, &mut buffer).await.is_err() {
-            continue;
+        scrape = exchange(scrape.take(), target, GET, &mut buffer).await;
+        if scrape.is_some() {
+            receiver = exchange(receiver.take(), write, &request, &mut buffer).await;
         }
-        let connection = match receiver.take() {
-            Some(connection) => connection,
-            None => match TcpStream::connect(write).await {
-                Ok(connection) => connection,
-                Err(_) => continue,
-            },
-        };
-        receiver = post(connection, &request, &mut buffer).await.ok();
     }
 }
 
-async fn fetch(target: SocketAddr, buffer: &mut [u8]) -> std::io::Result<()> {
-    let mut stream = TcpStream::connect(target).await?;
-    stream
-        .write_all(b"GET /stats/prometheus HTTP/1.1\r\nHost: target\r\nConnection: close\r\n\r\n")
-        .await?;
-    let first = stream.read(buffer).await?;
-    if !buffer[..first].starts_with(b"HTTP/1.1 200") {
-        return Err(std::io::Error::other("the target did not answer 200"));
+/// One request and its response on `connection` (a new one to `to` when there is none); the
+/// connection back when the exchange succeeded.
+async fn exchange(
+    connection: Option<TcpStream>,
+    to: SocketAddr,
+    request: &[u8],
+    buffer: &mut [u8],
+) -> Option<TcpStream> {
+    let mut stream = match connection {
+        Some(stream) => stream,
+        None => TcpStream::connect(to).await.ok()?,
+    };
+    stream.write_all(request).await.ok()?;
+    read_response(&mut stream, buffer).await.ok()?;
+    Some(stream)
+}
+
+/// Reads one response: a 2xx status, its headers, and `content-length` bytes of body, dropped.
+async fn read_response(stream: &mut TcpStream, buffer: &mut [u8]) -> std::io::Result<()> {
+    let mut filled = 0;
+    let (head, length) = loop {
+        filled += read_some(stream, &mut buffer[filled..]).await?;
+        if let Some(end) = buffer[..filled].windows(4).position(|w| w == b"\r\n\r\n") {
+            break (end + 4, content_length(&buffer[..end])?);
+        }
+        if filled == buffer.len() {
+            return Err(std::io::Error::other("response headers too long"));
+        }
+    };
+    let mut left = (head + length).saturating_sub(filled);
+    while left > 0 {
+        left = left.saturating_sub(read_some(stream, buffer).await?);
     }
-    while stream.read(buffer).await? > 0 {}
     Ok(())
 }
 
-/// Writes the request and reads the response (its headers and `content-length` bytes).
-async fn post(
-    mut stream: TcpStream,
-    request: &[u8],
-    buffer: &mut [u8],
-) -> std::io::Result<TcpStream> {
-    stream.write_all(request).await?;
-    let mut filled = 0;
-    loop {
-        let n = stream.read(&mut buffer[filled..]).await?;
-        if n == 0 {
-            return Err(std::io::ErrorKind::UnexpectedEof.into());
-        }
-        filled += n;
-        let Some(end) = buffer[..filled].windows(4).position(|w| w == b"\r\n\r\n") else {
-            continue;
-        };
-        let head = std::str::from_utf8(&buffer[..end]).map_err(std::io::Error::other)?;
-        if !head.starts_with("HTTP/1.1 2") {
-            return Err(std::io::Error::other(format!(
-                "the receiver answered {head}"
-            )));
-        }
-        let length: usize = head
-            .lines()
-            .find_map(|l| {
-                l.to_ascii_lowercase()
-                    .strip_prefix("content-length:")
-                    .map(str::to_owned)
-            })
-            .map_or(Ok(0), |v| v.trim().parse().map_err(std::io::Error::other))?;
-        while filled < end + 4 + length {
-            let n = stream.read(&mut buffer[filled..]).await?;
-            if n == 0 {
-                return Err(std::io::ErrorKind::UnexpectedEof.into());
-            }
-            filled += n;
-        }
-        return Ok(stream);
+async fn read_some(stream: &mut TcpStream, buffer: &mut [u8]) -> std::io::Result<usize> {
+    match stream.read(buffer).await? {
+        0 => Err(std::io::ErrorKind::UnexpectedEof.into()),
+        n => Ok(n),
     }
+}
+
+/// The body length of a response whose status is 2xx.
+fn content_length(head: &[u8]) -> std::io::Result<usize> {
+    let head = std::str::from_utf8(head).map_err(std::io::Error::other)?;
+    if !head.starts_with("HTTP/1.1 2") {
+        return Err(std::io::Error::other(format!("answered {head}")));
+    }
+    head.lines()
+        .find_map(|l| {
+            let (name, value) = l.split_once(':')?;
+            name.eq_ignore_ascii_case("content-length")
+                .then(|| value.trim().parse().ok())?
+        })
+        .ok_or_else(|| std::io::Error::other("a response without content-length"))
 }
 
 fn http_request(write: SocketAddr, body: &[u8]) -> Vec<u8> {
