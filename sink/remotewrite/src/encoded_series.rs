@@ -221,10 +221,17 @@ impl EncodedSeries {
         })
     }
 
-    /// Replaces the contents of `out` with [`Self::labels`].
+    /// Replaces the contents of `out` with [`Self::labels`]: the shared labels in one pass,
+    /// then the own labels inserted at their places (ascending, so each lands where the
+    /// sorted order puts it). The encoder calls this for every sample.
     pub fn labels_into<'a>(&'a self, out: &mut Vec<&'a EncodedLabel>) {
         out.clear();
-        out.extend(self.labels());
+        out.extend(self.shared.labels.iter().map(|l| &**l));
+        for (label, at) in self.own.iter().zip(self.shared.own_at) {
+            if let Some(label) = label {
+                out.insert(usize::from(at), label);
+            }
+        }
     }
 
     /// Hash of the labels' identities, for sharding onto lanes within this process.
@@ -404,5 +411,31 @@ mod tests {
         drop((a, b));
         interner.prune();
         assert_eq!(interner.sets.len(), 1, "the buckets' set is forgotten");
+    }
+
+    /// The encoder's layout of a series' labels is [`EncodedSeries::labels`], wherever the own
+    /// labels sit (first, last, apart, next to each other, none).
+    #[test]
+    fn labels_into_lays_out_the_sorted_labels() {
+        let mut interner = LabelInterner::default();
+        let shapes: [&[(&str, &str)]; 5] = [
+            &[("__name__", "m"), ("a", "1"), ("le", "5"), ("z", "2")],
+            &[("A", "1"), ("__name__", "m"), ("le", "5")],
+            &[("__name__", "m"), ("le", "+Inf")],
+            &[
+                ("A", "1"),
+                ("__name__", "m"),
+                ("b", "2"),
+                ("quantile", "0.5"),
+            ],
+            &[("a", "1"), ("b", "2")],
+        ];
+        for shape in shapes {
+            let series = interner.series(shape.iter().copied());
+            let mut out = vec![series.labels().next().unwrap()];
+            series.labels_into(&mut out);
+            let laid: Vec<(&str, &str)> = out.iter().map(|l| (l.name(), l.value())).collect();
+            assert_eq!(laid, shape);
+        }
     }
 }
