@@ -268,8 +268,8 @@ impl EncodedSeries {
     pub fn labels_into<'a>(&'a self, out: &mut Vec<&'a EncodedLabel>) {
         out.clear();
         out.extend(self.shared.labels.iter().map(|l| &**l));
-        for (label, at) in self.own.iter().zip(self.shared.own_at) {
-            if let Some(label) = label {
+        for (label, at) in self.own.labels.iter().zip(self.shared.own_at) {
+            if let Some(label) = label.as_deref() {
                 out.insert(usize::from(at), label);
             }
         }
