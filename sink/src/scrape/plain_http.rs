@@ -91,7 +91,7 @@ impl PlainHttpClient {
         let Some(target) = PlainUrl::parse(url) else {
             return Ok(PlainOutcome::General);
         };
-        let request = self.request(&target, headers);
+        let request = self.request(&target, headers)?;
         let mut buffer = Vec::with_capacity(READ_SIZE);
         let (mut stream, head) = match self.take_idle(&target.authority) {
             Some(mut stream) => match exchange_head(&mut stream, &request, &mut buffer).await {
@@ -123,7 +123,7 @@ impl PlainHttpClient {
 
     async fn on_new_connection(
         &self,
-        target: &PlainUrl<'_>,
+        target: &PlainUrl,
         request: &[u8],
         buffer: &mut Vec<u8>,
     ) -> Result<(TcpStream, Head), FetchError> {
@@ -136,16 +136,27 @@ impl PlainHttpClient {
         Ok((stream, head))
     }
 
-    fn request(&self, target: &PlainUrl<'_>, headers: &[(&'static str, String)]) -> Vec<u8> {
+    /// The request's bytes; a header value with a line break (from a credentials file) is
+    /// refused rather than sent as two lines.
+    fn request(
+        &self,
+        target: &PlainUrl,
+        headers: &[(&'static str, String)],
+    ) -> Result<Vec<u8>, FetchError> {
         let mut request = format!(
             "GET {} HTTP/1.1\r\nhost: {}\r\nuser-agent: {}\r\naccept-encoding: gzip\r\n",
             target.path, target.authority, self.user_agent
         );
         for (name, value) in headers {
+            if value.contains(['\r', '\n']) {
+                return Err(FetchError::Request(format!(
+                    "the {name} header's value holds a line break"
+                )));
+            }
             request.push_str(&format!("{name}: {value}\r\n"));
         }
         request.push_str("\r\n");
-        request.into_bytes()
+        Ok(request.into_bytes())
     }
 
     fn take_idle(&self, authority: &str) -> Option<TcpStream> {
@@ -179,15 +190,15 @@ impl PlainHttpClient {
 }
 
 /// A URL this client fetches itself: `http://`, no credentials.
-struct PlainUrl<'a> {
+struct PlainUrl {
     /// `host:port` (the port given or 80), as connected to and sent in `Host`.
     authority: String,
-    /// Path and query.
-    path: &'a str,
+    /// Path and query, as the URL parser normalised them (percent-encoded).
+    path: String,
 }
 
-impl<'a> PlainUrl<'a> {
-    fn parse(url: &'a str) -> Option<PlainUrl<'a>> {
+impl PlainUrl {
+    fn parse(url: &str) -> Option<PlainUrl> {
         let parsed = url::Url::parse(url).ok()?;
         if parsed.scheme() != "http" || !parsed.username().is_empty() || parsed.password().is_some()
         {
@@ -195,12 +206,9 @@ impl<'a> PlainUrl<'a> {
         }
         let host = parsed.host_str()?;
         let port = parsed.port_or_known_default()?;
-        let rest = url.strip_prefix("http://")?;
-        let path = &rest[rest.find('/').unwrap_or(rest.len())..];
-        let path = path.split('#').next().unwrap_or_default();
         Some(PlainUrl {
             authority: format!("{host}:{port}"),
-            path: if path.is_empty() { "/" } else { path },
+            path: parsed[url::Position::BeforePath..url::Position::AfterQuery].to_owned(),
         })
     }
 }

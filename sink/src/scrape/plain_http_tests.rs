@@ -242,3 +242,17 @@ async fn a_body_cut_short_fails_the_scrape() {
         other => panic!("a short body gave {:?}", other.err()),
     }
 }
+
+#[tokio::test]
+async fn a_header_value_with_a_line_break_is_refused_before_sending() {
+    let (addr, accepted) = serve(|_, _| Some(response("", BODY))).await;
+    let client = PlainHttpClient::new("meshtap/test");
+    let mut body = Collected::default();
+    let url = format!("http://{addr}/stats/prometheus");
+    let headers = [("authorization", "Bearer token\r\nx-injected: 1".to_owned())];
+    match client.get(&url, &headers, 1024, &mut body).await {
+        Err(FetchError::Request(text)) => assert!(text.contains("line break"), "{text}"),
+        other => panic!("a header with a line break gave {:?}", other.err()),
+    }
+    assert_eq!(accepted.load(Ordering::SeqCst), 0, "nothing was sent");
+}
