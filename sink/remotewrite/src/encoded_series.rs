@@ -251,6 +251,11 @@ impl EncodedSeries {
         self.shared.fields_len as usize + own
     }
 
+    /// The series' own labels (`__name__`, a bucket's `le`), sorted by name.
+    pub fn own_labels(&self) -> impl Iterator<Item = &EncodedLabel> + '_ {
+        self.own.iter().flatten().map(|l| &**l)
+    }
+
     /// The value of label `name`, if present (the own labels are looked at first: `__name__`
     /// and `le` are the ones asked for most).
     pub fn get(&self, name: &str) -> Option<&str> {
