@@ -105,6 +105,7 @@ impl Values {
             keys,
             cache,
             bounds: Bounds::default(),
+            last_family: LastFamily::default(),
             pending: None,
             spare: Buckets::new(),
             values: Values::default(),
@@ -141,20 +142,39 @@ impl Bounds {
     fn parse(&mut self, le: Option<&str>) -> Option<f64> {
         let le = le?;
         let id = (le.as_ptr() as usize, le.len());
-        let kept = self.parsed.len();
-        for i in 0..kept {
-            let at = (self.next + i) % kept;
-            if self.parsed[at].0 == id {
-                self.next = at + 1;
-                return self.parsed[at].1;
-            }
+        let at = match self.parsed.get(self.next) {
+            Some((next, _)) if *next == id => Some(self.next),
+            _ => self.parsed.iter().position(|(known, _)| *known == id),
+        };
+        if let Some(at) = at {
+            self.next = at + 1;
+            return self.parsed[at].1;
         }
         let bound = le.parse().ok();
-        if kept < BOUNDS_KEPT {
+        if self.parsed.len() < BOUNDS_KEPT {
             self.parsed.push((id, bound));
-            self.next = kept + 1;
+            self.next = self.parsed.len();
         }
         bound
+    }
+}
+
+/// The family of the last sample's name, by the identity of its text: a batch's samples hold
+/// their labels, and a family's samples come one after the other with one interned name.
+#[derive(Default)]
+struct LastFamily {
+    name: Option<(usize, usize)>,
+    family: Option<Family>,
+}
+
+impl LastFamily {
+    fn of(&mut self, name: &str) -> Option<Family> {
+        let id = Some((name.as_ptr() as usize, name.len()));
+        if self.name != id {
+            self.name = id;
+            self.family = Family::of(name);
+        }
+        self.family
     }
 }
 
@@ -197,6 +217,7 @@ struct Reader<'a> {
     keys: &'a mut ViewKeys,
     cache: &'a mut LabelCache,
     bounds: Bounds,
+    last_family: LastFamily,
     pending: Option<PendingDuration>,
     /// The buckets of the last flushed histogram, cleared, for the next one.
     spare: Buckets,
@@ -210,7 +231,7 @@ impl Reader<'_> {
         if value.is_nan() {
             return;
         }
-        let Some(family) = Family::of(sample.name()) else {
+        let Some(family) = self.last_family.of(sample.name()) else {
             return;
         };
         let counters = &mut self.values.counters;

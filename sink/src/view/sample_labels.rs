@@ -7,6 +7,7 @@
 use std::any::Any;
 use std::sync::Arc;
 
+use meshtap_remotewrite::encoded_series::EncodedSeries;
 use meshtap_remotewrite::sample::{ExportSample, ExportSeries};
 use meshtap_remotewrite::series::Sample;
 
@@ -51,22 +52,35 @@ impl SampleLabels for Sample {
     }
 }
 
+/// The value of own label `name` of an encoded series: its own labels first (two at most,
+/// no scan of the shared ones), then all of them (a series with hundreds of labels may keep
+/// `le` among its shared ones).
+#[inline]
+fn own_label<'a>(series: &'a EncodedSeries, name: &str) -> Option<&'a str> {
+    match series.own_labels().find(|label| label.name() == name) {
+        Some(label) => Some(label.value()),
+        None => series.get(name),
+    }
+}
+
 impl SampleLabels for ExportSample {
     fn name(&self) -> &str {
-        self.label("__name__").unwrap_or_default()
+        match &self.series {
+            ExportSeries::Labels(id) => &id.name,
+            ExportSeries::Encoded(series) => own_label(series, "__name__").unwrap_or_default(),
+        }
     }
     fn label(&self, name: &str) -> Option<&str> {
         match &self.series {
-            ExportSeries::Labels(id) => match name {
-                "__name__" => Some(&id.name),
-                "le" => id.le.as_deref(),
-                _ => id.labels.get(name),
-            },
+            ExportSeries::Labels(id) => id.labels.get(name),
             ExportSeries::Encoded(series) => series.get(name),
         }
     }
     fn le(&self) -> Option<&str> {
-        self.label("le")
+        match &self.series {
+            ExportSeries::Labels(id) => id.le.as_deref(),
+            ExportSeries::Encoded(series) => own_label(series, "le"),
+        }
     }
     fn value(&self) -> f64 {
         self.value
