@@ -22,6 +22,8 @@ pub struct RequestKeys {
 
 /// What the view made of one label set so far.
 pub struct LabelKeys {
+    /// The label set's identity, held alive by `_pin`.
+    id: usize,
     _pin: LabelsPin,
     /// The read in which the label set was last seen.
     seen: u32,
@@ -37,10 +39,16 @@ impl LabelKeys {
     }
 }
 
-/// A source's [`LabelKeys`] by label-set identity.
+/// A source's [`LabelKeys`], in the order its samples first showed them (a target serves its
+/// series in the same order every scrape, so the next entry is usually the one after the last:
+/// found at a cursor, walked in memory order, the hash index only as fallback).
 #[derive(Default)]
 pub struct LabelCache {
-    sets: HashMap<usize, LabelKeys>,
+    entries: Vec<LabelKeys>,
+    /// Place in `entries` by identity.
+    index: HashMap<usize, usize>,
+    /// Where the next entry is looked for first.
+    cursor: usize,
     /// The current read; entries not seen in it are dropped at its end.
     read: u32,
     /// Entries seen in the current read.
@@ -52,38 +60,56 @@ impl LabelCache {
     pub fn begin(&mut self) {
         self.read = self.read.wrapping_add(1);
         self.seen = 0;
+        self.cursor = 0;
     }
 
     /// The entry of `sample`'s label set, made (pinning the set) when new.
     pub fn entry(&mut self, sample: &impl SampleLabels) -> &mut LabelKeys {
-        let read = self.read;
-        let keys = self
-            .sets
-            .entry(sample.shared_labels_id())
-            .or_insert_with(|| LabelKeys {
-                _pin: sample.pin(),
-                seen: read.wrapping_sub(1),
-                requests: None,
-                duration: None,
-                tcp: Default::default(),
-            });
-        if keys.seen != read {
-            keys.seen = read;
+        let id = sample.shared_labels_id();
+        let at = match self.entries.get(self.cursor) {
+            Some(next) if next.id == id => self.cursor,
+            _ => match self.index.get(&id) {
+                Some(&at) => at,
+                None => self.insert(id, sample),
+            },
+        };
+        self.cursor = at + 1;
+        let keys = &mut self.entries[at];
+        if keys.seen != self.read {
+            keys.seen = self.read;
             self.seen += 1;
         }
         keys
     }
 
+    fn insert(&mut self, id: usize, sample: &impl SampleLabels) -> usize {
+        let at = self.entries.len();
+        self.entries.push(LabelKeys {
+            id,
+            _pin: sample.pin(),
+            seen: self.read.wrapping_sub(1),
+            requests: None,
+            duration: None,
+            tcp: Default::default(),
+        });
+        self.index.insert(id, at);
+        at
+    }
+
     /// Ends the batch: drops the entries of label sets it did not show.
     pub fn end(&mut self) {
-        if self.seen < self.sets.len() {
+        if self.seen < self.entries.len() {
             let read = self.read;
-            self.sets.retain(|_, keys| keys.seen == read);
+            self.entries.retain(|keys| keys.seen == read);
+            self.index.clear();
+            let places = self.entries.iter().enumerate().map(|(at, k)| (k.id, at));
+            self.index.extend(places);
         }
     }
 
     #[cfg(test)]
     pub fn len(&self) -> usize {
-        self.sets.len()
+        debug_assert_eq!(self.entries.len(), self.index.len());
+        self.entries.len()
     }
 }
