@@ -13,7 +13,10 @@
 //! `BENCH_TARGETS` (`200`; a comma list is a scale curve, e.g. `50,200,500`), `BENCH_SERIES`
 //! (2000 per target), `BENCH_INTERVAL_SECONDS` (5), `BENCH_SECONDS` (60, after a warm-up of two
 //! intervals and two rounds of samples delivered), `BENCH_CONTENDERS` (a comma list of `sink-before`, `sink`, `sink-spool`, `agent`,
-//! `vmagent`, `vmagent-stream`; default all, `sink-before` when its build is given). Figures are comparable within one run only.
+//! `vmagent`, `vmagent-stream`, `transport`; default all, `sink-before` when its build is given).
+//! `transport` (`scrape_peers/transport_only.rs`) is the bench binary itself, fetching
+//! the bodies and posting pre-encoded requests of the same samples, nothing else — the CPU per
+//! sample no scraper can go below here. Figures are comparable within one run only.
 
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
@@ -28,6 +31,8 @@ mod contenders;
 mod measure;
 #[path = "shared/sidecar_body.rs"]
 mod sidecar_body;
+#[path = "scrape_peers/transport_only.rs"]
+mod transport_only;
 
 use contenders::{Contender, Launch};
 use measure::Counters;
@@ -132,6 +137,9 @@ impl Row {
 const HEADER: &str = "targets contender                     CPU s    samples  scrapes smp/scrp CPU-us/smp  RSS MiB B/series body B/smp";
 
 fn main() {
+    if transport_only::run_if_asked() {
+        return;
+    }
     let s = settings();
     assert!(
         s.series >= 23,
@@ -192,6 +200,7 @@ async fn measure_one(
         targets,
         write,
         interval: s.interval,
+        series: s.series,
         sink_bin: &s.sink_bin,
         sink_bin_before: s.sink_bin_before.as_ref(),
     });
@@ -246,26 +255,32 @@ async fn warm_up(s: &Settings, targets: usize, counters: &Counters) {
 const WARM_UP_LIMIT: Duration = Duration::from_secs(120);
 
 /// Each contender's CPU per sample and RSS per series over the sink's at the same number of
-/// targets.
+/// targets, and its CPU per sample over the Prometheus agent's (the yardstick) when the
+/// agent ran.
 fn print_ratios(rows: &[Row]) {
-    println!("\nratios to meshtap-sink at the same number of targets (CPU per sample, peak RSS)");
+    println!("\nratios at the same number of targets: CPU per sample and peak RSS over the sink's, CPU per sample over the agent's");
     println!(
-        "{:>7} {:<26} {:>10} {:>10}",
-        "targets", "contender", "CPU x", "RSS x"
+        "{:>7} {:<26} {:>10} {:>10} {:>12}",
+        "targets", "contender", "CPU x", "RSS x", "CPU x agent"
     );
+    let find = |targets: usize, contender: Contender| {
+        rows.iter()
+            .find(|r| r.targets == targets && r.contender == contender)
+    };
     for row in rows {
-        let Some(sink) = rows
-            .iter()
-            .find(|r| r.targets == row.targets && r.contender == Contender::Sink)
-        else {
+        let Some(sink) = find(row.targets, Contender::Sink) else {
             continue;
         };
+        let over_agent = find(row.targets, Contender::Agent).map_or(String::from("-"), |agent| {
+            format!("{:.3}", row.cpu_us_per_sample() / agent.cpu_us_per_sample())
+        });
         println!(
-            "{:>7} {:<26} {:>10.2} {:>10.2}",
+            "{:>7} {:<26} {:>10.2} {:>10.2} {:>12}",
             row.targets,
             row.contender.title(),
             row.cpu_us_per_sample() / sink.cpu_us_per_sample(),
-            row.peak_rss as f64 / sink.peak_rss as f64
+            row.peak_rss as f64 / sink.peak_rss as f64,
+            over_agent
         );
     }
 }

@@ -5,6 +5,11 @@
 //! body's 16 KiB chunks, as the scrape loop does) and `encode+snappy` (the remote-write body
 //! of those samples).
 //! Criterion reports each as samples per second (the inverse is the CPU time per sample).
+//!
+//! With `SCRAPE_CONVERT_ROUNDS=<n>` it runs `<n>` rounds of `convert cached, chunks` and of
+//! `encode+snappy` instead, without criterion, for instruction counts: under
+//! `valgrind --tool=callgrind` the difference between two round counts, divided by the rounds
+//! and the samples, is the instructions per sample of those two stages.
 
 #[path = "shared/sidecar_body.rs"]
 mod sidecar_body;
@@ -30,6 +35,16 @@ fn target() -> Target {
     .unwrap();
     section.check().unwrap();
     static_targets(&section, &section.jobs[0]).remove(0)
+}
+
+/// `SCRAPE_CONVERT_ROUNDS`: a fixed number of rounds to run for instruction counts.
+fn counted_rounds() -> Option<usize> {
+    let rounds = std::env::var("SCRAPE_CONVERT_ROUNDS").ok()?;
+    Some(
+        rounds
+            .parse()
+            .expect("SCRAPE_CONVERT_ROUNDS is a number of rounds"),
+    )
 }
 
 fn main() {
@@ -76,6 +91,17 @@ fn main() {
             black_box(encoder.encode(batch, &external).len());
         }
     };
+    if let Some(rounds) = counted_rounds() {
+        for _ in 0..rounds {
+            from_chunks();
+            encode();
+        }
+        println!(
+            "{rounds} rounds of convert cached, chunks and encode+snappy, {} samples each",
+            samples.len()
+        );
+        return;
+    }
     let mut group = criterion.benchmark_group("scrape");
     group.throughput(Throughput::Elements(SERIES as u64));
     group.bench_function("parse", |b| b.iter(parse));

@@ -72,7 +72,7 @@ fn samples(ts: i64) -> Vec<ExportSample> {
                 })
                 .collect();
             ExportSample {
-                series: ExportSeries::Labels(SeriesId {
+                series: ExportSeries::reported(SeriesId {
                     name: Arc::from("istio_requests_total"),
                     labels: Arc::new(SeriesLabels::from_sorted(pairs)),
                     le: None,

@@ -6,10 +6,12 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use meshtap_sink::config::redacted;
+use meshtap_sink::ops::allocator::AllocatorMetrics;
 use meshtap_sink::{RunningSink, SinkConfig};
 use tracing_subscriber::EnvFilter;
 
@@ -95,6 +97,15 @@ impl Signals {
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
+/// jemalloc's options, read before `main` (`_RJEM_MALLOC_CONF` in the environment overrides
+/// them). Freed pages are returned by a background thread on time, within about a second,
+/// rather than only when the arena that holds them allocates again (a scrape's buffers and
+/// sample batches are freed in bursts), and one arena per CPU instead of four per CPU keeps a
+/// page freed by one worker reusable by the other. In the scrape bench at 200 targets: about
+/// 10 MiB less peak RSS, no more CPU per sample.
+#[export_name = "_rjem_malloc_conf"]
+static MALLOC_CONF: &[u8; 63] = b"percpu_arena:percpu,background_thread:true,dirty_decay_ms:1000\0";
+
 fn main() -> ExitCode {
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
@@ -122,6 +133,7 @@ fn run(cli: Cli) -> Result<()> {
     runtime.block_on(async {
         let mut signals = Signals::install()?;
         let sink = RunningSink::start_from_file(&path, &config).await?;
+        sink.metrics().add_section(Arc::new(AllocatorMetrics));
         let signal = signals.wait(&sink).await;
         tracing::info!(
             signal,

@@ -16,14 +16,28 @@ use meshtap_sink::scrape::convert::body_to_samples;
 use meshtap_sink::scrape::series_cache::SeriesCache;
 use meshtap_sink::scrape::target::{static_targets, Target};
 
-/// Bytes of the live allocations, each counted as the chunk glibc's malloc gives it (its size
-/// plus an 8-byte header, rounded up to 16, at least 32), which is what it occupies in RSS.
+/// Bytes of the live allocations, each counted as the region jemalloc (the sink binary's
+/// allocator) gives it: its size class, which is what it occupies in the heap.
 static HELD: AtomicUsize = AtomicUsize::new(0);
 
 struct Counting;
 
+/// jemalloc's size class of `layout` (x86_64, 4 KiB pages): 8 and 16, then four classes per
+/// doubling (16 bytes apart up to 128: 32, 48, 64, 80, …; then 160, 192, 224, 256, 320, …);
+/// from 16 KiB on, a page more for the random offset of large allocations.
 fn chunk(layout: Layout) -> usize {
-    ((layout.size() + 8).div_ceil(16) * 16).max(32)
+    let size = layout.size().max(1);
+    if size <= 16 {
+        return size.next_power_of_two().max(8);
+    }
+    let doubling = usize::BITS - 1 - (size - 1).leading_zeros();
+    let spacing = (1usize << (doubling - 2)).max(16);
+    let class = size.div_ceil(spacing) * spacing;
+    if class >= 16 << 10 {
+        class + 4096
+    } else {
+        class
+    }
 }
 
 // SAFETY: every call is forwarded to the system allocator unchanged; only a counter is added.
@@ -45,7 +59,7 @@ unsafe impl GlobalAlloc for Counting {
 static ALLOCATOR: Counting = Counting;
 
 /// The bytes the series cache may hold per series of the body.
-const MAX_BYTES_PER_SERIES: usize = 125;
+const MAX_BYTES_PER_SERIES: usize = 108;
 
 fn target() -> Target {
     let section: ScrapeConfig = serde_yaml::from_str(
@@ -54,6 +68,19 @@ fn target() -> Target {
     .unwrap();
     section.check().unwrap();
     static_targets(&section, &section.jobs[0]).remove(0)
+}
+
+#[test]
+fn size_classes_are_jemallocs() {
+    let class = |size| chunk(Layout::from_size_align(size, 8).unwrap());
+    let classes: Vec<usize> = [1, 8, 9, 17, 33, 48, 49, 112, 129, 200, 257, 640, 16384]
+        .into_iter()
+        .map(class)
+        .collect();
+    assert_eq!(
+        classes,
+        [8, 8, 16, 32, 48, 48, 64, 112, 160, 224, 320, 640, 20480]
+    );
 }
 
 #[test]

@@ -3,7 +3,8 @@
 //! Prometheus 2.42 in agent mode, and vmagent (Debian's `victoria-metrics`, 1.79) in its default
 //! and `-promscrape.streamParse=true` modes. Each is started on the same targets, at the same
 //! interval, with the same external label (`cluster`), remote-writing to the bench's counting
-//! receiver. Owns their configurations and command lines; it must not measure.
+//! receiver; beside them `transport_only.rs`, which only fetches and posts. Owns
+//! their configurations and command lines; it must not measure.
 
 use std::net::SocketAddr;
 use std::os::unix::process::CommandExt;
@@ -25,16 +26,19 @@ pub enum Contender {
     Agent,
     Vmagent,
     VmagentStream,
+    /// Fetch and post only: what no scraper can spend less than.
+    TransportOnly,
 }
 
 /// Every contender, in the order they run and are printed (`sink-before` only when asked for).
-pub const ALL: [Contender; 6] = [
+pub const ALL: [Contender; 7] = [
     Contender::SinkBefore,
     Contender::Sink,
     Contender::SinkSpool,
     Contender::Agent,
     Contender::Vmagent,
     Contender::VmagentStream,
+    Contender::TransportOnly,
 ];
 
 /// What a contender is started with.
@@ -43,6 +47,7 @@ pub struct Launch<'a> {
     pub targets: &'a [SocketAddr],
     pub write: SocketAddr,
     pub interval: u64,
+    pub series: usize,
     pub sink_bin: &'a PathBuf,
     pub sink_bin_before: Option<&'a PathBuf>,
 }
@@ -57,6 +62,7 @@ impl Contender {
             Contender::Agent => "agent",
             Contender::Vmagent => "vmagent",
             Contender::VmagentStream => "vmagent-stream",
+            Contender::TransportOnly => "transport",
         }
     }
 
@@ -69,6 +75,7 @@ impl Contender {
             Contender::Agent => "prometheus 2.42 agent",
             Contender::Vmagent => "vmagent 1.79",
             Contender::VmagentStream => "vmagent 1.79 streamParse",
+            Contender::TransportOnly => "transport only",
         }
     }
 
@@ -85,6 +92,9 @@ impl Contender {
             Contender::Agent => agent(at),
             Contender::Vmagent => vmagent(at, false),
             Contender::VmagentStream => vmagent(at, true),
+            Contender::TransportOnly => {
+                crate::transport_only::command(at.dir, at.series, at.targets, at.write, at.interval)
+            }
         };
         // SAFETY: `prctl` is async-signal-safe and touches no memory of the parent; it makes
         // the kernel kill the contender if the bench dies before killing it.

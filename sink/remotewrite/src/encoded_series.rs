@@ -1,8 +1,11 @@
 //! Series kept as their remote-write encoding: each label is one interned, already encoded
 //! `TimeSeries.labels` field (`Label{name, value}` with its key and length), and a series is
 //! the sorted list of its labels (`__name__` included). Encoding a sample of such a series
-//! copies bytes; holding it costs one pointer per label, since equal labels are shared through
-//! a [`LabelInterner`].
+//! copies bytes; holding it costs two pointers, since everything it points to is interned by
+//! a [`LabelInterner`] and shared: equal labels, the labels the series of one label set have
+//! in common (one list for the variants that differ only in where their own labels go, such as
+//! a histogram's buckets and its `_sum`), and a series' own labels (`__name__`, `le`), which the
+//! series of one family and bucket share across label sets.
 //!
 //! Owns the encoded label layout, label interning and the identity of encoded series (equal
 //! when they hold the same interned labels). It must not decide which labels a series has.
@@ -105,22 +108,39 @@ const OWN: usize = 2;
 /// [`LabelSet::own_at`] of an own label the series does not have.
 const NO_PLACE: u8 = u8::MAX;
 
+/// Interned labels in name order, shared by every [`LabelSet`] that holds them.
+type LabelList = Arc<[Arc<EncodedLabel>]>;
+
+/// An interned [`LabelList`], found by its labels' identities.
+#[derive(Clone, Debug)]
+struct InternedList(LabelList);
+
 /// The labels several series of one owner have in common (all but their own), interned, and
 /// where the series' own labels go among them.
 #[derive(Debug)]
 pub struct LabelSet {
-    labels: Box<[Arc<EncodedLabel>]>,
+    labels: LabelList,
     /// Index of each own label among the series' sorted labels, or [`NO_PLACE`].
     own_at: [u8; OWN],
     fields_len: u32,
 }
 
+/// A series' own labels (see [`OWN_NAMES`]), interned: the series of one family (and bucket)
+/// share them across label sets.
+#[derive(Debug)]
+struct OwnLabels {
+    labels: [Option<Arc<EncodedLabel>>; OWN],
+    fields_len: u32,
+}
+
 /// The labels in use by one owner's series (for the scrape stage: one target), each stored
-/// once, and the shared label sets of its series.
+/// once, and the shared label lists, label sets and own labels of its series.
 #[derive(Debug, Default)]
 pub struct LabelInterner {
     labels: HashSet<Interned, BuildHasherDefault<FxHasher>>,
+    lists: HashSet<InternedList, BuildHasherDefault<FxHasher>>,
     sets: HashSet<Arc<LabelSet>, BuildHasherDefault<FxHasher>>,
+    owns: HashSet<Arc<OwnLabels>, BuildHasherDefault<FxHasher>>,
 }
 
 impl LabelInterner {
@@ -161,26 +181,27 @@ impl LabelInterner {
                 shared.push(label);
             }
         }
-        let fields_len = shared.iter().map(|l| l.field.len()).sum::<usize>();
         let set = LabelSet {
-            labels: shared.into_boxed_slice(),
+            fields_len: fields_len(shared.iter()),
+            labels: intern(&mut self.lists, InternedList(shared.into())).0,
             own_at,
-            fields_len: u32::try_from(fields_len).expect("a series' labels fit in 4 GiB"),
         };
-        let shared = match self.sets.get(&set) {
-            Some(known) => known.clone(),
-            None => {
-                let set = Arc::new(set);
-                self.sets.insert(set.clone());
-                set
-            }
+        let own = OwnLabels {
+            fields_len: fields_len(own.iter().flatten()),
+            labels: own,
         };
-        EncodedSeries { shared, own }
+        EncodedSeries {
+            shared: intern(&mut self.sets, Arc::new(set)),
+            own: intern(&mut self.owns, Arc::new(own)),
+        }
     }
 
-    /// Forgets the label sets and labels no series uses any more.
+    /// Forgets the label sets, own labels, label lists and labels no series uses any more
+    /// (the users first).
     pub fn prune(&mut self) {
         self.sets.retain(|s| Arc::strong_count(s) > 1);
+        self.owns.retain(|o| Arc::strong_count(o) > 1);
+        self.lists.retain(|l| Arc::strong_count(&l.0) > 1);
         self.labels.retain(|l| Arc::strong_count(&l.0) > 1);
     }
 
@@ -194,13 +215,32 @@ impl LabelInterner {
     }
 }
 
-/// A series as its encoded labels: a shared, interned [`LabelSet`] and its own labels
-/// (`__name__`, a bucket's `le`), 24 bytes. Two series are equal when they hold the same
+/// The known value equal to `value` in `known`, which keeps `value` if it has none.
+fn intern<T: Clone + Eq + Hash>(
+    known: &mut HashSet<T, BuildHasherDefault<FxHasher>>,
+    value: T,
+) -> T {
+    match known.get(&value) {
+        Some(known) => known.clone(),
+        None => {
+            known.insert(value.clone());
+            value
+        }
+    }
+}
+
+fn fields_len<'a>(labels: impl Iterator<Item = &'a Arc<EncodedLabel>>) -> u32 {
+    let len = labels.map(|l| l.field.len()).sum::<usize>();
+    u32::try_from(len).expect("a series' labels fit in 4 GiB")
+}
+
+/// A series as its encoded labels: a shared, interned [`LabelSet`] and its interned own labels
+/// (`__name__`, a bucket's `le`), 16 bytes. Two series are equal when they hold the same
 /// interned labels, so only series from one [`LabelInterner`] may be compared.
 #[derive(Debug)]
 pub struct EncodedSeries {
     shared: Arc<LabelSet>,
-    own: [Option<Arc<EncodedLabel>>; OWN],
+    own: Arc<OwnLabels>,
 }
 
 impl EncodedSeries {
@@ -210,21 +250,29 @@ impl EncodedSeries {
         let mut shared = set.labels.iter();
         let mut own = self
             .own
+            .labels
             .iter()
             .zip(set.own_at)
             .filter_map(|(label, at)| Some((usize::from(at), label.as_deref()?)))
             .peekable();
-        let len = set.labels.len() + self.own.iter().flatten().count();
+        let len = set.labels.len() + self.own.labels.iter().flatten().count();
         (0..len).map(move |i| match own.next_if(|&(at, _)| at == i) {
             Some((_, label)) => label,
             None => shared.next().expect("labels counted"),
         })
     }
 
-    /// Replaces the contents of `out` with [`Self::labels`].
+    /// Replaces the contents of `out` with [`Self::labels`]: the shared labels in one pass,
+    /// then the own labels inserted at their places (ascending, so each lands where the
+    /// sorted order puts it). The encoder calls this for every sample.
     pub fn labels_into<'a>(&'a self, out: &mut Vec<&'a EncodedLabel>) {
         out.clear();
-        out.extend(self.labels());
+        out.extend(self.shared.labels.iter().map(|l| &**l));
+        for (label, at) in self.own.labels.iter().zip(self.shared.own_at) {
+            if let Some(label) = label.as_deref() {
+                out.insert(usize::from(at), label);
+            }
+        }
     }
 
     /// Hash of the labels' identities, for sharding onto lanes within this process.
@@ -247,13 +295,12 @@ impl EncodedSeries {
 
     /// Length of the labels' encoded fields together.
     pub fn fields_len(&self) -> usize {
-        let own: usize = self.own.iter().flatten().map(|l| l.field.len()).sum();
-        self.shared.fields_len as usize + own
+        self.shared.fields_len as usize + self.own.fields_len as usize
     }
 
     /// The series' own labels (`__name__`, a bucket's `le`), sorted by name.
     pub fn own_labels(&self) -> impl Iterator<Item = &EncodedLabel> + '_ {
-        self.own.iter().flatten().map(|l| &**l)
+        self.own.labels.iter().flatten().map(|l| &**l)
     }
 
     /// The value of label `name`, if present (the own labels are looked at first: `__name__`
@@ -261,6 +308,7 @@ impl EncodedSeries {
     pub fn get(&self, name: &str) -> Option<&str> {
         let name = name.as_bytes();
         self.own
+            .labels
             .iter()
             .flatten()
             .map(|l| &**l)
@@ -294,19 +342,31 @@ fn address(label: &Arc<EncodedLabel>) -> usize {
     Arc::as_ptr(label) as usize
 }
 
-fn own_addresses(own: &[Option<Arc<EncodedLabel>>; OWN]) -> [usize; OWN] {
-    own.each_ref().map(|l| l.as_ref().map_or(0, address))
+impl PartialEq for InternedList {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.len() == other.0.len()
+            && self
+                .0
+                .iter()
+                .zip(other.0.iter())
+                .all(|(a, b)| Arc::ptr_eq(a, b))
+    }
 }
 
+impl Eq for InternedList {}
+
+impl Hash for InternedList {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        for label in self.0.iter() {
+            state.write_usize(address(label));
+        }
+    }
+}
+
+/// Label sets are compared once their lists are interned: by the list's identity.
 impl PartialEq for LabelSet {
     fn eq(&self, other: &Self) -> bool {
-        self.own_at == other.own_at
-            && self.labels.len() == other.labels.len()
-            && self
-                .labels
-                .iter()
-                .zip(other.labels.iter())
-                .all(|(a, b)| Arc::ptr_eq(a, b))
+        self.own_at == other.own_at && Arc::ptr_eq(&self.labels, &other.labels)
     }
 }
 
@@ -315,16 +375,33 @@ impl Eq for LabelSet {}
 impl Hash for LabelSet {
     fn hash<H: Hasher>(&self, state: &mut H) {
         self.own_at.hash(state);
-        for label in self.labels.iter() {
-            state.write_usize(address(label));
+        state.write_usize(Arc::as_ptr(&self.labels).cast::<u8>() as usize);
+    }
+}
+
+impl PartialEq for OwnLabels {
+    fn eq(&self, other: &Self) -> bool {
+        self.labels
+            .iter()
+            .zip(&other.labels)
+            .all(|(a, b)| a.as_ref().map(address) == b.as_ref().map(address))
+    }
+}
+
+impl Eq for OwnLabels {}
+
+impl Hash for OwnLabels {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        for label in &self.labels {
+            state.write_usize(label.as_ref().map_or(0, address));
         }
     }
 }
 
+/// Series are compared by the identities of their interned parts.
 impl PartialEq for EncodedSeries {
     fn eq(&self, other: &Self) -> bool {
-        Arc::ptr_eq(&self.shared, &other.shared)
-            && own_addresses(&self.own) == own_addresses(&other.own)
+        Arc::ptr_eq(&self.shared, &other.shared) && Arc::ptr_eq(&self.own, &other.own)
     }
 }
 
@@ -333,7 +410,7 @@ impl Eq for EncodedSeries {}
 impl Hash for EncodedSeries {
     fn hash<H: Hasher>(&self, state: &mut H) {
         state.write_usize(Arc::as_ptr(&self.shared) as usize);
-        own_addresses(&self.own).hash(state);
+        state.write_usize(Arc::as_ptr(&self.own) as usize);
     }
 }
 
@@ -358,7 +435,7 @@ mod tests {
             a.fields_len(),
             a.labels().map(|l| l.field().len()).sum::<usize>()
         );
-        assert_eq!(std::mem::size_of::<EncodedSeries>(), 24);
+        assert_eq!(std::mem::size_of::<EncodedSeries>(), 16);
         let expected = proto::Label {
             name: "job".into(),
             value: "j".into(),
@@ -404,10 +481,62 @@ mod tests {
             !Arc::ptr_eq(&a.shared, &sum.shared),
             "its own labels sit elsewhere"
         );
+        assert!(
+            Arc::ptr_eq(&a.shared.labels, &sum.shared.labels),
+            "one list of the labels they have in common"
+        );
+        let other_pod = interner.series([
+            ("Zone", "z"),
+            ("__name__", "h_sum"),
+            ("app", "a"),
+            ("pod", "q"),
+        ]);
+        assert!(
+            Arc::ptr_eq(&sum.own, &other_pod.own),
+            "a family's own labels are shared across label sets"
+        );
+        assert_ne!(sum, other_pod);
         let names: Vec<&str> = sum.labels().map(|l| l.name()).collect();
         assert_eq!(names, ["Zone", "__name__", "app", "pod"]);
-        drop((a, b));
+        drop((a, b, other_pod));
         interner.prune();
         assert_eq!(interner.sets.len(), 1, "the buckets' set is forgotten");
+        assert_eq!(interner.lists.len(), 1, "the list stays with the sum's set");
+        assert_eq!(
+            interner.owns.len(),
+            1,
+            "the buckets' own labels are forgotten"
+        );
+        assert_eq!(
+            interner.len(),
+            4,
+            "the buckets' name and le and pod=q are forgotten"
+        );
+    }
+
+    /// The encoder's layout of a series' labels is [`EncodedSeries::labels`], wherever the own
+    /// labels sit (first, last, apart, next to each other, none).
+    #[test]
+    fn labels_into_lays_out_the_sorted_labels() {
+        let mut interner = LabelInterner::default();
+        let shapes: [&[(&str, &str)]; 5] = [
+            &[("__name__", "m"), ("a", "1"), ("le", "5"), ("z", "2")],
+            &[("A", "1"), ("__name__", "m"), ("le", "5")],
+            &[("__name__", "m"), ("le", "+Inf")],
+            &[
+                ("A", "1"),
+                ("__name__", "m"),
+                ("b", "2"),
+                ("quantile", "0.5"),
+            ],
+            &[("a", "1"), ("b", "2")],
+        ];
+        for shape in shapes {
+            let series = interner.series(shape.iter().copied());
+            let mut out = vec![series.labels().next().unwrap()];
+            series.labels_into(&mut out);
+            let laid: Vec<(&str, &str)> = out.iter().map(|l| (l.name(), l.value())).collect();
+            assert_eq!(laid, shape);
+        }
     }
 }

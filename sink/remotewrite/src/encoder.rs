@@ -431,7 +431,7 @@ mod tests {
         };
         let mut encoder = RequestEncoder::new();
         let from_labels = encoder
-            .encode_raw(&[sample(ExportSeries::Labels(reported))], &external)
+            .encode_raw(&[sample(ExportSeries::reported(reported))], &external)
             .to_vec();
         let from_encoded = encoder
             .encode_raw(
@@ -460,7 +460,7 @@ mod tests {
             .collect();
         let samples: Vec<ExportSample> = (0..400)
             .map(|i| ExportSample {
-                series: ExportSeries::Labels(SeriesId {
+                series: ExportSeries::reported(SeriesId {
                     name: Arc::from("m_bucket"),
                     labels: sets[i / 3 % sets.len()].clone(),
                     le: Some(Arc::from(format!("{i}"))),

@@ -121,13 +121,15 @@ pub struct RepeatIndex {
     /// Two (key, position) ways per set.
     sets: Box<[[(usize, usize); 2]]>,
     pieces: [LastPiece; PIECE_KINDS],
-    /// The previous record's label keys, in order.
-    previous_keys: Vec<usize>,
-    /// Where each of them starts, and where the last one ends.
-    previous_starts: Vec<usize>,
-    /// The same for the record being written.
+    /// The label keys of the record being written, up to `next`, then those of the previous
+    /// record (overwritten in place: a record mostly repeats the one before it).
     keys: Vec<usize>,
+    /// Where each of those labels starts, and where the last one ends (one more entry).
     starts: Vec<usize>,
+    /// Labels the previous record had.
+    previous_len: usize,
+    /// Index of the record's next label.
+    next: usize,
     /// Where the next label goes.
     position: usize,
     /// A copy of consecutive bytes being extended label by label: (from, len).
@@ -139,10 +141,10 @@ impl Default for RepeatIndex {
         RepeatIndex {
             sets: vec![[(0, 0); 2]; SETS].into_boxed_slice(),
             pieces: [LastPiece::default(); PIECE_KINDS],
-            previous_keys: Vec::new(),
-            previous_starts: Vec::new(),
             keys: Vec::new(),
             starts: Vec::new(),
+            previous_len: 0,
+            next: 0,
             position: 0,
             run: None,
         }
@@ -154,11 +156,34 @@ impl RepeatIndex {
     pub fn clear(&mut self) {
         self.sets.fill([(0, 0); 2]);
         self.pieces = [LastPiece::default(); PIECE_KINDS];
-        self.previous_keys.clear();
-        self.previous_starts.clear();
         self.keys.clear();
         self.starts.clear();
+        self.previous_len = 0;
+        self.next = 0;
         self.run = None;
+    }
+
+    /// The previous record's label `i` (key, start, length), if it had that many.
+    fn previous(&self, i: usize) -> Option<(usize, usize, usize)> {
+        (i < self.previous_len).then(|| {
+            let start = self.starts[i];
+            (self.keys[i], start, self.starts[i + 1] - start)
+        })
+    }
+
+    /// Notes that the record's next label is `key`, starting at [`Self::position`] (the
+    /// previous record's entry at that index has been read by then).
+    fn record_next(&mut self, key: usize) {
+        let i = self.next;
+        if i < self.keys.len() {
+            self.keys[i] = key;
+            self.starts[i] = self.position;
+        } else {
+            self.keys.push(key);
+            self.starts.truncate(i);
+            self.starts.push(self.position);
+        }
+        self.next = i + 1;
     }
 
     fn set(key: usize) -> usize {
@@ -203,25 +228,24 @@ impl CompressedBody<'_> {
     fn label_by_key<'f>(&mut self, key: usize, field: impl FnOnce() -> &'f [u8]) {
         debug_assert_ne!(key, 0, "key 0 marks an empty slot");
         let index = &mut *self.index;
-        let i = index.keys.len();
         let at = index.position;
-        index.keys.push(key);
-        index.starts.push(at);
-        let (from, len) = if index.previous_keys.get(i) == Some(&key) {
-            let from = index.previous_starts[i];
-            (from, index.previous_starts[i + 1] - from)
-        } else {
-            let field = field();
-            match index.replace(key, at) {
-                Some(from) => (from, field.len()),
-                None => {
-                    index.position += field.len();
-                    self.flush_run();
-                    self.snappy.literal().extend_from_slice(field);
-                    return;
+        let (from, len) = match index.previous(index.next) {
+            Some((previous, from, len)) if previous == key => (from, len),
+            _ => {
+                let field = field();
+                match index.replace(key, at) {
+                    Some(from) => (from, field.len()),
+                    None => {
+                        index.record_next(key);
+                        index.position += field.len();
+                        self.flush_run();
+                        self.snappy.literal().extend_from_slice(field);
+                        return;
+                    }
                 }
             }
         };
+        index.record_next(key);
         index.position += len;
         self.extend_run(from, len);
     }
@@ -241,15 +265,15 @@ impl CompressedBody<'_> {
     /// the same indexes, as one copy, without touching the labels; returns how many it took.
     fn same_as_previous(&mut self, labels: &[&EncodedLabel]) -> usize {
         let RepeatIndex {
-            previous_keys,
-            previous_starts,
             keys,
             starts,
+            previous_len,
+            next,
             position,
             ..
         } = &mut *self.index;
-        let i = keys.len();
-        let previous = previous_keys.get(i..).unwrap_or(&[]);
+        let i = *next;
+        let previous = keys.get(i..*previous_len).unwrap_or(&[]);
         let n = labels
             .iter()
             .zip(previous)
@@ -258,11 +282,14 @@ impl CompressedBody<'_> {
         if n == 0 {
             return 0;
         }
-        let from = previous_starts[i];
-        let len = previous_starts[i + n] - from;
+        let from = starts[i];
+        let len = starts[i + n] - from;
+        // The keys stay; the starts move to where the stretch is written now.
         let shift = *position - from;
-        keys.extend_from_slice(&previous[..n]);
-        starts.extend(previous_starts[i..i + n].iter().map(|start| start + shift));
+        for start in &mut starts[i..i + n] {
+            *start += shift;
+        }
+        *next = i + n;
         *position += len;
         self.extend_run(from, len);
         n
@@ -300,10 +327,8 @@ impl RequestBody for CompressedBody<'_> {
 
     fn begin_labels(&mut self) {
         let index = &mut *self.index;
-        std::mem::swap(&mut index.previous_keys, &mut index.keys);
-        std::mem::swap(&mut index.previous_starts, &mut index.starts);
-        index.keys.clear();
-        index.starts.clear();
+        index.previous_len = index.next;
+        index.next = 0;
         index.position = self.snappy.position();
     }
 
@@ -324,8 +349,12 @@ impl RequestBody for CompressedBody<'_> {
 
     fn end_labels(&mut self) {
         self.flush_run();
-        self.index.starts.push(self.index.position);
-        debug_assert_eq!(self.index.position, self.snappy.position());
+        let index = &mut *self.index;
+        let n = index.next;
+        index.keys.truncate(n);
+        index.starts.truncate(n);
+        index.starts.push(index.position);
+        debug_assert_eq!(index.position, self.snappy.position());
     }
 }
 
@@ -375,6 +404,55 @@ mod tests {
         assert_eq!(decompressed(&compressed), expected);
         // Per round: a 1-byte literal with its tag, and two or three copies (3 bytes each).
         assert!(compressed.len() < a.len() + b.len() + c.len() + d.len() + 60 * 11 + 10);
+    }
+
+    /// Records of random lengths that keep, drop, add and change labels against the record
+    /// before them (the previous record's labels are tracked in place), interned labels given
+    /// in stretches and other labels between them, decode to their bytes.
+    #[test]
+    fn records_that_grow_shrink_and_change_decode_to_their_labels() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+        let mut interner = crate::encoded_series::LabelInterner::default();
+        let pool: Vec<_> = (0..40)
+            .map(|k| interner.label(&format!("label_{k:02}"), &"v".repeat(1 + k % 9)))
+            .collect();
+        let others: [&[u8]; 2] = [b"external one", b"external two, longer"];
+        let mut expected = Vec::new();
+        let compressed = compressed(|body| {
+            let mut record: Vec<usize> = (0..12).collect();
+            for _ in 0..400 {
+                match rng.random_range(0..5) {
+                    0 if record.len() > 1 => {
+                        record.remove(rng.random_range(0..record.len()));
+                    }
+                    1 => record.insert(rng.random_range(0..=record.len()), rng.random_range(0..42)),
+                    2 => {
+                        let i = rng.random_range(0..record.len());
+                        record[i] = rng.random_range(0..42);
+                    }
+                    _ => {}
+                }
+                body.literal().push(b'#');
+                expected.push(b'#');
+                body.begin_labels();
+                let mut stretch: Vec<&EncodedLabel> = Vec::new();
+                for &k in &record {
+                    if k < 40 {
+                        stretch.push(&pool[k]);
+                        expected.extend_from_slice(pool[k].field());
+                        continue;
+                    }
+                    body.labels(&stretch);
+                    stretch.clear();
+                    body.label(k - 39, others[k - 40]);
+                    expected.extend_from_slice(others[k - 40]);
+                }
+                body.labels(&stretch);
+                body.end_labels();
+            }
+        });
+        assert_eq!(decompressed(&compressed), expected);
     }
 
     #[test]

@@ -149,10 +149,16 @@ impl SnappyBody {
         &self.out[start..]
     }
 
+    // The flushes are called around every element and mostly find nothing to write: the
+    // check is inlined, the writing is not.
+    #[inline]
     fn flush_raw(&mut self) {
-        if self.raw.is_empty() {
-            return;
+        if !self.raw.is_empty() {
+            self.compress_raw();
         }
+    }
+
+    fn compress_raw(&mut self) {
         let raw = std::mem::take(&mut self.raw);
         for block in raw.chunks(BLOCK_SIZE) {
             self.compress_block(block);
@@ -171,10 +177,14 @@ impl SnappyBody {
         self.written += block.len();
     }
 
+    #[inline]
     fn flush_literal(&mut self) {
-        if self.literal.is_empty() {
-            return;
+        if !self.literal.is_empty() {
+            self.write_literal();
         }
+    }
+
+    fn write_literal(&mut self) {
         let n = self.literal.len() - 1;
         if n < 60 {
             self.out.push((n as u8) << 2);
@@ -190,10 +200,15 @@ impl SnappyBody {
         self.literal.clear();
     }
 
+    #[inline]
     fn flush_copy(&mut self) {
-        let Some(PendingCopy { distance, mut len }) = self.copy.take() else {
-            return;
-        };
+        if let Some(copy) = self.copy.take() {
+            self.write_copy(copy);
+        }
+    }
+
+    /// The elements of a copy of any length.
+    fn write_copy(&mut self, PendingCopy { distance, mut len }: PendingCopy) {
         self.written += len;
         if len >= MAX_COPY_LEN + 4 && distance < 1 << 16 {
             // The full pieces of a long run are alike: written in one go, leaving 4 to 67
@@ -204,9 +219,10 @@ impl SnappyBody {
                 distance as u8,
                 (distance >> 8) as u8,
             ];
-            self.out.reserve(3 * full);
-            for _ in 0..full {
-                self.out.extend_from_slice(&piece);
+            let start = self.out.len();
+            self.out.resize(start + 3 * full, 0);
+            for element in self.out[start..].chunks_exact_mut(3) {
+                element.copy_from_slice(&piece);
             }
             len -= full * MAX_COPY_LEN;
         }

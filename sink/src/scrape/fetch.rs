@@ -2,10 +2,12 @@
 //! headers, gzip accepted (and undone), the body handed on chunk by chunk as it arrives (to be
 //! converted at once: see `super::chunks`) up to a size limit, all within the target's timeout.
 //!
-//! Plain-HTTP targets get a new connection per scrape: an idle pooled connection keeps the
-//! read buffer it last filled (up to ~400 KiB), which for hundreds of targets is more memory
-//! than their series, while a loopback or pod-network connect costs far less than a scrape.
-//! HTTPS jobs keep their connections (a TLS handshake per scrape would cost more).
+//! Plain-HTTP targets are fetched by `super::plain_http` (kept-alive connections that hold no
+//! buffer while idle) unless a proxy is set in the environment, the URL carries credentials or
+//! the target redirects; HTTPS jobs, proxies and redirects go through the general client
+//! (reqwest), which keeps HTTPS connections
+//! (a TLS handshake per scrape would cost more) and opens a new plain-HTTP connection per scrape
+//! (its idle connections keep the read buffer they last grew, up to ~400 KiB).
 //!
 //! Owns the HTTP exchange and each job's client (TLS settings, the `Authorization` header from
 //! basic auth, `authorization`, a bearer token or a file, files read at every scrape so rotated
@@ -14,6 +16,7 @@
 use std::time::Duration;
 
 use super::config::{Scheme, ScrapeJob};
+use super::plain_http::{PlainHttpClient, PlainOutcome};
 use crate::floor::http::base64_encode;
 use crate::floor::http::client::{request_error_text, with_tls, ClientError};
 
@@ -158,6 +161,8 @@ impl ScrapeAuth {
 #[derive(Clone, Debug)]
 pub struct JobClient {
     http: reqwest::Client,
+    /// Plain-HTTP jobs without a proxy in the environment.
+    plain: Option<PlainHttpClient>,
     auth: Option<ScrapeAuth>,
 }
 
@@ -171,9 +176,13 @@ impl JobClient {
             Some(member) => format!("{version} (member {member})"),
             None => version.to_owned(),
         };
-        let mut builder = reqwest::Client::builder().user_agent(user_agent).gzip(true);
+        let mut builder = reqwest::Client::builder()
+            .user_agent(user_agent.as_str())
+            .gzip(true);
+        let mut plain = None;
         if job.scheme == Scheme::Http {
             builder = builder.pool_max_idle_per_host(0);
+            plain = (!proxy_in_environment()).then(|| PlainHttpClient::new(&user_agent));
         }
         let builder = with_tls(builder, &job.tls_config, &format!("{at}.tls_config"))?;
         let http = builder
@@ -181,6 +190,7 @@ impl JobClient {
             .map_err(|e| crate::floor::http::client::setup_error(at, e))?;
         Ok(JobClient {
             http,
+            plain,
             auth: ScrapeAuth::of(job),
         })
     }
@@ -189,6 +199,14 @@ impl JobClient {
     fn authorization(&self) -> Result<Option<String>, FetchError> {
         self.auth.as_ref().map(ScrapeAuth::header).transpose()
     }
+}
+
+/// Whether plain-HTTP requests would go through a proxy named in the environment (the general
+/// client honours `HTTP_PROXY`, `ALL_PROXY` and `NO_PROXY`).
+fn proxy_in_environment() -> bool {
+    ["HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"]
+        .iter()
+        .any(|name| std::env::var_os(name).is_some_and(|v| !v.is_empty()))
 }
 
 /// Fetches `url` within `timeout` into `body`, refusing bodies over `limit` bytes
@@ -200,40 +218,58 @@ pub async fn fetch(
     limit: usize,
     body: &mut impl BodySink,
 ) -> Result<(), FetchError> {
-    let authorization = client.authorization()?;
+    let mut headers = vec![
+        ("accept", ACCEPT.to_owned()),
+        (
+            "x-prometheus-scrape-timeout-seconds",
+            format!("{}", timeout.as_secs_f64()),
+        ),
+    ];
+    if let Some(authorization) = client.authorization()? {
+        headers.push(("authorization", authorization));
+    }
     let exchange = async {
-        let mut request = client
-            .http
-            .get(url)
-            .header(reqwest::header::ACCEPT, ACCEPT)
-            .header(
-                "X-Prometheus-Scrape-Timeout-Seconds",
-                format!("{}", timeout.as_secs_f64()),
-            );
-        if let Some(authorization) = authorization {
-            request = request.header(reqwest::header::AUTHORIZATION, authorization);
-        }
-        let mut response = request.send().await?;
-        let status = response.status();
-        if !status.is_success() {
-            return Err(FetchError::Status(status.as_u16()));
-        }
-        let content_type = response
-            .headers()
-            .get(reqwest::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok());
-        body.content_type(content_type);
-        let mut len = 0;
-        while let Some(chunk) = response.chunk().await? {
-            len += chunk.len();
-            if len > limit {
-                return Err(FetchError::TooLarge(limit));
+        if let Some(plain) = &client.plain {
+            if let PlainOutcome::Done = plain.get(url, &headers, limit, body).await? {
+                return Ok(());
             }
-            body.chunk(&chunk);
         }
-        Ok(())
+        fetch_general(&client.http, url, &headers, limit, body).await
     };
     tokio::time::timeout(timeout, exchange)
         .await
         .map_err(|_| FetchError::Timeout(timeout))?
+}
+
+/// The exchange through the general client (TLS, proxies, redirects).
+async fn fetch_general(
+    http: &reqwest::Client,
+    url: &str,
+    headers: &[(&'static str, String)],
+    limit: usize,
+    body: &mut impl BodySink,
+) -> Result<(), FetchError> {
+    let mut request = http.get(url);
+    for (name, value) in headers {
+        request = request.header(*name, value);
+    }
+    let mut response = request.send().await?;
+    let status = response.status();
+    if !status.is_success() {
+        return Err(FetchError::Status(status.as_u16()));
+    }
+    let content_type = response
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
+    body.content_type(content_type);
+    let mut len = 0;
+    while let Some(chunk) = response.chunk().await? {
+        len += chunk.len();
+        if len > limit {
+            return Err(FetchError::TooLarge(limit));
+        }
+        body.chunk(&chunk);
+    }
+    Ok(())
 }

@@ -11,6 +11,7 @@
 //! owns the set of running loops and discovery tasks; it must not parse, fetch or relabel
 //! itself.
 
+mod body_framing;
 pub mod chunks;
 pub mod config;
 pub mod convert;
@@ -19,6 +20,7 @@ pub mod kubernetes;
 mod marks;
 pub mod membership;
 pub mod metrics;
+mod plain_http;
 pub mod pods;
 /// The relabel rules live in the floor (remote-write endpoints apply them too).
 pub use crate::floor::relabel;

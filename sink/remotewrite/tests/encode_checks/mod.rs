@@ -77,7 +77,7 @@ fn sample(
         if let Some(le) = le {
             expected.push(("le".into(), le.into()));
         }
-        ExportSeries::Labels(SeriesId {
+        ExportSeries::reported(SeriesId {
             name: Arc::from(name),
             labels: Arc::new(SeriesLabels::from_sorted(pairs)),
             le: le.map(Arc::from),

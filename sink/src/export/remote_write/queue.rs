@@ -200,7 +200,7 @@ pub(super) fn test_batch(n: usize, ts: i64) -> Batch {
     Batch::new(
         (0..n)
             .map(|i| ExportSample {
-                series: ExportSeries::Labels(id.clone()),
+                series: ExportSeries::reported(id.clone()),
                 value: i as f64,
                 timestamp_ms: ts,
             })

@@ -115,13 +115,13 @@ impl WriteRelabel {
     fn series(&self, rewritten: &mut Rewritten, series: &ExportSeries) -> Option<ExportSeries> {
         match series {
             ExportSeries::Labels(id) => {
-                if let Some(known) = rewritten.reported.get(id) {
-                    return known.clone().map(ExportSeries::Labels);
+                if let Some(known) = rewritten.reported.get(&**id) {
+                    return known.clone().map(ExportSeries::reported);
                 }
                 let result = self.reported(id);
                 rewritten.make_room();
-                rewritten.reported.insert(id.clone(), result.clone());
-                result.map(ExportSeries::Labels)
+                rewritten.reported.insert((**id).clone(), result.clone());
+                result.map(ExportSeries::reported)
             }
             ExportSeries::Encoded(input) => {
                 let key = ByAddress(input.clone());
@@ -213,7 +213,7 @@ mod tests {
 
     fn reported(name: &str, labels: &[(&str, &str)]) -> ExportSeries {
         let pairs = labels.iter().map(|(n, v)| (Text::from(*n), Text::from(*v)));
-        ExportSeries::Labels(SeriesId {
+        ExportSeries::reported(SeriesId {
             name: name.into(),
             labels: Arc::new(SeriesLabels::from_sorted(pairs.collect())),
             le: None,

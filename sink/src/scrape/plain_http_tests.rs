@@ -1,0 +1,244 @@
+//! The plain-HTTP scrape client against scripted loopback servers: one kept-alive connection
+//! for every scrape, a connection closed by the target replaced without a failed scrape, chunked
+//! and length-less bodies, gzip undone (and a cut gzip stream refused), the size limit,
+//! redirects left to the general client.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+use super::*;
+
+#[derive(Default)]
+struct Collected {
+    content_type: Option<String>,
+    bytes: Vec<u8>,
+}
+
+impl BodySink for Collected {
+    fn content_type(&mut self, content_type: Option<&str>) {
+        self.content_type = content_type.map(str::to_owned);
+    }
+    fn chunk(&mut self, chunk: &[u8]) {
+        self.bytes.extend_from_slice(chunk);
+    }
+}
+
+/// What the scripted server sends for the `n`-th request on its `c`-th connection (both from
+/// 0); `None` closes that connection without an answer, and so does an answer with
+/// `connection: close` after it is written.
+type Script = fn(c: usize, n: usize) -> Option<Vec<u8>>;
+
+/// A loopback server answering by `script`; counts the connections it accepted.
+async fn serve(script: Script) -> (SocketAddr, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        loop {
+            let (stream, _) = listener.accept().await.unwrap();
+            let c = count.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(answer(stream, c, script));
+        }
+    });
+    (addr, accepted)
+}
+
+async fn answer(mut stream: TcpStream, c: usize, script: Script) {
+    let mut head = Vec::new();
+    for n in 0.. {
+        head.clear();
+        while !head.ends_with(b"\r\n\r\n") {
+            let mut byte = [0u8; 1];
+            if stream.read(&mut byte).await.unwrap_or(0) == 0 {
+                return;
+            }
+            head.push(byte[0]);
+        }
+        let Some(response) = script(c, n) else {
+            return;
+        };
+        stream.write_all(&response).await.unwrap();
+        if response.windows(17).any(|w| w == b"connection: close") {
+            return;
+        }
+    }
+}
+
+fn response(headers: &str, body: &[u8]) -> Vec<u8> {
+    let mut bytes = format!(
+        "HTTP/1.1 200 OK\r\ncontent-type: text/plain; version=0.0.4\r\n{headers}content-length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    bytes.extend_from_slice(body);
+    bytes
+}
+
+const BODY: &[u8] = b"envoy_server_live 1\n";
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    encoder.write_all(bytes).unwrap();
+    encoder.finish().unwrap()
+}
+
+async fn get(addr: SocketAddr, limit: usize) -> (Result<PlainOutcome, FetchError>, Collected) {
+    let client = PlainHttpClient::new("meshtap/test");
+    get_with(&client, addr, limit).await
+}
+
+async fn get_with(
+    client: &PlainHttpClient,
+    addr: SocketAddr,
+    limit: usize,
+) -> (Result<PlainOutcome, FetchError>, Collected) {
+    let mut body = Collected::default();
+    let url = format!("http://{addr}/stats/prometheus");
+    let outcome = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        client.get(&url, &[], limit, &mut body),
+    )
+    .await
+    .expect("the scrape ends within 10 s");
+    (outcome, body)
+}
+
+#[tokio::test]
+async fn one_kept_alive_connection_serves_every_scrape() {
+    let (addr, accepted) = serve(|_, _| Some(response("", BODY))).await;
+    let client = PlainHttpClient::new("meshtap/test");
+    for _ in 0..3 {
+        let (outcome, body) = get_with(&client, addr, 1 << 20).await;
+        assert!(matches!(outcome, Ok(PlainOutcome::Done)));
+        assert_eq!(body.bytes, BODY);
+        assert_eq!(
+            body.content_type.as_deref(),
+            Some("text/plain; version=0.0.4")
+        );
+    }
+    assert_eq!(accepted.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn a_connection_the_target_drops_at_the_next_request_is_replaced() {
+    // The first connection answers once and then closes when the second request arrives.
+    let (addr, accepted) = serve(|c, n| (c > 0 || n == 0).then(|| response("", BODY))).await;
+    let client = PlainHttpClient::new("meshtap/test");
+    for _ in 0..2 {
+        let (outcome, body) = get_with(&client, addr, 1 << 20).await;
+        assert!(
+            matches!(outcome, Ok(PlainOutcome::Done)),
+            "{:?}",
+            outcome.err()
+        );
+        assert_eq!(body.bytes, BODY, "the body once, not twice");
+    }
+    assert_eq!(accepted.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn gzip_is_undone_and_a_cut_stream_is_refused() {
+    let (whole, _) = serve(|_, _| Some(response("content-encoding: gzip\r\n", &gzip(BODY)))).await;
+    let (outcome, body) = get(whole, 1 << 20).await;
+    assert!(matches!(outcome, Ok(PlainOutcome::Done)));
+    assert_eq!(body.bytes, BODY);
+
+    let (cut, _) = serve(|_, _| {
+        let zipped = gzip(BODY);
+        Some(response(
+            "content-encoding: gzip\r\n",
+            &zipped[..zipped.len() - 6],
+        ))
+    })
+    .await;
+    let (outcome, _) = get(cut, 1 << 20).await;
+    match outcome {
+        Err(FetchError::Request(text)) => assert!(text.contains("gzip"), "{text}"),
+        other => panic!("a cut gzip stream gave {:?}", other.err()),
+    }
+}
+
+#[tokio::test]
+async fn bodies_over_the_limit_are_refused_plain_or_gzip() {
+    let (plain, _) = serve(|_, _| Some(response("", BODY))).await;
+    let (zipped, _) = serve(|_, _| Some(response("content-encoding: gzip\r\n", &gzip(BODY)))).await;
+    for addr in [plain, zipped] {
+        let (outcome, body) = get(addr, BODY.len() - 1).await;
+        assert!(matches!(outcome, Err(FetchError::TooLarge(_))));
+        assert!(body.bytes.len() < BODY.len());
+    }
+    let (outcome, _) = get(plain, BODY.len()).await;
+    assert!(
+        matches!(outcome, Ok(PlainOutcome::Done)),
+        "exactly the limit is allowed"
+    );
+}
+
+#[tokio::test]
+async fn redirects_and_errors_are_told_apart() {
+    let (moved, _) = serve(|_, _| {
+        Some(b"HTTP/1.1 301 Moved Permanently\r\nlocation: https://elsewhere/\r\ncontent-length: 0\r\n\r\n".to_vec())
+    })
+    .await;
+    assert!(matches!(
+        get(moved, 1024).await.0,
+        Ok(PlainOutcome::General)
+    ));
+    let (failing, _) = serve(|_, _| {
+        Some(b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\n\r\n".to_vec())
+    })
+    .await;
+    assert!(matches!(
+        get(failing, 1024).await.0,
+        Err(FetchError::Status(503))
+    ));
+}
+
+#[tokio::test]
+async fn chunked_bodies_keep_the_connection_and_length_less_ones_close_it() {
+    let (chunked, accepted) = serve(|_, _| {
+        Some(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n7\r\nenvoy_s\r\nd\r\nerver_live 1\n\r\n0\r\n\r\n".to_vec())
+    })
+    .await;
+    let client = PlainHttpClient::new("meshtap/test");
+    for _ in 0..2 {
+        let (outcome, body) = get_with(&client, chunked, 1 << 20).await;
+        assert!(matches!(outcome, Ok(PlainOutcome::Done)));
+        assert_eq!(body.bytes, BODY);
+    }
+    assert_eq!(accepted.load(Ordering::SeqCst), 1);
+
+    // No length: the body ends when the server closes, and the connection is not kept.
+    let (until_close, accepted) = serve(|_, n| {
+        (n == 0)
+            .then(|| b"HTTP/1.1 200 OK\r\nconnection: close\r\n\r\nenvoy_server_live 1\n".to_vec())
+    })
+    .await;
+    for _ in 0..2 {
+        let (outcome, body) = get_with(&client, until_close, 1 << 20).await;
+        assert!(matches!(outcome, Ok(PlainOutcome::Done)));
+        assert_eq!(body.bytes, BODY);
+    }
+    assert_eq!(accepted.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn a_body_cut_short_fails_the_scrape() {
+    let (cut, _) = serve(|_, n| {
+        (n == 0).then(|| {
+            b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\nconnection: close\r\n\r\nenvoy_server_live 1\n".to_vec()
+        })
+    })
+    .await;
+    // The server sends 20 of the 100 bytes it announced and closes.
+    let (outcome, _) = get(cut, 1 << 20).await;
+    match outcome {
+        Err(FetchError::Request(text)) => assert!(text.contains("cut short"), "{text}"),
+        other => panic!("a short body gave {:?}", other.err()),
+    }
+}
