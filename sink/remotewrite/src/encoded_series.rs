@@ -298,6 +298,11 @@ impl EncodedSeries {
         self.shared.fields_len as usize + self.own.fields_len as usize
     }
 
+    /// The series' own labels (`__name__`, a bucket's `le`), sorted by name.
+    pub fn own_labels(&self) -> impl Iterator<Item = &EncodedLabel> + '_ {
+        self.own.labels.iter().flatten().map(|l| &**l)
+    }
+
     /// The value of label `name`, if present (the own labels are looked at first: `__name__`
     /// and `le` are the ones asked for most).
     pub fn get(&self, name: &str) -> Option<&str> {

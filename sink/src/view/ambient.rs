@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
-use super::extract::{Counter, TcpField};
+use super::key_types::{Counter, TcpField};
 use super::live::{keep_busiest, prefer_reporter};
 use super::store::WindowTotals;
 
@@ -76,7 +76,7 @@ pub fn pairs(totals: &WindowTotals, cap: usize) -> (Vec<AmbientPair>, usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::view::extract::WorkloadPairKey;
+    use crate::view::key_types::WorkloadPairKey;
 
     fn add(totals: &mut WindowTotals, source: &str, destination: &str, reporter: &str, rate: f64) {
         let key = WorkloadPairKey {

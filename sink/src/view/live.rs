@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use super::extract::{Counter, Gauge, Histogram, ServiceKey, TcpField};
+use super::key_types::{Counter, Gauge, Histogram, ServiceKey, TcpField};
 use super::quantile::histogram_quantile;
 use super::store::WindowTotals;
 
@@ -158,7 +158,7 @@ impl RequestSums {
 /// Sums the request counters by `key` of their edge.
 fn request_sums<K: Ord>(
     totals: &WindowTotals,
-    key: impl Fn(&super::extract::EdgeKey) -> K,
+    key: impl Fn(&super::key_types::EdgeKey) -> K,
 ) -> BTreeMap<(K, String), RequestSums> {
     let mut sums: BTreeMap<(K, String), RequestSums> = BTreeMap::new();
     for (counter, total) in &totals.totals {
@@ -316,7 +316,7 @@ pub fn targets_up(totals: &WindowTotals) -> Vec<TargetUp> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::view::extract::EdgeKey;
+    use crate::view::key_types::EdgeKey;
 
     #[test]
     fn a_waypoint_counts_before_the_client_side_and_after_a_server_sidecar() {

@@ -11,11 +11,15 @@ mod ambient;
 mod config;
 mod extract;
 pub mod http;
+mod key_types;
+mod keys;
+mod label_cache;
 mod live;
 mod log_ring;
 mod pipeline;
 mod quantile;
 mod render;
+mod sample_labels;
 mod store;
 mod tap;
 mod trend;
@@ -34,10 +38,12 @@ pub use render::render_table;
 pub use tap::ViewTap;
 
 use self::extract::Values;
+use self::label_cache::LabelCache;
 use self::live::{ControlPlane, Dropped, Edge, TargetUp, TcpService};
 use self::log_ring::LogRing;
 use self::pipeline::PipelineHealth;
-use self::store::{Snapshot, SourceId, SourceStore};
+use self::sample_labels::SampleLabels;
+use self::store::{SourceId, SourceStore};
 use self::trend::{ServiceTrend, Trends};
 use crate::floor::clock::now_ms;
 use crate::ops::metrics::SinkMetrics;
@@ -114,13 +120,26 @@ impl LiveView {
         self.state.lock().expect("view lock")
     }
 
-    fn record(&self, source: SourceId, generation: i64, timestamp_ms: i64, values: Values) {
-        let snapshot = Snapshot {
-            timestamp_ms,
-            generation,
-            values,
-        };
-        self.state().store.record(source, snapshot);
+    /// One scrape of a target: its label sets' keys are kept between scrapes (a target serves
+    /// the same series every interval). One lock per scrape.
+    fn record_scrape(&self, source: SourceId, timestamp_ms: i64, samples: &[impl SampleLabels]) {
+        let read = |keys: &mut _, labels: &mut _| Values::read(samples, keys, labels);
+        self.state().store.record(source, 0, timestamp_ms, read);
+    }
+
+    /// One report: its series' labels are its own, so their keys are kept for this report only.
+    fn record_report(
+        &self,
+        source: SourceId,
+        generation: i64,
+        timestamp_ms: i64,
+        samples: &[impl SampleLabels],
+    ) {
+        let read =
+            |keys: &mut _, _: &mut _| Values::read(samples, keys, &mut LabelCache::default());
+        self.state()
+            .store
+            .record(source, generation, timestamp_ms, read);
     }
 
     fn remove(&self, source: &SourceId) {

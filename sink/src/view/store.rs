@@ -1,16 +1,19 @@
 //! The recent snapshots of every source (a reporting pod's channel or a scrape target) and
 //! the increases over the trailing window summed over sources.
 //!
-//! Owns the per-source history, its bound (`view.max_sources`) and the counter arithmetic: a
-//! source whose generation changed (a proxy restart) or whose counter went down within the
-//! window adds no increase for it. It must not decide what is shown (that is
-//! [`super::live`]).
+//! Owns the per-source history, its bound (`view.max_sources`), the interned keys snapshots
+//! hold and each source's label-set cache, and the counter arithmetic: a source whose
+//! generation changed (a proxy restart) or whose counter went down within the window adds no
+//! increase for it. It must not decide what is shown (that is [`super::live`]).
 
 use std::collections::VecDeque;
 
 use foldhash::HashMap;
 
-use super::extract::{Buckets, Counter, Gauge, Histogram, Values};
+use super::extract::Values;
+use super::key_types::{Buckets, Counter, Gauge, Histogram};
+use super::keys::{Key, ViewKeys};
+use super::label_cache::LabelCache;
 use crate::floor::ReporterKey;
 
 /// Where a snapshot comes from.
@@ -49,12 +52,28 @@ pub struct WindowTotals {
     pub gauges: HashMap<Gauge, f64>,
 }
 
+/// One counter's sums over sources (see [`WindowTotals`]).
+#[derive(Default)]
+struct CounterSums {
+    total: f64,
+    sources: usize,
+    increase: Option<f64>,
+    rate: Option<f64>,
+}
+
+/// One source's snapshots and the keys of its label sets.
+#[derive(Default)]
+struct Source {
+    history: VecDeque<Snapshot>,
+    labels: LabelCache,
+}
+
 /// Snapshot histories per source.
-#[derive(Debug)]
 pub struct SourceStore {
     window_ms: i64,
     max_sources: usize,
-    sources: HashMap<SourceId, VecDeque<Snapshot>>,
+    keys: ViewKeys,
+    sources: HashMap<SourceId, Source>,
     /// Snapshots of sources over `max_sources`, not kept.
     pub refused_snapshots: u64,
 }
@@ -64,20 +83,34 @@ impl SourceStore {
         SourceStore {
             window_ms,
             max_sources,
+            keys: ViewKeys::default(),
             sources: HashMap::default(),
             refused_snapshots: 0,
         }
     }
 
-    /// Adds a snapshot; keeps the newest one at or before the window start as the base.
-    pub fn record(&mut self, source: SourceId, snapshot: Snapshot) {
+    /// Adds a snapshot of the values `read` makes (given the interners and the source's
+    /// label-set cache); keeps the newest one at or before the window start as the base.
+    pub fn record(
+        &mut self,
+        source: SourceId,
+        generation: i64,
+        timestamp_ms: i64,
+        read: impl FnOnce(&mut ViewKeys, &mut LabelCache) -> Values,
+    ) {
         if !self.sources.contains_key(&source) && self.sources.len() >= self.max_sources {
             self.refused_snapshots += 1;
             return;
         }
-        let window_start = snapshot.timestamp_ms - self.window_ms;
-        let history = self.sources.entry(source).or_default();
-        history.push_back(snapshot);
+        let window_start = timestamp_ms - self.window_ms;
+        let source = self.sources.entry(source).or_default();
+        let values = read(&mut self.keys, &mut source.labels);
+        let history = &mut source.history;
+        history.push_back(Snapshot {
+            timestamp_ms,
+            generation,
+            values,
+        });
         while history.len() > 2 && history[1].timestamp_ms <= window_start {
             history.pop_front();
         }
@@ -89,9 +122,11 @@ impl SourceStore {
 
     /// The window's increases and the latest values over every source.
     pub fn totals(&self) -> WindowTotals {
-        let mut out = WindowTotals::default();
+        let mut counters: HashMap<&Key<Counter>, CounterSums> = HashMap::default();
+        let mut histograms: HashMap<&Key<Histogram>, Buckets> = HashMap::default();
         let mut histogram_bounds_differ = Vec::new();
-        for history in self.sources.values() {
+        let mut gauges: HashMap<&Key<Gauge>, f64> = HashMap::default();
+        for history in self.sources.values().map(|s| &s.history) {
             let Some(latest) = history.back() else {
                 continue;
             };
@@ -99,27 +134,16 @@ impl SourceStore {
                 b.timestamp_ms < latest.timestamp_ms && b.generation == latest.generation
             });
             for (gauge, value) in &latest.values.gauges {
-                *out.gauges.entry(gauge.clone()).or_default() += value;
+                *gauges.entry(gauge).or_default() += value;
             }
-            for (counter, now) in &latest.values.counters {
-                *out.totals.entry(counter.clone()).or_default() += now;
-                *out.sources.entry(counter.clone()).or_default() += 1;
-                let Some(base) = base else { continue };
-                let before = base.values.counters.get(counter).copied().unwrap_or(0.0);
-                if *now < before {
-                    continue;
-                }
-                let seconds = (latest.timestamp_ms - base.timestamp_ms) as f64 / 1000.0;
-                *out.increases.entry(counter.clone()).or_default() += now - before;
-                *out.rates.entry(counter.clone()).or_default() += (now - before) / seconds;
-            }
+            add_counters(&mut counters, latest, base);
             let Some(base) = base else { continue };
             for (histogram, now) in &latest.values.histograms {
                 let before = base.values.histograms.get(histogram);
                 let Some(increase) = bucket_increase(now, before) else {
                     continue;
                 };
-                let sum = out.histograms.entry(histogram.clone()).or_default();
+                let sum = histograms.entry(histogram).or_default();
                 if sum.is_empty() {
                     *sum = increase;
                 } else if same_bounds(sum, &increase) {
@@ -127,14 +151,53 @@ impl SourceStore {
                         into.1 += n;
                     }
                 } else {
-                    histogram_bounds_differ.push(histogram.clone());
+                    histogram_bounds_differ.push(histogram);
                 }
             }
         }
         for histogram in histogram_bounds_differ {
-            out.histograms.remove(&histogram);
+            histograms.remove(histogram);
         }
+        let mut out = WindowTotals::default();
+        for (counter, sums) in counters {
+            let counter: &Counter = counter;
+            out.totals.insert(counter.clone(), sums.total);
+            out.sources.insert(counter.clone(), sums.sources);
+            if let Some(increase) = sums.increase {
+                out.increases.insert(counter.clone(), increase);
+            }
+            if let Some(rate) = sums.rate {
+                out.rates.insert(counter.clone(), rate);
+            }
+        }
+        let histograms = histograms.into_iter();
+        out.histograms = histograms.map(|(k, b)| ((**k).clone(), b)).collect();
+        out.gauges = gauges
+            .into_iter()
+            .map(|(k, v)| ((**k).clone(), v))
+            .collect();
         out
+    }
+}
+
+/// Adds one source's latest counters, and their increases since `base`, to `sums`.
+fn add_counters<'a>(
+    sums: &mut HashMap<&'a Key<Counter>, CounterSums>,
+    latest: &'a Snapshot,
+    base: Option<&Snapshot>,
+) {
+    for (counter, now) in &latest.values.counters {
+        let sum = sums.entry(counter).or_default();
+        sum.total += now;
+        sum.sources += 1;
+        let Some(base) = base else { continue };
+        let before = base.values.counters.get(counter).copied().unwrap_or(0.0);
+        if *now < before {
+            continue;
+        }
+        let seconds = (latest.timestamp_ms - base.timestamp_ms) as f64 / 1000.0;
+        *sum.increase.get_or_insert(0.0) += now - before;
+        *sum.rate.get_or_insert(0.0) += (now - before) / seconds;
     }
 }
 
@@ -172,16 +235,18 @@ fn bucket_increase(now: &Buckets, before: Option<&Buckets>) -> Option<Buckets> {
 mod tests {
     use super::*;
 
-    fn snapshot(timestamp_ms: i64, generation: i64, pushes: f64) -> Snapshot {
-        let mut values = Values::default();
-        values
-            .counters
-            .insert(Counter::Pushes("eds".into()), pushes);
-        Snapshot {
-            timestamp_ms,
-            generation,
-            values,
-        }
+    fn record_pushes(
+        store: &mut SourceStore,
+        source: &SourceId,
+        (timestamp_ms, generation): (i64, i64),
+        pushes: f64,
+    ) {
+        store.record(source.clone(), generation, timestamp_ms, |keys, _| {
+            let mut values = Values::default();
+            let key = keys.counters.intern(Counter::Pushes("eds".into()));
+            values.counters.insert(key, pushes);
+            values
+        });
     }
 
     #[test]
@@ -190,19 +255,24 @@ mod tests {
         let mut store = SourceStore::new(30_000, 2);
         let a = SourceId::Target("http://a".into());
         let b = SourceId::Target("http://b".into());
-        store.record(a.clone(), snapshot(0, 1, 10.0));
-        store.record(a.clone(), snapshot(10_000, 1, 30.0));
-        store.record(b.clone(), snapshot(0, 1, 50.0));
-        store.record(b.clone(), snapshot(10_000, 2, 5.0));
+        record_pushes(&mut store, &a, (0, 1), 10.0);
+        record_pushes(&mut store, &a, (10_000, 1), 30.0);
+        record_pushes(&mut store, &b, (0, 1), 50.0);
+        record_pushes(&mut store, &b, (10_000, 2), 5.0);
         let totals = store.totals();
         assert_eq!(totals.rates[&pushes], 2.0);
         assert_eq!(totals.increases[&pushes], 20.0);
         assert_eq!(totals.totals[&pushes], 35.0);
         assert_eq!(totals.sources[&pushes], 2);
 
-        store.record(SourceId::Target("http://c".into()), snapshot(0, 1, 1.0));
+        record_pushes(
+            &mut store,
+            &SourceId::Target("http://c".into()),
+            (0, 1),
+            1.0,
+        );
         assert_eq!(store.refused_snapshots, 1);
-        store.record(a.clone(), snapshot(50_000, 1, 20.0));
+        record_pushes(&mut store, &a, (50_000, 1), 20.0);
         assert!(!store.totals().rates.contains_key(&pushes));
     }
 

@@ -12,7 +12,6 @@ use meshtap_logformat::cri::PodLogPath;
 use meshtap_logformat::loki::LogEntry;
 use meshtap_report::Report;
 
-use super::extract::Values;
 use super::log_ring::{service_of, tailed_line, LogLine, LogOrigin};
 use super::store::SourceId;
 use super::LiveView;
@@ -33,11 +32,11 @@ impl ViewTap {
     /// An accepted report: `samples` are what ingest exports of it (after the scrape merge
     /// rule), its access-log records become log lines.
     pub fn report(&self, reporter: &ReporterKey, report: &Report, samples: &[Sample]) {
-        self.0.record(
+        self.0.record_report(
             SourceId::Reporter(reporter.clone()),
             report.proxy_start_ms,
             report.timestamp_ms,
-            Values::of_samples(samples),
+            samples,
         );
         for record in &report.access_logs {
             let access = access_record(record);
@@ -66,12 +65,8 @@ impl ViewTap {
     /// One scrape of the target at `url`: the samples it queues (after the merge rule, `up`
     /// included).
     pub fn scraped(&self, url: &str, scrape_ms: i64, samples: &[ExportSample]) {
-        self.0.record(
-            SourceId::Target(url.to_owned()),
-            0,
-            scrape_ms,
-            Values::of_samples(samples),
-        );
+        self.0
+            .record_scrape(SourceId::Target(url.to_owned()), scrape_ms, samples);
     }
 
     /// A scrape target that was removed.
