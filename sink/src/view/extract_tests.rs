@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use super::*;
 use crate::view::key_types::{EdgeKey, ServiceKey, WorkloadPairKey};
+use meshtap_remotewrite::encoded_series::LabelInterner;
 use meshtap_remotewrite::sample::{ExportSample, ExportSeries};
 use meshtap_remotewrite::series::{Sample, SeriesId, SeriesLabels};
 
@@ -315,36 +316,52 @@ fn mesh_body(round: u64) -> String {
     )
 }
 
+/// The body's samples as the scrape stage queues them: the target's labels added, all sorted
+/// and interned by one interner kept across scrapes (so a label set keeps its identity from one
+/// scrape to the next, as in the scrape's series cache).
+fn encoded_samples(body: &str, interner: &mut LabelInterner, scrape_ms: i64) -> Vec<ExportSample> {
+    let parser = meshtap_textformat::Parser::for_content_type(body.as_bytes(), None);
+    let mut samples = Vec::new();
+    for event in parser {
+        let Ok(meshtap_textformat::Event::Sample(sample)) = event else {
+            continue;
+        };
+        let mut labels: Vec<(String, String)> = sample
+            .labels
+            .iter()
+            .map(|l| (l.name.to_owned(), l.value.unescaped().into_owned()))
+            .collect();
+        labels.extend(
+            [
+                ("__name__", sample.name),
+                ("instance", "10.1.2.3:15020"),
+                ("job", "mesh"),
+                ("namespace", "shop"),
+                ("pod", "reviews-v1-abc"),
+            ]
+            .map(|(n, v)| (n.to_owned(), v.to_owned())),
+        );
+        labels.sort();
+        let series = interner.series(labels.iter().map(|(n, v)| (n.as_str(), v.as_str())));
+        samples.push(ExportSample {
+            series: ExportSeries::Encoded(Arc::new(series)),
+            value: sample.value,
+            timestamp_ms: scrape_ms,
+        });
+    }
+    samples
+}
+
 /// Scrapes of one target, read with the target's cache kept between them (as the view does),
 /// give exactly what reading each sample on its own gives; the cache holds the label sets of
 /// the last scrape only.
 #[test]
 fn cached_reads_of_repeated_scrapes_equal_a_plain_reading() {
-    use crate::scrape::config::ScrapeConfig;
-    use crate::scrape::convert::body_to_samples;
-    use crate::scrape::series_cache::SeriesCache;
-    use crate::scrape::target::static_targets;
-
-    let section: ScrapeConfig = serde_yaml::from_str(
-        "jobs: [{name: mesh, static_configs: [{targets: ['10.1.2.3:15020'], labels: {namespace: shop, pod: reviews-v1-abc}}]}]",
-    )
-    .unwrap();
-    let target = static_targets(&section, &section.jobs[0]).remove(0);
-    let mut series = SeriesCache::default();
+    let mut interner = LabelInterner::default();
     let (mut keys, mut labels) = (ViewKeys::default(), LabelCache::default());
     for round in 0..4 {
         let body = mesh_body(round.min(2));
-        let scrape_ms = 1 + round as i64;
-        let samples = body_to_samples(
-            body.as_bytes(),
-            None,
-            &target,
-            scrape_ms,
-            false,
-            &mut series,
-        )
-        .samples;
-        series.finish(scrape_ms);
+        let samples = encoded_samples(&body, &mut interner, 1 + round as i64);
         let cached = Plain::of(&Values::read(&samples, &mut keys, &mut labels));
         let plain = read_plainly(&samples);
         assert_eq!(cached, plain, "round {round}");
