@@ -13,29 +13,21 @@
 
 #[path = "shared/sidecar_body.rs"]
 mod sidecar_body;
+#[path = "shared/sidecar_target.rs"]
+mod sidecar_target;
 
 use std::time::Duration;
 
 use criterion::{black_box, Criterion, Throughput};
 use meshtap_remotewrite::encoder::RequestEncoder;
 use meshtap_sink::scrape::chunks::chunks_to_samples;
-use meshtap_sink::scrape::config::ScrapeConfig;
 use meshtap_sink::scrape::convert::body_to_samples;
 use meshtap_sink::scrape::series_cache::SeriesCache;
-use meshtap_sink::scrape::target::{static_targets, Target};
 use meshtap_textformat::{Parser, TypedSamples};
 use sidecar_body::sidecar_body;
+use sidecar_target::sidecar_target;
 
 const SERIES: usize = 2000;
-
-fn target() -> Target {
-    let section: ScrapeConfig = serde_yaml::from_str(
-        "jobs: [{name: bench, metrics_path: /stats/prometheus, static_configs: [{targets: ['10.1.2.3:15020'], labels: {namespace: bookinfo, pod: reviews-v1-abc}}]}]",
-    )
-    .unwrap();
-    section.check().unwrap();
-    static_targets(&section, &section.jobs[0]).remove(0)
-}
 
 /// `SCRAPE_CONVERT_ROUNDS`: a fixed number of rounds to run for instruction counts.
 fn counted_rounds() -> Option<usize> {
@@ -49,7 +41,7 @@ fn counted_rounds() -> Option<usize> {
 
 fn main() {
     let body = sidecar_body(0, SERIES).into_bytes();
-    let target = target();
+    let target = sidecar_target();
     let mut criterion = Criterion::default()
         .configure_from_args()
         .sample_size(20)

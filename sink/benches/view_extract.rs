@@ -10,6 +10,8 @@
 
 #[path = "shared/sidecar_body.rs"]
 mod sidecar_body;
+#[path = "shared/sidecar_target.rs"]
+mod sidecar_target;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,33 +19,23 @@ use std::time::Duration;
 use criterion::{black_box, Criterion, Throughput};
 use meshtap_remotewrite::sample::ExportSample;
 use meshtap_sink::ops::metrics::SinkMetrics;
-use meshtap_sink::scrape::config::ScrapeConfig;
 use meshtap_sink::scrape::convert::body_to_samples;
 use meshtap_sink::scrape::series_cache::SeriesCache;
-use meshtap_sink::scrape::target::{static_targets, Target};
 use meshtap_sink::view::{LiveView, ViewConfig, ViewTap};
 use sidecar_body::sidecar_body;
+use sidecar_target::sidecar_target;
 
 const SERIES: usize = 2000;
 const INTERVAL_MS: i64 = 5_000;
-
-fn target() -> Target {
-    let section: ScrapeConfig = serde_yaml::from_str(
-        "jobs: [{name: bench, metrics_path: /stats/prometheus, static_configs: [{targets: ['10.1.2.3:15020'], labels: {namespace: bookinfo, pod: reviews-v1-abc}}]}]",
-    )
-    .unwrap();
-    section.check().unwrap();
-    static_targets(&section, &section.jobs[0]).remove(0)
-}
 
 /// One target's scraped samples (as a cached scrape queues them), each target its own body
 /// and series cache.
 fn scraped_samples(target_index: usize) -> (SeriesCache, Vec<ExportSample>) {
     let body = sidecar_body(target_index, SERIES).into_bytes();
     let mut cache = SeriesCache::default();
-    body_to_samples(&body, None, &target(), 1, false, &mut cache);
+    body_to_samples(&body, None, &sidecar_target(), 1, false, &mut cache);
     cache.finish(1);
-    let samples = body_to_samples(&body, None, &target(), 2, false, &mut cache).samples;
+    let samples = body_to_samples(&body, None, &sidecar_target(), 2, false, &mut cache).samples;
     (cache, samples)
 }
 

@@ -7,14 +7,14 @@
 
 #[path = "../benches/shared/sidecar_body.rs"]
 mod sidecar_body;
+#[path = "../benches/shared/sidecar_target.rs"]
+mod sidecar_target;
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use meshtap_sink::scrape::config::ScrapeConfig;
 use meshtap_sink::scrape::convert::body_to_samples;
 use meshtap_sink::scrape::series_cache::SeriesCache;
-use meshtap_sink::scrape::target::{static_targets, Target};
 
 /// Bytes of the live allocations, each counted as the region jemalloc (the sink binary's
 /// allocator) gives it: its size class, which is what it occupies in the heap.
@@ -61,15 +61,6 @@ static ALLOCATOR: Counting = Counting;
 /// The bytes the series cache may hold per series of the body.
 const MAX_BYTES_PER_SERIES: usize = 108;
 
-fn target() -> Target {
-    let section: ScrapeConfig = serde_yaml::from_str(
-        "jobs: [{name: bench, metrics_path: /stats/prometheus, static_configs: [{targets: ['10.1.2.3:15020'], labels: {namespace: bookinfo, pod: reviews-v1-abc}}]}]",
-    )
-    .unwrap();
-    section.check().unwrap();
-    static_targets(&section, &section.jobs[0]).remove(0)
-}
-
 #[test]
 fn size_classes_are_jemallocs() {
     let class = |size| chunk(Layout::from_size_align(size, 8).unwrap());
@@ -86,7 +77,7 @@ fn size_classes_are_jemallocs() {
 #[test]
 fn the_series_cache_holds_at_most_its_bound_per_series() {
     let body = sidecar_body::sidecar_body(0, 2000).into_bytes();
-    let target = target();
+    let target = sidecar_target::sidecar_target();
     let before = HELD.load(Ordering::Relaxed);
     let mut cache = SeriesCache::default();
     for scrape in 1..=3 {

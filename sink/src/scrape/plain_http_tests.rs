@@ -157,10 +157,7 @@ async fn gzip_is_undone_and_a_cut_stream_is_refused() {
     })
     .await;
     let (outcome, _) = get(cut, 1 << 20).await;
-    match outcome {
-        Err(FetchError::Request(text)) => assert!(text.contains("gzip"), "{text}"),
-        other => panic!("a cut gzip stream gave {:?}", other.err()),
-    }
+    expect_request_error(outcome, "gzip");
 }
 
 #[tokio::test]
@@ -237,10 +234,7 @@ async fn a_body_cut_short_fails_the_scrape() {
     .await;
     // The server sends 20 of the 100 bytes it announced and closes.
     let (outcome, _) = get(cut, 1 << 20).await;
-    match outcome {
-        Err(FetchError::Request(text)) => assert!(text.contains("cut short"), "{text}"),
-        other => panic!("a short body gave {:?}", other.err()),
-    }
+    expect_request_error(outcome, "cut short");
 }
 
 #[tokio::test]
@@ -250,9 +244,18 @@ async fn a_header_value_with_a_line_break_is_refused_before_sending() {
     let mut body = Collected::default();
     let url = format!("http://{addr}/stats/prometheus");
     let headers = [("authorization", "Bearer token\r\nx-injected: 1".to_owned())];
-    match client.get(&url, &headers, 1024, &mut body).await {
-        Err(FetchError::Request(text)) => assert!(text.contains("line break"), "{text}"),
-        other => panic!("a header with a line break gave {:?}", other.err()),
-    }
+    expect_request_error(
+        client.get(&url, &headers, 1024, &mut body).await,
+        "line break",
+    );
     assert_eq!(accepted.load(Ordering::SeqCst), 0, "nothing was sent");
+}
+
+/// `outcome` must be a request error whose text names `word`.
+fn expect_request_error(outcome: Result<PlainOutcome, FetchError>, word: &str) {
+    match outcome {
+        Err(FetchError::Request(text)) => assert!(text.contains(word), "{text}"),
+        Ok(_) => panic!("expected an error naming {word:?}, the scrape succeeded"),
+        Err(other) => panic!("expected an error naming {word:?}, got {other}"),
+    }
 }
