@@ -37,7 +37,7 @@ use meshtap_remotewrite::series::stale_nan;
 
 /// The cache key of a series text.
 pub fn text_key(series_text: &[u8]) -> u128 {
-    xxhash_rust::xxh3::xxh3_128(series_text)
+    twox_hash::XxHash3_128::oneshot(series_text)
 }
 
 /// What a series text converts to.

@@ -195,7 +195,7 @@ impl SpoolConfig {
                 }
             })
             .collect();
-        let hash = xxhash_rust::xxh3::xxh3_64(url.as_bytes()) as u32;
+        let hash = twox_hash::XxHash3_64::oneshot(url.as_bytes()) as u32;
         self.dir
             .join(kind.dir_name())
             .join(format!("{readable}-{hash:08x}"))

@@ -408,3 +408,17 @@ fn a_named_endpoint_never_takes_the_spool_of_an_unnamed_one_with_the_same_url() 
         "the unnamed endpoint keeps its records"
     );
 }
+
+/// An endpoint's spool directory is named by the XXH3 hash of its URL: a build whose hash
+/// differed would not find the records an earlier one left (the value an independent XXH3
+/// implementation gives).
+#[test]
+fn endpoint_directories_keep_their_names_across_builds() {
+    let config = SpoolConfig::new(PathBuf::from("/spool"));
+    let dir = config.endpoint_dir(
+        SpoolKind::RemoteWrite,
+        "prod",
+        "http://127.0.0.1:9090/api/v1/write",
+    );
+    assert_eq!(dir, Path::new("/spool/remote_write/prod-25c0aa10"));
+}
