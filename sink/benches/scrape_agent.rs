@@ -16,7 +16,11 @@
 //! `vmagent`, `vmagent-stream`, `transport`; default all, `sink-before` when its build is given).
 //! `transport` (`scrape_peers/transport_only.rs`) is the bench binary itself, fetching
 //! the bodies and posting pre-encoded requests of the same samples, nothing else — the CPU per
-//! sample no scraper can go below here. Figures are comparable within one run only.
+//! sample no scraper can go below here. `BENCH_ROUNDS` (1) runs the contenders that many times in
+//! turn at each number of targets and compares each contender's median round (by CPU per
+//! sample): on a shared machine the load drifts over minutes, and rounds in turn spread it
+//! over every contender instead of charging it to whichever ran at the wrong time. Figures are
+//! comparable within one run only.
 
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
@@ -43,6 +47,7 @@ struct Settings {
     series: usize,
     interval: u64,
     seconds: u64,
+    rounds: usize,
     contenders: Vec<Contender>,
     sink_bin: PathBuf,
     sink_bin_before: Option<PathBuf>,
@@ -90,6 +95,7 @@ fn settings() -> Settings {
         series: one("BENCH_SERIES", "2000") as usize,
         interval: one("BENCH_INTERVAL_SECONDS", "5"),
         seconds: one("BENCH_SECONDS", "60"),
+        rounds: one("BENCH_ROUNDS", "1").max(1) as usize,
         contenders,
         sink_bin,
         sink_bin_before,
@@ -151,7 +157,41 @@ fn main() {
         .build()
         .unwrap();
     let rows = runtime.block_on(run(&s));
-    print_ratios(&rows);
+    let medians = median_rounds(rows, s.rounds);
+    if s.rounds > 1 {
+        println!(
+            "\nmedian round of {} (by CPU per sample) of each contender",
+            s.rounds
+        );
+        println!("{HEADER}");
+        for row in &medians {
+            row.print();
+        }
+    }
+    print_ratios(&medians);
+}
+
+/// Each contender's median round by CPU per sample (the lower middle one of an even number),
+/// in the order the contenders ran.
+fn median_rounds(rows: Vec<Row>, rounds: usize) -> Vec<Row> {
+    let mut groups: Vec<Vec<Row>> = Vec::new();
+    for row in rows {
+        match groups
+            .iter_mut()
+            .find(|g| g[0].targets == row.targets && g[0].contender == row.contender)
+        {
+            Some(group) => group.push(row),
+            None => groups.push(vec![row]),
+        }
+    }
+    groups
+        .into_iter()
+        .map(|mut group| {
+            debug_assert_eq!(group.len(), rounds);
+            group.sort_by(|a, b| a.cpu_us_per_sample().total_cmp(&b.cpu_us_per_sample()));
+            group.swap_remove((group.len() - 1) / 2)
+        })
+        .collect()
 }
 
 async fn run(s: &Settings) -> Vec<Row> {
@@ -163,20 +203,23 @@ async fn run(s: &Settings) -> Vec<Row> {
     let targets = measure::serve_targets(bodies, &counters).await;
     let write = measure::serve_receiver(&counters).await;
     println!(
-        "scrape bench: {:?} targets x {} series, {} s interval, {} s measured after a warm-up of at least {} s and two rounds of samples, contenders one at a time",
+        "scrape bench: {:?} targets x {} series, {} s interval, {} s measured after a warm-up of at least {} s and two rounds of samples, contenders one at a time, {} round(s) in turn",
         s.targets,
         s.series,
         s.interval,
         s.seconds,
-        2 * s.interval
+        2 * s.interval,
+        s.rounds
     );
     println!("{HEADER}");
     let mut rows = Vec::new();
     for &n in &s.targets {
-        for &contender in &s.contenders {
-            let row = measure_one(s, contender, &targets[..n], write, &counters).await;
-            row.print();
-            rows.push(row);
+        for _ in 0..s.rounds {
+            for &contender in &s.contenders {
+                let row = measure_one(s, contender, &targets[..n], write, &counters).await;
+                row.print();
+                rows.push(row);
+            }
         }
     }
     rows

@@ -41,7 +41,7 @@ commands:
       --loki-url URL          also push the access logs to this Loki push endpoint
       --sink-config FILE      use this sink config instead of the generated one
   bench [filter|ingest|logs|all]   run the benchmarks (criterion, plus the .wasm in the test host)
-  bench scrape [--targets N[,N..]] [--series N] [--interval S] [--seconds N] [--contenders LIST] [--short]
+  bench scrape [--targets N[,N..]] [--series N] [--interval S] [--seconds N] [--contenders LIST] [--rounds N] [--short]
                                    the sink's scrape stage (also with its spool) vs Prometheus 2.42 agent
                                    mode and vmagent 1.79 (default and streamParse), one after another
   bench push [--targets N] [--series N] [--interval S] [--seconds N]
