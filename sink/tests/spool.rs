@@ -135,6 +135,8 @@ async fn next_sink_delivers(
     pod: &str,
     expected: &[(String, i64, f64)],
 ) -> SinkProcess {
+    // The dead sink's last requests answered (refused) before the receiver accepts again.
+    receiver.wait_until_idle().await;
     assert!(
         accepted(receiver, pod).is_empty(),
         "the receiver refused everything"
@@ -268,6 +270,7 @@ async fn access_logs_spooled_during_a_loki_outage_arrive_once_after_a_kill() {
     // Killed right after the last answer: a 204 means the records were already in the spool.
     first.signal("KILL");
     first.wait_exit().await;
+    loki.wait_until_idle().await;
     assert!(loki.accepted_lines().is_empty());
 
     loki.refuse_with(None);

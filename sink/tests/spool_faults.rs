@@ -125,6 +125,7 @@ async fn ten_sigkills_during_an_outage_lose_nothing_answered_204() {
         let (exit, _) = sink.wait_exit().await;
         assert!(!exit.success());
     }
+    receiver.wait_until_idle().await;
     assert!(
         accepted_keys(&receiver).is_empty(),
         "the receiver refused everything"

@@ -209,6 +209,7 @@ async fn no_line_is_lost_across_kills_and_rotations_while_loki_is_down_from_the_
         }
     }
     writer.write();
+    loki.wait_until_idle().await;
     assert!(loki.accepted_lines().is_empty());
 
     let sink = start_and_wait_for_a_push(&dir, &loki).await;
@@ -318,6 +319,7 @@ async fn a_file_rotated_and_deleted_before_it_was_acknowledged_is_counted_and_lo
     std::fs::remove_file(rotated).unwrap();
     writer.write();
 
+    loki.wait_until_idle().await;
     let sink = SinkProcess::start(&dir.0, &dir.yaml(&loki)).await;
     loki.refuse_with(None);
     let delivered = wait_until(Duration::from_secs(15), || {

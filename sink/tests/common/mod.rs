@@ -22,6 +22,7 @@ use axum::Router;
 use meshtap_report::schema::HTTP_LABELS;
 use meshtap_report::{MetricFamily, MetricKind, Proxy, Report, Series};
 use meshtap_sink::{RunningSink, SinkConfig};
+use meshtap_test_support::counted_listener::{CountedListener, OpenConnections};
 use prost::Message;
 
 /// The receiver's own view of `prometheus.WriteRequest` (independent of the sink's).
@@ -110,6 +111,7 @@ struct ReceiverState {
 pub struct Receiver {
     pub addr: SocketAddr,
     state: Arc<ReceiverState>,
+    open: OpenConnections,
     server: tokio::task::JoinHandle<()>,
 }
 
@@ -152,14 +154,15 @@ impl Receiver {
         let app = Router::new()
             .route("/api/v1/push", post(receive))
             .with_state(state.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
+        let (listener, open) = CountedListener::bind().await;
+        let addr = axum::serve::Listener::local_addr(&listener).unwrap();
         let server = tokio::spawn(async move {
             axum::serve(listener, app).await.unwrap();
         });
         Receiver {
             addr,
             state,
+            open,
             server,
         }
     }
@@ -171,6 +174,13 @@ impl Receiver {
     /// Answers every request with `status` from now on (`None`: accept again).
     pub fn refuse_with(&self, status: Option<u16>) {
         *self.state.refusing.lock().unwrap() = status;
+    }
+
+    /// Waits until no connection is open: once the sinks that wrote here are dead, every
+    /// request they sent has been answered and recorded (see
+    /// `meshtap_test_support::counted_listener`).
+    pub async fn wait_until_idle(&self) {
+        self.open.wait_until_none().await;
     }
 
     pub fn received(&self) -> Vec<Received> {

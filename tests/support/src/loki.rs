@@ -17,6 +17,8 @@ use axum::routing::post;
 use axum::Router;
 use prost::Message;
 
+use crate::counted_listener::{CountedListener, OpenConnections};
+
 #[derive(Clone, PartialEq, Message)]
 pub struct RecvPushRequest {
     #[prost(message, repeated, tag = "1")]
@@ -108,6 +110,7 @@ struct LokiState {
 pub struct LokiReceiver {
     pub addr: SocketAddr,
     state: Arc<LokiState>,
+    open: OpenConnections,
     server: tokio::task::JoinHandle<()>,
 }
 
@@ -147,14 +150,15 @@ impl LokiReceiver {
         let app = Router::new()
             .route("/loki/api/v1/push", post(push))
             .with_state(state.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
+        let (listener, open) = CountedListener::bind().await;
+        let addr = axum::serve::Listener::local_addr(&listener).unwrap();
         let server = tokio::spawn(async move {
             axum::serve(listener, app).await.unwrap();
         });
         LokiReceiver {
             addr,
             state,
+            open,
             server,
         }
     }
@@ -166,6 +170,12 @@ impl LokiReceiver {
     /// Answers every push with `status` from now on (`None`: accept again).
     pub fn refuse_with(&self, status: Option<u16>) {
         *self.state.refusing.lock().unwrap() = status;
+    }
+
+    /// Waits until no connection is open: once the sinks that pushed here are dead, every
+    /// push they sent has been answered and recorded (see [`crate::counted_listener`]).
+    pub async fn wait_until_idle(&self) {
+        self.open.wait_until_none().await;
     }
 
     pub fn pushes(&self) -> Vec<Push> {
