@@ -157,7 +157,7 @@ fn main() {
         .build()
         .unwrap();
     let rows = runtime.block_on(run(&s));
-    let medians = median_rounds(rows, s.rounds);
+    let medians = median_rounds(rows);
     if s.rounds > 1 {
         println!(
             "\nmedian round of {} (by CPU per sample) of each contender",
@@ -173,7 +173,7 @@ fn main() {
 
 /// Each contender's median round by CPU per sample (the lower middle one of an even number),
 /// in the order the contenders ran.
-fn median_rounds(rows: Vec<Row>, rounds: usize) -> Vec<Row> {
+fn median_rounds(rows: Vec<Row>) -> Vec<Row> {
     let mut groups: Vec<Vec<Row>> = Vec::new();
     for row in rows {
         match groups
@@ -187,7 +187,6 @@ fn median_rounds(rows: Vec<Row>, rounds: usize) -> Vec<Row> {
     groups
         .into_iter()
         .map(|mut group| {
-            debug_assert_eq!(group.len(), rounds);
             group.sort_by(|a, b| a.cpu_us_per_sample().total_cmp(&b.cpu_us_per_sample()));
             group.swap_remove((group.len() - 1) / 2)
         })
