@@ -104,7 +104,7 @@ impl Hash for Interned {
 /// `_count`), which share every other label.
 const OWN_NAMES: [&str; 3] = ["__name__", "le", "quantile"];
 /// Own labels per series at most (the others of [`OWN_NAMES`] stay in the shared set).
-const OWN: usize = 2;
+pub const OWN: usize = 2;
 /// [`LabelSet::own_at`] of an own label the series does not have.
 const NO_PLACE: u8 = u8::MAX;
 
@@ -131,6 +131,8 @@ pub struct LabelSet {
 struct OwnLabels {
     labels: [Option<Arc<EncodedLabel>>; OWN],
     fields_len: u32,
+    /// Which of [`OWN_NAMES`] the labels are, two bits each (index + 1; 0 for none).
+    names: u8,
 }
 
 /// The labels in use by one owner's series (for the scrape stage: one target), each stored
@@ -163,6 +165,7 @@ impl LabelInterner {
     ) -> EncodedSeries {
         let mut own: [Option<Arc<EncodedLabel>>; OWN] = Default::default();
         let mut own_at = [NO_PLACE; OWN];
+        let mut names = 0u8;
         let mut shared = Vec::new();
         let mut kept = 0;
         for (at, (name, value)) in labels.into_iter().enumerate() {
@@ -173,7 +176,9 @@ impl LabelInterner {
                     .is_none_or(|l: &Arc<EncodedLabel>| l.name() < name),
                 "labels not sorted/unique"
             );
-            if kept < OWN && at < usize::from(NO_PLACE) && OWN_NAMES.contains(&name) {
+            let own_name = OWN_NAMES.iter().position(|own| *own == name);
+            if let Some(n) = own_name.filter(|_| kept < OWN && at < usize::from(NO_PLACE)) {
+                names |= (n as u8 + 1) << (2 * kept);
                 own[kept] = Some(label);
                 own_at[kept] = at as u8;
                 kept += 1;
@@ -189,6 +194,7 @@ impl LabelInterner {
         let own = OwnLabels {
             fields_len: fields_len(own.iter().flatten()),
             labels: own,
+            names,
         };
         EncodedSeries {
             shared: intern(&mut self.sets, Arc::new(set)),
@@ -298,9 +304,32 @@ impl EncodedSeries {
         self.shared.fields_len as usize + self.own.fields_len as usize
     }
 
+    /// Length of the own labels' encoded fields together.
+    pub fn own_fields_len(&self) -> usize {
+        self.own.fields_len as usize
+    }
+
     /// The series' own labels (`__name__`, a bucket's `le`), sorted by name.
     pub fn own_labels(&self) -> impl Iterator<Item = &EncodedLabel> + '_ {
         self.own.labels.iter().flatten().map(|l| &**l)
+    }
+
+    /// The series' own labels with their indexes among its sorted labels.
+    pub fn own_places(&self) -> impl Iterator<Item = (usize, &EncodedLabel)> + '_ {
+        self.own
+            .labels
+            .iter()
+            .zip(self.shared.own_at)
+            .filter_map(|(label, at)| Some((usize::from(at), &**label.as_ref()?)))
+    }
+
+    /// What the series' label names and shared labels are: series with the same layout have
+    /// the same labels but for their own labels' values (see [`LabelLayout`]).
+    pub fn layout(&self) -> LabelLayout {
+        LabelLayout {
+            set: Arc::as_ptr(&self.shared) as usize,
+            own_names: self.own.names,
+        }
     }
 
     /// The value of label `name`, if present (the own labels are looked at first: `__name__`
@@ -323,6 +352,16 @@ impl EncodedSeries {
     pub fn shared_labels_id(&self) -> usize {
         Arc::as_ptr(&self.shared) as usize
     }
+}
+
+/// The identity of a series' shared labels and the names of its own labels. Two live series
+/// of one interner with equal layouts have the same label names in the same order and the same
+/// shared labels, so an external label goes to the same place in both, and only their own
+/// labels' values may differ. `LabelLayout::default()` is no series' layout.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LabelLayout {
+    set: usize,
+    own_names: u8,
 }
 
 /// Prefetches the cache line of `at` (a hint; never dereferences it).

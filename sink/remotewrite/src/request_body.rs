@@ -11,8 +11,13 @@
 //! record's header, its timestamp), which are compared, so that a record like the one before
 //! it becomes long copies across its fields. Owns that bookkeeping; it must not lay out
 //! messages.
+//!
+//! Most scraped records have the labels of an earlier one but for their own labels (a
+//! histogram's buckets one after another): for those the body notes where the earlier record's
+//! labels went as a few stretches around its own labels (its [`LabelLayout`]), and writes the
+//! record as copies of those stretches, without visiting its labels one by one.
 
-use crate::encoded_series::EncodedLabel;
+use crate::encoded_series::{EncodedLabel, LabelLayout, OWN};
 use crate::snappy_body::SnappyBody;
 
 /// Where a request's bytes are written.
@@ -36,6 +41,20 @@ pub trait RequestBody {
     fn label(&mut self, key: usize, field: &[u8]);
     /// The record's labels are written.
     fn end_labels(&mut self) {}
+    /// Notes that the labels just written (from [`Self::begin_labels`] to
+    /// [`Self::end_labels`]) were those of a series of `layout`, its own labels at indexes
+    /// `own` among them.
+    fn note_layout(&mut self, _layout: LabelLayout, _own: &[usize]) {}
+    /// If the body noted a record of `layout`, the length of that record's labels other than
+    /// its own: then [`Self::repeat_labels`] writes the labels of a record of that layout.
+    fn repeats_layout(&self, _layout: LabelLayout) -> Option<usize> {
+        None
+    }
+    /// Writes the labels of a record of the layout [`Self::repeats_layout`] accepted last, whose
+    /// own labels are `own` (in label order).
+    fn repeat_labels<'l>(&mut self, _own: impl Iterator<Item = &'l EncodedLabel>) {
+        panic!("repeat_labels without a layout this body repeats");
+    }
 }
 
 impl RequestBody for Vec<u8> {
@@ -115,8 +134,20 @@ struct LastPiece {
     piece: Piece,
 }
 
+/// Where a record of one [`LabelLayout`] put its labels: its own labels and the stretches of
+/// other labels around them (any record of the layout: they are the same bytes).
+#[derive(Clone, Copy, Default)]
+struct NotedLayout {
+    layout: LabelLayout,
+    own_len: usize,
+    /// (key, start, length) of each own label.
+    own: [(usize, usize, usize); OWN],
+    /// (start, length) of the labels before the first own label, between two, after the last.
+    stretches: [(usize, usize); OWN + 1],
+}
+
 /// Last uncompressed position of recently written labels, by key, the previous record's
-/// labels, and the last piece of each kind.
+/// labels, the last piece of each kind, and the last noted layout.
 pub struct RepeatIndex {
     /// Two (key, position) ways per set.
     sets: Box<[[(usize, usize); 2]]>,
@@ -134,6 +165,7 @@ pub struct RepeatIndex {
     position: usize,
     /// A copy of consecutive bytes being extended label by label: (from, len).
     run: Option<(usize, usize)>,
+    noted: NotedLayout,
 }
 
 impl Default for RepeatIndex {
@@ -147,6 +179,7 @@ impl Default for RepeatIndex {
             next: 0,
             position: 0,
             run: None,
+            noted: NotedLayout::default(),
         }
     }
 }
@@ -161,6 +194,7 @@ impl RepeatIndex {
         self.previous_len = 0;
         self.next = 0;
         self.run = None;
+        self.noted = NotedLayout::default();
     }
 
     /// The previous record's label `i` (key, start, length), if it had that many.
@@ -355,6 +389,71 @@ impl RequestBody for CompressedBody<'_> {
         index.starts.truncate(n);
         index.starts.push(index.position);
         debug_assert_eq!(index.position, self.snappy.position());
+    }
+
+    fn note_layout(&mut self, layout: LabelLayout, own: &[usize]) {
+        let RepeatIndex {
+            keys,
+            starts,
+            noted,
+            ..
+        } = &mut *self.index;
+        let mut stretch_start = starts[0];
+        for (k, &i) in own.iter().enumerate() {
+            let (start, end) = (starts[i], starts[i + 1]);
+            noted.stretches[k] = (stretch_start, start - stretch_start);
+            noted.own[k] = (keys[i], start, end - start);
+            stretch_start = end;
+        }
+        let end = starts[keys.len()];
+        noted.stretches[own.len()] = (stretch_start, end - stretch_start);
+        noted.own_len = own.len();
+        noted.layout = layout;
+    }
+
+    fn repeats_layout(&self, layout: LabelLayout) -> Option<usize> {
+        let noted = &self.index.noted;
+        (layout != LabelLayout::default() && noted.layout == layout).then(|| {
+            noted.stretches[..=noted.own_len]
+                .iter()
+                .map(|(_, len)| len)
+                .sum()
+        })
+    }
+
+    fn repeat_labels<'l>(&mut self, mut own: impl Iterator<Item = &'l EncodedLabel>) {
+        let noted = self.index.noted;
+        let mut now = noted;
+        let mut position = self.snappy.position();
+        for k in 0..=noted.own_len {
+            let (from, len) = noted.stretches[k];
+            now.stretches[k] = (position, len);
+            if len > 0 {
+                self.extend_run(from, len);
+                position += len;
+            }
+            if k == noted.own_len {
+                break;
+            }
+            let label = own.next().expect("as many own labels as the layout has");
+            let (key, len) = (label_key(label), label.field().len());
+            now.own[k] = (key, position, len);
+            let (previous, from, _) = noted.own[k];
+            match (previous == key).then_some(from) {
+                Some(from) => self.extend_run(from, len),
+                None => match self.index.replace(key, position) {
+                    Some(from) => self.extend_run(from, len),
+                    None => {
+                        self.flush_run();
+                        self.snappy.literal().extend_from_slice(label.field());
+                    }
+                },
+            }
+            position += len;
+        }
+        self.flush_run();
+        debug_assert_eq!(position, self.snappy.position());
+        self.index.noted = now;
     }
 }
 

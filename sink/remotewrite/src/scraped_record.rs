@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 
-use crate::encoded_series::{prefetch, EncodedLabel, EncodedSeries};
+use crate::encoded_series::{prefetch, EncodedLabel, EncodedSeries, OWN};
 use crate::encoder::{put_sample_field_prefix, put_time_series_header, put_timestamp_field};
 use crate::external_labels::ExternalLabels;
 use crate::request_body::{Piece, RequestBody};
@@ -29,7 +29,8 @@ pub(super) fn prefetch_ahead(samples: &[ExportSample], i: usize) {
 }
 
 /// Writes a scraped sample: its encoded labels (laid out in `labels`, a scratch list), with the
-/// external labels it does not have spliced in at their sorted positions.
+/// external labels it does not have spliced in at their sorted positions. A series of the
+/// layout the body noted last has its labels written from that note, without being laid out.
 pub(super) fn put_encoded_time_series<'a>(
     body: &mut impl RequestBody,
     series: &'a EncodedSeries,
@@ -38,22 +39,32 @@ pub(super) fn put_encoded_time_series<'a>(
     external_fields: &mut ExternalLabels,
     labels: &mut Vec<&'a EncodedLabel>,
 ) {
-    series.labels_into(labels);
-    let labels = &labels[..];
-    external_fields.place(labels, external);
-    let labels_len = series.fields_len() + external_fields.spliced_len();
-    let header = Piece::of(|buf| put_time_series_header(buf, labels_len, sample));
-    body.piece(HEADER, &header);
-    body.begin_labels();
-    let mut done = 0;
-    for &(at, j) in external_fields.splices() {
-        body.labels(&labels[done..at]);
-        let (key, field) = external_fields.get(j);
-        body.label(key, field);
-        done = at;
+    let layout = series.layout();
+    if let Some(others_len) = body.repeats_layout(layout) {
+        let labels_len = others_len + series.own_fields_len();
+        let header = Piece::of(|buf| put_time_series_header(buf, labels_len, sample));
+        body.piece(HEADER, &header);
+        body.repeat_labels(series.own_labels());
+    } else {
+        series.labels_into(labels);
+        let labels = &labels[..];
+        external_fields.place(labels, external);
+        let labels_len = series.fields_len() + external_fields.spliced_len();
+        let header = Piece::of(|buf| put_time_series_header(buf, labels_len, sample));
+        body.piece(HEADER, &header);
+        body.begin_labels();
+        let mut done = 0;
+        for &(at, j) in external_fields.splices() {
+            body.labels(&labels[done..at]);
+            let (key, field) = external_fields.get(j);
+            body.label(key, field);
+            done = at;
+        }
+        body.labels(&labels[done..]);
+        body.end_labels();
+        let (own, own_len) = own_indexes(series, external_fields.splices());
+        body.note_layout(layout, &own[..own_len]);
     }
-    body.labels(&labels[done..]);
-    body.end_labels();
     // The sample field in three pieces: its key, length and value key; the value; the
     // timestamp field. Each often equals the previous record's (a histogram's upper buckets
     // share their count).
@@ -67,6 +78,18 @@ pub(super) fn put_encoded_time_series<'a>(
         let timestamp = Piece::of(|buf| put_timestamp_field(buf, sample.timestamp_ms));
         body.piece(TIMESTAMP, &timestamp);
     }
+}
+
+/// Indexes of the series' own labels among the labels written, external labels spliced in at
+/// `splices` (index among the series' labels, external label).
+fn own_indexes(series: &EncodedSeries, splices: &[(usize, usize)]) -> ([usize; OWN], usize) {
+    let mut own = [0; OWN];
+    let mut len = 0;
+    for (at, _) in series.own_places() {
+        own[len] = at + splices.iter().filter(|(splice, _)| *splice <= at).count();
+        len += 1;
+    }
+    (own, len)
 }
 
 /// [`RequestBody::piece`] kinds of a scraped sample's record.

@@ -4,6 +4,8 @@
 //! prost, to exactly one `TimeSeries` per sample in order: its labels sorted and unique (the
 //! series' own, then external labels whose name the series lacks), its value bit for bit and
 //! its timestamp. The compressed body must decompress, with `snap`, to the uncompressed one.
+//! A sample may keep the labels of the one before it and change only its bucket (`le`, or
+//! `quantile` in the same place), as a histogram's series do one after another.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -52,10 +54,16 @@ fn labels(bytes: &mut Bytes) -> BTreeMap<&'static str, &'static str> {
 fn sample(
     bytes: &mut Bytes,
     interner: &mut LabelInterner,
+    previous: &mut BTreeMap<&'static str, &'static str>,
 ) -> (ExportSample, Vec<(String, String)>) {
     let kind = bytes.next();
     let name = ["istio_requests_total", "m", "up"][usize::from(kind >> 4) % 3];
-    let own = labels(bytes);
+    let own = if kind & 0x40 != 0 {
+        previous.clone()
+    } else {
+        labels(bytes)
+    };
+    previous.clone_from(&own);
     let value = match bytes.next() % 4 {
         0 => f64::from(bytes.next()),
         1 => meshtap_remotewrite::series::stale_nan(),
@@ -64,6 +72,7 @@ fn sample(
     };
     let timestamp_ms = i64::from(bytes.next()) - 100;
     let le = (kind & 2 != 0).then(|| ["0.5", "+Inf"][usize::from(kind & 4) / 4]);
+    let bucket_name = if kind & 8 != 0 { "quantile" } else { "le" };
     let mut expected: Vec<(String, String)> = own
         .iter()
         .map(|(n, v)| (n.to_string(), v.to_string()))
@@ -85,6 +94,10 @@ fn sample(
     } else {
         let mut all: Vec<(&str, &str)> = own.into_iter().collect();
         all.push(("__name__", name));
+        if let Some(le) = le {
+            all.push((bucket_name, le));
+            expected.push((bucket_name.into(), le.into()));
+        }
         all.sort();
         ExportSeries::Encoded(Arc::new(interner.series(all)))
     };
@@ -108,8 +121,9 @@ pub fn check_encoding(data: &[u8]) {
         .collect();
     let mut interner = LabelInterner::default();
     let mut batch = Vec::new();
+    let mut previous = BTreeMap::new();
     while !bytes.is_empty() && batch.len() < 256 {
-        batch.push(sample(&mut bytes, &mut interner));
+        batch.push(sample(&mut bytes, &mut interner, &mut previous));
     }
     let samples: Vec<ExportSample> = batch.iter().map(|(s, _)| s.clone()).collect();
     let mut encoder = RequestEncoder::new();
