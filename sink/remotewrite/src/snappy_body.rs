@@ -207,52 +207,80 @@ impl SnappyBody {
         }
     }
 
-    /// The elements of a copy of any length.
+    /// The elements of a copy of any length: 64-byte elements while more than 67 bytes are
+    /// left, then one element, or two when 65 to 67 bytes are left (60 and the rest, so that
+    /// the last can take the 2-byte form).
     fn write_copy(&mut self, PendingCopy { distance, mut len }: PendingCopy) {
         self.written += len;
-        if len >= MAX_COPY_LEN + 4 && distance < 1 << 16 {
-            // The full pieces of a long run are alike: written in one go, leaving 4 to 67
-            // bytes for the loop below.
+        if len >= MAX_COPY_LEN + 4 {
             let full = (len - 4) / MAX_COPY_LEN;
-            let piece = [
-                (((MAX_COPY_LEN - 1) as u8) << 2) | 0b10,
-                distance as u8,
-                (distance >> 8) as u8,
-            ];
-            let start = self.out.len();
-            self.out.resize(start + 3 * full, 0);
-            for element in self.out[start..].chunks_exact_mut(3) {
-                element.copy_from_slice(&piece);
-            }
+            self.put_full_copies(distance, full);
             len -= full * MAX_COPY_LEN;
         }
-        while len > 0 {
-            // Leave at least 4 bytes for the last piece, so that it can use the short form.
-            let piece = if len > MAX_COPY_LEN && len < MAX_COPY_LEN + 4 {
-                MAX_COPY_LEN - 4
-            } else {
-                len.min(MAX_COPY_LEN)
-            };
-            self.put_copy(distance, piece);
-            len -= piece;
+        if len > MAX_COPY_LEN {
+            self.put_copy(distance, MAX_COPY_LEN - 4);
+            len -= MAX_COPY_LEN - 4;
+        }
+        self.put_copy(distance, len);
+    }
+
+    /// `n` copy elements of 64 bytes each, all from `distance` back. A long run's elements
+    /// are alike: the element is made once and repeated.
+    fn put_full_copies(&mut self, distance: usize, n: usize) {
+        let tag = ((MAX_COPY_LEN - 1) as u8) << 2;
+        if let Ok(distance) = u16::try_from(distance) {
+            let [a, b] = distance.to_le_bytes();
+            self.put_near_copies([tag | 0b10, a, b], n);
+        } else {
+            let [a, b, c, d] = far_distance(distance).to_le_bytes();
+            let element = [tag | 0b11, a, b, c, d];
+            self.out.reserve(n * element.len());
+            for _ in 0..n {
+                self.out.extend_from_slice(&element);
+            }
         }
     }
 
-    /// One copy element of 1..=64 bytes.
+    /// `n` times the 3-byte `element`, each written as a 4-byte store that the next one
+    /// overwrites in part (a long copy is mostly these: one store per 64 bytes it stands for).
+    fn put_near_copies(&mut self, element: [u8; 3], n: usize) {
+        let [a, b, c] = element;
+        let word = u32::from_le_bytes([a, b, c, 0]);
+        let len = self.out.len();
+        // One spare byte for the last store's fourth.
+        self.out.reserve(3 * n + 1);
+        let start = self.out.as_mut_ptr().wrapping_add(len);
+        for i in 0..n {
+            // SAFETY: `reserve` made room for 3 * n + 1 bytes after `len`, and element i's
+            // store covers bytes 3i..3i+4 of it, the last ending at 3n+1.
+            unsafe { start.add(3 * i).cast::<u32>().write_unaligned(word) };
+        }
+        // SAFETY: the 3 * n bytes after `len` were written above, within the capacity.
+        unsafe { self.out.set_len(len + 3 * n) };
+    }
+
+    /// One copy element of 1..=64 bytes: two bytes when the length is 4 to 11 and the
+    /// distance under 2 KiB, three when the distance fits 16 bits, else five.
     fn put_copy(&mut self, distance: usize, len: usize) {
+        debug_assert!((1..=MAX_COPY_LEN).contains(&len));
         if (4..12).contains(&len) && distance < 2048 {
+            let tag = (((distance >> 8) as u8) << 5) | (((len - 4) as u8) << 2) | 0b01;
+            self.out.extend_from_slice(&[tag, distance as u8]);
+        } else if let Ok(distance) = u16::try_from(distance) {
+            let [a, b] = distance.to_le_bytes();
             self.out
-                .push((((distance >> 8) as u8) << 5) | (((len - 4) as u8) << 2) | 0b01);
-            self.out.push(distance as u8);
-        } else if distance < 1 << 16 {
-            self.out.push((((len - 1) as u8) << 2) | 0b10);
-            self.out.extend_from_slice(&(distance as u16).to_le_bytes());
+                .extend_from_slice(&[(((len - 1) as u8) << 2) | 0b10, a, b]);
         } else {
-            let distance = u32::try_from(distance).expect("snappy bodies are under 4 GiB");
-            self.out.push((((len - 1) as u8) << 2) | 0b11);
-            self.out.extend_from_slice(&distance.to_le_bytes());
+            let [a, b, c, d] = far_distance(distance).to_le_bytes();
+            self.out
+                .extend_from_slice(&[(((len - 1) as u8) << 2) | 0b11, a, b, c, d]);
         }
     }
+}
+
+/// A distance of 64 KiB or more, as the 4-byte offset of snappy's longest copy form.
+fn far_distance(distance: usize) -> u32 {
+    u32::try_from(distance).expect("snappy bodies are under 4 GiB")
 }
 
 #[cfg(test)]
