@@ -21,7 +21,7 @@ use prost::encoding::{encode_key, encode_varint, encoded_len_varint, WireType};
 use crate::external_labels::ExternalLabels;
 use crate::request_body::{CompressedBody, RepeatIndex, RequestBody};
 use crate::sample::{ExportSample, ExportSeries};
-use crate::scraped_record::{prefetch_ahead, put_encoded_time_series};
+use crate::scraped_record::{prefetch_ahead, put_encoded_time_series, SampleFieldPieces};
 use crate::series::{SeriesId, SeriesLabels};
 use crate::snappy_body::SnappyBody;
 
@@ -74,7 +74,7 @@ fn label_field_len(name: &str, value: &str) -> usize {
     1 + encoded_len_varint(l as u64) + l
 }
 
-fn sample_len(value: f64, timestamp_ms: i64) -> usize {
+pub(super) fn sample_len(value: f64, timestamp_ms: i64) -> usize {
     let value_len = if value.to_bits() == 0 { 0 } else { 1 + 8 };
     let ts_len = if timestamp_ms == 0 {
         0
@@ -205,6 +205,7 @@ fn put_samples(
     external: &[(String, String)],
 ) {
     let mut labels = Vec::new();
+    let mut sample_fields = SampleFieldPieces::default();
     for (i, sample) in samples.iter().enumerate() {
         prefetch_ahead(samples, i);
         match &sample.series {
@@ -220,6 +221,7 @@ fn put_samples(
                 external,
                 external_fields,
                 &mut labels,
+                &mut sample_fields,
             ),
         }
     }
@@ -242,7 +244,11 @@ fn put_time_series(
             labels_len += label_field_len(n, v);
         }
     }
-    put_time_series_header(buf, labels_len, sample);
+    put_time_series_header(
+        buf,
+        labels_len,
+        sample_len(sample.value, sample.timestamp_ms),
+    );
     let mut copied = 0;
     for (position, extra) in &base.plan {
         if let Some((n, v)) = extra_label(*extra, series, external) {
@@ -255,13 +261,13 @@ fn put_time_series(
     put_sample_field(buf, sample);
 }
 
-/// The `timeseries` key and length of a series whose labels take `labels_len` bytes.
+/// The `timeseries` key and length of a series whose labels take `labels_len` bytes and whose
+/// sample takes `s_len` (see [`sample_len`]).
 pub(super) fn put_time_series_header(
     buf: &mut impl prost::bytes::BufMut,
     labels_len: usize,
-    sample: &ExportSample,
+    s_len: usize,
 ) {
-    let s_len = sample_len(sample.value, sample.timestamp_ms);
     let series_len = labels_len + 1 + encoded_len_varint(s_len as u64) + s_len;
     encode_key(1, WireType::LengthDelimited, buf);
     encode_varint(series_len as u64, buf);
@@ -269,7 +275,7 @@ pub(super) fn put_time_series_header(
 
 /// The `samples` field of a `TimeSeries` holding one sample.
 fn put_sample_field(buf: &mut Vec<u8>, sample: &ExportSample) {
-    put_sample_field_prefix(buf, sample);
+    put_sample_field_prefix(buf, sample.value, sample.timestamp_ms);
     if sample.value.to_bits() != 0 {
         buf.extend_from_slice(&sample.value.to_le_bytes());
     }
@@ -279,11 +285,15 @@ fn put_sample_field(buf: &mut Vec<u8>, sample: &ExportSample) {
 }
 
 /// The `samples` field's key and length, and the value's key if it has a value.
-pub(super) fn put_sample_field_prefix(buf: &mut impl prost::bytes::BufMut, sample: &ExportSample) {
-    let s_len = sample_len(sample.value, sample.timestamp_ms);
+pub(super) fn put_sample_field_prefix(
+    buf: &mut impl prost::bytes::BufMut,
+    value: f64,
+    timestamp_ms: i64,
+) {
+    let s_len = sample_len(value, timestamp_ms);
     encode_key(2, WireType::LengthDelimited, buf);
     encode_varint(s_len as u64, buf);
-    if sample.value.to_bits() != 0 {
+    if value.to_bits() != 0 {
         encode_key(1, WireType::SixtyFourBit, buf);
     }
 }

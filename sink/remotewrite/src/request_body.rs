@@ -422,23 +422,24 @@ impl RequestBody for CompressedBody<'_> {
     }
 
     fn repeat_labels<'l>(&mut self, mut own: impl Iterator<Item = &'l EncodedLabel>) {
-        let noted = self.index.noted;
-        let mut now = noted;
+        // The note is updated in place to where this record's labels go (the same bytes,
+        // nearer), each entry read before it is overwritten.
+        let own_len = self.index.noted.own_len;
         let mut position = self.snappy.position();
-        for k in 0..=noted.own_len {
-            let (from, len) = noted.stretches[k];
-            now.stretches[k] = (position, len);
+        for k in 0..=own_len {
+            let (from, len) = self.index.noted.stretches[k];
+            self.index.noted.stretches[k].0 = position;
             if len > 0 {
                 self.extend_run(from, len);
                 position += len;
             }
-            if k == noted.own_len {
+            if k == own_len {
                 break;
             }
             let label = own.next().expect("as many own labels as the layout has");
             let (key, len) = (label_key(label), label.field().len());
-            now.own[k] = (key, position, len);
-            let (previous, from, _) = noted.own[k];
+            let (previous, from, _) = self.index.noted.own[k];
+            self.index.noted.own[k] = (key, position, len);
             match (previous == key).then_some(from) {
                 Some(from) => self.extend_run(from, len),
                 None => match self.index.replace(key, position) {
@@ -453,7 +454,6 @@ impl RequestBody for CompressedBody<'_> {
         }
         self.flush_run();
         debug_assert_eq!(position, self.snappy.position());
-        self.index.noted = now;
     }
 }
 

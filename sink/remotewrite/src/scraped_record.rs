@@ -8,7 +8,9 @@
 use std::sync::Arc;
 
 use crate::encoded_series::{prefetch, EncodedLabel, EncodedSeries, OWN};
-use crate::encoder::{put_sample_field_prefix, put_time_series_header, put_timestamp_field};
+use crate::encoder::{
+    put_sample_field_prefix, put_time_series_header, put_timestamp_field, sample_len,
+};
 use crate::external_labels::ExternalLabels;
 use crate::request_body::{Piece, RequestBody};
 use crate::sample::{ExportSample, ExportSeries};
@@ -38,11 +40,15 @@ pub(super) fn put_encoded_time_series<'a>(
     external: &[(String, String)],
     external_fields: &mut ExternalLabels,
     labels: &mut Vec<&'a EncodedLabel>,
+    sample_fields: &mut SampleFieldPieces,
 ) {
+    let has_value = sample.value.to_bits() != 0;
+    let fields = sample_fields.at(sample.timestamp_ms);
+    let s_len = fields.len[usize::from(has_value)];
     let layout = series.layout();
     if let Some(others_len) = body.repeats_layout(layout) {
         let labels_len = others_len + series.own_fields_len();
-        let header = Piece::of(|buf| put_time_series_header(buf, labels_len, sample));
+        let header = Piece::of(|buf| put_time_series_header(buf, labels_len, s_len));
         body.piece(HEADER, &header);
         body.repeat_labels(series.own_labels());
     } else {
@@ -50,7 +56,7 @@ pub(super) fn put_encoded_time_series<'a>(
         let labels = &labels[..];
         external_fields.place(labels, external);
         let labels_len = series.fields_len() + external_fields.spliced_len();
-        let header = Piece::of(|buf| put_time_series_header(buf, labels_len, sample));
+        let header = Piece::of(|buf| put_time_series_header(buf, labels_len, s_len));
         body.piece(HEADER, &header);
         body.begin_labels();
         let mut done = 0;
@@ -68,15 +74,38 @@ pub(super) fn put_encoded_time_series<'a>(
     // The sample field in three pieces: its key, length and value key; the value; the
     // timestamp field. Each often equals the previous record's (a histogram's upper buckets
     // share their count).
-    let value = sample.value.to_bits() != 0;
-    let prefix = Piece::of(|buf| put_sample_field_prefix(buf, sample));
-    body.piece(SAMPLE_PREFIX, &prefix);
-    if value {
+    body.piece(SAMPLE_PREFIX, &fields.prefix[usize::from(has_value)]);
+    if has_value {
         body.piece(VALUE, &Piece::from_slice(&sample.value.to_le_bytes()));
     }
     if sample.timestamp_ms != 0 {
-        let timestamp = Piece::of(|buf| put_timestamp_field(buf, sample.timestamp_ms));
-        body.piece(TIMESTAMP, &timestamp);
+        body.piece(TIMESTAMP, &fields.timestamp);
+    }
+}
+
+/// The pieces of a sample field that depend only on its timestamp and on whether it has a
+/// value, made once per timestamp (the samples of one scrape share theirs).
+#[derive(Default)]
+pub(super) struct SampleFieldPieces {
+    timestamp_ms: Option<i64>,
+    /// The field's length, then its key, length and value key: without a value, with one.
+    len: [usize; 2],
+    prefix: [Piece; 2],
+    /// The timestamp field.
+    timestamp: Piece,
+}
+
+impl SampleFieldPieces {
+    fn at(&mut self, timestamp_ms: i64) -> &SampleFieldPieces {
+        if self.timestamp_ms != Some(timestamp_ms) {
+            for (i, value) in [0.0, 1.0].into_iter().enumerate() {
+                self.len[i] = sample_len(value, timestamp_ms);
+                self.prefix[i] = Piece::of(|buf| put_sample_field_prefix(buf, value, timestamp_ms));
+            }
+            self.timestamp = Piece::of(|buf| put_timestamp_field(buf, timestamp_ms));
+            self.timestamp_ms = Some(timestamp_ms);
+        }
+        self
     }
 }
 
