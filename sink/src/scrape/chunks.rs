@@ -18,7 +18,7 @@ use prost::bytes::Bytes;
 
 use super::convert::{convert_lines, ScrapedSamples};
 use super::fetch::BodySink;
-use super::series_cache::{text_key, SeriesCache};
+use super::series_cache::{SeriesCache, TextKeys};
 use super::target::Target;
 
 /// Metadata line prefixes the full parser needs from the lines before the ones it reads.
@@ -57,6 +57,7 @@ pub struct ChunkConversion<'a> {
     metadata: Vec<u8>,
     /// Some lines went through the full parser (the families are then reported).
     parsed_in_full: bool,
+    keys: TextKeys,
     out: ScrapedSamples,
 }
 
@@ -81,6 +82,7 @@ impl<'a> ChunkConversion<'a> {
             carry: Vec::new(),
             metadata: Vec::new(),
             parsed_in_full: false,
+            keys: TextKeys::default(),
             out,
         }
     }
@@ -170,7 +172,7 @@ impl<'a> ChunkConversion<'a> {
         let quick = quick_sample(line, self.format)?;
         let entry = self
             .cache
-            .text(text_key(quick.series_text))
+            .text(self.keys.key(quick.series_text))
             .filter(|entry| entry.quick && self.cache.is_current(entry.outcome))?;
         self.out.scraped += 1;
         self.out.add(

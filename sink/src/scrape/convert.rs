@@ -17,7 +17,7 @@ use meshtap_textformat::{
 };
 
 use super::relabel::{relabel, Labels};
-use super::series_cache::{text_key, Outcome, SeriesCache, TextEntry};
+use super::series_cache::{Outcome, SeriesCache, TextEntry, TextKeys};
 use super::source_merge::is_filter_family;
 use super::target::Target;
 use crate::export::remote_write::families::FamilyMeta;
@@ -144,11 +144,12 @@ pub(super) fn convert_lines(
     let parser = Parser::for_content_type(body, content_type);
     let format = parser.format();
     let mut reader = TypedSamples::new(parser);
+    let mut keys = TextKeys::default();
     while let Some(line) = reader.next_line() {
         let quick = quick_sample(line, format);
         if let Some(quick) = quick {
             let known = cache
-                .text(text_key(quick.series_text))
+                .text(keys.key(quick.series_text))
                 .filter(|entry| entry.quick && cache.is_current(entry.outcome));
             if let Some(entry) = known {
                 reader.count_quick_sample();
@@ -178,7 +179,7 @@ pub(super) fn convert_lines(
             continue;
         }
         let series_text = typed.sample.series_text.as_bytes();
-        let key = text_key(series_text);
+        let key = keys.key(series_text);
         let entry = match cache.text(key) {
             Some(entry) if cache.is_current(entry.outcome) => entry,
             _ => {
