@@ -2,7 +2,7 @@
 //! that are live, and which of them the current scrape has seen.
 //!
 //! A series text (the metric name and label block exactly as scraped) is looked up by its
-//! 128-bit XXH3 hash; an entry gives the converted series (or that relabeling dropped it),
+//! 128-bit XXH3 key ([`text_key`]); an entry gives the converted series (or that relabeling dropped it),
 //! so a known line is neither lexed, relabeled nor allocated again. Entries are kept in the
 //! order of the last scrape, and a body usually repeats that order, so the next line's entry
 //! is expected at a cursor and found by one comparison in memory read in sequence; the hash
