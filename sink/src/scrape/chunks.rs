@@ -18,8 +18,9 @@ use prost::bytes::Bytes;
 
 use super::convert::{convert_lines, ScrapedSamples};
 use super::fetch::BodySink;
-use super::series_cache::{SeriesCache, TextKeys};
+use super::series_cache::SeriesCache;
 use super::target::Target;
+use super::text_key::TextKeys;
 
 /// Metadata line prefixes the full parser needs from the lines before the ones it reads.
 const METADATA: [&[u8]; 3] = [b"# TYPE ", b"# HELP ", b"# UNIT "];

@@ -17,9 +17,10 @@ use meshtap_textformat::{
 };
 
 use super::relabel::{relabel, Labels};
-use super::series_cache::{Outcome, SeriesCache, TextEntry, TextKeys};
+use super::series_cache::{Outcome, SeriesCache, TextEntry};
 use super::source_merge::is_filter_family;
 use super::target::Target;
+use super::text_key::TextKeys;
 use crate::export::remote_write::families::FamilyMeta;
 use meshtap_remotewrite::encoded_series::{EncodedSeries, LabelInterner};
 use meshtap_remotewrite::proto::MetricType;

@@ -2,8 +2,8 @@
 //! that are live, and which of them the current scrape has seen.
 //!
 //! A series text (the metric name and label block exactly as scraped) is looked up by its
-//! 128-bit XXH3 key ([`text_key`]); an entry gives the converted series (or that relabeling dropped it),
-//! so a known line is neither lexed, relabeled nor allocated again. Entries are kept in the
+//! 128-bit XXH3 key ([`super::text_key`]); an entry gives the converted series (or that
+//! relabeling dropped it), so a known line is neither lexed, relabeled nor allocated again. Entries are kept in the
 //! order of the last scrape, and a body usually repeats that order, so the next line's entry
 //! is expected at a cursor and found by one comparison in memory read in sequence; the hash
 //! map is the fallback, and the order is rebuilt after a scrape that broke it. Several texts may name
@@ -34,48 +34,6 @@ use super::marks::Marks;
 use meshtap_remotewrite::encoded_series::{prefetch, EncodedSeries, LabelInterner};
 use meshtap_remotewrite::sample::{ExportSample, ExportSeries};
 use meshtap_remotewrite::series::stale_nan;
-
-/// The cache key of a series text: XXH3-128 of its head (up to its last comma), mixed with
-/// the rest of it by a seeded XXH3-128, or XXH3-128 of the whole text when it has no comma.
-/// Consecutive texts of a body often differ only after their last comma — a histogram's
-/// buckets, whose `le` comes last — so [`TextKeys`] hashes a repeated head once and compares
-/// it instead (a comparison reads the ~700 bytes several times faster than hashing them).
-pub fn text_key(series_text: &[u8]) -> u128 {
-    match memchr::memrchr(b',', series_text) {
-        Some(comma) => {
-            let (head, tail) = series_text.split_at(comma + 1);
-            mix(twox_hash::XxHash3_128::oneshot(head), tail)
-        }
-        None => twox_hash::XxHash3_128::oneshot(series_text),
-    }
-}
-
-fn mix(head: u128, tail: &[u8]) -> u128 {
-    head ^ twox_hash::XxHash3_128::oneshot_with_seed(head as u64 ^ (head >> 64) as u64, tail)
-}
-
-/// [`text_key`] of the texts of one body in order, with the last head and its hash kept.
-#[derive(Default)]
-pub struct TextKeys {
-    head: Vec<u8>,
-    head_hash: u128,
-}
-
-impl TextKeys {
-    /// The same key as [`text_key`].
-    pub fn key(&mut self, series_text: &[u8]) -> u128 {
-        let Some(comma) = memchr::memrchr(b',', series_text) else {
-            return twox_hash::XxHash3_128::oneshot(series_text);
-        };
-        let (head, tail) = series_text.split_at(comma + 1);
-        if head != self.head.as_slice() {
-            self.head.clear();
-            self.head.extend_from_slice(head);
-            self.head_hash = twox_hash::XxHash3_128::oneshot(head);
-        }
-        mix(self.head_hash, tail)
-    }
-}
 
 /// What a series text converts to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -462,41 +420,13 @@ fn slot_hash(slots: &[Option<Arc<EncodedSeries>>], slot: u32) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::scrape::text_key::text_key;
     use meshtap_remotewrite::series::is_stale_marker;
 
     fn series(cache: &mut SeriesCache, name: &str) -> EncodedSeries {
         cache.interner().series([("__name__", name)])
     }
 
-    /// Texts one after another that keep, change and drop their head (up to the last comma),
-    /// commas inside quoted values and none at all: the remembered head gives every text the
-    /// key it has alone, and different texts different keys.
-    #[test]
-    fn keys_of_a_body_in_order_are_the_keys_of_each_text() {
-        let texts: [&[u8]; 10] = [
-            b"m_bucket{a=\"x\",le=\"0.5\"}",
-            b"m_bucket{a=\"x\",le=\"1\"}",
-            b"m_bucket{a=\"x\",le=\"+Inf\"}",
-            b"m_sum{a=\"x\"}",
-            b"m_bucket{a=\"x,y\",le=\"1\"}",
-            b"m_bucket{a=\"x,y\",le=\"1\"}",
-            b"up",
-            b"m_bucket{a=\"x\",le=\"1\"}",
-            b",",
-            b"m_bucket{a=\"x\",",
-        ];
-        let mut keys = TextKeys::default();
-        let got: Vec<u128> = texts.iter().map(|t| keys.key(t)).collect();
-        for (text, key) in texts.iter().zip(&got) {
-            assert_eq!(*key, text_key(text), "{}", String::from_utf8_lossy(text));
-        }
-        let mut distinct: Vec<(&[u8], u128)> = texts.iter().copied().zip(got).collect();
-        distinct.sort();
-        distinct.dedup();
-        for pair in distinct.windows(2) {
-            assert_ne!(pair[0].1, pair[1].1, "two texts, one key");
-        }
-    }
     #[test]
     fn duplicates_and_vanished_series_come_from_the_epoch() {
         let mut cache = SeriesCache::default();
