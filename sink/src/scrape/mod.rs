@@ -6,8 +6,9 @@
 //! [`config`] holds the `scrape:` keys, [`target`] turns discovered labels into targets (with
 //! [`relabel`]), [`pods`] and [`kubernetes`] discover pods, [`membership`] and [`sharding`]
 //! decide which replica scrapes a target, [`fetch`] does one HTTP scrape, [`convert`] turns a
-//! body into samples through a target's [`series_cache`] (keyed by [`text_key`]), [`scrape_loop`] runs one target,
-//! [`source_merge`] holds the merge rule between the filter's reports and scrapes, [`metrics`] renders the stage's self-metrics. This module
+//! body into samples through a target's [`series_cache`] (keyed by [`text_key`]),
+//! [`scrape_loop`] runs one target, [`source_merge`] holds the merge rule between the filter's
+//! reports and scrapes, [`metrics`] renders the stage's self-metrics. This module
 //! owns the set of running loops and discovery tasks; it must not parse, fetch or relabel
 //! itself.
 

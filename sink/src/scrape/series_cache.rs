@@ -2,7 +2,7 @@
 //! that are live, and which of them the current scrape has seen.
 //!
 //! A series text (the metric name and label block exactly as scraped) is looked up by its
-//! 128-bit XXH3 key ([`super::text_key`]); an entry gives the converted series (or that
+//! 128-bit XXH3 key ([`super::text_key::TextKeys`]); an entry gives the converted series (or that
 //! relabeling dropped it), so a known line is neither lexed, relabeled nor allocated again. Entries are kept in the
 //! order of the last scrape, and a body usually repeats that order, so the next line's entry
 //! is expected at a cursor and found by one comparison in memory read in sequence; the hash
@@ -420,7 +420,11 @@ fn slot_hash(slots: &[Option<Arc<EncodedSeries>>], slot: u32) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scrape::text_key::text_key;
+    use crate::scrape::text_key::TextKeys;
+
+    fn text_key(series_text: &[u8]) -> u128 {
+        TextKeys::default().key(series_text)
+    }
     use meshtap_remotewrite::series::is_stale_marker;
 
     fn series(cache: &mut SeriesCache, name: &str) -> EncodedSeries {

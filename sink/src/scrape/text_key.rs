@@ -8,23 +8,15 @@
 //! comparison reads the bytes several times faster than hashing them) and hashed only when it
 //! changed. Owns the key; it must not know what the key finds.
 
-/// The cache key of a series text: XXH3-128 of its head (up to its last comma), mixed with
-/// the rest of it by a seeded XXH3-128, or XXH3-128 of the whole text when it has no comma.
-pub fn text_key(series_text: &[u8]) -> u128 {
-    match memchr::memrchr(b',', series_text) {
-        Some(comma) => {
-            let (head, tail) = series_text.split_at(comma + 1);
-            mix(twox_hash::XxHash3_128::oneshot(head), tail)
-        }
-        None => twox_hash::XxHash3_128::oneshot(series_text),
-    }
-}
-
+/// A head's hash and the rest of the text as one key.
 fn mix(head: u128, tail: &[u8]) -> u128 {
     head ^ twox_hash::XxHash3_128::oneshot_with_seed(head as u64 ^ (head >> 64) as u64, tail)
 }
 
-/// [`text_key`] of the texts of one body in order, with the last head and its hash kept.
+/// The cache keys of the texts of one body, in order: XXH3-128 of a text's head (up to its
+/// last comma) mixed with the rest of it by a seeded XXH3-128, or XXH3-128 of the whole text
+/// when it has no comma. The last head and its hash are kept so that a repeated head is hashed
+/// once; a text's key never depends on the texts before it.
 #[derive(Default)]
 pub struct TextKeys {
     head: Vec<u8>,
@@ -32,7 +24,7 @@ pub struct TextKeys {
 }
 
 impl TextKeys {
-    /// The same key as [`text_key`].
+    /// The key of `series_text`.
     pub fn key(&mut self, series_text: &[u8]) -> u128 {
         let Some(comma) = memchr::memrchr(b',', series_text) else {
             return twox_hash::XxHash3_128::oneshot(series_text);
@@ -53,7 +45,8 @@ mod tests {
 
     /// Texts one after another that keep, change and drop their head (up to the last comma),
     /// commas inside quoted values and none at all: the remembered head gives every text the
-    /// key it has alone, and different texts different keys.
+    /// key it has alone (and the key of the plain XXH3 formula), and different texts different
+    /// keys.
     #[test]
     fn keys_of_a_body_in_order_are_the_keys_of_each_text() {
         let texts: [&[u8]; 10] = [
@@ -71,7 +64,16 @@ mod tests {
         let mut keys = TextKeys::default();
         let got: Vec<u128> = texts.iter().map(|t| keys.key(t)).collect();
         for (text, key) in texts.iter().zip(&got) {
-            assert_eq!(*key, text_key(text), "{}", String::from_utf8_lossy(text));
+            let alone = TextKeys::default().key(text);
+            assert_eq!(*key, alone, "{}", String::from_utf8_lossy(text));
+            let formula = match memchr::memrchr(b',', text) {
+                Some(comma) => mix(
+                    twox_hash::XxHash3_128::oneshot(&text[..=comma]),
+                    &text[comma + 1..],
+                ),
+                None => twox_hash::XxHash3_128::oneshot(text),
+            };
+            assert_eq!(*key, formula);
         }
         let mut distinct: Vec<(&[u8], u128)> = texts.iter().copied().zip(got).collect();
         distinct.sort();
