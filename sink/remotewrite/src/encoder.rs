@@ -23,7 +23,7 @@ use crate::request_body::{CompressedBody, RepeatIndex, RequestBody};
 use crate::sample::{ExportSample, ExportSeries};
 use crate::scraped_record::{prefetch_ahead, put_encoded_time_series, SampleFieldPieces};
 use crate::series::{SeriesId, SeriesLabels};
-use crate::snappy_body::SnappyBody;
+use crate::snappy_body::{CopyForm, SnappyBody};
 
 /// Reusable buffers for encoding and compressing requests.
 #[derive(Default)]
@@ -158,6 +158,15 @@ fn extra_label<'a>(
 impl RequestEncoder {
     pub fn new() -> RequestEncoder {
         RequestEncoder::default()
+    }
+
+    /// An encoder whose bodies write long copies in `form` ([`CopyForm::Long`] for the spool:
+    /// such a body is sent after [`crate::long_copies::expand`]).
+    pub fn with_copy_form(form: CopyForm) -> RequestEncoder {
+        RequestEncoder {
+            snappy: SnappyBody::new(form),
+            ..RequestEncoder::default()
+        }
     }
 
     /// The uncompressed protobuf of `samples`; `external` labels must be sorted by name and

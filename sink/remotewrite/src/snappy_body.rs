@@ -13,6 +13,8 @@
 
 use prost::encoding::encode_varint;
 
+use crate::snappy_elements::{put_copies, put_literal_header, put_long_copy, MAX_COPY_LEN};
+
 /// Snappy's block size: `snap` compresses blocks independently of each other.
 const BLOCK_SIZE: usize = 1 << 16;
 
@@ -20,8 +22,17 @@ const BLOCK_SIZE: usize = 1 << 16;
 /// to `u32::MAX` bytes, so at most 5 bytes).
 const HEADER_ROOM: usize = 5;
 
-/// Longest copy one element can express.
-const MAX_COPY_LEN: usize = 64;
+/// How a body writes copies longer than one snappy element.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum CopyForm {
+    /// Snappy's own elements, at most 64 bytes each: what a remote-write receiver reads.
+    #[default]
+    Snappy,
+    /// A longer copy as one element of its own ([`put_long_copy`]): the spool's form, a few
+    /// bytes per copy instead of three per 64 bytes; [`crate::long_copies::expand`] makes it
+    /// snappy's own before it is sent.
+    Long,
+}
 
 /// A copy element being extended: `len` bytes from `distance` bytes back.
 #[derive(Clone, Copy, Debug)]
@@ -44,6 +55,7 @@ pub struct SnappyBody {
     copy: Option<PendingCopy>,
     /// Uncompressed bytes the elements in `out` stand for.
     written: usize,
+    form: CopyForm,
 }
 
 impl Default for SnappyBody {
@@ -56,11 +68,20 @@ impl Default for SnappyBody {
             literal: Vec::new(),
             copy: None,
             written: 0,
+            form: CopyForm::Snappy,
         }
     }
 }
 
 impl SnappyBody {
+    /// A writer of bodies whose long copies take `form`.
+    pub fn new(form: CopyForm) -> SnappyBody {
+        SnappyBody {
+            form,
+            ..SnappyBody::default()
+        }
+    }
+
     /// Starts a new body.
     pub fn start(&mut self) {
         self.out.clear();
@@ -185,16 +206,7 @@ impl SnappyBody {
     }
 
     fn write_literal(&mut self) {
-        let n = self.literal.len() - 1;
-        if n < 60 {
-            self.out.push((n as u8) << 2);
-        } else {
-            let bytes = (n as u64).to_le_bytes();
-            let width = 8 - (n as u64).leading_zeros() as usize / 8;
-            assert!(width <= 4, "a literal over 4 GiB");
-            self.out.push(((59 + width) as u8) << 2);
-            self.out.extend_from_slice(&bytes[..width]);
-        }
+        put_literal_header(&mut self.out, self.literal.len());
         self.out.extend_from_slice(&self.literal);
         self.written += self.literal.len();
         self.literal.clear();
@@ -207,80 +219,13 @@ impl SnappyBody {
         }
     }
 
-    /// The elements of a copy of any length: 64-byte elements while more than 67 bytes are
-    /// left, then one element, or two when 65 to 67 bytes are left (60 and the rest, so that
-    /// the last can take the 2-byte form).
-    fn write_copy(&mut self, PendingCopy { distance, mut len }: PendingCopy) {
+    fn write_copy(&mut self, PendingCopy { distance, len }: PendingCopy) {
         self.written += len;
-        if len >= MAX_COPY_LEN + 4 {
-            let full = (len - 4) / MAX_COPY_LEN;
-            self.put_full_copies(distance, full);
-            len -= full * MAX_COPY_LEN;
-        }
-        if len > MAX_COPY_LEN {
-            self.put_copy(distance, MAX_COPY_LEN - 4);
-            len -= MAX_COPY_LEN - 4;
-        }
-        self.put_copy(distance, len);
-    }
-
-    /// `n` copy elements of 64 bytes each, all from `distance` back. A long run's elements
-    /// are alike: the element is made once and repeated.
-    fn put_full_copies(&mut self, distance: usize, n: usize) {
-        let tag = ((MAX_COPY_LEN - 1) as u8) << 2;
-        if let Ok(distance) = u16::try_from(distance) {
-            let [a, b] = distance.to_le_bytes();
-            self.put_near_copies([tag | 0b10, a, b], n);
-        } else {
-            let [a, b, c, d] = far_distance(distance).to_le_bytes();
-            let element = [tag | 0b11, a, b, c, d];
-            self.out.reserve(n * element.len());
-            for _ in 0..n {
-                self.out.extend_from_slice(&element);
-            }
+        match self.form {
+            CopyForm::Long if len > MAX_COPY_LEN => put_long_copy(&mut self.out, distance, len),
+            _ => put_copies(&mut self.out, distance, len),
         }
     }
-
-    /// `n` times the 3-byte `element`, each written as a 4-byte store that the next one
-    /// overwrites in part (a long copy is mostly these: one store per 64 bytes it stands for).
-    fn put_near_copies(&mut self, element: [u8; 3], n: usize) {
-        let [a, b, c] = element;
-        let word = u32::from_le_bytes([a, b, c, 0]);
-        let len = self.out.len();
-        // One spare byte for the last store's fourth.
-        self.out.reserve(3 * n + 1);
-        let start = self.out.as_mut_ptr().wrapping_add(len);
-        for i in 0..n {
-            // SAFETY: `reserve` made room for 3 * n + 1 bytes after `len`, and element i's
-            // store covers bytes 3i..3i+4 of it, the last ending at 3n+1.
-            unsafe { start.add(3 * i).cast::<u32>().write_unaligned(word) };
-        }
-        // SAFETY: the 3 * n bytes after `len` were written above, within the capacity.
-        unsafe { self.out.set_len(len + 3 * n) };
-    }
-
-    /// One copy element of 1..=64 bytes: two bytes when the length is 4 to 11 and the
-    /// distance under 2 KiB, three when the distance fits 16 bits, else five.
-    fn put_copy(&mut self, distance: usize, len: usize) {
-        debug_assert!((1..=MAX_COPY_LEN).contains(&len));
-        if (4..12).contains(&len) && distance < 2048 {
-            let tag = (((distance >> 8) as u8) << 5) | (((len - 4) as u8) << 2) | 0b01;
-            self.out.extend_from_slice(&[tag, distance as u8]);
-        } else if let Ok(distance) = u16::try_from(distance) {
-            let [a, b] = distance.to_le_bytes();
-            self.out
-                .extend_from_slice(&[(((len - 1) as u8) << 2) | 0b10, a, b]);
-        } else {
-            let [a, b, c, d] = far_distance(distance).to_le_bytes();
-            self.out
-                .extend_from_slice(&[(((len - 1) as u8) << 2) | 0b11, a, b, c, d]);
-        }
-    }
-}
-
-/// A distance of 64 KiB or more, as the 4-byte offset of snappy's longest copy form.
-fn far_distance(distance: usize) -> u32 {
-    u32::try_from(distance).expect("snappy bodies are under 4 GiB")
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@
 
 use prost::encoding::encode_varint;
 
-use crate::spool::{RecordMeta, SpooledBatch};
+use crate::spool::{BodyForm, RecordMeta, SpooledBatch};
 
 /// A snappy block's uncompressed length and where its elements start, if its preamble (a
 /// varint of at most 32 bits) reads.
@@ -38,6 +38,7 @@ pub fn join_records(mut records: Vec<SpooledBatch>) -> (SpooledBatch, u64) {
         samples: 0,
         oldest_ms: i64::MAX,
         newest_ms: i64::MIN,
+        form: BodyForm::AsSent,
     };
     let mut unreadable = 0u64;
     let mut raw_len = 0u64;
@@ -52,6 +53,10 @@ pub fn join_records(mut records: Vec<SpooledBatch>) -> (SpooledBatch, u64) {
         meta.samples += record.meta.samples;
         meta.oldest_ms = meta.oldest_ms.min(record.meta.oldest_ms);
         meta.newest_ms = meta.newest_ms.max(record.meta.newest_ms);
+        // A body as sent is a long-copy body without long copies: the join takes the wider form.
+        if record.meta.form == BodyForm::LongCopies {
+            meta.form = BodyForm::LongCopies;
+        }
     }
     let mut body = Vec::with_capacity(10 + elements.iter().map(|e| e.len()).sum::<usize>());
     encode_varint(raw_len, &mut body);
@@ -66,7 +71,7 @@ pub fn join_records(mut records: Vec<SpooledBatch>) -> (SpooledBatch, u64) {
 pub(crate) mod test_bodies {
     use prost::Message;
 
-    use crate::spool::{RecordMeta, SpooledBatch};
+    use crate::spool::{BodyForm, RecordMeta, SpooledBatch};
     use meshtap_remotewrite::proto::{Label, Sample, TimeSeries, WriteRequest};
 
     /// A record of one series per entry of `timestamps` (`m0`, `m1`, ...), value 1.
@@ -97,6 +102,7 @@ pub(crate) mod test_bodies {
                 samples: all.len() as u32,
                 oldest_ms: *all.iter().min().unwrap(),
                 newest_ms: *all.iter().max().unwrap(),
+                form: BodyForm::AsSent,
             },
             body: snap::raw::Encoder::new()
                 .compress_vec(&request.encode_to_vec())
@@ -132,6 +138,7 @@ mod tests {
                 samples: 7,
                 oldest_ms: 1,
                 newest_ms: 2,
+                form: BodyForm::AsSent,
             },
             body: vec![0xff; 9],
         };

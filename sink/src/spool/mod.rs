@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 pub use lane_spool::{LaneSpool, Recovered, Skipped};
-pub use record::RecordMeta;
+pub use record::{BodyForm, RecordMeta};
 pub use sync::{SpoolSync, SyncPolicy, SyncRound};
 
 /// Which exporter an endpoint's spool belongs to (the first directory level).

@@ -1,7 +1,7 @@
 //! The spool's on-disk record: a fixed header, then an opaque body.
 //!
 //! ```text
-//! 0  magic "MTS1"
+//! 0  magic "MTS1" (body as it is sent) or "MTS2" (body in the long-copy form)
 //! 4  body length    u32 LE
 //! 8  samples        u32 LE
 //! 12 oldest ms      i64 LE
@@ -10,6 +10,11 @@
 //! 32 body
 //! ```
 //!
+//! The magic says the body's [`BodyForm`]: a remote-write body is spooled in the long-copy form
+//! (`meshtap_remotewrite::long_copies`, a fifth of the bytes of a scraped body) and made
+//! snappy's own when it is sent; records of either magic are read, so a spool written before
+//! the long-copy form was introduced is still sent after an upgrade.
+//!
 //! Owns writing and checking one record. A record cut short by a crash reads as
 //! [`ReadOutcome::Truncated`], damaged bytes as [`ReadOutcome::Corrupt`]; this module never
 //! decides what to do about either (see `super::lane_spool`).
@@ -17,10 +22,36 @@
 use std::fs::File;
 use std::io::{self, Read, Write};
 
-pub const MAGIC: [u8; 4] = *b"MTS1";
+const MAGIC_AS_SENT: [u8; 4] = *b"MTS1";
+const MAGIC_LONG_COPIES: [u8; 4] = *b"MTS2";
 pub const HEADER_LEN: usize = 32;
 /// Larger bodies are refused when written and treated as damage when read.
 pub const MAX_BODY_LEN: usize = 256 << 20;
+
+/// How a record's body is written.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum BodyForm {
+    /// The bytes to send.
+    #[default]
+    AsSent,
+    /// A remote-write body in the long-copy form, to expand before sending.
+    LongCopies,
+}
+
+impl BodyForm {
+    fn magic(self) -> [u8; 4] {
+        match self {
+            BodyForm::AsSent => MAGIC_AS_SENT,
+            BodyForm::LongCopies => MAGIC_LONG_COPIES,
+        }
+    }
+
+    fn of_magic(magic: &[u8]) -> Option<BodyForm> {
+        [BodyForm::AsSent, BodyForm::LongCopies]
+            .into_iter()
+            .find(|form| form.magic() == magic)
+    }
+}
 
 /// What a record says about its body.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -28,13 +59,14 @@ pub struct RecordMeta {
     pub samples: u32,
     pub oldest_ms: i64,
     pub newest_ms: i64,
+    pub form: BodyForm,
 }
 
 /// The header of a record of `body`; the record is the header followed by the body.
 pub fn header(meta: RecordMeta, body: &[u8]) -> [u8; HEADER_LEN] {
     assert!(body.len() <= MAX_BODY_LEN, "spool record body too large");
     let mut header = [0u8; HEADER_LEN];
-    header[..4].copy_from_slice(&MAGIC);
+    header[..4].copy_from_slice(&meta.form.magic());
     header[4..8].copy_from_slice(&(body.len() as u32).to_le_bytes());
     header[8..12].copy_from_slice(&meta.samples.to_le_bytes());
     header[12..20].copy_from_slice(&meta.oldest_ms.to_le_bytes());
@@ -106,9 +138,9 @@ pub fn read(reader: &mut impl Read) -> io::Result<ReadOutcome> {
     if got < HEADER_LEN {
         return Ok(ReadOutcome::Truncated);
     }
-    if header[..4] != MAGIC {
+    let Some(form) = BodyForm::of_magic(&header[..4]) else {
         return Ok(ReadOutcome::Corrupt("bad magic"));
-    }
+    };
     let field = |at: usize| -> [u8; 8] { header[at..at + 8].try_into().expect("8 bytes") };
     let word = |at: usize| u32::from_le_bytes(header[at..at + 4].try_into().expect("4 bytes"));
     let len = word(4) as usize;
@@ -119,6 +151,7 @@ pub fn read(reader: &mut impl Read) -> io::Result<ReadOutcome> {
         samples: word(8),
         oldest_ms: i64::from_le_bytes(field(12)),
         newest_ms: i64::from_le_bytes(field(20)),
+        form,
     };
     let mut body = vec![0u8; len];
     if read_full(reader, &mut body)? < len {
@@ -152,6 +185,7 @@ mod tests {
         samples: 3,
         oldest_ms: -5,
         newest_ms: 1_700_000_000_000,
+        form: BodyForm::AsSent,
     };
 
     fn read_bytes(bytes: &[u8]) -> ReadOutcome {
@@ -160,13 +194,18 @@ mod tests {
 
     #[test]
     fn a_record_reads_back_and_then_the_end() {
+        let long = RecordMeta {
+            form: BodyForm::LongCopies,
+            ..META
+        };
         let mut bytes = encode(META, b"body");
-        bytes.extend(encode(META, b""));
+        bytes.extend(encode(long, b""));
+        assert_eq!(&bytes[..4], b"MTS1", "the form a spool of earlier versions holds");
         let mut reader = &bytes[..];
-        for expected in [&b"body"[..], b""] {
+        for (expected_meta, expected) in [(META, &b"body"[..]), (long, b"")] {
             match read(&mut reader).unwrap() {
                 ReadOutcome::Record { meta, body } => {
-                    assert_eq!(meta, META);
+                    assert_eq!(meta, expected_meta);
                     assert_eq!(body, expected);
                 }
                 other => panic!("{other:?}"),

@@ -29,6 +29,7 @@ fn meta(i: u32) -> RecordMeta {
         samples: i + 1,
         oldest_ms: i64::from(i) * 10,
         newest_ms: i64::from(i) * 10 + 5,
+        form: BodyForm::AsSent,
     }
 }
 

@@ -3,7 +3,8 @@
 //! and collide with the external labels), and the request written for them must decode, with
 //! prost, to exactly one `TimeSeries` per sample in order: its labels sorted and unique (the
 //! series' own, then external labels whose name the series lacks), its value bit for bit and
-//! its timestamp. The compressed body must decompress, with `snap`, to the uncompressed one.
+//! its timestamp. The compressed body must decompress, with `snap`, to the uncompressed one, and
+//! the spool's long-copy form of it must expand to it byte for byte.
 //! A sample may keep the labels of the one before it and change only its bucket (`le`, or
 //! `quantile` in the same place), as a histogram's series do one after another.
 
@@ -12,6 +13,8 @@ use std::sync::Arc;
 
 use meshtap_remotewrite::encoded_series::LabelInterner;
 use meshtap_remotewrite::encoder::RequestEncoder;
+use meshtap_remotewrite::long_copies;
+use meshtap_remotewrite::snappy_body::CopyForm;
 use meshtap_remotewrite::proto::WriteRequest;
 use meshtap_remotewrite::sample::{ExportSample, ExportSeries};
 use meshtap_remotewrite::series::{SeriesId, SeriesLabels};
@@ -136,6 +139,12 @@ pub fn check_encoding(data: &[u8]) {
         decompressed, raw,
         "compressed body differs from the raw one"
     );
+    // The spool's form expands to the same body.
+    let mut spool_encoder = RequestEncoder::with_copy_form(CopyForm::Long);
+    let mut expanded = Vec::new();
+    long_copies::expand(spool_encoder.encode(&samples, &external), &mut expanded)
+        .expect("the spool's form expands");
+    assert_eq!(expanded, compressed, "the spool's form expands to the body");
 
     let request = WriteRequest::decode(&raw[..]).expect("the request decodes");
     assert_eq!(request.timeseries.len(), batch.len());

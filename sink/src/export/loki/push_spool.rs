@@ -15,7 +15,7 @@ use tokio::sync::Notify;
 
 use crate::export::joined_body::join_records;
 use crate::export::receipt::Stored;
-use crate::spool::{disk_io, LaneSpool, RecordMeta, SpoolError, SpooledBatch};
+use crate::spool::{disk_io, BodyForm, LaneSpool, RecordMeta, SpoolError, SpooledBatch};
 
 pub struct PushSpool {
     spool: Mutex<LaneSpool>,
@@ -39,6 +39,7 @@ impl PushSpool {
             samples: push.entries as u32,
             oldest_ms: 0,
             newest_ms: 0,
+            form: BodyForm::AsSent,
         };
         let appended = disk_io(|| {
             let mut spool = self.lock();

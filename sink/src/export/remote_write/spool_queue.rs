@@ -1,4 +1,5 @@
-//! The on-disk [`BatchQueue`] of a lane: each push is encoded into request bodies at once and
+//! The on-disk [`BatchQueue`] of a lane: each push is encoded into request bodies at once (in
+//! the long-copy form, `meshtap_remotewrite::long_copies`, expanded when taken to be sent) and
 //! appended to the lane's spool with one write (the lane writes every push through, so a report
 //! is answered only once its samples are in the spool); the sender reads records back in
 //! order, joining consecutive records into one request of at most `max_samples_per_send`.
@@ -20,8 +21,12 @@ use super::queue::{Batch, BatchQueue, Outgoing, Refusal};
 use crate::export::joined_body::join_records;
 use crate::export::receipt::Stored;
 use crate::ops::metrics::{DropReason, EndpointMetrics};
-use crate::spool::{disk_io, LaneSpool, RecordMeta, Skipped, SpoolError, SpooledBatch};
+use crate::spool::{
+    disk_io, BodyForm, LaneSpool, RecordMeta, Skipped, SpoolError, SpooledBatch,
+};
 use meshtap_remotewrite::encoder::RequestEncoder;
+use meshtap_remotewrite::long_copies;
+use meshtap_remotewrite::snappy_body::CopyForm;
 
 /// Where the batch handed out last came from.
 #[derive(Clone, Copy)]
@@ -64,7 +69,7 @@ impl SpoolQueue {
     ) -> SpoolQueue {
         let queue = SpoolQueue {
             spool,
-            encoder: RequestEncoder::new(),
+            encoder: RequestEncoder::with_copy_form(CopyForm::Long),
             external_labels,
             stalled: VecDeque::new(),
             stalled_samples: 0,
@@ -164,6 +169,7 @@ impl SpoolQueue {
                     samples: n as u32,
                     oldest_ms,
                     newest_ms,
+                    form: BodyForm::LongCopies,
                 };
                 let body = self.encoder.encode(samples, &self.external_labels);
                 (meta, body.to_vec())
@@ -216,13 +222,39 @@ impl SpoolQueue {
         Ok(Some(joined))
     }
 
-    /// The next record: from memory when the spool still holds its body (the usual case: the
-    /// sender keeps up), otherwise read back from the disk.
+    /// The next record, its body as it is sent: from memory when the spool still holds its
+    /// body (the usual case: the sender keeps up), otherwise read back from the disk.
     fn take_record(&mut self) -> Result<Option<SpooledBatch>, SpoolError> {
-        if let Some(fresh) = self.spool.take_fresh() {
-            return Ok(Some(fresh));
+        loop {
+            let record = match self.spool.take_fresh() {
+                Some(fresh) => fresh,
+                None => match disk_io(|| self.spool.take())? {
+                    Some(read) => read,
+                    None => return Ok(None),
+                },
+            };
+            if let Some(record) = self.as_sent(record) {
+                return Ok(Some(record));
+            }
         }
-        disk_io(|| self.spool.take())
+    }
+
+    /// A record with its long-copy body expanded into snappy's own (`None` when it does not
+    /// expand, which only damage that its checksum missed can cause: its samples are dropped
+    /// and counted).
+    fn as_sent(&self, mut record: SpooledBatch) -> Option<SpooledBatch> {
+        if record.meta.form == BodyForm::LongCopies {
+            let mut body = Vec::new();
+            if let Err(e) = long_copies::expand(&record.body, &mut body) {
+                tracing::error!(endpoint = %self.metrics.name, lane = self.lane, error = %e, samples = record.meta.samples, "spool: a record's body could not be expanded; its samples are dropped");
+                self.metrics
+                    .add_dropped(DropReason::SpoolUnreadable, u64::from(record.meta.samples));
+                return None;
+            }
+            record.body = body;
+            record.meta.form = BodyForm::AsSent;
+        }
+        Some(record)
     }
 
     fn update_gauge(&self) {
@@ -445,6 +477,104 @@ mod tests {
         drop(queue);
         let (_, recovered) = LaneSpool::open(&dir, 1 << 20, 1 << 16).unwrap();
         assert_eq!(recovered.records, 0);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// `n` scraped samples of 20 series with long label sets, as a histogram's buckets.
+    fn scraped_batch(n: usize, ts: i64) -> Batch {
+        use meshtap_remotewrite::encoded_series::LabelInterner;
+        use meshtap_remotewrite::sample::{ExportSample, ExportSeries};
+
+        let mut interner = LabelInterner::default();
+        let pod = "reviews-v1-7d8f9c6b5-x2k4q.default.svc.cluster.local".repeat(4);
+        let samples = (0..n)
+            .map(|i| {
+                let le = (i % 20).to_string();
+                let labels = [
+                    ("__name__", "istio_request_duration_milliseconds_bucket"),
+                    ("destination_workload", &pod[..]),
+                    ("le", &le[..]),
+                    ("source_workload", &pod[..]),
+                ];
+                ExportSample {
+                    series: ExportSeries::Encoded(std::sync::Arc::new(interner.series(labels))),
+                    value: i as f64,
+                    timestamp_ms: ts,
+                }
+            })
+            .collect();
+        Batch::new(samples)
+    }
+
+    #[test]
+    fn records_are_spooled_in_the_long_copy_form_and_sent_in_snappys_own() {
+        let (dir, mut queue, metrics) = queue_in("long", 1 << 20, 1000);
+        let sent_form = RequestEncoder::new()
+            .encode(&scraped_batch(400, 7).samples, &[])
+            .to_vec();
+        queue.push(scraped_batch(400, 7));
+        let segment = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|entry| entry.unwrap().path())
+            .find(|path| path.extension().is_some_and(|e| e == "seg"))
+            .expect("a segment");
+        let on_disk = std::fs::read(segment).unwrap();
+        assert_eq!(&on_disk[..4], b"MTS2");
+        assert!(
+            on_disk.len() * 3 < sent_form.len() * 2,
+            "{} bytes on disk for a {}-byte body",
+            on_disk.len(),
+            sent_form.len()
+        );
+        // Sent from memory, and read back from the disk after a restart: the same bytes.
+        let Some(Outgoing::Spooled(fresh)) = queue.take(1000) else {
+            panic!("a spooled batch");
+        };
+        assert_eq!((fresh.body, fresh.meta.form), (sent_form.clone(), BodyForm::AsSent));
+        drop(queue);
+        let (spool, recovered) = LaneSpool::open(&dir, 1 << 20, 1 << 20).unwrap();
+        assert_eq!(recovered.records, 1);
+        let mut queue = SpoolQueue::new(spool, vec![], 100, 1000, 0, metrics.clone());
+        let Some(Outgoing::Spooled(read)) = queue.take(1000) else {
+            panic!("a spooled batch");
+        };
+        assert_eq!(read.body, sent_form);
+        queue.finish();
+        // A record of the form written before (the body as sent) is sent as it is.
+        drop(queue);
+        let (mut spool, _) = LaneSpool::open(&dir, 1 << 20, 1 << 20).unwrap();
+        let meta = RecordMeta {
+            samples: 400,
+            oldest_ms: 7,
+            newest_ms: 7,
+            form: BodyForm::AsSent,
+        };
+        spool.append(meta, &sent_form).unwrap();
+        drop(spool);
+        let (spool, _) = LaneSpool::open(&dir, 1 << 20, 1 << 20).unwrap();
+        let mut queue = SpoolQueue::new(spool, vec![], 100, 1000, 0, metrics.clone());
+        let Some(Outgoing::Spooled(old)) = queue.take(1000) else {
+            panic!("a spooled batch");
+        };
+        assert_eq!(old.body, sent_form);
+        assert_eq!(metrics.dropped(DropReason::SpoolUnreadable), 0);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_body_that_does_not_expand_is_dropped_and_counted_and_the_next_one_is_sent() {
+        let (dir, mut queue, metrics) = queue_in("unexpandable", 1 << 20, 1000);
+        let meta = RecordMeta {
+            samples: 5,
+            oldest_ms: 1,
+            newest_ms: 1,
+            form: BodyForm::LongCopies,
+        };
+        // A long copy reaching before the body's start.
+        queue.spool.append(meta, &[20, 0, b'x', 1, 0, 9, 19]).unwrap();
+        queue.push(batch(3, 2));
+        assert_eq!(oldest(queue.take(1000)), ("spool", 2));
+        assert_eq!(metrics.dropped(DropReason::SpoolUnreadable), 5);
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -51,7 +51,7 @@ pub fn drop_older_than(batch: &mut SpooledBatch, cutoff_ms: i64) -> Result<u64, 
     batch.meta = RecordMeta {
         samples: kept,
         oldest_ms: oldest,
-        newest_ms: meta.newest_ms,
+        ..meta
     };
     Ok(u64::from(meta.samples.saturating_sub(kept)))
 }
