@@ -13,6 +13,7 @@
 
 mod lane_files;
 mod lane_spool;
+mod disk_io;
 mod record;
 mod sync;
 #[cfg(test)]
@@ -25,6 +26,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
+pub use disk_io::disk_io;
 pub use lane_spool::{LaneSpool, Recovered, Skipped};
 pub use record::{BodyForm, RecordMeta};
 pub use sync::{SpoolSync, SyncPolicy, SyncRound};
@@ -301,19 +303,6 @@ fn adopt_orphan_lanes(endpoint_dir: &Path, lanes: usize) -> Result<(), SpoolErro
         tracing::warn!(from = %from.display(), to = %to.display(), "spool: lane count shrank; the lane's unsent records were moved to another lane (samples near the restart may arrive out of order)");
     }
     Ok(())
-}
-
-/// Runs a spool file operation from async code: on a multi-threaded runtime the worker hands
-/// its other tasks to the rest of the pool first, so a disk that stalls writes stalls the
-/// caller, not the runtime.
-pub fn disk_io<R>(io: impl FnOnce() -> R) -> R {
-    let multi_thread = tokio::runtime::Handle::try_current()
-        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
-    if multi_thread {
-        tokio::task::block_in_place(io)
-    } else {
-        io()
-    }
 }
 
 /// A record read back from the spool.
