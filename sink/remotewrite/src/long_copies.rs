@@ -127,7 +127,11 @@ impl Element {
             }
             _ => {
                 let offset = [byte(1)?, byte(2)?, byte(3)?, byte(4)?];
-                copy(5, u64::from(tag >> 2) + 1, u64::from(u32::from_le_bytes(offset)))
+                copy(
+                    5,
+                    u64::from(tag >> 2) + 1,
+                    u64::from(u32::from_le_bytes(offset)),
+                )
             }
         }
     }
@@ -217,7 +221,10 @@ mod tests {
             assert_eq!(same, snappy, "seed {seed}");
             shorter += usize::from(long.len() < snappy.len());
         }
-        assert!(shorter > 30, "long copies make most bodies shorter: {shorter}");
+        assert!(
+            shorter > 30,
+            "long copies make most bodies shorter: {shorter}"
+        );
     }
 
     #[test]

@@ -11,9 +11,9 @@
 //! index no longer exists after `queue.lanes` shrank; the files themselves belong to
 //! `lane_spool`, the record format to `record`. It must not know what a body holds.
 
+mod disk_io;
 mod lane_files;
 mod lane_spool;
-mod disk_io;
 mod record;
 mod sync;
 #[cfg(test)]

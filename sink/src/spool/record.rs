@@ -200,7 +200,11 @@ mod tests {
         };
         let mut bytes = encode(META, b"body");
         bytes.extend(encode(long, b""));
-        assert_eq!(&bytes[..4], b"MTS1", "the form a spool of earlier versions holds");
+        assert_eq!(
+            &bytes[..4],
+            b"MTS1",
+            "the form a spool of earlier versions holds"
+        );
         let mut reader = &bytes[..];
         for (expected_meta, expected) in [(META, &b"body"[..]), (long, b"")] {
             match read(&mut reader).unwrap() {

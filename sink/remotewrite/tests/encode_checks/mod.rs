@@ -14,10 +14,10 @@ use std::sync::Arc;
 use meshtap_remotewrite::encoded_series::LabelInterner;
 use meshtap_remotewrite::encoder::RequestEncoder;
 use meshtap_remotewrite::long_copies;
-use meshtap_remotewrite::snappy_body::CopyForm;
 use meshtap_remotewrite::proto::WriteRequest;
 use meshtap_remotewrite::sample::{ExportSample, ExportSeries};
 use meshtap_remotewrite::series::{SeriesId, SeriesLabels};
+use meshtap_remotewrite::snappy_body::CopyForm;
 use prost::Message;
 
 const NAMES: [&str; 6] = ["app", "cluster", "instance", "job", "pod", "zone"];

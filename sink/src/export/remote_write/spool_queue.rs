@@ -21,9 +21,7 @@ use super::queue::{Batch, BatchQueue, Outgoing, Refusal};
 use crate::export::joined_body::join_records;
 use crate::export::receipt::Stored;
 use crate::ops::metrics::{DropReason, EndpointMetrics};
-use crate::spool::{
-    disk_io, BodyForm, LaneSpool, RecordMeta, Skipped, SpoolError, SpooledBatch,
-};
+use crate::spool::{disk_io, BodyForm, LaneSpool, RecordMeta, Skipped, SpoolError, SpooledBatch};
 use meshtap_remotewrite::encoder::RequestEncoder;
 use meshtap_remotewrite::long_copies;
 use meshtap_remotewrite::snappy_body::CopyForm;
@@ -530,7 +528,10 @@ mod tests {
         let Some(Outgoing::Spooled(fresh)) = queue.take(1000) else {
             panic!("a spooled batch");
         };
-        assert_eq!((fresh.body, fresh.meta.form), (sent_form.clone(), BodyForm::AsSent));
+        assert_eq!(
+            (fresh.body, fresh.meta.form),
+            (sent_form.clone(), BodyForm::AsSent)
+        );
         drop(queue);
         let (spool, recovered) = LaneSpool::open(&dir, 1 << 20, 1 << 20).unwrap();
         assert_eq!(recovered.records, 1);
@@ -571,7 +572,10 @@ mod tests {
             form: BodyForm::LongCopies,
         };
         // A long copy reaching before the body's start.
-        queue.spool.append(meta, &[20, 0, b'x', 1, 0, 9, 19]).unwrap();
+        queue
+            .spool
+            .append(meta, &[20, 0, b'x', 1, 0, 9, 19])
+            .unwrap();
         queue.push(batch(3, 2));
         assert_eq!(oldest(queue.take(1000)), ("spool", 2));
         assert_eq!(metrics.dropped(DropReason::SpoolUnreadable), 5);
