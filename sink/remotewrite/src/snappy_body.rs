@@ -7,9 +7,11 @@
 //! is byte-identical to compressing it whole with `snap::raw::Encoder` (tested). A caller that
 //! already knows where its bytes repeat (the remote-write encoder: a label it wrote earlier in
 //! the body) writes them as [`SnappyBody::copy`] elements instead, without copying or
-//! searching them, and the rest as [`SnappyBody::literal`] bytes.
+//! searching them, and the rest as [`SnappyBody::literal`] bytes. A body for the spool writes
+//! its long copies in [`CopyForm::Long`] ([`crate::long_copies`]).
 //!
-//! Owns the element encoding and the body's length; it must not know what the bytes mean.
+//! Owns the body's elements and length (the bytes of one element are
+//! [`crate::snappy_elements`]); it must not know what the bytes mean.
 
 use prost::encoding::encode_varint;
 
