@@ -439,6 +439,7 @@ fn a_spool_named_after_a_url_with_credentials_moves_to_the_redacted_name() {
         samples: 3,
         oldest_ms: 1,
         newest_ms: 2,
+        form: meshtap_sink::spool::BodyForm::AsSent,
     };
     opened[0].0.append(meta, b"body").unwrap();
     opened[0].0.sync().unwrap();

@@ -23,7 +23,7 @@ use crate::request_body::{CompressedBody, RepeatIndex, RequestBody};
 use crate::sample::{ExportSample, ExportSeries};
 use crate::scraped_record::{prefetch_ahead, put_encoded_time_series, SampleFieldPieces};
 use crate::series::{SeriesId, SeriesLabels};
-use crate::snappy_body::{CopyForm, SnappyBody};
+use crate::snappy_body::SnappyBody;
 
 /// Reusable buffers for encoding and compressing requests.
 #[derive(Default)]
@@ -160,13 +160,19 @@ impl RequestEncoder {
         RequestEncoder::default()
     }
 
-    /// An encoder whose bodies write long copies in `form` ([`CopyForm::Long`] for the spool:
-    /// such a body is sent after [`crate::long_copies::expand`]).
-    pub fn with_copy_form(form: CopyForm) -> RequestEncoder {
+    /// An encoder that also writes each body in the long-copy form, for the spool
+    /// ([`Self::long_form`]; [`crate::long_copies::expand`] makes it the body again).
+    pub fn with_long_form() -> RequestEncoder {
         RequestEncoder {
-            snappy: SnappyBody::new(form),
+            snappy: SnappyBody::with_long_form(),
             ..RequestEncoder::default()
         }
+    }
+
+    /// The last body [`Self::encode`] wrote, in the long-copy form (with
+    /// [`Self::with_long_form`]).
+    pub fn long_form(&self) -> Option<&[u8]> {
+        self.snappy.long_form()
     }
 
     /// The uncompressed protobuf of `samples`; `external` labels must be sorted by name and

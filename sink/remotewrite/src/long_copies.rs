@@ -1,19 +1,18 @@
-//! The spool's form of a request body, and its expansion into snappy's own before sending.
+//! The spool's form of a request body, and its expansion into snappy's own.
 //!
 //! A scraped record repeats most of the record before it, and the encoder writes that as one
 //! copy of several hundred bytes; snappy can only say it 64 bytes at a time, three bytes per
 //! element, so a remote-write body costs ~75 bytes per sample however repetitive it is. The
-//! spool writes every body to disk, so there the body takes [`CopyForm::Long`]: snappy's
-//! elements, plus a long copy written once ([`crate::snappy_elements::put_long_copy`]: a
-//! copy of distance 0, which snappy forbids, then the distance and the length). [`expand`]
-//! rewrites such a body into snappy's own, byte for byte what the encoder would have written
-//! in [`CopyForm::Snappy`]. A body of snappy's own is a body of this form without long
-//! copies: it expands to itself.
+//! spool writes every body to disk, so there it takes the long-copy form: snappy's elements,
+//! plus a long copy written once ([`crate::snappy_elements::put_long_copy`]: a copy of
+//! distance 0, which snappy forbids, then the distance and the length). The encoder writes both
+//! forms of a spooled body side by side ([`crate::snappy_body::SnappyBody::with_long_form`]):
+//! the long one goes to disk, the other stays in memory for the sender. [`expand`] rewrites a
+//! body read back from disk into snappy's own, byte for byte the body the encoder wrote beside
+//! it. A body of snappy's own is a body of this form without long copies: it expands to
+//! itself.
 //!
 //! Owns reading the form; it must not know what the bytes mean.
-//!
-//! [`CopyForm::Long`]: crate::snappy_body::CopyForm::Long
-//! [`CopyForm::Snappy`]: crate::snappy_body::CopyForm::Snappy
 
 use prost::encoding::{decode_varint, encode_varint};
 
@@ -158,51 +157,42 @@ mod tests {
     use rand::{Rng, SeedableRng};
 
     use super::*;
-    use crate::snappy_body::{CopyForm, SnappyBody};
+    use crate::snappy_body::SnappyBody;
 
-    /// The same pieces written in both forms: random literals, raw bytes and copies of every
-    /// length (runs of one distance over several pieces among them).
+    /// Random literals, raw bytes and copies of every length (runs of one distance over
+    /// several pieces among them), written by one writer in both forms: the snappy body, the
+    /// long-copy form and the bytes they stand for.
     fn both_forms(seed: u64) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
-        let mut bodies = [
-            SnappyBody::new(CopyForm::Snappy),
-            SnappyBody::new(CopyForm::Long),
-        ];
+        let mut body = SnappyBody::with_long_form();
         let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
         let mut expected: Vec<u8> = Vec::new();
-        bodies.iter_mut().for_each(SnappyBody::start);
+        body.start();
         for _ in 0..rng.random_range(1..300) {
             let piece: Vec<u8> = (0..rng.random_range(1..100))
                 .map(|_| rng.random_range(b'a'..b'e'))
                 .collect();
-            let choice = rng.random_range(0..4);
-            let copy = if !expected.is_empty() && choice >= 2 {
-                let from = rng.random_range(0..expected.len());
-                let len = [1, 4, 11, 64, 65, 67, 68, 300, 70_000][rng.random_range(0..9)];
-                Some((from, len))
-            } else {
-                None
-            };
-            for body in &mut bodies {
-                match (choice, copy) {
-                    (_, Some((from, len))) => body.copy(from, len),
-                    (0, None) => body.literal().extend_from_slice(&piece),
-                    _ => {
-                        body.raw().extend_from_slice(&piece);
-                        body.compress_full_blocks();
-                    }
-                }
-            }
-            match copy {
-                Some((from, len)) => {
+            match rng.random_range(0..4) {
+                2.. if !expected.is_empty() => {
+                    let from = rng.random_range(0..expected.len());
+                    let len = [1, 4, 11, 64, 65, 67, 68, 300, 70_000][rng.random_range(0..9)];
+                    body.copy(from, len);
                     for i in 0..len {
                         expected.push(expected[from + i]);
                     }
                 }
-                None => expected.extend_from_slice(&piece),
+                0 => {
+                    body.literal().extend_from_slice(&piece);
+                    expected.extend_from_slice(&piece);
+                }
+                _ => {
+                    body.raw().extend_from_slice(&piece);
+                    body.compress_full_blocks();
+                    expected.extend_from_slice(&piece);
+                }
             }
         }
-        let [snappy, long] = bodies.map(|mut b| b.finish().to_vec());
-        (snappy, long, expected)
+        let snappy = body.finish().to_vec();
+        (snappy, body.long_form().unwrap().to_vec(), expected)
     }
 
     #[test]
@@ -229,11 +219,12 @@ mod tests {
 
     #[test]
     fn snappy_refuses_the_long_form_and_expand_refuses_damage() {
-        let mut body = SnappyBody::new(CopyForm::Long);
+        let mut body = SnappyBody::with_long_form();
         body.start();
         body.literal().extend_from_slice(b"0123456789");
         body.copy(0, 200);
-        let long = body.finish().to_vec();
+        body.finish();
+        let long = body.long_form().unwrap().to_vec();
         assert!(snap::raw::Decoder::new().decompress_vec(&long).is_err());
         let mut out = Vec::new();
         for cut in 1..long.len() {

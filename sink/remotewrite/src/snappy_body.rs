@@ -7,8 +7,8 @@
 //! is byte-identical to compressing it whole with `snap::raw::Encoder` (tested). A caller that
 //! already knows where its bytes repeat (the remote-write encoder: a label it wrote earlier in
 //! the body) writes them as [`SnappyBody::copy`] elements instead, without copying or
-//! searching them, and the rest as [`SnappyBody::literal`] bytes. A body for the spool writes
-//! its long copies in [`CopyForm::Long`] ([`crate::long_copies`]).
+//! searching them, and the rest as [`SnappyBody::literal`] bytes. For the spool, a writer also
+//! writes the same body in the long-copy form ([`crate::long_copies`]) as it goes.
 //!
 //! Owns the body's elements and length (the bytes of one element are
 //! [`crate::snappy_elements`]); it must not know what the bytes mean.
@@ -23,18 +23,6 @@ const BLOCK_SIZE: usize = 1 << 16;
 /// Room kept before the elements for the varint of the total length (the format limits a body
 /// to `u32::MAX` bytes, so at most 5 bytes).
 const HEADER_ROOM: usize = 5;
-
-/// How a body writes copies longer than one snappy element.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum CopyForm {
-    /// Snappy's own elements, at most 64 bytes each: what a remote-write receiver reads.
-    #[default]
-    Snappy,
-    /// A longer copy as one element of its own ([`put_long_copy`]): the spool's form, a few
-    /// bytes per copy instead of three per 64 bytes; [`crate::long_copies::expand`] makes it
-    /// snappy's own before it is sent.
-    Long,
-}
 
 /// A copy element being extended: `len` bytes from `distance` bytes back.
 #[derive(Clone, Copy, Debug)]
@@ -57,7 +45,9 @@ pub struct SnappyBody {
     copy: Option<PendingCopy>,
     /// Uncompressed bytes the elements in `out` stand for.
     written: usize,
-    form: CopyForm,
+    /// The same body in the long-copy form, when asked for ([`SnappyBody::with_long_form`]):
+    /// `HEADER_ROOM` bytes, then its elements; and where it starts once finished.
+    long: Option<(Vec<u8>, usize)>,
 }
 
 impl Default for SnappyBody {
@@ -70,16 +60,17 @@ impl Default for SnappyBody {
             literal: Vec::new(),
             copy: None,
             written: 0,
-            form: CopyForm::Snappy,
+            long: None,
         }
     }
 }
 
 impl SnappyBody {
-    /// A writer of bodies whose long copies take `form`.
-    pub fn new(form: CopyForm) -> SnappyBody {
+    /// A writer that also writes each body in the long-copy form ([`crate::long_copies`]),
+    /// for the spool: [`Self::long_form`] after [`Self::finish`].
+    pub fn with_long_form() -> SnappyBody {
         SnappyBody {
-            form,
+            long: Some((Vec::new(), 0)),
             ..SnappyBody::default()
         }
     }
@@ -88,6 +79,10 @@ impl SnappyBody {
     pub fn start(&mut self) {
         self.out.clear();
         self.out.resize(HEADER_ROOM, 0);
+        if let Some((long, _)) = &mut self.long {
+            long.clear();
+            long.resize(HEADER_ROOM, 0);
+        }
         self.raw.clear();
         self.literal.clear();
         self.copy = None;
@@ -169,7 +164,16 @@ impl SnappyBody {
         let header_len = HEADER_ROOM - free.len();
         let start = HEADER_ROOM - header_len;
         self.out[start..HEADER_ROOM].copy_from_slice(&header[..header_len]);
+        if let Some((long, long_start)) = &mut self.long {
+            long[start..HEADER_ROOM].copy_from_slice(&header[..header_len]);
+            *long_start = start;
+        }
         &self.out[start..]
+    }
+
+    /// The finished body in the long-copy form, when this writer writes it.
+    pub fn long_form(&self) -> Option<&[u8]> {
+        self.long.as_ref().map(|(long, start)| &long[*start..])
     }
 
     // The flushes are called around every element and mostly find nothing to write: the
@@ -197,6 +201,9 @@ impl SnappyBody {
             .expect("scratch sized by max_compress_len of a block");
         let header_len = prost::encoding::encoded_len_varint(block.len() as u64);
         self.out.extend_from_slice(&self.scratch[header_len..n]);
+        if let Some((long, _)) = &mut self.long {
+            long.extend_from_slice(&self.scratch[header_len..n]);
+        }
         self.written += block.len();
     }
 
@@ -210,6 +217,10 @@ impl SnappyBody {
     fn write_literal(&mut self) {
         put_literal_header(&mut self.out, self.literal.len());
         self.out.extend_from_slice(&self.literal);
+        if let Some((long, _)) = &mut self.long {
+            put_literal_header(long, self.literal.len());
+            long.extend_from_slice(&self.literal);
+        }
         self.written += self.literal.len();
         self.literal.clear();
     }
@@ -223,9 +234,11 @@ impl SnappyBody {
 
     fn write_copy(&mut self, PendingCopy { distance, len }: PendingCopy) {
         self.written += len;
-        match self.form {
-            CopyForm::Long if len > MAX_COPY_LEN => put_long_copy(&mut self.out, distance, len),
-            _ => put_copies(&mut self.out, distance, len),
+        put_copies(&mut self.out, distance, len);
+        match &mut self.long {
+            Some((long, _)) if len > MAX_COPY_LEN => put_long_copy(long, distance, len),
+            Some((long, _)) => put_copies(long, distance, len),
+            None => {}
         }
     }
 }

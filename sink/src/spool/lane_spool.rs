@@ -24,9 +24,29 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::lane_files::{ack_bytes, read_ack, segment_ids, segment_path, ACK_FILE};
-use super::record::{self, ReadOutcome, RecordMeta, HEADER_LEN};
+use super::record::{self, BodyForm, ReadOutcome, RecordMeta, HEADER_LEN};
 use super::sync::{SpoolSync, SyncRound};
 use super::{disk_io, SpoolError, SpooledBatch};
+
+/// A record to append: what its header says, its body as written, and the body as it is sent
+/// when that differs (a long-copy body's snappy form): kept in memory for the sender instead,
+/// so a record taken before it leaves memory needs no expansion.
+pub struct NewRecord {
+    pub meta: RecordMeta,
+    pub body: Vec<u8>,
+    pub as_sent: Option<Vec<u8>>,
+}
+
+impl NewRecord {
+    /// A record sent as it is written.
+    pub fn new(meta: RecordMeta, body: Vec<u8>) -> NewRecord {
+        NewRecord {
+            meta,
+            body,
+            as_sent: None,
+        }
+    }
+}
 
 /// Bytes of record bodies a lane keeps in memory after writing them, for the sender to take
 /// without reading them back: a few requests' worth. Records appended while the lane is
@@ -227,16 +247,13 @@ impl LaneSpool {
     /// Appends a record; returns the samples of unsent records evicted to stay within
     /// `max_bytes` (whole oldest segments, one entry each).
     pub fn append(&mut self, meta: RecordMeta, body: &[u8]) -> Result<Vec<u64>, SpoolError> {
-        self.append_all(vec![(meta, body.to_vec())])
+        self.append_all(vec![NewRecord::new(meta, body.to_vec())])
     }
 
     /// Appends records, in order, with one write: all of them or, when the write fails, none.
     /// Returns the samples of unsent records evicted to stay within `max_bytes` (whole oldest
     /// segments, one entry each).
-    pub fn append_all(
-        &mut self,
-        records: Vec<(RecordMeta, Vec<u8>)>,
-    ) -> Result<Vec<u64>, SpoolError> {
+    pub fn append_all(&mut self, records: Vec<NewRecord>) -> Result<Vec<u64>, SpoolError> {
         if records.is_empty() {
             return Ok(Vec::new());
         }
@@ -246,17 +263,31 @@ impl LaneSpool {
         }
         let headers: Vec<[u8; HEADER_LEN]> = records
             .iter()
-            .map(|(meta, body)| record::header(*meta, body))
+            .map(|r| record::header(r.meta, &r.body))
             .collect();
         let parts: Vec<&[u8]> = headers
             .iter()
             .zip(&records)
-            .flat_map(|(header, (_, body))| [&header[..], &body[..]])
+            .flat_map(|(header, r)| [&header[..], &r.body[..]])
             .collect();
         self.write_records(&parts)?;
-        for (meta, body) in records {
+        for NewRecord {
+            meta,
+            body,
+            as_sent,
+        } in records
+        {
             let place = self.record_written(meta, (HEADER_LEN + body.len()) as u64);
-            self.keep_fresh(place, meta, body);
+            match as_sent {
+                Some(sent) => {
+                    let meta = RecordMeta {
+                        form: BodyForm::AsSent,
+                        ..meta
+                    };
+                    self.keep_fresh(place, meta, sent);
+                }
+                None => self.keep_fresh(place, meta, body),
+            }
         }
         self.register_write();
         Ok(self.evict_past_max_bytes())

@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 pub use disk_io::disk_io;
-pub use lane_spool::{LaneSpool, Recovered, Skipped};
+pub use lane_spool::{LaneSpool, NewRecord, Recovered, Skipped};
 pub use record::{BodyForm, RecordMeta};
 pub use sync::{SpoolSync, SyncPolicy, SyncRound};
 

@@ -142,7 +142,7 @@ fn the_acknowledgement_is_written_by_the_next_sync_round() {
     let (spool, _) = open(&dir.0, 1 << 20, 1 << 16);
     let mut spool = spool.with_sync(sync.clone());
     spool
-        .append_all((0..4).map(|i| (meta(i), body(i))).collect())
+        .append_all((0..4).map(|i| NewRecord::new(meta(i), body(i))).collect())
         .unwrap();
     spool.take().unwrap().unwrap();
     spool.finish().unwrap();

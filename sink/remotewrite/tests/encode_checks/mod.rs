@@ -17,7 +17,6 @@ use meshtap_remotewrite::long_copies;
 use meshtap_remotewrite::proto::WriteRequest;
 use meshtap_remotewrite::sample::{ExportSample, ExportSeries};
 use meshtap_remotewrite::series::{SeriesId, SeriesLabels};
-use meshtap_remotewrite::snappy_body::CopyForm;
 use prost::Message;
 
 const NAMES: [&str; 6] = ["app", "cluster", "instance", "job", "pod", "zone"];
@@ -140,9 +139,10 @@ pub fn check_encoding(data: &[u8]) {
         "compressed body differs from the raw one"
     );
     // The spool's form expands to the same body.
-    let mut spool_encoder = RequestEncoder::with_copy_form(CopyForm::Long);
+    let mut spool_encoder = RequestEncoder::with_long_form();
+    assert_eq!(spool_encoder.encode(&samples, &external), compressed);
     let mut expanded = Vec::new();
-    long_copies::expand(spool_encoder.encode(&samples, &external), &mut expanded)
+    long_copies::expand(spool_encoder.long_form().unwrap(), &mut expanded)
         .expect("the spool's form expands");
     assert_eq!(expanded, compressed, "the spool's form expands to the body");
 

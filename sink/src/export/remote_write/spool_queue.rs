@@ -1,6 +1,7 @@
-//! The on-disk [`BatchQueue`] of a lane: each push is encoded into request bodies at once (in
-//! the long-copy form, `meshtap_remotewrite::long_copies`, expanded when taken to be sent) and
-//! appended to the lane's spool with one write (the lane writes every push through, so a report
+//! The on-disk [`BatchQueue`] of a lane: each push is encoded into request bodies at once
+//! (written in the long-copy form, `meshtap_remotewrite::long_copies`, and kept in memory as
+//! sent; a body read back from disk is expanded when taken) and appended to the lane's spool
+//! with one write (the lane writes every push through, so a report
 //! is answered only once its samples are in the spool); the sender reads records back in
 //! order, joining consecutive records into one request of at most `max_samples_per_send`.
 //! A push is cut into records at the boundaries of those requests (the first record fills the
@@ -21,10 +22,11 @@ use super::queue::{Batch, BatchQueue, Outgoing, Refusal};
 use crate::export::joined_body::join_records;
 use crate::export::receipt::Stored;
 use crate::ops::metrics::{DropReason, EndpointMetrics};
-use crate::spool::{disk_io, BodyForm, LaneSpool, RecordMeta, Skipped, SpoolError, SpooledBatch};
+use crate::spool::{
+    disk_io, BodyForm, LaneSpool, NewRecord, RecordMeta, Skipped, SpoolError, SpooledBatch,
+};
 use meshtap_remotewrite::encoder::RequestEncoder;
 use meshtap_remotewrite::long_copies;
-use meshtap_remotewrite::snappy_body::CopyForm;
 
 /// Where the batch handed out last came from.
 #[derive(Clone, Copy)]
@@ -67,7 +69,7 @@ impl SpoolQueue {
     ) -> SpoolQueue {
         let queue = SpoolQueue {
             spool,
-            encoder: RequestEncoder::with_copy_form(CopyForm::Long),
+            encoder: RequestEncoder::with_long_form(),
             external_labels,
             stalled: VecDeque::new(),
             stalled_samples: 0,
@@ -150,8 +152,8 @@ impl SpoolQueue {
     }
 
     /// The records of the oldest stalled batch, cut into `sizes`: each encoded into a request
-    /// body.
-    fn encode_records(&mut self, sizes: &[usize]) -> Vec<(RecordMeta, Vec<u8>)> {
+    /// body, written in the long-copy form and kept in memory as it is sent.
+    fn encode_records(&mut self, sizes: &[usize]) -> Vec<NewRecord> {
         let batch = self.stalled.front().expect("a stalled batch");
         let mut start = 0;
         sizes
@@ -169,8 +171,16 @@ impl SpoolQueue {
                     newest_ms,
                     form: BodyForm::LongCopies,
                 };
-                let body = self.encoder.encode(samples, &self.external_labels);
-                (meta, body.to_vec())
+                let as_sent = self.encoder.encode(samples, &self.external_labels).to_vec();
+                let long = self
+                    .encoder
+                    .long_form()
+                    .expect("the spool's encoder writes it");
+                NewRecord {
+                    meta,
+                    body: long.to_vec(),
+                    as_sent: Some(as_sent),
+                }
             })
             .collect()
     }
