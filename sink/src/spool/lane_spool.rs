@@ -24,29 +24,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::lane_files::{ack_bytes, read_ack, segment_ids, segment_path, ACK_FILE};
-use super::record::{self, BodyForm, ReadOutcome, RecordMeta, HEADER_LEN};
+use super::record::{self, BodyForm, NewRecord, ReadOutcome, RecordMeta, HEADER_LEN};
 use super::sync::{SpoolSync, SyncRound};
 use super::{disk_io, SpoolError, SpooledBatch};
-
-/// A record to append: what its header says, its body as written, and the body as it is sent
-/// when that differs (a long-copy body's snappy form): kept in memory for the sender instead,
-/// so a record taken before it leaves memory needs no expansion.
-pub struct NewRecord {
-    pub meta: RecordMeta,
-    pub body: Vec<u8>,
-    pub as_sent: Option<Vec<u8>>,
-}
-
-impl NewRecord {
-    /// A record sent as it is written.
-    pub fn new(meta: RecordMeta, body: Vec<u8>) -> NewRecord {
-        NewRecord {
-            meta,
-            body,
-            as_sent: None,
-        }
-    }
-}
 
 /// Bytes of record bodies a lane keeps in memory after writing them, for the sender to take
 /// without reading them back: a few requests' worth. Records appended while the lane is

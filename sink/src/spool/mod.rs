@@ -27,8 +27,8 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 pub use disk_io::disk_io;
-pub use lane_spool::{LaneSpool, NewRecord, Recovered, Skipped};
-pub use record::{BodyForm, RecordMeta};
+pub use lane_spool::{LaneSpool, Recovered, Skipped};
+pub use record::{BodyForm, NewRecord, RecordMeta};
 pub use sync::{SpoolSync, SyncPolicy, SyncRound};
 
 /// Which exporter an endpoint's spool belongs to (the first directory level).

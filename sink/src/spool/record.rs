@@ -62,6 +62,26 @@ pub struct RecordMeta {
     pub form: BodyForm,
 }
 
+/// A record to append: what its header says, its body as written, and the body as it is sent
+/// when that differs (a long-copy body's snappy form): kept in memory for the sender instead,
+/// so a record taken before it leaves memory needs no expansion.
+pub struct NewRecord {
+    pub meta: RecordMeta,
+    pub body: Vec<u8>,
+    pub as_sent: Option<Vec<u8>>,
+}
+
+impl NewRecord {
+    /// A record sent as it is written.
+    pub fn new(meta: RecordMeta, body: Vec<u8>) -> NewRecord {
+        NewRecord {
+            meta,
+            body,
+            as_sent: None,
+        }
+    }
+}
+
 /// The header of a record of `body`; the record is the header followed by the body.
 pub fn header(meta: RecordMeta, body: &[u8]) -> [u8; HEADER_LEN] {
     assert!(body.len() <= MAX_BODY_LEN, "spool record body too large");
