@@ -11,9 +11,14 @@
 //! (or a current-thread one, which cannot hand its tasks over) never runs one on its worker:
 //! the former always hands over, the latter runs the operation as it is.
 //!
-//! Owns that choice; it must not know what the operation does.
+//! The holder of a lane's lock may be the operation that stalled, so a task that finds such a
+//! lock taken waits for it off its worker too ([`lock_off_worker`]): a stalled disk holds the
+//! tasks that need its lane, not the workers they ran on.
+//!
+//! Owns those choices; it must not know what the operation does or what the lock guards.
 
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{LockResult, Mutex, MutexGuard, TryLockError};
 
 use tokio::runtime::{Handle, RuntimeFlavor};
 
@@ -47,6 +52,24 @@ pub fn disk_io<R>(io: impl FnOnce() -> R) -> R {
         return io();
     }
     tokio::task::block_in_place(io)
+}
+
+/// Locks `mutex` from async code: at once when it is free, otherwise waiting off the worker
+/// (its other tasks handed to the pool first), as its holder may be a stalled disk operation.
+pub fn lock_off_worker<T>(mutex: &Mutex<T>) -> LockResult<MutexGuard<'_, T>> {
+    match mutex.try_lock() {
+        Ok(guard) => Ok(guard),
+        Err(TryLockError::Poisoned(poisoned)) => Err(poisoned),
+        Err(TryLockError::WouldBlock) => {
+            let multi_thread = Handle::try_current()
+                .is_ok_and(|handle| handle.runtime_flavor() == RuntimeFlavor::MultiThread);
+            if multi_thread {
+                tokio::task::block_in_place(|| mutex.lock())
+            } else {
+                mutex.lock()
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -89,6 +112,41 @@ mod tests {
         for task in stalled {
             runtime.block_on(task).unwrap();
         }
+    }
+
+    /// A lock held by a stuck operation, wanted by two tasks on a two-worker runtime: the
+    /// runtime still runs a task, and both get the lock once it is free.
+    #[test]
+    fn tasks_waiting_for_a_stuck_lock_leave_the_runtime_running() {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let lock = std::sync::Arc::new(Mutex::new(0));
+        let held = lock.lock().unwrap();
+        let (waiting_tx, waiting) = mpsc::channel();
+        let waiters: Vec<_> = (0..2)
+            .map(|_| {
+                let (lock, waiting_tx) = (lock.clone(), waiting_tx.clone());
+                runtime.spawn(async move {
+                    waiting_tx.send(()).unwrap();
+                    *lock_off_worker(&lock).unwrap() += 1;
+                })
+            })
+            .collect();
+        for _ in 0..2 {
+            waiting.recv_timeout(Duration::from_secs(30)).unwrap();
+        }
+        let (ran_tx, ran) = mpsc::channel();
+        runtime.spawn(async move { ran_tx.send(()).unwrap() });
+        let outcome = ran.recv_timeout(Duration::from_secs(30));
+        drop(held);
+        assert!(outcome.is_ok(), "a task waited for a stuck lock");
+        for waiter in waiters {
+            runtime.block_on(waiter).unwrap();
+        }
+        assert_eq!(*lock.lock().unwrap(), 2);
     }
 
     #[test]

@@ -26,7 +26,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
-pub use disk_io::disk_io;
+pub use disk_io::{disk_io, lock_off_worker};
 pub use lane_spool::{LaneSpool, Recovered, Skipped};
 pub use record::{BodyForm, NewRecord, RecordMeta};
 pub use sync::{SpoolSync, SyncPolicy, SyncRound};

@@ -15,7 +15,9 @@ use tokio::sync::Notify;
 
 use crate::export::joined_body::join_records;
 use crate::export::receipt::Stored;
-use crate::spool::{disk_io, BodyForm, LaneSpool, RecordMeta, SpoolError, SpooledBatch};
+use crate::spool::{
+    disk_io, lock_off_worker, BodyForm, LaneSpool, RecordMeta, SpoolError, SpooledBatch,
+};
 
 pub struct PushSpool {
     spool: Mutex<LaneSpool>,
@@ -123,6 +125,6 @@ impl PushSpool {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, LaneSpool> {
-        self.spool.lock().expect("push spool lock")
+        lock_off_worker(&self.spool).expect("push spool lock")
     }
 }

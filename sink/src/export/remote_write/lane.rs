@@ -21,6 +21,7 @@ use tokio::sync::{watch, Notify};
 use super::queue::{Batch, BatchQueue, Outgoing, Refusal};
 use crate::export::receipt::Stored;
 use crate::ops::metrics::{DropReason, EndpointMetrics};
+use crate::spool::lock_off_worker;
 use meshtap_remotewrite::sample::ExportSample;
 
 struct LaneState {
@@ -83,7 +84,10 @@ impl Lane {
     /// Why this lane cannot keep a report's samples now (`block`: the endpoint's `when_full`
     /// is `block`).
     pub fn refusal(&self, block: bool) -> Option<Refusal> {
-        self.state.lock().expect("lane lock").queue.refusal(block)
+        lock_off_worker(&self.state)
+            .expect("lane lock")
+            .queue
+            .refusal(block)
     }
 
     /// Appends samples (in order), waiting, one batch at a time, while the lane's queue has no
@@ -104,7 +108,7 @@ impl Lane {
                 tokio::pin!(room);
                 room.as_mut().enable();
                 {
-                    let mut state = self.state.lock().expect("lane lock");
+                    let mut state = lock_off_worker(&self.state).expect("lane lock");
                     if state.queue.has_room(state.pending.len(), chunk) {
                         break;
                     }
@@ -125,7 +129,7 @@ impl Lane {
     pub fn push(&self, samples: impl IntoIterator<Item = ExportSample>) -> Stored {
         let mut wake = false;
         let stored = {
-            let mut state = self.state.lock().expect("lane lock");
+            let mut state = lock_off_worker(&self.state).expect("lane lock");
             for sample in samples {
                 if state.pending.is_empty() {
                     state.pending_since = Some(Instant::now());
@@ -196,7 +200,7 @@ impl Lane {
     pub async fn next_batch(&self, flush: &mut watch::Receiver<bool>) -> Option<Outgoing> {
         loop {
             let wait = {
-                let mut state = self.state.lock().expect("lane lock");
+                let mut state = lock_off_worker(&self.state).expect("lane lock");
                 let flushing = *flush.borrow();
                 let expired = |since: Option<Instant>| {
                     since.is_some_and(|s| s.elapsed() >= self.batch_send_deadline)
@@ -254,14 +258,14 @@ impl Lane {
     /// The batch handed out last is done with; `remaining` samples of it are still in flight
     /// (fewer after age-based drops).
     pub fn set_in_flight(&self, remaining: usize, oldest_ms: Option<i64>) {
-        let mut state = self.state.lock().expect("lane lock");
+        let mut state = lock_off_worker(&self.state).expect("lane lock");
         state.in_flight = Some((remaining, oldest_ms.unwrap_or(i64::MAX)));
         self.update_gauges(&state);
     }
 
     /// The batch handed out last is finished (delivered, refused or dropped).
     pub fn finish_batch(&self) {
-        let mut state = self.state.lock().expect("lane lock");
+        let mut state = lock_off_worker(&self.state).expect("lane lock");
         state.in_flight = None;
         state.queue.finish();
         self.update_gauges(&state);
@@ -270,7 +274,7 @@ impl Lane {
     /// At shutdown: keeps what the queue can keep for the next start and counts the rest as
     /// dropped; returns `(kept, dropped)` samples.
     pub fn drop_remaining(&self) -> (u64, u64) {
-        let mut state = self.state.lock().expect("lane lock");
+        let mut state = lock_off_worker(&self.state).expect("lane lock");
         self.seal(&mut state);
         let held = (state.queue.queued_samples() + state.in_flight.map_or(0, |(n, _)| n)) as u64;
         state.in_flight = None;
