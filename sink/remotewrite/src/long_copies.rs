@@ -78,10 +78,9 @@ impl Element {
         let truncated = LongCopiesError::Truncated(at);
         let tag = body[at];
         let byte = |i: usize| body.get(at + i).copied().ok_or(truncated.clone());
+        // The element's bytes were read through `byte`: they are in the body.
         let copy = |bytes: usize, len: u64, distance: u64| {
-            if at + bytes > body.len() {
-                Err(truncated.clone())
-            } else if distance == 0 {
+            if distance == 0 {
                 Err(LongCopiesError::BadDistance(at))
             } else {
                 Ok(Element {

@@ -13,7 +13,7 @@
 //! Owns the body's elements and length (the bytes of one element are
 //! [`crate::snappy_elements`]); it must not know what the bytes mean.
 
-use prost::encoding::encode_varint;
+use prost::encoding::{encode_varint, encoded_len_varint};
 
 use crate::snappy_elements::{put_copies, put_literal_header, put_long_copy, MAX_COPY_LEN};
 
@@ -46,8 +46,8 @@ pub struct SnappyBody {
     /// Uncompressed bytes the elements in `out` stand for.
     written: usize,
     /// The same body in the long-copy form, when asked for ([`SnappyBody::with_long_form`]):
-    /// `HEADER_ROOM` bytes, then its elements; and where it starts once finished.
-    long: Option<(Vec<u8>, usize)>,
+    /// `HEADER_ROOM` bytes, then its elements.
+    long: Option<Vec<u8>>,
 }
 
 impl Default for SnappyBody {
@@ -70,7 +70,7 @@ impl SnappyBody {
     /// for the spool: [`Self::long_form`] after [`Self::finish`].
     pub fn with_long_form() -> SnappyBody {
         SnappyBody {
-            long: Some((Vec::new(), 0)),
+            long: Some(Vec::new()),
             ..SnappyBody::default()
         }
     }
@@ -79,7 +79,7 @@ impl SnappyBody {
     pub fn start(&mut self) {
         self.out.clear();
         self.out.resize(HEADER_ROOM, 0);
-        if let Some((long, _)) = &mut self.long {
+        if let Some(long) = &mut self.long {
             long.clear();
             long.resize(HEADER_ROOM, 0);
         }
@@ -164,16 +164,16 @@ impl SnappyBody {
         let header_len = HEADER_ROOM - free.len();
         let start = HEADER_ROOM - header_len;
         self.out[start..HEADER_ROOM].copy_from_slice(&header[..header_len]);
-        if let Some((long, long_start)) = &mut self.long {
+        if let Some(long) = &mut self.long {
             long[start..HEADER_ROOM].copy_from_slice(&header[..header_len]);
-            *long_start = start;
         }
         &self.out[start..]
     }
 
     /// The finished body in the long-copy form, when this writer writes it.
     pub fn long_form(&self) -> Option<&[u8]> {
-        self.long.as_ref().map(|(long, start)| &long[*start..])
+        let start = HEADER_ROOM - encoded_len_varint(self.written as u64);
+        self.long.as_ref().map(|long| &long[start..])
     }
 
     // The flushes are called around every element and mostly find nothing to write: the
@@ -199,9 +199,9 @@ impl SnappyBody {
             .encoder
             .compress(block, &mut self.scratch)
             .expect("scratch sized by max_compress_len of a block");
-        let header_len = prost::encoding::encoded_len_varint(block.len() as u64);
+        let header_len = encoded_len_varint(block.len() as u64);
         self.out.extend_from_slice(&self.scratch[header_len..n]);
-        if let Some((long, _)) = &mut self.long {
+        if let Some(long) = &mut self.long {
             long.extend_from_slice(&self.scratch[header_len..n]);
         }
         self.written += block.len();
@@ -217,7 +217,7 @@ impl SnappyBody {
     fn write_literal(&mut self) {
         put_literal_header(&mut self.out, self.literal.len());
         self.out.extend_from_slice(&self.literal);
-        if let Some((long, _)) = &mut self.long {
+        if let Some(long) = &mut self.long {
             put_literal_header(long, self.literal.len());
             long.extend_from_slice(&self.literal);
         }
@@ -236,8 +236,8 @@ impl SnappyBody {
         self.written += len;
         put_copies(&mut self.out, distance, len);
         match &mut self.long {
-            Some((long, _)) if len > MAX_COPY_LEN => put_long_copy(long, distance, len),
-            Some((long, _)) => put_copies(long, distance, len),
+            Some(long) if len > MAX_COPY_LEN => put_long_copy(long, distance, len),
+            Some(long) => put_copies(long, distance, len),
             None => {}
         }
     }

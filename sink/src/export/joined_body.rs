@@ -29,7 +29,8 @@ fn preamble(body: &[u8]) -> Option<(u64, usize)> {
 }
 
 /// Joins records (in order) into one body; returns it with the samples of records whose body
-/// has no snappy preamble (left out).
+/// has no snappy preamble (left out). Records come as they are sent (a long-copy body is
+/// expanded before it is joined).
 pub fn join_records(mut records: Vec<SpooledBatch>) -> (SpooledBatch, u64) {
     if records.len() == 1 {
         return (records.pop().expect("one record"), 0);
@@ -53,10 +54,11 @@ pub fn join_records(mut records: Vec<SpooledBatch>) -> (SpooledBatch, u64) {
         meta.samples += record.meta.samples;
         meta.oldest_ms = meta.oldest_ms.min(record.meta.oldest_ms);
         meta.newest_ms = meta.newest_ms.max(record.meta.newest_ms);
-        // A body as sent is a long-copy body without long copies: the join takes the wider form.
-        if record.meta.form == BodyForm::LongCopies {
-            meta.form = BodyForm::LongCopies;
-        }
+        debug_assert_eq!(
+            record.meta.form,
+            BodyForm::AsSent,
+            "records are joined as sent"
+        );
     }
     let mut body = Vec::with_capacity(10 + elements.iter().map(|e| e.len()).sum::<usize>());
     encode_varint(raw_len, &mut body);

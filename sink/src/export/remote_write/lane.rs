@@ -13,7 +13,7 @@
 //! timestamp order because a series always maps to the same lane.
 
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{watch, Notify};
@@ -81,13 +81,22 @@ impl Lane {
         }
     }
 
+    /// The lane's state, locked. A spooled lane's lock is held across its disk writes, so
+    /// there a taken lock is waited for off the worker (see `crate::spool::lock_off_worker`);
+    /// a memory lane's holder never waits on anything.
+    fn state(&self) -> MutexGuard<'_, LaneState> {
+        let locked = if self.write_through {
+            lock_off_worker(&self.state)
+        } else {
+            self.state.lock()
+        };
+        locked.expect("lane lock")
+    }
+
     /// Why this lane cannot keep a report's samples now (`block`: the endpoint's `when_full`
     /// is `block`).
     pub fn refusal(&self, block: bool) -> Option<Refusal> {
-        lock_off_worker(&self.state)
-            .expect("lane lock")
-            .queue
-            .refusal(block)
+        self.state().queue.refusal(block)
     }
 
     /// Appends samples (in order), waiting, one batch at a time, while the lane's queue has no
@@ -108,7 +117,7 @@ impl Lane {
                 tokio::pin!(room);
                 room.as_mut().enable();
                 {
-                    let mut state = lock_off_worker(&self.state).expect("lane lock");
+                    let mut state = self.state();
                     if state.queue.has_room(state.pending.len(), chunk) {
                         break;
                     }
@@ -129,7 +138,7 @@ impl Lane {
     pub fn push(&self, samples: impl IntoIterator<Item = ExportSample>) -> Stored {
         let mut wake = false;
         let stored = {
-            let mut state = lock_off_worker(&self.state).expect("lane lock");
+            let mut state = self.state();
             for sample in samples {
                 if state.pending.is_empty() {
                     state.pending_since = Some(Instant::now());
@@ -200,7 +209,7 @@ impl Lane {
     pub async fn next_batch(&self, flush: &mut watch::Receiver<bool>) -> Option<Outgoing> {
         loop {
             let wait = {
-                let mut state = lock_off_worker(&self.state).expect("lane lock");
+                let mut state = self.state();
                 let flushing = *flush.borrow();
                 let expired = |since: Option<Instant>| {
                     since.is_some_and(|s| s.elapsed() >= self.batch_send_deadline)
@@ -258,14 +267,14 @@ impl Lane {
     /// The batch handed out last is done with; `remaining` samples of it are still in flight
     /// (fewer after age-based drops).
     pub fn set_in_flight(&self, remaining: usize, oldest_ms: Option<i64>) {
-        let mut state = lock_off_worker(&self.state).expect("lane lock");
+        let mut state = self.state();
         state.in_flight = Some((remaining, oldest_ms.unwrap_or(i64::MAX)));
         self.update_gauges(&state);
     }
 
     /// The batch handed out last is finished (delivered, refused or dropped).
     pub fn finish_batch(&self) {
-        let mut state = lock_off_worker(&self.state).expect("lane lock");
+        let mut state = self.state();
         state.in_flight = None;
         state.queue.finish();
         self.update_gauges(&state);
@@ -274,7 +283,7 @@ impl Lane {
     /// At shutdown: keeps what the queue can keep for the next start and counts the rest as
     /// dropped; returns `(kept, dropped)` samples.
     pub fn drop_remaining(&self) -> (u64, u64) {
-        let mut state = lock_off_worker(&self.state).expect("lane lock");
+        let mut state = self.state();
         self.seal(&mut state);
         let held = (state.queue.queued_samples() + state.in_flight.map_or(0, |(n, _)| n)) as u64;
         state.in_flight = None;
