@@ -3,23 +3,29 @@
 //! and the sink with its disk spool, on the same loopback targets (15020-shaped bodies with
 //! Istio's label sets), at the same interval and with the same external label, remote-writing to
 //! one counting receiver. The contenders run one after another (each alone on the machine but
-//! for the targets and the receiver), at each number of targets of the scale curve. Per
+//! for the targets and the receiver), at each number of targets of the scale curve; contenders
+//! joined by `+` run at the same time instead (each on targets and a receiver of its own), so
+//! that a comparison of two lean processes is not drowned by the machine's drift between
+//! runs: `sink+sink-spool` measures the spool's cost as a ratio within each round. Per
 //! contender: CPU seconds (utime + stime from `/proc/<pid>/stat`) over the measured window, peak
 //! RSS (`VmHWM`), samples delivered, scrapes served, CPU-µs per sample, bytes of RSS per active
 //! series, compressed remote-write bytes per sample; then one table of the ratios to the sink.
 //!
 //! Settings (environment): `MESHTAP_SINK_BIN` (required, the release `meshtap-sink`),
-//! `MESHTAP_SINK_BIN_BEFORE` (an earlier build, measured as `sink-before` before the others),
+//! `MESHTAP_SINK_BIN_BEFORE` (an earlier build, measured as `sink-before` and
+//! `sink-spool-before` before the others),
 //! `BENCH_TARGETS` (`200`; a comma list is a scale curve, e.g. `50,200,500`), `BENCH_SERIES`
 //! (2000 per target), `BENCH_INTERVAL_SECONDS` (5), `BENCH_SECONDS` (60, after a warm-up of two
-//! intervals and two rounds of samples delivered), `BENCH_CONTENDERS` (a comma list of `sink-before`, `sink`, `sink-spool`, `agent`,
-//! `vmagent`, `vmagent-stream`, `transport`; default all, `sink-before` when its build is given).
+//! intervals and two rounds of samples delivered), `BENCH_CONTENDERS` (a comma list of `sink-before`, `sink-spool-before`, `sink`, `sink-spool`, `agent`,
+//! `vmagent`, `vmagent-stream`, `transport`; default all, the earlier build's when it is given;
+//! `a+b` runs a and b at the same time).
 //! `transport` (`scrape_peers/transport_only.rs`) is the bench binary itself, fetching
 //! the bodies and posting pre-encoded requests of the same samples, nothing else — the CPU per
 //! sample no scraper can go below here. `BENCH_ROUNDS` (1) runs the contenders that many times in
 //! turn at each number of targets and compares each contender's median round (by CPU per
 //! sample): on a shared machine the load drifts over minutes, and rounds in turn spread it
-//! over every contender instead of charging it to whichever ran at the wrong time. Figures are
+//! over every contender instead of charging it to whichever ran at the wrong time. Contenders
+//! that ran beside the sink also get the median of their per-round ratios to it. Figures are
 //! comparable within one run only.
 
 use std::path::PathBuf;
@@ -48,7 +54,8 @@ struct Settings {
     interval: u64,
     seconds: u64,
     rounds: usize,
-    contenders: Vec<Contender>,
+    /// Groups of contenders, each group measured at the same time.
+    groups: Vec<Vec<Contender>>,
     sink_bin: PathBuf,
     sink_bin_before: Option<PathBuf>,
 }
@@ -78,16 +85,28 @@ fn settings() -> Settings {
     let all: Vec<&str> = contenders::ALL.iter().map(|c| c.key()).collect();
     let default: Vec<&str> = contenders::ALL
         .iter()
-        .filter(|c| sink_bin_before.is_some() || **c != Contender::SinkBefore)
+        .filter(|c| sink_bin_before.is_some() || !c.is_before())
         .map(|c| c.key())
         .collect();
-    let contenders = env_list("BENCH_CONTENDERS", &default.join(","))
+    let find = |key: &str| {
+        *contenders::ALL
+            .iter()
+            .find(|c| c.key() == key)
+            .unwrap_or_else(|| panic!("unknown contender {key:?} (known: {all:?})"))
+    };
+    let groups = env_list("BENCH_CONTENDERS", &default.join(","))
         .iter()
-        .map(|key| {
-            *contenders::ALL
-                .iter()
-                .find(|c| c.key() == key)
-                .unwrap_or_else(|| panic!("unknown contender {key:?} (known: {all:?})"))
+        .map(|group| {
+            let members: Vec<Contender> = group.split('+').map(|k| find(k.trim())).collect();
+            let mut keys: Vec<&str> = members.iter().map(|c| c.key()).collect();
+            keys.sort_unstable();
+            keys.dedup();
+            assert_eq!(
+                keys.len(),
+                members.len(),
+                "{group:?} names a contender twice"
+            );
+            members
         })
         .collect();
     Settings {
@@ -96,16 +115,20 @@ fn settings() -> Settings {
         interval: one("BENCH_INTERVAL_SECONDS", "5"),
         seconds: one("BENCH_SECONDS", "60"),
         rounds: one("BENCH_ROUNDS", "1").max(1) as usize,
-        contenders,
+        groups,
         sink_bin,
         sink_bin_before,
     }
 }
 
 /// One contender's run at one number of targets.
+#[derive(Clone)]
 struct Row {
     targets: usize,
     contender: Contender,
+    round: usize,
+    /// The contenders that ran at the same time (itself included).
+    group: Vec<Contender>,
     cpu_seconds: f64,
     samples: u64,
     scrapes: u64,
@@ -157,7 +180,7 @@ fn main() {
         .build()
         .unwrap();
     let rows = runtime.block_on(run(&s));
-    let medians = median_rounds(rows);
+    let medians = median_rounds(rows.clone());
     if s.rounds > 1 {
         println!(
             "\nmedian round of {} (by CPU per sample) of each contender",
@@ -168,7 +191,7 @@ fn main() {
             row.print();
         }
     }
-    print_ratios(&medians);
+    print_ratios(&medians, &rows);
 }
 
 /// Each contender's median round by CPU per sample (the lower middle one of an even number),
@@ -193,16 +216,32 @@ fn median_rounds(rows: Vec<Row>) -> Vec<Row> {
         .collect()
 }
 
+/// Loopback targets and a receiver of their own, for one contender of a group.
+struct Slot {
+    counters: Arc<Counters>,
+    targets: Vec<std::net::SocketAddr>,
+    write: std::net::SocketAddr,
+}
+
 async fn run(s: &Settings) -> Vec<Row> {
-    let counters = Arc::new(Counters::default());
     let most = *s.targets.last().expect("at least one number of targets");
-    let bodies = (0..most)
+    let bodies: Vec<Bytes> = (0..most)
         .map(|t| Bytes::from(sidecar_body(t, s.series)))
         .collect();
-    let targets = measure::serve_targets(bodies, &counters).await;
-    let write = measure::serve_receiver(&counters).await;
+    let widest = s.groups.iter().map(Vec::len).max().unwrap_or(1);
+    let mut slots = Vec::new();
+    for _ in 0..widest {
+        let counters = Arc::new(Counters::default());
+        let targets = measure::serve_targets(bodies.clone(), &counters).await;
+        let write = measure::serve_receiver(&counters).await;
+        slots.push(Slot {
+            counters,
+            targets,
+            write,
+        });
+    }
     println!(
-        "scrape bench: {:?} targets x {} series, {} s interval, {} s measured after a warm-up of at least {} s and two rounds of samples, contenders one at a time, {} round(s) in turn",
+        "scrape bench: {:?} targets x {} series, {} s interval, {} s measured after a warm-up of at least {} s and two rounds of samples, contenders one at a time (those joined by + together), {} round(s) in turn",
         s.targets,
         s.series,
         s.interval,
@@ -213,43 +252,51 @@ async fn run(s: &Settings) -> Vec<Row> {
     println!("{HEADER}");
     let mut rows = Vec::new();
     for &n in &s.targets {
-        for _ in 0..s.rounds {
-            for &contender in &s.contenders {
-                let row = measure_one(s, contender, &targets[..n], write, &counters).await;
-                row.print();
-                rows.push(row);
+        for round in 0..s.rounds {
+            for group in &s.groups {
+                for row in measure_group(s, group, &slots, n, round).await {
+                    row.print();
+                    rows.push(row);
+                }
             }
         }
     }
     rows
 }
 
-async fn measure_one(
+/// Runs `group`'s contenders at the same time, each on a slot of its own, and measures them
+/// over the same window.
+async fn measure_group(
     s: &Settings,
-    contender: Contender,
-    targets: &[std::net::SocketAddr],
-    write: std::net::SocketAddr,
-    counters: &Counters,
-) -> Row {
-    let dir = std::env::temp_dir().join(format!(
-        "meshtap-bench-scrape-{}-{}",
-        std::process::id(),
-        contender.key()
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    let mut child = contender.start(&Launch {
-        dir: &dir,
-        targets,
-        write,
-        interval: s.interval,
-        series: s.series,
-        sink_bin: &s.sink_bin,
-        sink_bin_before: s.sink_bin_before.as_ref(),
-    });
-    let pid = child.id();
+    group: &[Contender],
+    slots: &[Slot],
+    n: usize,
+    round: usize,
+) -> Vec<Row> {
     let ticks = measure::clock_ticks();
-    warm_up(s, targets.len(), counters).await;
-    let snapshot = || {
+    let mut running = Vec::new();
+    for (&contender, slot) in group.iter().zip(slots) {
+        let dir = std::env::temp_dir().join(format!(
+            "meshtap-bench-scrape-{}-{}",
+            std::process::id(),
+            contender.key()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let child = contender.start(&Launch {
+            dir: &dir,
+            targets: &slot.targets[..n],
+            write: slot.write,
+            interval: s.interval,
+            series: s.series,
+            sink_bin: &s.sink_bin,
+            sink_bin_before: s.sink_bin_before.as_ref(),
+        });
+        running.push((contender, slot, child, dir));
+    }
+    for (_, slot, _, _) in &running {
+        warm_up(s, n, &slot.counters).await;
+    }
+    let snapshot = |pid: u32, counters: &Counters| {
         (
             measure::cpu_seconds(pid, ticks),
             counters.samples.load(Ordering::Relaxed),
@@ -257,25 +304,39 @@ async fn measure_one(
             counters.bytes.load(Ordering::Relaxed),
         )
     };
-    let (cpu_0, samples_0, scrapes_0, bytes_0) = snapshot();
+    let before: Vec<_> = running
+        .iter()
+        .map(|(_, slot, child, _)| snapshot(child.id(), &slot.counters))
+        .collect();
     tokio::time::sleep(Duration::from_secs(s.seconds)).await;
-    let (cpu_1, samples_1, scrapes_1, bytes_1) = snapshot();
-    let peak_rss = measure::peak_rss_bytes(pid);
-    let _ = child.kill();
-    let _ = child.wait();
-    let _ = std::fs::remove_dir_all(&dir);
-    // Let the last scrapes and writes of this contender end before the next one starts.
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    Row {
-        targets: targets.len(),
-        contender,
-        cpu_seconds: cpu_1 - cpu_0,
-        samples: samples_1 - samples_0,
-        scrapes: scrapes_1 - scrapes_0,
-        bytes: bytes_1 - bytes_0,
-        peak_rss,
-        active_series: (targets.len() * s.series) as f64,
+    let after: Vec<_> = running
+        .iter()
+        .map(|(_, slot, child, _)| snapshot(child.id(), &slot.counters))
+        .collect();
+    let mut rows = Vec::new();
+    for ((contender, _, mut child, dir), (b, a)) in
+        running.into_iter().zip(before.iter().zip(&after))
+    {
+        let peak_rss = measure::peak_rss_bytes(child.id());
+        let _ = child.kill();
+        let _ = child.wait();
+        let _ = std::fs::remove_dir_all(&dir);
+        rows.push(Row {
+            targets: n,
+            contender,
+            round,
+            group: group.to_vec(),
+            cpu_seconds: a.0 - b.0,
+            samples: a.1 - b.1,
+            scrapes: a.2 - b.2,
+            bytes: a.3 - b.3,
+            peak_rss,
+            active_series: (n * s.series) as f64,
+        });
     }
+    // Let the last scrapes and writes of these contenders end before the next ones start.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    rows
 }
 
 /// Waits two intervals, and then until the contender has delivered two rounds of every
@@ -298,18 +359,20 @@ const WARM_UP_LIMIT: Duration = Duration::from_secs(120);
 
 /// Each contender's CPU per sample and RSS per series over the sink's at the same number of
 /// targets, and its CPU per sample over the Prometheus agent's (the yardstick) when the
-/// agent ran.
-fn print_ratios(rows: &[Row]) {
-    println!("\nratios at the same number of targets: CPU per sample and peak RSS over the sink's, CPU per sample over the agent's");
+/// agent ran; for a contender that ran beside the sink, also the median (and range) of its
+/// per-round CPU ratio to the sink of the same round.
+fn print_ratios(medians: &[Row], rows: &[Row]) {
+    println!("\nratios at the same number of targets: CPU per sample and peak RSS over the sink's (median rounds), CPU per sample over the agent's; beside the sink: per-round CPU ratio to it, median [range]");
     println!(
-        "{:>7} {:<26} {:>10} {:>10} {:>12}",
+        "{:>7} {:<26} {:>10} {:>10} {:>12}  CPU x sink beside it",
         "targets", "contender", "CPU x", "RSS x", "CPU x agent"
     );
     let find = |targets: usize, contender: Contender| {
-        rows.iter()
+        medians
+            .iter()
             .find(|r| r.targets == targets && r.contender == contender)
     };
-    for row in rows {
+    for row in medians {
         let Some(sink) = find(row.targets, Contender::Sink) else {
             continue;
         };
@@ -317,12 +380,40 @@ fn print_ratios(rows: &[Row]) {
             format!("{:.3}", row.cpu_us_per_sample() / agent.cpu_us_per_sample())
         });
         println!(
-            "{:>7} {:<26} {:>10.2} {:>10.2} {:>12}",
+            "{:>7} {:<26} {:>10.2} {:>10.2} {:>12}  {}",
             row.targets,
             row.contender.title(),
             row.cpu_us_per_sample() / sink.cpu_us_per_sample(),
             row.peak_rss as f64 / sink.peak_rss as f64,
-            over_agent
+            over_agent,
+            paired_ratio(rows, row)
         );
     }
+}
+
+/// The median and range of `of`'s per-round CPU ratio to the sink that ran at the same time,
+/// or `-` when they never ran together.
+fn paired_ratio(rows: &[Row], of: &Row) -> String {
+    let mut ratios: Vec<f64> = rows
+        .iter()
+        .filter(|r| r.targets == of.targets && r.contender == of.contender)
+        .filter(|r| r.contender != Contender::Sink && r.group.contains(&Contender::Sink))
+        .filter_map(|r| {
+            let sink = rows.iter().find(|s| {
+                s.contender == Contender::Sink && s.round == r.round && s.group == r.group
+            })?;
+            Some(r.cpu_us_per_sample() / sink.cpu_us_per_sample())
+        })
+        .collect();
+    if ratios.is_empty() {
+        return String::from("-");
+    }
+    ratios.sort_by(f64::total_cmp);
+    format!(
+        "{:.3} [{:.3}-{:.3}] of {}",
+        ratios[(ratios.len() - 1) / 2],
+        ratios[0],
+        ratios[ratios.len() - 1],
+        ratios.len()
+    )
 }

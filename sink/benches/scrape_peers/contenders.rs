@@ -1,5 +1,5 @@
 //! The scrapers the scrape bench compares: the sink (in memory and with its disk spool; and an
-//! earlier build of it, `MESHTAP_SINK_BIN_BEFORE`, for a before/after pair in one run),
+//! earlier build of it, `MESHTAP_SINK_BIN_BEFORE`, both ways, for before/after pairs in one run),
 //! Prometheus 2.42 in agent mode, and vmagent (Debian's `victoria-metrics`, 1.79) in its default
 //! and `-promscrape.streamParse=true` modes. Each is started on the same targets, at the same
 //! interval, with the same external label (`cluster`), remote-writing to the bench's counting
@@ -23,6 +23,8 @@ pub enum Contender {
     SinkSpool,
     /// The earlier build, in memory.
     SinkBefore,
+    /// The earlier build, with its spool.
+    SinkSpoolBefore,
     Agent,
     Vmagent,
     VmagentStream,
@@ -31,8 +33,9 @@ pub enum Contender {
 }
 
 /// Every contender, in the order they run and are printed (`sink-before` only when asked for).
-pub const ALL: [Contender; 7] = [
+pub const ALL: [Contender; 8] = [
     Contender::SinkBefore,
+    Contender::SinkSpoolBefore,
     Contender::Sink,
     Contender::SinkSpool,
     Contender::Agent,
@@ -52,6 +55,13 @@ pub struct Launch<'a> {
     pub sink_bin_before: Option<&'a PathBuf>,
 }
 
+impl Launch<'_> {
+    fn before(&self) -> &PathBuf {
+        self.sink_bin_before
+            .expect("the earlier build's contenders need MESHTAP_SINK_BIN_BEFORE")
+    }
+}
+
 impl Contender {
     /// The name given on the command line (`BENCH_CONTENDERS`).
     pub fn key(self) -> &'static str {
@@ -59,6 +69,7 @@ impl Contender {
             Contender::Sink => "sink",
             Contender::SinkSpool => "sink-spool",
             Contender::SinkBefore => "sink-before",
+            Contender::SinkSpoolBefore => "sink-spool-before",
             Contender::Agent => "agent",
             Contender::Vmagent => "vmagent",
             Contender::VmagentStream => "vmagent-stream",
@@ -72,6 +83,7 @@ impl Contender {
             Contender::Sink => "meshtap-sink",
             Contender::SinkSpool => "meshtap-sink + spool",
             Contender::SinkBefore => "meshtap-sink (before)",
+            Contender::SinkSpoolBefore => "meshtap-sink + spool (before)",
             Contender::Agent => "prometheus 2.42 agent",
             Contender::Vmagent => "vmagent 1.79",
             Contender::VmagentStream => "vmagent 1.79 streamParse",
@@ -79,16 +91,17 @@ impl Contender {
         }
     }
 
+    /// Whether this is the earlier build's.
+    pub fn is_before(self) -> bool {
+        matches!(self, Contender::SinkBefore | Contender::SinkSpoolBefore)
+    }
+
     pub fn start(self, at: &Launch<'_>) -> Child {
         let mut command = match self {
             Contender::Sink => sink(at, at.sink_bin, false),
             Contender::SinkSpool => sink(at, at.sink_bin, true),
-            Contender::SinkBefore => sink(
-                at,
-                at.sink_bin_before
-                    .expect("sink-before needs MESHTAP_SINK_BIN_BEFORE"),
-                false,
-            ),
+            Contender::SinkBefore => sink(at, at.before(), false),
+            Contender::SinkSpoolBefore => sink(at, at.before(), true),
             Contender::Agent => agent(at),
             Contender::Vmagent => vmagent(at, false),
             Contender::VmagentStream => vmagent(at, true),

@@ -23,7 +23,7 @@ use crate::request_body::{CompressedBody, RepeatIndex, RequestBody};
 use crate::sample::{ExportSample, ExportSeries};
 use crate::scraped_record::{prefetch_ahead, put_encoded_time_series, SampleFieldPieces};
 use crate::series::{SeriesId, SeriesLabels};
-use crate::snappy_body::SnappyBody;
+use crate::snappy_body::{OwnedBody, SnappyBody};
 
 /// Reusable buffers for encoding and compressing requests.
 #[derive(Default)]
@@ -161,18 +161,12 @@ impl RequestEncoder {
     }
 
     /// An encoder that also writes each body in the long-copy form, for the spool
-    /// ([`Self::long_form`]; [`crate::long_copies::expand`] makes it the body again).
+    /// ([`Self::encode_owned`]; [`crate::long_copies::expand`] makes it the body again).
     pub fn with_long_form() -> RequestEncoder {
         RequestEncoder {
             snappy: SnappyBody::with_long_form(),
             ..RequestEncoder::default()
         }
-    }
-
-    /// The last body [`Self::encode`] wrote, in the long-copy form (with
-    /// [`Self::with_long_form`]).
-    pub fn long_form(&self) -> Option<&[u8]> {
-        self.snappy.long_form()
     }
 
     /// The uncompressed protobuf of `samples`; `external` labels must be sorted by name and
@@ -195,6 +189,23 @@ impl RequestEncoder {
     /// so the uncompressed request never sits in memory as a whole; scraped series' labels
     /// become copies of their last occurrence in the body.
     pub fn encode(&mut self, samples: &[ExportSample], external: &[(String, String)]) -> &[u8] {
+        self.write_body(samples, external);
+        self.snappy.finish()
+    }
+
+    /// [`Self::encode`], with the body (and its long-copy form, with [`Self::with_long_form`])
+    /// moved out instead of lent: for a body that is queued or written, not copied.
+    pub fn encode_owned(
+        &mut self,
+        samples: &[ExportSample],
+        external: &[(String, String)],
+    ) -> OwnedBody {
+        self.write_body(samples, external);
+        self.snappy.finish_owned()
+    }
+
+    /// Writes the request's elements; the caller finishes the body.
+    fn write_body(&mut self, samples: &[ExportSample], external: &[(String, String)]) {
         let RequestEncoder {
             snappy,
             index,
@@ -207,7 +218,6 @@ impl RequestEncoder {
         external_fields.load(external, put_label_field);
         let mut body = CompressedBody { snappy, index };
         put_samples(&mut body, base, external_fields, samples, external);
-        self.snappy.finish()
     }
 }
 

@@ -13,6 +13,7 @@
 //! Owns the body's elements and length (the bytes of one element are
 //! [`crate::snappy_elements`]); it must not know what the bytes mean.
 
+use bytes::Bytes;
 use prost::encoding::{encode_varint, encoded_len_varint};
 
 use crate::snappy_elements::{put_copies, put_literal_header, put_long_copy, MAX_COPY_LEN};
@@ -29,6 +30,14 @@ const HEADER_ROOM: usize = 5;
 struct PendingCopy {
     distance: usize,
     len: usize,
+}
+
+/// A finished body moved out of its writer ([`SnappyBody::finish_owned`]).
+pub struct OwnedBody {
+    /// The body in snappy's block format.
+    pub snappy: Bytes,
+    /// The same body in the long-copy form, when the writer writes it.
+    pub long_form: Option<Bytes>,
 }
 
 /// Reusable compressor state and output buffer.
@@ -162,7 +171,7 @@ impl SnappyBody {
         let mut free = &mut header[..];
         encode_varint(self.written as u64, &mut free);
         let header_len = HEADER_ROOM - free.len();
-        let start = HEADER_ROOM - header_len;
+        let start = self.body_start();
         self.out[start..HEADER_ROOM].copy_from_slice(&header[..header_len]);
         if let Some(long) = &mut self.long {
             long[start..HEADER_ROOM].copy_from_slice(&header[..header_len]);
@@ -172,8 +181,29 @@ impl SnappyBody {
 
     /// The finished body in the long-copy form, when this writer writes it.
     pub fn long_form(&self) -> Option<&[u8]> {
-        let start = HEADER_ROOM - encoded_len_varint(self.written as u64);
+        let start = self.body_start();
         self.long.as_ref().map(|long| &long[start..])
+    }
+
+    /// Ends the body and moves it (and its long form) out instead of lending it: a body that
+    /// is queued or written goes without a copy. The writer starts its next body in buffers
+    /// of the same capacity, so a steady stream of bodies never regrows them.
+    pub fn finish_owned(&mut self) -> OwnedBody {
+        self.finish();
+        let start = self.body_start();
+        let take = |buf: &mut Vec<u8>| {
+            let body = std::mem::replace(buf, Vec::with_capacity(buf.capacity()));
+            Bytes::from(body).slice(start..)
+        };
+        OwnedBody {
+            snappy: take(&mut self.out),
+            long_form: self.long.as_mut().map(take),
+        }
+    }
+
+    /// Where a finished body starts in the buffers: after the room its length varint left.
+    fn body_start(&self) -> usize {
+        HEADER_ROOM - encoded_len_varint(self.written as u64)
     }
 
     // The flushes are called around every element and mostly find nothing to write: the

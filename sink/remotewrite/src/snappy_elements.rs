@@ -47,14 +47,20 @@ pub fn put_copies(out: &mut Vec<u8>, distance: usize, mut len: usize) {
 /// A copy of `len` bytes from `distance` back as one element: [`LONG_COPY_TAG`], then the
 /// distance and the length as varints.
 pub fn put_long_copy(out: &mut Vec<u8>, distance: usize, len: usize) {
-    // Tag and two varints of at most 10 bytes each, gathered and appended at once (one long
-    // copy per repeated stretch of a scraped record: this is on the spool's hot path).
-    let mut element = [0u8; 2 + 2 * 10];
+    // One long copy per repeated stretch of a scraped record: on the spool's hot path.
+    // The whole buffer is appended (a copy of constant size, done in place) and the unused
+    // tail cut off again: cheaper than a call to copy a slice of varying length.
+    let mut element = [0u8; LONG_COPY_MAX];
     element[..2].copy_from_slice(&LONG_COPY_TAG);
     let mut end = put_varint(&mut element, 2, distance as u64);
     end = put_varint(&mut element, end, len as u64);
-    out.extend_from_slice(&element[..end]);
+    let keep = out.len() + end;
+    out.extend_from_slice(&element);
+    out.truncate(keep);
 }
+
+/// The longest long copy: its tag and two varints of at most 10 bytes.
+const LONG_COPY_MAX: usize = 2 + 2 * 10;
 
 /// Writes `value` as a varint into `buf` at `at`; returns where it ends.
 fn put_varint(buf: &mut [u8], mut at: usize, mut value: u64) -> usize {
@@ -130,7 +136,17 @@ mod tests {
     /// The long copy's varints read back with prost's decoder at every width they can take.
     #[test]
     fn long_copy_varints_read_back() {
-        let values = [0, 1, 127, 128, 16_383, 16_384, 1 << 21, u32::MAX as usize, usize::MAX];
+        let values = [
+            0,
+            1,
+            127,
+            128,
+            16_383,
+            16_384,
+            1 << 21,
+            u32::MAX as usize,
+            usize::MAX,
+        ];
         for &distance in &values {
             for &len in &values {
                 let mut out = vec![7];

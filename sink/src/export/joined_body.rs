@@ -65,7 +65,13 @@ pub fn join_records(mut records: Vec<SpooledBatch>) -> (SpooledBatch, u64) {
     for part in elements {
         body.extend_from_slice(part);
     }
-    (SpooledBatch { meta, body }, unreadable)
+    (
+        SpooledBatch {
+            meta,
+            body: body.into(),
+        },
+        unreadable,
+    )
 }
 
 /// Remote-write bodies for the tests of spooled records.
@@ -108,7 +114,8 @@ pub(crate) mod test_bodies {
             },
             body: snap::raw::Encoder::new()
                 .compress_vec(&request.encode_to_vec())
-                .unwrap(),
+                .unwrap()
+                .into(),
         }
     }
 
@@ -142,7 +149,7 @@ mod tests {
                 newest_ms: 2,
                 form: BodyForm::AsSent,
             },
-            body: vec![0xff; 9],
+            body: vec![0xff; 9].into(),
         };
         let (joined, unreadable) = join_records(vec![first, broken, second]);
         assert_eq!(unreadable, 7);

@@ -16,6 +16,7 @@
 //! Appending and reading back run through [`disk_io`] at the caller; `finish` calls it itself,
 //! only when it deletes a segment (or writes the acknowledgement without a [`SpoolSync`]).
 
+use bytes::Bytes;
 use std::collections::VecDeque;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufReader, Seek, SeekFrom};
@@ -70,7 +71,7 @@ pub struct LaneSpool {
     unread: VecDeque<RecordPlace>,
     /// The bodies of the first `fresh.len()` records of `unread`, kept from `append` so the
     /// sender takes what was just written without reading it back (see [`FRESH_BYTES`]).
-    fresh: VecDeque<(RecordMeta, Vec<u8>)>,
+    fresh: VecDeque<(RecordMeta, Bytes)>,
     fresh_bytes: usize,
     taken: Option<RecordPlace>,
     writer: Option<(u64, File)>,
@@ -227,7 +228,7 @@ impl LaneSpool {
     /// Appends a record; returns the samples of unsent records evicted to stay within
     /// `max_bytes` (whole oldest segments, one entry each).
     pub fn append(&mut self, meta: RecordMeta, body: &[u8]) -> Result<Vec<u64>, SpoolError> {
-        self.append_all(vec![NewRecord::new(meta, body.to_vec())])
+        self.append_all(vec![NewRecord::new(meta, Bytes::copy_from_slice(body))])
     }
 
     /// Appends records, in order, with one write: all of them or, when the write fails, none.
@@ -370,7 +371,7 @@ impl LaneSpool {
 
     /// Keeps the body of the record just written at `place` in memory while every unread
     /// record before it is kept too and the bodies stay within [`FRESH_BYTES`].
-    fn keep_fresh(&mut self, place: RecordPlace, meta: RecordMeta, body: Vec<u8>) {
+    fn keep_fresh(&mut self, place: RecordPlace, meta: RecordMeta, body: Bytes) {
         let all_before_kept = self.fresh.len() + 1 == self.unread.len();
         if all_before_kept && self.fresh_bytes + body.len() <= FRESH_BYTES {
             debug_assert_eq!(self.unread.back().map(|r| r.offset), Some(place.offset));
@@ -480,6 +481,7 @@ impl LaneSpool {
             self.taken = Some(place);
             let why = match outcome {
                 Ok(ReadOutcome::Record { meta, body }) => {
+                    let body = body.into();
                     return Ok(Some(SpooledBatch { meta, body }));
                 }
                 Ok(damaged) => format!("{damaged:?}"),

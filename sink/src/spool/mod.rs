@@ -23,6 +23,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
@@ -309,7 +310,7 @@ fn adopt_orphan_lanes(endpoint_dir: &Path, lanes: usize) -> Result<(), SpoolErro
 #[derive(Debug)]
 pub struct SpooledBatch {
     pub meta: RecordMeta,
-    pub body: Vec<u8>,
+    pub body: Bytes,
 }
 
 /// A spool that cannot be used; the message names the file.

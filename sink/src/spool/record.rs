@@ -22,6 +22,8 @@
 use std::fs::File;
 use std::io::{self, Read, Write};
 
+use bytes::Bytes;
+
 const MAGIC_AS_SENT: [u8; 4] = *b"MTS1";
 const MAGIC_LONG_COPIES: [u8; 4] = *b"MTS2";
 pub const HEADER_LEN: usize = 32;
@@ -67,13 +69,13 @@ pub struct RecordMeta {
 /// so a record taken before it leaves memory needs no expansion.
 pub struct NewRecord {
     pub meta: RecordMeta,
-    pub body: Vec<u8>,
-    pub as_sent: Option<Vec<u8>>,
+    pub body: Bytes,
+    pub as_sent: Option<Bytes>,
 }
 
 impl NewRecord {
     /// A record sent as it is written.
-    pub fn new(meta: RecordMeta, body: Vec<u8>) -> NewRecord {
+    pub fn new(meta: RecordMeta, body: Bytes) -> NewRecord {
         NewRecord {
             meta,
             body,

@@ -45,7 +45,7 @@ fn open(dir: &Path, max: u64, segment: u64) -> (LaneSpool, Recovered) {
 fn drain(spool: &mut LaneSpool) -> Vec<Vec<u8>> {
     let mut out = Vec::new();
     while let Some(batch) = spool.take().unwrap() {
-        out.push(batch.body);
+        out.push(batch.body.to_vec());
         spool.finish().unwrap();
     }
     out
@@ -142,7 +142,11 @@ fn the_acknowledgement_is_written_by_the_next_sync_round() {
     let (spool, _) = open(&dir.0, 1 << 20, 1 << 16);
     let mut spool = spool.with_sync(sync.clone());
     spool
-        .append_all((0..4).map(|i| NewRecord::new(meta(i), body(i))).collect())
+        .append_all(
+            (0..4)
+                .map(|i| NewRecord::new(meta(i), body(i).into()))
+                .collect(),
+        )
         .unwrap();
     spool.take().unwrap().unwrap();
     spool.finish().unwrap();
@@ -243,14 +247,14 @@ fn past_max_bytes_the_oldest_segment_goes_and_its_unsent_samples_are_counted() {
     assert!(spool.bytes() <= 6 * record_len);
     assert!(!spool.has_room());
     let first = spool.take().unwrap().unwrap();
-    assert_eq!(first.body, [2u8; 100]);
+    assert_eq!(first.body[..], [2u8; 100]);
     // A segment whose record is in flight may go too; finishing it afterwards is fine.
     for i in 8..10 {
         evicted.extend(spool.append(meta(i), &[0; 100]).unwrap());
     }
     assert_eq!(evicted, [21, 13]);
     spool.finish().unwrap();
-    assert_eq!(spool.take().unwrap().unwrap().body, [4u8; 100]);
+    assert_eq!(spool.take().unwrap().unwrap().body[..], [4u8; 100]);
 }
 
 #[test]

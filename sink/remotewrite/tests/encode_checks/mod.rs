@@ -138,13 +138,23 @@ pub fn check_encoding(data: &[u8]) {
         decompressed, raw,
         "compressed body differs from the raw one"
     );
-    // The spool's form expands to the same body.
+    // Moved out, the body is the same, twice in a row (the second in the buffers left
+    // behind by the first); the spool's form expands to it.
     let mut spool_encoder = RequestEncoder::with_long_form();
-    assert_eq!(spool_encoder.encode(&samples, &external), compressed);
-    let mut expanded = Vec::new();
-    long_copies::expand(spool_encoder.long_form().unwrap(), &mut expanded)
-        .expect("the spool's form expands");
-    assert_eq!(expanded, compressed, "the spool's form expands to the body");
+    for _ in 0..2 {
+        let owned = spool_encoder.encode_owned(&samples, &external);
+        assert_eq!(owned.snappy, compressed, "the body moved out");
+        let mut expanded = Vec::new();
+        long_copies::expand(&owned.long_form.unwrap(), &mut expanded)
+            .expect("the spool's form expands");
+        assert_eq!(expanded, compressed, "the spool's form expands to the body");
+    }
+    let owned = encoder.encode_owned(&samples, &external);
+    assert_eq!(
+        owned.snappy, compressed,
+        "the body moved out of a plain encoder"
+    );
+    assert!(owned.long_form.is_none());
 
     let request = WriteRequest::decode(&raw[..]).expect("the request decodes");
     assert_eq!(request.timeseries.len(), batch.len());

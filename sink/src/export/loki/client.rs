@@ -3,6 +3,7 @@
 //!
 //! Owns one POST and what its answer means; it never sleeps or loops (see `super::sender`).
 
+use bytes::Bytes;
 use meshtap_logformat::loki::PUSH_CONTENT_TYPE;
 use reqwest::StatusCode;
 
@@ -31,7 +32,7 @@ impl LokiClient {
     /// Posts one snappy-compressed push body. 2xx: delivered; 429, 5xx and network errors:
     /// retry; any other answer (a 400 is Loki's partial success: the valid entries were kept):
     /// refused.
-    pub async fn post(&self, body: Vec<u8>) -> SendOutcome {
+    pub async fn post(&self, body: Bytes) -> SendOutcome {
         self.push
             .post(body, None, |status| {
                 status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS

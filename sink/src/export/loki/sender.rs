@@ -11,6 +11,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use meshtap_logformat::access::AccessLogEncoding;
 use meshtap_logformat::loki::{EncodedPush, LogEntry, PushBatch, StreamLabels};
 use tokio::sync::{mpsc, watch};
@@ -54,7 +55,8 @@ impl RetriedPush for LokiPush<'_> {
     }
 
     async fn send(&mut self, _attempt: u32) -> Option<SendOutcome> {
-        Some(self.endpoint.client.post(self.body.to_vec()).await)
+        let body = Bytes::copy_from_slice(self.body);
+        Some(self.endpoint.client.post(body).await)
     }
 
     fn count_retry(&mut self) {

@@ -60,10 +60,10 @@ impl RetriedPush for BatchPush<'_> {
             }
         }
         let body = match &self.batch {
-            Outgoing::Samples(batch) => sender
-                .encoder
-                .encode(&batch.samples, &sender.external_labels)
-                .to_vec(),
+            Outgoing::Samples(batch) => {
+                let body = (sender.encoder).encode_owned(&batch.samples, &sender.external_labels);
+                body.snappy
+            }
             Outgoing::Spooled(spooled) => spooled.body.clone(),
         };
         Some(sender.client.post(body, attempt).await)

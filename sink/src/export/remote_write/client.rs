@@ -3,6 +3,7 @@
 //!
 //! Owns one POST and what its answer means; it never sleeps or loops (see `super::batch_sender`).
 
+use bytes::Bytes;
 use reqwest::StatusCode;
 
 use super::config::RemoteWriteConfig;
@@ -38,7 +39,7 @@ impl RemoteWriteClient {
 
     /// Posts one compressed body; `attempt` > 0 adds `Retry-Attempt`. 5xx (but 529) and network
     /// errors are retried, 429 and 529 only with `retry_on_429`.
-    pub async fn post(&self, body: Vec<u8>, attempt: u32) -> SendOutcome {
+    pub async fn post(&self, body: Bytes, attempt: u32) -> SendOutcome {
         let retry_on_429 = self.retry_on_429;
         self.push
             .post(body, Some(attempt), move |status| {

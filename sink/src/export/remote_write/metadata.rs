@@ -76,7 +76,7 @@ pub async fn run(
             return;
         }
         for body in metadata_bodies(&registry) {
-            match client.post(body, 0).await {
+            match client.post(body.into(), 0).await {
                 SendOutcome::Delivered => {
                     metrics.metadata_sent.fetch_add(1, Ordering::Relaxed);
                 }

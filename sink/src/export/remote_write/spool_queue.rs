@@ -171,15 +171,11 @@ impl SpoolQueue {
                     newest_ms,
                     form: BodyForm::LongCopies,
                 };
-                let as_sent = self.encoder.encode(samples, &self.external_labels).to_vec();
-                let long = self
-                    .encoder
-                    .long_form()
-                    .expect("the spool's encoder writes it");
+                let body = self.encoder.encode_owned(samples, &self.external_labels);
                 NewRecord {
                     meta,
-                    body: long.to_vec(),
-                    as_sent: Some(as_sent),
+                    body: body.long_form.expect("the spool's encoder writes it"),
+                    as_sent: Some(body.snappy),
                 }
             })
             .collect()
@@ -259,7 +255,7 @@ impl SpoolQueue {
                     .add_dropped(DropReason::SpoolUnreadable, u64::from(record.meta.samples));
                 return None;
             }
-            record.body = body;
+            record.body = body.into();
             record.meta.form = BodyForm::AsSent;
         }
         Some(record)

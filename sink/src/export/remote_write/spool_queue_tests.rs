@@ -149,8 +149,8 @@ fn records_are_spooled_in_the_long_copy_form_and_sent_in_snappys_own() {
         panic!("a spooled batch");
     };
     assert_eq!(
-        (fresh.body, fresh.meta.form),
-        (sent_form.clone(), BodyForm::AsSent)
+        (&fresh.body[..], fresh.meta.form),
+        (&sent_form[..], BodyForm::AsSent)
     );
     drop(queue);
     let (spool, recovered) = LaneSpool::open(&dir, 1 << 20, 1 << 20).unwrap();

@@ -5,6 +5,7 @@
 //! plain prost messages of `meshtap_remotewrite::proto`. It must not be used for fresh batches (the
 //! encoder writes those).
 
+use bytes::Bytes;
 use prost::Message;
 
 use crate::spool::{RecordMeta, SpooledBatch};
@@ -27,7 +28,7 @@ pub fn drop_older_than(batch: &mut SpooledBatch, cutoff_ms: i64) -> Result<u64, 
         return Ok(0);
     }
     if meta.newest_ms < cutoff_ms {
-        batch.body.clear();
+        batch.body = Bytes::new();
         batch.meta.samples = 0;
         return Ok(u64::from(meta.samples));
     }
@@ -47,7 +48,9 @@ pub fn drop_older_than(batch: &mut SpooledBatch, cutoff_ms: i64) -> Result<u64, 
     request
         .timeseries
         .retain(|series| !series.samples.is_empty());
-    batch.body = snap::raw::Encoder::new().compress_vec(&request.encode_to_vec())?;
+    batch.body = snap::raw::Encoder::new()
+        .compress_vec(&request.encode_to_vec())?
+        .into();
     batch.meta = RecordMeta {
         samples: kept,
         oldest_ms: oldest,

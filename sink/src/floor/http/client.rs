@@ -10,6 +10,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use bytes::Bytes;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use reqwest::StatusCode;
 use serde::{Deserialize, Serialize};
@@ -190,7 +191,7 @@ impl PushClient {
     /// answer with [`send_classified`] and `retryable`.
     pub async fn post(
         &self,
-        body: Vec<u8>,
+        body: Bytes,
         attempt: Option<u32>,
         retryable: impl Fn(StatusCode) -> bool,
     ) -> SendOutcome {
