@@ -4,8 +4,8 @@
 //! time right after a report was answered; the sink started after the outage must deliver
 //! every sample that was answered 204 (counted at the recording receiver, which decodes bodies
 //! with its own messages; duplicates are reported). And a full spool of a `when_full: block`
-//! endpoint answers 503 instead of dropping what it holds, and `spool.sync: always` answers only
-//! after an fsync.
+//! endpoint answers 503 instead of dropping what it holds, `spool.sync: always` answers only
+//! after an fsync, and `spool.sync: interval` fsyncs only what waits for the endpoint.
 
 mod common;
 
@@ -244,4 +244,67 @@ async fn with_sync_always_a_report_is_answered_after_an_fsync_covering_it() {
         );
         sink.shutdown().await;
     }
+}
+
+/// Polls a self-metric until `check` holds, for at most 30 s; returns the last value.
+async fn metric_when(addr: std::net::SocketAddr, name: &str, check: impl Fn(f64) -> bool) -> f64 {
+    let start = std::time::Instant::now();
+    loop {
+        let value = self_metric(addr, name).await.unwrap_or(f64::NAN);
+        if check(value) || start.elapsed() > Duration::from_secs(30) {
+            return value;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// With `sync: interval`, what the endpoint takes at once is never fsynced (rounds leave the
+/// files, counted as skipped); once the endpoint refuses, the record left waiting is fsynced
+/// by a round within the interval.
+#[tokio::test]
+async fn with_sync_interval_only_records_left_waiting_are_fsynced() {
+    let dir = TestDir::new("sync-delivered");
+    let receiver = Receiver::start(vec![]).await;
+    // Rounds every 2 s, fsyncing what waited 2 s: far longer than a delivery over loopback.
+    let yaml = spooled_yaml(
+        &dir.0,
+        &receiver.url(),
+        "max_bytes: 64MiB, segment_bytes: 1MiB, sync: interval, sync_interval: 4s",
+        1,
+    );
+    let sink = start_sink(&yaml).await;
+    let addr = sink.local_addr();
+    let (syncs, skipped) = (
+        "meshtap_sink_spool_syncs_total",
+        "meshtap_sink_spool_sync_skipped_total",
+    );
+    let mut delivered = Vec::new();
+    for i in 0..3 {
+        let (r, keys) = numbered_report("p-delivered", now_ms() + i, i as u64 + 1);
+        assert_eq!(post_report(addr, &r, None).await.0, 204);
+        delivered.extend(keys);
+    }
+    let arrived = wait_until(Duration::from_secs(30), || {
+        let got = accepted_keys(&receiver);
+        delivered.iter().all(|k| got.contains_key(k))
+    })
+    .await;
+    assert!(arrived, "the reports were delivered");
+    // Two rounds after the deliveries: both left the files alone.
+    let left = metric_when(addr, skipped, |n| n >= 2.0).await;
+    assert!(left >= 2.0, "{left} files left by rounds");
+    assert_eq!(
+        self_metric(addr, syncs).await,
+        Some(0.0),
+        "nothing waited: no fsync"
+    );
+    receiver.refuse_with(Some(503));
+    let (r, _) = numbered_report("p-waiting", now_ms(), 1);
+    assert_eq!(post_report(addr, &r, None).await.0, 204);
+    let rounds = metric_when(addr, syncs, |n| n >= 1.0).await;
+    assert!(
+        rounds >= 1.0,
+        "the waiting record was fsynced ({rounds} rounds)"
+    );
+    sink.shutdown().await;
 }

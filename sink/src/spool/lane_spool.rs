@@ -23,10 +23,12 @@ use std::io::{self, BufReader, Seek, SeekFrom};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Instant;
 
 use super::lane_files::{ack_bytes, read_ack, segment_ids, segment_path, ACK_FILE};
 use super::record::{self, BodyForm, NewRecord, ReadOutcome, RecordMeta, HEADER_LEN};
 use super::sync::{SpoolSync, SyncRound};
+use super::unacked::Unacked;
 use super::{disk_io, SpoolError, SpooledBatch};
 
 /// Bytes of record bodies a lane keeps in memory after writing them, for the sender to take
@@ -42,6 +44,8 @@ struct RecordPlace {
     len: u64,
     samples: u32,
     oldest_ms: i64,
+    /// When it was written (when it was found, for a record recovered at start).
+    written_at: Instant,
 }
 
 #[derive(Debug)]
@@ -83,6 +87,8 @@ pub struct LaneSpool {
     ack_path: PathBuf,
     skipped: Skipped,
     sync: Option<Arc<SpoolSync>>,
+    /// Since when the oldest record not yet acknowledged waits, for the fsync rounds.
+    unacked: Arc<Unacked>,
     /// The fsync round covering the last append (with `spool.sync: always`).
     last_round: Option<Arc<SyncRound>>,
     /// Past `max_bytes`, delete the oldest segment; otherwise the writers are held back
@@ -135,6 +141,7 @@ impl LaneSpool {
             ack_path,
             skipped: Skipped::default(),
             sync: None,
+            unacked: Arc::default(),
             last_round: None,
             evicts: true,
         };
@@ -155,6 +162,7 @@ impl LaneSpool {
                 .recover_segment(id, start, &mut recovered)
                 .map_err(io_err(&path))?;
         }
+        spool.publish_unacked();
         Ok((spool, recovered))
     }
 
@@ -190,6 +198,7 @@ impl LaneSpool {
                         len,
                         samples: meta.samples,
                         oldest_ms: meta.oldest_ms,
+                        written_at: Instant::now(),
                     });
                     self.unread_samples += u64::from(meta.samples);
                     found.records += 1;
@@ -252,13 +261,15 @@ impl LaneSpool {
             .flat_map(|(header, r)| [&header[..], &r.body[..]])
             .collect();
         self.write_records(&parts)?;
+        let written_at = Instant::now();
         for NewRecord {
             meta,
             body,
             as_sent,
         } in records
         {
-            let place = self.record_written(meta, (HEADER_LEN + body.len()) as u64);
+            let len = (HEADER_LEN + body.len()) as u64;
+            let place = self.record_written(meta, len, written_at);
             match as_sent {
                 Some(sent) => {
                     let meta = RecordMeta {
@@ -271,7 +282,9 @@ impl LaneSpool {
             }
         }
         self.register_write();
-        Ok(self.evict_past_max_bytes())
+        let evicted = self.evict_past_max_bytes();
+        self.publish_unacked();
+        Ok(evicted)
     }
 
     /// Closes the writer's segment once it reached `segment_bytes` (the writer's segment is
@@ -327,7 +340,7 @@ impl LaneSpool {
     }
 
     /// Accounts for a record of `len` bytes just written to the writer's segment.
-    fn record_written(&mut self, meta: RecordMeta, len: u64) -> RecordPlace {
+    fn record_written(&mut self, meta: RecordMeta, len: u64, written_at: Instant) -> RecordPlace {
         let (id, _) = self.writer.as_ref().expect("writer open");
         let segment = self.segments.back_mut().expect("writer segment");
         let place = RecordPlace {
@@ -336,6 +349,7 @@ impl LaneSpool {
             len,
             samples: meta.samples,
             oldest_ms: meta.oldest_ms,
+            written_at,
         };
         self.unread.push_back(place);
         segment.bytes += len;
@@ -348,7 +362,7 @@ impl LaneSpool {
     fn register_write(&mut self) {
         let (id, file) = self.writer.as_ref().expect("writer open");
         if let Some(sync) = &self.sync {
-            self.last_round = sync.written(&segment_path(&self.dir, *id), file);
+            self.last_round = sync.written(&segment_path(&self.dir, *id), file, &self.unacked);
         }
     }
 
@@ -396,7 +410,7 @@ impl LaneSpool {
         let Some(sync) = &self.sync else { return };
         match File::open(&self.dir) {
             Ok(dir) => {
-                sync.written(&self.dir, &dir);
+                sync.written(&self.dir, &dir, &self.unacked);
             }
             Err(e) => {
                 tracing::error!(dir = %self.dir.display(), error = %e, "spool: cannot open the lane directory for fsync");
@@ -437,6 +451,9 @@ impl LaneSpool {
     /// `unread`.
     fn forget_oldest(&mut self) {
         let segment = self.segments.pop_front().expect("a segment to forget");
+        if let Some(sync) = &self.sync {
+            sync.forget(&self.segment_path(segment.id));
+        }
         if self
             .reader
             .as_ref()
@@ -520,7 +537,7 @@ impl LaneSpool {
         };
         let ack = ack_bytes(place.segment, place.offset + place.len);
         match &self.sync {
-            Some(sync) => sync.write_later(&self.ack_path, &self.ack, &ack),
+            Some(sync) => sync.write_later(&self.ack_path, &self.ack, &ack, &self.unacked),
             None => disk_io(|| self.ack.write_all_at(&ack, 0))
                 .map_err(SpoolError::at(&self.ack_path))?,
         }
@@ -533,7 +550,14 @@ impl LaneSpool {
         if self.segments.front().is_some_and(|s| s.id < frontier) {
             disk_io(|| self.delete_segments_before(frontier))?;
         }
+        self.publish_unacked();
         Ok(())
+    }
+
+    /// Tells the fsync rounds since when the oldest unacknowledged record waits.
+    fn publish_unacked(&self) {
+        let oldest = self.taken.or(self.unread.front().copied());
+        self.unacked.set(oldest.map(|place| place.written_at));
     }
 
     /// Deletes the segments older than `frontier` (all of their records acknowledged).
@@ -551,7 +575,7 @@ impl LaneSpool {
     pub fn sync(&mut self) -> Result<(), SpoolError> {
         if let Some(sync) = &self.sync {
             if let Some((id, file)) = &self.writer {
-                sync.written(&self.segment_path(*id), file);
+                sync.written(&self.segment_path(*id), file, &self.unacked);
             }
             return match sync.sync_now() {
                 true => Ok(()),

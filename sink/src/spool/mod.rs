@@ -18,6 +18,7 @@ mod record;
 mod sync;
 #[cfg(test)]
 mod tests;
+mod unacked;
 
 use std::fs;
 use std::path::{Path, PathBuf};

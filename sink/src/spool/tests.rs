@@ -4,9 +4,11 @@
 use std::fs::{self, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use super::lane_files::{segment_ids, segment_path};
 use super::*;
+use crate::ops::metrics::MetricsSection;
 
 struct TempDir(PathBuf);
 
@@ -164,6 +166,43 @@ fn the_acknowledgement_is_written_by_the_next_sync_round() {
     let (mut spool, recovered) = open(&dir.0, 1 << 20, 1 << 16);
     assert_eq!(recovered.records, 2, "the shutdown sync wrote it");
     assert_eq!(drain(&mut spool), [body(2), body(3)]);
+}
+
+/// A lane tells the interval rounds about its unacknowledged records: a round fsyncs its
+/// files while a record waits, and leaves them once every record is acknowledged.
+#[test]
+fn interval_rounds_follow_what_the_lane_has_not_had_acknowledged() {
+    let dir = TempDir::new("unacked-rounds");
+    let sync = SpoolSync::new(SyncPolicy::Interval);
+    let counters = |sync: &SpoolSync| {
+        let mut text = String::new();
+        sync.render(&mut text);
+        let value = |name: &str| -> u64 {
+            let line = text.lines().find(|l| l.starts_with(name)).unwrap();
+            line.rsplit(' ').next().unwrap().parse().unwrap()
+        };
+        (
+            value("meshtap_sink_spool_syncs_total "),
+            value("meshtap_sink_spool_sync_skipped_total "),
+        )
+    };
+    let (spool, _) = open(&dir.0, 1 << 20, 1 << 16);
+    let mut spool = spool.with_sync(sync.clone());
+    spool.append(meta(0), &body(0)).unwrap();
+    // Nothing has waited an hour: the segment and the lane directory are left for later.
+    assert!(sync.interval_round(Duration::from_secs(3600)));
+    assert_eq!(counters(&sync), (0, 2));
+    // Any wait is long enough: they are synced.
+    assert!(sync.interval_round(Duration::ZERO));
+    assert_eq!(counters(&sync), (1, 2));
+    spool.append(meta(1), &body(1)).unwrap();
+    spool.take().unwrap().unwrap();
+    spool.finish().unwrap();
+    spool.take().unwrap().unwrap();
+    spool.finish().unwrap();
+    // Everything acknowledged: nothing is due however short the wait (segment and ack file).
+    assert!(sync.interval_round(Duration::ZERO));
+    assert_eq!(counters(&sync), (1, 4));
 }
 
 #[test]
