@@ -160,13 +160,11 @@ impl RequestEncoder {
         RequestEncoder::default()
     }
 
-    /// An encoder that also writes each body in the long-copy form, for the spool
-    /// ([`Self::encode_owned`]; [`crate::long_copies::expand`] makes it the body again).
-    pub fn with_long_form() -> RequestEncoder {
-        RequestEncoder {
-            snappy: SnappyBody::with_long_form(),
-            ..RequestEncoder::default()
-        }
+    /// Whether the next bodies are also written in the long-copy form, for the spool's
+    /// records that will wait on disk ([`Self::encode_owned`]; [`crate::long_copies::expand`]
+    /// makes it the body again).
+    pub fn set_long_form(&mut self, on: bool) {
+        self.snappy.set_long_form(on);
     }
 
     /// The uncompressed protobuf of `samples`; `external` labels must be sorted by name and
@@ -193,7 +191,7 @@ impl RequestEncoder {
         self.snappy.finish()
     }
 
-    /// [`Self::encode`], with the body (and its long-copy form, with [`Self::with_long_form`])
+    /// [`Self::encode`], with the body (and its long-copy form, after [`Self::set_long_form`])
     /// moved out instead of lent: for a body that is queued or written, not copied.
     pub fn encode_owned(
         &mut self,

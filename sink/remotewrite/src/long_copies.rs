@@ -2,11 +2,11 @@
 //!
 //! A scraped record repeats most of the record before it, and the encoder writes that as one
 //! copy of several hundred bytes; snappy can only say it 64 bytes at a time, three bytes per
-//! element, so a remote-write body costs ~75 bytes per sample however repetitive it is. The
-//! spool writes every body to disk, so there it takes the long-copy form: snappy's elements,
-//! plus a long copy written once ([`crate::snappy_elements::put_long_copy`]: a copy of
-//! distance 0, which snappy forbids, then the distance and the length). The encoder writes both
-//! forms of a spooled body side by side ([`crate::snappy_body::SnappyBody::with_long_form`]):
+//! element, so a remote-write body costs ~75 bytes per sample however repetitive it is. A
+//! spooled body that will wait on disk (its sender is behind) takes the long-copy form there:
+//! snappy's elements, plus a long copy written once ([`crate::snappy_elements::put_long_copy`]:
+//! a copy of distance 0, which snappy forbids, then the distance and the length). The encoder
+//! then writes both forms side by side ([`crate::snappy_body::SnappyBody::set_long_form`]):
 //! the long one goes to disk, the other stays in memory for the sender. [`expand`] rewrites a
 //! body read back from disk into snappy's own, byte for byte the body the encoder wrote beside
 //! it. A body of snappy's own is a body of this form without long copies: it expands to
@@ -162,7 +162,8 @@ mod tests {
     /// several pieces among them), written by one writer in both forms: the snappy body, the
     /// long-copy form and the bytes they stand for.
     fn both_forms(seed: u64) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
-        let mut body = SnappyBody::with_long_form();
+        let mut body = SnappyBody::default();
+        body.set_long_form(true);
         let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
         let mut expected: Vec<u8> = Vec::new();
         body.start();
@@ -218,7 +219,8 @@ mod tests {
 
     #[test]
     fn snappy_refuses_the_long_form_and_expand_refuses_damage() {
-        let mut body = SnappyBody::with_long_form();
+        let mut body = SnappyBody::default();
+        body.set_long_form(true);
         body.start();
         body.literal().extend_from_slice(b"0123456789");
         body.copy(0, 200);

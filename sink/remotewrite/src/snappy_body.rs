@@ -54,7 +54,7 @@ pub struct SnappyBody {
     copy: Option<PendingCopy>,
     /// Uncompressed bytes the elements in `out` stand for.
     written: usize,
-    /// The same body in the long-copy form, when asked for ([`SnappyBody::with_long_form`]):
+    /// The same body in the long-copy form, when asked for ([`SnappyBody::set_long_form`]):
     /// `HEADER_ROOM` bytes, then its elements.
     long: Option<Vec<u8>>,
 }
@@ -75,12 +75,13 @@ impl Default for SnappyBody {
 }
 
 impl SnappyBody {
-    /// A writer that also writes each body in the long-copy form ([`crate::long_copies`]),
-    /// for the spool: [`Self::long_form`] after [`Self::finish`].
-    pub fn with_long_form() -> SnappyBody {
-        SnappyBody {
-            long: Some(Vec::new()),
-            ..SnappyBody::default()
+    /// Whether the bodies started from now on are also written in the long-copy form
+    /// ([`crate::long_copies`]), for the spool's records that will wait on disk:
+    /// [`Self::long_form`] after [`Self::finish`], or [`Self::finish_owned`]. Called between
+    /// bodies, not within one.
+    pub fn set_long_form(&mut self, on: bool) {
+        if on != self.long.is_some() {
+            self.long = on.then(Vec::new);
         }
     }
 

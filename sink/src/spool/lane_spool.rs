@@ -3,8 +3,8 @@
 //!
 //! Owns the files: appending (rolling to a new segment past `segment_bytes`), handing records
 //! out oldest first, acknowledging them (`finish`), deleting consumed segments, evicting the
-//! oldest segment past `max_bytes`, and recovering after a restart or crash (a record cut short
-//! at a segment's end is cut off and counted). It knows nothing of what a body holds.
+//! oldest segment past `max_bytes`, and recovering after a restart or crash (its child module in
+//! `lane_recovery.rs`). It knows nothing of what a body holds.
 //!
 //! Durability: every record is written to the operating system before `append` returns, so a
 //! crash of the process loses nothing appended; written files are registered with the
@@ -19,22 +19,29 @@
 use bytes::Bytes;
 use std::collections::VecDeque;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufReader, Seek, SeekFrom};
+use std::io;
 use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::lane_files::{ack_bytes, read_ack, segment_ids, segment_path, ACK_FILE};
+use super::lane_files::{ack_bytes, segment_path};
 use super::record::{self, BodyForm, NewRecord, ReadOutcome, RecordMeta, HEADER_LEN};
 use super::sync::{SpoolSync, SyncRound};
 use super::unacked::Unacked;
 use super::{disk_io, SpoolError, SpooledBatch};
 
+#[path = "lane_recovery.rs"]
+mod recovery;
+
 /// Bytes of record bodies a lane keeps in memory after writing them, for the sender to take
 /// without reading them back: a few requests' worth. Records appended while the lane is
 /// behind (past this, or behind records that are only on disk) are read back from the disk.
 const FRESH_BYTES: usize = 1 << 20;
+
+/// How long the oldest unacknowledged record waits before the lane counts as behind (see
+/// [`LaneSpool::sender_behind`]); a sender that keeps up acknowledges within milliseconds.
+const BEHIND_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Where a record sits and what it holds.
 #[derive(Clone, Copy, Debug)]
@@ -104,68 +111,6 @@ pub struct Skipped {
 }
 
 impl LaneSpool {
-    /// Opens (creating it if needed) the spool in `dir` and recovers what a previous run left.
-    pub fn open(
-        dir: &Path,
-        max_bytes: u64,
-        segment_bytes: u64,
-    ) -> Result<(LaneSpool, Recovered), SpoolError> {
-        let io_err = SpoolError::at;
-        fs::create_dir_all(dir).map_err(io_err(dir))?;
-        let ack_path = dir.join(ACK_FILE);
-        let ack = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&ack_path)
-            .map_err(io_err(&ack_path))?;
-        let acked = read_ack(&ack).map_err(io_err(&ack_path))?;
-        // New segments number on past the acknowledged one even when every file is gone, or
-        // the stale acknowledgement would count them as already sent.
-        let mut spool = LaneSpool {
-            dir: dir.to_owned(),
-            max_bytes,
-            segment_bytes,
-            segments: VecDeque::new(),
-            unread: VecDeque::new(),
-            fresh: VecDeque::new(),
-            fresh_bytes: 0,
-            taken: None,
-            writer: None,
-            reader: None,
-            next_segment: acked.map_or(1, |(segment, _)| segment + 1),
-            bytes: 0,
-            unread_samples: 0,
-            ack,
-            ack_path,
-            skipped: Skipped::default(),
-            sync: None,
-            unacked: Arc::default(),
-            last_round: None,
-            evicts: true,
-        };
-        let mut recovered = Recovered::default();
-        for id in segment_ids(dir).map_err(io_err(dir))? {
-            spool.next_segment = spool.next_segment.max(id + 1);
-            let path = spool.segment_path(id);
-            let (done_segment, start) = match acked {
-                Some((seg, _)) if id < seg => (true, 0),
-                Some((seg, offset)) if id == seg => (false, offset),
-                _ => (false, 0),
-            };
-            if done_segment {
-                fs::remove_file(&path).map_err(io_err(&path))?;
-                continue;
-            }
-            spool
-                .recover_segment(id, start, &mut recovered)
-                .map_err(io_err(&path))?;
-        }
-        spool.publish_unacked();
-        Ok((spool, recovered))
-    }
-
     /// Registers every file this spool writes with `sync`.
     pub fn with_sync(mut self, sync: Arc<SpoolSync>) -> LaneSpool {
         self.sync = Some(sync);
@@ -177,57 +122,6 @@ impl LaneSpool {
     pub fn without_eviction(mut self) -> LaneSpool {
         self.evicts = false;
         self
-    }
-
-    /// Reads a segment's records from `start` on, cutting off a damaged or cut-short end.
-    fn recover_segment(&mut self, id: u64, start: u64, found: &mut Recovered) -> io::Result<()> {
-        let path = self.segment_path(id);
-        let file = OpenOptions::new().read(true).write(true).open(&path)?;
-        let size = file.metadata()?.len();
-        let mut reader = BufReader::new(&file);
-        let records_before = self.unread.len();
-        let mut offset = start.min(size);
-        reader.seek(SeekFrom::Start(offset))?;
-        loop {
-            match record::read(&mut reader)? {
-                ReadOutcome::Record { meta, body } => {
-                    let len = (HEADER_LEN + body.len()) as u64;
-                    self.unread.push_back(RecordPlace {
-                        segment: id,
-                        offset,
-                        len,
-                        samples: meta.samples,
-                        oldest_ms: meta.oldest_ms,
-                        written_at: Instant::now(),
-                    });
-                    self.unread_samples += u64::from(meta.samples);
-                    found.records += 1;
-                    found.samples += u64::from(meta.samples);
-                    offset += len;
-                }
-                ReadOutcome::End => break,
-                outcome => {
-                    if let ReadOutcome::Corrupt(why) = outcome {
-                        found.corrupt_records += 1;
-                        tracing::error!(segment = %path.display(), offset, why, "spool: damaged record; the rest of the segment is discarded");
-                    } else {
-                        tracing::warn!(segment = %path.display(), offset, "spool: record cut short (crash while writing); discarded");
-                    }
-                    found.discarded_bytes += size - offset;
-                    file.set_len(offset)?;
-                    break;
-                }
-            }
-        }
-        if self.unread.len() == records_before {
-            // Nothing left to send in it.
-            drop(reader);
-            fs::remove_file(&path)?;
-            return Ok(());
-        }
-        self.bytes += offset;
-        self.segments.push_back(Segment { id, bytes: offset });
-        Ok(())
     }
 
     fn segment_path(&self, id: u64) -> PathBuf {
@@ -381,6 +275,17 @@ impl LaneSpool {
             }
         }
         evicted
+    }
+
+    /// Whether a record appended now is likely to wait on disk: records only on disk wait
+    /// before it, the bodies kept in memory fill half their room already, or the oldest record
+    /// not yet acknowledged has waited [`BEHIND_AFTER`] (the endpoint is slow or down). Such a
+    /// record is worth writing compactly.
+    pub fn sender_behind(&self) -> bool {
+        let waited = self.oldest_unacked();
+        self.fresh.len() < self.unread.len()
+            || self.fresh_bytes >= FRESH_BYTES / 2
+            || waited.is_some_and(|r| r.written_at.elapsed() >= BEHIND_AFTER)
     }
 
     /// Keeps the body of the record just written at `place` in memory while every unread
@@ -556,8 +461,13 @@ impl LaneSpool {
 
     /// Tells the fsync rounds since when the oldest unacknowledged record waits.
     fn publish_unacked(&self) {
-        let oldest = self.taken.or(self.unread.front().copied());
+        let oldest = self.oldest_unacked();
         self.unacked.set(oldest.map(|place| place.written_at));
+    }
+
+    /// The oldest record not yet acknowledged: the one in flight, or else the next to send.
+    fn oldest_unacked(&self) -> Option<RecordPlace> {
+        self.taken.or(self.unread.front().copied())
     }
 
     /// Deletes the segments older than `frontier` (all of their records acknowledged).

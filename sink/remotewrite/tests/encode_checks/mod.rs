@@ -138,16 +138,19 @@ pub fn check_encoding(data: &[u8]) {
         decompressed, raw,
         "compressed body differs from the raw one"
     );
-    // Moved out, the body is the same, twice in a row (the second in the buffers left
-    // behind by the first); the spool's form expands to it.
-    let mut spool_encoder = RequestEncoder::with_long_form();
-    for _ in 0..2 {
+    // Moved out, the body is the same, again and again (each in the buffers left behind by
+    // the one before), with the spool's form turned on, off and on: it expands to the body.
+    let mut spool_encoder = RequestEncoder::new();
+    for long in [true, true, false, true] {
+        spool_encoder.set_long_form(long);
         let owned = spool_encoder.encode_owned(&samples, &external);
         assert_eq!(owned.snappy, compressed, "the body moved out");
-        let mut expanded = Vec::new();
-        long_copies::expand(&owned.long_form.unwrap(), &mut expanded)
-            .expect("the spool's form expands");
-        assert_eq!(expanded, compressed, "the spool's form expands to the body");
+        assert_eq!(owned.long_form.is_some(), long);
+        if let Some(long_form) = owned.long_form {
+            let mut expanded = Vec::new();
+            long_copies::expand(&long_form, &mut expanded).expect("the spool's form expands");
+            assert_eq!(expanded, compressed, "the spool's form expands to the body");
+        }
     }
     let owned = encoder.encode_owned(&samples, &external);
     assert_eq!(

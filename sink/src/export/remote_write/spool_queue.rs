@@ -1,6 +1,8 @@
 //! The on-disk [`BatchQueue`] of a lane: each push is encoded into request bodies at once
-//! (written in the long-copy form, `meshtap_remotewrite::long_copies`, and kept in memory as
-//! sent; a body read back from disk is expanded when taken) and appended to the lane's spool
+//! (written as sent while the sender keeps up; in the long-copy form,
+//! `meshtap_remotewrite::long_copies`, when it is behind and they will wait on disk, kept in
+//! memory as sent too; a long-copy body read back from disk is expanded when taken) and
+//! appended to the lane's spool
 //! with one write (the lane writes every push through, so a report
 //! is answered only once its samples are in the spool); the sender reads records back in
 //! order, joining consecutive records into one request of at most `max_samples_per_send`.
@@ -69,7 +71,7 @@ impl SpoolQueue {
     ) -> SpoolQueue {
         let queue = SpoolQueue {
             spool,
-            encoder: RequestEncoder::with_long_form(),
+            encoder: RequestEncoder::new(),
             external_labels,
             stalled: VecDeque::new(),
             stalled_samples: 0,
@@ -152,9 +154,11 @@ impl SpoolQueue {
     }
 
     /// The records of the oldest stalled batch, cut into `sizes`: each encoded into a request
-    /// body, written in the long-copy form and kept in memory as it is sent.
+    /// body, written as it is sent; or, when the sender is behind and the records will wait on
+    /// disk, written in the long-copy form and kept in memory as it is sent.
     fn encode_records(&mut self, sizes: &[usize]) -> Vec<NewRecord> {
         let batch = self.stalled.front().expect("a stalled batch");
+        self.encoder.set_long_form(self.spool.sender_behind());
         let mut start = 0;
         sizes
             .iter()
@@ -165,17 +169,20 @@ impl SpoolQueue {
                     samples.iter().fold((i64::MAX, i64::MIN), |(lo, hi), s| {
                         (lo.min(s.timestamp_ms), hi.max(s.timestamp_ms))
                     });
-                let meta = RecordMeta {
+                let meta = |form| RecordMeta {
                     samples: n as u32,
                     oldest_ms,
                     newest_ms,
-                    form: BodyForm::LongCopies,
+                    form,
                 };
                 let body = self.encoder.encode_owned(samples, &self.external_labels);
-                NewRecord {
-                    meta,
-                    body: body.long_form.expect("the spool's encoder writes it"),
-                    as_sent: Some(body.snappy),
+                match body.long_form {
+                    Some(long) => NewRecord {
+                        meta: meta(BodyForm::LongCopies),
+                        body: long,
+                        as_sent: Some(body.snappy),
+                    },
+                    None => NewRecord::new(meta(BodyForm::AsSent), body.snappy),
                 }
             })
             .collect()

@@ -1,5 +1,6 @@
 //! The spool queue's tests: the disk refusing writes, records joined and cut at request
-//! boundaries, the long-copy form on disk and the snappy form sent.
+//! boundaries, the forms on disk (as sent, or long-copy once the sender is behind) and the
+//! snappy form sent.
 
 use super::*;
 use crate::export::remote_write::queue::test_batch as batch;
@@ -124,45 +125,70 @@ fn scraped_batch(n: usize, ts: i64) -> Batch {
     Batch::new(samples)
 }
 
-#[test]
-fn records_are_spooled_in_the_long_copy_form_and_sent_in_snappys_own() {
-    let (dir, mut queue, metrics) = queue_in("long", 1 << 20, 1000);
-    let sent_form = RequestEncoder::new()
-        .encode(&scraped_batch(400, 7).samples, &[])
-        .to_vec();
-    queue.push(scraped_batch(400, 7));
-    let segment = std::fs::read_dir(&dir)
+/// The segment file of a lane directory with one.
+fn segment_file(dir: &std::path::Path) -> std::path::PathBuf {
+    std::fs::read_dir(dir)
         .unwrap()
         .map(|entry| entry.unwrap().path())
         .find(|path| path.extension().is_some_and(|e| e == "seg"))
-        .expect("a segment");
-    let on_disk = std::fs::read(segment).unwrap();
-    assert_eq!(&on_disk[..4], b"MTS2");
-    assert!(
-        on_disk.len() * 3 < sent_form.len() * 2,
-        "{} bytes on disk for a {}-byte body",
-        on_disk.len(),
-        sent_form.len()
-    );
-    // Sent from memory, and read back from the disk after a restart: the same bytes.
-    let Some(Outgoing::Spooled(fresh)) = queue.take(1000) else {
-        panic!("a spooled batch");
+        .expect("a segment")
+}
+
+#[test]
+fn records_go_to_disk_as_sent_and_in_the_long_copy_form_once_the_sender_is_behind() {
+    let (dir, mut queue, metrics) = queue_in("long", 1 << 20, 400);
+    let sent_form = |ts| {
+        RequestEncoder::new()
+            .encode(&scraped_batch(400, ts).samples, &[])
+            .to_vec()
     };
-    assert_eq!(
-        (&fresh.body[..], fresh.meta.form),
-        (&sent_form[..], BodyForm::AsSent)
+    // The sender keeps up (nothing waits): the record is written as it is sent.
+    queue.push(scraped_batch(400, 0));
+    let on_disk = std::fs::read(segment_file(&dir)).unwrap();
+    assert_eq!(&on_disk[..4], b"MTS1");
+    // Records pile up untaken until the next one would wait on disk.
+    let mut pushed = 1;
+    while !queue.spool.sender_behind() {
+        assert!(pushed < 100, "the sender never fell behind");
+        queue.push(scraped_batch(400, pushed));
+        pushed += 1;
+    }
+    let before = std::fs::metadata(segment_file(&dir)).unwrap().len() as usize;
+    queue.push(scraped_batch(400, pushed));
+    let on_disk = std::fs::read(segment_file(&dir)).unwrap();
+    assert_eq!(&on_disk[before..before + 4], b"MTS2");
+    let written = on_disk.len() - before;
+    let body = sent_form(pushed);
+    assert!(
+        written * 3 < body.len() * 2,
+        "{written} bytes on disk for a {}-byte body",
+        body.len()
     );
+    // Every record goes as it is sent: from memory now, and read back after a restart.
+    for ts in 0..=pushed {
+        let Some(Outgoing::Spooled(taken)) = queue.take(400) else {
+            panic!("a spooled batch");
+        };
+        assert_eq!(
+            (&taken.body[..], taken.meta.form),
+            (&sent_form(ts)[..], BodyForm::AsSent)
+        );
+        if ts < pushed {
+            queue.finish();
+        }
+    }
     drop(queue);
     let (spool, recovered) = LaneSpool::open(&dir, 1 << 20, 1 << 20).unwrap();
-    assert_eq!(recovered.records, 1);
-    let mut queue = SpoolQueue::new(spool, vec![], 100, 1000, 0, metrics.clone());
-    let Some(Outgoing::Spooled(read)) = queue.take(1000) else {
+    assert_eq!(recovered.records, 1, "the record in flight");
+    let mut queue = SpoolQueue::new(spool, vec![], 100, 400, 0, metrics.clone());
+    let Some(Outgoing::Spooled(read)) = queue.take(400) else {
         panic!("a spooled batch");
     };
-    assert_eq!(read.body, sent_form);
+    assert_eq!(read.body, body, "expanded when read back");
     queue.finish();
-    // A record of the form written before (the body as sent) is sent as it is.
+    // A record written as sent is read back as it is.
     drop(queue);
+    let sent_form = sent_form(7);
     let (mut spool, _) = LaneSpool::open(&dir, 1 << 20, 1 << 20).unwrap();
     let meta = RecordMeta {
         samples: 400,
