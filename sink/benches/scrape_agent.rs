@@ -146,11 +146,19 @@ impl Row {
         self.peak_rss as f64 / self.active_series
     }
 
+    /// The contender's title, marked `*` when it ran beside others.
+    fn label(&self) -> String {
+        match self.group.len() {
+            1 => self.contender.title().to_owned(),
+            _ => format!("{} *", self.contender.title()),
+        }
+    }
+
     fn print(&self) {
         println!(
-            "{:>7} {:<26} {:>8.2} {:>10} {:>8} {:>9.1} {:>10.3} {:>9.1} {:>9.0} {:>9.1}",
+            "{:>7} {:<32} {:>8.2} {:>10} {:>8} {:>9.1} {:>10.3} {:>9.1} {:>9.0} {:>9.1}",
             self.targets,
-            self.contender.title(),
+            self.label(),
             self.cpu_seconds,
             self.samples,
             self.scrapes,
@@ -163,7 +171,7 @@ impl Row {
     }
 }
 
-const HEADER: &str = "targets contender                     CPU s    samples  scrapes smp/scrp CPU-us/smp  RSS MiB B/series body B/smp";
+const HEADER: &str = "targets contender (* beside others)        CPU s    samples  scrapes smp/scrp CPU-us/smp  RSS MiB B/series body B/smp";
 
 fn main() {
     if transport_only::run_if_asked() {
@@ -194,15 +202,16 @@ fn main() {
     print_ratios(&medians, &rows);
 }
 
-/// Each contender's median round by CPU per sample (the lower middle one of an even number),
-/// in the order the contenders ran.
+/// Each contender's median round by CPU per sample (the lower middle one of an even number)
+/// in each group it ran in, in the order the contenders ran.
 fn median_rounds(rows: Vec<Row>) -> Vec<Row> {
     let mut groups: Vec<Vec<Row>> = Vec::new();
     for row in rows {
-        match groups
-            .iter_mut()
-            .find(|g| g[0].targets == row.targets && g[0].contender == row.contender)
-        {
+        match groups.iter_mut().find(|g| {
+            g[0].targets == row.targets
+                && g[0].contender == row.contender
+                && g[0].group == row.group
+        }) {
             Some(group) => group.push(row),
             None => groups.push(vec![row]),
         }
@@ -264,8 +273,8 @@ async fn run(s: &Settings) -> Vec<Row> {
     rows
 }
 
-/// Runs `group`'s contenders at the same time, each on a slot of its own, and measures them
-/// over the same window.
+/// Runs `group`'s contenders at the same time, each on a slot of its own (turned every round),
+/// and measures them over the same window.
 async fn measure_group(
     s: &Settings,
     group: &[Contender],
@@ -275,7 +284,10 @@ async fn measure_group(
 ) -> Vec<Row> {
     let ticks = measure::clock_ticks();
     let mut running = Vec::new();
-    for (&contender, slot) in group.iter().zip(slots) {
+    // Slots turn by one every round: whatever favours one slot's targets and receiver in the
+    // bench process falls on each contender of the group in turn.
+    for (i, &contender) in group.iter().enumerate() {
+        let slot = &slots[(i + round) % group.len()];
         let dir = std::env::temp_dir().join(format!(
             "meshtap-bench-scrape-{}-{}",
             std::process::id(),
@@ -364,13 +376,21 @@ const WARM_UP_LIMIT: Duration = Duration::from_secs(120);
 fn print_ratios(medians: &[Row], rows: &[Row]) {
     println!("\nratios at the same number of targets: CPU per sample and peak RSS over the sink's (median rounds), CPU per sample over the agent's; beside the sink: per-round CPU ratio to it, median [range]");
     println!(
-        "{:>7} {:<26} {:>10} {:>10} {:>12}  CPU x sink beside it",
+        "{:>7} {:<32} {:>10} {:>10} {:>12}  CPU x sink beside it",
         "targets", "contender", "CPU x", "RSS x", "CPU x agent"
     );
+    // A contender's figures for the ratios: from its runs alone, if it had any.
     let find = |targets: usize, contender: Contender| {
-        medians
+        let mut runs = medians
             .iter()
-            .find(|r| r.targets == targets && r.contender == contender)
+            .filter(|r| r.targets == targets && r.contender == contender);
+        let first = runs.next();
+        first.and_then(|f| {
+            std::iter::once(f)
+                .chain(runs)
+                .find(|r| r.group.len() == 1)
+                .or(Some(f))
+        })
     };
     for row in medians {
         let Some(sink) = find(row.targets, Contender::Sink) else {
@@ -380,9 +400,9 @@ fn print_ratios(medians: &[Row], rows: &[Row]) {
             format!("{:.3}", row.cpu_us_per_sample() / agent.cpu_us_per_sample())
         });
         println!(
-            "{:>7} {:<26} {:>10.2} {:>10.2} {:>12}  {}",
+            "{:>7} {:<32} {:>10.2} {:>10.2} {:>12}  {}",
             row.targets,
-            row.contender.title(),
+            row.label(),
             row.cpu_us_per_sample() / sink.cpu_us_per_sample(),
             row.peak_rss as f64 / sink.peak_rss as f64,
             over_agent,
@@ -396,7 +416,7 @@ fn print_ratios(medians: &[Row], rows: &[Row]) {
 fn paired_ratio(rows: &[Row], of: &Row) -> String {
     let mut ratios: Vec<f64> = rows
         .iter()
-        .filter(|r| r.targets == of.targets && r.contender == of.contender)
+        .filter(|r| r.targets == of.targets && r.contender == of.contender && r.group == of.group)
         .filter(|r| r.contender != Contender::Sink && r.group.contains(&Contender::Sink))
         .filter_map(|r| {
             let sink = rows.iter().find(|s| {
