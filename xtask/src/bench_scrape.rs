@@ -3,7 +3,8 @@
 //! `victoria-metrics` for vmagent), builds the release `meshtap-sink` and runs the bench
 //! (`sink/benches/scrape_agent.rs`): the sink, the sink with its spool, Prometheus' agent mode
 //! and vmagent on the same loopback targets, at each number of targets given, `--rounds` times
-//! in turn (each contender's median round is compared). `--short` is a
+//! in turn (each contender's median round is compared; contenders joined by `+` in `--contenders`
+//! run at the same time, for ratios within a round). `--short` is a
 //! quick scale curve: 50, 200 and 500 targets, 20 s measured each.
 //!
 //! Owns the options, the installs and the build; the measurement itself lives in the bench.
