@@ -17,13 +17,28 @@
 //!
 //! Owns those choices; it must not know what the operation does or what the lock guards.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{LockResult, Mutex, MutexGuard, TryLockError};
 
 use tokio::runtime::{Handle, RuntimeFlavor};
 
 /// An operation runs on its worker without handing its tasks over.
 static ON_WORKER: AtomicBool = AtomicBool::new(false);
+
+/// Operations and lock waits that handed their worker's tasks over first.
+static HANDED_OVER: AtomicU64 = AtomicU64::new(0);
+
+/// How many spool operations and lane-lock waits handed their worker's tasks to another
+/// thread first, since start (`meshtap_sink_spool_worker_handoffs_total`).
+pub fn handed_over() -> u64 {
+    HANDED_OVER.load(Ordering::Relaxed)
+}
+
+/// [`tokio::task::block_in_place`], counted.
+fn hand_over<R>(f: impl FnOnce() -> R) -> R {
+    HANDED_OVER.fetch_add(1, Ordering::Relaxed);
+    tokio::task::block_in_place(f)
+}
 
 /// Gives the place back when the operation ends, even by panicking.
 struct OnWorker;
@@ -51,7 +66,7 @@ pub fn disk_io<R>(io: impl FnOnce() -> R) -> R {
         let _place = OnWorker;
         return io();
     }
-    tokio::task::block_in_place(io)
+    hand_over(io)
 }
 
 /// Locks `mutex` from async code: at once when it is free, otherwise waiting off the worker
@@ -64,7 +79,7 @@ pub fn lock_off_worker<T>(mutex: &Mutex<T>) -> LockResult<MutexGuard<'_, T>> {
             let multi_thread = Handle::try_current()
                 .is_ok_and(|handle| handle.runtime_flavor() == RuntimeFlavor::MultiThread);
             if multi_thread {
-                tokio::task::block_in_place(|| mutex.lock())
+                hand_over(|| mutex.lock())
             } else {
                 mutex.lock()
             }
@@ -89,6 +104,7 @@ mod tests {
             .unwrap();
         let mut releases = Vec::new();
         let mut stalled = Vec::new();
+        let handed_over_before = handed_over();
         for _ in 0..2 {
             let (started_tx, started) = mpsc::channel();
             let (release, release_rx) = mpsc::channel::<()>();
@@ -109,6 +125,10 @@ mod tests {
             release.send(()).unwrap();
         }
         assert!(outcome.is_ok(), "a task waited for a stalled disk");
+        assert!(
+            handed_over() > handed_over_before,
+            "the second one was counted"
+        );
         for task in stalled {
             runtime.block_on(task).unwrap();
         }

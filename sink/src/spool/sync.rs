@@ -317,6 +317,11 @@ impl MetricsSection for SpoolSync {
                 self.skipped.load(Ordering::Relaxed),
             ),
             (
+                "meshtap_sink_spool_worker_handoffs_total",
+                "Spool file operations, and waits for a lane's lock, that handed their worker's tasks to another thread first (another spool operation was in flight, or the lock was taken).",
+                super::disk_io::handed_over(),
+            ),
+            (
                 "meshtap_sink_spool_sync_errors_total",
                 "fsync calls on spool files (and acknowledgement writes left to fsync rounds) that failed.",
                 self.errors(),
