@@ -374,7 +374,7 @@ const WARM_UP_LIMIT: Duration = Duration::from_secs(120);
 /// agent ran; for a contender that ran beside the sink, also the median (and range) of its
 /// per-round CPU ratio to the sink of the same round.
 fn print_ratios(medians: &[Row], rows: &[Row]) {
-    println!("\nratios at the same number of targets: CPU per sample and peak RSS over the sink's (median rounds), CPU per sample over the agent's; beside the sink: per-round CPU ratio to it, median [range]");
+    println!("\nratios at the same number of targets: CPU per sample and peak RSS over the sink's (median rounds), CPU per sample over the agent's; beside the sink: per-round CPU ratio to it, median [range], mean");
     println!(
         "{:>7} {:<32} {:>10} {:>10} {:>12}  CPU x sink beside it",
         "targets", "contender", "CPU x", "RSS x", "CPU x agent"
@@ -411,8 +411,9 @@ fn print_ratios(medians: &[Row], rows: &[Row]) {
     }
 }
 
-/// The median and range of `of`'s per-round CPU ratio to the sink that ran at the same time,
-/// or `-` when they never ran together.
+/// The median (lower middle), range and mean of `of`'s per-round CPU ratio to the sink that
+/// ran at the same time, or `-` when they never ran together. With a handful of rounds the mean
+/// uses every round; the median, kept for comparison with earlier runs, only one.
 fn paired_ratio(rows: &[Row], of: &Row) -> String {
     let mut ratios: Vec<f64> = rows
         .iter()
@@ -429,8 +430,9 @@ fn paired_ratio(rows: &[Row], of: &Row) -> String {
         return String::from("-");
     }
     ratios.sort_by(f64::total_cmp);
+    let mean = ratios.iter().sum::<f64>() / ratios.len() as f64;
     format!(
-        "{:.3} [{:.3}-{:.3}] of {}",
+        "{:.3} [{:.3}-{:.3}] of {}, mean {mean:.3}",
         ratios[(ratios.len() - 1) / 2],
         ratios[0],
         ratios[ratios.len() - 1],
