@@ -191,8 +191,9 @@ mod tests {
                 }
             }
         }
-        let snappy = body.finish().to_vec();
-        (snappy, body.long_form().unwrap().to_vec(), expected)
+        let owned = body.finish_owned();
+        let long = owned.long_form.unwrap().to_vec();
+        (owned.snappy.to_vec(), long, expected)
     }
 
     #[test]
@@ -224,8 +225,7 @@ mod tests {
         body.start();
         body.literal().extend_from_slice(b"0123456789");
         body.copy(0, 200);
-        body.finish();
-        let long = body.long_form().unwrap().to_vec();
+        let long = body.finish_owned().long_form.unwrap().to_vec();
         assert!(snap::raw::Decoder::new().decompress_vec(&long).is_err());
         let mut out = Vec::new();
         for cut in 1..long.len() {

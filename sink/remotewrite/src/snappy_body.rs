@@ -77,7 +77,7 @@ impl Default for SnappyBody {
 impl SnappyBody {
     /// Whether the bodies started from now on are also written in the long-copy form
     /// ([`crate::long_copies`]), for the spool's records that will wait on disk:
-    /// [`Self::long_form`] after [`Self::finish`], or [`Self::finish_owned`]. Called between
+    /// [`Self::finish_owned`]. Called between
     /// bodies, not within one.
     pub fn set_long_form(&mut self, on: bool) {
         if on != self.long.is_some() {
@@ -178,12 +178,6 @@ impl SnappyBody {
             long[start..HEADER_ROOM].copy_from_slice(&header[..header_len]);
         }
         &self.out[start..]
-    }
-
-    /// The finished body in the long-copy form, when this writer writes it.
-    pub fn long_form(&self) -> Option<&[u8]> {
-        let start = self.body_start();
-        self.long.as_ref().map(|long| &long[start..])
     }
 
     /// Ends the body and moves it (and its long form) out instead of lending it: a body that

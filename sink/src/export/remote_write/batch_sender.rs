@@ -61,8 +61,11 @@ impl RetriedPush for BatchPush<'_> {
         }
         let body = match &self.batch {
             Outgoing::Samples(batch) => {
-                let body = (sender.encoder).encode_owned(&batch.samples, &sender.external_labels);
-                body.snappy
+                let samples = &batch.samples;
+                sender
+                    .encoder
+                    .encode_owned(samples, &sender.external_labels)
+                    .snappy
             }
             Outgoing::Spooled(spooled) => spooled.body.clone(),
         };
