@@ -11,7 +11,7 @@
 
 use crate::format::Format;
 use crate::lex::is_blank;
-use crate::number::{parse_timestamp_ms, parse_value};
+use crate::number::{parse_timestamp_ms, parse_value_bytes};
 
 /// A sample line split from its end.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -57,7 +57,7 @@ pub fn quick_sample(line: &[u8], format: Format) -> Option<QuickSample<'_>> {
     if ends_a_series(before_last) {
         return Some(QuickSample {
             series_text: before_last,
-            value: parse_value(token(last)?)?,
+            value: parse_value_bytes(last)?,
             timestamp_ms: None,
         });
     }
@@ -67,7 +67,7 @@ pub fn quick_sample(line: &[u8], format: Format) -> Option<QuickSample<'_>> {
     }
     Some(QuickSample {
         series_text,
-        value: parse_value(token(value)?)?,
+        value: parse_value_bytes(value)?,
         timestamp_ms: Some(parse_timestamp_ms(token(last)?, format)?),
     })
 }
