@@ -67,8 +67,10 @@ fn plain_decimal(token: &[u8]) -> Option<f64> {
     if digits == 0 || digits > EXACT_DIGITS {
         return None;
     }
-    let fraction_digits = dot.map_or(0, |dot| token.len() - dot - 1);
-    Some(integer as f64 / EXACT_POWERS_OF_TEN[fraction_digits])
+    match dot.map_or(0, |dot| token.len() - dot - 1) {
+        0 => Some(integer as f64),
+        fraction_digits => Some(integer as f64 / EXACT_POWERS_OF_TEN[fraction_digits]),
+    }
 }
 
 /// Integer seconds at or above this magnitude are taken as milliseconds in OpenMetrics mode:
