@@ -2,15 +2,32 @@
 //! and the acknowledgement file `ack` (segment id and offset with a CRC, so a torn write reads
 //! as "none").
 //!
-//! Owns the naming and the acknowledgement's format; it must not decide when files are written,
-//! read or deleted (that is [`super::lane_spool`]).
+//! Owns the naming, the acknowledgement's format and how a new segment's blocks are reserved;
+//! it must not decide when files are written, read or deleted (that is [`super::lane_spool`]).
 
 use std::fs::{self, File};
 use std::io::{self, Read};
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
 const SEGMENT_SUFFIX: &str = ".seg";
 pub(super) const ACK_FILE: &str = "ack";
+
+/// Reserves `bytes` of blocks for a new segment without changing its length (what reads back,
+/// and recovery, see is only what was written). The filesystem then lays the segment out once
+/// instead of at every write's delayed allocation. Best effort for the caller: a filesystem
+/// that cannot (or a disk too full to) reserve them leaves the writes to allocate as they go.
+pub(super) fn reserve_blocks(file: &File, bytes: u64) -> io::Result<()> {
+    let len = libc::off_t::try_from(bytes).map_err(io::Error::other)?;
+    // SAFETY: `fallocate` only reads its integer arguments and acts on the open descriptor,
+    // which `file` keeps open for the call.
+    let status = unsafe { libc::fallocate(file.as_raw_fd(), libc::FALLOC_FL_KEEP_SIZE, 0, len) };
+    if status == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
 
 /// The file of segment `id` in a lane directory.
 pub(super) fn segment_path(dir: &Path, id: u64) -> PathBuf {

@@ -25,7 +25,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::lane_files::{ack_bytes, segment_path};
+use super::lane_files::{ack_bytes, reserve_blocks, segment_path};
 use super::record::{self, BodyForm, NewRecord, ReadOutcome, RecordMeta, HEADER_LEN};
 use super::sync::{SpoolSync, SyncRound};
 use super::unacked::Unacked;
@@ -202,6 +202,8 @@ impl LaneSpool {
             .create_new(true)
             .open(&path)
             .map_err(SpoolError::at(&path))?;
+        // Unreserved blocks are allocated by the writes, as without it.
+        let _ = reserve_blocks(&file, self.segment_bytes);
         self.next_segment += 1;
         self.segments.push_back(Segment { id, bytes: 0 });
         self.writer = Some((id, file));

@@ -6,7 +6,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::lane_files::{segment_ids, segment_path};
+use super::lane_files::{reserve_blocks, segment_ids, segment_path};
 use super::*;
 use crate::ops::metrics::MetricsSection;
 
@@ -51,6 +51,31 @@ fn drain(spool: &mut LaneSpool) -> Vec<Vec<u8>> {
         spool.finish().unwrap();
     }
     out
+}
+
+/// A new segment has its blocks reserved where the filesystem can (checked on a scratch file
+/// first), while its length stays what was written, which is all that reads back.
+#[test]
+fn a_new_segment_reserves_its_blocks_and_keeps_its_written_length() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = TempDir::new("reserve");
+    fs::create_dir_all(&dir.0).unwrap();
+    let scratch = fs::File::create(dir.0.join("scratch")).unwrap();
+    if let Err(e) = reserve_blocks(&scratch, 1 << 20) {
+        eprintln!("skipped: this filesystem reserves no blocks ({e})");
+        return;
+    }
+    let (mut spool, _) = open(&dir.0.join("lane"), 8 << 20, 1 << 20);
+    spool.append(meta(1), &body(1)).unwrap();
+    let ids = segment_ids(&dir.0.join("lane")).unwrap();
+    let segment = fs::metadata(segment_path(&dir.0.join("lane"), ids[0])).unwrap();
+    assert_eq!(segment.len(), (record::HEADER_LEN + body(1).len()) as u64);
+    assert!(
+        segment.blocks() * 512 >= 1 << 20,
+        "{} blocks reserved",
+        segment.blocks()
+    );
+    assert_eq!(drain(&mut spool), vec![body(1)]);
 }
 
 #[test]
