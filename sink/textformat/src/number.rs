@@ -34,7 +34,8 @@ pub(crate) fn parse_value_bytes(token: &[u8]) -> Option<f64> {
     }
 }
 
-/// The powers of ten an `f64` holds exactly (up to 10^22), indexed by exponent.
+/// The powers of ten a plain decimal's fraction can need, indexed by exponent (an `f64` holds
+/// every power of ten up to 10^22 exactly).
 const EXACT_POWERS_OF_TEN: [f64; 16] = [
     1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
 ];
