@@ -11,9 +11,18 @@ use crate::format::Format;
 /// `-Inf`, `Infinity` in any case, as Go's `ParseFloat` accepts. Hexadecimal floats are
 /// refused.
 pub(crate) fn parse_value(token: &str) -> Option<f64> {
-    if let Some(value) = plain_decimal(token.as_bytes()) {
-        return Some(value);
-    }
+    plain_decimal(token.as_bytes()).or_else(|| general_value(token))
+}
+
+/// [`parse_value`] of a token not yet known to be UTF-8 (the plain decimals of most lines are
+/// read without that check).
+pub(crate) fn parse_value_bytes(token: &[u8]) -> Option<f64> {
+    plain_decimal(token).or_else(|| general_value(std::str::from_utf8(token).ok()?))
+}
+
+/// [`parse_value`] of what [`plain_decimal`] declines: signs, exponents, long digit strings,
+/// `NaN` and the infinities.
+fn general_value(token: &str) -> Option<f64> {
     let bytes = token.as_bytes();
     let first = *bytes.first()?;
     // Rust's parser also accepts signed NaN (`-nan`), which Go refuses; refuse it too.
@@ -23,15 +32,6 @@ pub(crate) fn parse_value(token: &str) -> Option<f64> {
         return None;
     }
     token.parse::<f64>().ok()
-}
-
-/// [`parse_value`] of a token not yet known to be UTF-8 (the plain decimals of most lines are
-/// read without that check).
-pub(crate) fn parse_value_bytes(token: &[u8]) -> Option<f64> {
-    match plain_decimal(token) {
-        Some(value) => Some(value),
-        None => parse_value(std::str::from_utf8(token).ok()?),
-    }
 }
 
 /// The powers of ten a plain decimal's fraction can need, indexed by exponent (an `f64` holds
