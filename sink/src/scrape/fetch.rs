@@ -16,7 +16,7 @@
 use std::time::Duration;
 
 use super::config::{Scheme, ScrapeJob};
-use super::plain_http::{PlainHttpClient, PlainOutcome};
+use super::plain_http::{PlainHttpClient, PlainOutcome, PlainUrl};
 use crate::floor::http::base64_encode;
 use crate::floor::http::client::{request_error_text, with_tls, ClientError};
 
@@ -209,11 +209,27 @@ fn proxy_in_environment() -> bool {
         .any(|name| std::env::var_os(name).is_some_and(|v| !v.is_empty()))
 }
 
+/// A target's URL as text and, when it is one, as a plain-HTTP URL: parsed once per target.
+#[derive(Debug)]
+pub struct ScrapeUrl {
+    text: String,
+    plain: Option<PlainUrl>,
+}
+
+impl ScrapeUrl {
+    pub fn new(url: &str) -> ScrapeUrl {
+        ScrapeUrl {
+            text: url.to_owned(),
+            plain: PlainUrl::parse(url),
+        }
+    }
+}
+
 /// Fetches `url` within `timeout` into `body`, refusing bodies over `limit` bytes
 /// (decompressed). After an error `body` holds part of the body at most.
 pub async fn fetch(
     client: &JobClient,
-    url: &str,
+    url: &ScrapeUrl,
     timeout: Duration,
     limit: usize,
     body: &mut impl BodySink,
@@ -229,12 +245,12 @@ pub async fn fetch(
         headers.push(("authorization", authorization));
     }
     let exchange = async {
-        if let Some(plain) = &client.plain {
-            if let PlainOutcome::Done = plain.get(url, &headers, limit, body).await? {
+        if let (Some(plain), Some(target)) = (&client.plain, &url.plain) {
+            if let PlainOutcome::Done = plain.get(target, &headers, limit, body).await? {
                 return Ok(());
             }
         }
-        fetch_general(&client.http, url, &headers, limit, body).await
+        fetch_general(&client.http, &url.text, &headers, limit, body).await
     };
     tokio::time::timeout(timeout, exchange)
         .await

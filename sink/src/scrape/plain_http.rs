@@ -58,7 +58,7 @@ struct IdleConnections {
 pub enum PlainOutcome {
     /// The body went to the sink.
     Done,
-    /// The general client fetches it: the target redirected, or the URL is not a plain one.
+    /// The general client fetches it: the target redirected.
     General,
 }
 
@@ -79,31 +79,28 @@ impl PlainHttpClient {
         }
     }
 
-    /// `GET url` with `headers` (name, value), the body to `body` up to `limit` bytes
+    /// `GET target` with `headers` (name, value), the body to `body` up to `limit` bytes
     /// (decompressed).
     pub async fn get(
         &self,
-        url: &str,
+        target: &PlainUrl,
         headers: &[(&'static str, String)],
         limit: usize,
         body: &mut impl BodySink,
     ) -> Result<PlainOutcome, FetchError> {
-        let Some(target) = PlainUrl::parse(url) else {
-            return Ok(PlainOutcome::General);
-        };
-        let request = self.request(&target, headers)?;
+        let request = self.request(target, headers)?;
         let mut buffer = Vec::with_capacity(READ_SIZE);
-        let (mut stream, head) = match self.take_idle(&target.authority) {
+        let (mut stream, head, body_start) = match self.take_idle(&target.authority) {
             Some(mut stream) => match exchange_head(&mut stream, &request, &mut buffer).await {
-                Ok(head) => (stream, head),
+                Ok((head, body_start)) => (stream, head, body_start),
                 Err(_) if buffer.is_empty() => {
-                    self.on_new_connection(&target, &request, &mut buffer)
+                    self.on_new_connection(target, &request, &mut buffer)
                         .await?
                 }
                 Err(error) => return Err(error),
             },
             None => {
-                self.on_new_connection(&target, &request, &mut buffer)
+                self.on_new_connection(target, &request, &mut buffer)
                     .await?
             }
         };
@@ -114,9 +111,9 @@ impl PlainHttpClient {
             return Err(FetchError::Status(head.status));
         }
         let keep_alive = head.keep_alive;
-        read_body(&mut stream, head, buffer, limit, body).await?;
+        read_body(&mut stream, head, (buffer, body_start), limit, body).await?;
         if keep_alive {
-            self.keep(target.authority, stream);
+            self.keep(target.authority.clone(), stream);
         }
         Ok(PlainOutcome::Done)
     }
@@ -126,14 +123,14 @@ impl PlainHttpClient {
         target: &PlainUrl,
         request: &[u8],
         buffer: &mut Vec<u8>,
-    ) -> Result<(TcpStream, Head), FetchError> {
+    ) -> Result<(TcpStream, Head, usize), FetchError> {
         buffer.clear();
         let mut stream = TcpStream::connect(target.authority.as_str())
             .await
             .map_err(|e| FetchError::Request(format!("connecting to {}: {e}", target.authority)))?;
         stream.set_nodelay(true).ok();
-        let head = exchange_head(&mut stream, request, buffer).await?;
-        Ok((stream, head))
+        let (head, body_start) = exchange_head(&mut stream, request, buffer).await?;
+        Ok((stream, head, body_start))
     }
 
     /// The request's bytes; a header value with a line break (from a credentials file) is
@@ -189,8 +186,10 @@ impl PlainHttpClient {
     }
 }
 
-/// A URL this client fetches itself: `http://`, no credentials.
-struct PlainUrl {
+/// A URL this client fetches itself: `http://`, no credentials. Parsed once per target (a
+/// scrape loop keeps it), not per scrape.
+#[derive(Debug)]
+pub struct PlainUrl {
     /// `host:port` (the port given or 80), as connected to and sent in `Host`.
     authority: String,
     /// Path and query, as the URL parser normalised them (percent-encoded).
@@ -198,7 +197,8 @@ struct PlainUrl {
 }
 
 impl PlainUrl {
-    fn parse(url: &str) -> Option<PlainUrl> {
+    /// The URL, if it is one this client fetches (else the general client does).
+    pub fn parse(url: &str) -> Option<PlainUrl> {
         let parsed = url::Url::parse(url).ok()?;
         if parsed.scheme() != "http" || !parsed.username().is_empty() || parsed.password().is_some()
         {
@@ -214,26 +214,30 @@ impl PlainUrl {
 }
 
 /// Sends the request and reads up to the end of the response head (informational responses
-/// skipped); what was read after the head stays in `buffer`.
+/// skipped); what was read after the head stays in `buffer`, from the returned offset on (the
+/// body's first bytes are not moved to the front: up to a whole read of them).
 async fn exchange_head(
     stream: &mut TcpStream,
     request: &[u8],
     buffer: &mut Vec<u8>,
-) -> Result<Head, FetchError> {
+) -> Result<(Head, usize), FetchError> {
     let io = |e: std::io::Error| FetchError::Request(format!("request: {e}"));
     stream.write_all(request).await.map_err(io)?;
+    let mut start = 0;
     loop {
         if stream.read_buf(buffer).await.map_err(io)? == 0 {
             return Err(FetchError::Request(
                 "connection closed before the response".to_owned(),
             ));
         }
-        while let Some((head, used)) = parse_head(buffer)? {
-            buffer.drain(..used);
+        while let Some((head, used)) = parse_head(&buffer[start..])? {
+            start += used;
             if head.status >= 200 {
-                return Ok(head);
+                return Ok((head, start));
             }
         }
+        buffer.drain(..start);
+        start = 0;
         if buffer.len() > MAX_HEAD {
             return Err(FetchError::Request(format!(
                 "response head longer than {MAX_HEAD} bytes"
@@ -296,7 +300,7 @@ fn parse_head(buffer: &[u8]) -> Result<Option<(Head, usize)>, FetchError> {
 async fn read_body(
     stream: &mut TcpStream,
     mut head: Head,
-    mut buffer: Vec<u8>,
+    (mut buffer, body_start): (Vec<u8>, usize),
     limit: usize,
     body: &mut impl BodySink,
 ) -> Result<(), FetchError> {
@@ -311,11 +315,12 @@ async fn read_body(
     } else {
         Decoding::Identity(out)
     };
-    // `buffer` holds what was read after the head, then each read.
+    // `buffer` holds what was read after the head (from `body_start`), then each read.
     let mut written = Ok(());
+    let mut start = body_start;
     loop {
         head.framing
-            .feed(&buffer, &mut |bytes| {
+            .feed(&buffer[start..], &mut |bytes| {
                 if written.is_ok() {
                     written = out.write_all(bytes);
                 }
@@ -326,6 +331,7 @@ async fn read_body(
             break;
         }
         buffer.clear();
+        start = 0;
         let read = stream
             .read_buf(&mut buffer)
             .await

@@ -101,7 +101,7 @@ async fn get_with(
     let url = format!("http://{addr}/stats/prometheus");
     let outcome = tokio::time::timeout(
         std::time::Duration::from_secs(10),
-        client.get(&url, &[], limit, &mut body),
+        client.get(&PlainUrl::parse(&url).unwrap(), &[], limit, &mut body),
     )
     .await
     .expect("the scrape ends within 10 s");
@@ -122,6 +122,44 @@ async fn one_kept_alive_connection_serves_every_scrape() {
         );
     }
     assert_eq!(accepted.load(Ordering::SeqCst), 1);
+}
+
+/// Informational answers before the response are passed over, the body that follows them in
+/// the same read is the body, and the kept connection serves the next scrape.
+#[tokio::test]
+async fn informational_answers_are_skipped_and_the_body_after_them_kept() {
+    let (addr, accepted) = serve(|_, _| {
+        let mut bytes =
+            b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nlink: </a>\r\n\r\n".to_vec();
+        bytes.extend_from_slice(&response("", BODY));
+        Some(bytes)
+    })
+    .await;
+    let client = PlainHttpClient::new("meshtap/test");
+    for _ in 0..2 {
+        let (outcome, body) = get_with(&client, addr, 1 << 20).await;
+        assert!(matches!(outcome, Ok(PlainOutcome::Done)));
+        assert_eq!(body.bytes, BODY);
+    }
+    assert_eq!(accepted.load(Ordering::SeqCst), 1);
+}
+
+#[test]
+fn only_plain_http_urls_without_credentials_are_fetched_here() {
+    let plain = PlainUrl::parse("http://10.1.2.3:15020/stats/prometheus?x=1").unwrap();
+    assert_eq!(plain.authority, "10.1.2.3:15020");
+    assert_eq!(plain.path, "/stats/prometheus?x=1");
+    assert_eq!(
+        PlainUrl::parse("http://pod/metrics").unwrap().authority,
+        "pod:80"
+    );
+    for other in [
+        "https://10.1.2.3:15020/metrics",
+        "http://user:secret@10.1.2.3/metrics",
+        "not a url",
+    ] {
+        assert!(PlainUrl::parse(other).is_none(), "{other}");
+    }
 }
 
 #[tokio::test]
@@ -245,7 +283,9 @@ async fn a_header_value_with_a_line_break_is_refused_before_sending() {
     let url = format!("http://{addr}/stats/prometheus");
     let headers = [("authorization", "Bearer token\r\nx-injected: 1".to_owned())];
     expect_request_error(
-        client.get(&url, &headers, 1024, &mut body).await,
+        client
+            .get(&PlainUrl::parse(&url).unwrap(), &headers, 1024, &mut body)
+            .await,
         "line break",
     );
     assert_eq!(accepted.load(Ordering::SeqCst), 0, "nothing was sent");

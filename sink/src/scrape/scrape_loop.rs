@@ -17,7 +17,7 @@ use tokio::sync::watch;
 
 use super::chunks::ChunkConversion;
 use super::convert::{ReportSeries, ScrapeReport, ScrapedSamples};
-use super::fetch::{fetch, FetchError, JobClient};
+use super::fetch::{fetch, FetchError, JobClient, ScrapeUrl};
 use super::metrics::JobMetrics;
 use super::series_cache::SeriesCache;
 use super::sharding::weight;
@@ -59,6 +59,8 @@ struct ScrapeOutcome {
 
 struct TargetLoop {
     target: Target,
+    /// The target's URL, parsed once.
+    url: ScrapeUrl,
     client: JobClient,
     ctx: LoopContext,
     metrics: Arc<JobMetrics>,
@@ -89,6 +91,7 @@ pub async fn run(
     let report_series = ReportSeries::new(&target, cache.interner());
     let lane_shard = weight("remote-write-lane", &target.url);
     let mut target_loop = TargetLoop {
+        url: ScrapeUrl::new(&target.url),
         target,
         client,
         ctx,
@@ -135,7 +138,7 @@ impl TargetLoop {
         );
         let fetched = fetch(
             &self.client,
-            &self.target.url,
+            &self.url,
             self.target.timeout,
             self.ctx.body_size_limit,
             &mut conversion,
