@@ -23,6 +23,8 @@ fn build_empty_filter() -> Result<std::path::PathBuf> {
 }
 
 fn filter() -> Result<()> {
+    // The filter builds for wasm32-wasip1, which a fresh machine's rustup lacks.
+    crate::install::rust_targets()?;
     let wasm = build_filter()?;
     let empty = build_empty_filter()?;
     // The per-request path natively (criterion).

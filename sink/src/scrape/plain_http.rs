@@ -29,7 +29,10 @@ use tokio::net::TcpStream;
 use super::body_framing::BodyFraming;
 use super::fetch::{BodySink, FetchError};
 
-/// The most one read of a scrape takes (and the size of its buffer).
+/// The most one read of a scrape takes (and the size of its buffer). Measured side by side on
+/// 1.9 MB bodies at 200 targets: 64 KiB reads cost about 12 % more CPU per sample (four times
+/// the reads), 1 MiB 3.5 % and 2 MiB 7 % more (and 10 % more peak RSS), likely because 256 KiB
+/// still fits a core's L2 (1 MiB there) when the parse reads what the kernel's copy wrote.
 pub const READ_SIZE: usize = 256 * 1024;
 
 /// How long an idle connection is kept for the target's next scrape.
