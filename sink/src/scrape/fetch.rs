@@ -209,27 +209,13 @@ fn proxy_in_environment() -> bool {
         .any(|name| std::env::var_os(name).is_some_and(|v| !v.is_empty()))
 }
 
-/// A target's URL as text and, when it is one, as a plain-HTTP URL: parsed once per target.
-#[derive(Debug)]
-pub struct ScrapeUrl {
-    text: String,
-    plain: Option<PlainUrl>,
-}
-
-impl ScrapeUrl {
-    pub fn new(url: &str) -> ScrapeUrl {
-        ScrapeUrl {
-            text: url.to_owned(),
-            plain: PlainUrl::parse(url),
-        }
-    }
-}
-
 /// Fetches `url` within `timeout` into `body`, refusing bodies over `limit` bytes
-/// (decompressed). After an error `body` holds part of the body at most.
+/// (decompressed). `plain_url` is `url` as [`PlainUrl::parse`] gave it (a scrape loop parses
+/// it once, not at every scrape). After an error `body` holds part of the body at most.
 pub async fn fetch(
     client: &JobClient,
-    url: &ScrapeUrl,
+    url: &str,
+    plain_url: Option<&PlainUrl>,
     timeout: Duration,
     limit: usize,
     body: &mut impl BodySink,
@@ -245,12 +231,12 @@ pub async fn fetch(
         headers.push(("authorization", authorization));
     }
     let exchange = async {
-        if let (Some(plain), Some(target)) = (&client.plain, &url.plain) {
+        if let (Some(plain), Some(target)) = (&client.plain, plain_url) {
             if let PlainOutcome::Done = plain.get(target, &headers, limit, body).await? {
                 return Ok(());
             }
         }
-        fetch_general(&client.http, &url.text, &headers, limit, body).await
+        fetch_general(&client.http, url, &headers, limit, body).await
     };
     tokio::time::timeout(timeout, exchange)
         .await

@@ -108,20 +108,34 @@ async fn get_with(
     (outcome, body)
 }
 
-#[tokio::test]
-async fn one_kept_alive_connection_serves_every_scrape() {
-    let (addr, accepted) = serve(|_, _| Some(response("", BODY))).await;
+/// Scrapes `addr` `scrapes` times through one client: each must give [`BODY`], and the server
+/// must have accepted `connections` connections for them all. Returns the last scrape's body.
+async fn expect_scrapes_over(
+    addr: SocketAddr,
+    accepted: &AtomicUsize,
+    scrapes: usize,
+    connections: usize,
+) -> Collected {
     let client = PlainHttpClient::new("meshtap/test");
-    for _ in 0..3 {
+    let mut last = Collected::default();
+    for _ in 0..scrapes {
         let (outcome, body) = get_with(&client, addr, 1 << 20).await;
         assert!(matches!(outcome, Ok(PlainOutcome::Done)));
         assert_eq!(body.bytes, BODY);
-        assert_eq!(
-            body.content_type.as_deref(),
-            Some("text/plain; version=0.0.4")
-        );
+        last = body;
     }
-    assert_eq!(accepted.load(Ordering::SeqCst), 1);
+    assert_eq!(accepted.load(Ordering::SeqCst), connections);
+    last
+}
+
+#[tokio::test]
+async fn one_kept_alive_connection_serves_every_scrape() {
+    let (addr, accepted) = serve(|_, _| Some(response("", BODY))).await;
+    let body = expect_scrapes_over(addr, &accepted, 3, 1).await;
+    assert_eq!(
+        body.content_type.as_deref(),
+        Some("text/plain; version=0.0.4")
+    );
 }
 
 /// Informational answers before the response are passed over, the body that follows them in
@@ -135,13 +149,7 @@ async fn informational_answers_are_skipped_and_the_body_after_them_kept() {
         Some(bytes)
     })
     .await;
-    let client = PlainHttpClient::new("meshtap/test");
-    for _ in 0..2 {
-        let (outcome, body) = get_with(&client, addr, 1 << 20).await;
-        assert!(matches!(outcome, Ok(PlainOutcome::Done)));
-        assert_eq!(body.bytes, BODY);
-    }
-    assert_eq!(accepted.load(Ordering::SeqCst), 1);
+    expect_scrapes_over(addr, &accepted, 2, 1).await;
 }
 
 #[test]
@@ -240,13 +248,7 @@ async fn chunked_bodies_keep_the_connection_and_length_less_ones_close_it() {
         Some(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n7\r\nenvoy_s\r\nd\r\nerver_live 1\n\r\n0\r\n\r\n".to_vec())
     })
     .await;
-    let client = PlainHttpClient::new("meshtap/test");
-    for _ in 0..2 {
-        let (outcome, body) = get_with(&client, chunked, 1 << 20).await;
-        assert!(matches!(outcome, Ok(PlainOutcome::Done)));
-        assert_eq!(body.bytes, BODY);
-    }
-    assert_eq!(accepted.load(Ordering::SeqCst), 1);
+    expect_scrapes_over(chunked, &accepted, 2, 1).await;
 
     // No length: the body ends when the server closes, and the connection is not kept.
     let (until_close, accepted) = serve(|_, n| {
@@ -254,12 +256,7 @@ async fn chunked_bodies_keep_the_connection_and_length_less_ones_close_it() {
             .then(|| b"HTTP/1.1 200 OK\r\nconnection: close\r\n\r\nenvoy_server_live 1\n".to_vec())
     })
     .await;
-    for _ in 0..2 {
-        let (outcome, body) = get_with(&client, until_close, 1 << 20).await;
-        assert!(matches!(outcome, Ok(PlainOutcome::Done)));
-        assert_eq!(body.bytes, BODY);
-    }
-    assert_eq!(accepted.load(Ordering::SeqCst), 2);
+    expect_scrapes_over(until_close, &accepted, 2, 2).await;
 }
 
 #[tokio::test]

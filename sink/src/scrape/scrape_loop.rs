@@ -17,8 +17,9 @@ use tokio::sync::watch;
 
 use super::chunks::ChunkConversion;
 use super::convert::{ReportSeries, ScrapeReport, ScrapedSamples};
-use super::fetch::{fetch, FetchError, JobClient, ScrapeUrl};
+use super::fetch::{fetch, FetchError, JobClient};
 use super::metrics::JobMetrics;
+use super::plain_http::PlainUrl;
 use super::series_cache::SeriesCache;
 use super::sharding::weight;
 use super::source_merge::SourceMerge;
@@ -59,8 +60,8 @@ struct ScrapeOutcome {
 
 struct TargetLoop {
     target: Target,
-    /// The target's URL, parsed once.
-    url: ScrapeUrl,
+    /// The target's URL as the plain-HTTP client takes it (if it does), parsed once.
+    plain_url: Option<PlainUrl>,
     client: JobClient,
     ctx: LoopContext,
     metrics: Arc<JobMetrics>,
@@ -91,7 +92,7 @@ pub async fn run(
     let report_series = ReportSeries::new(&target, cache.interner());
     let lane_shard = weight("remote-write-lane", &target.url);
     let mut target_loop = TargetLoop {
-        url: ScrapeUrl::new(&target.url),
+        plain_url: PlainUrl::parse(&target.url),
         target,
         client,
         ctx,
@@ -138,7 +139,8 @@ impl TargetLoop {
         );
         let fetched = fetch(
             &self.client,
-            &self.url,
+            &self.target.url,
+            self.plain_url.as_ref(),
             self.target.timeout,
             self.ctx.body_size_limit,
             &mut conversion,
